@@ -1,0 +1,12 @@
+"""gmmext: the fastest diagonal-covariance Gaussian mixture model in Python.
+
+* :class:`GaussianMixture`: drop-in for ``sklearn.mixture.GaussianMixture(covariance_type="diag")``,
+  fitted by EM in a compiled, chunked, multi-threaded core (float32 or float64).
+* :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
+  for streaming and distributed training.
+"""
+from ._mixture import GaussianMixture
+from ._stats import GMMStats
+
+__version__ = "0.1.0"
+__all__ = ["GaussianMixture", "GMMStats", "__version__"]

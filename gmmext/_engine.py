@@ -1,0 +1,140 @@
+"""Bridge between the estimator and the compiled core: model matrices, buffers, threads.
+
+Nothing here computes a likelihood: it prepares the (2D, K) matrix and the per-component
+constants, owns the per-thread buffers, limits BLAS to one thread while the core's
+OpenMP threads run, and sums the per-thread accumulators.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import nullcontext
+
+import numpy as np
+
+from . import _core
+from ._stats import GMMStats
+
+_controller = None
+_controller_lock = threading.Lock()
+
+
+def _blas_single_thread(n_threads: int):
+    """Context manager: BLAS limited to one thread while ``n_threads`` OpenMP threads run."""
+    global _controller
+    if n_threads <= 1:
+        return nullcontext()
+    if _controller is None:
+        with _controller_lock:
+            if _controller is None:
+                from threadpoolctl import ThreadpoolController
+                _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+def available_threads() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_chunk_size(n_features: int, n_components: int, itemsize: int) -> int:
+    """Rows per chunk so that a chunk's [x, x^2] and its K log-densities take about 1 MiB."""
+    rows = (1 << 20) // ((n_components + 2 * n_features) * itemsize)
+    return int(min(4096, max(64, rows)))
+
+
+def model_matrices(weights, means, covariances, dtype):
+    """Return ``shift`` (D,), ``M`` (2D, K) and ``gconst`` (K,) in ``dtype`` for the core.
+
+    From (K,), (K, D), (K, D) parameters.  With ``y = x - shift``, ``[y, y**2] @ M + gconst``
+    are the weighted log-densities ``log w_k + log N(x | mu_k, var_k)``.  The shift is the
+    mixture's mean, so that ``y`` is centred.  Computed in float64, then cast.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    mu0 = np.asarray(means, dtype=np.float64)
+    shift = np.ascontiguousarray((w / w.sum()) @ mu0, dtype=dtype)
+    mu = mu0 - shift.astype(np.float64)
+    prec = 1.0 / np.asarray(covariances, dtype=np.float64)
+    n_features = mu.shape[1]
+    M = np.empty((2 * n_features, mu.shape[0]), dtype=dtype)
+    M[:n_features] = (mu * prec).T
+    M[n_features:] = (-0.5 * prec).T
+    with np.errstate(divide="ignore"):
+        logw = np.log(w)
+    gconst = (logw - 0.5 * n_features * np.log(2.0 * np.pi)
+              + 0.5 * np.log(prec).sum(axis=1) - 0.5 * (mu * mu * prec).sum(axis=1))
+    return shift, M, np.ascontiguousarray(gconst, dtype=dtype)
+
+
+class Engine:
+    """Per-thread buffers for one (dtype, D, K, chunk, threads) setting, allocated once.
+
+    One Engine serves a whole ``fit``: every EM pass reuses its buffers.  Not shareable
+    between Python threads running at the same time (each call of the estimator's
+    public methods makes its own).
+    """
+
+    def __init__(self, dtype, n_features: int, n_components: int,
+                 chunk_size: int | None = None, n_threads: int | None = None):
+        self.dtype = np.dtype(dtype)
+        self.D, self.K = int(n_features), int(n_components)
+        self.chunk = int(chunk_size) if chunk_size else default_chunk_size(self.D, self.K, self.dtype.itemsize)
+        self.threads = int(n_threads) if n_threads else available_threads()
+        T, c = self.threads, self.chunk
+        self.xx = np.empty((T, c, 2 * self.D), dtype=self.dtype)
+        self.L = np.empty((T, c, self.K), dtype=self.dtype)
+        self.S = np.empty((T, self.K, 2 * self.D), dtype=self.dtype)
+        self.acc_s = np.zeros((T, self.K, 2 * self.D))
+        self.acc_n = np.zeros((T, self.K))
+        self.acc_scalar = np.zeros((T, 2))
+
+    def _threads_for(self, n_rows: int) -> int:
+        n_chunks = -(-n_rows // self.chunk)
+        return max(1, min(self.threads, n_chunks))
+
+    def accumulate(self, X, sample_weight, shift, M, gconst) -> GMMStats:
+        """Sufficient statistics of X (N, D) under the model (shift, M, gconst); sample_weight (N,) or None.
+
+        The core accumulates about ``shift``; the result is converted back to plain
+        ``sum r x`` and ``sum r x**2`` in float64.
+        """
+        self.acc_s.fill(0.0)
+        self.acc_n.fill(0.0)
+        self.acc_scalar.fill(0.0)
+        T = self._threads_for(X.shape[0])
+        with _blas_single_thread(T):
+            _core.accumulate(X, sample_weight, shift, M, gconst, self.chunk, T, self.xx, self.L,
+                             self.S, self.acc_s, self.acc_n, self.acc_scalar)
+        D = self.D
+        s = self.acc_s[:T].sum(axis=0)
+        tot = self.acc_scalar[:T].sum(axis=0)
+        n = self.acc_n[:T].sum(axis=0)
+        c = shift.astype(np.float64)
+        sx, sxx = s[:, :D], s[:, D:]
+        return GMMStats(n, sx + n[:, None] * c, sxx + 2.0 * sx * c + n[:, None] * (c * c),
+                        float(tot[0]), float(tot[1]))
+
+    def evaluate(self, X, shift, M, gconst, *, loglik=False, resp=False, logprob=False, labels=False):
+        """Per-frame outputs for X (N, D): a dict with the requested arrays.
+
+        ``loglik`` (N,) float64, ``resp`` and ``logprob`` (N, K) in the engine's dtype,
+        ``labels`` (N,) int64.
+        """
+        N = X.shape[0]
+        out = {}
+        if loglik:
+            out["loglik"] = np.empty(N, dtype=np.float64)
+        if resp:
+            out["resp"] = np.empty((N, self.K), dtype=self.dtype)
+        if logprob:
+            out["logprob"] = np.empty((N, self.K), dtype=self.dtype)
+        if labels:
+            out["labels"] = np.empty(N, dtype=np.int64)
+        T = self._threads_for(N)
+        with _blas_single_thread(T):
+            _core.evaluate(X, shift, M, gconst, self.chunk, T, self.xx, self.L,
+                           out.get("loglik"), out.get("resp"), out.get("logprob"), out.get("labels"))
+        return out

@@ -1,0 +1,549 @@
+"""``gmmext.GaussianMixture``: a drop-in for scikit-learn's diagonal GaussianMixture.
+
+The E-step, the statistics and every log-likelihood come from the compiled core
+(``gmmext._core``) through :class:`gmmext._engine.Engine`; this module validates input,
+initialises, runs the EM loop and the M-step on the (K, D) statistics.
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+from time import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
+
+from ._engine import Engine, model_matrices
+from ._stats import GMMStats
+
+__all__ = ["GaussianMixture"]
+
+_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+    "number of components, increase reg_covar or var_floor, or scale the input data.")
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture with diagonal covariances, fitted by EM in a compiled, chunked core.
+
+    A drop-in for ``sklearn.mixture.GaussianMixture(covariance_type="diag")``: the same
+    constructor parameters, defaults, methods and fitted attributes, and the same results
+    from the same initialisation (to floating-point rounding).  Frames are processed in
+    chunks of ``chunk_size`` rows on ``n_threads`` threads, so ``fit`` needs memory for the
+    input plus one chunk per thread, never an (n_samples, n_components) array.
+
+    float32 input is fitted in float32 (faster; statistics are still accumulated in
+    float64) and gives float32 parameters; float64 stays float64.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components K.
+    covariance_type : {"diag"}, default="diag"
+        Only diagonal covariances are implemented; anything else raises ``ValueError``.
+    tol : float, default=1e-3
+        EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to every variance after the M-step.
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Initialisations; the one with the highest final average log-likelihood is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        As in scikit-learn.  "kmeans" runs scikit-learn's ``KMeans`` (n_init=1); when
+        n_samples exceeds ``kmeans_max_samples`` it runs on that many rows drawn at random
+        (without replacement) and then labels every row with the nearest centre.
+    weights_init : array-like of shape (K,), default=None
+    means_init : array-like of shape (K, D), default=None
+    precisions_init : array-like of shape (K, D), default=None
+        Initial inverse variances.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current parameters (one initialisation).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    var_floor : float, default=0.0
+        Variances are floored at ``var_floor`` times the data's global per-dimension variance
+        (as Kaldi, ALIZE and the MSR toolbox do), then ``reg_covar`` is added.  0 disables it.
+    chunk_size : int or None, default=None
+        Rows per chunk; None picks about 1 MiB of work buffers per thread.
+    n_threads : int or None, default=None
+        OpenMP threads; None uses every core this process may run on.  Results are
+        deterministic for a given ``random_state``, ``chunk_size`` and ``n_threads``, and agree
+        across thread counts to floating-point rounding.
+    kmeans_max_samples : int, default=100_000
+        Largest number of rows given to ``KMeans`` by ``init_params="kmeans"``.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, D)
+    covariances_ : ndarray of shape (K, D)
+        Variances.
+    precisions_ : ndarray of shape (K, D)
+        ``1 / covariances_``.
+    precisions_cholesky_ : ndarray of shape (K, D)
+        ``1 / sqrt(covariances_)``.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Average log-likelihood per sample of the best initialisation's last E-step.
+    lower_bounds_ : list of float
+        The same, for every iteration of the best initialisation.
+    n_features_in_ : int
+
+    Notes
+    -----
+    Empty components: a component whose occupancy falls to ``<= 10 * eps`` (eps of the data's
+    dtype) keeps its previous mean and variance (or takes the global mean and variance when
+    there is none) and gets the weight ``10 * eps / n`` that scikit-learn would give it; it
+    never produces NaN.
+    """
+
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "diag", tol: float = 1e-3,
+                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
+                 init_params: str = "kmeans", weights_init=None, means_init=None,
+                 precisions_init=None, random_state=None, warm_start: bool = False,
+                 verbose: int = 0, verbose_interval: int = 10, var_floor: float = 0.0,
+                 chunk_size: int | None = None, n_threads: int | None = None,
+                 kmeans_max_samples: int = 100_000):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.var_floor = var_floor
+        self.chunk_size = chunk_size
+        self.n_threads = n_threads
+        self.kmeans_max_samples = kmeans_max_samples
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        def _int(name, lo):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"The '{name}' parameter of GaussianMixture must be an int in the "
+                                 f"range [{lo}, inf). Got {v!r} instead.")
+
+        def _real(name, lo):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not np.isfinite(v) or v < lo:
+                raise ValueError(f"The '{name}' parameter of GaussianMixture must be a float in the "
+                                 f"range [{lo}, inf). Got {v!r} instead.")
+
+        _int("n_components", 1)
+        _int("max_iter", 0)
+        _int("n_init", 1)
+        _int("verbose", 0)
+        _int("verbose_interval", 1)
+        _int("kmeans_max_samples", 1)
+        _real("tol", 0.0)
+        _real("reg_covar", 0.0)
+        _real("var_floor", 0.0)
+        if self.covariance_type != "diag":
+            raise ValueError("gmmext.GaussianMixture implements only covariance_type='diag'; got "
+                             f"{self.covariance_type!r}. Use sklearn.mixture.GaussianMixture for "
+                             "'full', 'tied' or 'spherical'.")
+        if self.init_params not in _INIT_PARAMS:
+            raise ValueError(f"The 'init_params' parameter of GaussianMixture must be a str among "
+                             f"{set(_INIT_PARAMS)}. Got {self.init_params!r} instead.")
+        for name in ("chunk_size", "n_threads"):
+            if getattr(self, name) is not None:
+                _int(name, 1)
+
+    def _check_initial(self, n_features: int, dtype):
+        """The user's weights_init / means_init / precisions_init, validated, in float64."""
+        K = self.n_components
+        out = {}
+        if self.weights_init is not None:
+            w = check_array(self.weights_init, dtype=[np.float64, np.float32], ensure_2d=False)
+            if w.shape != (K,):
+                raise ValueError(f"The parameter 'weights' should have the shape of ({K},), but got {w.shape}")
+            if np.any(w < 0) or np.any(w > 1):
+                raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max "
+                                 f"value {w.max():.5f}, min value {w.min():.5f}")
+            atol = 1e-6 if w.dtype == np.float32 else 1e-8
+            if not abs(1.0 - float(w.sum())) <= atol:
+                raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
+            out["weights"] = w.astype(np.float64)
+        if self.means_init is not None:
+            m = check_array(self.means_init, dtype=[np.float64, np.float32], ensure_2d=False)
+            if m.shape != (K, n_features):
+                raise ValueError(f"The parameter 'means' should have the shape of ({K}, {n_features}), but got {m.shape}")
+            out["means"] = m.astype(np.float64)
+        if self.precisions_init is not None:
+            p = check_array(self.precisions_init, dtype=[np.float64, np.float32], ensure_2d=False)
+            if p.shape != (K, n_features):
+                raise ValueError(f"The parameter 'precisions' should have the shape of ({K}, {n_features}), but got {p.shape}")
+            if np.any(p <= 0):
+                raise ValueError("'diag precision' should be positive")
+            out["covariances"] = 1.0 / p.astype(np.float64)
+        return out
+
+    def _validate_X(self, X, *, reset: bool):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset,
+                          ensure_min_samples=2 if reset else 1)
+        return X
+
+    def _check_sw(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if not np.all(np.isfinite(sw)):
+            raise ValueError("sample_weight must be finite.")
+        if not sw.sum() > 0:
+            raise ValueError("sample_weight must not sum to zero.")
+        return np.ascontiguousarray(sw)
+
+    # ------------------------------------------------------------------ core access
+    def _engine(self, dtype, n_features: int) -> Engine:
+        return Engine(dtype, n_features, self.n_components, self.chunk_size, self.n_threads)
+
+    def _matrices(self, dtype):
+        return model_matrices(self.weights_, self.means_, self.covariances_, dtype)
+
+    def _compute_dtype(self, X):
+        return np.result_type(X.dtype, self.means_.dtype)
+
+    def _prepare(self, X):
+        """Validated X for prediction, in the precision of the model or of X, whichever is higher."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        dtype = self._compute_dtype(X)
+        return X.astype(dtype, copy=False)
+
+    # ------------------------------------------------------------------ M-step
+    def _params_from_stats(self, stats: GMMStats, dtype):
+        """Maximum-likelihood (weights, means, covariances) in float64 from statistics."""
+        K, D = stats.sum_x.shape
+        if K != self.n_components:
+            raise ValueError(f"statistics have {K} components, the model has {self.n_components}")
+        if stats.n_samples <= 0:
+            raise ValueError("cannot run an M-step on statistics of zero total weight")
+        eps = 10 * np.finfo(dtype).eps
+        nk = stats.n + eps
+        means = stats.sum_x / nk[:, None]
+        # a variance that rounding made (slightly) negative is a zero variance
+        cov = np.maximum(stats.sum_xx / nk[:, None] - means ** 2, 0.0)
+        tot = stats.n.sum()
+        gmean = stats.sum_x.sum(axis=0) / tot
+        gvar = np.maximum(stats.sum_xx.sum(axis=0) / tot - gmean ** 2, 0.0)
+        if self.var_floor > 0:
+            cov = np.maximum(cov, self.var_floor * gvar)
+        empty = stats.n <= eps
+        if np.any(empty):
+            if hasattr(self, "means_") and self.means_.shape == (K, D):
+                means[empty] = self.means_[empty]
+                cov[empty] = self.covariances_[empty] - self.reg_covar
+            else:
+                means[empty] = gmean
+                cov[empty] = np.maximum(gvar, self.var_floor * gvar)
+        cov = cov + self.reg_covar
+        if not np.all(cov > 0) or not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
+            raise ValueError(_ILL_DEFINED)
+        return nk / nk.sum(), means, cov
+
+    def _set_params_arrays(self, weights, means, covariances, dtype) -> None:
+        self.weights_ = np.asarray(weights, dtype=dtype)
+        self.means_ = np.asarray(means, dtype=dtype)
+        self.covariances_ = np.asarray(covariances, dtype=dtype)
+        self.precisions_cholesky_ = (1.0 / np.sqrt(np.asarray(covariances, dtype=np.float64))).astype(dtype)
+        self.precisions_ = (1.0 / np.asarray(covariances, dtype=np.float64)).astype(dtype)
+
+    def m_step(self, stats: GMMStats) -> "GaussianMixture":
+        """Maximum-likelihood update of all parameters from sufficient statistics.
+
+        ``weights_ = (n + 10 eps) / sum``, ``means_ = sum_x / (n + 10 eps)``,
+        ``covariances_ = max(sum_xx / (n + 10 eps) - means_**2, var_floor * global_var, 0) + reg_covar``,
+        where ``global_var`` is the data's per-dimension variance, itself read off the
+        statistics.  Components with occupancy ``<= 10 eps`` keep their previous mean and
+        variance (see the class Notes).  One ``fit`` iteration is exactly
+        ``m_step(accumulate(X))``.
+
+        Parameters
+        ----------
+        stats : GMMStats
+            Statistics of (K, D) matching this model, e.g. a sum of :meth:`accumulate` results.
+
+        Returns
+        -------
+        self
+        """
+        dtype = self.means_.dtype if hasattr(self, "means_") else np.float64
+        w, m, c = self._params_from_stats(stats, dtype)
+        self._set_params_arrays(w, m, c, dtype)
+        return self
+
+    # ------------------------------------------------------------------ initialisation
+    def _init_stats(self, X, sw, random_state) -> GMMStats:
+        """Statistics of the initial (hard or random) assignment, without an N x K array."""
+        N, D = X.shape
+        K = self.n_components
+        if self.init_params == "kmeans":
+            if N > self.kmeans_max_samples:
+                idx = np.sort(random_state.choice(N, self.kmeans_max_samples, replace=False))
+                km = KMeans(n_clusters=K, n_init=1, random_state=random_state)
+                km.fit(X[idx], sample_weight=None if sw is None else sw[idx])
+                labels = np.concatenate([km.predict(X[s:s + 65536]) for s in range(0, N, 65536)])
+            else:
+                labels = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(
+                    X, sample_weight=sw).labels_
+            return _hard_stats(X, labels, sw, K)
+        if self.init_params == "random":
+            stats = GMMStats.zeros(K, D)
+            step = max(1, (1 << 22) // max(K, 1) // 8)
+            for s in range(0, N, step):
+                R = random_state.uniform(size=(min(step, N - s), K)).astype(X.dtype)
+                R /= R.sum(axis=1)[:, None]
+                if sw is not None:
+                    R *= sw[s:s + step, None]
+                Xc = np.asarray(X[s:s + step], dtype=np.float64)
+                stats = stats + GMMStats(R.sum(axis=0), R.T @ Xc, R.T @ (Xc * Xc), 0.0, R.sum())
+            return stats
+        if self.init_params == "random_from_data":
+            idx = random_state.choice(N, size=K, replace=False)
+        else:  # k-means++
+            _, idx = kmeans_plusplus(X, K, random_state=random_state, sample_weight=sw)
+        labels = np.full(N, -1, dtype=np.int64)
+        labels[idx] = np.arange(K)
+        return _hard_stats(X, labels, sw, K)
+
+    def _initialize_parameters(self, X, sw, random_state) -> None:
+        dtype = X.dtype
+        given = self._check_initial(X.shape[1], dtype)
+        if len(given) == 3:
+            w, m, c = given["weights"], given["means"], given["covariances"]
+        else:
+            for attr in ("means_", "covariances_"):  # start fresh: no "previous" parameters
+                if hasattr(self, attr):
+                    delattr(self, attr)
+            w, m, c = self._params_from_stats(self._init_stats(X, sw, random_state), dtype)
+            w, m, c = given.get("weights", w), given.get("means", m), given.get("covariances", c)
+        self._set_params_arrays(w, m, c, dtype)
+
+    # ------------------------------------------------------------------ EM
+    def fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
+        """Estimate the parameters by EM (best of ``n_init`` initialisations).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 or float64 (other types are converted to float64); any memory layout.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative per-sample weights; an integer weight acts like repeating the row
+            in the statistics (the initialisation draws rows, so it is not repetition there).
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, sample_weight, labels=False)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """Fit, then return the most probable component of each sample, shape (n_samples,)."""
+        return self._fit(X, sample_weight, labels=True)
+
+    def _fit(self, X, sample_weight, labels: bool):
+        self._check_params()
+        X = self._validate_X(X, reset=True)
+        N, D = X.shape
+        if N < self.n_components:
+            raise ValueError("Expected n_samples >= n_components but got n_components = "
+                             f"{self.n_components}, n_samples = {N}")
+        sw = self._check_sw(sample_weight, X)
+        self._check_initial(D, X.dtype)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        if not do_init:
+            self._set_params_arrays(self.weights_, self.means_, self.covariances_, X.dtype)
+        random_state = check_random_state(self.random_state)
+        engine = self._engine(X.dtype, D)
+
+        max_lower_bound = -np.inf
+        best_params, best_n_iter, best_lower_bounds = None, 0, []
+        self.converged_ = False
+        for init in range(n_init):
+            self._verbose_init_beg(init)
+            if do_init:
+                self._initialize_parameters(X, sw, random_state)
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            current = []
+            if self.max_iter == 0:
+                best_params, best_n_iter = self._get_parameters(), 0
+                continue
+            converged = False
+            for n_iter in range(1, self.max_iter + 1):
+                prev = lower_bound
+                stats = engine.accumulate(X, sw, *self._matrices(X.dtype))
+                self.m_step(stats)
+                lower_bound = stats.mean_loglik()
+                current.append(lower_bound)
+                change = lower_bound - prev
+                self._verbose_iter_end(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            self._verbose_init_end(lower_bound, converged)
+            if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                max_lower_bound = lower_bound
+                best_params, best_n_iter, best_lower_bounds = self._get_parameters(), n_iter, current
+                self.converged_ = converged
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn("Best performing initialization did not converge. Try different init "
+                          "parameters, or increase max_iter, tol, or check for degenerate data.",
+                          ConvergenceWarning)
+        self._set_params_arrays(*best_params, X.dtype)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = best_lower_bounds
+        if labels:
+            return engine.evaluate(X, *self._matrices(X.dtype), labels=True)["labels"]
+        return None
+
+    def _get_parameters(self):
+        return (self.weights_.copy(), self.means_.copy(), self.covariances_.copy())
+
+    # ------------------------------------------------------------------ statistics API
+    def accumulate(self, X, sample_weight=None) -> GMMStats:
+        """E-step over X and its sufficient statistics under the current parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        GMMStats
+            float64 statistics; ``loglik`` is the total weighted log-likelihood of X.
+        """
+        X = self._prepare(X)
+        sw = self._check_sw(sample_weight, X)
+        engine = self._engine(X.dtype, X.shape[1])
+        return engine.accumulate(X, sw, *self._matrices(X.dtype))
+
+    def _evaluate(self, X, **want):
+        X = self._prepare(X)
+        engine = self._engine(X.dtype, X.shape[1])
+        return engine.evaluate(X, *self._matrices(X.dtype), **want)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,)."""
+        return self._evaluate(X, loglik=True)["loglik"]
+
+    def score(self, X, y=None) -> float:
+        """Average log-likelihood per sample (nats)."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each sample, shape (n_samples,), int64."""
+        return self._evaluate(X, labels=True)["labels"]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities ``p(k | x)``, shape (n_samples, n_components)."""
+        return self._evaluate(X, resp=True)["resp"]
+
+    def component_log_likelihood(self, X) -> np.ndarray:
+        """Weighted log-densities ``log w_k + log N(x | mu_k, var_k)``, shape (n_samples, K).
+
+        ``logsumexp`` over axis 1 gives :meth:`score_samples`.
+        """
+        return self._evaluate(X, logprob=True)["logprob"]
+
+    def sample(self, n_samples: int = 1):
+        """Draw samples; returns X (n_samples, n_features) and component labels (n_samples,).
+
+        Uses ``random_state`` exactly as scikit-learn does.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires "
+                             "at least one sample.")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
+        D = self.means_.shape[1]
+        X = np.vstack([mean + rng.standard_normal(size=(c, D)) * np.sqrt(cov)
+                       for mean, cov, c in zip(self.means_, self.covariances_, counts)])
+        y = np.concatenate([np.full(c, j, dtype=np.int64) for j, c in enumerate(counts)])
+        return X.astype(np.float64), y
+
+    def _n_parameters(self) -> int:
+        K, D = self.means_.shape
+        return int(2 * K * D + K - 1)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on X (lower is better)."""
+        X = self._prepare(X)
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on X (lower is better)."""
+        X = self._prepare(X)
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    # ------------------------------------------------------------------ verbose output
+    def _verbose_init_beg(self, n_init):
+        if self.verbose == 1:
+            print(f"Initialization {n_init}")
+        elif self.verbose >= 2:
+            print(f"Initialization {n_init}")
+            self._init_prev_time = time()
+            self._iter_prev_time = self._init_prev_time
+
+    def _verbose_iter_end(self, n_iter, diff_ll):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            elif self.verbose >= 2:
+                cur = time()
+                print(f"  Iteration {n_iter}\t time lapse {cur - self._iter_prev_time:.5f}s\t ll change {diff_ll:.5f}")
+                self._iter_prev_time = cur
+
+    def _verbose_init_end(self, lb, converged):
+        msg = "Initialization converged." if converged else "Initialization did not converge."
+        if self.verbose == 1:
+            print(msg)
+        elif self.verbose >= 2:
+            print(f"{msg} time lapse {time() - self._init_prev_time:.5f}s\t lower bound {lb:.5f}.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _hard_stats(X, labels, sw, K) -> GMMStats:
+    """Statistics of a hard assignment (label -1: unassigned), computed in row blocks."""
+    N, D = X.shape
+    stats = GMMStats.zeros(K, D)
+    step = 65536
+    for s in range(0, N, step):
+        lab = labels[s:s + step]
+        keep = lab >= 0
+        lab = lab[keep]
+        Xc = np.asarray(X[s:s + step], dtype=np.float64)[keep]
+        w = np.ones(len(lab)) if sw is None else sw[s:s + step][keep]
+        n = np.bincount(lab, weights=w, minlength=K)
+        sx = np.zeros((K, D))
+        sxx = np.zeros((K, D))
+        np.add.at(sx, lab, Xc * w[:, None])
+        np.add.at(sxx, lab, Xc * Xc * w[:, None])
+        stats = stats + GMMStats(n, sx, sxx, 0.0, w.sum())
+    return stats

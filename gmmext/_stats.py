@@ -1,0 +1,82 @@
+"""Sufficient statistics of a diagonal GMM: mergeable, so EM can stream or be distributed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["GMMStats"]
+
+
+@dataclass
+class GMMStats:
+    """Zeroth-, first- and second-order statistics of frames under a K-component GMM.
+
+    Produced by :meth:`gmmext.GaussianMixture.accumulate`, consumed by
+    :meth:`gmmext.GaussianMixture.m_step`.  All arrays are float64 whatever the
+    data's dtype.  Statistics of disjoint pieces of data add up (``a + b``, and
+    ``sum(list_of_stats)`` works) to the statistics of their union.
+
+    Attributes
+    ----------
+    n : ndarray of shape (K,)
+        Occupancy of each component: ``sum_i w_i r_ik``.
+    sum_x : ndarray of shape (K, D)
+        ``sum_i w_i r_ik x_i``.
+    sum_xx : ndarray of shape (K, D)
+        ``sum_i w_i r_ik x_i**2`` (element-wise square).
+    loglik : float
+        Total weighted log-likelihood ``sum_i w_i log p(x_i)`` (nats) under the model
+        that produced the statistics.
+    n_samples : float
+        Total weight ``sum_i w_i`` (the number of frames when unweighted).
+    """
+
+    n: np.ndarray
+    sum_x: np.ndarray
+    sum_xx: np.ndarray
+    loglik: float = 0.0
+    n_samples: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.n = np.asarray(self.n, dtype=np.float64)
+        self.sum_x = np.asarray(self.sum_x, dtype=np.float64)
+        self.sum_xx = np.asarray(self.sum_xx, dtype=np.float64)
+        self.loglik = float(self.loglik)
+        self.n_samples = float(self.n_samples)
+        if self.n.ndim != 1 or self.sum_x.ndim != 2 or self.sum_x.shape != self.sum_xx.shape \
+                or self.sum_x.shape[0] != self.n.shape[0]:
+            raise ValueError(
+                "GMMStats shapes are inconsistent: n %s, sum_x %s, sum_xx %s; expected (K,), (K, D), (K, D)"
+                % (self.n.shape, self.sum_x.shape, self.sum_xx.shape))
+
+    @classmethod
+    def zeros(cls, n_components: int, n_features: int) -> "GMMStats":
+        """Empty statistics (the neutral element of ``+``)."""
+        return cls(np.zeros(n_components), np.zeros((n_components, n_features)),
+                   np.zeros((n_components, n_features)), 0.0, 0.0)
+
+    @property
+    def n_components(self) -> int:
+        return self.n.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.sum_x.shape[1]
+
+    def __add__(self, other: "GMMStats") -> "GMMStats":
+        if isinstance(other, (int, float)) and other == 0:  # sum() starts from 0
+            return self
+        if not isinstance(other, GMMStats):
+            return NotImplemented
+        if other.sum_x.shape != self.sum_x.shape:
+            raise ValueError("cannot add GMMStats of shapes (K, D) = %s and %s"
+                             % (self.sum_x.shape, other.sum_x.shape))
+        return GMMStats(self.n + other.n, self.sum_x + other.sum_x, self.sum_xx + other.sum_xx,
+                        self.loglik + other.loglik, self.n_samples + other.n_samples)
+
+    __radd__ = __add__
+
+    def mean_loglik(self) -> float:
+        """Average log-likelihood per unit of weight (what scikit-learn calls the lower bound)."""
+        return self.loglik / self.n_samples if self.n_samples > 0 else -np.inf

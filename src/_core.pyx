@@ -1,0 +1,224 @@
+# cython: language_level=3
+"""Compiled core of gmmext: chunked, multi-threaded E-step of diagonal Gaussian mixtures.
+
+Everything here is arithmetic on raw arrays; it knows nothing of the Python
+packages built on it.  A model with K components in D dimensions is given as
+
+* ``M`` (2D, K): rows 0..D-1 hold ``mu_kd * p_kd``, rows D..2D-1 hold ``-p_kd / 2``
+  (``p = 1 / variance``), and
+* ``gconst`` (K,): ``log w_k - D/2 log(2 pi) + 1/2 sum_d log p_kd - 1/2 sum_d mu_kd^2 p_kd``,
+
+so that the weighted log-density of every frame of a chunk under every component is
+``[x, x^2] @ M + gconst``: one BLAS gemm per chunk (Kaldi's DiagGmm layout).
+Every function takes a per-dimension ``shift`` (D,) subtracted from each frame before
+anything else (``x`` above is ``x - shift``; ``M`` and ``gconst`` must be built from
+``mu - shift``): with the shift near the data's mean, ``x^2`` and the statistics lose
+no precision to cancellation, which matters in float32.
+Frames are cut into chunks of ``chunk`` rows; chunks are shared among OpenMP threads
+with a static schedule, every thread owning its buffers and float64 accumulators;
+the Python caller sums the per-thread accumulators in thread order, so results are
+deterministic for a given chunk size and thread count.  BLAS must run single-threaded
+while these functions run (the Python layer arranges that with threadpoolctl).
+"""
+
+cimport cython
+from cython.parallel cimport prange, parallel, threadid
+from libc.stdint cimport int32_t, int64_t
+from libc.string cimport memcpy
+from libc.math cimport INFINITY
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cdef extern from "gmm_kernels.h" nogil:
+    double gmmx_softmax_d(double *row, Py_ssize_t K)
+    double gmmx_softmax_f(float *row, Py_ssize_t K)
+
+ctypedef fused floating:
+    float
+    double
+
+
+cdef inline void _gemm(char *ta, char *tb, int m, int n, int k,
+                       const floating *A, int lda, const floating *B, int ldb,
+                       floating beta, floating *C, int ldc) noexcept nogil:
+    """Column-major C = op(A) op(B) + beta C."""
+    cdef floating one = 1
+    if floating is float:
+        sgemm(ta, tb, &m, &n, &k, &one, <float *>A, &lda, <float *>B, &ldb, &beta, C, &ldc)
+    else:
+        dgemm(ta, tb, &m, &n, &k, &one, <double *>A, &lda, <double *>B, &ldb, &beta, C, &ldc)
+
+
+cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
+    if floating is float:
+        return gmmx_softmax_f(row, K)
+    else:
+        return gmmx_softmax_d(row, K)
+
+
+cdef void _fill_xx(const char *xbase, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t start,
+                   Py_ssize_t rows, Py_ssize_t D, const floating *shift, floating *xx) noexcept nogil:
+    """xx (rows, 2D) row-major <- [x - shift, (x - shift)^2] for frames start..start+rows of a strided X."""
+    cdef Py_ssize_t i, d
+    cdef floating v
+    cdef const char *row
+    for i in range(rows):
+        row = xbase + (start + i) * s0
+        for d in range(D):
+            v = (<const floating *>(row + d * s1))[0] - shift[d]
+            xx[i * 2 * D + d] = v
+            xx[i * 2 * D + D + d] = v * v
+
+
+cdef void _chunk_logdens(const char *xbase, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t start,
+                         Py_ssize_t rows, Py_ssize_t D, Py_ssize_t K, const floating *shift,
+                         const floating *M, const floating *gconst,
+                         floating *xx, floating *L) noexcept nogil:
+    """L (rows, K) <- gconst + [x, x^2] @ M: weighted log-densities of one chunk (one gemm)."""
+    cdef Py_ssize_t i
+    _fill_xx(xbase, s0, s1, start, rows, D, shift, xx)
+    for i in range(rows):
+        memcpy(L + i * K, gconst, K * sizeof(floating))
+    # row-major L (rows x K) is column-major L^T (K x rows) = M^T (K x 2D) @ xx^T (2D x rows)
+    _gemm("N", "N", <int>K, <int>rows, <int>(2 * D), M, <int>K, xx, <int>(2 * D),
+          1, L, <int>K)
+
+
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def accumulate(const floating[:, :] X, const double[::1] sample_weight,
+               const floating[::1] shift, const floating[:, ::1] M, const floating[::1] gconst,
+               Py_ssize_t chunk, int n_threads,
+               floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
+               floating[:, :, ::1] s_buf,
+               double[:, :, ::1] acc_s, double[:, ::1] acc_n, double[:, ::1] acc_scalar):
+    """E-step plus sufficient statistics over all frames of X, chunk by chunk.
+
+    X (N, D) any strides; sample_weight (N,) float64 or None; shift (D,); M (2D, K); gconst (K,).
+    Buffers, one slice per thread t < n_threads: xx_buf (T, chunk, 2D), l_buf (T, chunk, K),
+    s_buf (T, K, 2D).  Accumulators (float64, zeroed by the caller): acc_s (T, K, 2D) gets
+    sum_i w_i r_ik [x_i - shift, (x_i - shift)^2], acc_n (T, K) gets sum_i w_i r_ik, acc_scalar (T, 2) gets
+    (sum_i w_i log p(x_i), sum_i w_i).  Frames with weight 0 contribute nothing.
+    """
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = M.shape[1]
+    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
+    cdef Py_ssize_t c, start, rows, i, k, j, tid
+    cdef const double *sw = NULL
+    cdef const char *xbase
+    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
+    cdef floating *xx
+    cdef floating *L
+    cdef floating *S
+    cdef floating *Lrow
+    cdef double *acc
+    cdef double ll, w
+    if N == 0:
+        return
+    if M.shape[0] != 2 * D or gconst.shape[0] != K or shift.shape[0] != D:
+        raise ValueError("model matrices do not match the data")
+    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or l_buf.shape[2] != K:
+        raise ValueError("workspace too small")
+    if sample_weight is not None:
+        if sample_weight.shape[0] != N:
+            raise ValueError("sample_weight has the wrong length")
+        sw = &sample_weight[0]
+    xbase = <const char *>&X[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for c in prange(n_chunks, schedule="static"):
+            start = c * chunk
+            rows = chunk if start + chunk <= N else N - start
+            xx = &xx_buf[tid, 0, 0]
+            L = &l_buf[tid, 0, 0]
+            _chunk_logdens(xbase, s0, s1, start, rows, D, K, &shift[0], &M[0, 0], &gconst[0], xx, L)
+            for i in range(rows):
+                Lrow = L + i * K
+                ll = _softmax(Lrow, K)
+                if sw != NULL:
+                    w = sw[start + i]
+                    if w != 1.0:
+                        for k in range(K):
+                            Lrow[k] = <floating>(Lrow[k] * w)
+                    if w != 0.0:
+                        acc_scalar[tid, 0] += w * ll
+                    acc_scalar[tid, 1] += w
+                else:
+                    acc_scalar[tid, 0] += ll
+                    acc_scalar[tid, 1] += 1.0
+                for k in range(K):
+                    acc_n[tid, k] += Lrow[k]
+            # statistics: row-major S (K x 2D) = R^T xx, i.e. column-major S^T = xx^T R
+            if floating is double:
+                _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+                      1.0, &acc_s[tid, 0, 0], <int>(2 * D))
+            else:
+                S = &s_buf[tid, 0, 0]
+                _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+                      0.0, S, <int>(2 * D))
+                acc = &acc_s[tid, 0, 0]
+                for j in range(K * 2 * D):
+                    acc[j] += S[j]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def evaluate(const floating[:, :] X, const floating[::1] shift, const floating[:, ::1] M, const floating[::1] gconst,
+             Py_ssize_t chunk, int n_threads,
+             floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
+             double[::1] ll_out, floating[:, ::1] resp_out, floating[:, ::1] logprob_out,
+             int64_t[::1] label_out):
+    """Per-frame outputs, chunk by chunk; each output may be None.
+
+    ll_out (N,): log p(x_i); resp_out (N, K): responsibilities; logprob_out (N, K):
+    weighted log-densities log w_k + log N(x_i | k); label_out (N,): argmax_k of them.
+    """
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = M.shape[1]
+    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
+    cdef Py_ssize_t c, start, rows, i, k, tid, best
+    cdef const char *xbase
+    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
+    cdef floating *xx
+    cdef floating *L
+    cdef floating *Lrow
+    cdef floating vmax
+    cdef double ll
+    cdef bint want_ll = ll_out is not None, want_resp = resp_out is not None
+    cdef bint want_lp = logprob_out is not None, want_lab = label_out is not None
+    if N == 0:
+        return
+    if M.shape[0] != 2 * D or gconst.shape[0] != K or shift.shape[0] != D:
+        raise ValueError("model matrices do not match the data")
+    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or l_buf.shape[2] != K:
+        raise ValueError("workspace too small")
+    if (want_ll and ll_out.shape[0] != N) or (want_lab and label_out.shape[0] != N) \
+            or (want_resp and (resp_out.shape[0] != N or resp_out.shape[1] != K)) \
+            or (want_lp and (logprob_out.shape[0] != N or logprob_out.shape[1] != K)):
+        raise ValueError("output arrays have the wrong shape")
+    xbase = <const char *>&X[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for c in prange(n_chunks, schedule="static"):
+            start = c * chunk
+            rows = chunk if start + chunk <= N else N - start
+            xx = &xx_buf[tid, 0, 0]
+            L = &l_buf[tid, 0, 0]
+            _chunk_logdens(xbase, s0, s1, start, rows, D, K, &shift[0], &M[0, 0], &gconst[0], xx, L)
+            if want_lp:
+                memcpy(&logprob_out[start, 0], L, rows * K * sizeof(floating))
+            for i in range(rows):
+                Lrow = L + i * K
+                if want_lab:
+                    best = 0
+                    vmax = Lrow[0]
+                    for k in range(1, K):
+                        if Lrow[k] > vmax:
+                            vmax = Lrow[k]
+                            best = k
+                    label_out[start + i] = best
+                if want_ll or want_resp:
+                    ll = _softmax(Lrow, K)
+                    if want_ll:
+                        ll_out[start + i] = ll
+            if want_resp:
+                memcpy(&resp_out[start, 0], L, rows * K * sizeof(floating))

@@ -1,0 +1,109 @@
+"""Bad input gets a clear ValueError; degenerate data still gives finite parameters."""
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+from gmmext import GaussianMixture, GMMStats
+from conftest import make_blobs
+
+
+@pytest.fixture
+def fitted():
+    return GaussianMixture(2, random_state=0).fit(make_blobs(n=200, d=3, k=2))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")])
+def test_non_finite_input(bad, match, fitted):
+    X = make_blobs(n=50, d=3)
+    X[7, 1] = bad
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2).fit(X)
+    for method in ("score_samples", "predict", "predict_proba", "accumulate", "component_log_likelihood"):
+        with pytest.raises(ValueError, match=match):
+            getattr(fitted, method)(X)
+
+
+def test_wrong_dimensions(fitted):
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        GaussianMixture(2).fit(np.arange(10.0))
+    with pytest.raises(ValueError, match="dim 3"):
+        fitted.score_samples(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="3 features"):
+        fitted.predict(np.zeros((5, 4)))
+
+
+def test_fewer_samples_than_components():
+    with pytest.raises(ValueError, match="n_samples >= n_components"):
+        GaussianMixture(5).fit(np.random.default_rng(0).normal(size=(4, 2)))
+
+
+@pytest.mark.parametrize("sw,match", [
+    (-np.ones(50), "[Nn]egative"), (np.full(50, np.nan), "NaN"), (np.full(50, np.inf), "infinity"),
+    (np.zeros(50), "non-zero"), (np.ones(49), "shape|length|samples")])
+def test_bad_sample_weight(sw, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2).fit(make_blobs(n=50, d=3), sample_weight=sw)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(n_components=0), "n_components"), (dict(n_components=-3), "n_components"),
+    (dict(n_components=2.5), "n_components"), (dict(covariance_type="full"), "diag"),
+    (dict(init_params="bogus"), "init_params"), (dict(reg_covar=-1.0), "reg_covar"),
+    (dict(tol=np.nan), "tol"), (dict(var_floor=-0.1), "var_floor"), (dict(n_threads=0), "n_threads"),
+    (dict(chunk_size=0), "chunk_size"), (dict(max_iter=-1), "max_iter")])
+def test_bad_constructor_parameters(kw, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(**{"n_components": 2, **kw}).fit(make_blobs(n=50, d=3))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(weights_init=[0.5, 0.6]), "normalized"), (dict(weights_init=[1.5, -0.5]), "range"),
+    (dict(weights_init=[1.0]), "shape"), (dict(means_init=np.zeros((3, 3))), "shape"),
+    (dict(precisions_init=-np.ones((2, 3))), "positive"), (dict(precisions_init=np.ones((2, 2))), "shape")])
+def test_bad_initial_parameters(kw, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2, **kw).fit(make_blobs(n=50, d=3))
+
+
+def test_unfitted_model():
+    for method in ("score_samples", "predict", "accumulate"):
+        with pytest.raises(NotFittedError):
+            getattr(GaussianMixture(2), method)(np.zeros((3, 2)))
+    with pytest.raises(NotFittedError):
+        GaussianMixture(2).sample(3)
+
+
+def test_bad_statistics(fitted):
+    with pytest.raises(ValueError, match="components"):
+        fitted.m_step(GMMStats.zeros(3, 3))
+    with pytest.raises(ValueError, match="zero total weight"):
+        fitted.m_step(GMMStats.zeros(2, 3))
+    with pytest.raises(ValueError, match="inconsistent"):
+        GMMStats(np.zeros(2), np.zeros((2, 3)), np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_degenerate_data_stays_finite(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    X[:, 1] = 4.0                       # constant column
+    X = np.vstack([X, np.repeat(X[:5], 20, axis=0)])   # heavily duplicated rows
+    X = np.vstack([X, [[1e3, 4.0, -1e3]]])            # a far outlier: a component of one point
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for init in ("kmeans", "random_from_data", "random"):
+            gm = GaussianMixture(6, init_params=init, random_state=0).fit(X.astype(dtype))
+            for attr in ("weights_", "means_", "covariances_", "precisions_"):
+                assert np.all(np.isfinite(getattr(gm, attr))), (init, attr)
+            assert np.all(np.isfinite(gm.score_samples(X.astype(dtype))))
+
+
+def test_zero_reg_covar_on_collapsed_component_is_a_clear_error():
+    X = np.repeat(np.array([[0.0, 1.0], [5.0, 5.0]]), 10, axis=0)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        GaussianMixture(2, reg_covar=0.0, random_state=0).fit(X)
+    gm = GaussianMixture(2, reg_covar=0.0, var_floor=0.01, random_state=0).fit(X)
+    assert np.all(gm.covariances_ > 0)
