@@ -46,16 +46,18 @@ def default_chunk_size(n_features: int, n_components: int, itemsize: int) -> int
     return int(min(4096, max(64, rows)))
 
 
-def model_matrices(weights, means, covariances, dtype):
+def model_matrices(weights, means, covariances, dtype, shift=None):
     """Return ``shift`` (D,), ``M`` (2D, K) and ``gconst`` (K,) in ``dtype`` for the core.
 
     From (K,), (K, D), (K, D) parameters.  With ``y = x - shift``, ``[y, y**2] @ M + gconst``
     are the weighted log-densities ``log w_k + log N(x | mu_k, var_k)``.  The shift is the
-    mixture's mean, so that ``y`` is centred.  Computed in float64, then cast.
+    mixture's mean unless given, so that ``y`` is centred.  Computed in float64, then cast.
     """
     w = np.asarray(weights, dtype=np.float64)
     mu0 = np.asarray(means, dtype=np.float64)
-    shift = np.ascontiguousarray((w / w.sum()) @ mu0, dtype=dtype)
+    if shift is None:
+        shift = (w / w.sum()) @ mu0
+    shift = np.ascontiguousarray(shift, dtype=dtype)
     mu = mu0 - shift.astype(np.float64)
     prec = 1.0 / np.asarray(covariances, dtype=np.float64)
     n_features = mu.shape[1]
@@ -138,3 +140,23 @@ class Engine:
             _core.evaluate(X, shift, M, gconst, self.chunk, T, self.xx, self.L,
                            out.get("loglik"), out.get("resp"), out.get("logprob"), out.get("labels"))
         return out
+
+    def top_components(self, X, shift, M, gconst, c: int):
+        """(indices (N, c) int32, top-c log-likelihood (N,) float64) of X under one model."""
+        N = X.shape[0]
+        idx = np.empty((N, c), dtype=np.int32)
+        ll = np.empty(N, dtype=np.float64)
+        vals = np.empty((self.threads, c), dtype=self.dtype)
+        T = self._threads_for(N)
+        with _blas_single_thread(T):
+            _core.topc_select(X, shift, M, gconst, c, self.chunk, T, self.xx, self.L, vals, idx, ll)
+        return idx, ll
+
+    def top_c_loglik(self, X, idx, shift, Mt, gconst) -> np.ndarray:
+        """Total top-C log-likelihood of X under S models: Mt (S, K, 2D), gconst (S, K) -> (S,)."""
+        S = Mt.shape[0]
+        acc = np.zeros((self.threads, S))
+        vals = np.empty((self.threads, idx.shape[1]), dtype=self.dtype)
+        T = self._threads_for(X.shape[0])
+        _core.topc_loglik(X, idx, shift, Mt, gconst, self.chunk, T, self.xx, vals, acc)
+        return acc[:T].sum(axis=0)

@@ -467,6 +467,29 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         return self._evaluate(X, logprob=True)["logprob"]
 
+    def top_components(self, X, c: int = 5):
+        """The ``c`` most likely components of each sample (Reynolds et al. 2000 fast scoring).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        c : int
+            1 <= c <= n_components.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_samples, c), int32
+            Components by decreasing weighted log-density.
+        loglik : ndarray of shape (n_samples,)
+            ``log sum_{k in indices[i]} w_k N(x_i | k)``: the top-c approximation of
+            :meth:`score_samples` (equal to it when ``c == n_components``).
+        """
+        if not isinstance(c, numbers.Integral) or not 1 <= c <= self.n_components:
+            raise ValueError(f"c must be an int in [1, n_components={self.n_components}], got {c!r}")
+        X = self._prepare(X)
+        engine = self._engine(X.dtype, X.shape[1])
+        return engine.top_components(X, *self._matrices(X.dtype), int(c))
+
     def sample(self, n_samples: int = 1):
         """Draw samples; returns X (n_samples, n_features) and component labels (n_samples,).
 
@@ -547,3 +570,50 @@ def _hard_stats(X, labels, sw, K) -> GMMStats:
         np.add.at(sxx, lab, Xc * Xc * w[:, None])
         stats = stats + GMMStats(n, sx, sxx, 0.0, w.sum())
     return stats
+
+
+def top_c_loglik(models, X, indices) -> np.ndarray:
+    """Log-likelihood of X under each model, every frame restricted to its given components.
+
+    The second half of top-C fast scoring: ``indices`` come from the UBM's
+    :meth:`GaussianMixture.top_components`, and every model (typically MAP-adapted from that
+    UBM) is evaluated on those components only, so the UBM work is done once per utterance.
+
+    Parameters
+    ----------
+    models : sequence of fitted GaussianMixture, all with the same (K, D)
+    X : array-like of shape (n_frames, D)
+    indices : ndarray of shape (n_frames, C), integer in [0, K)
+
+    Returns
+    -------
+    ndarray of shape (len(models),)
+        ``sum_i log sum_{k in indices[i]} w_k N(x_i | mu_k, var_k)`` for each model (nats,
+        a total over frames: divide by n_frames for the average).
+    """
+    models = list(models)
+    if not models:
+        return np.zeros(0)
+    ref = models[0]
+    check_is_fitted(ref)
+    K, D = ref.means_.shape
+    for m in models:
+        check_is_fitted(m)
+        if m.means_.shape != (K, D):
+            raise ValueError(f"all models must have the same (K, D) = {(K, D)}; got {m.means_.shape}")
+    X = ref._prepare(X)
+    idx = np.ascontiguousarray(indices)
+    if idx.ndim != 2 or idx.shape[0] != X.shape[0] or not 1 <= idx.shape[1] <= K:
+        raise ValueError(f"indices must have shape (n_frames={X.shape[0]}, C) with 1 <= C <= {K}; got {idx.shape}")
+    if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= K:
+        raise ValueError(f"indices must be integers in [0, {K})")
+    dtype = X.dtype
+    shift = ref._matrices(dtype)[0]
+    Mt = np.empty((len(models), K, 2 * D), dtype=dtype)
+    gconst = np.empty((len(models), K), dtype=dtype)
+    for s, m in enumerate(models):
+        _, M, g = model_matrices(m.weights_, m.means_, m.covariances_, dtype, shift=shift)
+        Mt[s] = M.T
+        gconst[s] = g
+    engine = Engine(dtype, D, K, ref.chunk_size, ref.n_threads)
+    return engine.top_c_loglik(X, idx.astype(np.int32, copy=False), shift, Mt, gconst)

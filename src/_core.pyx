@@ -222,3 +222,130 @@ def evaluate(const floating[:, :] X, const floating[::1] shift, const floating[:
                         ll_out[start + i] = ll
             if want_resp:
                 memcpy(&resp_out[start, 0], L, rows * K * sizeof(floating))
+
+
+# --------------------------------------------------------------------------- top-C scoring
+# Reynolds et al. (2000): per frame, the C best components of the UBM are found once; the
+# UBM and every model adapted from it are then evaluated on those C components only.
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def topc_select(const floating[:, :] X, const floating[::1] shift, const floating[:, ::1] M,
+                const floating[::1] gconst, Py_ssize_t C, Py_ssize_t chunk, int n_threads,
+                floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf, floating[:, ::1] val_buf,
+                int32_t[:, ::1] idx_out, double[::1] ll_out):
+    """The C best components of every frame, and the frame's log-likelihood over them.
+
+    idx_out (N, C) int32 gets component indices sorted by decreasing weighted log-density;
+    ll_out (N,) gets log sum_{k in top C} w_k N(x | k) (the full log-likelihood when C == K).
+    val_buf (T, C) is scratch.
+    """
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = M.shape[1]
+    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
+    cdef Py_ssize_t c, start, rows, i, k, j, tid
+    cdef const char *xbase
+    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
+    cdef floating *xx
+    cdef floating *L
+    cdef floating *Lrow
+    cdef floating *vals
+    cdef int32_t *idx
+    cdef floating v
+    if N == 0:
+        return
+    if C < 1 or C > K:
+        raise ValueError("C must be in [1, K]")
+    if M.shape[0] != 2 * D or gconst.shape[0] != K or shift.shape[0] != D:
+        raise ValueError("model matrices do not match the data")
+    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or l_buf.shape[2] != K \
+            or val_buf.shape[0] < n_threads or val_buf.shape[1] < C:
+        raise ValueError("workspace too small")
+    if idx_out.shape[0] != N or idx_out.shape[1] != C or ll_out.shape[0] != N:
+        raise ValueError("output arrays have the wrong shape")
+    xbase = <const char *>&X[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for c in prange(n_chunks, schedule="static"):
+            start = c * chunk
+            rows = chunk if start + chunk <= N else N - start
+            xx = &xx_buf[tid, 0, 0]
+            L = &l_buf[tid, 0, 0]
+            vals = &val_buf[tid, 0]
+            _chunk_logdens(xbase, s0, s1, start, rows, D, K, &shift[0], &M[0, 0], &gconst[0], xx, L)
+            for i in range(rows):
+                Lrow = L + i * K
+                idx = &idx_out[start + i, 0]
+                # insertion into a sorted list of C: O(K C) worst case, O(K) typically
+                for j in range(C):
+                    vals[j] = -INFINITY
+                    idx[j] = -1
+                for k in range(K):
+                    v = Lrow[k]
+                    if v > vals[C - 1] or idx[C - 1] < 0:
+                        j = C - 1
+                        while j > 0 and (v > vals[j - 1] or idx[j - 1] < 0):
+                            vals[j] = vals[j - 1]
+                            idx[j] = idx[j - 1]
+                            j = j - 1
+                        vals[j] = v
+                        idx[j] = <int32_t>k
+                ll_out[start + i] = _softmax(vals, C)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def topc_loglik(const floating[:, :] X, const int32_t[:, ::1] idx, const floating[::1] shift,
+                const floating[:, :, ::1] Mt, const floating[:, ::1] gconst,
+                Py_ssize_t chunk, int n_threads, floating[:, :, ::1] xx_buf,
+                floating[:, ::1] val_buf, double[:, ::1] acc):
+    """Total log-likelihood of X under each of S models, each frame restricted to its C components.
+
+    idx (N, C) from topc_select; Mt (S, K, 2D) and gconst (S, K) are the models' matrices
+    (Mt[s] is M of model s transposed, all built about the same ``shift``).  acc (T, S),
+    zeroed by the caller, gets per-thread sums over frames of
+    log sum_{k in idx[i]} w_sk N(x_i | s, k).  val_buf (T, C) is scratch.
+    """
+    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], C = idx.shape[1]
+    cdef Py_ssize_t S = Mt.shape[0], K = Mt.shape[1]
+    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
+    cdef Py_ssize_t c, start, rows, i, j, d, s, k, tid
+    cdef const char *xbase
+    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
+    cdef floating *xx
+    cdef floating *xrow
+    cdef floating *vals
+    cdef const floating *mrow
+    cdef floating v
+    if N == 0:
+        return
+    if Mt.shape[2] != 2 * D or gconst.shape[0] != S or gconst.shape[1] != K or shift.shape[0] != D:
+        raise ValueError("model matrices do not match the data")
+    if idx.shape[0] != N or C < 1 or C > K:
+        raise ValueError("component indices have the wrong shape")
+    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or val_buf.shape[1] < C \
+            or acc.shape[0] < n_threads or acc.shape[1] != S:
+        raise ValueError("workspace too small")
+    for i in range(N):
+        for j in range(C):
+            if idx[i, j] < 0 or idx[i, j] >= K:
+                raise ValueError("component index out of range")
+    xbase = <const char *>&X[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for c in prange(n_chunks, schedule="static"):
+            start = c * chunk
+            rows = chunk if start + chunk <= N else N - start
+            xx = &xx_buf[tid, 0, 0]
+            vals = &val_buf[tid, 0]
+            _fill_xx(xbase, s0, s1, start, rows, D, &shift[0], xx)
+            for s in range(S):
+                for i in range(rows):
+                    xrow = xx + i * 2 * D
+                    for j in range(C):
+                        k = idx[start + i, j]
+                        mrow = &Mt[s, k, 0]
+                        v = gconst[s, k]
+                        for d in range(2 * D):
+                            v = v + mrow[d] * xrow[d]
+                        vals[j] = v
+                    acc[tid, s] += _softmax(vals, C)
