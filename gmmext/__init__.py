@@ -5,8 +5,8 @@
 * :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
   for streaming and distributed training.
 """
-from ._mixture import GaussianMixture, top_c_loglik
+from ._mixture import GaussianMixture, ModelStack, top_c_loglik
 from ._stats import GMMStats
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "GMMStats", "top_c_loglik", "__version__"]
+__all__ = ["GaussianMixture", "GMMStats", "ModelStack", "top_c_loglik", "__version__"]

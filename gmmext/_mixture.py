@@ -132,6 +132,56 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_threads = n_threads
         self.kmeans_max_samples = kmeans_max_samples
 
+    @classmethod
+    def from_parameters(cls, weights, means, covariances, **params) -> "GaussianMixture":
+        """A fitted model with the given parameters (no data needed).
+
+        Parameters
+        ----------
+        weights : array-like of shape (K,)
+            Non-negative, summing to 1 (within ``max(1e-8, 4 K eps)`` of the dtype's eps).
+        means : array-like of shape (K, D)
+        covariances : array-like of shape (K, D)
+            Variances, finite and > 0.
+        **params
+            Constructor parameters (``n_components`` is taken from ``weights``).
+
+        The parameters keep their dtype (float32 or float64; others become float64).
+        Raises ``ValueError`` naming the first problem found.
+        """
+        arrays = []
+        for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
+            a = np.asarray(a)
+            if a.dtype not in (np.float32, np.float64):
+                a = a.astype(np.float64)
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} contain NaN or infinity")
+            arrays.append(a)
+        w, mu, var = arrays
+        if w.ndim != 1 or w.shape[0] < 1:
+            raise ValueError(f"weights must have shape (K,) with K >= 1, got {w.shape}")
+        K = w.shape[0]
+        if mu.ndim != 2 or mu.shape[0] != K or mu.shape[1] < 1:
+            raise ValueError(f"means must have shape ({K}, D), got {mu.shape}")
+        if var.shape != mu.shape:
+            raise ValueError(f"covariances must have shape {mu.shape}, got {var.shape}")
+        if np.any(w < 0):
+            raise ValueError("weights must be non-negative")
+        atol = max(1e-8, 4 * K * float(np.finfo(w.dtype).eps))
+        if not abs(float(w.astype(np.float64).sum()) - 1.0) <= atol:
+            raise ValueError(f"weights must sum to 1, got {float(w.sum())!r}")
+        if np.any(var <= 0):
+            raise ValueError("covariances (variances) must be > 0")
+        dtype = np.result_type(w.dtype, mu.dtype, var.dtype)
+        gm = cls(n_components=K, **params)
+        gm._set_params_arrays(w, mu, var, dtype)
+        gm.n_features_in_ = mu.shape[1]
+        gm.converged_ = True
+        gm.n_iter_ = 0
+        gm.lower_bound_ = -np.inf
+        gm.lower_bounds_ = []
+        return gm
+
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
         def _int(name, lo):
@@ -572,6 +622,68 @@ def _hard_stats(X, labels, sw, K) -> GMMStats:
     return stats
 
 
+class ModelStack:
+    """S fitted models of the same (K, D), prepared once for repeated top-C scoring.
+
+    Scoring many test utterances against the same speaker models re-uses the stacked
+    (S, K, 2D) matrices built here.  All matrices are built about the mixture mean of
+    ``reference`` (the UBM, usually), the model whose :meth:`GaussianMixture.top_components`
+    provides the indices.
+    """
+
+    def __init__(self, models, reference: "GaussianMixture | None" = None):
+        self.models = list(models)
+        if not self.models:
+            raise ValueError("ModelStack needs at least one model")
+        ref = reference if reference is not None else self.models[0]
+        check_is_fitted(ref)
+        self.K, self.D = ref.means_.shape
+        for m in self.models:
+            check_is_fitted(m)
+            if m.means_.shape != (self.K, self.D):
+                raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
+                                 f"got {m.means_.shape}")
+        self.reference = ref
+        self._cache = {}
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def _stack(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype not in self._cache:
+            shift = self.reference._matrices(dtype)[0]
+            Mt = np.empty((len(self.models), self.K, 2 * self.D), dtype=dtype)
+            gconst = np.empty((len(self.models), self.K), dtype=dtype)
+            for s, m in enumerate(self.models):
+                _, M, g = model_matrices(m.weights_, m.means_, m.covariances_, dtype, shift=shift)
+                Mt[s] = M.T
+                gconst[s] = g
+            self._cache[dtype] = (shift, Mt, gconst)
+        return self._cache[dtype]
+
+    def top_c_loglik(self, X, indices, which=None) -> np.ndarray:
+        """Total top-C log-likelihood of X (n_frames, D) under every model, shape (S,), nats.
+
+        ``which`` (sequence of model positions) restricts the scoring to those models and
+        returns their totals in that order.
+        """
+        X = self.reference._prepare(X)
+        idx = np.ascontiguousarray(indices)
+        K = self.K
+        if idx.ndim != 2 or idx.shape[0] != X.shape[0] or not 1 <= idx.shape[1] <= K:
+            raise ValueError(f"indices must have shape (n_frames={X.shape[0]}, C) with 1 <= C <= {K}; "
+                             f"got {idx.shape}")
+        if not np.issubdtype(idx.dtype, np.integer) or (idx.size and (idx.min() < 0 or idx.max() >= K)):
+            raise ValueError(f"indices must be integers in [0, {K})")
+        shift, Mt, gconst = self._stack(X.dtype)
+        if which is not None:
+            which = np.asarray(which, dtype=np.intp)
+            Mt, gconst = Mt[which], gconst[which]
+        engine = Engine(X.dtype, self.D, K, self.reference.chunk_size, self.reference.n_threads)
+        return engine.top_c_loglik(X, idx.astype(np.int32, copy=False), shift, Mt, gconst)
+
+
 def top_c_loglik(models, X, indices) -> np.ndarray:
     """Log-likelihood of X under each model, every frame restricted to its given components.
 
@@ -581,7 +693,7 @@ def top_c_loglik(models, X, indices) -> np.ndarray:
 
     Parameters
     ----------
-    models : sequence of fitted GaussianMixture, all with the same (K, D)
+    models : sequence of fitted GaussianMixture, all with the same (K, D), or a ModelStack
     X : array-like of shape (n_frames, D)
     indices : ndarray of shape (n_frames, C), integer in [0, K)
 
@@ -591,29 +703,9 @@ def top_c_loglik(models, X, indices) -> np.ndarray:
         ``sum_i log sum_{k in indices[i]} w_k N(x_i | mu_k, var_k)`` for each model (nats,
         a total over frames: divide by n_frames for the average).
     """
+    if isinstance(models, ModelStack):
+        return models.top_c_loglik(X, indices)
     models = list(models)
     if not models:
         return np.zeros(0)
-    ref = models[0]
-    check_is_fitted(ref)
-    K, D = ref.means_.shape
-    for m in models:
-        check_is_fitted(m)
-        if m.means_.shape != (K, D):
-            raise ValueError(f"all models must have the same (K, D) = {(K, D)}; got {m.means_.shape}")
-    X = ref._prepare(X)
-    idx = np.ascontiguousarray(indices)
-    if idx.ndim != 2 or idx.shape[0] != X.shape[0] or not 1 <= idx.shape[1] <= K:
-        raise ValueError(f"indices must have shape (n_frames={X.shape[0]}, C) with 1 <= C <= {K}; got {idx.shape}")
-    if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= K:
-        raise ValueError(f"indices must be integers in [0, {K})")
-    dtype = X.dtype
-    shift = ref._matrices(dtype)[0]
-    Mt = np.empty((len(models), K, 2 * D), dtype=dtype)
-    gconst = np.empty((len(models), K), dtype=dtype)
-    for s, m in enumerate(models):
-        _, M, g = model_matrices(m.weights_, m.means_, m.covariances_, dtype, shift=shift)
-        Mt[s] = M.T
-        gconst[s] = g
-    engine = Engine(dtype, D, K, ref.chunk_size, ref.n_threads)
-    return engine.top_c_loglik(X, idx.astype(np.int32, copy=False), shift, Mt, gconst)
+    return ModelStack(models).top_c_loglik(X, indices)

@@ -1,0 +1,103 @@
+"""Step 2 of GMM-UBM: MAP adaptation of the UBM to one speaker (Reynolds et al., 2000).
+
+With the UBM's statistics of the speaker's frames (``ubm.accumulate``: n_k, E_k[x] and
+E_k[x^2] in the paper's eqs. 8-10), for each component k
+
+    alpha_k = n_k / (n_k + r)                                     (eq. 14, one r for all)
+    w_k'    = [alpha_k n_k / T + (1 - alpha_k) w_k] * gamma       (eq. 11, gamma: sum to 1)
+    mu_k'   = alpha_k E_k[x] + (1 - alpha_k) mu_k                  (eq. 12)
+    var_k'  = alpha_k E_k[x^2] + (1 - alpha_k)(var_k + mu_k^2) - mu_k'^2   (eq. 13)
+
+where mu_k' is the adapted mean when means are adapted and the UBM mean otherwise (eq. 13
+needs the second moment about the *new* model's mean).  Parameters not adapted keep the
+UBM's values.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from gmmext import GaussianMixture, GMMStats
+
+__all__ = ["map_adapt", "map_from_stats"]
+
+
+def _check_adapt(adapt: str) -> str:
+    if not isinstance(adapt, str) or not adapt or set(adapt) - set("mwv") or len(set(adapt)) != len(adapt):
+        raise ValueError(f"adapt must combine the letters 'm', 'w' and 'v' (e.g. 'm', 'mw', 'mwv'); got {adapt!r}")
+    return adapt
+
+
+def map_from_stats(ubm: GaussianMixture, stats: GMMStats, *, relevance_factor: float = 16.0,
+                   adapt: str = "m") -> GaussianMixture:
+    """MAP-adapted copy of ``ubm`` from the UBM statistics of the speaker's data.
+
+    Parameters
+    ----------
+    ubm : fitted gmmext.GaussianMixture, (K, D)
+    stats : gmmext.GMMStats
+        ``ubm.accumulate(features)`` (summed over the speaker's utterances).
+    relevance_factor : float
+        r > 0 in alpha_k = n_k / (n_k + r).
+    adapt : str
+        Any combination of "m" (means), "w" (weights), "v" (variances).
+
+    Returns
+    -------
+    gmmext.GaussianMixture with the UBM's dtype and constructor parameters.
+    """
+    adapt = _check_adapt(adapt)
+    if not np.isfinite(relevance_factor) or relevance_factor <= 0:
+        raise ValueError(f"relevance_factor must be > 0, got {relevance_factor!r}")
+    if stats.sum_x.shape != ubm.means_.shape:
+        raise ValueError(f"statistics of shape {stats.sum_x.shape} do not match the UBM {ubm.means_.shape}")
+    if not stats.n_samples > 0:
+        raise ValueError("no frames to adapt from")
+    w = ubm.weights_.astype(np.float64)
+    mu = ubm.means_.astype(np.float64)
+    var = ubm.covariances_.astype(np.float64)
+    n = stats.n
+    alpha = n / (n + relevance_factor)
+    safe = np.maximum(n, np.finfo(np.float64).tiny)[:, None]
+    ex, exx = stats.sum_x / safe, stats.sum_xx / safe        # weighted by alpha, so n = 0 is harmless
+    new_w, new_mu, new_var = w, mu, var
+    if "w" in adapt:
+        new_w = alpha * n / stats.n_samples + (1 - alpha) * w
+        new_w = new_w / new_w.sum()
+    if "m" in adapt:
+        new_mu = alpha[:, None] * ex + (1 - alpha[:, None]) * mu
+    if "v" in adapt:
+        new_var = alpha[:, None] * exx + (1 - alpha[:, None]) * (var + mu ** 2) - new_mu ** 2
+        new_var = np.maximum(new_var, 1e-3 * var)   # rounding guard; exact arithmetic keeps it >= (1-alpha) var
+    params = ubm.get_params()
+    params.pop("n_components")
+    dtype = ubm.means_.dtype
+    return GaussianMixture.from_parameters(new_w.astype(dtype), new_mu.astype(dtype),
+                                           new_var.astype(dtype), **params)
+
+
+def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray], *,
+              relevance_factor: float = 16.0, adapt: str = "m") -> GaussianMixture:
+    """Enrol a speaker: MAP-adapt ``ubm`` to the speaker's features.
+
+    Parameters
+    ----------
+    ubm : fitted gmmext.GaussianMixture
+    features : ndarray (frames, D) or iterable of them (the speaker's enrolment utterances)
+    relevance_factor : float, default 16 (Reynolds 2000)
+    adapt : str, default "m"
+        Which parameters to adapt: any combination of "m", "w", "v".
+
+    Returns
+    -------
+    gmmext.GaussianMixture: the speaker model, same K and D as the UBM.
+    """
+    arrays = [features] if isinstance(features, np.ndarray) else list(features)
+    stats = None
+    for f in arrays:
+        s = ubm.accumulate(f)
+        stats = s if stats is None else stats + s
+    if stats is None:
+        raise ValueError("no enrolment features given")
+    return map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=adapt)

@@ -1,0 +1,220 @@
+"""Audio input: decode, mix to mono, resample and validate.
+
+Everything that reads audio in :mod:`speaker` goes through :func:`load_audio`, which returns a
+float32 mono signal at a requested sample rate, or raises :class:`AudioError` with a message that
+names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeAlias
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+__all__ = ["AudioError", "AudioSource", "load_audio"]
+
+#: A path to an audio file, or an in-memory signal (see :func:`load_audio`).
+AudioSource: TypeAlias = str | os.PathLike[str] | np.ndarray
+
+#: Name used in error messages for in-memory signals.
+SIGNAL_NAME = "<signal>"
+
+# Frames per block when mixing a multichannel file down to mono while reading.
+_BLOCK_FRAMES = 1 << 16
+
+
+class AudioError(Exception):
+    """Audio that cannot be used: undecodable, empty, non-finite, silent or too short.
+
+    The message always has the form ``"<source>: <reason>"`` where ``<source>`` is the file path,
+    or ``"<signal>"`` for an in-memory array.
+
+    Attributes
+    ----------
+    source : str
+        The file path, or ``"<signal>"``.
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Callable[..., AudioError], tuple[str, str]]:
+        # Keep the two-argument constructor picklable (multiprocessing workers).
+        return (type(self), (self.source, self.reason))
+
+
+def _check_rate(value: object, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int (Hz), got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive (Hz), got {value}")
+    return int(value)
+
+
+def _read_file(path: str) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to a float32 mono array without keeping all channels in memory."""
+    try:
+        with sf.SoundFile(path) as f:
+            rate = int(f.samplerate)
+            if f.channels == 1:
+                y = f.read(dtype="float32")
+            else:
+                out = np.empty(max(int(f.frames), 0), dtype=np.float32)
+                n = 0
+                for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                    m = block.shape[0]
+                    if n + m > out.shape[0]:  # header under-reported the length
+                        out = np.concatenate([out[:n], np.empty(max(m, n), dtype=np.float32)])
+                    np.mean(block, axis=1, out=out[n : n + m])
+                    n += m
+                y = out[:n]
+    except sf.SoundFileError as exc:
+        if not os.path.exists(path):
+            reason = "no such file"
+        elif os.path.isdir(path):
+            reason = "is a directory, not an audio file"
+        else:
+            detail = getattr(exc, "error_string", None) or str(exc)
+            reason = f"cannot decode audio (soundfile: {detail.strip()})"
+        raise AudioError(path, reason) from exc
+    return y, rate
+
+
+def _signal_to_float32(signal: np.ndarray) -> np.ndarray:
+    """Validate an in-memory signal and return a new float32 mono array (never a view)."""
+    if signal.ndim == 2:
+        n, c = signal.shape
+        if c > n:
+            raise AudioError(
+                SIGNAL_NAME,
+                f"2-D signal of shape {signal.shape} has more channels than samples; "
+                "pass (samples, channels) as soundfile does (transpose a librosa-style "
+                "(channels, samples) array)",
+            )
+    elif signal.ndim != 1:
+        raise AudioError(
+            SIGNAL_NAME, f"signal must be 1-D or 2-D (samples, channels), got shape {signal.shape}"
+        )
+
+    dt = signal.dtype
+    if dt.kind == "f":
+        y = signal.astype(np.float32, copy=True)
+    elif dt.kind == "i":  # signed PCM: full scale is 2**(bits-1)
+        y = signal.astype(np.float32)
+        y *= np.float32(1.0 / 2 ** (8 * dt.itemsize - 1))
+    elif dt == np.uint8:  # 8-bit WAV convention: unsigned, offset 128
+        y = signal.astype(np.float32)
+        y -= np.float32(128.0)
+        y *= np.float32(1.0 / 128.0)
+    else:
+        raise AudioError(SIGNAL_NAME, f"unsupported sample dtype {dt} (use float or integer PCM)")
+    if y.ndim == 2:
+        y = y.mean(axis=1, dtype=np.float32)
+    return y
+
+
+def _remove_dc(y: np.ndarray) -> None:
+    """Subtract the mean in place (the mean is accumulated in float64)."""
+    y -= np.float32(y.mean(dtype=np.float64))
+
+
+def _load(
+    source: AudioSource, sample_rate: int | None, target_rate: int
+) -> tuple[np.ndarray, int, str]:
+    """:func:`load_audio` that also returns the native rate and the name used in messages."""
+    target_rate = _check_rate(target_rate, "target_rate")
+    if isinstance(source, np.ndarray):
+        name = SIGNAL_NAME
+        if sample_rate is None:
+            raise ValueError("sample_rate is required when passing a numpy signal")
+        native_rate = _check_rate(sample_rate, "sample_rate")
+        y = _signal_to_float32(source)
+    elif isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if sample_rate is not None:
+            raise ValueError(
+                "sample_rate is only for numpy signals; a file's rate is read from its header "
+                "(use target_rate to choose the output rate)"
+            )
+        y, native_rate = _read_file(name)
+    else:
+        raise TypeError(
+            f"expected a file path or a numpy array, got {type(source).__name__}"
+        )
+
+    if y.size == 0:
+        raise AudioError(name, "contains no samples (empty audio)")
+    if not np.isfinite(y).all():
+        bad = int(np.count_nonzero(~np.isfinite(y)))
+        raise AudioError(name, f"contains {bad} non-finite (NaN or inf) samples")
+    if not y.any():
+        raise AudioError(name, f"all {y.size} samples are zero (digital silence)")
+
+    # DC removal before resampling avoids ringing at the edges from the offset's step.
+    _remove_dc(y)
+    if not y.any():
+        raise AudioError(name, "signal is constant (only a DC offset, no audio content)")
+
+    if native_rate != target_rate:
+        y = librosa.resample(y, orig_sr=native_rate, target_sr=target_rate, res_type="soxr_hq")
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        _remove_dc(y)  # remove the tiny residual offset the filter can leave
+    return y, native_rate, name
+
+
+def load_audio(
+    path_or_signal: AudioSource,
+    sample_rate: int | None = None,
+    *,
+    target_rate: int,
+) -> np.ndarray:
+    """Load audio as a float32 mono signal at ``target_rate`` with the DC offset removed.
+
+    Parameters
+    ----------
+    path_or_signal : str, os.PathLike or np.ndarray
+        A file in any format libsndfile reads (WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF, ...;
+        integer PCM of 8-32 bits or float), or an in-memory signal of shape ``(samples,)`` or
+        ``(samples, channels)`` (soundfile's layout). Float arrays are taken as full scale
+        ``[-1, 1]``; signed integer arrays are scaled by ``2**(bits-1)``; ``uint8`` is offset by 128.
+        The caller's array is never modified.
+    sample_rate : int, optional
+        Sample rate of ``path_or_signal`` in Hz. Required for a numpy signal; must be ``None``
+        for a file (the rate is read from the file header).
+    target_rate : int
+        Output sample rate in Hz. When it differs from the native rate, the signal is resampled
+        with ``librosa.resample(res_type="soxr_hq")``.
+
+    Returns
+    -------
+    np.ndarray
+        Shape ``(samples,)``, dtype float32, sampled at ``target_rate`` Hz. Channels are averaged
+        to mono and the mean (DC offset) is subtracted, so values are nominally in ``[-1, 1]``
+        full scale; they are not clipped (a float file that exceeds full scale stays as it is,
+        and resampling or DC removal can overshoot slightly).
+
+    Raises
+    ------
+    AudioError
+        If the file does not exist or cannot be decoded (the message includes soundfile's
+        reason), has zero samples, contains NaN or inf, is all zeros (digital silence) or is
+        constant. The message starts with the file path, or ``"<signal>"``.
+    ValueError, TypeError
+        For invalid arguments (missing or non-positive rates, unsupported input type).
+
+    Notes
+    -----
+    Memory: the file is decoded straight to float32; a multichannel file is mixed to mono block
+    by block, so peak memory is about one float32 mono copy of the file (plus the resampled
+    copy when resampling).
+    """
+    y, _, _ = _load(path_or_signal, sample_rate, target_rate)
+    return y

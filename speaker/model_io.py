@@ -1,0 +1,205 @@
+"""Model files: UBMs and speaker models in ``.npz`` (never pickles), written atomically.
+
+A file holds either one UBM or any number of speaker models adapted from one UBM:
+
+========================  ===========================================================
+key                       content
+========================  ===========================================================
+``format``                ``"gmmext-speaker"`` (str)
+``format_version``        1 (int)
+``kind``                  ``"ubm"`` or ``"speakers"``
+``feature_config``        the FeatureConfig as a JSON string ("" if none)
+``ubm_fingerprint``       SHA-256 of the UBM's parameters (both kinds)
+``weights``               (K,) for a UBM, (S, K) for S speakers; float32 or float64
+``means``                 (K, D) or (S, K, D)
+``covariances``           (K, D) or (S, K, D), variances
+``speaker_ids``           (S,) unicode strings (speakers only)
+========================  ===========================================================
+
+:func:`load_model` reads with ``allow_pickle=False`` (an object array is refused, never
+unpickled), checks every key, dtype, shape and value (finite, variances > 0, weights >= 0
+summing to 1) and, given the UBM, refuses speaker models adapted from another UBM.
+Every problem raises :class:`ModelError` naming the file and the reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from gmmext import GaussianMixture
+
+from ._atomic import atomic_path
+from .features import FeatureConfig
+
+__all__ = ["ModelError", "ModelFile", "save_model", "load_model", "ubm_fingerprint"]
+
+FORMAT = "gmmext-speaker"
+FORMAT_VERSION = 1
+_MAX_ELEMENTS = 1 << 31
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used: unreadable, malformed, or from another UBM."""
+
+
+@dataclass
+class ModelFile:
+    """What :func:`load_model` returns.
+
+    ``kind`` is "ubm" or "speakers"; ``ubm`` is the UBM (kind "ubm") or None;
+    ``speakers`` maps speaker id to its model (kind "speakers"); ``config`` is the
+    FeatureConfig the models were trained with (None if not recorded);
+    ``ubm_fingerprint`` identifies the UBM.
+    """
+
+    kind: str
+    ubm_fingerprint: str
+    config: FeatureConfig | None = None
+    ubm: GaussianMixture | None = None
+    speakers: dict[str, GaussianMixture] = field(default_factory=dict)
+
+
+def ubm_fingerprint(ubm: GaussianMixture) -> str:
+    """SHA-256 (hex) of the UBM's weights, means and variances (as little-endian float64)."""
+    h = hashlib.sha256()
+    for a in (ubm.weights_, ubm.means_, ubm.covariances_):
+        a = np.ascontiguousarray(a, dtype="<f8")
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_model(path: str | Path, models: GaussianMixture | Mapping[str, GaussianMixture], *,
+               ubm: GaussianMixture | None = None, config: FeatureConfig | None = None) -> None:
+    """Write a UBM (``models`` is a GaussianMixture) or speaker models (a mapping id -> model).
+
+    Speaker models need ``ubm`` (the UBM they were adapted from), whose fingerprint is
+    stored.  ``config`` (the FeatureConfig) is stored so that scoring uses the same features.
+    The file appears atomically (temporary file + rename).
+    """
+    common = dict(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
+                  feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
+    if isinstance(models, GaussianMixture):
+        arrays = dict(kind=np.array("ubm"), ubm_fingerprint=np.array(ubm_fingerprint(models)),
+                      weights=models.weights_, means=models.means_, covariances=models.covariances_)
+    else:
+        if ubm is None:
+            raise ValueError("saving speaker models needs the UBM they were adapted from (ubm=...)")
+        ids = list(models)
+        if not ids:
+            raise ValueError("no speaker models to save")
+        for i in ids:
+            if not isinstance(i, str) or not i or any(c.isspace() for c in i):
+                raise ValueError(f"speaker ids must be non-empty strings without whitespace; got {i!r}")
+            if models[i].means_.shape != ubm.means_.shape:
+                raise ValueError(f"speaker {i!r} has shape {models[i].means_.shape}, the UBM {ubm.means_.shape}")
+        arrays = dict(kind=np.array("speakers"), ubm_fingerprint=np.array(ubm_fingerprint(ubm)),
+                      speaker_ids=np.array(ids, dtype=str),
+                      weights=np.stack([models[i].weights_ for i in ids]),
+                      means=np.stack([models[i].means_ for i in ids]),
+                      covariances=np.stack([models[i].covariances_ for i in ids]))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **common, **arrays)
+
+
+def _fail(path, why: str):
+    raise ModelError(f"{path}: not a usable model file: {why}")
+
+
+def _scalar_str(z, key, path) -> str:
+    a = z[key]
+    if a.shape != () or a.dtype.kind != "U":
+        _fail(path, f"'{key}' must be a string")
+    return str(a[()])
+
+
+def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> ModelFile:
+    """Read and validate a model file written by :func:`save_model`.
+
+    Parameters
+    ----------
+    path : the ``.npz`` file
+    ubm : optional; when the file holds speaker models, they must have been adapted from
+        this UBM (same fingerprint), else ModelError.
+
+    Returns
+    -------
+    ModelFile
+
+    Raises
+    ------
+    ModelError for any unreadable, malformed or mismatched file (never executes its content).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            need = {"format", "format_version", "kind", "feature_config", "ubm_fingerprint",
+                    "weights", "means", "covariances"}
+            if not need <= keys:
+                _fail(path, f"missing keys {sorted(need - keys)}")
+            if _scalar_str(z, "format", path) != FORMAT:
+                _fail(path, f"format is not {FORMAT!r}")
+            ver = z["format_version"]
+            if ver.shape != () or ver.dtype.kind not in "iu" or int(ver) != FORMAT_VERSION:
+                _fail(path, f"unsupported format_version {ver!r} (this version reads {FORMAT_VERSION})")
+            kind = _scalar_str(z, "kind", path)
+            if kind not in ("ubm", "speakers"):
+                _fail(path, f"unknown kind {kind!r}")
+            fp = _scalar_str(z, "ubm_fingerprint", path)
+            cfg_text = _scalar_str(z, "feature_config", path)
+            arrays = {}
+            for key in ("weights", "means", "covariances"):
+                a = z[key]
+                if a.dtype not in (np.float32, np.float64):
+                    _fail(path, f"'{key}' has dtype {a.dtype}, expected float32 or float64")
+                if a.size > _MAX_ELEMENTS:
+                    _fail(path, f"'{key}' is implausibly large ({a.size} elements)")
+                arrays[key] = a
+            ids = None
+            if kind == "speakers":
+                if "speaker_ids" not in keys:
+                    _fail(path, "missing key 'speaker_ids'")
+                ids = z["speaker_ids"]
+                if ids.ndim != 1 or ids.dtype.kind != "U":
+                    _fail(path, "'speaker_ids' must be a 1-d array of strings")
+    except ModelError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise ModelError(f"{path}: cannot read model file: {type(exc).__name__}: {exc}") from None
+    config = None
+    if cfg_text:
+        try:
+            config = FeatureConfig.from_dict(json.loads(cfg_text))
+        except (ValueError, TypeError) as exc:
+            _fail(path, f"bad feature_config: {exc}")
+    w, mu, var = arrays["weights"], arrays["means"], arrays["covariances"]
+    extra = 0 if kind == "ubm" else 1
+    if w.ndim != 1 + extra or mu.ndim != 2 + extra or var.shape != mu.shape or w.shape != mu.shape[:-1]:
+        _fail(path, f"inconsistent shapes: weights {w.shape}, means {mu.shape}, covariances {var.shape}")
+    if kind == "speakers" and (len(ids) != w.shape[0] or len(set(ids.tolist())) != len(ids)):
+        _fail(path, "speaker_ids must be unique, one per model")
+
+    def build(wi, mi, vi, label):
+        try:
+            return GaussianMixture.from_parameters(wi, mi, vi)
+        except ValueError as exc:
+            _fail(path, f"{label}: {exc}")
+
+    if kind == "ubm":
+        model = build(w, mu, var, "UBM")
+        if ubm_fingerprint(model) != fp:
+            _fail(path, "the stored fingerprint does not match the parameters (corrupted file?)")
+        return ModelFile("ubm", fp, config, ubm=model)
+    if ubm is not None and ubm_fingerprint(ubm) != fp:
+        raise ModelError(f"{path}: these speaker models were adapted from a different UBM "
+                         f"(fingerprint {fp[:12]}...), not from the given one ({ubm_fingerprint(ubm)[:12]}...)")
+    speakers = {str(i): build(w[s], mu[s], var[s], f"speaker {str(i)!r}") for s, i in enumerate(ids)}
+    return ModelFile("speakers", fp, config, speakers=speakers)
