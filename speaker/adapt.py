@@ -8,8 +8,15 @@ E_k[x^2] in the paper's eqs. 8-10), for each component k
     mu_k'   = alpha_k E_k[x] + (1 - alpha_k) mu_k                  (eq. 12)
     var_k'  = alpha_k E_k[x^2] + (1 - alpha_k)(var_k + mu_k^2) - mu_k'^2   (eq. 13)
 
-where mu_k' is the adapted mean when means are adapted and the UBM mean otherwise (eq. 13
-needs the second moment about the *new* model's mean).  Parameters not adapted keep the
+Eq. 13 is the adapted second moment minus the square of the adapted mean: the variance
+about the mean the new model has when means are adapted too.  When variances are adapted
+but means are not, the model keeps the UBM mean c = mu_k, and the variance about it is
+
+    var_k'  = m2 - 2 c m1 + c^2,   m2 = alpha_k E_k[x^2] + (1 - alpha_k)(var_k + mu_k^2),
+                                   m1 = alpha_k E_k[x] + (1 - alpha_k) mu_k
+
+(the same formula with c = m1 is eq. 13); it is never below m2 - m1^2 > 0, whereas eq. 13
+taken literally with an unadapted mean can go negative.  Parameters not adapted keep the
 UBM's values.
 """
 from __future__ import annotations
@@ -68,7 +75,10 @@ def map_from_stats(ubm: GaussianMixture, stats: GMMStats, *, relevance_factor: f
     if "m" in adapt:
         new_mu = alpha[:, None] * ex + (1 - alpha[:, None]) * mu
     if "v" in adapt:
-        new_var = alpha[:, None] * exx + (1 - alpha[:, None]) * (var + mu ** 2) - new_mu ** 2
+        a = alpha[:, None]
+        m1 = a * ex + (1 - a) * mu
+        m2 = a * exx + (1 - a) * (var + mu ** 2)
+        new_var = m2 - 2 * new_mu * m1 + new_mu ** 2
         new_var = np.maximum(new_var, 1e-3 * var)   # rounding guard; exact arithmetic keeps it >= (1-alpha) var
     params = ubm.get_params()
     params.pop("n_components")

@@ -1,0 +1,509 @@
+"""MFCC front-end: cepstra, log-energy, deltas, energy VAD and cepstral normalisation.
+
+Pipeline of :func:`extract_features` (all frames are ``win_length_ms`` long, every ``hop_length_ms``,
+without padding, i.e. Kaldi's ``snip-edges=true``)::
+
+    load_audio (float32 mono, DC removed, resampled to config.sample_rate)
+      -> pre-emphasis -> framing -> window -> |rfft|^2 -> mel filterbank -> ln -> DCT-II (ortho)
+      -> c0 replaced by the frame log-energy (optional)
+      -> deltas / delta-deltas (librosa.feature.delta), computed on ALL frames
+      -> energy VAD selects speech frames
+      -> normalisation (CMVN / sliding CMN / none) over the kept frames only
+
+The result has shape ``(frames, config.dim)``, float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
+
+import librosa
+import numpy as np
+
+from .audio import AudioError, AudioSource, _load
+
+__all__ = ["FeatureConfig", "extract_features", "vad", "LOG_FLOOR"]
+
+#: Floor applied to powers before taking logs (mel energies and frame energy). Signals are in
+#: full-scale units ([-1, 1]), so for the frame energy this is -100 dB re full scale.
+LOG_FLOOR = 1e-10
+
+#: Percentile of the utterance's frame log-energies used as its "peak" level by :func:`vad`.
+VAD_REFERENCE_PERCENTILE = 95.0
+
+_DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # dB per unit of natural-log power
+_NORMALIZATIONS = ("cmvn", "cmn-sliding", "none")
+_CHUNK_FRAMES = 8192  # frames per FFT block (bounds memory on long files)
+_STD_FLOOR = 1e-8
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Front-end settings. Immutable; validated on construction; JSON round-trippable.
+
+    Attributes
+    ----------
+    sample_rate : int
+        Rate (Hz) the audio is resampled to before analysis. Use 8000 for narrowband
+        (telephone, FSDD) audio: at 16000 the mel bands above the source's Nyquist are empty.
+    win_length_ms, hop_length_ms : float
+        Frame length and frame shift in milliseconds (rounded to whole samples).
+    n_fft : int or None
+        FFT size in samples; ``None`` means the next power of two >= the window length
+        (512 for 25 ms at 16 kHz, 256 at 8 kHz). Frames are zero-padded at the end.
+    window : str
+        Analysis window name for ``librosa.filters.get_window`` (periodic), default ``"hamming"``.
+    preemphasis : float
+        Coefficient ``a`` of ``y[n] - a*y[n-1]``, in ``[0, 1)``; 0 disables it.
+    n_mels : int
+        Number of mel filters (HTK mel scale, unit-peak triangles as in Kaldi/HTK).
+    n_ceps : int
+        Cepstral coefficients kept, c0..c(n_ceps-1), ``<= n_mels``.
+    fmin, fmax : float, float or None
+        Filterbank edges in Hz. ``fmax=None`` means ``sample_rate / 2`` (Kaldi's default);
+        ``fmax`` must be ``<= sample_rate / 2``.
+    lifter : float
+        Cepstral liftering coefficient (``librosa.feature.mfcc(lifter=...)``); 0 disables it
+        (Kaldi uses 22). It only rescales each coefficient, so it has no effect under ``"cmvn"``.
+    use_energy : bool
+        Replace c0 by the frame log-energy ``ln(max(mean(x**2), LOG_FLOOR))`` of the raw frame
+        ``x`` (full-scale units, utterance DC offset removed, before pre-emphasis and windowing,
+        like Kaldi's ``--raw-energy``).
+        ``False`` keeps the DCT's c0.
+    deltas, delta_deltas : bool
+        Append first / second time derivatives (``librosa.feature.delta``, order 1 / 2). The
+        first derivative is the HTK/Kaldi regression formula; the second is a quadratic
+        Savitzky-Golay derivative over the same window (not the delta of the delta).
+    delta_width : int
+        Odd window (frames) of the derivative filter, >= 3. Edges replicate the first/last frame.
+    vad : bool
+        Keep only the frames :func:`vad` marks as speech.
+    vad_energy_threshold : float
+        dB (> 0): frames more than this far below the utterance's reference level are
+        non-speech. See :func:`vad`.
+    vad_energy_mean_scale : float
+        In ``[0, 1]``: weight of the mean log-energy in the VAD reference level; the rest goes to
+        the 95th-percentile ("peak") level. 0 (default) is scale-invariant and robust to long
+        silences; 1 makes the threshold relative to the mean only. See :func:`vad`.
+    vad_context : int
+        Smoothing half-window (frames): a frame's decision uses frames ``t-c .. t+c``.
+    vad_proportion_threshold : float
+        In ``(0, 1]``: fraction of the context window that must be above threshold.
+    normalization : {"cmvn", "cmn-sliding", "none"}
+        ``"cmvn"``: per-utterance mean and variance normalisation of the kept frames.
+        ``"cmn-sliding"``: subtract a centred moving mean over ``cmn_window`` kept frames
+        (window shifted to stay inside the utterance, as Kaldi's ``apply-cmvn-sliding --center``).
+        ``"none"``: raw features.
+    cmn_window : int
+        Window (frames) of ``"cmn-sliding"``; 301 frames = 3 s at a 10 ms hop.
+    """
+
+    sample_rate: int = 16000
+    win_length_ms: float = 25.0
+    hop_length_ms: float = 10.0
+    n_fft: int | None = None
+    window: str = "hamming"
+    preemphasis: float = 0.97
+    n_mels: int = 40
+    n_ceps: int = 20
+    fmin: float = 20.0
+    fmax: float | None = None
+    lifter: float = 0.0
+    use_energy: bool = True
+    deltas: bool = True
+    delta_deltas: bool = True
+    delta_width: int = 9
+    vad: bool = True
+    vad_energy_threshold: float = 40.0
+    vad_energy_mean_scale: float = 0.0
+    vad_context: int = 2
+    vad_proportion_threshold: float = 0.6
+    normalization: Literal["cmvn", "cmn-sliding", "none"] = "cmvn"
+    cmn_window: int = 301
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        def fail(name: str, why: str) -> NoReturn:
+            raise ValueError(
+                f"FeatureConfig.{name} {why}, got {getattr(self, name)!r}"
+            )
+
+        def as_int(name: str) -> int:
+            v = getattr(self, name)
+            if not _is_int(v):
+                fail(name, "must be an int")
+            object.__setattr__(self, name, int(v))
+            return int(v)
+
+        def as_float(name: str) -> float:
+            v = getattr(self, name)
+            if not _is_real(v) or not math.isfinite(float(v)):
+                fail(name, "must be a finite number")
+            object.__setattr__(self, name, float(v))
+            return float(v)
+
+        def as_bool(name: str) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_)):
+                fail(name, "must be a bool")
+            object.__setattr__(self, name, bool(v))
+
+        sr = as_int("sample_rate")
+        if sr <= 0:
+            fail("sample_rate", "must be positive (Hz)")
+        if as_float("win_length_ms") <= 0:
+            fail("win_length_ms", "must be positive")
+        if as_float("hop_length_ms") <= 0:
+            fail("hop_length_ms", "must be positive")
+        if self.win_samples < 2:
+            fail("win_length_ms", f"must span at least 2 samples at {sr} Hz")
+        if self.hop_samples < 1:
+            fail("hop_length_ms", f"must span at least 1 sample at {sr} Hz")
+        if self.n_fft is not None and as_int("n_fft") < self.win_samples:
+            fail("n_fft", f"must be >= the window length ({self.win_samples} samples)")
+        if not isinstance(self.window, str):
+            fail("window", "must be a window name (str)")
+        try:
+            librosa.filters.get_window(self.window, 8, fftbins=True)
+        except Exception:
+            fail("window", "is not a window name scipy.signal.get_window knows")
+        p = as_float("preemphasis")
+        if not 0.0 <= p < 1.0:
+            fail("preemphasis", "must be in [0, 1)")
+        if as_int("n_mels") < 1:
+            fail("n_mels", "must be >= 1")
+        if not 1 <= as_int("n_ceps") <= self.n_mels:
+            fail("n_ceps", f"must be in [1, n_mels={self.n_mels}]")
+        fmin = as_float("fmin")
+        if fmin < 0:
+            fail("fmin", "must be >= 0 Hz")
+        if self.fmax is not None:
+            fmax = as_float("fmax")
+            if fmax > sr / 2:
+                fail("fmax", f"must be <= sample_rate / 2 = {sr / 2:g} Hz")
+        if fmin >= self.fmax_hz:
+            fail("fmin", f"must be < fmax ({self.fmax_hz:g} Hz)")
+        if as_float("lifter") < 0:
+            fail("lifter", "must be >= 0")
+        for name in ("use_energy", "deltas", "delta_deltas", "vad"):
+            as_bool(name)
+        w = as_int("delta_width")
+        if w < 3 or w % 2 == 0:
+            fail("delta_width", "must be an odd int >= 3")
+        if as_float("vad_energy_threshold") <= 0:
+            fail("vad_energy_threshold", "must be > 0 dB")
+        if not 0.0 <= as_float("vad_energy_mean_scale") <= 1.0:
+            fail("vad_energy_mean_scale", "must be in [0, 1]")
+        if as_int("vad_context") < 0:
+            fail("vad_context", "must be >= 0")
+        if not 0.0 < as_float("vad_proportion_threshold") <= 1.0:
+            fail("vad_proportion_threshold", "must be in (0, 1]")
+        if self.normalization not in _NORMALIZATIONS:
+            fail("normalization", f"must be one of {_NORMALIZATIONS}")
+        if as_int("cmn_window") < 1:
+            fail("cmn_window", "must be >= 1")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def win_samples(self) -> int:
+        """Window length in samples."""
+        return int(round(self.win_length_ms * self.sample_rate / 1000.0))
+
+    @property
+    def hop_samples(self) -> int:
+        """Frame shift in samples."""
+        return int(round(self.hop_length_ms * self.sample_rate / 1000.0))
+
+    @property
+    def fft_size(self) -> int:
+        """FFT length in samples (``n_fft``, or the next power of two >= the window)."""
+        if self.n_fft is not None:
+            return self.n_fft
+        return 1 << (self.win_samples - 1).bit_length()
+
+    @property
+    def fmax_hz(self) -> float:
+        """Upper filterbank edge in Hz (``fmax`` or ``sample_rate / 2``)."""
+        return self.sample_rate / 2.0 if self.fmax is None else float(self.fmax)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension: ``n_ceps * (1 + deltas + delta_deltas)``."""
+        return self.n_ceps * (1 + int(self.deltas) + int(self.delta_deltas))
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a plain, JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureConfig:
+        """Build from a mapping such as :meth:`to_dict` produced.
+
+        Missing keys take their defaults. Unknown keys raise :class:`ValueError` (listing them and
+        the valid keys), as do invalid values.
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"FeatureConfig.from_dict expects a mapping, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown FeatureConfig key(s): {', '.join(unknown)}; valid keys: {', '.join(known)}"
+            )
+        return cls(**d)
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureConfig:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+# ---------------------------------------------------------------------------------- VAD
+def vad(log_energy: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
+    """Energy-based voice activity detection in the spirit of Kaldi's ``compute-vad``.
+
+    Parameters
+    ----------
+    log_energy : np.ndarray
+        Shape ``(frames,)``: natural log of each frame's power (any constant offset or gain is
+        irrelevant, only differences matter). :func:`extract_features` passes
+        ``ln(max(mean(frame**2), LOG_FLOOR))``.
+    config : FeatureConfig, optional
+        Uses ``vad_energy_threshold`` (dB), ``vad_energy_mean_scale``, ``vad_context`` and
+        ``vad_proportion_threshold``. Defaults to ``FeatureConfig()``.
+
+    Returns
+    -------
+    np.ndarray
+        Shape ``(frames,)``, bool, True for speech frames.
+
+    Notes
+    -----
+    With ``E`` the log-energy in dB, ``P`` its 95th percentile over the utterance (a robust peak
+    level), ``M`` its mean, ``s = vad_energy_mean_scale`` and ``T = vad_energy_threshold``::
+
+        candidate[t] = E[t] > (1 - s) * P + s * M - T
+
+    Then, as in Kaldi, frame ``t`` is speech if at least ``vad_proportion_threshold`` of the
+    candidates in ``t - vad_context .. t + vad_context`` (clipped to the utterance) are set.
+
+    Kaldi's rule is ``E > 5.5 + 0.5 * M`` in natural-log units of int16-scale energy; its constant
+    makes the threshold depend on the recording gain (at 25 ms frames it is about
+    ``0.5 * M - 34`` dB re full scale). Here the absolute constant is replaced by the utterance's
+    own peak level, so the decision does not change with gain, and with the default ``s = 0`` it
+    does not drift when most of the file is silence (a mean is pulled down by long silences).
+    The default ``T = 40`` dB keeps every frame within 40 dB of the peak: essentially all frames
+    of trimmed, clean recordings, while silence is dropped when it is more than 40 dB below the
+    loudest speech. Noise closer than ``T`` to the speech peak is kept; lower ``T`` for noisy data.
+
+    The result is never empty for non-empty input: if smoothing removes every frame the raw
+    candidates are used, and if there are none, the frames at or above the median energy.
+    """
+    cfg = FeatureConfig() if config is None else config
+    e = np.asarray(log_energy, dtype=np.float64)
+    if e.ndim != 1:
+        raise ValueError(f"log_energy must be 1-D (frames,), got shape {e.shape}")
+    n = e.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    if not np.isfinite(e).all():
+        raise ValueError("log_energy contains NaN or inf; floor the power before the log")
+
+    e_db = e * _DB_PER_NEPER_POWER
+    s = cfg.vad_energy_mean_scale
+    reference = (1.0 - s) * np.percentile(e_db, VAD_REFERENCE_PERCENTILE) + s * e_db.mean()
+    candidate = e_db > reference - cfg.vad_energy_threshold
+
+    c = cfg.vad_context
+    if c > 0:
+        # Count candidates (numerator) and frames (denominator) in the clipped window.
+        kernel = np.ones(2 * c + 1)
+        num = np.convolve(candidate.astype(np.float64), kernel, mode="same")
+        den = np.convolve(np.ones(n), kernel, mode="same")
+        speech = num >= cfg.vad_proportion_threshold * den - 1e-9
+    else:
+        speech = candidate.copy()
+
+    if not speech.any():
+        speech = candidate.copy() if candidate.any() else e >= np.median(e)
+    return speech
+
+
+# ---------------------------------------------------------------------------------- front-end
+def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cepstra ``(frames, n_ceps)`` float32 and log-energy ``(frames,)`` float64 of a signal."""
+    win, hop, n_fft = cfg.win_samples, cfg.hop_samples, cfg.fft_size
+    if y.shape[0] < win:
+        raise AudioError(
+            name,
+            f"too short for one analysis frame: {y.shape[0]} samples "
+            f"({1000.0 * y.shape[0] / cfg.sample_rate:.1f} ms) at {cfg.sample_rate} Hz, "
+            f"need {win} ({cfg.win_length_ms:g} ms)",
+        )
+
+    if cfg.preemphasis > 0:
+        # zi makes the first output y[0] - a*y[0] (previous sample taken equal to the first).
+        emph = librosa.effects.preemphasis(
+            y, coef=cfg.preemphasis, zi=np.asarray([-cfg.preemphasis * y[0]], dtype=y.dtype)
+        ).astype(np.float32, copy=False)
+    else:
+        emph = y
+
+    raw_frames = librosa.util.frame(y, frame_length=win, hop_length=hop, axis=0)
+    emph_frames = librosa.util.frame(emph, frame_length=win, hop_length=hop, axis=0)
+    n_frames = raw_frames.shape[0]
+
+    window = librosa.filters.get_window(cfg.window, win, fftbins=True).astype(np.float32)
+    mel_basis = librosa.filters.mel(
+        sr=cfg.sample_rate,
+        n_fft=n_fft,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax_hz,
+        htk=True,
+        norm=None,
+        dtype=np.float32,
+    )  # (n_mels, 1 + n_fft // 2)
+
+    log_mel = np.empty((n_frames, cfg.n_mels), dtype=np.float32)
+    log_energy = np.empty(n_frames, dtype=np.float64)
+    for start in range(0, n_frames, _CHUNK_FRAMES):
+        stop = min(start + _CHUNK_FRAMES, n_frames)
+        raw = raw_frames[start:stop]
+        log_energy[start:stop] = np.einsum("ij,ij->i", raw, raw, dtype=np.float64) / win
+        spec = np.fft.rfft(emph_frames[start:stop] * window, n=n_fft, axis=1)
+        power = np.square(spec.real, dtype=np.float32) + np.square(spec.imag, dtype=np.float32)
+        mel = power @ mel_basis.T
+        np.log(np.maximum(mel, np.float32(LOG_FLOOR)), out=log_mel[start:stop])
+    np.log(np.maximum(log_energy, LOG_FLOOR), out=log_energy)
+
+    ceps = librosa.feature.mfcc(
+        S=log_mel.T, n_mfcc=cfg.n_ceps, dct_type=2, norm="ortho", lifter=cfg.lifter
+    ).T.astype(np.float32)
+    if cfg.use_energy:
+        ceps[:, 0] = log_energy
+    return np.ascontiguousarray(ceps), log_energy
+
+
+def _sliding_cmn(x: np.ndarray, window: int) -> np.ndarray:
+    """Subtract a centred moving mean; the window is shifted (not truncated) at the edges."""
+    n = x.shape[0]
+    w = min(window, n)
+    t = np.arange(n)
+    start = np.clip(t - window // 2, 0, n - w)
+    stop = start + w
+    csum = np.zeros((n + 1, x.shape[1]), dtype=np.float64)
+    np.cumsum(x, axis=0, dtype=np.float64, out=csum[1:])
+    mean = (csum[stop] - csum[start]) / w
+    return (x - mean).astype(np.float32)
+
+
+def _normalize(x: np.ndarray, method: str, cmn_window: int) -> np.ndarray:
+    if method == "none" or x.shape[0] == 0:
+        return x
+    if method == "cmvn":
+        mean = x.mean(axis=0, dtype=np.float64)
+        std = x.std(axis=0, dtype=np.float64)
+        std = np.where(std > _STD_FLOOR, std, 1.0)
+        return ((x - mean) / std).astype(np.float32)
+    if method == "cmn-sliding":
+        return _sliding_cmn(x, cmn_window)
+    raise ValueError(f"unknown normalization {method!r}")  # unreachable: validated
+
+
+def extract_features(
+    path_or_signal: AudioSource,
+    sample_rate: int | None = None,
+    config: FeatureConfig | None = None,
+) -> np.ndarray:
+    """MFCC (+ deltas) of the speech frames of one utterance.
+
+    Parameters
+    ----------
+    path_or_signal : str, os.PathLike or np.ndarray
+        Audio file, or a signal of shape ``(samples,)`` / ``(samples, channels)``
+        (see :func:`speaker.audio.load_audio`).
+    sample_rate : int, optional
+        Rate of a numpy signal in Hz (required for arrays, must be ``None`` for files).
+        It is resampled to ``config.sample_rate``.
+    config : FeatureConfig, optional
+        Front-end settings; ``FeatureConfig()`` by default.
+
+    Returns
+    -------
+    np.ndarray
+        Shape ``(frames, config.dim)``, float32, C-contiguous. Columns are
+        ``[c0 or log-energy, c1 .. c(n_ceps-1)]``, then their deltas, then delta-deltas (each
+        block present if enabled). Rows are the frames kept by :func:`vad` (all frames if
+        ``config.vad`` is False), at most ``1 + (samples - win) // hop`` with window and hop in
+        samples at ``config.sample_rate``. Deltas are computed over all frames before the VAD;
+        normalisation uses the kept frames only.
+
+    Raises
+    ------
+    AudioError
+        Everything :func:`speaker.audio.load_audio` raises, and "too short" when the signal is
+        shorter than one analysis window. The message names the file (or ``"<signal>"``).
+
+    Warns
+    -----
+    UserWarning
+        When the source's native rate is below ``config.sample_rate`` and the filterbank reaches
+        above the source's Nyquist frequency (those mel bands are empty; e.g. 8 kHz audio with
+        the 16 kHz default: use ``FeatureConfig(sample_rate=8000)``).
+    """
+    cfg = FeatureConfig() if config is None else config
+    if not isinstance(cfg, FeatureConfig):
+        raise TypeError(f"config must be a FeatureConfig, got {type(cfg).__name__}")
+    y, native_rate, name = _load(path_or_signal, sample_rate, cfg.sample_rate)
+    if native_rate < cfg.sample_rate and cfg.fmax_hz > native_rate / 2:
+        warnings.warn(
+            f"audio sampled at {native_rate} Hz is upsampled to {cfg.sample_rate} Hz; mel bands "
+            f"above {native_rate / 2:g} Hz (up to fmax={cfg.fmax_hz:g} Hz) carry no signal. Use "
+            f"FeatureConfig(sample_rate={native_rate}) or fmax <= {native_rate / 2:g}.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    ceps, log_energy = _cepstra(y, cfg, name)
+    del y
+
+    blocks = [ceps]
+    if cfg.deltas:
+        blocks.append(
+            librosa.feature.delta(
+                ceps, width=cfg.delta_width, order=1, axis=0, mode="nearest"
+            ).astype(np.float32, copy=False)
+        )
+    if cfg.delta_deltas:
+        blocks.append(
+            librosa.feature.delta(
+                ceps, width=cfg.delta_width, order=2, axis=0, mode="nearest"
+            ).astype(np.float32, copy=False)
+        )
+    feats = np.concatenate(blocks, axis=1) if len(blocks) > 1 else ceps
+
+    if cfg.vad:
+        feats = feats[vad(log_energy, cfg)]
+    feats = _normalize(feats, cfg.normalization, cfg.cmn_window)
+    return np.ascontiguousarray(feats, dtype=np.float32)

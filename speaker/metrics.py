@@ -1,0 +1,597 @@
+"""Speaker-verification evaluation metrics: EER, minimum and actual DCF, DET curves.
+
+Conventions used throughout
+---------------------------
+* ``scores``: one real, finite score per trial (higher = more target-like).
+* ``labels``: one per trial, ``1``/``True`` for a *target* trial (same speaker) and
+  ``0``/``False`` for a *non-target* trial.  At least one of each is required.
+* Decision rule: a trial is **accepted** (declared target) iff ``score >= threshold``.
+  A *miss* is a rejected target trial, a *false alarm* an accepted non-target trial.
+* Every function is **tie-aware**: trials with equal scores always receive the same decision,
+  so no result depends on the order of the trials.  The operating points of a system are the
+  ``m + 1`` (miss, false-alarm) pairs obtained with the thresholds ``u_1 < ... < u_m`` (the
+  distinct scores) and ``+inf`` (reject everything); ``u_1`` accepts everything.
+* Costs run in ``O(n log n)``: one sort per call, then cumulative counts.  Nothing loops over
+  trials in Python, so 10 million trials take a few seconds.
+
+All rates are fractions in ``[0, 1]`` (not percentages).
+
+References
+----------
+* N. Brümmer and E. de Villiers, *The BOSARIS Toolkit: Theory, Algorithms and Code for Surviving
+  the New DCF*, 2011 (``rocch.m``, ``rocch2eer.m``, ``fast_minDCF.m``).
+* NIST Speaker Recognition Evaluation plans (2008, 2010) for the detection cost function.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Mapping, NamedTuple, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "DCFParams",
+    "DCF_PRESETS",
+    "eer",
+    "rocch",
+    "det_curve",
+    "min_dcf",
+    "min_dcf_preset",
+    "actual_dcf",
+    "bayes_threshold",
+    "effective_prior",
+    "plot_det",
+    "save_det_plot",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# DCF operating points
+# --------------------------------------------------------------------------------------------
+class DCFParams(NamedTuple):
+    """Parameters of a detection cost function ``C = c_miss*p_target*P_miss + c_fa*(1-p_target)*P_fa``."""
+
+    p_target: float
+    c_miss: float
+    c_fa: float
+
+
+#: Standard operating points, by name (read-only mapping to :class:`DCFParams`):
+#:
+#: * ``"sre08"``: NIST SRE 2008 (and 2004-2006), ``p_target=0.01, c_miss=10, c_fa=1``;
+#: * ``"sre10"``: NIST SRE 2010 core "new DCF", ``p_target=0.001, c_miss=1, c_fa=1``;
+#: * ``"vox_p01"``: VoxSRC minDCF, ``p_target=0.01, c_miss=1, c_fa=1``;
+#: * ``"vox_p05"``: VoxSRC minDCF, ``p_target=0.05, c_miss=1, c_fa=1``.
+DCF_PRESETS: Mapping[str, DCFParams] = MappingProxyType({
+    "sre08": DCFParams(0.01, 10.0, 1.0),
+    "sre10": DCFParams(0.001, 1.0, 1.0),
+    "vox_p01": DCFParams(0.01, 1.0, 1.0),
+    "vox_p05": DCFParams(0.05, 1.0, 1.0),
+})
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation and the shared counting core
+# --------------------------------------------------------------------------------------------
+def _validate(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Return ``(scores as float64, labels as bool)`` or raise a clear ``ValueError``."""
+    s = np.asarray(scores, dtype=np.float64)
+    lab = np.asarray(labels)
+    if s.ndim != 1 or lab.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-D, got shapes {s.shape} and {lab.shape}")
+    if s.shape != lab.shape:
+        raise ValueError(f"scores and labels must have the same length, got {s.size} and {lab.size}")
+    if lab.dtype == np.bool_:
+        is_tar = lab
+    elif lab.dtype.kind in "iuf":
+        is_tar = lab == 1
+        if not np.all(is_tar | (lab == 0)):
+            raise ValueError("labels must be 0/1 or False/True (1/True = target trial)")
+    else:
+        raise ValueError(f"labels must be boolean or 0/1 numbers, got dtype {lab.dtype}")
+    # A sum is finite only if every term is: a cheap check that allocates nothing.
+    if not np.isfinite(np.sum(s)):
+        bad = np.flatnonzero(~np.isfinite(s))
+        if bad.size:
+            raise ValueError(f"scores must be finite; {bad.size} are not (first at index {bad[0]}: {s[bad[0]]})")
+    n_tar = int(np.count_nonzero(is_tar))
+    if n_tar == 0 or n_tar == s.size:
+        raise ValueError(f"need at least one target and one non-target trial, got {n_tar} targets "
+                         f"and {s.size - n_tar} non-targets")
+    return s, is_tar
+
+
+def _validate_cost(p_target: float, c_miss: float, c_fa: float) -> tuple[float, float, float]:
+    p, cm, cf = float(p_target), float(c_miss), float(c_fa)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p_target must lie strictly between 0 and 1, got {p_target!r}")
+    if not (np.isfinite(cm) and cm > 0 and np.isfinite(cf) and cf > 0):
+        raise ValueError(f"c_miss and c_fa must be positive and finite, got {c_miss!r} and {c_fa!r}")
+    return p, cm, cf
+
+
+class _Counts(NamedTuple):
+    """Tie-aware operating points as exact integer counts.
+
+    Operating point ``k`` (``0 <= k <= m``) uses ``thresholds[k]`` (``thresholds[m] = +inf``):
+    ``n_miss[k]`` targets score below it, ``n_fa[k]`` non-targets score at or above it.
+    ``n_miss`` is non-decreasing, ``n_fa`` non-increasing, and at least one of them changes
+    at every step.
+    """
+
+    thresholds: NDArray[np.float64]
+    n_miss: NDArray[np.int64]
+    n_fa: NDArray[np.int64]
+    n_tar: int
+    n_non: int
+
+
+def _counts(s: NDArray[np.float64], is_tar: NDArray[np.bool_]) -> _Counts:
+    """Sort once and count errors at every distinct threshold (``O(n log n)``, vectorised)."""
+    tar = np.sort(s[is_tar])
+    non = np.sort(s[~is_tar])
+    nt, nn = tar.size, non.size
+    n = nt + nn
+    # Merge the two sorted lists without a second full sort: the rank of each score in the
+    # merged order (targets before equal non-targets; the order within a tie is irrelevant
+    # because ties are pooled below).
+    pos_t = np.arange(nt) + np.searchsorted(non, tar, side="left")
+    pos_n = np.arange(nn) + np.searchsorted(tar, non, side="right")
+    merged = np.empty(n, dtype=np.float64)
+    merged[pos_t] = tar
+    merged[pos_n] = non
+    tar_before = np.zeros(n + 1, dtype=np.int64)  # tar_before[i]: targets among merged[:i]
+    tar_before[pos_t + 1] = 1
+    np.cumsum(tar_before, out=tar_before)
+    # Start of each block of equal scores (-0.0 == 0.0, so they share a block).
+    starts = np.flatnonzero(np.concatenate(([True], merged[1:] != merged[:-1])))
+    bounds = np.append(starts, n)
+    n_miss = tar_before[bounds]
+    n_fa = nn - (bounds - n_miss)
+    thresholds = np.append(merged[starts] + 0.0, np.inf)  # "+ 0.0" maps -0.0 to 0.0
+    return _Counts(thresholds, n_miss, n_fa, nt, nn)
+
+
+def _rates(c: _Counts) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    return c.n_miss / c.n_tar, c.n_fa / c.n_non
+
+
+# --------------------------------------------------------------------------------------------
+# DET curve and ROC convex hull
+# --------------------------------------------------------------------------------------------
+def det_curve(scores: ArrayLike, labels: ArrayLike
+              ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """All operating points of a detector, one per distinct threshold.
+
+    Parameters
+    ----------
+    scores, labels
+        Trial scores and labels (1/True = target), see the module docstring.
+
+    Returns
+    -------
+    p_miss, p_fa, thresholds
+        Three float64 arrays of length ``m + 1``, ``m`` being the number of distinct scores.
+        ``thresholds`` is the sorted distinct scores followed by ``+inf``; operating point ``i``
+        accepts a trial iff ``score >= thresholds[i]``, so ``p_miss[i]`` is the fraction of
+        target scores ``< thresholds[i]`` and ``p_fa[i]`` the fraction of non-target scores
+        ``>= thresholds[i]``.  Hence ``(p_miss[0], p_fa[0]) == (0, 1)`` (accept all),
+        ``(p_miss[-1], p_fa[-1]) == (1, 0)`` (reject all), ``p_miss`` is non-decreasing,
+        ``p_fa`` non-increasing, and tied scores share one operating point.
+    """
+    c = _counts(*_validate(scores, labels))
+    p_miss, p_fa = _rates(c)
+    return p_miss, p_fa, c.thresholds
+
+
+def _lower_hull(x: NDArray[np.int64], y: NDArray[np.int64], small: int = 4096) -> NDArray[np.intp]:
+    """Indices of the vertices of the lower convex hull of a monotone chain of lattice points.
+
+    ``x`` and ``y`` are non-decreasing and no two consecutive points coincide.  Returns the
+    strict vertices (collinear points dropped) in index order, always including both ends.
+    Exact integer arithmetic (fine while ``|x|, |y| < 2**31``).
+
+    Vectorised quickhull in index space: because the chain is monotone, the hull vertices
+    between two known vertices ``i < j`` have indices in ``(i, j)``; the point farthest below
+    the chord ``i -> j`` (the first one on ties) is such a vertex; points on or above a chord
+    can never become vertices and are dropped for good.  Each round handles all open chords at
+    once; when few candidates remain, Andrew's monotone chain finishes the job.
+    """
+    n = x.size
+    if n <= 2:
+        return np.arange(n)
+    found = [np.array([0, n - 1])]
+    lo = np.array([0])
+    hi = np.array([n - 1])
+    cand = np.arange(1, n - 1)  # sorted; the chord of each candidate is given by `seg`
+    seg = np.zeros(cand.size, dtype=np.intp)
+    while cand.size > small:
+        a, b = lo[seg], hi[seg]
+        # cross((P_b - P_a), (P_c - P_a)) < 0  <=>  P_c strictly below the chord a -> b
+        d = (x[b] - x[a]) * (y[cand] - y[a]) - (y[b] - y[a]) * (x[cand] - x[a])
+        keep = d < 0
+        cand, seg, d = cand[keep], seg[keep], d[keep]
+        if cand.size == 0:
+            break
+        first = np.flatnonzero(np.concatenate(([True], seg[1:] != seg[:-1])))
+        sizes = np.diff(np.append(first, cand.size))
+        group = np.repeat(np.arange(first.size), sizes)
+        dmin = np.minimum.reduceat(d, first)
+        at_min = np.flatnonzero(d == dmin[group])
+        pivot_pos = at_min[np.concatenate(([True], group[at_min][1:] != group[at_min][:-1]))]
+        pivot = cand[pivot_pos]
+        found.append(pivot)
+        old = seg[first]
+        lo = np.column_stack((lo[old], pivot)).ravel()
+        hi = np.column_stack((pivot, hi[old])).ravel()
+        right = cand > pivot[group]
+        keep = cand != pivot[group]
+        seg = (2 * group + right)[keep]
+        cand = cand[keep]
+    pts = np.unique(np.concatenate(found + [cand]))
+    if cand.size == 0:
+        return pts
+    # Andrew's monotone chain on the few survivors (true vertices are all among them).
+    px, py = x[pts].tolist(), y[pts].tolist()
+    hull: list[int] = []
+    for i in range(pts.size):
+        while len(hull) >= 2:
+            j, k = hull[-2], hull[-1]
+            if (px[k] - px[j]) * (py[i] - py[j]) - (py[k] - py[j]) * (px[i] - px[j]) <= 0:
+                hull.pop()  # k is on or above the chord j -> i
+            else:
+                break
+        hull.append(i)
+    return pts[np.asarray(hull, dtype=np.intp)]
+
+
+def _rocch_counts(c: _Counts) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Miss and false-alarm counts at the vertices of the ROC convex hull."""
+    # In (non-targets below threshold, targets below threshold) the operating points form a
+    # monotone chain from (0, 0) to (n_non, n_tar); the ROCCH is its lower convex hull.
+    idx = _lower_hull(c.n_non - c.n_fa, c.n_miss)
+    return c.n_miss[idx], c.n_fa[idx]
+
+
+def rocch(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Vertices of the ROC convex hull (ROCCH), as BOSARIS ``rocch.m`` returns them.
+
+    Returns ``(p_miss, p_fa)``: float64 arrays, starting at ``(0, 1)`` and ending at ``(1, 0)``,
+    ``p_miss`` strictly increasing and ``p_fa`` strictly decreasing except for the first/last
+    segment, which may be horizontal/vertical.  Only strict vertices are returned (collinear
+    operating points are dropped), which matches the pool-adjacent-violators bins of BOSARIS
+    (``pavx`` pools equal-valued neighbours).  Ties are pooled, as BOSARIS does.
+    """
+    c = _counts(*_validate(scores, labels))
+    n_miss, n_fa = _rocch_counts(c)
+    return n_miss / c.n_tar, n_fa / c.n_non
+
+
+def _segment_diag_crossing(n_miss: NDArray[np.int64], n_fa: NDArray[np.int64], n_tar: int, n_non: int
+                           ) -> NDArray[np.float64]:
+    """Where the line through consecutive points meets ``p_miss == p_fa``, for every segment.
+
+    Points are ``(p_fa, p_miss) = (n_fa/n_non, n_miss/n_tar)``.  The crossing of the line
+    through ``(x1, y1)`` and ``(x2, y2)`` with ``x == y`` is
+    ``(x1*y2 - x2*y1) / ((x1 - x2) + (y2 - y1))``; in counts this is a ratio of exact integers,
+    so the only rounding is the final division.  Segments with a zero denominator give NaN.
+    """
+    a1, a2 = n_fa[:-1], n_fa[1:]
+    b1, b2 = n_miss[:-1], n_miss[1:]
+    num = a1 * b2 - a2 * b1
+    den = (a1 - a2) * n_tar + (b2 - b1) * n_non
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def _eer_rocch(c: _Counts) -> float:
+    n_miss, n_fa = _rocch_counts(c)
+    # rocch2eer.m: for each hull segment, the line through it meets the diagonal at a candidate;
+    # horizontal or vertical segments give 0; the EER is the largest candidate (the hull is
+    # convex, so this is where the hull itself crosses the diagonal).
+    cand = _segment_diag_crossing(n_miss, n_fa, c.n_tar, c.n_non)
+    flat = (np.diff(n_miss) == 0) | (np.diff(n_fa) == 0)
+    cand[flat] = 0.0
+    return float(max(0.0, cand.max(initial=0.0)))
+
+
+def _eer_interpolated(c: _Counts) -> float:
+    # D[k] = (p_fa - p_miss) * n_tar * n_non: strictly decreasing from n_tar*n_non to -n_tar*n_non.
+    d = c.n_fa * c.n_tar - c.n_miss * c.n_non
+    k = int(np.searchsorted(-d, 0, side="right")) - 1  # last k with D[k] >= 0
+    return float(_segment_diag_crossing(c.n_miss[k:k + 2], c.n_fa[k:k + 2], c.n_tar, c.n_non)[0])
+
+
+def eer(scores: ArrayLike, labels: ArrayLike, *,
+        method: Literal["rocch", "interpolated", "step"] = "rocch") -> float:
+    """Equal error rate, as a fraction in ``[0, 1]``.
+
+    Parameters
+    ----------
+    scores, labels
+        Trial scores and labels (1/True = target), see the module docstring.
+    method
+        * ``"rocch"`` (default): the ROC-convex-hull EER exactly as the BOSARIS toolkit computes
+          it (``rocch`` followed by ``rocch2eer``): the point where the convex hull of the
+          operating points (in the ``(P_fa, P_miss)`` plane) crosses ``P_miss == P_fa``.  It is
+          the EER of the best system obtainable by calibration and randomised interpolation
+          between thresholds, is insensitive to the ordering of tied scores, and is never larger
+          than the interpolated EER.
+        * ``"interpolated"`` (alias ``"step"``): the classical EER of the empirical step curves.
+          ``P_miss(t)`` and ``P_fa(t)`` are evaluated at every tie-aware operating point (see
+          :func:`det_curve`); with ``k`` the last operating point where ``P_fa >= P_miss``, the
+          EER is where the straight segment joining operating points ``k`` and ``k + 1`` meets
+          ``P_miss == P_fa`` (i.e. linear interpolation between the two thresholds bracketing
+          the crossing; equal to ``P_fa[k]`` when ``P_fa[k] == P_miss[k]``).  This equals the
+          usual "interpolate the ROC and solve ``1 - tpr == fpr``" recipe.
+
+    Both are computed from exact integer counts; the only rounding is one final division.
+    Perfectly separated scores give 0; identical scores for all trials give 0.5.
+    """
+    c = _counts(*_validate(scores, labels))
+    if method == "rocch":
+        return _eer_rocch(c)
+    if method in ("interpolated", "step"):
+        return _eer_interpolated(c)
+    raise ValueError(f"method must be 'rocch', 'interpolated' or 'step', got {method!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Detection cost
+# --------------------------------------------------------------------------------------------
+def effective_prior(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The prior ``p~`` for which ``(p~, 1, 1)`` ranks decisions like ``(p_target, c_miss, c_fa)``.
+
+    ``p~ = c_miss*p_target / (c_miss*p_target + c_fa*(1 - p_target))``.
+    """
+    p, cm, cf = _validate_cost(p_target, c_miss, c_fa)
+    return cm * p / (cm * p + cf * (1.0 - p))
+
+
+def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """Bayes-optimal threshold for calibrated log-likelihood-ratio scores (natural log).
+
+    ``log(c_fa*(1 - p_target) / (c_miss*p_target))``; accepting iff ``llr >= threshold``
+    minimises the expected cost when the scores are well-calibrated LLRs.  Use it with
+    :func:`actual_dcf` to measure the actual (calibration-sensitive) DCF.
+    """
+    p, cm, cf = _validate_cost(p_target, c_miss, c_fa)
+    return float(np.log(cf * (1.0 - p)) - np.log(cm * p))
+
+
+def _dcf_curve(c: _Counts, p: float, cm: float, cf: float) -> NDArray[np.float64]:
+    p_miss, p_fa = _rates(c)
+    return (cm * p * p_miss + cf * (1.0 - p) * p_fa) / min(cm * p, cf * (1.0 - p))
+
+
+@overload
+def min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float, c_miss: float = ...,
+            c_fa: float = ..., *, return_threshold: Literal[False] = ...) -> float: ...
+@overload
+def min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float, c_miss: float = ...,
+            c_fa: float = ..., *, return_threshold: Literal[True]) -> tuple[float, float]: ...
+
+
+def min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float, c_miss: float = 1.0,
+            c_fa: float = 1.0, *, return_threshold: bool = False) -> float | tuple[float, float]:
+    """Minimum normalised detection cost over all thresholds.
+
+    ``DCF(t) = (c_miss*p_target*P_miss(t) + c_fa*(1 - p_target)*P_fa(t)) / C_default`` with
+    ``C_default = min(c_miss*p_target, c_fa*(1 - p_target))``, the cost of the better trivial
+    system (accept all or reject all).  The minimum is taken over every tie-aware operating
+    point of :func:`det_curve`, including accept-all and reject-all, so the result lies in
+    ``[0, 1]``.  This is the NIST SRE "minDCF" and equals BOSARIS ``fast_minDCF`` (which
+    minimises over the ROCCH vertices, where the same minimum is attained).
+
+    Parameters
+    ----------
+    scores, labels
+        Trial scores and labels (1/True = target).
+    p_target, c_miss, c_fa
+        Prior of a target trial (``0 < p_target < 1``) and the two (positive) error costs.
+    return_threshold
+        If true, return ``(min_dcf, threshold)``: accepting iff ``score >= threshold`` attains
+        the minimum on these trials (``actual_dcf(scores, labels, threshold, ...)`` gives it
+        back).  ``threshold`` is one of the distinct scores, or ``+inf`` if rejecting every trial
+        is optimal; if several thresholds are optimal, the lowest is returned.
+    """
+    p, cm, cf = _validate_cost(p_target, c_miss, c_fa)
+    c = _counts(*_validate(scores, labels))
+    dcf = _dcf_curve(c, p, cm, cf)
+    k = int(np.argmin(dcf))
+    value = float(dcf[k])
+    return (value, float(c.thresholds[k])) if return_threshold else value
+
+
+@overload
+def min_dcf_preset(scores: ArrayLike, labels: ArrayLike, name: str, *,
+                   return_threshold: Literal[False] = ...) -> float: ...
+@overload
+def min_dcf_preset(scores: ArrayLike, labels: ArrayLike, name: str, *,
+                   return_threshold: Literal[True]) -> tuple[float, float]: ...
+
+
+def min_dcf_preset(scores: ArrayLike, labels: ArrayLike, name: str, *,
+                   return_threshold: bool = False) -> float | tuple[float, float]:
+    """:func:`min_dcf` at a named operating point of :data:`DCF_PRESETS` (e.g. ``"sre10"``)."""
+    try:
+        params = DCF_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown DCF preset {name!r}; choose from {sorted(DCF_PRESETS)}") from None
+    return min_dcf(scores, labels, *params, return_threshold=return_threshold)  # type: ignore[call-overload]
+
+
+def actual_dcf(scores: ArrayLike, labels: ArrayLike, threshold: float, p_target: float,
+               c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """Normalised detection cost of the hard decisions ``accept iff score >= threshold``.
+
+    Same normalisation as :func:`min_dcf` (it can exceed 1 for a badly chosen threshold).
+    ``threshold`` may be ``+-inf``.  For calibrated LLR scores pass
+    ``bayes_threshold(p_target, c_miss, c_fa)`` to get the NIST "actual DCF".  ``O(n)``.
+    """
+    p, cm, cf = _validate_cost(p_target, c_miss, c_fa)
+    s, is_tar = _validate(scores, labels)
+    thr = float(threshold)
+    if np.isnan(thr):
+        raise ValueError("threshold must not be NaN")
+    accept = s >= thr
+    n_tar = int(np.count_nonzero(is_tar))
+    n_non = s.size - n_tar
+    n_hit = int(np.count_nonzero(accept & is_tar))
+    n_fa = int(np.count_nonzero(accept)) - n_hit
+    p_miss = (n_tar - n_hit) / n_tar
+    p_fa = n_fa / n_non
+    return (cm * p * p_miss + cf * (1.0 - p) * p_fa) / min(cm * p, cf * (1.0 - p))
+
+
+# --------------------------------------------------------------------------------------------
+# DET plots
+# --------------------------------------------------------------------------------------------
+_DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+def _curve_points(p_miss: ArrayLike | None, p_fa: ArrayLike | None, scores: ArrayLike | None,
+                  labels: ArrayLike | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    if scores is not None or labels is not None:
+        if p_miss is not None or p_fa is not None:
+            raise ValueError("pass either (p_miss, p_fa) or scores= and labels=, not both")
+        if scores is None or labels is None:
+            raise ValueError("scores= and labels= must be given together")
+        pm, pf, _ = det_curve(scores, labels)
+        return pm, pf
+    if p_miss is None or p_fa is None:
+        raise ValueError("pass (p_miss, p_fa), e.g. from det_curve(), or scores= and labels=")
+    pm = np.asarray(p_miss, dtype=np.float64)
+    pf = np.asarray(p_fa, dtype=np.float64)
+    if pm.ndim != 1 or pm.shape != pf.shape or pm.size == 0:
+        raise ValueError(f"p_miss and p_fa must be non-empty 1-D arrays of equal length, "
+                         f"got shapes {pm.shape} and {pf.shape}")
+    if not (np.all((pm >= 0) & (pm <= 1)) and np.all((pf >= 0) & (pf <= 1))):
+        raise ValueError("p_miss and p_fa must be probabilities in [0, 1]")
+    return pm, pf
+
+
+def _curve_eer(pm: NDArray[np.float64], pf: NDArray[np.float64]) -> float | None:
+    """Linear-interpolation crossing of a (p_miss up, p_fa down) curve with the diagonal."""
+    d = pf - pm
+    k = np.flatnonzero((d[:-1] >= 0) & (d[1:] < 0))
+    if k.size == 0:
+        return float(pf[d == 0][0]) if np.any(d == 0) else None
+    i = int(k[0])
+    t = d[i] / (d[i] - d[i + 1])
+    return float(pf[i] + t * (pf[i + 1] - pf[i]))
+
+
+def plot_det(p_miss: ArrayLike | None = None, p_fa: ArrayLike | None = None, *,
+             scores: ArrayLike | None = None, labels: ArrayLike | None = None,
+             ax: "Axes | None" = None, label: str | None = None, mark_eer: bool = False,
+             limits: tuple[float, float] = (0.0005, 0.5), **plot_kwargs: Any) -> "Axes":
+    """Draw a DET curve on normal-deviate (probit) axes.
+
+    Give either the operating points ``(p_miss, p_fa)`` (e.g. from :func:`det_curve`) or
+    ``scores=`` and ``labels=``.  Both axes use the probit scale ``Phi^-1(p)`` with ticks at
+    0.1, 0.5, 1, 2, 5, 10, 20 and 40 % (those inside ``limits``); ``limits`` are the axis limits
+    as probabilities, used for both axes.  Points at 0 or 1 are drawn just outside the axes.
+
+    ``mark_eer`` marks the EER point on the diagonal: the interpolated EER of the plotted
+    operating points (``eer(..., method="interpolated")`` when drawn from scores).
+    ``label`` names the curve in the legend; ``plot_kwargs`` go to ``Axes.plot``.  Returns the
+    axes (a new figure's if ``ax`` is None, which needs ``matplotlib.pyplot``).
+
+    matplotlib is an optional dependency (``pip install gmmext[plot]``).
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
+        raise ImportError("plot_det needs matplotlib, an optional dependency: "
+                          "pip install 'gmmext[plot]' (or pip install matplotlib)") from exc
+    from scipy.special import ndtri
+
+    lo, hi = float(limits[0]), float(limits[1])
+    if not 0.0 < lo < hi < 1.0:
+        raise ValueError(f"limits must satisfy 0 < low < high < 1, got {limits!r}")
+    pm, pf = _curve_points(p_miss, p_fa, scores, labels)
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(5.0, 5.0))
+
+    def probit(p: NDArray[np.float64]) -> NDArray[np.float64]:
+        eps = 1e-15  # keeps 0 and 1 finite (about -/+7.9 deviates), far outside any sane limits
+        return ndtri(np.clip(p, eps, 1.0 - eps))
+
+    ax.plot(probit(pf), probit(pm), label=label, **plot_kwargs)
+    if mark_eer:
+        e = _curve_eer(pm, pf)
+        if e is not None:
+            z = float(probit(np.array([e]))[0])
+            ax.plot([z], [z], marker="o", linestyle="none", markerfacecolor="none",
+                    color=ax.lines[-1].get_color(), label="_nolegend_")
+    ticks = [t for t in _DET_TICKS if lo <= t <= hi]
+    tick_pos = probit(np.asarray(ticks, dtype=np.float64))
+    tick_lab = [f"{100 * t:g}" for t in ticks]
+    ax.set_xticks(tick_pos, tick_lab)
+    ax.set_yticks(tick_pos, tick_lab)
+    lim = probit(np.array([lo, hi]))
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_xlabel("False-alarm probability (%)")
+    ax.set_ylabel("Miss probability (%)")
+    ax.set_aspect("equal")
+    ax.grid(True, linestyle=":", linewidth=0.6)
+    if label is not None:
+        ax.legend(loc="upper right")
+    return ax
+
+
+def save_det_plot(path: str | os.PathLike[str], p_miss: ArrayLike | None = None,
+                  p_fa: ArrayLike | None = None, *, scores: ArrayLike | None = None,
+                  labels: ArrayLike | None = None, label: str | None = None,
+                  mark_eer: bool = True, title: str | None = None,
+                  figsize: tuple[float, float] = (5.0, 5.0), dpi: float = 150,
+                  **plot_kwargs: Any) -> Path:
+    """Draw one DET curve (see :func:`plot_det`) and write it to ``path`` as a PNG, atomically.
+
+    The image is written to a temporary file in the destination folder, flushed to disk and
+    renamed over ``path`` with ``os.replace``, so readers never see a partial file and a failure
+    leaves any previous file intact.  Uses matplotlib's Agg canvas directly (no pyplot, no
+    global state, works headless).  Returns ``path`` as a ``Path``.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("save_det_plot needs matplotlib, an optional dependency: "
+                          "pip install 'gmmext[plot]' (or pip install matplotlib)") from exc
+    path = Path(path)
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    plot_det(p_miss, p_fa, scores=scores, labels=labels, ax=ax, label=label, mark_eer=mark_eer,
+             **plot_kwargs)
+    if title is not None:
+        ax.set_title(title)
+    fig.tight_layout()
+    folder = path.parent
+    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # O_EXCL: never clobber a stranger's file; mode 0o666 lets the umask decide, as for open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
