@@ -81,6 +81,8 @@ def _read_file(path: str) -> tuple[np.ndarray, int]:
             reason = "no such file"
         elif os.path.isdir(path):
             reason = "is a directory, not an audio file"
+        elif os.path.getsize(path) == 0:
+            reason = "empty file (0 bytes)"
         else:
             detail = getattr(exc, "error_string", None) or str(exc)
             reason = f"cannot decode audio (soundfile: {detail.strip()})"

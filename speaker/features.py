@@ -5,6 +5,7 @@ without padding, i.e. Kaldi's ``snip-edges=true``)::
 
     load_audio (float32 mono, DC removed, resampled to config.sample_rate)
       -> pre-emphasis -> framing -> window -> |rfft|^2 -> mel filterbank -> ln -> DCT-II (ortho)
+      -> optional lifter
       -> c0 replaced by the frame log-energy (optional)
       -> deltas / delta-deltas (librosa.feature.delta), computed on ALL frames
       -> energy VAD selects speech frames
@@ -26,6 +27,7 @@ from typing import Any, Literal, NoReturn
 
 import librosa
 import numpy as np
+import scipy.fft
 
 from .audio import AudioError, AudioSource, _load
 
@@ -78,8 +80,9 @@ class FeatureConfig:
         Filterbank edges in Hz. ``fmax=None`` means ``sample_rate / 2`` (Kaldi's default);
         ``fmax`` must be ``<= sample_rate / 2``.
     lifter : float
-        Cepstral liftering coefficient (``librosa.feature.mfcc(lifter=...)``); 0 disables it
-        (Kaldi uses 22). It only rescales each coefficient, so it has no effect under ``"cmvn"``.
+        Cepstral lifter ``L`` (HTK/Kaldi form: ``c_i *= 1 + L/2 * sin(pi * i / L)``); 0 disables
+        it (Kaldi uses 22). It only rescales each coefficient, so it has no effect under
+        ``"cmvn"``.
     use_energy : bool
         Replace c0 by the frame log-energy ``ln(max(mean(x**2), LOG_FLOOR))`` of the raw frame
         ``x`` (full-scale units, utterance DC offset removed, before pre-emphasis and windowing,
@@ -336,10 +339,12 @@ def vad(log_energy: np.ndarray, config: FeatureConfig | None = None) -> np.ndarr
 
     c = cfg.vad_context
     if c > 0:
-        # Count candidates (numerator) and frames (denominator) in the clipped window.
-        kernel = np.ones(2 * c + 1)
-        num = np.convolve(candidate.astype(np.float64), kernel, mode="same")
-        den = np.convolve(np.ones(n), kernel, mode="same")
+        # Count candidates (numerator) and frames (denominator) in the window clipped to the
+        # utterance, with a cumulative sum (exact integer counts, any n).
+        csum = np.concatenate([[0], np.cumsum(candidate, dtype=np.int64)])
+        t = np.arange(n)
+        lo, hi = np.maximum(t - c, 0), np.minimum(t + c + 1, n)
+        num, den = csum[hi] - csum[lo], hi - lo
         speech = num >= cfg.vad_proportion_threshold * den - 1e-9
     else:
         speech = candidate.copy()
@@ -397,9 +402,10 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, 
         np.log(np.maximum(mel, np.float32(LOG_FLOOR)), out=log_mel[start:stop])
     np.log(np.maximum(log_energy, LOG_FLOOR), out=log_energy)
 
-    ceps = librosa.feature.mfcc(
-        S=log_mel.T, n_mfcc=cfg.n_ceps, dct_type=2, norm="ortho", lifter=cfg.lifter
-    ).T.astype(np.float32)
+    ceps = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, : cfg.n_ceps].copy()
+    if cfg.lifter > 0:  # HTK/Kaldi sinusoidal lifter: c_i *= 1 + L/2 * sin(pi * i / L)
+        i = np.arange(cfg.n_ceps)
+        ceps *= (1.0 + 0.5 * cfg.lifter * np.sin(np.pi * i / cfg.lifter)).astype(np.float32)
     if cfg.use_energy:
         ceps[:, 0] = log_energy
     return np.ascontiguousarray(ceps), log_energy

@@ -1,0 +1,177 @@
+"""Reading the recipe's list files: audio lists, enrolment lists, trials and scores.
+
+Formats (blank lines and lines starting with ``#`` are ignored; fields are separated by
+whitespace; a relative path is resolved against ``root``, by default the list's folder):
+
+* audio list: one ``path`` per line, or Kaldi ``wav.scp`` style ``utt_id path``.
+* enrolment list: ``speaker_id path [path ...]`` (a speaker may span several lines).
+* trials, Kaldi style: ``model_id test_path [target|nontarget]``.
+* trials, VoxCeleb style: ``1|0 enrol_path test_path`` (the enrolment recording is the model).
+* scores: ``model_id test_path score``.
+
+Anywhere a path is read, ``file.ark:OFFSET`` (a Kaldi feature archive entry, read with
+kaldiio) and ``.npy`` feature files are accepted too; an ``scp`` mapping (``utt_id -> path``,
+from :func:`read_scp`) lets trial and enrolment lists name utterances by id.
+Every error names the file and the line.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+__all__ = ["ListError", "Trial", "read_audio_list", "read_enroll_list", "read_trials",
+           "read_scores", "read_scp", "resolve"]
+
+
+class ListError(ValueError):
+    """A malformed list file; the message is ``FILE:LINE: reason``."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One verification trial.
+
+    ``model`` is the model id (Kaldi style) or the enrolment path as written (VoxCeleb style);
+    ``test`` is the test path as written; ``enrol`` is the resolved enrolment path (VoxCeleb
+    style only); ``label`` is True (target), False (non-target) or None (not given).
+    """
+
+    model: str
+    test: str
+    test_path: str
+    label: bool | None = None
+    enrol_path: str | None = None
+
+
+def _lines(path) -> Iterator[tuple[int, list[str]]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                s = line.strip()
+                if s and not s.startswith("#"):
+                    yield n, s.split()
+    except UnicodeDecodeError as exc:
+        raise ListError(f"{path}: not a text file ({exc.reason})") from None
+    except OSError as exc:
+        raise ListError(f"{path}: cannot read list: {exc.strerror or exc}") from None
+
+
+def resolve(token: str, root: str | os.PathLike, scp: Mapping[str, str] | None = None) -> str:
+    """The file (or ``ark:offset`` spec) a list token refers to."""
+    if scp is not None and token in scp:
+        return scp[token]
+    if token.endswith("|") or token.startswith("|"):
+        raise ValueError("piped commands (Kaldi 'cmd |' entries) are not supported; extract the audio first")
+    head, sep, tail = token.rpartition(".ark:")
+    if sep and tail.isdigit():
+        ark = head + ".ark"
+        return (ark if os.path.isabs(ark) else str(Path(root) / ark)) + ":" + tail
+    return token if os.path.isabs(token) else str(Path(root) / token)
+
+
+def _root(path, root) -> Path:
+    return Path(root) if root is not None else Path(path).resolve().parent
+
+
+def read_scp(path, root=None) -> dict[str, str]:
+    """Kaldi ``wav.scp`` / ``feats.scp``: ``utt_id path`` per line -> {utt_id: resolved path}."""
+    r = _root(path, root)
+    out: dict[str, str] = {}
+    for n, f in _lines(path):
+        if len(f) != 2:
+            raise ListError(f"{path}:{n}: expected 'utt_id path', got {len(f)} fields")
+        if f[0] in out:
+            raise ListError(f"{path}:{n}: duplicate utterance id {f[0]!r}")
+        try:
+            out[f[0]] = resolve(f[1], r)
+        except ValueError as exc:
+            raise ListError(f"{path}:{n}: {exc}") from None
+    return out
+
+
+def read_audio_list(path, root=None) -> list[tuple[str, str]]:
+    """Audio list -> [(key, resolved path)]; key is the utt_id (scp style) or the path as written."""
+    r = _root(path, root)
+    out = []
+    for n, f in _lines(path):
+        if len(f) not in (1, 2):
+            raise ListError(f"{path}:{n}: expected 'path' or 'utt_id path', got {len(f)} fields")
+        try:
+            out.append((f[0], resolve(f[-1], r)))
+        except ValueError as exc:
+            raise ListError(f"{path}:{n}: {exc}") from None
+    if not out:
+        raise ListError(f"{path}: the list is empty")
+    return out
+
+
+def read_enroll_list(path, root=None, scp=None) -> dict[str, list[tuple[str, str]]]:
+    """Enrolment list -> {speaker_id: [(token, resolved path), ...]} in file order."""
+    r = _root(path, root)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for n, f in _lines(path):
+        if len(f) < 2:
+            raise ListError(f"{path}:{n}: expected 'speaker_id path [path ...]', got {len(f)} field")
+        try:
+            out.setdefault(f[0], []).extend((t, resolve(t, r, scp)) for t in f[1:])
+        except ValueError as exc:
+            raise ListError(f"{path}:{n}: {exc}") from None
+    if not out:
+        raise ListError(f"{path}: the list is empty")
+    return out
+
+
+_KALDI_LABELS = {"target": True, "nontarget": False}
+
+
+def read_trials(path, root=None, scp=None) -> tuple[str, list[Trial]]:
+    """Trials -> (format, trials); format "kaldi" or "voxceleb", detected from the first line."""
+    r = _root(path, root)
+    fmt = None
+    trials: list[Trial] = []
+    for n, f in _lines(path):
+        this = "voxceleb" if (len(f) == 3 and f[0] in ("0", "1") and f[2] not in _KALDI_LABELS) else "kaldi"
+        fmt = fmt or this
+        try:
+            if fmt == "voxceleb":
+                if len(f) != 3 or f[0] not in ("0", "1"):
+                    raise ValueError("expected VoxCeleb-style '1|0 enrol_path test_path' like the first line")
+                trials.append(Trial(f[1], f[2], resolve(f[2], r, scp), f[0] == "1", resolve(f[1], r, scp)))
+            else:
+                if len(f) not in (2, 3):
+                    raise ValueError(f"expected 'model_id test_path [target|nontarget]', got {len(f)} fields")
+                if len(f) == 3 and f[2] not in _KALDI_LABELS:
+                    raise ValueError(f"label must be 'target' or 'nontarget', got {f[2]!r}")
+                trials.append(Trial(f[0], f[1], resolve(f[1], r, scp),
+                                    _KALDI_LABELS[f[2]] if len(f) == 3 else None))
+        except ValueError as exc:
+            raise ListError(f"{path}:{n}: {exc}") from None
+    if not trials:
+        raise ListError(f"{path}: no trials")
+    seen: dict[tuple[str, str], int] = {}
+    for n, t in zip((n for n, _ in _lines(path)), trials):
+        first = seen.setdefault((t.model, t.test), n)
+        if first != n:
+            raise ListError(f"{path}:{n}: duplicate trial '{t.model} {t.test}' (first on line {first})")
+    return fmt, trials
+
+
+def read_scores(path) -> dict[tuple[str, str], float]:
+    """Score file -> {(model_id, test_path): score}."""
+    out = {}
+    for n, f in _lines(path):
+        if len(f) != 3:
+            raise ListError(f"{path}:{n}: expected 'model_id test_path score', got {len(f)} fields")
+        try:
+            s = float(f[2])
+        except ValueError:
+            raise ListError(f"{path}:{n}: score {f[2]!r} is not a number") from None
+        if not math.isfinite(s):
+            raise ListError(f"{path}:{n}: score {f[2]!r} is not finite")
+        if (f[0], f[1]) in out:
+            raise ListError(f"{path}:{n}: duplicate trial {f[0]} {f[1]}")
+        out[(f[0], f[1])] = s
+    return out
