@@ -186,7 +186,8 @@ def load_audio(
         A file in any format libsndfile reads (WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF, ...;
         integer PCM of 8-32 bits or float), or an in-memory signal of shape ``(samples,)`` or
         ``(samples, channels)`` (soundfile's layout). Float arrays are taken as full scale
-        ``[-1, 1]``; signed integer arrays are scaled by ``2**(bits-1)``; ``uint8`` is offset by 128.
+        ``[-1, 1]``; signed integer arrays are scaled by ``2**(bits-1)``; ``uint8`` is offset by
+        128.
         The caller's array is never modified.
     sample_rate : int, optional
         Sample rate of ``path_or_signal`` in Hz. Required for a numpy signal; must be ``None``

@@ -257,7 +257,8 @@ def cmd_extract(args) -> int:
             target = out / f"{name}.npy"
             from ._atomic import atomic_path
             with atomic_path(target) as tmp:
-                np.save(tmp, store.features[p])
+                with open(tmp, "wb") as f:
+                    np.save(f, store.features[p])
             lines.append(f"{key} {target.resolve()}")
         write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n")
         _say(args, f"wrote {len(ok)} feature files to {out} (list: {out / 'feats.lst'})")

@@ -58,8 +58,8 @@ def _work(args):
         return source, None, f"{type(exc).__name__}: {exc}" if not str(exc).startswith(source) else str(exc)
     if cache_path is not None:
         try:
-            with atomic_path(cache_path) as tmp:
-                np.save(tmp, feats)
+            with atomic_path(cache_path) as tmp, open(tmp, "wb") as f:
+                np.save(f, feats)
         except OSError:
             pass  # a cache that cannot be written is only slower
     return source, feats, None

@@ -1,6 +1,6 @@
 """MFCC front-end: cepstra, log-energy, deltas, energy VAD and cepstral normalisation.
 
-Pipeline of :func:`extract_features` (all frames are ``win_length_ms`` long, every ``hop_length_ms``,
+Pipeline of :func:`extract_features` (frames are ``win_length_ms`` long, every ``hop_length_ms``,
 without padding, i.e. Kaldi's ``snip-edges=true``)::
 
     load_audio (float32 mono, DC removed, resampled to config.sample_rate)
@@ -42,7 +42,7 @@ VAD_REFERENCE_PERCENTILE = 95.0
 
 _DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # dB per unit of natural-log power
 _NORMALIZATIONS = ("cmvn", "cmn-sliding", "none")
-_CHUNK_FRAMES = 8192  # frames per FFT block (bounds memory on long files)
+_CHUNK_FRAMES = 4096  # frames per FFT block (bounds memory on long files)
 _STD_FLOOR = 1e-8
 
 
@@ -267,7 +267,8 @@ class FeatureConfig:
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
             raise ValueError(
-                f"unknown FeatureConfig key(s): {', '.join(unknown)}; valid keys: {', '.join(known)}"
+                f"unknown FeatureConfig key(s): {', '.join(unknown)}; "
+                f"valid keys: {', '.join(known)}"
             )
         return cls(**d)
 
@@ -367,10 +368,15 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, 
         )
 
     if cfg.preemphasis > 0:
-        # zi makes the first output y[0] - a*y[0] (previous sample taken equal to the first).
-        emph = librosa.effects.preemphasis(
-            y, coef=cfg.preemphasis, zi=np.asarray([-cfg.preemphasis * y[0]], dtype=y.dtype)
-        ).astype(np.float32, copy=False)
+        # emph[n] = y[n] - a*y[n-1], with y[-1] taken equal to y[0] (Kaldi's convention). Done
+        # in place on one float32 copy: librosa.effects.preemphasis (scipy lfilter) peaks at
+        # about 4x the signal's size and seeds the first sample differently.
+        a = np.float32(cfg.preemphasis)
+        emph = np.empty_like(y)
+        emph[0] = y[0] * (np.float32(1) - a)
+        emph[1:] = y[:-1]
+        emph[1:] *= -a
+        emph[1:] += y[1:]
     else:
         emph = y
 
@@ -396,7 +402,7 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, 
         stop = min(start + _CHUNK_FRAMES, n_frames)
         raw = raw_frames[start:stop]
         log_energy[start:stop] = np.einsum("ij,ij->i", raw, raw, dtype=np.float64) / win
-        spec = np.fft.rfft(emph_frames[start:stop] * window, n=n_fft, axis=1)
+        spec = scipy.fft.rfft(emph_frames[start:stop] * window, n=n_fft, axis=1)
         power = np.square(spec.real, dtype=np.float32) + np.square(spec.imag, dtype=np.float32)
         mel = power @ mel_basis.T
         np.log(np.maximum(mel, np.float32(LOG_FLOOR)), out=log_mel[start:stop])

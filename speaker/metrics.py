@@ -45,6 +45,7 @@ __all__ = [
     "min_dcf",
     "min_dcf_preset",
     "actual_dcf",
+    "evaluate",
     "bayes_threshold",
     "effective_prior",
     "plot_det",
@@ -483,6 +484,24 @@ def actual_dcf(scores: ArrayLike, labels: ArrayLike, threshold: float, p_target:
     p_miss = (n_tar - n_hit) / n_tar
     p_fa = n_fa / n_non
     return (cm * p * p_miss + cf * (1.0 - p) * p_fa) / min(cm * p, cf * (1.0 - p))
+
+
+def evaluate(scores: ArrayLike, labels: ArrayLike, *,
+             presets: tuple[str, ...] = tuple(DCF_PRESETS)) -> dict[str, float]:
+    """EERs and minimum DCFs from a single sort of the scores (for large trial lists).
+
+    Returns ``{"eer": <rocch EER>, "eer_interpolated": ..., "min_dcf_<name>": ...}`` for each
+    name in ``presets`` (keys of :data:`DCF_PRESETS`); each value equals the one the
+    corresponding function (:func:`eer`, :func:`min_dcf_preset`) returns.
+    """
+    unknown = [name for name in presets if name not in DCF_PRESETS]
+    if unknown:
+        raise ValueError(f"unknown DCF preset(s) {unknown}; choose from {sorted(DCF_PRESETS)}")
+    c = _counts(*_validate(scores, labels))
+    out = {"eer": _eer_rocch(c), "eer_interpolated": _eer_interpolated(c)}
+    for name in presets:
+        out[f"min_dcf_{name}"] = float(_dcf_curve(c, *DCF_PRESETS[name]).min())
+    return out
 
 
 # --------------------------------------------------------------------------------------------
