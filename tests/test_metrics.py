@@ -203,6 +203,20 @@ def test_interpolated_eer_is_the_exact_crossing(t):
     assert M.eer(scores, labels, method="step") == M.eer(scores, labels, method="interpolated")
 
 
+@pytest.mark.parametrize("decimals", [0, 1, 2, 8])
+def test_interpolated_eer_matches_the_sklearn_recipe(decimals):
+    """The usual recipe: sklearn's (tie-aware) ROC, linearly interpolated, solve 1 - tpr == fpr."""
+    skm = pytest.importorskip("sklearn.metrics")
+    from scipy.interpolate import interp1d
+    from scipy.optimize import brentq
+    rng = np.random.default_rng(decimals)
+    labels = rng.random(3000) < 0.3
+    scores = np.round(rng.standard_normal(3000) + 1.5 * labels, decimals)
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    ref = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0, xtol=1e-14)
+    assert M.eer(scores, labels, method="interpolated") == pytest.approx(ref, abs=1e-12)
+
+
 @SETTINGS
 @given(trials())
 def test_rocch_matches_bosaris_port(t):
@@ -349,7 +363,7 @@ def test_bayes_threshold_and_effective_prior():
     assert pe == pytest.approx(0.1 / 1.09)
     assert M.bayes_threshold(pe) == pytest.approx(M.bayes_threshold(0.01, 10, 1))
     # with calibrated LLRs the Bayes threshold is (near) optimal: here exactly optimal
-    llr = np.array([-3.0, -1.0, 2.0, 4.0, 5.0, 0.5])
+    llr = np.array([-3.0, -1.0, 2.0, 4.0, 5.0, -0.5])
     lab = np.array([0, 0, 1, 1, 1, 0])
     thr = M.bayes_threshold(0.5)
     assert M.actual_dcf(llr, lab, thr, 0.5) == M.min_dcf(llr, lab, 0.5) == 0.0
