@@ -100,10 +100,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     Notes
     -----
-    Empty components: a component whose occupancy falls to ``<= 10 * eps`` (eps of the data's
-    dtype) keeps its previous mean and variance (or takes the global mean and variance when
-    there is none) and gets the weight ``10 * eps / n`` that scikit-learn would give it; it
-    never produces NaN.
+    Empty components: a component whose occupancy falls to ``<= max(10 * eps, 1e-10 * n)``
+    (eps of the data's dtype, n the total weight) keeps its previous mean and variance (or takes
+    the global mean and variance when there is none) and gets the weight ``(occupancy + 10 eps)
+    / n`` that scikit-learn would give it; it never produces NaN.
     """
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "diag", tol: float = 1e-3,
@@ -285,6 +285,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(f"statistics have {K} components, the model has {self.n_components}")
         if stats.n_samples <= 0:
             raise ValueError("cannot run an M-step on statistics of zero total weight")
+        if not (np.all(np.isfinite(stats.n)) and np.all(np.isfinite(stats.sum_x))
+                and np.all(np.isfinite(stats.sum_xx)) and np.isfinite(stats.loglik)):
+            raise ValueError(
+                "the E-step statistics contain NaN or infinity: the data's magnitude overflows "
+                f"{np.dtype(dtype).name} arithmetic (squares of the centred data must be representable). "
+                "Use float64 input or rescale the data (e.g. sklearn.preprocessing.StandardScaler).")
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
         means = stats.sum_x / nk[:, None]
@@ -295,7 +301,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         gvar = np.maximum(stats.sum_xx.sum(axis=0) / tot - gmean ** 2, 0.0)
         if self.var_floor > 0:
             cov = np.maximum(cov, self.var_floor * gvar)
-        empty = stats.n <= eps
+        empty = stats.n <= max(eps, 1e-10 * tot)
         if np.any(empty):
             if hasattr(self, "means_") and self.means_.shape == (K, D):
                 means[empty] = self.means_[empty]
@@ -321,7 +327,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``weights_ = (n + 10 eps) / sum``, ``means_ = sum_x / (n + 10 eps)``,
         ``covariances_ = max(sum_xx / (n + 10 eps) - means_**2, var_floor * global_var, 0) + reg_covar``,
         where ``global_var`` is the data's per-dimension variance, itself read off the
-        statistics.  Components with occupancy ``<= 10 eps`` keep their previous mean and
+        statistics.  Components with occupancy ``<= max(10 eps, 1e-10 n)`` keep their previous mean and
         variance (see the class Notes).  One ``fit`` iteration is exactly
         ``m_step(accumulate(X))``.
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _interrupt
 from ._atomic import write_text_atomic
 from .adapt import map_adapt
 from .featstore import FeatureStore
@@ -181,11 +182,10 @@ def cmd_score(args) -> int:
 
 
 def _metrics_table(scores: np.ndarray, labels: np.ndarray) -> dict:
-    from .metrics import DCF_PRESETS, eer, min_dcf_preset
+    from .metrics import DCF_PRESETS, evaluate
     out = {"n_trials": int(len(labels)), "n_target": int(labels.sum()),
-           "n_nontarget": int((~labels).sum()), "eer": eer(scores, labels)}
-    for name in ("vox_p01", "vox_p05", "sre08", "sre10"):
-        out[f"min_dcf_{name}"] = min_dcf_preset(scores, labels, name)
+           "n_nontarget": int((~labels).sum())}
+    out.update(evaluate(scores, labels, presets=("vox_p01", "vox_p05", "sre08", "sre10")))
     out["dcf_params"] = {k: dict(DCF_PRESETS[k]._asdict()) for k in ("vox_p01", "vox_p05", "sre08", "sre10")}
     return out
 
@@ -296,7 +296,10 @@ def cmd_demo(args) -> int:
     ]
     for step in steps:
         _say(args, "$ speaker " + " ".join(step))
-        if main(step + common) != 0:
+        rc = main(step + common)
+        if rc == 130:
+            raise KeyboardInterrupt
+        if rc != 0:
             raise JobError(f"demo step failed: speaker {step[0]}")
     for title, trials, scores in (("Kaldi-style trials (20 enrolment files per speaker)", "trials.txt", "scores.txt"),
                                   ("VoxCeleb-style trials (one enrolment file per model, same digit)", "trials_vox.txt",
@@ -407,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, name, None)
         if v is not None and v < (0 if name == "iters" else 1):
             parser.error(f"--{name.replace('_', '-')} must be >= {0 if name == 'iters' else 1}")
+    _interrupt.install()
     try:
         return args.func(args)
     except (JobError, ListError, ModelError) as exc:

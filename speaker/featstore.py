@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_path
+from ._interrupt import check as check_interrupt
 from .features import FeatureConfig, extract_features
 
 __all__ = ["FeatureStore", "read_source"]
@@ -127,6 +128,7 @@ class FeatureStore:
 
     def _collect(self, results, bar) -> None:
         for source, feats, err in results:
+            check_interrupt()
             if err is None:
                 self.features[source] = feats
             else:

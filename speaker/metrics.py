@@ -27,13 +27,15 @@ References
 from __future__ import annotations
 
 import os
-import secrets
+
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Mapping, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from ._atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -635,20 +637,6 @@ def save_det_plot(path: str | os.PathLike[str], p_miss: ArrayLike | None = None,
     if title is not None:
         ax.set_title(title)
     fig.tight_layout()
-    folder = path.parent
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # O_EXCL: never clobber a stranger's file; mode 0o666 lets the umask decide, as for open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
     return path

@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 
 from gmmext import GaussianMixture, ModelStack
 
+from ._interrupt import check as check_interrupt
+
 __all__ = ["llr", "score_trials"]
 
 
@@ -90,6 +92,7 @@ def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, Ga
     get = features if callable(features) else features.__getitem__
     scores = np.full(len(trials), np.nan)
     for test, items in tqdm(by_test.items(), desc="scoring", unit="utt", disable=not progress, leave=False):
+        check_interrupt()
         try:
             X = _check_features(get(test), ubm)
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who asked to skip

@@ -1,0 +1,101 @@
+"""SIGINT and SIGKILL in the middle of a job leave earlier outputs intact, and no partial file
+under the final name."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
+
+
+def _cmd():
+    exe = shutil.which("speaker")
+    return [exe] if exe else [sys.executable, "-m", "speaker"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Many audio paths (links to the fixtures) so that every job runs for several seconds,
+    plus a finished UBM, models and scores to protect."""
+    d = tmp_path_factory.mktemp("interrupt")
+    wavs = sorted(FIX.glob("*.wav"))
+    names = []
+    for copy in range(4):
+        for w in wavs:
+            link = d / f"c{copy}_{w.name}"
+            link.symlink_to(w)
+            names.append(link.name)
+    (d / "ubm.lst").write_text("\n".join(names) + "\n")
+    spk = sorted({n.split("_")[2] for n in names})
+    (d / "enroll.txt").write_text("".join(f"{s} " + " ".join(n for n in names if n.split("_")[2] == s) + "\n"
+                                          for s in spk))
+    (d / "trials.txt").write_text("".join(f"{s} {n}\n" for n in names for s in spk[:2]))
+    small = d / "small.lst"
+    small.write_text("\n".join(w.name for w in wavs[:40]) + "\n")
+    run = lambda *a: subprocess.run(_cmd() + [str(x) for x in a], capture_output=True, text=True, timeout=600)
+    assert run("train-ubm", "--list", small, "--root", FIX, "--out", d / "ubm.npz", "--components", 8,
+               "--sample-rate", 8000, "--iters", 2, "--quiet").returncode == 0
+    assert run("enroll", "--ubm", d / "ubm.npz", "--enroll", d / "enroll.txt", "--out", d / "models.npz",
+               "--quiet").returncode == 0
+    (d / "scores.txt").write_text("earlier scores\n")
+    return d
+
+
+JOBS = {
+    "train-ubm": lambda d: ["train-ubm", "--list", d / "ubm.lst", "--out", d / "ubm.npz", "--components", 64,
+                            "--sample-rate", 8000, "--iters", 10000],
+    "enroll": lambda d: ["enroll", "--ubm", d / "ubm.npz", "--enroll", d / "enroll.txt", "--out", d / "models.npz"],
+    "score": lambda d: ["score", "--ubm", d / "ubm.npz", "--models", d / "models.npz", "--trials",
+                        d / "trials.txt", "--out", d / "scores.txt"],
+}
+OUTPUT = {"train-ubm": "ubm.npz", "enroll": "models.npz", "score": "scores.txt"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("job", list(JOBS))
+def test_interrupted_job_keeps_earlier_output(setup, job, sig):
+    d = setup
+    target = d / OUTPUT[job]
+    before = target.read_bytes()
+    p = subprocess.Popen(_cmd() + [str(a) for a in JOBS[job](d)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    assert p.poll() is None, "the job finished before it could be interrupted; make it longer"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert p.returncode == 130, err
+        assert "Traceback" not in err and "interrupted" in err
+    else:
+        assert p.returncode == -signal.SIGKILL
+    assert target.read_bytes() == before
+    leftovers = [x.name for x in d.iterdir() if x.name.startswith(".") and x.name.endswith(".tmp")]
+    if sig == signal.SIGINT:
+        assert leftovers == []            # a clean stop removes its temporary files
+    for x in leftovers:                   # after SIGKILL a temporary file may remain, never the target
+        (d / x).unlink()
+
+
+def test_interrupt_during_the_write_itself(tmp_path, monkeypatch):
+    """An exception raised half-way through writing a model file leaves the old file as it was."""
+    import speaker.model_io as mio
+    from gmmext import GaussianMixture
+    ubm = GaussianMixture.from_parameters(np.ones(2) / 2, np.zeros((2, 3)), np.ones((2, 3)))
+    mio.save_model(tmp_path / "ubm.npz", ubm)
+    before = (tmp_path / "ubm.npz").read_bytes()
+
+    def half_then_interrupt(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mio.np, "savez", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mio.save_model(tmp_path / "ubm.npz", ubm)
+    assert (tmp_path / "ubm.npz").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ubm.npz"]
