@@ -132,3 +132,52 @@ def test_bit_flips_never_crash(tmp_path, ubm):
         except ModelError:
             continue
         assert np.all(np.isfinite(m.ubm.means_)) and np.all(m.ubm.covariances_ > 0)
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_ARRAYS = st.one_of(
+    st.builds(lambda v: np.array(v), st.sampled_from(["gmmext-speaker", "ubm", "speakers", "", "x" * 50])),
+    st.builds(lambda v: np.array(v), st.integers(-2, 3)),
+    st.builds(lambda shape, fill, dt: np.full(shape, fill, dtype=dt),
+              st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple),
+              st.sampled_from([0.0, 0.25, 1.0, -1.0, np.nan, np.inf, 1e308]),
+              st.sampled_from([np.float32, np.float64, np.int32, np.complex64])),
+    st.builds(lambda n: np.array([f"s{i}" for i in range(n)]), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_npz_contents(tmp_path, ubm, data):
+    """Arbitrary replacements of any key: ModelError, or a model that is valid in every respect."""
+    arrays = _valid(ubm)
+    keys = list(arrays) + ["speaker_ids", "extra"]
+    for key in data.draw(st.lists(st.sampled_from(keys), max_size=4, unique=True)):
+        if data.draw(st.booleans()) and key in arrays:
+            del arrays[key]
+        else:
+            arrays[key] = data.draw(_ARRAYS)
+    _write(tmp_path / "fuzz.npz", **arrays)
+    try:
+        m = load_model(tmp_path / "fuzz.npz")
+    except ModelError as exc:
+        assert "fuzz.npz" in str(exc)
+        return
+    models = [m.ubm] if m.kind == "ubm" else list(m.speakers.values())
+    for g in models:
+        assert np.all(np.isfinite(g.means_)) and np.all(g.covariances_ > 0)
+        assert abs(float(g.weights_.sum()) - 1) < 1e-3
+
+
+def test_cli_refuses_bad_model_files_without_traceback(tmp_path, ubm):
+    import subprocess
+    import sys
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "t.txt").write_text("a x.wav\n")
+    save_model(tmp_path / "ubm.npz", ubm)
+    for args in (["--ubm", tmp_path / "bad.npz"], ["--ubm", tmp_path / "ubm.npz", "--models", tmp_path / "bad.npz"]):
+        p = subprocess.run([sys.executable, "-m", "speaker", "score", *map(str, args), "--trials",
+                            str(tmp_path / "t.txt"), "--out", str(tmp_path / "s.txt")],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 1 and "bad.npz" in p.stderr and "Traceback" not in p.stderr
