@@ -400,6 +400,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             float32 or float64 (other types are converted to float64); any memory layout.
+            A ``numpy.memmap`` or another lazily sliced array-like is streamed in row blocks,
+            a ``dask.array.Array`` is fitted where its blocks live (docs/scaling.md).
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-sample weights; an integer weight acts like repeating the row
@@ -417,6 +419,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._fit(X, sample_weight, labels=True)
 
     def _fit(self, X, sample_weight, labels: bool):
+        from ._dask import fit_blocked, wants_blocked   # Dask itself is imported only for Dask input
+        if wants_blocked(X):     # memmap, lazily sliced array-like or dask array: EM by row blocks
+            return fit_blocked(self, X, sample_weight, labels)
         self._check_params()
         X = self._validate_X(X, reset=True)
         N, D = X.shape

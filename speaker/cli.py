@@ -83,25 +83,79 @@ def _load_ubm(path):
 
 # ---------------------------------------------------------------------------- commands
 def cmd_train_ubm(args) -> int:
+    """Train a UBM: features on this machine (in memory, or streamed from disk beyond
+    ``--stream-above``) or on Dask workers; a checkpoint after every EM pass, ``--resume``."""
+    import contextlib
+    import hashlib
+    import os
+    import shutil
+    from .ubm import CheckpointError, DaskFeatures, _is_audio, dask_client, prepare_features, read_checkpoint
     config = _feature_config(args)
     entries = read_audio_list(args.list, args.root)
-    store = _store(args, config)
-    sources = [p for _, p in entries]
-    store.load(sources, desc="features")
-    _report_skipped(args, store.errors)
-    _check_strict(args, store.errors)
-    feats = [store.features[s] for s in dict.fromkeys(sources) if s in store.features]
-    if not feats:
-        raise JobError("no usable audio in the list: nothing to train on")
-    n_frames = sum(f.shape[0] for f in feats)
-    if n_frames < args.components:
-        raise JobError(f"only {n_frames} speech frames for {args.components} components")
-    ubm = train_ubm(feats, args.components, init=args.init, n_iter=args.iters,
-                    var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
-                    progress=_progress(args))
+    sources = list(dict.fromkeys(p for _, p in entries))
+    out = Path(args.out)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.npz")
+    if checkpoint.resolve() == out.resolve():
+        raise JobError("--checkpoint must differ from --out")
+    if args.resume and not checkpoint.exists():
+        _say(args, f"no checkpoint {checkpoint}: starting from the beginning")
+    distributed = bool(args.scheduler or args.dask_workers)
+    if args.scheduler and args.stream and not args.cache and any(map(_is_audio, sources)):
+        raise JobError("--stream on a Dask cluster needs --cache DIR on a filesystem the workers share "
+                       "(or a list of .npy / Kaldi ark features)")
+    temp_cache = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if distributed:
+                client = stack.enter_context(dask_client(args.scheduler, args.dask_workers))
+                cache = args.cache
+                if args.stream and not cache and any(map(_is_audio, sources)):
+                    import tempfile
+                    cache = temp_cache = tempfile.mkdtemp(prefix=".speaker-features-", dir=out.parent)
+                absolute = {os.path.abspath(s): s for s in sources}       # workers may have another cwd
+                feats, errors = DaskFeatures.from_sources(client, list(absolute), config, cache_dir=cache,
+                                                          stream=args.stream, progress=_progress(args))
+                errors = {absolute[s]: why for s, why in errors.items()}
+                if feats is not None:
+                    feats.n_threads = args.threads or 1
+                used = [s for s in sources if s not in errors]
+                n_frames = feats.n_frames if feats is not None else 0
+                where = f"on Dask ({len(client.nthreads())} workers{', streamed' if args.stream else ''})"
+            else:
+                prep = prepare_features(sources, config, cache_dir=args.cache, jobs=args.jobs,
+                                        stream_above=args.stream_above * 1e9, stream=args.stream,
+                                        temp_parent=out.parent, progress=_progress(args))
+                temp_cache = prep.temp_cache
+                feats, errors, used, n_frames = prep.features, prep.errors, prep.sources, prep.n_frames
+                where = "streamed from disk" if prep.streamed else "in memory"
+            _report_skipped(args, errors)
+            _check_strict(args, errors)
+            if not used:
+                raise JobError("no usable audio in the list: nothing to train on")
+            if n_frames < args.components:
+                raise JobError(f"only {n_frames} speech frames for {args.components} components")
+            inputs = hashlib.sha256("\n".join([config.to_json()] + [os.path.abspath(s) for s in used]).encode()
+                                    ).hexdigest()
+            try:
+                ubm = train_ubm(feats, args.components, init=args.init, n_iter=args.iters,
+                                var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
+                                progress=_progress(args), checkpoint=checkpoint, resume=args.resume,
+                                inputs_id=inputs)
+            except CheckpointError as exc:
+                raise JobError(str(exc)) from None
+            except KeyboardInterrupt:
+                with contextlib.suppress(Exception):
+                    ck = read_checkpoint(checkpoint)
+                    print(f"speaker train-ubm: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} "
+                          "EM passes; run the same command with --resume to continue", file=sys.stderr)
+                raise
+    finally:
+        if temp_cache is not None:
+            shutil.rmtree(temp_cache, ignore_errors=True)
     save_model(args.out, ubm, config=config)
-    _say(args, f"UBM: {ubm.n_components} components x {ubm.means_.shape[1]} dims from {len(feats)} files "
-               f"({n_frames} frames, {len(store.errors)} skipped); average log-likelihood "
+    checkpoint.unlink(missing_ok=True)
+    _say(args, f"UBM: {ubm.n_components} components x {ubm.means_.shape[1]} dims from {len(used)} files "
+               f"({n_frames} frames {where}, {len(errors)} skipped); average log-likelihood "
                f"{ubm.lower_bound_:.3f} nats/frame -> {args.out}")
     return 0
 
@@ -351,7 +405,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init", choices=["split", "kmeans"], default="split", help="binary splitting (default) or k-means")
     s.add_argument("--var-floor", type=float, default=0.01, metavar="F", help="variance floor, fraction of the global variance (default 0.01)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--threads", type=int, metavar="N", help="threads of the EM core (default all cores)")
+    s.add_argument("--threads", type=int, metavar="N",
+                   help="threads of the EM core (default all cores; with Dask, per task: default 1)")
+
+    def _at_least(lo, kind=int):
+        def parse(v):
+            try:
+                x = kind(v)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {v!r}") from None
+            if not x >= lo:
+                raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+            return x
+        return parse
+
+    g = s.add_argument_group("scale: streaming, Dask, checkpoints (docs/scaling.md)")
+    g.add_argument("--stream", action="store_true",
+                   help="keep no features in memory: read them from disk at every EM pass (.npy / ark entries "
+                        "where they are, audio features from --cache or a temporary folder beside --out)")
+    g.add_argument("--stream-above", type=_at_least(0.0, float), default=4.0, metavar="GB",
+                   help="stream automatically once the features exceed GB gigabytes (default 4; this machine only)")
+    dask = g.add_mutually_exclusive_group()
+    dask.add_argument("--scheduler", metavar="ADDRESS",
+                      help="run feature extraction and every EM pass on this Dask cluster (e.g. tcp://host:8786); "
+                           "the workers read the listed files under the same paths (shared filesystem)")
+    dask.add_argument("--dask-workers", type=_at_least(1), metavar="N",
+                      help="start a local Dask cluster of N worker processes and run on it")
+    g.add_argument("--checkpoint", metavar="NPZ",
+                   help="checkpoint written after every EM pass (default: OUT with .ckpt.npz; removed on success)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint (same list, features and options; refused otherwise)")
     s.set_defaults(func=cmd_train_ubm)
 
     s = sub.add_parser("enroll", parents=[root, adapt, run], help="enrol speakers by MAP adaptation",
