@@ -11,6 +11,7 @@ import warnings
 from time import time
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
@@ -624,12 +625,10 @@ def _hard_stats(X, labels, sw, K) -> GMMStats:
         lab = lab[keep]
         Xc = np.asarray(X[s:s + step], dtype=np.float64)[keep]
         w = np.ones(len(lab)) if sw is None else sw[s:s + step][keep]
-        n = np.bincount(lab, weights=w, minlength=K)
-        sx = np.zeros((K, D))
-        sxx = np.zeros((K, D))
-        np.add.at(sx, lab, Xc * w[:, None])
-        np.add.at(sxx, lab, Xc * Xc * w[:, None])
-        stats = stats + GMMStats(n, sx, sxx, 0.0, w.sum())
+        # one-hot (K, rows) sparse matrix times the block: O(rows * D)
+        onehot = sparse.csr_matrix((w, (lab, np.arange(len(lab)))), shape=(K, len(lab)))
+        stats = stats + GMMStats(np.bincount(lab, weights=w, minlength=K), onehot @ Xc,
+                                 onehot @ (Xc * Xc), 0.0, w.sum())
     return stats
 
 
