@@ -101,6 +101,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     Notes
     -----
+    Precision: the log-density of a frame is computed as one matrix product about a shift (the
+    mixture's mean), Kaldi's layout; in float32 its absolute rounding error is about
+    ``1e-7 * sum_d (x_d - shift_d)**2 / var_kd``.  When a component collapses to a variance of
+    ``reg_covar`` (1e-6) on data of unit scale, that reaches ~1e-3 nats and EM may then lower
+    the likelihood slightly between iterations; ``var_floor`` (e.g. 1e-3) or float64 avoids it.
+
+    Statistics: a chunk's responsibilities below 1e-15 of their frame's largest are left out
+    of the statistics when that skips most of them (the mass dropped is below the rounding
+    of the float64 sums); see ``src/gmm_kernels.h``.
+
     Empty components: a component whose occupancy falls to ``<= max(10 * eps, 1e-10 * n)``
     (eps of the data's dtype, n the total weight) keeps its previous mean and variance (or takes
     the global mean and variance when there is none) and gets the weight ``(occupancy + 10 eps)

@@ -31,6 +31,25 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 cdef extern from "gmm_kernels.h" nogil:
     double gmmx_softmax_d(double *row, Py_ssize_t K)
     double gmmx_softmax_f(float *row, Py_ssize_t K)
+    void gmmx_estep_chunk_d(double *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
+                            double *acc_n, double *acc_scalar)
+    void gmmx_estep_chunk_f(float *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
+                            double *acc_n, double *acc_scalar)
+    Py_ssize_t gmmx_count_kept_d(const double *R, Py_ssize_t rows, Py_ssize_t K)
+    Py_ssize_t gmmx_count_kept_f(const float *R, Py_ssize_t rows, Py_ssize_t K)
+    void gmmx_sparse_stats_d(const double *R, const double *xx, Py_ssize_t rows, Py_ssize_t K,
+                             Py_ssize_t D2, double *acc_n, double *acc_s)
+    void gmmx_sparse_stats_f(const float *R, const float *xx, Py_ssize_t rows, Py_ssize_t K,
+                             Py_ssize_t D2, double *acc_n, float *S, double *acc_s)
+    void gmmx_colsum_d(const double *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
+    void gmmx_colsum_f(const float *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
+    void gmmx_add_f(double *acc, const float *S, Py_ssize_t n)
+    void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n)
+    void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n)
+
+# A chunk's statistics are summed over its kept (frame, component) pairs instead of by a gemm
+# when at most this fraction of its responsibilities is kept (see gmm_kernels.h, GMMX_DROP).
+cdef double _sparse_limit = 0.25
 
 ctypedef fused floating:
     float
@@ -53,6 +72,63 @@ cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
         return gmmx_softmax_f(row, K)
     else:
         return gmmx_softmax_d(row, K)
+
+
+cdef inline void _estep_chunk(floating *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
+                              double *acc_scalar) noexcept nogil:
+    """Rows of L become w_i * responsibilities; acc_scalar += (sum w ll, sum w)."""
+    if floating is float:
+        gmmx_estep_chunk_f(L, rows, K, sw, NULL, acc_scalar)
+    else:
+        gmmx_estep_chunk_d(L, rows, K, sw, NULL, acc_scalar)
+
+
+cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
+                       Py_ssize_t D, floating *S, double *acc_n, double *acc_s) noexcept nogil:
+    """acc_n += column sums of R = L (rows, K); acc_s (K, 2D) += R^T xx: sparse or one gemm."""
+    cdef Py_ssize_t kept
+    if floating is float:
+        kept = gmmx_count_kept_f(L, rows, K)
+    else:
+        kept = gmmx_count_kept_d(L, rows, K)
+    if kept <= _sparse_limit * <double>(rows * K):
+        if floating is float:
+            gmmx_sparse_stats_f(L, xx, rows, K, 2 * D, acc_n, S, acc_s)
+        else:
+            gmmx_sparse_stats_d(L, xx, rows, K, 2 * D, acc_n, acc_s)
+        return
+    # dense: row-major S (K x 2D) = R^T xx, i.e. column-major S^T = xx^T R
+    if floating is float:
+        gmmx_colsum_f(L, rows, K, acc_n)
+        _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+              0.0, S, <int>(2 * D))
+        gmmx_add_f(acc_s, S, K * 2 * D)
+    else:
+        gmmx_colsum_d(L, rows, K, acc_n)
+        _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+              1.0, <double *>acc_s, <int>(2 * D))
+
+
+cdef int _check_buf(str name, tuple have, tuple at_least, tuple exact) except -1:
+    """A workspace array: leading axes at least ``at_least``, trailing axes exactly ``exact``."""
+    cdef Py_ssize_t i, n = len(at_least)
+    for i in range(n):
+        if have[i] < at_least[i]:
+            raise ValueError(f"workspace {name} too small: shape {have}, need at least {at_least} on the leading axes")
+    for i in range(len(exact)):
+        if have[n + i] != exact[i]:
+            raise ValueError(f"workspace {name} has shape {have}, trailing axes must be {exact}")
+    return 0
+
+
+cdef int _check_model(Py_ssize_t D, Py_ssize_t K, Py_ssize_t m_rows, Py_ssize_t m_cols,
+                      Py_ssize_t g_len, Py_ssize_t s_len, Py_ssize_t chunk, int n_threads) except -1:
+    if m_rows != 2 * D or m_cols != K or g_len != K or s_len != D:
+        raise ValueError("model matrices do not match the data")
+    if chunk < 1 or n_threads < 1:
+        raise ValueError("chunk and n_threads must be >= 1")
+    return 0
+
 
 
 cdef void _fill_xx(const char *xbase, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t start,
@@ -85,8 +161,6 @@ cdef void _chunk_logdens(const char *xbase, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
 
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def accumulate(const floating[:, :] X, const double[::1] sample_weight,
                const floating[::1] shift, const floating[:, ::1] M, const floating[::1] gconst,
                Py_ssize_t chunk, int n_threads,
@@ -100,25 +174,27 @@ def accumulate(const floating[:, :] X, const double[::1] sample_weight,
     s_buf (T, K, 2D).  Accumulators (float64, zeroed by the caller): acc_s (T, K, 2D) gets
     sum_i w_i r_ik [x_i - shift, (x_i - shift)^2], acc_n (T, K) gets sum_i w_i r_ik, acc_scalar (T, 2) gets
     (sum_i w_i log p(x_i), sum_i w_i).  Frames with weight 0 contribute nothing.
+    A chunk whose responsibilities are mostly negligible (at most ``set_sparse_limit``, 0.25,
+    of them above 1e-15 of their frame's largest) gets acc_s and acc_n summed over the others
+    only, instead of by a gemm; the mass left out is below the rounding of the dense sums.
     """
     cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = M.shape[1]
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
-    cdef Py_ssize_t c, start, rows, i, k, j, tid
+    cdef Py_ssize_t c, start, rows, tid
     cdef const double *sw = NULL
     cdef const char *xbase
     cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
     cdef floating *xx
     cdef floating *L
-    cdef floating *S
-    cdef floating *Lrow
-    cdef double *acc
-    cdef double ll, w
     if N == 0:
         return
-    if M.shape[0] != 2 * D or gconst.shape[0] != K or shift.shape[0] != D:
-        raise ValueError("model matrices do not match the data")
-    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or l_buf.shape[2] != K:
-        raise ValueError("workspace too small")
+    _check_model(D, K, M.shape[0], M.shape[1], gconst.shape[0], shift.shape[0], chunk, n_threads)
+    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
+    _check_buf("l_buf", (l_buf.shape[0], l_buf.shape[1], l_buf.shape[2]), (n_threads, chunk), (K,))
+    _check_buf("s_buf", (s_buf.shape[0], s_buf.shape[1], s_buf.shape[2]), (n_threads,), (K, 2 * D))
+    _check_buf("acc_s", (acc_s.shape[0], acc_s.shape[1], acc_s.shape[2]), (n_threads,), (K, 2 * D))
+    _check_buf("acc_n", (acc_n.shape[0], acc_n.shape[1]), (n_threads,), (K,))
+    _check_buf("acc_scalar", (acc_scalar.shape[0], acc_scalar.shape[1]), (n_threads,), (2,))
     if sample_weight is not None:
         if sample_weight.shape[0] != N:
             raise ValueError("sample_weight has the wrong length")
@@ -132,37 +208,12 @@ def accumulate(const floating[:, :] X, const double[::1] sample_weight,
             xx = &xx_buf[tid, 0, 0]
             L = &l_buf[tid, 0, 0]
             _chunk_logdens(xbase, s0, s1, start, rows, D, K, &shift[0], &M[0, 0], &gconst[0], xx, L)
-            for i in range(rows):
-                Lrow = L + i * K
-                ll = _softmax(Lrow, K)
-                if sw != NULL:
-                    w = sw[start + i]
-                    if w != 1.0:
-                        for k in range(K):
-                            Lrow[k] = <floating>(Lrow[k] * w)
-                    if w != 0.0:
-                        acc_scalar[tid, 0] += w * ll
-                    acc_scalar[tid, 1] += w
-                else:
-                    acc_scalar[tid, 0] += ll
-                    acc_scalar[tid, 1] += 1.0
-                for k in range(K):
-                    acc_n[tid, k] += Lrow[k]
-            # statistics: row-major S (K x 2D) = R^T xx, i.e. column-major S^T = xx^T R
-            if floating is double:
-                _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
-                      1.0, &acc_s[tid, 0, 0], <int>(2 * D))
-            else:
-                S = &s_buf[tid, 0, 0]
-                _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
-                      0.0, S, <int>(2 * D))
-                acc = &acc_s[tid, 0, 0]
-                for j in range(K * 2 * D):
-                    acc[j] += S[j]
+            # per row (C kernel, vectorised, fast exp): max, exp, sum, scale by w_i / sum
+            _estep_chunk(L, rows, K, (sw + start) if sw != NULL else NULL, &acc_scalar[tid, 0])
+            # statistics sum_i r_ik [x_i, x_i^2]: one gemm, or the kept entries only when sparse
+            _chunk_stats(L, xx, rows, K, D, &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0])
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def evaluate(const floating[:, :] X, const floating[::1] shift, const floating[:, ::1] M, const floating[::1] gconst,
              Py_ssize_t chunk, int n_threads,
              floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
@@ -187,10 +238,9 @@ def evaluate(const floating[:, :] X, const floating[::1] shift, const floating[:
     cdef bint want_lp = logprob_out is not None, want_lab = label_out is not None
     if N == 0:
         return
-    if M.shape[0] != 2 * D or gconst.shape[0] != K or shift.shape[0] != D:
-        raise ValueError("model matrices do not match the data")
-    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or l_buf.shape[2] != K:
-        raise ValueError("workspace too small")
+    _check_model(D, K, M.shape[0], M.shape[1], gconst.shape[0], shift.shape[0], chunk, n_threads)
+    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
+    _check_buf("l_buf", (l_buf.shape[0], l_buf.shape[1], l_buf.shape[2]), (n_threads, chunk), (K,))
     if (want_ll and ll_out.shape[0] != N) or (want_lab and label_out.shape[0] != N) \
             or (want_resp and (resp_out.shape[0] != N or resp_out.shape[1] != K)) \
             or (want_lp and (logprob_out.shape[0] != N or logprob_out.shape[1] != K)):
@@ -224,12 +274,38 @@ def evaluate(const floating[:, :] X, const floating[::1] shift, const floating[:
                 memcpy(&resp_out[start, 0], L, rows * K * sizeof(floating))
 
 
+def set_sparse_limit(double limit):
+    """Set the kept-fraction below which a chunk's statistics are summed sparsely; returns the old one.
+
+    0.25 by default; a negative value makes every chunk use the dense gemm (benchmarks, tests).
+    Not thread-safe: call it while no E-step runs.
+    """
+    global _sparse_limit
+    old = _sparse_limit
+    _sparse_limit = limit
+    return old
+
+
+def exp_kernel_test(const floating[::1] x):
+    """exp(x) element-wise by the E-step's fast exp (a testing aid; see src/gmm_kernels.h)."""
+    import numpy as np
+    cdef Py_ssize_t n = x.shape[0]
+    out = np.empty(n, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] o = out
+    if n == 0:
+        return out
+    with nogil:
+        if floating is float:
+            gmmx_exp_array_f(&x[0], &o[0], n)
+        else:
+            gmmx_exp_array_d(&x[0], &o[0], n)
+    return out
+
+
 # --------------------------------------------------------------------------- top-C scoring
 # Reynolds et al. (2000): per frame, the C best components of the UBM are found once; the
 # UBM and every model adapted from it are then evaluated on those C components only.
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def topc_select(const floating[:, :] X, const floating[::1] shift, const floating[:, ::1] M,
                 const floating[::1] gconst, Py_ssize_t C, Py_ssize_t chunk, int n_threads,
                 floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf, floating[:, ::1] val_buf,
@@ -255,11 +331,10 @@ def topc_select(const floating[:, :] X, const floating[::1] shift, const floatin
         return
     if C < 1 or C > K:
         raise ValueError("C must be in [1, K]")
-    if M.shape[0] != 2 * D or gconst.shape[0] != K or shift.shape[0] != D:
-        raise ValueError("model matrices do not match the data")
-    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or l_buf.shape[2] != K \
-            or val_buf.shape[0] < n_threads or val_buf.shape[1] < C:
-        raise ValueError("workspace too small")
+    _check_model(D, K, M.shape[0], M.shape[1], gconst.shape[0], shift.shape[0], chunk, n_threads)
+    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
+    _check_buf("l_buf", (l_buf.shape[0], l_buf.shape[1], l_buf.shape[2]), (n_threads, chunk), (K,))
+    _check_buf("val_buf", (val_buf.shape[0], val_buf.shape[1]), (n_threads, C), ())
     if idx_out.shape[0] != N or idx_out.shape[1] != C or ll_out.shape[0] != N:
         raise ValueError("output arrays have the wrong shape")
     xbase = <const char *>&X[0, 0]
@@ -292,8 +367,6 @@ def topc_select(const floating[:, :] X, const floating[::1] shift, const floatin
                 ll_out[start + i] = _softmax(vals, C)
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def topc_loglik(const floating[:, :] X, const int32_t[:, ::1] idx, const floating[::1] shift,
                 const floating[:, :, ::1] Mt, const floating[:, ::1] gconst,
                 Py_ssize_t chunk, int n_threads, floating[:, :, ::1] xx_buf,
@@ -322,9 +395,11 @@ def topc_loglik(const floating[:, :] X, const int32_t[:, ::1] idx, const floatin
         raise ValueError("model matrices do not match the data")
     if idx.shape[0] != N or C < 1 or C > K:
         raise ValueError("component indices have the wrong shape")
-    if xx_buf.shape[0] < n_threads or xx_buf.shape[1] < chunk or val_buf.shape[1] < C \
-            or acc.shape[0] < n_threads or acc.shape[1] != S:
-        raise ValueError("workspace too small")
+    if chunk < 1 or n_threads < 1:
+        raise ValueError("chunk and n_threads must be >= 1")
+    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
+    _check_buf("val_buf", (val_buf.shape[0], val_buf.shape[1]), (n_threads, C), ())
+    _check_buf("acc", (acc.shape[0], acc.shape[1]), (n_threads,), (S,))
     for i in range(N):
         for j in range(C):
             if idx[i, j] < 0 or idx[i, j] >= K:

@@ -38,12 +38,11 @@
 #endif
 
 #if defined(_OPENMP)
-#define GMMX_SIMD_MAX(v) _Pragma("omp simd reduction(max:" #v ")")
-#define GMMX_SIMD_SUM(v) _Pragma("omp simd reduction(+:" #v ")")
+#define GMMX_PRAGMA(x) _Pragma(#x)
+#define GMMX_SIMD_MAX(v) GMMX_PRAGMA(omp simd reduction(max:v))
 #define GMMX_SIMD _Pragma("omp simd")
 #else
 #define GMMX_SIMD_MAX(v)
-#define GMMX_SIMD_SUM(v)
 #define GMMX_SIMD
 #endif
 
@@ -76,12 +75,10 @@ static inline double gmmx_exp_d(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    int64_t ti;
-    memcpy(&ti, &t, sizeof ti);
-    int64_t ei = (ti + 1023) << 52;         /* low bits of t's mantissa hold n */
-    double scale;
-    memcpy(&scale, &ei, sizeof scale);
-    double y = p * scale;
+    union { double d; int64_t i; } u;
+    u.d = t;
+    u.i = (int64_t)((uint64_t)(u.i + 1023) << 52);   /* low bits of t's mantissa hold n */
+    double y = p * u.d;
     return x < GMMX_EXP_MIN_D ? 0.0 : y;
 }
 
@@ -108,12 +105,10 @@ static inline float gmmx_exp_f(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t ti;
-    memcpy(&ti, &t, sizeof ti);
-    int32_t ei = (int32_t)((uint32_t)(ti + 127) << 23);
-    float scale;
-    memcpy(&scale, &ei, sizeof scale);
-    float y = p * scale;
+    union { float f; int32_t i; } u;
+    u.f = t;
+    u.i = (int32_t)((uint32_t)(u.i + 127) << 23);
+    float y = p * u.f;
     return x < GMMX_EXP_MIN_F ? 0.0f : y;
 }
 
@@ -130,6 +125,21 @@ GMMX_CLONES static void gmmx_exp_array_f(const float *restrict in, float *restri
     for (ptrdiff_t i = 0; i < n; ++i) out[i] = gmmx_exp_f(in[i]);
 }
 
+/* Sum of n values in 16 interleaved partial sums (vectorises without -ffast-math; the
+ * order is fixed, so results do not depend on the CPU's vector width). */
+#define GMMX_SUM_BODY(T)                                              \
+    T part[16] = {0};                                                 \
+    ptrdiff_t i = 0, j;                                               \
+    for (; i + 16 <= n; i += 16)                                      \
+        for (j = 0; j < 16; ++j) part[j] += x[i + j];                 \
+    for (j = 0; i + j < n; ++j) part[j] += x[i + j];                  \
+    for (j = 0; j < 8; ++j) part[j] += part[j + 8];                   \
+    for (j = 0; j < 4; ++j) part[j] += part[j + 4];                   \
+    return (part[0] + part[2]) + (part[1] + part[3]);
+
+static inline double gmmx_sum_d(const double *restrict x, ptrdiff_t n) { GMMX_SUM_BODY(double) }
+static inline float gmmx_sum_f(const float *restrict x, ptrdiff_t n) { GMMX_SUM_BODY(float) }
+
 /* ------------------------------------------------------------------ one row
  * row[k] <- w * exp(row[k] - max) / sum_j exp(row[j] - max); returns log sum_j exp(row[j]).
  * If acc != NULL, acc[k] += the new row[k].  A row whose entries are all -inf returns -inf
@@ -145,12 +155,9 @@ GMMX_CLONES static double gmmx_row_d(double *restrict row, ptrdiff_t K, double w
         for (k = 0; k < K; ++k) row[k] = 0.0;
         return m;
     }
-    GMMX_SIMD_SUM(s)
-    for (k = 0; k < K; ++k) {
-        double e = gmmx_exp_d(row[k] - m);
-        row[k] = e;
-        s += e;
-    }
+    for (k = 0; k < K; ++k)                  /* vectorised by gcc itself (an omp simd here would not be) */
+        row[k] = gmmx_exp_d(row[k] - m);
+    s = gmmx_sum_d(row, K);
     double scale = w / s;
     if (acc) {
         GMMX_SIMD
@@ -178,12 +185,9 @@ GMMX_CLONES static double gmmx_row_f(float *restrict row, ptrdiff_t K, float w, 
         for (k = 0; k < K; ++k) row[k] = 0.0f;
         return (double)m;
     }
-    GMMX_SIMD_SUM(s)
-    for (k = 0; k < K; ++k) {
-        float e = gmmx_exp_f(row[k] - m);
-        row[k] = e;
-        s += e;
-    }
+    for (k = 0; k < K; ++k)                  /* vectorised by gcc itself (an omp simd here would not be) */
+        row[k] = gmmx_exp_f(row[k] - m);
+    s = gmmx_sum_f(row, K);
     float scale = (float)((double)w / (double)s);
     if (acc) {
         GMMX_SIMD
@@ -249,5 +253,92 @@ GMMX_CLONES static void gmmx_add_f(double *restrict acc, const float *restrict S
     GMMX_SIMD
     for (ptrdiff_t j = 0; j < n; ++j) acc[j] += (double)S[j];
 }
+
+/* ------------------------------------------------------------------ sparse statistics
+ * In most E-steps a frame's responsibility is concentrated on a few components and the
+ * rest are below 1e-15 of the frame's largest one (with K = 256 and separated clusters,
+ * typically 97% of them).  For such chunks the statistics R^T [x, x^2] are cheaper as a
+ * sum over the kept (frame, component) pairs than as a dense gemm; entries below
+ * GMMX_DROP times the row's largest responsibility are then left out of acc_n and acc_s
+ * alike (so every mean stays a weighted average of its frames).  The mass left out is
+ * < K * 1e-15 of each frame's weight: below the rounding of the dense sums themselves. */
+#define GMMX_DROP 1e-15
+
+/* Number of entries of the rows x K chunk R above GMMX_DROP times their row's maximum. */
+#define GMMX_COUNT_BODY(T)                                            \
+    ptrdiff_t total = 0;                                              \
+    for (ptrdiff_t i = 0; i < rows; ++i) {                            \
+        const T *r = R + i * K;                                       \
+        T m = 0;                                                      \
+        GMMX_SIMD_MAX(m)                                              \
+        for (ptrdiff_t k = 0; k < K; ++k) m = r[k] > m ? r[k] : m;    \
+        T thr = (T)(m * GMMX_DROP);                                   \
+        ptrdiff_t c = 0;                                              \
+        for (ptrdiff_t k = 0; k < K; ++k) c += r[k] > thr;            \
+        total += m > 0 ? c : 0;                                       \
+    }                                                                 \
+    return total;
+
+GMMX_CLONES static ptrdiff_t gmmx_count_kept_d(const double *restrict R, ptrdiff_t rows, ptrdiff_t K)
+{ GMMX_COUNT_BODY(double) }
+GMMX_CLONES static ptrdiff_t gmmx_count_kept_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K)
+{ GMMX_COUNT_BODY(float) }
+
+/* acc_n[k] += r_ik and a[k, :] += r_ik * xx[i, :] (D2 = 2D values) for the kept entries;
+ * a has the type TA (double for double data; float for float data, summed over one chunk in
+ * float like the dense sgemm path, then added to the float64 accumulators). */
+#define GMMX_SPARSE_BODY(T, TA)                                       \
+    for (ptrdiff_t i = 0; i < rows; ++i) {                            \
+        const T *r = R + i * K;                                       \
+        const T *x = xx + i * D2;                                     \
+        T m = 0;                                                      \
+        GMMX_SIMD_MAX(m)                                              \
+        for (ptrdiff_t k = 0; k < K; ++k) m = r[k] > m ? r[k] : m;    \
+        if (!(m > 0)) continue;                                       \
+        T thr = (T)(m * GMMX_DROP);                                   \
+        for (ptrdiff_t k = 0; k < K; ++k) {                           \
+            if (r[k] > thr) {                                         \
+                TA v = (TA)r[k];                                      \
+                TA *restrict a = acc + k * D2;                        \
+                acc_n[k] += (double)r[k];                             \
+                for (ptrdiff_t j = 0; j < D2; ++j)                    \
+                    a[j] += v * (TA)x[j];                             \
+            }                                                         \
+        }                                                             \
+    }
+
+GMMX_CLONES static void gmmx_sparse_stats_d(const double *restrict R, const double *restrict xx,
+                                            ptrdiff_t rows, ptrdiff_t K, ptrdiff_t D2,
+                                            double *restrict acc_n, double *restrict acc_s)
+{
+    double *restrict acc = acc_s;
+    GMMX_SPARSE_BODY(double, double)
+}
+
+/* S (K x D2 float) is scratch. */
+GMMX_CLONES static void gmmx_sparse_stats_f(const float *restrict R, const float *restrict xx,
+                                            ptrdiff_t rows, ptrdiff_t K, ptrdiff_t D2,
+                                            double *restrict acc_n, float *restrict S,
+                                            double *restrict acc_s)
+{
+    float *restrict acc = S;
+    memset(S, 0, sizeof(float) * (size_t)(K * D2));
+    GMMX_SPARSE_BODY(float, float)
+    GMMX_SIMD
+    for (ptrdiff_t j = 0; j < K * D2; ++j) acc_s[j] += (double)S[j];
+}
+
+/* acc[k] += sum_i R[i, k] (column sums of a rows x K chunk, rows in order). */
+#define GMMX_COLSUM_BODY(T)                                           \
+    for (ptrdiff_t i = 0; i < rows; ++i) {                            \
+        const T *r = R + i * K;                                       \
+        GMMX_SIMD                                                     \
+        for (ptrdiff_t k = 0; k < K; ++k) acc[k] += (double)r[k];     \
+    }
+
+GMMX_CLONES static void gmmx_colsum_d(const double *restrict R, ptrdiff_t rows, ptrdiff_t K, double *restrict acc)
+{ GMMX_COLSUM_BODY(double) }
+GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K, double *restrict acc)
+{ GMMX_COLSUM_BODY(float) }
 
 #endif

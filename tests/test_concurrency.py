@@ -29,8 +29,7 @@ def _blas_threads():
 
 @pytest.fixture(scope="module", autouse=True)
 def _restore_blas_threads():
-    """Concurrent calls can leave BLAS limited to 1 thread (see the xfail test at the end):
-    give the rest of the session its BLAS threads back."""
+    """Give the rest of the session its BLAS threads back, whatever happens here."""
     with threadpool_limits(limits=max(_blas_threads(), default=None), user_api="blas"):
         yield
 
@@ -170,11 +169,6 @@ def test_fit_in_threads_matches_sequential_fit():
             _assert_same(got, want)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, gmmext/_engine.py _blas_single_thread: threadpoolctl's limit() is process-wide "
-    "and not reference-counted, so two overlapping calls on models with n_threads > 1 can "
-    "restore the limits in the wrong order and leave BLAS at 1 thread for the whole process. "
-    "Remove this marker once fixed."))
 def test_overlapping_blas_limits_are_restored():
     """Deterministic form of the race: call A enters, B enters, A leaves, B leaves."""
     from gmmext import _engine
@@ -183,8 +177,7 @@ def test_overlapping_blas_limits_are_restored():
         before = _blas_threads()
         if not before or max(before) < 2:
             pytest.skip("BLAS cannot run 2 threads here")
-        a = _engine._blas_single_thread(2)
-        b = _engine._blas_single_thread(2)
+        a = b = _engine._blas_single_thread     # one process-wide, re-entrant guard
         a.__enter__()
         b.__enter__()
         a.__exit__(None, None, None)

@@ -16,12 +16,16 @@ from conftest import make_blobs
        dtype=st.sampled_from([np.float64, np.float32]))
 def test_em_never_lowers_the_likelihood(seed, k, d, init, dtype):
     X = make_blobs(n=300, d=d, k=3, seed=seed).astype(dtype)
+    # float32 log-densities lose ~eps32 * sum_d (x_d - c_d)^2 / var_kd nats to rounding: with a
+    # component collapsed to reg_covar=1e-6 on data of scale ~5 that is ~1e-3 nats, enough to
+    # break monotonicity (documented in GaussianMixture's Notes); a variance floor bounds it.
+    floor = 0.0 if dtype == np.float64 else 1e-3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         gm = GaussianMixture(k, init_params=init, random_state=seed, tol=0, max_iter=25,
-                             reg_covar=1e-6).fit(X)
+                             reg_covar=1e-6, var_floor=floor).fit(X)
     lb = np.asarray(gm.lower_bounds_)
-    slack = 1e-9 if dtype == np.float64 else 1e-4
+    slack = 1e-9 if dtype == np.float64 else 1e-5
     assert np.all(np.diff(lb) >= -slack * np.maximum(1.0, np.abs(lb[1:])))
     assert gm.weights_.sum() == pytest.approx(1.0, abs=1e-6 if dtype == np.float32 else 1e-12)
     for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):

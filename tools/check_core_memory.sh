@@ -15,8 +15,8 @@
 #      (-fno-wrapv: CPython compiles extensions with -fwrapv, under which gcc's UBSan checks
 #      neither signed overflow nor signed left shifts; the C kernels must be valid ISO C anyway.
 #      --wrapv keeps CPython's -fwrapv, i.e. checks only what is undefined in the real build.)
-#      src/_core.pyx decorates its kernels with @cython.boundscheck(False), which would override
-#      the debug directive; those decorators are removed *in the copy* so bounds checks apply.
+#      (Any @cython.boundscheck(False) decorator in src/_core.pyx would override the debug directive;
+#      such decorators are removed *in the copy* so bounds checks apply.)
 #   3. Runs the core's tests (tests/test_gmm_core.py, test_gmm_properties.py, test_gmm_errors.py,
 #      test_top_c.py, plus test_concurrency.py, test_fast_exp.py and test_reliability_numeric.py
 #      when present) with PYTHONPATH=<copy>, LD_PRELOAD=libasan, OMP_NUM_THREADS=2,
