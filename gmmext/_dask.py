@@ -33,14 +33,11 @@ Nothing here imports Dask unless the input is a Dask array.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 
 from ._stats import GMMStats
 
@@ -535,50 +532,9 @@ def fit_blocked(gm, X, sample_weight=None, labels: bool = False):
     if hasattr(gm, "feature_names_in_"):
         del gm.feature_names_in_
     gm._check_initial(D, src.dtype)
-    do_init = not (gm.warm_start and hasattr(gm, "converged_"))
-    n_init = gm.n_init if do_init else 1
-    if not do_init:
-        gm._set_params_arrays(gm.weights_, gm.means_, gm.covariances_, src.dtype)
     gm.n_features_in_ = D
-    random_state = check_random_state(gm.random_state)
-
-    max_lower_bound = -np.inf
-    best_params, best_n_iter, best_lower_bounds = None, 0, []
-    gm.converged_ = False
-    for init in range(n_init):
-        gm._verbose_init_beg(init)
-        if do_init:
-            _initialize(gm, src, random_state)
-        lower_bound = -np.inf if do_init else gm.lower_bound_
-        current = []
-        if gm.max_iter == 0:
-            best_params, best_n_iter = gm._get_parameters(), 0
-            continue
-        converged = False
-        for n_iter in range(1, gm.max_iter + 1):
-            prev = lower_bound
-            stats = src.reduce(block_stats, src.stats_params(gm))
-            gm.m_step(stats)
-            lower_bound = stats.mean_loglik()
-            current.append(lower_bound)
-            change = lower_bound - prev
-            gm._verbose_iter_end(n_iter, change)
-            if abs(change) < gm.tol:
-                converged = True
-                break
-        gm._verbose_init_end(lower_bound, converged)
-        if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
-            max_lower_bound = lower_bound
-            best_params, best_n_iter, best_lower_bounds = gm._get_parameters(), n_iter, current
-            gm.converged_ = converged
-    if not gm.converged_ and gm.max_iter > 0:
-        warnings.warn("Best performing initialization did not converge. Try different init "
-                      "parameters, or increase max_iter, tol, or check for degenerate data.",
-                      ConvergenceWarning)
-    gm._set_params_arrays(*best_params, src.dtype)
-    gm.n_iter_ = best_n_iter
-    gm.lower_bound_ = max_lower_bound
-    gm.lower_bounds_ = best_lower_bounds
+    gm._run_em(src.dtype, lambda rs: _initialize(gm, src, rs),
+               lambda: src.reduce(block_stats, src.stats_params(gm)))
     if labels:
         return src.labels(gm)
     return None

@@ -441,20 +441,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                              f"{self.n_components}, n_samples = {N}")
         sw = self._check_sw(sample_weight, X)
         self._check_initial(D, X.dtype)
+        engine = self._engine(X.dtype, D)
+        self._run_em(X.dtype, lambda rs: self._initialize_parameters(X, sw, rs),
+                     lambda: engine.accumulate(X, sw, *self._matrices(X.dtype)))
+        if labels:
+            return engine.evaluate(X, *self._matrices(X.dtype), labels=True)["labels"]
+        return None
+
+    def _run_em(self, dtype, initialize, e_step) -> None:
+        """The EM loop of every fit (in memory, blocked, Dask), with scikit-learn's semantics.
+
+        ``initialize(random_state)`` sets initial parameters; ``e_step()`` returns the
+        ``GMMStats`` of all the data under the current parameters.  Best of ``n_init``
+        initialisations (one with ``warm_start`` after a first fit), ``max_iter`` iterations,
+        stop when the average log-likelihood changes by less than ``tol``; sets the fitted
+        parameters, ``converged_``, ``n_iter_``, ``lower_bound_`` and ``lower_bounds_``.
+        """
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         if not do_init:
-            self._set_params_arrays(self.weights_, self.means_, self.covariances_, X.dtype)
+            self._set_params_arrays(self.weights_, self.means_, self.covariances_, dtype)
         random_state = check_random_state(self.random_state)
-        engine = self._engine(X.dtype, D)
-
         max_lower_bound = -np.inf
         best_params, best_n_iter, best_lower_bounds = None, 0, []
         self.converged_ = False
         for init in range(n_init):
             self._verbose_init_beg(init)
             if do_init:
-                self._initialize_parameters(X, sw, random_state)
+                initialize(random_state)
             lower_bound = -np.inf if do_init else self.lower_bound_
             current = []
             if self.max_iter == 0:
@@ -463,7 +477,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             converged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
-                stats = engine.accumulate(X, sw, *self._matrices(X.dtype))
+                stats = e_step()
                 self.m_step(stats)
                 lower_bound = stats.mean_loglik()
                 current.append(lower_bound)
@@ -481,13 +495,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             warnings.warn("Best performing initialization did not converge. Try different init "
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
                           ConvergenceWarning)
-        self._set_params_arrays(*best_params, X.dtype)
+        self._set_params_arrays(*best_params, dtype)
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
-        if labels:
-            return engine.evaluate(X, *self._matrices(X.dtype), labels=True)["labels"]
-        return None
 
     def _get_parameters(self):
         return (self.weights_.copy(), self.means_.copy(), self.covariances_.copy())

@@ -51,8 +51,25 @@ def read_source(source: str, config: FeatureConfig) -> np.ndarray:
     return feats
 
 
+def _from_cache(cache_path: Path | None) -> np.ndarray | None:
+    """Cached features, or None (absent or unreadable: then they are recomputed)."""
+    if cache_path is None or not cache_path.exists():
+        return None
+    try:
+        return np.load(cache_path, allow_pickle=False)
+    except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
+        return None
+
+
 def _work(args):
+    """(source, config, cache_path) -> (source, features or None, error or None).
+
+    From the cache when there, else read or extracted (and written to the cache).
+    """
     source, config, cache_path = args
+    cached = _from_cache(cache_path)
+    if cached is not None:
+        return source, cached, None
     try:
         feats = read_source(source, config)
     except Exception as exc:  # noqa: BLE001 - reported per file
@@ -105,13 +122,11 @@ class FeatureStore:
             if s in self.features or s in self.errors:
                 continue
             cp = self._cache_path(s)
-            if cp is not None and cp.exists():
-                try:
-                    self.features[s] = np.load(cp, allow_pickle=False)
-                    continue
-                except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
-                    pass
-            todo.append((s, self.config, cp))
+            cached = _from_cache(cp)
+            if cached is not None:
+                self.features[s] = cached
+            else:
+                todo.append((s, self.config, cp))
         if not todo:
             return
         bar = tqdm(total=len(todo), desc=desc, unit="file", disable=not self.progress, file=sys.stderr,

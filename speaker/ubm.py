@@ -145,18 +145,6 @@ def _is_audio(source: str) -> bool:
     return not (source.endswith(".npy") or (sep and tail.isdigit()))
 
 
-def _load_or_extract(item) -> tuple[str, np.ndarray | None, str | None]:
-    """(source, features or None, error or None): from the cache if there, else read / extracted."""
-    source, config, cache_path = item
-    if cache_path is not None and cache_path.exists():
-        try:
-            return source, np.load(cache_path, allow_pickle=False), None
-        except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
-            pass
-    from .featstore import _work
-    return _work(item)
-
-
 @dataclass
 class PreparedFeatures:
     """What :func:`prepare_features` returns.
@@ -192,7 +180,7 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     import shutil
     import sys
     import tempfile
-    from .featstore import FeatureStore
+    from .featstore import FeatureStore, _work
     from .features import FeatureConfig
     config = config or FeatureConfig()
     sources = list(dict.fromkeys(str(s) for s in sources))
@@ -225,8 +213,8 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
                leave=False)
     pool = ProcessPoolExecutor(jobs) if jobs > 1 and len(items) > 1 else None
     try:
-        results = pool.map(_load_or_extract, items, chunksize=max(1, len(items) // (64 * jobs))) \
-            if pool is not None else map(_load_or_extract, items)
+        results = pool.map(_work, items, chunksize=max(1, len(items) // (64 * jobs))) \
+            if pool is not None else map(_work, items)
         order: list[str] = []
         for src, feats, err in results:
             check_interrupt()
@@ -318,18 +306,10 @@ def _extract_part(sources: Sequence[str], config, cache_dir: str | None, keep: b
     store = FeatureStore(config, cache_dir=cache_dir)
     arrays, info, dims = [], [], None
     for s in sources:
-        cp = store._cache_path(s)
-        feats = None
-        if cp is not None and cp.exists():
-            try:
-                feats = np.load(cp, allow_pickle=False)
-            except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
-                feats = None
-        if feats is None:
-            _, feats, err = _work((s, config, cp))
-            if err is not None:
-                info.append((s, None, err))
-                continue
+        _, feats, err = _work((s, config, store._cache_path(s)))
+        if err is not None:
+            info.append((s, None, err))
+            continue
         if dims is None:
             dims = int(feats.shape[1])
         elif feats.shape[1] != dims:
@@ -342,14 +322,9 @@ def _extract_part(sources: Sequence[str], config, cache_dir: str | None, keep: b
 
 
 def _read_one(source: str, config, cache_dir: str | None) -> np.ndarray:
-    from .featstore import FeatureStore, read_source
-    cp = FeatureStore(config, cache_dir=cache_dir)._cache_path(source)
-    if cp is not None and cp.exists():
-        try:
-            return np.load(cp, allow_pickle=False)
-        except Exception:  # noqa: BLE001
-            pass
-    return read_source(source, config)
+    from .featstore import FeatureStore, _from_cache, read_source
+    cached = _from_cache(FeatureStore(config, cache_dir=cache_dir)._cache_path(source))
+    return cached if cached is not None else read_source(source, config)
 
 
 def _read_part(sources: Sequence[str], config, cache_dir: str | None) -> list[np.ndarray]:

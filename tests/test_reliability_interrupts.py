@@ -63,9 +63,14 @@ def test_interrupted_job_keeps_earlier_output(setup, job, sig):
     d = setup
     target = d / OUTPUT[job]
     before = target.read_bytes()
-    p = subprocess.Popen(_cmd() + [str(a) for a in JOBS[job](d)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    cache = d / f"cache-{job}-{int(sig)}"           # fresh: every run extracts for a few seconds
+    p = subprocess.Popen(_cmd() + [str(a) for a in JOBS[job](d)] + ["--cache", str(cache)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # signal once the job is under way (first features cached), not while Python still imports
+    deadline = time.monotonic() + 120
+    while not any(cache.rglob("*.npy")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     assert p.poll() is None, "the job finished before it could be interrupted; make it longer"
     p.send_signal(sig)
     out, err = p.communicate(timeout=120)
