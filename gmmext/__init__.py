@@ -7,6 +7,7 @@
 """
 from ._mixture import GaussianMixture, ModelStack, top_c_loglik
 from ._stats import GMMStats
+from ._dask import dask_accumulate
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "GMMStats", "ModelStack", "top_c_loglik", "__version__"]
+__all__ = ["GaussianMixture", "GMMStats", "ModelStack", "dask_accumulate", "top_c_loglik", "__version__"]

@@ -77,6 +77,15 @@ class GMMStats:
 
     __radd__ = __add__
 
+    def pooled(self) -> "GMMStats":
+        """The statistics of all components pooled into one: shape (1,), (1, D), (1, D).
+
+        ``m_step`` of a one-component model on them gives the data's global mean and
+        (per-dimension) variance, the formula being the M-step's own.
+        """
+        return GMMStats(self.n.sum(keepdims=True), self.sum_x.sum(axis=0, keepdims=True),
+                        self.sum_xx.sum(axis=0, keepdims=True), self.loglik, self.n_samples)
+
     def mean_loglik(self) -> float:
         """Average log-likelihood per unit of weight (what scikit-learn calls the lower bound)."""
         return self.loglik / self.n_samples if self.n_samples > 0 else -np.inf
