@@ -105,12 +105,12 @@ def _median_time(fn, iters: int) -> float:
 
 # ----------------------------------------------------------------------------- child jobs
 def child_gmmext(n, d, k, dtype, iters, predict, init, max_iter_fit, dense=False):
-    from gmmext import GaussianMixture, _core
-    if dense:  # every chunk's statistics by the gemm, none by the sparse path
-        _core.set_sparse_limit(-1.0)
+    from gmmext import GaussianMixture
     X = make_data(n, d, dtype)
     rss0 = _rss_mb()
     gm = GaussianMixture(k, init_params=init, max_iter=max_iter_fit, tol=0.0, random_state=0)
+    if dense:  # every chunk's statistics by the gemm, none by the sparse path
+        gm._core_cache().sparse_limit = -1.0
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

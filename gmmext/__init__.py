@@ -5,7 +5,8 @@
 * :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
   for streaming and distributed training.
 """
-from ._mixture import GaussianMixture, ModelStack, top_c_loglik
+from ._mixture import GaussianMixture
+from ._scoring import ModelStack, top_c_loglik
 from ._stats import GMMStats
 from ._dask import dask_accumulate
 

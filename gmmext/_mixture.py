@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
 
-from ._engine import Engine, model_matrices
+from ._engine import CoreCache, Engine
 from ._stats import GMMStats
 
 __all__ = ["GaussianMixture"]
@@ -272,11 +272,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return np.ascontiguousarray(sw)
 
     # ------------------------------------------------------------------ core access
-    def _engine(self, dtype, n_features: int) -> Engine:
-        return Engine(dtype, n_features, self.n_components, self.chunk_size, self.n_threads)
+    def _core_cache(self) -> CoreCache:
+        """This estimator's model matrices and engines (gmmext._engine.CoreCache), made on first use."""
+        cache = vars(self).get("_core")
+        if cache is None:
+            cache = vars(self).setdefault("_core", CoreCache())
+        return cache
 
-    def _matrices(self, dtype):
-        return model_matrices(self.weights_, self.means_, self.covariances_, dtype)
+    def _engine(self, dtype, n_features: int) -> Engine:
+        """The calling thread's Engine for this estimator's current setting (reused across calls)."""
+        return self._core_cache().engine(dtype, n_features, self.n_components, self.chunk_size,
+                                         self.n_threads)
+
+    def _matrices(self, dtype, shift=None):
+        """``(shift, M, gconst)`` of the current parameters in ``dtype`` (built once, see CoreCache).
+
+        ``shift`` (D,) builds them about another centre (the UBM's, for ``ModelStack``).
+        """
+        return self._core_cache().matrices(self.weights_, self.means_, self.covariances_, dtype,
+                                           shift=shift)
 
     def _compute_dtype(self, X):
         return np.result_type(X.dtype, self.means_.dtype)
@@ -331,6 +345,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.covariances_ = np.asarray(covariances, dtype=dtype)
         self.precisions_cholesky_ = (1.0 / np.sqrt(np.asarray(covariances, dtype=np.float64))).astype(dtype)
         self.precisions_ = (1.0 / np.asarray(covariances, dtype=np.float64)).astype(dtype)
+        self._core_cache().invalidate()
 
     def m_step(self, stats: GMMStats) -> "GaussianMixture":
         """Maximum-likelihood update of all parameters from sufficient statistics.
@@ -509,31 +524,110 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a list/tuple of 2-D arrays
+            A list (or tuple) of (n_u, n_features) float32/float64 arrays, e.g. one per
+            utterance, gives the statistics of their concatenation (the same numbers as
+            ``accumulate(np.concatenate(X))``, without the copy) from one core call: for
+            thousands of short utterances, much cheaper than one call each.  Each array is
+            validated as in :meth:`accumulate_segments`.
         sample_weight : array-like of shape (n_samples,), default=None
+            For a list of arrays: None or a list of per-array weight vectors (n_u,).
 
         Returns
         -------
         GMMStats
             float64 statistics; ``loglik`` is the total weighted log-likelihood of X.
         """
-        X = self._prepare(X)
-        sw = self._check_sw(sample_weight, X)
-        engine = self._engine(X.dtype, X.shape[1])
-        return engine.accumulate(X, sw, *self._matrices(X.dtype))
+        if _is_segment_list(X):
+            segments, dtype = self._prepare_segments(X)
+            sw = self._segment_weights(sample_weight, segments)
+        else:
+            X = self._prepare(X)
+            segments, dtype = X, X.dtype
+            sw = self._check_sw(sample_weight, X)
+        return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, *self._matrices(dtype))
+
+    def accumulate_segments(self, segments, *, second_order: bool = True) -> list[GMMStats]:
+        """Sufficient statistics of every segment (e.g. utterance) separately, from one core call.
+
+        Parameters
+        ----------
+        segments : sequence of arrays of shape (n_u, n_features)
+            float32 or float64, finite; empty segments give zero statistics.  Computed in
+            float32 when the model and every segment are float32, else in float64.
+        second_order : bool, default=True
+            False skips ``sum_xx`` (the core then computes first-order statistics only, as an
+            i-vector extractor needs); ``sum_xx`` is then a read-only array of zeros.
+
+        Returns
+        -------
+        list of GMMStats, one per segment
+            float64; ``n`` (K,), ``sum_x`` and ``sum_xx`` (K, D) (views of one (U, K, 2D) array:
+            U * K * D * 16 bytes in all), ``loglik`` and ``n_samples`` of that segment.  A
+            segment's statistics do not depend on the thread count nor on the other segments
+            (each is done by one thread, in chunks of ``chunk_size`` rows); they equal
+            ``accumulate(segment)`` to rounding.
+
+        Raises ``ValueError`` naming the index of the first segment that is not a finite 2-D
+        float32/float64 array with ``n_features_in_`` columns.
+        """
+        if isinstance(segments, np.ndarray):
+            raise ValueError("segments must be a sequence of 2-D arrays, got one array; use "
+                             "accumulate(X) for the statistics of one array")
+        segments, dtype = self._prepare_segments(list(segments))
+        return self._engine(dtype, self.n_features_in_).accumulate_segments(
+            segments, None, *self._matrices(dtype), second_order=bool(second_order))
+
+    def _prepare_segments(self, segments):
+        """Validated segments (tuple) in the computation dtype, and that dtype."""
+        check_is_fitted(self)
+        D = self.n_features_in_
+        arrays = []
+        for u, a in enumerate(segments):
+            a = np.asarray(a)
+            if a.dtype not in (np.float32, np.float64):
+                raise ValueError(f"segment {u}: dtype {a.dtype}, expected float32 or float64")
+            if a.ndim != 2 or a.shape[1] != D:
+                raise ValueError(f"segment {u}: expected shape (n_frames, {D}), got {a.shape}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"segment {u}: contains NaN or infinity")
+            arrays.append(a)
+        dtype = np.result_type(self.means_.dtype, *(a.dtype for a in arrays))
+        return tuple(a.astype(dtype, copy=False) for a in arrays), dtype
+
+    def _segment_weights(self, sample_weight, segments):
+        """Per-segment weight vectors as one validated (N,) float64 array, or None."""
+        if sample_weight is None:
+            return None
+        if not isinstance(sample_weight, (list, tuple)) or len(sample_weight) != len(segments):
+            raise ValueError(f"sample_weight for {len(segments)} segments must be None or a list of "
+                             f"{len(segments)} weight arrays")
+        for u, (w, a) in enumerate(zip(sample_weight, segments)):
+            if np.shape(w) != (a.shape[0],):
+                raise ValueError(f"sample_weight[{u}] has shape {np.shape(w)}, segment {u} has "
+                                 f"{a.shape[0]} rows")
+        sw = np.concatenate([np.asarray(w, dtype=np.float64) for w in sample_weight])
+        return self._check_sw(sw, sw)      # the one weight check (sw stands for X: only its length is used)
 
     def _evaluate(self, X, **want):
         X = self._prepare(X)
-        engine = self._engine(X.dtype, X.shape[1])
-        return engine.evaluate(X, *self._matrices(X.dtype), **want)
+        out = self._engine(X.dtype, X.shape[1]).evaluate(X, *self._matrices(X.dtype), **want)
+        out["dtype"] = X.dtype
+        return out
 
     def score_samples(self, X) -> np.ndarray:
-        """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,)."""
-        return self._evaluate(X, loglik=True)["loglik"]
+        """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,).
+
+        In the computation's dtype, as scikit-learn: float32 when X and the model are float32,
+        else float64.  The core sums each frame's log-likelihood in float64 and rounds it only
+        here; :meth:`score` averages the float64 values.
+        """
+        out = self._evaluate(X, loglik=True)
+        return out["loglik"].astype(out["dtype"], copy=False)
 
     def score(self, X, y=None) -> float:
-        """Average log-likelihood per sample (nats)."""
-        return float(self.score_samples(X).mean())
+        """Average log-likelihood per sample (nats), averaged in float64."""
+        return float(self._evaluate(X, loglik=True)["loglik"].mean())
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,), int64."""
@@ -565,13 +659,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             Components by decreasing weighted log-density.
         loglik : ndarray of shape (n_samples,)
             ``log sum_{k in indices[i]} w_k N(x_i | k)``: the top-c approximation of
-            :meth:`score_samples` (equal to it when ``c == n_components``).
+            :meth:`score_samples` (equal to it when ``c == n_components``), float64.
         """
         if not isinstance(c, numbers.Integral) or not 1 <= c <= self.n_components:
             raise ValueError(f"c must be an int in [1, n_components={self.n_components}], got {c!r}")
         X = self._prepare(X)
-        engine = self._engine(X.dtype, X.shape[1])
-        return engine.top_components(X, *self._matrices(X.dtype), int(c))
+        return self._engine(X.dtype, X.shape[1]).top_components(X, *self._matrices(X.dtype), int(c))
 
     def sample(self, n_samples: int = 1):
         """Draw samples; returns X (n_samples, n_features) and component labels (n_samples,).
@@ -653,90 +746,6 @@ def _hard_stats(X, labels, sw, K) -> GMMStats:
     return stats
 
 
-class ModelStack:
-    """S fitted models of the same (K, D), prepared once for repeated top-C scoring.
-
-    Scoring many test utterances against the same speaker models re-uses the stacked
-    (S, K, 2D) matrices built here.  All matrices are built about the mixture mean of
-    ``reference`` (the UBM, usually), the model whose :meth:`GaussianMixture.top_components`
-    provides the indices.
-    """
-
-    def __init__(self, models, reference: "GaussianMixture | None" = None):
-        self.models = list(models)
-        if not self.models:
-            raise ValueError("ModelStack needs at least one model")
-        ref = reference if reference is not None else self.models[0]
-        check_is_fitted(ref)
-        self.K, self.D = ref.means_.shape
-        for m in self.models:
-            check_is_fitted(m)
-            if m.means_.shape != (self.K, self.D):
-                raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
-                                 f"got {m.means_.shape}")
-        self.reference = ref
-        self._cache = {}
-
-    def __len__(self) -> int:
-        return len(self.models)
-
-    def _stack(self, dtype):
-        dtype = np.dtype(dtype)
-        if dtype not in self._cache:
-            shift = self.reference._matrices(dtype)[0]
-            Mt = np.empty((len(self.models), self.K, 2 * self.D), dtype=dtype)
-            gconst = np.empty((len(self.models), self.K), dtype=dtype)
-            for s, m in enumerate(self.models):
-                _, M, g = model_matrices(m.weights_, m.means_, m.covariances_, dtype, shift=shift)
-                Mt[s] = M.T
-                gconst[s] = g
-            self._cache[dtype] = (shift, Mt, gconst)
-        return self._cache[dtype]
-
-    def top_c_loglik(self, X, indices, which=None) -> np.ndarray:
-        """Total top-C log-likelihood of X (n_frames, D) under every model, shape (S,), nats.
-
-        ``which`` (sequence of model positions) restricts the scoring to those models and
-        returns their totals in that order.
-        """
-        X = self.reference._prepare(X)
-        idx = np.ascontiguousarray(indices)
-        K = self.K
-        if idx.ndim != 2 or idx.shape[0] != X.shape[0] or not 1 <= idx.shape[1] <= K:
-            raise ValueError(f"indices must have shape (n_frames={X.shape[0]}, C) with 1 <= C <= {K}; "
-                             f"got {idx.shape}")
-        if not np.issubdtype(idx.dtype, np.integer) or (idx.size and (idx.min() < 0 or idx.max() >= K)):
-            raise ValueError(f"indices must be integers in [0, {K})")
-        shift, Mt, gconst = self._stack(X.dtype)
-        if which is not None:
-            which = np.asarray(which, dtype=np.intp)
-            Mt, gconst = Mt[which], gconst[which]
-        engine = Engine(X.dtype, self.D, K, self.reference.chunk_size, self.reference.n_threads)
-        return engine.top_c_loglik(X, idx.astype(np.int32, copy=False), shift, Mt, gconst)
-
-
-def top_c_loglik(models, X, indices) -> np.ndarray:
-    """Log-likelihood of X under each model, every frame restricted to its given components.
-
-    The second half of top-C fast scoring: ``indices`` come from the UBM's
-    :meth:`GaussianMixture.top_components`, and every model (typically MAP-adapted from that
-    UBM) is evaluated on those components only, so the UBM work is done once per utterance.
-
-    Parameters
-    ----------
-    models : sequence of fitted GaussianMixture, all with the same (K, D), or a ModelStack
-    X : array-like of shape (n_frames, D)
-    indices : ndarray of shape (n_frames, C), integer in [0, K)
-
-    Returns
-    -------
-    ndarray of shape (len(models),)
-        ``sum_i log sum_{k in indices[i]} w_k N(x_i | mu_k, var_k)`` for each model (nats,
-        a total over frames: divide by n_frames for the average).
-    """
-    if isinstance(models, ModelStack):
-        return models.top_c_loglik(X, indices)
-    models = list(models)
-    if not models:
-        return np.zeros(0)
-    return ModelStack(models).top_c_loglik(X, indices)
+def _is_segment_list(X) -> bool:
+    """A list/tuple of 2-D arrays (segments), as opposed to one array-like of rows."""
+    return isinstance(X, (list, tuple)) and len(X) > 0 and np.ndim(X[0]) == 2

@@ -14,11 +14,21 @@ Every function takes a per-dimension ``shift`` (D,) subtracted from each frame b
 anything else (``x`` above is ``x - shift``; ``M`` and ``gconst`` must be built from
 ``mu - shift``): with the shift near the data's mean, ``x^2`` and the statistics lose
 no precision to cancellation, which matters in float32.
-Frames are cut into chunks of ``chunk`` rows; chunks are shared among OpenMP threads
-with a static schedule, every thread owning its buffers and float64 accumulators;
-the Python caller sums the per-thread accumulators in thread order, so results are
-deterministic for a given chunk size and thread count.  BLAS must run single-threaded
-while these functions run (the Python layer arranges that with threadpoolctl).
+
+Frames.  Every entry point takes its frames as ``segments``: a list (or tuple) of 2-D arrays
+of the model's dtype, any strides, all with D columns; their rows are numbered one after the
+other (segment 1's first row follows segment 0's last), as if concatenated, without a copy.
+A single array is a list of one.  Frames are cut into chunks of ``chunk`` rows; chunks are
+shared among OpenMP threads with a static schedule, every thread owning its buffers and
+float64 accumulators; the Python caller sums the per-thread accumulators in thread order, so
+results are deterministic for a given chunk size and thread count (the exception,
+``accumulate(..., per_segment=True)``, is deterministic whatever the threads: see there).
+BLAS must run single-threaded while these functions run (the Python layer arranges that with
+threadpoolctl).
+
+Every entry point starts with :func:`_prologue` (frame table, model shapes, chunk and thread
+count, the two per-thread buffers every chunk uses) and runs its chunks through
+:func:`_chunk_logdens`.
 """
 
 cimport cython
@@ -28,87 +38,109 @@ from libc.string cimport memcpy
 from libc.math cimport INFINITY
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+import numpy as np
+
 cdef extern from "gmm_kernels.h" nogil:
-    double gmmx_softmax_d(double *row, Py_ssize_t K)
-    double gmmx_softmax_f(float *row, Py_ssize_t K)
+    double gmmx_softmax_d(double *row, Py_ssize_t K, double w)
+    double gmmx_softmax_f(float *row, Py_ssize_t K, float w)
     void gmmx_estep_chunk_d(double *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
-                            double *acc_n, double *acc_scalar)
+                            double *acc_scalar)
     void gmmx_estep_chunk_f(float *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
-                            double *acc_n, double *acc_scalar)
+                            double *acc_scalar)
     Py_ssize_t gmmx_count_kept_d(const double *R, Py_ssize_t rows, Py_ssize_t K)
     Py_ssize_t gmmx_count_kept_f(const float *R, Py_ssize_t rows, Py_ssize_t K)
     void gmmx_sparse_stats_d(const double *R, const double *xx, Py_ssize_t rows, Py_ssize_t K,
-                             Py_ssize_t D2, double *acc_n, double *acc_s)
+                             Py_ssize_t ldx, Py_ssize_t D2, double *acc_n, double *acc_s)
     void gmmx_sparse_stats_f(const float *R, const float *xx, Py_ssize_t rows, Py_ssize_t K,
-                             Py_ssize_t D2, double *acc_n, float *S, double *acc_s)
+                             Py_ssize_t ldx, Py_ssize_t D2, double *acc_n, float *S, double *acc_s)
     void gmmx_colsum_d(const double *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_colsum_f(const float *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_add_f(double *acc, const float *S, Py_ssize_t n)
     void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n)
     void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n)
 
-# A chunk's statistics are summed over its kept (frame, component) pairs instead of by a gemm
-# when at most this fraction of its responsibilities is kept (see gmm_kernels.h, GMMX_DROP).
-cdef double _sparse_limit = 0.25
-
 ctypedef fused floating:
     float
     double
 
 
-cdef inline void _gemm(char *ta, char *tb, int m, int n, int k,
-                       const floating *A, int lda, const floating *B, int ldb,
-                       floating beta, floating *C, int ldc) noexcept nogil:
-    """Column-major C = op(A) op(B) + beta C."""
-    cdef floating one = 1
-    if floating is float:
-        sgemm(ta, tb, &m, &n, &k, &one, <float *>A, &lda, <float *>B, &ldb, &beta, C, &ldc)
-    else:
-        dgemm(ta, tb, &m, &n, &k, &one, <double *>A, &lda, <double *>B, &ldb, &beta, C, &ldc)
+# --------------------------------------------------------------------------- frames
+cdef struct Frames:
+    Py_ssize_t n_seg      # number of segments U
+    Py_ssize_t N          # total rows
+    Py_ssize_t D          # columns
+    const int64_t *off    # (U + 1,): first (global) row of each segment; off[U] = N
+    const int64_t *addr   # (U,): address of each segment's row 0 (0 for an empty segment)
+    const int64_t *s0     # (U,): row strides, bytes
+    const int64_t *s1     # (U,): column strides, bytes
 
 
-cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
-    if floating is float:
-        return gmmx_softmax_f(row, K)
-    else:
-        return gmmx_softmax_d(row, K)
+cdef class _FrameTable:
+    """Owner of a :c:type:`Frames` table and of the arrays it points into."""
+    cdef Frames f
+    cdef object _tables
+    cdef object _segments
 
 
-cdef inline void _estep_chunk(floating *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
-                              double *acc_scalar) noexcept nogil:
-    """Rows of L become w_i * responsibilities; acc_scalar += (sum w ll, sum w)."""
-    if floating is float:
-        gmmx_estep_chunk_f(L, rows, K, sw, NULL, acc_scalar)
-    else:
-        gmmx_estep_chunk_d(L, rows, K, sw, NULL, acc_scalar)
+cdef _FrameTable _frame_table(object segments, const floating[::1] shift):
+    """The frame table of ``segments`` (2-D arrays of ``shift``'s dtype with ``len(shift)`` columns)."""
+    cdef Py_ssize_t U = len(segments), D = shift.shape[0], u
+    cdef const floating[:, :] v
+    if U < 1:
+        raise ValueError("segments must hold at least one array")
+    tables = np.zeros((4, U + 1), dtype=np.int64)
+    cdef int64_t[:, ::1] t = tables
+    for u in range(U):
+        try:
+            v = segments[u]
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"segment {u}: {e}") from None
+        if v.shape[1] != D:
+            raise ValueError(f"segment {u} has {v.shape[1]} columns, the model {D}")
+        t[0, u + 1] = t[0, u] + v.shape[0]
+        if v.shape[0] > 0:
+            t[1, u] = <int64_t>&v[0, 0]
+        t[2, u] = v.strides[0]
+        t[3, u] = v.strides[1]
+    cdef _FrameTable ft = _FrameTable()
+    ft._tables = tables
+    ft._segments = segments
+    ft.f.n_seg = U
+    ft.f.N = t[0, U]
+    ft.f.D = D
+    ft.f.off = &t[0, 0]
+    ft.f.addr = &t[1, 0]
+    ft.f.s0 = &t[2, 0]
+    ft.f.s1 = &t[3, 0]
+    return ft
 
 
-cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
-                       Py_ssize_t D, floating *S, double *acc_n, double *acc_s) noexcept nogil:
-    """acc_n += column sums of R = L (rows, K); acc_s (K, 2D) += R^T xx: sparse or one gemm."""
-    cdef Py_ssize_t kept
-    if floating is float:
-        kept = gmmx_count_kept_f(L, rows, K)
-    else:
-        kept = gmmx_count_kept_d(L, rows, K)
-    if kept <= _sparse_limit * <double>(rows * K):
-        if floating is float:
-            gmmx_sparse_stats_f(L, xx, rows, K, 2 * D, acc_n, S, acc_s)
+cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const floating *shift,
+                   floating *xx) noexcept nogil:
+    """xx (rows, 2D) row-major <- [x - shift, (x - shift)^2] for the global rows start..start+rows."""
+    cdef Py_ssize_t i, d, r, D = f.D, lo = 0, hi = f.n_seg - 1, mid
+    cdef int64_t s1
+    cdef floating v
+    cdef const char *row
+    while lo < hi:        # the segment holding row `start`: the last u with off[u] <= start
+        mid = (lo + hi + 1) // 2
+        if f.off[mid] <= start:
+            lo = mid
         else:
-            gmmx_sparse_stats_d(L, xx, rows, K, 2 * D, acc_n, acc_s)
-        return
-    # dense: row-major S (K x 2D) = R^T xx, i.e. column-major S^T = xx^T R
-    if floating is float:
-        gmmx_colsum_f(L, rows, K, acc_n)
-        _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
-              0.0, S, <int>(2 * D))
-        gmmx_add_f(acc_s, S, K * 2 * D)
-    else:
-        gmmx_colsum_d(L, rows, K, acc_n)
-        _gemm("N", "T", <int>(2 * D), <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
-              1.0, <double *>acc_s, <int>(2 * D))
+            hi = mid - 1
+    for i in range(rows):
+        r = start + i
+        while r >= f.off[lo + 1]:
+            lo = lo + 1
+        row = <const char *>f.addr[lo] + (r - f.off[lo]) * f.s0[lo]
+        s1 = f.s1[lo]
+        for d in range(D):
+            v = (<const floating *>(row + d * s1))[0] - shift[d]
+            xx[i * 2 * D + d] = v
+            xx[i * 2 * D + D + d] = v * v
 
 
+# --------------------------------------------------------------------------- checks
 cdef int _check_buf(str name, tuple have, tuple at_least, tuple exact) except -1:
     """A workspace array: leading axes at least ``at_least``, trailing axes exactly ``exact``."""
     cdef Py_ssize_t i, n = len(at_least)
@@ -121,37 +153,68 @@ cdef int _check_buf(str name, tuple have, tuple at_least, tuple exact) except -1
     return 0
 
 
-cdef int _check_model(Py_ssize_t D, Py_ssize_t K, Py_ssize_t m_rows, Py_ssize_t m_cols,
-                      Py_ssize_t g_len, Py_ssize_t s_len, Py_ssize_t chunk, int n_threads) except -1:
-    if m_rows != 2 * D or m_cols != K or g_len != K or s_len != D:
+cdef int _check_model(Py_ssize_t D, Py_ssize_t K, Py_ssize_t m_rows, Py_ssize_t g_len,
+                      Py_ssize_t chunk, int n_threads) except -1:
+    if K < 1 or m_rows != 2 * D or g_len != K:
         raise ValueError("model matrices do not match the data")
     if chunk < 1 or n_threads < 1:
         raise ValueError("chunk and n_threads must be >= 1")
     return 0
 
 
+cdef _FrameTable _prologue(object segments, const floating[::1] shift, Py_ssize_t K,
+                           Py_ssize_t m_rows, Py_ssize_t g_len, Py_ssize_t chunk, int n_threads,
+                           tuple xx_shape, tuple l_shape):
+    """The checks every entry point starts with; returns the frame table.
 
-cdef void _fill_xx(const char *xbase, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t start,
-                   Py_ssize_t rows, Py_ssize_t D, const floating *shift, floating *xx) noexcept nogil:
-    """xx (rows, 2D) row-major <- [x - shift, (x - shift)^2] for frames start..start+rows of a strided X."""
-    cdef Py_ssize_t i, d
-    cdef floating v
-    cdef const char *row
-    for i in range(rows):
-        row = xbase + (start + i) * s0
-        for d in range(D):
-            v = (<const floating *>(row + d * s1))[0] - shift[d]
-            xx[i * 2 * D + d] = v
-            xx[i * 2 * D + D + d] = v * v
+    ``m_rows`` x ``K`` is the shape of the (or every) model's M (2D, K), ``g_len`` the length of
+    its gconst; ``xx_shape`` and (unless None) ``l_shape`` are the shapes of the per-thread
+    buffers xx_buf (T, chunk, 2D) and l_buf (T, chunk, K).
+    """
+    cdef _FrameTable ft = _frame_table(segments, shift)
+    cdef Py_ssize_t D = ft.f.D
+    _check_model(D, K, m_rows, g_len, chunk, n_threads)
+    _check_buf("xx_buf", xx_shape, (n_threads, chunk), (2 * D,))
+    if l_shape is not None:
+        _check_buf("l_buf", l_shape, (n_threads, chunk), (K,))
+    return ft
 
 
-cdef void _chunk_logdens(const char *xbase, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t start,
-                         Py_ssize_t rows, Py_ssize_t D, Py_ssize_t K, const floating *shift,
-                         const floating *M, const floating *gconst,
+cdef inline tuple _shape(floating[:, :, ::1] buf):
+    return (buf.shape[0], buf.shape[1], buf.shape[2])
+
+
+cdef inline Py_ssize_t _rows_of(Py_ssize_t start, Py_ssize_t chunk, Py_ssize_t end) noexcept nogil:
+    """Rows of the chunk starting at ``start``: ``chunk``, or what is left before ``end``."""
+    return chunk if start + chunk <= end else end - start
+
+
+# --------------------------------------------------------------------------- chunk kernels
+cdef inline void _gemm(char *ta, char *tb, int m, int n, int k,
+                       const floating *A, int lda, const floating *B, int ldb,
+                       floating beta, floating *C, int ldc) noexcept nogil:
+    """Column-major C = op(A) op(B) + beta C."""
+    cdef floating one = 1
+    if floating is float:
+        sgemm(ta, tb, &m, &n, &k, &one, <float *>A, &lda, <float *>B, &ldb, &beta, C, &ldc)
+    else:
+        dgemm(ta, tb, &m, &n, &k, &one, <double *>A, &lda, <double *>B, &ldb, &beta, C, &ldc)
+
+
+cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
+    """In-place softmax of one row; returns log sum_j exp(row[j])."""
+    if floating is float:
+        return gmmx_softmax_f(row, K, 1.0)
+    else:
+        return gmmx_softmax_d(row, K, 1.0)
+
+
+cdef void _chunk_logdens(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
+                         const floating *shift, const floating *M, const floating *gconst,
                          floating *xx, floating *L) noexcept nogil:
     """L (rows, K) <- gconst + [x, x^2] @ M: weighted log-densities of one chunk (one gemm)."""
-    cdef Py_ssize_t i
-    _fill_xx(xbase, s0, s1, start, rows, D, shift, xx)
+    cdef Py_ssize_t i, D = f.D
+    _fill_xx(f, start, rows, shift, xx)
     for i in range(rows):
         memcpy(L + i * K, gconst, K * sizeof(floating))
     # row-major L (rows x K) is column-major L^T (K x rows) = M^T (K x 2D) @ xx^T (2D x rows)
@@ -159,63 +222,151 @@ cdef void _chunk_logdens(const char *xbase, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
           1, L, <int>K)
 
 
+cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
+                       Py_ssize_t D, Py_ssize_t D2, double sparse_limit, floating *S,
+                       double *acc_n, double *acc_s) noexcept nogil:
+    """acc_n += column sums of R = L (rows, K); acc_s (K, D2) += R^T xx[:, :D2]: sparse or one gemm."""
+    cdef Py_ssize_t kept
+    if floating is float:
+        kept = gmmx_count_kept_f(L, rows, K)
+    else:
+        kept = gmmx_count_kept_d(L, rows, K)
+    if kept <= sparse_limit * <double>(rows * K):
+        if floating is float:
+            gmmx_sparse_stats_f(L, xx, rows, K, 2 * D, D2, acc_n, S, acc_s)
+        else:
+            gmmx_sparse_stats_d(L, xx, rows, K, 2 * D, D2, acc_n, acc_s)
+        return
+    # dense: row-major S (K x D2) = R^T xx, i.e. column-major S^T = xx[:, :D2]^T R
+    if floating is float:
+        gmmx_colsum_f(L, rows, K, acc_n)
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+              0.0, S, <int>D2)
+        gmmx_add_f(acc_s, S, K * D2)
+    else:
+        gmmx_colsum_d(L, rows, K, acc_n)
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+              1.0, <double *>acc_s, <int>D2)
 
 
-def accumulate(const floating[:, :] X, const double[::1] sample_weight,
+cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
+                       Py_ssize_t D2, const floating *shift, const floating *M,
+                       const floating *gconst, const double *sw, double sparse_limit,
+                       floating *xx, floating *L, floating *S,
+                       double *acc_n, double *acc_s, double *acc_scalar) noexcept nogil:
+    """E-step of one chunk and its statistics into (acc_n, acc_s, acc_scalar)."""
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
+    # per row (C kernel, vectorised, fast exp): max, exp, sum, scale by w_i / sum
+    if floating is float:
+        gmmx_estep_chunk_f(L, rows, K, (sw + start) if sw != NULL else NULL, acc_scalar)
+    else:
+        gmmx_estep_chunk_d(L, rows, K, (sw + start) if sw != NULL else NULL, acc_scalar)
+    # statistics sum_i r_ik [x_i, x_i^2]: one gemm, or the kept entries only when sparse
+    _chunk_stats(L, xx, rows, K, f.D, D2, sparse_limit, S, acc_n, acc_s)
+
+
+# --------------------------------------------------------------------------- entry points
+def accumulate(object segments, const double[::1] sample_weight,
                const floating[::1] shift, const floating[:, ::1] M, const floating[::1] gconst,
-               Py_ssize_t chunk, int n_threads,
+               Py_ssize_t chunk, int n_threads, double sparse_limit, bint per_segment,
                floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
                floating[:, :, ::1] s_buf,
                double[:, :, ::1] acc_s, double[:, ::1] acc_n, double[:, ::1] acc_scalar):
-    """E-step plus sufficient statistics over all frames of X, chunk by chunk.
+    """E-step plus sufficient statistics over all frames of ``segments``, chunk by chunk.
 
-    X (N, D) any strides; sample_weight (N,) float64 or None; shift (D,); M (2D, K); gconst (K,).
+    segments: list of U arrays (n_u, D), N rows in all; sample_weight (N,) float64 or None
+    (over all rows, in order); shift (D,); M (2D, K); gconst (K,).
     Buffers, one slice per thread t < n_threads: xx_buf (T, chunk, 2D), l_buf (T, chunk, K),
-    s_buf (T, K, 2D).  Accumulators (float64, zeroed by the caller): acc_s (T, K, 2D) gets
-    sum_i w_i r_ik [x_i - shift, (x_i - shift)^2], acc_n (T, K) gets sum_i w_i r_ik, acc_scalar (T, 2) gets
+    s_buf (T, K, 2D).  Accumulators (float64, zeroed by the caller): acc_s (R, K, D2) gets
+    sum_i w_i r_ik [x_i - shift, (x_i - shift)^2][:D2] (D2 = 2D, or D for the first order
+    only), acc_n (R, K) gets sum_i w_i r_ik, acc_scalar (R, 2) gets
     (sum_i w_i log p(x_i), sum_i w_i).  Frames with weight 0 contribute nothing.
-    A chunk whose responsibilities are mostly negligible (at most ``set_sparse_limit``, 0.25,
-    of them above 1e-15 of their frame's largest) gets acc_s and acc_n summed over the others
-    only, instead of by a gemm; the mass left out is below the rounding of the dense sums.
+
+    ``per_segment`` False: R = T, row t holds thread t's sums; chunks run over the rows of all
+    segments as one array (a chunk may span segments), so the sums equal those of the
+    concatenation.  ``per_segment`` True: R = U, row u holds segment u's statistics; a
+    segment's chunks never leave it and are all done, in order, by one thread (segments are
+    handed to threads dynamically), so every segment's result depends on the chunk size only,
+    not on the thread count or on which thread ran it.
+
+    A chunk whose responsibilities are mostly negligible (at most ``sparse_limit``, 0.25 in
+    gmmext, of them above 1e-15 of their frame's largest) gets acc_s and acc_n summed over the
+    others only, instead of by a gemm; the mass left out is below the rounding of the dense
+    sums.  A negative ``sparse_limit`` makes every chunk use the gemm.
     """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = M.shape[1]
+    cdef Py_ssize_t K = M.shape[1]
+    cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
+                                    n_threads, _shape(xx_buf), _shape(l_buf))
+    cdef const Frames *f = &ft.f
+    cdef Py_ssize_t N = f.N, D = f.D, U = f.n_seg, D2 = acc_s.shape[2]
+    cdef Py_ssize_t n_out = U if per_segment else n_threads
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
-    cdef Py_ssize_t c, start, rows, tid
+    cdef Py_ssize_t c, u, start, rows, tid = 0
     cdef const double *sw = NULL
-    cdef const char *xbase
-    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
-    cdef floating *xx
-    cdef floating *L
-    if N == 0:
-        return
-    _check_model(D, K, M.shape[0], M.shape[1], gconst.shape[0], shift.shape[0], chunk, n_threads)
-    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
-    _check_buf("l_buf", (l_buf.shape[0], l_buf.shape[1], l_buf.shape[2]), (n_threads, chunk), (K,))
-    _check_buf("s_buf", (s_buf.shape[0], s_buf.shape[1], s_buf.shape[2]), (n_threads,), (K, 2 * D))
-    _check_buf("acc_s", (acc_s.shape[0], acc_s.shape[1], acc_s.shape[2]), (n_threads,), (K, 2 * D))
-    _check_buf("acc_n", (acc_n.shape[0], acc_n.shape[1]), (n_threads,), (K,))
-    _check_buf("acc_scalar", (acc_scalar.shape[0], acc_scalar.shape[1]), (n_threads,), (2,))
+    if D2 != 2 * D and D2 != D:
+        raise ValueError(f"workspace acc_s has {D2} columns, must be {2 * D} or {D}")
+    _check_buf("s_buf", _shape(s_buf), (n_threads,), (K, 2 * D))
+    _check_buf("acc_s", (acc_s.shape[0], acc_s.shape[1], acc_s.shape[2]), (n_out,), (K, D2))
+    _check_buf("acc_n", (acc_n.shape[0], acc_n.shape[1]), (n_out,), (K,))
+    _check_buf("acc_scalar", (acc_scalar.shape[0], acc_scalar.shape[1]), (n_out,), (2,))
     if sample_weight is not None:
         if sample_weight.shape[0] != N:
             raise ValueError("sample_weight has the wrong length")
-        sw = &sample_weight[0]
-    xbase = <const char *>&X[0, 0]
+        if N > 0:
+            sw = &sample_weight[0]
+    if N == 0:
+        return
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
-        for c in prange(n_chunks, schedule="static"):
-            start = c * chunk
-            rows = chunk if start + chunk <= N else N - start
-            xx = &xx_buf[tid, 0, 0]
-            L = &l_buf[tid, 0, 0]
-            _chunk_logdens(xbase, s0, s1, start, rows, D, K, &shift[0], &M[0, 0], &gconst[0], xx, L)
-            # per row (C kernel, vectorised, fast exp): max, exp, sum, scale by w_i / sum
-            _estep_chunk(L, rows, K, (sw + start) if sw != NULL else NULL, &acc_scalar[tid, 0])
-            # statistics sum_i r_ik [x_i, x_i^2]: one gemm, or the kept entries only when sparse
-            _chunk_stats(L, xx, rows, K, D, &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0])
+        if per_segment:
+            for u in prange(U, schedule="dynamic"):
+                start = f.off[u]
+                while start < f.off[u + 1]:
+                    rows = _rows_of(start, chunk, f.off[u + 1])
+                    _chunk_estep(f, start, rows, K, D2, &shift[0], &M[0, 0], &gconst[0], sw,
+                                 sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
+                                 &s_buf[tid, 0, 0], &acc_n[u, 0], &acc_s[u, 0, 0], &acc_scalar[u, 0])
+                    start = start + rows
+        else:
+            for c in prange(n_chunks, schedule="static"):
+                start = c * chunk
+                _chunk_estep(f, start, _rows_of(start, chunk, N), K, D2, &shift[0], &M[0, 0],
+                             &gconst[0], sw, sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
+                             &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0], &acc_scalar[tid, 0])
 
 
-def evaluate(const floating[:, :] X, const floating[::1] shift, const floating[:, ::1] M, const floating[::1] gconst,
-             Py_ssize_t chunk, int n_threads,
+cdef void _chunk_evaluate(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
+                          const floating *shift, const floating *M, const floating *gconst,
+                          floating *xx, floating *L, double *ll_out, floating *resp_out,
+                          floating *logprob_out, int64_t *label_out) noexcept nogil:
+    """evaluate's outputs for one chunk (the global rows start..start+rows; NULL: not wanted)."""
+    cdef Py_ssize_t i, k, best
+    cdef floating *Lrow
+    cdef floating vmax
+    cdef double ll
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
+    if logprob_out != NULL:
+        memcpy(logprob_out + start * K, L, rows * K * sizeof(floating))
+    for i in range(rows):
+        Lrow = L + i * K
+        if label_out != NULL:
+            best = 0
+            vmax = Lrow[0]
+            for k in range(1, K):
+                if Lrow[k] > vmax:
+                    vmax = Lrow[k]
+                    best = k
+            label_out[start + i] = best
+        if ll_out != NULL or resp_out != NULL:
+            ll = _softmax(Lrow, K)
+            if ll_out != NULL:
+                ll_out[start + i] = ll
+    if resp_out != NULL:
+        memcpy(resp_out + start * K, L, rows * K * sizeof(floating))
+
+
+def evaluate(object segments, const floating[::1] shift, const floating[:, ::1] M,
+             const floating[::1] gconst, Py_ssize_t chunk, int n_threads,
              floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
              double[::1] ll_out, floating[:, ::1] resp_out, floating[:, ::1] logprob_out,
              int64_t[::1] label_out):
@@ -224,71 +375,38 @@ def evaluate(const floating[:, :] X, const floating[::1] shift, const floating[:
     ll_out (N,): log p(x_i); resp_out (N, K): responsibilities; logprob_out (N, K):
     weighted log-densities log w_k + log N(x_i | k); label_out (N,): argmax_k of them.
     """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = M.shape[1]
-    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
-    cdef Py_ssize_t c, start, rows, i, k, tid, best
-    cdef const char *xbase
-    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
-    cdef floating *xx
-    cdef floating *L
-    cdef floating *Lrow
-    cdef floating vmax
-    cdef double ll
-    cdef bint want_ll = ll_out is not None, want_resp = resp_out is not None
-    cdef bint want_lp = logprob_out is not None, want_lab = label_out is not None
+    cdef Py_ssize_t K = M.shape[1]
+    cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
+                                    n_threads, _shape(xx_buf), _shape(l_buf))
+    cdef const Frames *f = &ft.f
+    cdef Py_ssize_t N = f.N, c, tid = 0
+    cdef double *ll = NULL
+    cdef floating *resp = NULL
+    cdef floating *lp = NULL
+    cdef int64_t *lab = NULL
+    if (ll_out is not None and ll_out.shape[0] != N) or (label_out is not None and label_out.shape[0] != N) \
+            or (resp_out is not None and (resp_out.shape[0] != N or resp_out.shape[1] != K)) \
+            or (logprob_out is not None and (logprob_out.shape[0] != N or logprob_out.shape[1] != K)):
+        raise ValueError("output arrays have the wrong shape")
     if N == 0:
         return
-    _check_model(D, K, M.shape[0], M.shape[1], gconst.shape[0], shift.shape[0], chunk, n_threads)
-    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
-    _check_buf("l_buf", (l_buf.shape[0], l_buf.shape[1], l_buf.shape[2]), (n_threads, chunk), (K,))
-    if (want_ll and ll_out.shape[0] != N) or (want_lab and label_out.shape[0] != N) \
-            or (want_resp and (resp_out.shape[0] != N or resp_out.shape[1] != K)) \
-            or (want_lp and (logprob_out.shape[0] != N or logprob_out.shape[1] != K)):
-        raise ValueError("output arrays have the wrong shape")
-    xbase = <const char *>&X[0, 0]
+    if ll_out is not None:
+        ll = &ll_out[0]
+    if resp_out is not None:
+        resp = &resp_out[0, 0]
+    if logprob_out is not None:
+        lp = &logprob_out[0, 0]
+    if label_out is not None:
+        lab = &label_out[0]
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
-        for c in prange(n_chunks, schedule="static"):
-            start = c * chunk
-            rows = chunk if start + chunk <= N else N - start
-            xx = &xx_buf[tid, 0, 0]
-            L = &l_buf[tid, 0, 0]
-            _chunk_logdens(xbase, s0, s1, start, rows, D, K, &shift[0], &M[0, 0], &gconst[0], xx, L)
-            if want_lp:
-                memcpy(&logprob_out[start, 0], L, rows * K * sizeof(floating))
-            for i in range(rows):
-                Lrow = L + i * K
-                if want_lab:
-                    best = 0
-                    vmax = Lrow[0]
-                    for k in range(1, K):
-                        if Lrow[k] > vmax:
-                            vmax = Lrow[k]
-                            best = k
-                    label_out[start + i] = best
-                if want_ll or want_resp:
-                    ll = _softmax(Lrow, K)
-                    if want_ll:
-                        ll_out[start + i] = ll
-            if want_resp:
-                memcpy(&resp_out[start, 0], L, rows * K * sizeof(floating))
-
-
-def set_sparse_limit(double limit):
-    """Set the kept-fraction below which a chunk's statistics are summed sparsely; returns the old one.
-
-    0.25 by default; a negative value makes every chunk use the dense gemm (benchmarks, tests).
-    Not thread-safe: call it while no E-step runs.
-    """
-    global _sparse_limit
-    old = _sparse_limit
-    _sparse_limit = limit
-    return old
+        for c in prange((N + chunk - 1) // chunk, schedule="static"):
+            _chunk_evaluate(f, c * chunk, _rows_of(c * chunk, chunk, N), K, &shift[0], &M[0, 0],
+                            &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], ll, resp, lp, lab)
 
 
 def exp_kernel_test(const floating[::1] x):
     """exp(x) element-wise by the E-step's fast exp (a testing aid; see src/gmm_kernels.h)."""
-    import numpy as np
     cdef Py_ssize_t n = x.shape[0]
     out = np.empty(n, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] o = out
@@ -306,7 +424,37 @@ def exp_kernel_test(const floating[::1] x):
 # Reynolds et al. (2000): per frame, the C best components of the UBM are found once; the
 # UBM and every model adapted from it are then evaluated on those C components only.
 
-def topc_select(const floating[:, :] X, const floating[::1] shift, const floating[:, ::1] M,
+cdef void _chunk_select(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
+                        Py_ssize_t C, const floating *shift, const floating *M,
+                        const floating *gconst, floating *xx, floating *L, floating *vals,
+                        int32_t *idx_out, double *ll_out) noexcept nogil:
+    """topc_select's outputs for one chunk; vals (C,) is scratch."""
+    cdef Py_ssize_t i, j, k
+    cdef floating *Lrow
+    cdef int32_t *idx
+    cdef floating v
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
+    for i in range(rows):
+        Lrow = L + i * K
+        idx = idx_out + (start + i) * C
+        # insertion into a sorted list of C: O(K C) worst case, O(K) typically
+        for j in range(C):
+            vals[j] = -INFINITY
+            idx[j] = -1
+        for k in range(K):
+            v = Lrow[k]
+            if v > vals[C - 1] or idx[C - 1] < 0:
+                j = C - 1
+                while j > 0 and (v > vals[j - 1] or idx[j - 1] < 0):
+                    vals[j] = vals[j - 1]
+                    idx[j] = idx[j - 1]
+                    j = j - 1
+                vals[j] = v
+                idx[j] = <int32_t>k
+        ll_out[start + i] = _softmax(vals, C)
+
+
+def topc_select(object segments, const floating[::1] shift, const floating[:, ::1] M,
                 const floating[::1] gconst, Py_ssize_t C, Py_ssize_t chunk, int n_threads,
                 floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf, floating[:, ::1] val_buf,
                 int32_t[:, ::1] idx_out, double[::1] ll_out):
@@ -316,111 +464,80 @@ def topc_select(const floating[:, :] X, const floating[::1] shift, const floatin
     ll_out (N,) gets log sum_{k in top C} w_k N(x | k) (the full log-likelihood when C == K).
     val_buf (T, C) is scratch.
     """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], K = M.shape[1]
-    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
-    cdef Py_ssize_t c, start, rows, i, k, j, tid
-    cdef const char *xbase
-    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
-    cdef floating *xx
-    cdef floating *L
-    cdef floating *Lrow
-    cdef floating *vals
-    cdef int32_t *idx
-    cdef floating v
-    if N == 0:
-        return
+    cdef Py_ssize_t K = M.shape[1]
+    cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
+                                    n_threads, _shape(xx_buf), _shape(l_buf))
+    cdef const Frames *f = &ft.f
+    cdef Py_ssize_t N = f.N, c, tid = 0
     if C < 1 or C > K:
         raise ValueError("C must be in [1, K]")
-    _check_model(D, K, M.shape[0], M.shape[1], gconst.shape[0], shift.shape[0], chunk, n_threads)
-    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
-    _check_buf("l_buf", (l_buf.shape[0], l_buf.shape[1], l_buf.shape[2]), (n_threads, chunk), (K,))
     _check_buf("val_buf", (val_buf.shape[0], val_buf.shape[1]), (n_threads, C), ())
     if idx_out.shape[0] != N or idx_out.shape[1] != C or ll_out.shape[0] != N:
         raise ValueError("output arrays have the wrong shape")
-    xbase = <const char *>&X[0, 0]
+    if N == 0:
+        return
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
-        for c in prange(n_chunks, schedule="static"):
-            start = c * chunk
-            rows = chunk if start + chunk <= N else N - start
-            xx = &xx_buf[tid, 0, 0]
-            L = &l_buf[tid, 0, 0]
-            vals = &val_buf[tid, 0]
-            _chunk_logdens(xbase, s0, s1, start, rows, D, K, &shift[0], &M[0, 0], &gconst[0], xx, L)
-            for i in range(rows):
-                Lrow = L + i * K
-                idx = &idx_out[start + i, 0]
-                # insertion into a sorted list of C: O(K C) worst case, O(K) typically
-                for j in range(C):
-                    vals[j] = -INFINITY
-                    idx[j] = -1
-                for k in range(K):
-                    v = Lrow[k]
-                    if v > vals[C - 1] or idx[C - 1] < 0:
-                        j = C - 1
-                        while j > 0 and (v > vals[j - 1] or idx[j - 1] < 0):
-                            vals[j] = vals[j - 1]
-                            idx[j] = idx[j - 1]
-                            j = j - 1
-                        vals[j] = v
-                        idx[j] = <int32_t>k
-                ll_out[start + i] = _softmax(vals, C)
+        for c in prange((N + chunk - 1) // chunk, schedule="static"):
+            _chunk_select(f, c * chunk, _rows_of(c * chunk, chunk, N), K, C, &shift[0], &M[0, 0],
+                          &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], &val_buf[tid, 0],
+                          &idx_out[0, 0], &ll_out[0])
 
 
-def topc_loglik(const floating[:, :] X, const int32_t[:, ::1] idx, const floating[::1] shift,
+cdef void _chunk_topc(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
+                      Py_ssize_t C, Py_ssize_t S, const int32_t *idx, const floating *shift,
+                      const floating *Mt, const floating *gconst, floating *xx, floating *vals,
+                      double *acc) noexcept nogil:
+    """acc[s] += the chunk's top-C log-likelihood under model s, for the S models."""
+    cdef Py_ssize_t i, j, d, s, k, D2 = 2 * f.D
+    cdef const floating *xrow
+    cdef const floating *mrow
+    cdef floating v
+    _fill_xx(f, start, rows, shift, xx)
+    for s in range(S):
+        for i in range(rows):
+            xrow = xx + i * D2
+            for j in range(C):
+                k = idx[(start + i) * C + j]
+                mrow = Mt + (s * K + k) * D2
+                v = gconst[s * K + k]
+                for d in range(D2):
+                    v = v + mrow[d] * xrow[d]
+                vals[j] = v
+            acc[s] += _softmax(vals, C)
+
+
+def topc_loglik(object segments, const int32_t[:, ::1] idx, const floating[::1] shift,
                 const floating[:, :, ::1] Mt, const floating[:, ::1] gconst,
                 Py_ssize_t chunk, int n_threads, floating[:, :, ::1] xx_buf,
                 floating[:, ::1] val_buf, double[:, ::1] acc):
-    """Total log-likelihood of X under each of S models, each frame restricted to its C components.
+    """Total log-likelihood of the frames under each of S models, each frame restricted to its C components.
 
     idx (N, C) from topc_select; Mt (S, K, 2D) and gconst (S, K) are the models' matrices
     (Mt[s] is M of model s transposed, all built about the same ``shift``).  acc (T, S),
     zeroed by the caller, gets per-thread sums over frames of
     log sum_{k in idx[i]} w_sk N(x_i | s, k).  val_buf (T, C) is scratch.
     """
-    cdef Py_ssize_t N = X.shape[0], D = X.shape[1], C = idx.shape[1]
-    cdef Py_ssize_t S = Mt.shape[0], K = Mt.shape[1]
-    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
-    cdef Py_ssize_t c, start, rows, i, j, d, s, k, tid
-    cdef const char *xbase
-    cdef Py_ssize_t s0 = X.strides[0], s1 = X.strides[1]
-    cdef floating *xx
-    cdef floating *xrow
-    cdef floating *vals
-    cdef const floating *mrow
-    cdef floating v
-    if N == 0:
-        return
-    if Mt.shape[2] != 2 * D or gconst.shape[0] != S or gconst.shape[1] != K or shift.shape[0] != D:
+    cdef Py_ssize_t S = Mt.shape[0], K = Mt.shape[1], C = idx.shape[1]
+    cdef _FrameTable ft = _prologue(segments, shift, K, Mt.shape[2], gconst.shape[1], chunk,
+                                    n_threads, _shape(xx_buf), None)
+    cdef const Frames *f = &ft.f
+    cdef Py_ssize_t N = f.N, c, i, j, tid = 0
+    if gconst.shape[0] != S:
         raise ValueError("model matrices do not match the data")
     if idx.shape[0] != N or C < 1 or C > K:
         raise ValueError("component indices have the wrong shape")
-    if chunk < 1 or n_threads < 1:
-        raise ValueError("chunk and n_threads must be >= 1")
-    _check_buf("xx_buf", (xx_buf.shape[0], xx_buf.shape[1], xx_buf.shape[2]), (n_threads, chunk), (2 * D,))
-    _check_buf("val_buf", (val_buf.shape[0], val_buf.shape[1]), (n_threads, C), ())
     _check_buf("acc", (acc.shape[0], acc.shape[1]), (n_threads,), (S,))
+    _check_buf("val_buf", (val_buf.shape[0], val_buf.shape[1]), (n_threads, C), ())
     for i in range(N):
         for j in range(C):
             if idx[i, j] < 0 or idx[i, j] >= K:
                 raise ValueError("component index out of range")
-    xbase = <const char *>&X[0, 0]
+    if N == 0 or S == 0:
+        return
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
-        for c in prange(n_chunks, schedule="static"):
-            start = c * chunk
-            rows = chunk if start + chunk <= N else N - start
-            xx = &xx_buf[tid, 0, 0]
-            vals = &val_buf[tid, 0]
-            _fill_xx(xbase, s0, s1, start, rows, D, &shift[0], xx)
-            for s in range(S):
-                for i in range(rows):
-                    xrow = xx + i * 2 * D
-                    for j in range(C):
-                        k = idx[start + i, j]
-                        mrow = &Mt[s, k, 0]
-                        v = gconst[s, k]
-                        for d in range(2 * D):
-                            v = v + mrow[d] * xrow[d]
-                        vals[j] = v
-                    acc[tid, s] += _softmax(vals, C)
+        for c in prange((N + chunk - 1) // chunk, schedule="static"):
+            _chunk_topc(f, c * chunk, _rows_of(c * chunk, chunk, N), K, C, S, &idx[0, 0],
+                        &shift[0], &Mt[0, 0, 0], &gconst[0, 0], &xx_buf[tid, 0, 0],
+                        &val_buf[tid, 0], &acc[tid, 0])

@@ -37,6 +37,12 @@
 #define GMMX_CLONES
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__)
+#define GMMX_UNROLL _Pragma("GCC unroll 16")
+#else
+#define GMMX_UNROLL
+#endif
+
 #if defined(_OPENMP)
 #define GMMX_PRAGMA(x) _Pragma(#x)
 #define GMMX_SIMD_MAX(v) GMMX_PRAGMA(omp simd reduction(max:v))
@@ -46,71 +52,54 @@
 #define GMMX_SIMD
 #endif
 
-/* ------------------------------------------------------------------ exp, double */
+/* ------------------------------------------------------------------ exp
+ * One body for both types: T the float type, I / UI its same-width integers, MBITS its
+ * mantissa bits, BIAS its exponent bias; the Taylor coefficients 1/k! (highest first) are
+ * in gmmx_exp_poly_SFX, evaluated by Horner's rule (a constant-length loop gcc unrolls). */
+#define GMMX_EXP_BODY(T, SFX, I, UI, MBITS, BIAS, LO, HI, LOG2E, SHIFT, LN2_HI, LN2_LO) \
+    T xc = x < LO ? LO : x;                                           \
+    xc = xc > HI ? HI : xc;                                           \
+    T t = xc * LOG2E + SHIFT;          /* n = round(x / ln 2) in t's low mantissa bits */ \
+    T n = t - SHIFT;                                                  \
+    T r = xc - n * LN2_HI;             /* Cody-Waite: n * LN2_HI is exact */ \
+    r = r - n * LN2_LO;                                               \
+    const int np = (int)(sizeof(gmmx_exp_poly_##SFX) / sizeof(T));   \
+    T p = gmmx_exp_poly_##SFX[0];                                     \
+    GMMX_UNROLL                                                       \
+    for (int j = 1; j < np; ++j)                                      \
+        p = p * r + gmmx_exp_poly_##SFX[j];                           \
+    union { T v; I i; } u;                                            \
+    u.v = t;                                                          \
+    u.i = (I)((UI)(u.i + BIAS) << MBITS);   /* 2^n */                 \
+    T y = p * u.v;                                                    \
+    return x < LO ? (T)0 : y;
+
+/* double: degree 13 */
 #define GMMX_LOG2E 1.4426950408889634074
 #define GMMX_LN2_HI 6.93147180369123816490e-01 /* 0x3fe62e42fee00000: n * hi exact */
 #define GMMX_LN2_LO 1.90821492927058770002e-10
 #define GMMX_SHIFT_D 6755399441055744.0       /* 1.5 * 2^52 */
 #define GMMX_EXP_MIN_D (-708.3)               /* 2^n stays normal: n >= -1022 */
+static const double gmmx_exp_poly_d[14] = {
+    1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+    1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
 
 static inline double gmmx_exp_d(double x)
-{
-    double xc = x < GMMX_EXP_MIN_D ? GMMX_EXP_MIN_D : x;
-    xc = xc > 709.0 ? 709.0 : xc;
-    double t = xc * GMMX_LOG2E + GMMX_SHIFT_D;
-    double n = t - GMMX_SHIFT_D;
-    double r = xc - n * GMMX_LN2_HI;
-    r = r - n * GMMX_LN2_LO;
-    double p = 1.0 / 6227020800.0;          /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;          /* 1/12! */
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    union { double d; int64_t i; } u;
-    u.d = t;
-    u.i = (int64_t)((uint64_t)(u.i + 1023) << 52);   /* low bits of t's mantissa hold n */
-    double y = p * u.d;
-    return x < GMMX_EXP_MIN_D ? 0.0 : y;
-}
+{ GMMX_EXP_BODY(double, d, int64_t, uint64_t, 52, 1023, GMMX_EXP_MIN_D, 709.0, GMMX_LOG2E,
+                GMMX_SHIFT_D, GMMX_LN2_HI, GMMX_LN2_LO) }
 
-/* ------------------------------------------------------------------ exp, float */
+/* float: degree 7 */
 #define GMMX_LOG2E_F 1.44269504f
 #define GMMX_LN2_HI_F 0.693359375f              /* 0x3f318000: n * hi exact */
 #define GMMX_LN2_LO_F (-2.12194440e-4f)
 #define GMMX_SHIFT_F 12582912.0f                 /* 1.5 * 2^23 */
 #define GMMX_EXP_MIN_F (-87.3f)                  /* n >= -126 */
+static const float gmmx_exp_poly_f[8] = {
+    1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
 
 static inline float gmmx_exp_f(float x)
-{
-    float xc = x < GMMX_EXP_MIN_F ? GMMX_EXP_MIN_F : x;
-    xc = xc > 88.0f ? 88.0f : xc;
-    float t = xc * GMMX_LOG2E_F + GMMX_SHIFT_F;
-    float n = t - GMMX_SHIFT_F;
-    float r = xc - n * GMMX_LN2_HI_F;
-    r = r - n * GMMX_LN2_LO_F;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { float f; int32_t i; } u;
-    u.f = t;
-    u.i = (int32_t)((uint32_t)(u.i + 127) << 23);
-    float y = p * u.f;
-    return x < GMMX_EXP_MIN_F ? 0.0f : y;
-}
+{ GMMX_EXP_BODY(float, f, int32_t, uint32_t, 23, 127, GMMX_EXP_MIN_F, 88.0f, GMMX_LOG2E_F,
+                GMMX_SHIFT_F, GMMX_LN2_HI_F, GMMX_LN2_LO_F) }
 
 /* out[i] = exp(in[i]) for n values (testing / general use; any x, not only x <= 0). */
 GMMX_CLONES static void gmmx_exp_array_d(const double *restrict in, double *restrict out, ptrdiff_t n)
@@ -141,111 +130,55 @@ static inline double gmmx_sum_d(const double *restrict x, ptrdiff_t n) { GMMX_SU
 static inline float gmmx_sum_f(const float *restrict x, ptrdiff_t n) { GMMX_SUM_BODY(float) }
 
 /* ------------------------------------------------------------------ one row
- * row[k] <- w * exp(row[k] - max) / sum_j exp(row[j] - max); returns log sum_j exp(row[j]).
- * If acc != NULL, acc[k] += the new row[k].  A row whose entries are all -inf returns -inf
- * and is left as zeros (and adds nothing). */
-GMMX_CLONES static double gmmx_row_d(double *restrict row, ptrdiff_t K, double w, double *restrict acc)
-{
-    double m = -INFINITY, s = 0.0;
-    ptrdiff_t k;
-    GMMX_SIMD_MAX(m)
-    for (k = 0; k < K; ++k)
-        m = row[k] > m ? row[k] : m;
-    if (!(m > -INFINITY)) {
-        for (k = 0; k < K; ++k) row[k] = 0.0;
-        return m;
-    }
-    for (k = 0; k < K; ++k)                  /* vectorised by gcc itself (an omp simd here would not be) */
-        row[k] = gmmx_exp_d(row[k] - m);
-    s = gmmx_sum_d(row, K);
-    double scale = w / s;
-    if (acc) {
-        GMMX_SIMD
-        for (k = 0; k < K; ++k) {
-            double v = row[k] * scale;
-            row[k] = v;
-            acc[k] += v;
-        }
-    } else {
-        GMMX_SIMD
-        for (k = 0; k < K; ++k)
-            row[k] *= scale;
-    }
-    return m + log(s);
-}
-
-GMMX_CLONES static double gmmx_row_f(float *restrict row, ptrdiff_t K, float w, double *restrict acc)
-{
-    float m = -INFINITY, s = 0.0f;
-    ptrdiff_t k;
-    GMMX_SIMD_MAX(m)
-    for (k = 0; k < K; ++k)
-        m = row[k] > m ? row[k] : m;
-    if (!(m > -INFINITY)) {
-        for (k = 0; k < K; ++k) row[k] = 0.0f;
-        return (double)m;
-    }
-    for (k = 0; k < K; ++k)                  /* vectorised by gcc itself (an omp simd here would not be) */
-        row[k] = gmmx_exp_f(row[k] - m);
-    s = gmmx_sum_f(row, K);
-    float scale = (float)((double)w / (double)s);
-    if (acc) {
-        GMMX_SIMD
-        for (k = 0; k < K; ++k) {
-            float v = row[k] * scale;
-            row[k] = v;
-            acc[k] += (double)v;
-        }
-    } else {
-        GMMX_SIMD
-        for (k = 0; k < K; ++k)
-            row[k] *= scale;
-    }
+ * gmmx_softmax_T(row, K, w): row[k] <- w * exp(row[k] - max) / sum_j exp(row[j] - max);
+ * returns log sum_j exp(row[j]) in double.  A row whose entries are all -inf returns -inf and
+ * is left as zeros.  T is double (suffix d) or float (f); SFX picks gmmx_exp_SFX / gmmx_sum_SFX. */
+#define GMMX_SOFTMAX_BODY(T, SFX)                                     \
+    T m = -INFINITY, s;                                               \
+    ptrdiff_t k;                                                      \
+    GMMX_SIMD_MAX(m)                                                  \
+    for (k = 0; k < K; ++k)                                           \
+        m = row[k] > m ? row[k] : m;                                  \
+    if (!(m > -INFINITY)) {                                           \
+        for (k = 0; k < K; ++k) row[k] = 0;                           \
+        return (double)m;                                             \
+    }                                                                 \
+    /* vectorised by gcc itself (an omp simd here would not be) */    \
+    for (k = 0; k < K; ++k)                                           \
+        row[k] = gmmx_exp_##SFX(row[k] - m);                          \
+    s = gmmx_sum_##SFX(row, K);                                       \
+    T scale = (T)((double)w / (double)s);                             \
+    GMMX_SIMD                                                         \
+    for (k = 0; k < K; ++k)                                           \
+        row[k] *= scale;                                              \
     return (double)m + log((double)s);
-}
 
-/* In-place softmax of one row; returns log sum_j exp(row[j]) (kept for the top-C code). */
-static inline double gmmx_softmax_d(double *restrict row, ptrdiff_t K)
-{
-    return gmmx_row_d(row, K, 1.0, NULL);
-}
-
-static inline double gmmx_softmax_f(float *restrict row, ptrdiff_t K)
-{
-    return gmmx_row_f(row, K, 1.0f, NULL);
-}
+GMMX_CLONES static double gmmx_softmax_d(double *restrict row, ptrdiff_t K, double w)
+{ GMMX_SOFTMAX_BODY(double, d) }
+GMMX_CLONES static double gmmx_softmax_f(float *restrict row, ptrdiff_t K, float w)
+{ GMMX_SOFTMAX_BODY(float, f) }
 
 /* ------------------------------------------------------------------ whole chunks
  * E-step of a chunk: L (rows, K) row-major weighted log-densities become responsibilities
- * times the frame weights (sw[i], or 1 when sw is NULL); acc_n[k] += sum_i w_i r_ik;
+ * times the frame weights (sw[i], or 1 when sw is NULL);
  * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i. */
-static inline void gmmx_estep_chunk_d(double *L, ptrdiff_t rows, ptrdiff_t K, const double *sw,
-                                      double *acc_n, double *acc_scalar)
-{
-    double ll_sum = 0.0, w_sum = 0.0;
-    for (ptrdiff_t i = 0; i < rows; ++i) {
-        double w = sw ? sw[i] : 1.0;
-        double ll = gmmx_row_d(L + i * K, K, w, acc_n);
-        if (w != 0.0) ll_sum += w * ll;
-        w_sum += w;
-    }
-    acc_scalar[0] += ll_sum;
+#define GMMX_ESTEP_BODY(T, SFX)                                       \
+    double ll_sum = 0.0, w_sum = 0.0;                                 \
+    for (ptrdiff_t i = 0; i < rows; ++i) {                            \
+        double w = sw ? sw[i] : 1.0;                                  \
+        double ll = gmmx_softmax_##SFX(L + i * K, K, (T)w);           \
+        if (w != 0.0) ll_sum += w * ll;                               \
+        w_sum += w;                                                   \
+    }                                                                 \
+    acc_scalar[0] += ll_sum;                                          \
     acc_scalar[1] += w_sum;
-}
 
+static inline void gmmx_estep_chunk_d(double *L, ptrdiff_t rows, ptrdiff_t K, const double *sw,
+                                      double *acc_scalar)
+{ GMMX_ESTEP_BODY(double, d) }
 static inline void gmmx_estep_chunk_f(float *L, ptrdiff_t rows, ptrdiff_t K, const double *sw,
-                                      double *acc_n, double *acc_scalar)
-{
-    double ll_sum = 0.0, w_sum = 0.0;
-    for (ptrdiff_t i = 0; i < rows; ++i) {
-        double w = sw ? sw[i] : 1.0;
-        double ll = gmmx_row_f(L + i * K, K, (float)w, acc_n);
-        if (w != 0.0) ll_sum += w * ll;
-        w_sum += w;
-    }
-    acc_scalar[0] += ll_sum;
-    acc_scalar[1] += w_sum;
-}
+                                      double *acc_scalar)
+{ GMMX_ESTEP_BODY(float, f) }
 
 /* acc[j] += S[j] for n values (float statistics into float64 accumulators). */
 GMMX_CLONES static void gmmx_add_f(double *restrict acc, const float *restrict S, ptrdiff_t n)
@@ -284,13 +217,14 @@ GMMX_CLONES static ptrdiff_t gmmx_count_kept_d(const double *restrict R, ptrdiff
 GMMX_CLONES static ptrdiff_t gmmx_count_kept_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K)
 { GMMX_COUNT_BODY(float) }
 
-/* acc_n[k] += r_ik and a[k, :] += r_ik * xx[i, :] (D2 = 2D values) for the kept entries;
+/* acc_n[k] += r_ik and a[k, :D2] += r_ik * xx[i, :D2] for the kept entries, xx having rows of
+ * ldx values (2D: [x, x^2]; D2 = 2D for both orders, D for the first order only);
  * a has the type TA (double for double data; float for float data, summed over one chunk in
  * float like the dense sgemm path, then added to the float64 accumulators). */
 #define GMMX_SPARSE_BODY(T, TA)                                       \
     for (ptrdiff_t i = 0; i < rows; ++i) {                            \
         const T *r = R + i * K;                                       \
-        const T *x = xx + i * D2;                                     \
+        const T *x = xx + i * ldx;                                    \
         T m = 0;                                                      \
         GMMX_SIMD_MAX(m)                                              \
         for (ptrdiff_t k = 0; k < K; ++k) m = r[k] > m ? r[k] : m;    \
@@ -308,7 +242,7 @@ GMMX_CLONES static ptrdiff_t gmmx_count_kept_f(const float *restrict R, ptrdiff_
     }
 
 GMMX_CLONES static void gmmx_sparse_stats_d(const double *restrict R, const double *restrict xx,
-                                            ptrdiff_t rows, ptrdiff_t K, ptrdiff_t D2,
+                                            ptrdiff_t rows, ptrdiff_t K, ptrdiff_t ldx, ptrdiff_t D2,
                                             double *restrict acc_n, double *restrict acc_s)
 {
     double *restrict acc = acc_s;
@@ -317,7 +251,7 @@ GMMX_CLONES static void gmmx_sparse_stats_d(const double *restrict R, const doub
 
 /* S (K x D2 float) is scratch. */
 GMMX_CLONES static void gmmx_sparse_stats_f(const float *restrict R, const float *restrict xx,
-                                            ptrdiff_t rows, ptrdiff_t K, ptrdiff_t D2,
+                                            ptrdiff_t rows, ptrdiff_t K, ptrdiff_t ldx, ptrdiff_t D2,
                                             double *restrict acc_n, float *restrict S,
                                             double *restrict acc_s)
 {

@@ -90,12 +90,9 @@ def test_sparse_statistics_equal_dense_ones(dtype, rtol):
     R = gm.predict_proba(X).astype(np.float64)
     kept = (R > 1e-15 * R.max(axis=1, keepdims=True)).mean()
     assert kept < 0.25  # the sparse path is the one taken
-    old = _core.set_sparse_limit(-1.0)
-    try:
-        dense = gm.accumulate(X, sample_weight=sw)
-    finally:
-        _core.set_sparse_limit(old)
     sparse = gm.accumulate(X, sample_weight=sw)
+    gm._core_cache().sparse_limit = -1.0        # this estimator's engines: always the dense gemm
+    dense = gm.accumulate(X, sample_weight=sw)
     np.testing.assert_allclose(sparse.n, dense.n, rtol=rtol, atol=1e-300)
     np.testing.assert_allclose(sparse.sum_x, dense.sum_x, rtol=rtol, atol=rtol * np.abs(dense.sum_x).max())
     np.testing.assert_allclose(sparse.sum_xx, dense.sum_xx, rtol=rtol)

@@ -8,12 +8,8 @@ from conftest import make_blobs, random_params, reference_logprob
 
 
 def fitted_with(w, mu, var, dtype=np.float64, **kw):
-    """A model whose parameters are exactly (w, mu, var), via max_iter=0."""
-    X = np.vstack([mu, mu + 0.1]).astype(dtype)
-    gm = GaussianMixture(len(w), weights_init=w, means_init=mu, precisions_init=1 / var,
-                         max_iter=0, **kw)
-    gm.fit(X)
-    return gm
+    """A model whose parameters are exactly (w, mu, var) in ``dtype``."""
+    return GaussianMixture.from_parameters(*(np.asarray(a, dtype=dtype) for a in (w, mu, var)), **kw)
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
@@ -26,7 +22,7 @@ def test_loglik_and_resp_match_scipy(dtype, rtol, chunk_size):
     ref_ll = logsumexp(ref_lp, axis=1)
     Xd = X.astype(dtype)
     ll = gm.score_samples(Xd)
-    assert ll.dtype == np.float64
+    assert ll.dtype == dtype                    # like scikit-learn: the input's float dtype
     np.testing.assert_allclose(ll, ref_ll, rtol=rtol)
     lp = gm.component_log_likelihood(Xd)
     assert lp.shape == (503, 5) and lp.dtype == dtype

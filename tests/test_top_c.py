@@ -8,9 +8,8 @@ from conftest import random_params, reference_logprob
 
 
 def model(w, mu, var, dtype=np.float64, **kw):
-    X = np.vstack([mu, mu + 0.1]).astype(dtype)
-    return GaussianMixture(len(w), weights_init=w, means_init=mu, precisions_init=1 / var,
-                           max_iter=0, **kw).fit(X)
+    """A model whose parameters are exactly (w, mu, var) in ``dtype``."""
+    return GaussianMixture.from_parameters(*(np.asarray(a, dtype=dtype) for a in (w, mu, var)), **kw)
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])

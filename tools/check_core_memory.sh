@@ -227,6 +227,8 @@ for dtype in (np.float64, np.float32):
         gm.component_log_likelihood(Xs)
         gm.accumulate(X, sample_weight=rng.uniform(0, 2, len(X)))
         gm.accumulate(X[:1])
+        gm.accumulate_segments([X[:100], Xs[:0], Xs[:300], X[:1]])
+        gm.accumulate([Xs[:10], X[100:]])
         idx, ll = gm.top_components(X, 3)
         gm.top_components(X, 5)
         other = GaussianMixture.from_parameters(gm.weights_, gm.means_ + 0.1, gm.covariances_,
@@ -238,15 +240,14 @@ for dtype in (np.float64, np.float32):
     Xc = (C[rng.integers(0, 16, 900)] + rng.normal(size=(900, 6))).astype(dtype)
     gm = GaussianMixture.from_parameters(np.full(16, 1 / 16), C, np.ones((16, 6)), n_threads=2,
                                          chunk_size=100)
-    limits = (-1.0, 1.0) if hasattr(_core, "set_sparse_limit") else (None,)
-    for lim in limits:
-        old = _core.set_sparse_limit(lim) if lim is not None else None
-        try:
-            gm.accumulate(Xc)
-            gm.accumulate(Xc, sample_weight=rng.uniform(0, 2, len(Xc)))
-        finally:
-            if lim is not None:
-                _core.set_sparse_limit(old)
+    for lim in (-1.0, 1.0):                            # dense gemm, then sparse sums
+        gm._core_cache().sparse_limit = lim
+        gm.accumulate(Xc)
+        gm.accumulate(Xc, sample_weight=rng.uniform(0, 2, len(Xc)))
+        segs = [Xc[:0], Xc[:1], Xc[1:250], Xc[250:]]  # many segments: summed and per segment
+        gm.accumulate(segs, sample_weight=[rng.uniform(0, 2, len(a)) for a in segs])
+        gm.accumulate_segments(segs)
+        gm.accumulate_segments(segs, second_order=False)
 print("valgrind driver: done")
 EOF
     log "running the driver under valgrind memcheck (1.5-2.5 min)"

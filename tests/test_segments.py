@@ -1,0 +1,153 @@
+"""Many segments (utterances) in one core call: ``accumulate(list)`` and ``accumulate_segments``.
+
+Checked against the direct NumPy/SciPy formula (responsibilities from ``logsumexp`` of
+``scipy.stats.norm.logpdf``), against one ``accumulate`` per segment, and for the properties
+the API promises (a list is its concatenation; a segment's statistics depend on nothing but
+the segment and the chunk size).
+"""
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from gmmext import GaussianMixture, GMMStats
+from conftest import random_params, reference_logprob
+
+K, D = 6, 4
+
+
+def _model(dtype=np.float64, **kw):
+    w, mu, var = random_params(K, D, seed=11)
+    return GaussianMixture.from_parameters(w.astype(dtype), mu.astype(dtype), var.astype(dtype), **kw)
+
+
+def _segments(dtype=np.float64, sizes=(0, 1, 7, 130, 64, 0, 301, 2, 65)):
+    """Segments of awkward lengths (empty, one row, around the chunk size) and layouts."""
+    rng = np.random.default_rng(5)
+    segs = [rng.normal(scale=3.0, size=(n, D)).astype(dtype) for n in sizes]
+    segs[3] = np.asfortranarray(segs[3])
+    segs[6] = np.ascontiguousarray(np.repeat(segs[6], 2, axis=1))[:, ::2]    # strided columns
+    return segs
+
+
+def _direct(gm, X, w=None):
+    """(n, sum_x, sum_xx, loglik) of X straight from scipy, in float64."""
+    X64 = np.asarray(X, dtype=np.float64)
+    lp = reference_logprob(X64, gm.weights_.astype(np.float64), gm.means_.astype(np.float64),
+                           gm.covariances_.astype(np.float64))
+    ll = logsumexp(lp, axis=1) if len(X64) else np.zeros(0)
+    w = np.ones(len(X64)) if w is None else w
+    R = np.exp(lp - ll[:, None]) * w[:, None]
+    return R.sum(0), R.T @ X64, R.T @ X64 ** 2, float((w * ll).sum())
+
+
+def _close(st, ref, rtol):
+    n, sx, sxx, ll = ref
+    scale = max(1.0, np.abs(sx).max(initial=0.0))
+    np.testing.assert_allclose(st.n, n, rtol=rtol, atol=rtol * 1e-3)
+    np.testing.assert_allclose(st.sum_x, sx, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(st.sum_xx, sxx, rtol=rtol, atol=rtol * scale)
+    assert st.loglik == pytest.approx(ll, rel=rtol, abs=rtol)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_accumulate_list_matches_scipy_and_concatenation(dtype, rtol):
+    gm = _model(dtype, chunk_size=64, n_threads=2)
+    segs = _segments(dtype)
+    rng = np.random.default_rng(0)
+    ws = [rng.uniform(0, 2, size=len(a)) for a in segs]
+    for sw in (None, ws):
+        st = gm.accumulate(segs, sample_weight=sw)
+        assert isinstance(st, GMMStats) and st.sum_x.dtype == np.float64
+        cat = np.concatenate(segs)
+        wcat = None if sw is None else np.concatenate(sw)
+        _close(st, _direct(gm, cat, wcat), rtol)
+        assert st.n_samples == pytest.approx(len(cat) if sw is None else wcat.sum(), rel=1e-12)
+        # the list is its concatenation: same chunks, so the very same numbers
+        whole = gm.accumulate(cat, sample_weight=wcat)
+        for a in ("n", "sum_x", "sum_xx"):
+            np.testing.assert_array_equal(getattr(st, a), getattr(whole, a))
+        assert (st.loglik, st.n_samples) == (whole.loglik, whole.n_samples)
+        # and, to rounding, the sum of one call per segment
+        loop = sum(gm.accumulate(a, sample_weight=None if sw is None else w)
+                   for a, w in zip(segs, ws) if len(a))
+        _close(st, (loop.n, loop.sum_x, loop.sum_xx, loop.loglik), rtol)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("second_order", [True, False])
+def test_accumulate_segments_match_scipy_and_per_segment_calls(dtype, rtol, second_order):
+    gm = _model(dtype, chunk_size=64, n_threads=2)
+    segs = _segments(dtype)
+    out = gm.accumulate_segments(segs, second_order=second_order)
+    assert len(out) == len(segs)
+    for a, st in zip(segs, out):
+        assert st.n.shape == (K,) and st.sum_x.shape == st.sum_xx.shape == (K, D)
+        assert st.sum_x.dtype == np.float64 and st.n_samples == len(a)
+        n, sx, sxx, ll = _direct(gm, a)
+        if not second_order:
+            np.testing.assert_array_equal(st.sum_xx, 0.0)
+            sxx = np.zeros_like(sx)
+        _close(st, (n, sx, sxx, ll), rtol)
+        if len(a):
+            one = gm.accumulate(a)
+            _close(st, (one.n, one.sum_x, one.sum_xx if second_order else sxx, one.loglik), rtol)
+        else:
+            assert st.loglik == 0.0 and not st.n.any() and not st.sum_x.any()
+
+
+def test_per_segment_results_do_not_depend_on_threads_or_neighbours():
+    segs = _segments(np.float32, sizes=(300, 5, 129, 1000, 64, 77, 1, 400))
+    ref = _model(np.float32, chunk_size=64, n_threads=1).accumulate_segments(segs)
+    order = np.random.default_rng(1).permutation(len(segs))
+    for n_threads in (2, 3):
+        gm = _model(np.float32, chunk_size=64, n_threads=n_threads)
+        for run in (gm.accumulate_segments(segs),
+                    [dict(zip(order, gm.accumulate_segments([segs[i] for i in order])))[u]
+                     for u in range(len(segs))]):
+            for a, b in zip(ref, run):
+                for f in ("n", "sum_x", "sum_xx"):
+                    np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+                assert (a.loglik, a.n_samples) == (b.loglik, b.n_samples)
+
+
+def test_mixed_dtypes_are_computed_in_float64():
+    gm = _model(np.float32)
+    segs = _segments(np.float32)
+    segs[2] = segs[2].astype(np.float64)
+    st = gm.accumulate(segs)
+    _close(st, _direct(gm, np.concatenate(segs)), 1e-10)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros(4), r"segment 1: expected shape \(n_frames, 4\)"),
+    (np.zeros((3, 5)), r"segment 1: expected shape \(n_frames, 4\), got \(3, 5\)"),
+    (np.full((3, 4), np.nan), "segment 1: contains NaN"),
+    (np.full((3, 4), np.inf, dtype=np.float32), "segment 1: contains NaN or infinity"),
+    (np.zeros((3, 4), dtype=np.int64), "segment 1: dtype int64"),
+    (np.zeros((3, 4), dtype=complex), "segment 1: dtype complex128"),
+])
+def test_bad_segments_are_named(bad, match):
+    gm = _model()
+    segs = [np.zeros((2, 4)), bad, np.zeros((2, 4))]
+    with pytest.raises(ValueError, match=match):
+        gm.accumulate_segments(segs)
+    if np.ndim(bad) == 2:      # a list whose first item is 2-D is a segment list for accumulate too
+        with pytest.raises(ValueError, match=match):
+            gm.accumulate(segs)
+
+
+def test_bad_segment_weights_and_arguments():
+    gm = _model()
+    segs = [np.zeros((2, 4)), np.zeros((3, 4))]
+    with pytest.raises(ValueError, match="list of 2 weight arrays"):
+        gm.accumulate(segs, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match=r"sample_weight\[1\] has shape \(2,\), segment 1 has 3 rows"):
+        gm.accumulate(segs, sample_weight=[np.ones(2), np.ones(2)])
+    with pytest.raises(ValueError, match="(?i)negative"):
+        gm.accumulate(segs, sample_weight=[np.ones(2), -np.ones(3)])
+    with pytest.raises(ValueError, match="sequence of 2-D arrays"):
+        gm.accumulate_segments(np.zeros((5, 4)))
+    assert gm.accumulate_segments([]) == []
+    # a list of rows is still one array-like, as before
+    rows = np.random.default_rng(0).normal(size=(3, 4))
+    np.testing.assert_array_equal(gm.accumulate(rows.tolist()).sum_x, gm.accumulate(rows).sum_x)
