@@ -109,22 +109,14 @@ def _as_segments(X) -> tuple:
     return (X,) if isinstance(X, np.ndarray) else tuple(X)
 
 
-def _to_raw(acc_s, acc_n, shift):
-    """Statistics about ``shift`` (..., K, 2D) in place to plain ``(sum r x, sum r x**2)`` views.
+def _to_raw(acc_s, acc_n, shift, n_threads: int = 1):
+    """Statistics about ``shift`` (R, K, D2) -> plain ``sum r x`` / ``sum r x**2`` in place (the core's ``unshift``).
 
-    ``acc_s[..., :D]`` holds ``sum r (x - c)``, ``acc_s[..., D:]`` (when present) ``sum r (x - c)**2``,
-    ``acc_n`` (..., K) ``sum r``; returns the views ``(sum_x, sum_xx or None)``.
+    Returns the views ``(sum_x (R, K, D), sum_xx (R, K, D) or None when D2 = D)``.
     """
-    c = shift.astype(np.float64)
-    D = c.shape[0]
-    sx = acc_s[..., :D]
-    nc = acc_n[..., None] * c
-    sxx = None
-    if acc_s.shape[-1] == 2 * D:
-        sxx = acc_s[..., D:]
-        sxx += 2.0 * sx * c + nc * c
-    sx += nc
-    return sx, sxx
+    D = shift.shape[0]
+    _core.unshift(acc_s, acc_n, np.ascontiguousarray(shift, dtype=np.float64), n_threads)
+    return acc_s[..., :D], (acc_s[..., D:] if acc_s.shape[-1] == 2 * D else None)
 
 
 class Engine:
@@ -175,11 +167,11 @@ class Engine:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, False, self.xx, self.L, self.S,
                              self.acc_s, self.acc_n, self.acc_scalar)
-        s = self.acc_s[:T].sum(axis=0)
-        n = self.acc_n[:T].sum(axis=0)
+        s = self.acc_s[:T].sum(axis=0)[None]
+        n = self.acc_n[:T].sum(axis=0)[None]
         tot = self.acc_scalar[:T].sum(axis=0)
         sx, sxx = _to_raw(s, n, shift)
-        return GMMStats(n, sx, sxx, float(tot[0]), float(tot[1]))
+        return GMMStats(n[0], sx[0], sxx[0], float(tot[0]), float(tot[1]))
 
     def accumulate_segments(self, segments, sample_weight, shift, M, gconst,
                             second_order: bool = True) -> list:
@@ -202,12 +194,9 @@ class Engine:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, True, self.xx, self.L, self.S,
                              acc_s, acc_n, acc_scalar)
-        for b in range(0, U, 256):           # about the shift -> raw, in blocks (bounded temporaries)
-            sl = slice(b, b + 256)
-            _to_raw(acc_s[sl], acc_n[sl], shift)
-        sx = acc_s[..., :D]
-        zeros = None if second_order else np.broadcast_to(np.float64(0.0), (K, D))   # read-only
-        return [GMMStats(acc_n[u], sx[u], acc_s[u, :, D:] if second_order else zeros,
+        sx, sxx = _to_raw(acc_s, acc_n, shift, T)
+        zeros = np.broadcast_to(np.float64(0.0), (K, D))                # read-only
+        return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u],
                          acc_scalar[u, 0], acc_scalar[u, 1]) for u in range(U)]
 
     def evaluate(self, X, shift, M, gconst, *, loglik=False, resp=False, logprob=False, labels=False):

@@ -190,15 +190,36 @@ cdef inline Py_ssize_t _rows_of(Py_ssize_t start, Py_ssize_t chunk, Py_ssize_t e
 
 
 # --------------------------------------------------------------------------- chunk kernels
+# The inner (summed) dimension of every gemm is cut into slices of at most this many: OpenBLAS
+# blocks that dimension by its GEMM_Q (>= 128 on every target) and its single- and
+# multi-threaded drivers block it differently, so a longer one gives sums that depend on how
+# many threads BLAS thinks it has, which a process-wide setting decides and other threads can
+# change (issue 11, item 14).  Slices of <= 128 are summed in the same order by both drivers:
+# results do not depend on BLAS's thread state, nor on the calling thread.
+cdef enum:
+    _K_SLICE = 128
+
+
 cdef inline void _gemm(char *ta, char *tb, int m, int n, int k,
-                       const floating *A, int lda, const floating *B, int ldb,
+                       const floating *A, int lda, Py_ssize_t a_step,
+                       const floating *B, int ldb, Py_ssize_t b_step,
                        floating beta, floating *C, int ldc) noexcept nogil:
-    """Column-major C = op(A) op(B) + beta C."""
+    """Column-major C = op(A) op(B) + beta C, the k dimension in slices of ``_K_SLICE``.
+
+    ``a_step`` / ``b_step``: how far A / B advance (elements) per unit of k.
+    """
     cdef floating one = 1
-    if floating is float:
-        sgemm(ta, tb, &m, &n, &k, &one, <float *>A, &lda, <float *>B, &ldb, &beta, C, &ldc)
-    else:
-        dgemm(ta, tb, &m, &n, &k, &one, <double *>A, &lda, <double *>B, &ldb, &beta, C, &ldc)
+    cdef int s = 0, q
+    while s < k:
+        q = _K_SLICE if s + _K_SLICE <= k else k - s
+        if floating is float:
+            sgemm(ta, tb, &m, &n, &q, &one, <float *>A + s * a_step, &lda,
+                  <float *>B + s * b_step, &ldb, &beta, C, &ldc)
+        else:
+            dgemm(ta, tb, &m, &n, &q, &one, <double *>A + s * a_step, &lda,
+                  <double *>B + s * b_step, &ldb, &beta, C, &ldc)
+        beta = 1
+        s += q
 
 
 cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
@@ -218,7 +239,7 @@ cdef void _chunk_logdens(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_
     for i in range(rows):
         memcpy(L + i * K, gconst, K * sizeof(floating))
     # row-major L (rows x K) is column-major L^T (K x rows) = M^T (K x 2D) @ xx^T (2D x rows)
-    _gemm("N", "N", <int>K, <int>rows, <int>(2 * D), M, <int>K, xx, <int>(2 * D),
+    _gemm("N", "N", <int>K, <int>rows, <int>(2 * D), M, <int>K, K, xx, <int>(2 * D), 1,
           1, L, <int>K)
 
 
@@ -240,12 +261,12 @@ cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, P
     # dense: row-major S (K x D2) = R^T xx, i.e. column-major S^T = xx[:, :D2]^T R
     if floating is float:
         gmmx_colsum_f(L, rows, K, acc_n)
-        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), 2 * D, L, <int>K, K,
               0.0, S, <int>D2)
         gmmx_add_f(acc_s, S, K * D2)
     else:
         gmmx_colsum_d(L, rows, K, acc_n)
-        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), L, <int>K,
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), 2 * D, L, <int>K, K,
               1.0, <double *>acc_s, <int>D2)
 
 
@@ -333,6 +354,34 @@ def accumulate(object segments, const double[::1] sample_weight,
                 _chunk_estep(f, start, _rows_of(start, chunk, N), K, D2, &shift[0], &M[0, 0],
                              &gconst[0], sw, sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
                              &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0], &acc_scalar[tid, 0])
+
+
+def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::1] shift,
+            int n_threads):
+    """Statistics about ``shift`` -> plain ones, in place, for R rows of (K, D2) statistics.
+
+    acc_s[r, :, :D] holds sum w r (x - c), acc_s[r, :, D:] (when D2 = 2D) sum w r (x - c)^2,
+    acc_n[r] sum w r; afterwards they hold sum w r x and sum w r x^2:
+    ``sxx + (2 sx c + (n c) c)`` and ``sx + n c``, in float64, rows shared among threads.
+    """
+    cdef Py_ssize_t R = acc_s.shape[0], K = acc_s.shape[1], D2 = acc_s.shape[2]
+    cdef Py_ssize_t D = shift.shape[0], r, k, d
+    cdef double sx, nc
+    cdef double *a
+    if (D2 != D and D2 != 2 * D) or acc_n.shape[0] < R or acc_n.shape[1] != K or n_threads < 1:
+        raise ValueError("statistics and shift do not match")
+    if R == 0 or K == 0:
+        return
+    with nogil:
+        for r in prange(R, schedule="static", num_threads=n_threads):
+            for k in range(K):
+                a = &acc_s[r, k, 0]
+                for d in range(D):
+                    sx = a[d]
+                    nc = acc_n[r, k] * shift[d]
+                    if D2 != D:
+                        a[D + d] = a[D + d] + (2.0 * sx * shift[d] + nc * shift[d])
+                    a[d] = sx + nc
 
 
 cdef void _chunk_evaluate(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
