@@ -97,7 +97,8 @@ def check_block(X, n_features: int, dtype=None, *, rows: tuple[int, int] | None 
         another number of columns raise ``ValueError`` with scikit-learn's message.
     """
     try:
-        X = check_array(X, dtype=_FLOATS if dtype is None else dtype, ensure_min_samples=0)
+        X = check_array(X, dtype=_FLOATS if dtype is None else dtype, ensure_min_samples=0, input_name="X",
+                        estimator=estimator)
     except ValueError as exc:
         raise ValueError(f"{_rows_prefix(rows)}{exc}") from None
     if X.shape[1] != n_features:
@@ -184,9 +185,9 @@ def check_stats(stats, n_components: int, n_features: int | None, dtype) -> None
     tol_n = 1e-12 * max(float(np.abs(stats.n).sum()), stats.n_samples)
     if np.any(stats.n < -tol_n):
         k = int(np.argmin(stats.n))
-        raise ValueError(f"statistics have a negative occupancy: n[{k}] = {stats.n[k]!r}")
+        raise ValueError(f"statistics have a negative occupancy: n[{k}] = {float(stats.n[k])!r}")
     tol_xx = 1e-12 * np.abs(stats.sum_xx).sum(axis=0)
     bad = stats.sum_xx < -tol_xx
     if np.any(bad):
         k, d = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"statistics have a negative second moment: sum_xx[{k}, {d}] = {stats.sum_xx[k, d]!r}")
+        raise ValueError(f"statistics have a negative second moment: sum_xx[{k}, {d}] = {float(stats.sum_xx[k, d])!r}")
