@@ -1,8 +1,11 @@
 """``gmmext.GaussianMixture``: a drop-in for scikit-learn's diagonal GaussianMixture.
 
 The E-step, the statistics and every log-likelihood come from the compiled core
-(``gmmext._core``) through :class:`gmmext._engine.Engine`; this module validates input,
-initialises, runs the EM loop and the M-step on the (K, D) statistics.
+(``gmmext._core``) through :class:`gmmext._engine.Engine`; this module holds the estimator:
+its parameter constraints, the EM loop and the M-step on the (K, D) statistics.  The checks
+shared by every input kind are in ``gmmext._validation``, the initialisation statistics in
+``gmmext._init``, out-of-core input in ``gmmext._blocked`` (memmap, array-like) and
+``gmmext._dask`` (imported only for Dask input).
 """
 from __future__ import annotations
 
@@ -208,9 +211,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         The parameters keep their dtype (float32 or float64; other real types become float64;
         complex values are refused).  Raises ``ValueError`` naming the first problem found.
         """
-        arrays = [check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, ensure_min_samples=0,
-                              input_name=name)
-                  for name, a in (("weights", weights), ("means", means), ("covariances", covariances))]
+        arrays = []
+        for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
+            a = check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, ensure_min_samples=0,
+                            ensure_all_finite=False, input_name=name)      # refuses complex values
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} contain NaN or infinity")
+            arrays.append(a)
         w, mu, var = arrays
         if w.ndim != 1 or w.shape[0] < 1:
             raise ValueError(f"weights must have shape (K,) with K >= 1, got {w.shape}")
@@ -371,6 +378,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         dtype = self.means_.dtype if hasattr(self, "means_") else np.float64
         w, m, c = self._params_from_stats(stats, dtype)
         self._set_params_arrays(w, m, c, dtype)
+        if not hasattr(self, "n_features_in_"):     # a model made by m_step alone checks its input's D
+            self.n_features_in_ = m.shape[1]
         return self
 
     # ------------------------------------------------------------------ initialisation

@@ -281,8 +281,10 @@ def test_global_model_is_the_m_step_of_one_component_on_pooled_statistics():
     w = rng.uniform(0.1, 2.0, size=2000)
     gm = GaussianMixture(3, random_state=0, max_iter=5).fit(X)
     pooled = gm.accumulate(X, w).pooled()
-    one = GaussianMixture(1, reg_covar=1e-6, max_iter=0).fit(X[:10])
-    one.m_step(pooled)
+    one = GaussianMixture(1, reg_covar=1e-6).m_step(pooled)          # no fit needed
+    assert one.n_features_in_ == 4 and np.all(np.isfinite(one.score_samples(X)))
+    with pytest.raises(ValueError, match="4 features"):
+        one.score_samples(X[:, :3])
     mean = np.average(X, axis=0, weights=w)
     np.testing.assert_allclose(one.means_[0], mean, rtol=1e-9)
     np.testing.assert_allclose(one.covariances_[0], np.average((X - mean) ** 2, axis=0, weights=w) + 1e-6,
