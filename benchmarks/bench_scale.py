@@ -83,7 +83,9 @@ def bench_dask(n_workers: int, N: int, D: int, K: int, block: int, iters: int) -
     from distributed import Client, LocalCluster, wait
 
     from gmmext import GaussianMixture
-    from gmmext._dask import StatsParams, block_stats, dask_accumulate
+    from gmmext import dask_accumulate
+    from gmmext._blocked import StatsParams
+    from gmmext._dask import stats_task
 
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
@@ -112,7 +114,7 @@ def bench_dask(n_workers: int, N: int, D: int, K: int, block: int, iters: int) -
             count.append(c1 - c0)
             lo.append(l1 - l0)
         n_blocks = X.numblocks[0]
-        one = dask.compute(dask.delayed(block_stats)(StatsParams.of(gm, 1), X.to_delayed()[0, 0]))[0]
+        one = dask.compute(dask.delayed(stats_task)(StatsParams.of(gm, 1), X.to_delayed()[0, 0]))[0]
         return {
             "workers": n_workers, "frames": N, "dims": D, "components": K, "blocks": n_blocks,
             "block_rows": block, "sec_per_iter": statistics.median(times), "sec_per_iter_all": times,

@@ -1,29 +1,36 @@
 """``gmmext.GaussianMixture``: a drop-in for scikit-learn's diagonal GaussianMixture.
 
 The E-step, the statistics and every log-likelihood come from the compiled core
-(``gmmext._core``) through :class:`gmmext._engine.Engine`; this module validates input,
-initialises, runs the EM loop and the M-step on the (K, D) statistics.
+(``gmmext._core``) through :class:`gmmext._engine.Engine`; this module holds the estimator:
+its parameter constraints, the EM loop and the M-step on the (K, D) statistics.  The checks
+shared by every input kind are in ``gmmext._validation``, the initialisation statistics in
+``gmmext._init``, out-of-core input in ``gmmext._blocked`` (memmap, array-like) and
+``gmmext._dask`` (imported only for Dask input).
 """
 from __future__ import annotations
 
 import numbers
 import warnings
+from numbers import Integral, Real
 from time import time
 
 import numpy as np
-from scipy import sparse
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._engine import CoreCache, Engine
+from ._blocked import ArraySource, is_dask_array, wants_blocked
+from ._engine import CoreCache, Engine, model_matrices
+from ._init import init_stats
 from ._stats import GMMStats
+from ._validation import check_sample_weight, check_stats, check_usable_parameters
 
 __all__ = ["GaussianMixture"]
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
@@ -46,8 +53,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components K.
-    covariance_type : {"diag"}, default="diag"
-        Only diagonal covariances are implemented; anything else raises ``ValueError``.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="diag"
+        Only "diag" is implemented; the others are valid parameter values (scikit-learn's)
+        but ``fit`` raises ``ValueError`` for them.
     tol : float, default=1e-3
         EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
     reg_covar : float, default=1e-6
@@ -57,9 +65,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     n_init : int, default=1
         Initialisations; the one with the highest final average log-likelihood is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        As in scikit-learn.  "kmeans" runs scikit-learn's ``KMeans`` (n_init=1); when
-        n_samples exceeds ``kmeans_max_samples`` it runs on that many rows drawn at random
-        (without replacement) and then labels every row with the nearest centre.
+        As in scikit-learn.  "kmeans" runs scikit-learn's ``KMeans(n_init=1)`` on at most
+        ``kmeans_max_samples`` rows: all rows when n_samples <= ``kmeans_max_samples`` (exactly
+        scikit-learn's initialisation), otherwise that many rows drawn from ``random_state``
+        without replacement; the initial parameters are the hard-assignment statistics of
+        those rows (no pass labelling every row).  "k-means++" seeds on all rows of an
+        in-memory array, on such a sample for out-of-core input larger than
+        ``kmeans_max_samples``.  The same rows drawn from the same ``random_state`` give the
+        same initial model for every input kind (in memory, memmap, array-like, Dask); the
+        rules are in ``gmmext/_init.py``.
     weights_init : array-like of shape (K,), default=None
     means_init : array-like of shape (K, D), default=None
     precisions_init : array-like of shape (K, D), default=None
@@ -79,7 +93,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         deterministic for a given ``random_state``, ``chunk_size`` and ``n_threads``, and agree
         across thread counts to floating-point rounding.
     kmeans_max_samples : int, default=100_000
-        Largest number of rows given to ``KMeans`` by ``init_params="kmeans"``.
+        Largest number of rows given to ``KMeans`` by ``init_params="kmeans"`` (and to the
+        other sampled initialisations of out-of-core input).
+
+    Parameters are validated by ``fit`` as scikit-learn validates its estimators'
+    (``_parameter_constraints``): a bad value raises scikit-learn's ``InvalidParameterError``
+    (a ``ValueError``) with its message.
 
     Attributes
     ----------
@@ -115,7 +134,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     (eps of the data's dtype, n the total weight) keeps its previous mean and variance (or takes
     the global mean and variance when there is none) and gets the weight ``(occupancy + 10 eps)
     / n`` that scikit-learn would give it; it never produces NaN.
+
+    Usable parameters: every model this class holds (from ``fit``, ``m_step`` or
+    ``from_parameters``) has log-densities that are finite in its dtype: variances >=
+    ``16 / F``, ``|means| <= sqrt(F) / 4`` and, per component, ``sum_d R_d**2 / var_kd <= F / 16``
+    (``F`` the dtype's largest finite number, ``R_d`` the range of the means in dimension
+    ``d``; see ``gmmext._validation.parameter_bounds``).  Parameters outside raise ``ValueError``.
     """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(_COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, np.inf, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions(set(_INIT_PARAMS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "var_floor": [Interval(Real, 0.0, np.inf, closed="left")],
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "kmeans_max_samples": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "diag", tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
@@ -152,19 +198,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights : array-like of shape (K,)
             Non-negative, summing to 1 (within ``max(1e-8, 4 K eps)`` of the dtype's eps).
         means : array-like of shape (K, D)
+            Real; ``|means| <= sqrt(F) / 4`` (3.4e153 in float64, 4.6e18 in float32).
         covariances : array-like of shape (K, D)
-            Variances, finite and > 0.
+            Variances, finite and ``>= 16 / F`` (8.9e-308 in float64, 4.7e-38 in float32), and
+            per component ``sum_d R_d**2 / var_kd <= F / 16`` (``R_d`` the range of the means in
+            dimension d): the bounds that keep every log-density finite in the model's dtype
+            (``F`` its largest finite number; ``gmmext._validation.parameter_bounds``).
         **params
-            Constructor parameters (``n_components`` is taken from ``weights``).
+            Constructor parameters (``n_components`` is taken from ``weights``), validated as
+            ``fit`` validates them (scikit-learn's ``InvalidParameterError``).
 
-        The parameters keep their dtype (float32 or float64; others become float64).
-        Raises ``ValueError`` naming the first problem found.
+        The parameters keep their dtype (float32 or float64; other real types become float64;
+        complex values are refused).  Raises ``ValueError`` naming the first problem found.
         """
         arrays = []
         for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
-            a = np.asarray(a)
-            if a.dtype not in (np.float32, np.float64):
-                a = a.astype(np.float64)
+            a = check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, ensure_min_samples=0,
+                            ensure_all_finite=False, input_name=name)      # refuses complex values
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"{name} contain NaN or infinity")
             arrays.append(a)
@@ -184,7 +234,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if np.any(var <= 0):
             raise ValueError("covariances (variances) must be > 0")
         dtype = np.result_type(w.dtype, mu.dtype, var.dtype)
+        check_usable_parameters(w, mu, var, dtype)
         gm = cls(n_components=K, **params)
+        gm._validate_params()
+        gm._check_covariance_type()
         gm._set_params_arrays(w, mu, var, dtype)
         gm.n_features_in_ = mu.shape[1]
         gm.converged_ = True
@@ -194,38 +247,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return gm
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self) -> None:
-        def _int(name, lo):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"The '{name}' parameter of GaussianMixture must be an int in the "
-                                 f"range [{lo}, inf). Got {v!r} instead.")
-
-        def _real(name, lo):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not np.isfinite(v) or v < lo:
-                raise ValueError(f"The '{name}' parameter of GaussianMixture must be a float in the "
-                                 f"range [{lo}, inf). Got {v!r} instead.")
-
-        _int("n_components", 1)
-        _int("max_iter", 0)
-        _int("n_init", 1)
-        _int("verbose", 0)
-        _int("verbose_interval", 1)
-        _int("kmeans_max_samples", 1)
-        _real("tol", 0.0)
-        _real("reg_covar", 0.0)
-        _real("var_floor", 0.0)
+    def _check_covariance_type(self) -> None:
         if self.covariance_type != "diag":
             raise ValueError("gmmext.GaussianMixture implements only covariance_type='diag'; got "
                              f"{self.covariance_type!r}. Use sklearn.mixture.GaussianMixture for "
                              "'full', 'tied' or 'spherical'.")
-        if self.init_params not in _INIT_PARAMS:
-            raise ValueError(f"The 'init_params' parameter of GaussianMixture must be a str among "
-                             f"{set(_INIT_PARAMS)}. Got {self.init_params!r} instead.")
-        for name in ("chunk_size", "n_threads"):
-            if getattr(self, name) is not None:
-                _int(name, 1)
 
     def _check_initial(self, n_features: int, dtype):
         """The user's weights_init / means_init / precisions_init, validated, in float64."""
@@ -262,14 +288,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return X
 
     def _check_sw(self, sample_weight, X):
-        if sample_weight is None:
-            return None
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        if not np.all(np.isfinite(sw)):
-            raise ValueError("sample_weight must be finite.")
-        if not sw.sum() > 0:
-            raise ValueError("sample_weight must not sum to zero.")
-        return np.ascontiguousarray(sw)
+        """Validated float64 (n_samples,) weights or None (:func:`gmmext._validation.check_sample_weight`)."""
+        return check_sample_weight(sample_weight, X.shape[0])
 
     # ------------------------------------------------------------------ core access
     def _core_cache(self) -> CoreCache:
@@ -304,26 +324,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ M-step
     def _params_from_stats(self, stats: GMMStats, dtype):
-        """Maximum-likelihood (weights, means, covariances) in float64 from statistics."""
+        """Maximum-likelihood (weights, means, covariances) in float64 from statistics.
+
+        The statistics are checked against the model first (:func:`gmmext._validation.check_stats`)
+        and the result must be usable in ``dtype`` (:func:`gmmext._validation.check_usable_parameters`).
+        """
+        D = self.means_.shape[1] if hasattr(self, "means_") else None
+        check_stats(stats, self.n_components, D, dtype)
         K, D = stats.sum_x.shape
-        if K != self.n_components:
-            raise ValueError(f"statistics have {K} components, the model has {self.n_components}")
-        if stats.n_samples <= 0:
-            raise ValueError("cannot run an M-step on statistics of zero total weight")
-        if not (np.all(np.isfinite(stats.n)) and np.all(np.isfinite(stats.sum_x))
-                and np.all(np.isfinite(stats.sum_xx)) and np.isfinite(stats.loglik)):
-            raise ValueError(
-                "the E-step statistics contain NaN or infinity: the data's magnitude overflows "
-                f"{np.dtype(dtype).name} arithmetic (squares of the centred data must be representable). "
-                "Use float64 input or rescale the data (e.g. sklearn.preprocessing.StandardScaler).")
+        stats = GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, np.maximum(stats.sum_xx, 0.0),
+                         stats.loglik, stats.n_samples)          # rounding below zero (checked) is zero
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
-        means = stats.sum_x / nk[:, None]
-        # a variance that rounding made (slightly) negative is a zero variance
-        cov = np.maximum(stats.sum_xx / nk[:, None] - means ** 2, 0.0)
+        means, cov = stats.moments(eps)
+        gmean, gvar = (a[0] for a in stats.pooled().moments())
         tot = stats.n.sum()
-        gmean = stats.sum_x.sum(axis=0) / tot
-        gvar = np.maximum(stats.sum_xx.sum(axis=0) / tot - gmean ** 2, 0.0)
         if self.var_floor > 0:
             cov = np.maximum(cov, self.var_floor * gvar)
         empty = stats.n <= max(eps, 1e-10 * tot)
@@ -337,7 +352,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         cov = cov + self.reg_covar
         if not np.all(cov > 0) or not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
             raise ValueError(_ILL_DEFINED)
-        return nk / nk.sum(), means, cov
+        weights = nk / nk.sum()
+        _check_fitted_usable(weights, means, cov, dtype)
+        return weights, means, cov
 
     def _set_params_arrays(self, weights, means, covariances, dtype) -> None:
         self.weights_ = np.asarray(weights, dtype=dtype)
@@ -352,73 +369,54 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         ``weights_ = (n + 10 eps) / sum``, ``means_ = sum_x / (n + 10 eps)``,
         ``covariances_ = max(sum_xx / (n + 10 eps) - means_**2, var_floor * global_var, 0) + reg_covar``,
-        where ``global_var`` is the data's per-dimension variance, itself read off the
-        statistics.  Components with occupancy ``<= max(10 eps, 1e-10 n)`` keep their previous mean and
-        variance (see the class Notes).  One ``fit`` iteration is exactly
-        ``m_step(accumulate(X))``.
+        where ``global_var`` is the data's per-dimension variance, read off the statistics
+        with the same formula (``stats.pooled().moments()``).  Components with occupancy
+        ``<= max(10 eps, 1e-10 n)`` keep their previous mean and variance (see the class Notes).
+        One ``fit`` iteration is exactly ``m_step(accumulate(X))``.  ``m_step`` of a
+        one-component model on ``stats.pooled()`` is the data's global model.
 
         Parameters
         ----------
         stats : GMMStats
-            Statistics of (K, D) matching this model, e.g. a sum of :meth:`accumulate` results.
+            Statistics of (K, D) matching this model (its K and, once fitted, its D), e.g. a sum
+            of :meth:`accumulate` results: finite, total weight ``n_samples > 0``, occupancies
+            ``n`` and second moments ``sum_xx`` >= 0 (up to 1e-12 of their total, rounding).
+            Anything else raises ``ValueError`` and leaves the model unchanged; so do results
+            outside the usable bounds of the class Notes.
 
         Returns
         -------
         self
         """
+        if not isinstance(stats, GMMStats):
+            raise TypeError(f"m_step expects GMMStats, got {type(stats).__name__}")
         dtype = self.means_.dtype if hasattr(self, "means_") else np.float64
         w, m, c = self._params_from_stats(stats, dtype)
         self._set_params_arrays(w, m, c, dtype)
+        if not hasattr(self, "n_features_in_"):     # a model made by m_step alone checks its input's D
+            self.n_features_in_ = m.shape[1]
         return self
 
     # ------------------------------------------------------------------ initialisation
-    def _init_stats(self, X, sw, random_state) -> GMMStats:
-        """Statistics of the initial (hard or random) assignment, without an N x K array."""
-        N, D = X.shape
-        K = self.n_components
-        if self.init_params == "kmeans":
-            if N > self.kmeans_max_samples:
-                idx = np.sort(random_state.choice(N, self.kmeans_max_samples, replace=False))
-                km = KMeans(n_clusters=K, n_init=1, random_state=random_state)
-                km.fit(X[idx], sample_weight=None if sw is None else sw[idx])
-                labels = np.concatenate([km.predict(X[s:s + 65536]) for s in range(0, N, 65536)])
-            else:
-                labels = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(
-                    X, sample_weight=sw).labels_
-            return _hard_stats(X, labels, sw, K)
-        if self.init_params == "random":
-            stats = GMMStats.zeros(K, D)
-            step = max(1, (1 << 22) // max(K, 1) // 8)
-            for s in range(0, N, step):
-                R = random_state.uniform(size=(min(step, N - s), K)).astype(X.dtype)
-                R /= R.sum(axis=1)[:, None]
-                if sw is not None:
-                    R *= sw[s:s + step, None]
-                Xc = np.asarray(X[s:s + step], dtype=np.float64)
-                stats = stats + GMMStats(R.sum(axis=0), R.T @ Xc, R.T @ (Xc * Xc), 0.0, R.sum())
-            return stats
-        if self.init_params == "random_from_data":
-            idx = random_state.choice(N, size=K, replace=False)
-        else:  # k-means++
-            _, idx = kmeans_plusplus(X, K, random_state=random_state, sample_weight=sw)
-        labels = np.full(N, -1, dtype=np.int64)
-        labels[idx] = np.arange(K)
-        return _hard_stats(X, labels, sw, K)
-
-    def _initialize_parameters(self, X, sw, random_state) -> None:
-        dtype = X.dtype
-        given = self._check_initial(X.shape[1], dtype)
+    def _initialize(self, src, random_state) -> None:
+        """Initial parameters from the user's ``*_init`` and ``gmmext._init``'s statistics of ``src``."""
+        dtype = src.dtype
+        given = self._check_initial(src.n_features, dtype)
         if len(given) == 3:
             w, m, c = given["weights"], given["means"], given["covariances"]
         else:
             for attr in ("means_", "covariances_"):  # start fresh: no "previous" parameters
                 if hasattr(self, attr):
                     delattr(self, attr)
-            w, m, c = self._params_from_stats(self._init_stats(X, sw, random_state), dtype)
+            stats = init_stats(src, self.init_params, self.n_components, self.kmeans_max_samples, random_state)
+            w, m, c = self._params_from_stats(stats, dtype)
             w, m, c = given.get("weights", w), given.get("means", m), given.get("covariances", c)
+        if given:                              # the user's weights_init / means_init / precisions_init
+            check_usable_parameters(w, m, c, dtype)
         self._set_params_arrays(w, m, c, dtype)
 
     # ------------------------------------------------------------------ EM
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
         """Estimate the parameters by EM (best of ``n_init`` initialisations).
 
@@ -427,7 +425,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             float32 or float64 (other types are converted to float64); any memory layout.
             A ``numpy.memmap`` or another lazily sliced array-like is streamed in row blocks,
-            a ``dask.array.Array`` is fitted where its blocks live (docs/scaling.md).
+            a ``dask.array.Array`` is fitted where its blocks live (docs/scaling.md); every
+            block is validated as it is read, with the checks and messages of in-memory input.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-sample weights; an integer weight acts like repeating the row
@@ -440,28 +439,50 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._fit(X, sample_weight, labels=False)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
         """Fit, then return the most probable component of each sample, shape (n_samples,)."""
         return self._fit(X, sample_weight, labels=True)
 
-    def _fit(self, X, sample_weight, labels: bool):
-        from ._dask import fit_blocked, wants_blocked   # Dask itself is imported only for Dask input
-        if wants_blocked(X):     # memmap, lazily sliced array-like or dask array: EM by row blocks
-            return fit_blocked(self, X, sample_weight, labels)
-        self._check_params()
+    def _source(self, X, sample_weight):
+        """The row source of ``X`` (``gmmext._init``'s interface): a Dask array, blocks read in this
+        process (memmap, array-like), or an in-memory array validated here."""
+        if is_dask_array(X):
+            from ._dask import DaskSource      # Dask itself is imported only for Dask input
+            return DaskSource(X, sample_weight, self.n_threads)
+        if wants_blocked(X):
+            return ArraySource(X, sample_weight, self.n_threads)
         X = self._validate_X(X, reset=True)
-        N, D = X.shape
+        return ArraySource(X, sample_weight, self.n_threads, checked=True)
+
+    def _fit(self, X, sample_weight, labels: bool):
+        self._check_covariance_type()
+        src = self._source(X, sample_weight)
+        N, D = src.n_rows, src.n_features
+        if not src.in_memory:                  # what validate_data checks for in-memory input
+            if D < 1:
+                raise ValueError(f"0 feature(s) (shape=({N}, 0)) while a minimum of 1 is required.")
+            if N < 2:
+                raise ValueError(f"Found array with {N} sample(s) (shape=({N}, {D})) while a minimum "
+                                 "of 2 is required.")
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            self.n_features_in_ = D
         if N < self.n_components:
             raise ValueError("Expected n_samples >= n_components but got n_components = "
                              f"{self.n_components}, n_samples = {N}")
-        sw = self._check_sw(sample_weight, X)
-        self._check_initial(D, X.dtype)
-        engine = self._engine(X.dtype, D)
-        self._run_em(X.dtype, lambda rs: self._initialize_parameters(X, sw, rs),
-                     lambda: engine.accumulate(X, sw, *self._matrices(X.dtype)))
-        if labels:
+        self._check_initial(D, src.dtype)
+        if src.in_memory:                      # one engine for the whole fit
+            X, sw, engine = src.X, src.sw, self._engine(src.dtype, D)
+            e_step = lambda: engine.accumulate(X, sw, *self._matrices(X.dtype))   # noqa: E731
+        else:
+            e_step = lambda: src.e_step(self)                                        # noqa: E731
+        self._run_em(src.dtype, lambda rs: self._initialize(src, rs), e_step)
+        if not labels:
+            return None
+        if src.in_memory:
             return engine.evaluate(X, *self._matrices(X.dtype), labels=True)["labels"]
-        return None
+        return src.labels(self)
 
     def _run_em(self, dtype, initialize, e_step) -> None:
         """The EM loop of every fit (in memory, blocked, Dask), with scikit-learn's semantics.
@@ -728,22 +749,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return tags
 
 
-def _hard_stats(X, labels, sw, K) -> GMMStats:
-    """Statistics of a hard assignment (label -1: unassigned), computed in row blocks."""
-    N, D = X.shape
-    stats = GMMStats.zeros(K, D)
-    step = 65536
-    for s in range(0, N, step):
-        lab = labels[s:s + step]
-        keep = lab >= 0
-        lab = lab[keep]
-        Xc = np.asarray(X[s:s + step], dtype=np.float64)[keep]
-        w = np.ones(len(lab)) if sw is None else sw[s:s + step][keep]
-        # one-hot (K, rows) sparse matrix times the block: O(rows * D)
-        onehot = sparse.csr_matrix((w, (lab, np.arange(len(lab)))), shape=(K, len(lab)))
-        stats = stats + GMMStats(np.bincount(lab, weights=w, minlength=K), onehot @ Xc,
-                                 onehot @ (Xc * Xc), 0.0, w.sum())
-    return stats
+def _check_fitted_usable(weights, means, covariances, dtype) -> None:
+    """:func:`check_usable_parameters` for parameters estimated from data: the message adds the remedy."""
+    try:
+        check_usable_parameters(weights, means, covariances, dtype)
+    except ValueError as exc:
+        hint = ("Use float64 input or rescale the data" if np.dtype(dtype) == np.float32
+                else "Rescale the data") + " (e.g. sklearn.preprocessing.StandardScaler)."
+        raise ValueError(f"the estimated parameters are not usable: {exc}; the data's magnitude "
+                         f"overflows {np.dtype(dtype).name} arithmetic. {hint}") from None
 
 
 def _is_segment_list(X) -> bool:

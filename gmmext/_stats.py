@@ -86,6 +86,19 @@ class GMMStats:
         return GMMStats(self.n.sum(keepdims=True), self.sum_x.sum(axis=0, keepdims=True),
                         self.sum_xx.sum(axis=0, keepdims=True), self.loglik, self.n_samples)
 
+    def moments(self, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per-component means (K, D) and variances (K, D) of the frames: the M-step's formula.
+
+        ``mean = sum_x / (n + eps)``, ``var = max(sum_xx / (n + eps) - mean**2, 0)`` (a variance
+        that rounding made slightly negative is a zero variance).  ``eps`` keeps an empty
+        component finite (the M-step passes ``10 * eps`` of the model's dtype).
+        ``self.pooled().moments()`` is the data's global mean and variance, shape (1, D).
+        """
+        nk = self.n + eps
+        mean = self.sum_x / nk[:, None]
+        var = np.maximum(self.sum_xx / nk[:, None] - mean ** 2, 0.0)
+        return mean, var
+
     def mean_loglik(self) -> float:
         """Average log-likelihood per unit of weight (what scikit-learn calls the lower bound)."""
         return self.loglik / self.n_samples if self.n_samples > 0 else -np.inf

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
 
 from gmmext import GaussianMixture, GMMStats
 from conftest import make_blobs
@@ -50,13 +51,18 @@ def test_bad_sample_weight(sw, match):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(n_components=0), "n_components"), (dict(n_components=-3), "n_components"),
-    (dict(n_components=2.5), "n_components"), (dict(covariance_type="full"), "diag"),
-    (dict(init_params="bogus"), "init_params"), (dict(reg_covar=-1.0), "reg_covar"),
-    (dict(tol=np.nan), "tol"), (dict(var_floor=-0.1), "var_floor"), (dict(n_threads=0), "n_threads"),
-    (dict(chunk_size=0), "chunk_size"), (dict(max_iter=-1), "max_iter")])
+    (dict(n_components=2.5), "n_components"), (dict(init_params="bogus"), "init_params"),
+    (dict(reg_covar=-1.0), "reg_covar"), (dict(tol=np.nan), "tol"), (dict(var_floor=-0.1), "var_floor"),
+    (dict(n_threads=0), "n_threads"), (dict(chunk_size=0), "chunk_size"), (dict(max_iter=-1), "max_iter")])
 def test_bad_constructor_parameters(kw, match):
-    with pytest.raises(ValueError, match=match):
+    """scikit-learn's InvalidParameterError and message (more cases in test_gmm_validation.py)."""
+    with pytest.raises(InvalidParameterError, match=f"The '{match}' parameter of GaussianMixture must be"):
         GaussianMixture(**{"n_components": 2, **kw}).fit(make_blobs(n=50, d=3))
+
+
+def test_only_diag_is_implemented():
+    with pytest.raises(ValueError, match="only covariance_type='diag'"):
+        GaussianMixture(2, covariance_type="full").fit(make_blobs(n=50, d=3))
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -81,6 +87,8 @@ def test_bad_statistics(fitted):
         fitted.m_step(GMMStats.zeros(3, 3))
     with pytest.raises(ValueError, match="zero total weight"):
         fitted.m_step(GMMStats.zeros(2, 3))
+    with pytest.raises(ValueError, match="2 features, the model has 3"):
+        fitted.m_step(GMMStats(np.ones(2), np.zeros((2, 2)), np.ones((2, 2)), 0.0, 2.0))
     with pytest.raises(ValueError, match="inconsistent"):
         GMMStats(np.zeros(2), np.zeros((2, 3)), np.zeros((3, 3)))
 

@@ -11,7 +11,7 @@ distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
 from gmmext import GaussianMixture  # noqa: E402
-from gmmext._dask import dask_accumulate  # noqa: E402
+from gmmext import dask_accumulate  # noqa: E402
 from speaker.ubm import DaskFeatures, FeatureFiles, train_ubm  # noqa: E402
 
 ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")

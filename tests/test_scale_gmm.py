@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import make_blobs
 
-import gmmext._dask as gd
+import gmmext._blocked as gd
 from gmmext import GaussianMixture
 
 ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")

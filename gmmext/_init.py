@@ -1,0 +1,137 @@
+"""Initialisation statistics of every fit, on an abstract source of rows.
+
+:func:`init_stats` returns the :class:`~gmmext.GMMStats` of the initial assignment; the M-step
+turns them into the initial parameters.  It works on any *row source* (an in-memory array, a
+memmap or array-like read in blocks, a Dask array) through this interface:
+
+* ``n_rows``, ``n_features``, ``dtype``: the data's shape and the dtype it is fitted in;
+* ``take(idx)``: the rows ``idx`` (sorted, int64; ``None``: all rows) as an (n, D) ndarray of
+  ``dtype`` and their sample weights (float64 (n,) or None), validated;
+* ``local``: True when ``stream(step)`` exists, yielding (rows, weights) for consecutive
+  ``step``-row slices of all the data in order (sources read in this process);
+* ``in_memory``: True when ``take(None)`` costs nothing (the rows are one ndarray).
+
+The rules, the same for every source kind (so the same rows drawn from the same
+``random_state`` give the same initial model), with N rows, K components and
+``kms = kmeans_max_samples``:
+
+* ``"kmeans"``: scikit-learn's ``KMeans(n_clusters=K, n_init=1)`` on all rows when
+  N <= kms (exactly scikit-learn's initialisation), otherwise on kms rows drawn from
+  ``random_state`` without replacement (:func:`sample_rows`, O(kms) memory); the statistics are the hard assignment *of those rows*
+  (no pass labelling every frame);
+* ``"random"``: scikit-learn's random responsibilities ``uniform(size=(N, K))``, normalised per
+  row, streamed over all rows in order for a local source (the numbers scikit-learn draws); a
+  Dask array, where that would draw N x K numbers on the client, takes them for all rows when
+  N <= kms and for a kms-row sample otherwise;
+* ``"random_from_data"``: K distinct rows drawn from ``random_state``, one per component;
+* ``"k-means++"``: scikit-learn's ``kmeans_plusplus`` seeds, one row per component, on all rows
+  for an in-memory array or when N <= kms, on a kms-row sample otherwise.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from ._stats import GMMStats
+
+__all__ = ["init_stats", "hard_stats", "random_resp_stats", "sample_rows", "RANDOM_STEP_VALUES"]
+
+#: Random responsibilities are drawn in slices of about this many numbers (rows x K).
+RANDOM_STEP_VALUES = 1 << 19
+
+
+def hard_stats(X, labels, sw, K) -> GMMStats:
+    """Statistics of a hard assignment: row ``i`` belongs (with weight ``sw[i]``) to ``labels[i]``.
+
+    X (n, D), labels (n,) in [0, K), sw (n,) or None; computed in float64 in 65536-row pieces.
+    """
+    N, D = X.shape
+    stats = GMMStats.zeros(K, D)
+    step = 65536
+    for s in range(0, N, step):
+        lab = np.asarray(labels[s:s + step])
+        Xc = np.asarray(X[s:s + step], dtype=np.float64)
+        w = np.ones(len(lab)) if sw is None else sw[s:s + step]
+        # one-hot (K, rows) sparse matrix times the block: O(rows * D)
+        onehot = sparse.csr_matrix((w, (lab, np.arange(len(lab)))), shape=(K, len(lab)))
+        stats = stats + GMMStats(np.bincount(lab, weights=w, minlength=K), onehot @ Xc,
+                                 onehot @ (Xc * Xc), 0.0, w.sum())
+    return stats
+
+
+def random_resp_stats(pieces, K, random_state, dtype) -> GMMStats:
+    """Statistics of scikit-learn's random responsibilities over (rows, weights) pieces in order.
+
+    Each row draws ``K`` uniforms from ``random_state`` (in the dtype of the data, as
+    scikit-learn does) normalised to sum to 1, then times its weight.
+    """
+    stats = None
+    for X, sw in pieces:
+        R = random_state.uniform(size=(X.shape[0], K)).astype(dtype)
+        R /= R.sum(axis=1)[:, None]
+        if sw is not None:
+            R *= sw[:, None]
+        Xc = np.asarray(X, dtype=np.float64)
+        part = GMMStats(R.sum(axis=0), R.T @ Xc, R.T @ (Xc * Xc), 0.0, R.sum())
+        stats = part if stats is None else stats + part
+    return stats
+
+
+def sample_rows(n_rows: int, size: int, random_state) -> np.ndarray:
+    """``size`` distinct row indices in [0, n_rows), sorted, drawn from ``random_state``.
+
+    The draw uses a ``numpy.random.Generator`` seeded by one number from ``random_state``, whose
+    ``choice(replace=False)`` needs O(size) memory (``RandomState.choice`` permutes all
+    ``n_rows``: 8 bytes per row of a data set that may not fit in memory).
+    """
+    rng = np.random.default_rng(random_state.randint(np.iinfo(np.int64).max, dtype=np.int64))
+    return np.sort(rng.choice(n_rows, size=size, replace=False))
+
+
+def _take_in_order(src, idx: np.ndarray):
+    """Rows ``idx`` (any order, distinct) of ``src`` in that order, with their weights."""
+    order = np.argsort(idx, kind="stable")
+    rows_sorted, w_sorted = src.take(idx[order])
+    rows = np.empty_like(rows_sorted)
+    rows[order] = rows_sorted
+    w = None
+    if w_sorted is not None:
+        w = np.empty_like(w_sorted)
+        w[order] = w_sorted
+    return rows, w
+
+
+def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_state) -> GMMStats:
+    """Statistics of the initial assignment of ``src``'s rows (rules in the module docstring).
+
+    Parameters
+    ----------
+    src : row source (see the module docstring)
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
+    K : int, number of components (<= src.n_rows)
+    kmeans_max_samples : int, largest number of rows a sampled initialisation uses
+    random_state : numpy.random.RandomState, consumed as scikit-learn consumes it
+
+    Returns
+    -------
+    GMMStats of shape (K, D), float64.
+    """
+    N = src.n_rows
+    if init_params == "random_from_data":
+        rows, w = _take_in_order(src, random_state.choice(N, size=K, replace=False))
+        return hard_stats(rows, np.arange(K), w, K)
+    if init_params == "random" and src.local:
+        step = max(1, RANDOM_STEP_VALUES // max(K, 1))
+        return random_resp_stats(src.stream(step), K, random_state, src.dtype)
+    everything = N <= kmeans_max_samples or (init_params == "k-means++" and src.in_memory)
+    idx = None if everything else sample_rows(N, kmeans_max_samples, random_state)
+    sample, w = src.take(idx)
+    if init_params == "kmeans":
+        from sklearn.cluster import KMeans
+        km = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(sample, sample_weight=w)
+        return hard_stats(sample, km.labels_, w, K)
+    if init_params == "random":
+        return random_resp_stats([(sample, w)], K, random_state, src.dtype)
+    from sklearn.cluster import kmeans_plusplus                                    # k-means++
+    _, j = kmeans_plusplus(sample, K, random_state=random_state, sample_weight=w)
+    return hard_stats(sample[j], np.arange(K), None if w is None else w[j], K)

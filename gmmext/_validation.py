@@ -1,0 +1,193 @@
+"""Input checks shared by every kind of input (in memory, memmap / array-like blocks, Dask).
+
+One function per thing checked, so an in-memory array, a memmap block and a Dask block get the
+same validation and the same messages (scikit-learn's, where scikit-learn has one):
+
+* :func:`check_sample_weight`: sample weights (a whole vector, or one block of it);
+* :func:`check_block`: one block of rows as it is read (``check_array``'s checks and messages,
+  plus its column count against the declared number of features);
+* :func:`check_source_dtype`: the dtype an out-of-core input will be fitted in;
+* :func:`check_usable_parameters`: (weights, means, variances) whose log-densities are finite
+  in the model's dtype (see :func:`parameter_bounds`);
+* :func:`check_stats`: :class:`~gmmext.GMMStats` against the model they update.
+
+Nothing here imports the estimator; the estimator and the block tasks import this module.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.validation import _check_sample_weight, _ensure_no_complex_data, check_array
+
+__all__ = ["check_sample_weight", "sample_weight_shape_error", "check_total_weight", "check_block",
+           "check_source_dtype", "parameter_bounds", "check_usable_parameters", "check_stats"]
+
+_FLOATS = [np.float64, np.float32]
+
+
+def _rows_prefix(rows: tuple[int, int] | None) -> str:
+    return "" if rows is None else f"rows {rows[0]}:{rows[1]}: "
+
+
+def sample_weight_shape_error(shape, n_samples: int) -> ValueError:
+    """scikit-learn's message for sample weights of the wrong shape."""
+    return ValueError(f"sample_weight.shape == {tuple(shape)}, expected {(n_samples,)}!")
+
+
+def check_total_weight(total: float) -> None:
+    """Raise unless the weights' total is finite and > 0 (scikit-learn's message for all-zero)."""
+    if not np.isfinite(total):
+        raise ValueError("Input sample_weight contains infinity or a value too large for dtype('float64').")
+    if not total > 0:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+
+
+def check_sample_weight(sample_weight, n_samples: int, *, rows: tuple[int, int] | None = None):
+    """Validated sample weights as a C-contiguous float64 (n_samples,) array, or None.
+
+    The one checker for every input kind.  ``rows=None``: the weights of a whole data set
+    (scikit-learn's ``_check_sample_weight`` with ``ensure_non_negative=True``: finite,
+    non-negative, the right shape, not all zero).  ``rows=(start, stop)``: the weights of one
+    block of rows; a block may weigh zero (the total is checked once, by
+    :func:`check_total_weight`), and every message starts with ``"rows start:stop: "``.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        sw = _check_sample_weight(sample_weight, np.empty((n_samples, 0)), dtype=np.float64,
+                                  ensure_non_negative=True, allow_all_zero_weights=rows is not None)
+        if rows is None:
+            check_total_weight(float(sw.sum()))
+    except ValueError as exc:
+        if rows is None:
+            raise
+        raise ValueError(f"{_rows_prefix(rows)}{exc}") from None
+    return sw
+
+
+def check_source_dtype(X) -> np.dtype:
+    """The dtype an out-of-core input is fitted in: float32 / float64 kept, other reals -> float64.
+
+    Complex input raises scikit-learn's ``check_array`` message ("Complex data not supported").
+    """
+    _ensure_no_complex_data(X)
+    dtype = np.dtype(X.dtype)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def check_block(X, n_features: int, dtype=None, *, rows: tuple[int, int] | None = None,
+                estimator: str = "GaussianMixture") -> np.ndarray:
+    """One block of rows, validated as ``check_array`` validates an in-memory input.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, n_features)
+        The block as read (a memmap view, a slice of an array-like, a Dask block).
+    n_features : int
+        The number of columns the input declared; a block with another count is an error.
+    dtype : float dtype or None
+        The result's dtype (the source's); None keeps float32 / float64 (others -> float64).
+    rows : (start, stop) or None
+        The block's place in the input, put in front of every message.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_features)
+        Not a copy when the block already is a finite ndarray of that dtype (a memmap block
+        stays a view).  NaN, infinity, complex or non-numeric values and a block with
+        another number of columns raise ``ValueError`` with scikit-learn's message.
+    """
+    try:
+        X = check_array(X, dtype=_FLOATS if dtype is None else dtype, ensure_min_samples=0, input_name="X",
+                        estimator=estimator)
+    except ValueError as exc:
+        raise ValueError(f"{_rows_prefix(rows)}{exc}") from None
+    if X.shape[1] != n_features:
+        raise ValueError(f"{_rows_prefix(rows)}X has {X.shape[1]} features, but {estimator} is "
+                         f"expecting {n_features} features as input.")
+    return X
+
+
+# ------------------------------------------------------------------------------ parameters
+def parameter_bounds(dtype) -> dict:
+    """The bounds :func:`check_usable_parameters` enforces for a model of ``dtype``.
+
+    With ``F`` the dtype's largest finite value (1.8e308 in float64, 3.4e38 in float32):
+
+    * ``var_min = 16 / F`` (8.9e-308, 4.7e-38): every variance is at least this, so
+      ``1 / var`` (the precision) is finite with a margin of 16;
+    * ``mean_max = sqrt(F) / 4`` (3.4e153, 4.6e18): every ``|mean|`` is at most this, so the
+      square of a centred frame near the means is finite;
+    * ``spread_max = F / 16`` (1.1e307, 2.1e37): for every component ``k``,
+      ``sum_d R_d**2 / var_kd <= spread_max``, where ``R_d`` is the range of the means in
+      dimension ``d`` (``max_k mu_kd - min_k mu_kd``).
+
+    Together they keep every number the core computes in ``dtype`` for a frame inside the box
+    spanned by the means (the matrix ``[mu / var, -1 / (2 var)]``, the per-component constant
+    ``log w - D/2 log(2 pi) - 1/2 sum log var - 1/2 sum (mu - shift)**2 / var`` and every
+    log-density) below ``F / 8``: log-densities, responsibilities and scores are finite.
+    """
+    F = float(np.finfo(dtype).max)
+    return {"var_min": 16.0 / F, "mean_max": np.sqrt(F) / 4.0, "spread_max": F / 16.0}
+
+
+def check_usable_parameters(weights, means, covariances, dtype) -> None:
+    """Raise ``ValueError`` unless the parameters' log-densities are finite in ``dtype``.
+
+    ``weights`` (K,), ``means`` (K, D), ``covariances`` (K, D) variances, already finite and of
+    consistent shapes; the bounds are :func:`parameter_bounds`.  The message names the first
+    bound broken, the worst value and the dtype.
+    """
+    dtype = np.dtype(dtype)
+    b = parameter_bounds(dtype)
+    name = dtype.name
+    mu = np.asarray(means, dtype=np.float64)
+    var = np.asarray(covariances, dtype=np.float64)
+    if np.any(var < b["var_min"]):
+        raise ValueError(f"covariances (variances) must be >= {b['var_min']:.3g} in {name} (so that "
+                         f"1 / variance is finite); got {var.min():.3g}")
+    amax = float(np.abs(mu).max())
+    if amax > b["mean_max"]:
+        raise ValueError(f"|means| must be <= {b['mean_max']:.3g} in {name} (so that squares of "
+                         f"centred frames are finite); got {amax:.3g}")
+    R = mu.max(axis=0) - mu.min(axis=0)
+    with np.errstate(over="ignore"):
+        spread = (R * R / var).sum(axis=1)
+    k = int(np.argmax(spread))
+    if not spread[k] <= b["spread_max"]:
+        raise ValueError(f"component {k}: sum_d (range of the means_d)**2 / variance_kd = {spread[k]:.3g} "
+                         f"exceeds {b['spread_max']:.3g}: its log-densities overflow {name}")
+
+
+# ------------------------------------------------------------------------------ statistics
+def check_stats(stats, n_components: int, n_features: int | None, dtype) -> None:
+    """Raise ``ValueError`` unless ``stats`` can update a (K, D) model of ``dtype``.
+
+    Shapes (K,), (K, D), (K, D) with the model's K and D (``n_features=None``: any D, for a
+    model not fitted yet); total weight ``n_samples`` finite and > 0; every statistic finite;
+    occupancies ``n`` and second moments ``sum_xx`` non-negative up to a rounding tolerance of
+    ``1e-12`` of their total (a sum of non-negative terms is never negative; a difference of
+    sums can be, by rounding).
+    """
+    K, D = stats.sum_x.shape
+    if K != n_components:
+        raise ValueError(f"statistics have {K} components, the model has {n_components}")
+    if n_features is not None and D != n_features:
+        raise ValueError(f"statistics have {D} features, the model has {n_features}")
+    if not np.isfinite(stats.n_samples) or not stats.n_samples > 0:
+        raise ValueError("cannot run an M-step on statistics of zero total weight "
+                         f"(n_samples = {stats.n_samples!r})")
+    if not (np.all(np.isfinite(stats.n)) and np.all(np.isfinite(stats.sum_x))
+            and np.all(np.isfinite(stats.sum_xx)) and np.isfinite(stats.loglik)):
+        raise ValueError(
+            "the E-step statistics contain NaN or infinity: the data's magnitude overflows "
+            f"{np.dtype(dtype).name} arithmetic (squares of the centred data must be representable). "
+            "Use float64 input or rescale the data (e.g. sklearn.preprocessing.StandardScaler).")
+    tol_n = 1e-12 * max(float(np.abs(stats.n).sum()), stats.n_samples)
+    if np.any(stats.n < -tol_n):
+        k = int(np.argmin(stats.n))
+        raise ValueError(f"statistics have a negative occupancy: n[{k}] = {float(stats.n[k])!r}")
+    tol_xx = 1e-12 * np.abs(stats.sum_xx).sum(axis=0)
+    bad = stats.sum_xx < -tol_xx
+    if np.any(bad):
+        k, d = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"statistics have a negative second moment: sum_xx[{k}, {d}] = {float(stats.sum_xx[k, d])!r}")
