@@ -324,3 +324,19 @@ def test_kmeans_init_on_all_rows_is_sklearns():
         np.testing.assert_allclose(init.means_[j], rows.mean(axis=0), rtol=1e-10)
         np.testing.assert_allclose(init.covariances_[j], rows.var(axis=0), rtol=1e-8)
         assert init.weights_[j] == pytest.approx(len(rows) / len(X), rel=1e-10)
+
+
+def test_dask_accumulate_validates_its_arguments_and_blocks():
+    da = pytest.importorskip("dask.array")
+    from gmmext import dask_accumulate
+    X = make_blobs(n=200, d=3, k=2)
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(InvalidParameterError, match="'n_threads' parameter of dask_accumulate"):
+        dask_accumulate(gm, da.from_array(X, chunks=50), n_threads=0)
+    with pytest.raises(InvalidParameterError, match="'gm' parameter of dask_accumulate"):
+        dask_accumulate("not a model", da.from_array(X, chunks=50))
+    with pytest.raises(ValueError, match=r"rows 0:200: X has 2 features, but GaussianMixture is expecting 3"):
+        dask_accumulate(gm, da.from_array(X[:, :2], chunks=(200, 2)))
+    s = dask_accumulate(gm, da.from_array(X, chunks=(50, 3)))
+    ref = gm.accumulate(X)
+    np.testing.assert_allclose(s.sum_x, ref.sum_x, rtol=1e-12)
