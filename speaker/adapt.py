@@ -27,6 +27,8 @@ import numpy as np
 
 from gmmext import GaussianMixture, GMMStats
 
+from ._batch import accumulate_all
+
 __all__ = ["map_adapt", "map_from_stats"]
 
 
@@ -104,10 +106,7 @@ def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray],
     gmmext.GaussianMixture: the speaker model, same K and D as the UBM.
     """
     arrays = [features] if isinstance(features, np.ndarray) else list(features)
-    stats = None
-    for f in arrays:
-        s = ubm.accumulate(f)
-        stats = s if stats is None else stats + s
-    if stats is None:
+    if not arrays:
         raise ValueError("no enrolment features given")
+    stats = accumulate_all(ubm, arrays)          # all enrolment utterances in one core call
     return map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=adapt)
