@@ -28,7 +28,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from ._batch import accumulate_all
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 from .featstore import take_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cluster import DaskFeatures
 
 FeatureSource = Union[Sequence[np.ndarray], Callable[[], Iterable[np.ndarray]]]
 
