@@ -25,7 +25,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "map_adapt": "adapt",
+    "map_adapt": "adapt", "map_adapt_many": "adapt",
     "AudioError": "audio", "load_audio": "audio",
     "FeatureConfig": "features", "extract_features": "features",
     "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",

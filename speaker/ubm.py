@@ -35,7 +35,7 @@ import numpy as np
 from gmmext import GaussianMixture, GMMStats
 
 from ._atomic import atomic_path
-from ._batch import accumulate_all
+from ._batch import BATCH_UTTERANCES, accumulate_all
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 from .featstore import take_rows
@@ -49,9 +49,6 @@ __all__ = ["train_ubm", "FeatureSource", "CheckpointError", "read_checkpoint", "
 
 CHECKPOINT_FORMAT = "speaker-ubm-checkpoint"
 CHECKPOINT_VERSION = 1
-
-#: Utterances per core call when features are streamed (a callable ``FeatureSource``).
-BATCH_UTTERANCES = 256
 
 _MOVED = {"FeatureFiles": "featstore", "PreparedFeatures": "featstore", "prepare_features": "featstore",
           "DaskFeatures": "cluster", "dask_client": "cluster"}

@@ -127,3 +127,21 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
     with Progress(4, "features", "file", stream=short) as bar:      # ends within the 5 s interval
         bar.update(4)
     assert short.getvalue() == ""
+
+
+@pytest.mark.parametrize("batch", [1, 3, 256])
+def test_map_adapt_many_equals_map_adapt_per_speaker(batch, monkeypatch):
+    import speaker.adapt as A
+    monkeypatch.setattr(A, "BATCH_UTTERANCES", batch)
+    ubm = _model(8, 3, seed=5)
+    rng = np.random.default_rng(6)
+    speakers = {f"s{i}": [rng.normal(size=(int(rng.integers(5, 40)), 3)) for _ in range(int(rng.integers(1, 5)))]
+                for i in range(7)}
+    many = A.map_adapt_many(ubm, speakers, relevance_factor=8.0, adapt="mwv")
+    assert list(many) == list(speakers)
+    for spk, feats in speakers.items():
+        one = A.map_adapt(ubm, feats, relevance_factor=8.0, adapt="mwv")
+        for name in ("weights_", "means_", "covariances_"):
+            np.testing.assert_array_equal(getattr(many[spk], name), getattr(one, name))
+    with pytest.raises(ValueError, match="no enrolment features"):
+        A.map_adapt_many(ubm, {"a": []})

@@ -22,11 +22,9 @@ def add_parser(sub, parents) -> None:
 
 def adapt_all(args, ubm, speakers: dict) -> dict:
     """{speaker: MAP-adapted model} of ``{speaker: [feature arrays]}``, reporting progress."""
-    from .._progress import progress as report
-    from ..adapt import map_adapt
-    return {spk: map_adapt(ubm, feats, relevance_factor=args.relevance_factor, adapt=args.adapt)
-            for spk, feats in report(speakers.items(), "enrolment", "speaker", total=len(speakers),
-                                     enabled=progress(args))}
+    from ..adapt import map_adapt_many
+    return map_adapt_many(ubm, speakers, relevance_factor=args.relevance_factor, adapt=args.adapt,
+                          progress=progress(args))
 
 
 def run(args) -> int:
