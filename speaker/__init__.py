@@ -4,19 +4,45 @@ The recipe, one module per step:
 
 * :mod:`speaker.audio`    - ``load_audio``: any libsndfile format to mono float32 at a fixed rate.
 * :mod:`speaker.features` - ``FeatureConfig``, ``extract_features``: MFCC + deltas, energy VAD, CMVN.
+* :mod:`speaker.featstore` - ``FeatureStore``, ``prepare_features``, ``FeatureFiles``: features of
+  many files (parallel, cached, in memory or streamed).
 * :mod:`speaker.ubm`      - ``train_ubm``: the universal background model by EM (streams over data).
+* :mod:`speaker.cluster`  - ``dask_client``, ``DaskFeatures``: UBM training on a Dask cluster.
 * :mod:`speaker.adapt`    - ``map_adapt``: enrol a speaker by MAP adaptation of the UBM.
 * :mod:`speaker.scoring`  - ``llr``, ``score_trials``: log-likelihood ratios, top-C fast scoring.
 * :mod:`speaker.score_norm` - Z/T/ZT/S-norm and adaptive S-norm.
-* :mod:`speaker.metrics`  - ``eer``, ``min_dcf``, ``det_curve``, DET plots.
+* :mod:`speaker.metrics`  - ``eer``, ``min_dcf``, ``det_curve``.
+* :mod:`speaker.det`      - ``plot_det``, ``save_det_plot(s)``: DET plots (matplotlib).
 * :mod:`speaker.model_io` - ``save_model``, ``load_model``: safe ``.npz`` model files.
-"""
-from .adapt import map_adapt
-from .audio import AudioError, load_audio
-from .features import FeatureConfig, extract_features
-from .model_io import ModelError, ModelFile, load_model, save_model
-from .scoring import llr, score_trials
-from .ubm import train_ubm
+* :mod:`speaker.cli`      - the ``speaker`` command.
 
-__all__ = ["AudioError", "FeatureConfig", "ModelError", "ModelFile", "extract_features", "llr",
-           "load_audio", "load_model", "map_adapt", "save_model", "score_trials", "train_ubm"]
+The names below are imported on first use (``speaker.train_ubm`` imports gmmext, ``speaker.
+extract_features`` librosa), so that ``import speaker.cli`` stays quick.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "map_adapt": "adapt", "map_adapt_many": "adapt",
+    "AudioError": "audio", "load_audio": "audio",
+    "FeatureConfig": "features", "extract_features": "features",
+    "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",
+    "llr": "scoring", "score_trials": "scoring",
+    "train_ubm": "ubm",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'speaker' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

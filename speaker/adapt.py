@@ -21,13 +21,17 @@ UBM's values.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from gmmext import GaussianMixture, GMMStats
 
-__all__ = ["map_adapt", "map_from_stats"]
+from ._batch import BATCH_UTTERANCES, accumulate_all, accumulate_each
+from ._interrupt import check as check_interrupt
+from ._progress import Progress
+
+__all__ = ["map_adapt", "map_adapt_many", "map_from_stats"]
 
 
 def _check_adapt(adapt: str) -> str:
@@ -104,10 +108,47 @@ def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray],
     gmmext.GaussianMixture: the speaker model, same K and D as the UBM.
     """
     arrays = [features] if isinstance(features, np.ndarray) else list(features)
-    stats = None
-    for f in arrays:
-        s = ubm.accumulate(f)
-        stats = s if stats is None else stats + s
-    if stats is None:
+    if not arrays:
         raise ValueError("no enrolment features given")
+    stats = accumulate_all(ubm, arrays)          # all enrolment utterances in one core call
     return map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=adapt)
+
+
+def map_adapt_many(ubm: GaussianMixture, speakers: Mapping[str, Sequence[np.ndarray]], *,
+                   relevance_factor: float = 16.0, adapt: str = "m",
+                   progress: bool = False) -> dict[str, GaussianMixture]:
+    """Enrol many speakers: ``{speaker: map_adapt(ubm, utterances)}``, the same models.
+
+    The utterances of several speakers go to the core together, in batches of about
+    ``BATCH_UTTERANCES`` utterances (whole speakers), each utterance's statistics summed into
+    its speaker's; ``progress`` reports the speakers done on stderr.
+
+    Parameters
+    ----------
+    speakers : mapping speaker id -> sequence of (frames, D) arrays (at least one each)
+    relevance_factor, adapt : as :func:`map_adapt`
+    """
+    _check_adapt(adapt)
+    items = [(spk, [np.asarray(f) for f in feats]) for spk, feats in speakers.items()]
+    empty = [spk for spk, feats in items if not feats]
+    if empty:
+        raise ValueError(f"no enrolment features given for {empty[:5]}")
+    models: dict[str, GaussianMixture] = {}
+    with Progress(len(items), "enrolment", "speaker", enabled=progress) as bar:
+        start = 0
+        while start < len(items):
+            stop, n = start, 0
+            while stop < len(items) and (n == 0 or n + len(items[stop][1]) <= BATCH_UTTERANCES):
+                n += len(items[stop][1])
+                stop += 1
+            each = iter(accumulate_each(ubm, [f for _, feats in items[start:stop] for f in feats]))
+            for spk, feats in items[start:stop]:
+                stats = next(each)
+                for _ in feats[1:]:
+                    stats = stats + next(each)
+                models[spk] = map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=adapt)
+            bar.update(stop - start)
+            check_interrupt()
+            start = stop
+    return models
+

@@ -1,40 +1,71 @@
 """Features for many files: extracted once, in parallel, optionally cached on disk.
 
 A source is an audio file (features extracted with the FeatureConfig), a ``.npy`` file of
-precomputed features, or a Kaldi archive entry ``file.ark:OFFSET`` (read with kaldiio).  The
-cache (``cache_dir``) keys each audio file by its absolute path, size, modification time and
-the FeatureConfig, so a changed file or config is never served stale features.
-A file that fails is reported (``errors``: source -> reason) and skipped, never fatal.
+precomputed features, or a Kaldi archive entry ``file.ark:OFFSET`` (read with kaldiio);
+:func:`source_kind` tells which.  The cache (``cache_dir``) keys each audio file by its
+absolute path, size, modification time and the FeatureConfig, so a changed file or config is
+never served stale features.  A file that fails is reported (``errors``: source -> reason) and
+skipped, never fatal.
+
+Extraction in parallel (``jobs > 1``) uses one :class:`ExtractionPool` per
+:class:`FeatureStore`: worker processes started once, each of which pays librosa's and the
+resampler's first-call costs once (its initializer extracts the features of half a second of
+noise, resampled), and that receive the files in chunks.  :meth:`FeatureStore.load` (all
+features in memory, for enrolment and scoring) and :func:`prepare_features` (the UBM's
+features, in memory or streamed from disk) both go through :meth:`FeatureStore.results`.
+
+For :func:`speaker.ubm.train_ubm` this module also provides :class:`FeatureFiles` (features
+read from disk at every EM pass) and :func:`take_rows` (frames at sorted global positions of a
+sequence of utterances, the k-means sample).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import multiprocessing
 import os
-import sys
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ._atomic import atomic_path
 from ._interrupt import check as check_interrupt
-from .features import FeatureConfig, extract_features
+from ._progress import Progress
 
-__all__ = ["FeatureStore", "read_source"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .features import FeatureConfig
+
+__all__ = ["FeatureStore", "ExtractionPool", "FeatureFiles", "PreparedFeatures", "prepare_features",
+           "read_source", "source_kind", "split_rows", "take_rows"]
 
 
-def read_source(source: str, config: FeatureConfig) -> np.ndarray:
-    """Features (frames, dims) float32 of one source: audio file, ``.npy`` or ``ark:offset``."""
-    head, sep, tail = source.rpartition(".ark:")
+def source_kind(source: str) -> Literal["audio", "npy", "ark"]:
+    """What a source is: a Kaldi archive entry ``file.ark:OFFSET`` ("ark"), a ``.npy`` feature
+    file ("npy"), or anything else: an audio file ("audio"), whose features are extracted."""
+    head, sep, tail = str(source).rpartition(".ark:")
     if sep and tail.isdigit():
+        return "ark"
+    return "npy" if str(source).endswith(".npy") else "audio"
+
+
+def read_source(source: str, config: "FeatureConfig") -> np.ndarray:
+    """Features (frames, dims) float32 of one source: audio file, ``.npy`` or ``ark:offset``."""
+    kind = source_kind(source)
+    if kind == "audio":
+        from .features import extract_features
+        return extract_features(source, config=config)
+    if kind == "ark":
         import kaldiio
         try:
             feats = np.asarray(kaldiio.load_mat(source), dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 - kaldiio raises many types on bad archives
             raise ValueError(f"{source}: cannot read Kaldi archive entry: {exc}") from None
-    elif source.endswith(".npy"):
+    else:
         try:
             feats = np.load(source, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
@@ -42,8 +73,6 @@ def read_source(source: str, config: FeatureConfig) -> np.ndarray:
         if feats.dtype.kind != "f":
             raise ValueError(f"{source}: features must be floating point, got {feats.dtype}")
         feats = feats.astype(np.float32, copy=False)
-    else:
-        return extract_features(source, config=config)
     if feats.ndim != 2 or feats.shape[0] == 0:
         raise ValueError(f"{source}: features must have shape (frames >= 1, dims), got {feats.shape}")
     if not np.all(np.isfinite(feats)):
@@ -83,6 +112,58 @@ def _work(args):
     return source, feats, None
 
 
+# ----------------------------------------------------------------------------- worker pool
+def _warm_up(config) -> None:
+    """Pool initializer: one extraction of half a second of noise at another rate (so that it
+    is resampled), paying librosa's, numba's and the resampler's first-call costs once per
+    worker instead of in the first file of every batch."""
+    import warnings
+    from .features import extract_features
+    rate = 44100 if config.sample_rate != 44100 else 22050
+    noise = np.random.default_rng(0).standard_normal(rate // 2).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            extract_features(noise, sample_rate=rate, config=config)
+        except Exception:  # noqa: BLE001 - only a warm-up: a real failure shows on the real files
+            pass
+
+
+def _chunksize(n_items: int, jobs: int) -> int:
+    """Files per task: about 8 tasks per worker (balance), at most 32 files (steady progress)."""
+    return max(1, min(32, n_items // (8 * jobs)))
+
+
+class ExtractionPool:
+    """``jobs`` worker processes for :func:`read_source`, started on first use, warmed up once.
+
+    ``results(items)`` maps ``_work`` over ``(source, config, cache_path)`` items in order; with
+    ``jobs=1`` (or a single item) it runs in this process.  ``close()`` stops the workers.
+    Where workers are forked (Linux's default), this process warms up before starting them, so
+    that they start warm and the warm-up is paid once, not once per worker.
+    """
+
+    def __init__(self, jobs: int, config: "FeatureConfig"):
+        self.jobs = max(1, int(jobs))
+        self.config = config
+        self._pool: ProcessPoolExecutor | None = None
+
+    def results(self, items: Sequence[tuple]) -> Iterator[tuple]:
+        if self.jobs == 1 or len(items) <= 1:
+            yield from map(_work, items)
+            return
+        if self._pool is None:
+            if multiprocessing.get_start_method() == "fork":
+                _warm_up(self.config)     # forked workers inherit it: the warm-up is paid once
+            self._pool = ProcessPoolExecutor(self.jobs, initializer=_warm_up, initargs=(self.config,))
+        yield from self._pool.map(_work, items, chunksize=_chunksize(len(items), self.jobs))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
 class FeatureStore:
     """Features of many sources, each computed at most once.
 
@@ -91,10 +172,14 @@ class FeatureStore:
     config : FeatureConfig
     cache_dir : folder for cached ``.npy`` features, or None (memory only)
     jobs : worker processes for extraction (1: in this process)
-    progress : show a tqdm bar on stderr
+    progress : report progress on stderr (see :mod:`speaker._progress`)
+
+    Used as a context manager, the store keeps its worker processes between :meth:`load`
+    calls (one pool per command) and stops them on exit; otherwise every :meth:`load` stops
+    them when it is done.
     """
 
-    def __init__(self, config: FeatureConfig, cache_dir: str | os.PathLike | None = None,
+    def __init__(self, config: "FeatureConfig", cache_dir: str | os.PathLike | None = None,
                  jobs: int = 1, progress: bool = False):
         self.config = config
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -103,9 +188,23 @@ class FeatureStore:
         self.features: dict[str, np.ndarray] = {}
         self.errors: dict[str, str] = {}
         self._key = hashlib.sha256(config.to_json().encode()).hexdigest()
+        self._pool = ExtractionPool(self.jobs, config)
+        self._keep_pool = False
+
+    def __enter__(self) -> "FeatureStore":
+        self._keep_pool = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._keep_pool = False
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (if any)."""
+        self._pool.close()
 
     def _cache_path(self, source: str) -> Path | None:
-        if self.cache_dir is None or source.endswith(".npy") or ".ark:" in source:
+        if self.cache_dir is None or source_kind(source) != "audio":
             return None
         try:
             st = os.stat(source)
@@ -115,40 +214,38 @@ class FeatureStore:
         d = h.hexdigest()
         return self.cache_dir / d[:2] / f"{d}.npy"
 
+    def results(self, sources: Iterable[str], desc: str = "features") -> Iterator[tuple[str, Any, Any]]:
+        """``(source, features or None, error or None)`` for every distinct source, in order.
+
+        Cached features are read here; the others are read or extracted by the workers (and
+        cached).  Nothing is kept in the store: :meth:`load` does that.
+        """
+        sources = list(dict.fromkeys(sources))
+        paths = {s: self._cache_path(s) for s in sources}
+        todo = [(s, self.config, cp) for s, cp in paths.items() if cp is None or not cp.exists()]
+        pending = {s for s, _, _ in todo}
+        computed = self._pool.results(todo)
+        try:
+            with Progress(len(sources), desc, "file", enabled=self.progress) as bar:
+                for s in sources:
+                    check_interrupt()
+                    # a cache entry gone or unreadable since the check is recomputed here
+                    yield next(computed) if s in pending else _work((s, self.config, paths[s]))
+                    bar.update(1)
+        finally:
+            computed.close()
+            if not self._keep_pool:
+                self._pool.close()
+
     def load(self, sources: Iterable[str], desc: str = "features") -> None:
         """Obtain the features of every source not seen yet (failures go to ``errors``)."""
-        todo = []
-        for s in dict.fromkeys(sources):
-            if s in self.features or s in self.errors:
-                continue
-            cp = self._cache_path(s)
-            cached = _from_cache(cp)
-            if cached is not None:
-                self.features[s] = cached
-            else:
-                todo.append((s, self.config, cp))
-        if not todo:
-            return
-        bar = tqdm(total=len(todo), desc=desc, unit="file", disable=not self.progress, file=sys.stderr,
-                   leave=False)
-        try:
-            if self.jobs > 1 and len(todo) > 1:
-                with ProcessPoolExecutor(self.jobs) as pool:
-                    results = pool.map(_work, todo, chunksize=max(1, len(todo) // (8 * self.jobs)))
-                    self._collect(results, bar)
-            else:
-                self._collect(map(_work, todo), bar)
-        finally:
-            bar.close()
-
-    def _collect(self, results, bar) -> None:
-        for source, feats, err in results:
-            check_interrupt()
-            if err is None:
-                self.features[source] = feats
-            else:
-                self.errors[source] = err
-            bar.update(1)
+        new = [s for s in dict.fromkeys(sources) if s not in self.features and s not in self.errors]
+        with contextlib.closing(self.results(new, desc)) as results:
+            for source, feats, err in results:
+                if err is None:
+                    self.features[source] = feats
+                else:
+                    self.errors[source] = err
 
     def get(self, source: str) -> np.ndarray:
         """Features of one source (loading it if needed); raises ValueError if it failed."""
@@ -157,3 +254,151 @@ class FeatureStore:
         if source in self.errors:
             raise ValueError(self.errors[source])
         return self.features[source]
+
+
+# ----------------------------------------------------------------------------- rows of many utterances
+def split_rows(rows: np.ndarray, sizes: Iterable[int]) -> Iterator[np.ndarray]:
+    """Sorted global row positions ``rows`` of consecutive blocks of ``sizes`` rows, split by
+    block: for every block, the positions in it relative to its start (possibly empty)."""
+    offset = 0
+    for n in sizes:
+        lo, hi = np.searchsorted(rows, [offset, offset + n])
+        yield rows[lo:hi] - offset
+        offset += n
+
+
+def take_rows(blocks: Iterable[np.ndarray], rows: np.ndarray, sizes: Iterable[int] | None = None) -> np.ndarray:
+    """Rows at the sorted global positions ``rows`` of the blocks stacked, without stacking them.
+
+    ``blocks`` may be an iterator (read one at a time) when ``sizes``, their row counts, is
+    given; otherwise it is a sequence of arrays.
+    """
+    if sizes is None:
+        blocks = list(blocks)
+        sizes = [b.shape[0] for b in blocks]
+    out = [np.asarray(b)[local] for b, local in zip(blocks, split_rows(rows, sizes)) if local.size]
+    return np.vstack(out)
+
+
+# ----------------------------------------------------------------------------- UBM feature sources
+class FeatureFiles:
+    """Features read from disk at every iteration: one source at a time, never all at once.
+
+    Parameters
+    ----------
+    sources : sequence of str
+        ``.npy`` files of (frames, dims) features, or Kaldi archive entries ``file.ark:OFFSET``
+        (anything :func:`read_source` reads; an audio path is re-extracted each time, so cache
+        audio features first).
+    n_frames : sequence of int, optional
+        Frames of each source, if known (saves one reading pass for ``init="kmeans"``).
+    config : FeatureConfig, optional
+        For audio sources only.
+
+    Calling the object returns a fresh iterator of float32 (frames, dims) arrays, so it is a
+    ``FeatureSource`` for :func:`speaker.ubm.train_ubm`.
+    """
+
+    def __init__(self, sources: Sequence[str], n_frames: Sequence[int] | None = None, config=None):
+        self.sources = [str(s) for s in sources]
+        self.n_frames = None if n_frames is None else [int(n) for n in n_frames]
+        if self.n_frames is not None and len(self.n_frames) != len(self.sources):
+            raise ValueError("n_frames must have one count per source")
+        self.config = config
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __call__(self) -> Iterator[np.ndarray]:
+        from .features import FeatureConfig
+        config = self.config or FeatureConfig()
+        for s in self.sources:
+            check_interrupt()
+            yield read_source(s, config)
+
+
+@dataclass
+class PreparedFeatures:
+    """What :func:`prepare_features` returns.
+
+    ``features`` is a list of (frames, dims) float32 arrays (in memory) or a
+    :class:`FeatureFiles` (streamed from disk at every pass); ``sources`` the usable sources in
+    order; ``n_frames`` their total frames; ``errors`` maps each unusable source to the reason;
+    ``temp_cache`` is a folder of extracted features to delete after training (or None).
+    """
+
+    features: Any
+    sources: list
+    n_frames: int
+    errors: dict
+    streamed: bool
+    temp_cache: Path | None = None
+
+
+def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.PathLike | None = None,
+                     jobs: int = 1, stream_above: float = 4e9, stream: bool = False,
+                     temp_parent: str | os.PathLike | None = None, progress: bool = False) -> PreparedFeatures:
+    """Features of ``sources`` for :func:`speaker.ubm.train_ubm` on this machine, in memory or streamed.
+
+    Features are extracted (``jobs`` processes, see :class:`FeatureStore`) and held in memory
+    until they exceed ``stream_above`` bytes (or from the start with ``stream=True``); from then
+    on every source is kept on disk only and read back at every EM pass: ``.npy`` files and
+    Kaldi ``ark`` entries from where they are, audio features from ``cache_dir`` or, without one,
+    from a temporary folder created in ``temp_parent`` (``PreparedFeatures.temp_cache``, for
+    the caller to delete).  The frames and their order are the same either way.
+    """
+    from .features import FeatureConfig
+    config = config or FeatureConfig()
+    kept: dict[str, np.ndarray] = {}
+    on_disk: list[tuple[str, str, int]] = []   # (source, path to read, frames)
+    errors: dict[str, str] = {}
+    streaming, held, temp = bool(stream), 0, None
+    store = FeatureStore(config, cache_dir=cache_dir, jobs=jobs, progress=progress)
+
+    def disk_path(src: str, feats: np.ndarray) -> str:
+        nonlocal temp
+        if source_kind(src) != "audio":
+            return src
+        if store.cache_dir is None:
+            temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
+            store.cache_dir = temp
+        cp = store._cache_path(src)
+        if cp is None:
+            return src
+        if not cp.exists():
+            try:
+                with atomic_path(cp) as tmp, open(tmp, "wb") as f:
+                    np.save(f, feats)
+            except OSError:
+                return src                     # re-extracted at every pass: slow but right
+        return str(cp)
+
+    order: list[str] = []
+    try:
+        with contextlib.closing(store.results(str(s) for s in sources)) as results:
+            for src, feats, err in results:
+                if err is not None:
+                    errors[src] = err
+                    continue
+                order.append(src)
+                if not streaming:
+                    kept[src] = feats
+                    held += feats.nbytes
+                    if held > stream_above:
+                        streaming = True
+                        for s2 in list(kept):
+                            a = kept.pop(s2)
+                            on_disk.append((s2, disk_path(s2, a), a.shape[0]))
+                else:
+                    on_disk.append((src, disk_path(src, feats), feats.shape[0]))
+    except BaseException:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+        raise
+    if streaming:
+        feats = FeatureFiles([p for _, p, _ in on_disk], [n for _, _, n in on_disk], config=config)
+        n = sum(n for _, _, n in on_disk)
+    else:
+        feats = [kept[s] for s in order]
+        n = sum(f.shape[0] for f in feats)
+    return PreparedFeatures(feats, order, int(n), errors, streaming, temp)

@@ -1,5 +1,7 @@
 """Speaker-verification evaluation metrics: EER, minimum and actual DCF, DET curves.
 
+DET *plots* are drawn by :mod:`speaker.det` (``plot_det``, ``save_det_plot``).
+
 Conventions used throughout
 ---------------------------
 * ``scores``: one real, finite score per trial (higher = more target-like).
@@ -26,19 +28,11 @@ References
 """
 from __future__ import annotations
 
-import os
-
-from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Mapping, NamedTuple, overload
+from typing import Literal, Mapping, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-
-from ._atomic import atomic_path
-
-if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.axes import Axes
 
 __all__ = [
     "DCFParams",
@@ -52,8 +46,6 @@ __all__ = [
     "evaluate",
     "bayes_threshold",
     "effective_prior",
-    "plot_det",
-    "save_det_plot",
 ]
 
 
@@ -338,11 +330,26 @@ def _eer_rocch(c: _Counts) -> float:
     return float(max(0.0, cand.max(initial=0.0)))
 
 
-def _eer_interpolated(c: _Counts) -> float:
-    # D[k] = (p_fa - p_miss) * n_tar * n_non: strictly decreasing from n_tar*n_non to -n_tar*n_non.
-    d = c.n_fa * c.n_tar - c.n_miss * c.n_non
+def _diagonal_crossing(n_miss: NDArray, n_fa: NDArray, n_tar: float = 1, n_non: float = 1) -> float | None:
+    """EER of a curve of operating points (``n_miss`` up, ``n_fa`` down): where the segment
+    around the last point with ``P_fa >= P_miss`` meets ``P_miss == P_fa``.
+
+    Exact for integer counts (``n_tar``, ``n_non`` the totals); also takes probabilities
+    (``p_miss``, ``p_fa`` with totals 1).  None when the curve does not cross the diagonal.
+    """
+    # D[k] = (p_fa - p_miss) * n_tar * n_non, non-increasing along the curve
+    d = n_fa * n_tar - n_miss * n_non
     k = int(np.searchsorted(-d, 0, side="right")) - 1  # last k with D[k] >= 0
-    return float(_segment_diag_crossing(c.n_miss[k:k + 2], c.n_fa[k:k + 2], c.n_tar, c.n_non)[0])
+    if k < 0:
+        return None
+    if k == d.size - 1:
+        return float(n_fa[k] / n_non) if d[k] == 0 else None
+    return float(_segment_diag_crossing(n_miss[k:k + 2], n_fa[k:k + 2], n_tar, n_non)[0])
+
+
+def _eer_interpolated(c: _Counts) -> float:
+    # a full curve runs from (0, n_non) to (n_tar, 0), so it always crosses
+    return _diagonal_crossing(c.n_miss, c.n_fa, c.n_tar, c.n_non)  # type: ignore[return-value]
 
 
 def eer(scores: ArrayLike, labels: ArrayLike, *,
@@ -508,135 +515,3 @@ def evaluate(scores: ArrayLike, labels: ArrayLike, *,
     for name in presets:
         out[f"min_dcf_{name}"] = _min_dcf(c, *DCF_PRESETS[name])[0]
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# DET plots
-# --------------------------------------------------------------------------------------------
-_DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
-
-
-def _curve_points(p_miss: ArrayLike | None, p_fa: ArrayLike | None, scores: ArrayLike | None,
-                  labels: ArrayLike | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    if scores is not None or labels is not None:
-        if p_miss is not None or p_fa is not None:
-            raise ValueError("pass either (p_miss, p_fa) or scores= and labels=, not both")
-        if scores is None or labels is None:
-            raise ValueError("scores= and labels= must be given together")
-        pm, pf, _ = det_curve(scores, labels)
-        return pm, pf
-    if p_miss is None or p_fa is None:
-        raise ValueError("pass (p_miss, p_fa), e.g. from det_curve(), or scores= and labels=")
-    pm = np.asarray(p_miss, dtype=np.float64)
-    pf = np.asarray(p_fa, dtype=np.float64)
-    if pm.ndim != 1 or pm.shape != pf.shape or pm.size == 0:
-        raise ValueError(f"p_miss and p_fa must be non-empty 1-D arrays of equal length, "
-                         f"got shapes {pm.shape} and {pf.shape}")
-    if not (np.all((pm >= 0) & (pm <= 1)) and np.all((pf >= 0) & (pf <= 1))):
-        raise ValueError("p_miss and p_fa must be probabilities in [0, 1]")
-    return pm, pf
-
-
-def _curve_eer(pm: NDArray[np.float64], pf: NDArray[np.float64]) -> float | None:
-    """Linear-interpolation crossing of a (p_miss up, p_fa down) curve with the diagonal."""
-    d = pf - pm
-    k = np.flatnonzero((d[:-1] >= 0) & (d[1:] < 0))
-    if k.size == 0:
-        return float(pf[d == 0][0]) if np.any(d == 0) else None
-    i = int(k[0])
-    t = d[i] / (d[i] - d[i + 1])
-    return float(pf[i] + t * (pf[i + 1] - pf[i]))
-
-
-def plot_det(p_miss: ArrayLike | None = None, p_fa: ArrayLike | None = None, *,
-             scores: ArrayLike | None = None, labels: ArrayLike | None = None,
-             ax: "Axes | None" = None, label: str | None = None, mark_eer: bool = False,
-             limits: tuple[float, float] = (0.0005, 0.5), **plot_kwargs: Any) -> "Axes":
-    """Draw a DET curve on normal-deviate (probit) axes.
-
-    Give either the operating points ``(p_miss, p_fa)`` (e.g. from :func:`det_curve`) or
-    ``scores=`` and ``labels=``.  Both axes use the probit scale ``Phi^-1(p)`` with ticks at
-    0.1, 0.5, 1, 2, 5, 10, 20 and 40 % (those inside ``limits``); ``limits`` are the axis limits
-    as probabilities, used for both axes.  Points at 0 or 1 are drawn just outside the axes.
-
-    ``mark_eer`` marks the EER point on the diagonal: the interpolated EER of the plotted
-    operating points (``eer(..., method="interpolated")`` when drawn from scores).
-    ``label`` names the curve in the legend; ``plot_kwargs`` go to ``Axes.plot``.  Returns the
-    axes (a new figure's if ``ax`` is None, which needs ``matplotlib.pyplot``).
-
-    matplotlib is an optional dependency (``pip install gmmext[plot]``).
-    """
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
-        raise ImportError("plot_det needs matplotlib, an optional dependency: "
-                          "pip install 'gmmext[plot]' (or pip install matplotlib)") from exc
-    from scipy.special import ndtri
-
-    lo, hi = float(limits[0]), float(limits[1])
-    if not 0.0 < lo < hi < 1.0:
-        raise ValueError(f"limits must satisfy 0 < low < high < 1, got {limits!r}")
-    pm, pf = _curve_points(p_miss, p_fa, scores, labels)
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(5.0, 5.0))
-
-    def probit(p: NDArray[np.float64]) -> NDArray[np.float64]:
-        eps = 1e-15  # keeps 0 and 1 finite (about -/+7.9 deviates), far outside any sane limits
-        return ndtri(np.clip(p, eps, 1.0 - eps))
-
-    ax.plot(probit(pf), probit(pm), label=label, **plot_kwargs)
-    if mark_eer:
-        e = _curve_eer(pm, pf)
-        if e is not None:
-            z = float(probit(np.array([e]))[0])
-            ax.plot([z], [z], marker="o", linestyle="none", markerfacecolor="none",
-                    color=ax.lines[-1].get_color(), label="_nolegend_")
-    ticks = [t for t in _DET_TICKS if lo <= t <= hi]
-    tick_pos = probit(np.asarray(ticks, dtype=np.float64))
-    tick_lab = [f"{100 * t:g}" for t in ticks]
-    ax.set_xticks(tick_pos, tick_lab)
-    ax.set_yticks(tick_pos, tick_lab)
-    lim = probit(np.array([lo, hi]))
-    ax.set_xlim(*lim)
-    ax.set_ylim(*lim)
-    ax.set_xlabel("False-alarm probability (%)")
-    ax.set_ylabel("Miss probability (%)")
-    ax.set_aspect("equal")
-    ax.grid(True, linestyle=":", linewidth=0.6)
-    if label is not None:
-        ax.legend(loc="upper right")
-    return ax
-
-
-def save_det_plot(path: str | os.PathLike[str], p_miss: ArrayLike | None = None,
-                  p_fa: ArrayLike | None = None, *, scores: ArrayLike | None = None,
-                  labels: ArrayLike | None = None, label: str | None = None,
-                  mark_eer: bool = True, title: str | None = None,
-                  figsize: tuple[float, float] = (5.0, 5.0), dpi: float = 150,
-                  **plot_kwargs: Any) -> Path:
-    """Draw one DET curve (see :func:`plot_det`) and write it to ``path`` as a PNG, atomically.
-
-    The image is written to a temporary file in the destination folder, flushed to disk and
-    renamed over ``path`` with ``os.replace``, so readers never see a partial file and a failure
-    leaves any previous file intact.  Uses matplotlib's Agg canvas directly (no pyplot, no
-    global state, works headless).  Returns ``path`` as a ``Path``.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("save_det_plot needs matplotlib, an optional dependency: "
-                          "pip install 'gmmext[plot]' (or pip install matplotlib)") from exc
-    path = Path(path)
-    fig = Figure(figsize=figsize, dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    plot_det(p_miss, p_fa, scores=scores, labels=labels, ax=ax, label=label, mark_eer=mark_eer,
-             **plot_kwargs)
-    if title is not None:
-        ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi)
-    return path

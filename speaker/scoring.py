@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from gmmext import GaussianMixture, ModelStack
 
 from ._interrupt import check as check_interrupt
+from ._progress import progress as report
 
 __all__ = ["llr", "score_trials"]
 
@@ -29,6 +29,12 @@ def _check_features(features, ubm: GaussianMixture) -> np.ndarray:
     if X.shape[1] != ubm.means_.shape[1]:
         raise ValueError(f"features have {X.shape[1]} dims but the UBM has {ubm.means_.shape[1]}")
     return X
+
+
+def _total(model: GaussianMixture, X: np.ndarray) -> float:
+    """Total log-likelihood of X (nats), summed in float64 (``score_samples`` keeps the input's
+    dtype, float32 for float32 features)."""
+    return float(model.score_samples(X).sum(dtype=np.float64))
 
 
 def _check_top_c(top_c, ubm) -> None:
@@ -46,10 +52,10 @@ def llr(model: GaussianMixture, ubm: GaussianMixture, features: np.ndarray, *,
     X = _check_features(features, ubm)
     _check_top_c(top_c, ubm)
     if top_c is None:
-        return float((model.score_samples(X).sum() - ubm.score_samples(X).sum()) / X.shape[0])
+        return float((_total(model, X) - _total(ubm, X)) / X.shape[0])
     idx, ubm_ll = ubm.top_components(X, top_c)
     spk = ModelStack([model], reference=ubm).top_c_loglik(X, idx)[0]
-    return float((spk - ubm_ll.sum()) / X.shape[0])
+    return float((spk - ubm_ll.sum(dtype=np.float64)) / X.shape[0])
 
 
 def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, GaussianMixture],
@@ -69,7 +75,7 @@ def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, Ga
     ubm : the UBM
     features : callable test_key -> (frames, D) array, or a mapping
     top_c : None or int, see :func:`llr`
-    progress : show a tqdm bar over test utterances
+    progress : report progress over test utterances on stderr
     errors : dict, optional
         If given, a test whose features cannot be obtained (any exception) is recorded as
         ``errors[test_key] = "reason"`` and its trials score NaN; otherwise the error propagates.
@@ -91,7 +97,7 @@ def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, Ga
         by_test.setdefault(test, []).append((t, row[m]))
     get = features if callable(features) else features.__getitem__
     scores = np.full(len(trials), np.nan)
-    for test, items in tqdm(by_test.items(), desc="scoring", unit="utt", disable=not progress, leave=False):
+    for test, items in report(by_test.items(), "scoring", "utt", total=len(by_test), enabled=progress):
         check_interrupt()
         try:
             X = _check_features(get(test), ubm)
@@ -102,11 +108,11 @@ def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, Ga
             continue
         which = sorted({r for _, r in items})
         if top_c is None:
-            ubm_ll = ubm.score_samples(X).sum()
-            spk = {r: models[ids[r]].score_samples(X).sum() for r in which}
+            ubm_ll = _total(ubm, X)
+            spk = {r: _total(models[ids[r]], X) for r in which}
         else:
             idx, ll = ubm.top_components(X, top_c)
-            ubm_ll = ll.sum()
+            ubm_ll = ll.sum(dtype=np.float64)
             spk = dict(zip(which, stack.top_c_loglik(X, idx, which=which)))
         for t, r in items:
             scores[t] = (spk[r] - ubm_ll) / X.shape[0]

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from speaker import det as D
 from speaker import metrics as M
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -499,14 +500,14 @@ def test_save_det_plot_writes_png_atomically(agg, tmp_path):
     scores = rng.standard_normal(2000) + 2 * labels
     out = tmp_path / "det.png"
     out.write_bytes(b"old")
-    path = M.save_det_plot(out, scores=scores, labels=labels, label="sys A", title="DET")
+    path = D.save_det_plot(out, scores=scores, labels=labels, label="sys A", title="DET")
     assert path == out
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["det.png"]  # no temporary left behind
     # from precomputed points too
     pm, pf, _ = M.det_curve(scores, labels)
-    M.save_det_plot(str(tmp_path / "det2.png"), pm, pf, mark_eer=False)
+    D.save_det_plot(str(tmp_path / "det2.png"), pm, pf, mark_eer=False)
     assert (tmp_path / "det2.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -521,11 +522,11 @@ def test_save_det_plot_failure_leaves_old_file(agg, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", broken_savefig)
     with pytest.raises(RuntimeError, match="disk full"):
-        M.save_det_plot(out, [0.0, 0.5, 1.0], [1.0, 0.5, 0.0])
+        D.save_det_plot(out, [0.0, 0.5, 1.0], [1.0, 0.5, 0.0])
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["det.png"]  # temporary removed
     with pytest.raises(ValueError, match="equal length"):
-        M.save_det_plot(out, [0.0, 1.0], [1.0])
+        D.save_det_plot(out, [0.0, 1.0], [1.0])
     assert out.read_bytes() == b"old"
 
 
@@ -536,7 +537,7 @@ def test_plot_det_probit_axes(agg):
     ax = fig.add_subplot()
     scores = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9, 0.7, 0.3])
     labels = np.array([0, 0, 1, 1, 0, 1, 1, 0])
-    assert M.plot_det(scores=scores, labels=labels, ax=ax, label="A", mark_eer=True) is ax
+    assert D.plot_det(scores=scores, labels=labels, ax=ax, label="A", mark_eer=True) is ax
     assert [tl.get_text() for tl in ax.get_xticklabels()] == ["0.1", "0.5", "1", "2", "5", "10", "20", "40"]
     np.testing.assert_allclose(ax.get_xticks(), norm.ppf([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]))
     np.testing.assert_allclose(ax.get_yticks(), ax.get_xticks())
@@ -549,9 +550,9 @@ def test_plot_det_probit_axes(agg):
     np.testing.assert_allclose(marker.get_xydata(), [[norm.ppf(e), norm.ppf(e)]])
     assert ax.get_legend() is not None
     with pytest.raises(ValueError, match="either"):
-        M.plot_det(pm, pf, scores=scores, labels=labels, ax=ax)
+        D.plot_det(pm, pf, scores=scores, labels=labels, ax=ax)
     with pytest.raises(ValueError, match="limits"):
-        M.plot_det(pm, pf, ax=ax, limits=(0.5, 0.1))
+        D.plot_det(pm, pf, ax=ax, limits=(0.5, 0.1))
 
 
 def test_plot_det_without_matplotlib(monkeypatch):
@@ -559,6 +560,6 @@ def test_plot_det_without_matplotlib(monkeypatch):
     for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match="matplotlib"):
-        M.plot_det([0.0, 1.0], [1.0, 0.0])
+        D.plot_det([0.0, 1.0], [1.0, 0.0])
     with pytest.raises(ImportError, match="matplotlib"):
-        M.save_det_plot(os.devnull, [0.0, 1.0], [1.0, 0.0])
+        D.save_det_plot(os.devnull, [0.0, 1.0], [1.0, 0.0])

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speaker.ubm import CheckpointError, FeatureFiles, read_checkpoint, train_ubm
+from speaker.featstore import FeatureFiles
+from speaker.ubm import CheckpointError, read_checkpoint, train_ubm
 
 FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
 KEYS = ("weights", "means", "covariances")

@@ -1,0 +1,73 @@
+"""The ``speaker`` command line: the GMM-UBM recipe on lists of audio files.
+
+    speaker train-ubm --list ubm.lst --out ubm.npz --components 64
+    speaker enroll    --ubm ubm.npz --enroll enroll.txt --out models.npz
+    speaker score     --ubm ubm.npz --models models.npz --trials trials.txt --out scores.txt
+    speaker eval      --scores scores.txt --trials trials.txt
+    speaker demo      # all of the above on the bundled audio fixtures
+
+Exit codes: 0 success, 1 the job failed (message on stderr, no traceback), 2 bad usage.
+
+One module per command (``NAME``, ``add_parser(sub, parents)``, ``run(args)``); a new command
+is a new module and one entry of :data:`COMMANDS`.  Building the parser imports only the
+standard library: every command imports numpy, gmmext, librosa, ... inside ``run``, so that
+``speaker --help`` starts quickly.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import _interrupt
+from ..lists import ListError
+from . import demo, enroll, evaluate, extract, score, train_ubm
+from ._common import JobError, parents
+
+__all__ = ["main", "build_parser", "JobError", "COMMANDS"]
+
+#: The command modules, in the order ``speaker --help`` lists them.
+COMMANDS = (train_ubm, enroll, score, evaluate, extract, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="speaker",
+        description="GMM-UBM speaker verification: train a UBM, enrol speakers, score trials, evaluate.",
+        epilog="Run 'speaker demo' to see the whole recipe on the bundled recordings. "
+               "'speaker COMMAND --help' explains each command.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    shared = parents()
+    for command in COMMANDS:
+        command.add_parser(sub, shared)
+    return p
+
+
+def _job_errors() -> tuple[type[Exception], ...]:
+    """Errors reported in one line: a ModelError can only come from an imported model_io."""
+    model_io = sys.modules.get("speaker.model_io")
+    return (JobError, ListError) + ((model_io.ModelError,) if model_io is not None else ())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("jobs", "components", "iters", "top_c", "threads"):
+        v = getattr(args, name, None)
+        if v is not None and v < (0 if name == "iters" else 1):
+            parser.error(f"--{name.replace('_', '-')} must be >= {0 if name == 'iters' else 1}")
+    args.main = main
+    _interrupt.install()
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"speaker {args.command}: interrupted; earlier outputs are intact", file=sys.stderr)
+        return 130
+    except _job_errors() as exc:
+        print(f"speaker {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""``speaker demo``: the whole recipe on the bundled recordings."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ._common import JobError, say
+
+NAME = "demo"
+
+
+def add_parser(sub, parents) -> None:
+    s = sub.add_parser(NAME, parents=[parents.run], help="run the whole recipe on the bundled recordings",
+                       description="Train a UBM, enrol 6 speakers, score Kaldi- and VoxCeleb-style trials and print "
+                                   "EER/minDCF, on the bundled Free Spoken Digit Dataset subset.")
+    s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
+    s.add_argument("--components", type=int, default=64, metavar="K", help="UBM size (default 64)")
+    s.set_defaults(func=run)
+
+
+def fixtures_dir() -> Path:
+    """Folder of the bundled audio fixtures and their lists (installed with the package)."""
+    from importlib.resources import files
+    p = Path(str(files("speaker") / "_fixtures"))
+    if (p / "trials.txt").exists():
+        return p
+    p = Path(__file__).resolve().parents[2] / "audio_fixtures"
+    if (p / "trials.txt").exists():
+        return p
+    raise JobError("the audio fixtures are not installed with this copy of speaker")
+
+
+def run(args) -> int:
+    """The other commands, in this process, through ``args.main`` (the entry point passes
+    itself, so that this module need not import the package that imports it)."""
+    from .._atomic import write_text_atomic
+    from ..features import FeatureConfig
+    main = args.main
+    fx = fixtures_dir()
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="speaker-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "features.json"
+    write_text_atomic(cfg, FeatureConfig(sample_rate=8000).to_json(indent=2))
+    common = ["--jobs", str(args.jobs)] + (["--quiet"] if args.quiet else [])
+    steps = [
+        ["train-ubm", "--list", str(fx / "ubm.lst"), "--out", str(work / "ubm.npz"),
+         "--components", str(args.components), "--config", str(cfg)],
+        ["enroll", "--ubm", str(work / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
+         "--out", str(work / "models.npz")],
+        ["score", "--ubm", str(work / "ubm.npz"), "--models", str(work / "models.npz"),
+         "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--top-c", "5"],
+        ["score", "--ubm", str(work / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),
+         "--out", str(work / "scores_vox.txt"), "--top-c", "5"],
+    ]
+    for step in steps:
+        say(args, "$ speaker " + " ".join(step))
+        rc = main(step + common)
+        if rc == 130:
+            raise KeyboardInterrupt
+        if rc != 0:
+            raise JobError(f"demo step failed: speaker {step[0]}")
+    for title, trials, scores in (("Kaldi-style trials (20 enrolment files per speaker)", "trials.txt", "scores.txt"),
+                                  ("VoxCeleb-style trials (one enrolment file per model, same digit)", "trials_vox.txt",
+                                   "scores_vox.txt")):
+        print(f"\n== {title}: {fx / trials}")
+        main(["eval", "--scores", str(work / scores), "--trials", str(fx / trials)])
+    print(f"\noutputs in {work}")
+    return 0

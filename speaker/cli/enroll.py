@@ -1,0 +1,51 @@
+"""``speaker enroll``: speaker models by MAP adaptation of the UBM."""
+from __future__ import annotations
+
+import sys
+
+from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+
+NAME = "enroll"
+
+
+def add_parser(sub, parents) -> None:
+    s = sub.add_parser(NAME, parents=[parents.root, parents.adapt, parents.run], help="enrol speakers by MAP adaptation",
+                       description="Adapt the UBM to each speaker. ENROLL has lines 'speaker_id path [path ...]'. "
+                                   "Features use the configuration stored in the UBM file.")
+    s.add_argument("--ubm", required=True, metavar="NPZ", help="UBM file from 'speaker train-ubm'")
+    s.add_argument("--enroll", required=True, metavar="ENROLL",
+                   help="enrolment list: 'speaker_id path [path ...]' per line")
+    s.add_argument("--out", required=True, metavar="NPZ", help="speaker models file to write")
+    s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
+    s.set_defaults(func=run)
+
+
+def adapt_all(args, ubm, speakers: dict) -> dict:
+    """{speaker: MAP-adapted model} of ``{speaker: [feature arrays]}``, reporting progress."""
+    from ..adapt import map_adapt_many
+    return map_adapt_many(ubm, speakers, relevance_factor=args.relevance_factor, adapt=args.adapt,
+                          progress=progress(args))
+
+
+def run(args) -> int:
+    from ..lists import read_enroll_list, read_scp
+    from ..model_io import save_model
+    ubm, config = load_ubm(args.ubm)
+    scp = read_scp(args.scp) if args.scp else None
+    spk_files = read_enroll_list(args.enroll, args.root, scp)
+    with store(args, config) as st:
+        st.load([p for files in spk_files.values() for _, p in files], desc="features")
+    report_skipped(args, st.errors)
+    check_strict(args, st.errors)
+    feats = {spk: [st.features[p] for _, p in files if p in st.features] for spk, files in spk_files.items()}
+    empty = [spk for spk, f in feats.items() if not f]
+    models = adapt_all(args, ubm, {spk: f for spk, f in feats.items() if f})
+    if empty:
+        print(f"not enrolled (no usable audio): {', '.join(empty)}", file=sys.stderr)
+        check_strict(args, dict.fromkeys(empty))
+    if not models:
+        raise JobError("no speaker could be enrolled")
+    save_model(args.out, models, ubm=ubm, config=config)
+    say(args, f"enrolled {len(models)} speaker(s) (relevance factor {args.relevance_factor:g}, "
+              f"adapt {args.adapt!r}) -> {args.out}")
+    return 0

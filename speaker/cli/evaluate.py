@@ -1,0 +1,96 @@
+"""``speaker eval``: EER and minDCF of one or several score files, optionally a DET plot."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ._common import JobError
+
+NAME = "eval"
+PRESETS = ("vox_p01", "vox_p05", "sre08", "sre10")
+
+
+def add_parser(sub, parents) -> None:
+    s = sub.add_parser(NAME, parents=[parents.root], help="EER and minDCF of scored trials",
+                       description="Match scores to labelled trials and print EER (ROC convex hull, as BOSARIS) "
+                                   "and minDCF at p_target 0.01 and 0.05 and the NIST SRE08/SRE10 operating points. "
+                                   "Several score files (systems) on the same trials give one table each and, "
+                                   "with --det, one curve each on the same plot.")
+    s.add_argument("--scores", required=True, nargs="+", metavar="TXT",
+                   help="score file(s) from 'speaker score' ('model_id test score' lines)")
+    s.add_argument("--trials", required=True, metavar="TRIALS", help="labelled trial list (target/nontarget or 1/0)")
+    s.add_argument("--det", metavar="PNG",
+                   help="also draw the DET curves (one per score file, EER in the legend) to this PNG (needs matplotlib)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(func=run, quiet=False, strict=False)
+
+
+def metrics_table(scores, labels) -> dict:
+    from ..metrics import DCF_PRESETS, evaluate
+    out = {"n_trials": int(len(labels)), "n_target": int(labels.sum()),
+           "n_nontarget": int((~labels).sum())}
+    out.update(evaluate(scores, labels, presets=PRESETS))
+    out["dcf_params"] = {k: dict(DCF_PRESETS[k]._asdict()) for k in PRESETS}
+    return out
+
+
+def format_table(m: dict) -> str:
+    lines = [f"trials: {m['n_trials']} ({m['n_target']} target, {m['n_nontarget']} non-target)",
+             f"{'EER (ROCCH)':34s} {100 * m['eer']:7.2f} %"]
+    names = {"vox_p01": "minDCF p=0.01", "vox_p05": "minDCF p=0.05",
+             "sre08": "minDCF SRE08 (p=0.01, Cmiss=10)", "sre10": "minDCF SRE10 (p=0.001)"}
+    for k, label in names.items():
+        lines.append(f"{label:34s} {m['min_dcf_' + k]:9.4f}")
+    return "\n".join(lines)
+
+
+def _matched(path: str, trials):
+    """(scores, labels) of the labelled trials scored in ``path``; notes what is left out."""
+    import numpy as np
+    from ..lists import read_scores
+    scores = read_scores(path)
+    s, lab, missing, unlabelled = [], [], 0, 0
+    for t in trials:
+        if t.label is None:
+            unlabelled += 1
+            continue
+        key = (t.model, t.test)
+        if key not in scores:
+            missing += 1
+            continue
+        s.append(scores[key])
+        lab.append(t.label)
+    if unlabelled:
+        print(f"{unlabelled} trial(s) without a target/nontarget label ignored", file=sys.stderr)
+    if missing:
+        print(f"{path}: {missing} labelled trial(s) have no score (skipped when scoring?) and are left out",
+              file=sys.stderr)
+    s, lab = np.asarray(s, dtype=np.float64), np.asarray(lab, dtype=bool)
+    if lab.size == 0 or lab.all() or not lab.any():
+        raise JobError(f"{path}: evaluation needs scored target and non-target trials")
+    return s, lab
+
+
+def _names(paths: list[str]) -> list[str]:
+    """Short names of the systems: file names, or the paths as given where file names repeat."""
+    names = [Path(p).name for p in paths]
+    return names if len(set(names)) == len(names) else list(paths)
+
+
+def run(args) -> int:
+    from ..lists import read_trials
+    _, trials = read_trials(args.trials, args.root)
+    paths = list(dict.fromkeys(args.scores))
+    systems = {name: _matched(p, trials) for name, p in zip(_names(paths), paths)}
+    tables = {name: metrics_table(s, lab) for name, (s, lab) in systems.items()}
+    if args.json:
+        print(json.dumps(next(iter(tables.values())) if len(tables) == 1 else tables, indent=2))
+    else:
+        print("\n\n".join(format_table(m) if len(tables) == 1 else f"== {name}\n{format_table(m)}"
+                          for name, m in tables.items()))
+    if args.det:
+        from ..det import save_det_plots
+        save_det_plots(args.det, systems)
+        print(f"DET plot of {len(systems)} system(s) written to {args.det}", file=sys.stderr)
+    return 0

@@ -1,0 +1,57 @@
+"""``speaker extract``: features of a list of files, to .npy files or a Kaldi archive."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import JobError, check_strict, feature_config, report_skipped, say, store
+
+NAME = "extract"
+
+
+def add_parser(sub, parents) -> None:
+    s = sub.add_parser(NAME, parents=[parents.root, parents.feat, parents.run], help="precompute features",
+                       description="Extract features of every file in LIST into a folder of .npy files "
+                                   "(with a list 'utt_id path' usable by the other commands) or a Kaldi ark/scp.")
+    s.add_argument("--list", required=True, metavar="LIST",
+                   help="audio list: one path per line, or 'utt_id path' (Kaldi wav.scp)")
+    dest = s.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", metavar="DIR", help="folder for .npy files")
+    dest.add_argument("--ark", metavar="ARK", help="Kaldi archive to write (the .scp index goes beside it)")
+    s.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+    from .._atomic import atomic_path, write_text_atomic
+    from ..lists import read_audio_list
+    config = feature_config(args)
+    entries = read_audio_list(args.list, args.root)
+    with store(args, config) as st:
+        st.load([p for _, p in entries], desc="features")
+    report_skipped(args, st.errors)
+    check_strict(args, st.errors)
+    ok = [(k, p) for k, p in entries if p in st.features]
+    if not ok:
+        raise JobError("no usable audio in the list")
+    if args.ark:
+        import kaldiio
+        ark = Path(args.ark)
+        scp = ark.with_suffix(".scp")
+        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
+            for key, p in ok:
+                writer(key.replace("/", "_") if key == p else key, st.features[p])
+        say(args, f"wrote {len(ok)} feature matrices to {ark} (index {scp})")
+    else:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for key, p in ok:
+            name = Path(p).stem if key == p or "/" in key else key
+            target = out / f"{name}.npy"
+            with atomic_path(target) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, st.features[p])
+            lines.append(f"{key} {target.resolve()}")
+        write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n")
+        say(args, f"wrote {len(ok)} feature files to {out} (list: {out / 'feats.lst'})")
+    return 0
