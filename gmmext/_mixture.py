@@ -608,8 +608,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             a = np.asarray(a)
             if a.dtype not in (np.float32, np.float64):
                 raise ValueError(f"segment {u}: dtype {a.dtype}, expected float32 or float64")
-            if a.ndim != 2 or a.shape[1] != D:
-                raise ValueError(f"segment {u}: expected shape (n_frames, {D}), got {a.shape}")
+            if a.ndim != 2:
+                raise ValueError(f"segment {u}: expected a 2-D array (n_frames, {D}), got shape {a.shape}")
+            if a.shape[1] != D:
+                raise ValueError(f"segment {u}: X has {a.shape[1]} features, but GaussianMixture is "
+                                 f"expecting {D} features as input")
             if not np.isfinite(a).all():
                 raise ValueError(f"segment {u}: contains NaN or infinity")
             arrays.append(a)

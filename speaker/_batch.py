@@ -1,13 +1,12 @@
 """Statistics of many utterances per core call.
 
 :data:`BATCH_UTTERANCES` is how many utterances go to the core at once where they cannot all
-go at once (streamed features, progress reports).
+go at once (streamed features, many speakers, progress reports).
 
-TODO(merge core): gmmext's ``GaussianMixture.accumulate(list_of_arrays)`` (summed statistics)
-and ``GaussianMixture.accumulate_segments(list_of_arrays)`` (one ``GMMStats`` per array) do
-what the two adapters below do, in one core call; at the merge replace
-``accumulate_all(gm, arrays)`` by ``gm.accumulate(arrays)`` and ``accumulate_each(gm, arrays)``
-by ``gm.accumulate_segments(arrays)``, and delete the adapters (the constant stays).
+A speaker's enrolment statistics are defined as the per-utterance statistics
+(``GaussianMixture.accumulate_segments``, one core call) summed in utterance order: the same
+numbers, bit for bit, whether the utterances are enrolled at once, in batches with other
+speakers, or over time into a speaker store.
 """
 from __future__ import annotations
 
@@ -21,17 +20,16 @@ from gmmext import GaussianMixture, GMMStats
 BATCH_UTTERANCES = 256
 
 
-def accumulate_all(gm: GaussianMixture, arrays: Sequence[np.ndarray]) -> GMMStats:
-    """Summed :class:`gmmext.GMMStats` of ``arrays`` (each (frames, D)) under ``gm``, in order."""
-    stats = None
-    for a in arrays:
-        s = gm.accumulate(a)
-        stats = s if stats is None else stats + s
-    if stats is None:
+def sum_in_order(stats: Sequence[GMMStats]) -> GMMStats:
+    """``stats[0] + stats[1] + ...`` (left to right); ValueError when empty."""
+    if not stats:
         raise ValueError("no feature arrays to accumulate")
-    return stats
+    total = stats[0]
+    for s in stats[1:]:
+        total = total + s
+    return total
 
 
-def accumulate_each(gm: GaussianMixture, arrays: Sequence[np.ndarray]) -> list[GMMStats]:
-    """One :class:`gmmext.GMMStats` per array of ``arrays`` (each (frames, D)) under ``gm``."""
-    return [gm.accumulate(a) for a in arrays]
+def speaker_stats(ubm: GaussianMixture, arrays: Sequence[np.ndarray]) -> GMMStats:
+    """Enrolment statistics of one speaker's utterances (each (frames, D)) under ``ubm``."""
+    return sum_in_order(ubm.accumulate_segments(list(arrays)))

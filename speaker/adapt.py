@@ -27,7 +27,7 @@ import numpy as np
 
 from gmmext import GaussianMixture, GMMStats
 
-from ._batch import BATCH_UTTERANCES, accumulate_all, accumulate_each
+from ._batch import BATCH_UTTERANCES, speaker_stats, sum_in_order
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 
@@ -110,7 +110,7 @@ def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray],
     arrays = [features] if isinstance(features, np.ndarray) else list(features)
     if not arrays:
         raise ValueError("no enrolment features given")
-    stats = accumulate_all(ubm, arrays)          # all enrolment utterances in one core call
+    stats = speaker_stats(ubm, arrays)          # all enrolment utterances in one core call
     return map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=adapt)
 
 
@@ -141,11 +141,9 @@ def map_adapt_many(ubm: GaussianMixture, speakers: Mapping[str, Sequence[np.ndar
             while stop < len(items) and (n == 0 or n + len(items[stop][1]) <= BATCH_UTTERANCES):
                 n += len(items[stop][1])
                 stop += 1
-            each = iter(accumulate_each(ubm, [f for _, feats in items[start:stop] for f in feats]))
+            each = iter(ubm.accumulate_segments([f for _, feats in items[start:stop] for f in feats]))
             for spk, feats in items[start:stop]:
-                stats = next(each)
-                for _ in feats[1:]:
-                    stats = stats + next(each)
+                stats = sum_in_order([next(each) for _ in feats])
                 models[spk] = map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=adapt)
             bar.update(stop - start)
             check_interrupt()

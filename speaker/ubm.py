@@ -35,7 +35,7 @@ import numpy as np
 from gmmext import GaussianMixture, GMMStats
 
 from ._atomic import atomic_path
-from ._batch import BATCH_UTTERANCES, accumulate_all
+from ._batch import BATCH_UTTERANCES
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 from .featstore import take_rows
@@ -108,7 +108,7 @@ class _LocalFeatures:
         stats = None
         for batch in batches:
             if batch:
-                s = accumulate_all(gm, batch)
+                s = gm.accumulate(batch)
                 stats = s if stats is None else stats + s
             check_interrupt()
         if stats is None:

@@ -99,9 +99,11 @@ def test_train_ubm_on_dask_equals_single_process(client, init):
         ubm = train_ubm(dist, 8, **kw)
     finally:
         dist.release()
+    # float32 E-step: in memory one core call chunks across utterances, on Dask one call per part,
+    # so float32 chunk sums are rounded at other boundaries (a few 1e-6 of the data's scale)
     for name in ("weights_", "means_", "covariances_"):
-        np.testing.assert_allclose(getattr(ubm, name), getattr(ref, name), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(ubm.lower_bounds_, ref.lower_bounds_, rtol=1e-9)
+        np.testing.assert_allclose(getattr(ubm, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ubm.lower_bounds_, ref.lower_bounds_, rtol=1e-7)
 
 
 def test_dask_features_from_files_streamed_and_held(client, tmp_path):
@@ -119,8 +121,9 @@ def test_dask_features_from_files_streamed_and_held(client, tmp_path):
         assert dist.n_frames == sum(f.shape[0] for f in feats)
         ubm = train_ubm(dist, 4, n_iter=3, n_iter_split=2, n_threads=1)
         dist.release()
-        np.testing.assert_allclose(ubm.means_, ref.means_, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(ubm.covariances_, ref.covariances_, rtol=1e-6, atol=1e-7)
+        # float32 chunk sums rounded at other boundaries (see the test above)
+        np.testing.assert_allclose(ubm.means_, ref.means_, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ubm.covariances_, ref.covariances_, rtol=1e-5, atol=1e-5)
 
 
 def test_the_data_never_moves(client):

@@ -143,7 +143,10 @@ def test_cli_dask_workers_equal_the_plain_command(audio_list, audio_reference, t
     out = tmp_path / "ubm.npz"
     p = run("train-ubm", "--list", audio_list, "--out", out, *AUDIO_ARGS[:-1], "--dask-workers", 2, check=0)
     assert "on Dask (2 workers" in p.stderr
-    assert_equal_models(model(out), audio_reference, rtol=1e-6)
+    # float32 E-step: the in-memory pass is one core call chunked across utterances, the Dask
+    # pass one call per part, so float32 chunk sums are rounded at other boundaries (~1e-6 of
+    # the data's scale after 14 EM passes); the float64 sums of the statistics are exact either way
+    assert_equal_models(model(out), audio_reference, rtol=1e-5)
 
 
 def test_cli_existing_scheduler_with_kmeans_init(npy_list, tmp_path):
