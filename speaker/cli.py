@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _interrupt
+from . import _interrupt, cli_store
 from ._atomic import write_text_atomic
 from .adapt import map_adapt
 from .featstore import FeatureStore
@@ -161,6 +161,10 @@ def cmd_train_ubm(args) -> int:
 
 
 def cmd_enroll(args) -> int:
+    if bool(args.out) == bool(args.store):
+        raise JobError("give either --out NPZ (a model file) or --store DB (a speaker store)")
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
     ubm, config = _load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
@@ -168,6 +172,8 @@ def cmd_enroll(args) -> int:
     store.load([p for files in spk_files.values() for _, p in files], desc="features")
     _report_skipped(args, store.errors)
     _check_strict(args, store.errors)
+    if args.store:                                                  # speaker store: docs/store.md
+        return cli_store.enroll_into_store(args, ubm, config, spk_files, store)
     models, empty = {}, []
     for spk, files in spk_files.items():
         feats = [store.features[p] for _, p in files if p in store.features]
@@ -187,7 +193,9 @@ def cmd_enroll(args) -> int:
 
 
 def cmd_score(args) -> int:
-    ubm, config = _load_ubm(args.ubm)
+    if not args.ubm and not args.store:
+        raise JobError("give --ubm NPZ (or --store DB, which holds its UBM)")
+    ubm, config = cli_store.score_ubm(args) if args.store else _load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     fmt, trials = read_trials(args.trials, args.root, scp)
     store = _store(args, config)
@@ -201,9 +209,10 @@ def cmd_score(args) -> int:
                 models[name] = map_adapt(ubm, store.features[path], relevance_factor=args.relevance_factor,
                                          adapt=args.adapt)
     else:
-        if not args.models:
-            raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll')")
-        models = load_model(args.models, ubm=ubm).speakers
+        if not args.models and not args.store:
+            raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll') or --store")
+        models = (cli_store.store_models(args, ubm, {t.model for t in trials}) if args.store
+                  else load_model(args.models, ubm=ubm).speakers)
         store.load([t.test_path for t in trials], desc="features")
     _report_skipped(args, store.errors)
     usable, rows = [], []
@@ -219,6 +228,9 @@ def cmd_score(args) -> int:
     if usable:
         scores = score_trials([(trials[i].model, trials[i].test_path) for i in usable], models, ubm,
                               store.get, top_c=args.top_c, progress=_progress(args))
+        if args.norm:
+            scores = cli_store.normalise_scores(args, [(trials[i].model, trials[i].test_path) for i in usable],
+                                                scores, models, ubm, store)
         rows = [f"{trials[i].model} {trials[i].test} {s:.6f}" for i, s in zip(usable, scores)]
     if skipped:
         print(f"skipped {len(skipped)} trial(s) (not scored, not in {args.out}):", file=sys.stderr)
@@ -277,10 +289,11 @@ def cmd_eval(args) -> int:
     if lab.size == 0 or lab.all() or not lab.any():
         raise JobError("evaluation needs scored target and non-target trials")
     m = _metrics_table(s, lab)
+    m.update(cli_store.eval_metrics(args, s, lab))
     if args.det:
         from .metrics import save_det_plot
         save_det_plot(args.det, scores=s, labels=lab, label=Path(args.scores).name)
-    print(json.dumps(m, indent=2) if args.json else _format_table(m))
+    print(json.dumps(m, indent=2) if args.json else _format_table(m) + cli_store.format_eval(m))
     return 0
 
 
@@ -342,7 +355,7 @@ def cmd_demo(args) -> int:
         ["train-ubm", "--list", str(fx / "ubm.lst"), "--out", str(work / "ubm.npz"),
          "--components", str(args.components), "--config", str(cfg)],
         ["enroll", "--ubm", str(work / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
-         "--out", str(work / "models.npz")],
+         "--out", str(work / "models.npz"), "--overwrite"],
         ["score", "--ubm", str(work / "ubm.npz"), "--models", str(work / "models.npz"),
          "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--top-c", "5"],
         ["score", "--ubm", str(work / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),
@@ -442,8 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Features use the configuration stored in the UBM file.")
     s.add_argument("--ubm", required=True, metavar="NPZ")
     s.add_argument("--enroll", required=True, metavar="ENROLL")
-    s.add_argument("--out", required=True, metavar="NPZ", help="speaker models file to write")
+    s.add_argument("--out", metavar="NPZ", help="speaker models file to write (or --store)")
+    s.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
+    cli_store.add_enroll_options(s)
     s.set_defaults(func=cmd_enroll)
 
     s = sub.add_parser("score", parents=[root, adapt, run], help="score verification trials",
@@ -451,12 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(score: average log-likelihood ratio per frame, nats). TRIALS is Kaldi style "
                                    "'model_id test_path [target|nontarget]' (needs --models) or VoxCeleb style "
                                    "'1|0 enrol_path test_path' (each enrolment file is enrolled on the fly).")
-    s.add_argument("--ubm", required=True, metavar="NPZ")
+    s.add_argument("--ubm", metavar="NPZ", help="the UBM (not needed with --store)")
     s.add_argument("--models", metavar="NPZ", help="speaker models from 'speaker enroll' (Kaldi-style trials)")
     s.add_argument("--trials", required=True, metavar="TRIALS")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
     s.add_argument("--top-c", type=int, metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
+    cli_store.add_score_options(s)
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("eval", parents=[root], help="EER and minDCF of scored trials",
@@ -466,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", required=True, metavar="TRIALS")
     s.add_argument("--det", metavar="PNG", help="also draw the DET curve to this PNG (needs matplotlib)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cli_store.add_eval_options(s)
     s.set_defaults(func=cmd_eval, quiet=False, strict=False)
 
     s = sub.add_parser("extract", parents=[root, feat, run], help="precompute features",
@@ -483,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
     s.add_argument("--components", type=int, default=64, metavar="K", help="UBM size (default 64)")
     s.set_defaults(func=cmd_demo)
+    cli_store.register(sub, run=run, root=root)     # speakers, verify, identify, calibrate, export, import
     return p
 
 
@@ -496,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     _interrupt.install()
     try:
         return args.func(args)
-    except (JobError, ListError, ModelError) as exc:
+    except (JobError, ListError, ModelError, cli_store.CommandError) as exc:
         print(f"speaker {args.command}: error: {exc}", file=sys.stderr)
     except (ValueError, OSError) as exc:
         print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)

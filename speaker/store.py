@@ -39,7 +39,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence, Union
+from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -162,7 +162,8 @@ class SpeakerStore:
     relevance_factor, adapt : MAP settings of a new store (see :func:`speaker.map_adapt`);
         stored, so every process derives the same models.
     top_c : fast scoring with the UBM's C best components per frame in :meth:`verify` /
-        :meth:`identify` (None: exact)
+        :meth:`identify` (None, the default: exact, as ``speaker score``; a calibration must
+        come from scores computed the same way)
     timeout : seconds a write waits for another process's transaction
     create : False to refuse creating a missing store
 
@@ -173,10 +174,11 @@ class SpeakerStore:
 
     def __init__(self, path: str | os.PathLike, ubm: GaussianMixture | str | os.PathLike | None = None, *,
                  config: FeatureConfig | None = None, relevance_factor: float = 16.0, adapt: str = "m",
-                 top_c: int | None = 5, timeout: float = 60.0, create: bool = True) -> None:
+                 top_c: int | None = None, timeout: float = 60.0, create: bool = True) -> None:
         self.path = Path(path)
         self.top_c = top_c
         self._cache: dict[str, tuple[int, GaussianMixture]] = {}
+        self._stacks: tuple | None = None
         if isinstance(ubm, (str, os.PathLike)):
             mf = load_model(ubm)
             if mf.kind != "ubm":
@@ -358,14 +360,17 @@ class SpeakerStore:
         return X
 
     # ------------------------------------------------------------------ enrolment
-    def enroll(self, speaker_id: str, sources: Iterable[Source], *, replace: bool = False) -> EnrollResult:
+    def enroll(self, speaker_id: str, sources: Iterable[Source], *, replace: bool = False,
+               features: Callable[[Source], np.ndarray] | None = None) -> EnrollResult:
         """Add recordings to a speaker (created if new), or start it over with ``replace=True``.
 
         Each source is an audio file, ``.npy`` / ``ark:offset`` features, or a (frames, D) array.
         A source that cannot be read, or whose content is already enrolled for this speaker, is
         skipped (``result.skipped``: source -> reason).  The statistics of the rest are added in
         the given order, in one transaction.  Raises StoreError when nothing could be added and
-        the speaker would be left without recordings.
+        the speaker would be left without recordings.  ``features`` (source -> (frames, D)
+        array) replaces the store's own extraction, e.g. ``FeatureStore.get`` after a parallel
+        or cached extraction; recordings are still hashed from their files.
         """
         check_speaker_id(speaker_id)
         items: list[tuple[str, str, GMMStats]] = []
@@ -373,12 +378,24 @@ class SpeakerStore:
         for src in sources:
             name = "<array>" if isinstance(src, np.ndarray) else os.fspath(src)
             try:
-                X = self.features(src)
+                X = self.features(src if features is None else features(src))
                 digest = content_hash(src, X)
             except Exception as exc:  # noqa: BLE001 - reported per recording
                 result.skipped[name] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
                 continue
             items.append((name, digest, self.ubm.accumulate(X)))
+        return self.enroll_statistics(speaker_id, items, replace=replace, _result=result)
+
+    def enroll_statistics(self, speaker_id: str, items: Sequence[tuple[str, str, GMMStats]], *,
+                          replace: bool = False, _result: EnrollResult | None = None) -> EnrollResult:
+        """:meth:`enroll` with statistics computed elsewhere (another machine, a Dask worker):
+        ``items`` are (source name, SHA-256 of its content, ``ubm.accumulate(features)``)."""
+        check_speaker_id(speaker_id)
+        result = _result if _result is not None else EnrollResult(speaker_id)
+        for name, digest, st in items:
+            if not isinstance(st, GMMStats) or st.sum_x.shape != (self.K, self.D) \
+                    or not (np.isfinite(st.n).all() and np.isfinite(st.sum_x).all() and np.isfinite(st.sum_xx).all()):
+                raise ValueError(f"{name}: statistics must be finite GMMStats of shape (K, D) = {(self.K, self.D)}")
         with self._write():
             rows = self._sql("SELECT kind FROM speakers WHERE id=?", (speaker_id,))
             if rows and not replace and rows[0][0] != "stats":
@@ -535,6 +552,12 @@ class SpeakerStore:
         hit = self._cache.get(speaker_id)
         if hit is not None and hit[0] == gen[0][0]:
             return hit[1]
+        g, model = self._derive(speaker_id)
+        self._cache[speaker_id] = (g, model)
+        return model
+
+    def _derive(self, speaker_id: str) -> tuple[int, GaussianMixture]:
+        """(generation, model) of a speaker from its row (not cached)."""
         kind, g, _, n_frames, loglik, a, b, c = self._row(speaker_id)
         if kind == "stats":
             model = map_from_stats(self.ubm, GMMStats(a, b, c, loglik, n_frames),
@@ -547,16 +570,15 @@ class SpeakerStore:
                                                            if k != "n_components"})
             except ValueError as exc:
                 self._fail(f"speaker {speaker_id!r}: {exc}")
-        self._cache[speaker_id] = (g, model)
-        return model
+        return g, model
 
     def score(self, speaker_id: str, source: Source) -> float:
         """Raw score of a recording against a speaker: average LLR, nats per frame."""
         return llr(self.model(speaker_id), self.ubm, self.features(source), top_c=self.top_c)
 
     def _decide(self, score: float, threshold: float | None, p_target: float | None, c_miss: float,
-                c_fa: float) -> tuple[float | None, bool, float]:
-        cal = self.calibration
+                c_fa: float, calibration: Calibration | None = None) -> tuple[float | None, bool, float]:
+        cal = calibration if calibration is not None else self.calibration
         value = cal.llr(score) if cal is not None else None
         thr, on_llr = decision_threshold(cal, threshold=threshold, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
                                          default=self._default_threshold())
@@ -570,16 +592,17 @@ class SpeakerStore:
             self._fail(f"bad threshold {t!r}")
 
     def verify(self, speaker_id: str, source: Source, *, threshold: float | None = None,
-               p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0) -> VerifyResult:
+               p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
+               calibration: Calibration | None = None) -> VerifyResult:
         """Is ``source`` speaker ``speaker_id``?
 
         Decision: ``threshold`` on the raw score if given; otherwise, with a calibration, the
         Bayes threshold ``log(c_fa (1 - p_target) / (c_miss p_target))`` on the calibrated LLR
         (``p_target`` default 0.5); otherwise the raw score against 0 (speaker as likely as
-        the UBM).  KeyError for an unknown speaker.
+        the UBM).  ``calibration`` replaces the store's own.  KeyError for an unknown speaker.
         """
         s = self.score(speaker_id, source)
-        value, accept, thr = self._decide(s, threshold, p_target, c_miss, c_fa)
+        value, accept, thr = self._decide(s, threshold, p_target, c_miss, c_fa, calibration)
         return VerifyResult(s, value, accept, thr)
 
     def scores_all(self, source: Source, ids: Sequence[str] | None = None, *,
@@ -590,28 +613,53 @@ class SpeakerStore:
         scored in batches of ``batch`` (one :class:`gmmext.ModelStack` each).
         """
         X = self.features(source)
-        ids = list(ids) if ids is not None else [i for i, in self._sql("SELECT id FROM speakers ORDER BY id")]
+        if ids is not None:
+            ids = list(ids)
+            out = np.empty(len(ids))
+            if self.top_c is None:
+                ubm_ll = self.ubm.score_samples(X).sum()
+                for j, i in enumerate(ids):
+                    out[j] = (self.model(i).score_samples(X).sum() - ubm_ll) / X.shape[0]
+                return ids, out
+            idx, ll = self.ubm.top_components(X, self.top_c)
+            for s in range(0, len(ids), batch):
+                stack = ModelStack([self.model(i) for i in ids[s:s + batch]], reference=self.ubm)
+                out[s:s + batch] = (stack.top_c_loglik(X, idx) - ll.sum()) / X.shape[0]
+            return ids, out
+        ids, stacks = self._all_stacks(batch)
         out = np.empty(len(ids))
         if self.top_c is None:
             ubm_ll = self.ubm.score_samples(X).sum()
-            for j, i in enumerate(ids):
-                out[j] = (self.model(i).score_samples(X).sum() - ubm_ll) / X.shape[0]
+            for j, m in enumerate(m for stack in stacks for m in stack.models):
+                out[j] = (m.score_samples(X).sum() - ubm_ll) / X.shape[0]
             return ids, out
         idx, ll = self.ubm.top_components(X, self.top_c)
-        for s in range(0, len(ids), batch):
-            stack = ModelStack([self.model(i) for i in ids[s:s + batch]], reference=self.ubm)
-            out[s:s + batch] = (stack.top_c_loglik(X, idx) - ll.sum()) / X.shape[0]
+        for j, stack in enumerate(stacks):
+            out[j * batch:(j + 1) * batch] = (stack.top_c_loglik(X, idx) - ll.sum()) / X.shape[0]
         return ids, out
 
+    def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:
+        """Every speaker's model, in id order, as ModelStacks of ``batch`` models, kept in memory
+        until any speaker changes (one query of the generations checks it): identification
+        against a long-lived store scores prepared matrices and reads no statistics."""
+        key = (batch, tuple(self._sql("SELECT id, generation FROM speakers ORDER BY id")))
+        if self._stacks is None or self._stacks[0] != key:
+            self._stacks = None                        # free the old ones first
+            ids = [i for i, _ in key[1]]
+            stacks = [ModelStack([self._derive(i)[1] for i in ids[s:s + batch]], reference=self.ubm)
+                      for s in range(0, len(ids), batch)]
+            self._stacks = (key, ids, stacks)
+        return self._stacks[1], self._stacks[2]
+
     def identify(self, source: Source, n: int = 1, *, threshold: float | None = None,
-                 p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0
-                 ) -> list[tuple[str, float]]:
+                 p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
+                 calibration: Calibration | None = None) -> list[tuple[str, float]]:
         """Open-set identification: the ``n`` best-scoring speakers that pass the decision rule
         of :meth:`verify`, best first, as (id, raw score); empty when none passes."""
         ids, scores = self.scores_all(source)
         order = np.argsort(-scores, kind="stable")
         out = []
         for j in order[:max(0, int(n))]:
-            if self._decide(float(scores[j]), threshold, p_target, c_miss, c_fa)[1]:
+            if self._decide(float(scores[j]), threshold, p_target, c_miss, c_fa, calibration)[1]:
                 out.append((ids[j], float(scores[j])))
         return out
