@@ -176,13 +176,15 @@ def main(argv=None) -> None:
         f"(before {cur0:.0f} MB)")
 
     # ------------------------------------------------------------------ identify
-    st.top_c = a.top_c
-    say()
-    say(f"identify one 3-s recording among S speakers, top-C {a.top_c} (speakers beyond the {a.enrol} enrolled "
-        "above have synthetic statistics):")
-    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'RSS MB':>7s}")
-    n_have = a.enrol
     base = st.stats("spk00000")
+    st.close()
+    say()
+    say(f"identify one 3-s recording among S speakers, top-C {a.top_c}, in a store of synthetic statistics (the "
+        "first speaker's above, scaled); 'later calls' keep the prepared models of the open store:")
+    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'RSS MB':>7s}")
+    db = work / "identify.db"
+    st = SpeakerStore(db, ubm, config=cfg)
+    n_have = 0
     for S in [int(x) for x in a.speakers.split(",")]:
         while n_have < S:
             scale = rng.uniform(0.5, 2.0)

@@ -10,13 +10,17 @@ The recipe, one module per step:
 * :mod:`speaker.score_norm` - Z/T/ZT/S-norm and adaptive S-norm.
 * :mod:`speaker.metrics`  - ``eer``, ``min_dcf``, ``det_curve``, DET plots.
 * :mod:`speaker.model_io` - ``save_model``, ``load_model``: safe ``.npz`` model files.
+* :mod:`speaker.store`    - ``SpeakerStore``: enrolled speakers over time in one SQLite file.
+* :mod:`speaker.calibration` - scores to LLRs, Cllr, minCllr, decision thresholds.
 """
 from .adapt import map_adapt
 from .audio import AudioError, load_audio
 from .features import FeatureConfig, extract_features
 from .model_io import ModelError, ModelFile, load_model, save_model
 from .scoring import llr, score_trials
+from .store import SpeakerStore, StoreError
 from .ubm import train_ubm
 
 __all__ = ["AudioError", "FeatureConfig", "ModelError", "ModelFile", "extract_features", "llr",
-           "load_audio", "load_model", "map_adapt", "save_model", "score_trials", "train_ubm"]
+           "load_audio", "load_model", "map_adapt", "save_model", "score_trials", "train_ubm",
+           "SpeakerStore", "StoreError"]

@@ -218,6 +218,7 @@ class SpeakerStore:
         return bool(self._sql("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"))
 
     def _create(self, ubm: GaussianMixture, config: FeatureConfig, relevance_factor: float, adapt: str) -> None:
+        # validates relevance_factor and adapt the way every later derivation will use them
         map_from_stats(ubm, GMMStats(np.ones(ubm.n_components), ubm.means_, ubm.means_ ** 2, 0.0,
                                      float(ubm.n_components)), relevance_factor=relevance_factor, adapt=adapt)
         K, D = ubm.means_.shape
@@ -279,8 +280,8 @@ class SpeakerStore:
             raise StoreError(f"{self.path}: this store is bound to another UBM (fingerprint {fp[:12]}...), "
                              f"not the given one ({ubm_fingerprint(ubm)[:12]}...)")
         self.ubm, self.fingerprint, self.K, self.D = (ubm if ubm is not None else stored), fp, K, D
-        if self.top_c is not None and not 1 <= self.top_c <= K:
-            self.top_c = min(max(1, int(self.top_c)), K)
+        if self.top_c is not None and not (isinstance(self.top_c, (int, np.integer)) and 1 <= self.top_c <= K):
+            raise ValueError(f"top_c must be None or an int in [1, {K}], got {self.top_c!r}")
         self._meta = meta
 
     def close(self) -> None:
@@ -305,8 +306,16 @@ class SpeakerStore:
                 raise StoreError(f"{self.store.path}: cannot write: {exc}") from None
 
         def __exit__(self, typ, exc, tb):
-            self.store._db.execute("COMMIT" if typ is None else "ROLLBACK")
-            if isinstance(exc, sqlite3.DatabaseError):
+            db = self.store._db
+            if typ is None:
+                try:
+                    db.execute("COMMIT")
+                    return
+                except sqlite3.Error as err:         # e.g. disk full: nothing of the transaction stays
+                    exc = err
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.store.path}: {type(exc).__name__}: {exc}") from None
 
     def _write(self) -> "_Write":
@@ -606,7 +615,7 @@ class SpeakerStore:
         return VerifyResult(s, value, accept, thr)
 
     def scores_all(self, source: Source, ids: Sequence[str] | None = None, *,
-                   batch: int = 256) -> tuple[list[str], np.ndarray]:
+                   batch: int = 4096) -> tuple[list[str], np.ndarray]:
         """Raw scores of one recording against many speakers (default all): (ids, scores).
 
         The UBM's top-C components of the recording are found once; the speaker models are

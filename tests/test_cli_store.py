@@ -176,3 +176,29 @@ def test_znorm_from_the_command_line_matches_a_direct_computation(work):
         z5, t5 = np.sort(zc)[-5:], np.sort(tc)[-5:]
         assert rows_as[(m, test)] == pytest.approx(((raw - z5.mean()) / z5.std() + (raw - t5.mean()) / t5.std()) / 2,
                                                    abs=1e-5)
+
+
+@pytest.mark.parametrize("command", ["speakers", "verify", "identify", "calibrate", "export", "import"])
+def test_help_for_every_new_command(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: speaker " + command) and len(out) > 300
+
+
+def test_store_of_another_ubm_is_refused(work, capsys):
+    db = enrol_store(work, "other.db")
+    assert run(work, "train-ubm", "--list", work / "ubm.lst", "--root", FIX, "--out", work / "ubm2.npz",
+               "--components", "4", "--sample-rate", "8000", "--iters", "2", "--quiet") == 0
+    capsys.readouterr()
+    assert run(work, "score", "--store", db, "--ubm", work / "ubm2.npz", "--trials", work / "trials.txt", "--root",
+               FIX, "--out", work / "never.txt", "--quiet") == 1
+    err = capsys.readouterr().err
+    assert "bound to another UBM" in err and "Traceback" not in err and not (work / "never.txt").exists()
+    assert run(work, "enroll", "--ubm", work / "ubm2.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
+               "--store", db, "--quiet") == 1
+    assert "bound to another UBM" in capsys.readouterr().err
+    (work / "garbage.db").write_bytes(b"\x00junk" * 500)
+    assert run(work, "speakers", "--store", work / "garbage.db") == 1
+    assert "not a usable speaker store" in capsys.readouterr().err

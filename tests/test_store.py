@@ -105,6 +105,12 @@ def test_verify_and_identify(tmp_path, ubm):
     best = st.identify(test, n=3)
     assert best[0][0] == "s2" and [b[1] for b in best] == sorted([b[1] for b in best], reverse=True)
     assert st.identify(test, n=3, threshold=float(scores.max()) + 1.0) == []     # open set: nobody passes
+    SpeakerStore(tmp_path / "s.db").enroll("s9", [test])     # another writer: the kept models are rebuilt
+    ids, scores = st.scores_all(test)
+    assert ids == [f"s{i}" for i in range(5)] + ["s9"]
+    assert scores[-1] == pytest.approx(llr(map_adapt(ubm, test), ubm, test, top_c=4), abs=1e-9)
+    SpeakerStore(tmp_path / "s.db").remove("s9")
+    assert st.scores_all(test)[0] == [f"s{i}" for i in range(5)]
     st.calibration = Calibration(2.0, -1.0)
     res = st.verify("s2", test, p_target=0.01)
     assert res.llr == pytest.approx(2 * res.score - 1) and res.threshold == pytest.approx(np.log(99))
