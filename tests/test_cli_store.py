@@ -166,6 +166,16 @@ def test_znorm_from_the_command_line_matches_a_direct_computation(work):
     rows = [line.split() for line in (work / "n_z.txt").read_text().splitlines()]
     rows_t = {(r[0], r[1]): float(r[2]) for r in (line.split() for line in (work / "n_t.txt").read_text().splitlines())}
     rows_as = {(r[0], r[1]): float(r[2]) for r in (line.split() for line in (work / "n_as.txt").read_text().splitlines())}
+    read = lambda name: {(r[0], r[1]): float(r[2]) for r in (line.split() for line in  # noqa: E731
+                                                                 (work / name).read_text().splitlines())}
+    rows_s, rows_zt, rows_z = read("n_s.txt"), read("n_zt.txt"), read("n_z.txt")
+    for key, v in rows_s.items():
+        assert v == pytest.approx((rows_z[key] + rows_t[key]) / 2, abs=2e-6)
+    half = len(cohort) // 2                          # ZT: first half T models, second half Z tests
+    t_z = []
+    for c in cohort_models[:half]:
+        own = np.array([llr(c, ubm, C) for C in cohort[half:]])
+        t_z.append((own.mean(), own.std()))
     for m, test, value in rows[::7]:
         X = extract_features(FIX / test, config=CFG)
         raw = llr(models[m], ubm, X)
@@ -173,6 +183,9 @@ def test_znorm_from_the_command_line_matches_a_direct_computation(work):
         tc = np.array([llr(c, ubm, X) for c in cohort_models])
         assert float(value) == pytest.approx((raw - zc.mean()) / zc.std(), abs=1e-5)
         assert rows_t[(m, test)] == pytest.approx((raw - tc.mean()) / tc.std(), abs=1e-5)
+        zz = zc[half:]
+        tn = np.array([(tc[j] - m_) / s_ for j, (m_, s_) in enumerate(t_z)])
+        assert rows_zt[(m, test)] == pytest.approx(((raw - zz.mean()) / zz.std() - tn.mean()) / tn.std(), abs=1e-5)
         z5, t5 = np.sort(zc)[-5:], np.sort(tc)[-5:]
         assert rows_as[(m, test)] == pytest.approx(((raw - z5.mean()) / z5.std() + (raw - t5.mean()) / t5.std()) / 2,
                                                    abs=1e-5)
