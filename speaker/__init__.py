@@ -14,6 +14,8 @@ The recipe, one module per step:
 * :mod:`speaker.metrics`  - ``eer``, ``min_dcf``, ``det_curve``.
 * :mod:`speaker.det`      - ``plot_det``, ``save_det_plot(s)``: DET plots (matplotlib).
 * :mod:`speaker.model_io` - ``save_model``, ``load_model``: safe ``.npz`` model files.
+* :mod:`speaker.store`    - ``SpeakerStore``: enrolled speakers over time in one SQLite file.
+* :mod:`speaker.calibration` - scores to LLRs, Cllr, minCllr, decision thresholds.
 * :mod:`speaker.cli`      - the ``speaker`` command.
 
 The names below are imported on first use (``speaker.train_ubm`` imports gmmext, ``speaker.
@@ -31,6 +33,7 @@ _WHERE = {
     "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",
     "llr": "scoring", "score_trials": "scoring",
     "train_ubm": "ubm",
+    "SpeakerStore": "store", "StoreError": "store",
 }
 
 __all__ = sorted(_WHERE)

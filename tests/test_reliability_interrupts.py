@@ -50,7 +50,8 @@ def setup(tmp_path_factory):
 JOBS = {
     "train-ubm": lambda d: ["train-ubm", "--list", d / "ubm.lst", "--out", d / "ubm.npz", "--components", 64,
                             "--sample-rate", 8000, "--iters", 10000],
-    "enroll": lambda d: ["enroll", "--ubm", d / "ubm.npz", "--enroll", d / "enroll.txt", "--out", d / "models.npz"],
+    "enroll": lambda d: ["enroll", "--ubm", d / "ubm.npz", "--enroll", d / "enroll.txt", "--out", d / "models.npz",
+                         "--overwrite"],
     "score": lambda d: ["score", "--ubm", d / "ubm.npz", "--models", d / "models.npz", "--trials",
                         d / "trials.txt", "--out", d / "scores.txt"],
 }

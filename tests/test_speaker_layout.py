@@ -96,7 +96,8 @@ def _subparsers(parser):
 def test_every_option_of_every_command_has_help():
     parser = build_parser()
     commands = _subparsers(parser)
-    assert set(commands) == {c.NAME for c in COMMANDS}
+    from speaker.cli import store_commands
+    assert set(commands) == {c.NAME for c in COMMANDS} | set(store_commands.NAMES)
     for name, sub in [("speaker", parser)] + sorted(commands.items()):
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):

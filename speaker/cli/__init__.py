@@ -20,7 +20,7 @@ import sys
 
 from .. import _interrupt
 from ..lists import ListError
-from . import demo, enroll, evaluate, extract, score, train_ubm
+from . import demo, enroll, evaluate, extract, score, store_commands, train_ubm
 from ._common import JobError, parents
 
 __all__ = ["main", "build_parser", "JobError", "COMMANDS"]
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     shared = parents()
     for command in COMMANDS:
         command.add_parser(sub, shared)
+    store_commands.register(sub, run=shared.run, root=shared.root)   # speakers, verify, identify, ...
     return p
 
 

@@ -46,7 +46,7 @@ def run(args) -> int:
         ["train-ubm", "--list", str(fx / "ubm.lst"), "--out", str(work / "ubm.npz"),
          "--components", str(args.components), "--config", str(cfg)],
         ["enroll", "--ubm", str(work / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
-         "--out", str(work / "models.npz")],
+         "--out", str(work / "models.npz"), "--overwrite"],
         ["score", "--ubm", str(work / "ubm.npz"), "--models", str(work / "models.npz"),
          "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--top-c", "5"],
         ["score", "--ubm", str(work / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),

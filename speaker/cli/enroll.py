@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .store_commands import add_enroll_options, enroll_into_store
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
 
 NAME = "enroll"
@@ -15,8 +16,10 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--ubm", required=True, metavar="NPZ", help="UBM file from 'speaker train-ubm'")
     s.add_argument("--enroll", required=True, metavar="ENROLL",
                    help="enrolment list: 'speaker_id path [path ...]' per line")
-    s.add_argument("--out", required=True, metavar="NPZ", help="speaker models file to write")
+    s.add_argument("--out", metavar="NPZ", help="speaker models file to write (or --store)")
+    s.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
+    add_enroll_options(s)
     s.set_defaults(func=run)
 
 
@@ -29,7 +32,12 @@ def adapt_all(args, ubm, speakers: dict) -> dict:
 
 def run(args) -> int:
     from ..lists import read_enroll_list, read_scp
+    from pathlib import Path
     from ..model_io import save_model
+    if bool(args.out) == bool(args.store):
+        raise JobError("give either --out NPZ (a model file) or --store DB (a speaker store)")
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
     ubm, config = load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
@@ -37,6 +45,8 @@ def run(args) -> int:
         st.load([p for files in spk_files.values() for _, p in files], desc="features")
     report_skipped(args, st.errors)
     check_strict(args, st.errors)
+    if args.store:                                                  # speaker store: docs/store.md
+        return enroll_into_store(args, ubm, config, spk_files, st)
     feats = {spk: [st.features[p] for _, p in files if p in st.features] for spk, files in spk_files.items()}
     empty = [spk for spk, f in feats.items() if not f]
     models = adapt_all(args, ubm, {spk: f for spk, f in feats.items() if f})

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from .store_commands import add_eval_options, eval_metrics, format_eval
 from ._common import JobError
 
 NAME = "eval"
@@ -23,6 +24,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--det", metavar="PNG",
                    help="also draw the DET curves (one per score file, EER in the legend) to this PNG (needs matplotlib)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_eval_options(s)
     s.set_defaults(func=run, quiet=False, strict=False)
 
 
@@ -83,12 +85,13 @@ def run(args) -> int:
     _, trials = read_trials(args.trials, args.root)
     paths = list(dict.fromkeys(args.scores))
     systems = {name: _matched(p, trials) for name, p in zip(_names(paths), paths)}
-    tables = {name: metrics_table(s, lab) for name, (s, lab) in systems.items()}
+    tables = {name: {**metrics_table(s, lab), **eval_metrics(args, s, lab)}
+              for name, (s, lab) in systems.items()}
     if args.json:
         print(json.dumps(next(iter(tables.values())) if len(tables) == 1 else tables, indent=2))
     else:
-        print("\n\n".join(format_table(m) if len(tables) == 1 else f"== {name}\n{format_table(m)}"
-                          for name, m in tables.items()))
+        text = {name: format_table(m) + format_eval(m) for name, m in tables.items()}
+        print("\n\n".join(t if len(text) == 1 else f"== {name}\n{t}" for name, t in text.items()))
     if args.det:
         from ..det import save_det_plots
         save_det_plots(args.det, systems)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .store_commands import add_score_options, score_ubm, store_models, normalise_scores
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
 from .enroll import adapt_all
 
@@ -15,13 +16,14 @@ def add_parser(sub, parents) -> None:
                                    "(score: average log-likelihood ratio per frame, nats). TRIALS is Kaldi style "
                                    "'model_id test_path [target|nontarget]' (needs --models) or VoxCeleb style "
                                    "'1|0 enrol_path test_path' (each enrolment file is enrolled on the fly).")
-    s.add_argument("--ubm", required=True, metavar="NPZ", help="UBM file from 'speaker train-ubm'")
+    s.add_argument("--ubm", metavar="NPZ", help="UBM file from 'speaker train-ubm' (not needed with --store)")
     s.add_argument("--models", metavar="NPZ", help="speaker models from 'speaker enroll' (Kaldi-style trials)")
     s.add_argument("--trials", required=True, metavar="TRIALS",
                    help="trial list, Kaldi style (model_id test_path [label]) or VoxCeleb style (label enrol test)")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
     s.add_argument("--top-c", type=int, metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
+    add_score_options(s)
     s.set_defaults(func=run)
 
 
@@ -30,7 +32,9 @@ def run(args) -> int:
     from ..lists import read_scp, read_trials
     from ..model_io import load_model
     from ..scoring import score_trials
-    ubm, config = load_ubm(args.ubm)
+    if not args.ubm and not args.store:
+        raise JobError("give --ubm NPZ (or --store DB, which holds its UBM)")
+    ubm, config = score_ubm(args) if args.store else load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     fmt, trials = read_trials(args.trials, args.root, scp)
     skipped: dict[str, str] = {}
@@ -41,9 +45,10 @@ def run(args) -> int:
             models = adapt_all(args, ubm, {name: [st.features[path]] for name, path in enrol.items()
                                            if path in st.features})
         else:
-            if not args.models:
-                raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll')")
-            models = load_model(args.models, ubm=ubm).speakers
+            if not args.models and not args.store:
+                raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll') or --store")
+            models = (store_models(args, ubm, {t.model for t in trials}) if args.store
+                      else load_model(args.models, ubm=ubm).speakers)
             st.load([t.test_path for t in trials], desc="features")
     report_skipped(args, st.errors)
     usable, rows = [], []
@@ -59,6 +64,9 @@ def run(args) -> int:
     if usable:
         scores = score_trials([(trials[i].model, trials[i].test_path) for i in usable], models, ubm,
                               st.get, top_c=args.top_c, progress=progress(args))
+        if args.norm:
+            scores = normalise_scores(args, [(trials[i].model, trials[i].test_path) for i in usable],
+                                                     scores, models, ubm, st)
         rows = [f"{trials[i].model} {trials[i].test} {s:.6f}" for i, s in zip(usable, scores)]
     if skipped:
         print(f"skipped {len(skipped)} trial(s) (not scored, not in {args.out}):", file=sys.stderr)

@@ -1,0 +1,217 @@
+"""Speed of the speaker store (docs/store.md): verify, identify, enrolment.
+
+* verify one 3-s recording against one speaker, K=512, D=60, in process (feature extraction +
+  scoring): median and p99 over --runs calls of ``SpeakerStore.verify``, against the bare library
+  calls it makes (``extract_features`` + ``llr``) and against the start-up of
+  ``python -c "import numpy"`` and of the ``speaker verify`` command;
+* identify one 3-s recording among S enrolled speakers (synthetic statistics), K=512, top-C 5:
+  first call (models derived from the stored statistics) and later calls (prepared models kept
+  by the open store), for each S of --speakers;
+* enrol 1,000 speakers x 5 recordings of 3 s (feature arrays: no audio decoding): time, store
+  size, peak memory, against ``ubm.accumulate`` alone.
+
+    python benchmarks/bench_store.py                    # writes benchmarks/results_store.txt
+    python benchmarks/bench_store.py --speakers 100,1000 --enrol 200 --runs 50   # quicker
+
+The UBM is synthetic (means drawn from real feature frames): timings do not depend on its
+quality.  The 3-s recording is cut from a speechocean762 utterance (``--data``), or synthesised
+when the data are not there.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def recording(data: Path, work: Path, seconds: float = 3.0) -> tuple[Path, list[Path]]:
+    """A 3-s test WAV and a few longer files (for the UBM frames and the enrolment)."""
+    sr = 16000
+    files = sorted(data.glob("WAVE/*/*.flac"))[:12] if data.exists() else []
+    if files:
+        y, sr = sf.read(files[0], dtype="float32")
+        reps = int(np.ceil(seconds * sr / len(y)))
+        y = np.tile(y, reps)[:int(seconds * sr)]
+    else:
+        rng = np.random.default_rng(0)
+        t = np.arange(int(seconds * sr)) / sr
+        y = (0.1 * rng.standard_normal(t.size) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+        for i in range(6):
+            p = work / f"synthetic{i}.wav"
+            sf.write(p, (0.1 * rng.standard_normal(sr * 4)).astype(np.float32), sr)
+            files.append(p)
+    test = work / "test3s.wav"
+    sf.write(test, y, sr)
+    return test, files[1:]
+
+
+def pct(x, q) -> float:
+    return float(np.percentile(np.asarray(x) * 1e3, q))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--components", type=int, default=512)
+    ap.add_argument("--runs", type=int, default=200, help="verify calls (default 200)")
+    ap.add_argument("--speakers", default="100,1000,3000,10000", help="identify store sizes")
+    ap.add_argument("--enrol", type=int, default=1000, help="speakers enrolled x 5 recordings (default 1000)")
+    ap.add_argument("--top-c", type=int, default=5)
+    ap.add_argument("--work", type=Path, help="folder for the stores (default: a temporary one, removed)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_store.txt")
+    a = ap.parse_args(argv)
+    from gmmext import GaussianMixture, GMMStats
+    from speaker import FeatureConfig, extract_features, llr
+    from speaker.store import SpeakerStore
+
+    work = Path(a.work or tempfile.mkdtemp(prefix="bench-store-"))
+    work.mkdir(parents=True, exist_ok=True)
+    lines = []
+
+    def say(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    cfg = FeatureConfig()
+    test, files = recording(a.data, work)
+    feats = [extract_features(f, config=cfg) for f in files]
+    frames = np.concatenate(feats)
+    rng = np.random.default_rng(0)
+    K, D = a.components, frames.shape[1]
+    ubm = GaussianMixture.from_parameters(np.full(K, 1.0 / K, np.float32),
+                                          frames[rng.choice(len(frames), K, replace=False)].astype(np.float32),
+                                          np.tile(frames.var(axis=0), (K, 1)).astype(np.float32))
+    say(f"speaker store benchmark: K={K}, D={D}, float32 UBM; numpy {np.__version__}; {os.cpu_count()} cores; "
+        f"taken on a loaded machine (other jobs running): compare the ratios, not the absolute times")
+
+    # ------------------------------------------------------------------ verify
+    db = work / "verify.db"
+    st = SpeakerStore(db, ubm, config=cfg, top_c=None)
+    st.enroll("alice", feats[:3])
+    X = extract_features(test, config=cfg)
+    for _ in range(3):
+        st.verify("alice", test)
+    t_ver, t_feat, t_score = [], [], []
+    model = st.model("alice")
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        st.verify("alice", test)
+        t1 = time.perf_counter()
+        extract_features(test, config=cfg)
+        t2 = time.perf_counter()
+        llr(model, ubm, X)
+        t3 = time.perf_counter()
+        t_ver.append(t1 - t0)
+        t_feat.append(t2 - t1)
+        t_score.append(t3 - t2)
+    say()
+    say(f"verify one 3-s recording ({X.shape[0]} speech frames) against one speaker, exact scoring, {a.runs} runs:")
+    say(f"  SpeakerStore.verify            median {pct(t_ver, 50):7.2f} ms   p99 {pct(t_ver, 99):7.2f} ms")
+    say(f"  extract_features alone         median {pct(t_feat, 50):7.2f} ms   p99 {pct(t_feat, 99):7.2f} ms")
+    say(f"  llr alone (exact, K={K})       median {pct(t_score, 50):7.2f} ms   p99 {pct(t_score, 99):7.2f} ms")
+    say(f"  verify / (features + llr)      {np.median(t_ver) / (np.median(t_feat) + np.median(t_score)):.2f}x "
+        "(the store's own work: a generation query, the content checks, the decision)")
+    st.close()
+    exe = shutil.which("speaker")
+    start = []
+    for cmd in ([sys.executable, "-c", "import numpy"], [exe, "verify", "--store", str(db), "--speaker", "alice",
+                                                         str(test), "--quiet"] if exe else None):
+        if cmd is None:
+            continue
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            ts.append(time.perf_counter() - t0)
+        start.append(float(np.median(ts)))
+    if len(start) == 2:
+        say(f"  for comparison: python -c 'import numpy' {1e3 * start[0]:.0f} ms; the 'speaker verify' command "
+            f"{1e3 * start[1]:.0f} ms ({start[1] / start[0]:.1f}x; interpreter and imports dominate)")
+
+    # ------------------------------------------------------------------ enrolment
+    db = work / "speakers.db"
+    st = SpeakerStore(db, ubm, config=cfg)
+    recs = [rng.standard_normal((300, D)).astype(np.float32) * frames.std(axis=0) + frames.mean(axis=0)
+            for _ in range(25)]
+    t0 = time.perf_counter()
+    for r in recs:
+        ubm.accumulate(r)
+    t_acc = (time.perf_counter() - t0) / len(recs)
+    rss0, cur0 = rss_mb(), current_rss_mb()
+    t0 = time.perf_counter()
+    for s in range(a.enrol):
+        # 5 distinct 3-s recordings per speaker (a shifted copy of the pool: contents differ)
+        st.enroll(f"spk{s:05d}", [recs[(5 * s + i) % len(recs)] + np.float32(1e-3 * s) for i in range(5)])
+    t_enrol = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in work.glob("speakers.db*"))
+    say()
+    say(f"enrol {a.enrol} speakers x 5 recordings of 3 s (300 frames, feature arrays) into the store:")
+    say(f"  {t_enrol:.1f} s ({1e3 * t_enrol / (5 * a.enrol):.2f} ms per recording; ubm.accumulate alone "
+        f"{1e3 * t_acc:.2f} ms: {t_enrol / (5 * a.enrol) / t_acc:.2f}x)")
+    say(f"  store size {size / 2 ** 20:.0f} MB ({size / a.enrol / 1024:.0f} KB per speaker; the statistics are "
+        f"{8 * K * (2 * D + 1) / 1024:.0f} KB)")
+    say(f"  memory: peak RSS {rss_mb():.0f} MB (before {rss0:.0f} MB); current {current_rss_mb():.0f} MB "
+        f"(before {cur0:.0f} MB)")
+
+    # ------------------------------------------------------------------ identify
+    base = st.stats("spk00000")
+    st.close()
+    say()
+    say(f"identify one 3-s recording among S speakers, top-C {a.top_c}, in a store of synthetic statistics (the "
+        "first speaker's above, scaled); 'later calls' keep the prepared models of the open store:")
+    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'RSS MB':>7s}")
+    db = work / "identify.db"
+    st = SpeakerStore(db, ubm, config=cfg)
+    n_have = 0
+    for S in [int(x) for x in a.speakers.split(",")]:
+        while n_have < S:
+            scale = rng.uniform(0.5, 2.0)
+            fake = GMMStats(base.n * scale, base.sum_x * scale, base.sum_xx * scale, base.loglik * scale,
+                            base.n_samples * scale)
+            digest = hashlib.sha256(f"synthetic {n_have}".encode()).hexdigest()
+            st.enroll_statistics(f"spk{n_have:05d}", [("<synthetic>", digest, fake)])
+            n_have += 1
+        reader = SpeakerStore(db, top_c=a.top_c)
+        t0 = time.perf_counter()
+        reader.identify(test, 5)
+        first = time.perf_counter() - t0
+        ts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            reader.identify(test, 5)
+            ts.append(time.perf_counter() - t0)
+        later = float(np.median(ts))
+        say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} {current_rss_mb():7.0f}")
+        reader.close()
+        del reader
+    st.close()
+    if a.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    a.out.write_text("\n".join(lines) + "\n")
+    print(f"-> {a.out}")
+
+
+if __name__ == "__main__":
+    main()

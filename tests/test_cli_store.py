@@ -1,0 +1,217 @@
+"""The store, verify, identify, calibrate, export/import and --norm commands, in process
+(speaker.cli.main) on the audio fixtures."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speaker import FeatureConfig, extract_features, llr, load_model
+from speaker.cli import main
+
+FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
+SPK = ["george", "jackson", "lucas"]
+CFG = FeatureConfig(sample_rate=8000)
+
+
+def files(spk, digits, takes):
+    return [f"{d}_{spk}_{t}.wav" for d in digits for t in takes]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("store-cli")
+    (d / "ubm.lst").write_text("".join(f"{f}\n" for s in SPK for f in files(s, range(10), [2])))
+    (d / "enroll_a.txt").write_text("".join(f"{s} {' '.join(files(s, range(5), [0, 1]))}\n" for s in SPK))
+    (d / "enroll_b.txt").write_text("".join(f"{s} {' '.join(files(s, range(5, 10), [0, 1]))}\n" for s in SPK))
+    (d / "enroll.txt").write_text("".join(f"{s} {' '.join(files(s, range(10), [0, 1]))}\n" for s in SPK))
+    (d / "trials.txt").write_text("".join(f"{m} {f} {'target' if m == s else 'nontarget'}\n"
+                                          for s in SPK for f in files(s, range(10), [3]) for m in SPK))
+    (d / "cohort.lst").write_text("".join(f"{f}\n" for f in files("nicolas", range(6), [2])
+                                          + files("theo", range(6), [2])))
+    assert main(["train-ubm", "--list", str(d / "ubm.lst"), "--root", str(FIX), "--out", str(d / "ubm.npz"),
+                 "--components", "8", "--sample-rate", "8000", "--iters", "3", "--quiet"]) == 0
+    return d
+
+
+def run(work, *args):
+    return main([str(a) for a in args])
+
+
+def enrol_store(work, name):
+    db = work / name
+    for part in ("enroll_a.txt", "enroll_b.txt"):
+        assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / part, "--root", FIX,
+                   "--store", db, "--quiet") == 0
+    return db
+
+
+def test_store_enrolment_in_two_steps_equals_enroll_out(work, capsys):
+    db = enrol_store(work, "two.db")
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll.txt", "--root", FIX,
+               "--out", work / "once.npz", "--quiet", "--overwrite") == 0
+    assert run(work, "export", "--store", db, "--out", work / "exported.npz", "--quiet") == 0
+    once, exported = load_model(work / "once.npz").speakers, load_model(work / "exported.npz").speakers
+    assert sorted(once) == sorted(exported) == SPK
+    for s in SPK:
+        for attr in ("weights_", "means_", "covariances_"):
+            assert np.array_equal(getattr(once[s], attr), getattr(exported[s], attr))
+    capsys.readouterr()
+    assert run(work, "speakers", "--store", db, "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["n_recordings"]) for r in rows] == [(s, 20) for s in SPK]
+    # the same list again adds nothing
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
+               "--store", db, "--quiet") == 0
+    assert run(work, "speakers", "--store", db, "--json") == 0
+    assert [r["n_recordings"] for r in json.loads(capsys.readouterr().out)] == [20] * 3
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
+               "--store", db, "--replace", "--quiet") == 0
+    assert run(work, "speakers", "--store", db) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["id", "recordings", "frames"]
+    assert [line.split()[:2] for line in out[1:]] == [[s, "10"] for s in SPK]
+    assert run(work, "speakers", "--store", db, "--remove", "lucas", "--quiet") == 0
+    assert run(work, "speakers", "--store", db, "--remove", "nobody", "--quiet") == 1
+    assert run(work, "speakers", "--store", db, "--json") == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ["george", "jackson"]
+
+
+def test_enroll_out_refuses_to_replace_a_file(work, capsys):
+    target = work / "keep.npz"
+    target.write_bytes(b"precious")
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
+               "--out", target, "--quiet") == 1
+    assert "exists; give --overwrite" in capsys.readouterr().err and target.read_bytes() == b"precious"
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
+               "--out", target, "--quiet", "--overwrite") == 0
+    assert load_model(target).kind == "speakers"
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll_a.txt", "--quiet") == 1
+
+
+def test_verify_identify_score_and_calibrate(work, capsys):
+    db = enrol_store(work, "v.db")
+    ubm = load_model(work / "ubm.npz").ubm
+    models = {s: m for s, m in load_model(work / "exported.npz").speakers.items()} if (work / "exported.npz").exists() \
+        else None
+    g, lu = FIX / "7_george_4.wav", FIX / "7_lucas_4.wav"
+    capsys.readouterr()
+    assert run(work, "verify", "--store", db, "--speaker", "george", g, lu) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [(x[0], x[1], x[3]) for x in lines] == [("george", str(g), "accept"), ("george", str(lu), "reject")]
+    if models is not None:
+        assert float(lines[0][2]) == pytest.approx(llr(models["george"], ubm, extract_features(g, config=CFG)), abs=1e-6)
+    assert run(work, "verify", "--store", db, "--speaker", "george", g, work / "missing.wav") == 1
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert run(work, "verify", "--store", db, "--speaker", "nobody", g) == 1
+    assert run(work, "verify", "--store", db, "--speaker", "george", g, "--p-target", "0.1") == 1   # not calibrated
+    capsys.readouterr()
+    assert run(work, "identify", "--store", db, g, lu, "--top", "2") == 0
+    out = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert out[0][:2] == [str(g), "george"] and out[1][:2] == [str(lu), "lucas"]
+    assert run(work, "identify", "--store", db, g, "--threshold", "100") == 0
+    assert capsys.readouterr().out.split() == [str(g), "none"]
+    # score --store writes what score --models writes
+    assert run(work, "export", "--store", db, "--out", work / "v.npz", "--quiet", "--overwrite") == 0
+    assert run(work, "score", "--store", db, "--trials", work / "trials.txt", "--root", FIX, "--out",
+               work / "s_store.txt", "--quiet") == 0
+    assert run(work, "score", "--ubm", work / "ubm.npz", "--models", work / "v.npz", "--trials", work / "trials.txt",
+               "--root", FIX, "--out", work / "s_models.txt", "--quiet") == 0
+    assert (work / "s_store.txt").read_text() == (work / "s_models.txt").read_text()
+    # calibrate into a file and the store; verify then prints the calibrated LLR
+    assert run(work, "calibrate", "--scores", work / "s_store.txt", "--trials", work / "trials.txt", "--root", FIX,
+               "--out", work / "cal.json", "--store", db, "--quiet") == 0
+    cal = json.loads((work / "cal.json").read_text())
+    capsys.readouterr()
+    assert run(work, "verify", "--store", db, "--speaker", "george", g, "--p-target", "0.2") == 0
+    spk, path, score, decision, value = capsys.readouterr().out.split()
+    assert float(value) == pytest.approx(cal["a"] * float(score) + cal["b"], abs=1e-5)
+    assert decision == ("accept" if float(value) >= np.log(4) else "reject")
+    assert run(work, "eval", "--scores", work / "s_store.txt", "--trials", work / "trials.txt", "--root", FIX,
+               "--calibration", work / "cal.json", "--json", "--target-far", "0.05") == 0
+    m = json.loads(capsys.readouterr().out)
+    assert {"cllr", "min_cllr", "act_dcf", "threshold_eer", "threshold_far"} <= set(m)
+    assert m["min_cllr"] <= m["cllr"] and m["threshold_far_p_fa"] <= 0.05
+    assert run(work, "eval", "--scores", work / "s_store.txt", "--trials", work / "trials.txt", "--root", FIX) == 0
+    text = capsys.readouterr().out
+    assert "Cllr (scores read as LLRs)" in text and "threshold at the EER" in text and "actual DCF" not in text
+
+
+def test_import_into_a_new_store(work, capsys):
+    db = enrol_store(work, "i.db")
+    assert run(work, "export", "--store", db, "--out", work / "i.npz", "--quiet", "--overwrite") == 0
+    assert run(work, "import", "--store", work / "new.db", "--models", work / "i.npz", "--quiet") == 1  # no such store
+    assert run(work, "import", "--store", work / "new.db", "--models", work / "i.npz", "--ubm", work / "ubm.npz",
+               "--quiet") == 0
+    capsys.readouterr()
+    for store in (db, work / "new.db"):
+        assert run(work, "verify", "--store", store, "--speaker", "jackson", FIX / "3_jackson_4.wav") == 0
+    a, b = capsys.readouterr().out.splitlines()
+    assert a == b
+
+
+def test_znorm_from_the_command_line_matches_a_direct_computation(work):
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll.txt", "--root", FIX,
+               "--out", work / "z.npz", "--quiet", "--overwrite") == 0
+    for norm in ("z", "t", "s", "as", "zt"):
+        args = ["score", "--ubm", work / "ubm.npz", "--models", work / "z.npz", "--trials", work / "trials.txt",
+                "--root", FIX, "--out", work / f"n_{norm}.txt", "--norm", norm, "--cohort", work / "cohort.lst",
+                "--quiet"]
+        assert run(work, *args, *(["--cohort-size", "5"] if norm == "as" else [])) == 0
+    ubm = load_model(work / "ubm.npz").ubm
+    models = load_model(work / "z.npz", ubm=ubm).speakers
+    cohort = [extract_features(FIX / line, config=CFG) for line in (work / "cohort.lst").read_text().split()]
+    from speaker.adapt import map_adapt
+    cohort_models = [map_adapt(ubm, X) for X in cohort]
+    rows = [line.split() for line in (work / "n_z.txt").read_text().splitlines()]
+    rows_t = {(r[0], r[1]): float(r[2]) for r in (line.split() for line in (work / "n_t.txt").read_text().splitlines())}
+    rows_as = {(r[0], r[1]): float(r[2]) for r in (line.split() for line in (work / "n_as.txt").read_text().splitlines())}
+    read = lambda name: {(r[0], r[1]): float(r[2]) for r in (line.split() for line in  # noqa: E731
+                                                                 (work / name).read_text().splitlines())}
+    rows_s, rows_zt, rows_z = read("n_s.txt"), read("n_zt.txt"), read("n_z.txt")
+    for key, v in rows_s.items():
+        assert v == pytest.approx((rows_z[key] + rows_t[key]) / 2, abs=2e-6)
+    half = len(cohort) // 2                          # ZT: first half T models, second half Z tests
+    t_z = []
+    for c in cohort_models[:half]:
+        own = np.array([llr(c, ubm, C) for C in cohort[half:]])
+        t_z.append((own.mean(), own.std()))
+    for m, test, value in rows[::7]:
+        X = extract_features(FIX / test, config=CFG)
+        raw = llr(models[m], ubm, X)
+        zc = np.array([llr(models[m], ubm, C) for C in cohort])
+        tc = np.array([llr(c, ubm, X) for c in cohort_models])
+        assert float(value) == pytest.approx((raw - zc.mean()) / zc.std(), abs=1e-5)
+        assert rows_t[(m, test)] == pytest.approx((raw - tc.mean()) / tc.std(), abs=1e-5)
+        zz = zc[half:]
+        tn = np.array([(tc[j] - m_) / s_ for j, (m_, s_) in enumerate(t_z)])
+        assert rows_zt[(m, test)] == pytest.approx(((raw - zz.mean()) / zz.std() - tn.mean()) / tn.std(), abs=1e-5)
+        z5, t5 = np.sort(zc)[-5:], np.sort(tc)[-5:]
+        assert rows_as[(m, test)] == pytest.approx(((raw - z5.mean()) / z5.std() + (raw - t5.mean()) / t5.std()) / 2,
+                                                   abs=1e-5)
+
+
+@pytest.mark.parametrize("command", ["speakers", "verify", "identify", "calibrate", "export", "import"])
+def test_help_for_every_new_command(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: speaker " + command) and len(out) > 300
+
+
+def test_store_of_another_ubm_is_refused(work, capsys):
+    db = enrol_store(work, "other.db")
+    assert run(work, "train-ubm", "--list", work / "ubm.lst", "--root", FIX, "--out", work / "ubm2.npz",
+               "--components", "4", "--sample-rate", "8000", "--iters", "2", "--quiet") == 0
+    capsys.readouterr()
+    assert run(work, "score", "--store", db, "--ubm", work / "ubm2.npz", "--trials", work / "trials.txt", "--root",
+               FIX, "--out", work / "never.txt", "--quiet") == 1
+    err = capsys.readouterr().err
+    assert "bound to another UBM" in err and "Traceback" not in err and not (work / "never.txt").exists()
+    assert run(work, "enroll", "--ubm", work / "ubm2.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
+               "--store", db, "--quiet") == 1
+    assert "bound to another UBM" in capsys.readouterr().err
+    (work / "garbage.db").write_bytes(b"\x00junk" * 500)
+    assert run(work, "speakers", "--store", work / "garbage.db") == 1
+    assert "not a usable speaker store" in capsys.readouterr().err
