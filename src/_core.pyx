@@ -23,8 +23,10 @@ shared among OpenMP threads with a static schedule, every thread owning its buff
 float64 accumulators; the Python caller sums the per-thread accumulators in thread order, so
 results are deterministic for a given chunk size and thread count (the exception,
 ``accumulate(..., per_segment=True)``, is deterministic whatever the threads: see there).
-BLAS must run single-threaded while these functions run (the Python layer arranges that with
-threadpoolctl).
+BLAS should run single-threaded while these functions run (the Python layer arranges that
+with threadpoolctl: a threaded BLAS inside OpenMP threads is only slower); results do not
+depend on it, every gemm's summed dimension being cut into slices (``_gemm``).  ``unshift``
+turns statistics about the shift into plain ones.
 
 Every entry point starts with :func:`_prologue` (frame table, model shapes, chunk and thread
 count, the two per-thread buffers every chunk uses) and runs its chunks through
