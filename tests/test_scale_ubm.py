@@ -1,39 +1,26 @@
 """speaker.train_ubm / `speaker train-ubm` at scale: streaming from disk, Dask workers, checkpoints.
 
-Every result is compared with the plain in-memory, single-process, uninterrupted run."""
+Every result is compared with the plain in-memory, single-process, uninterrupted run. The commands
+run in this process (conftest.speaker_cli), except the ones interrupted by a signal."""
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import FIX, speaker_cli as run, speaker_command
 from speaker.ubm import CheckpointError, FeatureFiles, read_checkpoint, train_ubm
 
-FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
 KEYS = ("weights", "means", "covariances")
 
 
-def run(*args, check=None, timeout=300):
-    exe = shutil.which("speaker")
-    cmd = ([exe] if exe else [sys.executable, "-m", "speaker"]) + [str(a) for a in args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if check is not None:
-        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
-    return p
-
-
 def popen(*args):
-    exe = shutil.which("speaker")
-    cmd = ([exe] if exe else [sys.executable, "-m", "speaker"]) + [str(a) for a in args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.Popen(speaker_command() + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 def model(path):
