@@ -136,3 +136,15 @@ def cli_trained(cli_lists, tmp_path_factory):
     speaker_cli("enroll", "--ubm", out / "ubm.npz", "--enroll", cli_lists / "enroll.txt", "--root", FIX,
                 "--out", out / "models.npz", "--quiet", check=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One dask.distributed LocalCluster (2 worker processes, loopback, no dashboard) for the whole
+    test run: starting one costs seconds. Tests connect their own ``Client`` to it; the tests that
+    use it share the xdist group "dask", so that they run on one xdist worker and share it too."""
+    import logging
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1", silence_logs=logging.ERROR) as cluster:
+        yield cluster

@@ -2,7 +2,6 @@
 
 Every result is compared with the plain in-memory, single-process, uninterrupted run. The commands
 run in this process (conftest.speaker_cli), except the ones interrupted by a signal."""
-import logging
 import os
 import signal
 import subprocess
@@ -132,14 +131,13 @@ def test_cli_dask_workers_equal_the_plain_command(audio_list, audio_reference, t
     assert_equal_models(model(out), audio_reference, rtol=1e-6)
 
 
-def test_cli_existing_scheduler_with_kmeans_init(npy_list, tmp_path):
-    distributed = pytest.importorskip("distributed")
+@pytest.mark.xdist_group("dask")
+def test_cli_existing_scheduler_with_kmeans_init(npy_list, tmp_path, dask_cluster):
+    """On an existing scheduler (the test run's LocalCluster, 2 worker processes)."""
     args = ("--list", npy_list.with_name("few.lst"), "--components", 8, "--iters", 3, "--init", "kmeans", "--quiet")
     run("train-ubm", *args, "--out", tmp_path / "plain.npz", check=0)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  host="127.0.0.1", silence_logs=logging.ERROR) as cluster:
-        run("train-ubm", *args, "--out", tmp_path / "dask.npz", "--scheduler", cluster.scheduler_address,
-            "--stream", check=0)
+    run("train-ubm", *args, "--out", tmp_path / "dask.npz", "--scheduler", dask_cluster.scheduler_address,
+        "--stream", check=0)
     assert_equal_models(model(tmp_path / "dask.npz"), model(tmp_path / "plain.npz"), rtol=1e-6)
 
 
