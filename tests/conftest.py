@@ -148,3 +148,14 @@ def dask_cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   host="127.0.0.1", silence_logs=logging.ERROR) as cluster:
         yield cluster
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``long(SECONDS)`` first, longest first (SECONDS: its duration on a quiet
+    machine, only used for this order; the rest keep their order): with two xdist workers, a
+    half-minute test that starts last would leave one worker idle for that long at the end. Only
+    tests without module-scoped fixtures carry the mark, so that moving them sets nothing up twice."""
+    def seconds(item):
+        mark = item.get_closest_marker("long")
+        return -(mark.args[0] if mark and mark.args else 0)
+    items.sort(key=seconds)

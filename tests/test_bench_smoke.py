@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_em.py"
 ROWS = [("gmmext", "float64"), ("gmmext", "float32"), ("gmm-dense", "float64"), ("gmm-dense", "float32"),
         ("numpy-ref", "float64"), ("numpy-ref", "float32"), ("sklearn", "float64"), ("gmmext-big", "float32")]
@@ -23,6 +25,7 @@ def _number(cell: str) -> float:
     return float(cell.rstrip("%"))
 
 
+@pytest.mark.long(11)
 def test_bench_em_tiny_run_prints_the_table():
     cmd = [sys.executable, str(SCRIPT), "-n", "1500", "-d", "3", "-k", "4", "--big-n", "2000",
            "--big-k", "4", "--iters", "1", "--matmul-size", "200", "--skip-scaling", "--timeout", "60"]

@@ -30,6 +30,7 @@ def test_script_parses():
 
 @pytest.mark.skipif(os.environ.get("GMMEXT_SKIP_MEMCHECK") == "1", reason="GMMEXT_SKIP_MEMCHECK=1")
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc with libasan")
+@pytest.mark.long(35)
 def test_core_is_clean_under_sanitizers():
     # this interpreter, not whichever `python` comes first on PATH (another one has no gmmext deps)
     res = subprocess.run(["bash", str(SCRIPT), "--python", sys.executable], capture_output=True,

@@ -95,6 +95,7 @@ def test_multichannel_and_odd_rates_match_the_plain_file(corpus):
     assert abs(hi.shape[0] - ref.shape[0]) <= 2
 
 
+@pytest.mark.long(14)
 def test_one_hour_file_with_bounded_memory(tmp_path):
     """One hour at 8 kHz (57.6 MB of int16): processed in a child process whose peak RSS is
     measured; the features alone are 86 MB, the float32 signal 115 MB."""

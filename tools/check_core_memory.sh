@@ -166,10 +166,14 @@ if [[ $mode == asan ]]; then
     for extra in tests/test_concurrency.py tests/test_fast_exp.py tests/test_reliability_numeric.py; do
         [[ -f "$work/$extra" ]] && tests+=("$extra")    # more core coverage, when present
     done
+    # one process: pyproject.toml's addopts ask pytest-xdist for 2 workers (-n 2); this run is
+    # one job of the test suite's, beside the others, and sanitizer aborts are clearer in one process
+    xdist=()
+    "$PY" -c 'import xdist' >/dev/null 2>&1 && xdist=(-n 0)
     log "running pytest ${tests[*]} under ASan/UBSan"
     # --capture=sys: sanitizer reports are written to fd 2 by C code, and pytest's default
     # fd capture would swallow them when the process aborts
-    if (cd "$work" && "${run[@]}" -m pytest -q -p no:cacheprovider --capture=sys \
+    if (cd "$work" && "${run[@]}" -m pytest -q -p no:cacheprovider --capture=sys ${xdist[@]+"${xdist[@]}"} \
             "${tests[@]}" ${pytest_extra[@]+"${pytest_extra[@]}"}); then
         log "PASS: no sanitizer report, all tests passed"
     else
