@@ -1,3 +1,16 @@
+"""Shared test helpers: synthetic data, reference formulas, and the `speaker` command line run in
+this process (:func:`speaker_cli`) or as its own process (:func:`speaker_process`)."""
+import contextlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -30,3 +43,119 @@ def reference_logprob(X, w, mu, var):
 @pytest.fixture
 def blobs():
     return make_blobs()
+
+
+# ----------------------------------------------------------------------------- the command line
+FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
+
+
+@dataclass
+class CliResult:
+    """What one `speaker` command returned and printed (like ``subprocess.CompletedProcess``)."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _check(res, check):
+    if check is not None:
+        assert res.returncode == check, f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    return res
+
+
+def speaker_cli(*args, check: int | None = None) -> CliResult:
+    """Run ``speaker ARGS...`` in this process: ``speaker.cli.main`` with stdout/stderr captured.
+
+    Starting a fresh interpreter costs seconds per command (numpy, scipy, scikit-learn, librosa
+    imports, and numba's first calls), so every test that is about what a command does, not about
+    the process that runs it, comes here; :func:`speaker_process` is for the others (signals, the
+    installed console script's exit status). ``SystemExit`` (argparse's usage errors and
+    ``--help``) becomes the exit code, as it would in the console script, and the SIGINT handler
+    that ``main`` installs is put back afterwards. Works in fixtures of any scope (``capsys`` is
+    function-scoped), and the stderr it captures is not a terminal, as in the subprocess.
+    """
+    from speaker.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # as PYTHONWARNINGS=ignore for the subprocess
+            try:
+                rc = main([str(a) for a in args])
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    rc = exc.code or 0
+                else:                                # sys.exit("message"): printed, exit 1
+                    print(exc.code, file=sys.stderr)
+                    rc = 1
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    return _check(CliResult(rc, out.getvalue(), err.getvalue()), check)
+
+
+def speaker_command() -> list[str]:
+    """The installed console script (or ``python -m speaker`` when it is not on PATH)."""
+    exe = shutil.which("speaker")
+    return [exe] if exe else [sys.executable, "-m", "speaker"]
+
+
+def speaker_process(*args, check: int | None = None, timeout: float = 300) -> CliResult:
+    """Run ``speaker ARGS...`` as its own process (for tests about the process itself)."""
+    p = subprocess.run(speaker_command() + [str(a) for a in args], capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return _check(CliResult(p.returncode, p.stdout, p.stderr), check)
+
+
+CLI_SPEAKERS = ["george", "jackson", "lucas"]
+
+
+@pytest.fixture(scope="session")
+def cli_lists(tmp_path_factory):
+    """Small lists over three speakers; paths relative to the fixtures folder (``--root``)."""
+    d = tmp_path_factory.mktemp("lists")
+    spk = CLI_SPEAKERS
+    (d / "ubm.lst").write_text("".join(f"{dg}_{s}_2.wav\n" for s in spk for dg in range(10)))
+    (d / "enroll.txt").write_text("".join(
+        f"{s} " + " ".join(f"{dg}_{s}_{i}.wav" for dg in range(10) for i in (0, 1)) + "\n" for s in spk))
+    (d / "trials.txt").write_text("".join(
+        f"{m} {dg}_{s}_3.wav {'target' if m == s else 'nontarget'}\n"
+        for s in spk for dg in range(10) for m in spk))
+    (d / "vox.txt").write_text("".join(
+        f"{int(s == o)} {dg}_{s}_0.wav {dg}_{o}_4.wav\n" for s in spk for o in spk for dg in (1, 5)))
+    (d / "wav.scp").write_text("".join(f"utt_{s}_{dg} {FIX / f'{dg}_{s}_2.wav'}\n" for s in spk for dg in range(10)))
+    return d
+
+
+@pytest.fixture(scope="session")
+def cli_trained(cli_lists, tmp_path_factory):
+    """A small UBM (8 components) and the three speakers' models, made once per test run by the
+    command line itself. Tests must not write into this folder (copy what they change)."""
+    out = tmp_path_factory.mktemp("models")
+    speaker_cli("train-ubm", "--list", cli_lists / "ubm.lst", "--root", FIX, "--out", out / "ubm.npz",
+                "--components", 8, "--sample-rate", 8000, "--iters", 5, "--quiet", check=0)
+    speaker_cli("enroll", "--ubm", out / "ubm.npz", "--enroll", cli_lists / "enroll.txt", "--root", FIX,
+                "--out", out / "models.npz", "--quiet", check=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One dask.distributed LocalCluster (2 worker processes, loopback, no dashboard) for the whole
+    test run: starting one costs seconds. Tests connect their own ``Client`` to it; the tests that
+    use it share the xdist group "dask", so that they run on one xdist worker and share it too."""
+    import logging
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1", silence_logs=logging.ERROR) as cluster:
+        yield cluster
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``long(SECONDS)`` first, longest first (SECONDS: its duration on a quiet
+    machine, only used for this order; the rest keep their order): with two xdist workers, a
+    half-minute test that starts last would leave one worker idle for that long at the end. Only
+    tests without module-scoped fixtures carry the mark, so that moving them sets nothing up twice."""
+    def seconds(item):
+        mark = item.get_closest_marker("long")
+        return -(mark.args[0] if mark and mark.args else 0)
+    items.sort(key=seconds)

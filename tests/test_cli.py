@@ -1,53 +1,27 @@
-"""The `speaker` console script, driven in subprocesses on the audio fixtures."""
+"""The `speaker` command line on the audio fixtures.
+
+The commands run in this process (``speaker.cli.main``, see conftest.speaker_cli): a fresh
+interpreter per command cost seconds each. What only a process can show (the installed console
+script, its exit status) is tested with ``speaker_process``."""
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
-SPEAKERS = ["george", "jackson", "lucas"]
+from conftest import CLI_SPEAKERS as SPEAKERS, FIX, speaker_cli as run, speaker_process
+
 COMMANDS = ["train-ubm", "enroll", "score", "eval", "extract", "demo"]
 
 
-def run(*args, cwd=None, check=None):
-    exe = shutil.which("speaker")
-    cmd = ([exe] if exe else [sys.executable, "-m", "speaker"]) + [str(a) for a in args]
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300,
-                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if check is not None:
-        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
-    return p
+@pytest.fixture
+def lists(cli_lists):
+    return cli_lists
 
 
-@pytest.fixture(scope="module")
-def lists(tmp_path_factory):
-    """Small lists over three speakers; paths relative to the fixtures folder via --root."""
-    d = tmp_path_factory.mktemp("lists")
-    (d / "ubm.lst").write_text("".join(f"{dg}_{s}_2.wav\n" for s in SPEAKERS for dg in range(10)))
-    (d / "enroll.txt").write_text("".join(
-        f"{s} " + " ".join(f"{dg}_{s}_{i}.wav" for dg in range(10) for i in (0, 1)) + "\n" for s in SPEAKERS))
-    (d / "trials.txt").write_text("".join(
-        f"{m} {dg}_{s}_3.wav {'target' if m == s else 'nontarget'}\n"
-        for s in SPEAKERS for dg in range(10) for m in SPEAKERS))
-    (d / "vox.txt").write_text("".join(
-        f"{int(s == o)} {dg}_{s}_0.wav {dg}_{o}_4.wav\n" for s in SPEAKERS for o in SPEAKERS for dg in (1, 5)))
-    (d / "wav.scp").write_text("".join(f"utt_{s}_{dg} {FIX / f'{dg}_{s}_2.wav'}\n" for s in SPEAKERS for dg in range(10)))
-    return d
-
-
-@pytest.fixture(scope="module")
-def trained(lists, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models")
-    run("train-ubm", "--list", lists / "ubm.lst", "--root", FIX, "--out", out / "ubm.npz",
-        "--components", 8, "--sample-rate", 8000, "--iters", 5, "--quiet", check=0)
-    run("enroll", "--ubm", out / "ubm.npz", "--enroll", lists / "enroll.txt", "--root", FIX,
-        "--out", out / "models.npz", "--quiet", check=0)
-    return out
+@pytest.fixture
+def trained(cli_trained):
+    return cli_trained
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -55,6 +29,14 @@ def test_help_for_every_command(command):
     p = run(command, "--help", check=0)
     assert p.stdout.startswith("usage: speaker " + command)
     assert len(p.stdout) > 200
+
+
+def test_console_script_help_and_usage_exit_status():
+    """The installed `speaker` script itself: --help exits 0, bad usage exits 2."""
+    p = speaker_process("--help", check=0)
+    assert p.stdout.startswith("usage: speaker") and all(c in p.stdout for c in COMMANDS)
+    p = speaker_process("train-ubm", "--list", "x", "--out", "y", "--components", "0", check=2)
+    assert "components" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_usage_errors_exit_2():

@@ -6,6 +6,7 @@ about half a minute and runs here too; set GMMEXT_SKIP_MEMCHECK=1 to skip it.
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,17 @@ def test_script_parses():
 
 @pytest.mark.skipif(os.environ.get("GMMEXT_SKIP_MEMCHECK") == "1", reason="GMMEXT_SKIP_MEMCHECK=1")
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc with libasan")
+@pytest.mark.long(35)
 def test_core_is_clean_under_sanitizers():
-    res = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=900)
+    # this interpreter, not whichever `python` comes first on PATH (another one has no gmmext deps)
+    res = subprocess.run(["bash", str(SCRIPT), "--python", sys.executable], capture_output=True,
+                         text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    assert "PASS" in res.stdout + res.stderr
+    assert "PASS: no sanitizer report, all tests passed" in res.stdout + res.stderr
+
+
+def test_script_refuses_unknown_arguments_and_a_missing_python():
+    res = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown argument: --bogus" in res.stderr
+    res = subprocess.run(["bash", str(SCRIPT), "--python"], capture_output=True, text=True)
+    assert res.returncode == 2 and "--python needs a path" in res.stderr

@@ -10,7 +10,7 @@ from gmmext import GaussianMixture
 from speaker.adapt import map_adapt
 from speaker.features import FeatureConfig
 from speaker.model_io import ModelError, load_model, save_model, ubm_fingerprint
-from conftest import random_params
+from conftest import random_params, speaker_cli
 
 
 @pytest.fixture
@@ -171,13 +171,9 @@ def test_fuzzed_npz_contents(tmp_path, ubm, data):
 
 
 def test_cli_refuses_bad_model_files_without_traceback(tmp_path, ubm):
-    import subprocess
-    import sys
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
     (tmp_path / "t.txt").write_text("a x.wav\n")
     save_model(tmp_path / "ubm.npz", ubm)
     for args in (["--ubm", tmp_path / "bad.npz"], ["--ubm", tmp_path / "ubm.npz", "--models", tmp_path / "bad.npz"]):
-        p = subprocess.run([sys.executable, "-m", "speaker", "score", *map(str, args), "--trials",
-                            str(tmp_path / "t.txt"), "--out", str(tmp_path / "s.txt")],
-                           capture_output=True, text=True, timeout=120)
+        p = speaker_cli("score", *args, "--trials", tmp_path / "t.txt", "--out", tmp_path / "s.txt")
         assert p.returncode == 1 and "bad.npz" in p.stderr and "Traceback" not in p.stderr

@@ -1,6 +1,5 @@
 """A corpus of broken and unusual audio: the library names the file and the reason, or copes;
 the command line skips what it cannot use, says so, and scores the rest."""
-import os
 import shutil
 import subprocess
 import sys
@@ -10,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import FIX, speaker_cli
 from speaker import AudioError, FeatureConfig, extract_features
 
-FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
 CFG = FeatureConfig(sample_rate=8000)
 
 
@@ -96,6 +95,7 @@ def test_multichannel_and_odd_rates_match_the_plain_file(corpus):
     assert abs(hi.shape[0] - ref.shape[0]) <= 2
 
 
+@pytest.mark.long(14)
 def test_one_hour_file_with_bounded_memory(tmp_path):
     """One hour at 8 kHz (57.6 MB of int16): processed in a child process whose peak RSS is
     measured; the features alone are 86 MB, the float32 signal 115 MB."""
@@ -132,13 +132,7 @@ def test_cli_skips_every_broken_file_and_scores_the_rest(corpus, tmp_path):
     (work / "ubm.lst").write_text("\n".join(["1_george_2.wav", "2_lucas_2.wav"] + names + ["3_theo_2.wav"]) + "\n")
     (work / "enroll.txt").write_text("theo 3_theo_2.wav broken_missing.wav\ngeorge 1_george_2.wav\n")
     (work / "trials.txt").write_text("".join(f"{m} {n} nontarget\n" for n in names for m in ("theo", "george")))
-    exe = shutil.which("speaker")
-    base = [exe] if exe else [sys.executable, "-m", "speaker"]
-
-    def run(*a):
-        return subprocess.run(base + [str(x) for x in a], capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
-
+    run = speaker_cli                    # in this process: the commands, not the interpreter, are tested
     p = run("train-ubm", "--list", work / "ubm.lst", "--out", work / "ubm.npz", "--components", 4,
             "--sample-rate", 8000, "--iters", 3)
     assert p.returncode == 0, p.stderr

@@ -1,28 +1,22 @@
 """SIGINT and SIGKILL in the middle of a job leave earlier outputs intact, and no partial file
 under the final name."""
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
-
-
-def _cmd():
-    exe = shutil.which("speaker")
-    return [exe] if exe else [sys.executable, "-m", "speaker"]
+from conftest import FIX, speaker_command
+from speaker.model_io import load_model
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, cli_trained):
     """Many audio paths (links to the fixtures) so that every job runs for several seconds,
-    plus a finished UBM, models and scores to protect."""
+    plus a finished UBM, models and scores to protect (copies of the test run's small UBM and
+    models, conftest.cli_trained: their speakers include the two scored here)."""
     d = tmp_path_factory.mktemp("interrupt")
     wavs = sorted(FIX.glob("*.wav"))
     names = []
@@ -36,13 +30,9 @@ def setup(tmp_path_factory):
     (d / "enroll.txt").write_text("".join(f"{s} " + " ".join(n for n in names if n.split("_")[2] == s) + "\n"
                                           for s in spk))
     (d / "trials.txt").write_text("".join(f"{s} {n}\n" for n in names for s in spk[:2]))
-    small = d / "small.lst"
-    small.write_text("\n".join(w.name for w in wavs[:40]) + "\n")
-    run = lambda *a: subprocess.run(_cmd() + [str(x) for x in a], capture_output=True, text=True, timeout=600)
-    assert run("train-ubm", "--list", small, "--root", FIX, "--out", d / "ubm.npz", "--components", 8,
-               "--sample-rate", 8000, "--iters", 2, "--quiet").returncode == 0
-    assert run("enroll", "--ubm", d / "ubm.npz", "--enroll", d / "enroll.txt", "--out", d / "models.npz",
-               "--quiet").returncode == 0
+    for name in ("ubm.npz", "models.npz"):
+        shutil.copy(cli_trained / name, d / name)
+    assert set(spk[:2]) <= set(load_model(d / "models.npz", ubm=load_model(d / "ubm.npz").ubm).speakers)
     (d / "scores.txt").write_text("earlier scores\n")
     return d
 
@@ -65,7 +55,7 @@ def test_interrupted_job_keeps_earlier_output(setup, job, sig):
     target = d / OUTPUT[job]
     before = target.read_bytes()
     cache = d / f"cache-{job}-{int(sig)}"           # fresh: every run extracts for a few seconds
-    p = subprocess.Popen(_cmd() + [str(a) for a in JOBS[job](d)] + ["--cache", str(cache)],
+    p = subprocess.Popen(speaker_command() + [str(a) for a in JOBS[job](d)] + ["--cache", str(cache)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # signal once the job is under way (first features cached), not while Python still imports
     deadline = time.monotonic() + 120

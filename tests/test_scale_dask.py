@@ -1,6 +1,5 @@
 """Distributed EM on a real dask.distributed LocalCluster (2 worker processes, loopback, no
 dashboard): the distributed fit equals the in-memory fit, for gmmext and for speaker.train_ubm."""
-import logging
 import warnings
 
 import numpy as np
@@ -19,11 +18,13 @@ from speaker.ubm import train_ubm  # noqa: E402
 ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
 
 
+pytestmark = pytest.mark.xdist_group("dask")     # one worker runs them, on one cluster
+
+
 @pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  host="127.0.0.1", silence_logs=logging.ERROR) as cluster, \
-            distributed.Client(cluster) as c:
+def client(dask_cluster):
+    """A client of the test run's LocalCluster (conftest.dask_cluster: 2 worker processes)."""
+    with distributed.Client(dask_cluster) as c:
         yield c
 
 

@@ -1,40 +1,26 @@
 """speaker.train_ubm / `speaker train-ubm` at scale: streaming from disk, Dask workers, checkpoints.
 
-Every result is compared with the plain in-memory, single-process, uninterrupted run."""
-import logging
+Every result is compared with the plain in-memory, single-process, uninterrupted run. The commands
+run in this process (conftest.speaker_cli), except the ones interrupted by a signal."""
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import FIX, speaker_cli as run, speaker_command
 from speaker.featstore import FeatureFiles
 from speaker.ubm import CheckpointError, read_checkpoint, train_ubm
 
-FIX = Path(__file__).resolve().parent.parent / "audio_fixtures"
 KEYS = ("weights", "means", "covariances")
 
 
-def run(*args, check=None, timeout=300):
-    exe = shutil.which("speaker")
-    cmd = ([exe] if exe else [sys.executable, "-m", "speaker"]) + [str(a) for a in args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if check is not None:
-        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
-    return p
-
-
 def popen(*args):
-    exe = shutil.which("speaker")
-    cmd = ([exe] if exe else [sys.executable, "-m", "speaker"]) + [str(a) for a in args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.Popen(speaker_command() + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 def model(path):
@@ -149,14 +135,13 @@ def test_cli_dask_workers_equal_the_plain_command(audio_list, audio_reference, t
     assert_equal_models(model(out), audio_reference, rtol=1e-5)
 
 
-def test_cli_existing_scheduler_with_kmeans_init(npy_list, tmp_path):
-    distributed = pytest.importorskip("distributed")
+@pytest.mark.xdist_group("dask")
+def test_cli_existing_scheduler_with_kmeans_init(npy_list, tmp_path, dask_cluster):
+    """On an existing scheduler (the test run's LocalCluster, 2 worker processes)."""
     args = ("--list", npy_list.with_name("few.lst"), "--components", 8, "--iters", 3, "--init", "kmeans", "--quiet")
     run("train-ubm", *args, "--out", tmp_path / "plain.npz", check=0)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  host="127.0.0.1", silence_logs=logging.ERROR) as cluster:
-        run("train-ubm", *args, "--out", tmp_path / "dask.npz", "--scheduler", cluster.scheduler_address,
-            "--stream", check=0)
+    run("train-ubm", *args, "--out", tmp_path / "dask.npz", "--scheduler", dask_cluster.scheduler_address,
+        "--stream", check=0)
     assert_equal_models(model(tmp_path / "dask.npz"), model(tmp_path / "plain.npz"), rtol=1e-6)
 
 

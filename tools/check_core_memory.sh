@@ -44,7 +44,9 @@
 #   tools/check_core_memory.sh --wrapv      # ASan/UBSan, but keep CPython's -fwrapv
 #   tools/check_core_memory.sh --keep       # keep the temporary folder (its path is printed)
 #   tools/check_core_memory.sh -- -k topc   # extra arguments after -- go to pytest
-# Environment: PYTHON (default: python), TMPDIR.
+#   tools/check_core_memory.sh --python /path/to/python   # the interpreter to build and test with
+# Environment: PYTHON (the interpreter when --python is not given; default: python on PATH), TMPDIR.
+# The test suite passes its own interpreter (sys.executable): `python` on PATH may be another one.
 #
 # Needs: the README install (`python -m pip install -e ".[test]"`), gcc with libasan/libubsan
 # (Debian: gcc), valgrind for --valgrind. If Cython/setuptools (build requirements, not runtime
@@ -55,8 +57,12 @@ mode=asan
 keep=0
 wrapv=0
 pytest_extra=()
+PY=${PYTHON:-python}
 while (($#)); do
     case "$1" in
+        --python) (($# >= 2)) || { echo "check_core_memory.sh: --python needs a path" >&2; exit 2; }
+                  PY=$2; shift ;;
+        --python=*) PY=${1#--python=} ;;
         --valgrind) mode=valgrind ;;
         --wrapv) wrapv=1 ;;
         --keep) keep=1 ;;
@@ -67,7 +73,6 @@ while (($#)); do
     shift
 done
 
-PY=${PYTHON:-python}
 # the real interpreter, not a wrapper script (pyenv shim): valgrind must run Python itself
 PY=$("$PY" -c 'import sys; print(sys.executable)')
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -101,9 +106,11 @@ log "removed $n_dec @cython.boundscheck(False) decorator(s) in the copy"
 
 # ---------------------------------------------------------------- 2. build tools
 build_pythonpath=""
-if ! "$PY" -c 'import Cython, setuptools, numpy, scipy' >/dev/null 2>&1; then
+# setuptools >= 77 reads pyproject.toml's SPDX `license` string and `license-files`
+if ! "$PY" -c 'import Cython, setuptools, numpy, scipy, sys
+sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' >/dev/null 2>&1; then
     log "Cython/setuptools missing: installing the build requirements into $work/_buildtools"
-    "$PY" -m pip install --quiet --target "$work/_buildtools" "cython>=3.0" "setuptools>=68"
+    "$PY" -m pip install --quiet --target "$work/_buildtools" "cython>=3.0" "setuptools>=77"
     build_pythonpath="$work/_buildtools"
 fi
 
@@ -161,10 +168,14 @@ if [[ $mode == asan ]]; then
                  tests/test_segments.py tests/test_model_cache.py; do
         [[ -f "$work/$extra" ]] && tests+=("$extra")    # more core coverage, when present
     done
+    # one process: pyproject.toml's addopts ask pytest-xdist for 2 workers (-n 2); this run is
+    # one job of the test suite's, beside the others, and sanitizer aborts are clearer in one process
+    xdist=()
+    "$PY" -c 'import xdist' >/dev/null 2>&1 && xdist=(-n 0)
     log "running pytest ${tests[*]} under ASan/UBSan"
     # --capture=sys: sanitizer reports are written to fd 2 by C code, and pytest's default
     # fd capture would swallow them when the process aborts
-    if (cd "$work" && "${run[@]}" -m pytest -q -p no:cacheprovider --capture=sys \
+    if (cd "$work" && "${run[@]}" -m pytest -q -p no:cacheprovider --capture=sys ${xdist[@]+"${xdist[@]}"} \
             "${tests[@]}" ${pytest_extra[@]+"${pytest_extra[@]}"}); then
         log "PASS: no sanitizer report, all tests passed"
     else
