@@ -111,7 +111,6 @@ def test_speaker_and_gmmext_together_have_no_circle():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
-@pytest.mark.xfail(strict=False, reason="speaker still imports gmmext._dask until the spk branch lands")
 def test_speaker_uses_only_the_public_gmmext_api():
     private = {n: sorted(m for m in deps if m.startswith("gmmext.")) for n, deps in _graph().items()
                if n.startswith("speaker")}
