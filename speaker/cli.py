@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _interrupt
-from ._atomic import write_text_atomic
+from . import _guards, _interrupt
+from ._atomic import WriteError, write_text_atomic
 from .adapt import map_adapt
 from .featstore import FeatureStore
 from .features import FeatureConfig
-from .lists import ListError, read_audio_list, read_enroll_list, read_scores, read_scp, read_trials
-from .model_io import ModelError, load_model, save_model
+from .lists import ListError, format_line, read_audio_list, read_enroll_list, read_scores, read_scp, read_trials
+from .model_io import ModelError, load_model, load_speakers, save_model
 from .scoring import score_trials
 from .ubm import train_ubm
 
@@ -44,10 +44,7 @@ def _progress(args) -> bool:
 
 
 def _report_skipped(args, errors: dict, what: str = "file") -> None:
-    if errors:
-        print(f"skipped {len(errors)} {what}(s):", file=sys.stderr)
-        for src, why in errors.items():
-            print(f"  {src}: {why}", file=sys.stderr)
+    _guards.report_skipped(errors, what, root=_guards.list_root(args))
 
 
 def _check_strict(args, errors: dict) -> None:
@@ -55,18 +52,18 @@ def _check_strict(args, errors: dict) -> None:
         raise JobError(f"--strict: {len(errors)} input(s) could not be used")
 
 
-def _store(args, config: FeatureConfig) -> FeatureStore:
-    return FeatureStore(config, cache_dir=args.cache, jobs=args.jobs, progress=_progress(args))
+def _store(args, config: FeatureConfig, dim: int | None = None) -> FeatureStore:
+    return FeatureStore(config, cache_dir=args.cache, jobs=args.jobs, progress=_progress(args), dim=dim)
 
 
 def _feature_config(args) -> FeatureConfig:
     config = FeatureConfig()
     if args.config:
         try:
-            config = FeatureConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError) as exc:
+            config = FeatureConfig.from_json(_guards.read_small_text(args.config))
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
             raise JobError(f"{args.config}: bad feature configuration: {exc}") from None
-    if args.sample_rate:
+    if args.sample_rate is not None:
         changes = {"sample_rate": args.sample_rate}
         if config.fmax is not None and config.fmax > args.sample_rate / 2:
             changes["fmax"] = None
@@ -86,7 +83,6 @@ def cmd_train_ubm(args) -> int:
     """Train a UBM: features on this machine (in memory, or streamed from disk beyond
     ``--stream-above``) or on Dask workers; a checkpoint after every EM pass, ``--resume``."""
     import contextlib
-    import hashlib
     import os
     import shutil
     from .ubm import CheckpointError, DaskFeatures, _is_audio, dask_client, prepare_features, read_checkpoint
@@ -97,6 +93,9 @@ def cmd_train_ubm(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.npz")
     if checkpoint.resolve() == out.resolve():
         raise JobError("--checkpoint must differ from --out")
+    _guards.refuse_inputs_as_outputs({"--out": out, "--checkpoint": checkpoint},
+                                     [("list", args.list), ("config", args.config)]
+                                     + [("listed file", s) for s in sources])
     if args.resume and not checkpoint.exists():
         _say(args, f"no checkpoint {checkpoint}: starting from the beginning")
     distributed = bool(args.scheduler or args.dask_workers)
@@ -134,8 +133,7 @@ def cmd_train_ubm(args) -> int:
                 raise JobError("no usable audio in the list: nothing to train on")
             if n_frames < args.components:
                 raise JobError(f"only {n_frames} speech frames for {args.components} components")
-            inputs = hashlib.sha256("\n".join([config.to_json()] + [os.path.abspath(s) for s in used]).encode()
-                                    ).hexdigest()
+            inputs = _guards.inputs_fingerprint(config.to_json(), used, feats)
             try:
                 ubm = train_ubm(feats, args.components, init=args.init, n_iter=args.iters,
                                 var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
@@ -164,7 +162,10 @@ def cmd_enroll(args) -> int:
     ubm, config = _load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
-    store = _store(args, config)
+    _guards.refuse_inputs_as_outputs({"--out": args.out}, [("UBM", args.ubm), ("enrolment list", args.enroll),
+                                     ("scp", args.scp)] + [("listed file", p) for f in spk_files.values()
+                                                           for _, p in f])
+    store = _store(args, config, dim=ubm.means_.shape[1])
     store.load([p for files in spk_files.values() for _, p in files], desc="features")
     _report_skipped(args, store.errors)
     _check_strict(args, store.errors)
@@ -190,7 +191,10 @@ def cmd_score(args) -> int:
     ubm, config = _load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     fmt, trials = read_trials(args.trials, args.root, scp)
-    store = _store(args, config)
+    _guards.refuse_inputs_as_outputs({"--out": args.out}, [("UBM", args.ubm), ("models file", args.models),
+                                     ("trial list", args.trials), ("scp", args.scp)]
+                                     + [("listed file", p) for t in trials for p in (t.test_path, t.enrol_path)])
+    store = _store(args, config, dim=ubm.means_.shape[1])
     skipped: dict[str, str] = {}
     if fmt == "voxceleb":
         enrol = {t.model: t.enrol_path for t in trials}
@@ -203,7 +207,7 @@ def cmd_score(args) -> int:
     else:
         if not args.models:
             raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll')")
-        models = load_model(args.models, ubm=ubm).speakers
+        models = load_speakers(args.models, ubm)
         store.load([t.test_path for t in trials], desc="features")
     _report_skipped(args, store.errors)
     usable, rows = [], []
@@ -219,7 +223,12 @@ def cmd_score(args) -> int:
     if usable:
         scores = score_trials([(trials[i].model, trials[i].test_path) for i in usable], models, ubm,
                               store.get, top_c=args.top_c, progress=_progress(args))
-        rows = [f"{trials[i].model} {trials[i].test} {s:.6f}" for i, s in zip(usable, scores)]
+        for i, sc in zip(usable, scores):
+            if np.isfinite(sc):
+                rows.append(format_line(trials[i].model, trials[i].test, f"{sc:.6f}"))
+            else:
+                skipped[f"{trials[i].model} {trials[i].test}"] = f"score is {sc} (the model or the features give " \
+                                                                  "non-finite log-likelihoods)"
     if skipped:
         print(f"skipped {len(skipped)} trial(s) (not scored, not in {args.out}):", file=sys.stderr)
         for k, why in list(skipped.items())[:50]:
@@ -255,6 +264,7 @@ def _format_table(m: dict) -> str:
 
 
 def cmd_eval(args) -> int:
+    _guards.refuse_inputs_as_outputs({"--det": args.det}, [("score file", args.scores), ("trial list", args.trials)])
     fmt, trials = read_trials(args.trials, args.root)
     scores = read_scores(args.scores)
     s, lab, missing, unlabelled = [], [], 0, 0
@@ -286,7 +296,13 @@ def cmd_eval(args) -> int:
 
 def cmd_extract(args) -> int:
     config = _feature_config(args)
-    entries = read_audio_list(args.list, args.root)
+    entries = list(dict.fromkeys(read_audio_list(args.list, args.root)))
+    names = _guards.output_names(entries, flat=bool(args.ark))
+    outs = ({"--ark": args.ark, "--ark (its .scp index)": Path(args.ark).with_suffix(".scp")} if args.ark else
+            {"--out": Path(args.out) / "feats.lst", **{f"--out ({n}.npy)": Path(args.out) / f"{n}.npy"
+                                                      for n in names.values()}})
+    _guards.refuse_inputs_as_outputs(outs, [("list", args.list), ("config", args.config)]
+                                     + [("listed file", p) for _, p in entries])
     store = _store(args, config)
     store.load([p for _, p in entries], desc="features")
     _report_skipped(args, store.errors)
@@ -300,20 +316,19 @@ def cmd_extract(args) -> int:
         scp = ark.with_suffix(".scp")
         with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
             for key, p in ok:
-                writer(key.replace("/", "_") if key == p else key, store.features[p])
+                writer(names[(key, p)], store.features[p])
         _say(args, f"wrote {len(ok)} feature matrices to {ark} (index {scp})")
     else:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         lines = []
         for key, p in ok:
-            name = Path(p).stem if key == p or "/" in key else key
-            target = out / f"{name}.npy"
+            target = out / f"{names[(key, p)]}.npy"
             from ._atomic import atomic_path
             with atomic_path(target) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, store.features[p])
-            lines.append(f"{key} {target.resolve()}")
+            lines.append(format_line(key, str(target.resolve())))
         write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n")
         _say(args, f"wrote {len(ok)} feature files to {out} (list: {out / 'feats.lst'})")
     return 0
@@ -351,8 +366,8 @@ def cmd_demo(args) -> int:
     for step in steps:
         _say(args, "$ speaker " + " ".join(step))
         rc = main(step + common)
-        if rc == 130:
-            raise KeyboardInterrupt
+        if rc in (130, 143):
+            raise _interrupt.Terminated() if rc == 143 else KeyboardInterrupt
         if rc != 0:
             raise JobError(f"demo step failed: speaker {step[0]}")
     for title, trials, scores in (("Kaldi-style trials (20 enrolment files per speaker)", "trials.txt", "scores.txt"),
@@ -375,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = argparse.ArgumentParser(add_help=False)
     g = run.add_argument_group("running")
-    g.add_argument("--jobs", type=int, default=1, metavar="N", help="processes for feature extraction (default 1)")
+    g.add_argument("--jobs", type=_guards.int_option(1, _guards.max_threads), default=1, metavar="N", help="processes for feature extraction (default 1)")
     g.add_argument("--cache", metavar="DIR", help="cache extracted features here (reused across commands)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
     g.add_argument("--strict", action="store_true", help="fail (exit 1) if any input had to be skipped")
@@ -386,11 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     feat = argparse.ArgumentParser(add_help=False)
     g = feat.add_argument_group("features")
     g.add_argument("--config", metavar="JSON", help="FeatureConfig as JSON (see speaker.FeatureConfig)")
-    g.add_argument("--sample-rate", type=int, metavar="HZ", help="analysis sample rate (default 16000; 8000 for telephone audio)")
+    g.add_argument("--sample-rate", type=_guards.int_option(1000, 384_000), metavar="HZ",
+                   help="analysis sample rate, 1000 to 384000 (default 16000; 8000 for telephone audio)")
 
     adapt = argparse.ArgumentParser(add_help=False)
     g = adapt.add_argument_group("MAP adaptation")
-    g.add_argument("--relevance-factor", type=float, default=16.0, metavar="R", help="relevance factor r (default 16)")
+    g.add_argument("--relevance-factor", type=_guards.float_option(0.0, 1e6, lo_open=True), default=16.0, metavar="R",
+                   help="relevance factor r > 0 (default 16)")
     g.add_argument("--adapt", choices=["m", "mw", "mv", "mwv", "w", "v", "wv"], default="m",
                    help="adapt means (m), weights (w), variances (v) (default m)")
 
@@ -400,13 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".npy feature files and Kaldi 'file.ark:offset' entries work too.")
     s.add_argument("--list", required=True, metavar="LIST", help="audio list")
     s.add_argument("--out", required=True, metavar="NPZ", help="UBM file to write")
-    s.add_argument("--components", type=int, required=True, metavar="K", help="number of Gaussians (e.g. 64 to 2048)")
-    s.add_argument("--iters", type=int, default=10, metavar="N", help="EM iterations at the final size (default 10)")
+    s.add_argument("--components", type=_guards.int_option(1, 4096), required=True, metavar="K",
+                   help="number of Gaussians, at most 4096 (e.g. 64 to 2048)")
+    s.add_argument("--iters", type=_guards.int_option(0, 100_000), default=10, metavar="N", help="EM iterations at the final size (default 10)")
     s.add_argument("--init", choices=["split", "kmeans"], default="split", help="binary splitting (default) or k-means")
-    s.add_argument("--var-floor", type=float, default=0.01, metavar="F", help="variance floor, fraction of the global variance (default 0.01)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--threads", type=int, metavar="N",
-                   help="threads of the EM core (default all cores; with Dask, per task: default 1)")
+    s.add_argument("--var-floor", type=_guards.float_option(0.0, 1.0), default=0.01, metavar="F",
+                   help="variance floor, fraction of the global variance, in [0, 1] (default 0.01; 0 disables)")
+    s.add_argument("--seed", type=_guards.int_option(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    s.add_argument("--threads", type=_guards.int_option(1, _guards.max_threads), metavar="N",
+                   help="threads of the EM core, at most max(1024, 4 x cores) (default all cores; with Dask, "
+                        "per task: default 1)")
 
     def _at_least(lo, kind=int):
         def parse(v):
@@ -429,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     dask.add_argument("--scheduler", metavar="ADDRESS",
                       help="run feature extraction and every EM pass on this Dask cluster (e.g. tcp://host:8786); "
                            "the workers read the listed files under the same paths (shared filesystem)")
-    dask.add_argument("--dask-workers", type=_at_least(1), metavar="N",
+    dask.add_argument("--dask-workers", type=_guards.int_option(1, _guards.max_threads), metavar="N",
                       help="start a local Dask cluster of N worker processes and run on it")
     g.add_argument("--checkpoint", metavar="NPZ",
                    help="checkpoint written after every EM pass (default: OUT with .ckpt.npz; removed on success)")
@@ -455,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", metavar="NPZ", help="speaker models from 'speaker enroll' (Kaldi-style trials)")
     s.add_argument("--trials", required=True, metavar="TRIALS")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
-    s.add_argument("--top-c", type=int, metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
+    s.add_argument("--top-c", type=_guards.int_option(1, 4096), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     s.set_defaults(func=cmd_score)
 
@@ -481,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a UBM, enrol 6 speakers, score Kaldi- and VoxCeleb-style trials and print "
                                    "EER/minDCF, on the bundled Free Spoken Digit Dataset subset.")
     s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
-    s.add_argument("--components", type=int, default=64, metavar="K", help="UBM size (default 64)")
+    s.add_argument("--components", type=_guards.int_option(1, 4096), default=64, metavar="K", help="UBM size (default 64)")
     s.set_defaults(func=cmd_demo)
     return p
 
@@ -496,13 +516,16 @@ def main(argv: list[str] | None = None) -> int:
     _interrupt.install()
     try:
         return args.func(args)
-    except (JobError, ListError, ModelError) as exc:
+    except (JobError, ListError, ModelError, _guards.GuardError, WriteError) as exc:
         print(f"speaker {args.command}: error: {exc}", file=sys.stderr)
     except (ValueError, OSError) as exc:
         print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"speaker {args.command}: interrupted; earlier outputs are intact", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, _interrupt.Terminated) else "interrupted"
+        print(f"speaker {args.command}: {what}; earlier outputs are intact", file=sys.stderr)
+        return _interrupt.exit_code(exc)
+    except Exception as exc:  # noqa: BLE001 - MemoryError, RecursionError, a bug: one line, never a traceback
+        print(f"speaker {args.command}: error: {_guards.describe(exc)}", file=sys.stderr)
     return 1
 
 

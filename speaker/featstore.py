@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_path
+from ._guards import describe
 from ._interrupt import check as check_interrupt
 from .features import FeatureConfig, extract_features
 
@@ -33,32 +34,48 @@ def read_source(source: str, config: FeatureConfig) -> np.ndarray:
         try:
             feats = np.asarray(kaldiio.load_mat(source), dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 - kaldiio raises many types on bad archives
-            raise ValueError(f"{source}: cannot read Kaldi archive entry: {exc}") from None
+            raise ValueError(f"{source}: cannot read Kaldi archive entry: {describe(exc)}") from None
     elif source.endswith(".npy"):
         try:
             feats = np.load(source, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{source}: cannot read .npy features: {exc}") from None
+            raise ValueError(f"{source}: cannot read .npy features: {describe(exc)}") from None
         if feats.dtype.kind != "f":
             raise ValueError(f"{source}: features must be floating point, got {feats.dtype}")
         feats = feats.astype(np.float32, copy=False)
     else:
-        return extract_features(source, config=config)
-    if feats.ndim != 2 or feats.shape[0] == 0:
-        raise ValueError(f"{source}: features must have shape (frames >= 1, dims), got {feats.shape}")
-    if not np.all(np.isfinite(feats)):
-        raise ValueError(f"{source}: features contain NaN or infinity")
+        feats = extract_features(source, config=config)
+    why = feature_problem(feats)
+    if why is not None:
+        raise ValueError(f"{source}: {why}")
     return feats
 
 
-def _from_cache(cache_path: Path | None) -> np.ndarray | None:
-    """Cached features, or None (absent or unreadable: then they are recomputed)."""
+def feature_problem(feats: np.ndarray, dim: int | None = None) -> str | None:
+    """Why ``feats`` are unusable as (frames >= 1, ``dim``) finite float32 features, or None."""
+    if feats.dtype != np.float32:
+        return f"features must be float32, got {feats.dtype}"
+    if feats.ndim != 2 or feats.shape[0] == 0:
+        return f"features must have shape (frames >= 1, dims), got {feats.shape}"
+    if dim is not None and feats.shape[1] != dim:
+        return f"features have {feats.shape[1]} dimensions, expected {dim} (another front-end or model?)"
+    if not np.all(np.isfinite(feats)):
+        return "features contain NaN or infinity"
+    return None
+
+
+def _from_cache(cache_path: Path | None, dim: int | None = None) -> np.ndarray | None:
+    """Cached features, or None (absent, unreadable or invalid: then they are recomputed).
+
+    An entry is used only if it is (frames >= 1, ``dim``) finite float32 (:func:`feature_problem`).
+    """
     if cache_path is None or not cache_path.exists():
         return None
     try:
-        return np.load(cache_path, allow_pickle=False)
+        feats = np.load(cache_path, allow_pickle=False, mmap_mode=None)
     except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
         return None
+    return feats if isinstance(feats, np.ndarray) and feature_problem(feats, dim) is None else None
 
 
 def _work(args):
@@ -67,7 +84,7 @@ def _work(args):
     From the cache when there, else read or extracted (and written to the cache).
     """
     source, config, cache_path = args
-    cached = _from_cache(cache_path)
+    cached = _from_cache(cache_path, config.dim)
     if cached is not None:
         return source, cached, None
     try:
@@ -83,6 +100,11 @@ def _work(args):
     return source, feats, None
 
 
+def _dim_error(source: str, feats: np.ndarray, dim: int) -> str | None:
+    why = feature_problem(feats, dim)
+    return None if why is None else f"{source}: {why}"
+
+
 class FeatureStore:
     """Features of many sources, each computed at most once.
 
@@ -92,11 +114,14 @@ class FeatureStore:
     cache_dir : folder for cached ``.npy`` features, or None (memory only)
     jobs : worker processes for extraction (1: in this process)
     progress : show a tqdm bar on stderr
+    dim : expected feature dimension (the model's D), or None; a source with another one
+        (a ``.npy`` or ark entry from another front-end) goes to ``errors``
     """
 
     def __init__(self, config: FeatureConfig, cache_dir: str | os.PathLike | None = None,
-                 jobs: int = 1, progress: bool = False):
+                 jobs: int = 1, progress: bool = False, dim: int | None = None):
         self.config = config
+        self.dim = dim
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.jobs = max(1, int(jobs))
         self.progress = progress
@@ -122,7 +147,7 @@ class FeatureStore:
             if s in self.features or s in self.errors:
                 continue
             cp = self._cache_path(s)
-            cached = _from_cache(cp)
+            cached = _from_cache(cp, self.config.dim)
             if cached is not None:
                 self.features[s] = cached
             else:
@@ -144,6 +169,8 @@ class FeatureStore:
     def _collect(self, results, bar) -> None:
         for source, feats, err in results:
             check_interrupt()
+            if err is None and self.dim is not None:
+                err = _dim_error(source, feats, self.dim)
             if err is None:
                 self.features[source] = feats
             else:

@@ -180,7 +180,7 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     import shutil
     import sys
     import tempfile
-    from .featstore import FeatureStore, _work
+    from .featstore import FeatureStore, _dim_error, _work
     from .features import FeatureConfig
     config = config or FeatureConfig()
     sources = list(dict.fromkeys(str(s) for s in sources))
@@ -216,9 +216,13 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
         results = pool.map(_work, items, chunksize=max(1, len(items) // (64 * jobs))) \
             if pool is not None else map(_work, items)
         order: list[str] = []
+        dim = config.dim if any(map(_is_audio, sources)) else None    # else: the first usable file's
         for src, feats, err in results:
             check_interrupt()
             bar.update(1)
+            if err is None:
+                dim = dim or feats.shape[1]
+                err = _dim_error(src, feats, dim)
             if err is not None:
                 errors[src] = err
                 continue
@@ -323,7 +327,7 @@ def _extract_part(sources: Sequence[str], config, cache_dir: str | None, keep: b
 
 def _read_one(source: str, config, cache_dir: str | None) -> np.ndarray:
     from .featstore import FeatureStore, _from_cache, read_source
-    cached = _from_cache(FeatureStore(config, cache_dir=cache_dir)._cache_path(source))
+    cached = _from_cache(FeatureStore(config, cache_dir=cache_dir)._cache_path(source), config.dim)
     return cached if cached is not None else read_source(source, config)
 
 
@@ -545,6 +549,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     ``covariances`` (K, D) and ``lower_bounds`` (done,) (average log-likelihood per frame, nats).
     Raises :class:`CheckpointError` for a file that is not a readable checkpoint.
     """
+    from ._npzcheck import NpzError, checkpoint_headers
+    try:
+        checkpoint_headers(path)          # declared sizes, before any data is inflated
+    except NpzError as exc:
+        raise CheckpointError(f"{path}: not a usable checkpoint: {exc}") from None
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["format"][()]) != CHECKPOINT_FORMAT or int(z["format_version"]) != CHECKPOINT_VERSION:
