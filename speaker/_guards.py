@@ -150,8 +150,9 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
     if not text:
-        text = {EOFError: "unexpected end of file", KeyError: "missing entry",
-                MemoryError: "out of memory"}.get(type(exc), "no detail given")
+        text = {EOFError: "unexpected end of file", KeyError: "missing entry", MemoryError: "out of memory",
+                AssertionError: "malformed data (a consistency check of the reader failed)",
+                }.get(type(exc), "no detail given")
     return f"{type(exc).__name__}: {text}"
 
 
@@ -262,7 +263,7 @@ def output_names(entries: Iterable[tuple[str, str]], flat: bool = False) -> dict
     bare = [os.path.abspath(p) for k, p in entries if path_only(k, p)]
     common = os.path.commonpath([os.path.dirname(p) for p in bare]) if bare else ""
     out: dict[tuple[str, str], str] = {}
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}     # name -> key (entries are distinct (key, path) pairs)
     for key, p in entries:
         if path_only(key, p):
             name = os.path.splitext(os.path.relpath(os.path.abspath(p), common))[0]
@@ -270,8 +271,8 @@ def output_names(entries: Iterable[tuple[str, str]], flat: bool = False) -> dict
             name = key.replace(os.sep, "_")
         if flat:
             name = name.replace(os.sep, "_")
-        if name in seen and seen[name] != key:
-            raise GuardError(f"{seen[name]!r} and {key!r} would both be written as {name!r}; "
+        if name in seen:
+            raise GuardError(f"{seen[name]!r} and {key!r} ({p}) would both be written as {name!r}; "
                              "give the entries distinct utterance ids ('utt_id path' lines)")
         seen[name] = key
         out[(key, p)] = name
