@@ -64,9 +64,11 @@ def refuse_inputs_as_outputs(outputs: Mapping[str, object], inputs: Iterable[tup
                 ids.setdefault(fid, (option, path))
     if not ids:
         return
+    seen: set[str] = set()
     for what, path in inputs:
-        if path is None:
+        if path is None or str(path) in seen:
             continue
+        seen.add(str(path))
         fid = _file_id(_input_path(path))
         if fid in ids:
             option, out = ids[fid]

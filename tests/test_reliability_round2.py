@@ -166,7 +166,8 @@ def test_score_never_writes_a_non_finite_score(work, tmp_path, capsys, monkeypat
     ("[" * 100_000 + "]" * 100_000, "characters"),
     ("[" * 20_000 + "]" * 20_000, "nested deeper"),
     ('{"a": ' * 30 + "1" + "}" * 30, "nested deeper"),
-])
+], ids=["delta_width", "sample_rate", "n_mels", "cmn_window", "win_length", "n_fft", "dim", "100k-deep",
+        "20k-deep", "30-deep-objects"])
 def test_feature_config_is_bounded_on_load(text, why):
     with pytest.raises(ValueError, match=why):
         FeatureConfig.from_json(text)
@@ -221,7 +222,7 @@ def _npz_with_member(path, arrays: dict, fake: dict, full: bool = True):
     ({"means": ((4, 20), "<f8"), "short": True}, "declared size"),     # the entry is smaller than its header says
     ({"feature_config": ((), "<U100000")}, "short scalar"),
     ({"speaker_ids": ((3,), "|O")}, "pickled"),
-])
+], ids=["2^31-elements", "K>4096", "D>200", "short-entry", "huge-config-string", "object-ids"])
 def test_npz_members_are_checked_from_their_headers_before_reading(work, tmp_path, monkeypatch, fake, why):
     fake = dict(fake)
     full = not fake.pop("short", False)
@@ -334,7 +335,7 @@ def test_bad_cache_entries_are_re_extracted(tmp_path):
 @pytest.mark.parametrize("option, value", [
     ("--threads", "100000"), ("--threads", "0"), ("--sample-rate", "0"), ("--sample-rate", "1"),
     ("--var-floor", "nan"), ("--var-floor", "-1"), ("--var-floor", "inf"), ("--components", "0"),
-    ("--components", "100000"), ("--iters", "-1"), ("--jobs", "0"), ("--seed", "-1"), ("--stream-above", "nan"),
+    ("--components", "100000"), ("--iters", "-1"), ("--jobs", "0"), ("--seed", "-1"),
 ])
 def test_numeric_options_are_validated(work, tmp_path, capsys, option, value):
     rc, err = run(capsys, "train-ubm", "--list", work / "ubm.lst", "--out", tmp_path / "u.npz",
