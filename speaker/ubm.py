@@ -553,7 +553,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint_headers(path)          # declared sizes, before any data is inflated
     except NpzError as exc:
-        raise CheckpointError(f"{path}: not a usable checkpoint: {exc}") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["format"][()]) != CHECKPOINT_FORMAT or int(z["format_version"]) != CHECKPOINT_VERSION:
