@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import _guards
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
 
 NAME = "enroll"
@@ -33,7 +34,10 @@ def run(args) -> int:
     ubm, config = load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
-    with store(args, config) as st:
+    _guards.refuse_inputs_as_outputs({"--out": args.out}, [("UBM", args.ubm), ("enrolment list", args.enroll),
+                                     ("scp", args.scp)] + [("listed file", p) for f in spk_files.values()
+                                                           for _, p in f])
+    with store(args, config, dim=ubm.means_.shape[1]) as st:
         st.load([p for files in spk_files.values() for _, p in files], desc="features")
     report_skipped(args, st.errors)
     check_strict(args, st.errors)
