@@ -119,8 +119,8 @@ def test_mixed_dtypes_are_computed_in_float64():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (np.zeros(4), r"segment 1: expected shape \(n_frames, 4\)"),
-    (np.zeros((3, 5)), r"segment 1: expected shape \(n_frames, 4\), got \(3, 5\)"),
+    (np.zeros(4), r"segment 1: expected a 2-D array \(n_frames, 4\), got shape \(4,\)"),
+    (np.zeros((3, 5)), "segment 1: X has 5 features, but GaussianMixture is expecting 4 features as input"),
     (np.full((3, 4), np.nan), "segment 1: contains NaN"),
     (np.full((3, 4), np.inf, dtype=np.float32), "segment 1: contains NaN or infinity"),
     (np.zeros((3, 4), dtype=np.int64), "segment 1: dtype int64"),
