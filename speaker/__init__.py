@@ -19,12 +19,13 @@ The recipe, one module per step:
 * :mod:`speaker.cli`      - the ``speaker`` command.
 
 The names below are imported on first use (``speaker.train_ubm`` imports gmmext, ``speaker.
-extract_features`` librosa), so that ``import speaker.cli`` stays quick.
+extract_features`` librosa), so that ``import speaker.cli`` stays quick and the console script
+(:mod:`speaker._entry`) can take over Ctrl-C and SIGTERM before numpy, librosa and gmmext load.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "map_adapt": "adapt", "map_adapt_many": "adapt",
@@ -49,3 +50,12 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .adapt import map_adapt, map_adapt_many
+    from .audio import AudioError, load_audio
+    from .features import FeatureConfig, extract_features
+    from .model_io import ModelError, ModelFile, load_model, save_model
+    from .scoring import llr, score_trials
+    from .ubm import train_ubm

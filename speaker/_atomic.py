@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from ._interrupt import check as check_interrupt
+
+
+class WriteError(OSError):
+    """An output could not be written (disk full, permissions...); the message names the file."""
+
+
+def _target(path: Path) -> Path:
+    """The file a write to ``path`` replaces: a symbolic link is written through to its target."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 @contextlib.contextmanager
@@ -17,23 +27,40 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     An exception (or an interrupt) inside the block removes the temporary file and leaves any
     earlier ``path`` untouched, so a reader never sees a half-written file under the final name.
     ``suffix`` defaults to the target's own (some writers, such as ``numpy.savez``, look at it).
+
+    An existing file keeps its permission bits (a 0600 file stays 0600); a new one gets the
+    usual ``0666 & ~umask``.  When ``path`` is a symbolic link, its target is replaced (the link
+    stays a link).  A failure to write (``ENOSPC``, ``EACCES``...) raises :class:`WriteError`
+    naming ``path``.
     """
-    path = Path(path)
+    path = _target(Path(path))
     folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(path.suffix if suffix is None else suffix) + ".tmp",
-                               dir=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(path.suffix if suffix is None else suffix)
+                                   + ".tmp", dir=folder)
+    except OSError as exc:
+        raise WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)     # mkstemp makes 0600; the result should get the usual mode
     try:
-        yield tmp
-        check_interrupt()      # a swallowed Ctrl-C must not let the file replace the old one
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        try:
+            yield tmp
+            check_interrupt()      # a swallowed Ctrl-C must not let the file replace the old one
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)    # mkstemp made 0600: the old file's (or the usual) mode, once written
+            os.replace(tmp, path)
+        except WriteError:
+            raise
+        except OSError as exc:
+            raise WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

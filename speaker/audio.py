@@ -26,6 +26,16 @@ SIGNAL_NAME = "<signal>"
 # Frames per block when mixing a multichannel file down to mono while reading.
 _BLOCK_FRAMES = 1 << 16
 
+#: Sample rates (Hz) accepted from a file header or for a signal: a header claiming 1 Hz would
+#: make resampling to 16 kHz cost gigabytes.
+MIN_RATE, MAX_RATE = 1000, 384_000
+#: Longest audio accepted, in seconds (6 hours: 1.4 GB of float32 at 16 kHz), checked from the
+#: header before decoding and before resampling.
+MAX_SECONDS = 6 * 3600
+#: Largest accepted |sample| in full-scale units: float files may exceed 1.0 a little, but
+#: samples around 1e20 are corrupt data (their squares overflow float32 and give NaN features).
+MAX_ABS_SAMPLE = 1000.0
+
 
 class AudioError(Exception):
     """Audio that cannot be used: undecodable, empty, non-finite, silent or too short.
@@ -59,11 +69,26 @@ def _check_rate(value: object, name: str) -> int:
     return int(value)
 
 
+def _check_length(name: str, n_samples: int, rate: int) -> None:
+    """Refuse a native rate outside [MIN_RATE, MAX_RATE] and more than MAX_SECONDS of audio."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(name, f"sample rate {rate} Hz is outside [{MIN_RATE}, {MAX_RATE}] Hz "
+                               "(corrupt header?)")
+    if n_samples > MAX_SECONDS * rate:
+        raise AudioError(name, f"{n_samples / rate / 3600:.1f} hours of audio, more than the "
+                               f"{MAX_SECONDS // 3600} hours accepted per file (split it)")
+
+
 def _read_file(path: str) -> tuple[np.ndarray, int]:
     """Decode ``path`` to a float32 mono array without keeping all channels in memory."""
+    from ._guards import os_reason
+    why = os_reason(path)
+    if why is not None:
+        raise AudioError(path, why)
     try:
         with sf.SoundFile(path) as f:
             rate = int(f.samplerate)
+            _check_length(path, max(int(f.frames), 0), rate)
             if f.channels == 1:
                 y = f.read(dtype="float32")
             else:
@@ -72,6 +97,7 @@ def _read_file(path: str) -> tuple[np.ndarray, int]:
                 for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
                     m = block.shape[0]
                     if n + m > out.shape[0]:  # header under-reported the length
+                        _check_length(path, n + m, rate)
                         out = np.concatenate([out[:n], np.empty(max(m, n), dtype=np.float32)])
                     np.mean(block, axis=1, out=out[n : n + m])
                     n += m
@@ -138,6 +164,7 @@ def _load(
         if sample_rate is None:
             raise ValueError("sample_rate is required when passing a numpy signal")
         native_rate = _check_rate(sample_rate, "sample_rate")
+        _check_length(SIGNAL_NAME, source.shape[0] if source.ndim else 0, native_rate)
         y = _signal_to_float32(source)
     elif isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
@@ -157,6 +184,10 @@ def _load(
     if not np.isfinite(y).all():
         bad = int(np.count_nonzero(~np.isfinite(y)))
         raise AudioError(name, f"contains {bad} non-finite (NaN or inf) samples")
+    peak = float(np.max(np.abs(y)))
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(name, f"samples reach {peak:.3g} x full scale (more than {MAX_ABS_SAMPLE:g}: "
+                               "corrupt or unscaled float data)")
     if not y.any():
         raise AudioError(name, f"all {y.size} samples are zero (digital silence)")
 
@@ -166,6 +197,8 @@ def _load(
         raise AudioError(name, "signal is constant (only a DC offset, no audio content)")
 
     if native_rate != target_rate:
+        if not MIN_RATE <= target_rate <= MAX_RATE:
+            raise ValueError(f"target_rate must be in [{MIN_RATE}, {MAX_RATE}] Hz, got {target_rate}")
         y = librosa.resample(y, orig_sr=native_rate, target_sr=target_rate, res_type="soxr_hq")
         y = np.ascontiguousarray(y, dtype=np.float32)
         _remove_dc(y)  # remove the tiny residual offset the filter can leave
@@ -208,8 +241,11 @@ def load_audio(
     ------
     AudioError
         If the file does not exist or cannot be decoded (the message includes soundfile's
-        reason), has zero samples, contains NaN or inf, is all zeros (digital silence) or is
-        constant. The message starts with the file path, or ``"<signal>"``.
+        reason; a symbolic link loop or a broken link is said), has zero samples, contains NaN or
+        inf or samples beyond ``MAX_ABS_SAMPLE`` (1000) x full scale, is all zeros (digital
+        silence) or is constant, has a native rate outside ``[MIN_RATE, MAX_RATE]`` (1 kHz to
+        384 kHz) or lasts more than ``MAX_SECONDS`` (6 hours; checked from the header, before
+        decoding and resampling). The message starts with the file path, or ``"<signal>"``.
     ValueError, TypeError
         For invalid arguments (missing or non-positive rates, unsupported input type).
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 import numpy as np
 
 from ._atomic import atomic_path
+from ._guards import describe
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 
@@ -58,36 +59,52 @@ def read_source(source: str, config: "FeatureConfig") -> np.ndarray:
     kind = source_kind(source)
     if kind == "audio":
         from .features import extract_features
-        return extract_features(source, config=config)
-    if kind == "ark":
+        feats = extract_features(source, config=config)
+    elif kind == "ark":
         import kaldiio
         try:
             feats = np.asarray(kaldiio.load_mat(source), dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 - kaldiio raises many types on bad archives
-            raise ValueError(f"{source}: cannot read Kaldi archive entry: {exc}") from None
+            raise ValueError(f"{source}: cannot read Kaldi archive entry: {describe(exc)}") from None
     else:
         try:
             feats = np.load(source, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{source}: cannot read .npy features: {exc}") from None
+            raise ValueError(f"{source}: cannot read .npy features: {describe(exc)}") from None
         if feats.dtype.kind != "f":
             raise ValueError(f"{source}: features must be floating point, got {feats.dtype}")
         feats = feats.astype(np.float32, copy=False)
-    if feats.ndim != 2 or feats.shape[0] == 0:
-        raise ValueError(f"{source}: features must have shape (frames >= 1, dims), got {feats.shape}")
-    if not np.all(np.isfinite(feats)):
-        raise ValueError(f"{source}: features contain NaN or infinity")
+    why = feature_problem(feats)
+    if why is not None:
+        raise ValueError(f"{source}: {why}")
     return feats
 
 
-def _from_cache(cache_path: Path | None) -> np.ndarray | None:
-    """Cached features, or None (absent or unreadable: then they are recomputed)."""
+def feature_problem(feats: np.ndarray, dim: int | None = None) -> str | None:
+    """Why ``feats`` are unusable as (frames >= 1, ``dim``) finite float32 features, or None."""
+    if feats.dtype != np.float32:
+        return f"features must be float32, got {feats.dtype}"
+    if feats.ndim != 2 or feats.shape[0] == 0:
+        return f"features must have shape (frames >= 1, dims), got {feats.shape}"
+    if dim is not None and feats.shape[1] != dim:
+        return f"features have {feats.shape[1]} dimensions, expected {dim} (another front-end or model?)"
+    if not np.all(np.isfinite(feats)):
+        return "features contain NaN or infinity"
+    return None
+
+
+def _from_cache(cache_path: Path | None, dim: int | None = None) -> np.ndarray | None:
+    """Cached features, or None (absent, unreadable or invalid: then they are recomputed).
+
+    An entry is used only if it is (frames >= 1, ``dim``) finite float32 (:func:`feature_problem`).
+    """
     if cache_path is None or not cache_path.exists():
         return None
     try:
-        return np.load(cache_path, allow_pickle=False)
+        feats = np.load(cache_path, allow_pickle=False, mmap_mode=None)
     except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
         return None
+    return feats if isinstance(feats, np.ndarray) and feature_problem(feats, dim) is None else None
 
 
 def _work(args):
@@ -96,7 +113,7 @@ def _work(args):
     From the cache when there, else read or extracted (and written to the cache).
     """
     source, config, cache_path = args
-    cached = _from_cache(cache_path)
+    cached = _from_cache(cache_path, config.dim)
     if cached is not None:
         return source, cached, None
     try:
@@ -164,6 +181,12 @@ class ExtractionPool:
             self._pool = None
 
 
+def _dim_error(source: str, feats: np.ndarray, dim: int) -> str | None:
+    """``source: reason`` if ``feats`` are not usable (frames, ``dim``) features, else None."""
+    why = feature_problem(feats, dim)
+    return None if why is None else f"{source}: {why}"
+
+
 class FeatureStore:
     """Features of many sources, each computed at most once.
 
@@ -173,6 +196,8 @@ class FeatureStore:
     cache_dir : folder for cached ``.npy`` features, or None (memory only)
     jobs : worker processes for extraction (1: in this process)
     progress : report progress on stderr (see :mod:`speaker._progress`)
+    dim : expected feature dimension (the model's D), or None; a source with another one
+        (a ``.npy`` or ark entry from another front-end) goes to ``errors``
 
     Used as a context manager, the store keeps its worker processes between :meth:`load`
     calls (one pool per command) and stops them on exit; otherwise every :meth:`load` stops
@@ -180,8 +205,9 @@ class FeatureStore:
     """
 
     def __init__(self, config: "FeatureConfig", cache_dir: str | os.PathLike | None = None,
-                 jobs: int = 1, progress: bool = False):
+                 jobs: int = 1, progress: bool = False, dim: int | None = None):
         self.config = config
+        self.dim = dim
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.jobs = max(1, int(jobs))
         self.progress = progress
@@ -218,7 +244,7 @@ class FeatureStore:
         """``(source, features or None, error or None)`` for every distinct source, in order.
 
         Cached features are read here; the others are read or extracted by the workers (and
-        cached).  Nothing is kept in the store: :meth:`load` does that.
+        cached).  With ``dim``, features of another dimension are an error.  Nothing is kept in the store: :meth:`load` does that.
         """
         sources = list(dict.fromkeys(sources))
         paths = {s: self._cache_path(s) for s in sources}
@@ -230,7 +256,11 @@ class FeatureStore:
                 for s in sources:
                     check_interrupt()
                     # a cache entry gone or unreadable since the check is recomputed here
-                    yield next(computed) if s in pending else _work((s, self.config, paths[s]))
+                    source, feats, err = next(computed) if s in pending else _work((s, self.config, paths[s]))
+                    if err is None and self.dim is not None:
+                        err = _dim_error(source, feats, self.dim)
+                        feats = None if err is not None else feats
+                    yield source, feats, err
                     bar.update(1)
         finally:
             computed.close()
@@ -345,7 +375,9 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     on every source is kept on disk only and read back at every EM pass: ``.npy`` files and
     Kaldi ``ark`` entries from where they are, audio features from ``cache_dir`` or, without one,
     from a temporary folder created in ``temp_parent`` (``PreparedFeatures.temp_cache``, for
-    the caller to delete).  The frames and their order are the same either way.
+    the caller to delete).  The frames and their order are the same either way.  Every usable
+    source has the same feature dimension (``config.dim`` if any source is audio, else the first
+    usable file's); one with another goes to ``errors``.
     """
     from .features import FeatureConfig
     config = config or FeatureConfig()
@@ -374,9 +406,14 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
         return str(cp)
 
     order: list[str] = []
+    sources = [str(s) for s in sources]
+    dim = config.dim if any(source_kind(s) == "audio" for s in sources) else None   # else: the first usable file's
     try:
-        with contextlib.closing(store.results(str(s) for s in sources)) as results:
+        with contextlib.closing(store.results(sources)) as results:
             for src, feats, err in results:
+                if err is None:
+                    dim = dim or feats.shape[1]
+                    err = _dim_error(src, feats, dim)
                 if err is not None:
                     errors[src] = err
                     continue

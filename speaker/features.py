@@ -45,6 +45,43 @@ _NORMALIZATIONS = ("cmvn", "cmn-sliding", "none")
 _CHUNK_FRAMES = 4096  # frames per FFT block (bounds memory on long files)
 _STD_FLOOR = 1e-8
 
+# Bounds of every FeatureConfig field (a model file's stored configuration is untrusted: an
+# absurd value must not cost gigabytes).  Generous for real speech: 8-384 kHz audio, windows of
+# up to 1 s, filterbanks of up to 512 bands, feature vectors of up to MAX_DIM dimensions.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
+MAX_WINDOW_MS = 1000.0
+MAX_FFT = 1 << 14           # samples of the FFT (and so of the window): 1 s at 16 kHz
+MAX_MELS = 512
+MAX_DIM = 200
+MAX_LIFTER = 10_000.0
+MAX_CONTEXT = 301           # delta_width, vad_context (frames)
+MAX_CMN_WINDOW = 100_000    # frames (1000 s at a 10 ms hop)
+#: Largest JSON text :meth:`FeatureConfig.from_json` parses, and its deepest nesting.
+MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 16
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON ``text`` (outside strings), without parsing it."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for c in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
 
 def _is_int(x: object) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
@@ -167,18 +204,21 @@ class FeatureConfig:
             object.__setattr__(self, name, bool(v))
 
         sr = as_int("sample_rate")
-        if sr <= 0:
-            fail("sample_rate", "must be positive (Hz)")
-        if as_float("win_length_ms") <= 0:
-            fail("win_length_ms", "must be positive")
-        if as_float("hop_length_ms") <= 0:
-            fail("hop_length_ms", "must be positive")
+        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+            fail("sample_rate", f"must be in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
+        if not 0 < as_float("win_length_ms") <= MAX_WINDOW_MS:
+            fail("win_length_ms", f"must be in (0, {MAX_WINDOW_MS:g}] ms")
+        if not 0 < as_float("hop_length_ms") <= MAX_WINDOW_MS:
+            fail("hop_length_ms", f"must be in (0, {MAX_WINDOW_MS:g}] ms")
         if self.win_samples < 2:
             fail("win_length_ms", f"must span at least 2 samples at {sr} Hz")
         if self.hop_samples < 1:
             fail("hop_length_ms", f"must span at least 1 sample at {sr} Hz")
-        if self.n_fft is not None and as_int("n_fft") < self.win_samples:
-            fail("n_fft", f"must be >= the window length ({self.win_samples} samples)")
+        if self.n_fft is not None and not self.win_samples <= as_int("n_fft") <= MAX_FFT:
+            fail("n_fft", f"must be >= the window length ({self.win_samples} samples) and <= {MAX_FFT}")
+        if self.fft_size > MAX_FFT:
+            fail("win_length_ms", f"spans {self.win_samples} samples at {sr} Hz (FFT {self.fft_size}), more "
+                                  f"than {MAX_FFT}")
         if not isinstance(self.window, str):
             fail("window", "must be a window name (str)")
         try:
@@ -188,12 +228,12 @@ class FeatureConfig:
         p = as_float("preemphasis")
         if not 0.0 <= p < 1.0:
             fail("preemphasis", "must be in [0, 1)")
-        if as_int("n_mels") < 1:
-            fail("n_mels", "must be >= 1")
+        if not 1 <= as_int("n_mels") <= MAX_MELS:
+            fail("n_mels", f"must be in [1, {MAX_MELS}]")
         if not 1 <= as_int("n_ceps") <= self.n_mels:
             fail("n_ceps", f"must be in [1, n_mels={self.n_mels}]")
         fmin = as_float("fmin")
-        if fmin < 0:
+        if fmin < 0 or fmin > MAX_SAMPLE_RATE:
             fail("fmin", "must be >= 0 Hz")
         if self.fmax is not None:
             fmax = as_float("fmax")
@@ -201,25 +241,27 @@ class FeatureConfig:
                 fail("fmax", f"must be <= sample_rate / 2 = {sr / 2:g} Hz")
         if fmin >= self.fmax_hz:
             fail("fmin", f"must be < fmax ({self.fmax_hz:g} Hz)")
-        if as_float("lifter") < 0:
-            fail("lifter", "must be >= 0")
+        if not 0 <= as_float("lifter") <= MAX_LIFTER:
+            fail("lifter", f"must be in [0, {MAX_LIFTER:g}]")
         for name in ("use_energy", "deltas", "delta_deltas", "vad"):
             as_bool(name)
         w = as_int("delta_width")
-        if w < 3 or w % 2 == 0:
-            fail("delta_width", "must be an odd int >= 3")
-        if as_float("vad_energy_threshold") <= 0:
-            fail("vad_energy_threshold", "must be > 0 dB")
+        if w < 3 or w % 2 == 0 or w > MAX_CONTEXT:
+            fail("delta_width", f"must be an odd int in [3, {MAX_CONTEXT}]")
+        if not 0 < as_float("vad_energy_threshold") <= 1000:
+            fail("vad_energy_threshold", "must be in (0, 1000] dB")
         if not 0.0 <= as_float("vad_energy_mean_scale") <= 1.0:
             fail("vad_energy_mean_scale", "must be in [0, 1]")
-        if as_int("vad_context") < 0:
-            fail("vad_context", "must be >= 0")
+        if not 0 <= as_int("vad_context") <= MAX_CONTEXT:
+            fail("vad_context", f"must be in [0, {MAX_CONTEXT}]")
         if not 0.0 < as_float("vad_proportion_threshold") <= 1.0:
             fail("vad_proportion_threshold", "must be in (0, 1]")
         if self.normalization not in _NORMALIZATIONS:
             fail("normalization", f"must be one of {_NORMALIZATIONS}")
-        if as_int("cmn_window") < 1:
-            fail("cmn_window", "must be >= 1")
+        if not 1 <= as_int("cmn_window") <= MAX_CMN_WINDOW:
+            fail("cmn_window", f"must be in [1, {MAX_CMN_WINDOW}]")
+        if self.dim > MAX_DIM:
+            fail("n_ceps", f"gives {self.dim} feature dimensions (with deltas), more than {MAX_DIM}")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -278,7 +320,19 @@ class FeatureConfig:
 
     @classmethod
     def from_json(cls, text: str) -> FeatureConfig:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json`.
+
+        Text longer than ``MAX_JSON_BYTES`` (64 KiB) or nested deeper than ``MAX_JSON_DEPTH`` is
+        refused with :class:`ValueError` before it is parsed (it is untrusted when it comes from a
+        model file).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"FeatureConfig.from_json expects a str, got {type(text).__name__}")
+        if len(text) > MAX_JSON_BYTES:
+            raise ValueError(f"feature configuration JSON is {len(text)} characters, more than "
+                             f"{MAX_JSON_BYTES}")
+        if _json_depth(text) > MAX_JSON_DEPTH:
+            raise ValueError(f"feature configuration JSON is nested deeper than {MAX_JSON_DEPTH} levels")
         return cls.from_dict(json.loads(text))
 
 

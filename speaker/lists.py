@@ -1,7 +1,9 @@
 """Reading the recipe's list files: audio lists, enrolment lists, trials and scores.
 
-Formats (blank lines and lines starting with ``#`` are ignored; fields are separated by
-whitespace; a relative path is resolved against ``root``, by default the list's folder):
+Formats (blank lines and lines starting with ``#`` are ignored; a UTF-8 byte-order mark at the
+start of the file is dropped; fields are separated by whitespace, or, on a line that contains
+a TAB, by TABs only, so that a path with spaces is written ``utt_id<TAB>my file.wav``; a
+relative path is resolved against ``root``, by default the list's folder):
 
 * audio list: one ``path`` per line, or Kaldi ``wav.scp`` style ``utt_id path``.
 * enrolment list: ``speaker_id path [path ...]`` (a speaker may span several lines).
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 __all__ = ["ListError", "Trial", "read_audio_list", "read_enroll_list", "read_trials",
-           "read_scores", "read_scp", "resolve"]
+           "read_scores", "read_scp", "resolve", "format_line"]
 
 
 class ListError(ValueError):
@@ -46,13 +48,21 @@ class Trial:
     enrol_path: str | None = None
 
 
+def _fields(line: str) -> list[str]:
+    """Fields of a stripped line: TAB-separated if it has a TAB (paths may hold spaces), else split
+    on whitespace."""
+    if "\t" in line:
+        return [f.strip() for f in line.split("\t") if f.strip()]
+    return line.split()
+
+
 def _lines(path) -> Iterator[tuple[int, list[str]]]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:     # -sig: a byte-order mark is dropped
             for n, line in enumerate(f, 1):
                 s = line.strip()
                 if s and not s.startswith("#"):
-                    yield n, s.split()
+                    yield n, _fields(s)
     except UnicodeDecodeError as exc:
         raise ListError(f"{path}: not a text file ({exc.reason})") from None
     except OSError as exc:
@@ -157,6 +167,13 @@ def read_trials(path, root=None, scp=None) -> tuple[str, list[Trial]]:
         if first != n:
             raise ListError(f"{path}:{n}: duplicate trial '{t.model} {t.test}' (first on line {first})")
     return fmt, trials
+
+
+def format_line(*fields: str) -> str:
+    """One list line: fields joined by spaces, or by TABs when one of them holds whitespace
+    (the form the readers split on TABs)."""
+    sep = "\t" if any(any(c.isspace() for c in f) for f in fields) else " "
+    return sep.join(fields)
 
 
 def read_scores(path) -> dict[tuple[str, str], float]:

@@ -34,13 +34,21 @@ import numpy as np
 from gmmext import GaussianMixture
 
 from ._atomic import atomic_path
-from .features import FeatureConfig
+from ._npzcheck import NpzError, npz_headers
+from .features import MAX_JSON_BYTES, FeatureConfig
 
-__all__ = ["ModelError", "ModelFile", "save_model", "load_model", "ubm_fingerprint"]
+__all__ = ["ModelError", "ModelFile", "save_model", "load_model", "load_speakers", "ubm_fingerprint"]
 
 FORMAT = "gmmext-speaker"
 FORMAT_VERSION = 1
-_MAX_ELEMENTS = 1 << 31
+#: Limits of an accepted model file, checked on the members' declared headers before any data
+#: is read (zip bombs): K components, D dimensions, S speakers, and S * K * D elements per array
+#: (2**28: 2 GiB of float64, e.g. 2000 speakers of a 2048 x 60 UBM).
+MAX_COMPONENTS = 4096
+MAX_DIM = 200
+MAX_SPEAKERS = 1_000_000
+MAX_ELEMENTS = 1 << 28
+_MAX_ID_CHARS = 1024
 
 
 class ModelError(ValueError):
@@ -119,6 +127,36 @@ def _scalar_str(z, key, path) -> str:
     return str(a[()])
 
 
+def _check_headers(path) -> None:
+    """Refuse, from the declared headers alone, members beyond the limits (before reading data)."""
+    try:
+        h = npz_headers(path, max_elements=MAX_ELEMENTS)
+    except NpzError as exc:
+        _fail(path, str(exc))
+    for key in ("format", "format_version", "kind", "ubm_fingerprint", "feature_config"):
+        m = h.get(key)
+        if m is None:
+            continue
+        limit = 4 * (MAX_JSON_BYTES if key == "feature_config" else _MAX_ID_CHARS)
+        if m.shape != () or m.dtype.itemsize > limit:
+            _fail(path, f"'{key}' must be a short scalar, declared {m.dtype} of shape {m.shape}")
+    mu = h.get("means")
+    if mu is None:
+        return
+    if len(mu.shape) not in (2, 3):
+        _fail(path, f"'means' must be (K, D) or (S, K, D), declared {mu.shape}")
+    *s, K, D = mu.shape
+    if not 1 <= K <= MAX_COMPONENTS or not 1 <= D <= MAX_DIM or (s and not 1 <= s[0] <= MAX_SPEAKERS):
+        _fail(path, f"'means' declares shape {mu.shape}: at most {MAX_SPEAKERS} speakers, {MAX_COMPONENTS} "
+                    f"components and {MAX_DIM} dimensions are accepted")
+    for key, shape in (("weights", mu.shape[:-1]), ("covariances", mu.shape)):
+        if key in h and h[key].shape != shape:
+            _fail(path, f"inconsistent shapes: '{key}' {h[key].shape}, means {mu.shape}")
+    ids = h.get("speaker_ids")
+    if ids is not None and (ids.shape != tuple(s) or ids.dtype.itemsize > 4 * _MAX_ID_CHARS):
+        _fail(path, f"'speaker_ids' must hold one short id per model, declared {ids.dtype} {ids.shape}")
+
+
 def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> ModelFile:
     """Read and validate a model file written by :func:`save_model`.
 
@@ -137,6 +175,7 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
     ModelError for any unreadable, malformed or mismatched file (never executes its content).
     """
     path = Path(path)
+    _check_headers(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -159,8 +198,6 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
                 a = z[key]
                 if a.dtype not in (np.float32, np.float64):
                     _fail(path, f"'{key}' has dtype {a.dtype}, expected float32 or float64")
-                if a.size > _MAX_ELEMENTS:
-                    _fail(path, f"'{key}' is implausibly large ({a.size} elements)")
                 arrays[key] = a
             ids = None
             if kind == "speakers":
@@ -176,8 +213,8 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
     config = None
     if cfg_text:
         try:
-            config = FeatureConfig.from_dict(json.loads(cfg_text))
-        except (ValueError, TypeError) as exc:
+            config = FeatureConfig.from_json(cfg_text)
+        except (ValueError, TypeError, RecursionError) as exc:
             _fail(path, f"bad feature_config: {exc}")
     w, mu, var = arrays["weights"], arrays["means"], arrays["covariances"]
     extra = 0 if kind == "ubm" else 1
@@ -202,3 +239,12 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
                          f"(fingerprint {fp[:12]}...), not from the given one ({ubm_fingerprint(ubm)[:12]}...)")
     speakers = {str(i): build(w[s], mu[s], var[s], f"speaker {str(i)!r}") for s, i in enumerate(ids)}
     return ModelFile("speakers", fp, config, speakers=speakers)
+
+
+def load_speakers(path: str | Path, ubm: GaussianMixture) -> dict[str, GaussianMixture]:
+    """The speaker models of a models file adapted from ``ubm`` (:func:`load_model`); a UBM file
+    given instead raises :class:`ModelError` saying so."""
+    mf = load_model(path, ubm=ubm)
+    if mf.kind != "speakers":
+        raise ModelError(f"{path}: this is a UBM, not a models file (the output of 'speaker enroll')")
+    return mf.speakers

@@ -208,6 +208,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     ``covariances`` (K, D) and ``lower_bounds`` (done,) (average log-likelihood per frame, nats).
     Raises :class:`CheckpointError` for a file that is not a readable checkpoint.
     """
+    from ._npzcheck import NpzError, checkpoint_headers
+    try:
+        checkpoint_headers(path)          # declared sizes, before any data is inflated
+    except NpzError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["format"][()]) != CHECKPOINT_FORMAT or int(z["format_version"]) != CHECKPOINT_VERSION:

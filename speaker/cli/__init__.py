@@ -6,7 +6,8 @@
     speaker eval      --scores scores.txt --trials trials.txt
     speaker demo      # all of the above on the bundled audio fixtures
 
-Exit codes: 0 success, 1 the job failed (message on stderr, no traceback), 2 bad usage.
+Exit codes: 0 success, 1 the job failed (message on stderr, no traceback), 2 bad usage,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
 One module per command (``NAME``, ``add_parser(sub, parents)``, ``run(args)``); a new command
 is a new module and one entry of :data:`COMMANDS`.  Building the parser imports only the
@@ -18,7 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import _interrupt
+from .. import _guards, _interrupt
+from .._atomic import WriteError
 from ..lists import ListError
 from . import demo, enroll, evaluate, extract, score, store_commands, train_ubm
 from ._common import JobError, parents
@@ -46,27 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
 def _job_errors() -> tuple[type[Exception], ...]:
     """Errors reported in one line: a ModelError can only come from an imported model_io."""
     model_io = sys.modules.get("speaker.model_io")
-    return (JobError, ListError) + ((model_io.ModelError,) if model_io is not None else ())
+    return (JobError, ListError, _guards.GuardError, WriteError) + ((model_io.ModelError,) if model_io is not None
+                                                                      else ())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("jobs", "components", "iters", "top_c", "threads"):
-        v = getattr(args, name, None)
-        if v is not None and v < (0 if name == "iters" else 1):
-            parser.error(f"--{name.replace('_', '-')} must be >= {0 if name == 'iters' else 1}")
     args.main = main
     _interrupt.install()
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"speaker {args.command}: interrupted; earlier outputs are intact", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, _interrupt.Terminated) else "interrupted"
+        print(f"speaker {args.command}: {what}; earlier outputs are intact", file=sys.stderr)
+        return _interrupt.exit_code(exc)
     except _job_errors() as exc:
         print(f"speaker {args.command}: error: {exc}", file=sys.stderr)
     except (ValueError, OSError) as exc:
         print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - MemoryError, RecursionError, a bug: one line, never a traceback
+        print(f"speaker {args.command}: error: {_guards.describe(exc)}", file=sys.stderr)
     return 1
 
 

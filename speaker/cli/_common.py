@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
+
+from .. import _guards
 
 
 class JobError(Exception):
@@ -27,10 +28,8 @@ def progress(args) -> bool:
 
 
 def report_skipped(args, errors: dict, what: str = "file") -> None:
-    if errors:
-        print(f"skipped {len(errors)} {what}(s):", file=sys.stderr)
-        for src, why in errors.items():
-            print(f"  {src}: {why}", file=sys.stderr)
+    """The skipped inputs on stderr (:func:`speaker._guards.report_skipped`, a ``--root`` hint)."""
+    _guards.report_skipped(errors, what, root=_guards.list_root(args))
 
 
 def check_strict(args, errors: dict) -> None:
@@ -38,21 +37,22 @@ def check_strict(args, errors: dict) -> None:
         raise JobError(f"--strict: {len(errors)} input(s) could not be used")
 
 
-def store(args, config):
-    """The command's FeatureStore: one pool of ``--jobs`` warmed-up workers (use it in ``with``)."""
+def store(args, config, dim: int | None = None):
+    """The command's FeatureStore: one pool of ``--jobs`` warmed-up workers (use it in ``with``);
+    ``dim``: the model's feature dimension (sources with another one are skipped)."""
     from ..featstore import FeatureStore
-    return FeatureStore(config, cache_dir=args.cache, jobs=args.jobs, progress=progress(args))
+    return FeatureStore(config, cache_dir=args.cache, jobs=args.jobs, progress=progress(args), dim=dim)
 
 
 def feature_config(args):
-    from ..features import FeatureConfig
+    from ..features import MAX_JSON_BYTES, FeatureConfig
     config = FeatureConfig()
     if args.config:
         try:
-            config = FeatureConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError) as exc:
+            config = FeatureConfig.from_json(_guards.read_small_text(args.config, MAX_JSON_BYTES))
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
             raise JobError(f"{args.config}: bad feature configuration: {exc}") from None
-    if args.sample_rate:
+    if args.sample_rate is not None:
         changes = {"sample_rate": args.sample_rate}
         if config.fmax is not None and config.fmax > args.sample_rate / 2:
             changes["fmax"] = None
@@ -96,7 +96,8 @@ class Parents:
 def parents() -> Parents:
     run = argparse.ArgumentParser(add_help=False)
     g = run.add_argument_group("running")
-    g.add_argument("--jobs", type=int, default=1, metavar="N", help="processes for feature extraction (default 1)")
+    g.add_argument("--jobs", type=_guards.int_option(1, _guards.max_threads), default=1, metavar="N",
+                   help="processes for feature extraction (default 1)")
     g.add_argument("--cache", metavar="DIR", help="cache extracted features here (reused across commands)")
     g.add_argument("--quiet", action="store_true", help="no progress reports or summaries")
     g.add_argument("--strict", action="store_true", help="fail (exit 1) if any input had to be skipped")
@@ -107,11 +108,13 @@ def parents() -> Parents:
     feat = argparse.ArgumentParser(add_help=False)
     g = feat.add_argument_group("features")
     g.add_argument("--config", metavar="JSON", help="FeatureConfig as JSON (see speaker.FeatureConfig)")
-    g.add_argument("--sample-rate", type=int, metavar="HZ", help="analysis sample rate (default 16000; 8000 for telephone audio)")
+    g.add_argument("--sample-rate", type=_guards.int_option(1000, 384_000), metavar="HZ",
+                   help="analysis sample rate, 1000 to 384000 (default 16000; 8000 for telephone audio)")
 
     adapt = argparse.ArgumentParser(add_help=False)
     g = adapt.add_argument_group("MAP adaptation")
-    g.add_argument("--relevance-factor", type=float, default=16.0, metavar="R", help="relevance factor r (default 16)")
+    g.add_argument("--relevance-factor", type=_guards.float_option(0.0, 1e6, lo_open=True), default=16.0, metavar="R",
+                   help="relevance factor r > 0 (default 16)")
     g.add_argument("--adapt", choices=["m", "mw", "mv", "mwv", "w", "v", "wv"], default="m",
                    help="adapt means (m), weights (w), variances (v) (default m)")
     return Parents(run, root, feat, adapt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from .. import _guards, _interrupt
 from ._common import JobError, say
 
 NAME = "demo"
@@ -14,7 +15,7 @@ def add_parser(sub, parents) -> None:
                        description="Train a UBM, enrol 6 speakers, score Kaldi- and VoxCeleb-style trials and print "
                                    "EER/minDCF, on the bundled Free Spoken Digit Dataset subset.")
     s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
-    s.add_argument("--components", type=int, default=64, metavar="K", help="UBM size (default 64)")
+    s.add_argument("--components", type=_guards.int_option(1, 4096), default=64, metavar="K", help="UBM size (default 64)")
     s.set_defaults(func=run)
 
 
@@ -55,8 +56,8 @@ def run(args) -> int:
     for step in steps:
         say(args, "$ speaker " + " ".join(step))
         rc = main(step + common)
-        if rc == 130:
-            raise KeyboardInterrupt
+        if rc in (130, 143):
+            raise _interrupt.Terminated() if rc == 143 else KeyboardInterrupt
         if rc != 0:
             raise JobError(f"demo step failed: speaker {step[0]}")
     for title, trials, scores in (("Kaldi-style trials (20 enrolment files per speaker)", "trials.txt", "scores.txt"),

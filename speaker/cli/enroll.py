@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import _guards
 from .store_commands import add_enroll_options, enroll_into_store
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
 
@@ -36,12 +37,15 @@ def run(args) -> int:
     from ..model_io import save_model
     if bool(args.out) == bool(args.store):
         raise JobError("give either --out NPZ (a model file) or --store DB (a speaker store)")
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
     ubm, config = load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
-    with store(args, config) as st:
+    _guards.refuse_inputs_as_outputs({"--out": args.out, "--store": args.store}, [("UBM", args.ubm), ("enrolment list", args.enroll),
+                                     ("scp", args.scp)] + [("listed file", p) for f in spk_files.values()
+                                                           for _, p in f])
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
+    with store(args, config, dim=ubm.means_.shape[1]) as st:
         st.load([p for files in spk_files.values() for _, p in files], desc="features")
     report_skipped(args, st.errors)
     check_strict(args, st.errors)

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from .. import _guards
 from .store_commands import add_eval_options, eval_metrics, format_eval
 from ._common import JobError
 
@@ -82,6 +83,8 @@ def _names(paths: list[str]) -> list[str]:
 
 def run(args) -> int:
     from ..lists import read_trials
+    _guards.refuse_inputs_as_outputs({"--det": args.det}, [("score file", p) for p in args.scores]
+                                     + [("trial list", args.trials)])
     _, trials = read_trials(args.trials, args.root)
     paths = list(dict.fromkeys(args.scores))
     systems = {name: _matched(p, trials) for name, p in zip(_names(paths), paths)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import _guards
 from ._common import JobError, check_strict, feature_config, report_skipped, say, store
 
 NAME = "extract"
@@ -23,9 +24,15 @@ def add_parser(sub, parents) -> None:
 def run(args) -> int:
     import numpy as np
     from .._atomic import atomic_path, write_text_atomic
-    from ..lists import read_audio_list
+    from ..lists import format_line, read_audio_list
     config = feature_config(args)
-    entries = read_audio_list(args.list, args.root)
+    entries = list(dict.fromkeys(read_audio_list(args.list, args.root)))
+    names = _guards.output_names(entries, flat=bool(args.ark))
+    outs = ({"--ark": args.ark, "--ark (its .scp index)": Path(args.ark).with_suffix(".scp")} if args.ark else
+            {"--out": Path(args.out) / "feats.lst", **{f"--out ({n}.npy)": Path(args.out) / f"{n}.npy"
+                                                      for n in names.values()}})
+    _guards.refuse_inputs_as_outputs(outs, [("list", args.list), ("config", args.config)]
+                                     + [("listed file", p) for _, p in entries])
     with store(args, config) as st:
         st.load([p for _, p in entries], desc="features")
     report_skipped(args, st.errors)
@@ -39,19 +46,18 @@ def run(args) -> int:
         scp = ark.with_suffix(".scp")
         with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
             for key, p in ok:
-                writer(key.replace("/", "_") if key == p else key, st.features[p])
+                writer(names[(key, p)], st.features[p])
         say(args, f"wrote {len(ok)} feature matrices to {ark} (index {scp})")
     else:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         lines = []
         for key, p in ok:
-            name = Path(p).stem if key == p or "/" in key else key
-            target = out / f"{name}.npy"
+            target = out / f"{names[(key, p)]}.npy"
             with atomic_path(target) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, st.features[p])
-            lines.append(f"{key} {target.resolve()}")
+            lines.append(format_line(key, str(target.resolve())))
         write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n")
         say(args, f"wrote {len(ok)} feature files to {out} (list: {out / 'feats.lst'})")
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import _guards
 from .store_commands import add_score_options, score_ubm, store_models, normalise_scores
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
 from .enroll import adapt_all
@@ -21,7 +22,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--trials", required=True, metavar="TRIALS",
                    help="trial list, Kaldi style (model_id test_path [label]) or VoxCeleb style (label enrol test)")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
-    s.add_argument("--top-c", type=int, metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
+    s.add_argument("--top-c", type=_guards.int_option(1, 4096), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     add_score_options(s)
     s.set_defaults(func=run)
@@ -29,16 +30,21 @@ def add_parser(sub, parents) -> None:
 
 def run(args) -> int:
     from .._atomic import write_text_atomic
-    from ..lists import read_scp, read_trials
-    from ..model_io import load_model
+    import numpy as np
+    from ..lists import format_line, read_scp, read_trials
+    from ..model_io import load_speakers
     from ..scoring import score_trials
     if not args.ubm and not args.store:
         raise JobError("give --ubm NPZ (or --store DB, which holds its UBM)")
     ubm, config = score_ubm(args) if args.store else load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     fmt, trials = read_trials(args.trials, args.root, scp)
+    _guards.refuse_inputs_as_outputs({"--out": args.out}, [("UBM", args.ubm), ("models file", args.models),
+                                     ("trial list", args.trials), ("scp", args.scp),
+                                     ("speaker store", args.store), ("cohort list", args.cohort)]
+                                     + [("listed file", p) for t in trials for p in (t.test_path, t.enrol_path)])
     skipped: dict[str, str] = {}
-    with store(args, config) as st:
+    with store(args, config, dim=ubm.means_.shape[1]) as st:
         if fmt == "voxceleb":
             enrol = {t.model: t.enrol_path for t in trials}
             st.load(list(enrol.values()) + [t.test_path for t in trials], desc="features")
@@ -48,7 +54,7 @@ def run(args) -> int:
             if not args.models and not args.store:
                 raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll') or --store")
             models = (store_models(args, ubm, {t.model for t in trials}) if args.store
-                      else load_model(args.models, ubm=ubm).speakers)
+                      else load_speakers(args.models, ubm))
             st.load([t.test_path for t in trials], desc="features")
     report_skipped(args, st.errors)
     usable, rows = [], []
@@ -66,8 +72,13 @@ def run(args) -> int:
                               st.get, top_c=args.top_c, progress=progress(args))
         if args.norm:
             scores = normalise_scores(args, [(trials[i].model, trials[i].test_path) for i in usable],
-                                                     scores, models, ubm, st)
-        rows = [f"{trials[i].model} {trials[i].test} {s:.6f}" for i, s in zip(usable, scores)]
+                                      scores, models, ubm, st)
+        for i, sc in zip(usable, scores):
+            if np.isfinite(sc):
+                rows.append(format_line(trials[i].model, trials[i].test, f"{sc:.6f}"))
+            else:
+                skipped[f"{trials[i].model} {trials[i].test}"] = f"score is {sc} (the model or the features give " \
+                                                                  "non-finite log-likelihoods)"
     if skipped:
         print(f"skipped {len(skipped)} trial(s) (not scored, not in {args.out}):", file=sys.stderr)
         for k, why in list(skipped.items())[:50]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import sys
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import _guards
 from ._common import JobError, at_least, check_strict, feature_config, progress, report_skipped, say
 
 NAME = "train-ubm"
@@ -23,15 +23,17 @@ def add_parser(sub, parents) -> None:
                                    ".npy feature files and Kaldi 'file.ark:offset' entries work too.")
     s.add_argument("--list", required=True, metavar="LIST", help="audio list")
     s.add_argument("--out", required=True, metavar="NPZ", help="UBM file to write")
-    s.add_argument("--components", type=int, default=512, metavar="K",
-                   help="number of Gaussians (default 512; 64 to 2048 are customary)")
-    s.add_argument("--iters", type=int, default=10, metavar="N", help="EM iterations at the final size (default 10)")
+    s.add_argument("--components", type=_guards.int_option(1, 4096), default=512, metavar="K",
+                   help="number of Gaussians, at most 4096 (default 512; 64 to 2048 are customary)")
+    s.add_argument("--iters", type=_guards.int_option(0, 100_000), default=10, metavar="N", help="EM iterations at the final size (default 10)")
     s.add_argument("--init", choices=["split", "kmeans"], default="split",
                    help="binary splitting from one Gaussian (default) or k-means on a sample of frames")
-    s.add_argument("--var-floor", type=float, default=0.01, metavar="F", help="variance floor, fraction of the global variance (default 0.01)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--threads", type=int, metavar="N",
-                   help="threads of the EM core (default all cores; with Dask, per task: default 1)")
+    s.add_argument("--var-floor", type=_guards.float_option(0.0, 1.0), default=0.01, metavar="F",
+                   help="variance floor, fraction of the global variance, in [0, 1] (default 0.01; 0 disables)")
+    s.add_argument("--seed", type=_guards.int_option(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    s.add_argument("--threads", type=_guards.int_option(1, _guards.max_threads), metavar="N",
+                   help="threads of the EM core, at most max(1024, 4 x cores) (default all cores; with Dask, "
+                        "per task: default 1)")
     g = s.add_argument_group("scale: streaming, Dask, checkpoints (docs/scaling.md)")
     g.add_argument("--stream", action="store_true",
                    help="keep no features in memory: read them from disk at every EM pass (.npy / ark entries "
@@ -42,7 +44,7 @@ def add_parser(sub, parents) -> None:
     dask.add_argument("--scheduler", metavar="ADDRESS",
                       help="run feature extraction and every EM pass on this Dask cluster (e.g. tcp://host:8786); "
                            "the workers read the listed files under the same paths (shared filesystem)")
-    dask.add_argument("--dask-workers", type=at_least(1), metavar="N",
+    dask.add_argument("--dask-workers", type=_guards.int_option(1, _guards.max_threads), metavar="N",
                       help="start a local Dask cluster of N worker processes and run on it")
     g.add_argument("--checkpoint", metavar="NPZ",
                    help="checkpoint written after every EM pass (default: OUT with .ckpt.npz; removed on success)")
@@ -104,8 +106,7 @@ def _dask_features(args, sources, config, out: Path, stack: contextlib.ExitStack
 def _train(args, prepared: _Features, config, checkpoint: Path):
     """EM with a checkpoint after every pass; on Ctrl-C, say how to resume."""
     from ..ubm import CheckpointError, read_checkpoint, train_ubm
-    inputs = hashlib.sha256("\n".join([config.to_json()] + [os.path.abspath(s) for s in prepared.used]
-                                      ).encode()).hexdigest()
+    inputs = _guards.inputs_fingerprint(config.to_json(), prepared.used, prepared.features)
     try:
         return train_ubm(prepared.features, args.components, init=args.init, n_iter=args.iters,
                          var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
@@ -132,6 +133,9 @@ def run(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.npz")
     if checkpoint.resolve() == out.resolve():
         raise JobError("--checkpoint must differ from --out")
+    _guards.refuse_inputs_as_outputs({"--out": out, "--checkpoint": checkpoint},
+                                     [("list", args.list), ("config", args.config)]
+                                     + [("listed file", s) for s in sources])
     if args.resume and not checkpoint.exists():
         say(args, f"no checkpoint {checkpoint}: starting from the beginning")
     prepare = _dask_features if (args.scheduler or args.dask_workers) else _local_features
