@@ -145,7 +145,8 @@ def test_cli_existing_scheduler_with_kmeans_init(npy_list, tmp_path, dask_cluste
     assert_equal_models(model(tmp_path / "dask.npz"), model(tmp_path / "plain.npz"), rtol=1e-6)
 
 
-RESUME_ARGS = ("--components", 32, "--iters", 8)
+# enough EM passes (and checkpoint writes) that the run is still going when it is signalled
+RESUME_ARGS = ("--components", 32, "--iters", 60)
 
 
 @pytest.fixture(scope="module")
