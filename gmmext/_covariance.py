@@ -31,7 +31,8 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
-    "number of components, increase reg_covar or var_floor, or scale the input data.")
+    "number of components, increase reg_covar, or scale the input data. (gmmext: var_floor "
+    "helps too.)")
 
 
 def layout(covariance_type: str) -> str:

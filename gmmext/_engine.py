@@ -142,11 +142,12 @@ def _as_segments(X) -> tuple:
     return (X,) if isinstance(X, np.ndarray) else tuple(X)
 
 
-def _to_raw(acc_s, acc_n, shift, n_threads: int = 1):
+def _to_raw(acc_s, acc_n, shift, n_threads: int = 1, full: bool = False):
     """Statistics about ``shift`` (R, K, D2) -> plain ``sum r x`` / second order in place (the core's ``unshift``).
 
     Returns ``(sum_x (R, K, D), sum_xx)``: sum_xx is a view (R, K, D) of ``sum r x**2`` for the
-    diagonal layout (D2 = 2D), the (R, K, D, D) matrices ``sum r x x^T`` for the full layout,
+    diagonal layout (D2 = 2D), the (R, K, D, D) matrices ``sum r x x^T`` for the full layout
+    (``full``; D2 = D + D(D+1)/2, which is 2D too when D = 1),
     None for first-order statistics (D2 = D).
     """
     D = shift.shape[0]
@@ -154,7 +155,7 @@ def _to_raw(acc_s, acc_n, shift, n_threads: int = 1):
     D2 = acc_s.shape[-1]
     if D2 == D:
         return acc_s[..., :D], None
-    if D2 == 2 * D:
+    if not full:
         return acc_s[..., :D], acc_s[..., D:]
     return acc_s[..., :D], triangle_to_matrix(acc_s[..., D:], D)
 
@@ -214,7 +215,7 @@ class Engine:
         s = self.acc_s[:T].sum(axis=0)[None]
         n = self.acc_n[:T].sum(axis=0)[None]
         tot = self.acc_scalar[:T].sum(axis=0)
-        sx, sxx = _to_raw(s, n, shift)
+        sx, sxx = _to_raw(s, n, shift, full=self.layout == "full")
         return GMMStats(n[0], sx[0], sxx[0], float(tot[0]), float(tot[1]))
 
     def accumulate_segments(self, segments, sample_weight, shift, M, gconst,
@@ -238,7 +239,7 @@ class Engine:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, True, self.xx, self.L, self.S,
                              acc_s, acc_n, acc_scalar)
-        sx, sxx = _to_raw(acc_s, acc_n, shift, T)
+        sx, sxx = _to_raw(acc_s, acc_n, shift, T, full=self.layout == "full")
         zeros = np.broadcast_to(np.float64(0.0), (K, D) if self.layout == "diag" else (K, D, D))
         return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u],
                          acc_scalar[u, 0], acc_scalar[u, 1]) for u in range(U)]

@@ -264,8 +264,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if w.shape != (K,):
                 raise ValueError(f"The parameter 'weights' should have the shape of ({K},), but got {w.shape}")
             if np.any(w < 0) or np.any(w > 1):
+                # scikit-learn's message, which prints the minimum as "max" and the maximum as "min"
                 raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max "
-                                 f"value {w.max():.5f}, min value {w.min():.5f}")
+                                 f"value {w.min():.5f}, min value {w.max():.5f}")
             atol = 1e-6 if w.dtype == np.float32 else 1e-8
             if not abs(1.0 - float(w.sum())) <= atol:
                 raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
@@ -686,8 +687,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return out["loglik"].astype(out["dtype"], copy=False)
 
     def score(self, X, y=None) -> float:
-        """Average log-likelihood per sample (nats), averaged in float64."""
-        return float(self._evaluate(X, loglik=True)["loglik"].mean())
+        """Average log-likelihood per sample (nats): ``score_samples(X).mean()``, as scikit-learn.
+
+        For a float32 model that is a float32 mean of float32 values (scikit-learn's number);
+        sum ``score_samples`` in float64, or use float64, for more digits.
+        """
+        return float(self.score_samples(X).mean())
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,), int64."""
