@@ -219,7 +219,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         arrays = []
         for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
             a = check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, ensure_min_samples=0,
-                            ensure_all_finite=False, input_name=name)      # refuses complex values
+                            ensure_all_finite=False, input_name=name,
+                            allow_nd=name == "covariances")                # refuses complex values
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"{name} contain NaN or infinity")
             arrays.append(a)

@@ -84,7 +84,9 @@ def _expected_failures(estimator):
             "initialisation draws rows; EM equivalence is tested separately"}
 
 
-@parametrize_with_checks([GaussianMixture(covariance_type="diag"), GaussianMixture(n_components=2, random_state=0, covariance_type="diag")],
+@parametrize_with_checks([GaussianMixture(covariance_type="diag"), GaussianMixture()]
+                         + [GaussianMixture(n_components=2, random_state=0, covariance_type=t)
+                            for t in ("full", "tied", "diag", "spherical")],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
