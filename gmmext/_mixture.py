@@ -1,8 +1,8 @@
-"""``gmmext.GaussianMixture``: a drop-in for scikit-learn's diagonal GaussianMixture.
+"""``gmmext.GaussianMixture``: a drop-in for scikit-learn's GaussianMixture (all covariance types).
 
 The E-step, the statistics and every log-likelihood come from the compiled core
 (``gmmext._core``) through :class:`gmmext._engine.Engine`; this module holds the estimator:
-its parameter constraints, the EM loop and the M-step on the (K, D) statistics.  The checks
+its parameter constraints, the EM loop and the M-step on the statistics.  The checks
 shared by every input kind are in ``gmmext._validation``, the initialisation statistics in
 ``gmmext._init``, out-of-core input in ``gmmext._blocked`` (memmap, array-like) and
 ``gmmext._dask`` (imported only for Dask input).
@@ -36,9 +36,9 @@ _ILL_DEFINED = cv.ILL_DEFINED
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
-    """Gaussian mixture with diagonal covariances, fitted by EM in a compiled, chunked core.
+    """Gaussian mixture (full, tied, diagonal or spherical covariances), fitted by EM in a compiled, chunked core.
 
-    A drop-in for ``sklearn.mixture.GaussianMixture(covariance_type="diag")``: the same
+    A drop-in for ``sklearn.mixture.GaussianMixture`` for every ``covariance_type``: the same
     constructor parameters, defaults, methods and fitted attributes, and the same results
     from the same initialisation (to floating-point rounding).  Frames are processed in
     chunks of ``chunk_size`` rows on ``n_threads`` threads, so ``fit`` needs memory for the
@@ -51,13 +51,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components K.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="diag"
-        Only "diag" is implemented; the others are valid parameter values (scikit-learn's)
-        but ``fit`` raises ``ValueError`` for them.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        As scikit-learn.  "diag" and "spherical" run the core's diagonal layout (``[y, y**2]``
+        per frame), "full" and "tied" its full layout (``[y, upper triangle of y y^T]``,
+        D + D(D+1)/2 columns: the cost per frame grows with D**2); see docs/design.md.
     tol : float, default=1e-3
         EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
     reg_covar : float, default=1e-6
-        Added to every variance after the M-step.
+        Added to every variance (the diagonal of every covariance matrix) after the M-step.
     max_iter : int, default=100
         EM iterations per initialisation.
     n_init : int, default=1
@@ -74,8 +75,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         rules are in ``gmmext/_init.py``.
     weights_init : array-like of shape (K,), default=None
     means_init : array-like of shape (K, D), default=None
-    precisions_init : array-like of shape (K, D), default=None
-        Initial inverse variances.
+    precisions_init : array-like, default=None
+        Initial precisions (inverse covariances), scikit-learn's shapes: (K, D, D) "full",
+        (D, D) "tied", (K, D) "diag", (K,) "spherical".
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
         Start the next ``fit`` from the current parameters (one initialisation).
@@ -84,6 +86,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     var_floor : float, default=0.0
         Variances are floored at ``var_floor`` times the data's global per-dimension variance
         (as Kaldi, ALIZE and the MSR toolbox do), then ``reg_covar`` is added.  0 disables it.
+        "spherical": ``var_floor`` times the mean global variance; "full" / "tied": the
+        eigenvalues of the covariance relative to the global covariance matrix ``G`` (those of
+        ``L^-1 cov L^-T``, ``G = L L^T``) are floored at ``var_floor`` (Kaldi's
+        ``SpMatrix::ApplyFloor``).
     chunk_size : int or None, default=None
         Rows per chunk; None picks about 1 MiB of work buffers per thread.
     n_threads : int or None, default=None
@@ -102,12 +108,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     ----------
     weights_ : ndarray of shape (K,)
     means_ : ndarray of shape (K, D)
-    covariances_ : ndarray of shape (K, D)
-        Variances.
-    precisions_ : ndarray of shape (K, D)
-        ``1 / covariances_``.
-    precisions_cholesky_ : ndarray of shape (K, D)
-        ``1 / sqrt(covariances_)``.
+    covariances_ : ndarray
+        (K, D, D) "full", (D, D) "tied", (K, D) "diag" (variances), (K,) "spherical".
+    precisions_ : ndarray, the shape of ``covariances_``
+        Their inverses (``C C^T`` for "full" / "tied", ``1 / covariances_`` otherwise).
+    precisions_cholesky_ : ndarray, the shape of ``covariances_``
+        scikit-learn's: the upper-triangular ``C`` with ``C C^T = inv(cov)`` for "full" /
+        "tied", ``1 / sqrt(covariances_)`` otherwise.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -120,7 +127,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     -----
     Precision: the log-density of a frame is computed as one matrix product about a shift (the
     mixture's mean), Kaldi's layout; in float32 its absolute rounding error is about
-    ``1e-7 * sum_d (x_d - shift_d)**2 / var_kd``.  When a component collapses to a variance of
+    ``1e-7 * sum_d (x_d - shift_d)**2 / var_kd`` (full / tied: ``1e-7 * |y|**2 / lambda_min``).  When a component collapses to a variance of
     ``reg_covar`` (1e-6) on data of unit scale, that reaches ~1e-3 nats and EM may then lower
     the likelihood slightly between iterations; ``var_floor`` (e.g. 1e-3) or float64 avoids it.
 
@@ -621,8 +628,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         list of GMMStats, one per segment
-            float64; ``n`` (K,), ``sum_x`` and ``sum_xx`` (K, D) (views of one (U, K, 2D) array:
-            U * K * D * 16 bytes in all), ``loglik`` and ``n_samples`` of that segment.  A
+            float64; ``n`` (K,), ``sum_x`` (K, D) and ``sum_xx`` (K, D) for "diag" / "spherical"
+            (views of one (U, K, 2D) array: U * K * D * 16 bytes in all), (K, D, D) for "full" /
+            "tied" (U * K * D * D * 8 bytes more), ``loglik`` and ``n_samples`` of that segment.  A
             segment's statistics do not depend on the thread count nor on the other segments
             (each is done by one thread, in chunks of ``chunk_size`` rows); they equal
             ``accumulate(segment)`` to rounding.
