@@ -5,7 +5,7 @@
 # and run against gmmext.GaussianMixture for all four covariance types (gmmext issue 12).
 # The only changes: the import of GaussianMixture (from gmmext), and the tests below skipped
 # (the skip markers are applied by the two lines at the end of this file).  The fixtures
-# global_dtype / global_random_seed of scikit-learn's conftest are in ./conftest.py.
+# global_dtype / global_random_seed of scikit-learn's conftest are in tests/conftest.py.
 #
 # Skipped, and why:
 # * test_suffstat_sk_full, test_suffstat_sk_tied, test_suffstat_sk_diag,
