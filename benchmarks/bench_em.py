@@ -108,7 +108,7 @@ def child_gmmext(n, d, k, dtype, iters, predict, init, max_iter_fit, dense=False
     from gmmext import GaussianMixture
     X = make_data(n, d, dtype)
     rss0 = _rss_mb()
-    gm = GaussianMixture(k, init_params=init, max_iter=max_iter_fit, tol=0.0, random_state=0)
+    gm = GaussianMixture(k, init_params=init, max_iter=max_iter_fit, tol=0.0, random_state=0, covariance_type="diag")
     if dense:  # every chunk's statistics by the gemm, none by the sparse path
         gm._core_cache().sparse_limit = -1.0
     t = time.perf_counter()

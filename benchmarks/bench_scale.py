@@ -92,7 +92,7 @@ def bench_dask(n_workers: int, N: int, D: int, K: int, block: int, iters: int) -
         rs = da.random.RandomState(0)
         X = rs.standard_normal((N, D), chunks=(block, D)).astype(np.float32).persist()
         wait(X)
-        gm = GaussianMixture(K, max_iter=1, tol=0.0, **_model(K, D))
+        gm = GaussianMixture(K, max_iter=1, tol=0.0, **_model(K, D), covariance_type="diag")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gm.fit(X)                                    # warm-up: imports, first task on each worker
@@ -147,7 +147,7 @@ def _one_blas_thread():
 def bench_in_memory(N: int, D: int, K: int, iters: int, threads: int) -> dict:
     from gmmext import GaussianMixture
     X = np.random.default_rng(0).standard_normal((N, D)).astype(np.float32)
-    gm = GaussianMixture(K, max_iter=1, tol=0.0, n_threads=threads, **_model(K, D))
+    gm = GaussianMixture(K, max_iter=1, tol=0.0, n_threads=threads, **_model(K, D), covariance_type="diag")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gm.fit(X)
@@ -233,7 +233,7 @@ def child_memmap(path: str, K: int, iters: int, mode: str) -> None:
             from gmmext import GaussianMixture
             X = np.load(path, mmap_mode="r")
             t0 = time.perf_counter()
-            gm = GaussianMixture(K, max_iter=iters, tol=0.0, random_state=0, n_threads=None)
+            gm = GaussianMixture(K, max_iter=iters, tol=0.0, random_state=0, n_threads=None, covariance_type="diag")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 gm.fit(X)

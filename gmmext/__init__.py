@@ -1,7 +1,8 @@
-"""gmmext: the fastest diagonal-covariance Gaussian mixture model in Python.
+"""gmmext: a fast Gaussian mixture model in Python (fastest for diagonal covariances).
 
-* :class:`GaussianMixture`: drop-in for ``sklearn.mixture.GaussianMixture(covariance_type="diag")``,
-  fitted by EM in a compiled, chunked, multi-threaded core (float32 or float64).
+* :class:`GaussianMixture`: drop-in for ``sklearn.mixture.GaussianMixture`` (covariance types
+  "full", "tied", "diag", "spherical"), fitted by EM in a compiled, chunked, multi-threaded
+  core (float32 or float64).
 * :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
   for streaming and distributed training.
 """

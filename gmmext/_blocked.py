@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._covariance import layout
 from ._engine import Engine, model_matrices
 from ._stats import GMMStats
 from ._validation import check_block, check_sample_weight, check_source_dtype
@@ -61,8 +62,8 @@ def wants_blocked(X: Any) -> bool:
 class StatsParams:
     """What a block task needs to run the E-step: the parameters, nothing else (O(K*D) numbers).
 
-    weights (K,), means (K, D), covariances (K, D) in the model's dtype; ``chunk_size`` and
-    ``n_threads`` of the core for this block.
+    weights (K,), means (K, D), covariances (of ``covariance_type``'s shape) in the model's
+    dtype; ``chunk_size`` and ``n_threads`` of the core for this block.
     """
 
     weights: np.ndarray
@@ -70,6 +71,7 @@ class StatsParams:
     covariances: np.ndarray
     chunk_size: int | None = None
     n_threads: int | None = 1
+    covariance_type: str = "diag"
 
     def __sizeof__(self) -> int:          # what Dask's sizeof (hence its transfer counters) sees
         return object.__sizeof__(self) + self.weights.nbytes + self.means.nbytes + self.covariances.nbytes
@@ -77,7 +79,8 @@ class StatsParams:
     @classmethod
     def of(cls, gm, n_threads: int | None) -> "StatsParams":
         """The fitted parameters of ``gm`` (any object with ``weights_``, ``means_``, ``covariances_``)."""
-        return cls(gm.weights_, gm.means_, gm.covariances_, gm.chunk_size, n_threads)
+        return cls(gm.weights_, gm.means_, gm.covariances_, gm.chunk_size, n_threads,
+                   getattr(gm, "covariance_type", "diag"))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -91,8 +94,14 @@ class StatsParams:
         X = check_block(X, D, rows=(start, start + _n_rows(X)))
         dtype = np.result_type(X.dtype, self.means.dtype)
         X = X.astype(dtype, copy=False)
-        engine = Engine(dtype, D, K, self.chunk_size, self.n_threads)
-        return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype)
+        engine = Engine(dtype, D, K, self.chunk_size, self.n_threads, layout=self.layout)
+        return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype,
+                                         covariance_type=self.covariance_type)
+
+    @property
+    def layout(self) -> str:
+        """The core's layout for this model ("diag" or "full")."""
+        return layout(self.covariance_type)
 
 
 def _n_rows(X) -> int:
@@ -109,7 +118,7 @@ def block_stats(params: StatsParams, X, sample_weight=None, start: int = 0) -> G
     """
     K, D = params.shape
     if isinstance(X, (list, tuple)):
-        total = GMMStats.zeros(K, D)
+        total = GMMStats.zeros(K, D, params.layout == "full")
         for x in X:
             total = total + block_stats(params, x, None, start)
             start += _n_rows(x)
@@ -117,7 +126,7 @@ def block_stats(params: StatsParams, X, sample_weight=None, start: int = 0) -> G
     X, engine, matrices = params.prepare(X, start)
     sw = check_sample_weight(sample_weight, X.shape[0], rows=(start, start + X.shape[0]))
     if X.shape[0] == 0 or (sw is not None and not sw.sum() > 0):
-        return GMMStats.zeros(K, D)
+        return GMMStats.zeros(K, D, params.layout == "full")
     return engine.accumulate(X, sw, *matrices)
 
 

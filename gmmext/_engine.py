@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import _core
+from ._covariance import layout, per_component_diag, precisions_cholesky
 from ._stats import GMMStats
 
 #: Kept fraction below which a chunk's statistics are summed sparsely (src/gmm_kernels.h,
@@ -79,12 +80,22 @@ def default_chunk_size(n_features: int, n_components: int, itemsize: int) -> int
     return int(min(4096, max(64, rows)))
 
 
-def model_matrices(weights, means, covariances, dtype, shift=None):
-    """Return ``shift`` (D,), ``M`` (2D, K) and ``gconst`` (K,) in ``dtype`` for the core.
+def feature_columns(n_features: int, layout: str) -> int:
+    """P, the columns of the core's feature map: 2D (diagonal layout) or D + D(D+1)/2 (full)."""
+    D = int(n_features)
+    return D + D * (D + 1) // 2 if layout == "full" else 2 * D
 
-    From (K,), (K, D), (K, D) parameters.  With ``y = x - shift``, ``[y, y**2] @ M + gconst``
-    are the weighted log-densities ``log w_k + log N(x | mu_k, var_k)``.  The shift is the
-    mixture's mean unless given, so that ``y`` is centred.  Computed in float64, then cast.
+
+def model_matrices(weights, means, covariances, dtype, shift=None, covariance_type: str = "diag"):
+    """Return ``shift`` (D,), ``M`` (P, K) and ``gconst`` (K,) in ``dtype`` for the core.
+
+    From (K,), (K, D) and ``covariances`` of ``covariance_type``'s shape (``gmmext._covariance``).
+    With ``y = x - shift``, ``phi(y) @ M + gconst`` are the weighted log-densities
+    ``log w_k + log N(x | mu_k, cov_k)``, ``phi`` the core's feature map: ``[y, y**2]``
+    (P = 2D, diag and spherical) or ``[y, y_a y_b for a <= b]`` (P = D + D(D+1)/2, full and
+    tied; the quadratic rows hold ``-P_aa / 2`` and ``-P_ab``, P the precision matrix).  The
+    shift is the mixture's mean unless given, so that ``y`` is centred.  Computed in float64
+    (precisions from the Cholesky factor, as scikit-learn), then cast.
     """
     w = np.asarray(weights, dtype=np.float64)
     mu0 = np.asarray(means, dtype=np.float64)
@@ -92,16 +103,38 @@ def model_matrices(weights, means, covariances, dtype, shift=None):
         shift = (w / w.sum()) @ mu0
     shift = np.ascontiguousarray(shift, dtype=dtype)
     mu = mu0 - shift.astype(np.float64)
-    prec = 1.0 / np.asarray(covariances, dtype=np.float64)
-    n_features = mu.shape[1]
-    M = np.empty((2 * n_features, mu.shape[0]), dtype=dtype)
-    M[:n_features] = (mu * prec).T
-    M[n_features:] = (-0.5 * prec).T
+    K, D = mu.shape
     with np.errstate(divide="ignore"):
         logw = np.log(w)
-    gconst = (logw - 0.5 * n_features * np.log(2.0 * np.pi)
-              + 0.5 * np.log(prec).sum(axis=1) - 0.5 * (mu * mu * prec).sum(axis=1))
+    if layout(covariance_type) == "diag":
+        prec = 1.0 / per_component_diag(covariances, covariance_type, D)
+        M = np.empty((2 * D, K), dtype=dtype)
+        M[:D] = (mu * prec).T
+        M[D:] = (-0.5 * prec).T
+        logdet = 0.5 * np.log(prec).sum(axis=1)
+        quad = (mu * mu * prec).sum(axis=1)
+    else:
+        C = precisions_cholesky(covariances, covariance_type)
+        C = np.broadcast_to(C, (K, D, D)) if covariance_type == "tied" else C
+        prec = np.einsum("kij,klj->kil", C, C)                       # (K, D, D)
+        pm = np.einsum("kij,kj->ki", prec, mu)                       # P_k mu_k
+        a, b = np.triu_indices(D)
+        M = np.empty((feature_columns(D, "full"), K), dtype=dtype)
+        M[:D] = pm.T
+        M[D:] = (np.where(a == b, -0.5, -1.0)[:, None] * prec[:, a, b].T)
+        logdet = np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
+        quad = (pm * mu).sum(axis=1)
+    gconst = logw - 0.5 * D * np.log(2.0 * np.pi) + logdet - 0.5 * quad
     return shift, M, np.ascontiguousarray(gconst, dtype=dtype)
+
+
+def triangle_to_matrix(tri: np.ndarray, D: int) -> np.ndarray:
+    """(..., D(D+1)/2) upper triangles (``numpy.triu_indices`` order) -> (..., D, D) symmetric."""
+    a, b = np.triu_indices(D)
+    out = np.empty(tri.shape[:-1] + (D, D))
+    out[..., a, b] = tri
+    out[..., b, a] = tri
+    return out
 
 
 def _as_segments(X) -> tuple:
@@ -109,40 +142,52 @@ def _as_segments(X) -> tuple:
     return (X,) if isinstance(X, np.ndarray) else tuple(X)
 
 
-def _to_raw(acc_s, acc_n, shift, n_threads: int = 1):
-    """Statistics about ``shift`` (R, K, D2) -> plain ``sum r x`` / ``sum r x**2`` in place (the core's ``unshift``).
+def _to_raw(acc_s, acc_n, shift, n_threads: int = 1, full: bool = False):
+    """Statistics about ``shift`` (R, K, D2) -> plain ``sum r x`` / second order in place (the core's ``unshift``).
 
-    Returns the views ``(sum_x (R, K, D), sum_xx (R, K, D) or None when D2 = D)``.
+    Returns ``(sum_x (R, K, D), sum_xx)``: sum_xx is a view (R, K, D) of ``sum r x**2`` for the
+    diagonal layout (D2 = 2D), the (R, K, D, D) matrices ``sum r x x^T`` for the full layout
+    (``full``; D2 = D + D(D+1)/2, which is 2D too when D = 1),
+    None for first-order statistics (D2 = D).
     """
     D = shift.shape[0]
     _core.unshift(acc_s, acc_n, np.ascontiguousarray(shift, dtype=np.float64), n_threads)
-    return acc_s[..., :D], (acc_s[..., D:] if acc_s.shape[-1] == 2 * D else None)
+    D2 = acc_s.shape[-1]
+    if D2 == D:
+        return acc_s[..., :D], None
+    if not full:
+        return acc_s[..., :D], acc_s[..., D:]
+    return acc_s[..., :D], triangle_to_matrix(acc_s[..., D:], D)
 
 
 class Engine:
-    """Per-thread buffers for one (dtype, D, K, chunk, threads, sparse limit) setting, allocated once.
+    """Per-thread buffers for one (dtype, D, K, chunk, threads, sparse limit, layout) setting, allocated once.
 
     One Engine serves a whole ``fit`` (every EM pass reuses its buffers) and, through
     :class:`CoreCache`, every later call of the estimator's methods from the same Python
     thread.  An Engine is not safe for two Python threads at once; nothing it returns
     refers to its buffers, so sequential calls (even interleaved between two users in one
     thread) never see each other.  ``sparse_limit`` is the core's sparse-statistics switch
-    (:data:`SPARSE_LIMIT`; negative: always the dense gemm).
+    (:data:`SPARSE_LIMIT`; negative: always the dense gemm).  ``layout`` is the core's
+    ("diag": P = 2D feature columns; "full": P = D + D(D+1)/2), which the model matrices
+    must have.
     """
 
     def __init__(self, dtype, n_features: int, n_components: int,
                  chunk_size: int | None = None, n_threads: int | None = None,
-                 sparse_limit: float = SPARSE_LIMIT):
+                 sparse_limit: float = SPARSE_LIMIT, layout: str = "diag"):
         self.dtype = np.dtype(dtype)
         self.D, self.K = int(n_features), int(n_components)
-        self.chunk = int(chunk_size) if chunk_size else default_chunk_size(self.D, self.K, self.dtype.itemsize)
+        self.layout = layout
+        self.P = P = feature_columns(self.D, layout)
+        self.chunk = int(chunk_size) if chunk_size else default_chunk_size(P // 2, self.K, self.dtype.itemsize)
         self.threads = int(n_threads) if n_threads else available_threads()
         self.sparse_limit = float(sparse_limit)
         T, c = self.threads, self.chunk
-        self.xx = np.empty((T, c, 2 * self.D), dtype=self.dtype)
+        self.xx = np.empty((T, c, P), dtype=self.dtype)
         self.L = np.empty((T, c, self.K), dtype=self.dtype)
-        self.S = np.empty((T, self.K, 2 * self.D), dtype=self.dtype)
-        self.acc_s = np.zeros((T, self.K, 2 * self.D))
+        self.S = np.empty((T, self.K, P), dtype=self.dtype)
+        self.acc_s = np.zeros((T, self.K, P))
         self.acc_n = np.zeros((T, self.K))
         self.acc_scalar = np.zeros((T, 2))
 
@@ -170,7 +215,7 @@ class Engine:
         s = self.acc_s[:T].sum(axis=0)[None]
         n = self.acc_n[:T].sum(axis=0)[None]
         tot = self.acc_scalar[:T].sum(axis=0)
-        sx, sxx = _to_raw(s, n, shift)
+        sx, sxx = _to_raw(s, n, shift, full=self.layout == "full")
         return GMMStats(n[0], sx[0], sxx[0], float(tot[0]), float(tot[1]))
 
     def accumulate_segments(self, segments, sample_weight, shift, M, gconst,
@@ -186,7 +231,7 @@ class Engine:
         U, K, D = len(segments), self.K, self.D
         if U == 0:
             return []
-        acc_s = np.zeros((U, K, 2 * D if second_order else D))
+        acc_s = np.zeros((U, K, self.P if second_order else D))
         acc_n = np.zeros((U, K))
         acc_scalar = np.zeros((U, 2))
         T = max(1, min(self.threads, U))
@@ -194,8 +239,8 @@ class Engine:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, True, self.xx, self.L, self.S,
                              acc_s, acc_n, acc_scalar)
-        sx, sxx = _to_raw(acc_s, acc_n, shift, T)
-        zeros = np.broadcast_to(np.float64(0.0), (K, D))                # read-only
+        sx, sxx = _to_raw(acc_s, acc_n, shift, T, full=self.layout == "full")
+        zeros = np.broadcast_to(np.float64(0.0), (K, D) if self.layout == "diag" else (K, D, D))
         return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u],
                          acc_scalar[u, 0], acc_scalar[u, 1]) for u in range(U)]
 
@@ -286,11 +331,12 @@ class CoreCache:
             self._snapshot = None
             self._matrices.clear()
 
-    def matrices(self, weights, means, covariances, dtype, shift=None):
-        """``model_matrices(weights, means, covariances, dtype, shift)``, built once per parameter version."""
+    def matrices(self, weights, means, covariances, dtype, shift=None, covariance_type: str = "diag"):
+        """``model_matrices(weights, means, covariances, dtype, shift, covariance_type)``, built once per parameter version."""
         dtype = np.dtype(dtype)
         params = (weights, means, covariances)
-        key = (dtype.str, None if shift is None else np.asarray(shift, dtype=dtype).tobytes())
+        key = (dtype.str, None if shift is None else np.asarray(shift, dtype=dtype).tobytes(),
+               covariance_type)
         with self._lock:
             snap = self._snapshot
             if snap is None or not all(np.array_equal(a, b) for a, b in zip(params, snap)):
@@ -298,16 +344,17 @@ class CoreCache:
                 self._matrices.clear()
             hit = self._matrices.get(key)
             if hit is None:
-                hit = model_matrices(*self._snapshot, dtype, shift=shift)
+                hit = model_matrices(*self._snapshot, dtype, shift=shift, covariance_type=covariance_type)
                 if len(self._matrices) >= self._MAX_MATRICES:
                     self._matrices.pop(next(iter(self._matrices)))
                 self._matrices[key] = hit
             return hit
 
-    def engine(self, dtype, n_features: int, n_components: int, chunk_size, n_threads) -> Engine:
+    def engine(self, dtype, n_features: int, n_components: int, chunk_size, n_threads,
+               layout: str = "diag") -> Engine:
         """The calling thread's Engine for this setting (created on first use)."""
         key = (np.dtype(dtype).str, int(n_features), int(n_components), chunk_size, n_threads,
-               self.sparse_limit)
+               self.sparse_limit, layout)
         engines = getattr(self._local, "engines", None)
         if engines is None:
             engines = self._local.engines = {}
@@ -316,5 +363,5 @@ class CoreCache:
             if len(engines) >= self._MAX_ENGINES:
                 engines.pop(next(iter(engines)))
             eng = engines[key] = Engine(dtype, n_features, n_components, chunk_size, n_threads,
-                                        self.sparse_limit)
+                                        self.sparse_limit, layout)
         return eng

@@ -40,13 +40,27 @@ __all__ = ["init_stats", "hard_stats", "random_resp_stats", "sample_rows", "RAND
 RANDOM_STEP_VALUES = 1 << 19
 
 
-def hard_stats(X, labels, sw, K) -> GMMStats:
+def _second_order(W, Xc, full: bool) -> np.ndarray:
+    """``W @ Xc**2`` (K, D), or with ``full`` the (K, D, D) matrices ``sum_i W_ki x_i x_i^T``."""
+    if not full:
+        return W @ (Xc * Xc)
+    W = W.toarray() if sparse.issparse(W) else np.asarray(W, dtype=np.float64)
+    out = np.empty((W.shape[0], Xc.shape[1], Xc.shape[1]))
+    for k, wk in enumerate(W):                  # per component: only the rows it holds
+        nz = wk != 0
+        Xk = Xc[nz]
+        out[k] = (Xk * wk[nz, None]).T @ Xk
+    return out
+
+
+def hard_stats(X, labels, sw, K, full: bool = False) -> GMMStats:
     """Statistics of a hard assignment: row ``i`` belongs (with weight ``sw[i]``) to ``labels[i]``.
 
     X (n, D), labels (n,) in [0, K), sw (n,) or None; computed in float64 in 65536-row pieces.
+    ``full``: second order as (K, D, D) matrices (full / tied models).
     """
     N, D = X.shape
-    stats = GMMStats.zeros(K, D)
+    stats = GMMStats.zeros(K, D, full)
     step = 65536
     for s in range(0, N, step):
         lab = np.asarray(labels[s:s + step])
@@ -55,11 +69,11 @@ def hard_stats(X, labels, sw, K) -> GMMStats:
         # one-hot (K, rows) sparse matrix times the block: O(rows * D)
         onehot = sparse.csr_matrix((w, (lab, np.arange(len(lab)))), shape=(K, len(lab)))
         stats = stats + GMMStats(np.bincount(lab, weights=w, minlength=K), onehot @ Xc,
-                                 onehot @ (Xc * Xc), 0.0, w.sum())
+                                 _second_order(onehot, Xc, full), 0.0, w.sum())
     return stats
 
 
-def random_resp_stats(pieces, K, random_state, dtype) -> GMMStats:
+def random_resp_stats(pieces, K, random_state, dtype, full: bool = False) -> GMMStats:
     """Statistics of scikit-learn's random responsibilities over (rows, weights) pieces in order.
 
     Each row draws ``K`` uniforms from ``random_state`` (in the dtype of the data, as
@@ -72,7 +86,7 @@ def random_resp_stats(pieces, K, random_state, dtype) -> GMMStats:
         if sw is not None:
             R *= sw[:, None]
         Xc = np.asarray(X, dtype=np.float64)
-        part = GMMStats(R.sum(axis=0), R.T @ Xc, R.T @ (Xc * Xc), 0.0, R.sum())
+        part = GMMStats(R.sum(axis=0), R.T @ Xc, _second_order(R.T, Xc, full), 0.0, R.sum())
         stats = part if stats is None else stats + part
     return stats
 
@@ -101,7 +115,8 @@ def _take_in_order(src, idx: np.ndarray):
     return rows, w
 
 
-def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_state) -> GMMStats:
+def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_state,
+               full: bool = False) -> GMMStats:
     """Statistics of the initial assignment of ``src``'s rows (rules in the module docstring).
 
     Parameters
@@ -111,6 +126,7 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_st
     K : int, number of components (<= src.n_rows)
     kmeans_max_samples : int, largest number of rows a sampled initialisation uses
     random_state : numpy.random.RandomState, consumed as scikit-learn consumes it
+    full : bool, second order as (K, D, D) matrices (full / tied models)
 
     Returns
     -------
@@ -119,19 +135,19 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_st
     N = src.n_rows
     if init_params == "random_from_data":
         rows, w = _take_in_order(src, random_state.choice(N, size=K, replace=False))
-        return hard_stats(rows, np.arange(K), w, K)
+        return hard_stats(rows, np.arange(K), w, K, full)
     if init_params == "random" and src.local:
         step = max(1, RANDOM_STEP_VALUES // max(K, 1))
-        return random_resp_stats(src.stream(step), K, random_state, src.dtype)
+        return random_resp_stats(src.stream(step), K, random_state, src.dtype, full)
     everything = N <= kmeans_max_samples or (init_params == "k-means++" and src.in_memory)
     idx = None if everything else sample_rows(N, kmeans_max_samples, random_state)
     sample, w = src.take(idx)
     if init_params == "kmeans":
         from sklearn.cluster import KMeans
         km = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(sample, sample_weight=w)
-        return hard_stats(sample, km.labels_, w, K)
+        return hard_stats(sample, km.labels_, w, K, full)
     if init_params == "random":
-        return random_resp_stats([(sample, w)], K, random_state, src.dtype)
+        return random_resp_stats([(sample, w)], K, random_state, src.dtype, full)
     from sklearn.cluster import kmeans_plusplus                                    # k-means++
     _, j = kmeans_plusplus(sample, K, random_state=random_state, sample_weight=w)
-    return hard_stats(sample[j], np.arange(K), None if w is None else w[j], K)
+    return hard_stats(sample[j], np.arange(K), None if w is None else w[j], K, full)

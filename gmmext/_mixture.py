@@ -1,8 +1,8 @@
-"""``gmmext.GaussianMixture``: a drop-in for scikit-learn's diagonal GaussianMixture.
+"""``gmmext.GaussianMixture``: a drop-in for scikit-learn's GaussianMixture (all covariance types).
 
 The E-step, the statistics and every log-likelihood come from the compiled core
 (``gmmext._core``) through :class:`gmmext._engine.Engine`; this module holds the estimator:
-its parameter constraints, the EM loop and the M-step on the (K, D) statistics.  The checks
+its parameter constraints, the EM loop and the M-step on the statistics.  The checks
 shared by every input kind are in ``gmmext._validation``, the initialisation statistics in
 ``gmmext._init``, out-of-core input in ``gmmext._blocked`` (memmap, array-like) and
 ``gmmext._dask`` (imported only for Dask input).
@@ -21,8 +21,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from . import _covariance as cv
 from ._blocked import ArraySource, is_dask_array, wants_blocked
-from ._engine import CoreCache, Engine, model_matrices
+from ._engine import CoreCache, Engine
 from ._init import init_stats
 from ._stats import GMMStats
 from ._validation import check_sample_weight, check_stats, check_usable_parameters
@@ -30,17 +31,14 @@ from ._validation import check_sample_weight, check_stats, check_usable_paramete
 __all__ = ["GaussianMixture"]
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-_ILL_DEFINED = (
-    "Fitting the mixture model failed because some components have ill-defined empirical "
-    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
-    "number of components, increase reg_covar or var_floor, or scale the input data.")
+_COVARIANCE_TYPES = cv.COVARIANCE_TYPES
+_ILL_DEFINED = cv.ILL_DEFINED
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
-    """Gaussian mixture with diagonal covariances, fitted by EM in a compiled, chunked core.
+    """Gaussian mixture (full, tied, diagonal or spherical covariances), fitted by EM in a compiled, chunked core.
 
-    A drop-in for ``sklearn.mixture.GaussianMixture(covariance_type="diag")``: the same
+    A drop-in for ``sklearn.mixture.GaussianMixture`` for every ``covariance_type``: the same
     constructor parameters, defaults, methods and fitted attributes, and the same results
     from the same initialisation (to floating-point rounding).  Frames are processed in
     chunks of ``chunk_size`` rows on ``n_threads`` threads, so ``fit`` needs memory for the
@@ -53,13 +51,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components K.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="diag"
-        Only "diag" is implemented; the others are valid parameter values (scikit-learn's)
-        but ``fit`` raises ``ValueError`` for them.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        As scikit-learn.  "diag" and "spherical" run the core's diagonal layout (``[y, y**2]``
+        per frame), "full" and "tied" its full layout (``[y, upper triangle of y y^T]``,
+        D + D(D+1)/2 columns: the cost per frame grows with D**2); see docs/design.md.
     tol : float, default=1e-3
         EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
     reg_covar : float, default=1e-6
-        Added to every variance after the M-step.
+        Added to every variance (the diagonal of every covariance matrix) after the M-step.
     max_iter : int, default=100
         EM iterations per initialisation.
     n_init : int, default=1
@@ -76,8 +75,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         rules are in ``gmmext/_init.py``.
     weights_init : array-like of shape (K,), default=None
     means_init : array-like of shape (K, D), default=None
-    precisions_init : array-like of shape (K, D), default=None
-        Initial inverse variances.
+    precisions_init : array-like, default=None
+        Initial precisions (inverse covariances), scikit-learn's shapes: (K, D, D) "full",
+        (D, D) "tied", (K, D) "diag", (K,) "spherical".
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
         Start the next ``fit`` from the current parameters (one initialisation).
@@ -86,6 +86,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     var_floor : float, default=0.0
         Variances are floored at ``var_floor`` times the data's global per-dimension variance
         (as Kaldi, ALIZE and the MSR toolbox do), then ``reg_covar`` is added.  0 disables it.
+        "spherical": ``var_floor`` times the mean global variance; "full" / "tied": the
+        eigenvalues of the covariance relative to the global covariance matrix ``G`` (those of
+        ``L^-1 cov L^-T``, ``G = L L^T``) are floored at ``var_floor`` (Kaldi's
+        ``SpMatrix::ApplyFloor``).
     chunk_size : int or None, default=None
         Rows per chunk; None picks about 1 MiB of work buffers per thread.
     n_threads : int or None, default=None
@@ -104,12 +108,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     ----------
     weights_ : ndarray of shape (K,)
     means_ : ndarray of shape (K, D)
-    covariances_ : ndarray of shape (K, D)
-        Variances.
-    precisions_ : ndarray of shape (K, D)
-        ``1 / covariances_``.
-    precisions_cholesky_ : ndarray of shape (K, D)
-        ``1 / sqrt(covariances_)``.
+    covariances_ : ndarray
+        (K, D, D) "full", (D, D) "tied", (K, D) "diag" (variances), (K,) "spherical".
+    precisions_ : ndarray, the shape of ``covariances_``
+        Their inverses (``C C^T`` for "full" / "tied", ``1 / covariances_`` otherwise).
+    precisions_cholesky_ : ndarray, the shape of ``covariances_``
+        scikit-learn's: the upper-triangular ``C`` with ``C C^T = inv(cov)`` for "full" /
+        "tied", ``1 / sqrt(covariances_)`` otherwise.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -122,7 +127,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     -----
     Precision: the log-density of a frame is computed as one matrix product about a shift (the
     mixture's mean), Kaldi's layout; in float32 its absolute rounding error is about
-    ``1e-7 * sum_d (x_d - shift_d)**2 / var_kd``.  When a component collapses to a variance of
+    ``1e-7 * sum_d (x_d - shift_d)**2 / var_kd`` (full / tied: ``1e-7 * |y|**2 / lambda_min``).  When a component collapses to a variance of
     ``reg_covar`` (1e-6) on data of unit scale, that reaches ~1e-3 nats and EM may then lower
     the likelihood slightly between iterations; ``var_floor`` (e.g. 1e-3) or float64 avoids it.
 
@@ -163,7 +168,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "kmeans_max_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_components: int = 1, *, covariance_type: str = "diag", tol: float = 1e-3,
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
                  init_params: str = "kmeans", weights_init=None, means_init=None,
                  precisions_init=None, random_state=None, warm_start: bool = False,
@@ -190,7 +195,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.kmeans_max_samples = kmeans_max_samples
 
     @classmethod
-    def from_parameters(cls, weights, means, covariances, **params) -> "GaussianMixture":
+    def from_parameters(cls, weights, means, covariances, covariance_type: str = "diag",
+                        **params) -> "GaussianMixture":
         """A fitted model with the given parameters (no data needed).
 
         Parameters
@@ -199,11 +205,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             Non-negative, summing to 1 (within ``max(1e-8, 4 K eps)`` of the dtype's eps).
         means : array-like of shape (K, D)
             Real; ``|means| <= sqrt(F) / 4`` (3.4e153 in float64, 4.6e18 in float32).
-        covariances : array-like of shape (K, D)
-            Variances, finite and ``>= 16 / F`` (8.9e-308 in float64, 4.7e-38 in float32), and
-            per component ``sum_d R_d**2 / var_kd <= F / 16`` (``R_d`` the range of the means in
-            dimension d): the bounds that keep every log-density finite in the model's dtype
-            (``F`` its largest finite number; ``gmmext._validation.parameter_bounds``).
+        covariances : array-like
+            Of ``covariance_type``'s shape: (K, D, D) "full", (D, D) "tied", (K, D) "diag",
+            (K,) "spherical".  Variances (full / tied: symmetric positive-definite matrices,
+            the bounds then on their smallest eigenvalues), finite and ``>= 16 / F`` (8.9e-308
+            in float64, 4.7e-38 in float32), and per component ``sum_d R_d**2 / var_kd <= F / 16``
+            (``R_d`` the range of the means in dimension d): the bounds that keep every
+            log-density finite in the model's dtype (``F`` its largest finite number;
+            ``gmmext._validation.parameter_bounds``).
+        covariance_type : {"full", "tied", "diag", "spherical"}, default="diag"
+            The model's type.  The default here is "diag" (not the constructor's "full"), so
+            that (K, D) variances saved by earlier versions load as they did.
         **params
             Constructor parameters (``n_components`` is taken from ``weights``), validated as
             ``fit`` validates them (scikit-learn's ``InvalidParameterError``).
@@ -214,7 +226,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         arrays = []
         for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
             a = check_array(a, dtype=[np.float64, np.float32], ensure_2d=False, ensure_min_samples=0,
-                            ensure_all_finite=False, input_name=name)      # refuses complex values
+                            ensure_all_finite=False, input_name=name,
+                            allow_nd=name == "covariances")                # refuses complex values
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"{name} contain NaN or infinity")
             arrays.append(a)
@@ -224,20 +237,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         K = w.shape[0]
         if mu.ndim != 2 or mu.shape[0] != K or mu.shape[1] < 1:
             raise ValueError(f"means must have shape ({K}, D), got {mu.shape}")
-        if var.shape != mu.shape:
-            raise ValueError(f"covariances must have shape {mu.shape}, got {var.shape}")
+        if covariance_type not in _COVARIANCE_TYPES:
+            cls(covariance_type=covariance_type)._validate_params()      # scikit-learn's message
+        shape = cv.cov_shape(covariance_type, K, mu.shape[1])
+        if var.shape != shape:
+            raise ValueError(f"covariances of covariance_type={covariance_type!r} must have shape "
+                             f"{shape}, got {var.shape}")
         if np.any(w < 0):
             raise ValueError("weights must be non-negative")
         atol = max(1e-8, 4 * K * float(np.finfo(w.dtype).eps))
         if not abs(float(w.astype(np.float64).sum()) - 1.0) <= atol:
             raise ValueError(f"weights must sum to 1, got {float(w.sum())!r}")
-        if np.any(var <= 0):
+        if cv.layout(covariance_type) == "diag" and np.any(var <= 0):
             raise ValueError("covariances (variances) must be > 0")
         dtype = np.result_type(w.dtype, mu.dtype, var.dtype)
-        check_usable_parameters(w, mu, var, dtype)
-        gm = cls(n_components=K, **params)
+        check_usable_parameters(w, mu, var, dtype, covariance_type)
+        gm = cls(n_components=K, covariance_type=covariance_type, **params)
         gm._validate_params()
-        gm._check_covariance_type()
         gm._set_params_arrays(w, mu, var, dtype)
         gm.n_features_in_ = mu.shape[1]
         gm.converged_ = True
@@ -247,12 +263,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return gm
 
     # ------------------------------------------------------------------ validation
-    def _check_covariance_type(self) -> None:
-        if self.covariance_type != "diag":
-            raise ValueError("gmmext.GaussianMixture implements only covariance_type='diag'; got "
-                             f"{self.covariance_type!r}. Use sklearn.mixture.GaussianMixture for "
-                             "'full', 'tied' or 'spherical'.")
-
     def _check_initial(self, n_features: int, dtype):
         """The user's weights_init / means_init / precisions_init, validated, in float64."""
         K = self.n_components
@@ -262,8 +272,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if w.shape != (K,):
                 raise ValueError(f"The parameter 'weights' should have the shape of ({K},), but got {w.shape}")
             if np.any(w < 0) or np.any(w > 1):
+                # scikit-learn's message, which prints the minimum as "max" and the maximum as "min"
                 raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max "
-                                 f"value {w.max():.5f}, min value {w.min():.5f}")
+                                 f"value {w.min():.5f}, min value {w.max():.5f}")
             atol = 1e-6 if w.dtype == np.float32 else 1e-8
             if not abs(1.0 - float(w.sum())) <= atol:
                 raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
@@ -274,12 +285,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 raise ValueError(f"The parameter 'means' should have the shape of ({K}, {n_features}), but got {m.shape}")
             out["means"] = m.astype(np.float64)
         if self.precisions_init is not None:
-            p = check_array(self.precisions_init, dtype=[np.float64, np.float32], ensure_2d=False)
-            if p.shape != (K, n_features):
-                raise ValueError(f"The parameter 'precisions' should have the shape of ({K}, {n_features}), but got {p.shape}")
-            if np.any(p <= 0):
-                raise ValueError("'diag precision' should be positive")
-            out["covariances"] = 1.0 / p.astype(np.float64)
+            ct = self.covariance_type
+            p = check_array(self.precisions_init, dtype=[np.float64, np.float32], ensure_2d=False,
+                            allow_nd=ct == "full")
+            shape = cv.cov_shape(ct, K, n_features)
+            if p.shape != shape:
+                raise ValueError(f"The parameter '{ct} precision' should have the shape of {shape}, but got {p.shape}")
+            if cv.layout(ct) == "diag":
+                if np.any(p <= 0):
+                    raise ValueError(f"'{ct} precision' should be positive")
+            else:
+                for m in (p[None] if ct == "tied" else p):
+                    if not (np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0.0)):
+                        raise ValueError(f"'{ct} precision' should be symmetric, positive-definite")
+            out["covariances"] = cv.covariances_from_precisions(p, ct)
         return out
 
     def _validate_X(self, X, *, reset: bool):
@@ -302,7 +321,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _engine(self, dtype, n_features: int) -> Engine:
         """The calling thread's Engine for this estimator's current setting (reused across calls)."""
         return self._core_cache().engine(dtype, n_features, self.n_components, self.chunk_size,
-                                         self.n_threads)
+                                         self.n_threads, cv.layout(self.covariance_type))
 
     def _matrices(self, dtype, shift=None):
         """``(shift, M, gconst)`` of the current parameters in ``dtype`` (built once, see CoreCache).
@@ -310,7 +329,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``shift`` (D,) builds them about another centre (the UBM's, for ``ModelStack``).
         """
         return self._core_cache().matrices(self.weights_, self.means_, self.covariances_, dtype,
-                                           shift=shift)
+                                           shift=shift, covariance_type=self.covariance_type)
 
     def _compute_dtype(self, X):
         return np.result_type(X.dtype, self.means_.dtype)
@@ -328,49 +347,74 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         The statistics are checked against the model first (:func:`gmmext._validation.check_stats`)
         and the result must be usable in ``dtype`` (:func:`gmmext._validation.check_usable_parameters`).
+        scikit-learn's estimators per type (``_estimate_gaussian_covariances_*``), written on
+        the statistics: full ``sum_xx_k / n_k - mu_k mu_k^T``; tied ``(sum_k sum_xx_k - sum_k
+        n_k mu_k mu_k^T) / sum_k n_k``; diag ``sum_xx / n - mu**2``; spherical the mean over
+        dimensions of the diag one; then ``+ reg_covar`` on the (diagonal of the) covariance.
         """
+        ct = self.covariance_type
+        full = cv.layout(ct) == "full"
         D = self.means_.shape[1] if hasattr(self, "means_") else None
-        check_stats(stats, self.n_components, D, dtype)
+        check_stats(stats, self.n_components, D, dtype, ct)
         K, D = stats.sum_x.shape
-        stats = GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, np.maximum(stats.sum_xx, 0.0),
-                         stats.loglik, stats.n_samples)          # rounding below zero (checked) is zero
+        sxx = stats.sum_xx if full else np.maximum(stats.sum_xx, 0.0)   # rounding below zero (checked) is zero
+        stats = GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, sxx, stats.loglik, stats.n_samples)
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
         means, cov = stats.moments(eps)
-        gmean, gvar = (a[0] for a in stats.pooled().moments())
+        gmean, gcov = (a[0] for a in stats.pooled().moments())
         tot = stats.n.sum()
+        if ct == "tied":
+            cov = (stats.sum_xx.sum(axis=0) - np.einsum("k,ki,kj->ij", nk, means, means)) / nk.sum()
+            cov = 0.5 * (cov + cov.T)
+        elif ct == "spherical":
+            cov, gcov = cov.mean(axis=1), gcov.mean(keepdims=True)
         if self.var_floor > 0:
-            cov = np.maximum(cov, self.var_floor * gvar)
+            cov = _apply_floor(cov, self.var_floor * gcov, full)
         empty = stats.n <= max(eps, 1e-10 * tot)
+        prev = hasattr(self, "means_") and self.means_.shape == (K, D) \
+            and np.shape(getattr(self, "covariances_", None)) == cv.cov_shape(ct, K, D)
+        reg = self.reg_covar * (np.eye(D) if full else 1.0)
         if np.any(empty):
-            if hasattr(self, "means_") and self.means_.shape == (K, D):
+            if prev:
                 means[empty] = self.means_[empty]
-                cov[empty] = self.covariances_[empty] - self.reg_covar
+                if ct != "tied":
+                    cov[empty] = self.covariances_[empty] - reg
             else:
                 means[empty] = gmean
-                cov[empty] = np.maximum(gvar, self.var_floor * gvar)
-        cov = cov + self.reg_covar
-        if not np.all(cov > 0) or not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
+                if ct != "tied":
+                    cov[empty] = _apply_floor(gcov, self.var_floor * gcov, full) if self.var_floor > 0 else gcov
+        cov = cov + reg
+        if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
             raise ValueError(_ILL_DEFINED)
+        cv.precisions_cholesky(cov, ct)          # positive (definite), else scikit-learn's message
         weights = nk / nk.sum()
-        _check_fitted_usable(weights, means, cov, dtype)
+        _check_fitted_usable(weights, means, cov, dtype, ct)
         return weights, means, cov
 
     def _set_params_arrays(self, weights, means, covariances, dtype) -> None:
+        ct = self.covariance_type
         self.weights_ = np.asarray(weights, dtype=dtype)
         self.means_ = np.asarray(means, dtype=dtype)
         self.covariances_ = np.asarray(covariances, dtype=dtype)
-        self.precisions_cholesky_ = (1.0 / np.sqrt(np.asarray(covariances, dtype=np.float64))).astype(dtype)
-        self.precisions_ = (1.0 / np.asarray(covariances, dtype=np.float64)).astype(dtype)
+        chol = cv.precisions_cholesky(covariances, ct)
+        self.precisions_cholesky_ = chol.astype(dtype)
+        self.precisions_ = cv.precisions_from_cholesky(chol, ct).astype(dtype)
         self._core_cache().invalidate()
 
     def m_step(self, stats: GMMStats) -> "GaussianMixture":
         """Maximum-likelihood update of all parameters from sufficient statistics.
 
         ``weights_ = (n + 10 eps) / sum``, ``means_ = sum_x / (n + 10 eps)``,
-        ``covariances_ = max(sum_xx / (n + 10 eps) - means_**2, var_floor * global_var, 0) + reg_covar``,
-        where ``global_var`` is the data's per-dimension variance, read off the statistics
-        with the same formula (``stats.pooled().moments()``).  Components with occupancy
+        ``covariances_ = max(sum_xx / (n + 10 eps) - means_**2, var_floor * global_var, 0) + reg_covar``
+        for "diag", where ``global_var`` is the data's per-dimension variance, read off the
+        statistics with the same formula (``stats.pooled().moments()``); the other types use
+        scikit-learn's estimator of their type (see ``_params_from_stats``), the floor being
+        ``var_floor`` times the global variance averaged over dimensions for "spherical" and,
+        for "full" and "tied", a floor on the eigenvalues of the covariance relative to the
+        global covariance matrix G: with ``G = L L^T``, the eigenvalues of ``L^-1 cov L^-T`` are
+        raised to at least ``var_floor`` (Kaldi's ``SpMatrix::ApplyFloor(G, var_floor)``; for
+        diagonal matrices it is the diagonal rule).  Components with occupancy
         ``<= max(10 eps, 1e-10 n)`` keep their previous mean and variance (see the class Notes).
         One ``fit`` iteration is exactly ``m_step(accumulate(X))``.  ``m_step`` of a
         one-component model on ``stats.pooled()`` is the data's global model.
@@ -378,7 +422,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Parameters
         ----------
         stats : GMMStats
-            Statistics of (K, D) matching this model (its K and, once fitted, its D), e.g. a sum
+            Statistics of (K, D) matching this model (its K, once fitted its D, and ``sum_xx`` of
+            (K, D) for "diag" / "spherical", (K, D, D) for "full" / "tied"), e.g. a sum
             of :meth:`accumulate` results: finite, total weight ``n_samples > 0``, occupancies
             ``n`` and second moments ``sum_xx`` >= 0 (up to 1e-12 of their total, rounding).
             Anything else raises ``ValueError`` and leaves the model unchanged; so do results
@@ -408,11 +453,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             for attr in ("means_", "covariances_"):  # start fresh: no "previous" parameters
                 if hasattr(self, attr):
                     delattr(self, attr)
-            stats = init_stats(src, self.init_params, self.n_components, self.kmeans_max_samples, random_state)
+            stats = init_stats(src, self.init_params, self.n_components, self.kmeans_max_samples, random_state,
+                               full=cv.layout(self.covariance_type) == "full")
             w, m, c = self._params_from_stats(stats, dtype)
             w, m, c = given.get("weights", w), given.get("means", m), given.get("covariances", c)
         if given:                              # the user's weights_init / means_init / precisions_init
-            check_usable_parameters(w, m, c, dtype)
+            check_usable_parameters(w, m, c, dtype, self.covariance_type)
         self._set_params_arrays(w, m, c, dtype)
 
     # ------------------------------------------------------------------ EM
@@ -456,7 +502,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return ArraySource(X, sample_weight, self.n_threads, checked=True)
 
     def _fit(self, X, sample_weight, labels: bool):
-        self._check_covariance_type()
         src = self._source(X, sample_weight)
         N, D = src.n_rows, src.n_features
         if not src.in_memory:                  # what validate_data checks for in-memory input
@@ -583,8 +628,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         list of GMMStats, one per segment
-            float64; ``n`` (K,), ``sum_x`` and ``sum_xx`` (K, D) (views of one (U, K, 2D) array:
-            U * K * D * 16 bytes in all), ``loglik`` and ``n_samples`` of that segment.  A
+            float64; ``n`` (K,), ``sum_x`` (K, D) and ``sum_xx`` (K, D) for "diag" / "spherical"
+            (views of one (U, K, 2D) array: U * K * D * 16 bytes in all), (K, D, D) for "full" /
+            "tied" (U * K * D * D * 8 bytes more), ``loglik`` and ``n_samples`` of that segment.  A
             segment's statistics do not depend on the thread count nor on the other segments
             (each is done by one thread, in chunks of ``chunk_size`` rows); they equal
             ``accumulate(segment)`` to rounding.
@@ -650,8 +696,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return out["loglik"].astype(out["dtype"], copy=False)
 
     def score(self, X, y=None) -> float:
-        """Average log-likelihood per sample (nats), averaged in float64."""
-        return float(self._evaluate(X, loglik=True)["loglik"].mean())
+        """Average log-likelihood per sample (nats): ``score_samples(X).mean()``, as scikit-learn.
+
+        For a float32 model that is a float32 mean of float32 values (scikit-learn's number);
+        sum ``score_samples`` in float64, or use float64, for more digits.
+        """
+        return float(self.score_samples(X).mean())
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,), int64."""
@@ -702,14 +752,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
         D = self.means_.shape[1]
-        X = np.vstack([mean + rng.standard_normal(size=(c, D)) * np.sqrt(cov)
-                       for mean, cov, c in zip(self.means_, self.covariances_, counts)])
+        if self.covariance_type == "full":
+            X = np.vstack([rng.multivariate_normal(mean, cov, int(c))
+                           for mean, cov, c in zip(self.means_, self.covariances_, counts)])
+        elif self.covariance_type == "tied":
+            X = np.vstack([rng.multivariate_normal(mean, self.covariances_, int(c))
+                           for mean, c in zip(self.means_, counts)])
+        else:
+            X = np.vstack([mean + rng.standard_normal(size=(c, D)) * np.sqrt(cov)
+                           for mean, cov, c in zip(self.means_, self.covariances_, counts)])
         y = np.concatenate([np.full(c, j, dtype=np.int64) for j, c in enumerate(counts)])
         return X.astype(np.float64), y
 
     def _n_parameters(self) -> int:
         K, D = self.means_.shape
-        return int(2 * K * D + K - 1)
+        return cv.n_parameters(self.covariance_type, K, D)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on X (lower is better)."""
@@ -752,10 +809,37 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return tags
 
 
-def _check_fitted_usable(weights, means, covariances, dtype) -> None:
+def _apply_floor(cov, floor, full: bool):
+    """Covariances floored at ``floor``: element-wise (variances), or in the positive-definite sense.
+
+    Full: ``cov`` (K, D, D) or (D, D), ``floor`` (D, D) = ``var_floor * G``; with ``G = L L^T``
+    the eigenvalues of ``L^-1 cov L^-T`` below 1 are raised to 1 (Kaldi's
+    ``SpMatrix::ApplyFloor(floor, 1)``), so that ``cov - floor`` is positive semi-definite.  A
+    singular ``G`` (a constant dimension) is regularised by 1e-10 of its mean variance first.
+    """
+    if not full:
+        return np.maximum(cov, floor)
+    D = floor.shape[0]
+    G = floor + 1e-10 * max(np.trace(floor) / D, np.finfo(np.float64).tiny) * np.eye(D)
+    from scipy import linalg
+    try:
+        L = linalg.cholesky(G, lower=True)
+    except linalg.LinAlgError:
+        return cov
+    mats = cov[None] if cov.ndim == 2 else cov
+    out = np.empty_like(mats)
+    for k, c in enumerate(mats):
+        A = linalg.solve_triangular(L, linalg.solve_triangular(L, c, lower=True).T, lower=True)
+        lam, V = np.linalg.eigh(0.5 * (A + A.T))
+        B = (V * np.maximum(lam, 1.0)) @ V.T
+        out[k] = L @ B @ L.T
+    return out[0] if cov.ndim == 2 else out
+
+
+def _check_fitted_usable(weights, means, covariances, dtype, covariance_type="diag") -> None:
     """:func:`check_usable_parameters` for parameters estimated from data: the message adds the remedy."""
     try:
-        check_usable_parameters(weights, means, covariances, dtype)
+        check_usable_parameters(weights, means, covariances, dtype, covariance_type)
     except ValueError as exc:
         hint = ("Use float64 input or rescale the data" if np.dtype(dtype) == np.float32
                 else "Rescale the data") + " (e.g. sklearn.preprocessing.StandardScaler)."

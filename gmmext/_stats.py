@@ -1,4 +1,4 @@
-"""Sufficient statistics of a diagonal GMM: mergeable, so EM can stream or be distributed."""
+"""Sufficient statistics of a GMM (every covariance type): mergeable, so EM can stream or be distributed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +23,12 @@ class GMMStats:
         Occupancy of each component: ``sum_i w_i r_ik``.
     sum_x : ndarray of shape (K, D)
         ``sum_i w_i r_ik x_i``.
-    sum_xx : ndarray of shape (K, D)
-        ``sum_i w_i r_ik x_i**2`` (element-wise square).
+    sum_xx : ndarray of shape (K, D) or (K, D, D)
+        Second order: ``sum_i w_i r_ik x_i**2`` (element-wise square, shape (K, D)) for the
+        "diag" and "spherical" covariance types, ``sum_i w_i r_ik x_i x_i^T`` (K, D, D) for
+        "full" and "tied" (a tied M-step sums it over components: that sum is the data's
+        weighted scatter matrix).  The M-step derives spherical and tied covariances from
+        these, so statistics of one layout serve both of its types.
     loglik : float
         Total weighted log-likelihood ``sum_i w_i log p(x_i)`` (nats) under the model
         that produced the statistics.
@@ -44,17 +48,23 @@ class GMMStats:
         self.sum_xx = np.asarray(self.sum_xx, dtype=np.float64)
         self.loglik = float(self.loglik)
         self.n_samples = float(self.n_samples)
-        if self.n.ndim != 1 or self.sum_x.ndim != 2 or self.sum_x.shape != self.sum_xx.shape \
-                or self.sum_x.shape[0] != self.n.shape[0]:
+        ok = self.n.ndim == 1 and self.sum_x.ndim == 2 and self.sum_x.shape[0] == self.n.shape[0]
+        ok = ok and self.sum_xx.shape in (self.sum_x.shape, self.sum_x.shape + self.sum_x.shape[1:])
+        if not ok:
             raise ValueError(
-                "GMMStats shapes are inconsistent: n %s, sum_x %s, sum_xx %s; expected (K,), (K, D), (K, D)"
-                % (self.n.shape, self.sum_x.shape, self.sum_xx.shape))
+                "GMMStats shapes are inconsistent: n %s, sum_x %s, sum_xx %s; expected (K,), (K, D), "
+                "(K, D) or (K, D, D)" % (self.n.shape, self.sum_x.shape, self.sum_xx.shape))
 
     @classmethod
-    def zeros(cls, n_components: int, n_features: int) -> "GMMStats":
-        """Empty statistics (the neutral element of ``+``)."""
-        return cls(np.zeros(n_components), np.zeros((n_components, n_features)),
-                   np.zeros((n_components, n_features)), 0.0, 0.0)
+    def zeros(cls, n_components: int, n_features: int, full: bool = False) -> "GMMStats":
+        """Empty statistics (the neutral element of ``+``); ``full``: sum_xx (K, D, D)."""
+        K, D = n_components, n_features
+        return cls(np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D) if full else (K, D)), 0.0, 0.0)
+
+    @property
+    def full(self) -> bool:
+        """True when ``sum_xx`` holds (K, D, D) second-order matrices."""
+        return self.sum_xx.ndim == 3
 
     @property
     def n_components(self) -> int:
@@ -69,16 +79,16 @@ class GMMStats:
             return self
         if not isinstance(other, GMMStats):
             return NotImplemented
-        if other.sum_x.shape != self.sum_x.shape:
-            raise ValueError("cannot add GMMStats of shapes (K, D) = %s and %s"
-                             % (self.sum_x.shape, other.sum_x.shape))
+        if other.sum_xx.shape != self.sum_xx.shape:
+            raise ValueError("cannot add GMMStats of shapes (K, D) = %s and %s (sum_xx %s and %s)"
+                             % (self.sum_x.shape, other.sum_x.shape, self.sum_xx.shape, other.sum_xx.shape))
         return GMMStats(self.n + other.n, self.sum_x + other.sum_x, self.sum_xx + other.sum_xx,
                         self.loglik + other.loglik, self.n_samples + other.n_samples)
 
     __radd__ = __add__
 
     def pooled(self) -> "GMMStats":
-        """The statistics of all components pooled into one: shape (1,), (1, D), (1, D).
+        """The statistics of all components pooled into one: shape (1,), (1, D), (1, D) or (1, D, D).
 
         ``m_step`` of a one-component model on them gives the data's global mean and
         (per-dimension) variance, the formula being the M-step's own.
@@ -87,15 +97,19 @@ class GMMStats:
                         self.sum_xx.sum(axis=0, keepdims=True), self.loglik, self.n_samples)
 
     def moments(self, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Per-component means (K, D) and variances (K, D) of the frames: the M-step's formula.
+        """Per-component means (K, D) and variances (K, D) or covariances (K, D, D): the M-step's formula.
 
         ``mean = sum_x / (n + eps)``, ``var = max(sum_xx / (n + eps) - mean**2, 0)`` (a variance
-        that rounding made slightly negative is a zero variance).  ``eps`` keeps an empty
+        that rounding made slightly negative is a zero variance); with (K, D, D) statistics
+        ``cov = sum_xx / (n + eps) - mean mean^T``, symmetrised.  ``eps`` keeps an empty
         component finite (the M-step passes ``10 * eps`` of the model's dtype).
-        ``self.pooled().moments()`` is the data's global mean and variance, shape (1, D).
+        ``self.pooled().moments()`` is the data's global mean and variance (or covariance).
         """
         nk = self.n + eps
         mean = self.sum_x / nk[:, None]
+        if self.full:
+            cov = self.sum_xx / nk[:, None, None] - mean[:, :, None] * mean[:, None, :]
+            return mean, 0.5 * (cov + np.swapaxes(cov, 1, 2))
         var = np.maximum(self.sum_xx / nk[:, None] - mean ** 2, 0.0)
         return mean, var
 

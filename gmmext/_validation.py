@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import _check_sample_weight, _ensure_no_complex_data, check_array
 
+from ._covariance import layout, min_eigenvalues, precisions_cholesky
+
 __all__ = ["check_sample_weight", "sample_weight_shape_error", "check_total_weight", "check_block",
            "check_source_dtype", "parameter_bounds", "check_usable_parameters", "check_stats"]
 
@@ -130,20 +132,33 @@ def parameter_bounds(dtype) -> dict:
     return {"var_min": 16.0 / F, "mean_max": np.sqrt(F) / 4.0, "spread_max": F / 16.0}
 
 
-def check_usable_parameters(weights, means, covariances, dtype) -> None:
+def check_usable_parameters(weights, means, covariances, dtype, covariance_type: str = "diag") -> None:
     """Raise ``ValueError`` unless the parameters' log-densities are finite in ``dtype``.
 
-    ``weights`` (K,), ``means`` (K, D), ``covariances`` (K, D) variances, already finite and of
-    consistent shapes; the bounds are :func:`parameter_bounds`.  The message names the first
-    bound broken, the worst value and the dtype.
+    ``weights`` (K,), ``means`` (K, D), ``covariances`` of ``covariance_type``'s shape, already
+    finite and of consistent shapes; the bounds are :func:`parameter_bounds`.  For "full" and
+    "tied" the covariance matrices must be symmetric and positive-definite (their Cholesky
+    factor exists) and the bounds apply to each component's smallest eigenvalue in place of
+    every variance (``sum_d R_d**2 / lambda_min`` bounds ``R^T inv(cov) R``).  The message
+    names the first bound broken, the worst value and the dtype.
     """
     dtype = np.dtype(dtype)
     b = parameter_bounds(dtype)
     name = dtype.name
     mu = np.asarray(means, dtype=np.float64)
-    var = np.asarray(covariances, dtype=np.float64)
+    K, D = mu.shape
+    if layout(covariance_type) == "full":
+        cov = np.asarray(covariances, dtype=np.float64)
+        if not np.allclose(cov, np.swapaxes(cov, -1, -2), rtol=1e-5, atol=0.0):
+            raise ValueError(f"'{covariance_type}' covariances must be symmetric")
+        try:
+            precisions_cholesky(cov, covariance_type)
+        except ValueError:
+            raise ValueError(f"'{covariance_type}' covariances must be positive-definite") from None
+    var = min_eigenvalues(covariances, covariance_type, K, D)
+    what = "variances" if layout(covariance_type) == "diag" else "smallest eigenvalues"
     if np.any(var < b["var_min"]):
-        raise ValueError(f"covariances (variances) must be >= {b['var_min']:.3g} in {name} (so that "
+        raise ValueError(f"covariances ({what}) must be >= {b['var_min']:.3g} in {name} (so that "
                          f"1 / variance is finite); got {var.min():.3g}")
     amax = float(np.abs(mu).max())
     if amax > b["mean_max"]:
@@ -159,16 +174,24 @@ def check_usable_parameters(weights, means, covariances, dtype) -> None:
 
 
 # ------------------------------------------------------------------------------ statistics
-def check_stats(stats, n_components: int, n_features: int | None, dtype) -> None:
-    """Raise ``ValueError`` unless ``stats`` can update a (K, D) model of ``dtype``.
+def check_stats(stats, n_components: int, n_features: int | None, dtype,
+                covariance_type: str = "diag") -> None:
+    """Raise ``ValueError`` unless ``stats`` can update a (K, D) model of ``dtype`` and type.
 
-    Shapes (K,), (K, D), (K, D) with the model's K and D (``n_features=None``: any D, for a
-    model not fitted yet); total weight ``n_samples`` finite and > 0; every statistic finite;
-    occupancies ``n`` and second moments ``sum_xx`` non-negative up to a rounding tolerance of
-    ``1e-12`` of their total (a sum of non-negative terms is never negative; a difference of
-    sums can be, by rounding).
+    Shapes (K,), (K, D) and ``sum_xx`` (K, D) for "diag" / "spherical", (K, D, D) for "full" /
+    "tied", with the model's K and D (``n_features=None``: any D, for a model not fitted yet);
+    total weight ``n_samples`` finite and > 0; every statistic finite; occupancies ``n`` and
+    second moments (``sum_xx``, its diagonals for (K, D, D)) non-negative up to a rounding
+    tolerance of ``1e-12`` of their total (a sum of non-negative terms is never negative; a
+    difference of sums can be, by rounding).
     """
     K, D = stats.sum_x.shape
+    full = layout(covariance_type) == "full"
+    if stats.sum_xx.ndim != (3 if full else 2):
+        raise ValueError(f"statistics with sum_xx of shape {stats.sum_xx.shape} cannot update a "
+                         f"covariance_type={covariance_type!r} model (it needs "
+                         f"{'(K, D, D)' if full else '(K, D)'}); accumulate them with a model of "
+                         "that type")
     if K != n_components:
         raise ValueError(f"statistics have {K} components, the model has {n_components}")
     if n_features is not None and D != n_features:
@@ -186,8 +209,10 @@ def check_stats(stats, n_components: int, n_features: int | None, dtype) -> None
     if np.any(stats.n < -tol_n):
         k = int(np.argmin(stats.n))
         raise ValueError(f"statistics have a negative occupancy: n[{k}] = {float(stats.n[k])!r}")
-    tol_xx = 1e-12 * np.abs(stats.sum_xx).sum(axis=0)
-    bad = stats.sum_xx < -tol_xx
+    sxx = np.diagonal(stats.sum_xx, axis1=1, axis2=2) if full else stats.sum_xx
+    tol_xx = 1e-12 * np.abs(sxx).sum(axis=0)
+    bad = sxx < -tol_xx
     if np.any(bad):
         k, d = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"statistics have a negative second moment: sum_xx[{k}, {d}] = {float(stats.sum_xx[k, d])!r}")
+        idx = f"{k}, {d}, {d}" if full else f"{k}, {d}"
+        raise ValueError(f"statistics have a negative second moment: sum_xx[{idx}] = {float(sxx[k, d])!r}")

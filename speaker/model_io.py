@@ -225,7 +225,7 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
 
     def build(wi, mi, vi, label):
         try:
-            return GaussianMixture.from_parameters(wi, mi, vi)
+            return GaussianMixture.from_parameters(wi, mi, vi, covariance_type="diag")
         except ValueError as exc:
             _fail(path, f"{label}: {exc}")
 

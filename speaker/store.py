@@ -271,7 +271,7 @@ class SpeakerStore:
         try:
             stored = GaussianMixture.from_parameters(
                 np.frombuffer(w, "<f8").astype(dtype), np.frombuffer(mu, "<f8").reshape(K, D).astype(dtype),
-                np.frombuffer(var, "<f8").reshape(K, D).astype(dtype))
+                np.frombuffer(var, "<f8").reshape(K, D).astype(dtype), covariance_type="diag")
         except ValueError as exc:
             self._fail(f"UBM: {exc}")
         if ubm_fingerprint(stored) != fp:

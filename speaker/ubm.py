@@ -300,7 +300,7 @@ def train_ubm(features: FeatureSource | DaskFeatures, n_components: int, *, init
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
     dtype = np.dtype(dtype)
-    template = GaussianMixture(n_components, var_floor=var_floor, reg_covar=reg_covar,
+    template = GaussianMixture(n_components, covariance_type="diag", var_floor=var_floor, reg_covar=reg_covar,
                                random_state=random_state, n_threads=n_threads)
     if n_iter < 0 or n_iter_split < 0:
         raise ValueError("n_iter and n_iter_split must be >= 0")

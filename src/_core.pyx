@@ -4,12 +4,21 @@
 Everything here is arithmetic on raw arrays; it knows nothing of the Python
 packages built on it.  A model with K components in D dimensions is given as
 
-* ``M`` (2D, K): rows 0..D-1 hold ``mu_kd * p_kd``, rows D..2D-1 hold ``-p_kd / 2``
-  (``p = 1 / variance``), and
-* ``gconst`` (K,): ``log w_k - D/2 log(2 pi) + 1/2 sum_d log p_kd - 1/2 sum_d mu_kd^2 p_kd``,
+* ``M`` (P, K) and ``gconst`` (K,) such that the weighted log-density of every frame of a chunk
+  under every component is ``phi(x) @ M + gconst``, ``phi`` the chunk's feature map: one BLAS
+  gemm per chunk.  Two layouts, told apart by P:
 
-so that the weighted log-density of every frame of a chunk under every component is
-``[x, x^2] @ M + gconst``: one BLAS gemm per chunk (Kaldi's DiagGmm layout).
+  - diagonal (P = 2D, Kaldi's DiagGmm layout): ``phi(x) = [x, x^2]``; rows 0..D-1 of M hold
+    ``mu_kd * p_kd``, rows D..2D-1 ``-p_kd / 2`` (``p = 1 / variance``), and
+    ``gconst = log w_k - D/2 log(2 pi) + 1/2 sum_d log p_kd - 1/2 sum_d mu_kd^2 p_kd``
+    (diagonal and spherical models);
+  - full (P = D + D(D+1)/2): ``phi(x) = [x, x_a x_b for a <= b]``; rows 0..D-1 hold
+    ``P_k mu_k``, the next rows ``-P_k,aa / 2`` on the diagonal and ``-P_k,ab`` off it
+    (``P_k`` the precision matrix), ``gconst = log w_k - D/2 log(2 pi) + log det L_k -
+    1/2 mu_k^T P_k mu_k`` (full and tied models).
+
+The statistics are ``sum_i r_ik phi(x_i)``: first order and, per layout, the squares or the
+upper triangle of the second-order matrix.
 Every function takes a per-dimension ``shift`` (D,) subtracted from each frame before
 anything else (``x`` above is ``x - shift``; ``M`` and ``gconst`` must be built from
 ``mu - shift``): with the shift near the data's mean, ``x^2`` and the statistics lose
@@ -71,6 +80,7 @@ cdef struct Frames:
     Py_ssize_t n_seg      # number of segments U
     Py_ssize_t N          # total rows
     Py_ssize_t D          # columns
+    Py_ssize_t P          # feature-map columns: 2D (diagonal layout) or D + D(D+1)/2 (full layout)
     const int64_t *off    # (U + 1,): first (global) row of each segment; off[U] = N
     const int64_t *addr   # (U,): address of each segment's row 0 (0 for an empty segment)
     const int64_t *s0     # (U,): row strides, bytes
@@ -110,6 +120,7 @@ cdef _FrameTable _frame_table(object segments, const floating[::1] shift):
     ft.f.n_seg = U
     ft.f.N = t[0, U]
     ft.f.D = D
+    ft.f.P = 2 * D
     ft.f.off = &t[0, 0]
     ft.f.addr = &t[1, 0]
     ft.f.s0 = &t[2, 0]
@@ -119,8 +130,13 @@ cdef _FrameTable _frame_table(object segments, const floating[::1] shift):
 
 cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const floating *shift,
                    floating *xx) noexcept nogil:
-    """xx (rows, 2D) row-major <- [x - shift, (x - shift)^2] for the global rows start..start+rows."""
-    cdef Py_ssize_t i, d, r, D = f.D, lo = 0, hi = f.n_seg - 1, mid
+    """xx (rows, P) row-major <- the feature map of y = x - shift for the global rows start..start+rows.
+
+    Diagonal layout (P = 2D): ``[y, y^2]``.  Full layout (P = D + D(D+1)/2): ``[y, y_a y_b for
+    a <= b]``, the upper triangle of ``y y^T`` row by row (``numpy.triu_indices(D)`` order).
+    """
+    cdef Py_ssize_t i, d, e, t, r, D = f.D, P = f.P, lo = 0, hi = f.n_seg - 1, mid
+    cdef floating *out
     cdef int64_t s1
     cdef floating v
     cdef const char *row
@@ -136,10 +152,20 @@ cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const flo
             lo = lo + 1
         row = <const char *>f.addr[lo] + (r - f.off[lo]) * f.s0[lo]
         s1 = f.s1[lo]
+        out = xx + i * P
         for d in range(D):
-            v = (<const floating *>(row + d * s1))[0] - shift[d]
-            xx[i * 2 * D + d] = v
-            xx[i * 2 * D + D + d] = v * v
+            out[d] = (<const floating *>(row + d * s1))[0] - shift[d]
+        if P == 2 * D:
+            for d in range(D):
+                v = out[d]
+                out[D + d] = v * v
+        else:
+            t = D
+            for d in range(D):
+                v = out[d]
+                for e in range(d, D):
+                    out[t + e - d] = v * out[e]
+                t = t + D - d
 
 
 # --------------------------------------------------------------------------- checks
@@ -155,9 +181,14 @@ cdef int _check_buf(str name, tuple have, tuple at_least, tuple exact) except -1
     return 0
 
 
+cdef inline Py_ssize_t _full_cols(Py_ssize_t D) noexcept nogil:
+    """Columns of the full layout's feature map: D + D(D+1)/2."""
+    return D + D * (D + 1) // 2
+
+
 cdef int _check_model(Py_ssize_t D, Py_ssize_t K, Py_ssize_t m_rows, Py_ssize_t g_len,
                       Py_ssize_t chunk, int n_threads) except -1:
-    if K < 1 or m_rows != 2 * D or g_len != K:
+    if K < 1 or (m_rows != 2 * D and m_rows != _full_cols(D)) or g_len != K:
         raise ValueError("model matrices do not match the data")
     if chunk < 1 or n_threads < 1:
         raise ValueError("chunk and n_threads must be >= 1")
@@ -169,14 +200,17 @@ cdef _FrameTable _prologue(object segments, const floating[::1] shift, Py_ssize_
                            tuple xx_shape, tuple l_shape):
     """The checks every entry point starts with; returns the frame table.
 
-    ``m_rows`` x ``K`` is the shape of the (or every) model's M (2D, K), ``g_len`` the length of
+    ``m_rows`` x ``K`` is the shape of the (or every) model's M (P, K), ``g_len`` the length of
     its gconst; ``xx_shape`` and (unless None) ``l_shape`` are the shapes of the per-thread
-    buffers xx_buf (T, chunk, 2D) and l_buf (T, chunk, K).
+    buffers xx_buf (T, chunk, P) and l_buf (T, chunk, K).  ``m_rows`` chooses the layout:
+    P = 2D the diagonal one, P = D + D(D+1)/2 the full one (see :func:`_fill_xx`; for D = 1
+    they are the same).
     """
     cdef _FrameTable ft = _frame_table(segments, shift)
     cdef Py_ssize_t D = ft.f.D
     _check_model(D, K, m_rows, g_len, chunk, n_threads)
-    _check_buf("xx_buf", xx_shape, (n_threads, chunk), (2 * D,))
+    ft.f.P = m_rows
+    _check_buf("xx_buf", xx_shape, (n_threads, chunk), (m_rows,))
     if l_shape is not None:
         _check_buf("l_buf", l_shape, (n_threads, chunk), (K,))
     return ft
@@ -235,18 +269,18 @@ cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
 cdef void _chunk_logdens(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                          const floating *shift, const floating *M, const floating *gconst,
                          floating *xx, floating *L) noexcept nogil:
-    """L (rows, K) <- gconst + [x, x^2] @ M: weighted log-densities of one chunk (one gemm)."""
-    cdef Py_ssize_t i, D = f.D
+    """L (rows, K) <- gconst + xx @ M (xx the chunk's feature map): weighted log-densities (one gemm)."""
+    cdef Py_ssize_t i, P = f.P
     _fill_xx(f, start, rows, shift, xx)
     for i in range(rows):
         memcpy(L + i * K, gconst, K * sizeof(floating))
-    # row-major L (rows x K) is column-major L^T (K x rows) = M^T (K x 2D) @ xx^T (2D x rows)
-    _gemm("N", "N", <int>K, <int>rows, <int>(2 * D), M, <int>K, K, xx, <int>(2 * D), 1,
+    # row-major L (rows x K) is column-major L^T (K x rows) = M^T (K x P) @ xx^T (P x rows)
+    _gemm("N", "N", <int>K, <int>rows, <int>P, M, <int>K, K, xx, <int>P, 1,
           1, L, <int>K)
 
 
 cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
-                       Py_ssize_t D, Py_ssize_t D2, double sparse_limit, floating *S,
+                       Py_ssize_t P, Py_ssize_t D2, double sparse_limit, floating *S,
                        double *acc_n, double *acc_s) noexcept nogil:
     """acc_n += column sums of R = L (rows, K); acc_s (K, D2) += R^T xx[:, :D2]: sparse or one gemm."""
     cdef Py_ssize_t kept
@@ -256,19 +290,19 @@ cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, P
         kept = gmmx_count_kept_d(L, rows, K)
     if kept <= sparse_limit * <double>(rows * K):
         if floating is float:
-            gmmx_sparse_stats_f(L, xx, rows, K, 2 * D, D2, acc_n, S, acc_s)
+            gmmx_sparse_stats_f(L, xx, rows, K, P, D2, acc_n, S, acc_s)
         else:
-            gmmx_sparse_stats_d(L, xx, rows, K, 2 * D, D2, acc_n, acc_s)
+            gmmx_sparse_stats_d(L, xx, rows, K, P, D2, acc_n, acc_s)
         return
     # dense: row-major S (K x D2) = R^T xx, i.e. column-major S^T = xx[:, :D2]^T R
     if floating is float:
         gmmx_colsum_f(L, rows, K, acc_n)
-        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), 2 * D, L, <int>K, K,
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
               0.0, S, <int>D2)
         gmmx_add_f(acc_s, S, K * D2)
     else:
         gmmx_colsum_d(L, rows, K, acc_n)
-        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>(2 * D), 2 * D, L, <int>K, K,
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
               1.0, <double *>acc_s, <int>D2)
 
 
@@ -285,7 +319,7 @@ cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
     else:
         gmmx_estep_chunk_d(L, rows, K, (sw + start) if sw != NULL else NULL, acc_scalar)
     # statistics sum_i r_ik [x_i, x_i^2]: one gemm, or the kept entries only when sparse
-    _chunk_stats(L, xx, rows, K, f.D, D2, sparse_limit, S, acc_n, acc_s)
+    _chunk_stats(L, xx, rows, K, f.P, D2, sparse_limit, S, acc_n, acc_s)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -298,10 +332,10 @@ def accumulate(object segments, const double[::1] sample_weight,
     """E-step plus sufficient statistics over all frames of ``segments``, chunk by chunk.
 
     segments: list of U arrays (n_u, D), N rows in all; sample_weight (N,) float64 or None
-    (over all rows, in order); shift (D,); M (2D, K); gconst (K,).
-    Buffers, one slice per thread t < n_threads: xx_buf (T, chunk, 2D), l_buf (T, chunk, K),
-    s_buf (T, K, 2D).  Accumulators (float64, zeroed by the caller): acc_s (R, K, D2) gets
-    sum_i w_i r_ik [x_i - shift, (x_i - shift)^2][:D2] (D2 = 2D, or D for the first order
+    (over all rows, in order); shift (D,); M (P, K); gconst (K,).
+    Buffers, one slice per thread t < n_threads: xx_buf (T, chunk, P), l_buf (T, chunk, K),
+    s_buf (T, K, P).  Accumulators (float64, zeroed by the caller): acc_s (R, K, D2) gets
+    sum_i w_i r_ik phi(x_i - shift)[:D2] (D2 = P, or D for the first order
     only), acc_n (R, K) gets sum_i w_i r_ik, acc_scalar (R, 2) gets
     (sum_i w_i log p(x_i), sum_i w_i).  Frames with weight 0 contribute nothing.
 
@@ -321,14 +355,14 @@ def accumulate(object segments, const double[::1] sample_weight,
     cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
                                     n_threads, _shape(xx_buf), _shape(l_buf))
     cdef const Frames *f = &ft.f
-    cdef Py_ssize_t N = f.N, D = f.D, U = f.n_seg, D2 = acc_s.shape[2]
+    cdef Py_ssize_t N = f.N, D = f.D, P = f.P, U = f.n_seg, D2 = acc_s.shape[2]
     cdef Py_ssize_t n_out = U if per_segment else n_threads
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
     cdef Py_ssize_t c, u, start, rows, tid = 0
     cdef const double *sw = NULL
-    if D2 != 2 * D and D2 != D:
-        raise ValueError(f"workspace acc_s has {D2} columns, must be {2 * D} or {D}")
-    _check_buf("s_buf", _shape(s_buf), (n_threads,), (K, 2 * D))
+    if D2 != P and D2 != D:
+        raise ValueError(f"workspace acc_s has {D2} columns, must be {P} or {D}")
+    _check_buf("s_buf", _shape(s_buf), (n_threads,), (K, P))
     _check_buf("acc_s", (acc_s.shape[0], acc_s.shape[1], acc_s.shape[2]), (n_out,), (K, D2))
     _check_buf("acc_n", (acc_n.shape[0], acc_n.shape[1]), (n_out,), (K,))
     _check_buf("acc_scalar", (acc_scalar.shape[0], acc_scalar.shape[1]), (n_out,), (2,))
@@ -362,15 +396,18 @@ def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::
             int n_threads):
     """Statistics about ``shift`` -> plain ones, in place, for R rows of (K, D2) statistics.
 
-    acc_s[r, :, :D] holds sum w r (x - c), acc_s[r, :, D:] (when D2 = 2D) sum w r (x - c)^2,
-    acc_n[r] sum w r; afterwards they hold sum w r x and sum w r x^2:
-    ``sxx + (2 sx c + (n c) c)`` and ``sx + n c``, in float64, rows shared among threads.
+    acc_s[r, :, :D] holds sum w r (x - c), acc_s[r, :, D:] the second order about c, acc_n[r]
+    sum w r; afterwards they hold sum w r x and the second order of x.  D2 = D: first order
+    only; D2 = 2D: ``sum w r (x - c)^2`` -> ``sxx + (2 sx c + (n c) c)``; D2 = D + D(D+1)/2:
+    the upper triangle of ``sum w r (x - c)(x - c)^T`` -> ``+ sx_a c_b + c_a sx_b + n c_a c_b``;
+    then ``sx + n c``.  float64, rows shared among threads.
     """
     cdef Py_ssize_t R = acc_s.shape[0], K = acc_s.shape[1], D2 = acc_s.shape[2]
-    cdef Py_ssize_t D = shift.shape[0], r, k, d
+    cdef Py_ssize_t D = shift.shape[0], r, k, d, e, t
     cdef double sx, nc
     cdef double *a
-    if (D2 != D and D2 != 2 * D) or acc_n.shape[0] < R or acc_n.shape[1] != K or n_threads < 1:
+    if (D2 != D and D2 != 2 * D and D2 != _full_cols(D)) or acc_n.shape[0] < R \
+            or acc_n.shape[1] != K or n_threads < 1:
         raise ValueError("statistics and shift do not match")
     if R == 0 or K == 0:
         return
@@ -378,12 +415,18 @@ def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::
         for r in prange(R, schedule="static", num_threads=n_threads):
             for k in range(K):
                 a = &acc_s[r, k, 0]
+                if D2 == 2 * D:
+                    for d in range(D):
+                        a[D + d] = a[D + d] + (2.0 * a[d] * shift[d] + acc_n[r, k] * shift[d] * shift[d])
+                elif D2 != D:
+                    t = D
+                    for d in range(D):
+                        for e in range(d, D):
+                            a[t] = a[t] + ((a[d] * shift[e] + shift[d] * a[e])
+                                           + acc_n[r, k] * shift[d] * shift[e])
+                            t = t + 1
                 for d in range(D):
-                    sx = a[d]
-                    nc = acc_n[r, k] * shift[d]
-                    if D2 != D:
-                        a[D + d] = a[D + d] + (2.0 * sx * shift[d] + nc * shift[d])
-                    a[d] = sx + nc
+                    a[d] = a[d] + acc_n[r, k] * shift[d]
 
 
 cdef void _chunk_evaluate(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
@@ -540,7 +583,7 @@ cdef void _chunk_topc(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssi
                       const floating *Mt, const floating *gconst, floating *xx, floating *vals,
                       double *acc) noexcept nogil:
     """acc[s] += the chunk's top-C log-likelihood under model s, for the S models."""
-    cdef Py_ssize_t i, j, d, s, k, D2 = 2 * f.D
+    cdef Py_ssize_t i, j, d, s, k, D2 = f.P
     cdef const floating *xrow
     cdef const floating *mrow
     cdef floating v
@@ -564,7 +607,7 @@ def topc_loglik(object segments, const int32_t[:, ::1] idx, const floating[::1] 
                 floating[:, ::1] val_buf, double[:, ::1] acc):
     """Total log-likelihood of the frames under each of S models, each frame restricted to its C components.
 
-    idx (N, C) from topc_select; Mt (S, K, 2D) and gconst (S, K) are the models' matrices
+    idx (N, C) from topc_select; Mt (S, K, P) and gconst (S, K) are the models' matrices
     (Mt[s] is M of model s transposed, all built about the same ``shift``).  acc (T, S),
     zeroed by the caller, gets per-thread sums over frames of
     log sum_{k in idx[i]} w_sk N(x_i | s, k).  val_buf (T, C) is scratch.

@@ -159,3 +159,22 @@ def pytest_collection_modifyitems(config, items):
         mark = item.get_closest_marker("long")
         return -(mark.args[0] if mark and mark.args else 0)
     items.sort(key=seconds)
+
+
+# --- the two fixtures of scikit-learn's own conftest that tests/sklearn_mixture uses, with its defaults:
+# global_dtype is float64, plus float32 when SKLEARN_RUN_FLOAT32_TESTS=1 (scikit-learn's rule; it doubles
+# that suite's time, and gmmext's float32 path is checked in tests/test_gmm_covtypes.py);
+# global_random_seed is scikit-learn's default, 42.
+import os as _os  # noqa: E402
+
+_SK_DTYPES = [np.float64] + ([np.float32] if _os.environ.get("SKLEARN_RUN_FLOAT32_TESTS") == "1" else [])
+
+
+@pytest.fixture(params=_SK_DTYPES, ids=[np.dtype(d).name for d in _SK_DTYPES])
+def global_dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=[42])
+def global_random_seed(request):
+    return request.param

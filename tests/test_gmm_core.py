@@ -58,7 +58,7 @@ def test_accumulate_matches_direct_statistics(dtype):
 
 def test_any_memory_layout_gives_the_same_result():
     X = make_blobs(n=600, d=5)
-    gm = GaussianMixture(3, random_state=0).fit(X)
+    gm = GaussianMixture(3, random_state=0, covariance_type="diag").fit(X)
     ref = gm.score_samples(X)
     big = np.zeros((600, 10))
     big[:, ::2] = X
@@ -74,9 +74,9 @@ def test_any_memory_layout_gives_the_same_result():
 def test_one_thread_equals_all_threads():
     X = make_blobs(n=5000, d=6, k=4)
     kw = dict(n_components=4, random_state=0, chunk_size=100, tol=0, max_iter=15)
-    a = GaussianMixture(n_threads=1, **kw).fit(X)
-    b = GaussianMixture(n_threads=2, **kw).fit(X)
-    c = GaussianMixture(n_threads=3, **kw).fit(X)  # more threads than cores still agrees
+    a = GaussianMixture(n_threads=1, **kw, covariance_type="diag").fit(X)
+    b = GaussianMixture(n_threads=2, **kw, covariance_type="diag").fit(X)
+    c = GaussianMixture(n_threads=3, **kw, covariance_type="diag").fit(X)  # more threads than cores still agrees
     for m in (b, c):
         np.testing.assert_allclose(m.means_, a.means_, rtol=1e-10)
         np.testing.assert_allclose(m.covariances_, a.covariances_, rtol=1e-10)
@@ -86,8 +86,8 @@ def test_one_thread_equals_all_threads():
 
 def test_same_random_state_and_threads_is_bitwise_deterministic():
     X = make_blobs(n=3000, d=5, k=4).astype(np.float32)
-    a = GaussianMixture(4, random_state=7, n_threads=2).fit(X)
-    b = GaussianMixture(4, random_state=7, n_threads=2).fit(X)
+    a = GaussianMixture(4, random_state=7, n_threads=2, covariance_type="diag").fit(X)
+    b = GaussianMixture(4, random_state=7, n_threads=2, covariance_type="diag").fit(X)
     np.testing.assert_array_equal(a.means_, b.means_)
     np.testing.assert_array_equal(a.covariances_, b.covariances_)
 
@@ -96,8 +96,8 @@ def test_fit_iteration_is_exactly_m_step_of_accumulate():
     X = make_blobs(n=1000, d=3)
     w, mu, var = random_params(3, 3, seed=5)
     kw = dict(weights_init=w, means_init=mu, precisions_init=1 / var, chunk_size=128)
-    one = GaussianMixture(3, max_iter=1, tol=0, **kw).fit(X)
-    start = GaussianMixture(3, max_iter=0, **kw).fit(X)
+    one = GaussianMixture(3, max_iter=1, tol=0, **kw, covariance_type="diag").fit(X)
+    start = GaussianMixture(3, max_iter=0, **kw, covariance_type="diag").fit(X)
     stats = start.accumulate(X)
     start.m_step(stats)
     np.testing.assert_array_equal(one.means_, start.means_)
@@ -108,7 +108,7 @@ def test_fit_iteration_is_exactly_m_step_of_accumulate():
 
 def test_stats_add_and_sum():
     X = make_blobs(n=900, d=3)
-    gm = GaussianMixture(3, random_state=0).fit(X)
+    gm = GaussianMixture(3, random_state=0, covariance_type="diag").fit(X)
     parts = [gm.accumulate(X[:100]), gm.accumulate(X[100:555]), gm.accumulate(X[555:])]
     whole = gm.accumulate(X)
     total = sum(parts)
@@ -128,7 +128,7 @@ def test_fit_does_not_allocate_n_by_k():
     X = rng.standard_normal((N, D))
     w, mu, var = np.full(K, 1 / K), rng.standard_normal((K, D)), np.ones((K, D))
     gm = GaussianMixture(K, weights_init=w, means_init=mu, precisions_init=1 / var,
-                         max_iter=3, tol=0, chunk_size=512)
+                         max_iter=3, tol=0, chunk_size=512, covariance_type="diag")
     tracemalloc.start()
     gm.fit(X)
     _, peak = tracemalloc.get_traced_memory()

@@ -23,7 +23,7 @@ def test_em_never_lowers_the_likelihood(seed, k, d, init, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         gm = GaussianMixture(k, init_params=init, random_state=seed, tol=0, max_iter=25,
-                             reg_covar=1e-6, var_floor=floor).fit(X)
+                             reg_covar=1e-6, var_floor=floor, covariance_type="diag").fit(X)
     lb = np.asarray(gm.lower_bounds_)
     slack = 1e-9 if dtype == np.float64 else 1e-5
     assert np.all(np.diff(lb) >= -slack * np.maximum(1.0, np.abs(lb[1:])))
@@ -39,7 +39,7 @@ def test_em_never_lowers_the_likelihood(seed, k, d, init, dtype):
        weighted=st.booleans(), chunk=st.integers(1, 200))
 def test_accumulate_over_any_split_equals_whole(seed, cuts, weighted, chunk):
     X = make_blobs(n=400, d=3, k=3, seed=seed)
-    gm = GaussianMixture(3, random_state=0, max_iter=5, chunk_size=chunk)
+    gm = GaussianMixture(3, random_state=0, max_iter=5, chunk_size=chunk, covariance_type="diag")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
@@ -58,12 +58,12 @@ def test_accumulate_over_any_split_equals_whole(seed, cuts, weighted, chunk):
 def test_streaming_em_equals_fit():
     """EM driven by hand over blocks (as a data stream would) reaches fit's parameters."""
     X = make_blobs(n=2000, d=4, k=3, seed=11)
-    init = GaussianMixture(3, random_state=1, max_iter=0).fit(X)
+    init = GaussianMixture(3, random_state=1, max_iter=0, covariance_type="diag").fit(X)
     kw = dict(weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = GaussianMixture(3, tol=0, max_iter=10, **kw).fit(X)
-    gm = GaussianMixture(3, max_iter=0, **kw).fit(X)
+        ref = GaussianMixture(3, tol=0, max_iter=10, **kw, covariance_type="diag").fit(X)
+    gm = GaussianMixture(3, max_iter=0, **kw, covariance_type="diag").fit(X)
     for _ in range(10):
         gm.m_step(sum(gm.accumulate(X[s:s + 300]) for s in range(0, 2000, 300)))
     np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-9)
@@ -75,7 +75,7 @@ def test_var_floor_and_global_variance():
     X = np.column_stack([rng.normal(size=1000), rng.normal(scale=10, size=1000)])
     w = np.array([0.5, 0.5])
     gm = GaussianMixture(2, var_floor=0.5, reg_covar=0.0, weights_init=w,
-                         means_init=X[:2], precisions_init=np.full((2, 2), 1e4), max_iter=0).fit(X)
+                         means_init=X[:2], precisions_init=np.full((2, 2), 1e4), max_iter=0, covariance_type="diag").fit(X)
     # a statistics object where component 0 saw a single point (zero variance)
     st_ = GMMStats(np.array([1.0, 999.0]), np.vstack([X[0], X[1:].sum(0)]),
                    np.vstack([X[0] ** 2, (X[1:] ** 2).sum(0)]), 0.0, 1000.0)
@@ -87,7 +87,7 @@ def test_var_floor_and_global_variance():
 
 def test_empty_component_keeps_its_parameters():
     X = make_blobs(n=500, d=2, k=2, seed=3)
-    gm = GaussianMixture(3, random_state=0, max_iter=0).fit(X)
+    gm = GaussianMixture(3, random_state=0, max_iter=0, covariance_type="diag").fit(X)
     old_mu, old_var = gm.means_.copy(), gm.covariances_.copy()
     st_ = gm.accumulate(X)
     st_.sum_x[2] = 0.0

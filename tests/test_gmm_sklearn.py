@@ -23,7 +23,7 @@ def test_twenty_em_iterations_match_sklearn(dtype, rtol):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         sk = SkGMM(4, covariance_type="diag", **kw).fit(X)
-        gm = GaussianMixture(4, **kw).fit(X)
+        gm = GaussianMixture(4, **kw, covariance_type="diag").fit(X)
     assert gm.means_.dtype == dtype
     for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
         np.testing.assert_allclose(getattr(gm, attr), getattr(sk, attr), rtol=rtol, atol=rtol, err_msg=attr)
@@ -38,7 +38,7 @@ def test_same_random_state_gives_sklearns_model(init_params):
     X = make_blobs(n=1200, d=3, k=3, seed=4)
     kw = dict(init_params=init_params, random_state=3, reg_covar=1e-3, max_iter=200)
     sk = SkGMM(3, covariance_type="diag", **kw).fit(X)
-    gm = GaussianMixture(3, **kw).fit(X)
+    gm = GaussianMixture(3, **kw, covariance_type="diag").fit(X)
     np.testing.assert_allclose(gm.means_, sk.means_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(gm.covariances_, sk.covariances_, rtol=1e-6, atol=1e-8)
     assert gm.n_iter_ == sk.n_iter_ and gm.converged_ == sk.converged_
@@ -57,7 +57,7 @@ def test_warm_start_continues_like_sklearn():
     kw = dict(warm_start=True, max_iter=2, random_state=0, tol=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        sk, gm = SkGMM(2, covariance_type="diag", **kw), GaussianMixture(2, **kw)
+        sk, gm = SkGMM(2, covariance_type="diag", **kw), GaussianMixture(2, **kw, covariance_type="diag")
         for _ in range(3):
             sk.fit(X)
             gm.fit(X)
@@ -67,10 +67,10 @@ def test_warm_start_continues_like_sklearn():
 
 def test_works_in_pipeline_clone_and_grid_search():
     X = make_blobs(n=600, d=3, k=3, seed=6)
-    pipe = make_pipeline(StandardScaler(), GaussianMixture(random_state=0))
+    pipe = make_pipeline(StandardScaler(), GaussianMixture(random_state=0, covariance_type="diag"))
     search = GridSearchCV(pipe, {"gaussianmixture__n_components": [1, 3]}, cv=3).fit(X)
     assert search.best_params_["gaussianmixture__n_components"] == 3
-    c = clone(GaussianMixture(5, var_floor=0.1, n_threads=1))
+    c = clone(GaussianMixture(5, var_floor=0.1, n_threads=1, covariance_type="diag"))
     assert c.get_params()["var_floor"] == 0.1 and c.n_components == 5
 
 
@@ -84,7 +84,9 @@ def _expected_failures(estimator):
             "initialisation draws rows; EM equivalence is tested separately"}
 
 
-@parametrize_with_checks([GaussianMixture(), GaussianMixture(n_components=2, random_state=0)],
+@parametrize_with_checks([GaussianMixture(covariance_type="diag"), GaussianMixture()]
+                         + [GaussianMixture(n_components=2, random_state=0, covariance_type=t)
+                            for t in ("full", "tied", "diag", "spherical")],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -95,8 +97,8 @@ def test_integer_weights_equal_repeated_rows():
     reps = np.random.default_rng(0).integers(0, 4, size=300)
     w, mu, var = random_params(2, 3, seed=9)
     kw = dict(weights_init=w, means_init=mu, precisions_init=1 / var, tol=0, max_iter=10)
-    a = GaussianMixture(2, **kw).fit(X, sample_weight=reps)
-    b = GaussianMixture(2, **kw).fit(np.repeat(X, reps, axis=0))
+    a = GaussianMixture(2, **kw, covariance_type="diag").fit(X, sample_weight=reps)
+    b = GaussianMixture(2, **kw, covariance_type="diag").fit(np.repeat(X, reps, axis=0))
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10)
     np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-10)
     assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-10)

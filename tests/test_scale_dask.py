@@ -33,7 +33,7 @@ def _fit(X, sw=None, **kw):
     params.update(kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return GaussianMixture(**params).fit(X, sample_weight=sw)
+        return GaussianMixture(**params, covariance_type="diag").fit(X, sample_weight=sw)
 
 
 def assert_same_fit(a, b, rtol=1e-10):
@@ -57,6 +57,20 @@ def test_distributed_fit_equals_in_memory_fit(client):
     # float32: block boundaries on multiples of the core's chunk (4096 rows) keep the float32 partial
     # sums identical; only the float64 sums of the statistics are associated differently
     assert_same_fit(_fit(da.from_array(X32, chunks=(8192, 5))), _fit(X32), rtol=1e-5)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "spherical"])
+def test_distributed_fit_equals_in_memory_fit_every_covariance_type(client, cov):
+    X = make_blobs(n=6_000, d=4, k=3, seed=3)
+    w = np.random.default_rng(1).uniform(0.1, 2.0, len(X))
+    Xd, wd = da.from_array(X, chunks=(1_500, 4)), da.from_array(w, chunks=(1_500,))
+    kw = dict(n_components=3, random_state=0, max_iter=5, tol=0.0, kmeans_max_samples=3000,
+              covariance_type=cov)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = GaussianMixture(**kw).fit(Xd, sample_weight=wd)
+        b = GaussianMixture(**kw).fit(X, sample_weight=w)
+    assert_same_fit(a, b)
 
 
 def test_distributed_fit_from_given_parameters_and_convergence(client):

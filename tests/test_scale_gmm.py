@@ -21,7 +21,7 @@ def _fit(X, sw=None, **kw):
     params.update(kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")        # ConvergenceWarning: tol=0 runs all iterations
-        return GaussianMixture(**params).fit(X, sample_weight=sw)
+        return GaussianMixture(**params, covariance_type="diag").fit(X, sample_weight=sw)
 
 
 def assert_same_fit(a, b, rtol):
@@ -65,7 +65,7 @@ def test_memmap_with_weights_and_labels(tmp_path, data, small_blocks):
     a = _fit(M, w)
     b = _fit(data, w)
     assert_same_fit(a, b, 1e-10)
-    gm = GaussianMixture(n_components=4, random_state=0, max_iter=5, kmeans_max_samples=4000)
+    gm = GaussianMixture(n_components=4, random_state=0, max_iter=5, kmeans_max_samples=4000, covariance_type="diag")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         labels = gm.fit_predict(M)
@@ -151,7 +151,7 @@ def test_dask_threaded_fit_equals_in_memory_fit(data):
     assert_same_fit(a, _fit(data, w), 1e-10)
     b = _fit(Xd, w, init_params="random_from_data")
     assert_same_fit(b, _fit(data, w, init_params="random_from_data"), 1e-10)
-    gm = GaussianMixture(n_components=4, random_state=0, max_iter=4, kmeans_max_samples=4000)
+    gm = GaussianMixture(n_components=4, random_state=0, max_iter=4, kmeans_max_samples=4000, covariance_type="diag")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         labels = gm.fit_predict(Xd)

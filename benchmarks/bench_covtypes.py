@@ -1,0 +1,152 @@
+"""Per-EM-iteration time of gmmext against scikit-learn for the full, tied and spherical types.
+
+Every number is a ratio measured in this run (the machine may be loaded):
+
+* full, N x D=39, K=64, float64: seconds per EM iteration, scikit-learn / gmmext, and gmmext's
+  GFLOP/s as a fraction of numpy's matmul GFLOP/s measured in the same run.  The flops counted
+  are those of the full layout's two gemms per chunk (``src/_core.pyx``): log-densities
+  ``(rows x P) @ (P x K)`` and statistics ``(P x rows) @ (rows x K)``, P = D + D(D+1)/2, i.e.
+  ``4 N P K`` per iteration, timed with the dense statistics gemm (sparse statistics off);
+* tied and spherical at the diagonal benchmark's size (D=39, K=256): scikit-learn / gmmext;
+* full, D=60, K=512, float32 (a Kaldi-size full UBM): seconds per iteration and the memory
+  the iteration allocates (tracemalloc peak: buffers and statistics, not the input).
+
+scikit-learn's time per iteration is ``(t(fit, max_iter=1 + n) - t(fit, max_iter=1)) / n``
+from the same given parameters (``init_params="random_from_data"`` with weights, means and
+precisions given, so no k-means runs); gmmext's is ``m_step(accumulate(X))``.
+
+    python benchmarks/bench_covtypes.py [--n 200000] [--iters 2] [--out benchmarks/results_covtypes.txt]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+from gmmext import GaussianMixture
+
+
+def _blobs(n, d, k, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, k, n)
+    centres = rng.normal(scale=3.0, size=(k, d))
+    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
+    X = centres[lab] + np.einsum("nd,nde->ne", rng.standard_normal((n, d)), A[lab])
+    return X.astype(dtype)
+
+
+def _start(X, k, cov):
+    """A model after one EM iteration from a random-from-data start (the benchmark's parameters)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(k, covariance_type=cov, init_params="random_from_data", max_iter=1,
+                               random_state=0, reg_covar=1e-3).fit(X)
+
+
+def _best(fn, repeat):
+    best = np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def gmmext_iter(gm, X, iters, dense=False):
+    if dense:
+        gm._core_cache().sparse_limit = -1.0
+    gm.m_step(gm.accumulate(X))                          # warm: engine and matrices built
+    t = _best(lambda: gm.m_step(gm.accumulate(X)), iters)
+    gm._core_cache().sparse_limit = 0.25
+    return t
+
+
+def sklearn_iter(gm, X, iters):
+    from sklearn.mixture import GaussianMixture as SK
+
+    def fit(m):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            SK(gm.n_components, covariance_type=gm.covariance_type, init_params="random_from_data",
+               weights_init=gm.weights_, means_init=gm.means_, precisions_init=gm.precisions_,
+               max_iter=m, tol=0.0, reg_covar=1e-3, random_state=0).fit(X)
+    t0 = _best(lambda: fit(1), 1)
+    t1 = _best(lambda: fit(1 + iters), 1)
+    return max(t1 - t0, 1e-9) / iters
+
+
+def matmul_gflops(repeat=3):
+    a = np.random.default_rng(0).standard_normal((2000, 2000))
+    a @ a
+    t = _best(lambda: a @ a, repeat)
+    return 2 * 2000 ** 3 / t / 1e9
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=200_000, help="rows N of the full/tied/spherical cases")
+    ap.add_argument("--n-big", type=int, default=200_000, help="rows of the D=60, K=512 float32 case")
+    ap.add_argument("--iters", type=int, default=2, help="EM iterations timed per measurement")
+    ap.add_argument("--skip-sklearn-tied", action="store_true",
+                    help="do not time scikit-learn's tied fit (the slowest of all)")
+    ap.add_argument("--out", default=None, help="also write the report to this file")
+    a = ap.parse_args(argv)
+    lines = [f"bench_covtypes: N={a.n}, iters={a.iters}, {os.cpu_count()} CPUs, load average "
+             f"{os.getloadavg()[0]:.1f} at start (a loaded machine makes every absolute time noisy; "
+             "the ratios are from the same run)"]
+
+    def say(s):
+        print(s, flush=True)
+        lines.append(s)
+
+    gf = matmul_gflops()
+    say(f"numpy matmul (2000^3, default BLAS threads): {gf:.1f} GFLOP/s")
+    D, K = 39, 64
+    X = _blobs(a.n, D, K, np.float64)
+    gm = _start(X, K, "full")
+    P = D + D * (D + 1) // 2
+    t_dense = gmmext_iter(gm, X, a.iters, dense=True)
+    t_g = gmmext_iter(gm, X, a.iters)
+    t_s = sklearn_iter(gm, X, a.iters)
+    flops = 4.0 * a.n * P * K
+    say(f"full   N={a.n} D={D} K={K} float64: gmmext {t_g:.3f} s/iter (dense statistics {t_dense:.3f}), "
+        f"scikit-learn {t_s:.3f} s/iter: {t_s / t_g:.2f}x; dense: {flops / 1e9:.1f} GFLOP/iter "
+        f"(4 N P K, P={P}) = {flops / t_dense / 1e9:.1f} GFLOP/s = {100 * flops / t_dense / 1e9 / gf:.0f} % "
+        "of matmul")
+    K = 256
+    X = _blobs(a.n, D, 16, np.float64)
+    for cov in ("tied", "spherical"):
+        gm = _start(X, K, cov)
+        t_g = gmmext_iter(gm, X, a.iters)
+        if cov == "tied" and a.skip_sklearn_tied:
+            say(f"{cov:9s} N={a.n} D={D} K={K} float64: gmmext {t_g:.3f} s/iter (scikit-learn not timed)")
+            continue
+        t_s = sklearn_iter(gm, X, 1 if cov == "tied" else a.iters)
+        say(f"{cov:9s} N={a.n} D={D} K={K} float64: gmmext {t_g:.3f} s/iter, scikit-learn {t_s:.3f} s/iter: "
+            f"{t_s / t_g:.2f}x")
+    D, K = 60, 512
+    X = _blobs(a.n_big, D, 32, np.float32)
+    gm = _start(X, K, "full")
+    gm.m_step(gm.accumulate(X))
+    tracemalloc.start()
+    t = time.perf_counter()
+    gm._core_cache()._local.engines = {}          # a new engine: its buffers are counted too
+    gm.m_step(gm.accumulate(X))
+    t = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    say(f"full   N={a.n_big} D={D} K={K} float32: gmmext {t:.2f} s/iter; memory allocated by the "
+        f"iteration (peak, buffers + statistics) {peak / 2 ** 20:.0f} MiB; input {X.nbytes / 2 ** 20:.0f} MiB")
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The four covariance types: shapes, precisions and the core's layout (NumPy only).
+
+scikit-learn's semantics, per ``covariance_type`` with K components in D dimensions:
+
+============  ====================  ===========================================================
+type          ``covariances_``      ``precisions_cholesky_`` (what the E-step uses)
+============  ====================  ===========================================================
+"full"        (K, D, D)             upper-triangular ``C_k`` with ``C_k C_k^T = inv(cov_k)``
+"tied"        (D, D)                one such ``C`` shared by every component
+"diag"        (K, D)                ``1 / sqrt(cov)``
+"spherical"   (K,)                  ``1 / sqrt(cov)``
+============  ====================  ===========================================================
+
+``precisions_`` is ``C C^T`` (full, tied) or ``1 / cov`` (diag, spherical), as scikit-learn
+computes them.  The compiled core has two layouts (``src/_core.pyx``): "diag" and "spherical"
+use the diagonal one (a spherical variance is a diagonal one repeated D times), "full" and
+"tied" the full one.  The statistics follow the layout: ``GMMStats.sum_xx`` is (K, D) for
+the diagonal layout and (K, D, D) for the full one; a tied M-step sums it over components.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+__all__ = ["COVARIANCE_TYPES", "ILL_DEFINED", "layout", "cov_shape", "n_parameters",
+           "precisions_cholesky", "precisions_from_cholesky", "covariances_from_precisions",
+           "per_component_full", "per_component_diag", "min_eigenvalues"]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+    "number of components, increase reg_covar, or scale the input data. (gmmext: var_floor "
+    "helps too.)")
+
+
+def layout(covariance_type: str) -> str:
+    """The core's layout: "diag" (diag, spherical) or "full" (full, tied)."""
+    return "full" if covariance_type in ("full", "tied") else "diag"
+
+
+def cov_shape(covariance_type: str, K: int, D: int) -> tuple:
+    """Shape of ``covariances_`` (and ``precisions_``, ``precisions_init``)."""
+    return {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
+
+
+def n_parameters(covariance_type: str, K: int, D: int) -> int:
+    """Free parameters of the model (scikit-learn's count, for ``bic`` / ``aic``)."""
+    cov = {"full": K * D * (D + 1) / 2, "tied": D * (D + 1) / 2, "diag": K * D,
+           "spherical": K}[covariance_type]
+    return int(cov + K * D + K - 1)
+
+
+def _chol_lower(cov: np.ndarray) -> np.ndarray:
+    try:
+        return linalg.cholesky(cov, lower=True)
+    except (linalg.LinAlgError, ValueError):
+        raise ValueError(ILL_DEFINED) from None
+
+
+def precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
+    """scikit-learn's ``precisions_cholesky_`` of ``covariances`` (float64).
+
+    full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix;
+    a matrix that is not positive-definite raises ``ValueError`` (scikit-learn's message).
+    """
+    cov = np.asarray(covariances, dtype=np.float64)
+    if covariance_type in ("diag", "spherical"):
+        if np.any(cov <= 0):
+            raise ValueError(ILL_DEFINED)
+        return 1.0 / np.sqrt(cov)
+    mats = cov[None] if covariance_type == "tied" else cov
+    D = mats.shape[-1]
+    out = np.empty_like(mats)
+    for k, c in enumerate(mats):
+        out[k] = linalg.solve_triangular(_chol_lower(c), np.eye(D), lower=True).T
+    return out[0] if covariance_type == "tied" else out
+
+
+def precisions_from_cholesky(prec_chol, covariance_type: str) -> np.ndarray:
+    """``precisions_``: ``C C^T`` (full, tied) or ``C**2`` (diag, spherical)."""
+    C = np.asarray(prec_chol, dtype=np.float64)
+    if covariance_type == "full":
+        return np.einsum("kij,klj->kil", C, C)
+    if covariance_type == "tied":
+        return C @ C.T
+    return C * C
+
+
+def covariances_from_precisions(precisions, covariance_type: str) -> np.ndarray:
+    """Covariances of user-given (validated) precisions: their inverse."""
+    p = np.asarray(precisions, dtype=np.float64)
+    if covariance_type in ("diag", "spherical"):
+        return 1.0 / p
+    mats = p[None] if covariance_type == "tied" else p
+    out = np.empty_like(mats)
+    for k, m in enumerate(mats):
+        C = linalg.cholesky(m, lower=True)
+        Ci = linalg.solve_triangular(C, np.eye(m.shape[0]), lower=True)
+        out[k] = Ci.T @ Ci
+    return out[0] if covariance_type == "tied" else out
+
+
+def per_component_full(covariances, covariance_type: str, K: int) -> np.ndarray:
+    """(K, D, D) covariance matrices of a full or tied model (tied: the shared one repeated)."""
+    cov = np.asarray(covariances, dtype=np.float64)
+    return np.broadcast_to(cov, (K,) + cov.shape) if covariance_type == "tied" else cov
+
+
+def per_component_diag(covariances, covariance_type: str, D: int) -> np.ndarray:
+    """(K, D) variances of a diag or spherical model (spherical: repeated D times)."""
+    cov = np.asarray(covariances, dtype=np.float64)
+    return np.repeat(cov[:, None], D, axis=1) if covariance_type == "spherical" else cov
+
+
+def min_eigenvalues(covariances, covariance_type: str, K: int, D: int) -> np.ndarray:
+    """(K, D) "variances" for the usable-parameter bounds of any type.
+
+    diag / spherical: the variances; full / tied: each component's smallest eigenvalue,
+    repeated D times (the bound ``sum_d R_d**2 / var_kd`` then bounds ``R^T inv(cov_k) R``).
+    """
+    if layout(covariance_type) == "diag":
+        return per_component_diag(covariances, covariance_type, D)
+    cov = np.asarray(covariances, dtype=np.float64)
+    mats = cov[None] if covariance_type == "tied" else cov
+    lam = np.linalg.eigvalsh(mats)[:, 0]
+    lam = np.broadcast_to(lam, (K,)) if covariance_type == "tied" else lam
+    return np.repeat(lam[:, None], D, axis=1)

@@ -1,0 +1,221 @@
+"""Every covariance type ("full", "tied", "diag", "spherical") against independent references.
+
+scipy.stats.multivariate_normal log-densities, scikit-learn's EM from the same initialisation,
+EM's monotonicity, float32 against float64, and the statistics API (merging, m_step, memmap,
+sample weights, precisions_init, var_floor) for each type.
+"""
+import warnings
+
+import numpy as np
+import pytest
+from scipy import linalg
+from scipy.stats import multivariate_normal
+from sklearn.mixture import GaussianMixture as SK
+
+from gmmext import GaussianMixture, GMMStats
+
+TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _data(n=600, d=3, k=3, seed=0, dtype=np.float64):
+    """k elliptical (correlated) clusters, off the origin."""
+    rng = np.random.RandomState(seed)
+    parts = [rng.randn(n // k, d) @ rng.randn(d, d) + 5 * rng.randn(d) + 3 for _ in range(k)]
+    return np.vstack(parts).astype(dtype)
+
+
+def _full_covs(gm):
+    """(K, D, D) covariance matrices of any type, written out directly."""
+    K, D = gm.means_.shape
+    c = np.asarray(gm.covariances_, dtype=np.float64)
+    return {"full": lambda: c, "tied": lambda: np.broadcast_to(c, (K, D, D)),
+            "diag": lambda: np.stack([np.diag(v) for v in c]),
+            "spherical": lambda: np.stack([v * np.eye(D) for v in c])}[gm.covariance_type]()
+
+
+def _fit(X, cov, **kw):
+    params = dict(n_components=3, covariance_type=cov, random_state=0, max_iter=20, tol=0.0)
+    params.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(**params).fit(X)
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_log_densities_equal_scipy_multivariate_normal(cov):
+    X = _data()
+    gm = _fit(X, cov, max_iter=3)
+    covs = _full_covs(gm)
+    ref = np.stack([np.log(w) + multivariate_normal(m, c).logpdf(X)
+                    for w, m, c in zip(gm.weights_, gm.means_, covs)], axis=1)
+    np.testing.assert_allclose(gm.component_log_likelihood(X), ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gm.score_samples(X), np.logaddexp.reduce(ref, axis=1), rtol=1e-11)
+    # the attributes are what scikit-learn's formulas give from covariances_
+    P = np.linalg.inv(covs)
+    if cov in ("full", "tied"):
+        prec = P if cov == "full" else P[0]
+        np.testing.assert_allclose(gm.precisions_, prec, rtol=1e-9)
+        C = gm.precisions_cholesky_.reshape((-1,) + gm.precisions_cholesky_.shape[-2:])
+        np.testing.assert_allclose(np.einsum("kij,klj->kil", C, C), P[:len(C)], rtol=1e-9)
+        assert np.allclose(np.tril(C, -1), 0.0)          # upper-triangular, as scikit-learn's
+    else:
+        np.testing.assert_allclose(gm.precisions_, 1.0 / gm.covariances_, rtol=1e-12)
+        np.testing.assert_allclose(gm.precisions_cholesky_, 1.0 / np.sqrt(gm.covariances_), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_twenty_em_iterations_equal_sklearn(cov):
+    X = _data(seed=1)
+    kw = dict(n_components=3, covariance_type=cov, random_state=0, max_iter=20, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = SK(**kw).fit(X)
+        gm = GaussianMixture(**kw).fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        a, b = getattr(gm, name), getattr(sk, name)
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-7 * np.abs(b).max(), err_msg=name)
+    assert gm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-7)
+    assert gm.bic(X) == pytest.approx(sk.bic(X), rel=1e-7)
+    assert gm.aic(X) == pytest.approx(sk.aic(X), rel=1e-7)
+    np.testing.assert_array_equal(gm.predict(X), sk.predict(X))
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_em_never_lowers_the_likelihood(cov):
+    X = _data(n=900, d=4, k=3, seed=2)
+    gm = _fit(X, cov, n_components=4, max_iter=30, init_params="random")
+    lb = np.array(gm.lower_bounds_)
+    assert len(lb) == 30
+    assert np.all(np.diff(lb) >= -1e-10 * np.abs(lb[1:]))
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_float32_within_tolerance_of_float64(cov):
+    # documented: float32 log-densities within ~1e-4 nats of float64 on standardised-scale data
+    X = _data(seed=3)
+    g64 = _fit(X, cov, max_iter=5)
+    g32 = GaussianMixture.from_parameters(*(a.astype(np.float32) for a in
+                                            (g64.weights_, g64.means_, g64.covariances_)),
+                                          covariance_type=cov)
+    s32 = g32.score_samples(X.astype(np.float32))
+    assert s32.dtype == np.float32
+    np.testing.assert_allclose(s32, g64.score_samples(X), atol=2e-4, rtol=1e-5)
+    st32, st64 = g32.accumulate(X.astype(np.float32)), g64.accumulate(X)
+    np.testing.assert_allclose(st32.n, st64.n, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(st32.sum_xx, st64.sum_xx, rtol=1e-4, atol=1e-4 * np.abs(st64.sum_xx).max())
+    f32 = _fit(X.astype(np.float32), cov, max_iter=5)
+    assert f32.means_.dtype == np.float32 and f32.covariances_.dtype == np.float32
+    np.testing.assert_allclose(f32.means_, g64.means_, atol=1e-3 * np.abs(g64.means_).max())
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_statistics_merge_and_one_iteration_is_m_step_of_accumulate(cov):
+    X = _data(seed=4)
+    gm = _fit(X, cov, max_iter=2)
+    full = cov in ("full", "tied")
+    st = gm.accumulate(X)
+    assert st.sum_xx.shape == ((3, 3, 3) if full else (3, 3))
+    # independent: the second order from the responsibilities, by numpy
+    R = gm.predict_proba(X)
+    ref = np.einsum("ik,id,ie->kde", R, X, X) if full else R.T @ (X * X)
+    np.testing.assert_allclose(st.sum_xx, ref, rtol=1e-10)
+    np.testing.assert_allclose(st.sum_x, R.T @ X, rtol=1e-10)
+    parts = gm.accumulate(X[:250]) + gm.accumulate(X[250:])
+    np.testing.assert_allclose(parts.sum_xx, st.sum_xx, rtol=1e-12)
+    one = GaussianMixture(**{**gm.get_params(), "max_iter": 1, "warm_start": True})
+    one.weights_, one.means_, one.covariances_ = gm.weights_, gm.means_, gm.covariances_
+    one.__dict__.update(converged_=True, lower_bound_=0.0, n_features_in_=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one.fit(X)
+    gm.m_step(st)
+    np.testing.assert_allclose(one.covariances_, gm.covariances_, rtol=1e-12)
+    np.testing.assert_allclose(one.means_, gm.means_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_memmap_and_sample_weight(cov, tmp_path):
+    X = _data(seed=5)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=X.dtype, shape=X.shape)
+    mm[:] = X
+    reps = np.random.RandomState(0).randint(1, 4, len(X))
+    a, b = _fit(mm, cov, max_iter=5), _fit(X, cov, max_iter=5)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-10)
+    # integer weights are repeated rows in the statistics (from fixed parameters)
+    st_w = b.accumulate(X, sample_weight=reps)
+    st_r = b.accumulate(np.repeat(X, reps, axis=0))
+    np.testing.assert_allclose(st_w.sum_xx, st_r.sum_xx, rtol=1e-10)
+    np.testing.assert_allclose(st_w.n, st_r.n, rtol=1e-10)
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_precisions_init_is_used(cov):
+    X = _data(seed=6)
+    ref = _fit(X, cov, max_iter=3)
+    gm = _fit(X, cov, max_iter=0, weights_init=ref.weights_, means_init=ref.means_,
+              precisions_init=ref.precisions_)
+    np.testing.assert_allclose(gm.covariances_, ref.covariances_, rtol=1e-9)
+    np.testing.assert_allclose(gm.precisions_cholesky_, ref.precisions_cholesky_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied"])
+def test_var_floor_floors_eigenvalues_relative_to_the_global_covariance(cov):
+    X = _data(seed=7)
+    X[:200] = X[:200] * 0.01 + X[:200].mean(axis=0)          # one tight cluster
+    gm = _fit(X, cov, max_iter=5, var_floor=0.2, reg_covar=0.0)
+    G = np.cov(X.T, bias=True)
+    L = linalg.cholesky(G, lower=True)
+    for c in _full_covs(gm)[:1 if cov == "tied" else None]:
+        A = linalg.solve_triangular(L, linalg.solve_triangular(L, c, lower=True).T, lower=True)
+        assert np.linalg.eigvalsh(A).min() >= 0.2 * (1 - 1e-8)
+    free = _fit(X, cov, max_iter=5, reg_covar=0.0)
+    assert np.linalg.eigvalsh(_full_covs(free)).min() < np.linalg.eigvalsh(_full_covs(gm)).min()
+
+
+def test_spherical_var_floor_is_the_mean_global_variance():
+    X = _data(seed=8)
+    X[:200] = X[:200] * 0.01 + X[:200].mean(axis=0)
+    gm = _fit(X, "spherical", max_iter=5, var_floor=0.1, reg_covar=0.0)
+    assert gm.covariances_.min() >= 0.1 * X.var(axis=0).mean() * (1 - 1e-10)
+
+
+def test_statistics_of_another_layout_are_refused():
+    X = _data()
+    full, diag = _fit(X, "full", max_iter=1), _fit(X, "diag", max_iter=1)
+    with pytest.raises(ValueError, match=r"cannot update a covariance_type='full' model"):
+        full.m_step(diag.accumulate(X))
+    with pytest.raises(ValueError, match=r"cannot update a covariance_type='diag' model"):
+        diag.m_step(full.accumulate(X))
+    with pytest.raises(ValueError, match="cannot add GMMStats"):
+        full.accumulate(X) + diag.accumulate(X)
+    bad = full.accumulate(X)
+    bad.sum_xx[0, 1, 1] = -1.0
+    with pytest.raises(ValueError, match=r"negative second moment: sum_xx\[0, 1, 1\]"):
+        full.m_step(bad)
+    assert GMMStats.zeros(2, 3, full=True).sum_xx.shape == (2, 3, 3)
+
+
+def test_from_parameters_every_type():
+    rng = np.random.RandomState(0)
+    w, mu = np.array([0.3, 0.7]), rng.randn(2, 3)
+    A = rng.randn(2, 3, 3)
+    full = A @ A.transpose(0, 2, 1) + np.eye(3)
+    for cov, c in [("full", full), ("tied", full[0]), ("diag", np.ones((2, 3))), ("spherical", np.ones(2))]:
+        gm = GaussianMixture.from_parameters(w, mu, c, covariance_type=cov)
+        X = rng.randn(5, 3)
+        ref = np.logaddexp.reduce([np.log(wk) + multivariate_normal(m, ck).logpdf(X)
+                                   for wk, m, ck in zip(w, mu, _full_covs(gm))], axis=0)
+        np.testing.assert_allclose(gm.score_samples(X), ref, rtol=1e-12)
+        Xs, _ = gm.sample(50)
+        assert Xs.shape == (50, 3)
+    with pytest.raises(ValueError, match=r"must have shape \(2, 3, 3\)"):
+        GaussianMixture.from_parameters(w, mu, np.ones((2, 3)), covariance_type="full")
+    with pytest.raises(ValueError, match="positive-definite"):
+        GaussianMixture.from_parameters(w, mu, -full, covariance_type="full")
+    with pytest.raises(ValueError, match="symmetric"):
+        GaussianMixture.from_parameters(w, mu, full + np.triu(np.ones(3), 1), covariance_type="full")
+
+
+def test_default_covariance_type_is_full_as_sklearn():
+    assert GaussianMixture().covariance_type == SK().covariance_type == "full"
