@@ -72,8 +72,19 @@ class ModelFile:
     speakers: dict[str, GaussianMixture] = field(default_factory=dict)
 
 
+def require_diag(gm: GaussianMixture, what: str = "the UBM") -> None:
+    """ValueError unless ``gm`` has diagonal covariances (the GMM-UBM recipe's models)."""
+    kind = getattr(gm, "covariance_type", "diag")
+    if kind != "diag" or np.ndim(gm.covariances_) != 2:
+        raise ValueError(f"{what} has covariance_type={kind!r}; speaker's GMM-UBM recipe (MAP adaptation, "
+                         "model files, the store) needs covariance_type='diag'")
+
+
 def ubm_fingerprint(ubm: GaussianMixture) -> str:
-    """SHA-256 (hex) of the UBM's weights, means and variances (as little-endian float64)."""
+    """SHA-256 (hex) of the UBM's weights, means and variances (as little-endian float64).
+
+    Raises ValueError for a model that is not diagonal (see :func:`require_diag`)."""
+    require_diag(ubm)
     h = hashlib.sha256()
     for a in (ubm.weights_, ubm.means_, ubm.covariances_):
         a = np.ascontiguousarray(a, dtype="<f8")

@@ -143,3 +143,14 @@ def test_ubm_training_streams_and_improves():
     assert km.means_.dtype == np.float32 and np.isfinite(km.lower_bound_)
     with pytest.raises(ValueError, match="no feature frames"):
         train_ubm([], 4)
+
+
+def test_a_full_covariance_ubm_is_refused_clearly(tmp_path):
+    """gmmext's default is covariance_type='full' (scikit-learn's); the recipe needs diag."""
+    from gmmext import GaussianMixture
+    from speaker.model_io import save_model
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    full = GaussianMixture(2, random_state=0, max_iter=2).fit(X)
+    with pytest.raises(ValueError, match="needs covariance_type='diag'"):
+        save_model(tmp_path / "ubm.npz", full)
+    assert not (tmp_path / "ubm.npz").exists()

@@ -55,7 +55,7 @@ def test_binary_split_keeps_float32():
 def test_global_model_is_the_data_mean_and_variance():
     rng = np.random.default_rng(1)
     arrays = [rng.normal(loc=3.0, scale=[1.0, 2.0, 0.5], size=(n, 3)) for n in (100, 250, 7)]
-    template = GaussianMixture(8, reg_covar=1e-6)
+    template = GaussianMixture(8, covariance_type="diag", reg_covar=1e-6)
     gm = _global_model(_LocalFeatures(arrays), template, np.float64)
     X = np.vstack(arrays)
     np.testing.assert_allclose(gm.weights_, [1.0])

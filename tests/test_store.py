@@ -23,7 +23,7 @@ D = 6
 def ubm():
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(loc=c, size=(800, D)) for c in (-2, 0, 2)]).astype(np.float32)
-    return GaussianMixture(16, random_state=0, max_iter=20).fit(X)
+    return GaussianMixture(16, covariance_type="diag", random_state=0, max_iter=20).fit(X)
 
 
 def recs(seed, n=4, shift=0.5, frames=150):
