@@ -14,6 +14,8 @@ The recipe, one module per step:
 * :mod:`speaker.metrics`  - ``eer``, ``min_dcf``, ``det_curve``.
 * :mod:`speaker.det`      - ``plot_det``, ``save_det_plot(s)``: DET plots (matplotlib).
 * :mod:`speaker.model_io` - ``save_model``, ``load_model``: safe ``.npz`` model files.
+* :mod:`speaker.ivector`  - ``train_tv``, ``extract_ivectors``: the total-variability model (i-vectors).
+* :mod:`speaker.plda`     - ``train_backend``, ``plda_llr``: LDA, WCCN, length norm, PLDA, cosine.
 * :mod:`speaker.cli`      - the ``speaker`` command.
 
 The names below are imported on first use (``speaker.train_ubm`` imports gmmext, ``speaker.
@@ -31,6 +33,10 @@ _WHERE = {
     "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",
     "llr": "scoring", "score_trials": "scoring",
     "train_ubm": "ubm",
+    "TotalVariability": "ivector", "train_tv": "ivector", "extract_ivectors": "ivector",
+    "load_tv": "ivector", "save_tv": "ivector",
+    "PLDA": "plda", "Backend": "plda", "train_backend": "plda", "plda_llr": "plda",
+    "load_backend": "plda", "save_backend": "plda",
 }
 
 __all__ = sorted(_WHERE)

@@ -23,10 +23,12 @@ MAX_BYTES = 1 << 33
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """What an array must look like: ``ndim``; ``optional`` arrays may be absent."""
+    """What an array must look like: ``ndim``, float64 (or unicode strings with ``text=True``);
+    ``optional`` arrays may be absent."""
 
     ndim: int
     optional: bool = False
+    text: bool = False
 
 
 def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, **arrays) -> None:
@@ -34,7 +36,8 @@ def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, 
     header = dict(format=np.array(fmt), format_version=np.array(version), kind=np.array(kind),
                   ubm_fingerprint=np.array(fingerprint),
                   feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
-    data = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items() if v is not None}
+    data = {k: (v if np.asarray(v).dtype.kind == "U" else np.ascontiguousarray(v, dtype=np.float64))
+            for k, v in arrays.items() if v is not None}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **header, **data)
@@ -46,7 +49,8 @@ def _fail(path, why: str):
 
 def load_npz(path: str | os.PathLike, fmt: str, version: int, kind: str, ubm,
              specs: dict[str, ArraySpec]) -> tuple[str, dict[str, np.ndarray | None]]:
-    """(fingerprint, {name: array or None}) of a file written by :func:`save_npz`."""
+    """(fingerprint, {name: array or None}) of a file written by :func:`save_npz`; ``ubm`` (or
+    None): refuse a file bound to another UBM."""
     out: dict[str, np.ndarray | None] = {}
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -72,6 +76,11 @@ def load_npz(path: str | os.PathLike, fmt: str, version: int, kind: str, ubm,
                 if info.file_size > MAX_BYTES:
                     _fail(path, f"{kind} file: {name!r} is implausibly large ({info.file_size} bytes)")
                 a = z[name]
+                if spec.text:
+                    if a.dtype.kind != "U" or a.ndim != spec.ndim:
+                        _fail(path, f"{kind} file: {name!r} must be a {spec.ndim}-d array of strings")
+                    out[name] = a
+                    continue
                 if a.dtype != np.float64 or a.ndim != spec.ndim:
                     _fail(path, f"{kind} file: {name!r} must be {spec.ndim}-d float64, got {a.ndim}-d {a.dtype}")
                 if not np.isfinite(a).all():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._ivec import add_backend_options
 
 NAME = "enroll"
 
@@ -17,6 +18,7 @@ def add_parser(sub, parents) -> None:
                    help="enrolment list: 'speaker_id path [path ...]' per line")
     s.add_argument("--out", required=True, metavar="NPZ", help="speaker models file to write")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
+    add_backend_options(s)
     s.set_defaults(func=run)
 
 
@@ -28,6 +30,9 @@ def adapt_all(args, ubm, speakers: dict) -> dict:
 
 
 def run(args) -> int:
+    if args.backend != "gmm":
+        from ._ivec import enroll_ivectors
+        return enroll_ivectors(args)
     from ..lists import read_enroll_list, read_scp
     from ..model_io import save_model
     ubm, config = load_ubm(args.ubm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._ivec import add_backend_options
 from .enroll import adapt_all
 
 NAME = "score"
@@ -22,10 +23,14 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
     s.add_argument("--top-c", type=int, metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
+    add_backend_options(s)
     s.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.backend != "gmm":
+        from ._ivec import score_ivectors
+        return score_ivectors(args)
     from .._atomic import write_text_atomic
     from ..lists import read_scp, read_trials
     from ..model_io import load_model
