@@ -120,6 +120,11 @@ def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | Non
     ``n`` (B, K), ``f`` (B, K*D) from :func:`centred_stats`; ``TtT`` from
     :func:`component_products` (computed if not given).
     """
+    return _posterior(T, n, f, TtT)[:3]
+
+
+def _posterior(T, n, f, TtT):
+    """:func:`posterior` and ``b = f T`` (B, R)."""
     B, K = n.shape
     R = T.shape[1]
     if TtT is None:
@@ -133,7 +138,7 @@ def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | Non
     b = f @ T
     mean = np.einsum("brs,bs->br", cov, b)
     logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    return mean, cov, logdet
+    return mean, cov, logdet, b
 
 
 def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -141,8 +146,8 @@ def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray
     total, TtT = 0.0, None
     for n, f in batches:
         TtT = component_products(T, n.shape[1]) if TtT is None else TtT
-        mean, _, logdet = posterior(T, n, f, TtT)
-        total += float(0.5 * np.einsum("br,br->", mean, f @ T) - 0.5 * logdet.sum())
+        mean, _, logdet, b = _posterior(T, n, f, TtT)
+        total += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
     return total
 
 
@@ -166,13 +171,13 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
     TtT = component_products(T, n_components)
     for n, f in batches:
         check_interrupt()
-        mean, cov, logdet = posterior(T, n, f, TtT)
+        mean, cov, logdet, b = _posterior(T, n, f, TtT)
         Eww = cov + mean[:, :, None] * mean[:, None, :]
         acc.C += f.T @ mean
         acc.A += n.T @ Eww.reshape(len(n), R * R)
         acc.H += Eww.sum(axis=0)
         acc.count += len(n)
-        acc.llk += float(0.5 * np.einsum("br,br->", mean, f @ T) - 0.5 * logdet.sum())
+        acc.llk += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
         if on_batch is not None:
             on_batch(len(n))
     return acc
