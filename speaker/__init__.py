@@ -16,6 +16,8 @@ The recipe, one module per step:
 * :mod:`speaker.model_io` - ``save_model``, ``load_model``: safe ``.npz`` model files.
 * :mod:`speaker.store`    - ``SpeakerStore``: enrolled speakers over time in one SQLite file.
 * :mod:`speaker.calibration` - scores to LLRs, Cllr, minCllr, decision thresholds.
+* :mod:`speaker.ivector`  - ``train_tv``, ``extract_ivectors``: the total-variability model (i-vectors).
+* :mod:`speaker.plda`     - ``train_backend``, ``plda_llr``: LDA, WCCN, length norm, PLDA, cosine.
 * :mod:`speaker.cli`      - the ``speaker`` command.
 
 The names below are imported on first use (``speaker.train_ubm`` imports gmmext, ``speaker.
@@ -35,6 +37,10 @@ _WHERE = {
     "llr": "scoring", "score_trials": "scoring",
     "train_ubm": "ubm",
     "SpeakerStore": "store", "StoreError": "store",
+    "TotalVariability": "ivector", "train_tv": "ivector", "extract_ivectors": "ivector",
+    "load_tv": "ivector", "save_tv": "ivector",
+    "PLDA": "plda", "Backend": "plda", "train_backend": "plda", "plda_llr": "plda",
+    "load_backend": "plda", "save_backend": "plda",
 }
 
 __all__ = sorted(_WHERE)

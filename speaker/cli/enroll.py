@@ -6,6 +6,7 @@ import sys
 from .. import _guards
 from .store_commands import add_enroll_options, enroll_into_store
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._ivec import add_backend_options
 
 NAME = "enroll"
 
@@ -21,6 +22,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
     add_enroll_options(s)
+    add_backend_options(s)
     s.set_defaults(func=run)
 
 
@@ -32,6 +34,9 @@ def adapt_all(args, ubm, speakers: dict) -> dict:
 
 
 def run(args) -> int:
+    if args.backend != "gmm":
+        from ._ivec import enroll_ivectors
+        return enroll_ivectors(args)
     from ..lists import read_enroll_list, read_scp
     from pathlib import Path
     from ..model_io import save_model

@@ -6,6 +6,7 @@ import sys
 from .. import _guards
 from .store_commands import add_score_options, score_ubm, store_models, normalise_scores
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._ivec import add_backend_options
 from .enroll import adapt_all
 
 NAME = "score"
@@ -25,10 +26,14 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--top-c", type=_guards.int_option(1, 4096), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     add_score_options(s)
+    add_backend_options(s)
     s.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.backend != "gmm":
+        from ._ivec import score_ivectors
+        return score_ivectors(args)
     from .._atomic import write_text_atomic
     import numpy as np
     from ..lists import format_line, read_scp, read_trials

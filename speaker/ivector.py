@@ -1,0 +1,311 @@
+"""The total-variability model: i-vectors from a UBM's per-utterance statistics (Dehak 2011).
+
+One short function per step of the recipe (MSR Identity Toolbox style):
+
+1. :func:`centred_stats` - per utterance, zeroth order ``n_k`` and centred, whitened first order
+   ``f_k = Sigma_k^{-1/2} (F_k - n_k mu_k)`` from ``ubm.accumulate_segments`` (one core call per
+   batch; float32 features in, float64 statistics out).
+2. :func:`posterior` - the i-vector posterior ``N(L^{-1} T^T f, L^{-1})`` with precision
+   ``L = I + sum_k n_k T_k^T T_k``: for a batch of B utterances ``L`` is one gemm of ``n`` (B, K)
+   with the flattened (K, R*R) products ``T_k^T T_k`` precomputed once per EM pass.
+3. :func:`accumulate` / :func:`m_step` - EM for ``T`` (Kenny 2005; Dehak 2011):
+   ``C = sum_u f_u E[w_u]^T`` (K*D, R), ``A_k = sum_u n_uk E[w_u w_u^T]`` (K, R, R), then
+   ``T_k = C_k A_k^{-1}``; optional minimum-divergence re-estimation ``T <- T chol(H)``,
+   ``H = mean_u E[w w^T]`` (Kenny 2008; Kaldi's ``ivector-extractor``).
+4. :func:`log_likelihood` - the EM objective: the total log-likelihood of the statistics under
+   the factor-analysis model, up to a constant independent of ``T``:
+   ``sum_u 0.5 b_u^T L_u^{-1} b_u - 0.5 log|L_u|``, ``b_u = T^T f_u``.
+
+Working in the whitened space (``Sigma_k = I``) is the same model as the usual
+``T^T Sigma^{-1} ...`` formulas with ``T_white = Sigma^{-1/2} T``; only the whitened ``T`` is stored.
+Memory is bounded by the accumulators (K*D*R + K*R*R float64) and one batch of statistics
+(``batch`` utterances), never by the number of utterances: :func:`train_tv` and
+:func:`extract_ivectors` stream batches from a callable.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from gmmext import GaussianMixture
+
+from ._atomic import atomic_path
+from ._interrupt import check as check_interrupt
+from ._progress import Progress
+
+__all__ = ["TotalVariability", "centred_stats", "stats_batches", "posterior", "accumulate", "m_step",
+           "min_divergence", "log_likelihood", "init_tv", "train_tv", "extract_ivectors",
+           "save_tv", "load_tv", "CheckpointError", "BATCH"]
+
+#: Utterances per batch of statistics (K=512, D=60: 256 x 31k float64 = 63 MB).
+BATCH = 256
+
+TV_FORMAT = "gmmext-speaker-ivector"
+TV_VERSION = 1
+CHECKPOINT_FORMAT = "speaker-ivector-checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from (unreadable, or made with other settings)."""
+
+
+@dataclass
+class TotalVariability:
+    """A trained total-variability matrix in the UBM's whitened space.
+
+    ``T`` (K*D, R) float64, row ``k*D + d`` for component k, feature d; ``ubm_fingerprint``
+    names the UBM it belongs to (see :func:`speaker.model_io.ubm_fingerprint`).
+    """
+
+    T: np.ndarray
+    ubm_fingerprint: str = ""
+
+    @property
+    def rank(self) -> int:
+        return self.T.shape[1]
+
+    def blocks(self, n_components: int) -> np.ndarray:
+        """``T`` as (K, D, R)."""
+        return self.T.reshape(n_components, -1, self.rank)
+
+
+# ----------------------------------------------------------------------------- 1. statistics
+def centred_stats(ubm: GaussianMixture, features: Sequence[np.ndarray], *, whiten: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-utterance statistics: ``n`` (B, K) and ``f`` (B, K*D), float64.
+
+    ``f[u, k*D:(k+1)*D] = (F_uk - n_uk mu_k) / sqrt(sigma2_k)`` (not divided with
+    ``whiten=False``), ``F_uk`` the posterior-weighted sum of utterance u's frames.
+    """
+    stats = ubm.accumulate_segments(list(features), second_order=False)
+    mu = np.asarray(ubm.means_, dtype=np.float64)
+    n = np.stack([s.n for s in stats]).astype(np.float64, copy=False)
+    f = np.stack([s.sum_x for s in stats]).astype(np.float64, copy=False) - n[:, :, None] * mu
+    if whiten:
+        f /= np.sqrt(np.asarray(ubm.covariances_, dtype=np.float64))
+    return n, f.reshape(len(stats), -1)
+
+
+def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: int = BATCH
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`centred_stats` of ``features`` (any iterable of (frames, D) arrays), ``batch`` at a time."""
+    buf: list[np.ndarray] = []
+    for x in features:
+        buf.append(x)
+        if len(buf) == batch:
+            yield centred_stats(ubm, buf)
+            buf = []
+    if buf:
+        yield centred_stats(ubm, buf)
+
+
+# ----------------------------------------------------------------------------- 2. posterior
+def component_products(T: np.ndarray, n_components: int) -> np.ndarray:
+    """``T_k^T T_k`` for every component, flattened: (K, R*R)."""
+    R = T.shape[1]
+    Tk = T.reshape(n_components, -1, R)
+    return np.einsum("kdr,kds->krs", Tk, Tk, optimize=True).reshape(n_components, R * R)
+
+
+def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """i-vector posteriors of a batch: mean (B, R), covariance (B, R, R), log|L| (B,).
+
+    ``n`` (B, K), ``f`` (B, K*D) from :func:`centred_stats`; ``TtT`` from
+    :func:`component_products` (computed if not given).
+    """
+    return _posterior(T, n, f, TtT)[:3]
+
+
+def _posterior(T, n, f, TtT):
+    """:func:`posterior` and ``b = f T`` (B, R)."""
+    B, K = n.shape
+    R = T.shape[1]
+    if TtT is None:
+        TtT = component_products(T, K)
+    L = (n @ TtT).reshape(B, R, R)
+    L[:, np.arange(R), np.arange(R)] += 1.0
+    chol = np.linalg.cholesky(L)
+    eye = np.broadcast_to(np.eye(R), L.shape)
+    cinv = np.linalg.solve(chol, eye)                          # chol^-1, batched
+    cov = np.matmul(cinv.transpose(0, 2, 1), cinv)             # L^-1
+    b = f @ T
+    mean = np.einsum("brs,bs->br", cov, b)
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    return mean, cov, logdet, b
+
+
+def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The EM objective: ``sum_u 0.5 b_u^T L_u^{-1} b_u - 0.5 log|L_u|`` (nats, up to a constant)."""
+    total, TtT = 0.0, None
+    for n, f in batches:
+        TtT = component_products(T, n.shape[1]) if TtT is None else TtT
+        mean, _, logdet, b = _posterior(T, n, f, TtT)
+        total += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
+    return total
+
+
+# ----------------------------------------------------------------------------- 3. EM
+@dataclass
+class Accumulators:
+    """EM statistics: ``C`` (K*D, R), ``A`` (K, R*R), ``H`` = sum E[w w^T] (R, R), ``count``, ``llk``."""
+
+    C: np.ndarray
+    A: np.ndarray
+    H: np.ndarray
+    count: int = 0
+    llk: float = 0.0
+
+
+def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], n_components: int,
+               on_batch: Callable[[int], None] | None = None) -> Accumulators:
+    """E-step over all batches: the accumulators of :func:`m_step` (float64)."""
+    KD, R = T.shape
+    acc = Accumulators(np.zeros((KD, R)), np.zeros((n_components, R * R)), np.zeros((R, R)))
+    TtT = component_products(T, n_components)
+    for n, f in batches:
+        check_interrupt()
+        mean, cov, logdet, b = _posterior(T, n, f, TtT)
+        Eww = cov + mean[:, :, None] * mean[:, None, :]
+        acc.C += f.T @ mean
+        acc.A += n.T @ Eww.reshape(len(n), R * R)
+        acc.H += Eww.sum(axis=0)
+        acc.count += len(n)
+        acc.llk += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
+        if on_batch is not None:
+            on_batch(len(n))
+    return acc
+
+
+def m_step(acc: Accumulators, n_components: int) -> np.ndarray:
+    """``T_k = C_k A_k^{-1}`` for every component: the new ``T`` (K*D, R)."""
+    KD, R = acc.C.shape
+    A = acc.A.reshape(n_components, R, R)
+    C = acc.C.reshape(n_components, -1, R)
+    Tk = np.linalg.solve(A, C.transpose(0, 2, 1)).transpose(0, 2, 1)    # A symmetric
+    return np.ascontiguousarray(Tk.reshape(KD, R))
+
+
+def min_divergence(T: np.ndarray, acc: Accumulators) -> np.ndarray:
+    """Minimum-divergence re-estimation: ``T chol(H)``, ``H = mean_u E[w w^T]``, so that the
+    i-vectors' second moment becomes the prior's identity (same likelihood, faster EM)."""
+    return T @ np.linalg.cholesky(acc.H / max(acc.count, 1))
+
+
+def init_tv(n_components: int, n_features: int, rank: int, random_state: int | None = 0,
+            scale: float = 0.1) -> np.ndarray:
+    """A random starting ``T`` (K*D, R): independent N(0, scale^2) entries."""
+    rng = np.random.default_rng(random_state)
+    return rng.normal(scale=scale, size=(n_components * n_features, rank))
+
+
+def _settings_hash(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _write_checkpoint(path, T, done: int, total: int, settings_hash: str, llks: list[float]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, format=np.array(CHECKPOINT_FORMAT), format_version=np.array(TV_VERSION),
+                     done=np.array(done), total=np.array(total), settings_hash=np.array(settings_hash),
+                     T=T, llks=np.asarray(llks, dtype=np.float64))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """``done``, ``total``, ``settings_hash``, ``T``, ``llks`` of a :func:`train_tv` checkpoint."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["format"][()]) != CHECKPOINT_FORMAT or int(z["format_version"]) != TV_VERSION:
+                raise CheckpointError(f"{path}: not an i-vector checkpoint of format version {TV_VERSION}")
+            out = dict(T=z["T"], llks=list(z["llks"]), done=int(z["done"]), total=int(z["total"]),
+                       settings_hash=str(z["settings_hash"][()]))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zip, key and value errors alike
+        raise CheckpointError(f"{path}: cannot read checkpoint: {type(exc).__name__}: {exc}") from None
+    if out["T"].dtype != np.float64 or out["T"].ndim != 2 or not np.isfinite(out["T"]).all():
+        raise CheckpointError(f"{path}: malformed T in checkpoint")
+    return out
+
+
+def train_tv(ubm: GaussianMixture, batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+             rank: int, *, n_iter: int = 10, min_div: bool = True, random_state: int | None = 0,
+             n_utterances: int | None = None, progress: bool = False,
+             checkpoint: str | os.PathLike | None = None, resume: bool = False, inputs_id: str = "",
+             callback: Callable[[int, np.ndarray, float], None] | None = None) -> TotalVariability:
+    """Train ``T`` (K*D x ``rank``) by ``n_iter`` EM passes over ``batches()`` (a fresh iterable of
+    :func:`centred_stats` batches per pass).
+
+    With ``checkpoint``, ``T`` is written (atomically) after every pass; ``resume=True`` continues
+    from it (refused with :class:`CheckpointError` if the settings or ``inputs_id`` differ), giving
+    the same ``T`` as an uninterrupted run.  ``callback(pass, T, objective)`` is called after each
+    pass with the objective of the ``T`` that pass started from (:func:`log_likelihood`).
+    """
+    from .model_io import ubm_fingerprint
+    K, D = ubm.means_.shape
+    fp = ubm_fingerprint(ubm)
+    settings = _settings_hash(dict(ubm=fp, rank=rank, n_iter=n_iter, min_div=min_div,
+                                   random_state=random_state, inputs=inputs_id))
+    T, done, llks = init_tv(K, D, rank, random_state), 0, []
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        ck = read_checkpoint(checkpoint)
+        if ck["settings_hash"] != settings or ck["T"].shape != T.shape:
+            raise CheckpointError(f"{checkpoint}: made with other settings, UBM or inputs; refusing to resume")
+        T, done, llks = ck["T"], ck["done"], ck["llks"]
+    with Progress(n_iter * (n_utterances or 0) or None, "i-vector EM", "utt", enabled=progress,
+                  initial=done * (n_utterances or 0)) as bar:
+        for it in range(done, n_iter):
+            acc = accumulate(T, batches(), K, on_batch=bar.update)
+            T = m_step(acc, K)
+            if min_div:
+                T = min_divergence(T, acc)
+            llks.append(acc.llk)
+            bar.set_postfix(llk=f"{acc.llk / max(acc.count, 1):.3f}")
+            if checkpoint is not None:
+                _write_checkpoint(checkpoint, T, it + 1, n_iter, settings, llks)
+            if callback is not None:
+                callback(it, T, acc.llk)
+    return TotalVariability(T, fp)
+
+
+# ----------------------------------------------------------------------------- extraction
+def extract_ivectors(tv: TotalVariability, batches: Iterable[tuple[np.ndarray, np.ndarray]], *,
+                     with_cov: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Posterior means (U, R) (and covariances (U, R, R) with ``with_cov``) of every utterance
+    of ``batches`` (:func:`stats_batches`), in order."""
+    means, covs, TtT = [], [], None
+    for n, f in batches:
+        check_interrupt()
+        TtT = component_products(tv.T, n.shape[1]) if TtT is None else TtT
+        m, c, _ = posterior(tv.T, n, f, TtT)
+        means.append(m)
+        if with_cov:
+            covs.append(c)
+    R = tv.rank
+    mean = np.concatenate(means) if means else np.zeros((0, R))
+    return mean, ((np.concatenate(covs) if covs else np.zeros((0, R, R))) if with_cov else None)
+
+
+# ----------------------------------------------------------------------------- model file
+def save_tv(path: str | os.PathLike, tv: TotalVariability, config=None) -> None:
+    """Write ``tv`` as ``.npz`` (atomically): format, version, ubm_fingerprint, feature_config, T."""
+    from ._npz import save_npz
+    save_npz(path, TV_FORMAT, TV_VERSION, "ivector", tv.ubm_fingerprint, config, T=tv.T)
+
+
+def load_tv(path: str | os.PathLike, ubm: GaussianMixture | None = None) -> TotalVariability:
+    """Read and validate a file of :func:`save_tv` (refused if made for another UBM than ``ubm``)."""
+    from ._npz import ArraySpec, load_npz
+    fp, arrays = load_npz(path, TV_FORMAT, TV_VERSION, "ivector", ubm,
+                          {"T": ArraySpec(ndim=2)})
+    T = arrays["T"]
+    if ubm is not None and T.shape[0] != ubm.means_.size:
+        from .model_io import ModelError
+        raise ModelError(f"{path}: T has {T.shape[0]} rows, the UBM has K*D = {ubm.means_.size}")
+    return TotalVariability(T, fp)

@@ -1,0 +1,271 @@
+"""The i-vector back-end: centring, LDA, WCCN, length normalisation, two-covariance PLDA, cosine.
+
+One short function per step (Garcia-Romero & Espy-Wilson 2011; Sizov, Lee & Kinnunen 2014):
+
+* :func:`fit_lda` - directions maximising between- over within-speaker scatter: the generalised
+  eigenvectors of ``(S_b, S_w)`` (the subspace scikit-learn's ``LinearDiscriminantAnalysis``
+  finds), the ``dim`` largest;
+* :func:`fit_wccn` - ``B`` with ``B B^T = W^{-1}``, ``W`` the average within-speaker covariance,
+  so that ``x B`` has identity within-speaker covariance (Hatch 2006);
+* :func:`length_norm` - ``x / ||x||``;
+* :func:`fit_plda` - the two-covariance model ``y ~ N(mu, S_b)``, ``x | y ~ N(y, S_w)`` trained by
+  EM; :func:`plda_log_likelihood` is its exact likelihood (never lowered by an EM pass);
+* :func:`plda_llr` - the closed-form log-likelihood ratio of a test vector against a speaker
+  enrolled with ``n`` vectors of mean ``xbar`` (by the model: ``p(t | enrolment) / p(t)``, the
+  predictive ``N(t; m_n, S_w + L_n^{-1})`` over ``N(t; mu, S_b + S_w)``); averaging the
+  enrolment i-vectors first is :func:`enrol` with ``average=True``;
+* :func:`cosine` - cosine similarity.
+
+:class:`Backend` chains them (centre, LDA, WCCN, length norm, PLDA) and is saved with
+:func:`save_backend` / :func:`load_backend` (safe ``.npz``, bound to the UBM's fingerprint).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+
+__all__ = ["fit_lda", "fit_wccn", "length_norm", "PLDA", "fit_plda", "plda_log_likelihood", "plda_llr",
+           "cosine", "Backend", "train_backend", "enrol", "save_backend", "load_backend"]
+
+BACKEND_FORMAT = "gmmext-speaker-backend"
+BACKEND_VERSION = 1
+
+
+def _groups(y) -> tuple[np.ndarray, np.ndarray]:
+    """(labels 0..S-1 per row, counts (S,)) of any label array."""
+    _, inv, counts = np.unique(np.asarray(y), return_inverse=True, return_counts=True)
+    return inv, counts
+
+
+def _class_means(X: np.ndarray, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, counts (S,), class means (S, R))."""
+    inv, counts = _groups(y)
+    sums = np.zeros((len(counts), X.shape[1]))
+    np.add.at(sums, inv, X)
+    return inv, counts, sums / counts[:, None]
+
+
+def within_between(X: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
+    """Within-speaker (pooled, / N) and between-speaker (weighted by counts, / N) covariances."""
+    X = np.asarray(X, dtype=np.float64)
+    inv, counts, means = _class_means(X, y)
+    dev = X - means[inv]
+    Sw = dev.T @ dev / len(X)
+    cm = means - X.mean(axis=0)
+    Sb = (cm * counts[:, None]).T @ cm / len(X)
+    return Sw, Sb
+
+
+def fit_lda(X: np.ndarray, y, dim: int) -> np.ndarray:
+    """LDA projection (R, dim): the generalised eigenvectors of ``S_b v = lambda S_w v`` with
+    the ``dim`` largest eigenvalues (columns, ``S_w``-orthonormal)."""
+    Sw, Sb = within_between(X, y)
+    if not 1 <= dim <= X.shape[1]:
+        raise ValueError(f"LDA dimension must be in 1..{X.shape[1]}, got {dim}")
+    vals, vecs = scipy.linalg.eigh(Sb, Sw + 1e-10 * np.trace(Sw) / len(Sw) * np.eye(len(Sw)))
+    return vecs[:, np.argsort(vals)[::-1][:dim]]
+
+
+def fit_wccn(X: np.ndarray, y) -> np.ndarray:
+    """WCCN matrix ``B`` (d, d), lower triangular, ``B B^T = W^{-1}``, ``W`` the within-speaker
+    covariance averaged over speakers (each speaker's own covariance, equal weight)."""
+    X = np.asarray(X, dtype=np.float64)
+    inv, counts, means = _class_means(X, y)
+    W = np.zeros((X.shape[1], X.shape[1]))
+    for s in range(len(counts)):
+        dev = X[inv == s] - means[s]
+        W += dev.T @ dev / counts[s]
+    W /= len(counts)
+    return np.linalg.cholesky(np.linalg.inv(W + 1e-10 * np.trace(W) / len(W) * np.eye(len(W))))
+
+
+def length_norm(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean length (zero rows stay zero)."""
+    X = np.asarray(X, dtype=np.float64)
+    norm = np.linalg.norm(X, axis=-1, keepdims=True)
+    return X / np.where(norm > 0, norm, 1.0)
+
+
+def cosine(E: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Cosine similarity of paired rows of ``E`` and ``T`` (M, d) -> (M,)."""
+    return np.einsum("md,md->m", length_norm(E), length_norm(T))
+
+
+# ----------------------------------------------------------------------------- PLDA
+@dataclass
+class PLDA:
+    """Two-covariance PLDA: speaker ``y ~ N(mu, Sb)``, recording ``x | y ~ N(y, Sw)``."""
+
+    mu: np.ndarray
+    Sb: np.ndarray
+    Sw: np.ndarray
+
+
+def plda_log_likelihood(model: PLDA, X: np.ndarray, y) -> float:
+    """Exact log-likelihood (nats) of recordings ``X`` (N, d) grouped by speaker labels ``y``.
+
+    Per speaker with n recordings of mean xbar: ``log N(xbar; mu, Sb + Sw/n)`` plus the
+    within-speaker term of the deviations (``-(n-1) d/2 log 2pi - (n-1)/2 log|Sw| - d/2 log n
+    - 1/2 sum_i (x_i - xbar)^T Sw^-1 (x_i - xbar)``).
+    """
+    from scipy.stats import multivariate_normal
+    X = np.asarray(X, dtype=np.float64)
+    inv, counts, means = _class_means(X, y)
+    d = X.shape[1]
+    _, logdet_w = np.linalg.slogdet(model.Sw)
+    dev = X - means[inv]
+    quad = np.einsum("nd,nd->", dev @ np.linalg.inv(model.Sw), dev)
+    total = -0.5 * quad
+    for n in np.unique(counts):
+        sel = counts == n
+        total += np.atleast_1d(multivariate_normal(model.mu, model.Sb + model.Sw / n).logpdf(means[sel])).sum()
+        total += sel.sum() * (-(n - 1) * d / 2 * np.log(2 * np.pi) - (n - 1) / 2 * logdet_w - d / 2 * np.log(n))
+    return float(total)
+
+
+def _posterior_y(model: PLDA, means: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior of each speaker variable: means (S, d), covariances (S, d, d)."""
+    Bi, Wi = np.linalg.inv(model.Sb), np.linalg.inv(model.Sw)
+    cov = np.linalg.inv(Bi[None] + counts[:, None, None] * Wi[None])
+    rhs = (Bi @ model.mu)[None] + counts[:, None] * (means @ Wi)
+    return np.einsum("sde,se->sd", cov, rhs), cov
+
+
+def fit_plda(X: np.ndarray, y, n_iter: int = 10, callback=None) -> PLDA:
+    """Two-covariance PLDA by EM, from the within/between covariances (``callback(it, model)``
+    after every pass)."""
+    X = np.asarray(X, dtype=np.float64)
+    inv, counts, means = _class_means(X, y)
+    Sw, Sb = within_between(X, y)
+    d = X.shape[1]
+    jitter = 1e-6 * np.eye(d) * max(np.trace(Sw) / d, 1e-12)
+    model = PLDA(X.mean(axis=0), Sb + jitter, Sw + jitter)
+    sums = means * counts[:, None]
+    xx = X.T @ X
+    for it in range(n_iter):
+        m, cov = _posterior_y(model, means, counts)
+        Eyy = cov + m[:, :, None] * m[:, None, :]
+        mu = m.mean(axis=0)
+        Sb = Eyy.mean(axis=0) - np.outer(mu, mu)
+        cross = sums.T @ m
+        Sw = (xx - cross - cross.T + np.einsum("s,sde->de", counts.astype(float), Eyy)) / len(X)
+        model = PLDA(mu, (Sb + Sb.T) / 2, (Sw + Sw.T) / 2)
+        if callback is not None:
+            callback(it, model)
+    return model
+
+
+def plda_llr(model: PLDA, enrol_means: np.ndarray, enrol_counts: np.ndarray, tests: np.ndarray) -> np.ndarray:
+    """LLR (nats) of paired rows: test ``tests[i]`` against a speaker enrolled with
+    ``enrol_counts[i]`` vectors of mean ``enrol_means[i]`` (M, d), (M,), (M, d) -> (M,).
+
+    ``log N(t; m_n, Sw + L_n^{-1}) - log N(t; mu, Sb + Sw)``, ``L_n = Sb^{-1} + n Sw^{-1}``,
+    ``m_n`` the posterior mean of the speaker variable: the same-speaker over different-speaker
+    likelihood ratio of the stacked vectors (by the model).
+    """
+    from scipy.stats import multivariate_normal
+    enrol_means = np.atleast_2d(np.asarray(enrol_means, dtype=np.float64))
+    tests = np.atleast_2d(np.asarray(tests, dtype=np.float64))
+    counts = np.asarray(enrol_counts, dtype=np.float64).reshape(-1)
+    m, cov = _posterior_y(model, enrol_means, counts)
+    out = -multivariate_normal(model.mu, model.Sb + model.Sw).logpdf(tests).reshape(-1)
+    for n in np.unique(counts):                       # the predictive covariance depends on n only
+        sel = np.flatnonzero(counts == n)
+        c = cov[sel[0]] + model.Sw
+        chol = np.linalg.cholesky(c)
+        z = scipy.linalg.solve_triangular(chol, (tests[sel] - m[sel]).T, lower=True)
+        out[sel] += -0.5 * (z * z).sum(axis=0) - np.log(np.diag(chol)).sum() - len(c) / 2 * np.log(2 * np.pi)
+    return out
+
+
+# ----------------------------------------------------------------------------- the chain
+@dataclass
+class Backend:
+    """Centring (``mean`` (R,)), optional LDA (``lda`` (R, d)), optional WCCN (``wccn`` (d, d)),
+    length normalisation, and a PLDA model in the transformed space."""
+
+    mean: np.ndarray
+    lda: np.ndarray | None = None
+    wccn: np.ndarray | None = None
+    plda: PLDA | None = None
+    ubm_fingerprint: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """i-vectors (N, R) -> back-end space (N, d): centre, LDA, WCCN, length-normalise."""
+        Z = np.atleast_2d(np.asarray(X, dtype=np.float64)) - self.mean
+        if self.lda is not None:
+            Z = Z @ self.lda
+        if self.wccn is not None:
+            Z = Z @ self.wccn
+        return length_norm(Z)
+
+
+def train_backend(X: np.ndarray, y, *, lda_dim: int | None = None, wccn: bool = False,
+                  plda_iters: int = 10) -> Backend:
+    """Fit the chain on training i-vectors ``X`` (N, R) of speakers ``y`` (each step on the
+    output of the previous one)."""
+    X = np.asarray(X, dtype=np.float64)
+    be = Backend(X.mean(axis=0))
+    Z = X - be.mean
+    if lda_dim:
+        be.lda = fit_lda(Z, y, lda_dim)
+        Z = Z @ be.lda
+    if wccn:
+        be.wccn = fit_wccn(Z, y)
+        Z = Z @ be.wccn
+    Z = length_norm(Z)
+    be.plda = fit_plda(Z, y, plda_iters)
+    return be
+
+
+def enrol(backend: Backend, groups: list[np.ndarray], *, average: bool = False
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Speaker models from raw i-vectors, one (n_s, R) array per speaker: (means (S, d),
+    counts (S,)) in back-end space.  ``average=True``: the mean i-vector, length-normalised,
+    counted as one recording (i-vector averaging); else the mean of the n_s transformed vectors
+    with count n_s (the by-the-model PLDA enrolment)."""
+    means, counts = [], []
+    for g in groups:
+        Z = backend.transform(g)
+        if average:
+            means.append(length_norm(Z.mean(axis=0, keepdims=True))[0])
+            counts.append(1)
+        else:
+            means.append(Z.mean(axis=0))
+            counts.append(len(Z))
+    return np.asarray(means), np.asarray(counts, dtype=np.float64)
+
+
+def save_backend(path: str | os.PathLike, be: Backend, config=None) -> None:
+    """Write ``be`` as ``.npz`` (atomically, bound to the UBM's fingerprint)."""
+    from ._npz import save_npz
+    p = be.plda
+    save_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", be.ubm_fingerprint, config,
+             mean=be.mean, lda=be.lda, wccn=be.wccn, plda_mu=p.mu, plda_Sb=p.Sb, plda_Sw=p.Sw)
+
+
+def load_backend(path: str | os.PathLike, ubm=None, rank: int | None = None) -> Backend:
+    """Read and validate a back-end file (shapes consistent, covariances positive definite)."""
+    from ._npz import ArraySpec, load_npz
+    from .model_io import ModelError
+    fp, a = load_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", ubm,
+                     dict(mean=ArraySpec(1), lda=ArraySpec(2, True), wccn=ArraySpec(2, True),
+                          plda_mu=ArraySpec(1), plda_Sb=ArraySpec(2), plda_Sw=ArraySpec(2)))
+    R = len(a["mean"])
+    d = a["lda"].shape[1] if a["lda"] is not None else R
+    ok = ((rank is None or R == rank) and (a["lda"] is None or a["lda"].shape[0] == R)
+          and (a["wccn"] is None or a["wccn"].shape == (d, d)) and a["plda_mu"].shape == (d,)
+          and a["plda_Sb"].shape == (d, d) and a["plda_Sw"].shape == (d, d))
+    if not ok:
+        raise ModelError(f"{path}: not a usable backend file: inconsistent shapes"
+                         f"{'' if rank is None else f' (the i-vector extractor has rank {rank})'}")
+    for key in ("plda_Sb", "plda_Sw"):
+        try:
+            np.linalg.cholesky(a[key])
+        except np.linalg.LinAlgError:
+            raise ModelError(f"{path}: not a usable backend file: {key!r} is not positive definite") from None
+    return Backend(a["mean"], a["lda"], a["wccn"], PLDA(a["plda_mu"], a["plda_Sb"], a["plda_Sw"]), fp)

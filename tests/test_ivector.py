@@ -1,0 +1,166 @@
+"""The total-variability model against dense NumPy references and EM properties."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from gmmext import GaussianMixture
+from speaker import ivector as iv
+
+
+def _ubm(K=4, D=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return GaussianMixture.from_parameters(np.full(K, 1 / K), rng.normal(size=(K, D)) * 2,
+                                           rng.uniform(0.5, 2.0, size=(K, D)))
+
+
+def test_centred_stats_direct_formula():
+    ubm = _ubm()
+    rng = np.random.default_rng(1)
+    X = [rng.normal(size=(50, 3)).astype(np.float32), rng.normal(size=(30, 3))]
+    n, f = iv.centred_stats(ubm, X)
+    for u, x in enumerate(X):
+        x = x.astype(np.float64)
+        g = ubm.predict_proba(x)                                        # (frames, K)
+        F = g.T @ x - g.sum(0)[:, None] * ubm.means_
+        np.testing.assert_allclose(n[u], g.sum(0), rtol=1e-5)
+        np.testing.assert_allclose(f[u], (F / np.sqrt(ubm.covariances_)).ravel(), rtol=1e-4, atol=1e-5)
+    _, f_raw = iv.centred_stats(ubm, X, whiten=False)
+    np.testing.assert_allclose(f_raw.reshape(2, 4, 3) / np.sqrt(ubm.covariances_), f.reshape(2, 4, 3))
+
+
+def test_posterior_equals_dense_closed_form():
+    """K=4, D=3, R=2: mean L^-1 T^T S^-1 F and covariance L^-1 with L = I + T^T N S^-1 T (dense)."""
+    rng = np.random.default_rng(2)
+    K, D, R, B = 4, 3, 2, 5
+    T = rng.normal(size=(K * D, R))
+    n = rng.uniform(0, 20, size=(B, K))
+    f = rng.normal(size=(B, K * D)) * 3
+    Sigma = rng.uniform(0.5, 2, size=K * D)
+    # the same model in raw (unwhitened) coordinates: T_raw = S^1/2 T, F_raw = S^1/2 f
+    T_raw, F_raw = T * np.sqrt(Sigma)[:, None], f * np.sqrt(Sigma)
+    mean, cov, logdet = iv.posterior(T, n, f)
+    for u in range(B):
+        Nbig = np.diag(np.repeat(n[u], D))
+        Sinv = np.diag(1 / Sigma)
+        L = np.eye(R) + T_raw.T @ Nbig @ Sinv @ T_raw
+        np.testing.assert_allclose(cov[u], np.linalg.inv(L), rtol=1e-10)
+        np.testing.assert_allclose(mean[u], np.linalg.solve(L, T_raw.T @ Sinv @ F_raw[u]), rtol=1e-10)
+        np.testing.assert_allclose(logdet[u], np.linalg.slogdet(L)[1], rtol=1e-10)
+
+
+def _synthetic(K, D, R, U, seed, frames=(20, 200)):
+    """Statistics of utterances drawn from a planted T (whitened space): f_k = n_k T_k w + sqrt(n_k) e."""
+    rng = np.random.default_rng(seed)
+    T = rng.normal(size=(K * D, R))
+    n = rng.uniform(*frames, size=(U, K))
+    w = rng.normal(size=(U, R))
+    f = (w @ T.T).reshape(U, K, D) * n[:, :, None] + np.sqrt(n)[:, :, None] * rng.normal(size=(U, K, D))
+    return T, n, f.reshape(U, K * D)
+
+
+def test_log_likelihood_is_the_marginal_of_the_data():
+    """The objective equals log N(f; 0, N T T^T N + N) minus the T-independent part (dense)."""
+    from scipy.stats import multivariate_normal
+    K, D, R = 3, 2, 2
+    T, n, f = _synthetic(K, D, R, 4, 3)
+    T2 = T * 0.7 + 0.1
+    for Tt in (T, T2):
+        direct = 0.0
+        for u in range(len(n)):
+            Nd = np.repeat(n[u], D)
+            cov = (Nd[:, None] * Tt) @ (Nd[:, None] * Tt).T + np.diag(Nd)
+            direct += multivariate_normal(np.zeros(K * D), cov).logpdf(f[u])
+            direct -= multivariate_normal(np.zeros(K * D), np.diag(Nd)).logpdf(f[u])
+        assert iv.log_likelihood(Tt, [(n, f)]) == pytest.approx(direct, rel=1e-9)
+
+
+@pytest.mark.parametrize("min_div", [False, True])
+def test_em_never_lowers_the_likelihood(min_div):
+    K, D, R = 4, 3, 2
+    _, n, f = _synthetic(K, D, R, 60, 4)
+    batches = [(n[:25], f[:25]), (n[25:], f[25:])]
+    T = iv.init_tv(K, D, R, random_state=0)
+    llks = [iv.log_likelihood(T, batches)]
+    for _ in range(8):
+        acc = iv.accumulate(T, batches, K)
+        assert acc.llk == pytest.approx(llks[-1], rel=1e-10)     # the E-step's objective is the current T's
+        T = iv.m_step(acc, K)
+        if min_div:
+            T = iv.min_divergence(T, acc)
+        llks.append(iv.log_likelihood(T, batches))
+    assert np.all(np.diff(llks) >= -1e-8 * abs(llks[0])), llks
+    assert llks[-1] > llks[0]
+
+
+def test_recovers_a_planted_T_up_to_rotation():
+    """R = K*D: T T^T (the supervector covariance) is identifiable; EM finds it."""
+    K, D = 2, 2
+    R = K * D
+    T, n, f = _synthetic(K, D, R, 3000, 5, frames=(50, 100))
+    batches = [(n[i:i + 500], f[i:i + 500]) for i in range(0, len(n), 500)]
+    tv = iv.train_tv(_ubm(K, D), lambda: batches, R, n_iter=60, min_div=True)
+    np.testing.assert_allclose(tv.T @ tv.T.T, T @ T.T, atol=0.15 * np.abs(T @ T.T).max())
+
+
+def test_batching_does_not_change_the_result_and_resume_matches(tmp_path):
+    K, D, R = 4, 3, 2
+    _, n, f = _synthetic(K, D, R, 40, 6)
+    ubm = _ubm(K, D)
+    one = iv.train_tv(ubm, lambda: [(n, f)], R, n_iter=3)
+    many = iv.train_tv(ubm, lambda: [(n[i:i + 7], f[i:i + 7]) for i in range(0, 40, 7)], R, n_iter=3)
+    np.testing.assert_allclose(one.T, many.T, rtol=1e-9, atol=1e-12)
+    ck = tmp_path / "ck.npz"
+    first = iv.train_tv(ubm, lambda: [(n, f)], R, n_iter=3, checkpoint=ck)
+    assert iv.read_checkpoint(ck)["done"] == 3
+    # an interrupted run: two passes, then resume to three
+    calls = []
+
+    def stop(it, T, llk):
+        calls.append(it)
+        if it == 1:
+            raise KeyboardInterrupt
+    ck2 = tmp_path / "ck2.npz"
+    with pytest.raises(KeyboardInterrupt):
+        iv.train_tv(ubm, lambda: [(n, f)], R, n_iter=3, checkpoint=ck2, callback=stop)
+    assert iv.read_checkpoint(ck2)["done"] == 2
+    resumed = iv.train_tv(ubm, lambda: [(n, f)], R, n_iter=3, checkpoint=ck2, resume=True)
+    np.testing.assert_array_equal(resumed.T, first.T)
+    with pytest.raises(iv.CheckpointError):
+        iv.train_tv(ubm, lambda: [(n, f)], R + 1, n_iter=3, checkpoint=ck2, resume=True)
+
+
+def test_extraction_streams_in_order():
+    K, D, R = 4, 3, 2
+    T, n, f = _synthetic(K, D, R, 30, 7)
+    tv = iv.TotalVariability(T)
+    m_all, c_all = iv.extract_ivectors(tv, [(n, f)], with_cov=True)
+    m_b, c_b = iv.extract_ivectors(tv, [(n[:11], f[:11]), (n[11:], f[11:])], with_cov=True)
+    np.testing.assert_allclose(m_all, m_b, rtol=1e-12)
+    np.testing.assert_allclose(c_all, c_b, rtol=1e-12)
+    assert c_all.shape == (30, R, R)
+
+
+def test_model_file_roundtrip_and_validation(tmp_path):
+    from speaker.model_io import ModelError, ubm_fingerprint
+    ubm = _ubm()
+    tv = iv.TotalVariability(np.random.default_rng(0).normal(size=(12, 2)), ubm_fingerprint(ubm))
+    p = tmp_path / "tv.npz"
+    iv.save_tv(p, tv)
+    back = iv.load_tv(p, ubm)
+    np.testing.assert_array_equal(back.T, tv.T)
+    with pytest.raises(ModelError, match="different UBM"):
+        iv.load_tv(p, _ubm(seed=9))
+    bad = dict(np.load(p))
+    bad["T"] = np.full((12, 2), np.nan)
+    np.savez(tmp_path / "nan.npz", **bad)
+    with pytest.raises(ModelError, match="non-finite"):
+        iv.load_tv(tmp_path / "nan.npz")
+    bad["T"] = np.zeros((12, 2), dtype=object)
+    np.savez(tmp_path / "obj.npz", **bad)
+    with pytest.raises(ModelError):
+        iv.load_tv(tmp_path / "obj.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="cannot read"):
+        iv.load_tv(tmp_path / "junk.npz")
