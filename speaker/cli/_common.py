@@ -6,6 +6,7 @@ the parser (``speaker --help``) stays quick; each command imports what it comput
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 
@@ -118,3 +119,17 @@ def parents() -> Parents:
     g.add_argument("--adapt", choices=["m", "mw", "mv", "mwv", "w", "v", "wv"], default="m",
                    help="adapt means (m), weights (w), variances (v) (default m)")
     return Parents(run, root, feat, adapt)
+
+
+@contextlib.contextmanager
+def resume_hint(command: str, checkpoint, read_checkpoint):
+    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume."""
+    import sys
+    try:
+        yield
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            ck = read_checkpoint(checkpoint)
+            print(f"speaker {command}: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} EM passes; "
+                  "run the same command with --resume to continue", file=sys.stderr)
+        raise

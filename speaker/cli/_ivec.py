@@ -104,20 +104,6 @@ def speaker_ivectors(args, ubm, config, tv) -> dict:
     return {spk: g for spk, g in groups.items() if len(g)}
 
 
-@contextlib.contextmanager
-def resume_hint(command: str, checkpoint, read_checkpoint):
-    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume."""
-    import sys
-    try:
-        yield
-    except KeyboardInterrupt:
-        with contextlib.suppress(Exception):
-            ck = read_checkpoint(checkpoint)
-            print(f"speaker {command}: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} EM passes; "
-                  "run the same command with --resume to continue", file=sys.stderr)
-        raise
-
-
 def _space(be, X):
     """i-vectors in the back-end's space (raw i-vectors, length-normalised, without a back-end)."""
     from ..plda import length_norm

@@ -54,7 +54,8 @@ def run(args) -> int:
     from ..featstore import prepare_features
     from ..ivector import CheckpointError, read_checkpoint, save_tv, train_tv
     from ..lists import read_audio_list
-    from ._ivec import refuse_outputs_that_are_inputs, resume_hint
+    from ._common import resume_hint
+    from ._ivec import refuse_outputs_that_are_inputs
     refuse_outputs_that_are_inputs(args, {"--out": args.out, "--checkpoint": args.checkpoint})
     ubm, config = load_ubm(args.ubm)
     sources = list(dict.fromkeys(p for _, p in read_audio_list(args.list, args.root)))

@@ -4,14 +4,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import _guards
-from ._common import JobError, at_least, check_strict, feature_config, progress, report_skipped, say
+from ._common import JobError, at_least, check_strict, feature_config, progress, report_skipped, resume_hint, say
 
 NAME = "train-ubm"
 
@@ -108,18 +107,13 @@ def _train(args, prepared: _Features, config, checkpoint: Path):
     from ..ubm import CheckpointError, read_checkpoint, train_ubm
     inputs = _guards.inputs_fingerprint(config.to_json(), prepared.used, prepared.features)
     try:
-        return train_ubm(prepared.features, args.components, init=args.init, n_iter=args.iters,
-                         var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
-                         progress=progress(args), checkpoint=checkpoint, resume=args.resume,
-                         inputs_id=inputs)
+        with resume_hint(NAME, checkpoint, read_checkpoint):
+            return train_ubm(prepared.features, args.components, init=args.init, n_iter=args.iters,
+                             var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
+                             progress=progress(args), checkpoint=checkpoint, resume=args.resume,
+                             inputs_id=inputs)
     except CheckpointError as exc:
         raise JobError(str(exc)) from None
-    except KeyboardInterrupt:
-        with contextlib.suppress(Exception):
-            ck = read_checkpoint(checkpoint)
-            print(f"speaker train-ubm: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} "
-                  "EM passes; run the same command with --resume to continue", file=sys.stderr)
-        raise
 
 
 def run(args) -> int:
