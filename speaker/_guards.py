@@ -98,8 +98,9 @@ def int_option(lo: int, hi: int | Callable[[], int] | None = None) -> Callable[[
     return parse
 
 
-def float_option(lo: float, hi: float | None = None, *, lo_open: bool = False) -> Callable[[str], float]:
-    """argparse ``type``: a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+def float_option(lo: float, hi: float | None = None, *, lo_open: bool = False,
+                 hi_open: bool = False) -> Callable[[str], float]:
+    """argparse ``type``: a finite float in ``[lo, hi]`` (open at ``lo`` / ``hi`` with ``lo_open`` / ``hi_open``)."""
     def parse(text: str) -> float:
         try:
             v = float(text)
@@ -108,10 +109,10 @@ def float_option(lo: float, hi: float | None = None, *, lo_open: bool = False) -
         if not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         bad = v <= lo if lo_open else v < lo
-        if bad or (hi is not None and v > hi):
-            left = "(" if lo_open else "["
+        if bad or (hi is not None and (v >= hi if hi_open else v > hi)):
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
             raise argparse.ArgumentTypeError(
-                f"must be in {left}{lo:g}, {hi:g}], got {text}" if hi is not None
+                f"must be in {left}{lo:g}, {hi:g}{right}, got {text}" if hi is not None
                 else f"must be {'>' if lo_open else '>='} {lo:g}, got {text}")
         return v
     return parse

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
+from .. import _guards
 from ._common import JobError
 
 # heavy modules (numpy, the store, calibration, audio) are imported inside the functions, so
@@ -82,22 +82,10 @@ def _decision_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration", metavar="JSON", help="calibration from 'speaker calibrate' (default: the store's, if any)")
 
 
-def _parsed(kind, ok, why: str):
-    """An argparse type: ``kind(v)``, then ``ok(x)`` or the error 'must be WHY'."""
-    def parse(v: str):
-        try:
-            x = kind(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {v!r}") from None
-        if not ok(x):
-            raise argparse.ArgumentTypeError(f"must be {why}, got {v}")
-        return x
-    return parse
-
-
-_prob = _parsed(float, lambda x: 0.0 < x < 1.0, "in (0, 1)")
-_positive = _parsed(float, lambda x: x > 0 and math.isfinite(x), "> 0")
-_count = _parsed(int, lambda x: x >= 0, ">= 0")
+# the CLI's one set of range-checked option types (speaker._guards)
+_prob = _guards.float_option(0.0, 1.0, lo_open=True, hi_open=True)
+_positive = _guards.float_option(0.0, lo_open=True)
+_count = _guards.int_option(0)
 
 
 # ---------------------------------------------------------------------------- enroll / score / eval
