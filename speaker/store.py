@@ -1,4 +1,5 @@
-"""The speaker store: enrolled speakers over time, in one SQLite file (``sqlite3``, WAL mode).
+"""The speaker store: enrolled speakers over time in one database, SQLite (one file, WAL mode,
+the default) or PostgreSQL (shared by several machines), through SQLAlchemy Core.
 
 A store is bound to one UBM, which it holds (so ``verify`` / ``identify`` need nothing else),
 together with its SHA-256 fingerprint (:func:`speaker.model_io.ubm_fingerprint`), the
@@ -8,7 +9,15 @@ under the UBM (``GMMStats``: n_k, sum_x, sum_xx in float64, the frame count and 
 log-likelihood) and one row per enrolled recording (source, SHA-256 of its content, frames,
 time).  The model is derived by MAP (:func:`speaker.adapt.map_from_stats`) when needed and
 cached in the process; the cache is keyed by the speaker's *generation*, a store-wide counter
-taken by every change, so a change made by another process is seen at the next call.
+taken by every change, so a change made by another process (or another machine sharing a
+PostgreSQL store) is seen at the next call.  The store can also keep a **cohort** for score
+normalisation (:meth:`SpeakerStore.add_cohort`, :meth:`SpeakerStore.cohort`): per recording
+its features and UBM statistics, computed once.
+
+Where: ``SpeakerStore("speakers.db")`` (a path), ``"sqlite:///speakers.db"`` or
+``"postgresql://user@host/dbname"`` (driver psycopg 3, ``pip install ".[postgres]"``; the
+database must exist, the store's tables are created in it on first use).  SQLAlchemy is
+imported when a store is opened, not when this module is.
 
 Incremental enrolment is exact.  Enrolling recordings r1, ..., rn at once folds their statistics
 left to right (``((s1 + s2) + s3) + ...``, as :func:`speaker.map_adapt` does); adding r3 later
@@ -19,27 +28,35 @@ enrolment does not count it twice.  Only per-speaker sums are stored (K (2 D + 1
 values: 496 KB at K=512, D=60), not per-recording statistics (5 times more for 5 recordings);
 the price is that a single recording cannot be taken out again (replace the speaker instead).
 
-Concurrency and faults: every change is one ``BEGIN IMMEDIATE`` transaction (feature extraction
-and statistics are computed before it, so the write lock is held for milliseconds); writers
-queue on SQLite's lock (``timeout``) and readers see a consistent snapshot (WAL).  A process
-killed mid-enrolment leaves the store as it was (SQLite's journal).  The store is untrusted
-input, like a model file: format and version, the UBM (parameters re-validated, fingerprint
+Concurrency and faults: every change is one write transaction (feature extraction and
+statistics are computed before it, so it lasts milliseconds) that writers take one at a time:
+``BEGIN IMMEDIATE`` on SQLite, a transaction-level advisory lock on PostgreSQL (which then reads
+at READ COMMITTED, so each writer sees the previous writer's commit); writers wait up to
+``timeout``.  Readers see a consistent snapshot (WAL on SQLite, REPEATABLE READ on PostgreSQL).
+A process killed mid-enrolment leaves the store as it was (SQLite's journal; PostgreSQL rolls
+back the transaction of a lost connection).  One ``SpeakerStore`` may be used from many threads
+at once (:attr:`SpeakerStore.thread_safe`): each transaction takes its own connection from the
+engine's pool, and the in-process caches are guarded by a lock.  The store is untrusted input,
+like a model file: format and version, the UBM (parameters re-validated, fingerprint
 recomputed), every row's shapes, byte sizes (checked with ``length()`` before a BLOB is read),
 dtypes and values (finite, non-negative counts that add up to the frame count) are checked
-before use, and arrays are raw little-endian float64 bytes with shape columns: nothing is
-unpickled.  Every problem raises :class:`StoreError` naming the file and the reason.
+before use, and arrays are raw little-endian bytes with shape columns: nothing is unpickled.
+Every problem raises :class:`StoreError` naming the store and the reason.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
-import json
 import math
 import os
+import re
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence, Union
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -52,31 +69,54 @@ from .features import FeatureConfig
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import llr
 
-__all__ = ["StoreError", "SpeakerStore", "SpeakerInfo", "EnrollResult", "VerifyResult"]
+__all__ = ["StoreError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult", "VerifyResult",
+           "store_location"]
 
 FORMAT = "gmmext-speaker-store"
 FORMAT_VERSION = 1
 _MAX_K, _MAX_D, _MAX_KD = 1 << 16, 4096, 1 << 24          # a (K, D) float64 BLOB <= 128 MB
 _MAX_ID = 256
+_MAX_COHORT_FRAMES = 1 << 22                               # and frames * D <= _MAX_KD (64 MB of float32)
+_PG_LOCK = 0x676d6d657874                                  # pg_advisory_xact_lock key of the store's writers
 
 Source = Union[str, os.PathLike, np.ndarray]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS ubm (
-    id INTEGER PRIMARY KEY CHECK (id = 1), dtype TEXT NOT NULL, k INTEGER NOT NULL, d INTEGER NOT NULL,
-    weights BLOB NOT NULL, means BLOB NOT NULL, covariances BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS speakers (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, generation INTEGER NOT NULL,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, k INTEGER NOT NULL, d INTEGER NOT NULL,
-    n_frames REAL NOT NULL, loglik REAL NOT NULL, a BLOB NOT NULL, b BLOB NOT NULL, c BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS recordings (
-    speaker_id TEXT NOT NULL REFERENCES speakers(id) ON DELETE CASCADE, seq INTEGER NOT NULL,
-    source TEXT NOT NULL, sha256 TEXT NOT NULL, n_frames INTEGER NOT NULL, enrolled_at REAL NOT NULL,
-    PRIMARY KEY (speaker_id, seq));
-"""
-# speakers.kind: "stats" (a, b, c = n (K,), sum_x (K, D), sum_xx (K, D)) or "model" (imported from a
-# models.npz without statistics: a, b, c = weights, means, variances; cannot be extended).
+_TABLES = ("meta", "ubm", "speakers", "recordings")
+
+
+def _schema():
+    """The store's tables (SQLAlchemy Core): the same on SQLite and PostgreSQL.
+
+    Column types: TEXT, BIGINT, DOUBLE (float64: PostgreSQL's REAL would be float32) and BLOB
+    (BYTEA on PostgreSQL).  The columns' order is the order of the INSERTs below.
+    ``speakers.kind``: "stats" (a, b, c = n (K,), sum_x (K, D), sum_xx (K, D)) or "model" (imported
+    from a models.npz without statistics: a, b, c = weights, means, variances; cannot be extended).
+    ``cohort`` (created when a cohort is first added; a store without it has an empty cohort):
+    one row per cohort recording, its UBM statistics (a, b, c as in ``speakers``) and its
+    features (frames, D) as raw little-endian float32 or float64.
+    """
+    import sqlalchemy as sa
+    md = sa.MetaData()
+    txt, big, dbl, blob = sa.Text, sa.BigInteger, sa.Double, sa.LargeBinary
+
+    def col(name, typ, *args, **kw):
+        return sa.Column(name, typ, *args, nullable=False, **kw)
+    sa.Table("meta", md, col("key", txt, primary_key=True), col("value", txt))
+    sa.Table("ubm", md, col("id", sa.Integer, primary_key=True, autoincrement=False), col("dtype", txt),
+             col("k", big), col("d", big), col("weights", blob), col("means", blob), col("covariances", blob),
+             sa.CheckConstraint("id = 1", name="ubm_one_row"))
+    sa.Table("speakers", md, col("id", txt, primary_key=True), col("kind", txt), col("generation", big),
+             col("created_at", dbl), col("updated_at", dbl), col("k", big), col("d", big),
+             col("n_frames", dbl), col("loglik", dbl), col("a", blob), col("b", blob), col("c", blob))
+    sa.Table("recordings", md,
+             col("speaker_id", txt, sa.ForeignKey("speakers.id", ondelete="CASCADE"), primary_key=True),
+             col("seq", big, primary_key=True, autoincrement=False), col("source", txt), col("sha256", txt),
+             col("n_frames", big), col("enrolled_at", dbl))
+    sa.Table("cohort", md, col("id", txt, primary_key=True), col("seq", big), col("generation", big),
+             col("source", txt), col("sha256", txt), col("added_at", dbl), col("k", big), col("d", big),
+             col("n_frames", dbl), col("loglik", dbl), col("a", blob), col("b", blob), col("c", blob),
+             col("dtype", txt), col("frames", big), col("features", blob))
+    return md
 
 
 class StoreError(ModelError):
@@ -93,6 +133,16 @@ class SpeakerInfo(NamedTuple):
     enrolled_at: float
     updated_at: float
     kind: str
+
+
+class CohortInfo(NamedTuple):
+    """One row of :meth:`SpeakerStore.cohort_info`: a cohort recording (``added_at``: Unix time)."""
+
+    id: str
+    source: str
+    sha256: str
+    n_frames: int
+    added_at: float
 
 
 class VerifyResult(NamedTuple):
@@ -121,8 +171,8 @@ class EnrollResult:
     n_frames: int = 0
 
 
-def _blob(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a, dtype="<f8").tobytes()
+def _blob(a: np.ndarray, dtype: str = "<f8") -> bytes:
+    return np.ascontiguousarray(a, dtype=dtype).tobytes()
 
 
 def content_hash(source: Source, features: np.ndarray | None = None) -> str:
@@ -149,12 +199,77 @@ def check_speaker_id(speaker_id: object) -> str:
     return speaker_id
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def store_location(location: str | os.PathLike) -> tuple[str, str, Path | None]:
+    """(backend, name, path) of a store given as a path or a database URL.
+
+    ``backend`` is ``"sqlite"`` (a path, or ``sqlite:///relative.db`` / ``sqlite:////absolute.db``)
+    or ``"postgresql"`` (``postgresql://`` or ``postgresql+psycopg://``; ``postgres://`` is
+    accepted too); ``name`` is what messages print (the path, or the URL without its password);
+    ``path`` the SQLite file (None for PostgreSQL).  Only parses: raises StoreError for an
+    unsupported URL, and imports nothing heavy.
+    """
+    text = os.fspath(location)
+    if not isinstance(text, str) or not _URL.match(text):
+        return "sqlite", str(text), Path(text)
+    scheme, _, rest = text.partition("://")
+    scheme = scheme.lower()
+    if scheme in ("sqlite", "sqlite+pysqlite"):
+        if rest.startswith("/") and rest[1:] and "?" not in rest:
+            return "sqlite", rest[1:], Path(rest[1:])
+        raise StoreError(f"{text}: a SQLite store URL names a file, sqlite:///relative.db or "
+                         "sqlite:////absolute/path.db (no in-memory database, no query options)")
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        return "postgresql", "postgresql://" + re.sub(r"^([^:@/]*):[^@/]*@", r"\1:***@", rest), None
+    raise StoreError(f"{text}: unsupported store URL (a path, sqlite:///FILE or postgresql://...; "
+                     "PostgreSQL through the psycopg 3 driver)")
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    msg = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {msg[0] if msg else ''}"
+
+
+@functools.lru_cache(maxsize=256)
+def _text(query: str):
+    """``?`` placeholders -> SQLAlchemy ``text()`` with named parameters ``:p0, :p1, ...``."""
+    import sqlalchemy as sa
+    parts = query.split("?")
+    return sa.text("".join(p + (f":p{i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts)))
+
+
+def _params(params: Sequence) -> dict:
+    return {f"p{i}": v for i, v in enumerate(params)}
+
+
+def _locked(method):
+    """Run a method under the store's lock (its caches of derived models are shared by threads)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
+def _snapshot(method):
+    """Run a method in one read transaction (its queries see one state of the store)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._tx():
+            return method(self, *args, **kwargs)
+    return run
+
+
 class SpeakerStore:
-    """Enrolled speakers in one SQLite file, bound to one UBM.
+    """Enrolled speakers in one database (a SQLite file or PostgreSQL), bound to one UBM.
 
     Parameters
     ----------
-    path : the store file (``.db``)
+    path : the store: a SQLite file path (``.db``), ``sqlite:///FILE`` or ``postgresql://...``
+        (see :func:`store_location`; the PostgreSQL database must exist)
     ubm : GaussianMixture, path of a UBM ``.npz``, or None
         Needed to create a store; when the store exists it must be the store's UBM
         (same fingerprint), or None to use the one in the store.
@@ -164,58 +279,191 @@ class SpeakerStore:
     top_c : fast scoring with the UBM's C best components per frame in :meth:`verify` /
         :meth:`identify` (None, the default: exact, as ``speaker score``; a calibration must
         come from scores computed the same way)
-    timeout : seconds a write waits for another process's transaction
+    timeout : seconds a write waits for another writer's transaction (and a PostgreSQL
+        connection for the pool)
     create : False to refuse creating a missing store
+
+    One instance may be used from many threads at once (``thread_safe``).
 
     Raises
     ------
-    StoreError when the file is not a usable store of this format version and UBM.
+    StoreError when the location is not a usable store of this format version and UBM.
     """
+
+    #: One instance may be shared by threads: each transaction has its own pooled connection,
+    #: the caches are guarded by a lock (checked by ``speaker serve``).
+    thread_safe = True
 
     def __init__(self, path: str | os.PathLike, ubm: GaussianMixture | str | os.PathLike | None = None, *,
                  config: FeatureConfig | None = None, relevance_factor: float = 16.0, adapt: str = "m",
                  top_c: int | None = None, timeout: float = 60.0, create: bool = True) -> None:
-        self.path = Path(path)
+        self.backend, name, file = store_location(path)
+        self.path = file if file is not None else name
         self.top_c = top_c
+        self.timeout = float(timeout)
         self._cache: dict[str, tuple[int, GaussianMixture]] = {}
         self._stacks: tuple | None = None
+        self._cohort: tuple | None = None
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._engine = None
         if isinstance(ubm, (str, os.PathLike)):
             mf = load_model(ubm)
             if mf.kind != "ubm":
                 raise StoreError(f"{ubm}: holds speaker models, not a UBM")
             ubm, config = mf.ubm, (config or mf.config)
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        if not exists and (ubm is None or not create):
-            raise StoreError(f"{self.path}: no such speaker store"
-                             + (" (give the UBM to create one)" if ubm is None else ""))
+        if file is not None:
+            exists = file.exists() and file.stat().st_size > 0
+            if not exists and (ubm is None or not create):
+                raise StoreError(f"{self.path}: no such speaker store"
+                                 + (" (give the UBM to create one)" if ubm is None else ""))
+        self._engine = self._connect(path, file)
         try:
-            self._db = sqlite3.connect(f"file:{self.path}?mode={'rw' if exists else 'rwc'}", uri=True,
-                                       timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: not a usable speaker store: {exc}") from None
-        try:
-            if not exists or not self._has_meta():
+            if not self._has_meta():
+                if ubm is None or not create:
+                    raise StoreError(f"{self.path}: no such speaker store (the database has no store tables"
+                                     + ("; give the UBM to create one)" if ubm is None else ")"))
                 self._create(ubm, config or FeatureConfig(), relevance_factor, adapt)
             self._open(ubm)
         except BaseException:
-            self._db.close()
+            self.close()
             raise
+
+    # ------------------------------------------------------------------ connections and transactions
+    def _connect(self, location, file: Path | None):
+        """The SQLAlchemy engine (its pool gives each transaction, hence each thread, a connection)."""
+        import sqlalchemy as sa
+        if file is not None:
+            uri = file.absolute().as_uri() + "?mode=rwc"
+            timeout = self.timeout
+
+            def creator():
+                db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA foreign_keys=ON")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                except BaseException:
+                    db.close()
+                    raise
+                return db
+            # connections are cheap: as many as there are threads at once (max_overflow=-1)
+            engine = sa.create_engine("sqlite+pysqlite://", creator=creator, poolclass=sa.pool.QueuePool,
+                                      pool_size=4, max_overflow=-1)
+
+            @sa.event.listens_for(engine, "begin")
+            def begin(conn):                           # pysqlite's own transaction handling is off
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("gmmext_write")
+                                     else "BEGIN")
+            return engine
+        try:
+            import psycopg  # noqa: F401  (the driver; a clear message if it is missing)
+        except ImportError:
+            raise StoreError(f"{self.path}: PostgreSQL stores need the psycopg 3 driver: "
+                             "pip install 'psycopg[binary]' (or the package's [postgres] extra)") from None
+        url = sa.engine.make_url(os.fspath(location))
+        url = url.set(drivername="postgresql+psycopg")
+        try:
+            return sa.create_engine(url, pool_size=4, max_overflow=28, pool_timeout=self.timeout,
+                                    pool_pre_ping=True, isolation_level="REPEATABLE READ",
+                                    connect_args={"connect_timeout": max(1, int(min(self.timeout, 30)))})
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            raise StoreError(f"{self.path}: bad database URL: {exc}") from None
+
+    @contextlib.contextmanager
+    def _tx(self, write: bool = False) -> Iterator:
+        """The calling thread's transaction (a read snapshot, or the write lock); nested calls
+        join the thread's current transaction."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            if write and not self._local.write:
+                raise RuntimeError("a write inside a read transaction")
+            yield current
+            return
+        import sqlalchemy as sa
+        try:
+            conn = self._engine.connect()
+        except sa.exc.SQLAlchemyError as exc:
+            self._fail(f"cannot connect: {_first_line(exc)}")
+        try:
+            try:
+                if self.backend == "sqlite":
+                    conn.execution_options(gmmext_write=write)
+                    conn.begin()
+                else:
+                    conn.begin()
+                    if write:                          # one writer at a time, each sees the last commit
+                        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"),
+                                     {"t": f"{int(self.timeout * 1000)}ms"})
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+                    else:
+                        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            except sa.exc.DBAPIError as exc:
+                raise StoreError(f"{self.path}: cannot {'write' if write else 'read'}: {_first_line(exc)}") from None
+            self._local.conn, self._local.write = conn, write
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                self._local.conn = None
+            try:
+                conn.commit()                          # e.g. disk full: nothing of the transaction stays
+            except sa.exc.DBAPIError as exc:
+                conn.rollback()
+                raise StoreError(f"{self.path}: {_first_line(exc)}") from None
+        finally:
+            conn.close()
+
+    def _write(self):
+        """The write transaction (one writer at a time; see the module's docstring)."""
+        return self._tx(write=True)
+
+    def _run(self, query: str, params: Sequence = ()):
+        """Execute ``query`` (``?`` placeholders) in the thread's transaction (or a new one)."""
+        import sqlalchemy as sa
+        with self._tx() as conn:
+            try:
+                return conn.execute(_text(query), _params(params))
+            except sa.exc.DBAPIError as exc:
+                self._fail(_first_line(exc))
+
+    def _sql(self, query: str, params: Sequence = ()) -> list[tuple]:
+        """Rows of a query (``?`` placeholders), as tuples."""
+        import sqlalchemy as sa
+        with self._tx() as conn:
+            try:
+                return [tuple(r) for r in conn.execute(_text(query), _params(params)).fetchall()]
+            except sa.exc.DBAPIError as exc:
+                self._fail(_first_line(exc))
+
+    def _many(self, query: str, rows: Iterable[Sequence]) -> None:
+        """Execute ``query`` once per parameter row, in the thread's (write) transaction."""
+        import sqlalchemy as sa
+        rows = [_params(r) for r in rows]
+        if rows:
+            with self._tx() as conn:
+                try:
+                    conn.execute(_text(query), rows)
+                except sa.exc.DBAPIError as exc:
+                    self._fail(_first_line(exc))
+
+    def _tables(self) -> set[str]:
+        import sqlalchemy as sa
+        with self._tx() as conn:
+            try:
+                return set(sa.inspect(conn).get_table_names())
+            except sa.exc.DBAPIError as exc:
+                self._fail(_first_line(exc))
 
     # ------------------------------------------------------------------ opening
     def _fail(self, why: str):
         raise StoreError(f"{self.path}: not a usable speaker store: {why}")
 
-    def _sql(self, query: str, params: Sequence = ()) -> list[tuple]:
-        try:
-            return self._db.execute(query, params).fetchall()
-        except sqlite3.DatabaseError as exc:
-            self._fail(f"{type(exc).__name__}: {exc}")
-
     def _has_meta(self) -> bool:
-        return bool(self._sql("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"))
+        return "meta" in self._tables()
 
     def _create(self, ubm: GaussianMixture, config: FeatureConfig, relevance_factor: float, adapt: str) -> None:
         # validates relevance_factor and adapt the way every later derivation will use them
@@ -224,24 +472,31 @@ class SpeakerStore:
         K, D = ubm.means_.shape
         if not (1 <= K <= _MAX_K and 1 <= D <= _MAX_D and K * D <= _MAX_KD):
             raise StoreError(f"{self.path}: a UBM of K={K}, D={D} is too large for a store")
-        with self._write():
-            if self._sql("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"):
+        import sqlalchemy as sa
+        with self._write() as conn:
+            if self._has_meta():
                 return                                   # another process created it meanwhile
-            for stmt in _SCHEMA.strip().split(";"):
-                if stmt.strip():
-                    self._db.execute(stmt)
+            md = _schema()
+            try:
+                md.create_all(conn, tables=[md.tables[t] for t in _TABLES])
+            except sa.exc.DBAPIError as exc:
+                self._fail(_first_line(exc))
             meta = dict(format=FORMAT, format_version=str(FORMAT_VERSION), ubm_fingerprint=ubm_fingerprint(ubm),
                         feature_config=config.to_json(), relevance_factor=repr(float(relevance_factor)),
                         adapt=adapt, generation="0", created_at=repr(time.time()))
-            self._db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            self._db.execute("INSERT INTO ubm VALUES (1, ?, ?, ?, ?, ?, ?)",
-                             (str(ubm.means_.dtype), K, D, _blob(ubm.weights_), _blob(ubm.means_),
-                              _blob(ubm.covariances_)))
+            self._many("INSERT INTO meta VALUES (?, ?)", meta.items())
+            self._run("INSERT INTO ubm VALUES (1, ?, ?, ?, ?, ?, ?)",
+                      (str(ubm.means_.dtype), K, D, _blob(ubm.weights_), _blob(ubm.means_),
+                       _blob(ubm.covariances_)))
 
     def _open(self, ubm: GaussianMixture | None) -> None:
-        tables = {r[0] for r in self._sql("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "ubm", "speakers", "recordings"} <= tables:
-            self._fail(f"missing tables {sorted({'meta', 'ubm', 'speakers', 'recordings'} - tables)}")
+        with self._tx():                                 # one snapshot
+            self._open_snapshot(ubm)
+
+    def _open_snapshot(self, ubm: GaussianMixture | None) -> None:
+        tables = self._tables()
+        if not set(_TABLES) <= tables:
+            self._fail(f"missing tables {sorted(set(_TABLES) - tables)}")
         meta = {}
         for k, v in self._sql("SELECT key, value FROM meta"):
             if not isinstance(k, str) or not isinstance(v, str) or len(v) > 1 << 20:
@@ -272,7 +527,7 @@ class SpeakerStore:
             stored = GaussianMixture.from_parameters(
                 np.frombuffer(w, "<f8").astype(dtype), np.frombuffer(mu, "<f8").reshape(K, D).astype(dtype),
                 np.frombuffer(var, "<f8").reshape(K, D).astype(dtype), covariance_type="diag")
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             self._fail(f"UBM: {exc}")
         if ubm_fingerprint(stored) != fp:
             self._fail("the stored UBM does not match its fingerprint (corrupted?)")
@@ -285,8 +540,9 @@ class SpeakerStore:
         self._meta = meta
 
     def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
+        """Close the database connections (of every thread)."""
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> "SpeakerStore":
         return self
@@ -294,37 +550,10 @@ class SpeakerStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ transactions
-    class _Write:
-        def __init__(self, store):
-            self.store = store
-
-        def __enter__(self):
-            try:
-                self.store._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"{self.store.path}: cannot write: {exc}") from None
-
-        def __exit__(self, typ, exc, tb):
-            db = self.store._db
-            if typ is None:
-                try:
-                    db.execute("COMMIT")
-                    return
-                except sqlite3.Error as err:         # e.g. disk full: nothing of the transaction stays
-                    exc = err
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.store.path}: {type(exc).__name__}: {exc}") from None
-
-    def _write(self) -> "_Write":
-        return SpeakerStore._Write(self)
-
     def _next_generation(self) -> int:
         (g,), = self._sql("SELECT value FROM meta WHERE key='generation'")
         g = int(g) + 1
-        self._db.execute("UPDATE meta SET value=? WHERE key='generation'", (str(g),))
+        self._run("UPDATE meta SET value=? WHERE key='generation'", (str(g),))
         return g
 
     # ------------------------------------------------------------------ meta values
@@ -335,9 +564,10 @@ class SpeakerStore:
     def _set_meta(self, key: str, value: str | None) -> None:
         with self._write():
             if value is None:
-                self._db.execute("DELETE FROM meta WHERE key=?", (key,))
+                self._run("DELETE FROM meta WHERE key=?", (key,))
             else:
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+                self._run("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                          (key, value))
 
     @property
     def calibration(self) -> Calibration | None:
@@ -433,16 +663,16 @@ class SpeakerStore:
                 now = time.time()
                 # a DELETE (not INSERT OR REPLACE on an extended speaker) cascades to its recordings
                 if replace:
-                    self._db.execute("DELETE FROM speakers WHERE id=?", (speaker_id,))
-                self._db.execute(
+                    self._run("DELETE FROM speakers WHERE id=?", (speaker_id,))
+                self._run(
                     "INSERT INTO speakers VALUES (?, 'stats', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
                     "SET generation=excluded.generation, updated_at=excluded.updated_at, n_frames=excluded.n_frames, "
                     "loglik=excluded.loglik, a=excluded.a, b=excluded.b, c=excluded.c",
-                    (speaker_id, self._next_generation(), created, now, self.K, self.D, current.n_samples,
-                     current.loglik, _blob(current.n), _blob(current.sum_x), _blob(current.sum_xx)))
-                self._db.executemany("INSERT INTO recordings VALUES (?, ?, ?, ?, ?, ?)",
-                                     [(speaker_id, seq + i, name, digest, int(round(st.n_samples)), now)
-                                      for i, (name, digest, st) in enumerate(added)])
+                    (speaker_id, self._next_generation(), float(created), now, self.K, self.D,
+                     float(current.n_samples), float(current.loglik), _blob(current.n), _blob(current.sum_x), _blob(current.sum_xx)))
+                self._many("INSERT INTO recordings VALUES (?, ?, ?, ?, ?, ?)",
+                           [(speaker_id, seq + i, name, digest, int(round(st.n_samples)), now)
+                            for i, (name, digest, st) in enumerate(added)])
                 self._before_commit(speaker_id)
             result.added = [name for name, _, _ in added]
             n_rec, = self._sql("SELECT COUNT(*) FROM recordings WHERE speaker_id=?", (speaker_id,))[0]
@@ -455,7 +685,7 @@ class SpeakerStore:
     def remove(self, speaker_id: str) -> None:
         """Remove a speaker and its recordings; KeyError if unknown."""
         with self._write():
-            if not self._db.execute("DELETE FROM speakers WHERE id=?", (speaker_id,)).rowcount:
+            if not self._run("DELETE FROM speakers WHERE id=?", (speaker_id,)).rowcount:
                 raise KeyError(speaker_id)
         self._cache.pop(speaker_id, None)
 
@@ -479,8 +709,8 @@ class SpeakerStore:
                                  f"{' ...' if len(clash) > 5 else ''} (replace them explicitly)")
             now = time.time()
             for i, m in mf.speakers.items():
-                self._db.execute("DELETE FROM speakers WHERE id=?", (i,))
-                self._db.execute("INSERT INTO speakers VALUES (?, 'model', ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+                self._run("DELETE FROM speakers WHERE id=?", (i,))
+                self._run("INSERT INTO speakers VALUES (?, 'model', ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
                                  (i, self._next_generation(), now, now, self.K, self.D, _blob(m.weights_),
                                   _blob(m.means_), _blob(m.covariances_)))
         return list(mf.speakers)
@@ -494,6 +724,7 @@ class SpeakerStore:
         return ids
 
     # ------------------------------------------------------------------ reading rows
+    @_snapshot
     def _row(self, speaker_id: str) -> tuple[str, int, float, float, np.ndarray, np.ndarray, np.ndarray]:
         """(kind, generation, created, n_frames, loglik, a, b, c) of one speaker, validated."""
         rows = self._sql("SELECT kind, generation, created_at, k, d, n_frames, loglik, length(a), length(b), "
@@ -648,6 +879,7 @@ class SpeakerStore:
             out[j * batch:(j + 1) * batch] = (stack.top_c_loglik(X, idx) - ll.sum()) / X.shape[0]
         return ids, out
 
+    @_locked
     def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:
         """Every speaker's model, in id order, as ModelStacks of ``batch`` models, kept in memory
         until any speaker changes (one query of the generations checks it): identification

@@ -178,3 +178,119 @@ def global_dtype(request):
 @pytest.fixture(params=[42])
 def global_random_seed(request):
     return request.param
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+PG_PROGRAMS = ("initdb", "pg_ctl", "postgres")
+
+
+def postgres_bin() -> str | None:
+    """The folder of PostgreSQL's server programs: PATH first, then Debian's
+    ``/usr/lib/postgresql/VERSION/bin`` (newest first); None when there are none."""
+    import glob
+    import re
+    found = shutil.which("initdb")
+    dirs = [os.path.dirname(os.path.realpath(found))] if found else []
+    version = lambda d: [int(x) for x in re.findall(r"\d+", d)]  # noqa: E731
+    dirs += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)
+    for d in dirs:
+        if all(os.access(os.path.join(d, p), os.X_OK) for p in PG_PROGRAMS):
+            return d
+    return None
+
+
+def _install_postgres() -> None:
+    """On CI only (``CI`` set, root, Debian): ``apt-get install postgresql`` when no server
+    programs exist, so that the README's one test command is all a clean machine needs. Under a
+    file lock: the two xdist workers ask at once, and the second finds the programs installed."""
+    import fcntl
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    with open("/tmp/gmmext-apt-postgresql.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if postgres_bin() is None:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"], env=env,
+                           check=False, stdout=subprocess.DEVNULL)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server of this test session, on a Unix socket in ``socket_dir`` (no TCP)."""
+    socket_dir: str
+    _n: int = 0
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database (one per test: tests do not see each other's stores)."""
+        import psycopg
+        self._n += 1
+        name = f"t{os.getpid()}_{self._n}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session: ``initdb`` into a temporary folder and
+    ``pg_ctl start`` listening on a Unix socket there, as ``nobody`` when we are root (PostgreSQL
+    refuses to run as root); stopped and removed at the end. Without the server programs the tests
+    that need it are skipped, except on CI (``CI`` set), where they are installed
+    (:func:`_install_postgres`) or the tests fail."""
+    import tempfile
+    if not os.environ.get("CI"):
+        pytest.importorskip("psycopg")
+    bindir = postgres_bin()
+    if bindir is None and os.environ.get("CI"):
+        _install_postgres()
+        bindir = postgres_bin()
+    if bindir is None:
+        msg = "PostgreSQL server programs (initdb, pg_ctl, postgres) not found on PATH or in /usr/lib/postgresql/*/bin"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " (CI: apt-get install postgresql did not provide them)")
+        pytest.skip(msg)
+    base = tempfile.mkdtemp(prefix="gmmext-pg-")
+    user = {}
+    if os.geteuid() == 0:
+        import pwd
+        pw = pwd.getpwnam("nobody")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        user = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+    data = os.path.join(base, "data")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+
+    def run(*cmd):
+        p = subprocess.run([os.path.join(bindir, cmd[0]), *cmd[1:]], cwd=base, env=env, capture_output=True,
+                           text=True, timeout=120, **user)
+        assert p.returncode == 0, f"{' '.join(cmd)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+    try:
+        run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+        run("pg_ctl", "-D", data, "-l", os.path.join(base, "log"), "-w", "-t", "60", "-o",
+            f"-k {base} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "start")
+        yield PostgresServer(base)
+    finally:
+        if os.path.exists(os.path.join(data, "postmaster.pid")):
+            subprocess.run([os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"],
+                           cwd=base, env=env, capture_output=True, timeout=60, **user)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request, tmp_path):
+    """Where a test's speaker stores live, on both backends: ``store_at(name)`` is a new SQLite
+    file ``tmp_path / name`` or the URL of a new PostgreSQL database (``request.param``)."""
+    if request.param == "sqlite":
+        return lambda name="s.db": tmp_path / name
+    server = request.getfixturevalue("postgres_server")
+    urls: dict = {}
+
+    def at(name="s.db"):
+        if name not in urls:
+            urls[name] = server.new_database()
+        return urls[name]
+    return at

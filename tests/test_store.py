@@ -1,5 +1,7 @@
 """The speaker store (speaker/store.py): exact incremental enrolment, models, decisions,
-refusal of bad stores, concurrent writers and SIGKILL on a real store file."""
+refusal of bad stores, concurrent writers (processes and threads) and SIGKILL, on both backends:
+a real SQLite file and a real PostgreSQL server (``store_at`` and ``postgres_server`` in
+conftest.py; a test that takes ``store_at`` runs once per backend)."""
 import os
 import signal
 import sqlite3
@@ -32,16 +34,16 @@ def recs(seed, n=4, shift=0.5, frames=150):
     return [(centre + rng.normal(size=(frames + 10 * i, D))).astype(np.float32) for i in range(n)]
 
 
-def test_incremental_enrolment_equals_one_shot_bit_for_bit(tmp_path, ubm):
+def test_incremental_enrolment_equals_one_shot_bit_for_bit(store_at, ubm):
     r = recs(1, n=5)
-    st = SpeakerStore(tmp_path / "s.db", ubm)
+    st = SpeakerStore(store_at("s.db"), ubm)
     st.enroll("a", r[:2])
     st.enroll("a", r[2:3])
     st.enroll("a", r[3:])
-    once = SpeakerStore(tmp_path / "once.db", ubm)
+    once = SpeakerStore(store_at("once.db"), ubm)
     once.enroll("a", r)
     ref = map_adapt(ubm, r)                          # the batch path: statistics folded per recording
-    for m in (st.model("a"), once.model("a"), SpeakerStore(tmp_path / "s.db").model("a")):
+    for m in (st.model("a"), once.model("a"), SpeakerStore(store_at("s.db")).model("a")):
         for attr in ("weights_", "means_", "covariances_"):
             assert np.array_equal(getattr(m, attr), getattr(ref, attr))
     stats = st.stats("a")
@@ -55,9 +57,9 @@ def test_incremental_enrolment_equals_one_shot_bit_for_bit(tmp_path, ubm):
     assert [row[2] for row in st.recordings("a")] == [len(x) for x in r]
 
 
-def test_duplicates_skipped_replace_and_remove(tmp_path, ubm):
+def test_duplicates_skipped_replace_and_remove(store_at, ubm):
     r = recs(2, n=3)
-    st = SpeakerStore(tmp_path / "s.db", ubm)
+    st = SpeakerStore(store_at("s.db"), ubm)
     st.enroll("a", r[:2])
     res = st.enroll("a", [r[1], r[2]])                # r[1] again: same content, not counted twice
     assert res.added == ["<array>"] and list(res.skipped.values()) == ["already enrolled for this speaker (same content)"]
@@ -76,9 +78,9 @@ def test_duplicates_skipped_replace_and_remove(tmp_path, ubm):
         st.enroll("a b", r)
 
 
-def test_cache_follows_changes_made_by_another_process_object(tmp_path, ubm):
+def test_cache_follows_changes_made_by_another_process_object(store_at, ubm):
     r = recs(3)
-    one, two = SpeakerStore(tmp_path / "s.db", ubm), SpeakerStore(tmp_path / "s.db")
+    one, two = SpeakerStore(store_at("s.db"), ubm), SpeakerStore(store_at("s.db"))
     one.enroll("a", r[:1])
     first = one.model("a")
     assert one.model("a") is first                   # cached
@@ -89,9 +91,9 @@ def test_cache_follows_changes_made_by_another_process_object(tmp_path, ubm):
     assert one.model("a") is not first and np.array_equal(one.model("a").means_, first.means_)
 
 
-def test_verify_and_identify(tmp_path, ubm):
+def test_verify_and_identify(store_at, ubm):
     spk = {f"s{i}": recs(10 + i, shift=2.0) for i in range(5)}
-    st = SpeakerStore(tmp_path / "s.db", ubm, top_c=4)
+    st = SpeakerStore(store_at("s.db"), ubm, top_c=4)
     for i, r in spk.items():
         st.enroll(i, r[:3])
     test = spk["s2"][3]
@@ -105,29 +107,29 @@ def test_verify_and_identify(tmp_path, ubm):
     best = st.identify(test, n=3)
     assert best[0][0] == "s2" and [b[1] for b in best] == sorted([b[1] for b in best], reverse=True)
     assert st.identify(test, n=3, threshold=float(scores.max()) + 1.0) == []     # open set: nobody passes
-    SpeakerStore(tmp_path / "s.db").enroll("s9", [test])     # another writer: the kept models are rebuilt
+    SpeakerStore(store_at("s.db")).enroll("s9", [test])     # another writer: the kept models are rebuilt
     ids, scores = st.scores_all(test)
     assert ids == [f"s{i}" for i in range(5)] + ["s9"]
     assert scores[-1] == pytest.approx(llr(map_adapt(ubm, test), ubm, test, top_c=4), abs=1e-9)
-    SpeakerStore(tmp_path / "s.db").remove("s9")
+    SpeakerStore(store_at("s.db")).remove("s9")
     assert st.scores_all(test)[0] == [f"s{i}" for i in range(5)]
     st.calibration = Calibration(2.0, -1.0)
     res = st.verify("s2", test, p_target=0.01)
     assert res.llr == pytest.approx(2 * res.score - 1) and res.threshold == pytest.approx(np.log(99))
     assert res.accept == (res.llr >= np.log(99))
-    assert SpeakerStore(tmp_path / "s.db").calibration == Calibration(2.0, -1.0)
+    assert SpeakerStore(store_at("s.db")).calibration == Calibration(2.0, -1.0)
     with pytest.raises(KeyError):
         st.verify("nobody", test)
 
 
-def test_export_and_import(tmp_path, ubm):
-    st = SpeakerStore(tmp_path / "s.db", ubm)
+def test_export_and_import(tmp_path, store_at, ubm):
+    st = SpeakerStore(store_at("s.db"), ubm)
     st.enroll("a", recs(4))
     st.enroll("b", recs(5))
     st.export(tmp_path / "models.npz")
     mf = load_model(tmp_path / "models.npz", ubm=ubm)
     assert np.array_equal(mf.speakers["a"].means_, st.model("a").means_)
-    other = SpeakerStore(tmp_path / "t.db", ubm)
+    other = SpeakerStore(store_at("t.db"), ubm)
     assert other.import_models(tmp_path / "models.npz") == ["a", "b"]
     assert np.array_equal(other.model("b").means_, st.model("b").means_)
     assert [s.kind for s in other.speakers()] == ["model", "model"]
@@ -140,15 +142,21 @@ def test_export_and_import(tmp_path, ubm):
 
 
 # ---------------------------------------------------------------------------- untrusted stores
-def _store_with_speaker(tmp_path, ubm):
-    st = SpeakerStore(tmp_path / "s.db", ubm)
+def _store_with_speaker(store_at, ubm):
+    st = SpeakerStore(store_at("s.db"), ubm)
     st.enroll("a", recs(7))
     st.close()
-    return tmp_path / "s.db"
+    return store_at("s.db")
 
 
-def _tamper(path, sql, params=()):
-    with sqlite3.connect(path) as db:
+def _tamper(location, sql, params=()):
+    """Change a store behind its back: sqlite3 on the file, psycopg on the PostgreSQL database."""
+    if isinstance(location, str) and location.startswith("postgresql://"):
+        import psycopg
+        with psycopg.connect(location) as db:
+            db.execute(sql.replace("?", "%s"), params)
+        return
+    with sqlite3.connect(location) as db:
         db.execute(sql, params)
 
 
@@ -156,13 +164,13 @@ def _tamper(path, sql, params=()):
     ("UPDATE meta SET value='2' WHERE key='format_version'", (), "unsupported format_version '2'"),
     ("UPDATE meta SET value='other' WHERE key='format'", (), "format is not"),
     ("DELETE FROM meta WHERE key='adapt'", (), "bad meta entry"),
-    ("UPDATE ubm SET means=zeroblob(8)", (), "malformed UBM row"),
+    ("UPDATE ubm SET means=?", (bytes(8),), "malformed UBM row"),
     ("UPDATE ubm SET means=means", (), None),
     ("UPDATE meta SET value='00' WHERE key='ubm_fingerprint'", (), "does not match its fingerprint"),
     ("DROP TABLE recordings", (), "missing tables"),
 ])
-def test_tampered_store_metadata_is_refused(tmp_path, ubm, sql, params, message):
-    path = _store_with_speaker(tmp_path, ubm)
+def test_tampered_store_metadata_is_refused(store_at, ubm, sql, params, message):
+    path = _store_with_speaker(store_at, ubm)
     _tamper(path, sql, params)
     if message is None:
         SpeakerStore(path)                           # a no-op change: still fine
@@ -182,8 +190,10 @@ def test_tampered_store_metadata_is_refused(tmp_path, ubm, sql, params, message)
     ("n_frames", float("inf"), "non-finite"),
     ("loglik", "text", "non-numeric"),
 ])
-def test_invalid_rows_are_refused(tmp_path, ubm, column, value, message):
-    path = _store_with_speaker(tmp_path, ubm)
+def test_invalid_rows_are_refused(store_at, ubm, column, value, message):
+    path = _store_with_speaker(store_at, ubm)
+    if isinstance(path, str) and isinstance(value, str) and column == "loglik":
+        pytest.skip("PostgreSQL's typed columns refuse text in a DOUBLE PRECISION column themselves")
     _tamper(path, f"UPDATE speakers SET {column}=?", (value,))
     st = SpeakerStore(path)
     with pytest.raises(StoreError, match=message):
@@ -191,7 +201,7 @@ def test_invalid_rows_are_refused(tmp_path, ubm, column, value, message):
 
 
 def test_another_ubm_garbage_and_missing_files(tmp_path, ubm):
-    path = _store_with_speaker(tmp_path, ubm)
+    path = _store_with_speaker(lambda name: tmp_path / name, ubm)
     other = GaussianMixture.from_parameters(ubm.weights_, ubm.means_ + 1, ubm.covariances_)
     with pytest.raises(StoreError, match="bound to another UBM"):
         SpeakerStore(path, other)
@@ -205,6 +215,63 @@ def test_another_ubm_garbage_and_missing_files(tmp_path, ubm):
     (tmp_path / "cut.db").write_bytes(data[:len(data) // 3])
     with pytest.raises(StoreError):
         SpeakerStore(tmp_path / "cut.db").model("a")
+
+
+def test_postgresql_locations_that_are_not_stores(postgres_server, ubm):
+    empty = postgres_server.new_database()
+    with pytest.raises(StoreError, match="no such speaker store"):
+        SpeakerStore(empty)                          # a database without the store's tables, no UBM
+    with pytest.raises(StoreError, match="cannot connect"):
+        SpeakerStore(postgres_server.url("no_such_database"), ubm)
+    st = SpeakerStore(empty, ubm)                    # created in the existing database
+    assert len(st) == 0 and st.backend == "postgresql" and "postgresql://" in str(st.path)
+    with pytest.raises(StoreError, match="unsupported store URL"):
+        SpeakerStore("mysql://host/db", ubm)
+    with pytest.raises(StoreError, match="names a file"):
+        SpeakerStore("sqlite://", ubm)               # in-memory: every pooled connection its own database
+
+
+def test_sqlite_urls_and_paths_are_the_same_store(tmp_path, ubm, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    SpeakerStore("sqlite:///rel.db", ubm).enroll("a", recs(8))
+    assert (tmp_path / "rel.db").exists() and "a" in SpeakerStore(tmp_path / "rel.db")
+    assert "a" in SpeakerStore(f"sqlite:///{tmp_path / 'rel.db'}")     # sqlite:////absolute/path
+    with sqlite3.connect(tmp_path / "rel.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# ---------------------------------------------------------------------------- threads
+def test_threads_share_one_store_and_lose_nothing(store_at, ubm):
+    """One SpeakerStore, many threads: enrolments of different speakers and of one speaker at
+    once, and verifications of a third speaker meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+    assert SpeakerStore.thread_safe is True
+    st = SpeakerStore(store_at("s.db"), ubm)
+    v = recs(50, n=3)
+    st.enroll("v", v[:2])
+    expected = llr(map_adapt(ubm, v[:2]), ubm, v[2])
+    different = {f"t{i}": recs(200 + i, n=2) for i in range(10)}
+    same = recs(300, n=10)                           # ten recordings for speaker "shared", one per call
+    calls = [(lambda k=k, r=r: st.enroll(k, r)) for k, r in different.items()]
+    calls += [(lambda x=x: st.enroll("shared", [x])) for x in same]
+    calls += [(lambda: st.verify("v", v[2]).score) for _ in range(10)]
+    order = np.random.default_rng(0).permutation(len(calls))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda j: calls[j](), order))
+    scores = [r for r in results if isinstance(r, float)]
+    assert len(scores) == 10 and all(s == pytest.approx(expected, abs=1e-12) for s in scores)
+    fresh = SpeakerStore(store_at("s.db"))
+    assert sorted(s.id for s in fresh.speakers()) == sorted(["v", "shared", *different])
+    for k, r in different.items():
+        assert np.array_equal(fresh.model(k).means_, map_adapt(ubm, r).means_)
+    info = {s.id: s for s in fresh.speakers()}
+    assert info["shared"].n_recordings == 10 and info["shared"].n_frames == sum(len(x) for x in same)
+    stats = fresh.stats("shared")                    # the sum of all ten, in whichever order they came
+    acc = [ubm.accumulate(x) for x in same]
+    assert np.allclose(stats.n, sum(a.n for a in acc)) and np.allclose(stats.sum_x, sum(a.sum_x for a in acc))
+    assert np.allclose(stats.sum_xx, sum(a.sum_xx for a in acc))
+    # every change took its own generation
+    assert int(fresh._get_meta("generation")) == 1 + len(different) + len(same)
 
 
 # ---------------------------------------------------------------------------- processes
@@ -239,9 +306,9 @@ def _child(tmp_path, db, marker, specs):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_enrolling_at_once_lose_nothing(tmp_path, ubm):
+def test_two_processes_enrolling_at_once_lose_nothing(tmp_path, store_at, ubm):
     save_model(tmp_path / "ubm.npz", ubm)
-    db = tmp_path / "s.db"
+    db = store_at("s.db")
     SpeakerStore(db, ubm).close()
     files = {f"p{w}_{j}": _write_recordings(tmp_path, 100 * w + j) for w in range(2) for j in range(12)}
     specs = [[k + "," + ",".join(map(str, v)) for k, v in files.items() if k.startswith(f"p{w}_")] for w in range(2)]
@@ -254,9 +321,9 @@ def test_two_processes_enrolling_at_once_lose_nothing(tmp_path, ubm):
         assert np.array_equal(st.model(k).means_, map_adapt(ubm, [np.load(p) for p in paths]).means_)
 
 
-def test_sigkill_mid_enrolment_leaves_the_store_as_before(tmp_path, ubm):
+def test_sigkill_mid_enrolment_leaves_the_store_as_before(tmp_path, store_at, ubm):
     save_model(tmp_path / "ubm.npz", ubm)
-    db = tmp_path / "s.db"
+    db = store_at("s.db")
     st = SpeakerStore(db, ubm)
     first = _write_recordings(tmp_path, 1)
     st.enroll("a", first)
@@ -269,6 +336,7 @@ def test_sigkill_mid_enrolment_leaves_the_store_as_before(tmp_path, ubm):
         assert p.poll() is None, p.stderr.read()
         assert time.time() < deadline
         time.sleep(0.05)
+    assert st.speakers() == before[0]               # meanwhile, readers see the store as before
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
     assert p.returncode == -signal.SIGKILL
