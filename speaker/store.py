@@ -97,7 +97,9 @@ def _schema():
     """
     import sqlalchemy as sa
     md = sa.MetaData()
-    txt, big, dbl, blob = sa.Text, sa.BigInteger, sa.Double, sa.LargeBinary
+    # text compares bytewise on both (PostgreSQL's default collation would order ids otherwise)
+    txt = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+    big, dbl, blob = sa.BigInteger, sa.Double, sa.LargeBinary
 
     def col(name, typ, *args, **kw):
         return sa.Column(name, typ, *args, nullable=False, **kw)
@@ -739,7 +741,15 @@ class SpeakerStore:
             self._fail(f"{where}: array sizes {la, lb, lc} bytes, expected {8 * K, 8 * K * D, 8 * K * D}")
         if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (created, n_frames, loglik)):
             self._fail(f"{where}: non-numeric or non-finite frame count, log-likelihood or time")
-        a, b, c = self._sql("SELECT a, b, c FROM speakers WHERE id=?", (speaker_id,))[0]
+        a, b, c = self._arrays(where, kind, n_frames, *self._sql("SELECT a, b, c FROM speakers WHERE id=?",
+                                                                  (speaker_id,))[0])
+        return kind, gen, created, float(n_frames), float(loglik), a, b, c
+
+    def _arrays(self, where: str, kind: str, n_frames: float, a: bytes, b: bytes, c: bytes
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (K,), (K, D), (K, D) float64 arrays of a row whose BLOB sizes were checked: finite,
+        and for statistics non-negative counts and second moments adding up to ``n_frames``."""
+        K, D = self.K, self.D
         a = np.frombuffer(a, "<f8").astype(np.float64)
         b = np.frombuffer(b, "<f8").reshape(K, D).astype(np.float64)
         c = np.frombuffer(c, "<f8").reshape(K, D).astype(np.float64)
@@ -750,7 +760,7 @@ class SpeakerStore:
                     or abs(a.sum() - n_frames) > 1e-6 * n_frames + 1e-6:
                 self._fail(f"{where}: statistics are inconsistent (negative counts or second moments, "
                            "or counts that do not add up to the frame count)")
-        return kind, gen, created, float(n_frames), float(loglik), a, b, c
+        return a, b, c
 
     def _stats(self, speaker_id: str) -> tuple[GMMStats, float]:
         kind, _, created, n_frames, loglik, a, b, c = self._row(speaker_id)
@@ -782,6 +792,127 @@ class SpeakerStore:
 
     def __len__(self) -> int:
         return self._sql("SELECT COUNT(*) FROM speakers")[0][0]
+
+    # ------------------------------------------------------------------ the cohort
+    def add_cohort(self, items: Iterable[tuple[str, Source]], *,
+                   features: Callable[[Source], np.ndarray] | None = None) -> EnrollResult:
+        """Keep cohort recordings (``speaker score --norm`` without ``--cohort``): ``items`` are
+        (id, source) pairs, e.g. the keys and paths of an audio list.
+
+        Each recording's features (float32, as the feature cache keeps them; float64 arrays as
+        they are) and UBM statistics (``ubm.accumulate``) are computed once and stored; the
+        cohort model is derived from the statistics by MAP with the store's settings.  An id
+        already in the cohort, content already in it (SHA-256) or a source that cannot be read
+        is skipped (``result.skipped``); the rest are added in order, in one transaction.
+        ``features`` replaces the store's own extraction, as in :meth:`enroll`.
+        """
+        result = EnrollResult("<cohort>")
+        rows = []
+        for key, src in items:
+            name = "<array>" if isinstance(src, np.ndarray) else os.fspath(src)
+            try:
+                check_speaker_id(key)
+                X = self.features(src if features is None else features(src))
+                if X.shape[0] > _MAX_COHORT_FRAMES or X.size > _MAX_KD:
+                    raise ValueError(f"{name}: {X.shape[0]} frames is too long for a cohort recording")
+                X = np.ascontiguousarray(X, dtype=np.float64 if X.dtype == np.float64 else np.float32)
+                digest = content_hash(src, X)
+            except Exception as exc:  # noqa: BLE001 - reported per recording
+                result.skipped[key] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
+                continue
+            rows.append((key, name, digest, X, self.ubm.accumulate(X)))
+        md = _schema()
+        with self._write() as conn:
+            md.tables["cohort"].create(conn, checkfirst=True)
+            have = {(i, h) for i, h in self._sql("SELECT id, sha256 FROM cohort")}
+            ids, hashes = {i for i, _ in have}, {h for _, h in have}
+            seq = self._sql("SELECT COALESCE(MAX(seq), -1) + 1 FROM cohort")[0][0]
+            now = time.time()
+            for key, name, digest, X, st in rows:
+                if key in ids or digest in hashes:
+                    result.skipped[key] = ("already in the cohort (same id)" if key in ids
+                                           else "already in the cohort (same content)")
+                    continue
+                ids.add(key)
+                hashes.add(digest)
+                self._run("INSERT INTO cohort VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (key, seq, self._next_generation(), name, digest, now, self.K, self.D,
+                           float(st.n_samples), float(st.loglik), _blob(st.n), _blob(st.sum_x), _blob(st.sum_xx),
+                           str(X.dtype), int(X.shape[0]), X.astype(X.dtype.newbyteorder("<")).tobytes()))
+                seq += 1
+                result.added.append(key)
+            result.n_recordings = self._sql("SELECT COUNT(*) FROM cohort")[0][0]
+        return result
+
+    def remove_cohort(self, ids: Sequence[str] | None = None) -> int:
+        """Remove cohort recordings (``ids``, default all); returns how many were removed."""
+        with self._write():
+            if "cohort" not in self._tables():
+                return 0
+            if ids is None:
+                return self._run("DELETE FROM cohort").rowcount
+            return sum(self._run("DELETE FROM cohort WHERE id=?", (i,)).rowcount for i in ids)
+
+    @_snapshot
+    def cohort_info(self) -> list[CohortInfo]:
+        """The cohort recordings in the order they were added (empty without a cohort)."""
+        if "cohort" not in self._tables():
+            return []
+        out = []
+        for i, src, h, frames, added in self._sql("SELECT id, source, sha256, frames, added_at FROM cohort "
+                                                  "ORDER BY seq"):
+            if not all(isinstance(x, str) for x in (i, src, h)) or not isinstance(frames, int) \
+                    or not isinstance(added, (int, float)):
+                self._fail("malformed cohort table")
+            out.append(CohortInfo(i, src, h, frames, float(added)))
+        return out
+
+    @_locked
+    def cohort(self, top_c: int | None = None):
+        """The stored cohort as a :class:`speaker.cohort.Cohort` (ids, features, MAP models), or
+        None when the store keeps none.  Its rows are validated like speaker rows, and its models
+        derived once and kept until the cohort changes (one query of the generations checks it)."""
+        from .cohort import Cohort
+        with self._tx():
+            if "cohort" not in self._tables():
+                return None
+            key = tuple(self._sql("SELECT id, generation FROM cohort ORDER BY seq"))
+            if not key:
+                return None
+            if self._cohort is None or self._cohort[0] != key:
+                self._cohort = None
+                self._cohort = (key, *self._read_cohort())
+        _, ids, feats, models = self._cohort
+        return Cohort(self.ubm, list(ids), list(feats), list(models), top_c)
+
+    def _read_cohort(self) -> tuple[list[str], list[np.ndarray], list[GaussianMixture]]:
+        ids, feats, models = [], [], []
+        for row in self._sql("SELECT id, k, d, n_frames, loglik, dtype, frames, length(a), length(b), length(c), "
+                             "length(features) FROM cohort ORDER BY seq"):
+            i, K, D, n_frames, loglik, dtype, frames, la, lb, lc, lf = row
+            where = f"cohort recording {i!r}"
+            if not isinstance(i, str) or (K, D) != (self.K, self.D) or dtype not in ("float32", "float64") \
+                    or not isinstance(frames, int) or not 1 <= frames <= _MAX_COHORT_FRAMES \
+                    or frames * D > _MAX_KD:
+                self._fail(f"{where}: bad shape or dtype (K={K!r}, D={D!r}, frames={frames!r}, dtype={dtype!r})")
+            size = np.dtype(dtype).itemsize
+            if (la, lb, lc, lf) != (8 * K, 8 * K * D, 8 * K * D, size * frames * D):
+                self._fail(f"{where}: array sizes {la, lb, lc, lf} bytes, expected "
+                           f"{8 * K, 8 * K * D, 8 * K * D, size * frames * D}")
+            if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (n_frames, loglik)) \
+                    or abs(n_frames - frames) > 1e-6 * frames + 1e-6:
+                self._fail(f"{where}: non-numeric or non-finite frame count or log-likelihood, or a frame "
+                           "count that is not the features'")
+            a, b, c, f = self._sql("SELECT a, b, c, features FROM cohort WHERE id=?", (i,))[0]
+            a, b, c = self._arrays(where, "stats", n_frames, a, b, c)
+            X = np.frombuffer(f, np.dtype(dtype).newbyteorder("<")).reshape(frames, D).astype(dtype)
+            if not np.isfinite(X).all():
+                self._fail(f"{where}: features contain NaN or infinity")
+            ids.append(i)
+            feats.append(X)
+            models.append(map_from_stats(self.ubm, GMMStats(a, b, c, float(loglik), float(n_frames)),
+                                         relevance_factor=self.relevance_factor, adapt=self.adapt))
+        return ids, feats, models
 
     # ------------------------------------------------------------------ models and scoring
     def model(self, speaker_id: str) -> GaussianMixture:

@@ -191,7 +191,7 @@ def test_znorm_from_the_command_line_matches_a_direct_computation(work):
                                                    abs=1e-5)
 
 
-@pytest.mark.parametrize("command", ["speakers", "verify", "identify", "calibrate", "export", "import"])
+@pytest.mark.parametrize("command", ["speakers", "verify", "identify", "calibrate", "export", "import", "cohort"])
 def test_help_for_every_new_command(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
@@ -215,3 +215,75 @@ def test_store_of_another_ubm_is_refused(work, capsys):
     (work / "garbage.db").write_bytes(b"\x00junk" * 500)
     assert run(work, "speakers", "--store", work / "garbage.db") == 1
     assert "not a usable speaker store" in capsys.readouterr().err
+
+
+def test_the_store_keeps_the_cohort(work, capsys):
+    """speaker cohort --store --add; score --store --norm without --cohort uses it, and the scores
+    are speaker.score_norm's formulas on cohort scores computed here with speaker.llr."""
+    from speaker.adapt import map_adapt
+    from speaker.score_norm import as_norm, snorm, tnorm, znorm, ztnorm
+    db = enrol_store(work, "cohort.db")
+    common = ["score", "--store", db, "--trials", work / "trials.txt", "--root", FIX, "--quiet"]
+    assert run(work, *common, "--out", work / "never.txt", "--norm", "z") == 1          # no cohort yet
+    assert "a cohort of at least 3 recordings kept in" in capsys.readouterr().err
+    assert run(work, "cohort", "--store", db, "--add", work / "cohort.lst", "--root", FIX, "--quiet") == 0
+    assert run(work, "cohort", "--store", db, "--add", work / "cohort.lst", "--root", FIX) == 0    # adds nothing
+    assert "added 0 cohort recording(s)" in capsys.readouterr().err
+    assert run(work, "cohort", "--store", db, "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    names = (work / "cohort.lst").read_text().split()
+    assert [r["id"] for r in listed] == names
+    for norm in ("z", "t", "zt", "s", "as"):
+        size = ["--cohort-size", "5"] if norm == "as" else []
+        assert run(work, *common, "--out", work / f"c_{norm}.txt", "--norm", norm, *size) == 0
+        assert run(work, *common, "--out", work / f"l_{norm}.txt", "--norm", norm, *size,
+                   "--cohort", work / "cohort.lst") == 0
+        assert (work / f"c_{norm}.txt").read_text() == (work / f"l_{norm}.txt").read_text()
+    assert run(work, "export", "--store", db, "--out", work / "cohort_models.npz", "--quiet", "--overwrite") == 0
+    ubm = load_model(work / "ubm.npz").ubm
+    models = load_model(work / "cohort_models.npz", ubm=ubm).speakers
+    cohort = [extract_features(FIX / n, config=CFG) for n in names]
+    cmodels = [map_adapt(ubm, X) for X in cohort]
+    read = lambda norm: [(r[0], r[1], float(r[2])) for r in  # noqa: E731
+                         (line.split() for line in (work / f"c_{norm}.txt").read_text().splitlines())]
+    rows = read("z")[::5]
+    tests = [extract_features(FIX / t, config=CFG) for _, t, _ in rows]
+    raw = np.array([llr(models[m], ubm, X) for (m, _, _), X in zip(rows, tests)])
+    E = np.array([[llr(models[m], ubm, C) for C in cohort] for m, _, _ in rows])
+    T = np.array([[llr(c, ubm, X) for c in cmodels] for X in tests])
+    half = len(cohort) // 2
+    TZ = np.array([[llr(c, ubm, C) for C in cohort[half:]] for c in cmodels[:half]])
+    want = {"z": znorm(raw, E), "t": tnorm(raw, T), "s": snorm(raw, E, T), "as": as_norm(raw, E, T, top_n=5),
+            "zt": ztnorm(raw, E[:, half:], T[:, :half], TZ)}
+    for norm, expected in want.items():
+        got = {(m, t): v for m, t, v in read(norm)}
+        assert np.allclose([got[(m, t)] for m, t, _ in rows], expected, atol=1e-5), norm
+    assert run(work, "cohort", "--store", db, "--remove", names[0], "nobody", "--quiet") == 1   # nobody: unknown
+    assert run(work, "cohort", "--store", db, "--json") == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == names[1:]
+    assert run(work, "cohort", "--store", db, "--clear", "--quiet") == 0
+    assert run(work, "cohort", "--store", db) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_commands_take_a_postgresql_url(work, postgres_server, capsys):
+    """--store postgresql://...: the same commands, the same results as a SQLite file."""
+    url, lite = postgres_server.new_database(), enrol_store(work, "pg_twin.db")
+    for part in ("enroll_a.txt", "enroll_b.txt"):
+        assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / part, "--root", FIX,
+                   "--store", url, "--quiet") == 0
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll.txt", "--root", FIX,
+               "--out", work / "pg_once.npz", "--quiet", "--overwrite") == 0
+    assert run(work, "export", "--store", url, "--out", work / "pg_exported.npz", "--quiet", "--overwrite") == 0
+    once, exported = load_model(work / "pg_once.npz").speakers, load_model(work / "pg_exported.npz").speakers
+    assert all(np.array_equal(once[s].means_, exported[s].means_) for s in SPK)
+    capsys.readouterr()
+    for store in (url, lite):
+        assert run(work, "verify", "--store", store, "--speaker", "lucas", FIX / "7_lucas_4.wav", FIX / "7_theo_4.wav") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == out[2:] and len(out) == 4
+    assert run(work, "speakers", "--store", url, "--json") == 0
+    assert [(r["id"], r["n_recordings"]) for r in json.loads(capsys.readouterr().out)] == [(s, 20) for s in SPK]
+    assert run(work, "speakers", "--store", postgres_server.url("no_such_db")) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and "Traceback" not in err

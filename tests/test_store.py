@@ -240,6 +240,48 @@ def test_sqlite_urls_and_paths_are_the_same_store(tmp_path, ubm, monkeypatch):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+# ---------------------------------------------------------------------------- the cohort
+def test_cohort_kept_in_the_store(store_at, ubm):
+    from speaker.cohort import Cohort
+    st = SpeakerStore(store_at("s.db"), ubm)
+    assert st.cohort() is None and st.cohort_info() == [] and st.remove_cohort() == 0
+    xs = recs(400, n=6, shift=2.0)
+    res = st.add_cohort([(f"c{i}", x) for i, x in enumerate(xs)] + [("bad", np.ones((5, D + 1), np.float32))])
+    assert res.added == [f"c{i}" for i in range(6)] and list(res.skipped) == ["bad"] and res.n_recordings == 6
+    res = st.add_cohort([("c0", xs[1]), ("other", xs[2]), ("c9", recs(401, n=1)[0])])
+    assert res.added == ["c9"] and res.skipped == {"c0": "already in the cohort (same id)",
+                                                    "other": "already in the cohort (same content)"}
+    c = SpeakerStore(store_at("s.db")).cohort(top_c=3)          # another instance reads it back
+    ref = Cohort.from_features(ubm, [f"c{i}" for i in range(6)] + ["c9"], xs + recs(401, n=1), top_c=3)
+    assert c.ids == ref.ids and c.top_c == 3 and len(c) == 7
+    for got, want in zip(c.features, ref.features):
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+    for got, want, x in zip(c.models, ref.models, xs):
+        assert np.array_equal(got.means_, want.means_)
+        assert np.allclose(got.means_, map_adapt(ubm, [x]).means_, atol=1e-5)
+    assert [i.n_frames for i in st.cohort_info()] == [len(x) for x in xs] + [150]
+    assert st.cohort().models[0] is st.cohort().models[0]                  # derived once, kept
+    SpeakerStore(store_at("s.db")).remove_cohort(["c1", "nobody"])
+    assert st.cohort().ids == ["c0", "c2", "c3", "c4", "c5", "c9"]          # another writer's change is seen
+    assert st.remove_cohort() == 6 and st.cohort() is None
+
+
+@pytest.mark.parametrize("sql, params, message", [
+    ("UPDATE cohort SET features=?", (np.full((150, D), np.nan, np.float32).tobytes(),), "features contain NaN"),
+    ("UPDATE cohort SET features=?", (bytes(12),), "array sizes"),
+    ("UPDATE cohort SET frames=?", (151,), "array sizes"),
+    ("UPDATE cohort SET n_frames=?", (10.0,), "not the features"),
+    ("UPDATE cohort SET dtype=?", ("object",), "bad shape or dtype"),
+    ("UPDATE cohort SET a=?", (np.full(16, -1.0).tobytes(),), "inconsistent"),
+])
+def test_invalid_cohort_rows_are_refused(store_at, ubm, sql, params, message):
+    st = SpeakerStore(store_at("s.db"), ubm)
+    st.add_cohort([("c0", recs(402, n=1)[0])])
+    _tamper(store_at("s.db"), sql, params)
+    with pytest.raises(StoreError, match=message):
+        SpeakerStore(store_at("s.db")).cohort()
+
+
 # ---------------------------------------------------------------------------- threads
 def test_threads_share_one_store_and_lose_nothing(store_at, ubm):
     """One SpeakerStore, many threads: enrolments of different speakers and of one speaker at

@@ -8,6 +8,10 @@
     speaker calibrate --scores dev_scores.txt --trials dev_trials.txt --out calib.json [--store S]
     speaker export    --store speakers.db --out models.npz
     speaker import    --store speakers.db --models models.npz [--ubm ubm.npz]
+    speaker cohort    --store speakers.db [--add cohort.lst | --remove ID ... | --clear]
+
+Every ``--store`` takes a path (a SQLite file) or a database URL (``sqlite:///speakers.db``,
+``postgresql://user@host/dbname``: docs/store.md).
 
 :func:`register` adds the new commands to the parser of :mod:`speaker.cli`; the ``add_*_options``
 functions add the store / normalisation / calibration options of ``enroll``, ``score`` and
@@ -42,7 +46,11 @@ DECISION_HELP = (
 
 
 #: The commands :func:`register` adds.
-NAMES = ("speakers", "verify", "identify", "calibrate", "export", "import")
+NAMES = ("speakers", "verify", "identify", "calibrate", "export", "import", "cohort")
+
+#: What every --store option says it takes.
+STORE_HELP = ("the speaker store: a SQLite file path, or a database URL: sqlite:///speakers.db, "
+              "postgresql://user@host/dbname (several machines sharing one store; pip install '.[postgres]')")
 
 #: The store commands' errors are the CLI's job errors (exit code 1, one line).
 CommandError = JobError
@@ -91,8 +99,9 @@ _count = _guards.int_option(0)
 # ---------------------------------------------------------------------------- enroll / score / eval
 def add_enroll_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speaker store (docs/store.md)")
-    g.add_argument("--store", metavar="DB",
-                   help="enrol into this speaker store instead of writing --out: created on first use, bound to "
+    g.add_argument("--store", metavar="DB|URL",
+                   help="enrol into this speaker store instead of writing --out (a SQLite file path or a database "
+                        "URL, sqlite:///FILE or postgresql://user@host/dbname): created on first use, bound to "
                         "the UBM; listed speakers are added, or extended with the new recordings (already "
                         "enrolled recordings are skipped)")
     g.add_argument("--replace", action="store_true", help="with --store: start the listed speakers over")
@@ -141,13 +150,15 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
 
 def add_score_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speaker store and score normalisation (docs/store.md)")
-    g.add_argument("--store", metavar="DB", help="score the store's speakers (Kaldi-style trials; --ubm not needed)")
+    g.add_argument("--store", metavar="DB|URL",
+                   help="score the store's speakers (Kaldi-style trials; --ubm not needed); " + STORE_HELP)
     g.add_argument("--norm", choices=["z", "t", "zt", "s", "as"],
                    help="normalise scores with a cohort: z (enrolment side), t (test side), zt, s (symmetric, "
                         "mean of z and t) or as (adaptive s-norm with the --cohort-size closest cohort scores)")
     g.add_argument("--cohort", metavar="LIST",
                    help="cohort recordings (audio list; speakers not in the trials, e.g. a held-back part of the UBM "
-                        "list): each is enrolled as a cohort model (T side) and used as an impostor test (Z side)")
+                        "list): each is enrolled as a cohort model (T side) and used as an impostor test (Z side); "
+                        "default with --store: the cohort kept in the store ('speaker cohort --store DB --add LIST')")
     g.add_argument("--cohort-size", type=_count, metavar="N",
                    help="as-norm: use each side's N highest cohort scores (default: 200 or the cohort's size)")
 
@@ -179,7 +190,14 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features):
     from ..cohort import Cohort, normalise
     from ..lists import read_audio_list
     if not args.cohort:
-        raise CommandError("--norm needs --cohort LIST")
+        cohort = _open(args, ubm).cohort(top_c=args.top_c) if args.store else None
+        if cohort is None or len(cohort) < 3:
+            raise CommandError("--norm needs --cohort LIST" + (
+                "" if not args.store else f", or a cohort of at least 3 recordings kept in {args.store} (it has "
+                f"{len(cohort) if cohort is not None else 0}; 'speaker cohort --store {args.store} --add LIST')"))
+        out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=args.cohort_size)
+        _say(args, f"{args.norm}-norm with the {len(cohort)} cohort recordings kept in {args.store}")
+        return out
     entries = read_audio_list(args.cohort, args.root)
     features.load([p for _, p in entries], desc="cohort")
     usable = [(k, p) for k, p in entries if p in features.features]
@@ -227,6 +245,25 @@ def format_eval(m: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- new commands
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _removed(args, n: int, left: int, unknown: list, what: str) -> int:
+    """--remove's summary; exit 1 (after removing the others) when some ids were unknown."""
+    _say(args, f"removed {n} {what}(s); {left} left")
+    if unknown:
+        raise CommandError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+    return 0
+
+
+def _printed_json(args, rows) -> bool:
+    """With --json: print the rows (NamedTuples) as a JSON list and say so."""
+    if args.json:
+        print(json.dumps([r._asdict() for r in rows], indent=2))
+    return bool(args.json)
+
+
 def cmd_speakers(args) -> int:
     store = _open(args)
     if args.remove:
@@ -234,15 +271,11 @@ def cmd_speakers(args) -> int:
         for i in args.remove:
             if i in store:
                 store.remove(i)
-        _say(args, f"removed {len(args.remove) - len(unknown)} speaker(s); {len(store)} left")
-        if unknown:
-            raise CommandError(f"unknown speaker(s): {', '.join(unknown)}")
-        return 0
+        return _removed(args, len(args.remove) - len(unknown), len(store), unknown, "speaker")
     rows = store.speakers()
-    if args.json:
-        print(json.dumps([r._asdict() for r in rows], indent=2))
+    if _printed_json(args, rows):
         return 0
-    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    stamp = _utc
     print(f"{'id':20s} {'recordings':>10s} {'frames':>9s}  {'enrolled at':20s}  {'updated at':20s}")
     for r in rows:
         print(f"{r.id:20s} {r.n_recordings:10d} {r.n_frames:9d}  {stamp(r.enrolled_at):20s}  {stamp(r.updated_at):20s}"
@@ -353,7 +386,7 @@ def register(sub, *, run: argparse.ArgumentParser, root: argparse.ArgumentParser
     """Add ``speakers``, ``verify``, ``identify``, ``calibrate``, ``export`` and ``import`` to ``sub``
     (the subparsers of :func:`speaker.cli.build_parser`); ``run``/``root`` are its parent parsers."""
     store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("--store", required=True, metavar="DB", help="the speaker store (SQLite file)")
+    store.add_argument("--store", required=True, metavar="DB|URL", help=STORE_HELP)
 
     s = sub.add_parser("speakers", parents=[store, run], help="list or remove the speakers of a store",
                        description="List the store's speakers (id, recordings, frames, enrolled at, updated at; "
@@ -387,7 +420,8 @@ def register(sub, *, run: argparse.ArgumentParser, root: argparse.ArgumentParser
     s.add_argument("--scores", required=True, metavar="TXT", help="development scores (speaker score)")
     s.add_argument("--trials", required=True, metavar="TRIALS", help="the development trials, with labels")
     s.add_argument("--out", metavar="JSON", help="write the calibration here")
-    s.add_argument("--store", metavar="DB", help="keep the calibration in this store (used by verify / identify)")
+    s.add_argument("--store", metavar="DB|URL",
+                   help="keep the calibration in this store (used by verify / identify): a SQLite file or a URL")
     s.add_argument("--prior", "--p-target", dest="prior", type=_prob, default=0.5, metavar="P",
                    help="training prior of the logistic regression (default 0.5)")
     s.set_defaults(func=cmd_calibrate)
@@ -408,3 +442,49 @@ def register(sub, *, run: argparse.ArgumentParser, root: argparse.ArgumentParser
     s.add_argument("--ubm", metavar="NPZ", help="create the store with this UBM if it does not exist")
     s.add_argument("--replace", action="store_true", help="replace speakers already in the store")
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("cohort", parents=[store, root, run], help="keep a score-normalisation cohort in a store",
+                       description="The cohort of 'speaker score --store DB --norm {z,t,zt,s,as}' when --cohort is "
+                                   "not given: recordings of speakers who are not in the trials (e.g. a held-back part "
+                                   "of the UBM list). --add extracts each recording's features and UBM statistics "
+                                   "once and keeps them in the store (recordings already in it, by id or content, are "
+                                   "skipped); without an action, lists the cohort (id, frames, added at, source).")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--add", metavar="LIST", help="add these recordings (audio list: 'path' or 'id path' lines)")
+    g.add_argument("--remove", nargs="+", metavar="ID", help="remove these cohort recordings")
+    g.add_argument("--clear", action="store_true", help="remove the whole cohort")
+    s.add_argument("--json", action="store_true", help="list as JSON")
+    s.set_defaults(func=cmd_cohort)
+
+
+def cmd_cohort(args) -> int:
+    """``speaker cohort``: add to, remove from, clear or list the store's cohort."""
+    from ..lists import read_audio_list
+    from ._common import report_skipped, store as feature_store
+    store = _open(args)
+    if args.add:
+        entries = read_audio_list(args.add, args.root)
+        with feature_store(args, store.config, dim=store.D) as fs:
+            fs.load([p for _, p in entries], desc="cohort")
+        report_skipped(args, fs.errors)
+        usable = [(k, p) for k, p in entries if p in fs.features]
+        res = store.add_cohort(usable, features=fs.get)
+        for k, why in list(res.skipped.items())[:50]:
+            print(f"  {k}: not added: {why}", file=sys.stderr)
+        _say(args, f"added {len(res.added)} cohort recording(s) from {args.add}; the cohort of {args.store} has "
+                   f"{res.n_recordings}")
+        if args.strict and (fs.errors or any(not w.startswith("already") for w in res.skipped.values())):
+            raise CommandError("--strict: some cohort recordings could not be added")
+        return 0
+    if args.remove or args.clear:
+        have = {r.id for r in store.cohort_info()}
+        n = store.remove_cohort(None if args.clear else args.remove)
+        unknown = [] if args.clear else [i for i in dict.fromkeys(args.remove) if i not in have]
+        return _removed(args, n, len(store.cohort_info()), unknown, "cohort recording")
+    rows = store.cohort_info()
+    if _printed_json(args, rows):
+        return 0
+    for r in rows:
+        print(f"{r.id} {r.n_frames} {_utc(r.added_at)} {r.source}")
+    _say(args, f"{len(rows)} cohort recording(s) in {args.store}")
+    return 0
