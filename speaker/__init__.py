@@ -14,7 +14,7 @@ The recipe, one module per step:
 * :mod:`speaker.metrics`  - ``eer``, ``min_dcf``, ``det_curve``.
 * :mod:`speaker.det`      - ``plot_det``, ``save_det_plot(s)``: DET plots (matplotlib).
 * :mod:`speaker.model_io` - ``save_model``, ``load_model``: safe ``.npz`` model files.
-* :mod:`speaker.store`    - ``SpeakerStore``: enrolled speakers over time in one SQLite file.
+* :mod:`speaker.store`    - ``SpeakerStore``: enrolled speakers over time in a SQLite file or a PostgreSQL database.
 * :mod:`speaker.calibration` - scores to LLRs, Cllr, minCllr, decision thresholds.
 * :mod:`speaker.ivector`  - ``train_tv``, ``extract_ivectors``: the total-variability model (i-vectors).
 * :mod:`speaker.plda`     - ``train_backend``, ``plda_llr``: LDA, WCCN, length norm, PLDA, cosine.
