@@ -270,7 +270,8 @@ def postgres_server():
     try:
         run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
         run("pg_ctl", "-D", data, "-l", os.path.join(base, "log"), "-w", "-t", "60", "-o",
-            f"-k {base} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            f"-k {base} -c listen_addresses='' -c max_connections=300 -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off",
             "start")
         yield PostgresServer(base)
     finally:

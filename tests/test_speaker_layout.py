@@ -81,7 +81,7 @@ def test_speaker_uses_only_the_public_gmmext_api():
 def test_cli_import_pulls_in_no_heavy_module():
     code = ("import sys, speaker.cli; speaker.cli.build_parser(); "
             "print(' '.join(m for m in ('numpy', 'gmmext', 'sklearn', 'scipy', 'librosa', 'dask', "
-            "'distributed', 'matplotlib', 'kaldiio', 'tqdm') if m in sys.modules))")
+            "'distributed', 'matplotlib', 'kaldiio', 'tqdm', 'sqlalchemy', 'psycopg') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
 
