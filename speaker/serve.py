@@ -274,6 +274,13 @@ class _Service:
             self.store.remove(speaker_id)
         return {"speaker": speaker_id, "removed": True}
 
+    def warm_up(self) -> None:
+        """Features and statistics of one second of noise: the first request then does not pay
+        for the JIT compilation librosa triggers (about a second)."""
+        rate = self.store.config.sample_rate
+        noise = 0.1 * np.random.default_rng(0).standard_normal(rate).astype(np.float32)
+        self.store.ubm.accumulate_segments([extract_features(noise, sample_rate=rate, config=self.store.config)])
+
     def health(self) -> dict:
         with self.lock:
             n = len(self.store)
@@ -297,14 +304,16 @@ _ERRORS = {c: _ERR for c in (400, 401, 404, 413, 422)}
 def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> FastAPI:
     """The ASGI app serving ``store`` (an open :class:`SpeakerStore`; the app does not close it).
 
-    Run it with uvicorn (``speaker serve``), or in-process with any ASGI client.  The worker
-    threads are shut down (after their work) when the app's lifespan ends.
+    Run it with uvicorn (``speaker serve``), or in-process with any ASGI client.  The lifespan's
+    start-up warms the feature extraction up (:meth:`_Service.warm_up`); its end shuts the worker
+    threads down after their work.
     """
     cfg = config or ServiceConfig()
     svc = _Service(store, cfg)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        await asyncio.get_running_loop().run_in_executor(svc.pool, svc.warm_up)
         yield
         svc.pool.shutdown(wait=True)
 

@@ -1,5 +1,5 @@
 """``speaker serve`` (issue 14): the real server (uvicorn in a subprocess on a free loopback port)
-driven with httpx, plus a few in-process checks of the app (Starlette's TestClient).
+driven with httpx, plus a few in-process checks of the app (httpx's ASGITransport).
 
 Scores are compared with :meth:`SpeakerStore.verify` called in this process on the file path
 (another decoding path: the file read by name, not the uploaded bytes), and frame counts with
@@ -395,7 +395,7 @@ def test_help_imports_no_web_framework():
     assert out.strip() == ""
 
 
-# --------------------------------------------------------------------- in process (TestClient)
+# --------------------------------------------------------------------- in process (ASGI)
 
 @pytest.fixture(scope="module")
 def store_copy(cli_trained, tmp_path_factory):
@@ -408,24 +408,35 @@ def store_copy(cli_trained, tmp_path_factory):
     st.close()
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_identify_none_and_calibrated_llr_in_process(store_copy):
-    from fastapi.testclient import TestClient
+def in_process(app, requests):
+    """Send ``requests`` ((method, url, body) tuples) to ``app`` in this process (httpx's
+    ASGITransport; no lifespan: the worker threads are shut down here); their JSON answers."""
+    import asyncio
 
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as c:
+            return [(await c.request(m, u, content=b)).json() for m, u, b in requests]
+    try:
+        return asyncio.run(go())
+    finally:
+        app.state.service.pool.shutdown()
+
+
+def test_identify_none_and_calibrated_llr_in_process(store_copy):
     from speaker.calibration import Calibration
     from speaker.serve import ServiceConfig, create_app
     test = body("5_george_3.wav")
-    with TestClient(create_app(store_copy, ServiceConfig(threshold=1e6))) as c:
-        assert c.post("/v1/identify?top=3", content=test).json() == {"speakers": []}
+    none, = in_process(create_app(store_copy, ServiceConfig(threshold=1e6)), [("POST", "/v1/identify?top=3", test)])
+    assert none == {"speakers": []}
     cal = Calibration(2.0, 0.5)
-    with TestClient(create_app(store_copy, ServiceConfig(calibration=cal, p_target=0.01))) as c:
-        j = c.post("/v1/speakers/george/verify", content=test).json()
-        ref = store_copy.verify("george", wav("5_george_3.wav"), calibration=cal, p_target=0.01)
-        assert j["llr"] == pytest.approx(2.0 * j["score"] + 0.5) and j["score"] == pytest.approx(ref.score, rel=1e-9)
-        assert j["threshold"] == pytest.approx(np.log(0.99 / 0.01))          # the Bayes threshold at p = 0.01
-        assert j["decision"] == ("accept" if j["llr"] >= j["threshold"] else "reject")
-        hits = c.post("/v1/identify?top=2", content=test).json()["speakers"]
-        assert all(h["llr"] == pytest.approx(2.0 * h["score"] + 0.5) for h in hits)
+    j, hits = in_process(create_app(store_copy, ServiceConfig(calibration=cal, p_target=0.01)),
+                         [("POST", "/v1/speakers/george/verify", test), ("POST", "/v1/identify?top=2", test)])
+    ref = store_copy.verify("george", wav("5_george_3.wav"), calibration=cal, p_target=0.01)
+    assert j["llr"] == pytest.approx(2.0 * j["score"] + 0.5) and j["score"] == pytest.approx(ref.score, rel=1e-9)
+    assert j["threshold"] == pytest.approx(np.log(0.99 / 0.01))          # the Bayes threshold at p = 0.01
+    assert j["decision"] == ("accept" if j["llr"] >= j["threshold"] else "reject") == \
+        ("accept" if ref.accept else "reject")
+    assert all(h["llr"] == pytest.approx(2.0 * h["score"] + 0.5) for h in hits["speakers"])
 
 
 def test_decode_bytes_matches_reading_the_file():

@@ -7,6 +7,7 @@ and ``speaker --help`` stay as quick as before.  The safety checks that need no 
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 import sys
 
@@ -17,6 +18,11 @@ NAME = "serve"
 
 #: Shortest API key accepted (characters).
 MIN_KEY = 16
+#: Thread pools of the numerical libraries, one thread each unless the environment says otherwise:
+#: the service's parallelism is its worker threads (``--threads``), and a BLAS or OpenMP pool per
+#: worker on top of them oversubscribes the cores (4 workers x 2 BLAS threads: 5 times fewer
+#: requests per second at 4 clients on the 2-core test machine, benchmarks/results_serve.txt).
+ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def add_parser(sub, parents) -> None:
@@ -79,6 +85,8 @@ def run(args) -> int:
         raise JobError(f"refusing to serve on {args.host} without --api-key-file: anyone who can reach it could "
                        "enrol, remove and probe speakers (bind 127.0.0.1 or give a key)")
     key = read_key(args.api_key_file) if args.api_key_file else None
+    for var in ONE_THREAD_VARS:                       # before numpy is imported (if it is not yet)
+        os.environ.setdefault(var, "1")
     try:
         import uvicorn
 
