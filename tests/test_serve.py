@@ -448,3 +448,24 @@ def test_decode_bytes_matches_reading_the_file():
         decode_bytes(body("0_george_0.wav"), max_seconds=0.1)
     with pytest.raises(AudioError, match="<upload>: cannot decode"):
         decode_bytes(b"RIFF....WAVEfmt ")
+
+
+def test_store_calls_are_serialised_unless_the_store_is_thread_safe(store_copy):
+    import contextlib
+
+    from speaker.serve import create_app
+    from speaker.store import SpeakerStore
+    app = create_app(store_copy)
+    lock = app.state.service.lock
+    assert lock.acquire(blocking=False) and (lock.release() is None)        # a real lock
+    app.state.service.pool.shutdown()
+
+    class ThreadSafe(SpeakerStore):
+        thread_safe = True
+    store_copy.__class__ = ThreadSafe
+    try:
+        app = create_app(store_copy)
+        assert isinstance(app.state.service.lock, contextlib.nullcontext)
+        app.state.service.pool.shutdown()
+    finally:
+        store_copy.__class__ = SpeakerStore
