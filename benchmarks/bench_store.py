@@ -67,6 +67,23 @@ def recording(data: Path, work: Path, seconds: float = 3.0) -> tuple[Path, list[
     return test, files[1:]
 
 
+def setup(data: Path, work: Path, components: int):
+    """(FeatureConfig, 3-s test WAV, features of the other files, their frames stacked, the random
+    generator, a synthetic float32 UBM of ``components`` whose means are drawn from the frames)."""
+    from gmmext import GaussianMixture
+    from speaker import FeatureConfig, extract_features
+    cfg = FeatureConfig()
+    test, files = recording(data, work)
+    feats = [extract_features(f, config=cfg) for f in files]
+    frames = np.concatenate(feats)
+    rng = np.random.default_rng(0)
+    K = components
+    ubm = GaussianMixture.from_parameters(np.full(K, 1.0 / K, np.float32),
+                                          frames[rng.choice(len(frames), K, replace=False)].astype(np.float32),
+                                          np.tile(frames.var(axis=0), (K, 1)).astype(np.float32))
+    return cfg, test, feats, frames, rng, ubm
+
+
 def pct(x, q) -> float:
     return float(np.percentile(np.asarray(x) * 1e3, q))
 
@@ -82,8 +99,8 @@ def main(argv=None) -> None:
     ap.add_argument("--work", type=Path, help="folder for the stores (default: a temporary one, removed)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_store.txt")
     a = ap.parse_args(argv)
-    from gmmext import GaussianMixture, GMMStats
-    from speaker import FeatureConfig, extract_features, llr
+    from gmmext import GMMStats
+    from speaker import extract_features, llr
     from speaker.store import SpeakerStore
 
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-store-"))
@@ -94,15 +111,8 @@ def main(argv=None) -> None:
         print(s, flush=True)
         lines.append(s)
 
-    cfg = FeatureConfig()
-    test, files = recording(a.data, work)
-    feats = [extract_features(f, config=cfg) for f in files]
-    frames = np.concatenate(feats)
-    rng = np.random.default_rng(0)
-    K, D = a.components, frames.shape[1]
-    ubm = GaussianMixture.from_parameters(np.full(K, 1.0 / K, np.float32),
-                                          frames[rng.choice(len(frames), K, replace=False)].astype(np.float32),
-                                          np.tile(frames.var(axis=0), (K, 1)).astype(np.float32))
+    cfg, test, feats, frames, rng, ubm = setup(a.data, work, a.components)
+    K, D = ubm.means_.shape
     say(f"speaker store benchmark: K={K}, D={D}, float32 UBM; numpy {np.__version__}; {os.cpu_count()} cores; "
         f"taken on a loaded machine (other jobs running): compare the ratios, not the absolute times")
 

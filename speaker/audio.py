@@ -15,7 +15,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-__all__ = ["AudioError", "AudioSource", "load_audio"]
+__all__ = ["AudioError", "AudioSource", "AudioTooLong", "decode_bytes", "load_audio"]
 
 #: A path to an audio file, or an in-memory signal (see :func:`load_audio`).
 AudioSource: TypeAlias = str | os.PathLike[str] | np.ndarray
@@ -257,3 +257,56 @@ def load_audio(
     """
     y, _, _ = _load(path_or_signal, sample_rate, target_rate)
     return y
+
+
+class AudioTooLong(AudioError):
+    """Audio longer than a caller's limit (:func:`decode_bytes`'s ``max_seconds``)."""
+
+
+def decode_bytes(
+    data: bytes, *, name: str = "<upload>", max_seconds: float = MAX_SECONDS
+) -> tuple[np.ndarray, int]:
+    """Decode an audio file held in memory (an HTTP upload) with soundfile, never via a path.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file (any format libsndfile reads, as for :func:`load_audio`).
+    name : str
+        What error messages call it.
+    max_seconds : float
+        Longest audio accepted; checked from the header before decoding when the header gives
+        the length, and after decoding otherwise.
+
+    Returns
+    -------
+    (signal, rate) : float32 array of shape ``(samples,)`` or ``(samples, channels)`` (soundfile's
+        layout) and its sample rate in Hz, to give to :func:`load_audio` or
+        :func:`speaker.extract_features` as an in-memory signal (which validate and mix it).
+
+    Raises
+    ------
+    AudioError
+        Empty or undecodable data (soundfile's reason), a rate outside ``[MIN_RATE, MAX_RATE]``,
+        or more than ``max_seconds`` of audio (:class:`AudioTooLong`, a subclass).
+    """
+    import io
+    if not data:
+        raise AudioError(name, "empty file (0 bytes)")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            rate = int(f.samplerate)
+            _check_length(name, max(int(f.frames), 0), rate)
+            if f.frames > max_seconds * rate:
+                raise AudioTooLong(name, f"longer than {max_seconds:g} s ({f.frames / rate:.1f} s)")
+            y = f.read(dtype="float32")
+    except AudioError:
+        raise
+    except sf.SoundFileError as exc:
+        detail = getattr(exc, "error_string", None) or str(exc)
+        raise AudioError(name, f"cannot decode audio (soundfile: {detail.strip()})") from exc
+    except (RuntimeError, TypeError, ValueError) as exc:    # libsndfile's virtual-IO errors
+        raise AudioError(name, f"cannot decode audio (soundfile: {exc})") from exc
+    if y.shape[0] > max_seconds * rate:
+        raise AudioTooLong(name, f"longer than {max_seconds:g} s ({y.shape[0] / rate:.1f} s)")
+    return y, rate

@@ -22,14 +22,14 @@ import sys
 from .. import _guards, _interrupt
 from .._atomic import WriteError
 from ..lists import ListError
-from . import (demo, enroll, evaluate, extract, extract_ivectors, score, store_commands, train_ivector,
+from . import (demo, enroll, evaluate, extract, extract_ivectors, score, serve, store_commands, train_ivector,
                train_plda, train_ubm)
 from ._common import JobError, parents
 
 __all__ = ["main", "build_parser", "JobError", "COMMANDS"]
 
 #: The command modules, in the order ``speaker --help`` lists them.
-COMMANDS = (train_ubm, enroll, score, evaluate, extract, train_ivector, train_plda, extract_ivectors, demo)
+COMMANDS = (train_ubm, enroll, score, evaluate, extract, train_ivector, train_plda, extract_ivectors, serve, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
