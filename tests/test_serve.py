@@ -455,17 +455,18 @@ def test_store_calls_are_serialised_unless_the_store_is_thread_safe(store_copy):
 
     from speaker.serve import create_app
     from speaker.store import SpeakerStore
+    assert SpeakerStore.thread_safe
     app = create_app(store_copy)
-    lock = app.state.service.lock
-    assert lock.acquire(blocking=False) and (lock.release() is None)        # a real lock
+    assert isinstance(app.state.service.lock, contextlib.nullcontext)       # no lock needed
     app.state.service.pool.shutdown()
 
-    class ThreadSafe(SpeakerStore):
-        thread_safe = True
-    store_copy.__class__ = ThreadSafe
+    class NotThreadSafe(SpeakerStore):
+        thread_safe = False
+    store_copy.__class__ = NotThreadSafe
     try:
         app = create_app(store_copy)
-        assert isinstance(app.state.service.lock, contextlib.nullcontext)
+        lock = app.state.service.lock
+        assert lock.acquire(blocking=False) and (lock.release() is None)    # a real lock
         app.state.service.pool.shutdown()
     finally:
         store_copy.__class__ = SpeakerStore
