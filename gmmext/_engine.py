@@ -64,6 +64,10 @@ class _BlasSingleThread:
 
 
 _blas_single_thread = _BlasSingleThread()
+#: Public name (``gmmext.single_thread_blas``): ``with single_thread_blas: ...`` runs small BLAS
+#: calls of the caller's own (e.g. the MFCC filterbank product of one utterance) on one thread,
+#: sharing the core's re-entrant, process-wide limit.
+single_thread_blas = _blas_single_thread
 
 
 def available_threads() -> int:
