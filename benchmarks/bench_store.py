@@ -6,7 +6,8 @@
   ``python -c "import numpy"`` and of the ``speaker verify`` command;
 * identify one 3-s recording among S enrolled speakers (synthetic statistics), K=512, top-C 5:
   first call (models derived from the stored statistics) and later calls (prepared models kept
-  by the open store), for each S of --speakers;
+  by the open store), for each S of --speakers, with the memory of the prepared stacks, against
+  one numpy matmul of the same flops and (S <= 1000) against the core's per-model kernel;
 * enrol 1,000 speakers x 5 recordings of 3 s (feature arrays: no audio decoding): time, store
   size, peak memory, against ``ubm.accumulate`` alone.
 
@@ -134,6 +135,17 @@ def main(argv=None) -> None:
     say(f"  verify / (features + llr)      {np.median(t_ver) / (np.median(t_feat) + np.median(t_score)):.2f}x "
         "(the store's own work: a generation query, the content checks, the decision)")
     st.close()
+    st = SpeakerStore(db, top_c=a.top_c)
+    for _ in range(3):
+        st.verify("alice", test)
+    t_top = []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        st.verify("alice", test)
+        t_top.append(time.perf_counter() - t0)
+    say(f"  SpeakerStore.verify, top-C {a.top_c}  median {pct(t_top, 50):7.2f} ms   p99 {pct(t_top, 99):7.2f} ms "
+        f"({np.median(t_top) / np.median(t_ver):.2f}x exact)")
+    st.close()
     exe = shutil.which("speaker")
     start = []
     for cmd in ([sys.executable, "-c", "import numpy"], [exe, "verify", "--store", str(db), "--speaker", "alice",
@@ -181,7 +193,11 @@ def main(argv=None) -> None:
     say()
     say(f"identify one 3-s recording among S speakers, top-C {a.top_c}, in a store of synthetic statistics (the "
         "first speaker's above, scaled); 'later calls' keep the prepared models of the open store:")
-    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'RSS MB':>7s}")
+    say("  stacks MB: the prepared matrices kept by the open store; matmul: one numpy float32 matmul with the "
+        "same flops as the identification's gemms ((frames x C, D) @ (D, S)); general: the same models scored "
+        "by the core's per-model top-C kernel (models whose variances differ from the UBM's), S <= 1000")
+    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'stacks MB':>10s} "
+        f"{'RSS MB':>7s} {'later/matmul':>13s} {'general/shared':>14s}")
     db = work / "identify.db"
     st = SpeakerStore(db, ubm, config=cfg)
     n_have = 0
@@ -203,7 +219,44 @@ def main(argv=None) -> None:
             reader.identify(test, 5)
             ts.append(time.perf_counter() - t0)
         later = float(np.median(ts))
-        say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} {current_rss_mb():7.0f}")
+        stacks = reader._all_stacks(1024)[1]
+        stack_mb = sum(x.nbytes for x in stacks) / 2 ** 20
+        Xt = reader.features(test)
+        idx, _ = ubm.top_components(Xt, a.top_c)
+        lhs = np.ascontiguousarray(Xt[idx.ravel() % len(Xt)][:idx.size])
+        rhs = rng.standard_normal((D, S)).astype(np.float32)
+        tm = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            lhs @ rhs
+            tm.append(time.perf_counter() - t0)
+        ratio_gen = ""
+        if S <= 1000:
+            from gmmext import ModelStack
+            gen = []
+            for x in stacks:
+                shared = x._stack(np.float32)
+                A, G = shared["A"], shared["G"]
+                var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (A.shape[1], K, D))
+                mu = A.transpose(1, 0, 2) / (1.0 / ubm.covariances_)[None] + shared["shift"]
+                gen.append(ModelStack.from_parameters(np.full((A.shape[1], K), 1.0 / K), mu, ubm, covariances=var))
+                gen[-1]._stack(np.float32)
+            tg = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                for g in gen:
+                    g.top_c_loglik(Xt, idx)
+                tg.append(time.perf_counter() - t0)
+            kernel = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                for x in stacks:
+                    x.top_c_loglik(Xt, idx)
+                kernel.append(time.perf_counter() - t0)
+            ratio_gen = f"{np.median(tg) / np.median(kernel):14.1f}"
+            del gen
+        say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} {stack_mb:10.0f} {current_rss_mb():7.0f} "
+            f"{later / float(np.median(tm)):13.1f} {ratio_gen}")
         reader.close()
         del reader
     st.close()

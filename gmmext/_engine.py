@@ -25,6 +25,9 @@ from ._stats import GMMStats
 #: GMMX_DROP); a negative limit makes every chunk use the dense gemm.
 SPARSE_LIMIT = 0.25
 
+#: (frame-component pair, model) cells below which ``top_c_loglik_shared`` runs on one thread.
+SHARED_THREADS_CELLS = 1 << 20
+
 class _BlasSingleThread:
     """BLAS limited to one thread while any core call runs, process-wide and re-entrant.
 
@@ -317,7 +320,10 @@ class Engine:
         ``_core.topc_loglik_shared`` (one gemm per selected component against all S models).
         """
         out = np.zeros(A.shape[1])
-        T = max(1, min(self.threads, A.shape[1]))
+        # threads only when there is work for them: below ~1M (pair, model) cells (e.g. 700 models
+        # for a 3-s recording at C = 5) a parallel region costs more than it saves, most of all on
+        # a busy machine (measured: 30 models, 11 ms on one thread, 79 ms on two)
+        T = self.threads if A.shape[1] * idx.size >= SHARED_THREADS_CELLS else 1
         with _blas_single_thread:
             _core.topc_loglik_shared((X,), idx, shift, Q, A, G, T, out)
         return out

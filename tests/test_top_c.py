@@ -97,9 +97,11 @@ def test_shared_variance_models_against_the_direct_formula(dtype, rtol, c):
     np.testing.assert_array_equal(stack.top_c_loglik(X, idx, which=sel), got[sel])
 
 
-def test_shared_and_general_models_mixed_threads_and_chunks():
+def test_shared_and_general_models_mixed_threads_and_chunks(monkeypatch):
     """A stack holding both kinds scores each by its path; results do not depend on the thread
     count, and frames cut into several chunks (> 2**14 / C pairs) sum to the same totals."""
+    import gmmext._engine
+    monkeypatch.setattr(gmmext._engine, "SHARED_THREADS_CELLS", 0)      # threads even for small work
     w, mu, var = random_params(8, 3, seed=8)
     ubm = model(w, mu, var)
     W, MU, shared = _shared_models(ubm, 5, 9, np.float64)
