@@ -6,7 +6,8 @@
   ``python -c "import numpy"`` and of the ``speaker verify`` command;
 * identify one 3-s recording among S enrolled speakers (synthetic statistics), K=512, top-C 5:
   first call (models derived from the stored statistics) and later calls (prepared models kept
-  by the open store), for each S of --speakers;
+  by the open store), for each S of --speakers, with the memory of the prepared stacks, against
+  one numpy matmul of the same flops and (S <= 1000) against the core's per-model kernel;
 * enrol 1,000 speakers x 5 recordings of 3 s (feature arrays: no audio decoding): time, store
   size, peak memory, against ``ubm.accumulate`` alone.
 
@@ -84,6 +85,16 @@ def setup(data: Path, work: Path, components: int):
     return cfg, test, feats, frames, rng, ubm
 
 
+def median_s(fn, n: int = 3) -> float:
+    """Median wall time of ``n`` calls of ``fn()``, seconds."""
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
 def pct(x, q) -> float:
     return float(np.percentile(np.asarray(x) * 1e3, q))
 
@@ -121,11 +132,13 @@ def main(argv=None) -> None:
     st = SpeakerStore(db, ubm, config=cfg, top_c=None)
     st.enroll("alice", feats[:3])
     X = extract_features(test, config=cfg)
+    top = SpeakerStore(db, top_c=a.top_c)
     for _ in range(3):
         st.verify("alice", test)
-    t_ver, t_feat, t_score = [], [], []
+        top.verify("alice", test)
+    t_ver, t_feat, t_score, t_top = [], [], [], []
     model = st.model("alice")
-    for _ in range(a.runs):
+    for _ in range(a.runs):                  # interleaved: the machine's load falls on all alike
         t0 = time.perf_counter()
         st.verify("alice", test)
         t1 = time.perf_counter()
@@ -133,9 +146,12 @@ def main(argv=None) -> None:
         t2 = time.perf_counter()
         llr(model, ubm, X)
         t3 = time.perf_counter()
+        top.verify("alice", test)
+        t4 = time.perf_counter()
         t_ver.append(t1 - t0)
         t_feat.append(t2 - t1)
         t_score.append(t3 - t2)
+        t_top.append(t4 - t3)
     say()
     say(f"verify one 3-s recording ({X.shape[0]} speech frames) against one speaker, exact scoring, {a.runs} runs:")
     say(f"  SpeakerStore.verify            median {pct(t_ver, 50):7.2f} ms   p99 {pct(t_ver, 99):7.2f} ms")
@@ -143,7 +159,10 @@ def main(argv=None) -> None:
     say(f"  llr alone (exact, K={K})       median {pct(t_score, 50):7.2f} ms   p99 {pct(t_score, 99):7.2f} ms")
     say(f"  verify / (features + llr)      {np.median(t_ver) / (np.median(t_feat) + np.median(t_score)):.2f}x "
         "(the store's own work: a generation query, the content checks, the decision)")
+    say(f"  SpeakerStore.verify, top-C {a.top_c}  median {pct(t_top, 50):7.2f} ms   p99 {pct(t_top, 99):7.2f} ms "
+        f"({np.median(t_top) / np.median(t_ver):.2f}x exact)")
     st.close()
+    top.close()
     exe = shutil.which("speaker")
     start = []
     for cmd in ([sys.executable, "-c", "import numpy"], [exe, "verify", "--store", str(db), "--speaker", "alice",
@@ -191,7 +210,11 @@ def main(argv=None) -> None:
     say()
     say(f"identify one 3-s recording among S speakers, top-C {a.top_c}, in a store of synthetic statistics (the "
         "first speaker's above, scaled); 'later calls' keep the prepared models of the open store:")
-    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'RSS MB':>7s}")
+    say("  stacks MB: the prepared matrices kept by the open store; matmul: one numpy float32 matmul with the "
+        "same flops as the identification's gemms ((frames x C, D) @ (D, S)); general: the same models scored "
+        "by the core's per-model top-C kernel (models whose variances differ from the UBM's), S <= 1000")
+    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'stacks MB':>10s} "
+        f"{'RSS MB':>7s} {'later/matmul':>13s} {'general/shared':>14s}")
     db = work / "identify.db"
     st = SpeakerStore(db, ubm, config=cfg)
     n_have = 0
@@ -213,7 +236,29 @@ def main(argv=None) -> None:
             reader.identify(test, 5)
             ts.append(time.perf_counter() - t0)
         later = float(np.median(ts))
-        say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} {current_rss_mb():7.0f}")
+        stacks = reader._all_stacks(1024)[1]
+        stack_mb = sum(x.nbytes for x in stacks) / 2 ** 20
+        Xt = reader.features(test)
+        idx, _ = ubm.top_components(Xt, a.top_c)
+        lhs = np.ascontiguousarray(Xt[idx.ravel() % len(Xt)][:idx.size])
+        rhs = rng.standard_normal((D, S)).astype(np.float32)
+        ratio_gen = ""
+        if S <= 1000:
+            from gmmext import ModelStack
+            gen = []
+            for x in stacks:
+                shared = x._stack(np.float32)
+                A, G = shared["A"], shared["G"]
+                var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (A.shape[1], K, D))
+                mu = A.transpose(1, 0, 2) / (1.0 / ubm.covariances_)[None] + shared["shift"]
+                gen.append(ModelStack.from_parameters(np.full((A.shape[1], K), 1.0 / K), mu, ubm, covariances=var))
+                gen[-1]._stack(np.float32)
+            t_gen = median_s(lambda: [g.top_c_loglik(Xt, idx) for g in gen])
+            t_shared = median_s(lambda: [x.top_c_loglik(Xt, idx) for x in stacks])
+            ratio_gen = f"{t_gen / t_shared:14.1f}"
+            del gen
+        say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} {stack_mb:10.0f} {current_rss_mb():7.0f} "
+            f"{later / median_s(lambda: lhs @ rhs, 5):13.1f} {ratio_gen}")
         reader.close()
         del reader
     st.close()

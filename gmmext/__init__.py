@@ -5,11 +5,16 @@
   core (float32 or float64).
 * :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
   for streaming and distributed training.
+* :class:`ModelStack` / :func:`top_c_loglik`: top-C fast scoring of many models adapted from one UBM.
+* ``single_thread_blas``: a context manager limiting BLAS to one thread, re-entrant and shared
+  with the core (small matrix products are much faster on one thread, above all on a busy machine).
 """
 from ._mixture import GaussianMixture
 from ._scoring import ModelStack, top_c_loglik
 from ._stats import GMMStats
 from ._dask import dask_accumulate
+from ._engine import single_thread_blas
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "GMMStats", "ModelStack", "dask_accumulate", "top_c_loglik", "__version__"]
+__all__ = ["GaussianMixture", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",
+           "__version__"]

@@ -2,8 +2,9 @@
 
 Per frame, the C best components of the UBM are found once (``GaussianMixture.top_components``);
 every model adapted from that UBM is then evaluated on those C components only, in the
-compiled core (``gmmext._core.topc_loglik``).  This module stacks the models' matrices and
-checks the indices; it computes no likelihood itself.
+compiled core (``gmmext._core.topc_loglik_shared`` for models with the UBM's variances, one
+gemm per component over all models; ``gmmext._core.topc_loglik`` for any others).  This module
+stacks the models' matrices and checks the indices; it computes no likelihood itself.
 """
 from __future__ import annotations
 
@@ -21,11 +22,29 @@ __all__ = ["ModelStack", "top_c_loglik"]
 class ModelStack:
     """S fitted models of the same (K, D), prepared once for repeated top-C scoring.
 
-    Scoring many test utterances against the same speaker models re-uses the stacked
-    (S, K, 2D) matrices built here.  All matrices are built about the mixture mean of
-    ``reference`` (the UBM, usually), the model whose :meth:`GaussianMixture.top_components`
-    provides the indices.
+    Scoring many test utterances against the same speaker models re-uses the stacked matrices
+    built here.  All matrices are built about the mixture mean of ``reference`` (the UBM,
+    usually), the model whose :meth:`GaussianMixture.top_components` provides the indices.
+
+    Two kinds of models are told apart when the stack is built:
+
+    * **shared**: diagonal models with exactly the reference's variances (MAP-adapted in the
+      means and weights only, the usual speaker model).  Their log-density is the frame's part
+      common to all of them plus one dot product of length D per (frame, component, model), so
+      they are scored by the core's ``topc_loglik_shared``: one gemm per selected component
+      against all of them, ``A`` (K, S, D) plus ``G`` (S, K) per stack (``D + 1`` values per
+      (model, component));
+    * **general**: any other variances (adapted variances, other covariance types): the core's
+      ``topc_loglik`` with every model's (K, P) matrix, one dot product of length P per
+      (frame, component, model).
+
+    Build it from models (``ModelStack(models, reference)``) or, for many speaker models at once
+    without a ``GaussianMixture`` per model, from parameter arrays
+    (:meth:`from_parameters`; ``models`` is then None).
     """
+
+    #: models per step of :meth:`from_parameters` (bounds its float64 temporaries)
+    BUILD_BATCH = 256
 
     def __init__(self, models, reference: "GaussianMixture | None" = None):
         self.models = list(models)
@@ -40,30 +59,134 @@ class ModelStack:
                 raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
                                  f"got {m.means_.shape}")
         self.reference = ref
+        self._n = len(self.models)
+        self._params = None
         self._cache = {}
 
+    @classmethod
+    def from_parameters(cls, weights, means, reference: "GaussianMixture", covariances=None) -> "ModelStack":
+        """A stack of S diagonal models given by their parameters, built with array operations.
+
+        Parameters
+        ----------
+        weights : array-like (S, K), each row summing to 1
+        means : array-like (S, K, D)
+        reference : fitted diagonal GaussianMixture (K, D): the UBM whose top components are used
+        covariances : None (every model has the reference's variances: MAP of means and weights),
+            or array-like (S, K, D) of variances (rows equal to the reference's are "shared")
+
+        The matrices are those :meth:`GaussianMixture._matrices` would give each model (the same
+        float64 operations, broadcast over the models, then cast), built in steps of
+        :attr:`BUILD_BATCH` models.
+        """
+        check_is_fitted(reference)
+        if reference.covariance_type != "diag":
+            raise ValueError(f"ModelStack.from_parameters needs a diagonal reference, "
+                             f"not covariance_type={reference.covariance_type!r}")
+        K, D = reference.means_.shape
+        w = np.asarray(weights)
+        mu = np.asarray(means)
+        if w.ndim != 2 or w.shape[1] != K or w.shape[0] < 1 or mu.shape != (w.shape[0], K, D):
+            raise ValueError(f"weights (S, {K}) and means (S, {K}, {D}) expected, S >= 1; "
+                             f"got {w.shape} and {mu.shape}")
+        var = None if covariances is None else np.asarray(covariances)
+        if var is not None and var.shape != mu.shape:
+            raise ValueError(f"covariances must be None or of shape {mu.shape}; got {var.shape}")
+        for name, a in (("weights", w), ("means", mu), ("covariances", var)):
+            if a is not None and not np.isfinite(a).all():
+                raise ValueError(f"{name} contain NaN or infinity")
+        if (w < 0).any() or (var is not None and not (var > 0).all()):
+            raise ValueError("weights must be >= 0 and variances > 0")
+        self = cls.__new__(cls)
+        self.models, self.reference, self.K, self.D = None, reference, K, D
+        self._n = w.shape[0]
+        self._params = (w, mu, var)
+        self._cache = {}
+        return self
+
     def __len__(self) -> int:
-        return len(self.models)
+        return self._n
 
-    def _stack(self, dtype):
-        """(shift, Mt (S, K, 2D), gconst (S, K)) in ``dtype``, stacked once per dtype.
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the matrices prepared so far (every dtype stacked)."""
+        return sum(a.nbytes for st in self._cache.values() for a in st.values() if isinstance(a, np.ndarray))
 
-        Every model's matrices about the reference's shift come from that model's own cache
-        (``GaussianMixture._matrices``), so stacks rebuilt for the same models (e.g. one
+    def _shares(self, m) -> bool:
+        ref = self.reference
+        return (ref.covariance_type in ("diag", "spherical") and m.covariance_type == ref.covariance_type
+                and np.array_equal(m.covariances_, ref.covariances_))
+
+    def _stack(self, dtype) -> dict:
+        """The stacked matrices in ``dtype`` (a dict), built once per dtype.
+
+        ``shift`` (D,); ``shared`` / ``general`` (intp): the positions of the two kinds of models;
+        ``slot`` (S,): each model's row within its kind; for the shared ones ``Q`` (K, D), ``A``
+        (K, S1, D), ``G`` (S1, K); for the others ``Mt`` (S2, K, P), ``gconst`` (S2, K).
+
+        From models, every model's matrices about the reference's shift come from that model's own
+        cache (``GaussianMixture._matrices``), so stacks rebuilt for the same models (e.g. one
         ``ModelStack`` per trial) cost a copy, not a rebuild.  The stack is taken when first
         needed: parameters changed after that are not seen (make a new ``ModelStack``).
         """
         dtype = np.dtype(dtype)
-        if dtype not in self._cache:
-            shift = self.reference._matrices(dtype)[0]
-            Mt = np.empty((len(self.models), self.K, 2 * self.D), dtype=dtype)
-            gconst = np.empty((len(self.models), self.K), dtype=dtype)
+        if dtype in self._cache:
+            return self._cache[dtype]
+        K, D = self.K, self.D
+        shift, Mref, _ = self.reference._matrices(dtype)
+        if self.models is not None:
+            kind = np.array([not self._shares(m) for m in self.models], dtype=np.intp)
+        else:
+            var = self._params[2]
+            ref_var = self.reference.covariances_
+            kind = (np.zeros(self._n, dtype=np.intp) if var is None
+                    else (var != ref_var[None]).any(axis=(1, 2)).astype(np.intp))
+        shared, general = np.flatnonzero(kind == 0), np.flatnonzero(kind == 1)
+        slot = np.empty(self._n, dtype=np.intp)
+        slot[shared], slot[general] = np.arange(shared.size), np.arange(general.size)
+        st = dict(shift=shift, shared=shared, general=general, slot=slot,
+                  Q=np.ascontiguousarray(Mref[D:2 * D].T) if Mref.shape[0] == 2 * D else None,
+                  A=np.empty((K, shared.size, D), dtype=dtype), G=np.empty((shared.size, K), dtype=dtype))
+        if self.models is not None:
+            P = Mref.shape[0]
+            st["Mt"] = np.empty((general.size, K, P), dtype=dtype)
+            st["gconst"] = np.empty((general.size, K), dtype=dtype)
             for s, m in enumerate(self.models):
                 _, M, g = m._matrices(dtype, shift=shift)
-                Mt[s] = M.T
-                gconst[s] = g
-            self._cache[dtype] = (shift, Mt, gconst)
-        return self._cache[dtype]
+                if kind[s] == 0:
+                    st["A"][:, slot[s]] = M[:D].T
+                    st["G"][slot[s]] = g
+                else:
+                    st["Mt"][slot[s]] = M.T
+                    st["gconst"][slot[s]] = g
+        else:
+            self._build_from_parameters(st, dtype)
+        self._cache[dtype] = st
+        return st
+
+    def _build_from_parameters(self, st: dict, dtype) -> None:
+        from ._engine import diag_terms
+        w, mu, var = self._params
+        K, D = self.K, self.D
+        shift = st["shift"].astype(np.float64)
+        ref_prec = 1.0 / self.reference.covariances_.astype(np.float64)
+        st["Mt"] = np.empty((st["general"].size, K, 2 * D), dtype=dtype)
+        st["gconst"] = np.empty((st["general"].size, K), dtype=dtype)
+        for name, rows in (("shared", st["shared"]), ("general", st["general"])):
+            for b in range(0, rows.size, self.BUILD_BATCH):
+                r = rows[b:b + self.BUILD_BATCH]
+                with np.errstate(divide="ignore"):
+                    logw = np.log(w[r].astype(np.float64))
+                prec = ref_prec if name == "shared" else 1.0 / var[r].astype(np.float64)
+                lin, g = diag_terms(logw, mu[r].astype(np.float64) - shift, prec)
+                at = st["slot"][r]
+                if name == "shared":
+                    st["A"][:, at[0]:at[-1] + 1] = lin.transpose(1, 0, 2)
+                    st["G"][at[0]:at[-1] + 1] = g
+                else:
+                    st["Mt"][at[0]:at[-1] + 1, :, :D] = lin
+                    st["Mt"][at[0]:at[-1] + 1, :, D:] = -0.5 * prec
+                    st["gconst"][at[0]:at[-1] + 1] = g
 
     def top_c_loglik(self, X, indices, which=None) -> np.ndarray:
         """Total top-C log-likelihood of X (n_frames, D) under every model, shape (S,), nats.
@@ -79,12 +202,22 @@ class ModelStack:
                              f"got {idx.shape}")
         if not np.issubdtype(idx.dtype, np.integer) or (idx.size and (idx.min() < 0 or idx.max() >= K)):
             raise ValueError(f"indices must be integers in [0, {K})")
-        shift, Mt, gconst = self._stack(X.dtype)
-        if which is not None:
-            which = np.asarray(which, dtype=np.intp)
-            Mt, gconst = Mt[which], gconst[which]
+        idx = idx.astype(np.int32, copy=False)
+        st = self._stack(X.dtype)
+        want = np.arange(self._n) if which is None else np.asarray(which, dtype=np.intp)
         engine = self.reference._engine(X.dtype, self.D)
-        return engine.top_c_loglik(X, idx.astype(np.int32, copy=False), shift, Mt, gconst)
+        out = np.empty(want.size)
+        general = np.isin(want, st["general"])
+        if (~general).any():
+            A, G = st["A"], st["G"]
+            if which is not None or st["general"].size:
+                at = st["slot"][want[~general]]
+                A, G = np.ascontiguousarray(A[:, at]), G[at]
+            out[~general] = engine.top_c_loglik_shared(X, idx, st["shift"], st["Q"], A, G)
+        if general.any():
+            at = st["slot"][want[general]]
+            out[general] = engine.top_c_loglik(X, idx, st["shift"], st["Mt"][at], st["gconst"][at])
+        return out
 
 
 def top_c_loglik(models, X, indices) -> np.ndarray:

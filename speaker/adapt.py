@@ -31,7 +31,7 @@ from ._batch import BATCH_UTTERANCES, speaker_stats, sum_in_order
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 
-__all__ = ["map_adapt", "map_adapt_many", "map_from_stats"]
+__all__ = ["map_adapt", "map_adapt_many", "map_from_stats", "map_parameters"]
 
 
 def _check_adapt(adapt: str) -> str:
@@ -65,30 +65,49 @@ def map_from_stats(ubm: GaussianMixture, stats: GMMStats, *, relevance_factor: f
         raise ValueError(f"statistics of shape {stats.sum_x.shape} do not match the UBM {ubm.means_.shape}")
     if not stats.n_samples > 0:
         raise ValueError("no frames to adapt from")
-    w = ubm.weights_.astype(np.float64)
-    mu = ubm.means_.astype(np.float64)
-    var = ubm.covariances_.astype(np.float64)
-    n = stats.n
-    alpha = n / (n + relevance_factor)
-    safe = np.maximum(n, np.finfo(np.float64).tiny)[:, None]
-    ex, exx = stats.sum_x / safe, stats.sum_xx / safe        # weighted by alpha, so n = 0 is harmless
-    new_w, new_mu, new_var = w, mu, var
-    if "w" in adapt:
-        new_w = alpha * n / stats.n_samples + (1 - alpha) * w
-        new_w = new_w / new_w.sum()
-    if "m" in adapt:
-        new_mu = alpha[:, None] * ex + (1 - alpha[:, None]) * mu
-    if "v" in adapt:
-        a = alpha[:, None]
-        m1 = a * ex + (1 - a) * mu
-        m2 = a * exx + (1 - a) * (var + mu ** 2)
-        new_var = m2 - 2 * new_mu * m1 + new_mu ** 2
-        new_var = np.maximum(new_var, 1e-3 * var)   # rounding guard; exact arithmetic keeps it >= (1-alpha) var
+    new_w, new_mu, new_var = map_parameters(ubm, stats.n, stats.sum_x, stats.sum_xx, stats.n_samples,
+                                            relevance_factor=relevance_factor, adapt=adapt)
     params = ubm.get_params()
     params.pop("n_components")
     dtype = ubm.means_.dtype
     return GaussianMixture.from_parameters(new_w.astype(dtype), new_mu.astype(dtype),
                                            new_var.astype(dtype), **params)
+
+
+def map_parameters(ubm: GaussianMixture, n, sum_x, sum_xx, n_samples, *, relevance_factor: float = 16.0,
+                   adapt: str = "m") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The MAP formulas of the module docstring for one or many speakers at once (float64).
+
+    ``n`` (..., K), ``sum_x`` and ``sum_xx`` (..., K, D), ``n_samples`` (...): the speakers'
+    statistics (leading axes broadcast; ``sum_xx`` is used only when "v" is adapted).  Returns
+    ``(weights (..., K), means (..., K, D), variances (..., K, D))``; a parameter not adapted
+    is the UBM's own (K,) or (K, D) array, in float64.  :func:`map_from_stats` is this for one
+    speaker; the speaker store derives a batch of speakers with it (one set of array
+    operations instead of a model per speaker).  Arguments are not checked here.
+    """
+    w = ubm.weights_.astype(np.float64)
+    mu = ubm.means_.astype(np.float64)
+    var = ubm.covariances_.astype(np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    alpha = n / (n + relevance_factor)
+    safe = np.maximum(n, np.finfo(np.float64).tiny)[..., None]
+    ex = sum_x / safe                                        # weighted by alpha, so n = 0 is harmless
+    new_w, new_mu, new_var = w, mu, var
+    if "w" in adapt:
+        new_w = alpha * n / np.asarray(n_samples, dtype=np.float64)[..., None] + (1 - alpha) * w
+        new_w = new_w / new_w.sum(axis=-1, keepdims=True)
+    if "m" in adapt and "v" not in adapt:        # the same operations in place (fewer temporaries)
+        new_mu = np.multiply(alpha[..., None], ex, out=ex)
+        new_mu += (1 - alpha[..., None]) * mu
+    elif "m" in adapt:
+        new_mu = alpha[..., None] * ex + (1 - alpha[..., None]) * mu
+    if "v" in adapt:
+        a = alpha[..., None]
+        m1 = a * ex + (1 - a) * mu
+        m2 = a * (sum_xx / safe) + (1 - a) * (var + mu ** 2)
+        new_var = m2 - 2 * new_mu * m1 + new_mu ** 2
+        new_var = np.maximum(new_var, 1e-3 * var)   # rounding guard; exact arithmetic keeps it >= (1-alpha) var
+    return new_w, new_mu, new_var
 
 
 def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray], *,

@@ -635,3 +635,6 @@ def topc_loglik(object segments, const int32_t[:, ::1] idx, const floating[::1] 
             _chunk_topc(f, c * chunk, _rows_of(c * chunk, chunk, N), K, C, S, &idx[0, 0],
                         &shift[0], &Mt[0, 0, 0], &gconst[0, 0], &xx_buf[tid, 0, 0],
                         &val_buf[tid, 0], &acc[tid, 0])
+
+
+include "_topc_shared.pxi"

@@ -379,3 +379,22 @@ def test_vad_never_empty() -> None:
         assert vad(np.linspace(0.0, 1.0, n)).shape == (n,)
     with pytest.raises(ValueError):
         vad(np.array([0.0, np.nan]))
+
+
+def test_filters_kept_between_calls_follow_every_setting() -> None:
+    """The window and filterbank kept between calls are librosa's for each setting in turn (a
+    changed band count, range or rate is never served an earlier setting's), and read-only;
+    extraction with them equals the librosa reference of the test above."""
+    from speaker.features import _filters
+
+    for sr, n_mels, fmin, fmax in [(8000, 23, 20.0, 4000.0), (16000, 40, 0.0, 7000.0), (8000, 23, 64.0, 3800.0)]:
+        win, mel = _filters("hamming", 200, sr, 256, n_mels, fmin, fmax)
+        ref = librosa.filters.mel(sr=sr, n_fft=256, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=True,
+                                  norm=None, dtype=np.float32)
+        np.testing.assert_array_equal(mel, ref)
+        np.testing.assert_array_equal(win, librosa.filters.get_window("hamming", 200, fftbins=True).astype(np.float32))
+        assert not mel.flags.writeable and not win.flags.writeable
+    cfg = dataclasses.replace(NB, vad=False, deltas=False, delta_deltas=False, normalization="none")
+    first = extract_features(FIXTURES / "6_george_1.wav", config=cfg)
+    _filters.cache_clear()
+    np.testing.assert_array_equal(extract_features(FIXTURES / "6_george_1.wav", config=cfg), first)

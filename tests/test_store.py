@@ -122,6 +122,36 @@ def test_verify_and_identify(store_at, ubm):
         st.verify("nobody", test)
 
 
+@pytest.mark.parametrize("adapt", ["m", "mw", "mwv"])
+def test_identify_stacks_built_from_rows_score_as_the_models(tmp_path, store_at, ubm, adapt):
+    """The batches identification derives from the stored statistics by array operations (and
+    imported models, with their own variances) score exactly as the models ``model`` derives,
+    scored one by one with the direct formula: log sum over the UBM's top-C components."""
+    from scipy.special import logsumexp
+    from conftest import reference_logprob
+    st = SpeakerStore(store_at("s.db"), ubm, adapt=adapt, top_c=3)
+    for i in range(5):
+        st.enroll(f"s{i}", recs(40 + i, n=2, shift=1.5))
+    other = GaussianMixture.from_parameters(ubm.weights_, ubm.means_ + np.float32(0.3),
+                                            ubm.covariances_ * np.float32(1.5), covariance_type="diag")
+    save_model(tmp_path / "m.npz", {"imported": other}, ubm=ubm)
+    st.import_models(tmp_path / "m.npz")
+    test = recs(99, n=1)[0]
+    X = test.astype(np.float64)
+    idx, _ = ubm.top_components(test, 3)
+    ubm_ll = logsumexp(np.take_along_axis(reference_logprob(X, *(np.float64(a) for a in (
+        ubm.weights_, ubm.means_, ubm.covariances_))), idx.astype(int), 1), axis=1).sum()
+    for batch in (2, 1024):                            # several stacks, and one
+        ids, scores = st.scores_all(test, batch=batch)
+        assert ids == ["imported"] + [f"s{i}" for i in range(5)]
+        for i, s in zip(ids, scores):
+            m = st.model(i)
+            ll = logsumexp(np.take_along_axis(reference_logprob(X, *(np.float64(a) for a in (
+                m.weights_, m.means_, m.covariances_))), idx.astype(int), 1), axis=1).sum()
+            assert s == pytest.approx((ll - ubm_ll) / len(X), abs=1e-4)
+        np.testing.assert_allclose(scores, st.scores_all(test, ids)[1], rtol=1e-6, atol=1e-6)
+
+
 def test_export_and_import(tmp_path, store_at, ubm):
     st = SpeakerStore(store_at("s.db"), ubm)
     st.enroll("a", recs(4))

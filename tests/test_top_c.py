@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from gmmext import GaussianMixture, top_c_loglik
+from gmmext import GaussianMixture, ModelStack, top_c_loglik
 from conftest import random_params, reference_logprob
 
 
@@ -62,3 +62,64 @@ def test_bad_top_c_arguments():
     other = model(np.ones(3) / 3, np.zeros((3, 2)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="same"):
         top_c_loglik([ubm, other], X, idx)
+
+
+def _shared_models(ubm, S, seed, dtype):
+    """S models with the UBM's variances (MAP of means and weights): the core's gemm path."""
+    rng = np.random.default_rng(seed)
+    K, D = ubm.means_.shape
+    W = rng.dirichlet(np.ones(K), S)
+    MU = ubm.means_[None].astype(np.float64) + rng.normal(scale=0.7, size=(S, K, D))
+    return W, MU, [model(W[s], MU[s], ubm.covariances_, dtype=dtype) for s in range(S)]
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-5)])
+@pytest.mark.parametrize("c", [1, 3, 7])
+def test_shared_variance_models_against_the_direct_formula(dtype, rtol, c):
+    """Models with the reference's variances (one gemm per component over all models) give the
+    exact log-density restricted to the same components, from models or from parameter arrays."""
+    w, mu, var = random_params(7, 4, seed=5)
+    ubm = model(w, mu, var, dtype=dtype)
+    W, MU, models = _shared_models(ubm, 37, 6, dtype)
+    X = np.random.default_rng(7).normal(scale=3, size=(211, 4)).astype(dtype)
+    idx, _ = ubm.top_components(X, c)
+    want = [logsumexp(np.take_along_axis(reference_logprob(X.astype(np.float64), m.weights_.astype(np.float64),
+                                                           m.means_.astype(np.float64),
+                                                           m.covariances_.astype(np.float64)),
+                                         idx.astype(int), 1), axis=1).sum() for m in models]
+    stack = ModelStack(models, reference=ubm)
+    got = stack.top_c_loglik(X, idx)
+    assert stack._stack(X.dtype)["general"].size == 0          # all took the shared path
+    np.testing.assert_allclose(got, want, rtol=rtol)
+    arrays = ModelStack.from_parameters(W.astype(dtype), MU.astype(dtype), ubm)
+    np.testing.assert_array_equal(arrays.top_c_loglik(X, idx), got)   # the same matrices
+    sel = [30, 2, 2, 11]
+    np.testing.assert_array_equal(stack.top_c_loglik(X, idx, which=sel), got[sel])
+
+
+def test_shared_and_general_models_mixed_threads_and_chunks(monkeypatch):
+    """A stack holding both kinds scores each by its path; results do not depend on the thread
+    count, and frames cut into several chunks (> 2**14 / C pairs) sum to the same totals."""
+    import gmmext._engine
+    monkeypatch.setattr(gmmext._engine, "SHARED_THREADS_CELLS", 0)      # threads even for small work
+    w, mu, var = random_params(8, 3, seed=8)
+    ubm = model(w, mu, var)
+    W, MU, shared = _shared_models(ubm, 5, 9, np.float64)
+    rng = np.random.default_rng(10)
+    general = [model(W[s], MU[s], var * rng.uniform(0.5, 2, size=var.shape)) for s in range(3)]
+    models = [shared[0], general[0], shared[1], general[1], shared[2], general[2], shared[3], shared[4]]
+    X = rng.normal(scale=3, size=(2600, 3))                    # 2600 * 8 pairs: two chunks at C = 8
+    for c in (2, 8):
+        idx, _ = ubm.top_components(X, c)
+        want = [logsumexp(np.take_along_axis(reference_logprob(X, m.weights_, m.means_, m.covariances_),
+                                             idx.astype(int), 1), axis=1).sum() for m in models]
+        got = ModelStack(models, reference=ubm).top_c_loglik(X, idx)
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+        one = model(w, mu, var, n_threads=1)
+        np.testing.assert_array_equal(ModelStack(models, reference=one).top_c_loglik(X, idx), got)
+    covs = np.stack([m.covariances_ for m in models])
+    arrays = ModelStack.from_parameters(np.stack([m.weights_ for m in models]),
+                                        np.stack([m.means_ for m in models]), ubm, covariances=covs)
+    np.testing.assert_allclose(arrays.top_c_loglik(X, idx), want, rtol=1e-10)
+    with pytest.raises(ValueError, match="covariances"):
+        ModelStack.from_parameters(W, MU, ubm, covariances=covs[:2])
