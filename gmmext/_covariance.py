@@ -52,18 +52,14 @@ def n_parameters(covariance_type: str, K: int, D: int) -> int:
     return int(cov + K * D + K - 1)
 
 
-def _chol_lower(cov: np.ndarray) -> np.ndarray:
-    try:
-        return linalg.cholesky(cov, lower=True)
-    except (linalg.LinAlgError, ValueError):
-        raise ValueError(ILL_DEFINED) from None
-
-
 def precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
     """scikit-learn's ``precisions_cholesky_`` of ``covariances`` (float64).
 
-    full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix;
-    a matrix that is not positive-definite raises ``ValueError`` (scikit-learn's message).
+    full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix,
+    all K matrices in one batched call each (NumPy's Cholesky, SciPy's triangular solve; a
+    Python loop of K small LAPACK calls cost 6 ms at K=64, D=39, and far more with a threaded
+    BLAS on a loaded machine); a matrix that is not finite and positive-definite raises
+    ``ValueError`` (scikit-learn's message).
     """
     cov = np.asarray(covariances, dtype=np.float64)
     if covariance_type in ("diag", "spherical"):
@@ -71,10 +67,14 @@ def precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
             raise ValueError(ILL_DEFINED)
         return 1.0 / np.sqrt(cov)
     mats = cov[None] if covariance_type == "tied" else cov
-    D = mats.shape[-1]
-    out = np.empty_like(mats)
-    for k, c in enumerate(mats):
-        out[k] = linalg.solve_triangular(_chol_lower(c), np.eye(D), lower=True).T
+    if not np.all(np.isfinite(mats)):
+        raise ValueError(ILL_DEFINED)
+    try:
+        L = np.linalg.cholesky(mats)
+    except np.linalg.LinAlgError:
+        raise ValueError(ILL_DEFINED) from None
+    eye = np.broadcast_to(np.eye(mats.shape[-1]), mats.shape)
+    out = np.ascontiguousarray(np.swapaxes(linalg.solve_triangular(L, eye, lower=True), -1, -2))
     return out[0] if covariance_type == "tied" else out
 
 

@@ -11,6 +11,7 @@ of :class:`Engine` objects (work buffers), so a loop of ``accumulate`` / ``top_c
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from contextlib import contextmanager
@@ -66,6 +67,20 @@ class _BlasSingleThread:
 _blas_single_thread = _BlasSingleThread()
 
 
+def one_blas_thread(fn):
+    """``fn`` run with BLAS limited to one thread (:class:`_BlasSingleThread`).
+
+    For the M-step and the model matrices: K small (D x D) Cholesky factors, triangular solves
+    and eigenvalue problems, which a threaded BLAS only slows down (on a loaded machine an
+    M-step at K=64, D=39 took 0.85 s with two BLAS threads, 0.01 s with one).
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _blas_single_thread:
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def available_threads() -> int:
     """Cores this process may run on."""
     try:
@@ -86,6 +101,7 @@ def feature_columns(n_features: int, layout: str) -> int:
     return D + D * (D + 1) // 2 if layout == "full" else 2 * D
 
 
+@one_blas_thread
 def model_matrices(weights, means, covariances, dtype, shift=None, covariance_type: str = "diag"):
     """Return ``shift`` (D,), ``M`` (P, K) and ``gconst`` (K,) in ``dtype`` for the core.
 

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _covariance as cv
 from ._blocked import ArraySource, is_dask_array, wants_blocked
-from ._engine import CoreCache, Engine
+from ._engine import CoreCache, Engine, one_blas_thread
 from ._init import init_stats
 from ._stats import GMMStats
 from ._validation import check_sample_weight, check_stats, check_usable_parameters
@@ -342,6 +342,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return X.astype(dtype, copy=False)
 
     # ------------------------------------------------------------------ M-step
+    @one_blas_thread
     def _params_from_stats(self, stats: GMMStats, dtype):
         """Maximum-likelihood (weights, means, covariances) in float64 from statistics.
 
@@ -387,11 +388,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         cov = cov + reg
         if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
             raise ValueError(_ILL_DEFINED)
-        cv.precisions_cholesky(cov, ct)          # positive (definite), else scikit-learn's message
+        chol = cv.precisions_cholesky(cov, ct)   # positive (definite), else scikit-learn's message
         weights = nk / nk.sum()
-        _check_fitted_usable(weights, means, cov, dtype, ct)
+        _check_fitted_usable(weights, means, cov, dtype, ct, chol)
         return weights, means, cov
 
+    @one_blas_thread
     def _set_params_arrays(self, weights, means, covariances, dtype) -> None:
         ct = self.covariance_type
         self.weights_ = np.asarray(weights, dtype=dtype)
@@ -836,10 +838,11 @@ def _apply_floor(cov, floor, full: bool):
     return out[0] if cov.ndim == 2 else out
 
 
-def _check_fitted_usable(weights, means, covariances, dtype, covariance_type="diag") -> None:
+def _check_fitted_usable(weights, means, covariances, dtype, covariance_type="diag",
+                         prec_chol=None) -> None:
     """:func:`check_usable_parameters` for parameters estimated from data: the message adds the remedy."""
     try:
-        check_usable_parameters(weights, means, covariances, dtype, covariance_type)
+        check_usable_parameters(weights, means, covariances, dtype, covariance_type, prec_chol)
     except ValueError as exc:
         hint = ("Use float64 input or rescale the data" if np.dtype(dtype) == np.float32
                 else "Rescale the data") + " (e.g. sklearn.preprocessing.StandardScaler)."
