@@ -294,7 +294,7 @@ class Engine:
         return idx, ll
 
     def top_c_loglik(self, X, idx, shift, Mt, gconst) -> np.ndarray:
-        """Total top-C log-likelihood of X under S models: Mt (S, K, 2D), gconst (S, K) -> (S,)."""
+        """Total top-C log-likelihood of X under S models: Mt (S, K, P), gconst (S, K) -> (S,)."""
         S = Mt.shape[0]
         acc = np.zeros((self.threads, S))
         vals = np.empty((self.threads, idx.shape[1]), dtype=self.dtype)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._covariance import layout
+
 if TYPE_CHECKING:
     from ._mixture import GaussianMixture
 
@@ -22,9 +24,11 @@ class ModelStack:
     """S fitted models of the same (K, D), prepared once for repeated top-C scoring.
 
     Scoring many test utterances against the same speaker models re-uses the stacked
-    (S, K, 2D) matrices built here.  All matrices are built about the mixture mean of
+    (S, K, P) matrices built here.  All matrices are built about the mixture mean of
     ``reference`` (the UBM, usually), the model whose :meth:`GaussianMixture.top_components`
-    provides the indices.
+    provides the indices.  Every covariance type works; the core's layout, and with it P,
+    follows the type (2D for "diag" and "spherical", D + D(D+1)/2 for "full" and "tied"), so
+    the models must share the reference's ``covariance_type`` layout (``ValueError`` otherwise).
     """
 
     def __init__(self, models, reference: "GaussianMixture | None" = None):
@@ -39,6 +43,10 @@ class ModelStack:
             if m.means_.shape != (self.K, self.D):
                 raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
                                  f"got {m.means_.shape}")
+            if layout(m.covariance_type) != layout(ref.covariance_type):
+                raise ValueError(f"a covariance_type={m.covariance_type!r} model cannot be scored in a "
+                                 f"stack whose reference is {ref.covariance_type!r}: the types must "
+                                 f"both be in {('diag', 'spherical')} or both in {('full', 'tied')}")
         self.reference = ref
         self._cache = {}
 
@@ -46,7 +54,7 @@ class ModelStack:
         return len(self.models)
 
     def _stack(self, dtype):
-        """(shift, Mt (S, K, 2D), gconst (S, K)) in ``dtype``, stacked once per dtype.
+        """(shift, Mt (S, K, P), gconst (S, K)) in ``dtype``, stacked once per dtype.
 
         Every model's matrices about the reference's shift come from that model's own cache
         (``GaussianMixture._matrices``), so stacks rebuilt for the same models (e.g. one
@@ -55,8 +63,8 @@ class ModelStack:
         """
         dtype = np.dtype(dtype)
         if dtype not in self._cache:
-            shift = self.reference._matrices(dtype)[0]
-            Mt = np.empty((len(self.models), self.K, 2 * self.D), dtype=dtype)
+            shift, M_ref, _ = self.reference._matrices(dtype)
+            Mt = np.empty((len(self.models), self.K, M_ref.shape[0]), dtype=dtype)
             gconst = np.empty((len(self.models), self.K), dtype=dtype)
             for s, m in enumerate(self.models):
                 _, M, g = m._matrices(dtype, shift=shift)

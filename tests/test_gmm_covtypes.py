@@ -219,3 +219,44 @@ def test_from_parameters_every_type():
 
 def test_default_covariance_type_is_full_as_sklearn():
     assert GaussianMixture().covariance_type == SK().covariance_type == "full"
+
+
+def _scipy_logprob(gm, X):
+    """(N, K) weighted log-densities of any type from scipy.stats.multivariate_normal."""
+    return np.stack([np.log(w) + multivariate_normal(m, c).logpdf(X)
+                     for w, m, c in zip(gm.weights_, gm.means_, _full_covs(gm))], axis=1)
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_top_components_and_model_stack_every_type(cov):
+    from scipy.special import logsumexp
+    from gmmext import ModelStack, top_c_loglik
+
+    X = _data()
+    ubm = _fit(X, cov, max_iter=3, chunk_size=37)
+    rng = np.random.RandomState(1)
+    models = []
+    for s in range(3):          # "adapted" models: moved means, other weights, the same type
+        m = GaussianMixture.from_parameters(rng.dirichlet(np.ones(3)), ubm.means_ + rng.randn(3, 3),
+                                            ubm.covariances_ * (1 + s), covariance_type=cov)
+        models.append(m)
+    ref = _scipy_logprob(ubm, X)
+    for c in (1, 2, 3):
+        idx, ll = ubm.top_components(X, c)
+        order = np.argsort(-ref, axis=1, kind="stable")[:, :c]
+        np.testing.assert_array_equal(np.sort(idx, axis=1), np.sort(order, axis=1))
+        np.testing.assert_allclose(ll, logsumexp(np.take_along_axis(ref, order, 1), axis=1), rtol=1e-10)
+        got = top_c_loglik(ModelStack(models, reference=ubm), X, idx)
+        want = [logsumexp(np.take_along_axis(_scipy_logprob(m, X), idx.astype(int), 1), axis=1).sum()
+                for m in models]
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_model_stack_refuses_models_of_another_layout():
+    from gmmext import ModelStack
+
+    X = _data()
+    full, diag = _fit(X, "full", max_iter=2), _fit(X, "diag", max_iter=2)
+    with pytest.raises(ValueError, match="cannot be scored in a stack whose reference is 'full'"):
+        ModelStack([diag], reference=full)
+    ModelStack([_fit(X, "spherical", max_iter=2)], reference=diag)     # same layout: accepted
