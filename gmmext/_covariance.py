@@ -13,9 +13,12 @@ type          ``covariances_``      ``precisions_cholesky_`` (what the E-step us
 
 ``precisions_`` is ``C C^T`` (full, tied) or ``1 / cov`` (diag, spherical), as scikit-learn
 computes them.  The compiled core has two layouts (``src/_core.pyx``): "diag" and "spherical"
-use the diagonal one (a spherical variance is a diagonal one repeated D times), "full" and
-"tied" the full one.  The statistics follow the layout: ``GMMStats.sum_xx`` is (K, D) for
-the diagonal layout and (K, D, D) for the full one; a tied M-step sums it over components.
+use the diagonal one (a spherical variance is a diagonal one repeated D times), "full" the
+full one, and "tied" the diagonal one on whitened frames (``z = C^T (x - shift)``: unit
+variances, see :func:`feature_layout`).  The statistics follow :func:`layout`:
+``GMMStats.sum_xx`` is (K, D) for "diag" and "spherical", (K, D, D) for "full", and for
+"tied" the pooled (1, D, D) scatter matrix its M-step needs (statistics of (K, D, D) update
+a tied model too: its M-step sums them over components).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import numpy as np
 from scipy import linalg
 
 __all__ = ["COVARIANCE_TYPES", "ILL_DEFINED", "layout", "cov_shape", "n_parameters",
-           "precisions_cholesky", "precisions_from_cholesky", "covariances_from_precisions",
+           "feature_layout", "precisions_cholesky", "precisions_from_cholesky", "covariances_from_precisions",
            "per_component_full", "per_component_diag", "min_eigenvalues"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -38,6 +41,16 @@ ILL_DEFINED = (
 def layout(covariance_type: str) -> str:
     """The core's layout: "diag" (diag, spherical) or "full" (full, tied)."""
     return "full" if covariance_type in ("full", "tied") else "diag"
+
+
+def feature_layout(covariance_type: str) -> str:
+    """The core's feature map for the E-step: "full" for "full", "diag" for the other three.
+
+    "tied" is scored in the diagonal layout after whitening every frame by the shared
+    ``C^T`` (one triangular (D x D) product per frame), which costs ``2D`` feature columns
+    per component instead of the full layout's ``D + D(D+1)/2``.
+    """
+    return "full" if covariance_type == "full" else "diag"
 
 
 def cov_shape(covariance_type: str, K: int, D: int) -> tuple:

@@ -321,10 +321,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _engine(self, dtype, n_features: int) -> Engine:
         """The calling thread's Engine for this estimator's current setting (reused across calls)."""
         return self._core_cache().engine(dtype, n_features, self.n_components, self.chunk_size,
-                                         self.n_threads, cv.layout(self.covariance_type))
+                                         self.n_threads, cv.feature_layout(self.covariance_type))
 
     def _matrices(self, dtype, shift=None):
-        """``(shift, M, gconst)`` of the current parameters in ``dtype`` (built once, see CoreCache).
+        """``(shift, M, gconst, whiten)`` of the current parameters in ``dtype`` (built once, see CoreCache).
 
         ``shift`` (D,) builds them about another centre (the UBM's, for ``ModelStack``).
         """

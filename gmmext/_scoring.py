@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._covariance import layout
 
 if TYPE_CHECKING:
     from ._mixture import GaussianMixture
 
 __all__ = ["ModelStack", "top_c_loglik"]
+
+
+def _kind(covariance_type: str) -> str:
+    """Types whose models can share one stack: "diag" and "spherical" together, the others alone."""
+    return "diag" if covariance_type == "spherical" else covariance_type
 
 
 class ModelStack:
@@ -27,8 +31,10 @@ class ModelStack:
     (S, K, P) matrices built here.  All matrices are built about the mixture mean of
     ``reference`` (the UBM, usually), the model whose :meth:`GaussianMixture.top_components`
     provides the indices.  Every covariance type works; the core's layout, and with it P,
-    follows the type (2D for "diag" and "spherical", D + D(D+1)/2 for "full" and "tied"), so
-    the models must share the reference's ``covariance_type`` layout (``ValueError`` otherwise).
+    follows the type (2D for "diag", "spherical" and "tied", D + D(D+1)/2 for "full"), so the
+    models must be of the reference's feature layout, and tied models, scored on frames whitened
+    once by the reference's shared covariance, must all have exactly that covariance (as MAP
+    adaptation of means and weights leaves it); ``ValueError`` otherwise.
     """
 
     def __init__(self, models, reference: "GaussianMixture | None" = None):
@@ -43,10 +49,13 @@ class ModelStack:
             if m.means_.shape != (self.K, self.D):
                 raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
                                  f"got {m.means_.shape}")
-            if layout(m.covariance_type) != layout(ref.covariance_type):
+            if _kind(m.covariance_type) != _kind(ref.covariance_type):
                 raise ValueError(f"a covariance_type={m.covariance_type!r} model cannot be scored in a "
                                  f"stack whose reference is {ref.covariance_type!r}: the types must "
-                                 f"both be in {('diag', 'spherical')} or both in {('full', 'tied')}")
+                                 f"be equal, or both in {('diag', 'spherical')}")
+            if ref.covariance_type == "tied" and not np.array_equal(m.covariances_, ref.covariances_):
+                raise ValueError("tied models are scored in the reference's whitened space: every "
+                                 "model of the stack must have the reference's covariances_")
         self.reference = ref
         self._cache = {}
 
@@ -54,7 +63,7 @@ class ModelStack:
         return len(self.models)
 
     def _stack(self, dtype):
-        """(shift, Mt (S, K, P), gconst (S, K)) in ``dtype``, stacked once per dtype.
+        """(shift, Mt (S, K, P), gconst (S, K), whiten) in ``dtype``, stacked once per dtype.
 
         Every model's matrices about the reference's shift come from that model's own cache
         (``GaussianMixture._matrices``), so stacks rebuilt for the same models (e.g. one
@@ -63,14 +72,14 @@ class ModelStack:
         """
         dtype = np.dtype(dtype)
         if dtype not in self._cache:
-            shift, M_ref, _ = self.reference._matrices(dtype)
+            shift, M_ref, _, whiten = self.reference._matrices(dtype)
             Mt = np.empty((len(self.models), self.K, M_ref.shape[0]), dtype=dtype)
             gconst = np.empty((len(self.models), self.K), dtype=dtype)
             for s, m in enumerate(self.models):
-                _, M, g = m._matrices(dtype, shift=shift)
+                _, M, g, _ = m._matrices(dtype, shift=shift)
                 Mt[s] = M.T
                 gconst[s] = g
-            self._cache[dtype] = (shift, Mt, gconst)
+            self._cache[dtype] = (shift, Mt, gconst, whiten)
         return self._cache[dtype]
 
     def top_c_loglik(self, X, indices, which=None) -> np.ndarray:
@@ -87,12 +96,12 @@ class ModelStack:
                              f"got {idx.shape}")
         if not np.issubdtype(idx.dtype, np.integer) or (idx.size and (idx.min() < 0 or idx.max() >= K)):
             raise ValueError(f"indices must be integers in [0, {K})")
-        shift, Mt, gconst = self._stack(X.dtype)
+        shift, Mt, gconst, whiten = self._stack(X.dtype)
         if which is not None:
             which = np.asarray(which, dtype=np.intp)
             Mt, gconst = Mt[which], gconst[which]
         engine = self.reference._engine(X.dtype, self.D)
-        return engine.top_c_loglik(X, idx.astype(np.int32, copy=False), shift, Mt, gconst)
+        return engine.top_c_loglik(X, idx.astype(np.int32, copy=False), shift, Mt, gconst, whiten)
 
 
 def top_c_loglik(models, X, indices) -> np.ndarray:

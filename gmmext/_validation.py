@@ -196,6 +196,10 @@ def check_stats(stats, n_components: int, n_features: int | None, dtype,
                          f"covariance_type={covariance_type!r} model (it needs "
                          f"{'(K, D, D)' if full else '(K, D)'}); accumulate them with a model of "
                          "that type")
+    if full and covariance_type != "tied" and stats.pooled_second_order:
+        raise ValueError(f"pooled (tied) statistics with sum_xx of shape {stats.sum_xx.shape} cannot "
+                         f"update a covariance_type={covariance_type!r} model (it needs (K, D, D)); "
+                         "accumulate them with a model of that type")
     if K != n_components:
         raise ValueError(f"statistics have {K} components, the model has {n_components}")
     if n_features is not None and D != n_features:
