@@ -53,8 +53,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Number of mixture components K.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         As scikit-learn.  "diag" and "spherical" run the core's diagonal layout (``[y, y**2]``
-        per frame), "full" and "tied" its full layout (``[y, upper triangle of y y^T]``,
-        D + D(D+1)/2 columns: the cost per frame grows with D**2); see docs/design.md.
+        per frame), "tied" the same on frames whitened once by the shared ``C^T`` (unit
+        variances; its statistics' second order is the pooled (1, D, D) scatter), "full" the
+        full layout (``[y, upper triangle of y y^T]``, D + D(D+1)/2 columns: the cost per frame
+        grows with D**2); see docs/design.md.
     tol : float, default=1e-3
         EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
     reg_covar : float, default=1e-6
