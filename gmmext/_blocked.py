@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._covariance import layout
+from ._covariance import feature_layout, layout
 from ._engine import Engine, model_matrices
 from ._stats import GMMStats
 from ._validation import check_block, check_sample_weight, check_source_dtype
@@ -94,14 +94,20 @@ class StatsParams:
         X = check_block(X, D, rows=(start, start + _n_rows(X)))
         dtype = np.result_type(X.dtype, self.means.dtype)
         X = X.astype(dtype, copy=False)
-        engine = Engine(dtype, D, K, self.chunk_size, self.n_threads, layout=self.layout)
+        engine = Engine(dtype, D, K, self.chunk_size, self.n_threads,
+                        layout=feature_layout(self.covariance_type))
         return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype,
                                          covariance_type=self.covariance_type)
 
     @property
     def layout(self) -> str:
-        """The core's layout for this model ("diag" or "full")."""
+        """The statistics' layout for this model ("diag" or "full")."""
         return layout(self.covariance_type)
+
+    def zero_stats(self) -> GMMStats:
+        """Empty statistics of this model's shape (pooled second order for "tied")."""
+        K, D = self.means.shape
+        return GMMStats.zeros(K, D, self.layout == "full", pooled=self.covariance_type == "tied")
 
 
 def _n_rows(X) -> int:
@@ -118,7 +124,7 @@ def block_stats(params: StatsParams, X, sample_weight=None, start: int = 0) -> G
     """
     K, D = params.shape
     if isinstance(X, (list, tuple)):
-        total = GMMStats.zeros(K, D, params.layout == "full")
+        total = params.zero_stats()
         for x in X:
             total = total + block_stats(params, x, None, start)
             start += _n_rows(x)
@@ -126,7 +132,7 @@ def block_stats(params: StatsParams, X, sample_weight=None, start: int = 0) -> G
     X, engine, matrices = params.prepare(X, start)
     sw = check_sample_weight(sample_weight, X.shape[0], rows=(start, start + X.shape[0]))
     if X.shape[0] == 0 or (sw is not None and not sw.sum() > 0):
-        return GMMStats.zeros(K, D, params.layout == "full")
+        return params.zero_stats()
     return engine.accumulate(X, sw, *matrices)
 
 

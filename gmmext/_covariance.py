@@ -13,9 +13,12 @@ type          ``covariances_``      ``precisions_cholesky_`` (what the E-step us
 
 ``precisions_`` is ``C C^T`` (full, tied) or ``1 / cov`` (diag, spherical), as scikit-learn
 computes them.  The compiled core has two layouts (``src/_core.pyx``): "diag" and "spherical"
-use the diagonal one (a spherical variance is a diagonal one repeated D times), "full" and
-"tied" the full one.  The statistics follow the layout: ``GMMStats.sum_xx`` is (K, D) for
-the diagonal layout and (K, D, D) for the full one; a tied M-step sums it over components.
+use the diagonal one (a spherical variance is a diagonal one repeated D times), "full" the
+full one, and "tied" the diagonal one on whitened frames (``z = C^T (x - shift)``: unit
+variances, see :func:`feature_layout`).  The statistics follow :func:`layout`:
+``GMMStats.sum_xx`` is (K, D) for "diag" and "spherical", (K, D, D) for "full", and for
+"tied" the pooled (1, D, D) scatter matrix its M-step needs (statistics of (K, D, D) update
+a tied model too: its M-step sums them over components).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import numpy as np
 from scipy import linalg
 
 __all__ = ["COVARIANCE_TYPES", "ILL_DEFINED", "layout", "cov_shape", "n_parameters",
-           "precisions_cholesky", "precisions_from_cholesky", "covariances_from_precisions",
+           "feature_layout", "precisions_cholesky", "precisions_from_cholesky", "covariances_from_precisions",
            "per_component_full", "per_component_diag", "min_eigenvalues"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -40,6 +43,16 @@ def layout(covariance_type: str) -> str:
     return "full" if covariance_type in ("full", "tied") else "diag"
 
 
+def feature_layout(covariance_type: str) -> str:
+    """The core's feature map for the E-step: "full" for "full", "diag" for the other three.
+
+    "tied" is scored in the diagonal layout after whitening every frame by the shared
+    ``C^T`` (one triangular (D x D) product per frame), which costs ``2D`` feature columns
+    per component instead of the full layout's ``D + D(D+1)/2``.
+    """
+    return "full" if covariance_type == "full" else "diag"
+
+
 def cov_shape(covariance_type: str, K: int, D: int) -> tuple:
     """Shape of ``covariances_`` (and ``precisions_``, ``precisions_init``)."""
     return {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
@@ -52,18 +65,14 @@ def n_parameters(covariance_type: str, K: int, D: int) -> int:
     return int(cov + K * D + K - 1)
 
 
-def _chol_lower(cov: np.ndarray) -> np.ndarray:
-    try:
-        return linalg.cholesky(cov, lower=True)
-    except (linalg.LinAlgError, ValueError):
-        raise ValueError(ILL_DEFINED) from None
-
-
 def precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
     """scikit-learn's ``precisions_cholesky_`` of ``covariances`` (float64).
 
-    full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix;
-    a matrix that is not positive-definite raises ``ValueError`` (scikit-learn's message).
+    full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix,
+    all K matrices in one batched call each (NumPy's Cholesky, SciPy's triangular solve; a
+    Python loop of K small LAPACK calls cost 6 ms at K=64, D=39, and far more with a threaded
+    BLAS on a loaded machine); a matrix that is not finite and positive-definite raises
+    ``ValueError`` (scikit-learn's message).
     """
     cov = np.asarray(covariances, dtype=np.float64)
     if covariance_type in ("diag", "spherical"):
@@ -71,10 +80,14 @@ def precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
             raise ValueError(ILL_DEFINED)
         return 1.0 / np.sqrt(cov)
     mats = cov[None] if covariance_type == "tied" else cov
-    D = mats.shape[-1]
-    out = np.empty_like(mats)
-    for k, c in enumerate(mats):
-        out[k] = linalg.solve_triangular(_chol_lower(c), np.eye(D), lower=True).T
+    if not np.all(np.isfinite(mats)):
+        raise ValueError(ILL_DEFINED)
+    try:
+        L = np.linalg.cholesky(mats)
+    except np.linalg.LinAlgError:
+        raise ValueError(ILL_DEFINED) from None
+    eye = np.broadcast_to(np.eye(mats.shape[-1]), mats.shape)
+    out = np.ascontiguousarray(np.swapaxes(linalg.solve_triangular(L, eye, lower=True), -1, -2))
     return out[0] if covariance_type == "tied" else out
 
 

@@ -11,6 +11,7 @@ of :class:`Engine` objects (work buffers), so a loop of ``accumulate`` / ``top_c
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from contextlib import contextmanager
@@ -18,7 +19,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import _core
-from ._covariance import layout, per_component_diag, precisions_cholesky
+from scipy import linalg
+
+from ._covariance import feature_layout, per_component_diag, precisions_cholesky
 from ._stats import GMMStats
 
 #: Kept fraction below which a chunk's statistics are summed sparsely (src/gmm_kernels.h,
@@ -73,6 +76,20 @@ _blas_single_thread = _BlasSingleThread()
 single_thread_blas = _blas_single_thread
 
 
+def one_blas_thread(fn):
+    """``fn`` run with BLAS limited to one thread (:class:`_BlasSingleThread`).
+
+    For the M-step and the model matrices: K small (D x D) Cholesky factors, triangular solves
+    and eigenvalue problems, which a threaded BLAS only slows down (on a loaded machine an
+    M-step at K=64, D=39 took 0.85 s with two BLAS threads, 0.01 s with one).
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _blas_single_thread:
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def available_threads() -> int:
     """Cores this process may run on."""
     try:
@@ -93,16 +110,20 @@ def feature_columns(n_features: int, layout: str) -> int:
     return D + D * (D + 1) // 2 if layout == "full" else 2 * D
 
 
+@one_blas_thread
 def model_matrices(weights, means, covariances, dtype, shift=None, covariance_type: str = "diag"):
-    """Return ``shift`` (D,), ``M`` (P, K) and ``gconst`` (K,) in ``dtype`` for the core.
+    """Return ``shift`` (D,), ``M`` (P, K), ``gconst`` (K,) and ``whiten`` in ``dtype`` for the core.
 
     From (K,), (K, D) and ``covariances`` of ``covariance_type``'s shape (``gmmext._covariance``).
     With ``y = x - shift``, ``phi(y) @ M + gconst`` are the weighted log-densities
     ``log w_k + log N(x | mu_k, cov_k)``, ``phi`` the core's feature map: ``[y, y**2]``
-    (P = 2D, diag and spherical) or ``[y, y_a y_b for a <= b]`` (P = D + D(D+1)/2, full and
-    tied; the quadratic rows hold ``-P_aa / 2`` and ``-P_ab``, P the precision matrix).  The
-    shift is the mixture's mean unless given, so that ``y`` is centred.  Computed in float64
-    (precisions from the Cholesky factor, as scikit-learn), then cast.
+    (P = 2D, diag and spherical) or ``[y, y_a y_b for a <= b]`` (P = D + D(D+1)/2, full;
+    the quadratic rows hold ``-P_aa / 2`` and ``-P_ab``, P the precision matrix).  Tied:
+    ``whiten`` is ``T = C^T`` (D, D), C the shared upper-triangular ``precisions_cholesky_``,
+    and ``phi(T y)`` is the diagonal layout with unit variances (means ``T (mu_k - shift)``);
+    ``whiten`` is None for the other types.  The shift is the mixture's mean unless given, so
+    that ``y`` is centred.  Computed in float64 (precisions from the Cholesky factor, as
+    scikit-learn), then cast.
     """
     w = np.asarray(weights, dtype=np.float64)
     mu0 = np.asarray(means, dtype=np.float64)
@@ -113,16 +134,25 @@ def model_matrices(weights, means, covariances, dtype, shift=None, covariance_ty
     K, D = mu.shape
     with np.errstate(divide="ignore"):
         logw = np.log(w)
-    if layout(covariance_type) == "diag":
+    whiten = None
+    if covariance_type == "tied":
+        C = precisions_cholesky(covariances, covariance_type)
+        whiten = np.ascontiguousarray(C.T, dtype=dtype)
+        mz = mu @ whiten.T.astype(np.float64)                        # T (mu_k - shift), as rows
+        M = np.empty((2 * D, K), dtype=dtype)
+        M[:D] = mz.T
+        M[D:] = -0.5
+        logdet = np.full(K, np.log(np.diagonal(C)).sum())
+        quad = (mz * mz).sum(axis=1)
+    elif feature_layout(covariance_type) == "diag":
         prec = 1.0 / per_component_diag(covariances, covariance_type, D)
         M = np.empty((2 * D, K), dtype=dtype)
         lin, gconst = diag_terms(logw, mu, prec)
         M[:D] = lin.T
         M[D:] = (-0.5 * prec).T
-        return shift, M, np.ascontiguousarray(gconst, dtype=dtype)
+        return shift, M, np.ascontiguousarray(gconst, dtype=dtype), whiten
     else:
         C = precisions_cholesky(covariances, covariance_type)
-        C = np.broadcast_to(C, (K, D, D)) if covariance_type == "tied" else C
         prec = np.einsum("kij,klj->kil", C, C)                       # (K, D, D)
         pm = np.einsum("kij,kj->ki", prec, mu)                       # P_k mu_k
         a, b = np.triu_indices(D)
@@ -132,7 +162,7 @@ def model_matrices(weights, means, covariances, dtype, shift=None, covariance_ty
         logdet = np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
         quad = (pm * mu).sum(axis=1)
     gconst = _gconst(logw, D, logdet, quad)
-    return shift, M, np.ascontiguousarray(gconst, dtype=dtype)
+    return shift, M, np.ascontiguousarray(gconst, dtype=dtype), whiten
 
 
 def _gconst(logw, D: int, logdet, quad):
@@ -196,7 +226,9 @@ class Engine:
     thread) never see each other.  ``sparse_limit`` is the core's sparse-statistics switch
     (:data:`SPARSE_LIMIT`; negative: always the dense gemm).  ``layout`` is the core's
     ("diag": P = 2D feature columns; "full": P = D + D(D+1)/2), which the model matrices
-    must have.
+    must have.  Every method takes the model as :func:`model_matrices` gives it,
+    ``(shift, M, gconst, whiten)``; a ``whiten`` that is not None (tied) makes the statistics
+    :meth:`_tied_stats`'.
     """
 
     def __init__(self, dtype, n_features: int, n_components: int,
@@ -216,12 +248,60 @@ class Engine:
         self.acc_s = np.zeros((T, self.K, P))
         self.acc_n = np.zeros((T, self.K))
         self.acc_scalar = np.zeros((T, 2))
+        self._scatter_bufs = None
 
     def _threads_for(self, n_rows: int) -> int:
         n_chunks = -(-n_rows // self.chunk)
         return max(1, min(self.threads, n_chunks))
 
-    def accumulate(self, X, sample_weight, shift, M, gconst) -> GMMStats:
+    def _scatter(self, segments, sample_weight, shift, T: int, per_segment: bool) -> np.ndarray:
+        """Pooled second order ``sum_i w_i x_i x_i^T``: (R, 1, D, D), R = U (per segment) or 1.
+
+        One core pass with a one-component model in the full layout (zero M: every frame's
+        responsibility is its weight), so the statistics are ``sum_i w_i [y, triu(y y^T)]``,
+        then unshifted.  Memory: the full layout's (chunk, D + D(D+1)/2) buffer per thread.
+        """
+        P = feature_columns(self.D, "full")
+        if self._scatter_bufs is None:
+            Tn, c, dt = self.threads, self.chunk, self.dtype
+            self._scatter_bufs = (np.empty((Tn, c, P), dt), np.empty((Tn, c, 1), dt),
+                                  np.empty((Tn, 1, P), dt), np.zeros((P, 1), dt), np.zeros(1, dt))
+        xx, L, S, M1, g1 = self._scatter_bufs
+        R = len(segments) if per_segment else T
+        acc_s, acc_n, acc_scalar = np.zeros((R, 1, P)), np.zeros((R, 1)), np.zeros((R, 2))
+        _core.accumulate(segments, sample_weight, shift, M1, g1, self.chunk, T, -1.0, per_segment,
+                         xx, L, S, acc_s, acc_n, acc_scalar)
+        if not per_segment:
+            acc_s, acc_n = acc_s.sum(axis=0, keepdims=True), acc_n.sum(axis=0, keepdims=True)
+        return _to_raw(acc_s, acc_n, shift, T, full=True)[1]
+
+    def _tied_stats(self, segments, sample_weight, shift, M, gconst, whiten, T: int,
+                    per_segment: bool, second_order: bool = True) -> list:
+        """Tied statistics: one ``GMMStats`` per segment (``per_segment``) or one for all frames.
+
+        The E-step runs on whitened frames ``z = T (x - shift)`` (diagonal layout, unit
+        variances) and accumulates the first order only, ``sum r z``, mapped back to
+        ``sum r x = T^-1 sum r z + n shift`` in float64; the second order is the pooled
+        :meth:`_scatter` (1, D, D), which needs no responsibilities (they sum to each frame's
+        weight).  ``second_order`` False: zeros instead, no second pass.
+        """
+        K, D = self.K, self.D
+        R = len(segments) if per_segment else T
+        acc_s, acc_n, acc_scalar = np.zeros((R, K, D)), np.zeros((R, K)), np.zeros((R, 2))
+        with _blas_single_thread:
+            _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
+                             self.sparse_limit, per_segment, self.xx, self.L, self.S,
+                             acc_s, acc_n, acc_scalar, whiten)
+            sxx = self._scatter(segments, sample_weight, shift, T, per_segment) if second_order else None
+        if not per_segment:
+            acc_s, acc_n, acc_scalar = (a.sum(axis=0, keepdims=True) for a in (acc_s, acc_n, acc_scalar))
+        sy = linalg.solve_triangular(whiten.astype(np.float64), acc_s.reshape(-1, D).T, lower=True)
+        sx = sy.T.reshape(acc_s.shape) + acc_n[..., None] * shift.astype(np.float64)
+        zeros = np.broadcast_to(np.float64(0.0), (1, D, D))
+        return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u], acc_scalar[u, 0],
+                         acc_scalar[u, 1]) for u in range(acc_n.shape[0])]
+
+    def accumulate(self, X, sample_weight, shift, M, gconst, whiten=None) -> GMMStats:
         """Summed sufficient statistics of X under the model (shift, M, gconst).
 
         X (N, D), or a sequence of (n_u, D) arrays taken as their concatenation (in one core
@@ -230,10 +310,12 @@ class Engine:
         to plain ``sum r x`` and ``sum r x**2`` in float64.
         """
         segments = _as_segments(X)
+        T = self._threads_for(sum(a.shape[0] for a in segments))
+        if whiten is not None:
+            return self._tied_stats(segments, sample_weight, shift, M, gconst, whiten, T, False)[0]
         self.acc_s.fill(0.0)
         self.acc_n.fill(0.0)
         self.acc_scalar.fill(0.0)
-        T = self._threads_for(sum(a.shape[0] for a in segments))
         with _blas_single_thread:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, False, self.xx, self.L, self.S,
@@ -244,7 +326,7 @@ class Engine:
         sx, sxx = _to_raw(s, n, shift, full=self.layout == "full")
         return GMMStats(n[0], sx[0], sxx[0], float(tot[0]), float(tot[1]))
 
-    def accumulate_segments(self, segments, sample_weight, shift, M, gconst,
+    def accumulate_segments(self, segments, sample_weight, shift, M, gconst, whiten=None,
                             second_order: bool = True) -> list:
         """One ``GMMStats`` per segment (U arrays (n_u, D)) from one core call.
 
@@ -257,10 +339,13 @@ class Engine:
         U, K, D = len(segments), self.K, self.D
         if U == 0:
             return []
+        T = max(1, min(self.threads, U))
+        if whiten is not None:
+            return self._tied_stats(segments, sample_weight, shift, M, gconst, whiten, T, True,
+                                    second_order)
         acc_s = np.zeros((U, K, self.P if second_order else D))
         acc_n = np.zeros((U, K))
         acc_scalar = np.zeros((U, 2))
-        T = max(1, min(self.threads, U))
         with _blas_single_thread:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, True, self.xx, self.L, self.S,
@@ -270,7 +355,7 @@ class Engine:
         return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u],
                          acc_scalar[u, 0], acc_scalar[u, 1]) for u in range(U)]
 
-    def evaluate(self, X, shift, M, gconst, *, loglik=False, resp=False, logprob=False, labels=False):
+    def evaluate(self, X, shift, M, gconst, whiten=None, *, loglik=False, resp=False, logprob=False, labels=False):
         """Per-frame outputs for X (N, D): a dict with the requested arrays.
 
         ``loglik`` (N,) float64, ``resp`` and ``logprob`` (N, K) in the engine's dtype,
@@ -289,10 +374,11 @@ class Engine:
         T = self._threads_for(N)
         with _blas_single_thread:
             _core.evaluate((X,), shift, M, gconst, self.chunk, T, self.xx, self.L,
-                           out.get("loglik"), out.get("resp"), out.get("logprob"), out.get("labels"))
+                           out.get("loglik"), out.get("resp"), out.get("logprob"), out.get("labels"),
+                           whiten)
         return out
 
-    def top_components(self, X, shift, M, gconst, c: int):
+    def top_components(self, X, shift, M, gconst, whiten, c: int):
         """(indices (N, c) int32, top-c log-likelihood (N,) float64) of X under one model."""
         N = X.shape[0]
         idx = np.empty((N, c), dtype=np.int32)
@@ -300,16 +386,20 @@ class Engine:
         vals = np.empty((self.threads, c), dtype=self.dtype)
         T = self._threads_for(N)
         with _blas_single_thread:
-            _core.topc_select((X,), shift, M, gconst, c, self.chunk, T, self.xx, self.L, vals, idx, ll)
+            _core.topc_select((X,), shift, M, gconst, c, self.chunk, T, self.xx, self.L, vals, idx, ll,
+                              whiten)
         return idx, ll
 
-    def top_c_loglik(self, X, idx, shift, Mt, gconst) -> np.ndarray:
-        """Total top-C log-likelihood of X under S models: Mt (S, K, 2D), gconst (S, K) -> (S,)."""
+    def top_c_loglik(self, X, idx, shift, Mt, gconst, whiten=None) -> np.ndarray:
+        """Total top-C log-likelihood of X under S models: Mt (S, K, P), gconst (S, K) -> (S,).
+
+        ``whiten``: the (D, D) whitening all S models share (tied), or None.
+        """
         S = Mt.shape[0]
         acc = np.zeros((self.threads, S))
         vals = np.empty((self.threads, idx.shape[1]), dtype=self.dtype)
         T = self._threads_for(X.shape[0])
-        _core.topc_loglik((X,), idx, shift, Mt, gconst, self.chunk, T, self.xx, vals, acc)
+        _core.topc_loglik((X,), idx, shift, Mt, gconst, self.chunk, T, self.xx, vals, acc, whiten)
         return acc[:T].sum(axis=0)
 
 

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _covariance as cv
 from ._blocked import ArraySource, is_dask_array, wants_blocked
-from ._engine import CoreCache, Engine
+from ._engine import CoreCache, Engine, one_blas_thread
 from ._init import init_stats
 from ._stats import GMMStats
 from ._validation import check_sample_weight, check_stats, check_usable_parameters
@@ -53,8 +53,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Number of mixture components K.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         As scikit-learn.  "diag" and "spherical" run the core's diagonal layout (``[y, y**2]``
-        per frame), "full" and "tied" its full layout (``[y, upper triangle of y y^T]``,
-        D + D(D+1)/2 columns: the cost per frame grows with D**2); see docs/design.md.
+        per frame), "tied" the same on frames whitened once by the shared ``C^T`` (unit
+        variances; its statistics' second order is the pooled (1, D, D) scatter), "full" the
+        full layout (``[y, upper triangle of y y^T]``, D + D(D+1)/2 columns: the cost per frame
+        grows with D**2); see docs/design.md.
     tol : float, default=1e-3
         EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
     reg_covar : float, default=1e-6
@@ -321,10 +323,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _engine(self, dtype, n_features: int) -> Engine:
         """The calling thread's Engine for this estimator's current setting (reused across calls)."""
         return self._core_cache().engine(dtype, n_features, self.n_components, self.chunk_size,
-                                         self.n_threads, cv.layout(self.covariance_type))
+                                         self.n_threads, cv.feature_layout(self.covariance_type))
 
     def _matrices(self, dtype, shift=None):
-        """``(shift, M, gconst)`` of the current parameters in ``dtype`` (built once, see CoreCache).
+        """``(shift, M, gconst, whiten)`` of the current parameters in ``dtype`` (built once, see CoreCache).
 
         ``shift`` (D,) builds them about another centre (the UBM's, for ``ModelStack``).
         """
@@ -342,6 +344,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return X.astype(dtype, copy=False)
 
     # ------------------------------------------------------------------ M-step
+    @one_blas_thread
     def _params_from_stats(self, stats: GMMStats, dtype):
         """Maximum-likelihood (weights, means, covariances) in float64 from statistics.
 
@@ -387,11 +390,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         cov = cov + reg
         if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
             raise ValueError(_ILL_DEFINED)
-        cv.precisions_cholesky(cov, ct)          # positive (definite), else scikit-learn's message
+        chol = cv.precisions_cholesky(cov, ct)   # positive (definite), else scikit-learn's message
         weights = nk / nk.sum()
-        _check_fitted_usable(weights, means, cov, dtype, ct)
+        _check_fitted_usable(weights, means, cov, dtype, ct, chol)
         return weights, means, cov
 
+    @one_blas_thread
     def _set_params_arrays(self, weights, means, covariances, dtype) -> None:
         ct = self.covariance_type
         self.weights_ = np.asarray(weights, dtype=dtype)
@@ -836,10 +840,11 @@ def _apply_floor(cov, floor, full: bool):
     return out[0] if cov.ndim == 2 else out
 
 
-def _check_fitted_usable(weights, means, covariances, dtype, covariance_type="diag") -> None:
+def _check_fitted_usable(weights, means, covariances, dtype, covariance_type="diag",
+                         prec_chol=None) -> None:
     """:func:`check_usable_parameters` for parameters estimated from data: the message adds the remedy."""
     try:
-        check_usable_parameters(weights, means, covariances, dtype, covariance_type)
+        check_usable_parameters(weights, means, covariances, dtype, covariance_type, prec_chol)
     except ValueError as exc:
         hint = ("Use float64 input or rescale the data" if np.dtype(dtype) == np.float32
                 else "Rescale the data") + " (e.g. sklearn.preprocessing.StandardScaler)."

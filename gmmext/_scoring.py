@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+
 if TYPE_CHECKING:
     from ._mixture import GaussianMixture
 
 __all__ = ["ModelStack", "top_c_loglik"]
+
+
+def _kind(covariance_type: str) -> str:
+    """Types whose models can share one stack: "diag" and "spherical" together, the others alone."""
+    return "diag" if covariance_type == "spherical" else covariance_type
 
 
 class ModelStack:
@@ -41,6 +47,12 @@ class ModelStack:
     Build it from models (``ModelStack(models, reference)``) or, for many speaker models at once
     without a ``GaussianMixture`` per model, from parameter arrays
     (:meth:`from_parameters`; ``models`` is then None).
+
+    Every covariance type works: the core's layout, and with it P, follows the type (2D for
+    "diag", "spherical" and "tied", D + D(D+1)/2 for "full"), so the models must be of the
+    reference's feature layout, and tied models, scored on frames whitened once by the
+    reference's shared covariance, must all have exactly that covariance (as MAP adaptation of
+    means and weights leaves it); ``ValueError`` otherwise.
     """
 
     #: models per step of :meth:`from_parameters` (bounds its float64 temporaries)
@@ -58,6 +70,13 @@ class ModelStack:
             if m.means_.shape != (self.K, self.D):
                 raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
                                  f"got {m.means_.shape}")
+            if _kind(m.covariance_type) != _kind(ref.covariance_type):
+                raise ValueError(f"a covariance_type={m.covariance_type!r} model cannot be scored in a "
+                                 f"stack whose reference is {ref.covariance_type!r}: the types must "
+                                 f"be equal, or both in {('diag', 'spherical')}")
+            if ref.covariance_type == "tied" and not np.array_equal(m.covariances_, ref.covariances_):
+                raise ValueError("tied models are scored in the reference's whitened space: every "
+                                 "model of the stack must have the reference's covariances_")
         self.reference = ref
         self._n = len(self.models)
         self._params = None
@@ -133,7 +152,7 @@ class ModelStack:
         if dtype in self._cache:
             return self._cache[dtype]
         K, D = self.K, self.D
-        shift, Mref, _ = self.reference._matrices(dtype)
+        shift, Mref, _, whiten = self.reference._matrices(dtype)
         if self.models is not None:
             kind = np.array([not self._shares(m) for m in self.models], dtype=np.intp)
         else:
@@ -144,7 +163,7 @@ class ModelStack:
         shared, general = np.flatnonzero(kind == 0), np.flatnonzero(kind == 1)
         slot = np.empty(self._n, dtype=np.intp)
         slot[shared], slot[general] = np.arange(shared.size), np.arange(general.size)
-        st = dict(shift=shift, shared=shared, general=general, slot=slot,
+        st = dict(shift=shift, whiten=whiten, shared=shared, general=general, slot=slot,
                   Q=np.ascontiguousarray(Mref[D:2 * D].T) if Mref.shape[0] == 2 * D else None,
                   A=np.empty((K, shared.size, D), dtype=dtype), G=np.empty((shared.size, K), dtype=dtype))
         if self.models is not None:
@@ -152,7 +171,7 @@ class ModelStack:
             st["Mt"] = np.empty((general.size, K, P), dtype=dtype)
             st["gconst"] = np.empty((general.size, K), dtype=dtype)
             for s, m in enumerate(self.models):
-                _, M, g = m._matrices(dtype, shift=shift)
+                _, M, g, _ = m._matrices(dtype, shift=shift)
                 if kind[s] == 0:
                     st["A"][:, slot[s]] = M[:D].T
                     st["G"][slot[s]] = g
@@ -216,7 +235,8 @@ class ModelStack:
             out[~general] = engine.top_c_loglik_shared(X, idx, st["shift"], st["Q"], A, G)
         if general.any():
             at = st["slot"][want[general]]
-            out[general] = engine.top_c_loglik(X, idx, st["shift"], st["Mt"][at], st["gconst"][at])
+            out[general] = engine.top_c_loglik(X, idx, st["shift"], st["Mt"][at], st["gconst"][at],
+                                                 st["whiten"])
         return out
 
 

@@ -23,12 +23,13 @@ class GMMStats:
         Occupancy of each component: ``sum_i w_i r_ik``.
     sum_x : ndarray of shape (K, D)
         ``sum_i w_i r_ik x_i``.
-    sum_xx : ndarray of shape (K, D) or (K, D, D)
+    sum_xx : ndarray of shape (K, D), (K, D, D) or (1, D, D)
         Second order: ``sum_i w_i r_ik x_i**2`` (element-wise square, shape (K, D)) for the
         "diag" and "spherical" covariance types, ``sum_i w_i r_ik x_i x_i^T`` (K, D, D) for
-        "full" and "tied" (a tied M-step sums it over components: that sum is the data's
-        weighted scatter matrix).  The M-step derives spherical and tied covariances from
-        these, so statistics of one layout serve both of its types.
+        "full", and for "tied" the pooled ``sum_i w_i x_i x_i^T`` (1, D, D): the sum over
+        components of the full statistics (responsibilities sum to 1), the data's weighted
+        scatter matrix, all a tied M-step needs.  The M-step derives spherical covariances from
+        diagonal statistics, and tied ones from full or pooled statistics.
     loglik : float
         Total weighted log-likelihood ``sum_i w_i log p(x_i)`` (nats) under the model
         that produced the statistics.
@@ -49,22 +50,30 @@ class GMMStats:
         self.loglik = float(self.loglik)
         self.n_samples = float(self.n_samples)
         ok = self.n.ndim == 1 and self.sum_x.ndim == 2 and self.sum_x.shape[0] == self.n.shape[0]
-        ok = ok and self.sum_xx.shape in (self.sum_x.shape, self.sum_x.shape + self.sum_x.shape[1:])
+        ok = ok and self.sum_xx.shape in (self.sum_x.shape, self.sum_x.shape + self.sum_x.shape[1:],
+                                          (1,) + self.sum_x.shape[1:] * 2)
         if not ok:
             raise ValueError(
                 "GMMStats shapes are inconsistent: n %s, sum_x %s, sum_xx %s; expected (K,), (K, D), "
-                "(K, D) or (K, D, D)" % (self.n.shape, self.sum_x.shape, self.sum_xx.shape))
+                "(K, D), (K, D, D) or (1, D, D)" % (self.n.shape, self.sum_x.shape, self.sum_xx.shape))
 
     @classmethod
-    def zeros(cls, n_components: int, n_features: int, full: bool = False) -> "GMMStats":
-        """Empty statistics (the neutral element of ``+``); ``full``: sum_xx (K, D, D)."""
+    def zeros(cls, n_components: int, n_features: int, full: bool = False,
+              pooled: bool = False) -> "GMMStats":
+        """Empty statistics (the neutral element of ``+``); ``full``: sum_xx (K, D, D), or (1, D, D) if ``pooled``."""
         K, D = n_components, n_features
-        return cls(np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D) if full else (K, D)), 0.0, 0.0)
+        shape = ((1 if pooled else K), D, D) if full else (K, D)
+        return cls(np.zeros(K), np.zeros((K, D)), np.zeros(shape), 0.0, 0.0)
 
     @property
     def full(self) -> bool:
         """True when ``sum_xx`` holds (K, D, D) second-order matrices."""
         return self.sum_xx.ndim == 3
+
+    @property
+    def pooled_second_order(self) -> bool:
+        """True when ``sum_xx`` is one (1, D, D) matrix for all K > 1 components (tied statistics)."""
+        return self.full and self.sum_xx.shape[0] != self.n.shape[0]
 
     @property
     def n_components(self) -> int:
@@ -104,9 +113,14 @@ class GMMStats:
         ``cov = sum_xx / (n + eps) - mean mean^T``, symmetrised.  ``eps`` keeps an empty
         component finite (the M-step passes ``10 * eps`` of the model's dtype).
         ``self.pooled().moments()`` is the data's global mean and variance (or covariance).
+        Pooled (1, D, D) second order gives the one within-component covariance (1, D, D):
+        ``(sum_xx - sum_k n_k mean_k mean_k^T) / sum_k n_k``, the tied estimator.
         """
         nk = self.n + eps
         mean = self.sum_x / nk[:, None]
+        if self.pooled_second_order:
+            cov = (self.sum_xx[0] - np.einsum("k,ki,kj->ij", nk, mean, mean)) / nk.sum()
+            return mean, 0.5 * (cov + cov.T)[None]
         if self.full:
             cov = self.sum_xx / nk[:, None, None] - mean[:, :, None] * mean[:, None, :]
             return mean, 0.5 * (cov + np.swapaxes(cov, 1, 2))

@@ -132,7 +132,8 @@ def parameter_bounds(dtype) -> dict:
     return {"var_min": 16.0 / F, "mean_max": np.sqrt(F) / 4.0, "spread_max": F / 16.0}
 
 
-def check_usable_parameters(weights, means, covariances, dtype, covariance_type: str = "diag") -> None:
+def check_usable_parameters(weights, means, covariances, dtype, covariance_type: str = "diag",
+                            prec_chol=None) -> None:
     """Raise ``ValueError`` unless the parameters' log-densities are finite in ``dtype``.
 
     ``weights`` (K,), ``means`` (K, D), ``covariances`` of ``covariance_type``'s shape, already
@@ -140,7 +141,9 @@ def check_usable_parameters(weights, means, covariances, dtype, covariance_type:
     "tied" the covariance matrices must be symmetric and positive-definite (their Cholesky
     factor exists) and the bounds apply to each component's smallest eigenvalue in place of
     every variance (``sum_d R_d**2 / lambda_min`` bounds ``R^T inv(cov) R``).  The message
-    names the first bound broken, the worst value and the dtype.
+    names the first bound broken, the worst value and the dtype.  ``prec_chol``: the
+    covariances' :func:`gmmext._covariance.precisions_cholesky` when the caller has it already
+    (their positive-definiteness is then known).
     """
     dtype = np.dtype(dtype)
     b = parameter_bounds(dtype)
@@ -152,7 +155,8 @@ def check_usable_parameters(weights, means, covariances, dtype, covariance_type:
         if not np.allclose(cov, np.swapaxes(cov, -1, -2), rtol=1e-5, atol=0.0):
             raise ValueError(f"'{covariance_type}' covariances must be symmetric")
         try:
-            precisions_cholesky(cov, covariance_type)
+            if prec_chol is None:
+                precisions_cholesky(cov, covariance_type)
         except ValueError:
             raise ValueError(f"'{covariance_type}' covariances must be positive-definite") from None
     var = min_eigenvalues(covariances, covariance_type, K, D)
@@ -192,6 +196,10 @@ def check_stats(stats, n_components: int, n_features: int | None, dtype,
                          f"covariance_type={covariance_type!r} model (it needs "
                          f"{'(K, D, D)' if full else '(K, D)'}); accumulate them with a model of "
                          "that type")
+    if full and covariance_type != "tied" and stats.pooled_second_order:
+        raise ValueError(f"pooled (tied) statistics with sum_xx of shape {stats.sum_xx.shape} cannot "
+                         f"update a covariance_type={covariance_type!r} model (it needs (K, D, D)); "
+                         "accumulate them with a model of that type")
     if K != n_components:
         raise ValueError(f"statistics have {K} components, the model has {n_components}")
     if n_features is not None and D != n_features:

@@ -85,6 +85,7 @@ cdef struct Frames:
     const int64_t *addr   # (U,): address of each segment's row 0 (0 for an empty segment)
     const int64_t *s0     # (U,): row strides, bytes
     const int64_t *s1     # (U,): column strides, bytes
+    const void *W         # (D, D) row-major lower-triangular whitening T of the frames' dtype, or NULL
 
 
 cdef class _FrameTable:
@@ -92,6 +93,7 @@ cdef class _FrameTable:
     cdef Frames f
     cdef object _tables
     cdef object _segments
+    cdef object _whitening
 
 
 cdef _FrameTable _frame_table(object segments, const floating[::1] shift):
@@ -125,7 +127,26 @@ cdef _FrameTable _frame_table(object segments, const floating[::1] shift):
     ft.f.addr = &t[1, 0]
     ft.f.s0 = &t[2, 0]
     ft.f.s1 = &t[3, 0]
+    ft.f.W = NULL
     return ft
+
+
+cdef int _set_whitening(_FrameTable ft, const floating[:, ::1] T) except -1:
+    """Frames whitened by T (D, D), lower-triangular, before the feature map (None: not whitened).
+
+    The entry points take it as their ``whiten`` argument.
+
+    With ``z = T (x - shift)`` the diagonal layout's ``[z, z^2]`` is the feature map; a tied
+    model with precision ``C C^T`` (``C`` its upper-triangular ``precisions_cholesky_``) whitened
+    by ``T = C^T`` has unit variances: its log-densities are the diagonal layout's, in z.
+    """
+    if T is None:
+        return 0
+    if T.shape[0] != ft.f.D or T.shape[1] != ft.f.D or ft.f.P != 2 * ft.f.D:
+        raise ValueError("the whitening matrix must be (D, D) and the model in the diagonal layout")
+    ft._whitening = T
+    ft.f.W = &T[0, 0]
+    return 0
 
 
 cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const floating *shift,
@@ -134,9 +155,11 @@ cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const flo
 
     Diagonal layout (P = 2D): ``[y, y^2]``.  Full layout (P = D + D(D+1)/2): ``[y, y_a y_b for
     a <= b]``, the upper triangle of ``y y^T`` row by row (``numpy.triu_indices(D)`` order).
+    Whitened frames (``f.W``, diagonal layout only): ``y`` is first replaced by ``T y``.
     """
     cdef Py_ssize_t i, d, e, t, r, D = f.D, P = f.P, lo = 0, hi = f.n_seg - 1, mid
     cdef floating *out
+    cdef const floating *Tw = <const floating *>f.W
     cdef int64_t s1
     cdef floating v
     cdef const char *row
@@ -155,6 +178,13 @@ cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const flo
         out = xx + i * P
         for d in range(D):
             out[d] = (<const floating *>(row + d * s1))[0] - shift[d]
+        if Tw != NULL:       # z_e = sum_{d <= e} T[e, d] y_d, into the squares' place, then back
+            for e in range(D):
+                v = 0
+                for d in range(e + 1):
+                    v = v + Tw[e * D + d] * out[d]
+                out[D + e] = v
+            memcpy(out, out + D, D * sizeof(floating))
         if P == 2 * D:
             for d in range(D):
                 v = out[d]
@@ -328,7 +358,8 @@ def accumulate(object segments, const double[::1] sample_weight,
                Py_ssize_t chunk, int n_threads, double sparse_limit, bint per_segment,
                floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
                floating[:, :, ::1] s_buf,
-               double[:, :, ::1] acc_s, double[:, ::1] acc_n, double[:, ::1] acc_scalar):
+               double[:, :, ::1] acc_s, double[:, ::1] acc_n, double[:, ::1] acc_scalar,
+               const floating[:, ::1] whiten=None):
     """E-step plus sufficient statistics over all frames of ``segments``, chunk by chunk.
 
     segments: list of U arrays (n_u, D), N rows in all; sample_weight (N,) float64 or None
@@ -346,6 +377,9 @@ def accumulate(object segments, const double[::1] sample_weight,
     handed to threads dynamically), so every segment's result depends on the chunk size only,
     not on the thread count or on which thread ran it.
 
+    ``whiten`` (D, D), or None: frames whitened before the feature map (:func:`_set_whitening`;
+    the statistics are then those of ``z = whiten (x - shift)``, for the tied type).
+
     A chunk whose responsibilities are mostly negligible (at most ``sparse_limit``, 0.25 in
     gmmext, of them above 1e-15 of their frame's largest) gets acc_s and acc_n summed over the
     others only, instead of by a gemm; the mass left out is below the rounding of the dense
@@ -354,6 +388,7 @@ def accumulate(object segments, const double[::1] sample_weight,
     cdef Py_ssize_t K = M.shape[1]
     cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
                                     n_threads, _shape(xx_buf), _shape(l_buf))
+    _set_whitening(ft, whiten)
     cdef const Frames *f = &ft.f
     cdef Py_ssize_t N = f.N, D = f.D, P = f.P, U = f.n_seg, D2 = acc_s.shape[2]
     cdef Py_ssize_t n_out = U if per_segment else n_threads
@@ -463,15 +498,17 @@ def evaluate(object segments, const floating[::1] shift, const floating[:, ::1] 
              const floating[::1] gconst, Py_ssize_t chunk, int n_threads,
              floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
              double[::1] ll_out, floating[:, ::1] resp_out, floating[:, ::1] logprob_out,
-             int64_t[::1] label_out):
+             int64_t[::1] label_out, const floating[:, ::1] whiten=None):
     """Per-frame outputs, chunk by chunk; each output may be None.
 
     ll_out (N,): log p(x_i); resp_out (N, K): responsibilities; logprob_out (N, K):
     weighted log-densities log w_k + log N(x_i | k); label_out (N,): argmax_k of them.
+    whiten: (D, D) whitening (see :func:`_set_whitening`), or None.
     """
     cdef Py_ssize_t K = M.shape[1]
     cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
                                     n_threads, _shape(xx_buf), _shape(l_buf))
+    _set_whitening(ft, whiten)
     cdef const Frames *f = &ft.f
     cdef Py_ssize_t N = f.N, c, tid = 0
     cdef double *ll = NULL
@@ -551,16 +588,17 @@ cdef void _chunk_select(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_s
 def topc_select(object segments, const floating[::1] shift, const floating[:, ::1] M,
                 const floating[::1] gconst, Py_ssize_t C, Py_ssize_t chunk, int n_threads,
                 floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf, floating[:, ::1] val_buf,
-                int32_t[:, ::1] idx_out, double[::1] ll_out):
+                int32_t[:, ::1] idx_out, double[::1] ll_out, const floating[:, ::1] whiten=None):
     """The C best components of every frame, and the frame's log-likelihood over them.
 
     idx_out (N, C) int32 gets component indices sorted by decreasing weighted log-density;
     ll_out (N,) gets log sum_{k in top C} w_k N(x | k) (the full log-likelihood when C == K).
-    val_buf (T, C) is scratch.
+    val_buf (T, C) is scratch; whiten: (D, D) whitening (see :func:`_set_whitening`), or None.
     """
     cdef Py_ssize_t K = M.shape[1]
     cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
                                     n_threads, _shape(xx_buf), _shape(l_buf))
+    _set_whitening(ft, whiten)
     cdef const Frames *f = &ft.f
     cdef Py_ssize_t N = f.N, c, tid = 0
     if C < 1 or C > K:
@@ -604,17 +642,19 @@ cdef void _chunk_topc(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssi
 def topc_loglik(object segments, const int32_t[:, ::1] idx, const floating[::1] shift,
                 const floating[:, :, ::1] Mt, const floating[:, ::1] gconst,
                 Py_ssize_t chunk, int n_threads, floating[:, :, ::1] xx_buf,
-                floating[:, ::1] val_buf, double[:, ::1] acc):
+                floating[:, ::1] val_buf, double[:, ::1] acc, const floating[:, ::1] whiten=None):
     """Total log-likelihood of the frames under each of S models, each frame restricted to its C components.
 
     idx (N, C) from topc_select; Mt (S, K, P) and gconst (S, K) are the models' matrices
     (Mt[s] is M of model s transposed, all built about the same ``shift``).  acc (T, S),
     zeroed by the caller, gets per-thread sums over frames of
-    log sum_{k in idx[i]} w_sk N(x_i | s, k).  val_buf (T, C) is scratch.
+    log sum_{k in idx[i]} w_sk N(x_i | s, k).  val_buf (T, C) is scratch.  whiten: the (D, D)
+    whitening all S models share (see :func:`_set_whitening`), or None.
     """
     cdef Py_ssize_t S = Mt.shape[0], K = Mt.shape[1], C = idx.shape[1]
     cdef _FrameTable ft = _prologue(segments, shift, K, Mt.shape[2], gconst.shape[1], chunk,
                                     n_threads, _shape(xx_buf), None)
+    _set_whitening(ft, whiten)
     cdef const Frames *f = &ft.f
     cdef Py_ssize_t N = f.N, c, i, j, tid = 0
     if gconst.shape[0] != S:

@@ -115,10 +115,13 @@ def test_statistics_merge_and_one_iteration_is_m_step_of_accumulate(cov):
     gm = _fit(X, cov, max_iter=2)
     full = cov in ("full", "tied")
     st = gm.accumulate(X)
-    assert st.sum_xx.shape == ((3, 3, 3) if full else (3, 3))
-    # independent: the second order from the responsibilities, by numpy
+    assert st.sum_xx.shape == {"full": (3, 3, 3), "tied": (1, 3, 3)}.get(cov, (3, 3))
+    # independent: the second order from the responsibilities, by numpy (tied: pooled, X^T X)
     R = gm.predict_proba(X)
     ref = np.einsum("ik,id,ie->kde", R, X, X) if full else R.T @ (X * X)
+    if cov == "tied":
+        ref = ref.sum(axis=0, keepdims=True)
+        np.testing.assert_allclose(st.sum_xx[0], X.T @ X, rtol=1e-10)
     np.testing.assert_allclose(st.sum_xx, ref, rtol=1e-10)
     np.testing.assert_allclose(st.sum_x, R.T @ X, rtol=1e-10)
     parts = gm.accumulate(X[:250]) + gm.accumulate(X[250:])
@@ -219,3 +222,78 @@ def test_from_parameters_every_type():
 
 def test_default_covariance_type_is_full_as_sklearn():
     assert GaussianMixture().covariance_type == SK().covariance_type == "full"
+
+
+def _scipy_logprob(gm, X):
+    """(N, K) weighted log-densities of any type from scipy.stats.multivariate_normal."""
+    return np.stack([np.log(w) + multivariate_normal(m, c).logpdf(X)
+                     for w, m, c in zip(gm.weights_, gm.means_, _full_covs(gm))], axis=1)
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_top_components_and_model_stack_every_type(cov):
+    from scipy.special import logsumexp
+    from gmmext import ModelStack, top_c_loglik
+
+    X = _data()
+    ubm = _fit(X, cov, max_iter=3, chunk_size=37)
+    rng = np.random.RandomState(1)
+    models = []
+    for s in range(3):          # "adapted" models: moved means, other weights, the same type
+        scale = 1 if cov == "tied" else 1 + s    # tied: the UBM's covariance (a stack shares it)
+        m = GaussianMixture.from_parameters(rng.dirichlet(np.ones(3)), ubm.means_ + rng.randn(3, 3),
+                                            ubm.covariances_ * scale, covariance_type=cov)
+        models.append(m)
+    ref = _scipy_logprob(ubm, X)
+    for c in (1, 2, 3):
+        idx, ll = ubm.top_components(X, c)
+        order = np.argsort(-ref, axis=1, kind="stable")[:, :c]
+        np.testing.assert_array_equal(np.sort(idx, axis=1), np.sort(order, axis=1))
+        np.testing.assert_allclose(ll, logsumexp(np.take_along_axis(ref, order, 1), axis=1), rtol=1e-10)
+        got = top_c_loglik(ModelStack(models, reference=ubm), X, idx)
+        want = [logsumexp(np.take_along_axis(_scipy_logprob(m, X), idx.astype(int), 1), axis=1).sum()
+                for m in models]
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_model_stack_refuses_models_of_another_layout():
+    from gmmext import ModelStack
+
+    X = _data()
+    full, diag = _fit(X, "full", max_iter=2), _fit(X, "diag", max_iter=2)
+    with pytest.raises(ValueError, match="cannot be scored in a stack whose reference is 'full'"):
+        ModelStack([diag], reference=full)
+    ModelStack([_fit(X, "spherical", max_iter=2)], reference=diag)     # same layout: accepted
+    tied = _fit(X, "tied", max_iter=2)
+    with pytest.raises(ValueError, match="reference is 'diag'"):
+        ModelStack([tied], reference=diag)
+    other = GaussianMixture.from_parameters(tied.weights_, tied.means_, 2 * tied.covariances_,
+                                            covariance_type="tied")
+    with pytest.raises(ValueError, match="must have the reference's covariances_"):
+        ModelStack([other], reference=tied)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_tied_statistics_per_segment_and_whitened_scoring(dtype, rtol):
+    """Tied: whitened E-step, pooled scatter; per segment equal to each segment alone and to numpy."""
+    X = _data(seed=6)
+    gm = _fit(X, "tied", max_iter=2, chunk_size=29)
+    X = X.astype(dtype)
+    segs = [X[:100], X[100:100], X[100:353], X[353:]]
+    per = gm.accumulate_segments(segs)
+    first = gm.accumulate_segments(segs, second_order=False)
+    for s, p, f in zip(segs, per, first):
+        x = s.astype(np.float64)
+        R = _scipy_resp(gm, x)
+        assert p.sum_xx.shape == (1, 3, 3) and f.sum_xx.shape == (1, 3, 3) and not f.sum_xx.any()
+        np.testing.assert_allclose(p.n, R.sum(axis=0), rtol=rtol, atol=rtol * len(x))
+        np.testing.assert_allclose(p.sum_x, R.T @ x, rtol=rtol, atol=rtol * np.abs(x).sum())
+        np.testing.assert_allclose(p.sum_xx[0], x.T @ x, rtol=rtol, atol=rtol * (x * x).sum())
+        np.testing.assert_allclose(f.sum_x, p.sum_x, rtol=1e-12, atol=1e-12)
+    whole = sum(per)
+    np.testing.assert_allclose(whole.sum_xx, gm.accumulate(X).sum_xx, rtol=rtol)
+
+
+def _scipy_resp(gm, X):
+    from scipy.special import softmax
+    return softmax(_scipy_logprob(gm, X), axis=1)
