@@ -162,8 +162,8 @@ def _posterior(T, n, f, TtT, with_cov=True):
     The heavy parts are gemms: the precisions ``L_u = I + sum_k n_uk T_k^T T_k`` of the whole
     batch are one (B, K) x (K, R(R+1)/2) product, the linear terms ``b = f T`` one
     (B, K*D) x (K*D, R) product; then per utterance LAPACK ``potrf`` (Cholesky, log|L|) and
-    ``potri`` (``L^-1`` from the factor, R^3 flops in all) or ``potrs`` (the mean only), each
-    on one BLAS thread (:func:`_small_matrices`).
+    ``potri`` (``L^-1`` from the factor, R^3 flops in all) or ``potrs`` (the mean only), on one
+    BLAS thread (:func:`_small_matrices`).
     """
     B, K = n.shape
     R = T.shape[1]
@@ -184,16 +184,15 @@ def _posterior(T, n, f, TtT, with_cov=True):
     return mean, cov, logdet, b
 
 
-def _per_utterance(L, b, mean, logdet, cov, first: int = 0) -> None:
-    """Cholesky, log|L|, and ``L^-1`` with the mean (``cov`` given) or the mean alone, in place
-    (``first``: the batch index of row 0, for messages)."""
+def _per_utterance(L, b, mean, logdet, cov) -> None:
+    """Cholesky, log|L|, and ``L^-1`` with the mean (``cov`` given) or the mean alone, in place."""
     from scipy.linalg import lapack
     R = L.shape[1]
     for u in range(len(L)):
         a = L[u].T                                              # F-contiguous view, upper = L_u
         c, info = lapack.dpotrf(a, lower=0, overwrite_a=1, clean=1)
         if info != 0:
-            raise np.linalg.LinAlgError(f"i-vector precision matrix not positive definite (utterance {first + u})")
+            raise np.linalg.LinAlgError(f"i-vector precision matrix not positive definite (utterance {u})")
         logdet[u] = 2.0 * np.log(np.diagonal(c)).sum()
         if cov is not None:
             inv, info = lapack.dpotri(c, lower=0, overwrite_c=1)
