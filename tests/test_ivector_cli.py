@@ -215,3 +215,23 @@ def test_calibration_applies_to_plda_scores(work, tmp_path):
     assert cal["a"] > 0
     assert main(["eval", "--scores", str(tmp_path / "s.txt"), "--trials", str(FX / "trials.txt"),
                  "--calibration", str(tmp_path / "cal.json")]) == 0
+
+
+def test_enroll_average_is_the_normalised_mean_of_the_transformed_ivectors(work, tmp_path):
+    """enroll --backend plda --average: each model is the length-normalised mean of its
+    recordings' back-end vectors, count 1 (direct formula on extract-ivectors' output)."""
+    from speaker.plda import load_backend
+    d, common = work
+    assert main(["enroll"] + _ubm_tv(d) + ["--backend", "plda", "--plda", str(d / "plda.npz"), "--average",
+                                           "--enroll", str(FX / "enroll.txt"), "--out", str(tmp_path / "m.npz")]
+                + common) == 0
+    m = np.load(tmp_path / "m.npz")
+    assert (m["counts"] == 1).all()
+    spk, files = next(line.split(maxsplit=1) for line in (FX / "enroll.txt").read_text().splitlines()
+                      if line and not line.startswith("#"))
+    (tmp_path / "one.lst").write_text("\n".join(files.split()) + "\n")
+    assert main(["extract-ivectors"] + _ubm_tv(d) + ["--list", str(tmp_path / "one.lst"), "--root", str(FX),
+                                                     "--out", str(tmp_path / "iv.npz")] + common) == 0
+    Z = load_backend(d / "plda.npz").transform(np.load(tmp_path / "iv.npz")["ivectors"]).mean(axis=0)
+    row = list(m["speaker_ids"]).index(spk)
+    np.testing.assert_allclose(m["means"][row], Z / np.linalg.norm(Z), rtol=1e-6, atol=1e-8)
