@@ -1,15 +1,28 @@
 """Development protocol on speechocean762: GMM-UBM vs i-vector cosine vs i-vector PLDA vs fusion.
 
-    python benchmarks/protocol_ivector.py --components 256 --out /tmp/proto256
+    python benchmarks/protocol_ivector.py --components 256 --out /tmp/ivproto
+    python benchmarks/protocol_ivector.py --components 512 --out /tmp/ivproto
 
-Speakers sorted by id: the first ``--train-speakers`` (default 50) train the UBM, T and the PLDA
-back-end (all their recordings); every other speaker is enrolled with its first 5 recordings
-(wav.scp order) and tested with the rest (15): every test recording against every enrolled
-speaker (Kaldi-style trials).  Every step runs through the ``speaker`` command line in this
-process, with one feature cache.  Fusion: logistic regression (scikit-learn) of the GMM-UBM and
-PLDA scores, trained on the trials of half the enrolled speakers and applied to the other half,
-and vice versa (2-fold by model, so no fused score comes from a fusion trained on its own trial).
-Cllr is not reported: ``speaker.calibration`` is not in this tree.
+Speakers in id order are split into three disjoint groups (as benchmarks/protocol_speechocean.py):
+
+* train: speakers 1-50 (all 20 utterances, 1,000 files): UBM, T matrix and the PLDA back-end;
+* dev:   speakers 51-75: tuning (LDA dimension, WCCN, enrolment mode) and the fusion/calibration
+  weights are fitted on these trials only;
+* eval:  speakers 76-100: every reported figure.
+
+Each dev / eval speaker is enrolled on its first 5 utterances (utterance-id order) and tested on
+the other 15, every model against every test of its group (25 x 375 = 9,375 trials, 375 target).
+
+Every model is made by the ``speaker`` command line (in this process, one feature cache in
+``OUT/cache``); a step whose output exists is skipped, so a rerun after an interruption costs
+only the missing steps (``train-ivector`` also resumes from its per-pass checkpoint).  Tuning
+uses the i-vectors written by ``speaker extract-ivectors`` and ``speaker.plda`` directly; the
+chosen settings are then run through ``train-plda`` / ``enroll`` / ``score``.
+
+Fusion: ``s = a1 z(gmm) + a2 z(plda) + b`` by prior-weighted logistic regression (P = 0.5) fitted
+on the dev trials and applied to the eval trials (a calibration part disjoint from the evaluation
+part, not cross-validation); single systems are calibrated the same way (``fit_calibration`` on
+dev).  Cllr is of these calibrated eval scores; minCllr is the PAV bound.
 """
 from __future__ import annotations
 
@@ -21,112 +34,201 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
 
 
-def write_lists(data: Path, out: Path, n_train: int, n_enrol: int) -> dict:
-    scp = dict(line.split(maxsplit=1) for line in (data / "wav.scp").read_text().split("\n") if line.strip())
-    utt2spk = dict(line.split() for line in (data / "utt2spk").read_text().split("\n") if line.strip())
+def write_lists(data: Path, out: Path, n_enrol: int = 5) -> dict:
+    read = lambda p: dict(l.split(maxsplit=1) for l in p.read_text().split("\n") if l.strip())  # noqa: E731,E741
+    wav = {u: str((data / p.strip()).resolve()) for u, p in read(data / "wav.scp").items()}
+    spk_of = {u: s.strip() for u, s in read(data / "utt2spk").items()}
     by_spk: dict[str, list[str]] = {}
-    for utt in scp:
-        by_spk.setdefault(utt2spk[utt], []).append(utt)
-    spks = sorted(by_spk)
-    train, evals = spks[:n_train], spks[n_train:]
-    path = lambda u: str((data / scp[u].strip()).resolve())     # noqa: E731
-    (out / "train.lst").write_text("".join(f"{u} {path(u)}\n" for s in train for u in by_spk[s]))
-    (out / "train_spk.txt").write_text("".join(f"{s} {' '.join(path(u) for u in by_spk[s])}\n" for s in train))
-    (out / "enroll.txt").write_text("".join(f"{s} {' '.join(path(u) for u in by_spk[s][:n_enrol])}\n" for s in evals))
-    tests = [(s, u) for s in evals for u in by_spk[s][n_enrol:]]
-    (out / "trials.txt").write_text("".join(f"{m} {path(u)} {'target' if m == s else 'nontarget'}\n"
-                                            for s, u in tests for m in evals))
-    return dict(train_speakers=len(train), eval_speakers=len(evals), train_utts=sum(len(by_spk[s]) for s in train),
-                trials=len(tests) * len(evals), targets=len(tests))
+    for u in sorted(wav):
+        by_spk.setdefault(spk_of[u], []).append(u)
+    spk = sorted(by_spk)
+    if len(spk) < 100:
+        raise SystemExit(f"{data}: expected 100 speakers, found {len(spk)}")
+    groups = {"train": spk[:50], "dev": spk[50:75], "eval": spk[75:100]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.lst").write_text("".join(f"{u} {wav[u]}\n" for s in groups["train"] for u in by_spk[s]))
+    (out / "train_spk.txt").write_text("".join(f"spk{s} " + " ".join(wav[u] for u in by_spk[s]) + "\n"
+                                               for s in groups["train"]))
+    for g in ("dev", "eval"):
+        (out / f"{g}.lst").write_text("".join(f"{u} {wav[u]}\n" for s in groups[g] for u in by_spk[s]))
+        (out / f"enroll_{g}.txt").write_text("".join(f"spk{s} " + " ".join(wav[u] for u in by_spk[s][:n_enrol])
+                                                     + "\n" for s in groups[g]))
+        (out / f"trials_{g}.txt").write_text("".join(
+            f"spk{m} {wav[u]} {'target' if m == s else 'nontarget'}\n"
+            for s in groups[g] for u in by_spk[s][n_enrol:] for m in groups[g]))
+    spk_utts = {f"spk{s}": by_spk[s] for s in spk}
+    (out / "speakers.json").write_text(json.dumps(spk_utts))
+    return dict(train_speakers=50, dev_speakers=25, eval_speakers=25, train_utts=50 * 20,
+                trials_per_group=25 * 25 * (20 - n_enrol), targets_per_group=25 * (20 - n_enrol))
 
 
-def read_scores(path: Path, trials: Path):
-    lab = {tuple(f[:2]): f[2] == "target" for f in (line.split() for line in trials.read_text().splitlines())}
-    rows = [line.split() for line in path.read_text().splitlines()]
-    return ([(r[0], r[1]) for r in rows], np.array([float(r[2]) for r in rows]),
-            np.array([lab[(r[0], r[1])] for r in rows]))
+def labelled(scores: Path, trials: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and labels in the trial list's order (every trial must be scored)."""
+    from speaker.lists import read_scores, read_trials
+    sc = read_scores(scores)
+    _, trials_ = read_trials(trials)
+    return np.array([sc[(t.model, t.test)] for t in trials_]), np.array([t.label for t in trials_], dtype=bool)
 
 
-def fuse(keys, a, b, labels):
-    """2-fold (by model id) logistic-regression fusion of two score lists in the same trial order."""
-    from sklearn.linear_model import LogisticRegression
-    models = sorted({k[0] for k in keys})
-    fold = np.array([models.index(k[0]) % 2 for k in keys])
-    X = np.column_stack([a, b])
-    X = (X - X.mean(0)) / X.std(0)
-    out = np.empty(len(a))
-    for f in (0, 1):
-        lr = LogisticRegression().fit(X[fold != f], labels[fold != f])
-        out[fold == f] = lr.decision_function(X[fold == f])
-    return out
+def tune(work: Path, lda_dims: list[int]) -> tuple[list[tuple], dict]:
+    """PLDA / cosine settings on the dev trials, from the extracted i-vectors: [(name, dev EER %,
+    dev minDCF)], and the chosen settings (lowest dev EER)."""
+    from speaker.metrics import eer, min_dcf
+    from speaker.plda import cosine, enrol, length_norm, plda_llr, train_backend
+    spk = json.loads((work.parent / "speakers.json").read_text())
+    utt2spk = {u: s for s, us in spk.items() for u in us}
+
+    def load(name):
+        with np.load(work / f"iv_{name}.npz", allow_pickle=False) as z:
+            return list(z["ids"]), z["ivectors"]
+    tr_ids, Xtr = load("train")
+    ytr = np.array([utt2spk[u] for u in tr_ids])
+    dv_ids, Xdv = load("dev")
+    pos = {u: i for i, u in enumerate(dv_ids)}
+    models = sorted({utt2spk[u] for u in dv_ids})
+    enr = [[pos[u] for u in spk[m][:5]] for m in models]
+    tests = [(pos[u], utt2spk[u]) for m in models for u in spk[m][5:]]
+    lab = np.array([s == m for _, s in tests for m in models])
+    rows = []
+    for lda in [0] + lda_dims:
+        for wccn in (False, True):
+            be = train_backend(Xtr, ytr, lda_dim=lda or None, wccn=wccn)
+            Z = be.transform(Xdv)
+            for avg in (False, True):
+                means, counts = enrol(be, [Xdv[i] for i in enr], average=avg)
+                E = np.repeat(means[None], len(tests), 0).reshape(-1, means.shape[1])
+                C = np.tile(counts, len(tests))
+                T = np.repeat(Z[[t for t, _ in tests]], len(models), 0)
+                s = plda_llr(be.plda, E, C, T)
+                rows.append((f"plda lda={lda or 'none'} wccn={int(wccn)} {'avg' if avg else 'by-model'}",
+                             100 * eer(s, lab), min_dcf(s, lab, 0.01), dict(kind="plda", lda=lda, wccn=wccn, avg=avg)))
+            Ec = np.array([length_norm(Z[e].mean(0, keepdims=True))[0] for e in enr])
+            s = cosine(np.repeat(Ec[None], len(tests), 0).reshape(-1, Ec.shape[1]), T)
+            rows.append((f"cosine lda={lda or 'none'} wccn={int(wccn)}", 100 * eer(s, lab), min_dcf(s, lab, 0.01),
+                         dict(kind="cosine", lda=lda, wccn=wccn)))
+    Zr = length_norm(Xdv)
+    Ec = np.array([length_norm(Zr[e].mean(0, keepdims=True))[0] for e in enr])
+    s = cosine(np.repeat(Ec[None], len(tests), 0).reshape(-1, Ec.shape[1]),
+               np.repeat(Zr[[t for t, _ in tests]], len(models), 0))
+    rows.append(("cosine raw (no back-end)", 100 * eer(s, lab), min_dcf(s, lab, 0.01), dict(kind="cosine", lda=None)))
+    best = {k: min((r for r in rows if r[3]["kind"] == k), key=lambda r: (r[1], r[2]))[3] for k in ("plda", "cosine")}
+    return [r[:3] for r in rows], best
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    from speaker.calibration import cllr, fit_calibration, min_cllr
     from speaker.cli import main as speaker
-    from speaker.features import FeatureConfig
     from speaker.metrics import eer, min_dcf
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/speechocean762"), help="speechocean762 folder")
-    ap.add_argument("--out", required=True, help="work folder (lists, models, scores, cache)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="speechocean762 folder (wav.scp, utt2spk)")
+    ap.add_argument("--out", type=Path, required=True, help="work folder (lists, cache; models and scores in OUT/K<k>)")
     ap.add_argument("--components", type=int, default=256, help="UBM size K (default 256)")
-    ap.add_argument("--rank", type=int, default=200, help="i-vector dimension (default 200)")
+    ap.add_argument("--rank", type=int, default=200, help="i-vector dimension R (default 200)")
     ap.add_argument("--ivector-iters", type=int, default=10, help="T-matrix EM passes (default 10)")
-    ap.add_argument("--lda-dim", type=int, default=40, help="LDA dimension before PLDA (default 40)")
-    ap.add_argument("--train-speakers", type=int, default=50, help="speakers for UBM, T and PLDA (default 50)")
+    ap.add_argument("--lda-dims", default="20,30,40,49", help="LDA dimensions tried on dev (default 20,30,40,49)")
     ap.add_argument("--jobs", type=int, default=2, help="feature extraction processes (default 2)")
-    a = ap.parse_args()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = write_lists(Path(a.data), out, a.train_speakers, 5)
-    (out / "f.json").write_text(FeatureConfig(sample_rate=16000).to_json())
+    ap.add_argument("--results", type=Path, default=None,
+                    help="append the table to this file (default benchmarks/results_ivector_protocol.txt)")
+    a = ap.parse_args(argv)
+    out = a.out
+    info = write_lists(a.data, out)
+    work = out / f"K{a.components}_R{a.rank}"
+    work.mkdir(parents=True, exist_ok=True)
     common = ["--jobs", str(a.jobs), "--cache", str(out / "cache"), "--quiet"]
-    ubm, tv, plda = str(out / "ubm.npz"), str(out / "tv.npz"), str(out / "plda.npz")
-    iv = ["--ubm", ubm, "--ivector", tv, "--plda", plda]
-    steps = [
-        ("ubm", ["train-ubm", "--list", str(out / "train.lst"), "--out", ubm, "--components", str(a.components),
-                 "--config", str(out / "f.json")]),
-        ("gmm enrol", ["enroll", "--ubm", ubm, "--enroll", str(out / "enroll.txt"), "--out", str(out / "gmm.npz")]),
-        ("gmm score", ["score", "--ubm", ubm, "--models", str(out / "gmm.npz"), "--trials", str(out / "trials.txt"),
-                       "--out", str(out / "s_gmm.txt"), "--top-c", "5"]),
-        ("T", ["train-ivector", "--ubm", ubm, "--list", str(out / "train.lst"), "--rank", str(a.rank),
-               "--iters", str(a.ivector_iters), "--out", tv]),
-        ("plda", ["train-plda", "--ubm", ubm, "--ivector", tv, "--enroll", str(out / "train_spk.txt"), "--out", plda,
-                  "--lda-dim", str(a.lda_dim)]),
-    ]
-    for be in ("plda", "cosine"):
-        steps += [(f"{be} enrol", ["enroll", "--backend", be] + iv + ["--enroll", str(out / "enroll.txt"),
-                                                                      "--out", str(out / f"m_{be}.npz")]),
-                  (f"{be} score", ["score", "--backend", be] + iv + ["--models", str(out / f"m_{be}.npz"), "--trials",
-                                                                     str(out / "trials.txt"),
-                                                                     "--out", str(out / f"s_{be}.txt")])]
-    times = {}
-    for name, argv in steps:
+    ubm, tv = str(work / "ubm.npz"), str(work / "tv.npz")
+    times: dict[str, float] = {}
+
+    def run(name, argv, output):
+        if Path(output).exists():
+            return
         t = time.perf_counter()
+        print(f"$ speaker {' '.join(argv)}", flush=True)
         if speaker(argv + common) != 0:
             raise SystemExit(f"step failed: speaker {' '.join(argv)}")
         times[name] = round(time.perf_counter() - t, 1)
-        print(f"{name}: {times[name]} s", flush=True)
-    res = {}
-    keys, s_gmm, lab = read_scores(out / "s_gmm.txt", out / "trials.txt")
-    systems = {}
-    for be in ("gmm", "cosine", "plda"):
-        k, s, _ = read_scores(out / f"s_{be}.txt", out / "trials.txt")
-        assert k == keys
-        systems[be] = s
-    systems["fusion gmm+plda"] = fuse(keys, systems["gmm"], systems["plda"], lab)
-    lines = [f"# benchmarks/protocol_ivector.py --components {a.components} --rank {a.rank} --ivector-iters "
-             f"{a.ivector_iters} --lda-dim {a.lda_dim} --train-speakers {a.train_speakers}",
-             f"# {json.dumps(info)}", f"# step wall seconds (loaded 2-core machine): {json.dumps(times)}",
-             "# Cllr: not reported (speaker.calibration is not in this tree)",
-             f"{'system':<22} {'EER %':>7} {'minDCF p=0.01':>14} {'minDCF p=0.05':>14}"]
-    for name, s in systems.items():
-        res[name] = (100 * eer(s, lab), min_dcf(s, lab, 0.01), min_dcf(s, lab, 0.05))
-        lines.append(f"{name:<22} {res[name][0]:7.2f} {res[name][1]:14.4f} {res[name][2]:14.4f}")
+        print(f"  {name}: {times[name]} s", flush=True)
+
+    run("train-ubm", ["train-ubm", "--list", str(out / "train.lst"), "--out", ubm, "--components",
+                      str(a.components), "--sample-rate", "16000", "--iters", "10"], ubm)
+    for g in ("dev", "eval"):
+        run(f"gmm enroll {g}", ["enroll", "--ubm", ubm, "--enroll", str(out / f"enroll_{g}.txt"),
+                                "--out", str(work / f"gmm_{g}.npz")], work / f"gmm_{g}.npz")
+        run(f"gmm score {g}", ["score", "--ubm", ubm, "--models", str(work / f"gmm_{g}.npz"), "--trials",
+                               str(out / f"trials_{g}.txt"), "--out", str(work / f"s_gmm_{g}.txt"), "--top-c", "5"],
+            work / f"s_gmm_{g}.txt")
+    run("train-ivector", ["train-ivector", "--ubm", ubm, "--list", str(out / "train.lst"), "--rank", str(a.rank),
+                          "--iters", str(a.ivector_iters), "--out", tv, "--resume"], tv)
+    for g in ("train", "dev"):
+        run(f"extract-ivectors {g}", ["extract-ivectors", "--ubm", ubm, "--ivector", tv, "--list",
+                                      str(out / f"{g}.lst"), "--out", str(work / f"iv_{g}.npz")], work / f"iv_{g}.npz")
+    t = time.perf_counter()
+    grid, best = tune(work, [int(d) for d in a.lda_dims.split(",") if d])
+    times["tuning on dev"] = round(time.perf_counter() - t, 1)
+    bp, bc = best["plda"], best["cosine"]
+    tag = f"lda{bp['lda'] or 0}{'_wccn' if bp['wccn'] else ''}"
+    plda = str(work / f"plda_{tag}.npz")
+    run("train-plda", ["train-plda", "--ubm", ubm, "--ivector", tv, "--enroll", str(out / "train_spk.txt"),
+                       "--out", plda] + (["--lda-dim", str(bp["lda"])] if bp["lda"] else [])
+        + (["--wccn"] if bp["wccn"] else []), plda)
+    cos_plda = None
+    if bc.get("lda") is not None:
+        ctag = f"lda{bc['lda'] or 0}{'_wccn' if bc['wccn'] else ''}"
+        cos_plda = str(work / f"plda_{ctag}.npz")
+        run("train-plda (cosine)", ["train-plda", "--ubm", ubm, "--ivector", tv, "--enroll",
+                                    str(out / "train_spk.txt"), "--out", cos_plda]
+            + (["--lda-dim", str(bc["lda"])] if bc["lda"] else []) + (["--wccn"] if bc["wccn"] else []), cos_plda)
+    for g in ("dev", "eval"):
+        for be, extra in (("plda", ["--plda", plda] + (["--average"] if bp["avg"] else [])),
+                          ("cosine", ["--plda", cos_plda] if cos_plda else [])):
+            iv = ["--backend", be, "--ubm", ubm, "--ivector", tv] + extra
+            m = work / f"m_{be}_{g}_{tag if be == 'plda' else 'c'}.npz"
+            run(f"{be} enroll {g}", ["enroll"] + iv + ["--enroll", str(out / f"enroll_{g}.txt"), "--out", str(m)], m)
+            sfile = work / f"s_{be}_{g}_{tag if be == 'plda' else 'c'}.txt"
+            run(f"{be} score {g}", ["score"] + iv + ["--models", str(m), "--trials", str(out / f"trials_{g}.txt"),
+                                                     "--out", str(sfile)], sfile)
+    scores = {}
+    for g in ("dev", "eval"):
+        scores[g] = {"GMM-UBM": labelled(work / f"s_gmm_{g}.txt", out / f"trials_{g}.txt"),
+                     "i-vector cosine": labelled(work / f"s_cosine_{g}_c.txt", out / f"trials_{g}.txt"),
+                     "i-vector PLDA": labelled(work / f"s_plda_{g}_{tag}.txt", out / f"trials_{g}.txt")}
+    # fusion: z-normalise each system with dev statistics, fit weights on dev, apply to eval
+    from sklearn.linear_model import LogisticRegression
+    names = ["GMM-UBM", "i-vector PLDA"]
+    Xd = np.column_stack([scores["dev"][n][0] for n in names])
+    mu, sd = Xd.mean(0), Xd.std(0)
+    ld = scores["dev"]["GMM-UBM"][1]
+    w = np.where(ld, 0.5 / ld.sum(), 0.5 / (~ld).sum())            # prior-weighted (P = 0.5): outputs are LLRs
+    lr = LogisticRegression(C=1e6).fit((Xd - mu) / sd, ld, sample_weight=w * len(ld))
+    for g in ("dev", "eval"):
+        X = np.column_stack([scores[g][n][0] for n in names])
+        scores[g]["fusion GMM-UBM + PLDA"] = (lr.decision_function((X - mu) / sd), scores[g]["GMM-UBM"][1])
+    lines = [f"## K={a.components} R={a.rank}: benchmarks/protocol_ivector.py --components {a.components} "
+             f"--rank {a.rank} --ivector-iters {a.ivector_iters} --lda-dims {a.lda_dims}",
+             f"# {json.dumps(info)}",
+             f"# step wall seconds this run (loaded 2-core machine, shared with 4 other jobs; skipped steps "
+             f"absent): {json.dumps(times)}",
+             f"# chosen on dev: PLDA {json.dumps(bp)}, cosine {json.dumps(bc)}; fusion weights (z-scored "
+             f"inputs {names}) {np.round(lr.coef_[0], 3).tolist()} bias {lr.intercept_[0]:.3f}",
+             "# dev tuning grid (dev EER %, dev minDCF p=0.01):"]
+    lines += [f"#   {n:<34} {e:6.2f} {d:7.4f}" for n, e, d in grid]
+    lines.append(f"{'eval system':<24} {'EER %':>7} {'minDCF p=0.01':>14} {'Cllr (cal. on dev)':>19} {'minCllr':>8}")
+    for name, (s, lab) in scores["eval"].items():
+        if name.startswith("fusion"):
+            llr = s
+        else:
+            sd_, ld_ = scores["dev"][name]
+            llr = fit_calibration(sd_, ld_, prior=0.5).llr(s)
+        lines.append(f"{name:<24} {100 * eer(s, lab):7.2f} {min_dcf(s, lab, 0.01):14.4f} {cllr(llr, lab):19.4f} "
+                     f"{min_cllr(s, lab):8.4f}")
     text = "\n".join(lines) + "\n"
-    print(text)
-    (out / "results.txt").write_text(text)
+    print(text, flush=True)
+    (work / "results.txt").write_text(text)
+    res = a.results or ROOT / "benchmarks" / "results_ivector_protocol.txt"
+    with open(res, "a") as f:
+        f.write(text + "\n")
 
 
 if __name__ == "__main__":

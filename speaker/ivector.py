@@ -106,11 +106,44 @@ def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: i
 
 
 # ----------------------------------------------------------------------------- 2. posterior
+def _small_matrices():
+    """One BLAS/LAPACK thread for work on many small (R, R) matrices.
+
+    A 200 x 200 ``potrf``/``potri`` is too small to share: with OpenBLAS's threads (which
+    spin while they wait) the per-utterance loop ran 14x slower on 2 cores than with one thread
+    (71 s vs 5 s for a batch of 256 on a loaded machine; the big gemms keep all threads).
+    """
+    import scipy.linalg.lapack  # noqa: F401 - load SciPy's own BLAS first, so that the limit covers it
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _triu(R: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-major upper-triangle indices of an (R, R) matrix: the packed order (P = R(R+1)/2)."""
+    return np.triu_indices(R)
+
+
 def component_products(T: np.ndarray, n_components: int) -> np.ndarray:
-    """``T_k^T T_k`` for every component, flattened: (K, R*R)."""
+    """``T_k^T T_k`` for every component, packed upper triangles: (K, R(R+1)/2).
+
+    One batched gemm (K of (R, D) x (D, R)); packing halves the two big gemms of a pass
+    (precisions and ``A``) and the memory of this table and of ``A``.
+    """
     R = T.shape[1]
     Tk = T.reshape(n_components, -1, R)
-    return np.einsum("kdr,kds->krs", Tk, Tk, optimize=True).reshape(n_components, R * R)
+    with _small_matrices():
+        full = np.matmul(Tk.transpose(0, 2, 1), Tk)             # (K, R, R)
+    i, j = _triu(R)
+    return np.ascontiguousarray(full[:, i, j])
+
+
+def unpack(P: np.ndarray, R: int) -> np.ndarray:
+    """Packed upper triangles (..., R(R+1)/2) -> full symmetric matrices (..., R, R)."""
+    i, j = _triu(R)
+    out = np.zeros(P.shape[:-1] + (R, R))
+    out[..., i, j] = P
+    out[..., j, i] = P
+    return out
 
 
 def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | None = None
@@ -120,25 +153,56 @@ def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | Non
     ``n`` (B, K), ``f`` (B, K*D) from :func:`centred_stats`; ``TtT`` from
     :func:`component_products` (computed if not given).
     """
-    return _posterior(T, n, f, TtT)[:3]
+    return _posterior(T, n, f, TtT, with_cov=True)[:3]
 
 
-def _posterior(T, n, f, TtT):
-    """:func:`posterior` and ``b = f T`` (B, R)."""
+def _posterior(T, n, f, TtT, with_cov=True):
+    """Posterior mean (B, R), covariance (B, R, R) or None, log|L| (B,), ``b = f T`` (B, R).
+
+    The heavy parts are gemms: the precisions ``L_u = I + sum_k n_uk T_k^T T_k`` of the whole
+    batch are one (B, K) x (K, R(R+1)/2) product, the linear terms ``b = f T`` one
+    (B, K*D) x (K*D, R) product; then per utterance LAPACK ``potrf`` (Cholesky, log|L|) and
+    ``potri`` (``L^-1`` from the factor, R^3 flops in all) or ``potrs`` (the mean only), on one
+    BLAS thread (:func:`_small_matrices`).
+    """
     B, K = n.shape
     R = T.shape[1]
     if TtT is None:
         TtT = component_products(T, K)
-    L = (n @ TtT).reshape(B, R, R)
-    L[:, np.arange(R), np.arange(R)] += 1.0
-    chol = np.linalg.cholesky(L)
-    eye = np.broadcast_to(np.eye(R), L.shape)
-    cinv = np.linalg.solve(chol, eye)                          # chol^-1, batched
-    cov = np.matmul(cinv.transpose(0, 2, 1), cinv)             # L^-1
-    b = f @ T
-    mean = np.einsum("brs,bs->br", cov, b)
-    logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    i, j = _triu(R)
+    Lp = n @ TtT                                                # (B, R(R+1)/2)
+    Lp[:, (i == j).nonzero()[0]] += 1.0
+    b = f @ T                                                   # (B, R)
+    # C-order lower triangle (j, i) = the upper triangle of the Fortran-order view L[u].T
+    L = np.zeros((B, R, R))
+    L[:, j, i] = Lp
+    mean = np.empty((B, R))
+    logdet = np.empty(B)
+    cov = np.empty((B, R, R)) if with_cov else None
+    with _small_matrices():
+        _per_utterance(L, b, mean, logdet, cov)
     return mean, cov, logdet, b
+
+
+def _per_utterance(L, b, mean, logdet, cov) -> None:
+    """Cholesky, log|L|, and ``L^-1`` with the mean (``cov`` given) or the mean alone, in place."""
+    from scipy.linalg import lapack
+    R = L.shape[1]
+    for u in range(len(L)):
+        a = L[u].T                                              # F-contiguous view, upper = L_u
+        c, info = lapack.dpotrf(a, lower=0, overwrite_a=1, clean=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"i-vector precision matrix not positive definite (utterance {u})")
+        logdet[u] = 2.0 * np.log(np.diagonal(c)).sum()
+        if cov is not None:
+            inv, info = lapack.dpotri(c, lower=0, overwrite_c=1)
+            inv = np.triu(inv)
+            full = inv + inv.T
+            full[np.diag_indices(R)] *= 0.5
+            cov[u] = full
+            mean[u] = full @ b[u]
+        else:
+            mean[u], info = lapack.dpotrs(c, b[u], lower=0)
 
 
 def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -146,7 +210,7 @@ def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray
     total, TtT = 0.0, None
     for n, f in batches:
         TtT = component_products(T, n.shape[1]) if TtT is None else TtT
-        mean, _, logdet, b = _posterior(T, n, f, TtT)
+        mean, _, logdet, b = _posterior(T, n, f, TtT, with_cov=False)
         total += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
     return total
 
@@ -154,7 +218,8 @@ def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray
 # ----------------------------------------------------------------------------- 3. EM
 @dataclass
 class Accumulators:
-    """EM statistics: ``C`` (K*D, R), ``A`` (K, R*R), ``H`` = sum E[w w^T] (R, R), ``count``, ``llk``."""
+    """EM statistics (float64): ``C`` (K*D, R), ``A`` (K, R(R+1)/2) packed upper triangles of
+    ``sum_u n_uk E[w w^T]``, ``H`` = sum E[w w^T] (R, R), ``count``, ``llk``."""
 
     C: np.ndarray
     A: np.ndarray
@@ -165,16 +230,22 @@ class Accumulators:
 
 def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], n_components: int,
                on_batch: Callable[[int], None] | None = None) -> Accumulators:
-    """E-step over all batches: the accumulators of :func:`m_step` (float64)."""
+    """E-step over all batches: the accumulators of :func:`m_step` (float64).
+
+    Per batch two more gemms: ``C += f^T E[w]`` ((K*D, B) x (B, R)) and
+    ``A += n^T E[ww^T]`` ((K, B) x (B, R(R+1)/2), packed).
+    """
     KD, R = T.shape
-    acc = Accumulators(np.zeros((KD, R)), np.zeros((n_components, R * R)), np.zeros((R, R)))
+    i, j = _triu(R)
+    acc = Accumulators(np.zeros((KD, R)), np.zeros((n_components, len(i))), np.zeros((R, R)))
     TtT = component_products(T, n_components)
     for n, f in batches:
         check_interrupt()
         mean, cov, logdet, b = _posterior(T, n, f, TtT)
-        Eww = cov + mean[:, :, None] * mean[:, None, :]
+        Eww = cov
+        Eww += mean[:, :, None] * mean[:, None, :]
         acc.C += f.T @ mean
-        acc.A += n.T @ Eww.reshape(len(n), R * R)
+        acc.A += n.T @ Eww[:, i, j]
         acc.H += Eww.sum(axis=0)
         acc.count += len(n)
         acc.llk += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
@@ -186,9 +257,10 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
 def m_step(acc: Accumulators, n_components: int) -> np.ndarray:
     """``T_k = C_k A_k^{-1}`` for every component: the new ``T`` (K*D, R)."""
     KD, R = acc.C.shape
-    A = acc.A.reshape(n_components, R, R)
+    A = unpack(acc.A, R)
     C = acc.C.reshape(n_components, -1, R)
-    Tk = np.linalg.solve(A, C.transpose(0, 2, 1)).transpose(0, 2, 1)    # A symmetric
+    with _small_matrices():
+        Tk = np.linalg.solve(A, C.transpose(0, 2, 1)).transpose(0, 2, 1)    # A symmetric
     return np.ascontiguousarray(Tk.reshape(KD, R))
 
 
@@ -283,7 +355,7 @@ def extract_ivectors(tv: TotalVariability, batches: Iterable[tuple[np.ndarray, n
     for n, f in batches:
         check_interrupt()
         TtT = component_products(tv.T, n.shape[1]) if TtT is None else TtT
-        m, c, _ = posterior(tv.T, n, f, TtT)
+        m, c, _, _ = _posterior(tv.T, n, f, TtT, with_cov=with_cov)
         means.append(m)
         if with_cov:
             covs.append(c)

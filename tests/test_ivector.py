@@ -164,3 +164,26 @@ def test_model_file_roundtrip_and_validation(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="cannot read"):
         iv.load_tv(tmp_path / "junk.npz")
+
+
+def test_means_without_covariance_and_packed_products_match_dense():
+    """The mean-only path (potrs) equals the dense solve; the packed T_k^T T_k table unpacks to
+    the direct products; the E-step accumulators equal their definitions summed densely."""
+    K, D, R = 5, 3, 4
+    T, n, f = _synthetic(K, D, R, 9, 11)
+    m, c = iv.extract_ivectors(iv.TotalVariability(T), [(n, f)], with_cov=False)
+    assert c is None
+    Tk = T.reshape(K, D, R)
+    full = iv.unpack(iv.component_products(T, K), R)
+    np.testing.assert_allclose(full, [Tk[k].T @ Tk[k] for k in range(K)], rtol=1e-12)
+    acc = iv.accumulate(T, [(n, f)], K)
+    C, A = np.zeros((K * D, R)), np.zeros((K, R, R))
+    for u in range(len(n)):
+        L = np.eye(R) + sum(n[u, k] * Tk[k].T @ Tk[k] for k in range(K))
+        w = np.linalg.solve(L, T.T @ f[u])
+        np.testing.assert_allclose(m[u], w, rtol=1e-10)
+        Eww = np.linalg.inv(L) + np.outer(w, w)
+        C += np.outer(f[u], w)
+        A += n[u][:, None, None] * Eww
+    np.testing.assert_allclose(acc.C, C, rtol=1e-10)
+    np.testing.assert_allclose(iv.unpack(acc.A, R), A, rtol=1e-10)

@@ -113,3 +113,32 @@ def test_backend_chain_and_file(tmp_path):
     t_same = P.plda_llr(be.plda, means[:1], counts[:1], Z[2:3])
     t_diff = P.plda_llr(be.plda, means[1:2], counts[1:2], Z[2:3])
     assert t_same[0] > t_diff[0]
+
+
+def test_plda_em_pass_with_mixed_counts_equals_the_dense_update():
+    """One EM pass on speakers with different numbers of recordings (the posterior covariance is
+    computed once per distinct count) equals the per-speaker dense update."""
+    rng = np.random.default_rng(5)
+    d, sizes = 3, [2, 5, 2, 3, 5, 1, 4]
+    X = np.vstack([rng.normal(size=d) * 2 + rng.normal(size=(k, d)) for k in sizes])
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    start = P.fit_plda(X, y, n_iter=0)
+    got = P.fit_plda(X, y, n_iter=1)
+    Bi, Wi = np.linalg.inv(start.Sb), np.linalg.inv(start.Sw)
+    ms, Eyy, Sw = [], [], np.zeros((d, d))
+    for s in range(len(sizes)):
+        Xs = X[y == s]
+        cov = np.linalg.inv(Bi + len(Xs) * Wi)
+        m = cov @ (Bi @ start.mu + Wi @ Xs.sum(axis=0))
+        ms.append(m)
+        Eyy.append(cov + np.outer(m, m))
+        for x in Xs:
+            Sw += np.outer(x, x) - np.outer(x, m) - np.outer(m, x) + Eyy[-1]
+    mu = np.mean(ms, axis=0)
+    np.testing.assert_allclose(got.mu, mu, rtol=1e-10)
+    np.testing.assert_allclose(got.Sb, np.mean(Eyy, axis=0) - np.outer(mu, mu), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.Sw, Sw / len(X), rtol=1e-9, atol=1e-12)
+    E = np.array([X[y == s].mean(axis=0) for s in range(len(sizes))])
+    llr = P.plda_llr(got, E, sizes, X[:len(sizes)])
+    for s in range(len(sizes)):          # per trial, one count at a time, as the direct formula
+        assert llr[s] == pytest.approx(P.plda_llr(got, E[s:s + 1], [sizes[s]], X[s:s + 1])[0], rel=1e-12)

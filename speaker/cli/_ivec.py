@@ -168,8 +168,13 @@ def score_ivectors(args) -> int:
         raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll --backend ...')")
     models = _load_models(args, ubm) if fmt == "kaldi" else {}
     sources = [t.test_path for t in trials] + ([t.enrol_path for t in trials] if fmt == "voxceleb" else [])
+    if args.norm and not args.cohort:
+        raise JobError("--norm needs --cohort LIST")
     with store(args, config) as st:
         vecs = ivectors(args, st, ubm, tv, list(dict.fromkeys(sources)))
+        errors = dict(st.errors)
+        cohort = cohort_ivectors(args, st, ubm, tv) if args.norm else None
+    st.errors = errors
     report_skipped(args, st.errors)
     if fmt == "voxceleb":
         models = {t.model: (_space(be, vecs[t.enrol_path][None])[0], 1.0) for t in trials if t.enrol_path in vecs}
@@ -183,11 +188,78 @@ def score_ivectors(args) -> int:
     if not usable:
         raise JobError("no trial could be scored")
     E = np.array([models[t.model][0] for t in usable])
+    C = np.array([models[t.model][1] for t in usable], dtype=np.float64)
     Z = _space(be, np.array([vecs[t.test_path] for t in usable]))
-    if args.backend == "plda":
-        scores = plda_llr(be.plda, E, [models[t.model][1] for t in usable], Z)
-    else:
-        scores = cosine(E, Z)
+
+    def pairs(E, C, Z):
+        return plda_llr(be.plda, E, C, Z) if args.backend == "plda" else cosine(E, Z)
+    scores = pairs(E, C, Z)
+    if args.norm:
+        scores = normalise_ivector_scores(args, pairs, scores, E, C, Z, _space(be, cohort))
     write_text_atomic(args.out, "".join(f"{t.model} {t.test} {s:.6f}\n" for t, s in zip(usable, scores)))
     say(args, f"scored {len(usable)} of {len(trials)} trials ({fmt} format, {args.backend} back-end) -> {args.out}")
     return 0
+
+
+def cohort_ivectors(args, st, ubm, tv):
+    """Raw i-vectors (n_c, R) of the usable ``--cohort`` recordings (unusable ones reported)."""
+    import numpy as np
+    from ..lists import read_audio_list
+    st.errors = {}
+    vecs = ivectors(args, st, ubm, tv, [p for _, p in read_audio_list(args.cohort, args.root)], desc="cohort")
+    report_skipped(args, st.errors)
+    if len(vecs) < 3:
+        raise JobError(f"{args.cohort}: only {len(vecs)} usable cohort recordings (need at least 3)")
+    return np.array(list(vecs.values()))
+
+
+def normalise_ivector_scores(args, pairs, scores, E, C, Z, Q):
+    """``speaker score --backend plda|cosine --norm``: the trial scores normalised with the
+    i-vectors of the ``--cohort`` recordings, each one a single-recording model (T side) and an
+    impostor test (Z side), scored by the same back-end (``pairs(E, C, Z)``: one score per row).
+
+    ``E`` (n, d), ``C`` (n,): each trial's model; ``Z`` (n, d): each trial's test, all in
+    back-end space, ``Q`` (n_c, d) the cohort.  Each model's and each test's cohort scores are
+    computed once.
+    """
+    import numpy as np
+    from ..score_norm import as_norm, snorm, tnorm, znorm, ztnorm
+
+    def matrix(E, C, Q):
+        """Scores of each (model row of E, C) against every cohort test: (n, n_c)."""
+        n, m = len(E), len(Q)
+        return pairs(np.repeat(E, m, axis=0), np.repeat(C, m), np.tile(Q, (n, 1))).reshape(n, m)
+
+    def unique_rows(*arrays):
+        key = np.column_stack([a.reshape(len(a), -1) for a in arrays])
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        return first, inverse.ravel()
+
+    m_first, m_inv = unique_rows(E, C)
+    t_first, t_inv = unique_rows(Z)
+    ones = lambda k: np.ones(k)                                            # noqa: E731
+
+    def enrol_side(rows):
+        return matrix(E[m_first], C[m_first], Q[rows])[m_inv]
+
+    def test_side(rows):       # cohort recordings as models, the trial's test as the test
+        return matrix(Z[t_first], ones(len(t_first)), Q[rows])[t_inv]    # symmetric scorers
+    everything = np.arange(len(Q))
+    if args.norm == "zt":
+        half = len(Q) // 2
+        t_rows, z_rows = np.arange(half), np.arange(half, len(Q))
+        if half < 2 or len(z_rows) < 2:
+            raise JobError("zt-norm needs a cohort of at least 4 recordings (split into T models and Z tests)")
+        tz = matrix(Q[t_rows], ones(half), Q[z_rows])
+        out = ztnorm(scores, enrol_side(z_rows), test_side(t_rows), tz)
+    elif args.norm == "z":
+        out = znorm(scores, enrol_side(everything))
+    elif args.norm == "t":
+        out = tnorm(scores, test_side(everything))
+    elif args.norm == "s":
+        out = snorm(scores, enrol_side(everything), test_side(everything))
+    else:
+        n = min(len(Q), 200 if args.cohort_size is None else args.cohort_size)
+        out = as_norm(scores, enrol_side(everything), test_side(everything), top_n=n)
+    say(args, f"{args.norm}-norm with {len(Q)} cohort recordings from {args.cohort} ({args.backend} back-end)")
+    return out
