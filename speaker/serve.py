@@ -258,10 +258,10 @@ class _Service:
 
     def speakers(self, speaker_id: str | None = None) -> list[dict]:
         with self.lock:
-            rows = self.store.speakers()
+            rows = self.store.speakers(speaker_id)
             recs = self.store.recordings(speaker_id) if speaker_id is not None else None
         out = [{"speaker": s.id, "recordings": s.n_recordings, "frames": s.n_frames, "enrolled_at": s.enrolled_at,
-                "updated_at": s.updated_at, "kind": s.kind} for s in rows if speaker_id in (None, s.id)]
+                "updated_at": s.updated_at, "kind": s.kind} for s in rows]
         if speaker_id is not None:
             if not out:
                 raise KeyError(speaker_id)

@@ -770,11 +770,13 @@ class SpeakerStore:
         """The speaker's enrolment statistics under the UBM (KeyError if unknown)."""
         return self._stats(speaker_id)[0]
 
-    def speakers(self) -> list[SpeakerInfo]:
-        """Every speaker, by id: recordings, frames, first enrolled, last changed."""
+    def speakers(self, speaker_id: str | None = None) -> list[SpeakerInfo]:
+        """Every speaker, by id (or only ``speaker_id``: an empty list when unknown): recordings,
+        frames, first enrolled, last changed."""
+        where, params = ("WHERE s.id = ? ", (speaker_id,)) if speaker_id is not None else ("", ())
         rows = self._sql("SELECT s.id, COUNT(r.seq), s.n_frames, s.created_at, s.updated_at, s.kind "
                          "FROM speakers s LEFT JOIN recordings r ON r.speaker_id = s.id "
-                         "GROUP BY s.id ORDER BY s.id")
+                         f"{where}GROUP BY s.id ORDER BY s.id", params)
         out = []
         for i, n, frames, created, updated, kind in rows:
             if not isinstance(i, str) or not all(isinstance(x, (int, float)) for x in (frames, created, updated)):
