@@ -1,4 +1,5 @@
-"""What the commands share: errors, messages, the feature store, shared options.
+"""What the commands share: errors, messages, the feature store, shared options, the speaker
+store's option texts and the decision options of ``verify``, ``identify`` and ``serve``.
 
 Only the standard library and light ``speaker`` modules are imported here, so that building
 the parser (``speaker --help``) stays quick; each command imports what it computes with.
@@ -8,7 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import sys
+import time
+from pathlib import Path
 
 from .. import _guards
 
@@ -19,7 +23,7 @@ class JobError(Exception):
 
 def say(args, msg: str) -> None:
     """A summary line on stderr (not with --quiet)."""
-    if not args.quiet:
+    if not getattr(args, "quiet", False):
         print(msg, file=sys.stderr)
 
 
@@ -92,6 +96,7 @@ class Parents:
     root: argparse.ArgumentParser
     feat: argparse.ArgumentParser
     adapt: argparse.ArgumentParser
+    store: argparse.ArgumentParser
 
 
 def parents() -> Parents:
@@ -118,7 +123,10 @@ def parents() -> Parents:
                    help="relevance factor r > 0 (default 16)")
     g.add_argument("--adapt", choices=["m", "mw", "mv", "mwv", "w", "v", "wv"], default="m",
                    help="adapt means (m), weights (w), variances (v) (default m)")
-    return Parents(run, root, feat, adapt)
+
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", required=True, metavar="DB|URL", help=STORE_HELP)
+    return Parents(run, root, feat, adapt, store)
 
 
 @contextlib.contextmanager
@@ -133,3 +141,82 @@ def resume_hint(command: str, checkpoint, read_checkpoint):
             print(f"speaker {command}: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} EM passes; "
                   "run the same command with --resume to continue", file=sys.stderr)
         raise
+
+
+# ---------------------------------------------------------------------------- the speaker store
+#: What every --store option says it takes.
+STORE_HELP = ("the speaker store: a SQLite file path, or a database URL: sqlite:///speakers.db, "
+              "postgresql://user@host/dbname (several machines sharing one store; pip install '.[postgres]')")
+
+DECISION_HELP = (
+    "How to choose the decision: with a calibration (speaker calibrate on development trials of your "
+    "conditions, then --calibration FILE or kept in the store with 'calibrate --store'), give the prior "
+    "probability that a claim is genuine (--p-target, default 0.5) and the costs of a false reject and a "
+    "false accept (--c-miss, --c-fa): the Bayes threshold log(c_fa (1 - p_target) / (c_miss p_target)) on "
+    "the calibrated LLR minimises the expected cost (a voice login that must rarely let impostors in: "
+    "small p_target or large --c-fa). Without a calibration, --threshold T on the raw score: take it from "
+    "'speaker eval --target-far F' on development trials (the threshold giving false-accept rate F) or its "
+    "EER threshold. With neither, raw scores >= 0 are accepted (speaker at least as likely as the UBM), "
+    "which is rarely the right operating point.")
+
+# the CLI's one set of range-checked option types (speaker._guards)
+prob = _guards.float_option(0.0, 1.0, lo_open=True, hi_open=True)
+positive = _guards.float_option(0.0, lo_open=True)
+count = _guards.int_option(0)
+
+
+def open_store(args, ubm=None, create: bool = False):
+    """The speaker store of ``--store`` (bound to ``ubm`` when given)."""
+    from ..store import SpeakerStore
+    return SpeakerStore(args.store, ubm, create=create, top_c=getattr(args, "top_c", None) or None)
+
+
+def calibration(args, store=None):
+    """The --calibration file's Calibration, else the store's (or None)."""
+    from ..calibration import Calibration
+    if getattr(args, "calibration", None):
+        try:
+            return Calibration.from_json(Path(args.calibration).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise JobError(f"{args.calibration}: not a usable calibration: {exc}") from None
+    return store.calibration if store is not None else None
+
+
+def decision_options(p: argparse.ArgumentParser) -> None:
+    """--top-c and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
+    p.add_argument("--top-c", type=count, metavar="C",
+                   help="fast scoring with the UBM's C best components (5 is customary; default exact, as 'speaker "
+                        "score'): score the development trials of a calibration the same way")
+    g = p.add_argument_group("decision", DECISION_HELP)
+    g.add_argument("--threshold", type=float, metavar="T", help="accept iff the raw score >= T (overrides a calibration)")
+    g.add_argument("--p-target", type=prob, metavar="P",
+                   help="prior probability of a genuine claim for the Bayes threshold (needs a calibration; default 0.5)")
+    g.add_argument("--c-miss", type=positive, default=1.0, metavar="C", help="cost of rejecting a genuine speaker (default 1)")
+    g.add_argument("--c-fa", type=positive, default=1.0, metavar="C", help="cost of accepting an impostor (default 1)")
+    g.add_argument("--calibration", metavar="JSON", help="calibration from 'speaker calibrate' (default: the store's, if any)")
+
+
+def decide_kwargs(args, store) -> dict:
+    """The decision keywords of ``SpeakerStore.verify`` / ``identify`` from the decision options."""
+    return dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
+                calibration=calibration(args, store))
+
+
+def utc(t: float) -> str:
+    """A UNIX time as ISO 8601 UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def removed(args, n: int, left: int, unknown: list, what: str) -> int:
+    """--remove's summary; exit 1 (after removing the others) when some ids were unknown."""
+    say(args, f"removed {n} {what}(s); {left} left")
+    if unknown:
+        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+    return 0
+
+
+def printed_json(args, rows) -> bool:
+    """With --json: print the rows (NamedTuples) as a JSON list and say so."""
+    if args.json:
+        print(json.dumps([r._asdict() for r in rows], indent=2))
+    return bool(args.json)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from .store_commands import add_score_options, score_ubm, store_models, normalise_scores
-from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._common import STORE_HELP, JobError, check_strict, count, load_ubm, open_store, progress, report_skipped, say, store
 from ._ivec import add_backend_options
 from .enroll import adapt_all
 
@@ -28,6 +27,68 @@ def add_parser(sub, parents) -> None:
     add_score_options(s)
     add_backend_options(s)
     s.set_defaults(func=run)
+
+
+def add_score_options(p) -> None:
+    g = p.add_argument_group("speaker store and score normalisation (docs/store.md)")
+    g.add_argument("--store", metavar="DB|URL",
+                   help="score the store's speakers (Kaldi-style trials; --ubm not needed); " + STORE_HELP)
+    g.add_argument("--norm", choices=["z", "t", "zt", "s", "as"],
+                   help="normalise scores with a cohort: z (enrolment side), t (test side), zt, s (symmetric, "
+                        "mean of z and t) or as (adaptive s-norm with the --cohort-size closest cohort scores)")
+    g.add_argument("--cohort", metavar="LIST",
+                   help="cohort recordings (audio list; speakers not in the trials, e.g. a held-back part of the UBM "
+                        "list): each is enrolled as a cohort model (T side) and used as an impostor test (Z side); "
+                        "default with --store: the cohort kept in the store ('speaker cohort --store DB --add LIST')")
+    g.add_argument("--cohort-size", type=count, metavar="N",
+                   help="as-norm: use each side's N highest cohort scores (default: 200 or the cohort's size)")
+
+
+def score_ubm(args):
+    """(ubm, config) of ``speaker score --store`` (checked against --ubm when given)."""
+    from ..model_io import load_model
+    ubm = None
+    if args.ubm:
+        mf = load_model(args.ubm)
+        if mf.kind != "ubm":
+            raise JobError(f"{args.ubm}: holds speaker models, not a UBM")
+        ubm = mf.ubm
+    st = open_store(args, ubm)
+    return st.ubm, st.config
+
+
+def store_models(args, ubm, model_ids) -> dict:
+    """The models of the store's speakers named in the trials (unknown ids are left out)."""
+    st = open_store(args, ubm)
+    return {i: st.model(i) for i in sorted(model_ids) if i in st}
+
+
+def normalise_scores(args, pairs: list, scores, models: dict, ubm, features):
+    """``speaker score --norm``: the scores of (model_id, test_path) ``pairs`` normalised with the cohort.
+
+    ``features`` is the command's FeatureStore (the cohort's features are extracted once there).
+    """
+    from ..cohort import Cohort, normalise
+    from ..lists import read_audio_list
+    if not args.cohort:
+        cohort = open_store(args, ubm).cohort(top_c=args.top_c) if args.store else None
+        if cohort is None or len(cohort) < 3:
+            raise JobError("--norm needs --cohort LIST" + (
+                "" if not args.store else f", or a cohort of at least 3 recordings kept in {args.store} (it has "
+                f"{len(cohort) if cohort is not None else 0}; 'speaker cohort --store {args.store} --add LIST')"))
+        out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=args.cohort_size)
+        say(args, f"{args.norm}-norm with the {len(cohort)} cohort recordings kept in {args.store}")
+        return out
+    entries = read_audio_list(args.cohort, args.root)
+    features.load([p for _, p in entries], desc="cohort")
+    usable = [(k, p) for k, p in entries if p in features.features]
+    if len(usable) < 3:
+        raise JobError(f"{args.cohort}: only {len(usable)} usable cohort recordings (need at least 3)")
+    cohort = Cohort.from_features(ubm, [k for k, _ in usable], [features.features[p] for _, p in usable],
+                                  relevance_factor=args.relevance_factor, adapt=args.adapt, top_c=args.top_c)
+    out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=args.cohort_size)
+    say(args, f"{args.norm}-norm with {len(cohort)} cohort recordings from {args.cohort}")
+    return out
 
 
 def run(args) -> int:

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from .. import _guards
-from ._common import JobError
+from ._common import JobError, calibration as calibration_of, decision_options
 
 NAME = "serve"
 
@@ -26,7 +26,6 @@ ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def add_parser(sub, parents) -> None:
-    from .store_commands import _decision_options
     s = sub.add_parser(NAME, help="serve enrolment, verification and identification over HTTP",
                        description="Serve the speaker store as a JSON HTTP API (docs/serve.md; OpenAPI at /docs): "
                                    "POST /v1/speakers/ID/enrollments, GET/DELETE /v1/speakers[/ID], "
@@ -54,7 +53,7 @@ def add_parser(sub, parents) -> None:
     g.add_argument("--drain-seconds", type=_guards.float_option(0.0, 3600.0), default=30.0, metavar="S",
                    help="on SIGTERM / Ctrl-C, how long requests in flight may still take (default 30)")
     g.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
-    _decision_options(s)
+    decision_options(s)
     s.set_defaults(func=run)
 
 
@@ -94,9 +93,8 @@ def run(args) -> int:
     except ImportError as exc:
         raise JobError(f"speaker serve needs the 'serve' extra (pip install 'gmmext[serve]'): {exc}") from None
     from ..store import SpeakerStore
-    from .store_commands import _calibration
     store = SpeakerStore(args.store, args.ubm, top_c=args.top_c)
-    calibration = _calibration(args)
+    calibration = calibration_of(args)
     if args.p_target is not None and args.threshold is None and calibration is None and store.calibration is None:
         raise JobError("--p-target needs a calibration (--calibration, or one kept in the store)")
     cfg = ServiceConfig(max_bytes=args.max_bytes, max_seconds=args.max_seconds, threads=args.threads, api_key=key,
