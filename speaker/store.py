@@ -64,7 +64,7 @@ from gmmext import GaussianMixture, GMMStats, ModelStack
 
 from .adapt import map_from_stats, map_parameters
 from .calibration import Calibration, decision_threshold
-from .featstore import read_source
+from .featcache import read_source
 from .features import FeatureConfig
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import llr
@@ -610,7 +610,7 @@ class SpeakerStore:
         skipped (``result.skipped``: source -> reason).  The statistics of the rest are added in
         the given order, in one transaction.  Raises StoreError when nothing could be added and
         the speaker would be left without recordings.  ``features`` (source -> (frames, D)
-        array) replaces the store's own extraction, e.g. ``FeatureStore.get`` after a parallel
+        array) replaces the store's own extraction, e.g. ``FeatureCache.get`` after a parallel
         or cached extraction; recordings are still hashed from their files.
         """
         check_speaker_id(speaker_id)

@@ -1,4 +1,4 @@
-"""What the commands share: errors, messages, the feature store, shared options, the speaker
+"""What the commands share: errors, messages, the feature cache, shared options, the speaker
 store's option texts and the decision options of ``verify``, ``identify`` and ``serve``.
 
 Only the standard library and light ``speaker`` modules are imported here, so that building
@@ -42,11 +42,11 @@ def check_strict(args, errors: dict) -> None:
         raise JobError(f"--strict: {len(errors)} input(s) could not be used")
 
 
-def store(args, config, dim: int | None = None):
-    """The command's FeatureStore: one pool of ``--jobs`` warmed-up workers (use it in ``with``);
+def feature_cache(args, config, dim: int | None = None):
+    """The command's feature cache (FeatureCache): one pool of ``--jobs`` warmed-up workers (use it in ``with``);
     ``dim``: the model's feature dimension (sources with another one are skipped)."""
-    from ..featstore import FeatureStore
-    return FeatureStore(config, cache_dir=args.cache, jobs=args.jobs, progress=progress(args), dim=dim)
+    from ..featcache import FeatureCache
+    return FeatureCache(config, cache_dir=args.cache, jobs=args.jobs, progress=progress(args), dim=dim)
 
 
 def feature_config(args):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import JobError, open_store, printed_json, removed, report_skipped, say, store as feature_store, utc
+from ._common import JobError, open_store, printed_json, removed, report_skipped, say, feature_cache, utc
 
 NAME = "cohort"
 
@@ -30,7 +30,7 @@ def run(args) -> int:
     store = open_store(args)
     if args.add:
         entries = read_audio_list(args.add, args.root)
-        with feature_store(args, store.config, dim=store.D) as fs:
+        with feature_cache(args, store.config, dim=store.D) as fs:
             fs.load([p for _, p in entries], desc="cohort")
         report_skipped(args, fs.errors)
         usable = [(k, p) for k, p in entries if p in fs.features]

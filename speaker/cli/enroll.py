@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, feature_cache
 from ._ivec import add_backend_options
 
 NAME = "enroll"
@@ -38,7 +38,7 @@ def add_enroll_options(p) -> None:
 def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
     """``speaker enroll --store``: the listed speakers' readable files into the store.
 
-    ``features`` is the command's FeatureStore (features already extracted, errors reported).
+    ``features`` is the command's FeatureCache (features already extracted, errors reported).
     """
     from ..features import FeatureConfig
     from ..store import SpeakerStore, StoreError
@@ -100,13 +100,13 @@ def run(args) -> int:
                                                            for _, p in f])
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
-    with store(args, config, dim=ubm.means_.shape[1]) as st:
-        st.load([p for files in spk_files.values() for _, p in files], desc="features")
-    report_skipped(args, st.errors)
-    check_strict(args, st.errors)
+    with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
+        fc.load([p for files in spk_files.values() for _, p in files], desc="features")
+    report_skipped(args, fc.errors)
+    check_strict(args, fc.errors)
     if args.store:                                                  # speaker store: docs/store.md
-        return enroll_into_store(args, ubm, config, spk_files, st)
-    feats = {spk: [st.features[p] for _, p in files if p in st.features] for spk, files in spk_files.items()}
+        return enroll_into_store(args, ubm, config, spk_files, fc)
+    feats = {spk: [fc.features[p] for _, p in files if p in fc.features] for spk, files in spk_files.items()}
     empty = [spk for spk, f in feats.items() if not f]
     models = adapt_all(args, ubm, {spk: f for spk, f in feats.items() if f})
     if empty:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import STORE_HELP, JobError, check_strict, count, load_ubm, open_store, progress, report_skipped, say, store
+from ._common import STORE_HELP, JobError, check_strict, count, load_ubm, open_store, progress, report_skipped, say, feature_cache
 from ._ivec import add_backend_options
 from .enroll import adapt_all
 
@@ -53,20 +53,20 @@ def score_ubm(args):
         if mf.kind != "ubm":
             raise JobError(f"{args.ubm}: holds speaker models, not a UBM")
         ubm = mf.ubm
-    st = open_store(args, ubm)
-    return st.ubm, st.config
+    db = open_store(args, ubm)
+    return db.ubm, db.config
 
 
 def store_models(args, ubm, model_ids) -> dict:
     """The models of the store's speakers named in the trials (unknown ids are left out)."""
-    st = open_store(args, ubm)
-    return {i: st.model(i) for i in sorted(model_ids) if i in st}
+    db = open_store(args, ubm)
+    return {i: db.model(i) for i in sorted(model_ids) if i in db}
 
 
 def normalise_scores(args, pairs: list, scores, models: dict, ubm, features):
     """``speaker score --norm``: the scores of (model_id, test_path) ``pairs`` normalised with the cohort.
 
-    ``features`` is the command's FeatureStore (the cohort's features are extracted once there).
+    ``features`` is the command's FeatureCache (the cohort's features are extracted once there).
     """
     from ..cohort import Cohort, normalise
     from ..lists import read_audio_list
@@ -110,35 +110,35 @@ def run(args) -> int:
                                      ("speaker store", args.store), ("cohort list", args.cohort)]
                                      + [("listed file", p) for t in trials for p in (t.test_path, t.enrol_path)])
     skipped: dict[str, str] = {}
-    with store(args, config, dim=ubm.means_.shape[1]) as st:
+    with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
         if fmt == "voxceleb":
             enrol = {t.model: t.enrol_path for t in trials}
-            st.load(list(enrol.values()) + [t.test_path for t in trials], desc="features")
-            models = adapt_all(args, ubm, {name: [st.features[path]] for name, path in enrol.items()
-                                           if path in st.features})
+            fc.load(list(enrol.values()) + [t.test_path for t in trials], desc="features")
+            models = adapt_all(args, ubm, {name: [fc.features[path]] for name, path in enrol.items()
+                                           if path in fc.features})
         else:
             if not args.models and not args.store:
                 raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll') or --store")
             models = (store_models(args, ubm, {t.model for t in trials}) if args.store
                       else load_speakers(args.models, ubm))
-            st.load([t.test_path for t in trials], desc="features")
-    report_skipped(args, st.errors)
+            fc.load([t.test_path for t in trials], desc="features")
+    report_skipped(args, fc.errors)
     usable, rows = [], []
     for i, t in enumerate(trials):
         if t.model not in models:
-            why = (st.errors.get(t.enrol_path, "enrolment failed") if fmt == "voxceleb"
+            why = (fc.errors.get(t.enrol_path, "enrolment failed") if fmt == "voxceleb"
                    else "unknown model id")
             skipped[f"{t.model} {t.test}"] = f"model: {why}"
-        elif t.test_path in st.errors:
-            skipped[f"{t.model} {t.test}"] = f"test file: {st.errors[t.test_path]}"
+        elif t.test_path in fc.errors:
+            skipped[f"{t.model} {t.test}"] = f"test file: {fc.errors[t.test_path]}"
         else:
             usable.append(i)
     if usable:
         scores = score_trials([(trials[i].model, trials[i].test_path) for i in usable], models, ubm,
-                              st.get, top_c=args.top_c, progress=progress(args))
+                              fc.get, top_c=args.top_c, progress=progress(args))
         if args.norm:
             scores = normalise_scores(args, [(trials[i].model, trials[i].test_path) for i in usable],
-                                      scores, models, ubm, st)
+                                      scores, models, ubm, fc)
         for i, sc in zip(usable, scores):
             if np.isfinite(sc):
                 rows.append(format_line(trials[i].model, trials[i].test, f"{sc:.6f}"))
@@ -151,7 +151,7 @@ def run(args) -> int:
             print(f"  {k}: {why}", file=sys.stderr)
         if len(skipped) > 50:
             print(f"  ... and {len(skipped) - 50} more", file=sys.stderr)
-    check_strict(args, {**st.errors, **skipped})
+    check_strict(args, {**fc.errors, **skipped})
     if not rows:
         raise JobError("no trial could be scored")
     write_text_atomic(args.out, "\n".join(rows) + "\n")

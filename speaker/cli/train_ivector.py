@@ -51,7 +51,7 @@ def _batches(args, ubm, prep):
 
 
 def run(args) -> int:
-    from ..featstore import prepare_features
+    from ..featcache import prepare_features
     from ..ivector import CheckpointError, read_checkpoint, save_tv, train_tv
     from ..lists import read_audio_list
     from ._common import resume_hint

@@ -64,13 +64,13 @@ class _Features:
 
 
 def _needs_shared_cache(args, sources) -> bool:
-    from ..featstore import source_kind
+    from ..featcache import source_kind
     return args.stream and not args.cache and any(source_kind(s) == "audio" for s in sources)
 
 
 def _local_features(args, sources, config, out: Path, stack: contextlib.ExitStack) -> _Features:
     """This machine: ``--jobs`` processes, in memory or streamed from disk."""
-    from ..featstore import prepare_features
+    from ..featcache import prepare_features
     prep = prepare_features(sources, config, cache_dir=args.cache, jobs=args.jobs,
                             stream_above=args.stream_above * 1e9, stream=args.stream,
                             temp_parent=out.parent, progress=progress(args))
