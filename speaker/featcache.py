@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 import numpy as np
 
 from ._atomic import atomic_path
-from ._guards import describe
+from ._reasons import describe
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import _guards, _interrupt
+from .. import _guards, _interrupt, _reasons
 from .._atomic import WriteError
 from ..lists import ListError
 from . import (calibrate, cohort, demo, enroll, evaluate, export, extract, extract_ivectors, identify, import_models,
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - MemoryError, RecursionError, a bug: one line, never a traceback
-        print(f"speaker {args.command}: error: {_guards.describe(exc)}", file=sys.stderr)
+        print(f"speaker {args.command}: error: {_reasons.describe(exc)}", file=sys.stderr)
     return 1
 
 

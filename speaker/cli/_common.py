@@ -10,11 +10,13 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from .. import _guards
+from .. import _guards, _reasons
+from ._options import count, float_option, int_option, max_threads, positive, prob
 
 
 class JobError(Exception):
@@ -33,8 +35,19 @@ def progress(args) -> bool:
 
 
 def report_skipped(args, errors: dict, what: str = "file") -> None:
-    """The skipped inputs on stderr (:func:`speaker._guards.report_skipped`, a ``--root`` hint)."""
-    _guards.report_skipped(errors, what, root=_guards.list_root(args))
+    """The skipped inputs on stderr (:func:`speaker._reasons.report_skipped`, a ``--root`` hint)."""
+    _reasons.report_skipped(errors, what, root=list_root(args))
+
+
+def list_root(args) -> str | None:
+    """The folder relative list paths were resolved against: ``--root``, else the list's own."""
+    if getattr(args, "root", None):
+        return args.root
+    for name in ("list", "enroll", "trials"):
+        lst = getattr(args, name, None)
+        if lst:
+            return os.path.dirname(os.path.abspath(lst))
+    return None
 
 
 def check_strict(args, errors: dict) -> None:
@@ -75,19 +88,6 @@ def load_ubm(path):
     return mf.ubm, (mf.config or FeatureConfig())
 
 
-def at_least(lo, kind=int):
-    """argparse type: a ``kind`` number >= ``lo``."""
-    def parse(v):
-        try:
-            x = kind(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {v!r}") from None
-        if not x >= lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        return x
-    return parse
-
-
 @dataclasses.dataclass
 class Parents:
     """Option groups several commands share (argparse parent parsers)."""
@@ -102,7 +102,7 @@ class Parents:
 def parents() -> Parents:
     run = argparse.ArgumentParser(add_help=False)
     g = run.add_argument_group("running")
-    g.add_argument("--jobs", type=_guards.int_option(1, _guards.max_threads), default=1, metavar="N",
+    g.add_argument("--jobs", type=int_option(1, max_threads), default=1, metavar="N",
                    help="processes for feature extraction (default 1)")
     g.add_argument("--cache", metavar="DIR", help="cache extracted features here (reused across commands)")
     g.add_argument("--quiet", action="store_true", help="no progress reports or summaries")
@@ -114,12 +114,12 @@ def parents() -> Parents:
     feat = argparse.ArgumentParser(add_help=False)
     g = feat.add_argument_group("features")
     g.add_argument("--config", metavar="JSON", help="FeatureConfig as JSON (see speaker.FeatureConfig)")
-    g.add_argument("--sample-rate", type=_guards.int_option(1000, 384_000), metavar="HZ",
+    g.add_argument("--sample-rate", type=int_option(1000, 384_000), metavar="HZ",
                    help="analysis sample rate, 1000 to 384000 (default 16000; 8000 for telephone audio)")
 
     adapt = argparse.ArgumentParser(add_help=False)
     g = adapt.add_argument_group("MAP adaptation")
-    g.add_argument("--relevance-factor", type=_guards.float_option(0.0, 1e6, lo_open=True), default=16.0, metavar="R",
+    g.add_argument("--relevance-factor", type=float_option(0.0, 1e6, lo_open=True), default=16.0, metavar="R",
                    help="relevance factor r > 0 (default 16)")
     g.add_argument("--adapt", choices=["m", "mw", "mv", "mwv", "w", "v", "wv"], default="m",
                    help="adapt means (m), weights (w), variances (v) (default m)")
@@ -158,12 +158,6 @@ DECISION_HELP = (
     "'speaker eval --target-far F' on development trials (the threshold giving false-accept rate F) or its "
     "EER threshold. With neither, raw scores >= 0 are accepted (speaker at least as likely as the UBM), "
     "which is rarely the right operating point.")
-
-# the CLI's one set of range-checked option types (speaker._guards)
-prob = _guards.float_option(0.0, 1.0, lo_open=True, hi_open=True)
-positive = _guards.float_option(0.0, lo_open=True)
-count = _guards.int_option(0)
-
 
 def open_store(args, ubm=None, create: bool = False):
     """The speaker store of ``--store`` (bound to ``ubm`` when given)."""

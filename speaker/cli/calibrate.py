@@ -1,7 +1,8 @@
 """``speaker calibrate``: fit a score calibration on development trials."""
 from __future__ import annotations
 
-from ._common import JobError, open_store, prob, say
+from ._common import JobError, open_store, say
+from ._options import prob
 
 NAME = "calibrate"
 

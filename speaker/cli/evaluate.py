@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from .. import _guards
-from ._common import JobError, calibration, prob
+from ._common import JobError, calibration
+from ._options import prob
 
 NAME = "eval"
 PRESETS = ("vox_p01", "vox_p05", "sre08", "sre10")

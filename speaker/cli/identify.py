@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from ._common import DECISION_HELP, JobError, count, decide_kwargs, decision_options, open_store
+from ._common import DECISION_HELP, JobError, decide_kwargs, decision_options, open_store
+from ._options import count
 
 NAME = "identify"
 

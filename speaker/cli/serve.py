@@ -13,6 +13,7 @@ import sys
 
 from .. import _guards
 from ._common import JobError, calibration as calibration_of, decision_options
+from ._options import float_option, int_option
 
 NAME = "serve"
 
@@ -40,17 +41,17 @@ def add_parser(sub, parents) -> None:
     g = s.add_argument_group("network and safety")
     g.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; a non-loopback address is refused without --api-key-file)")
-    g.add_argument("--port", type=_guards.int_option(0, 65535), default=8000, help="TCP port (default 8000)")
+    g.add_argument("--port", type=int_option(0, 65535), default=8000, help="TCP port (default 8000)")
     g.add_argument("--api-key-file", metavar="FILE",
                    help=f"file holding the API key (one line, at least {MIN_KEY} characters): every endpoint but "
                         "/healthz then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-    g.add_argument("--max-bytes", type=_guards.int_option(1, 1 << 34), default=20 * 1024 * 1024, metavar="N",
+    g.add_argument("--max-bytes", type=int_option(1, 1 << 34), default=20 * 1024 * 1024, metavar="N",
                    help="largest request body in bytes (default 20 MB = 20971520); larger: 413")
-    g.add_argument("--max-seconds", type=_guards.float_option(0.0, 6 * 3600, lo_open=True), default=300.0,
+    g.add_argument("--max-seconds", type=float_option(0.0, 6 * 3600, lo_open=True), default=300.0,
                    metavar="S", help="longest upload in seconds of audio (default 300); longer: 413")
-    g.add_argument("--threads", type=_guards.int_option(1, 256), default=4, metavar="N",
+    g.add_argument("--threads", type=int_option(1, 256), default=4, metavar="N",
                    help="worker threads for decoding, features and scoring (default 4)")
-    g.add_argument("--drain-seconds", type=_guards.float_option(0.0, 3600.0), default=30.0, metavar="S",
+    g.add_argument("--drain-seconds", type=float_option(0.0, 3600.0), default=30.0, metavar="S",
                    help="on SIGTERM / Ctrl-C, how long requests in flight may still take (default 30)")
     g.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
     decision_options(s)
