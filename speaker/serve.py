@@ -339,7 +339,7 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
 
     @app.exception_handler(Exception)
     async def _internal(request, exc: Exception):
-        from ._guards import describe
+        from ._reasons import describe
         return _error(500, "internal", describe(exc))
 
     @app.post("/v1/speakers/{speaker_id}/enrollments", openapi_extra=_UPLOAD, responses=_ERRORS,

@@ -16,7 +16,7 @@ import hashlib
 import os
 from typing import TYPE_CHECKING, Literal, Union
 
-from ._guards import describe
+from ._reasons import describe
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

@@ -388,7 +388,7 @@ class SpeakerStore:
         skipped (``result.skipped``: source -> reason).  The statistics of the rest are added in
         the given order, in one transaction.  Raises StoreError when nothing could be added and
         the speaker would be left without recordings.  ``features`` (source -> (frames, D)
-        array) replaces the store's own extraction, e.g. ``FeatureStore.get`` after a parallel
+        array) replaces the store's own extraction, e.g. ``FeatureCache.get`` after a parallel
         or cached extraction; recordings are still hashed from their files.
         """
         check_speaker_id(speaker_id)

@@ -4,7 +4,7 @@ Data may be larger than memory.  ``features`` is any of
 
 * a sequence of (frames, dims) arrays (all in memory);
 * a zero-argument callable returning a fresh iterator over them, for example
-  :class:`speaker.featstore.FeatureFiles`, which reads ``.npy`` files or Kaldi archive entries
+  :class:`speaker.featcache.FeatureFiles`, which reads ``.npy`` files or Kaldi archive entries
   from disk at every EM pass, so that only a batch of utterances is in memory at once;
 * a :class:`speaker.cluster.DaskFeatures`: features held (or read from a shared filesystem) by
   the workers of a ``dask.distributed`` cluster; every pass sends the model (O(K*D) numbers) to
@@ -16,7 +16,7 @@ once, streamed ones in batches of :data:`BATCH_UTTERANCES`.  With ``checkpoint=P
 model is written (atomically) after every pass, and ``resume=True`` continues from it to the
 same model an uninterrupted run gives.
 
-Feature preparation (:func:`speaker.featstore.prepare_features`) and the Dask cluster
+Feature preparation (:func:`speaker.featcache.prepare_features`) and the Dask cluster
 (:mod:`speaker.cluster`) live in their own modules; ``FeatureFiles``, ``PreparedFeatures``,
 ``prepare_features``, ``DaskFeatures`` and ``dask_client`` are still importable from here as
 deprecated aliases.
@@ -38,7 +38,7 @@ from ._atomic import atomic_path
 from ._batch import BATCH_UTTERANCES
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
-from .featstore import take_rows
+from .featcache import take_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import DaskFeatures
@@ -50,12 +50,12 @@ __all__ = ["train_ubm", "FeatureSource", "CheckpointError", "read_checkpoint", "
 CHECKPOINT_FORMAT = "speaker-ubm-checkpoint"
 CHECKPOINT_VERSION = 1
 
-_MOVED = {"FeatureFiles": "featstore", "PreparedFeatures": "featstore", "prepare_features": "featstore",
+_MOVED = {"FeatureFiles": "featcache", "PreparedFeatures": "featcache", "prepare_features": "featcache",
           "DaskFeatures": "cluster", "dask_client": "cluster"}
 
 
 def __getattr__(name: str) -> Any:
-    """Deprecated aliases of the names that moved to :mod:`speaker.featstore` / :mod:`speaker.cluster`."""
+    """Deprecated aliases of the names that moved to :mod:`speaker.featcache` / :mod:`speaker.cluster`."""
     if name in _MOVED:
         import importlib
         import warnings
@@ -251,7 +251,7 @@ def train_ubm(features: FeatureSource | DaskFeatures, n_components: int, *, init
     features : sequence of ndarray (frames, dims), callable returning an iterable of them, or
         :class:`speaker.cluster.DaskFeatures`
         All utterances of the background population.  A callable is called once per EM pass
-        and may load arrays lazily (:class:`speaker.featstore.FeatureFiles`), so the data need not fit in memory;
+        and may load arrays lazily (:class:`speaker.featcache.FeatureFiles`), so the data need not fit in memory;
         a :class:`DaskFeatures` runs every pass on its cluster.
     n_components : int
         K, the number of Gaussians (powers of two are customary: 64 to 2048).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ._common import JobError, check_strict, load_ubm, report_skipped, say, store
+from ._common import JobError, check_strict, load_ubm, report_skipped, say, feature_cache
 
 MODELS_FORMAT = "gmmext-speaker-ivector-models"
 IVECTORS_FORMAT = "gmmext-speaker-ivectors"
@@ -96,7 +96,7 @@ def speaker_ivectors(args, ubm, config, tv) -> dict:
     from ..lists import read_enroll_list, read_scp
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
-    with store(args, config) as st:
+    with feature_cache(args, config) as st:
         vecs = ivectors(args, st, ubm, tv, [p for files in spk_files.values() for _, p in files])
     report_skipped(args, st.errors)
     check_strict(args, st.errors)
@@ -170,7 +170,7 @@ def score_ivectors(args) -> int:
     sources = [t.test_path for t in trials] + ([t.enrol_path for t in trials] if fmt == "voxceleb" else [])
     if args.norm and not args.cohort:
         raise JobError("--norm needs --cohort LIST")
-    with store(args, config) as st:
+    with feature_cache(args, config) as st:
         vecs = ivectors(args, st, ubm, tv, list(dict.fromkeys(sources)))
         errors = dict(st.errors)
         cohort = cohort_ivectors(args, st, ubm, tv) if args.norm else None

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from .. import _guards
-from .store_commands import add_eval_options, eval_metrics, format_eval
-from ._common import JobError
+from ._common import JobError, calibration
+from ._options import prob
 
 NAME = "eval"
 PRESETS = ("vox_p01", "vox_p05", "sre08", "sre10")
@@ -27,6 +27,40 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_eval_options(s)
     s.set_defaults(func=run, quiet=False, strict=False)
+
+
+def add_eval_options(p) -> None:
+    g = p.add_argument_group("calibration and thresholds")
+    g.add_argument("--calibration", metavar="JSON",
+                   help="apply this calibration (speaker calibrate) before Cllr and the actual DCF")
+    g.add_argument("--calibrated", action="store_true",
+                   help="the scores are already calibrated LLRs: report the actual DCF at the Bayes threshold")
+    g.add_argument("--p-target", type=prob, default=0.01, metavar="P",
+                   help="operating point of the actual DCF (default 0.01, costs 1)")
+    g.add_argument("--target-far", type=prob, default=0.01, metavar="F",
+                   help="report the threshold whose false-accept rate is at most F (default 0.01)")
+
+
+def eval_metrics(args, scores, labels) -> dict:
+    """What ``speaker eval`` adds: Cllr, minCllr, actual DCF, thresholds at the EER and at --target-far."""
+    from ..calibration import calibration_metrics
+    cal = calibration(args)
+    m = calibration_metrics(scores, labels, calibration=cal, p_target=args.p_target, target_far=args.target_far)
+    if cal is None and not args.calibrated:
+        m.pop("act_dcf")                              # raw scores: no Bayes threshold to speak of
+    return m
+
+
+def format_eval(m: dict) -> str:
+    lines = [f"{'Cllr' + ('' if m['calibrated'] else ' (scores read as LLRs)'):34s} {m['cllr']:9.4f} bits",
+             f"{'minCllr (PAV)':34s} {m['min_cllr']:9.4f} bits"]
+    if "act_dcf" in m:
+        lines.append(f"{'actual DCF p=%g (Bayes threshold)' % m['act_dcf_params']['p_target']:34s} {m['act_dcf']:9.4f}")
+    lines.append(f"{'threshold at the EER':34s} {m['threshold_eer']:9.4f}  (miss {100 * m['threshold_eer_p_miss']:.2f} %, "
+                 f"false accept {100 * m['threshold_eer_p_fa']:.2f} %)")
+    lines.append(f"{'threshold at false accept <= %g %%' % (100 * m['target_far']):34s} {m['threshold_far']:9.4f}  "
+                 f"(miss {100 * m['threshold_far_p_miss']:.2f} %, false accept {100 * m['threshold_far_p_fa']:.2f} %)")
+    return "\n" + "\n".join(lines)
 
 
 def metrics_table(scores, labels) -> dict:

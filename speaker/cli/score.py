@@ -4,10 +4,10 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from .store_commands import add_score_options, score_ubm, store_models, normalise_scores
-from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._common import STORE_HELP, JobError, check_strict, load_ubm, open_store, progress, report_skipped, say, feature_cache
 from ._ivec import add_backend_options
 from .enroll import adapt_all
+from ._options import count, int_option
 
 NAME = "score"
 
@@ -23,11 +23,73 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--trials", required=True, metavar="TRIALS",
                    help="trial list, Kaldi style (model_id test_path [label]) or VoxCeleb style (label enrol test)")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
-    s.add_argument("--top-c", type=_guards.int_option(1, 4096), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
+    s.add_argument("--top-c", type=int_option(1, 4096), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     add_score_options(s)
     add_backend_options(s)
     s.set_defaults(func=run)
+
+
+def add_score_options(p) -> None:
+    g = p.add_argument_group("speaker store and score normalisation (docs/store.md)")
+    g.add_argument("--store", metavar="DB|URL",
+                   help="score the store's speakers (Kaldi-style trials; --ubm not needed); " + STORE_HELP)
+    g.add_argument("--norm", choices=["z", "t", "zt", "s", "as"],
+                   help="normalise scores with a cohort: z (enrolment side), t (test side), zt, s (symmetric, "
+                        "mean of z and t) or as (adaptive s-norm with the --cohort-size closest cohort scores)")
+    g.add_argument("--cohort", metavar="LIST",
+                   help="cohort recordings (audio list; speakers not in the trials, e.g. a held-back part of the UBM "
+                        "list): each is enrolled as a cohort model (T side) and used as an impostor test (Z side); "
+                        "default with --store: the cohort kept in the store ('speaker cohort --store DB --add LIST')")
+    g.add_argument("--cohort-size", type=count, metavar="N",
+                   help="as-norm: use each side's N highest cohort scores (default: 200 or the cohort's size)")
+
+
+def score_ubm(args):
+    """(ubm, config) of ``speaker score --store`` (checked against --ubm when given)."""
+    from ..model_io import load_model
+    ubm = None
+    if args.ubm:
+        mf = load_model(args.ubm)
+        if mf.kind != "ubm":
+            raise JobError(f"{args.ubm}: holds speaker models, not a UBM")
+        ubm = mf.ubm
+    db = open_store(args, ubm)
+    return db.ubm, db.config
+
+
+def store_models(args, ubm, model_ids) -> dict:
+    """The models of the store's speakers named in the trials (unknown ids are left out)."""
+    db = open_store(args, ubm)
+    return {i: db.model(i) for i in sorted(model_ids) if i in db}
+
+
+def normalise_scores(args, pairs: list, scores, models: dict, ubm, features):
+    """``speaker score --norm``: the scores of (model_id, test_path) ``pairs`` normalised with the cohort.
+
+    ``features`` is the command's FeatureCache (the cohort's features are extracted once there).
+    """
+    from ..cohort import Cohort, normalise
+    from ..lists import read_audio_list
+    if not args.cohort:
+        cohort = open_store(args, ubm).cohort(top_c=args.top_c) if args.store else None
+        if cohort is None or len(cohort) < 3:
+            raise JobError("--norm needs --cohort LIST" + (
+                "" if not args.store else f", or a cohort of at least 3 recordings kept in {args.store} (it has "
+                f"{len(cohort) if cohort is not None else 0}; 'speaker cohort --store {args.store} --add LIST')"))
+        out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=args.cohort_size)
+        say(args, f"{args.norm}-norm with the {len(cohort)} cohort recordings kept in {args.store}")
+        return out
+    entries = read_audio_list(args.cohort, args.root)
+    features.load([p for _, p in entries], desc="cohort")
+    usable = [(k, p) for k, p in entries if p in features.features]
+    if len(usable) < 3:
+        raise JobError(f"{args.cohort}: only {len(usable)} usable cohort recordings (need at least 3)")
+    cohort = Cohort.from_features(ubm, [k for k, _ in usable], [features.features[p] for _, p in usable],
+                                  relevance_factor=args.relevance_factor, adapt=args.adapt, top_c=args.top_c)
+    out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=args.cohort_size)
+    say(args, f"{args.norm}-norm with {len(cohort)} cohort recordings from {args.cohort}")
+    return out
 
 
 def run(args) -> int:
@@ -49,35 +111,35 @@ def run(args) -> int:
                                      ("speaker store", args.store), ("cohort list", args.cohort)]
                                      + [("listed file", p) for t in trials for p in (t.test_path, t.enrol_path)])
     skipped: dict[str, str] = {}
-    with store(args, config, dim=ubm.means_.shape[1]) as st:
+    with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
         if fmt == "voxceleb":
             enrol = {t.model: t.enrol_path for t in trials}
-            st.load(list(enrol.values()) + [t.test_path for t in trials], desc="features")
-            models = adapt_all(args, ubm, {name: [st.features[path]] for name, path in enrol.items()
-                                           if path in st.features})
+            fc.load(list(enrol.values()) + [t.test_path for t in trials], desc="features")
+            models = adapt_all(args, ubm, {name: [fc.features[path]] for name, path in enrol.items()
+                                           if path in fc.features})
         else:
             if not args.models and not args.store:
                 raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll') or --store")
             models = (store_models(args, ubm, {t.model for t in trials}) if args.store
                       else load_speakers(args.models, ubm))
-            st.load([t.test_path for t in trials], desc="features")
-    report_skipped(args, st.errors)
+            fc.load([t.test_path for t in trials], desc="features")
+    report_skipped(args, fc.errors)
     usable, rows = [], []
     for i, t in enumerate(trials):
         if t.model not in models:
-            why = (st.errors.get(t.enrol_path, "enrolment failed") if fmt == "voxceleb"
+            why = (fc.errors.get(t.enrol_path, "enrolment failed") if fmt == "voxceleb"
                    else "unknown model id")
             skipped[f"{t.model} {t.test}"] = f"model: {why}"
-        elif t.test_path in st.errors:
-            skipped[f"{t.model} {t.test}"] = f"test file: {st.errors[t.test_path]}"
+        elif t.test_path in fc.errors:
+            skipped[f"{t.model} {t.test}"] = f"test file: {fc.errors[t.test_path]}"
         else:
             usable.append(i)
     if usable:
         scores = score_trials([(trials[i].model, trials[i].test_path) for i in usable], models, ubm,
-                              st.get, top_c=args.top_c, progress=progress(args))
+                              fc.get, top_c=args.top_c, progress=progress(args))
         if args.norm:
             scores = normalise_scores(args, [(trials[i].model, trials[i].test_path) for i in usable],
-                                      scores, models, ubm, st)
+                                      scores, models, ubm, fc)
         for i, sc in zip(usable, scores):
             if np.isfinite(sc):
                 rows.append(format_line(trials[i].model, trials[i].test, f"{sc:.6f}"))
@@ -90,7 +152,7 @@ def run(args) -> int:
             print(f"  {k}: {why}", file=sys.stderr)
         if len(skipped) > 50:
             print(f"  ... and {len(skipped) - 50} more", file=sys.stderr)
-    check_strict(args, {**st.errors, **skipped})
+    check_strict(args, {**fc.errors, **skipped})
     if not rows:
         raise JobError("no trial could be scored")
     write_text_atomic(args.out, "\n".join(rows) + "\n")

@@ -8,11 +8,11 @@ never served stale features.  A file that fails is reported (``errors``: source 
 skipped, never fatal.
 
 Extraction in parallel (``jobs > 1``) uses one :class:`ExtractionPool` per
-:class:`FeatureStore`: worker processes started once, each of which pays librosa's and the
+:class:`FeatureCache`: worker processes started once, each of which pays librosa's and the
 resampler's first-call costs once (its initializer extracts the features of half a second of
-noise, resampled), and that receive the files in chunks.  :meth:`FeatureStore.load` (all
+noise, resampled), and that receive the files in chunks.  :meth:`FeatureCache.load` (all
 features in memory, for enrolment and scoring) and :func:`prepare_features` (the UBM's
-features, in memory or streamed from disk) both go through :meth:`FeatureStore.results`.
+features, in memory or streamed from disk) both go through :meth:`FeatureCache.results`.
 
 For :func:`speaker.ubm.train_ubm` this module also provides :class:`FeatureFiles` (features
 read from disk at every EM pass) and :func:`take_rows` (frames at sorted global positions of a
@@ -41,7 +41,7 @@ from .sources import feature_problem, read_source, source_kind
 if TYPE_CHECKING:  # pragma: no cover
     from .features import FeatureConfig
 
-__all__ = ["FeatureStore", "ExtractionPool", "FeatureFiles", "PreparedFeatures", "prepare_features",
+__all__ = ["FeatureCache", "ExtractionPool", "FeatureFiles", "PreparedFeatures", "prepare_features",
            "split_rows", "take_rows"]
 
 
@@ -139,8 +139,9 @@ def _dim_error(source: str, feats: np.ndarray, dim: int) -> str | None:
     return None if why is None else f"{source}: {why}"
 
 
-class FeatureStore:
-    """Features of many sources, each computed at most once.
+class FeatureCache:
+    """A cache of the features of many sources: each computed at most once, held in memory
+    (:attr:`features`) and optionally on disk (``cache_dir``).
 
     Parameters
     ----------
@@ -151,7 +152,7 @@ class FeatureStore:
     dim : expected feature dimension (the model's D), or None; a source with another one
         (a ``.npy`` or ark entry from another front-end) goes to ``errors``
 
-    Used as a context manager, the store keeps its worker processes between :meth:`load`
+    Used as a context manager, the cache keeps its worker processes between :meth:`load`
     calls (one pool per command) and stops them on exit; otherwise every :meth:`load` stops
     them when it is done.
     """
@@ -169,7 +170,7 @@ class FeatureStore:
         self._pool = ExtractionPool(self.jobs, config)
         self._keep_pool = False
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> "FeatureCache":
         self._keep_pool = True
         return self
 
@@ -196,7 +197,7 @@ class FeatureStore:
         """``(source, features or None, error or None)`` for every distinct source, in order.
 
         Cached features are read here; the others are read or extracted by the workers (and
-        cached).  With ``dim``, features of another dimension are an error.  Nothing is kept in the store: :meth:`load` does that.
+        cached).  With ``dim``, features of another dimension are an error.  Nothing is kept in memory: :meth:`load` does that.
         """
         sources = list(dict.fromkeys(sources))
         paths = {s: self._cache_path(s) for s in sources}
@@ -322,7 +323,7 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
                      temp_parent: str | os.PathLike | None = None, progress: bool = False) -> PreparedFeatures:
     """Features of ``sources`` for :func:`speaker.ubm.train_ubm` on this machine, in memory or streamed.
 
-    Features are extracted (``jobs`` processes, see :class:`FeatureStore`) and held in memory
+    Features are extracted (``jobs`` processes, see :class:`FeatureCache`) and held in memory
     until they exceed ``stream_above`` bytes (or from the start with ``stream=True``); from then
     on every source is kept on disk only and read back at every EM pass: ``.npy`` files and
     Kaldi ``ark`` entries from where they are, audio features from ``cache_dir`` or, without one,
@@ -337,16 +338,16 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     on_disk: list[tuple[str, str, int]] = []   # (source, path to read, frames)
     errors: dict[str, str] = {}
     streaming, held, temp = bool(stream), 0, None
-    store = FeatureStore(config, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    cache = FeatureCache(config, cache_dir=cache_dir, jobs=jobs, progress=progress)
 
     def disk_path(src: str, feats: np.ndarray) -> str:
         nonlocal temp
         if source_kind(src) != "audio":
             return src
-        if store.cache_dir is None:
+        if cache.cache_dir is None:
             temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
-            store.cache_dir = temp
-        cp = store._cache_path(src)
+            cache.cache_dir = temp
+        cp = cache._cache_path(src)
         if cp is None:
             return src
         if not cp.exists():
@@ -361,7 +362,7 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     sources = [str(s) for s in sources]
     dim = config.dim if any(source_kind(s) == "audio" for s in sources) else None   # else: the first usable file's
     try:
-        with contextlib.closing(store.results(sources)) as results:
+        with contextlib.closing(cache.results(sources)) as results:
             for src, feats, err in results:
                 if err is None:
                     dim = dim or feats.shape[1]
