@@ -15,16 +15,17 @@ from numbers import Integral, Real
 from time import time
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _covariance as cv
 from ._blocked import ArraySource, is_dask_array, wants_blocked
-from ._engine import CoreCache, Engine, one_blas_thread
+from ._blas import one_blas_thread
+from ._engine import CoreCache, Engine
 from ._init import init_stats
+from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
 from ._validation import check_sample_weight, check_stats, check_usable_parameters
 
