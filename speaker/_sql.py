@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, Sequence
 
 from .model_io import ModelError
 
-__all__ = ["StoreError", "Database", "store_location", "snapshot"]
+__all__ = ["StoreError", "Database", "store_location", "one_snapshot"]
 
 _PG_LOCK = 0x676d6d657874                                  # pg_advisory_xact_lock key of the store's writers
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -81,7 +81,7 @@ def _params(params: Sequence) -> dict:
     return {f"p{i}": v for i, v in enumerate(params)}
 
 
-def snapshot(method):
+def one_snapshot(method):
     """Run a method of an object with a ``_db`` (:class:`Database`) in one read transaction
     (its queries see one state of the store)."""
     @functools.wraps(method)

@@ -51,21 +51,23 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, ContextManager, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from gmmext import GaussianMixture, GMMStats, ModelStack
 
-from ._sql import Database, StoreError, snapshot, store_location
+from ._sql import Database, StoreError, one_snapshot, store_location
+from ._batch import recording_stats
 from .adapt import map_from_stats, map_parameters
-from .calibration import Calibration, decision_threshold
+from .calibration import Calibration
 from .features import FeatureConfig
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
-from .scoring import llr
+from .scoring import check_features
 from .sources import Source, content_hash, read_source
+from .verification import Match, StoreScoring, VerifyResult
 
-__all__ = ["StoreError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult", "VerifyResult",
+__all__ = ["StoreError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult", "VerifyResult", "Match",
            "store_location"]
 
 FORMAT = "gmmext-speaker-store"
@@ -136,21 +138,6 @@ class CohortInfo(NamedTuple):
     added_at: float
 
 
-class VerifyResult(NamedTuple):
-    """Outcome of :meth:`SpeakerStore.verify`.
-
-    ``score``: raw average LLR (nats per frame); ``llr``: the score calibrated to a
-    log-likelihood ratio (natural log, :class:`speaker.calibration.Calibration`), or None
-    without a calibration; ``accept``: the decision;
-    ``threshold``: what was compared (on the ``llr`` scale when calibrated, else on ``score``).
-    """
-
-    score: float
-    llr: float | None
-    accept: bool
-    threshold: float
-
-
 @dataclass
 class EnrollResult:
     """What :meth:`SpeakerStore.enroll` did: recordings ``added``, ``skipped`` (source -> reason)."""
@@ -184,7 +171,7 @@ def _locked(method):
     return run
 
 
-class SpeakerStore:
+class SpeakerStore(StoreScoring):
     """Enrolled speakers in one database (a SQLite file or PostgreSQL), bound to one UBM.
 
     Parameters
@@ -324,6 +311,13 @@ class SpeakerStore:
         """Close the database connections (of every thread)."""
         self._db.close()
 
+    def snapshot(self) -> ContextManager:
+        """A read transaction: the store's calls inside it (in this thread) see one state of it.
+
+        ``with store.snapshot(): store.speakers(i); store.recordings(i)``.  Every method is
+        one transaction by itself; this joins several."""
+        return self._db.tx()
+
     def __enter__(self) -> "SpeakerStore":
         return self
 
@@ -366,16 +360,13 @@ class SpeakerStore:
 
     # ------------------------------------------------------------------ features and statistics
     def features(self, source: Source) -> np.ndarray:
-        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset`` or a feature array."""
+        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset`` or a feature array,
+        checked (the store's face: the scoring below trusts them); ValueError naming the source."""
         if isinstance(source, np.ndarray):
-            X = np.asarray(source)
-            if X.ndim != 2 or X.shape[0] == 0 or not np.isfinite(X).all():
-                raise ValueError(f"feature arrays must be finite with shape (frames >= 1, D); got {X.shape}")
-        else:
-            X = read_source(os.fspath(source), self.config)
+            return check_features(source, self.D, "<array>: features")
+        X = read_source(os.fspath(source), self.config)          # finite float32 (frames >= 1, dims)
         if X.shape[1] != self.D:
-            raise ValueError(f"{'<array>' if isinstance(source, np.ndarray) else source}: features have "
-                             f"{X.shape[1]} dims, the store's UBM {self.D}")
+            raise ValueError(f"{source}: features have {X.shape[1]} dims but the UBM has {self.D}")
         return X
 
     # ------------------------------------------------------------------ enrolment
@@ -403,13 +394,13 @@ class SpeakerStore:
                 result.skipped[name] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
                 continue
             # per-recording statistics as map_adapt takes them (speaker._batch): bit-for-bit equal
-            items.append((name, digest, self.ubm.accumulate_segments([X])[0]))
+            items.append((name, digest, recording_stats(self.ubm, X, check_input=False)))
         return self.enroll_statistics(speaker_id, items, replace=replace, _result=result)
 
     def enroll_statistics(self, speaker_id: str, items: Sequence[tuple[str, str, GMMStats]], *,
                           replace: bool = False, _result: EnrollResult | None = None) -> EnrollResult:
         """:meth:`enroll` with statistics computed elsewhere (another machine, a Dask worker):
-        ``items`` are (source name, SHA-256 of its content, ``ubm.accumulate(features)``)."""
+        ``items`` are (source name, SHA-256 of its content, :func:`speaker._batch.recording_stats`)."""
         check_speaker_id(speaker_id)
         result = _result if _result is not None else EnrollResult(speaker_id)
         for name, digest, st in items:
@@ -504,7 +495,7 @@ class SpeakerStore:
         return ids
 
     # ------------------------------------------------------------------ reading rows
-    @snapshot
+    @one_snapshot
     def _row(self, speaker_id: str) -> tuple[str, int, float, float, np.ndarray, np.ndarray, np.ndarray]:
         """(kind, generation, created, n_frames, loglik, a, b, c) of one speaker, validated."""
         rows = self._db.rows("SELECT kind, generation, created_at, k, d, n_frames, loglik, length(a), length(b), "
@@ -580,7 +571,7 @@ class SpeakerStore:
         (id, source) pairs, e.g. the keys and paths of an audio list.
 
         Each recording's features (float32, as the feature cache keeps them; float64 arrays as
-        they are) and UBM statistics (``ubm.accumulate``) are computed once and stored; the
+        they are) and UBM statistics (:func:`speaker._batch.recording_stats`) are computed once and stored; the
         cohort model is derived from the statistics by MAP with the store's settings.  An id
         already in the cohort, content already in it (SHA-256) or a source that cannot be read
         is skipped (``result.skipped``); the rest are added in order, in one transaction.
@@ -600,7 +591,7 @@ class SpeakerStore:
             except Exception as exc:  # noqa: BLE001 - reported per recording
                 result.skipped[key] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
                 continue
-            rows.append((key, name, digest, X, self.ubm.accumulate(X)))
+            rows.append((key, name, digest, X, recording_stats(self.ubm, X, check_input=False)))
         with self._db.write():
             self._db.create(_schema(), ["cohort"])
             have = {(i, h) for i, h in self._db.rows("SELECT id, sha256 FROM cohort")}
@@ -632,7 +623,7 @@ class SpeakerStore:
                 return self._db.run("DELETE FROM cohort").rowcount
             return sum(self._db.run("DELETE FROM cohort WHERE id=?", (i,)).rowcount for i in ids)
 
-    @snapshot
+    @one_snapshot
     def cohort_info(self) -> list[CohortInfo]:
         """The cohort recordings in the order they were added (empty without a cohort)."""
         if "cohort" not in self._db.tables():
@@ -723,67 +714,6 @@ class SpeakerStore:
                 self._db.fail(f"speaker {speaker_id!r}: {exc}")
         return g, model
 
-    def score(self, speaker_id: str, source: Source) -> float:
-        """Raw score of a recording against a speaker: average LLR, nats per frame."""
-        return llr(self.model(speaker_id), self.ubm, self.features(source), top_c=self.top_c)
-
-    def _decide(self, score: float, threshold: float | None, p_target: float | None, c_miss: float,
-                c_fa: float, calibration: Calibration | None = None) -> tuple[float | None, bool, float]:
-        cal = calibration if calibration is not None else self.calibration
-        value = cal.llr(score) if cal is not None else None
-        thr, on_llr = decision_threshold(cal, threshold=threshold, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
-                                         default=self._default_threshold())
-        return value, bool((value if on_llr else score) >= thr), thr
-
-    def _default_threshold(self) -> float:
-        t = self._get_meta("threshold")
-        try:
-            return float(t) if t is not None else 0.0
-        except ValueError:
-            self._db.fail(f"bad threshold {t!r}")
-
-    def verify(self, speaker_id: str, source: Source, *, threshold: float | None = None,
-               p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-               calibration: Calibration | None = None) -> VerifyResult:
-        """Is ``source`` speaker ``speaker_id``?
-
-        Decision: ``threshold`` on the raw score if given; otherwise, with a calibration, the
-        Bayes threshold ``log(c_fa (1 - p_target) / (c_miss p_target))`` on the calibrated LLR
-        (``p_target`` default 0.5); otherwise the raw score against 0 (speaker as likely as
-        the UBM).  ``calibration`` replaces the store's own.  KeyError for an unknown speaker.
-        """
-        s = self.score(speaker_id, source)
-        value, accept, thr = self._decide(s, threshold, p_target, c_miss, c_fa, calibration)
-        return VerifyResult(s, value, accept, thr)
-
-    def scores_all(self, source: Source, ids: Sequence[str] | None = None, *,
-                   batch: int = 1024) -> tuple[list[str], np.ndarray]:
-        """Raw scores of one recording against many speakers (default all): (ids, scores).
-
-        With ``top_c``, the UBM's top-C components of the recording are found once and the
-        speakers are scored in batches of ``batch`` (one :class:`gmmext.ModelStack` each: one
-        gemm per selected component against the whole batch).  For all speakers, the batches are
-        built from the stored statistics by array operations and kept while no speaker changes
-        (:meth:`_all_stacks`); for given ``ids``, from their (cached) models.  Without ``top_c``
-        every model is scored exactly, one after the other.
-        """
-        X = self.features(source)
-        ids = list(ids) if ids is not None else None
-        if self.top_c is None:
-            ubm_ll = self.ubm.score_samples(X).sum()
-            ids = ids if ids is not None else [i for i, _ in self._generations()]
-            return ids, np.array([(self.model(i).score_samples(X).sum() - ubm_ll) / X.shape[0] for i in ids])
-        idx, ll = self.ubm.top_components(X, self.top_c)
-        if ids is None:
-            ids, stacks = self._all_stacks(batch)
-        else:
-            stacks = (ModelStack([self.model(i) for i in ids[s:s + batch]], reference=self.ubm)
-                      for s in range(0, len(ids), batch))
-        out = np.empty(len(ids))
-        for j, stack in enumerate(stacks):
-            out[j * batch:(j + 1) * batch] = (stack.top_c_loglik(X, idx) - ll.sum()) / X.shape[0]
-        return ids, out
-
     def _generations(self) -> list[tuple[str, int]]:
         return [tuple(r) for r in self._db.rows("SELECT id, generation FROM speakers ORDER BY id")]
 
@@ -834,16 +764,3 @@ class SpeakerStore:
             return ModelStack.from_parameters(W, MU, self.ubm, covariances=VAR)
         except ValueError as exc:
             self._db.fail(f"speakers {ids[0]!r}..{ids[-1]!r}: {exc}")
-
-    def identify(self, source: Source, n: int = 1, *, threshold: float | None = None,
-                 p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-                 calibration: Calibration | None = None) -> list[tuple[str, float]]:
-        """Open-set identification: the ``n`` best-scoring speakers that pass the decision rule
-        of :meth:`verify`, best first, as (id, raw score); empty when none passes."""
-        ids, scores = self.scores_all(source)
-        order = np.argsort(-scores, kind="stable")
-        out = []
-        for j in order[:max(0, int(n))]:
-            if self._decide(float(scores[j]), threshold, p_target, c_miss, c_fa, calibration)[1]:
-                out.append((ids[j], float(scores[j])))
-        return out
