@@ -59,9 +59,10 @@ from gmmext import GaussianMixture, GMMStats, ModelStack
 
 from ._sql import Database, StoreError, one_snapshot, store_location
 from ._batch import recording_stats
-from .adapt import map_from_stats, map_parameters
+from .adapt import map_from_stats, map_parameters, model_like
 from .calibration import Calibration
 from .features import FeatureConfig
+from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, ubm_shape_problem
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import check_features
 from .sources import Source, content_hash, read_source
@@ -72,9 +73,7 @@ __all__ = ["StoreError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollRes
 
 FORMAT = "gmmext-speaker-store"
 FORMAT_VERSION = 1
-_MAX_K, _MAX_D, _MAX_KD = 1 << 16, 4096, 1 << 24          # a (K, D) float64 BLOB <= 128 MB
 _MAX_ID = 256
-_MAX_COHORT_FRAMES = 1 << 22                               # and frames * D <= _MAX_KD (64 MB of float32)
 
 
 _TABLES = ("meta", "ubm", "speakers", "recordings")
@@ -243,8 +242,9 @@ class SpeakerStore(StoreScoring):
         map_from_stats(ubm, GMMStats(np.ones(ubm.n_components), ubm.means_, ubm.means_ ** 2, 0.0,
                                      float(ubm.n_components)), relevance_factor=relevance_factor, adapt=adapt)
         K, D = ubm.means_.shape
-        if not (1 <= K <= _MAX_K and 1 <= D <= _MAX_D and K * D <= _MAX_KD):
-            raise StoreError(f"{self.path}: a UBM of K={K}, D={D} is too large for a store")
+        why = ubm_shape_problem(K, D)
+        if why is not None:
+            raise StoreError(f"{self.path}: a UBM of {why}")
         with self._db.write():
             if self._has_meta():
                 return                                   # another process created it meanwhile
@@ -286,8 +286,7 @@ class SpeakerStore(StoreScoring):
         if len(rows) != 1:
             self._db.fail("the UBM row is missing")
         dtype, K, D, lw, lm, lv = rows[0]
-        if dtype not in ("float32", "float64") or not all(isinstance(x, int) for x in (K, D)) \
-                or not (1 <= K <= _MAX_K and 1 <= D <= _MAX_D and K * D <= _MAX_KD) \
+        if dtype not in ("float32", "float64") or ubm_shape_problem(K, D) is not None \
                 or (lw, lm, lv) != (8 * K, 8 * K * D, 8 * K * D):
             self._db.fail("malformed UBM row (dtype, shape or sizes)")
         w, mu, var = self._db.rows("SELECT weights, means, covariances FROM ubm")[0]
@@ -584,7 +583,7 @@ class SpeakerStore(StoreScoring):
             try:
                 check_speaker_id(key)
                 X = self.features(src if features is None else features(src))
-                if X.shape[0] > _MAX_COHORT_FRAMES or X.size > _MAX_KD:
+                if X.shape[0] > MAX_COHORT_FRAMES or X.size > MAX_COHORT_ELEMENTS:
                     raise ValueError(f"{name}: {X.shape[0]} frames is too long for a cohort recording")
                 X = np.ascontiguousarray(X, dtype=np.float64 if X.dtype == np.float64 else np.float32)
                 digest = content_hash(src, X)
@@ -662,8 +661,8 @@ class SpeakerStore(StoreScoring):
             i, K, D, n_frames, loglik, dtype, frames, la, lb, lc, lf = row
             where = f"cohort recording {i!r}"
             if not isinstance(i, str) or (K, D) != (self.K, self.D) or dtype not in ("float32", "float64") \
-                    or not isinstance(frames, int) or not 1 <= frames <= _MAX_COHORT_FRAMES \
-                    or frames * D > _MAX_KD:
+                    or not isinstance(frames, int) or not 1 <= frames <= MAX_COHORT_FRAMES \
+                    or frames * D > MAX_COHORT_ELEMENTS:
                 self._db.fail(f"{where}: bad shape or dtype (K={K!r}, D={D!r}, frames={frames!r}, dtype={dtype!r})")
             size = np.dtype(dtype).itemsize
             if (la, lb, lc, lf) != (8 * K, 8 * K * D, 8 * K * D, size * frames * D):
@@ -705,11 +704,8 @@ class SpeakerStore(StoreScoring):
             model = map_from_stats(self.ubm, GMMStats(a, b, c, loglik, n_frames),
                                    relevance_factor=self.relevance_factor, adapt=self.adapt)
         else:
-            dtype = self.ubm.means_.dtype
             try:
-                model = GaussianMixture.from_parameters(a.astype(dtype), b.astype(dtype), c.astype(dtype),
-                                                        **{k: v for k, v in self.ubm.get_params().items()
-                                                           if k != "n_components"})
+                model = model_like(self.ubm, a, b, c)
             except ValueError as exc:
                 self._db.fail(f"speaker {speaker_id!r}: {exc}")
         return g, model

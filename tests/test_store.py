@@ -285,6 +285,21 @@ def test_another_ubm_garbage_and_missing_files(tmp_path, ubm):
         SpeakerStore(tmp_path / "cut.db").model("a")
 
 
+@pytest.mark.parametrize("K, D", [(4097, 2), (2, 201)])
+def test_a_ubm_beyond_the_limits_is_refused_by_the_store_as_by_the_model_files(tmp_path, K, D):
+    """One home for K/D limits (speaker.limits): what a model file refuses, a store refuses."""
+    from speaker.limits import MAX_COMPONENTS, MAX_DIM
+    from speaker.model_io import ModelError
+    assert (MAX_COMPONENTS, MAX_DIM) == (4096, 200)
+    big = GaussianMixture.from_parameters(np.full(K, 1 / K), np.zeros((K, D)), np.ones((K, D)),
+                                          covariance_type="diag")
+    save_model(tmp_path / "big.npz", big)
+    with pytest.raises(ModelError, match="at most 4096 components and 200 dimensions"):
+        load_model(tmp_path / "big.npz")
+    with pytest.raises(StoreError, match="at most 4096 components and 200 dimensions"):
+        SpeakerStore(tmp_path / "big.db", big)
+
+
 def test_postgresql_locations_that_are_not_stores(postgres_server, ubm):
     empty = postgres_server.new_database()
     with pytest.raises(StoreError, match="no such speaker store"):

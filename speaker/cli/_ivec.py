@@ -114,7 +114,7 @@ def enroll_ivectors(args) -> int:
     """``speaker enroll --backend plda|cosine``: per speaker, the mean of its transformed
     i-vectors and their number (or the averaged i-vector with ``--average``)."""
     import numpy as np
-    from .._npz import save_npz
+    from ..model_io import save_npz
     from pathlib import Path
     from ..plda import enrol
     if not args.out or getattr(args, "store", None):
@@ -142,7 +142,7 @@ def enroll_ivectors(args) -> int:
 
 
 def _load_models(args, ubm):
-    from .._npz import ArraySpec, load_npz
+    from ..model_io import ArraySpec, load_npz
     from ..model_io import ModelError
     _, a = load_npz(args.models, MODELS_FORMAT, 1, f"ivector-models-{args.backend}", ubm,
                     dict(speaker_ids=ArraySpec(1, text=True), means=ArraySpec(2), counts=ArraySpec(1)))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import _interrupt
 from ._common import JobError, say
+from ..limits import MAX_COMPONENTS
 from ._options import int_option
 
 NAME = "demo"
@@ -16,7 +17,7 @@ def add_parser(sub, parents) -> None:
                        description="Train a UBM, enrol 6 speakers, score Kaldi- and VoxCeleb-style trials and print "
                                    "EER/minDCF, on the bundled Free Spoken Digit Dataset subset.")
     s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
-    s.add_argument("--components", type=int_option(1, 4096), default=64, metavar="K", help="UBM size (default 64)")
+    s.add_argument("--components", type=int_option(1, MAX_COMPONENTS), default=64, metavar="K", help="UBM size (default 64)")
     s.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ from .. import _guards
 from ._common import STORE_HELP, JobError, check_strict, load_ubm, open_store, progress, report_skipped, say, feature_cache
 from ._ivec import add_backend_options
 from .enroll import adapt_all
+from ..limits import MAX_COMPONENTS
 from ._options import count, int_option
 
 NAME = "score"
@@ -23,7 +24,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--trials", required=True, metavar="TRIALS",
                    help="trial list, Kaldi style (model_id test_path [label]) or VoxCeleb style (label enrol test)")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
-    s.add_argument("--top-c", type=int_option(1, 4096), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
+    s.add_argument("--top-c", type=int_option(1, MAX_COMPONENTS), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     add_score_options(s)
     add_backend_options(s)

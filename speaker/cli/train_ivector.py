@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say
+from ..limits import MAX_RANK
 from ._options import float_option, int_option
 
 NAME = "train-ivector"
@@ -22,7 +23,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--ubm", required=True, metavar="NPZ", help="UBM file from 'speaker train-ubm'")
     s.add_argument("--list", required=True, metavar="LIST", help="training audio list")
     s.add_argument("--out", required=True, metavar="NPZ", help="i-vector extractor file to write")
-    s.add_argument("--rank", type=int_option(1), default=200, metavar="R", help="i-vector dimension R (default 200; 100-600 customary)")
+    s.add_argument("--rank", type=int_option(1, MAX_RANK), default=200, metavar="R", help=f"i-vector dimension R, at most {MAX_RANK} (default 200; 100-600 customary)")
     s.add_argument("--iters", type=int, default=10, metavar="N", help="EM passes (default 10)")
     s.add_argument("--no-min-div", action="store_true",
                    help="plain EM, without minimum-divergence re-estimation after every pass")
