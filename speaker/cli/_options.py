@@ -10,7 +10,7 @@ import math
 import os
 from typing import Callable
 
-__all__ = ["int_option", "float_option", "max_threads", "prob", "positive", "count"]
+__all__ = ["int_option", "float_option", "max_threads", "prob", "positive", "count", "components"]
 
 
 def max_threads() -> int:
@@ -59,3 +59,5 @@ prob = float_option(0.0, 1.0, lo_open=True, hi_open=True)
 positive = float_option(0.0, lo_open=True)
 #: A count: >= 0.
 count = int_option(0)
+#: ``--gselect C``: a number of UBM components, 1 to 4096 (the largest UBM a model file holds).
+components = int_option(1, 4096)
