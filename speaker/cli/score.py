@@ -98,6 +98,9 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features):
 
 def run(args) -> int:
     if args.backend != "gmm":
+        if args.top_c is not None:
+            raise JobError(f"--gselect applies to GMM-UBM scoring; --backend {args.backend} scores i-vectors "
+                           "(their statistics use every component)")
         from ._ivec import score_ivectors
         return score_ivectors(args)
     from .._atomic import write_text_atomic
