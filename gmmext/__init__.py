@@ -13,7 +13,7 @@ from ._mixture import GaussianMixture
 from ._scoring import ModelStack, top_c_loglik
 from ._stats import GMMStats
 from ._dask import dask_accumulate
-from ._engine import single_thread_blas
+from ._blas import single_thread_blas
 
 __version__ = "0.1.0"
 __all__ = ["GaussianMixture", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",

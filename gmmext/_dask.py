@@ -26,10 +26,11 @@ from numbers import Integral
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
 
+from ._blas import single_thread_blas
 from ._blocked import StatsParams, block_labels, block_stats, is_dask_array
+from ._sklearn_compat import HasMethods, Interval, validate_params
 from ._stats import GMMStats
 from ._validation import check_block, check_sample_weight, check_source_dtype, check_total_weight, \
     sample_weight_shape_error
@@ -174,8 +175,7 @@ def _compute(*collections):
     import dask
     if current_client() is not None:
         return dask.compute(*collections)
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_thread_blas:
         return dask.compute(*collections)
 
 

@@ -11,16 +11,15 @@ of :class:`Engine` objects (work buffers), so a loop of ``accumulate`` / ``top_c
 """
 from __future__ import annotations
 
-import functools
 import os
 import threading
-from contextlib import contextmanager
 
 import numpy as np
 
 from . import _core
 from scipy import linalg
 
+from ._blas import one_blas_thread, single_thread_blas
 from ._covariance import feature_layout, per_component_diag, precisions_cholesky
 from ._stats import GMMStats
 
@@ -30,65 +29,6 @@ SPARSE_LIMIT = 0.25
 
 #: (frame-component pair, model) cells below which ``top_c_loglik_shared`` runs on one thread.
 SHARED_THREADS_CELLS = 1 << 20
-
-class _BlasSingleThread:
-    """BLAS limited to one thread while any core call runs, process-wide and re-entrant.
-
-    The core's chunks are small gemms run from (possibly several) OpenMP threads: a
-    multi-threaded BLAS inside them only adds synchronisation (measured 3x slower here, and
-    ~10x slower on small calls even with one OpenMP thread).  The limit is a process-wide
-    setting, so overlapping calls from several Python threads share it: the first one in
-    sets BLAS to one thread, the last one out restores what was there.  The BLAS libraries
-    are found once with threadpoolctl; each call then costs two cheap C calls per library.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._libs = None
-        self._saved = []
-
-    def __enter__(self):
-        with self._lock:
-            if self._depth == 0:
-                if self._libs is None:
-                    from threadpoolctl import ThreadpoolController
-                    self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
-                self._saved = [lib.num_threads for lib in self._libs]
-                for lib in self._libs:
-                    lib.set_num_threads(1)
-            self._depth += 1
-        return self
-
-    def __exit__(self, *exc):
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                for lib, n in zip(self._libs, self._saved):
-                    lib.set_num_threads(n)
-        return False
-
-
-_blas_single_thread = _BlasSingleThread()
-#: Public name (``gmmext.single_thread_blas``): ``with single_thread_blas: ...`` runs small BLAS
-#: calls of the caller's own (e.g. the MFCC filterbank product of one utterance) on one thread,
-#: sharing the core's re-entrant, process-wide limit.
-single_thread_blas = _blas_single_thread
-
-
-def one_blas_thread(fn):
-    """``fn`` run with BLAS limited to one thread (:class:`_BlasSingleThread`).
-
-    For the M-step and the model matrices: K small (D x D) Cholesky factors, triangular solves
-    and eigenvalue problems, which a threaded BLAS only slows down (on a loaded machine an
-    M-step at K=64, D=39 took 0.85 s with two BLAS threads, 0.01 s with one).
-    """
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with _blas_single_thread:
-            return fn(*args, **kwargs)
-    return wrapper
-
 
 def available_threads() -> int:
     """Cores this process may run on."""
@@ -288,7 +228,7 @@ class Engine:
         K, D = self.K, self.D
         R = len(segments) if per_segment else T
         acc_s, acc_n, acc_scalar = np.zeros((R, K, D)), np.zeros((R, K)), np.zeros((R, 2))
-        with _blas_single_thread:
+        with single_thread_blas:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, per_segment, self.xx, self.L, self.S,
                              acc_s, acc_n, acc_scalar, whiten)
@@ -316,7 +256,7 @@ class Engine:
         self.acc_s.fill(0.0)
         self.acc_n.fill(0.0)
         self.acc_scalar.fill(0.0)
-        with _blas_single_thread:
+        with single_thread_blas:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, False, self.xx, self.L, self.S,
                              self.acc_s, self.acc_n, self.acc_scalar)
@@ -346,7 +286,7 @@ class Engine:
         acc_s = np.zeros((U, K, self.P if second_order else D))
         acc_n = np.zeros((U, K))
         acc_scalar = np.zeros((U, 2))
-        with _blas_single_thread:
+        with single_thread_blas:
             _core.accumulate(segments, sample_weight, shift, M, gconst, self.chunk, T,
                              self.sparse_limit, True, self.xx, self.L, self.S,
                              acc_s, acc_n, acc_scalar)
@@ -372,7 +312,7 @@ class Engine:
         if labels:
             out["labels"] = np.empty(N, dtype=np.int64)
         T = self._threads_for(N)
-        with _blas_single_thread:
+        with single_thread_blas:
             _core.evaluate((X,), shift, M, gconst, self.chunk, T, self.xx, self.L,
                            out.get("loglik"), out.get("resp"), out.get("logprob"), out.get("labels"),
                            whiten)
@@ -385,7 +325,7 @@ class Engine:
         ll = np.empty(N, dtype=np.float64)
         vals = np.empty((self.threads, c), dtype=self.dtype)
         T = self._threads_for(N)
-        with _blas_single_thread:
+        with single_thread_blas:
             _core.topc_select((X,), shift, M, gconst, c, self.chunk, T, self.xx, self.L, vals, idx, ll,
                               whiten)
         return idx, ll
@@ -414,7 +354,7 @@ class Engine:
         # for a 3-s recording at C = 5) a parallel region costs more than it saves, most of all on
         # a busy machine (measured: 30 models, 11 ms on one thread, 79 ms on two)
         T = self.threads if A.shape[1] * idx.size >= SHARED_THREADS_CELLS else 1
-        with _blas_single_thread:
+        with single_thread_blas:
             _core.topc_loglik_shared((X,), idx, shift, Q, A, G, T, out)
         return out
 

@@ -15,16 +15,17 @@ from numbers import Integral, Real
 from time import time
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _covariance as cv
 from ._blocked import ArraySource, is_dask_array, wants_blocked
-from ._engine import CoreCache, Engine, one_blas_thread
+from ._blas import one_blas_thread
+from ._engine import CoreCache, Engine
 from ._init import init_stats
+from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
 from ._validation import check_sample_weight, check_stats, check_usable_parameters
 
@@ -336,12 +337,37 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _compute_dtype(self, X):
         return np.result_type(X.dtype, self.means_.dtype)
 
-    def _prepare(self, X):
-        """Validated X for prediction, in the precision of the model or of X, whichever is higher."""
+    def _prepare(self, X, check_input: bool = True) -> np.ndarray:
+        """X for the core, in the precision of the model or of X, whichever is higher.
+
+        The one boundary check of every method taking X: ``check_input`` runs scikit-learn's
+        ``validate_data``; False trusts the caller (:meth:`check_features`) and checks only
+        what costs nothing (:func:`_check_trusted`).  Everything after this is trusted.
+        """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        dtype = self._compute_dtype(X)
-        return X.astype(dtype, copy=False)
+        if check_input:
+            X = self._validate_X(X, reset=False)
+        else:
+            _check_trusted(X, self.n_features_in_)
+        return X.astype(self._compute_dtype(X), copy=False)
+
+    def check_features(self, X) -> np.ndarray:
+        """X validated as every method taking X validates it, in the computation dtype.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in_)
+            float32 when X and the model are float32, else float64 (no copy when X already is
+            that); finite.  Bad input raises scikit-learn's ``ValueError`` (NaN, infinity, wrong
+            number of features, not 2-D).  Validate a recording once with this, then score it
+            against many models with ``check_input=False`` (:meth:`score_samples`,
+            :meth:`top_components`, :meth:`accumulate`, ``ModelStack.top_c_loglik``, ...).
+        """
+        return self._prepare(X)
 
     # ------------------------------------------------------------------ M-step
     @one_blas_thread
@@ -589,7 +615,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return (self.weights_.copy(), self.means_.copy(), self.covariances_.copy())
 
     # ------------------------------------------------------------------ statistics API
-    def accumulate(self, X, sample_weight=None) -> GMMStats:
+    def accumulate(self, X, sample_weight=None, *, check_input: bool = True) -> GMMStats:
         """E-step over X and its sufficient statistics under the current parameters.
 
         Parameters
@@ -602,6 +628,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             validated as in :meth:`accumulate_segments`.
         sample_weight : array-like of shape (n_samples,), default=None
             For a list of arrays: None or a list of per-array weight vectors (n_u,).
+        check_input : bool, default=True
+            False: X is already validated (see :meth:`score_samples`); the weights are
+            always checked.
 
         Returns
         -------
@@ -609,15 +638,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             float64 statistics; ``loglik`` is the total weighted log-likelihood of X.
         """
         if _is_segment_list(X):
-            segments, dtype = self._prepare_segments(X)
+            segments, dtype = self._prepare_segments(X, check_input)
             sw = self._segment_weights(sample_weight, segments)
         else:
-            X = self._prepare(X)
+            X = self._prepare(X, check_input)
             segments, dtype = X, X.dtype
             sw = self._check_sw(sample_weight, X)
         return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, *self._matrices(dtype))
 
-    def accumulate_segments(self, segments, *, second_order: bool = True) -> list[GMMStats]:
+    def accumulate_segments(self, segments, *, second_order: bool = True,
+                            check_input: bool = True) -> list[GMMStats]:
         """Sufficient statistics of every segment (e.g. utterance) separately, from one core call.
 
         Parameters
@@ -628,6 +658,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         second_order : bool, default=True
             False skips ``sum_xx`` (the core then computes first-order statistics only, as an
             i-vector extractor needs); ``sum_xx`` is then a read-only array of zeros.
+        check_input : bool, default=True
+            False: every segment is already validated (see :meth:`score_samples`).
 
         Returns
         -------
@@ -645,16 +677,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if isinstance(segments, np.ndarray):
             raise ValueError("segments must be a sequence of 2-D arrays, got one array; use "
                              "accumulate(X) for the statistics of one array")
-        segments, dtype = self._prepare_segments(list(segments))
+        segments, dtype = self._prepare_segments(list(segments), check_input)
         return self._engine(dtype, self.n_features_in_).accumulate_segments(
             segments, None, *self._matrices(dtype), second_order=bool(second_order))
 
-    def _prepare_segments(self, segments):
+    def _prepare_segments(self, segments, check_input: bool = True):
         """Validated segments (tuple) in the computation dtype, and that dtype."""
         check_is_fitted(self)
         D = self.n_features_in_
         arrays = []
         for u, a in enumerate(segments):
+            if not check_input:
+                _check_trusted(a, D, f"segment {u}: ")
+                arrays.append(a)
+                continue
             a = np.asarray(a)
             if a.dtype not in (np.float32, np.float64):
                 raise ValueError(f"segment {u}: dtype {a.dtype}, expected float32 or float64")
@@ -683,46 +719,67 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         sw = np.concatenate([np.asarray(w, dtype=np.float64) for w in sample_weight])
         return self._check_sw(sw, sw)      # the one weight check (sw stands for X: only its length is used)
 
-    def _evaluate(self, X, **want):
-        X = self._prepare(X)
+    def _evaluate(self, X, check_input: bool, **want):
+        X = self._prepare(X, check_input)
         out = self._engine(X.dtype, X.shape[1]).evaluate(X, *self._matrices(X.dtype), **want)
         out["dtype"] = X.dtype
         return out
 
-    def score_samples(self, X) -> np.ndarray:
+    def score_samples(self, X, *, check_input: bool = True) -> np.ndarray:
         """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,).
 
         In the computation's dtype, as scikit-learn: float32 when X and the model are float32,
         else float64.  The core sums each frame's log-likelihood in float64 and rounds it only
         here; :meth:`score` averages the float64 values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+        check_input : bool, default=True
+            Validate X (scikit-learn's ``validate_data``: 2-D, finite, ``n_features_in_``
+            columns).  False skips the scan of every value, for an X the caller has validated
+            already (:meth:`check_features`), e.g. one recording scored against many models
+            (scikit-learn's ``check_input`` of ``DecisionTreeClassifier.fit``): X must then be
+            a finite 2-D float32 / float64 ndarray with ``n_features_in_`` columns.  Only its
+            type, dtype and shape are checked (the core never reads outside it); NaN or
+            infinity give meaningless results.  The same holds for every ``check_input`` of
+            this class.
         """
-        out = self._evaluate(X, loglik=True)
+        out = self._evaluate(X, check_input, loglik=True)
         return out["loglik"].astype(out["dtype"], copy=False)
 
-    def score(self, X, y=None) -> float:
+    def score(self, X, y=None, *, check_input: bool = True) -> float:
         """Average log-likelihood per sample (nats): ``score_samples(X).mean()``, as scikit-learn.
 
         For a float32 model that is a float32 mean of float32 values (scikit-learn's number);
-        sum ``score_samples`` in float64, or use float64, for more digits.
+        sum ``score_samples`` in float64, or use float64, for more digits.  ``check_input``:
+        see :meth:`score_samples`.
         """
-        return float(self.score_samples(X).mean())
+        return float(self.score_samples(X, check_input=check_input).mean())
 
-    def predict(self, X) -> np.ndarray:
-        """Most probable component of each sample, shape (n_samples,), int64."""
-        return self._evaluate(X, labels=True)["labels"]
+    def predict(self, X, *, check_input: bool = True) -> np.ndarray:
+        """Most probable component of each sample, shape (n_samples,), int64.
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Responsibilities ``p(k | x)``, shape (n_samples, n_components)."""
-        return self._evaluate(X, resp=True)["resp"]
+        ``check_input``: see :meth:`score_samples`.
+        """
+        return self._evaluate(X, check_input, labels=True)["labels"]
 
-    def component_log_likelihood(self, X) -> np.ndarray:
+    def predict_proba(self, X, *, check_input: bool = True) -> np.ndarray:
+        """Responsibilities ``p(k | x)``, shape (n_samples, n_components).
+
+        ``check_input``: see :meth:`score_samples`.
+        """
+        return self._evaluate(X, check_input, resp=True)["resp"]
+
+    def component_log_likelihood(self, X, *, check_input: bool = True) -> np.ndarray:
         """Weighted log-densities ``log w_k + log N(x | mu_k, var_k)``, shape (n_samples, K).
 
-        ``logsumexp`` over axis 1 gives :meth:`score_samples`.
+        ``logsumexp`` over axis 1 gives :meth:`score_samples`.  ``check_input``: see
+        :meth:`score_samples`.
         """
-        return self._evaluate(X, logprob=True)["logprob"]
+        return self._evaluate(X, check_input, logprob=True)["logprob"]
 
-    def top_components(self, X, c: int = 5):
+    def top_components(self, X, c: int = 5, *, check_input: bool = True):
         """The ``c`` most likely components of each sample (Reynolds et al. 2000 fast scoring).
 
         Parameters
@@ -730,6 +787,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         c : int
             1 <= c <= n_components.
+        check_input : bool, default=True
+            See :meth:`score_samples`.
 
         Returns
         -------
@@ -741,7 +800,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         if not isinstance(c, numbers.Integral) or not 1 <= c <= self.n_components:
             raise ValueError(f"c must be an int in [1, n_components={self.n_components}], got {c!r}")
-        X = self._prepare(X)
+        X = self._prepare(X, check_input)
         return self._engine(X.dtype, X.shape[1]).top_components(X, *self._matrices(X.dtype), int(c))
 
     def sample(self, n_samples: int = 1):
@@ -775,12 +834,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def bic(self, X) -> float:
         """Bayesian information criterion on X (lower is better)."""
         X = self._prepare(X)
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+        return -2 * self.score(X, check_input=False) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
 
     def aic(self, X) -> float:
         """Akaike information criterion on X (lower is better)."""
         X = self._prepare(X)
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * self.score(X, check_input=False) * X.shape[0] + 2 * self._n_parameters()
 
     # ------------------------------------------------------------------ verbose output
     def _verbose_init_beg(self, n_init):
@@ -850,6 +909,17 @@ def _check_fitted_usable(weights, means, covariances, dtype, covariance_type="di
                 else "Rescale the data") + " (e.g. sklearn.preprocessing.StandardScaler)."
         raise ValueError(f"the estimated parameters are not usable: {exc}; the data's magnitude "
                          f"overflows {np.dtype(dtype).name} arithmetic. {hint}") from None
+
+
+def _check_trusted(X, n_features: int, where: str = "") -> None:
+    """What ``check_input=False`` still checks (constant time): a 2-D float32 / float64 ndarray
+    with ``n_features`` columns.  Its values are the caller's promise (finite)."""
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+            and X.shape[1] == n_features):
+        got = (f"{type(X).__name__} of shape {X.shape} and dtype {X.dtype}" if isinstance(X, np.ndarray)
+               else type(X).__name__)
+        raise ValueError(f"{where}check_input=False needs a validated 2-D float32 or float64 ndarray "
+                         f"with {n_features} columns (see GaussianMixture.check_features); got {got}")
 
 
 def _is_segment_list(X) -> bool:

@@ -207,19 +207,23 @@ class ModelStack:
                     st["Mt"][at[0]:at[-1] + 1, :, D:] = -0.5 * prec
                     st["gconst"][at[0]:at[-1] + 1] = g
 
-    def top_c_loglik(self, X, indices, which=None) -> np.ndarray:
+    def top_c_loglik(self, X, indices, which=None, *, check_input: bool = True) -> np.ndarray:
         """Total top-C log-likelihood of X (n_frames, D) under every model, shape (S,), nats.
 
         ``which`` (sequence of model positions) restricts the scoring to those models and
-        returns their totals in that order.
+        returns their totals in that order.  ``check_input=False``: X was validated by the
+        caller (``reference.check_features``) and ``indices`` come from
+        ``reference.top_components``; their values are not scanned again (the core still
+        refuses an index out of range), see :meth:`GaussianMixture.score_samples`.
         """
-        X = self.reference._prepare(X)
+        X = self.reference._prepare(X, check_input)
         idx = np.ascontiguousarray(indices)
         K = self.K
         if idx.ndim != 2 or idx.shape[0] != X.shape[0] or not 1 <= idx.shape[1] <= K:
             raise ValueError(f"indices must have shape (n_frames={X.shape[0]}, C) with 1 <= C <= {K}; "
                              f"got {idx.shape}")
-        if not np.issubdtype(idx.dtype, np.integer) or (idx.size and (idx.min() < 0 or idx.max() >= K)):
+        if not np.issubdtype(idx.dtype, np.integer) or (
+                check_input and idx.size and (idx.min() < 0 or idx.max() >= K)):
             raise ValueError(f"indices must be integers in [0, {K})")
         idx = idx.astype(np.int32, copy=False)
         st = self._stack(X.dtype)
@@ -240,7 +244,7 @@ class ModelStack:
         return out
 
 
-def top_c_loglik(models, X, indices) -> np.ndarray:
+def top_c_loglik(models, X, indices, *, check_input: bool = True) -> np.ndarray:
     """Log-likelihood of X under each model, every frame restricted to its given components.
 
     The second half of top-C fast scoring: ``indices`` come from the UBM's
@@ -252,6 +256,8 @@ def top_c_loglik(models, X, indices) -> np.ndarray:
     models : sequence of fitted GaussianMixture, all with the same (K, D), or a ModelStack
     X : array-like of shape (n_frames, D)
     indices : ndarray of shape (n_frames, C), integer in [0, K)
+    check_input : bool, default=True
+        False: X and ``indices`` are already validated (see :meth:`ModelStack.top_c_loglik`).
 
     Returns
     -------
@@ -260,8 +266,8 @@ def top_c_loglik(models, X, indices) -> np.ndarray:
         a total over frames: divide by n_frames for the average).
     """
     if isinstance(models, ModelStack):
-        return models.top_c_loglik(X, indices)
+        return models.top_c_loglik(X, indices, check_input=check_input)
     models = list(models)
     if not models:
         return np.zeros(0)
-    return ModelStack(models).top_c_loglik(X, indices)
+    return ModelStack(models).top_c_loglik(X, indices, check_input=check_input)

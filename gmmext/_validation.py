@@ -16,8 +16,9 @@ Nothing here imports the estimator; the estimator and the block tasks import thi
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils.validation import _check_sample_weight, _ensure_no_complex_data, check_array
+from sklearn.utils.validation import check_array
 
+from ._sklearn_compat import _check_sample_weight, _ensure_no_complex_data
 from ._covariance import layout, min_eigenvalues, precisions_cholesky
 
 __all__ = ["check_sample_weight", "sample_weight_shape_error", "check_total_weight", "check_block",

@@ -18,6 +18,8 @@ import hashlib
 import os
 from typing import Iterable, Mapping
 
+from .sources import file_digest, source_file
+
 __all__ = ["GuardError", "refuse_inputs_as_outputs", "read_small_text", "output_names", "inputs_fingerprint"]
 
 
@@ -32,12 +34,6 @@ def _file_id(path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino
-
-
-def _input_path(spec: str) -> str:
-    """The file behind a list entry (``file.ark:OFFSET`` -> ``file.ark``)."""
-    head, sep, tail = str(spec).rpartition(".ark:")
-    return head + ".ark" if sep and tail.isdigit() else str(spec)
 
 
 def refuse_inputs_as_outputs(outputs: Mapping[str, object], inputs: Iterable[tuple[str, object]]) -> None:
@@ -62,26 +58,15 @@ def refuse_inputs_as_outputs(outputs: Mapping[str, object], inputs: Iterable[tup
         if path is None or str(path) in seen:
             continue
         seen.add(str(path))
-        fid = _file_id(_input_path(path))
+        fid = _file_id(source_file(path))
         if fid in ids:
             option, out = ids[fid]
-            same = "is" if os.path.abspath(str(out)) == os.path.abspath(_input_path(path)) else "is the same file as"
+            same = "is" if os.path.abspath(str(out)) == os.path.abspath(source_file(path)) else "is the same file as"
             raise GuardError(f"{option} {out} {same} the {what} {path}: refusing to overwrite an input "
                              "(choose another output path)")
 
 
 # ------------------------------------------------------------------------ inputs fingerprint
-_HASH_BLOCK = 1 << 20
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def inputs_fingerprint(config_json: str, sources: Iterable[str], features=None) -> str:
     """SHA-256 (hex) identifying a training job's data, for checkpoints.
 
@@ -98,7 +83,7 @@ def inputs_fingerprint(config_json: str, sources: Iterable[str], features=None) 
     arrays = features if isinstance(features, (list, tuple)) and len(features) == len(sources) else None
     hashed: dict[str, str] = {}
     for i, s in enumerate(sources):
-        f = _input_path(s)
+        f = source_file(s)
         try:
             st = os.stat(f)
             h.update(f"\n{os.path.abspath(s)}|{st.st_size}|{st.st_mtime_ns}|".encode())
@@ -111,7 +96,7 @@ def inputs_fingerprint(config_json: str, sources: Iterable[str], features=None) 
         else:
             if f not in hashed:
                 try:
-                    hashed[f] = _file_digest(f)
+                    hashed[f] = file_digest(f)
                 except OSError as exc:
                     hashed[f] = f"unreadable {exc.errno}"
             h.update(hashed[f].encode())

@@ -23,6 +23,7 @@ import numpy as np
 
 from gmmext import GaussianMixture
 
+from ._batch import recording_stats
 from .adapt import map_from_stats
 from .score_norm import as_norm, snorm, tnorm, znorm, ztnorm
 from .scoring import score_trials
@@ -49,7 +50,7 @@ class Cohort:
         if len(ids) != len(features) or len(ids) < 2:
             raise ValueError(f"a cohort needs at least 2 recordings with one id each; got {len(ids)} ids, "
                              f"{len(features)} feature arrays")
-        models = [map_from_stats(ubm, ubm.accumulate(X), relevance_factor=relevance_factor, adapt=adapt)
+        models = [map_from_stats(ubm, recording_stats(ubm, X), relevance_factor=relevance_factor, adapt=adapt)
                   for X in features]
         return cls(ubm, list(ids), list(features), models, top_c)
 

@@ -2,7 +2,7 @@
 
 A source is an audio file (features extracted with the FeatureConfig), a ``.npy`` file of
 precomputed features, or a Kaldi archive entry ``file.ark:OFFSET`` (read with kaldiio);
-:func:`source_kind` tells which.  The cache (``cache_dir``) keys each audio file by its
+:func:`speaker.sources.source_kind` tells which.  The cache (``cache_dir``) keys each audio file by its
 absolute path, size, modification time and the FeatureConfig, so a changed file or config is
 never served stale features.  A file that fails is reported (``errors``: source -> reason) and
 skipped, never fatal.
@@ -29,68 +29,20 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ._atomic import atomic_path
-from ._reasons import describe
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
+from .sources import feature_problem, read_source, source_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from .features import FeatureConfig
 
 __all__ = ["FeatureCache", "ExtractionPool", "FeatureFiles", "PreparedFeatures", "prepare_features",
-           "read_source", "source_kind", "split_rows", "take_rows"]
-
-
-def source_kind(source: str) -> Literal["audio", "npy", "ark"]:
-    """What a source is: a Kaldi archive entry ``file.ark:OFFSET`` ("ark"), a ``.npy`` feature
-    file ("npy"), or anything else: an audio file ("audio"), whose features are extracted."""
-    head, sep, tail = str(source).rpartition(".ark:")
-    if sep and tail.isdigit():
-        return "ark"
-    return "npy" if str(source).endswith(".npy") else "audio"
-
-
-def read_source(source: str, config: "FeatureConfig") -> np.ndarray:
-    """Features (frames, dims) float32 of one source: audio file, ``.npy`` or ``ark:offset``."""
-    kind = source_kind(source)
-    if kind == "audio":
-        from .features import extract_features
-        feats = extract_features(source, config=config)
-    elif kind == "ark":
-        import kaldiio
-        try:
-            feats = np.asarray(kaldiio.load_mat(source), dtype=np.float32)
-        except Exception as exc:  # noqa: BLE001 - kaldiio raises many types on bad archives
-            raise ValueError(f"{source}: cannot read Kaldi archive entry: {describe(exc)}") from None
-    else:
-        try:
-            feats = np.load(source, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{source}: cannot read .npy features: {describe(exc)}") from None
-        if feats.dtype.kind != "f":
-            raise ValueError(f"{source}: features must be floating point, got {feats.dtype}")
-        feats = feats.astype(np.float32, copy=False)
-    why = feature_problem(feats)
-    if why is not None:
-        raise ValueError(f"{source}: {why}")
-    return feats
-
-
-def feature_problem(feats: np.ndarray, dim: int | None = None) -> str | None:
-    """Why ``feats`` are unusable as (frames >= 1, ``dim``) finite float32 features, or None."""
-    if feats.dtype != np.float32:
-        return f"features must be float32, got {feats.dtype}"
-    if feats.ndim != 2 or feats.shape[0] == 0:
-        return f"features must have shape (frames >= 1, dims), got {feats.shape}"
-    if dim is not None and feats.shape[1] != dim:
-        return f"features have {feats.shape[1]} dimensions, expected {dim} (another front-end or model?)"
-    if not np.all(np.isfinite(feats)):
-        return "features contain NaN or infinity"
-    return None
+           "split_rows", "take_rows"]
 
 
 def _from_cache(cache_path: Path | None, dim: int | None = None) -> np.ndarray | None:

@@ -137,6 +137,29 @@ def test_verify_identify_score_and_calibrate(work, capsys):
     assert "Cllr (scores read as LLRs)" in text and "threshold at the EER" in text and "actual DCF" not in text
 
 
+@pytest.mark.parametrize("top_c", [None, 3])
+def test_verify_and_identify_print_the_same_score(work, capsys, top_c):
+    """The score 'verify' prints for a speaker is the one 'identify' prints for it (one scoring
+    path), and the library's own (SpeakerStore.verify), exact and top-C."""
+    from speaker.store import SpeakerStore
+    db = work / "same.db" if (work / "same.db").exists() else enrol_store(work, "same.db")
+    tests = [FIX / "8_george_4.wav", FIX / "8_lucas_4.wav", FIX / "9_jackson_4.wav"]
+    fast = ["--top-c", top_c] if top_c else []
+    capsys.readouterr()
+    assert run(work, "identify", "--store", db, *tests, "--top", len(SPK), "--threshold", -1e9, *fast) == 0
+    listed = {}
+    for line in capsys.readouterr().out.splitlines():
+        f, *rest = line.split()
+        listed[f] = dict(zip(rest[0::2], rest[1::2]))
+    with SpeakerStore(db, top_c=top_c) as st:
+        for s in SPK:
+            assert run(work, "verify", "--store", db, "--speaker", s, *tests, "--threshold", -1e9, *fast) == 0
+            for line, f in zip(capsys.readouterr().out.splitlines(), tests):
+                spk, path, score, _ = line.split()
+                assert (spk, path) == (s, str(f)) and score == listed[str(f)][s]
+                assert score == f"{st.verify(s, f, threshold=-1e9).score:.6f}"
+
+
 def test_import_into_a_new_store(work, capsys):
     db = enrol_store(work, "i.db")
     assert run(work, "export", "--store", db, "--out", work / "i.npz", "--quiet", "--overwrite") == 0

@@ -171,13 +171,13 @@ def test_fit_in_threads_matches_sequential_fit():
 
 def test_overlapping_blas_limits_are_restored():
     """Deterministic form of the race: call A enters, B enters, A leaves, B leaves."""
-    from gmmext import _engine
+    from gmmext._blas import single_thread_blas
 
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
         if not before or max(before) < 2:
             pytest.skip("BLAS cannot run 2 threads here")
-        a = b = _engine._blas_single_thread     # one process-wide, re-entrant guard
+        a = b = single_thread_blas     # one process-wide, re-entrant guard
         a.__enter__()
         b.__enter__()
         a.__exit__(None, None, None)

@@ -122,6 +122,44 @@ def test_verify_and_identify(store_at, ubm):
         st.verify("nobody", test)
 
 
+def _count_transactions(st):
+    """A counter of the store's transactions (SQLAlchemy's "begin" event of its engine)."""
+    import sqlalchemy as sa
+    n = [0]
+    sa.event.listen(st._db.engine, "begin", lambda conn: n.__setitem__(0, n[0] + 1))
+    return n
+
+
+@pytest.mark.parametrize("top_c", [None, 4])
+def test_identify_and_verify_give_bitwise_equal_scores_in_one_transaction_each(store_at, ubm, top_c):
+    """verify is identify restricted to one id: the same number, to the last bit, for every
+    speaker and recording (float32 features: an exact score summed in float32 differed in the
+    7th digit), exact and top-C; each call is one read transaction of the store; identify's LLR
+    is the calibration's, as verify's."""
+    spk = {f"s{i}": recs(60 + i, shift=2.0) for i in range(6)}
+    st = SpeakerStore(store_at("s.db"), ubm, top_c=top_c)
+    for i, r in spk.items():
+        st.enroll(i, r[:3])
+    count = _count_transactions(st)
+    for i, r in spk.items():
+        for test in (r[3], spk["s0"][3]):
+            count[0] = 0
+            v = st.verify(i, test, threshold=-1e9)
+            assert count[0] == 1
+            count[0] = 0
+            best = st.identify(test, n=5, threshold=-1e9)
+            assert count[0] == 1 and len(best) == 5
+            every = {m.id: m.score for m in st.identify(test, n=len(spk), threshold=-1e9)}
+            assert every[i] == v.score                       # bitwise
+            assert st.scores_all(test, [i])[1][0] == v.score == st.score(i, test)
+    st.calibration = Calibration(2.0, -1.0)
+    test = spk["s1"][3]
+    count[0] = 0
+    m, = st.identify(test, n=1)
+    v = st.verify(m.id, test)
+    assert count[0] == 2 and (m.id, m.score, m.llr) == ("s1", v.score, v.llr) and v.llr == 2 * v.score - 1
+
+
 @pytest.mark.parametrize("adapt", ["m", "mw", "mwv"])
 def test_identify_stacks_built_from_rows_score_as_the_models(tmp_path, store_at, ubm, adapt):
     """The batches identification derives from the stored statistics by array operations (and

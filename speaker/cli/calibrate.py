@@ -43,7 +43,8 @@ def run(args) -> int:
     if args.out:
         write_text_atomic(args.out, cal.to_json() + "\n")
     if args.store:
-        open_store(args).calibration = cal
+        with open_store(args) as store:
+            store.calibration = cal
     m = calibration_metrics(s, lab, calibration=cal, p_target=args.prior)
     say(args, f"calibration llr = {cal.a:.6g} * score + {cal.b:.6g} at prior {cal.prior:g} from {len(s)} trials "
               f"({lab.sum()} target); Cllr {m['cllr']:.4f} bits after (minCllr {m['min_cllr']:.4f}) -> "

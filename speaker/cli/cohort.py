@@ -27,30 +27,30 @@ def add_parser(sub, parents) -> None:
 def run(args) -> int:
     """Add to, remove from, clear or list the store's cohort."""
     from ..lists import read_audio_list
-    store = open_store(args)
-    if args.add:
-        entries = read_audio_list(args.add, args.root)
-        with feature_cache(args, store.config, dim=store.D) as fs:
-            fs.load([p for _, p in entries], desc="cohort")
-        report_skipped(args, fs.errors)
-        usable = [(k, p) for k, p in entries if p in fs.features]
-        res = store.add_cohort(usable, features=fs.get)
-        for k, why in list(res.skipped.items())[:50]:
-            print(f"  {k}: not added: {why}", file=sys.stderr)
-        say(args, f"added {len(res.added)} cohort recording(s) from {args.add}; the cohort of {args.store} has "
-                  f"{res.n_recordings}")
-        if args.strict and (fs.errors or any(not w.startswith("already") for w in res.skipped.values())):
-            raise JobError("--strict: some cohort recordings could not be added")
+    with open_store(args) as store:
+        if args.add:
+            entries = read_audio_list(args.add, args.root)
+            with feature_cache(args, store.config, dim=store.D) as fs:
+                fs.load([p for _, p in entries], desc="cohort")
+            report_skipped(args, fs.errors)
+            usable = [(k, p) for k, p in entries if p in fs.features]
+            res = store.add_cohort(usable, features=fs.get)
+            for k, why in list(res.skipped.items())[:50]:
+                print(f"  {k}: not added: {why}", file=sys.stderr)
+            say(args, f"added {len(res.added)} cohort recording(s) from {args.add}; the cohort of {args.store} has "
+                      f"{res.n_recordings}")
+            if args.strict and (fs.errors or any(not w.startswith("already") for w in res.skipped.values())):
+                raise JobError("--strict: some cohort recordings could not be added")
+            return 0
+        if args.remove or args.clear:
+            have = {r.id for r in store.cohort_info()}
+            n = store.remove_cohort(None if args.clear else args.remove)
+            unknown = [] if args.clear else [i for i in dict.fromkeys(args.remove) if i not in have]
+            return removed(args, n, len(store.cohort_info()), unknown, "cohort recording")
+        rows = store.cohort_info()
+        if printed_json(args, rows):
+            return 0
+        for r in rows:
+            print(f"{r.id} {r.n_frames} {utc(r.added_at)} {r.source}")
+        say(args, f"{len(rows)} cohort recording(s) in {args.store}")
         return 0
-    if args.remove or args.clear:
-        have = {r.id for r in store.cohort_info()}
-        n = store.remove_cohort(None if args.clear else args.remove)
-        unknown = [] if args.clear else [i for i in dict.fromkeys(args.remove) if i not in have]
-        return removed(args, n, len(store.cohort_info()), unknown, "cohort recording")
-    rows = store.cohort_info()
-    if printed_json(args, rows):
-        return 0
-    for r in rows:
-        print(f"{r.id} {r.n_frames} {utc(r.added_at)} {r.source}")
-    say(args, f"{len(rows)} cohort recording(s) in {args.store}")
-    return 0

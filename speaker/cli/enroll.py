@@ -47,33 +47,34 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
                              adapt=args.adapt)
     except ValueError as exc:
         raise JobError(str(exc)) from None
-    if (store.relevance_factor, store.adapt) != (args.relevance_factor, args.adapt):
-        say(args, f"note: {args.store} derives models with relevance factor {store.relevance_factor:g}, adapt "
-                  f"{store.adapt!r} (set when it was created); --relevance-factor/--adapt are not used")
-    done, empty, dup, added = 0, [], 0, 0
-    for spk, files in spk_files.items():
-        paths = [p for _, p in files if p in features.features]
-        if not paths:
-            empty.append(spk)
-            continue
-        try:
-            res = store.enroll(spk, paths, replace=args.replace, features=features.get)
-        except StoreError as exc:
-            empty.append(spk)
-            print(f"speaker {spk}: {exc}", file=sys.stderr)
-            continue
-        dup += sum(1 for why in res.skipped.values() if why.startswith("already enrolled"))
-        added += len(res.added)
-        done += 1
-    if empty:
-        print(f"not enrolled (no usable audio): {', '.join(empty)}", file=sys.stderr)
-        if args.strict:
-            raise JobError(f"--strict: {len(empty)} speaker(s) could not be enrolled")
-    if not done:
-        raise JobError("no speaker could be enrolled")
-    say(args, f"enrolled {done} speaker(s), {added} new recording(s), into {args.store} ({len(store)} in the store"
-              f"{f'; {dup} recording(s) already enrolled were skipped' if dup else ''})")
-    return 0
+    with store:
+        if (store.relevance_factor, store.adapt) != (args.relevance_factor, args.adapt):
+            say(args, f"note: {args.store} derives models with relevance factor {store.relevance_factor:g}, adapt "
+                      f"{store.adapt!r} (set when it was created); --relevance-factor/--adapt are not used")
+        done, empty, dup, added = 0, [], 0, 0
+        for spk, files in spk_files.items():
+            paths = [p for _, p in files if p in features.features]
+            if not paths:
+                empty.append(spk)
+                continue
+            try:
+                res = store.enroll(spk, paths, replace=args.replace, features=features.get)
+            except StoreError as exc:
+                empty.append(spk)
+                print(f"speaker {spk}: {exc}", file=sys.stderr)
+                continue
+            dup += sum(1 for why in res.skipped.values() if why.startswith("already enrolled"))
+            added += len(res.added)
+            done += 1
+        if empty:
+            print(f"not enrolled (no usable audio): {', '.join(empty)}", file=sys.stderr)
+            if args.strict:
+                raise JobError(f"--strict: {len(empty)} speaker(s) could not be enrolled")
+        if not done:
+            raise JobError("no speaker could be enrolled")
+        say(args, f"enrolled {done} speaker(s), {added} new recording(s), into {args.store} ({len(store)} in the store"
+                  f"{f'; {dup} recording(s) already enrolled were skipped' if dup else ''})")
+        return 0
 
 
 def adapt_all(args, ubm, speakers: dict) -> dict:

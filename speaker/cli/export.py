@@ -21,10 +21,10 @@ def add_parser(sub, parents) -> None:
 def run(args) -> int:
     if Path(args.out).exists() and not args.overwrite:
         raise JobError(f"{args.out} exists; give --overwrite to replace it")
-    store = open_store(args)
-    missing = [i for i in (args.speaker or []) if i not in store]
-    if missing:
-        raise JobError(f"{args.store}: no speaker(s) {', '.join(missing)}")
-    ids = store.export(args.out, args.speaker or None)
-    say(args, f"exported {len(ids)} speaker model(s) -> {args.out}")
-    return 0
+    with open_store(args) as store:
+        missing = [i for i in (args.speaker or []) if i not in store]
+        if missing:
+            raise JobError(f"{args.store}: no speaker(s) {', '.join(missing)}")
+        ids = store.export(args.out, args.speaker or None)
+        say(args, f"exported {len(ids)} speaker model(s) -> {args.out}")
+        return 0

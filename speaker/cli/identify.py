@@ -23,22 +23,20 @@ def add_parser(sub, parents) -> None:
 
 def run(args) -> int:
     from ..audio import AudioError
-    store = open_store(args)
-    if not len(store):
-        raise JobError(f"{args.store}: no speakers enrolled")
-    kw = decide_kwargs(args, store)
-    cal = kw["calibration"]
     failed = 0
-    for f in args.files:
-        try:
-            hits = store.identify(f, args.top, **kw)
-        except (ValueError, OSError, AudioError) as exc:
-            failed += 1
-            print(f"{f}: not scored: {exc}", file=sys.stderr)
-            continue
-        items = [f"{i} {s:.6f}" + (f" {cal.llr(s):.6f}" if cal is not None and args.threshold is None else "")
-                 for i, s in hits]
-        print(f"{f} " + (" ".join(items) if items else "none"), flush=True)
+    with open_store(args) as store:
+        if not len(store):
+            raise JobError(f"{args.store}: no speakers enrolled")
+        kw = decide_kwargs(args, store)
+        for f in args.files:
+            try:
+                hits = store.identify(f, args.top, **kw)
+            except (ValueError, OSError, AudioError) as exc:
+                failed += 1
+                print(f"{f}: not scored: {exc}", file=sys.stderr)
+                continue
+            items = [f"{m.id} {m.score:.6f}" + (f" {m.llr:.6f}" if m.llr is not None else "") for m in hits]
+            print(f"{f} " + (" ".join(items) if items else "none"), flush=True)
     if failed:
         raise JobError(f"{failed} of {len(args.files)} file(s) could not be scored")
     return 0

@@ -19,8 +19,8 @@ def add_parser(sub, parents) -> None:
 
 def run(args) -> int:
     from ..store import SpeakerStore
-    store = SpeakerStore(args.store, args.ubm, create=bool(args.ubm))
-    ids = store.import_models(args.models, replace=args.replace)
-    say(args, f"imported {len(ids)} speaker model(s) from {args.models} into {args.store} "
-              "(models without statistics: they cannot be extended, only replaced)")
-    return 0
+    with SpeakerStore(args.store, args.ubm, create=bool(args.ubm)) as store:
+        ids = store.import_models(args.models, replace=args.replace)
+        say(args, f"imported {len(ids)} speaker model(s) from {args.models} into {args.store} "
+                  "(models without statistics: they cannot be extended, only replaced)")
+        return 0

@@ -46,8 +46,8 @@ def add_score_options(p) -> None:
                         "if smaller; with N at least the cohort's size as-norm is s-norm)")
 
 
-def score_ubm(args):
-    """(ubm, config) of ``speaker score --store`` (checked against --ubm when given)."""
+def score_store(args):
+    """The open store of ``speaker score --store`` (checked against --ubm when given)."""
     from ..model_io import load_model
     ubm = None
     if args.ubm:
@@ -55,20 +55,20 @@ def score_ubm(args):
         if mf.kind != "ubm":
             raise JobError(f"{args.ubm}: holds speaker models, not a UBM")
         ubm = mf.ubm
-    db = open_store(args, ubm)
-    return db.ubm, db.config
+    return open_store(args, ubm)
 
 
-def store_models(args, ubm, model_ids) -> dict:
+def store_models(db, model_ids) -> dict:
     """The models of the store's speakers named in the trials (unknown ids are left out)."""
-    db = open_store(args, ubm)
-    return {i: db.model(i) for i in sorted(model_ids) if i in db}
+    with db.snapshot():
+        return {i: db.model(i) for i in sorted(model_ids) if i in db}
 
 
-def normalise_scores(args, pairs: list, scores, models: dict, ubm, features):
+def normalise_scores(args, pairs: list, scores, models: dict, ubm, features, db=None):
     """``speaker score --norm``: the scores of (model_id, test_path) ``pairs`` normalised with the cohort.
 
-    ``features`` is the command's FeatureCache (the cohort's features are extracted once there).
+    ``features`` is the command's FeatureCache (the cohort's features are extracted once there);
+    ``db`` the open store of ``--store`` (its cohort is the default).
     """
     from ..cohort import Cohort, normalise
     from ..lists import read_audio_list
@@ -76,7 +76,7 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features):
     def top_n(n_cohort: int) -> int | None:
         return as_norm_size(args, n_cohort) if args.norm == "as" else None
     if not args.cohort:
-        cohort = open_store(args, ubm).cohort(top_c=args.top_c) if args.store else None
+        cohort = db.cohort(top_c=args.top_c) if db is not None else None
         if cohort is None or len(cohort) < 3:
             raise JobError("--norm needs --cohort LIST" + (
                 "" if not args.store else f", or a cohort of at least 3 recordings kept in {args.store} (it has "
@@ -103,14 +103,24 @@ def run(args) -> int:
                            "(their statistics use every component)")
         from ._ivec import score_ivectors
         return score_ivectors(args)
-    from .._atomic import write_text_atomic
+    if not args.ubm and not args.store:
+        raise JobError("give --ubm NPZ (or --store DB, which holds its UBM)")
+    db = score_store(args) if args.store else None      # opened once, closed at the end
+    try:
+        return _score(args, db)
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _score(args, db) -> int:
+    """``speaker score --backend gmm`` with the open store ``db`` (or None: --ubm and --models)."""
     import numpy as np
+    from .._atomic import write_text_atomic
     from ..lists import format_line, read_scp, read_trials
     from ..model_io import load_speakers
     from ..scoring import score_trials
-    if not args.ubm and not args.store:
-        raise JobError("give --ubm NPZ (or --store DB, which holds its UBM)")
-    ubm, config = score_ubm(args) if args.store else load_ubm(args.ubm)
+    ubm, config = (db.ubm, db.config) if db is not None else load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     fmt, trials = read_trials(args.trials, args.root, scp)
     _guards.refuse_inputs_as_outputs({"--out": args.out}, [("UBM", args.ubm), ("models file", args.models),
@@ -127,7 +137,7 @@ def run(args) -> int:
         else:
             if not args.models and not args.store:
                 raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll') or --store")
-            models = (store_models(args, ubm, {t.model for t in trials}) if args.store
+            models = (store_models(db, {t.model for t in trials}) if db is not None
                       else load_speakers(args.models, ubm))
             fc.load([t.test_path for t in trials], desc="features")
     report_skipped(args, fc.errors)
@@ -146,7 +156,7 @@ def run(args) -> int:
                               fc.get, top_c=args.top_c, progress=progress(args))
         if args.norm:
             scores = normalise_scores(args, [(trials[i].model, trials[i].test_path) for i in usable],
-                                      scores, models, ubm, fc)
+                                      scores, models, ubm, fc, db)
         for i, sc in zip(usable, scores):
             if np.isfinite(sc):
                 rows.append(format_line(trials[i].model, trials[i].test, f"{sc:.6f}"))

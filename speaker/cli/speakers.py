@@ -16,19 +16,19 @@ def add_parser(sub, parents) -> None:
 
 
 def run(args) -> int:
-    store = open_store(args)
-    if args.remove:
-        unknown = [i for i in args.remove if i not in store]
-        for i in args.remove:
-            if i in store:
-                store.remove(i)
-        return removed(args, len(args.remove) - len(unknown), len(store), unknown, "speaker")
-    rows = store.speakers()
-    if printed_json(args, rows):
+    with open_store(args) as store:
+        if args.remove:
+            unknown = [i for i in args.remove if i not in store]
+            for i in args.remove:
+                if i in store:
+                    store.remove(i)
+            return removed(args, len(args.remove) - len(unknown), len(store), unknown, "speaker")
+        rows = store.speakers()
+        if printed_json(args, rows):
+            return 0
+        print(f"{'id':20s} {'recordings':>10s} {'frames':>9s}  {'enrolled at':20s}  {'updated at':20s}")
+        for r in rows:
+            print(f"{r.id:20s} {r.n_recordings:10d} {r.n_frames:9d}  {utc(r.enrolled_at):20s}  {utc(r.updated_at):20s}"
+                  + ("  (imported model)" if r.kind == "model" else ""))
+        say(args, f"{len(rows)} speaker(s) in {args.store}")
         return 0
-    print(f"{'id':20s} {'recordings':>10s} {'frames':>9s}  {'enrolled at':20s}  {'updated at':20s}")
-    for r in rows:
-        print(f"{r.id:20s} {r.n_recordings:10d} {r.n_frames:9d}  {utc(r.enrolled_at):20s}  {utc(r.updated_at):20s}"
-              + ("  (imported model)" if r.kind == "model" else ""))
-    say(args, f"{len(rows)} speaker(s) in {args.store}")
-    return 0

@@ -65,7 +65,7 @@ class _Features:
 
 
 def _needs_shared_cache(args, sources) -> bool:
-    from ..featcache import source_kind
+    from ..sources import source_kind
     return args.stream and not args.cache and any(source_kind(s) == "audio" for s in sources)
 
 

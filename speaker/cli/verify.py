@@ -22,20 +22,20 @@ def add_parser(sub, parents) -> None:
 
 def run(args) -> int:
     from ..audio import AudioError
-    store = open_store(args)
-    if args.speaker not in store:
-        raise JobError(f"{args.store}: no speaker {args.speaker!r}")
-    kw = decide_kwargs(args, store)
     failed = 0
-    for f in args.files:
-        try:
-            r = store.verify(args.speaker, f, **kw)
-        except (ValueError, OSError, AudioError) as exc:
-            failed += 1
-            print(f"{f}: not scored: {exc}", file=sys.stderr)
-            continue
-        print(f"{args.speaker} {f} {r.score:.6f} {'accept' if r.accept else 'reject'}"
-              + (f" {r.llr:.6f}" if r.llr is not None else ""), flush=True)
+    with open_store(args) as store:
+        if args.speaker not in store:
+            raise JobError(f"{args.store}: no speaker {args.speaker!r}")
+        kw = decide_kwargs(args, store)
+        for f in args.files:
+            try:
+                r = store.verify(args.speaker, f, **kw)
+            except (ValueError, OSError, AudioError) as exc:
+                failed += 1
+                print(f"{f}: not scored: {exc}", file=sys.stderr)
+                continue
+            print(f"{args.speaker} {f} {r.score:.6f} {'accept' if r.accept else 'reject'}"
+                  + (f" {r.llr:.6f}" if r.llr is not None else ""), flush=True)
     if failed:
         raise JobError(f"{failed} of {len(args.files)} file(s) could not be scored")
     return 0
