@@ -144,7 +144,7 @@ def test_verify_and_identify_print_the_same_score(work, capsys, top_c):
     from speaker.store import SpeakerStore
     db = work / "same.db" if (work / "same.db").exists() else enrol_store(work, "same.db")
     tests = [FIX / "8_george_4.wav", FIX / "8_lucas_4.wav", FIX / "9_jackson_4.wav"]
-    fast = ["--top-c", top_c] if top_c else []
+    fast = ["--gselect", top_c] if top_c else []
     capsys.readouterr()
     assert run(work, "identify", "--store", db, *tests, "--top", len(SPK), "--threshold", -1e9, *fast) == 0
     listed = {}
@@ -235,7 +235,13 @@ def test_store_of_another_ubm_is_refused(work, capsys):
     assert "bound to another UBM" in err and "Traceback" not in err and not (work / "never.txt").exists()
     assert run(work, "enroll", "--ubm", work / "ubm2.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
                "--store", db, "--quiet") == 1
-    assert "bound to another UBM" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the message names both UBMs by the fingerprint their files carry, and the command that tells them apart
+    stored, given = load_model(work / "ubm.npz").ubm_fingerprint, load_model(work / "ubm2.npz").ubm_fingerprint
+    assert f"bound to another UBM (fingerprint {stored}), not the given one (fingerprint {given})" in err
+    assert f"'speaker store-info --store {db} --ubm FILE ...'" in err and len(err.strip().splitlines()) == 1
+    assert run(work, "import", "--store", db, "--ubm", work / "ubm2.npz", "--models", work / "ubm2.npz") == 1
+    assert "speaker store-info" in capsys.readouterr().err
     (work / "garbage.db").write_bytes(b"\x00junk" * 500)
     assert run(work, "speakers", "--store", work / "garbage.db") == 1
     assert "not a usable speaker store" in capsys.readouterr().err
@@ -330,7 +336,7 @@ def test_gselect_is_top_c_scoring_in_score_verify_and_identify(work, capsys):
         assert float(capsys.readouterr().out.split()[2]) == pytest.approx(want, abs=1e-6)
         assert run(work, "identify", "--store", db, g, "--top", "3", "--threshold=-1e9", *opt) == 0
         items = capsys.readouterr().out.split()[1:]
-        assert float(dict(zip(items[::2], items[1::2]))["george"]) == pytest.approx(want, abs=1e-5)
+        assert float(dict(zip(items[::2], items[1::2]))["george"]) == pytest.approx(want, abs=1e-6)
         out = work / f"gselect_{c}.txt"
         assert run(work, "score", "--ubm", work / "ubm.npz", "--models", work / "gselect.npz", "--trials",
                    work / "trials.txt", "--root", FIX, "--out", out, "--quiet", *opt) == 0

@@ -159,10 +159,17 @@ DECISION_HELP = (
     "EER threshold. With neither, raw scores >= 0 are accepted (speaker at least as likely as the UBM), "
     "which is rarely the right operating point.")
 
-def open_store(args, ubm=None, create: bool = False):
-    """The speaker store of ``--store`` (bound to ``ubm`` when given)."""
-    from ..store import SpeakerStore
-    return SpeakerStore(args.store, ubm, create=create, top_c=getattr(args, "top_c", None))
+def open_store(args, ubm=None, create: bool = False, **options):
+    """The speaker store of ``--store`` (bound to ``ubm`` when given; ``options`` go to SpeakerStore).
+
+    A store bound to another UBM is a :class:`JobError` that says how to find out which UBM is the
+    store's (``speaker store-info``)."""
+    from ..store import SpeakerStore, UBMMismatchError
+    try:
+        return SpeakerStore(args.store, ubm, create=create, top_c=getattr(args, "top_c", None), **options)
+    except UBMMismatchError as exc:
+        raise JobError(f"{exc}; 'speaker store-info --store {args.store} --ubm FILE ...' tells which UBM file is "
+                       "the store's, and its --export-ubm FILE writes the store's UBM") from None
 
 
 def calibration(args, store=None):

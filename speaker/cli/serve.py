@@ -12,7 +12,7 @@ import signal
 import sys
 
 from .. import _guards
-from ._common import JobError, calibration as calibration_of, decision_options
+from ._common import JobError, calibration as calibration_of, decision_options, open_store
 from ._options import float_option, int_option
 
 NAME = "serve"
@@ -93,8 +93,7 @@ def run(args) -> int:
         from ..serve import ServiceConfig, create_app
     except ImportError as exc:
         raise JobError(f"speaker serve needs the 'serve' extra (pip install 'gmmext[serve]'): {exc}") from None
-    from ..store import SpeakerStore
-    store = SpeakerStore(args.store, args.ubm, top_c=args.top_c)
+    store = open_store(args, args.ubm, create=True)
     calibration = calibration_of(args)
     if args.p_target is not None and args.threshold is None and calibration is None and store.calibration is None:
         raise JobError("--p-target needs a calibration (--calibration, or one kept in the store)")
