@@ -213,14 +213,12 @@ def decide_kwargs(args, store) -> dict:
                 calibration=calibration(args, store))
 
 
-#: AS-norm's number of closest cohort scores per side without --cohort-size.
-AS_NORM_SIZE = 200
-
-
 def as_norm_size(args, n_cohort: int) -> int:
-    """AS-norm's number of cohort scores per side (``--cohort-size``, default :data:`AS_NORM_SIZE`, at most
-    the cohort's size); says so on stderr when that keeps the whole cohort, i.e. ``--norm as`` is ``--norm s``."""
-    n = AS_NORM_SIZE if args.cohort_size is None else args.cohort_size
+    """AS-norm's number of cohort scores per side (``--cohort-size``, default
+    :data:`speaker.score_norm.AS_NORM_TOP_N`, at most the cohort's size); says so on stderr when
+    that keeps the whole cohort, i.e. ``--norm as`` is ``--norm s``."""
+    from ..score_norm import AS_NORM_TOP_N
+    n = AS_NORM_TOP_N if args.cohort_size is None else args.cohort_size
     if n >= n_cohort:
         say(args, f"note: --norm as keeps each side's {n} highest cohort scores but the cohort has {n_cohort} "
                   f"recordings, so it equals --norm s here (give a larger cohort, or --cohort-size below {n_cohort})")
