@@ -13,13 +13,13 @@ import os
 import sys
 from typing import Mapping
 
-__all__ = ["describe", "os_reason", "report_skipped", "SHOW_SKIPPED"]
+__all__ = ["describe", "os_reason", "reason", "report_skipped", "SHOW_SKIPPED"]
 
 #: Skipped files listed one per line before the rest are only counted.
 SHOW_SKIPPED = 10
 
 
-def _reason(source: str, why: str) -> str:
+def reason(source: str, why: str) -> str:
     """The reason alone: messages of the readers start with the source, printed once already."""
     prefix = f"{source}: "
     return why[len(prefix):] if why.startswith(prefix) else why
@@ -38,10 +38,10 @@ def report_skipped(errors: Mapping[str, str], what: str = "file", root: str | No
     print(f"skipped {len(errors)} {what}(s):", file=file)
     items = list(errors.items())
     for src, why in items[:SHOW_SKIPPED]:
-        print(f"  {src}: {_reason(src, why)}", file=file)
+        print(f"  {src}: {reason(src, why)}", file=file)
     if len(items) > SHOW_SKIPPED:
         print(f"  ... and {len(items) - SHOW_SKIPPED} more", file=file)
-    missing = sum(1 for s, why in items if _reason(s, why).startswith("no such file"))
+    missing = sum(1 for s, why in items if reason(s, why).startswith("no such file"))
     if root is not None and missing > 1 and 2 * missing >= len(items):
         print(f"hint: {missing} files do not exist; relative paths are resolved against --root, by default "
               f"the list's own folder: {os.path.abspath(root)}", file=file)

@@ -25,7 +25,7 @@ from gmmext import GaussianMixture
 
 from ._batch import recording_stats
 from .adapt import map_from_stats
-from .score_norm import as_norm, snorm, tnorm, znorm, ztnorm
+from .score_norm import AS_NORM_TOP_N, as_norm, snorm, tnorm, znorm, ztnorm
 from .scoring import score_trials
 
 __all__ = ["Cohort", "normalise", "NORMS"]
@@ -81,7 +81,7 @@ def normalise(kind: str, pairs: Sequence[tuple[str, Hashable]], scores: np.ndarr
     """Normalised scores of trials ``pairs`` (model_id, test key) with raw ``scores`` (n_trials,).
 
     ``kind`` is one of z, t, zt, s, as (see :mod:`speaker.score_norm`); ``top_n`` is AS-norm's
-    number of closest cohort scores per side (default min(200, cohort size)).
+    number of closest cohort scores per side (default min(AS_NORM_TOP_N = 200, cohort size)).
     """
     if kind not in NORMS:
         raise ValueError(f"unknown normalisation {kind!r}; choose from {NORMS}")
@@ -108,4 +108,4 @@ def normalise(kind: str, pairs: Sequence[tuple[str, Hashable]], scores: np.ndarr
         return tnorm(scores, T)
     if kind == "s":
         return snorm(scores, E, T)
-    return as_norm(scores, E, T, top_n=min(len(cohort), 200) if top_n is None else min(top_n, len(cohort)))
+    return as_norm(scores, E, T, top_n=min(len(cohort), AS_NORM_TOP_N if top_n is None else top_n))

@@ -42,10 +42,12 @@ import operator
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DEFAULT_EPS", "cohort_stats", "znorm", "tnorm", "ztnorm", "snorm", "as_norm"]
+__all__ = ["DEFAULT_EPS", "AS_NORM_TOP_N", "cohort_stats", "znorm", "tnorm", "ztnorm", "snorm", "as_norm"]
 
 #: Floor for cohort standard deviations (guards against division by zero).
 DEFAULT_EPS = 1e-8
+#: AS-norm's default number of closest cohort scores per side (speaker.cohort.normalise, 'speaker score --norm as').
+AS_NORM_TOP_N = 200
 
 
 def _finite_array(x: ArrayLike, name: str) -> NDArray[np.floating]:

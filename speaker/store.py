@@ -68,7 +68,7 @@ from .scoring import check_features
 from .sources import Source, content_hash, read_source
 from .verification import Match, StoreScoring, VerifyResult
 
-__all__ = ["StoreError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult", "VerifyResult", "Match",
+__all__ = ["StoreError", "UBMMismatchError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult", "VerifyResult", "Match",
            "store_location"]
 
 FORMAT = "gmmext-speaker-store"
@@ -168,6 +168,17 @@ def _locked(method):
         with self._lock:
             return method(self, *args, **kwargs)
     return run
+
+
+class UBMMismatchError(StoreError):
+    """The store is bound to another UBM than the one given: both SHA-256 fingerprints
+    (:func:`speaker.model_io.ubm_fingerprint`) are in the message and in
+    ``store_fingerprint`` / ``given_fingerprint``."""
+
+    def __init__(self, path: str, store_fingerprint: str, given_fingerprint: str) -> None:
+        super().__init__(f"{path}: this store is bound to another UBM (fingerprint {store_fingerprint}), not the "
+                         f"given one (fingerprint {given_fingerprint})")
+        self.store_fingerprint, self.given_fingerprint = store_fingerprint, given_fingerprint
 
 
 class SpeakerStore(StoreScoring):
@@ -299,8 +310,7 @@ class SpeakerStore(StoreScoring):
         if ubm_fingerprint(stored) != fp:
             self._db.fail("the stored UBM does not match its fingerprint (corrupted?)")
         if ubm is not None and ubm_fingerprint(ubm) != fp:
-            raise StoreError(f"{self.path}: this store is bound to another UBM (fingerprint {fp[:12]}...), "
-                             f"not the given one ({ubm_fingerprint(ubm)[:12]}...)")
+            raise UBMMismatchError(self.path, fp, ubm_fingerprint(ubm))
         self.ubm, self.fingerprint, self.K, self.D = (ubm if ubm is not None else stored), fp, K, D
         if self.top_c is not None and not (isinstance(self.top_c, (int, np.integer)) and 1 <= self.top_c <= K):
             raise ValueError(f"top_c must be None or an int in [1, {K}], got {self.top_c!r}")

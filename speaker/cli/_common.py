@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from .. import _guards, _reasons
-from ._options import count, float_option, int_option, max_threads, positive, prob
+from ..limits import MAX_COMPONENTS
+from ._options import components, float_option, int_option, max_threads, positive, prob
 
 
 class JobError(Exception):
@@ -159,10 +160,17 @@ DECISION_HELP = (
     "EER threshold. With neither, raw scores >= 0 are accepted (speaker at least as likely as the UBM), "
     "which is rarely the right operating point.")
 
-def open_store(args, ubm=None, create: bool = False):
-    """The speaker store of ``--store`` (bound to ``ubm`` when given)."""
-    from ..store import SpeakerStore
-    return SpeakerStore(args.store, ubm, create=create, top_c=getattr(args, "top_c", None) or None)
+def open_store(args, ubm=None, create: bool = False, **options):
+    """The speaker store of ``--store`` (bound to ``ubm`` when given; ``options`` go to SpeakerStore).
+
+    A store bound to another UBM is a :class:`JobError` that says how to find out which UBM is the
+    store's (``speaker store-info``)."""
+    from ..store import SpeakerStore, UBMMismatchError
+    try:
+        return SpeakerStore(args.store, ubm, create=create, top_c=getattr(args, "top_c", None), **options)
+    except UBMMismatchError as exc:
+        raise JobError(f"{exc}; 'speaker store-info --store {args.store} --ubm FILE ...' tells which UBM file is "
+                       "the store's, and its --export-ubm FILE writes the store's UBM") from None
 
 
 def calibration(args, store=None):
@@ -176,17 +184,27 @@ def calibration(args, store=None):
     return store.calibration if store is not None else None
 
 
+#: What --gselect means, in every command that scores.
+GSELECT_HELP = ("Gaussian selection, the fast approximate scoring: score each frame with the UBM's C best components "
+                f"only (C from 1 to {MAX_COMPONENTS}; 5 is customary). Without --gselect scores are exact (all components). "
+                "A calibration or a threshold holds for scores computed the same way: give the same --gselect "
+                "to 'speaker score' on the development trials and to verify / identify / serve.")
+
+
+def add_gselect(p) -> None:
+    """The ``--gselect C`` option (``args.top_c``: None = exact scoring, else C >= 1)."""
+    p.add_argument("--gselect", dest="top_c", type=components, metavar="C", help=GSELECT_HELP)
+
+
 def decision_options(p: argparse.ArgumentParser) -> None:
-    """--top-c and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
-    p.add_argument("--top-c", type=count, metavar="C",
-                   help="fast scoring with the UBM's C best components (5 is customary; default exact, as 'speaker "
-                        "score'): score the development trials of a calibration the same way")
+    """--gselect and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
+    add_gselect(p)
     g = p.add_argument_group("decision", DECISION_HELP)
     g.add_argument("--threshold", type=float, metavar="T", help="accept iff the raw score >= T (overrides a calibration)")
     g.add_argument("--p-target", type=prob, metavar="P",
                    help="prior probability of a genuine claim for the Bayes threshold (needs a calibration; default 0.5)")
-    g.add_argument("--c-miss", type=positive, default=1.0, metavar="C", help="cost of rejecting a genuine speaker (default 1)")
-    g.add_argument("--c-fa", type=positive, default=1.0, metavar="C", help="cost of accepting an impostor (default 1)")
+    g.add_argument("--c-miss", type=positive, default=1.0, metavar="COST", help="cost of rejecting a genuine speaker (default 1)")
+    g.add_argument("--c-fa", type=positive, default=1.0, metavar="COST", help="cost of accepting an impostor (default 1)")
     g.add_argument("--calibration", metavar="JSON", help="calibration from 'speaker calibrate' (default: the store's, if any)")
 
 
@@ -194,6 +212,18 @@ def decide_kwargs(args, store) -> dict:
     """The decision keywords of ``SpeakerStore.verify`` / ``identify`` from the decision options."""
     return dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
                 calibration=calibration(args, store))
+
+
+def as_norm_size(args, n_cohort: int) -> int:
+    """AS-norm's number of cohort scores per side (``--cohort-size``, default
+    :data:`speaker.score_norm.AS_NORM_TOP_N`, at most the cohort's size); says so on stderr when
+    that keeps the whole cohort, i.e. ``--norm as`` is ``--norm s``."""
+    from ..score_norm import AS_NORM_TOP_N
+    n = AS_NORM_TOP_N if args.cohort_size is None else args.cohort_size
+    if n >= n_cohort:
+        say(args, f"note: --norm as keeps each side's {n} highest cohort scores but the cohort has {n_cohort} "
+                  f"recordings, so it equals --norm s here (give a larger cohort, or --cohort-size below {n_cohort})")
+    return min(n, n_cohort)
 
 
 def utc(t: float) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ._common import JobError, check_strict, load_ubm, report_skipped, say, feature_cache
+from ._common import JobError, as_norm_size, check_strict, load_ubm, report_skipped, say, feature_cache
 
 MODELS_FORMAT = "gmmext-speaker-ivector-models"
 IVECTORS_FORMAT = "gmmext-speaker-ivectors"
@@ -259,7 +259,6 @@ def normalise_ivector_scores(args, pairs, scores, E, C, Z, Q):
     elif args.norm == "s":
         out = snorm(scores, enrol_side(everything), test_side(everything))
     else:
-        n = min(len(Q), 200 if args.cohort_size is None else args.cohort_size)
-        out = as_norm(scores, enrol_side(everything), test_side(everything), top_n=n)
+        out = as_norm(scores, enrol_side(everything), test_side(everything), top_n=as_norm_size(args, len(Q)))
     say(args, f"{args.norm}-norm with {len(Q)} cohort recordings from {args.cohort} ({args.backend} back-end)")
     return out

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from .. import _interrupt
 from ._common import JobError, say
-from ..limits import MAX_COMPONENTS
-from ._options import int_option
+from ._options import components
 
 NAME = "demo"
 
@@ -17,7 +16,7 @@ def add_parser(sub, parents) -> None:
                        description="Train a UBM, enrol 6 speakers, score Kaldi- and VoxCeleb-style trials and print "
                                    "EER/minDCF, on the bundled Free Spoken Digit Dataset subset.")
     s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
-    s.add_argument("--components", type=int_option(1, MAX_COMPONENTS), default=64, metavar="K", help="UBM size (default 64)")
+    s.add_argument("--components", type=components, default=64, metavar="K", help="UBM size (default 64)")
     s.set_defaults(func=run)
 
 
@@ -51,9 +50,9 @@ def run(args) -> int:
         ["enroll", "--ubm", str(work / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
          "--out", str(work / "models.npz"), "--overwrite"],
         ["score", "--ubm", str(work / "ubm.npz"), "--models", str(work / "models.npz"),
-         "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--top-c", "5"],
+         "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--gselect", "5"],
         ["score", "--ubm", str(work / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),
-         "--out", str(work / "scores_vox.txt"), "--top-c", "5"],
+         "--out", str(work / "scores_vox.txt"), "--gselect", "5"],
     ]
     for step in steps:
         say(args, "$ speaker " + " ".join(step))

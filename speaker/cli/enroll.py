@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, feature_cache
+from ._common import JobError, check_strict, feature_cache, load_ubm, open_store, progress, report_skipped, say
 from ._ivec import add_backend_options
 
 NAME = "enroll"
@@ -41,10 +41,10 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
     ``features`` is the command's FeatureCache (features already extracted, errors reported).
     """
     from ..features import FeatureConfig
-    from ..store import SpeakerStore, StoreError
+    from ..store import StoreError
     try:
-        store = SpeakerStore(args.store, ubm, config=config or FeatureConfig(), relevance_factor=args.relevance_factor,
-                             adapt=args.adapt)
+        store = open_store(args, ubm, create=True, config=config or FeatureConfig(),
+                           relevance_factor=args.relevance_factor, adapt=args.adapt)
     except ValueError as exc:
         raise JobError(str(exc)) from None
     with store:

@@ -23,7 +23,11 @@ def add_parser(sub, parents) -> None:
                    help="score file(s) from 'speaker score' ('model_id test score' lines)")
     s.add_argument("--trials", required=True, metavar="TRIALS", help="labelled trial list (target/nontarget or 1/0)")
     s.add_argument("--det", metavar="PNG",
-                   help="also draw the DET curves (one per score file, EER in the legend) to this PNG (needs matplotlib)")
+                   help="also draw the DET curves (one per score file, EER in the legend below the plot) to this PNG "
+                        "(needs matplotlib)")
+    s.add_argument("--label", action="append", metavar="NAME",
+                   help="name of a system in the tables and the DET legend; repeat it once per --scores file, in the "
+                        "same order (--label GMM --label PLDA); default: the score files' names")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_eval_options(s)
     s.set_defaults(func=run, quiet=False, strict=False)
@@ -109,10 +113,19 @@ def _matched(path: str, trials):
     return s, lab
 
 
-def _names(paths: list[str]) -> list[str]:
-    """Short names of the systems: file names, or the paths as given where file names repeat."""
-    names = [Path(p).name for p in paths]
-    return names if len(set(names)) == len(names) else list(paths)
+def _systems(args) -> list[tuple[str, str]]:
+    """(name, score file) of each system: the --label names, else the file names (or the paths as given
+    where file names repeat)."""
+    if args.label is None:
+        paths = list(dict.fromkeys(args.scores))
+        names = [Path(p).name for p in paths]
+        return list(zip(names if len(set(names)) == len(names) else paths, paths))
+    if len(args.label) != len(args.scores):
+        raise JobError(f"{len(args.label)} --label for {len(args.scores)} --scores file(s): give one --label per "
+                       "score file, in the same order")
+    if len(set(args.label)) != len(args.label):
+        raise JobError("two systems have the same --label: give each its own name")
+    return list(zip(args.label, args.scores))
 
 
 def run(args) -> int:
@@ -120,8 +133,7 @@ def run(args) -> int:
     _guards.refuse_inputs_as_outputs({"--det": args.det}, [("score file", p) for p in args.scores]
                                      + [("trial list", args.trials)])
     _, trials = read_trials(args.trials, args.root)
-    paths = list(dict.fromkeys(args.scores))
-    systems = {name: _matched(p, trials) for name, p in zip(_names(paths), paths)}
+    systems = {name: _matched(p, trials) for name, p in _systems(args)}
     tables = {name: {**metrics_table(s, lab), **eval_metrics(args, s, lab)}
               for name, (s, lab) in systems.items()}
     if args.json:

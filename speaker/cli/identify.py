@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from ._common import DECISION_HELP, JobError, decide_kwargs, decision_options, open_store
-from ._options import count
+from ._common import JobError, decide_kwargs, decision_options, open_store
+from ._options import int_option
 
 NAME = "identify"
 
@@ -12,9 +12,11 @@ NAME = "identify"
 def add_parser(sub, parents) -> None:
     s = sub.add_parser(NAME, parents=[parents.store, parents.run], help="who among the enrolled speakers is this?",
                        description="Open-set identification: for each FILE, the --top N best-scoring speakers that pass "
-                                   "the decision (one line 'FILE ID score [llr] ...'), or 'FILE none'. " + DECISION_HELP)
+                                   "the decision (one line 'FILE ID score [llr] ...'), or 'FILE none'. To choose the decision, see "
+                                   "the 'decision' options below.")
     s.add_argument("files", nargs="+", metavar="FILE", help="audio (or .npy / ark:offset features) to identify")
-    s.add_argument("--top", type=count, default=1, metavar="N", help="how many speakers to list per file (default 1)")
+    s.add_argument("--top", type=int_option(1), default=1, metavar="N",
+                   help="how many candidate speakers to list per file, best first (default 1)")
     decision_options(s)
     s.set_defaults(func=run)
 

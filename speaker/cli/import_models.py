@@ -1,7 +1,7 @@
 """``speaker import``: add the speaker models of a models.npz to a store."""
 from __future__ import annotations
 
-from ._common import say
+from ._common import open_store, say
 
 NAME = "import"
 
@@ -18,8 +18,7 @@ def add_parser(sub, parents) -> None:
 
 
 def run(args) -> int:
-    from ..store import SpeakerStore
-    with SpeakerStore(args.store, args.ubm, create=bool(args.ubm)) as store:
+    with open_store(args, args.ubm, create=bool(args.ubm)) as store:
         ids = store.import_models(args.models, replace=args.replace)
         say(args, f"imported {len(ids)} speaker model(s) from {args.models} into {args.store} "
                   "(models without statistics: they cannot be extended, only replaced)")

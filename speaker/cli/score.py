@@ -4,11 +4,10 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import STORE_HELP, JobError, check_strict, load_ubm, open_store, progress, report_skipped, say, feature_cache
+from ._common import STORE_HELP, JobError, add_gselect, as_norm_size, check_strict, load_ubm, open_store, progress, report_skipped, say, feature_cache
 from ._ivec import add_backend_options
 from .enroll import adapt_all
-from ..limits import MAX_COMPONENTS
-from ._options import count, int_option
+from ._options import int_option
 
 NAME = "score"
 
@@ -24,7 +23,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--trials", required=True, metavar="TRIALS",
                    help="trial list, Kaldi style (model_id test_path [label]) or VoxCeleb style (label enrol test)")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
-    s.add_argument("--top-c", type=int_option(1, MAX_COMPONENTS), metavar="C", help="fast scoring with the UBM's C best components per frame (Reynolds: 5); default all")
+    add_gselect(s)
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     add_score_options(s)
     add_backend_options(s)
@@ -42,8 +41,9 @@ def add_score_options(p) -> None:
                    help="cohort recordings (audio list; speakers not in the trials, e.g. a held-back part of the UBM "
                         "list): each is enrolled as a cohort model (T side) and used as an impostor test (Z side); "
                         "default with --store: the cohort kept in the store ('speaker cohort --store DB --add LIST')")
-    g.add_argument("--cohort-size", type=count, metavar="N",
-                   help="as-norm: use each side's N highest cohort scores (default: 200 or the cohort's size)")
+    g.add_argument("--cohort-size", type=int_option(2), metavar="N",
+                   help="as-norm: use each side's N highest cohort scores, N >= 2 (default 200, or the cohort's size "
+                        "if smaller; with N at least the cohort's size as-norm is s-norm)")
 
 
 def score_store(args):
@@ -72,13 +72,16 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features, db=
     """
     from ..cohort import Cohort, normalise
     from ..lists import read_audio_list
+
+    def top_n(n_cohort: int) -> int | None:
+        return as_norm_size(args, n_cohort) if args.norm == "as" else None
     if not args.cohort:
         cohort = db.cohort(top_c=args.top_c) if db is not None else None
         if cohort is None or len(cohort) < 3:
             raise JobError("--norm needs --cohort LIST" + (
                 "" if not args.store else f", or a cohort of at least 3 recordings kept in {args.store} (it has "
                 f"{len(cohort) if cohort is not None else 0}; 'speaker cohort --store {args.store} --add LIST')"))
-        out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=args.cohort_size)
+        out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=top_n(len(cohort)))
         say(args, f"{args.norm}-norm with the {len(cohort)} cohort recordings kept in {args.store}")
         return out
     entries = read_audio_list(args.cohort, args.root)
@@ -88,13 +91,16 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features, db=
         raise JobError(f"{args.cohort}: only {len(usable)} usable cohort recordings (need at least 3)")
     cohort = Cohort.from_features(ubm, [k for k, _ in usable], [features.features[p] for _, p in usable],
                                   relevance_factor=args.relevance_factor, adapt=args.adapt, top_c=args.top_c)
-    out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=args.cohort_size)
+    out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=top_n(len(cohort)))
     say(args, f"{args.norm}-norm with {len(cohort)} cohort recordings from {args.cohort}")
     return out
 
 
 def run(args) -> int:
     if args.backend != "gmm":
+        if args.top_c is not None:
+            raise JobError(f"--gselect applies to GMM-UBM scoring; --backend {args.backend} scores i-vectors "
+                           "(their statistics use every component)")
         from ._ivec import score_ivectors
         return score_ivectors(args)
     if not args.ubm and not args.store:
@@ -168,5 +174,5 @@ def _score(args, db) -> int:
         raise JobError("no trial could be scored")
     write_text_atomic(args.out, "\n".join(rows) + "\n")
     say(args, f"scored {len(rows)} of {len(trials)} trials ({fmt} format"
-              f"{', top-C ' + str(args.top_c) if args.top_c else ''}) -> {args.out}")
+              f"{', --gselect ' + str(args.top_c) if args.top_c else ''}) -> {args.out}")
     return 0

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from .. import _guards
-from ._common import JobError, calibration as calibration_of, decision_options
+from ._common import JobError, calibration as calibration_of, decision_options, open_store
 from ._options import float_option, int_option
 
 NAME = "serve"
@@ -93,23 +93,19 @@ def run(args) -> int:
         from ..serve import ServiceConfig, create_app
     except ImportError as exc:
         raise JobError(f"speaker serve needs the 'serve' extra (pip install 'gmmext[serve]'): {exc}") from None
-    from ..store import SpeakerStore
-    store = SpeakerStore(args.store, args.ubm, top_c=args.top_c)
     calibration = calibration_of(args)
-    if args.p_target is not None and args.threshold is None and calibration is None and store.calibration is None:
-        raise JobError("--p-target needs a calibration (--calibration, or one kept in the store)")
-    cfg = ServiceConfig(max_bytes=args.max_bytes, max_seconds=args.max_seconds, threads=args.threads, api_key=key,
-                        threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
-                        calibration=calibration)
-    app = create_app(store, cfg)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                            access_log=not args.quiet, timeout_graceful_shutdown=args.drain_seconds,
-                            server_header=False, proxy_headers=False, lifespan="on")
-    server = _make_server(config)
-    try:
+    with open_store(args, args.ubm, create=True) as store:           # closed when the server stops
+        if args.p_target is not None and args.threshold is None and calibration is None and store.calibration is None:
+            raise JobError("--p-target needs a calibration (--calibration, or one kept in the store)")
+        cfg = ServiceConfig(max_bytes=args.max_bytes, max_seconds=args.max_seconds, threads=args.threads,
+                            api_key=key, threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss,
+                            c_fa=args.c_fa, calibration=calibration)
+        app = create_app(store, cfg)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
+                                access_log=not args.quiet, timeout_graceful_shutdown=args.drain_seconds,
+                                server_header=False, proxy_headers=False, lifespan="on")
+        server = _make_server(config)
         server.run()
-    finally:
-        store.close()
     if not server.started:
         raise JobError(f"could not start serving on {args.host}:{args.port}")
     print(f"speaker serve: stopped ({_signal_name(server.signals)}); requests in flight were completed",

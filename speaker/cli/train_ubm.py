@@ -12,7 +12,7 @@ from typing import Any
 from .. import _guards
 from ._common import JobError, check_strict, feature_config, progress, report_skipped, resume_hint, say
 from ..limits import MAX_COMPONENTS
-from ._options import float_option, int_option, max_threads
+from ._options import components, float_option, int_option, max_threads
 
 NAME = "train-ubm"
 
@@ -24,7 +24,7 @@ def add_parser(sub, parents) -> None:
                                    ".npy feature files and Kaldi 'file.ark:offset' entries work too.")
     s.add_argument("--list", required=True, metavar="LIST", help="audio list")
     s.add_argument("--out", required=True, metavar="NPZ", help="UBM file to write")
-    s.add_argument("--components", type=int_option(1, MAX_COMPONENTS), default=512, metavar="K",
+    s.add_argument("--components", type=components, default=512, metavar="K",
                    help=f"number of Gaussians, at most {MAX_COMPONENTS} (default 512; 64 to 2048 are customary)")
     s.add_argument("--iters", type=int_option(0, 100_000), default=10, metavar="N", help="EM iterations at the final size (default 10)")
     s.add_argument("--init", choices=["split", "kmeans"], default="split",

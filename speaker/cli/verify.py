@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import DECISION_HELP, JobError, decide_kwargs, decision_options, open_store
+from ._common import JobError, decide_kwargs, decision_options, open_store
 
 NAME = "verify"
 
@@ -12,7 +12,8 @@ def add_parser(sub, parents) -> None:
     s = sub.add_parser(NAME, parents=[parents.store, parents.run], help="is this recording speaker ID?",
                        description="Score each FILE against one enrolled speaker and decide. Prints one line per "
                                    "file: 'ID FILE score accept|reject', plus the calibrated LLR when a calibration is "
-                                   "set. Exit 0 when every file was scored. " + DECISION_HELP)
+                                   "set. Exit 0 when every file was scored. To choose the decision, see the 'decision' "
+                                   "options below.")
     s.add_argument("--speaker", required=True, metavar="ID", help="the claimed speaker")
     s.add_argument("files", nargs="+", metavar="FILE", help="audio (or .npy / ark:offset features) to verify")
     decision_options(s)
