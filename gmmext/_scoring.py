@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _covariance as cv
 from ._engine import CoreCache, SharedMatrices, StackedMatrices
-from ._validation import check_trusted, computation_dtype
+from ._validation import check_bounds, check_trusted, computation_dtype
 
 if TYPE_CHECKING:
     from ._mixture import GaussianMixture
@@ -110,6 +110,10 @@ class ModelStack:
         covariances : None (every model has the reference's variances: MAP of means and weights),
             or array-like (S, K, D) of variances (rows equal to the reference's are "shared")
 
+        Every model must be inside the usable-parameter bounds of ``GaussianMixture`` in the
+        arrays' dtype (``gmmext._validation.parameter_bounds``), else ``ValueError`` naming the
+        first model outside.
+
         The matrices are those a stack of ``GaussianMixture`` models with these parameters gets
         (the same builder).
         """
@@ -131,6 +135,9 @@ class ModelStack:
                 raise ValueError(f"{name} contain NaN or infinity")
         if (w < 0).any() or (var is not None and not (var > 0).all()):
             raise ValueError("weights must be >= 0 and variances > 0")
+        # the bounds every model gmmext scores is inside (GaussianMixture.from_parameters' own)
+        check_bounds(mu, reference.covariances_.astype(np.float64) if var is None else var,
+                     np.result_type(w, mu, reference.covariances_ if var is None else var))
         self = cls.__new__(cls)
         self.models, self.reference, self.K, self.D = None, reference, K, D
         self._n = w.shape[0]

@@ -10,7 +10,8 @@ same validation and the same messages (scikit-learn's, where scikit-learn has on
 * :func:`computation_dtype`: the dtype a model computes in on some data;
 * :func:`check_trusted`: what ``check_input=False`` still checks of an array (its type and shape);
 * :func:`check_usable_parameters`: (weights, means, variances) whose log-densities are finite
-  in the model's dtype (see :func:`parameter_bounds`);
+  in the model's dtype (see :func:`parameter_bounds`); :func:`check_bounds` the same bounds on
+  a batch of diagonal models;
 * :func:`check_stats`: :class:`~gmmext.GMMStats` against the model they update.
 
 Nothing here imports the estimator; the estimator and the block tasks import this module.
@@ -25,7 +26,7 @@ from ._covariance import CovarianceType, get
 
 __all__ = ["check_sample_weight", "sample_weight_shape_error", "check_total_weight", "check_block",
            "check_source_dtype", "computation_dtype", "check_trusted", "parameter_bounds",
-           "check_usable_parameters", "check_stats"]
+           "check_usable_parameters", "check_bounds", "check_stats"]
 
 _FLOATS = [np.float64, np.float32]
 
@@ -167,9 +168,6 @@ def check_usable_parameters(weights, means, covariances, dtype,
     positive-definiteness is then known).
     """
     kind = get(covariance_type)
-    dtype = np.dtype(dtype)
-    b = parameter_bounds(dtype)
-    name = dtype.name
     mu = np.asarray(means, dtype=np.float64)
     K, D = mu.shape
     if kind.matrix:
@@ -181,22 +179,42 @@ def check_usable_parameters(weights, means, covariances, dtype,
                 kind.precisions_cholesky(cov)
         except ValueError:
             raise ValueError(f"'{kind.name}' covariances must be positive-definite") from None
-    var = kind.bound_variances(covariances, K, D)
-    what = "smallest eigenvalues" if kind.matrix else "variances"
+    check_bounds(mu, kind.bound_variances(covariances, K, D), dtype,
+                 "smallest eigenvalues" if kind.matrix else "variances")
+
+
+def check_bounds(means, variances, dtype, what: str = "variances") -> None:
+    """Raise ``ValueError`` unless models are inside :func:`parameter_bounds` of ``dtype``.
+
+    ``means`` (..., K, D) and ``variances`` broadcasting to them (float64): one model (K, D), or
+    a batch of models (S, K, D) checked in one pass (``ModelStack.from_parameters``), the message
+    then naming the first model that breaks a bound.  ``what`` names the variances in messages.
+    """
+    dtype = np.dtype(dtype)
+    b = parameter_bounds(dtype)
+    name = dtype.name
+    mu = np.asarray(means, dtype=np.float64)
+    var = np.broadcast_to(variances, mu.shape)
+    batch = mu.ndim > 2
+
+    def model(bad) -> str:          # "model s: " for the first model where ``bad`` (..., K, D) holds
+        return f"model {int(np.argwhere(bad.reshape(bad.shape[0], -1).any(axis=1))[0, 0])}: " if batch else ""
+
     if np.any(var < b["var_min"]):
-        raise ValueError(f"covariances ({what}) must be >= {b['var_min']:.3g} in {name} (so that "
-                         f"1 / variance is finite); got {var.min():.3g}")
+        raise ValueError(f"{model(var < b['var_min'])}covariances ({what}) must be >= {b['var_min']:.3g} in "
+                         f"{name} (so that 1 / variance is finite); got {var.min():.3g}")
     amax = float(np.abs(mu).max())
     if amax > b["mean_max"]:
-        raise ValueError(f"|means| must be <= {b['mean_max']:.3g} in {name} (so that squares of "
-                         f"centred frames are finite); got {amax:.3g}")
-    R = mu.max(axis=0) - mu.min(axis=0)
+        raise ValueError(f"{model(np.abs(mu) > b['mean_max'])}|means| must be <= {b['mean_max']:.3g} in {name} "
+                         f"(so that squares of centred frames are finite); got {amax:.3g}")
+    R = mu.max(axis=-2) - mu.min(axis=-2)
     with np.errstate(over="ignore"):
-        spread = (R * R / var).sum(axis=1)
-    k = int(np.argmax(spread))
-    if not spread[k] <= b["spread_max"]:
-        raise ValueError(f"component {k}: sum_d (range of the means_d)**2 / variance_kd = {spread[k]:.3g} "
-                         f"exceeds {b['spread_max']:.3g}: its log-densities overflow {name}")
+        spread = ((R * R)[..., None, :] / var).sum(axis=-1)
+    at = np.unravel_index(int(np.argmax(spread)), spread.shape)
+    if not spread[at] <= b["spread_max"]:
+        where = f"model {at[0]}, " if batch else ""
+        raise ValueError(f"{where}component {at[-1]}: sum_d (range of the means_d)**2 / variance_kd = "
+                         f"{spread[at]:.3g} exceeds {b['spread_max']:.3g}: its log-densities overflow {name}")
 
 
 # ------------------------------------------------------------------------------ statistics
