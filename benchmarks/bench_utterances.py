@@ -129,7 +129,8 @@ def main(argv=None) -> int:
 
     from threadpoolctl import threadpool_info
     from gmmext import GaussianMixture
-    from gmmext._engine import Engine, available_threads, model_matrices
+    from gmmext._covariance import DIAG, model_matrices
+    from gmmext._engine import Engine, available_threads
 
     utts = load_features(args.data, args.limit, args.jobs, cache)
     X = np.concatenate(utts)
@@ -175,9 +176,9 @@ def main(argv=None) -> int:
 
     def old_call(u):
         """accumulate as it was before the cache: model matrices and a new Engine on every call."""
-        u = small._prepare(u)
+        u = small.check_features(u)
         eng = Engine(dtype, u.shape[1], 64, small.chunk_size, small.n_threads)
-        return eng.accumulate(u, None, *model_matrices(small.weights_, small.means_, small.covariances_, dtype))
+        return eng.accumulate(u, None, model_matrices(small.weights_, small.means_, small.covariances_, dtype, DIAG))
 
     fns = {
         "loop, accumulate before the cache (rebuilt)": lambda: sum(old_call(u) for u in pieces),
