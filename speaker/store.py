@@ -1,47 +1,27 @@
-"""The speaker store: enrolled speakers over time in one database, SQLite (one file, WAL mode,
-the default) or PostgreSQL (shared by several machines), through SQLAlchemy Core.
+"""The speaker store: enrolled speakers over time in one database (a SQLite file, or
+PostgreSQL shared by several machines; docs/store.md), bound to one UBM, which it holds with
+its fingerprint, ``FeatureConfig``, MAP settings and a format version.
 
-A store is bound to one UBM, which it holds (so ``verify`` / ``identify`` need nothing else),
-together with its SHA-256 fingerprint (:func:`speaker.model_io.ubm_fingerprint`), the
-``FeatureConfig`` it was trained with, the MAP settings (relevance factor, adapted parameters)
-and a format version.  Per speaker it keeps the **sufficient statistics** of all enrolment data
-under the UBM (``GMMStats``: n_k, sum_x, sum_xx in float64, the frame count and total
-log-likelihood) and one row per enrolled recording (source, SHA-256 of its content, frames,
-time).  The model is derived by MAP (:func:`speaker.adapt.map_from_stats`) when needed and
-cached in the process; the cache is keyed by the speaker's *generation*, a store-wide counter
-taken by every change, so a change made by another process (or another machine sharing a
-PostgreSQL store) is seen at the next call.  The store can also keep a **cohort** for score
-normalisation (:meth:`SpeakerStore.add_cohort`, :meth:`SpeakerStore.cohort`): per recording
-its features and UBM statistics, computed once.
+This module keeps the rows and derives the models: per speaker the **sufficient statistics** of
+all its enrolment data under the UBM (``GMMStats`` in float64) and one row per enrolled
+recording (source, SHA-256 of its content, frames, time); per cohort recording its features and
+statistics.  Models are derived by MAP (:func:`speaker.adapt.map_from_stats`) and cached in the
+process by the speaker's *generation* (a store-wide counter every change takes), so another
+process's change is seen at the next call.  Elsewhere: the SQL plumbing (engine, transactions,
+dialects, :class:`StoreError`) is :mod:`speaker._sql`; scoring and decisions (``verify``,
+``identify``) are :mod:`speaker.verification`; what a source is, :mod:`speaker.sources`.
 
-Where: ``SpeakerStore("speakers.db")`` (a path), ``"sqlite:///speakers.db"`` or
-``"postgresql://user@host/dbname"`` (driver psycopg 3, ``pip install ".[postgres]"``; the
-database must exist, the store's tables are created in it on first use).  SQLAlchemy is
-imported when a store is opened, not when this module is.
+Incremental enrolment is exact: adding r3 to a speaker holding ``s1 + s2`` computes
+``(s1 + s2) + s3``, the float64 operations :func:`speaker.map_adapt` does for r1..r3 at once,
+stored as raw bytes, hence bit for bit the same model; a recording already enrolled (same
+content hash) is skipped.  Only per-speaker sums are kept (K (2 D + 1) float64 values), so a
+single recording cannot be taken out again (replace the speaker instead).
 
-Incremental enrolment is exact.  Enrolling recordings r1, ..., rn at once folds their statistics
-left to right (``((s1 + s2) + s3) + ...``, as :func:`speaker.map_adapt` does); adding r3 later
-to a speaker holding ``s1 + s2`` computes ``(s1 + s2) + s3``: the same float64 operations in the
-same order, stored as raw bytes (an exact round trip), hence bit for bit the same model.  A
-recording already enrolled for the speaker (same content hash) is skipped, so re-running an
-enrolment does not count it twice.  Only per-speaker sums are stored (K (2 D + 1) float64
-values: 496 KB at K=512, D=60), not per-recording statistics (5 times more for 5 recordings);
-the price is that a single recording cannot be taken out again (replace the speaker instead).
-
-Concurrency and faults: every change is one write transaction (feature extraction and
-statistics are computed before it, so it lasts milliseconds) that writers take one at a time:
-``BEGIN IMMEDIATE`` on SQLite, a transaction-level advisory lock on PostgreSQL (which then reads
-at READ COMMITTED, so each writer sees the previous writer's commit); writers wait up to
-``timeout``.  Readers see a consistent snapshot (WAL on SQLite, REPEATABLE READ on PostgreSQL).
-A process killed mid-enrolment leaves the store as it was (SQLite's journal; PostgreSQL rolls
-back the transaction of a lost connection).  One ``SpeakerStore`` may be used from many threads
-at once (:attr:`SpeakerStore.thread_safe`): each transaction takes its own connection from the
-engine's pool, and the in-process caches are guarded by a lock.  The store is untrusted input,
-like a model file: format and version, the UBM (parameters re-validated, fingerprint
-recomputed), every row's shapes, byte sizes (checked with ``length()`` before a BLOB is read),
-dtypes and values (finite, non-negative counts that add up to the frame count) are checked
-before use, and arrays are raw little-endian bytes with shape columns: nothing is unpickled.
-Every problem raises :class:`StoreError` naming the store and the reason.
+The store is untrusted input, like a model file: format and version, the UBM (re-validated, its
+fingerprint recomputed, within :mod:`speaker.limits`), every row's shapes, BLOB sizes (checked
+with ``length()`` before a BLOB is read), dtypes and values are checked before use; arrays are
+raw little-endian bytes with shape columns, nothing is unpickled.  Every problem raises
+:class:`StoreError` naming the store and the reason.
 """
 from __future__ import annotations
 
@@ -55,26 +35,25 @@ from typing import Callable, ContextManager, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, GMMStats, ModelStack
+from gmmext import GaussianMixture, GMMStats
 
-from ._sql import Database, StoreError, one_snapshot, store_location
 from ._batch import recording_stats
-from .adapt import map_from_stats, map_parameters, model_like
+from ._sql import Database, StoreError, one_snapshot, store_location
+from .adapt import map_from_stats, model_like
 from .calibration import Calibration
 from .features import FeatureConfig
 from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, ubm_shape_problem
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
-from .scoring import check_features
+from .scoring import check_features, check_top_c
 from .sources import Source, content_hash, read_source
 from .verification import Match, StoreScoring, VerifyResult
 
-__all__ = ["StoreError", "UBMMismatchError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult", "VerifyResult", "Match",
-           "store_location"]
+__all__ = ["StoreError", "UBMMismatchError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult",
+           "VerifyResult", "Match", "store_location"]
 
 FORMAT = "gmmext-speaker-store"
 FORMAT_VERSION = 1
 _MAX_ID = 256
-
 
 _TABLES = ("meta", "ubm", "speakers", "recordings")
 
@@ -201,8 +180,6 @@ class SpeakerStore(StoreScoring):
         connection for the pool)
     create : False to refuse creating a missing store
 
-    One instance may be used from many threads at once (``thread_safe``).
-
     Raises
     ------
     StoreError when the location is not a usable store of this format version and UBM.
@@ -265,8 +242,8 @@ class SpeakerStore(StoreScoring):
                         adapt=adapt, generation="0", created_at=repr(time.time()))
             self._db.many("INSERT INTO meta VALUES (?, ?)", meta.items())
             self._db.run("INSERT INTO ubm VALUES (1, ?, ?, ?, ?, ?, ?)",
-                      (str(ubm.means_.dtype), K, D, _blob(ubm.weights_), _blob(ubm.means_),
-                       _blob(ubm.covariances_)))
+                         (str(ubm.means_.dtype), K, D, _blob(ubm.weights_), _blob(ubm.means_),
+                          _blob(ubm.covariances_)))
 
     def _open(self, ubm: GaussianMixture | None) -> None:
         with self._db.tx():                                 # one snapshot
@@ -285,7 +262,7 @@ class SpeakerStore(StoreScoring):
             self._db.fail(f"format is not {FORMAT!r}")
         if meta.get("format_version") != str(FORMAT_VERSION):
             self._db.fail(f"unsupported format_version {meta.get('format_version')!r} "
-                       f"(this version reads {FORMAT_VERSION})")
+                          f"(this version reads {FORMAT_VERSION})")
         try:
             self.config = FeatureConfig.from_json(meta["feature_config"])
             self.relevance_factor = float(meta["relevance_factor"])
@@ -312,9 +289,7 @@ class SpeakerStore(StoreScoring):
         if ubm is not None and ubm_fingerprint(ubm) != fp:
             raise UBMMismatchError(self.path, fp, ubm_fingerprint(ubm))
         self.ubm, self.fingerprint, self.K, self.D = (ubm if ubm is not None else stored), fp, K, D
-        if self.top_c is not None and not (isinstance(self.top_c, (int, np.integer)) and 1 <= self.top_c <= K):
-            raise ValueError(f"top_c must be None or an int in [1, {K}], got {self.top_c!r}")
-        self._meta = meta
+        check_top_c(self.top_c, K)
 
     def close(self) -> None:
         """Close the database connections (of every thread)."""
@@ -350,7 +325,7 @@ class SpeakerStore(StoreScoring):
                 self._db.run("DELETE FROM meta WHERE key=?", (key,))
             else:
                 self._db.run("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                          (key, value))
+                             (key, value))
 
     @property
     def calibration(self) -> Calibration | None:
@@ -426,7 +401,7 @@ class SpeakerStore(StoreScoring):
                 current, created = self._stats(speaker_id)
                 seen = {h for h, in self._db.rows("SELECT sha256 FROM recordings WHERE speaker_id=?", (speaker_id,))}
                 seq = self._db.rows("SELECT COALESCE(MAX(seq), -1) + 1 FROM recordings WHERE speaker_id=?",
-                                (speaker_id,))[0][0]
+                                    (speaker_id,))[0][0]
             added = []
             for name, digest, st in items:
                 if digest in seen:
@@ -451,8 +426,8 @@ class SpeakerStore(StoreScoring):
                     (speaker_id, self._next_generation(), float(created), now, self.K, self.D,
                      float(current.n_samples), float(current.loglik), _blob(current.n), _blob(current.sum_x), _blob(current.sum_xx)))
                 self._db.many("INSERT INTO recordings VALUES (?, ?, ?, ?, ?, ?)",
-                           [(speaker_id, seq + i, name, digest, int(round(st.n_samples)), now)
-                            for i, (name, digest, st) in enumerate(added)])
+                              [(speaker_id, seq + i, name, digest, int(round(st.n_samples)), now)
+                               for i, (name, digest, st) in enumerate(added)])
                 self._before_commit(speaker_id)
             result.added = [name for name, _, _ in added]
             n_rec, = self._db.rows("SELECT COUNT(*) FROM recordings WHERE speaker_id=?", (speaker_id,))[0]
@@ -491,8 +466,8 @@ class SpeakerStore(StoreScoring):
             for i, m in mf.speakers.items():
                 self._db.run("DELETE FROM speakers WHERE id=?", (i,))
                 self._db.run("INSERT INTO speakers VALUES (?, 'model', ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
-                                 (i, self._next_generation(), now, now, self.K, self.D, _blob(m.weights_),
-                                  _blob(m.means_), _blob(m.covariances_)))
+                                    (i, self._next_generation(), now, now, self.K, self.D, _blob(m.weights_),
+                                     _blob(m.means_), _blob(m.covariances_)))
         return list(mf.speakers)
 
     def export(self, path: str | os.PathLike, ids: Sequence[str] | None = None) -> list[str]:
@@ -508,7 +483,7 @@ class SpeakerStore(StoreScoring):
     def _row(self, speaker_id: str) -> tuple[str, int, float, float, np.ndarray, np.ndarray, np.ndarray]:
         """(kind, generation, created, n_frames, loglik, a, b, c) of one speaker, validated."""
         rows = self._db.rows("SELECT kind, generation, created_at, k, d, n_frames, loglik, length(a), length(b), "
-                         "length(c) FROM speakers WHERE id=?", (speaker_id,))
+                             "length(c) FROM speakers WHERE id=?", (speaker_id,))
         if not rows:
             raise KeyError(speaker_id)
         kind, gen, created, K, D, n_frames, loglik, la, lb, lc = rows[0]
@@ -520,7 +495,7 @@ class SpeakerStore(StoreScoring):
         if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (created, n_frames, loglik)):
             self._db.fail(f"{where}: non-numeric or non-finite frame count, log-likelihood or time")
         a, b, c = self._arrays(where, kind, n_frames, *self._db.rows("SELECT a, b, c FROM speakers WHERE id=?",
-                                                                  (speaker_id,))[0])
+                                                                      (speaker_id,))[0])
         return kind, gen, created, float(n_frames), float(loglik), a, b, c
 
     def _arrays(self, where: str, kind: str, n_frames: float, a: bytes, b: bytes, c: bytes
@@ -537,7 +512,7 @@ class SpeakerStore(StoreScoring):
             if (a < 0).any() or (c < 0).any() or not n_frames > 0 \
                     or abs(a.sum() - n_frames) > 1e-6 * n_frames + 1e-6:
                 self._db.fail(f"{where}: statistics are inconsistent (negative counts or second moments, "
-                           "or counts that do not add up to the frame count)")
+                              "or counts that do not add up to the frame count)")
         return a, b, c
 
     def _stats(self, speaker_id: str) -> tuple[GMMStats, float]:
@@ -553,8 +528,8 @@ class SpeakerStore(StoreScoring):
         frames, first enrolled, last changed."""
         where, params = ("WHERE s.id = ? ", (speaker_id,)) if speaker_id is not None else ("", ())
         rows = self._db.rows("SELECT s.id, COUNT(r.seq), s.n_frames, s.created_at, s.updated_at, s.kind "
-                         "FROM speakers s LEFT JOIN recordings r ON r.speaker_id = s.id "
-                         f"{where}GROUP BY s.id ORDER BY s.id", params)
+                             "FROM speakers s LEFT JOIN recordings r ON r.speaker_id = s.id "
+                             f"{where}GROUP BY s.id ORDER BY s.id", params)
         out = []
         for i, n, frames, created, updated, kind in rows:
             if not isinstance(i, str) or not all(isinstance(x, (int, float)) for x in (frames, created, updated)):
@@ -565,7 +540,7 @@ class SpeakerStore(StoreScoring):
     def recordings(self, speaker_id: str) -> list[tuple[str, str, int, float]]:
         """The speaker's enrolled recordings in order: (source, sha256, frames, enrolled_at)."""
         return [tuple(r) for r in self._db.rows("SELECT source, sha256, n_frames, enrolled_at FROM recordings "
-                                            "WHERE speaker_id=? ORDER BY seq", (speaker_id,))]
+                                                "WHERE speaker_id=? ORDER BY seq", (speaker_id,))]
 
     def __contains__(self, speaker_id: object) -> bool:
         return bool(self._db.rows("SELECT 1 FROM speakers WHERE id=?", (speaker_id,)))
@@ -615,9 +590,9 @@ class SpeakerStore(StoreScoring):
                 ids.add(key)
                 hashes.add(digest)
                 self._db.run("INSERT INTO cohort VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          (key, seq, self._next_generation(), name, digest, now, self.K, self.D,
-                           float(st.n_samples), float(st.loglik), _blob(st.n), _blob(st.sum_x), _blob(st.sum_xx),
-                           str(X.dtype), int(X.shape[0]), X.astype(X.dtype.newbyteorder("<")).tobytes()))
+                             (key, seq, self._next_generation(), name, digest, now, self.K, self.D,
+                              float(st.n_samples), float(st.loglik), _blob(st.n), _blob(st.sum_x), _blob(st.sum_xx),
+                              str(X.dtype), int(X.shape[0]), X.astype(X.dtype.newbyteorder("<")).tobytes()))
                 seq += 1
                 result.added.append(key)
             result.n_recordings = self._db.rows("SELECT COUNT(*) FROM cohort")[0][0]
@@ -639,7 +614,7 @@ class SpeakerStore(StoreScoring):
             return []
         out = []
         for i, src, h, frames, added in self._db.rows("SELECT id, source, sha256, frames, added_at FROM cohort "
-                                                  "ORDER BY seq"):
+                                                      "ORDER BY seq"):
             if not all(isinstance(x, str) for x in (i, src, h)) or not isinstance(frames, int) \
                     or not isinstance(added, (int, float)):
                 self._db.fail("malformed cohort table")
@@ -667,7 +642,7 @@ class SpeakerStore(StoreScoring):
     def _read_cohort(self) -> tuple[list[str], list[np.ndarray], list[GaussianMixture]]:
         ids, feats, models = [], [], []
         for row in self._db.rows("SELECT id, k, d, n_frames, loglik, dtype, frames, length(a), length(b), length(c), "
-                             "length(features) FROM cohort ORDER BY seq"):
+                                 "length(features) FROM cohort ORDER BY seq"):
             i, K, D, n_frames, loglik, dtype, frames, la, lb, lc, lf = row
             where = f"cohort recording {i!r}"
             if not isinstance(i, str) or (K, D) != (self.K, self.D) or dtype not in ("float32", "float64") \
@@ -677,11 +652,11 @@ class SpeakerStore(StoreScoring):
             size = np.dtype(dtype).itemsize
             if (la, lb, lc, lf) != (8 * K, 8 * K * D, 8 * K * D, size * frames * D):
                 self._db.fail(f"{where}: array sizes {la, lb, lc, lf} bytes, expected "
-                           f"{8 * K, 8 * K * D, 8 * K * D, size * frames * D}")
+                              f"{8 * K, 8 * K * D, 8 * K * D, size * frames * D}")
             if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (n_frames, loglik)) \
                     or abs(n_frames - frames) > 1e-6 * frames + 1e-6:
                 self._db.fail(f"{where}: non-numeric or non-finite frame count or log-likelihood, or a frame "
-                           "count that is not the features'")
+                              "count that is not the features'")
             a, b, c, f = self._db.rows("SELECT a, b, c, features FROM cohort WHERE id=?", (i,))[0]
             a, b, c = self._arrays(where, "stats", n_frames, a, b, c)
             X = np.frombuffer(f, np.dtype(dtype).newbyteorder("<")).reshape(frames, D).astype(dtype)
@@ -693,7 +668,7 @@ class SpeakerStore(StoreScoring):
                                          relevance_factor=self.relevance_factor, adapt=self.adapt))
         return ids, feats, models
 
-    # ------------------------------------------------------------------ models and scoring
+    # ------------------------------------------------------------------ models
     def model(self, speaker_id: str) -> GaussianMixture:
         """The speaker's model: MAP from the statistics (cached until the speaker changes)."""
         gen = self._db.rows("SELECT generation FROM speakers WHERE id=?", (speaker_id,))
@@ -722,51 +697,3 @@ class SpeakerStore(StoreScoring):
 
     def _generations(self) -> list[tuple[str, int]]:
         return [tuple(r) for r in self._db.rows("SELECT id, generation FROM speakers ORDER BY id")]
-
-    @_locked
-    def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:
-        """Every speaker's model, in id order, as ModelStacks of ``batch`` models, kept in memory
-        until any speaker changes (one query of the generations checks it): identification
-        against a long-lived store scores prepared matrices and reads no statistics.
-
-        A batch is derived without a ``GaussianMixture`` per speaker: the rows' statistics go
-        through :func:`speaker.adapt.map_parameters` together (the formulas of
-        :func:`speaker.adapt.map_from_stats`, cast to the UBM's dtype as a model's parameters
-        are) and :meth:`gmmext.ModelStack.from_parameters` builds the matrices, so the scores
-        equal those of the models :meth:`model` derives.  Only the stacked matrices are kept
-        (for mean-adapted models ``(D + 1) K`` values per speaker: 123 KB in float32 at K=512,
-        D=60).
-        """
-        key = (batch, tuple(self._generations()))
-        if self._stacks is None or self._stacks[0] != key:
-            self._stacks = None                        # free the old ones first
-            ids = [i for i, _ in key[1]]
-            stacks = [self._stack_of(ids[s:s + batch]) for s in range(0, len(ids), batch)]
-            self._stacks = (key, ids, stacks)
-        return self._stacks[1], self._stacks[2]
-
-    def _stack_of(self, ids: Sequence[str]) -> ModelStack:
-        """One ModelStack of the speakers ``ids`` from their rows (see :meth:`_all_stacks`)."""
-        K, D, dtype = self.K, self.D, self.ubm.means_.dtype
-        rows = [self._row(i) for i in ids]
-        W, MU = np.empty((len(ids), K), dtype), np.empty((len(ids), K, D), dtype)
-        own_var = "v" in self.adapt or any(r[0] == "model" for r in rows)
-        VAR = np.empty((len(ids), K, D), dtype) if own_var else None
-        stats = [j for j, r in enumerate(rows) if r[0] == "stats"]
-        for b in range(0, len(stats), ModelStack.BUILD_BATCH):       # bounds the float64 temporaries
-            part = stats[b:b + ModelStack.BUILD_BATCH]
-            w, mu, var = map_parameters(self.ubm, np.stack([rows[j][5] for j in part]),
-                                        np.stack([rows[j][6] for j in part]),
-                                        np.stack([rows[j][7] for j in part]) if "v" in self.adapt else None,
-                                        np.array([rows[j][3] for j in part]),
-                                        relevance_factor=self.relevance_factor, adapt=self.adapt)
-            W[part], MU[part] = w, mu
-            if VAR is not None:
-                VAR[part] = var
-        for j, r in enumerate(rows):
-            if r[0] == "model":
-                W[j], MU[j], VAR[j] = r[5], r[6], r[7]
-        try:
-            return ModelStack.from_parameters(W, MU, self.ubm, covariances=VAR)
-        except ValueError as exc:
-            self._db.fail(f"speakers {ids[0]!r}..{ids[-1]!r}: {exc}")

@@ -28,6 +28,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from gmmext import ModelStack
+
+from .adapt import map_parameters
 from .calibration import Calibration, decision_threshold
 from .scoring import Probe
 from .sources import Source
@@ -92,9 +95,10 @@ class Decision:
 class StoreScoring:
     """Scoring and decisions of :class:`speaker.store.SpeakerStore` (a mixin).
 
-    It uses the store's ``ubm``, ``top_c``, ``calibration``, ``features(source)``,
-    ``model(id)``, ``_all_stacks(batch)`` (every speaker's prepared top-C stacks, in id order),
-    ``_generations()`` and ``_db`` (transactions).
+    It uses the store's ``ubm``, ``top_c``, ``calibration``, ``features(source)``, ``model(id)``,
+    its rows (``_row(id)``, ``_generations()``), MAP settings, ``_db`` (transactions) and
+    ``_lock``; it keeps every speaker's prepared top-C stacks (``_stacks``) while no speaker
+    changes.
     """
 
     def score(self, speaker_id: str, source: Source, *, check_input: bool = True) -> float:
@@ -164,3 +168,48 @@ class StoreScoring:
         ids, scores = self._scores(X, ids, BATCH)
         order = np.argsort(-scores, kind="stable")[:n]
         return [Match(ids[j], float(scores[j]), rule.llr(float(scores[j]))) for j in order]
+
+    # ------------------------------------------------------------------ prepared stacks (top-C)
+    def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:
+        """Every speaker's model, in id order, as ModelStacks of ``batch`` models (top-C
+        identification), kept until any speaker changes (one query of the generations checks it).
+
+        A batch is derived without a ``GaussianMixture`` per speaker: the rows' statistics go
+        through :func:`speaker.adapt.map_parameters` together and
+        :meth:`gmmext.ModelStack.from_parameters` builds the matrices, the parameters
+        :meth:`model` derives.  Only the stacked matrices are kept (``(D + 1) K`` values per
+        mean-adapted speaker)."""
+        with self._lock:                               # the cache is shared by threads
+            key = (batch, tuple(self._generations()))
+            if self._stacks is None or self._stacks[0] != key:
+                self._stacks = None                    # free the old ones first
+                ids = [i for i, _ in key[1]]
+                stacks = [self._stack_of(ids[s:s + batch]) for s in range(0, len(ids), batch)]
+                self._stacks = (key, ids, stacks)
+            return self._stacks[1], self._stacks[2]
+
+    def _stack_of(self, ids: Sequence[str]) -> ModelStack:
+        """One ModelStack of the speakers ``ids`` from their rows (see :meth:`_all_stacks`)."""
+        K, D, dtype = self.K, self.D, self.ubm.means_.dtype
+        rows = [self._row(i) for i in ids]
+        W, MU = np.empty((len(ids), K), dtype), np.empty((len(ids), K, D), dtype)
+        own_var = "v" in self.adapt or any(r[0] == "model" for r in rows)
+        VAR = np.empty((len(ids), K, D), dtype) if own_var else None
+        stats = [j for j, r in enumerate(rows) if r[0] == "stats"]
+        for b in range(0, len(stats), ModelStack.BUILD_BATCH):       # bounds the float64 temporaries
+            part = stats[b:b + ModelStack.BUILD_BATCH]
+            w, mu, var = map_parameters(self.ubm, np.stack([rows[j][5] for j in part]),
+                                        np.stack([rows[j][6] for j in part]),
+                                        np.stack([rows[j][7] for j in part]) if "v" in self.adapt else None,
+                                        np.array([rows[j][3] for j in part]),
+                                        relevance_factor=self.relevance_factor, adapt=self.adapt)
+            W[part], MU[part] = w, mu
+            if VAR is not None:
+                VAR[part] = var
+        for j, r in enumerate(rows):
+            if r[0] == "model":
+                W[j], MU[j], VAR[j] = r[5], r[6], r[7]
+        try:
+            return ModelStack.from_parameters(W, MU, self.ubm, covariances=VAR)
+        except ValueError as exc:
+            self._db.fail(f"speakers {ids[0]!r}..{ids[-1]!r}: {exc}")

@@ -72,14 +72,15 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features, db=
     """
     from ..cohort import Cohort, normalise
     from ..lists import read_audio_list
+    from ..score_norm import MIN_COHORT
 
     def top_n(n_cohort: int) -> int | None:
         return as_norm_size(args, n_cohort) if args.norm == "as" else None
     if not args.cohort:
         cohort = db.cohort(top_c=args.top_c) if db is not None else None
-        if cohort is None or len(cohort) < 3:
+        if cohort is None or len(cohort) < MIN_COHORT:
             raise JobError("--norm needs --cohort LIST" + (
-                "" if not args.store else f", or a cohort of at least 3 recordings kept in {args.store} (it has "
+                "" if not args.store else f", or a cohort of at least {MIN_COHORT} recordings kept in {args.store} (it has "
                 f"{len(cohort) if cohort is not None else 0}; 'speaker cohort --store {args.store} --add LIST')"))
         out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=top_n(len(cohort)))
         say(args, f"{args.norm}-norm with the {len(cohort)} cohort recordings kept in {args.store}")
@@ -87,8 +88,8 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features, db=
     entries = read_audio_list(args.cohort, args.root)
     features.load([p for _, p in entries], desc="cohort")
     usable = [(k, p) for k, p in entries if p in features.features]
-    if len(usable) < 3:
-        raise JobError(f"{args.cohort}: only {len(usable)} usable cohort recordings (need at least 3)")
+    if len(usable) < MIN_COHORT:
+        raise JobError(f"{args.cohort}: only {len(usable)} usable cohort recordings (need at least {MIN_COHORT})")
     cohort = Cohort.from_features(ubm, [k for k, _ in usable], [features.features[p] for _, p in usable],
                                   relevance_factor=args.relevance_factor, adapt=args.adapt, top_c=args.top_c)
     out = normalise(args.norm, pairs, scores, models, features.get, cohort, top_n=top_n(len(cohort)))
