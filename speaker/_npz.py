@@ -1,4 +1,5 @@
-"""Untrusted ``.npz`` files: the one reader (model files, i-vector back-end files, checkpoints).
+"""Untrusted ``.npz`` files: the one reader (model files, i-vector back-end files, checkpoints),
+and of ``.npy`` feature files (:func:`read_npy`).
 
 ``numpy.load`` allocates a member's declared shape before it reads a byte of it, so a 400 KB
 zip of zeros becomes hundreds of megabytes in memory.  :func:`npz_headers` opens the file with
@@ -30,7 +31,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 
-__all__ = ["NpzError", "Member", "npz_headers", "open_npz", "read_npz", "CheckpointError", "write_checkpoint",
+__all__ = ["NpzError", "Member", "npz_headers", "open_npz", "read_npz", "read_npy", "CheckpointError", "write_checkpoint",
            "read_checkpoint", "settings_hash", "MAX_MEMBERS", "MAX_FILE_BYTES", "CHECKPOINT_VERSION"]
 
 #: Most members an accepted ``.npz`` may have (the formats here use at most 10).
@@ -148,6 +149,33 @@ def read_npz(path: str | os.PathLike, *, max_elements: int, check: Check | None 
     raises what numpy / zipfile raise (callers name the file and the reason)."""
     with open_npz(path, max_elements=max_elements, check=check)[1] as z:
         return {k: z[k] for k in z.files}
+
+
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    """The array of an untrusted ``.npy`` file (features): its header first (no object dtype,
+    and a declared size the file really holds: ``numpy.load`` would allocate a 200-byte file's
+    declared 9 GB before finding the data missing), then ``numpy.load(allow_pickle=False)``.
+    NpzError for a refused header."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise NpzError(exc.strerror or str(exc)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NpzError("not a regular file (a directory or a device?)")
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+        except Exception as exc:  # noqa: BLE001 - struct, value errors of a corrupt header
+            raise NpzError(f"not a .npy array ({type(exc).__name__}: {exc})") from None
+        header_len = f.tell()
+    if dtype.hasobject:
+        raise NpzError("holds pickled (object) data, refused")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > st.st_size - header_len:
+        raise NpzError(f"declares shape {tuple(shape)} ({nbytes} bytes) but holds {st.st_size - header_len} bytes")
+    return np.load(path, allow_pickle=False)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -35,6 +35,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 from ._interrupt import check as check_interrupt
+from ._npz import read_npy
 from ._progress import Progress
 from .sources import feature_problem, read_source, source_kind
 
@@ -53,7 +54,7 @@ def _from_cache(cache_path: Path | None, dim: int | None = None) -> np.ndarray |
     if cache_path is None or not cache_path.exists():
         return None
     try:
-        feats = np.load(cache_path, allow_pickle=False, mmap_mode=None)
+        feats = read_npy(cache_path)
     except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
         return None
     return feats if isinstance(feats, np.ndarray) and feature_problem(feats, dim) is None else None

@@ -69,8 +69,9 @@ def read_source(source: str, config: "FeatureConfig") -> "np.ndarray":
         except Exception as exc:  # noqa: BLE001 - kaldiio raises many types on bad archives
             raise ValueError(f"{source}: cannot read Kaldi archive entry: {describe(exc)}") from None
     else:
+        from ._npz import read_npy
         try:
-            feats = np.load(source, allow_pickle=False)
+            feats = read_npy(source)
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"{source}: cannot read .npy features: {describe(exc)}") from None
         if feats.dtype.kind != "f":
