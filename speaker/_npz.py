@@ -62,6 +62,35 @@ class Member:
         return math.prod(self.shape)
 
 
+def _regular_file(path) -> os.stat_result:
+    """``os.stat`` of a regular file, else NpzError (missing, a directory, a device)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise NpzError(exc.strerror or str(exc)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NpzError("not a regular file (a directory or a device?)")
+    return st
+
+
+def _npy_header(f, what: str) -> tuple[Member, int]:
+    """(declared Member, header length) of the ``.npy`` stream ``f``, read without its data;
+    NpzError (starting with ``what``) for a corrupt header or an object (pickled) dtype."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise NpzError(f"{what}: unsupported .npy version {version}")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except NpzError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zlib, struct, value errors of a corrupt header
+        raise NpzError(f"{what}: corrupt .npy header ({type(exc).__name__}: {exc})") from None
+    if dtype.hasobject:
+        raise NpzError(f"{what} holds pickled (object) data, refused")
+    return Member(tuple(int(n) for n in shape), dtype), f.tell()
+
+
 def npz_headers(path: str | os.PathLike, max_elements: int = 1 << 28) -> dict[str, Member]:
     """{member name without ``.npy``: Member} of the ``.npz`` at ``path``, no array data read.
 
@@ -70,12 +99,7 @@ def npz_headers(path: str | os.PathLike, max_elements: int = 1 << 28) -> dict[st
     that is not a ``.npy`` array, an object (pickled) dtype, more than ``max_elements`` elements,
     or a declared uncompressed size that does not match its header.
     """
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise NpzError(exc.strerror or str(exc)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise NpzError("not a regular file (a directory or a device?)")
+    st = _regular_file(path)
     if st.st_size > MAX_FILE_BYTES:
         raise NpzError(f"{st.st_size} bytes, larger than the {MAX_FILE_BYTES >> 30} GiB accepted")
     if st.st_size == 0:
@@ -96,29 +120,14 @@ def npz_headers(path: str | os.PathLike, max_elements: int = 1 << 28) -> dict[st
             if not name.endswith(".npy"):
                 raise NpzError(f"member {name!r} is not a .npy array")
             key = name[:-4]
-            try:
-                with zf.open(info) as f:
-                    version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                    elif version == (2, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                    else:
-                        raise NpzError(f"member {key!r}: unsupported .npy version {version}")
-                    header_len = f.tell()
-            except NpzError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - zlib, struct, value errors of a corrupt member
-                raise NpzError(f"member {key!r}: corrupt .npy header ({type(exc).__name__}: {exc})") from None
-            if dtype.hasobject:
-                raise NpzError(f"member {key!r} holds pickled (object) data, refused")
-            m = Member(tuple(int(n) for n in shape), dtype)
+            with zf.open(info) as f:
+                m, header_len = _npy_header(f, f"member {key!r}")
             if m.size > max_elements:
                 raise NpzError(f"member {key!r} declares shape {m.shape}: more than {max_elements} elements")
-            nbytes = m.size * dtype.itemsize
+            nbytes = m.size * m.dtype.itemsize
             if not nbytes <= info.file_size - header_len <= nbytes + _HEADER_SLACK:
                 raise NpzError(f"member {key!r}: declared size {info.file_size} bytes does not match its "
-                               f"header (shape {m.shape}, {dtype})")
+                               f"header (shape {m.shape}, {m.dtype})")
             out[key] = m
     return out
 
@@ -156,25 +165,12 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     and a declared size the file really holds: ``numpy.load`` would allocate a 200-byte file's
     declared 9 GB before finding the data missing), then ``numpy.load(allow_pickle=False)``.
     NpzError for a refused header."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise NpzError(exc.strerror or str(exc)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise NpzError("not a regular file (a directory or a device?)")
+    st = _regular_file(path)
     with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(f)
-        except Exception as exc:  # noqa: BLE001 - struct, value errors of a corrupt header
-            raise NpzError(f"not a .npy array ({type(exc).__name__}: {exc})") from None
-        header_len = f.tell()
-    if dtype.hasobject:
-        raise NpzError("holds pickled (object) data, refused")
-    nbytes = math.prod(shape) * dtype.itemsize
+        m, header_len = _npy_header(f, "the array")
+    nbytes = m.size * m.dtype.itemsize
     if nbytes > st.st_size - header_len:
-        raise NpzError(f"declares shape {tuple(shape)} ({nbytes} bytes) but holds {st.st_size - header_len} bytes")
+        raise NpzError(f"declares shape {m.shape} ({nbytes} bytes) but holds {st.st_size - header_len} bytes")
     return np.load(path, allow_pickle=False)
 
 
