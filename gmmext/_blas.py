@@ -45,7 +45,7 @@ class BlasSingleThread:
             self._depth += 1
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> bool:
         with self._lock:
             self._depth -= 1
             if self._depth == 0:

@@ -140,3 +140,4 @@ def _own_package_imports(graph: dict[str, set[str]]) -> dict[str, list[str]]:
 def test_no_module_imports_its_own_package():
     assert _own_package_imports({"speaker.cli.x": {"speaker.cli", "speaker"}}) == {"speaker.cli.x": ["speaker.cli"]}
     assert _own_package_imports(_graph()) == {}
+
