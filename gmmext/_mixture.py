@@ -726,8 +726,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,).
 
         In the computation's dtype, as scikit-learn: float32 when X and the model are float32,
-        else float64.  The core sums each frame's log-likelihood in float64 and rounds it only
-        here; :meth:`score` averages the float64 values.
+        else float64.  The core computes each frame's log-likelihood in float64 and rounds it
+        only here; :meth:`score` is the mean of these values (in their dtype, as scikit-learn):
+        sum them in float64 (``.sum(dtype=np.float64)``) for a total over many frames.
 
         Parameters
         ----------
