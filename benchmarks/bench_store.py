@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, load_line, matmul_seconds, median_time  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
 
@@ -85,16 +88,6 @@ def setup(data: Path, work: Path, components: int):
     return cfg, test, feats, frames, rng, ubm
 
 
-def median_s(fn, n: int = 3) -> float:
-    """Median wall time of ``n`` calls of ``fn()``, seconds."""
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
 def pct(x, q) -> float:
     return float(np.percentile(np.asarray(x) * 1e3, q))
 
@@ -124,8 +117,9 @@ def main(argv=None) -> None:
 
     cfg, test, feats, frames, rng, ubm = setup(a.data, work, a.components)
     K, D = ubm.means_.shape
-    say(f"speaker store benchmark: K={K}, D={D}, float32 UBM; numpy {np.__version__}; {os.cpu_count()} cores; "
-        f"taken on a loaded machine (other jobs running): compare the ratios, not the absolute times")
+    for line in environment(argv, __file__):
+        say(line)
+    say(f"speaker store benchmark: K={K}, D={D}, float32 UBM")
 
     # ------------------------------------------------------------------ verify
     db = work / "verify.db"
@@ -240,30 +234,29 @@ def main(argv=None) -> None:
         stack_mb = sum(x.nbytes for x in stacks) / 2 ** 20
         Xt = reader.features(test)
         idx, _ = ubm.top_components(Xt, a.top_c)
-        lhs = np.ascontiguousarray(Xt[idx.ravel() % len(Xt)][:idx.size])
-        rhs = rng.standard_normal((D, S)).astype(np.float32)
         ratio_gen = ""
         if S <= 1000:
             from gmmext import ModelStack
             gen = []
             for x in stacks:
-                shared = x._stack(np.float32)
-                A, G = shared["A"], shared["G"]
+                shared = x._stack(np.float32).shared_m
+                A = shared.A
                 var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (A.shape[1], K, D))
-                mu = A.transpose(1, 0, 2) / (1.0 / ubm.covariances_)[None] + shared["shift"]
+                mu = A.transpose(1, 0, 2) / (1.0 / ubm.covariances_)[None] + shared.shift
                 gen.append(ModelStack.from_parameters(np.full((A.shape[1], K), 1.0 / K), mu, ubm, covariances=var))
                 gen[-1]._stack(np.float32)
-            t_gen = median_s(lambda: [g.top_c_loglik(Xt, idx) for g in gen])
-            t_shared = median_s(lambda: [x.top_c_loglik(Xt, idx) for x in stacks])
+            t_gen = median_time(lambda: [g.top_c_loglik(Xt, idx) for g in gen], 3)
+            t_shared = median_time(lambda: [x.top_c_loglik(Xt, idx) for x in stacks], 3)
             ratio_gen = f"{t_gen / t_shared:14.1f}"
             del gen
         say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} {stack_mb:10.0f} {current_rss_mb():7.0f} "
-            f"{later / median_s(lambda: lhs @ rhs, 5):13.1f} {ratio_gen}")
+            f"{later / matmul_seconds(idx.size, D, S):13.1f} {ratio_gen}")
         reader.close()
         del reader
     st.close()
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
+    say(load_line("at end"))
     a.out.write_text("\n".join(lines) + "\n")
     print(f"-> {a.out}")
 

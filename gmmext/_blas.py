@@ -5,7 +5,7 @@ and the model matrices are K small (D x D) Cholesky factors, triangular solves a
 problems: a multi-threaded BLAS inside them only adds synchronisation.  Every call into the
 core, the model matrices and the M-step run inside :data:`single_thread_blas` (public as
 ``gmmext.single_thread_blas``), and so may a caller's own small products (e.g. the MFCC
-filterbank product of one utterance).  Measured effect: docs/design.md, "BLAS threads".
+filterbank product of one utterance).  Measured effect: docs/design.md, "BLAS is single-threaded".
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class BlasSingleThread:
             self._depth += 1
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> bool:
         with self._lock:
             self._depth -= 1
             if self._depth == 0:

@@ -288,7 +288,8 @@ class Engine:
         """
         out = np.zeros(sh.A.shape[1])
         # threads only when there is work for them: below SHARED_THREADS_CELLS (pair, model)
-        # cells a parallel region costs more than it saves (docs/design.md, "Top-C scoring")
+        # cells a parallel region costs more than it saves (docs/design.md, "Top-C scoring of many
+        # mean-adapted models")
         T = self.threads if sh.A.shape[1] * idx.size >= SHARED_THREADS_CELLS else 1
         with single_thread_blas:
             _core.topc_loglik_shared((X,), idx, sh.shift, sh.Q, sh.A, sh.G, T, out)
@@ -302,7 +303,7 @@ class CoreCache:
       parameters on first use and reused while the parameters stay what they were: every
       lookup compares the current ``weights_`` / ``means_`` / ``covariances_`` with a private
       snapshot taken at build time (``numpy.array_equal``, far cheaper than a rebuild: figures
-      in docs/design.md, "Model matrices"), so assigning ``gm.means_ = ...`` and editing an
+      in docs/design.md, "Model matrices built once"), so assigning ``gm.means_ = ...`` and editing an
       array in place are both seen.  ``_set_params_arrays`` (fit, ``m_step``,
       ``from_parameters``) calls :meth:`invalidate`.
     * **Engines**: one per setting per Python thread (``threading.local``), created on first

@@ -13,8 +13,10 @@ import numbers
 import warnings
 from numbers import Integral, Real
 from time import time
+from typing import Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -172,8 +174,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
-                 init_params: str = "kmeans", weights_init=None, means_init=None,
-                 precisions_init=None, random_state=None, warm_start: bool = False,
+                 init_params: str = "kmeans", weights_init: ArrayLike | None = None,
+                 means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,
+                 random_state: int | np.random.RandomState | None = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, var_floor: float = 0.0,
                  chunk_size: int | None = None, n_threads: int | None = None,
                  kmeans_max_samples: int = 100_000):
@@ -197,8 +200,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.kmeans_max_samples = kmeans_max_samples
 
     @classmethod
-    def from_parameters(cls, weights, means, covariances, covariance_type: str = "diag",
-                        **params) -> "GaussianMixture":
+    def from_parameters(cls, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike,
+                        covariance_type: str = "diag", **params: Any) -> "GaussianMixture":
         """A fitted model with the given parameters (no data needed).
 
         Parameters
@@ -348,7 +351,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             check_trusted(X, self.n_features_in_)
         return X.astype(self._compute_dtype(X), copy=False)
 
-    def check_features(self, X) -> np.ndarray:
+    def check_features(self, X: ArrayLike) -> np.ndarray:
         """X validated as every method taking X validates it, in the computation dtype.
 
         Parameters
@@ -485,7 +488,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ EM
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
+    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> "GaussianMixture":
         """Estimate the parameters by EM (best of ``n_init`` initialisations).
 
         Parameters
@@ -508,7 +511,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+    def fit_predict(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> np.ndarray:
         """Fit, then return the most probable component of each sample, shape (n_samples,)."""
         return self._fit(X, sample_weight, labels=True)
 
@@ -607,7 +610,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return (self.weights_.copy(), self.means_.copy(), self.covariances_.copy())
 
     # ------------------------------------------------------------------ statistics API
-    def accumulate(self, X, sample_weight=None, *, check_input: bool = True) -> GMMStats:
+    def accumulate(self, X: ArrayLike | Sequence[ArrayLike],
+                   sample_weight: ArrayLike | Sequence[ArrayLike] | None = None, *,
+                   check_input: bool = True) -> GMMStats:
         """E-step over X and its sufficient statistics under the current parameters.
 
         Parameters
@@ -638,7 +643,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             sw = self._check_sw(sample_weight, X)
         return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, self._matrices(dtype))
 
-    def accumulate_segments(self, segments, *, second_order: bool = True,
+    def accumulate_segments(self, segments: Sequence[ArrayLike], *, second_order: bool = True,
                             check_input: bool = True) -> list[GMMStats]:
         """Sufficient statistics of every segment (e.g. utterance) separately, from one core call.
 
@@ -717,12 +722,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out["dtype"] = X.dtype
         return out
 
-    def score_samples(self, X, *, check_input: bool = True) -> np.ndarray:
+    def score_samples(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,).
 
         In the computation's dtype, as scikit-learn: float32 when X and the model are float32,
-        else float64.  The core sums each frame's log-likelihood in float64 and rounds it only
-        here; :meth:`score` averages the float64 values.
+        else float64.  The core computes each frame's log-likelihood in float64 and rounds it
+        only here; :meth:`score` is the mean of these values (in their dtype, as scikit-learn):
+        sum them in float64 (``.sum(dtype=np.float64)``) for a total over many frames.
 
         Parameters
         ----------
@@ -740,7 +746,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out = self._evaluate(X, check_input, loglik=True)
         return out["loglik"].astype(out["dtype"], copy=False)
 
-    def score(self, X, y=None, *, check_input: bool = True) -> float:
+    def score(self, X: ArrayLike, y: Any = None, *, check_input: bool = True) -> float:
         """Average log-likelihood per sample (nats): ``score_samples(X).mean()``, as scikit-learn.
 
         For a float32 model that is a float32 mean of float32 values (scikit-learn's number);
@@ -749,21 +755,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         return float(self.score_samples(X, check_input=check_input).mean())
 
-    def predict(self, X, *, check_input: bool = True) -> np.ndarray:
+    def predict(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,), int64.
 
         ``check_input``: see :meth:`score_samples`.
         """
         return self._evaluate(X, check_input, labels=True)["labels"]
 
-    def predict_proba(self, X, *, check_input: bool = True) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Responsibilities ``p(k | x)``, shape (n_samples, n_components).
 
         ``check_input``: see :meth:`score_samples`.
         """
         return self._evaluate(X, check_input, resp=True)["resp"]
 
-    def component_log_likelihood(self, X, *, check_input: bool = True) -> np.ndarray:
+    def component_log_likelihood(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Weighted log-densities ``log w_k + log N(x | mu_k, var_k)``, shape (n_samples, K).
 
         ``logsumexp`` over axis 1 gives :meth:`score_samples`.  ``check_input``: see
@@ -771,7 +777,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         return self._evaluate(X, check_input, logprob=True)["logprob"]
 
-    def top_components(self, X, c: int = 5, *, check_input: bool = True):
+    def top_components(self, X: ArrayLike, c: int = 5, *,
+                       check_input: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The ``c`` most likely components of each sample (Reynolds et al. 2000 fast scoring).
 
         Parameters
@@ -795,7 +802,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = self._prepare(X, check_input)
         return self._engine(X.dtype, X.shape[1]).top_components(X, self._matrices(X.dtype), int(c))
 
-    def sample(self, n_samples: int = 1):
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples; returns X (n_samples, n_features) and component labels (n_samples,).
 
         Uses ``random_state`` exactly as scikit-learn does.
@@ -814,12 +821,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         K, D = self.means_.shape
         return self._kind.n_parameters(K, D)
 
-    def bic(self, X) -> float:
+    def bic(self, X: ArrayLike) -> float:
         """Bayesian information criterion on X (lower is better)."""
         X = self._prepare(X)
         return -2 * self.score(X, check_input=False) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
 
-    def aic(self, X) -> float:
+    def aic(self, X: ArrayLike) -> float:
         """Akaike information criterion on X (lower is better)."""
         X = self._prepare(X)
         return -2 * self.score(X, check_input=False) * X.shape[0] + 2 * self._n_parameters()

@@ -8,9 +8,10 @@ stacks the models' matrices and checks the indices; it computes no likelihood it
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.utils.validation import check_is_fitted
 
 from . import _covariance as cv
@@ -73,7 +74,7 @@ class ModelStack:
     #: models per step of the builder (bounds its float64 temporaries)
     BUILD_BATCH = 256
 
-    def __init__(self, models, reference: "GaussianMixture | None" = None):
+    def __init__(self, models: Iterable["GaussianMixture"], reference: "GaussianMixture | None" = None):
         self.models = list(models)
         if not self.models:
             raise ValueError("ModelStack needs at least one model")
@@ -99,7 +100,8 @@ class ModelStack:
         self._cache: dict = {}
 
     @classmethod
-    def from_parameters(cls, weights, means, reference: "GaussianMixture", covariances=None) -> "ModelStack":
+    def from_parameters(cls, weights: ArrayLike, means: ArrayLike, reference: "GaussianMixture",
+                        covariances: ArrayLike | None = None) -> "ModelStack":
         """A stack of S diagonal models given by their parameters, built with array operations.
 
         Parameters
@@ -227,7 +229,8 @@ class ModelStack:
         st = self._cache[dtype] = _Stack(shared, general, slot, sh, gen)
         return st
 
-    def top_c_loglik(self, X, indices, which=None, *, check_input: bool = True) -> np.ndarray:
+    def top_c_loglik(self, X: ArrayLike, indices: ArrayLike, which: Sequence[int] | None = None, *,
+                     check_input: bool = True) -> np.ndarray:
         """Total top-C log-likelihood of X (n_frames, D) under every model, shape (S,), nats.
 
         ``which`` (sequence of model positions) restricts the scoring to those models and
@@ -270,7 +273,8 @@ class ModelStack:
         return out
 
 
-def top_c_loglik(models, X, indices, *, check_input: bool = True) -> np.ndarray:
+def top_c_loglik(models: "Iterable[GaussianMixture] | ModelStack", X: ArrayLike, indices: ArrayLike, *,
+                 check_input: bool = True) -> np.ndarray:
     """Log-likelihood of X under each model, every frame restricted to its given components.
 
     The second half of top-C fast scoring: ``indices`` come from the UBM's
