@@ -160,6 +160,27 @@ def test_identify_and_verify_give_bitwise_equal_scores_in_one_transaction_each(s
     assert count[0] == 2 and (m.id, m.score, m.llr) == ("s1", v.score, v.llr) and v.llr == 2 * v.score - 1
 
 
+@pytest.mark.parametrize("top_c", [None, 4])
+def test_a_recording_is_checked_once_at_the_face(store_at, ubm, top_c, monkeypatch):
+    """verify / identify / enroll check a feature array once (SpeakerStore.features); gmmext
+    is then called with check_input=False and validates nothing again."""
+    import speaker.store
+    st = SpeakerStore(store_at("s.db"), ubm, top_c=top_c)
+    st.enroll("a", recs(70, n=2))
+    faces, scans = [], []
+    check = speaker.store.check_features
+    monkeypatch.setattr(speaker.store, "check_features", lambda *a, **k: faces.append(1) or check(*a, **k))
+    monkeypatch.setattr(GaussianMixture, "_validate_X", lambda self, X, reset: scans.append(1) or X)
+    segments = GaussianMixture._prepare_segments
+    monkeypatch.setattr(GaussianMixture, "_prepare_segments",
+                        lambda self, segs, check_input=True: scans.extend([1] * check_input) or segments(self, segs, check_input))
+    test = recs(71, n=1)[0]
+    st.verify("a", test)
+    st.identify(test, n=1)
+    st.enroll("b", [test])
+    assert (len(faces), len(scans)) == (3, 0)
+
+
 @pytest.mark.parametrize("adapt", ["m", "mw", "mwv"])
 def test_identify_stacks_built_from_rows_score_as_the_models(tmp_path, store_at, ubm, adapt):
     """The batches identification derives from the stored statistics by array operations (and
