@@ -52,7 +52,7 @@ def start_server(db: Path, threads: int, top_c: int | None) -> tuple[subprocess.
     import httpx
     port = free_port()
     cmd = [sys.executable, "-m", "speaker", "serve", "--store", str(db), "--host", "127.0.0.1", "--port", str(port),
-           "--threads", str(threads), "--quiet"] + (["--gselect", str(top_c)] if top_c else [])
+           "--threads", str(threads), "--quiet"] + (["--top-c", str(top_c)] if top_c else [])
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -116,8 +116,8 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=200, help="requests per level (default 200)")
     ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per level at most (default 60)")
     ap.add_argument("--threads", type=int, default=4, help="the server's --threads (default 4)")
-    ap.add_argument("--gselect", dest="top_c", type=int, default=None,
-                    help="the server's --gselect (default exact scoring)")
+    ap.add_argument("--top-c", dest="top_c", type=int, default=None,
+                    help="the server's --top-c (default exact scoring)")
     ap.add_argument("--work", type=Path, help="folder for the store (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_serve.txt")
     a = ap.parse_args(argv)

@@ -157,7 +157,7 @@ def main(argv=None) -> None:
         run(f"gmm enroll {g}", ["enroll", "--ubm", ubm, "--enroll", str(out / f"enroll_{g}.txt"),
                                 "--out", str(work / f"gmm_{g}.npz")], work / f"gmm_{g}.npz")
         run(f"gmm score {g}", ["score", "--ubm", ubm, "--models", str(work / f"gmm_{g}.npz"), "--trials",
-                               str(out / f"trials_{g}.txt"), "--out", str(work / f"s_gmm_{g}.txt"), "--gselect", "5"],
+                               str(out / f"trials_{g}.txt"), "--out", str(work / f"s_gmm_{g}.txt"), "--top-c", "5"],
             work / f"s_gmm_{g}.txt")
     run("train-ivector", ["train-ivector", "--ubm", ubm, "--list", str(out / "train.lst"), "--rank", str(a.rank),
                           "--iters", str(a.ivector_iters), "--out", tv, "--resume"], tv)

@@ -50,7 +50,7 @@ def test_usage_errors_exit_2():
 def test_kaldi_recipe_end_to_end(trained, lists, tmp_path):
     scores = tmp_path / "scores.txt"
     run("score", "--ubm", trained / "ubm.npz", "--models", trained / "models.npz", "--trials",
-        lists / "trials.txt", "--root", FIX, "--out", scores, "--gselect", 4, "--quiet", check=0)
+        lists / "trials.txt", "--root", FIX, "--out", scores, "--top-c", 4, "--quiet", check=0)
     rows = [line.split() for line in scores.read_text().splitlines()]
     trials = [line.split() for line in (lists / "trials.txt").read_text().splitlines()]
     assert [r[:2] for r in rows] == [t[:2] for t in trials]          # trial order kept

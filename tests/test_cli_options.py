@@ -1,5 +1,5 @@
-"""The command line's options and messages as a new user meets them: one meaning of --gselect,
---top only for identify's candidates, each help paragraph once, DET legends (--label), the
+"""The command line's options and messages as a new user meets them: one meaning of --top-c,
+no option abbreviated, each help paragraph once, DET legends (--label), the
 progress lines' time left.  Parser-level and synthetic-score tests: no audio, no model."""
 import argparse
 import io
@@ -24,22 +24,22 @@ def _options(sub):
     return {o: a for a in sub._actions for o in a.option_strings}
 
 
-def test_gselect_has_one_meaning_everywhere():
-    """Every command that scores has --gselect with the same type and help; none has --top-c."""
+def test_top_c_has_one_meaning_everywhere():
+    """Every command that scores has --top-c with the same type and help."""
     commands = _commands()
-    scoring = {name for name, sub in commands.items() if "--gselect" in _options(sub)}
+    scoring = {name for name, sub in commands.items() if "--top-c" in _options(sub)}
     assert scoring == {"score", "verify", "identify", "serve"}
-    helps = {_options(commands[n])["--gselect"].help for n in scoring}
-    types = {_options(commands[n])["--gselect"].type for n in scoring}
+    helps = {_options(commands[n])["--top-c"].help for n in scoring}
+    types = {_options(commands[n])["--top-c"].type for n in scoring}
     assert len(helps) == 1 and len(types) == 1
-    assert "Without --gselect scores are exact" in helps.pop()
+    assert "Without --top-c scores are exact" in helps.pop()
     parse = types.pop()
     assert parse("1") == 1 and parse("4096") == 4096
     for bad in ("0", "-1", "4097", "5.5"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(bad)
     for name in scoring:
-        assert commands[name].parse_args(["--gselect", "5"] + _required(name)).top_c == 5
+        assert commands[name].parse_args(["--top-c", "5"] + _required(name)).top_c == 5
         assert commands[name].parse_args(_required(name)).top_c is None            # exact
 
 
@@ -48,16 +48,18 @@ def _required(name):
             "identify": ["--store", "s", "f.wav"], "serve": ["--store", "s"]}[name]
 
 
-def test_no_option_but_identifys_candidates_starts_with_top(capsys):
-    """--top is identify's number of candidates; no other option starts with --top, so '--top N'
-    given to another command is a usage error, never an abbreviation of something else."""
-    for name, sub in _commands().items():
-        tops = [o for o in _options(sub) if o.startswith("--top")]
-        assert tops == (["--top"] if name == "identify" else []), name
+def test_options_are_never_abbreviated(capsys):
+    """No command accepts a prefix of an option: '--top 3' given to verify is a usage error, not
+    '--top-c 3' (identify's --top, the number of candidates, is a different option)."""
+    for sub in _commands().values():
+        assert sub.allow_abbrev is False
     with pytest.raises(SystemExit) as e:
         main(["verify", "--store", "s.db", "--speaker", "a", "f.wav", "--top", "3"])
     assert e.value.code == 2
     assert "unrecognized arguments: --top" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["identify", "--store", "s.db", "f.wav", "--top-", "3"])
+    assert e.value.code == 2
     with pytest.raises(SystemExit) as e:
         main(["identify", "--store", "s.db", "f.wav", "--top", "0"])
     assert e.value.code == 2
@@ -107,7 +109,7 @@ def figures(monkeypatch):
 def test_labels_name_the_systems_in_the_det_legend_below_the_curves(systems, figures, tmp_path, capsys):
     from speaker.metrics import eer
     trials, paths = systems
-    names = ["GMM-UBM", "GMM-UBM gselect", "i-vector PLDA", "i-vector cosine", "fusion"]
+    names = ["GMM-UBM", "GMM-UBM top-C", "i-vector PLDA", "i-vector cosine", "fusion"]
     args = ["eval", "--trials", trials, "--det", tmp_path / "det.png", "--scores", *paths]
     assert main([str(a) for a in args] + [x for n in names for x in ("--label", n)]) == 0
     assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -144,7 +144,7 @@ def test_verify_and_identify_print_the_same_score(work, capsys, top_c):
     from speaker.store import SpeakerStore
     db = work / "same.db" if (work / "same.db").exists() else enrol_store(work, "same.db")
     tests = [FIX / "8_george_4.wav", FIX / "8_lucas_4.wav", FIX / "9_jackson_4.wav"]
-    fast = ["--gselect", top_c] if top_c else []
+    fast = ["--top-c", top_c] if top_c else []
     capsys.readouterr()
     assert run(work, "identify", "--store", db, *tests, "--top", len(SPK), "--threshold", -1e9, *fast) == 0
     listed = {}
@@ -319,17 +319,17 @@ def test_commands_take_a_postgresql_url(work, postgres_server, capsys):
     assert "cannot connect" in err and "Traceback" not in err
 
 
-def test_gselect_is_top_c_scoring_in_score_verify_and_identify(work, capsys):
-    """--gselect C gives speaker.llr(..., top_c=C) in score, verify and identify; without it, exact scores."""
-    db = enrol_store(work, "gselect.db")
-    assert run(work, "export", "--store", db, "--out", work / "gselect.npz", "--quiet", "--overwrite") == 0
+def test_top_c_is_top_c_scoring_in_score_verify_and_identify(work, capsys):
+    """--top-c C gives speaker.llr(..., top_c=C) in score, verify and identify; without it, exact scores."""
+    db = enrol_store(work, "topc.db")
+    assert run(work, "export", "--store", db, "--out", work / "topc.npz", "--quiet", "--overwrite") == 0
     ubm = load_model(work / "ubm.npz").ubm
-    george = load_model(work / "gselect.npz", ubm=ubm).speakers["george"]
+    george = load_model(work / "topc.npz", ubm=ubm).speakers["george"]
     g = FIX / "7_george_3.wav"
     X = extract_features(g, config=CFG)
     assert llr(george, ubm, X, top_c=2) != pytest.approx(llr(george, ubm, X), abs=1e-4)   # the option matters
     for c in (None, 2):
-        opt = [] if c is None else ["--gselect", c]
+        opt = [] if c is None else ["--top-c", c]
         want = llr(george, ubm, X, top_c=c)
         capsys.readouterr()
         assert run(work, "verify", "--store", db, "--speaker", "george", g, "--threshold", "0", *opt) == 0
@@ -337,8 +337,8 @@ def test_gselect_is_top_c_scoring_in_score_verify_and_identify(work, capsys):
         assert run(work, "identify", "--store", db, g, "--top", "3", "--threshold=-1e9", *opt) == 0
         items = capsys.readouterr().out.split()[1:]
         assert float(dict(zip(items[::2], items[1::2]))["george"]) == pytest.approx(want, abs=1e-6)
-        out = work / f"gselect_{c}.txt"
-        assert run(work, "score", "--ubm", work / "ubm.npz", "--models", work / "gselect.npz", "--trials",
+        out = work / f"topc_{c}.txt"
+        assert run(work, "score", "--ubm", work / "ubm.npz", "--models", work / "topc.npz", "--trials",
                    work / "trials.txt", "--root", FIX, "--out", out, "--quiet", *opt) == 0
         rows = {(m, t): float(v) for m, t, v in (line.split() for line in out.read_text().splitlines())}
         assert rows[("george", "7_george_3.wav")] == pytest.approx(want, abs=1e-6)

@@ -346,7 +346,7 @@ def test_numeric_options_are_validated(work, tmp_path, capsys, option, value):
 
 
 @pytest.mark.parametrize("option, value", [("--relevance-factor", "nan"), ("--relevance-factor", "0"),
-                                           ("--gselect", "0"), ("--gselect", "1000000")])
+                                           ("--top-c", "0"), ("--top-c", "1000000")])
 def test_score_numeric_options_are_validated(work, tmp_path, capsys, option, value):
     rc, err = run(capsys, *_score(work, tmp_path / "s.txt", option, value))
     assert rc == 2 and "argument " + option in err, err

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     shared = parents()
     for command in COMMANDS:
         command.add_parser(sub, shared)
+    # no option is ever abbreviated: '--top 3' must not silently mean '--top-c 3'
+    for parser in (p, *sub.choices.values()):
+        parser.allow_abbrev = False
     return p
 
 

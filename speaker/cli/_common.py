@@ -184,21 +184,21 @@ def calibration(args, store=None):
     return store.calibration if store is not None else None
 
 
-#: What --gselect means, in every command that scores.
-GSELECT_HELP = ("Gaussian selection, the fast approximate scoring: score each frame with the UBM's C best components "
-                f"only (C from 1 to {MAX_COMPONENTS}; 5 is customary). Without --gselect scores are exact (all components). "
-                "A calibration or a threshold holds for scores computed the same way: give the same --gselect "
+#: What --top-c means, in every command that scores.
+TOP_C_HELP = ("Gaussian selection, the fast approximate scoring: score each frame with the UBM's C best components "
+                f"only (C from 1 to {MAX_COMPONENTS}; 5 is customary). Without --top-c scores are exact (all components). "
+                "A calibration or a threshold holds for scores computed the same way: give the same --top-c "
                 "to 'speaker score' on the development trials and to verify / identify / serve.")
 
 
-def add_gselect(p) -> None:
-    """The ``--gselect C`` option (``args.top_c``: None = exact scoring, else C >= 1)."""
-    p.add_argument("--gselect", dest="top_c", type=components, metavar="C", help=GSELECT_HELP)
+def add_top_c(p) -> None:
+    """The ``--top-c C`` option (``args.top_c``: None = exact scoring, else C >= 1)."""
+    p.add_argument("--top-c", dest="top_c", type=components, metavar="C", help=TOP_C_HELP)
 
 
 def decision_options(p: argparse.ArgumentParser) -> None:
-    """--gselect and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
-    add_gselect(p)
+    """--top-c and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
+    add_top_c(p)
     g = p.add_argument_group("decision", DECISION_HELP)
     g.add_argument("--threshold", type=float, metavar="T", help="accept iff the raw score >= T (overrides a calibration)")
     g.add_argument("--p-target", type=prob, metavar="P",

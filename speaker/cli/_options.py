@@ -61,6 +61,6 @@ prob = float_option(0.0, 1.0, lo_open=True, hi_open=True)
 positive = float_option(0.0, lo_open=True)
 #: A count: >= 0.
 count = int_option(0)
-#: ``--gselect C`` / ``--components K``: a number of UBM components, 1 to
+#: ``--top-c C`` / ``--components K``: a number of UBM components, 1 to
 #: :data:`speaker.limits.MAX_COMPONENTS` (the largest UBM a model file or a store holds).
 components = int_option(1, MAX_COMPONENTS)

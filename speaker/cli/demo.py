@@ -50,9 +50,9 @@ def run(args) -> int:
         ["enroll", "--ubm", str(work / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
          "--out", str(work / "models.npz"), "--overwrite"],
         ["score", "--ubm", str(work / "ubm.npz"), "--models", str(work / "models.npz"),
-         "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--gselect", "5"],
+         "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--top-c", "5"],
         ["score", "--ubm", str(work / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),
-         "--out", str(work / "scores_vox.txt"), "--gselect", "5"],
+         "--out", str(work / "scores_vox.txt"), "--top-c", "5"],
     ]
     for step in steps:
         say(args, "$ speaker " + " ".join(step))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import STORE_HELP, JobError, add_gselect, as_norm_size, check_strict, load_ubm, open_store, progress, report_skipped, say, feature_cache
+from ._common import STORE_HELP, JobError, add_top_c, as_norm_size, check_strict, load_ubm, open_store, progress, report_skipped, say, feature_cache
 from ._ivec import add_backend_options
 from .enroll import adapt_all
 from ._options import int_option
@@ -23,7 +23,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--trials", required=True, metavar="TRIALS",
                    help="trial list, Kaldi style (model_id test_path [label]) or VoxCeleb style (label enrol test)")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
-    add_gselect(s)
+    add_top_c(s)
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     add_score_options(s)
     add_backend_options(s)
@@ -100,7 +100,7 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features, db=
 def run(args) -> int:
     if args.backend != "gmm":
         if args.top_c is not None:
-            raise JobError(f"--gselect applies to GMM-UBM scoring; --backend {args.backend} scores i-vectors "
+            raise JobError(f"--top-c applies to GMM-UBM scoring; --backend {args.backend} scores i-vectors "
                            "(their statistics use every component)")
         from ._ivec import score_ivectors
         return score_ivectors(args)
@@ -175,5 +175,5 @@ def _score(args, db) -> int:
         raise JobError("no trial could be scored")
     write_text_atomic(args.out, "\n".join(rows) + "\n")
     say(args, f"scored {len(rows)} of {len(trials)} trials ({fmt} format"
-              f"{', --gselect ' + str(args.top_c) if args.top_c else ''}) -> {args.out}")
+              f"{', --top-c ' + str(args.top_c) if args.top_c else ''}) -> {args.out}")
     return 0
