@@ -59,8 +59,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ._batch import recording_stats
 from .audio import AudioError, AudioTooLong, decode_bytes
 from .calibration import Calibration
-from .gates import Gate, Quality, speech_seconds
-from .features import extract_features
+from .gates import Gate
+from .quality import Quality
+from .features import extract_features, extract_features_and_quality
 from .store import EnrolmentItem, EnrolmentRefused, SpeakerStore, StoreError, check_speaker_id
 
 __all__ = ["ServiceConfig", "ApiError", "create_app", "SPEAKER_ID"]
@@ -227,13 +228,14 @@ class _Service:
         return files if many else files[0]
 
     # ---------------------------------------------------------------- run in worker threads
-    def features(self, data: bytes) -> np.ndarray:
+    def features(self, data: bytes) -> tuple[np.ndarray, Quality]:
         """(frames, D) features of an upload, decoded from memory and checked against the UBM
-        (the service's face: the store's calls below get ``check_input=False``); ApiError 413 / 422."""
+        (the service's face: the store's calls below get ``check_input=False``), and the
+        recording's quality measures from the same decode; ApiError 413 / 422."""
         try:
             signal, rate = decode_bytes(data, max_seconds=self.cfg.max_seconds)
-            X = extract_features(signal, sample_rate=rate, config=self.store.config)
-            return self.store.features(X)
+            X, q = extract_features_and_quality(signal, sample_rate=rate, config=self.store.config)
+            return self.store.features(X), q
         except AudioTooLong as exc:
             raise ApiError(413, "too_long", f"audio {exc.reason}") from None
         except AudioError as exc:
@@ -249,9 +251,8 @@ class _Service:
         422 naming the part and the reason when the quality gates refuse one, or the speaker."""
         gate, items = self.gate(), []
         for n, data in enumerate(files):
-            X = self.features(data)
-            q = Quality(speech_seconds(X.shape[0], self.store.config))
-            problem = gate.recording_problem(q)
+            X, q = self.features(data)
+            problem = gate.recording_problem(q, q.speech_seconds)
             if problem is not None:
                 raise ApiError(422, problem[0], (f"part {n + 1} of {len(files)}: " if len(files) > 1 else "") + problem[1])
             digest = hashlib.sha256(data).hexdigest()     # of the file's bytes, as the store hashes files
@@ -282,16 +283,16 @@ class _Service:
             raise ApiError(422, "bad_decision", str(exc)) from None
 
     def verify(self, speaker_id: str, data: bytes) -> dict:
-        X = self.features(data)
+        X, q = self.features(data)
         with self.lock:                           # one read transaction: KeyError for an unknown speaker
-            r = self._ruled(self.store.verify, speaker_id, X, check_input=False, **self._decide())
+            r = self._ruled(self.store.verify, speaker_id, X, check_input=False, quality=q, **self._decide())
         return {"speaker": speaker_id, "score": r.score, "llr": r.llr, "decision": r.decision, "reason": r.reason,
                 "threshold": r.threshold}
 
     def identify(self, data: bytes, top: int) -> dict:
-        X = self.features(data)
+        X, q = self.features(data)
         with self.lock:                           # one read transaction
-            ranked = self._ruled(self.store.candidates, X, top, check_input=False, **self._decide())
+            ranked = self._ruled(self.store.candidates, X, top, check_input=False, quality=q, **self._decide())
         cands = [{"speaker": m.id, "score": m.score, "llr": m.llr, "decision": m.decision, "reason": m.reason}
                  for m in ranked]
         return {"speakers": [c for c in cands if c["decision"] == "accept"], "candidates": cands}
