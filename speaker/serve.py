@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import hashlib
 import hmac
 import re
@@ -306,9 +307,13 @@ class _Service:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
                     raise ApiError(400, "bad_request", f"{key} must be a number in (0, 1)")
                 kw[key] = float(v)
-        extra = set(body) - {"prior", "target_far"}
+        if "duration_aware" in body:
+            if not isinstance(body["duration_aware"], bool):
+                raise ApiError(400, "bad_request", "duration_aware must be true or false")
+            kw["duration_aware"] = body["duration_aware"]
+        extra = set(body) - {"prior", "target_far", "duration_aware"}
         if extra:
-            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far)")
+            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far, duration_aware)")
         try:
             with self.lock:
                 res = calibrate_from_enrollments(self.store, **kw)
@@ -323,7 +328,7 @@ class _Service:
     @staticmethod
     def _calibration_json(cal_id, cal, fitted_on, report, current, created_at=None) -> dict:
         return {"id": cal_id, "current": current, "created_at": created_at, "fitted_on": fitted_on,
-                "calibration": {"a": cal.a, "b": cal.b, "prior": cal.prior}, "report": report}
+                "calibration": json.loads(cal.to_json()), "report": report}
 
     def calibrations(self) -> dict:
         with self.lock:
@@ -474,7 +479,6 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
             if len(body) > 65536:
                 raise ApiError(413, "too_large", "a calibration request is a small JSON object (at most 64 KB)")
         try:
-            import json
             data = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "bad_request", "the body must be a JSON object (or empty)") from None

@@ -245,6 +245,21 @@ def test_self_calibration_from_enrolments(tmp_path, ubm):
         assert v.threshold == far_threshold(non, 0.05) and v.decision == ("accept" if v.llr >= v.threshold else "reject")
     with pytest.raises(ValueError, match="needs at least 1000"):
         st.verify("s00", data["s00"][-1], target_far=0.001)
+    # duration-aware: the same trials with log net speech of enrolment and test (and their products
+    # with the score) as columns, against scikit-learn; verify reads the speaker's and the test's
+    dur = calibrate_from_enrollments(st, prior=0.1, duration_aware=True)
+    sec = np.log(np.concatenate([tr.target_seconds, tr.nontarget_seconds]))
+    Z = np.column_stack([s, sec[:, 0], sec[:, 1], s * sec[:, 0], s * sec[:, 1]])
+    mu, sd = Z.mean(0), Z.std(0)
+    lr = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit((Z - mu) / sd, y, sample_weight=w * len(s))
+    coef = lr.coef_[0] / sd
+    cal = dur.calibration
+    assert [cal.a] + [t.weight for t in cal.terms] == pytest.approx(coef, rel=1e-3, abs=1e-6)
+    assert cal.b == pytest.approx(lr.intercept_[0] - coef @ mu - math.log(0.1 / 0.9), rel=1e-3, abs=1e-4)
+    test = data["s02"][-1]
+    v = st.verify("s02", test, threshold=0.0)
+    enrol = sum(len(x) for x in data["s02"][:3]) / 100
+    assert v.llr == pytest.approx(cal.llr(v.score, {"enrol_speech": enrol, "test_speech": len(test) / 100}))
 
 
 # ---------------------------------------------------------------------------- kept calibrations
