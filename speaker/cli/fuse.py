@@ -2,8 +2,7 @@
 trials, and applied to new score files."""
 from __future__ import annotations
 
-import sys
-
+from .._reasons import report_skipped
 from ._common import JobError, say
 from ._options import prob
 
@@ -54,14 +53,9 @@ def _join(files: list[str], keys=None):
 
 
 def _report(args, missing: dict) -> None:
-    if missing:
-        print(f"skipped {len(missing)} trial(s) missing from a score file:", file=sys.stderr)
-        for (m, t), files in list(missing.items())[:50]:
-            print(f"  {m} {t}: not in {', '.join(files)}", file=sys.stderr)
-        if len(missing) > 50:
-            print(f"  ... and {len(missing) - 50} more", file=sys.stderr)
-        if args.strict:
-            raise JobError(f"--strict: {len(missing)} trial(s) could not be used")
+    report_skipped({f"{m} {t}": f"not in {', '.join(files)}" for (m, t), files in missing.items()}, "trial")
+    if missing and args.strict:
+        raise JobError(f"--strict: {len(missing)} trial(s) could not be used")
 
 
 def run(args) -> int:
