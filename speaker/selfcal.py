@@ -29,11 +29,14 @@ __all__ = ["MIN_SPEAKERS", "MIN_RECORDINGS", "FEW_SPEAKERS", "NotEnoughEnrolment
 
 #: Fewest speakers (each with :data:`MIN_RECORDINGS` recordings kept) self-calibration accepts
 #: (docs/store.md, "Self-calibration": measured on speechocean762).
-MIN_SPEAKERS = 10
+MIN_SPEAKERS = 15
 #: Fewest recordings per speaker: a leave-one-out model needs at least two of the others.
 MIN_RECORDINGS = 3
-#: Below this many speakers, the report warns that its rates come from few voices.
-FEW_SPEAKERS = 30
+#: Below this many speakers, the report warns that its rates come from few voices (docs/store.md:
+#: from 20 speakers on, random draws of speakers gave nearly the same actual DCF).
+FEW_SPEAKERS = 20
+#: The columns of a duration-aware self-calibration besides the score (the test's net speech only).
+TEST_TERMS = (f"log({TEST_SPEECH})", f"score*log({TEST_SPEECH})")
 #: Recordings of a speaker all enrolled within this many seconds count as one session.
 SESSION_SECONDS = 3600.0
 
@@ -64,11 +67,13 @@ def operating_point(kind: str, value: float, threshold: float, tar_llrs: np.ndar
 def fit_and_report(target: np.ndarray, nontarget: np.ndarray, *, prior: float = 0.5,
                    p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                    target_far: float | None = 0.01, target_seconds: np.ndarray | None = None,
-                   nontarget_seconds: np.ndarray | None = None) -> tuple[Calibration, np.ndarray, np.ndarray, dict]:
+                   nontarget_seconds: np.ndarray | None = None, terms: tuple[str, ...] | None = None
+                   ) -> tuple[Calibration, np.ndarray, np.ndarray, dict]:
     """Fit ``llr = a s + b`` at ``prior`` on raw target / non-target scores:
     ``(calibration, target_llrs, nontarget_llrs, report)``.  With ``target_seconds`` /
     ``nontarget_seconds`` ((n, 2): net speech of each trial's enrolment and test) the
-    calibration is duration-aware (:func:`speaker.calibration.duration_terms`).
+    calibration is duration-aware: ``terms`` (default :func:`speaker.calibration.duration_terms`)
+    are its columns besides the score.
 
     The report (JSON-able): ``cllr`` (bits, of the calibrated LLRs), ``min_cllr``, ``act_dcf``
     (normalised, at the Bayes threshold of ``p_target`` (default ``prior``) and costs), and
@@ -81,7 +86,7 @@ def fit_and_report(target: np.ndarray, nontarget: np.ndarray, *, prior: float = 
     if target_seconds is not None:
         sec = np.concatenate([target_seconds, nontarget_seconds]).astype(np.float64)
         quality = {ENROL_SPEECH: sec[:, 0], TEST_SPEECH: sec[:, 1]}
-        cal = fit_calibration(s, lab, prior=prior, quality=quality, terms=duration_terms())
+        cal = fit_calibration(s, lab, prior=prior, quality=quality, terms=terms or duration_terms())
     else:
         cal = fit_calibration(s, lab, prior=prior)
     if not cal.a > 0 and cal.affine:
@@ -164,9 +169,11 @@ def calibrate_from_enrollments(store, *, prior: float = 0.5, p_target: float | N
     (default ``prior``) and ``target_far``), and with ``keep`` keeps the calibration in the
     store's history as its current one, with its trials' LLRs.  The scores are computed as the
     store object computes them (exact, or its ``top_c``): verify with the same setting.
-    ``duration_aware``: the calibration also reads the net speech of each trial's enrolment and
-    test (:func:`speaker.calibration.duration_terms`, clamped to the ranges the enrolments
-    span: recordings of similar lengths teach it little).
+    ``duration_aware``: the calibration also reads the net speech of the test
+    (:data:`TEST_TERMS`: ``log(test_speech)`` and ``score*log(test_speech)``, clamped to the
+    range the enrolled recordings span).  Not the enrolment's: a leave-one-out model has one
+    recording less than the speaker's model has at use, so its duration would be learnt on a
+    range the decisions never see.
     """
     if not isinstance(min_recordings, int) or min_recordings < 2:
         raise ValueError(f"min_recordings must be an integer >= 2 (a leave-one-out model needs one), "
@@ -176,7 +183,7 @@ def calibrate_from_enrollments(store, *, prior: float = 0.5, p_target: float | N
     secs = (trials.target_seconds, trials.nontarget_seconds) if duration_aware else (None, None)
     cal, tar, non, report = fit_and_report(trials.target, trials.nontarget, prior=prior, p_target=p_target,
                                            c_miss=c_miss, c_fa=c_fa, target_far=target_far,
-                                           target_seconds=secs[0], nontarget_seconds=secs[1])
+                                           target_seconds=secs[0], nontarget_seconds=secs[1], terms=TEST_TERMS)
     scoring = ("exact scores" if store.top_c is None else f"top-C {store.top_c} scores") + \
         (", duration-aware" if duration_aware else "")
     fitted_on = (f"the store's enrolments: {len(trials.speakers)} speakers, {len(tar)} target trials (each recording "

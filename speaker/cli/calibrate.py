@@ -49,7 +49,7 @@ def add_parser(sub, parents) -> None:
 
 
 #: What --from-enrollments needs, for --help (speaker.selfcal.MIN_SPEAKERS / MIN_RECORDINGS; a test checks).
-MIN_SPEAKERS_TEXT = "10 speakers with 3 recordings each"
+MIN_SPEAKERS_TEXT = "15 speakers with 3 recordings each"
 
 
 def run(args) -> int:
