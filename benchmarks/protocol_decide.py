@@ -211,7 +211,7 @@ def main(argv=None) -> None:
     # 6. how many speakers: subsets of the evaluation store, calibration applied to every evaluation trial
     say(f"\n6. self-calibration on S of the evaluation speakers with R recordings each ({a.draws} random draws of "
         f"speakers per S; R: their first R; no quality gates, so that every draw has S speakers), applied to all "
-        f"9,375 evaluation trials: false-accept rate promised (on the store's own trials) and measured, at "
+        f"{len(labels):,} evaluation trials: false-accept rate promised (on the store's own trials) and measured, at "
         f"p_target {P:g} and at target FAR {F:g}; mean over draws [min, max]")
     feats = {}
     with SpeakerStore(out / "eval.db") as st:
