@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -428,7 +429,25 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
 
     _stream_endpoint(app, svc)
     _documents_and_page(app)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The OpenAPI document, once, without FastAPI's own 422 (a bad query or id is our 400, and
+    422 always means "the audio": each upload endpoint documents its own)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for methods in doc.get("paths", {}).values():
+            for op in methods.values():
+                r = op.get("responses", {}).get("422", {})
+                if "HTTPValidationError" in json.dumps(r):
+                    del op["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            doc.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 #: Sample rates a stream may declare (Hz).

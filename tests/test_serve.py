@@ -58,14 +58,15 @@ def free_port() -> int:
 class Server:
     """``speaker serve`` in its own process, on a free loopback port, ready when /healthz answers."""
 
-    def __init__(self, *args, hooked: bool = False, env: dict | None = None, log: Path | None = None):
+    def __init__(self, *args, hooked: bool | str = False, env: dict | None = None, log: Path | None = None,
+                 quiet: bool = True, **popen):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = ([sys.executable, "-c", HOOKED] if hooked else speaker_command()) + \
-            ["serve", "--port", str(self.port), "--quiet", *map(str, args)]
+        cmd = ([sys.executable, "-c", hooked if isinstance(hooked, str) else HOOKED] if hooked else speaker_command()) + \
+            ["serve", "--port", str(self.port), *(["--quiet"] if quiet else []), *map(str, args)]
         self.log = open(log, "w+") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
-                                     env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+                                     env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}, **popen)
         deadline = time.monotonic() + 120
         while True:
             assert self.proc.poll() is None, f"server exited {self.proc.returncode}: {self.output()}"
