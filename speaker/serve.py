@@ -512,6 +512,8 @@ async def _run_stream(ws: WebSocket, svc: _Service, speaker_id: str, fail) -> No
                 return await fail(1008, "bad_request", "text messages: only 'end'")
             break
         data = msg.get("bytes") or b""
+        if len(data) > cfg.max_message_bytes:
+            return await fail(1009, "too_large", f"a message larger than {cfg.max_message_bytes} bytes")
         if len(data) % 2:
             return await fail(1008, "bad_request", "binary messages are 16-bit samples: an even number of bytes")
         data = data[:max(0, cap - len(pcm))]
