@@ -16,7 +16,7 @@ pytest.importorskip("fastapi")
 
 KEY = "stream-test-key-0123456789"
 #: Starlette's test client (in-process WebSockets) warns that it prefers httpx2 to httpx.
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
 
 
 def _tones(seconds: float, rate: int = 16000, block: int = 1000) -> np.ndarray:
