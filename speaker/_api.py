@@ -117,6 +117,10 @@ class StreamMessage(BaseModel):
     evidence: float | None = Field(description="the sequential test's statistic (calibrated LLR accumulated per "
                                                "frame); null without a calibration")
     decision: Decision
+    accept_at: float | None = Field(description="the test accepts when `evidence` reaches this (Wald's "
+                                                "ln((1 - miss) / far)); null without a calibration")
+    reject_at: float | None = Field(description="the test rejects when `evidence` falls to this (Wald's "
+                                                "ln(miss / (1 - far))); null without a calibration")
     final: bool = Field(description="the last message: the decision stands and the server closes the socket")
     early: bool = Field(False, description="(final) decided by the sequential test before the end of the audio")
     reason: str | None = Field(None, description="why the decision is 'undecided', or why the stream stopped")

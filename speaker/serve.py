@@ -351,7 +351,10 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
 
     app = FastAPI(title="speaker", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="GMM-UBM speaker verification over a speaker store: enrol, verify, identify; "
-                              "a streaming verification with an early decision over a WebSocket. "
+                              "a streaming verification with an early decision over the WebSocket "
+                              "`/v1/speakers/{id}/verify/stream?sample_rate=R` (binary messages of 16-bit "
+                              "little-endian mono PCM, then the text `end`; JSON messages back, the "
+                              "`StreamMessage` schema, the last with `final: true`). "
                               "Errors are `{\"error\": CODE, \"detail\": TEXT}`.")
     app.state.service = svc
     # The key is checked by the gate (before the body is read); these dependencies only declare
@@ -444,8 +447,11 @@ def _openapi(app: FastAPI) -> dict:
                 r = op.get("responses", {}).get("422", {})
                 if "HTTPValidationError" in json.dumps(r):
                     del op["responses"]["422"]
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
-            doc.get("components", {}).get("schemas", {}).pop(name, None)
+            schemas.pop(name, None)
+        # the WebSocket's messages (OpenAPI has no WebSocket operations: the schema is listed)
+        schemas["StreamMessage"] = _api.StreamMessage.model_json_schema(ref_template="#/components/schemas/{model}")
         app.openapi_schema = doc
     return app.openapi_schema
 
@@ -500,6 +506,8 @@ async def _run_stream(ws: WebSocket, svc: _Service, speaker_id: str, fail) -> No
     undecided = None if verifier.calibration is not None else \
         "no calibration: the stream cannot decide early; the decision comes at the end"
     reason = None
+    bounds = ({"accept_at": verifier.test.accept_at, "reject_at": verifier.test.reject_at}
+              if verifier.calibration is not None else {"accept_at": None, "reject_at": None})
     while True:
         try:
             msg = await asyncio.wait_for(ws.receive(), cfg.idle_timeout)
@@ -526,7 +534,7 @@ async def _run_stream(ws: WebSocket, svc: _Service, speaker_id: str, fail) -> No
             early = ev.decision != "undecided"
             await ws.send_json({"speech_seconds": ev.speech_seconds, "score": ev.score, "llr": ev.llr,
                                 "evidence": ev.evidence, "decision": ev.decision, "final": early,
-                                "early": early, "reason": None if early else undecided})
+                                "early": early, "reason": None if early else undecided, **bounds})
             if early:
                 return await ws.close(1000)
         if len(pcm) >= cap:
@@ -541,7 +549,7 @@ async def _run_stream(ws: WebSocket, svc: _Service, speaker_id: str, fail) -> No
     ev = verifier.evidence()
     await ws.send_json({"speech_seconds": r["speech_seconds"], "score": r["score"], "llr": r["llr"],
                         "evidence": ev.evidence, "decision": r["decision"], "final": True, "early": False,
-                        "reason": reason or r.get("reason")})
+                        "reason": reason or r.get("reason"), **bounds})
     await ws.close(1000)
 
 

@@ -174,7 +174,8 @@ def test_stream_decides_early_for_the_speaker_and_an_impostor(stream_store):
             heard = [m["speech_seconds"] for m in msgs]
             assert heard == sorted(heard)
             assert all(m["decision"] == "undecided" for m in msgs[:-1])
-            assert set(last) == {"speech_seconds", "score", "llr", "evidence", "decision", "final", "early", "reason"}
+            assert set(last) == {"speech_seconds", "score", "llr", "evidence", "decision", "final", "early", "reason",
+                                 "accept_at", "reject_at"}
     store.close()
 
 
