@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 __all__ = ["ErrorBody", "Health", "Speaker", "SpeakerDetail", "SpeakerList", "Enrollment", "Removed",
-           "Verification", "Candidate", "Identification", "StreamMessage", "errors"]
+           "Verification", "Candidate", "Identification", "CalibrationInfo", "CalibrationList", "StreamMessage",
+           "errors"]
 
 _TIME = dict(json_schema_extra={"format": "date-time"}, examples=["2026-01-31T12:00:00Z"])
 _ID = dict(description="speaker id", examples=["alice"])
@@ -32,12 +33,20 @@ class UbmInfo(BaseModel):
     fingerprint: str = Field(description="SHA-256 fingerprint of the UBM's parameters")
 
 
+class Decisions(BaseModel):
+    possible: bool = Field(description="whether the service can accept or reject (a calibration or a threshold)")
+    rule: str = Field(description="the decision rule, in words")
+
+
 class Health(BaseModel):
     """The service is up: the UBM is loaded and the store can be read."""
 
     status: Literal["ok"]
     speakers: int = Field(description="speakers in the store")
+    calibrated: bool = Field(description="whether a calibration is in force")
+    decisions: Decisions
     ubm: UbmInfo
+    warning: str | None = Field(None, description="present when every decision would be 'undecided'")
 
 
 class Recording(BaseModel):
@@ -52,6 +61,7 @@ class Speaker(BaseModel):
     speaker: str = Field(**_ID)
     recordings: int = Field(description="recordings enrolled")
     frames: int = Field(description="speech frames enrolled (10 ms each)")
+    speech_seconds: float = Field(description="net speech of its recordings, seconds")
     enrolled_at: str = Field(description="first enrolment (ISO 8601, UTC)", **_TIME)
     updated_at: str = Field(description="last change (ISO 8601, UTC)", **_TIME)
     kind: Literal["stats", "model"] = Field(description="'stats': enrolled from recordings; 'model': imported "
@@ -72,9 +82,10 @@ class Enrollment(BaseModel):
     speaker: str = Field(**_ID)
     recordings: int = Field(description="the speaker's recordings now")
     frames: int = Field(description="the speaker's speech frames now")
-    added: bool = Field(description="whether this recording was added (false: skipped, see `skipped`)")
-    skipped: str | None = Field(description="why it was not added (e.g. the same content again), else null")
-    speech_seconds: float = Field(description="speech found in this recording, seconds")
+    speech_seconds: float = Field(description="the speaker's net speech now, seconds")
+    added: bool = Field(description="whether a recording was added (false: skipped, see `skipped`)")
+    added_recordings: int = Field(description="recordings this request added")
+    skipped: str | None = Field(description="why a recording was not added (e.g. the same content again), else null")
 
 
 class Removed(BaseModel):
@@ -100,12 +111,37 @@ class Candidate(BaseModel):
     speaker: str = Field(**_ID)
     score: float = Field(description="raw score (nats per frame)")
     llr: float | None = Field(description="calibrated LLR, null without a calibration")
+    decision: Decision
+    reason: str | None = Field(None, description="why the decision is 'undecided', else null")
 
 
 class Identification(BaseModel):
-    """The best-scoring speakers that pass the decision, best first (empty when none does)."""
+    """The best-scoring speakers, best first: ``speakers`` those accepted (empty when none is),
+    ``candidates`` all of them with their decisions."""
 
     speakers: list[Candidate]
+    candidates: list[Candidate]
+
+
+class CalibrationParameters(BaseModel):
+    a: float = Field(description="slope: llr = a * score + b")
+    b: float = Field(description="offset")
+    prior: float = Field(description="the training prior it was fitted at")
+
+
+class CalibrationInfo(BaseModel):
+    """A calibration the store keeps."""
+
+    id: int
+    current: bool = Field(description="whether it is the one in force")
+    created_at: str | None = Field(description="when it was fitted (ISO 8601, UTC)", **_TIME)
+    fitted_on: str = Field(description="what it was fitted on, in words")
+    calibration: CalibrationParameters
+    report: dict = Field(description="metrics and operating points measured when it was fitted")
+
+
+class CalibrationList(BaseModel):
+    calibrations: list[CalibrationInfo]
 
 
 class StreamMessage(BaseModel):
@@ -135,7 +171,7 @@ _ERROR_EXAMPLES = {
     409: ("conflict", "speaker 'alice' was imported as a model without statistics: it cannot be extended"),
     413: ("too_large", "request body larger than 20971520 bytes"),
     414: ("uri_too_long", "the URL is longer than 4096 bytes"),
-    422: ("bad_audio", "all 8000 samples are zero (digital silence)"),
+    422: ("insufficient_speech", "0.8 s of net speech; an enrolment recording needs at least 1.5 s"),
     500: ("internal", "RuntimeError: an unexpected failure (a bug)"),
     503: ("store_unavailable", "the store is locked beyond its timeout"),
 }
@@ -147,7 +183,9 @@ _ERROR_WHEN = {
     409: "the store refuses the change",
     413: "the body passed the byte cap (`too_large`) or the audio the duration cap (`too_long`)",
     414: "the URL is too long",
-    422: "the audio was refused: `detail` says why (undecodable, silent, too short, no speech)",
+    422: "the audio was refused: `error` is `bad_audio` (undecodable, silent, too short), or a quality "
+         "gate (`insufficient_speech`, `clipped`, `noise_only`), `not_enough_enrolments` (self-calibration) "
+         "or `bad_decision` (a decision rule that cannot be made); `detail` says why",
     500: "a bug: one line, never a traceback; the connection is closed after it",
     503: "the store cannot be read or written",
 }

@@ -18,8 +18,9 @@ def iso_time(t: float) -> str:
 
 def speaker_json(info) -> dict:
     """A :class:`speaker.store.SpeakerInfo` as JSON: ``speaker``, ``recordings``, ``frames``,
-    ``enrolled_at``, ``updated_at`` (ISO 8601), ``kind`` (``stats`` or ``model``)."""
+    ``speech_seconds``, ``enrolled_at``, ``updated_at`` (ISO 8601), ``kind`` (``stats`` or ``model``)."""
     return {"speaker": info.id, "recordings": info.n_recordings, "frames": info.n_frames,
+            "speech_seconds": round(float(getattr(info, "speech_seconds", 0.0)), 3),
             "enrolled_at": iso_time(info.enrolled_at), "updated_at": iso_time(info.updated_at), "kind": info.kind}
 
 

@@ -195,7 +195,7 @@ class OnlineFeatures:
             return np.zeros((0, cfg.dim), np.float32)
         n_new = 1 + (y.shape[0] - win) // hop
         with single_thread_blas:
-            ceps, energy = _cepstra(y[:(n_new - 1) * hop + win], cfg, "<stream>", self._prev)
+            ceps, energy, _ = _cepstra(y[:(n_new - 1) * hop + win], cfg, "<stream>", self._prev)
         self._prev = float(y[n_new * hop - 1])
         self._pending = y[n_new * hop:].copy()
         self._ceps.append(ceps)
