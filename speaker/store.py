@@ -42,12 +42,12 @@ from ._sql import Database, StoreError, one_snapshot, store_location
 from .adapt import map_from_stats, model_like
 from .calhistory import CalibrationHistory, StoredCalibration
 from .calibration import Calibration
-from .features import FeatureConfig
+from .features import FeatureConfig, extract_features
 from .gates import DEFAULT_GATE, Gate, Quality, measure_audio_quality, speech_seconds
 from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, ubm_shape_problem
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
-from .sources import Source, content_hash, read_source, source_kind
+from .sources import Source, Waveform, content_hash, read_source, source_kind
 from .verification import Match, StoreScoring, VerifyResult
 
 __all__ = ["StoreError", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
@@ -455,8 +455,12 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
 
     # ------------------------------------------------------------------ features and statistics
     def features(self, source: Source) -> np.ndarray:
-        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset`` or a feature array,
-        checked (the store's face: the scoring below trusts them); ValueError naming the source."""
+        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset``, a :class:`Waveform` or a
+        feature array, checked (the store's face: the scoring below trusts them); ValueError
+        naming the source (:class:`speaker.audio.AudioError` for unusable audio)."""
+        if isinstance(source, Waveform):
+            X = extract_features(source.samples, sample_rate=source.sample_rate, config=self.config)
+            return check_features(X, self.D, "<waveform>: features")
         if isinstance(source, np.ndarray):
             return check_features(source, self.D, "<array>: features")
         X = read_source(os.fspath(source), self.config)          # finite float32 (frames >= 1, dims)
@@ -470,7 +474,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         net speech from the frames the VAD kept; clipping and SNR from an audio file's samples
         (:mod:`speaker.quality`), None for feature inputs."""
         seconds = speech_seconds(X.shape[0], self.config)
-        if isinstance(source, np.ndarray) or source_kind(source) != "audio":
+        if isinstance(source, (np.ndarray, Waveform)) or source_kind(source) != "audio":
             return Quality(seconds)
         return measure_audio_quality(os.fspath(source), self.config, seconds)
 
@@ -478,7 +482,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                features: Callable[[Source], np.ndarray] | None = None, gate: Gate | None = None) -> EnrollResult:
         """Add recordings to a speaker (created if new), or start it over with ``replace=True``.
 
-        Each source is an audio file, ``.npy`` / ``ark:offset`` features, or a (frames, D) array.
+        Each source is an audio file, ``.npy`` / ``ark:offset`` features, a :class:`Waveform`
+        (samples in memory and their rate), or a (frames, D) feature array.
         A source that cannot be read, whose content is already enrolled for this speaker, or
         that the quality gates refuse (``gate``, default the store's: too little net speech,
         clipped, noise only; :mod:`speaker.gates`) is skipped (``result.skipped``: source -> reason).  The rest are
@@ -494,7 +499,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         items: list[EnrolmentItem] = []
         result = EnrollResult(speaker_id)
         for src in sources:
-            name = "<array>" if isinstance(src, np.ndarray) else os.fspath(src)
+            name = ("<array>" if isinstance(src, np.ndarray) else "<waveform>" if isinstance(src, Waveform)
+                    else os.fspath(src))
             try:
                 X = self.features(src if features is None else features(src))
                 digest = content_hash(src, X)
@@ -789,7 +795,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         result = EnrollResult("<cohort>")
         rows = []
         for key, src in items:
-            name = "<array>" if isinstance(src, np.ndarray) else os.fspath(src)
+            name = ("<array>" if isinstance(src, np.ndarray) else "<waveform>" if isinstance(src, Waveform)
+                    else os.fspath(src))
             try:
                 check_speaker_id(key)
                 X = self.features(src if features is None else features(src))

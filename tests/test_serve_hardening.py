@@ -326,3 +326,39 @@ def test_times_are_iso_8601_and_fields_are_named_as_in_the_cli(guarded):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t), t
     assert set(row) == {"speaker", "recordings", "frames", "speech_seconds", "enrolled_at", "updated_at", "kind"}
     c.delete("/v1/speakers/iso")
+
+
+# ------------------------------------------------------------------ the stream on the real server
+@HARD
+def test_the_stream_on_the_real_server(guarded):
+    """uvicorn's WebSocket protocol: the key as ?api_key=, no key -> the handshake is refused,
+    a message over the size cap closes the socket (1009), a stream ends with a final answer."""
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    import numpy as np
+    import soundfile as sf
+    from conftest import FIX
+    srv, _ = guarded
+    with httpx.Client(base_url=srv.url, headers=_auth(), timeout=60) as c:
+        assert c.post("/v1/speakers/streamer/enrollments", content=body("0_george_0.wav")).status_code == 200
+    ws_url = f"ws://127.0.0.1:{srv.port}/v1/speakers/streamer/verify/stream?sample_rate=8000"
+    with pytest.raises(InvalidStatus):
+        connect(ws_url, open_timeout=10).close()
+    with connect(ws_url + f"&api_key={KEY}", open_timeout=10) as ws:
+        with pytest.raises(ConnectionClosed) as e:
+            ws.send(b"\0" * (64 * 1024 + 2))
+            ws.recv(timeout=10)
+        assert e.value.rcvd.code == 1009
+    y = np.concatenate([sf.read(FIX / f"{d}_george_1.wav", dtype="float32")[0] for d in range(4)])
+    pcm = (y * 32767).astype("<i2").tobytes()
+    with connect(ws_url + f"&api_key={OTHER_KEY}", open_timeout=10) as ws:
+        for i in range(0, len(pcm), 4000):
+            ws.send(pcm[i:i + 4000])
+        ws.send("end")
+        msgs = []
+        for _ in range(100):
+            msgs.append(json.loads(ws.recv(timeout=30)))
+            if msgs[-1].get("final"):
+                break
+    assert msgs[-1]["final"] and msgs[-1]["decision"] in ("accept", "reject") and msgs[-1]["speech_seconds"] > 0
