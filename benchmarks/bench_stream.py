@@ -169,15 +169,18 @@ def main(argv=None) -> None:
             lines.append(f"{name + (', online front-end' if online else ', batch front-end') + ' (llr >= 0)':50s} "
                          f"{100 * eer(llr, labels):6.2f} {miss:7.2f} {fa:6.2f}")
     lines += ["", f"speech per test recording: median {np.median([x[3] for x in ev]):.2f} s (batch front-end)", "",
-              f"{'calibration':15s} {'min s':>5s} {'far':>6s} {'miss':>5s} {'A':>5s} {'B':>6s} {'early %':>8s} {'early miss %':>13s} "
+              f"{'calibration':15s} {'early':>5s} {'min s':>5s} {'far':>6s} {'miss':>5s} {'A':>5s} {'B':>6s} {'early %':>8s} {'early miss %':>13s} "
               f"{'early FA %':>11s} {'miss %':>7s} {'FA %':>6s} {'median speech s':>16s} {'(early only)':>13s}"]
-    for name, cal, min_speech, point in [(n, c, float(m), p) for n, c in (("duration-blind", blind),
-                                                                          ("duration-aware", aware))
-                                         for m in args.min_speech.split(",") for p in args.targets.split(",")]:
+    runs = [(n, c, float(m), p, True) for n, c in (("duration-blind", blind), ("duration-aware", aware))
+            for m in args.min_speech.split(",") for p in args.targets.split(",")]
+    runs += [(n, c, float(args.min_speech.split(",")[0]), p, False) for n, c in (("duration-blind", blind),
+                                                                               ("duration-aware", aware))
+             for p in args.targets.split(",")]
+    for name, cal, min_speech, point, early_reject in runs:
         whole = whole_llr(cal, ev)
         far, miss_t = map(float, point.split(":"))
         test = SequentialTest(target_far=far, target_miss=miss_t, min_speech=min_speech,
-                              reference_seconds=ref_seconds)
+                              reference_seconds=ref_seconds, early_reject=early_reject)
         decided, accept, needed = [], [], []
         for (w, S, N, seconds, enrol, _), wl in zip(ev, whole):
             lam = test.evidence(cal, S, N, hop, enrol)
@@ -187,18 +190,22 @@ def main(argv=None) -> None:
             accept.append(test.decide(float(lam[k]), N[k] * hop) == "accept" if k is not None else wl >= 0)
             needed.append(N[k] * hop if k is not None else seconds)
         decided, accept, needed = map(np.array, (decided, accept, needed))
-        e_miss = 100 * np.mean(~accept[decided & labels]) if (decided & labels).any() else float("nan")
-        e_fa = 100 * np.mean(accept[decided & ~labels]) if (decided & ~labels).any() else float("nan")
+        e_miss = 100 * np.mean((decided & ~accept)[labels])          # of all targets (Wald's beta)
+        e_fa = 100 * np.mean((decided & accept)[~labels])            # of all non-targets (Wald's alpha)
         miss, fa = rates(accept, labels)
-        lines.append(f"{name:15s} {min_speech:5g} {far:6g} {miss_t:5g} {test.accept_at:5.2f} {test.reject_at:6.2f} "
+        lines.append(f"{name:15s} {'both' if early_reject else 'acc.':>5s} {min_speech:5g} {far:6g} {miss_t:5g} "
+                     f"{test.accept_at:5.2f} {test.reject_at if early_reject else float('nan'):6.2f} "
                      f"{100 * decided.mean():8.1f} {e_miss:13.2f} {e_fa:11.2f} {miss:7.2f} {fa:6.2f} "
                      f"{np.median(needed):16.2f} "
                      f"{np.median(needed[decided]) if decided.any() else float('nan'):13.2f}")
         lines.append(f"{'':15s} targets: {100 * decided[labels].mean():.1f} % decided early, median speech "
                      f"{np.median(needed[labels]):.2f} s; non-targets: {100 * decided[~labels].mean():.1f} % "
                      f"early, median {np.median(needed[~labels]):.2f} s")
-    lines += ["", "early %: trials the sequential test decided before the audio ended; early miss / FA: the error "
-                  "rates among those; miss / FA: all trials (early decisions, the rest decided on the whole "
+    lines += ["", "early: 'both' = the test accepts or rejects early, 'acc.' = it only accepts early (--stream-early "
+                  "accept); min s: speech before an early decision",
+              "early %: trials the sequential test decided before the audio ended; early miss / FA: targets "
+                  "rejected early among all targets / non-targets accepted early among all non-targets (what "
+                  "Wald's beta / alpha bound for an exact likelihood ratio); miss / FA: all trials (early decisions, the rest decided on the whole "
                   "recording); median speech: speech heard when the decision was made (the whole recording's "
                   "speech for trials decided at the end)",
               f"total time {time.time() - t0:.0f} s", load_line()]

@@ -87,6 +87,8 @@ class SequentialTest:
     target_far : alpha, the false-accept rate the test aims at, in (0, 0.5)
     target_miss : beta, the miss rate it aims at, in (0, 0.5)
     min_speech : seconds of speech before any early decision
+    early_reject : whether the test may also reject early (False: only an early accept; a
+        stream that is not accepted early is decided on its whole audio)
     reference_seconds : speech (seconds) of the recordings the calibration was fitted on: the
         evidence of that much speech is the calibrated LLR itself
     """
@@ -95,6 +97,7 @@ class SequentialTest:
     target_miss: float = 0.05
     min_speech: float = 1.0
     reference_seconds: float = 3.0
+    early_reject: bool = True
 
     def __post_init__(self) -> None:
         _probability("target_far", self.target_far)
@@ -148,7 +151,7 @@ class SequentialTest:
             return "undecided"
         if evidence >= self.accept_at:
             return "accept"
-        if evidence <= self.reject_at:
+        if evidence <= self.reject_at and self.early_reject:
             return "reject"
         return "undecided"
 

@@ -83,6 +83,9 @@ def add_parser(sub, parents) -> None:
     g.add_argument("--stream-reference-seconds", type=float_option(0.0, 3600.0, lo_open=True), default=3.0,
                    metavar="S", help="speech per recording of the calibration's trials: that much speech weighs as "
                                      "the calibrated LLR (default 3)")
+    g.add_argument("--stream-early", choices=("accept", "both"), default="both",
+                   help="what the stream may decide before its end: 'both' (accept or reject, default) or 'accept' "
+                        "only (a voice that is not accepted early is decided on its whole audio)")
     g.add_argument("--stream-max-seconds", type=float_option(0.0, 3600.0, lo_open=True), default=60.0, metavar="S",
                    help="audio per stream (default 60); then it is decided on what it sent")
     g.add_argument("--max-streams", type=int_option(1, 1 << 16), default=16, metavar="N",
@@ -197,7 +200,8 @@ def run(args) -> int:
 def _stream_config(args):
     from ..stream import SequentialTest, StreamConfig
     test = SequentialTest(target_far=args.stream_far, target_miss=args.stream_miss,
-                          min_speech=args.stream_min_speech, reference_seconds=args.stream_reference_seconds)
+                          min_speech=args.stream_min_speech, reference_seconds=args.stream_reference_seconds,
+                          early_reject=args.stream_early == "both")
     return StreamConfig(max_seconds=args.stream_max_seconds, max_streams=args.max_streams, test=test)
 
 
