@@ -37,7 +37,7 @@ _WHERE = {
     "FeatureConfig": "features", "extract_features": "features", "extract_features_and_quality": "features",
     "Quality": "quality", "QualityGates": "quality",
     "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",
-    "llr": "scoring", "score_trials": "scoring",
+    "llr": "scoring", "score_trials": "scoring", "Waveform": "sources",
     "train_ubm": "ubm",
     "SpeakerStore": "store", "StoreError": "store",
     "TotalVariability": "ivector", "train_tv": "ivector", "extract_ivectors": "ivector",
@@ -68,4 +68,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model_io import ModelError, ModelFile, load_model, save_model
     from .quality import Quality, QualityGates
     from .scoring import llr, score_trials
+    from .sources import Waveform
     from .ubm import train_ubm

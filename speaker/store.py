@@ -43,13 +43,13 @@ from ._sql import Database, StoreError, one_snapshot, store_location
 from .adapt import map_from_stats, model_like
 from .calhistory import CalibrationHistory, StoredCalibration
 from .calibration import Calibration
-from .features import FeatureConfig
+from .features import FeatureConfig, extract_features, extract_features_and_quality
 from .gates import DEFAULT_GATE, Gate, speech_seconds
 from .quality import Quality
 from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, ubm_shape_problem
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
-from .sources import Source, content_hash, read_source, read_source_and_quality, source_kind
+from .sources import Source, Waveform, content_hash, read_source, read_source_and_quality, source_kind
 from .verification import Match, StoreScoring, VerifyResult
 
 __all__ = ["StoreError", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
@@ -460,8 +460,12 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
 
     # ------------------------------------------------------------------ features and statistics
     def features(self, source: Source) -> np.ndarray:
-        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset`` or a feature array,
-        checked (the store's face: the scoring below trusts them); ValueError naming the source."""
+        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset``, a :class:`Waveform` or a
+        feature array, checked (the store's face: the scoring below trusts them); ValueError
+        naming the source (:class:`speaker.audio.AudioError` for unusable audio)."""
+        if isinstance(source, Waveform):
+            X = extract_features(source.samples, sample_rate=source.sample_rate, config=self.config)
+            return check_features(X, self.D, "<waveform>: features")
         if isinstance(source, np.ndarray):
             return check_features(source, self.D, "<array>: features")
         X = read_source(os.fspath(source), self.config)          # finite float32 (frames >= 1, dims)
@@ -470,8 +474,12 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         return X
 
     def features_and_quality(self, source: Source) -> tuple[np.ndarray, Quality | None]:
-        """:meth:`features` and, for an audio file, its :class:`speaker.quality.Quality`
-        measured in the same decode (None for feature inputs: only their frames are known)."""
+        """:meth:`features` and, for audio (a file or a :class:`Waveform`), its
+        :class:`speaker.quality.Quality` measured in the same decode (None for feature inputs:
+        only their frames are known)."""
+        if isinstance(source, Waveform):
+            X, q = extract_features_and_quality(source.samples, sample_rate=source.sample_rate, config=self.config)
+            return check_features(X, self.D, "<waveform>: features"), q
         if isinstance(source, np.ndarray):
             return self.features(source), None
         X, q = read_source_and_quality(os.fspath(source), self.config)
@@ -484,7 +492,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                features: Callable[[Source], np.ndarray] | None = None, gate: Gate | None = None) -> EnrollResult:
         """Add recordings to a speaker (created if new), or start it over with ``replace=True``.
 
-        Each source is an audio file, ``.npy`` / ``ark:offset`` features, or a (frames, D) array.
+        Each source is an audio file, ``.npy`` / ``ark:offset`` features, a :class:`Waveform`
+        (samples in memory and their rate), or a (frames, D) feature array.
         A source that cannot be read, whose content is already enrolled for this speaker, or
         that the quality gates refuse (``gate``, default the store's: too little net speech,
         clipped, noise only; :mod:`speaker.gates`) is skipped (``result.skipped``: source -> reason).  The rest are
@@ -500,13 +509,15 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         items: list[EnrolmentItem] = []
         result = EnrollResult(speaker_id)
         for src in sources:
-            name = "<array>" if isinstance(src, np.ndarray) else os.fspath(src)
+            name = ("<array>" if isinstance(src, np.ndarray) else "<waveform>" if isinstance(src, Waveform)
+                    else os.fspath(src))
             try:
                 if features is None:
                     X, q = self.features_and_quality(src)
                 else:
                     X = self.features(features(src))
-                    q = self.features_and_quality(src)[1] if source_kind(os.fspath(src)) == "audio" else None
+                    q = (self.features_and_quality(src)[1] if isinstance(src, Waveform)
+                         or not isinstance(src, np.ndarray) and source_kind(os.fspath(src)) == "audio" else None)
                 digest = content_hash(src, X)
             except Exception as exc:  # noqa: BLE001 - reported per recording
                 result.skipped[name] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
@@ -813,7 +824,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         result = EnrollResult("<cohort>")
         rows = []
         for key, src in items:
-            name = "<array>" if isinstance(src, np.ndarray) else os.fspath(src)
+            name = ("<array>" if isinstance(src, np.ndarray) else "<waveform>" if isinstance(src, Waveform)
+                    else os.fspath(src))
             try:
                 check_speaker_id(key)
                 X = self.features(src if features is None else features(src))
