@@ -4,6 +4,9 @@ names that never collide, and the content fingerprint of a job's inputs.
 * :func:`refuse_inputs_as_outputs`: an output (or checkpoint) that is the same file as an input
   (same device and inode, so through symbolic links and hard links too) is refused before any
   work is done.
+* :func:`check_outputs`: that, and every output writable as :mod:`speaker._atomic` writes it (an
+  existing file only with ``--overwrite``; a FIFO or character device written into; a folder,
+  block device or socket refused), before any work is done.
 * :func:`read_small_text`: a small text file, refused above a size without reading further.
 * :func:`output_names`: distinct output names for the entries of a list.
 * :func:`inputs_fingerprint`: size, modification time and a SHA-256 of the contents of every
@@ -18,9 +21,10 @@ import hashlib
 import os
 from typing import Iterable, Mapping
 
+from ._atomic import output_problem
 from .sources import file_digest, source_file
 
-__all__ = ["GuardError", "refuse_inputs_as_outputs", "read_small_text", "output_names", "inputs_fingerprint"]
+__all__ = ["GuardError", "refuse_inputs_as_outputs", "check_outputs", "read_small_text", "output_names", "inputs_fingerprint"]
 
 
 class GuardError(ValueError):
@@ -64,6 +68,26 @@ def refuse_inputs_as_outputs(outputs: Mapping[str, object], inputs: Iterable[tup
             same = "is" if os.path.abspath(str(out)) == os.path.abspath(source_file(path)) else "is the same file as"
             raise GuardError(f"{option} {out} {same} the {what} {path}: refusing to overwrite an input "
                              "(choose another output path)")
+
+
+def check_outputs(outputs: Mapping[str, object], inputs: Iterable[tuple[str, object]] = (), *,
+                  overwrite: bool = False, pairs: Iterable[str] = ()) -> None:
+    """Before any work: raise :class:`GuardError` unless every output of ``outputs`` (option ->
+    path, None: not used) can be written.
+
+    An output that is one of ``inputs`` is refused (:func:`refuse_inputs_as_outputs`), so is an
+    existing regular file without ``overwrite`` and anything that is not a regular file, except a
+    FIFO or a character device, which is written into (:func:`speaker._atomic.output_problem`);
+    the options named in ``pairs`` (an ``.ark`` and its ``.scp``) must be regular files.
+    """
+    refuse_inputs_as_outputs(outputs, inputs)
+    pairs = set(pairs)
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        why = output_problem(path, overwrite, streams=option not in pairs)
+        if why is not None:
+            raise GuardError(f"{option} {why}")
 
 
 # ------------------------------------------------------------------------ inputs fingerprint

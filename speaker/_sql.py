@@ -113,6 +113,7 @@ class Database:
         """Make the engine (its pool gives each transaction, hence each thread, a connection)."""
         import sqlalchemy as sa
         if self.file is not None:
+            self.check_files()
             uri = self.file.absolute().as_uri() + "?mode=rwc"
             timeout = self.timeout
 
@@ -149,6 +150,22 @@ class Database:
                                            connect_args={"connect_timeout": max(1, int(min(self.timeout, 30)))})
         except (sa.exc.ArgumentError, ValueError) as exc:
             raise StoreError(f"{self.path}: bad database URL: {exc}") from None
+
+    def check_files(self) -> None:
+        """The SQLite file and its companions (``-wal``, ``-shm``, ``-journal``) are regular files
+        or absent: SQLite would open a FIFO (hanging) or a device and create ``NAME-journal``
+        beside it."""
+        import stat
+        from ._atomic import file_kind
+        for f in (self.file, *(self.file.with_name(self.file.name + s) for s in ("-wal", "-shm", "-journal"))):
+            try:
+                mode = os.stat(f).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.fail(f"{f}: {exc.strerror or exc}")
+            if not stat.S_ISREG(mode):
+                self.fail(f"{f} is {file_kind(mode)}, not a SQLite file")
 
     def close(self) -> None:
         """Close the database connections (of every thread)."""

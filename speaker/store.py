@@ -205,6 +205,7 @@ class SpeakerStore(StoreScoring):
                 raise StoreError(f"{ubm}: holds speaker models, not a UBM")
             ubm, config = mf.ubm, (config or mf.config)
         if file is not None:
+            self._db.check_files()
             exists = file.exists() and file.stat().st_size > 0
             if not exists and (ubm is None or not create):
                 raise StoreError(f"{self.path}: no such speaker store"
@@ -470,12 +471,14 @@ class SpeakerStore(StoreScoring):
                                      _blob(m.means_), _blob(m.covariances_)))
         return list(mf.speakers)
 
-    def export(self, path: str | os.PathLike, ids: Sequence[str] | None = None) -> list[str]:
-        """Write the models of ``ids`` (default all) to a ``models.npz`` (atomically)."""
+    @one_snapshot
+    def export(self, path: str | os.PathLike, ids: Sequence[str] | None = None, *, overwrite: bool = True) -> list[str]:
+        """Write the models of ``ids`` (default all) to a ``models.npz`` (atomically, read in one
+        snapshot; ``overwrite=False`` refuses an existing file)."""
         ids = list(ids) if ids is not None else [s.id for s in self.speakers()]
         if not ids:
             raise StoreError(f"{self.path}: no speakers to export")
-        save_model(path, {i: self.model(i) for i in ids}, ubm=self.ubm, config=self.config)
+        save_model(path, {i: self.model(i) for i in ids}, ubm=self.ubm, config=self.config, overwrite=overwrite)
         return ids
 
     # ------------------------------------------------------------------ reading rows

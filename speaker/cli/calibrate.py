@@ -1,7 +1,7 @@
 """``speaker calibrate``: fit a score calibration on development trials."""
 from __future__ import annotations
 
-from ._common import JobError, open_store, say
+from ._common import JobError, add_overwrite, check_outputs, open_store, say
 from ._options import prob
 
 NAME = "calibrate"
@@ -16,6 +16,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--scores", required=True, metavar="TXT", help="development scores (speaker score)")
     s.add_argument("--trials", required=True, metavar="TRIALS", help="the development trials, with labels")
     s.add_argument("--out", metavar="JSON", help="write the calibration here")
+    add_overwrite(s)
     s.add_argument("--store", metavar="DB|URL",
                    help="keep the calibration in this store (used by verify / identify): a SQLite file or a URL")
     s.add_argument("--prior", "--p-target", dest="prior", type=prob, default=0.5, metavar="P",
@@ -30,6 +31,7 @@ def run(args) -> int:
     from ..lists import read_scores, read_trials
     if not args.out and not args.store:
         raise JobError("give --out JSON and/or --store DB (where to keep the calibration)")
+    check_outputs(args, {"--out": args.out}, [("score file", args.scores), ("trial list", args.trials)])
     _, trials = read_trials(args.trials, args.root)
     scores = read_scores(args.scores)
     pairs = [(scores[(t.model, t.test)], t.label) for t in trials
@@ -41,7 +43,7 @@ def run(args) -> int:
         raise JobError("calibration needs scored target and non-target trials")
     cal = fit_calibration(s, lab, prior=args.prior)
     if args.out:
-        write_text_atomic(args.out, cal.to_json() + "\n")
+        write_text_atomic(args.out, cal.to_json() + "\n", overwrite=args.overwrite)
     if args.store:
         with open_store(args) as store:
             store.calibration = cal

@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import JobError, check_strict, feature_cache, load_ubm, open_store, progress, report_skipped, say
+from ._common import (JobError, add_overwrite, check_outputs, check_strict, feature_cache, load_ubm, open_store, progress,
+                      report_skipped, say)
 from ._ivec import add_backend_options
 
 NAME = "enroll"
@@ -18,7 +19,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--enroll", required=True, metavar="ENROLL",
                    help="enrolment list: 'speaker_id path [path ...]' per line")
     s.add_argument("--out", metavar="NPZ", help="speaker models file to write (or --store)")
-    s.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
+    add_overwrite(s)
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
     add_enroll_options(s)
     add_backend_options(s)
@@ -89,18 +90,16 @@ def run(args) -> int:
         from ._ivec import enroll_ivectors
         return enroll_ivectors(args)
     from ..lists import read_enroll_list, read_scp
-    from pathlib import Path
     from ..model_io import save_model
     if bool(args.out) == bool(args.store):
         raise JobError("give either --out NPZ (a model file) or --store DB (a speaker store)")
     ubm, config = load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
-    _guards.refuse_inputs_as_outputs({"--out": args.out, "--store": args.store}, [("UBM", args.ubm), ("enrolment list", args.enroll),
-                                     ("scp", args.scp)] + [("listed file", p) for f in spk_files.values()
-                                                           for _, p in f])
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
+    inputs = [("UBM", args.ubm), ("enrolment list", args.enroll), ("scp", args.scp)] + [
+        ("listed file", p) for f in spk_files.values() for _, p in f]
+    _guards.refuse_inputs_as_outputs({"--store": args.store}, inputs)
+    check_outputs(args, {"--out": args.out}, inputs)
     with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
         fc.load([p for files in spk_files.values() for _, p in files], desc="features")
     report_skipped(args, fc.errors)
@@ -115,7 +114,7 @@ def run(args) -> int:
         check_strict(args, dict.fromkeys(empty))
     if not models:
         raise JobError("no speaker could be enrolled")
-    save_model(args.out, models, ubm=ubm, config=config)
+    save_model(args.out, models, ubm=ubm, config=config, overwrite=args.overwrite)
     say(args, f"enrolled {len(models)} speaker(s) (relevance factor {args.relevance_factor:g}, "
               f"adapt {args.adapt!r}) -> {args.out}")
     return 0
