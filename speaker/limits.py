@@ -10,7 +10,8 @@ are customary) and keep a model's arrays small: K * D <= 819,200 values (6.6 MB 
 from __future__ import annotations
 
 __all__ = ["MAX_COMPONENTS", "MAX_DIM", "MAX_RANK", "MAX_PASSES", "MAX_SPEAKERS", "MAX_ELEMENTS", "MAX_ID_CHARS",
-           "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "ubm_shape_problem"]
+           "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "MAX_KEPT_FRAMES", "MAX_KEPT_ELEMENTS", "MAX_CALIBRATION_TRIALS",
+           "ubm_shape_problem"]
 
 #: Components K of a UBM (and of every model adapted from it).
 MAX_COMPONENTS = 4096
@@ -30,6 +31,12 @@ MAX_ID_CHARS = 1024
 #: Frames of one cohort recording kept in a store, and its frames * D (64 MB of float32).
 MAX_COHORT_FRAMES = 1 << 22
 MAX_COHORT_ELEMENTS = 1 << 24
+#: Frames of one enrolled recording whose features a store keeps, and its frames * D (the
+#: cohort's bounds; a longer recording is enrolled without its features).
+MAX_KEPT_FRAMES = MAX_COHORT_FRAMES
+MAX_KEPT_ELEMENTS = MAX_COHORT_ELEMENTS
+#: Trials (target + non-target) whose calibrated LLRs a kept calibration holds (32 MB of float64).
+MAX_CALIBRATION_TRIALS = 1 << 22
 
 
 def ubm_shape_problem(K: object, D: object) -> str | None:

@@ -10,16 +10,27 @@ API (JSON responses; audio is the raw request body or the multipart part named `
     GET    /v1/speakers                                   every speaker
     GET    /v1/speakers/{id}                              one speaker and its recordings
     DELETE /v1/speakers/{id}                              remove a speaker
-    POST   /v1/speakers/{id}/verify                       {"speaker", "score", "llr", "decision", "threshold"}
-    POST   /v1/identify[?top=N]                           the N best speakers that pass the decision
-    GET    /healthz                                       liveness (no API key needed)
+    POST   /v1/speakers/{id}/verify                       {"speaker", "score", "llr", "decision", "reason", "threshold"}
+    POST   /v1/identify[?top=N]                           the N best candidates with their decisions
+    POST   /v1/calibration                                calibrate the store on its own enrolments
+    GET    /v1/calibrations                               the calibrations the store keeps (current first)
+    POST   /v1/calibrations/{id}/use                      make an earlier calibration current again
+    GET    /healthz                                       liveness, and whether decisions are possible (no API key needed)
+
+Decisions are ``accept``, ``reject`` or ``undecided`` with a ``reason``: without a calibration
+and a threshold every decision is ``undecided`` (never accept), and so is a test with too little
+net speech (``insufficient speech``).  An enrolment the quality gates refuse is a 422 whose
+``error`` says why: ``insufficient_speech`` (a recording, or the speaker's recordings in all),
+``clipped``, ``noise_only``.
     GET    /docs, /openapi.json                           OpenAPI
 
 Errors are ``{"error": CODE, "detail": TEXT}``: 400 ``bad_request`` (a malformed speaker id,
 query or multipart body), 401 ``unauthorized``, 404 ``unknown_speaker`` / ``not_found``,
 409 ``conflict`` (the store refuses the change), 413 ``too_large`` (bytes) / ``too_long``
-(seconds of audio), 422 ``bad_audio`` (the library's reason), 500 ``internal``, 503
-``store_unavailable``.
+(seconds of audio), 422 ``bad_audio`` (the library's reason) / ``insufficient_speech`` /
+``clipped`` / ``noise_only`` (the quality gates) / ``not_enough_enrolments`` (self-calibration) /
+``bad_decision`` (e.g. ``target_far`` without a calibration kept with its trials), 500
+``internal``, 503 ``store_unavailable``.
 
 Threads: uploads are decoded and their features (and, for an enrolment, UBM statistics) computed
 in a thread pool of ``threads`` workers, never on the event loop; the compiled core releases the
@@ -48,8 +59,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ._batch import recording_stats
 from .audio import AudioError, AudioTooLong, decode_bytes
 from .calibration import Calibration
+from .gates import Gate, Quality, speech_seconds
 from .features import extract_features
-from .store import SpeakerStore, StoreError, check_speaker_id
+from .store import EnrolmentItem, EnrolmentRefused, SpeakerStore, StoreError, check_speaker_id
 
 __all__ = ["ServiceConfig", "ApiError", "create_app", "SPEAKER_ID"]
 
@@ -68,9 +80,11 @@ class ServiceConfig:
     max_seconds : longest upload in seconds of audio (checked from the header, before decoding)
     threads : worker threads for decoding, features and scoring
     api_key : the key every endpoint but ``/healthz`` requires (None: no authentication)
-    threshold, p_target, c_miss, c_fa, calibration : the decision rule of
+    threshold, p_target, c_miss, c_fa, calibration, target_far : the decision rule of
         :meth:`speaker.store.SpeakerStore.verify` (``calibration`` None: the store's, read at
         every request, so ``speaker calibrate --store`` takes effect without a restart)
+    gate : the quality gates of enrolments and tests (:class:`speaker.gates.Gate`; None: the
+        store's)
     max_top : largest ``top`` of ``/v1/identify``
     """
 
@@ -83,6 +97,8 @@ class ServiceConfig:
     c_miss: float = 1.0
     c_fa: float = 1.0
     calibration: Calibration | None = None
+    target_far: float | None = None
+    gate: Gate | None = None
     max_top: int = 100
 
 
@@ -124,9 +140,9 @@ class _ApiKey:
         await self.app(scope, receive, send)
 
 
-def _multipart_file(body: bytes, content_type: str) -> bytes:
-    """The content of the part named ``file`` of a ``multipart/form-data`` body, parsed in memory
-    (python-multipart's push parser; the client's file name is ignored)."""
+def _multipart_files(body: bytes, content_type: str) -> list[bytes]:
+    """The contents of the parts named ``file`` of a ``multipart/form-data`` body, in order,
+    parsed in memory (python-multipart's push parser; the client's file names are ignored)."""
     from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
@@ -156,11 +172,11 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
         parser.finalize()
     except (MultipartParseError, ValueError) as exc:
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
-    for headers, data in parts:
-        _, opts = parse_options_header(headers.get(b"content-disposition", b""))
-        if opts.get(b"name") == b"file":
-            return data
-    raise ApiError(400, "bad_request", "multipart body has no part named 'file'")
+    files = [data for headers, data in parts
+             if parse_options_header(headers.get(b"content-disposition", b""))[1].get(b"name") == b"file"]
+    if not files:
+        raise ApiError(400, "bad_request", "multipart body has no part named 'file'")
+    return files
 
 
 class _Service:
@@ -190,8 +206,9 @@ class _Service:
         check_speaker_id(value)
         return value
 
-    async def upload(self, request: Request) -> bytes:
-        """The uploaded audio: the raw body, or the multipart part ``file``, at most ``max_bytes``
+    async def upload(self, request: Request, many: bool = False) -> bytes | list[bytes]:
+        """The uploaded audio: the raw body, or the multipart part ``file`` (with ``many``: the
+        list of every part named ``file``, or of the raw body), at most ``max_bytes`` in all
         (a larger declared Content-Length is refused before reading; the count is checked after
         every chunk of the stream, so no more than ``max_bytes`` plus one chunk is ever held)."""
         cap = self.cfg.max_bytes
@@ -205,9 +222,9 @@ class _Service:
             if len(body) > cap:
                 raise too_large
         ctype = request.headers.get("content-type", "")
-        if ctype.lower().startswith("multipart/form-data"):
-            return _multipart_file(bytes(body), ctype)
-        return bytes(body)
+        files = (_multipart_files(bytes(body), ctype) if ctype.lower().startswith("multipart/form-data")
+                 else [bytes(body)])
+        return files if many else files[0]
 
     # ---------------------------------------------------------------- run in worker threads
     def features(self, data: bytes) -> np.ndarray:
@@ -224,32 +241,102 @@ class _Service:
         except ValueError as exc:
             raise ApiError(422, "bad_audio", str(exc).replace("<signal>: ", "").replace("<array>: ", "")) from None
 
-    def enroll(self, speaker_id: str, data: bytes, replace: bool) -> dict:
-        X = self.features(data)
-        digest = hashlib.sha256(data).hexdigest()     # of the file's bytes, as the store hashes files
-        stats = recording_stats(self.store.ubm, X, check_input=False)
-        with self.lock:
-            r = self.store.enroll_statistics(speaker_id, [(f"upload:{digest[:16]}", digest, stats)], replace=replace)
+    def gate(self) -> Gate:
+        return self.cfg.gate if self.cfg.gate is not None else self.store.gate
+
+    def enroll(self, speaker_id: str, files: list[bytes], replace: bool) -> dict:
+        """Enrol the uploaded recordings (one request: one or several parts named ``file``);
+        422 naming the part and the reason when the quality gates refuse one, or the speaker."""
+        gate, items = self.gate(), []
+        for n, data in enumerate(files):
+            X = self.features(data)
+            q = Quality(speech_seconds(X.shape[0], self.store.config))
+            problem = gate.recording_problem(q)
+            if problem is not None:
+                raise ApiError(422, problem[0], (f"part {n + 1} of {len(files)}: " if len(files) > 1 else "") + problem[1])
+            digest = hashlib.sha256(data).hexdigest()     # of the file's bytes, as the store hashes files
+            items.append(EnrolmentItem(f"upload:{digest[:16]}", digest,
+                                       recording_stats(self.store.ubm, X, check_input=False), X, q))
+        try:
+            with self.lock:
+                r = self.store.enroll_statistics(speaker_id, items, replace=replace, gate=gate)
+        except EnrolmentRefused as exc:
+            raise ApiError(422, exc.code, f"{exc} (send several recordings in one request: multipart parts named "
+                                          "'file')") from None
         return {"speaker": speaker_id, "recordings": r.n_recordings, "frames": r.n_frames,
-                "added": bool(r.added), "skipped": next(iter(r.skipped.values()), None)}
+                "speech_seconds": r.speech_seconds, "added": bool(r.added), "added_recordings": len(r.added),
+                "skipped": next(iter(r.skipped.values()), None)}
 
     def _decide(self) -> dict:
         c = self.cfg
         return dict(threshold=c.threshold, p_target=c.p_target, c_miss=c.c_miss, c_fa=c.c_fa,
-                    calibration=c.calibration)
+                    calibration=c.calibration, target_far=c.target_far, gate=self.gate())
+
+    def _ruled(self, fn, *args, **kwargs):
+        """A store call that makes a decision; a rule that cannot be made is a 422."""
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            if isinstance(exc, (StoreError, KeyError)):
+                raise
+            raise ApiError(422, "bad_decision", str(exc)) from None
 
     def verify(self, speaker_id: str, data: bytes) -> dict:
         X = self.features(data)
         with self.lock:                           # one read transaction: KeyError for an unknown speaker
-            r = self.store.verify(speaker_id, X, check_input=False, **self._decide())
-        return {"speaker": speaker_id, "score": r.score, "llr": r.llr,
-                "decision": "accept" if r.accept else "reject", "threshold": r.threshold}
+            r = self._ruled(self.store.verify, speaker_id, X, check_input=False, **self._decide())
+        return {"speaker": speaker_id, "score": r.score, "llr": r.llr, "decision": r.decision, "reason": r.reason,
+                "threshold": r.threshold}
 
     def identify(self, data: bytes, top: int) -> dict:
         X = self.features(data)
         with self.lock:                           # one read transaction
-            hits = self.store.identify(X, top, check_input=False, **self._decide())
-        return {"speakers": [{"speaker": m.id, "score": m.score, "llr": m.llr} for m in hits]}
+            ranked = self._ruled(self.store.candidates, X, top, check_input=False, **self._decide())
+        cands = [{"speaker": m.id, "score": m.score, "llr": m.llr, "decision": m.decision, "reason": m.reason}
+                 for m in ranked]
+        return {"speakers": [c for c in cands if c["decision"] == "accept"], "candidates": cands}
+
+    def calibrate(self, body: dict) -> dict:
+        from .selfcal import NotEnoughEnrolments, calibrate_from_enrollments
+        kw = {}
+        for key in ("prior", "target_far"):
+            v = body.get(key)
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                    raise ApiError(400, "bad_request", f"{key} must be a number in (0, 1)")
+                kw[key] = float(v)
+        extra = set(body) - {"prior", "target_far"}
+        if extra:
+            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far)")
+        try:
+            with self.lock:
+                res = calibrate_from_enrollments(self.store, **kw)
+        except NotEnoughEnrolments as exc:
+            raise ApiError(422, "not_enough_enrolments", exc.missing) from None
+        except ValueError as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise ApiError(422, "not_enough_enrolments", f"cannot calibrate: {exc}") from None
+        return self._calibration_json(res.id, res.calibration, res.fitted_on, res.report, True)
+
+    @staticmethod
+    def _calibration_json(cal_id, cal, fitted_on, report, current, created_at=None) -> dict:
+        return {"id": cal_id, "current": current, "created_at": created_at, "fitted_on": fitted_on,
+                "calibration": {"a": cal.a, "b": cal.b, "prior": cal.prior}, "report": report}
+
+    def calibrations(self) -> dict:
+        with self.lock:
+            rows = self.store.calibrations()
+        return {"calibrations": [self._calibration_json(r.id, r.calibration, r.fitted_on, r.report, r.current,
+                                                        r.created_at) for r in rows]}
+
+    def use_calibration(self, cal_id: int) -> dict:
+        try:
+            with self.lock:
+                r = self.store.use_calibration(cal_id)
+        except KeyError:
+            raise ApiError(404, "not_found", f"no calibration {cal_id}") from None
+        return self._calibration_json(r.id, r.calibration, r.fitted_on, r.report, True, r.created_at)
 
     def speakers(self, speaker_id: str | None = None) -> list[dict]:
         with self.lock, self.store.snapshot():    # one read transaction
@@ -279,9 +366,19 @@ class _Service:
     def health(self) -> dict:
         with self.lock:
             n = len(self.store)
+            try:
+                rule = self.store.decision(**self._decide())
+                decisions = {"possible": rule.threshold is not None, "rule": rule.rule}
+            except ValueError as exc:
+                decisions = {"possible": False, "rule": str(exc)}
+            cal = self.store.current_calibration() if self.cfg.calibration is None else None
         st = self.store
-        return {"status": "ok", "speakers": n,
-                "ubm": {"components": st.K, "dims": st.D, "fingerprint": st.fingerprint}}
+        out = {"status": "ok", "speakers": n, "calibrated": self.cfg.calibration is not None or cal is not None,
+               "decisions": decisions, "ubm": {"components": st.K, "dims": st.D, "fingerprint": st.fingerprint}}
+        if not decisions["possible"]:
+            out["warning"] = ("no decisions: every verification and identification answers 'undecided' until the "
+                              "store is calibrated (POST /v1/calibration) or the service is given a threshold")
+        return out
 
 
 _UPLOAD = {"requestBody": {"required": True, "description": "the recording: the raw file as the body, or a "
@@ -342,7 +439,7 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
     async def enroll(speaker_id: str, request: Request,
                      replace: bool = Query(False, description="start the speaker over with this recording")):
         sid = svc.speaker_id(speaker_id)
-        return await svc.run(svc.enroll, sid, await svc.upload(request), replace)
+        return await svc.run(svc.enroll, sid, await svc.upload(request, many=True), replace)
 
     @app.get("/v1/speakers", summary="every enrolled speaker", responses=_ERRORS)
     async def speakers():
@@ -363,9 +460,34 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
         return await svc.run(svc.verify, sid, await svc.upload(request))
 
     @app.post("/v1/identify", openapi_extra=_UPLOAD, responses=_ERRORS,
-              summary="the best-scoring speakers that pass the decision (open set)")
+              summary="the best-scoring speakers with their decisions ('speakers': those accepted; open set)")
     async def identify(request: Request, top: int = Query(1, ge=1, le=cfg.max_top, description="how many")):
         return await svc.run(svc.identify, await svc.upload(request), top)
+
+    @app.post("/v1/calibration", responses=_ERRORS,
+              summary="calibrate the store on its own enrolments (JSON body: optional prior, target_far)")
+    async def calibrate(request: Request):
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > 65536:
+                raise ApiError(413, "too_large", "a calibration request is a small JSON object (at most 64 KB)")
+        try:
+            import json
+            data = json.loads(body) if body.strip() else {}
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "bad_request", "the body must be a JSON object (or empty)") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_request", "the body must be a JSON object (or empty)")
+        return await svc.run(svc.calibrate, data)
+
+    @app.get("/v1/calibrations", summary="the calibrations the store keeps, newest first", responses=_ERRORS)
+    async def calibrations():
+        return await svc.run(svc.calibrations)
+
+    @app.post("/v1/calibrations/{cal_id}/use", summary="make a kept calibration current again", responses=_ERRORS)
+    async def use_calibration(cal_id: int):
+        return await svc.run(svc.use_calibration, cal_id)
 
     @app.get("/healthz", summary="liveness: UBM loaded, store readable (no API key needed)")
     async def healthz():

@@ -180,15 +180,19 @@ STORE_HELP = ("the speaker store: a SQLite file path, or a database URL: sqlite:
               "postgresql://user@host/dbname (several machines sharing one store; pip install '.[postgres]')")
 
 DECISION_HELP = (
-    "How to choose the decision: with a calibration (speaker calibrate on development trials of your "
-    "conditions, then --calibration FILE or kept in the store with 'calibrate --store'), give the prior "
-    "probability that a claim is genuine (--p-target, default 0.5) and the costs of a false reject and a "
-    "false accept (--c-miss, --c-fa): the Bayes threshold log(c_fa (1 - p_target) / (c_miss p_target)) on "
-    "the calibrated LLR minimises the expected cost (a voice login that must rarely let impostors in: "
-    "small p_target or large --c-fa). Without a calibration, --threshold T on the raw score: take it from "
-    "'speaker eval --target-far F' on development trials (the threshold giving false-accept rate F) or its "
-    "EER threshold. With neither, raw scores >= 0 are accepted (speaker at least as likely as the UBM), "
-    "which is rarely the right operating point.")
+    "How the decision is taken. No accept without a calibration or a threshold: with neither, scores are printed "
+    "with the decision 'undecided' and the command exits with status 3. With a calibration (kept in the store by "
+    "'speaker calibrate --store DB --from-enrollments' or on development trials, or --calibration FILE): "
+    "--target-far F accepts at the false-accept rate F measured on the calibration's non-target trials; otherwise "
+    "the Bayes threshold log(c_fa (1 - p_target) / (c_miss p_target)) on the calibrated LLR, from the prior "
+    "probability that a claim is genuine (--p-target, default the prior the calibration was fitted at) and the "
+    "costs of a false reject and a false accept (--c-miss, --c-fa): a voice login that must rarely let impostors "
+    "in takes a small --p-target (0.01) or a large --c-fa. Without a calibration, --threshold T on the raw score "
+    "(e.g. 'speaker eval --target-far F' on development trials prints it). A test with less net speech than "
+    "--min-test-speech is 'undecided' (insufficient speech), never accepted.")
+
+#: Exit status of verify / identify when every file was scored but some got no decision.
+EXIT_UNDECIDED = 3
 
 def open_store(args, ubm=None, create: bool = False, **options):
     """The speaker store of ``--store`` (bound to ``ubm`` when given; ``options`` go to SpeakerStore).
@@ -227,21 +231,58 @@ def add_top_c(p) -> None:
 
 
 def decision_options(p: argparse.ArgumentParser) -> None:
-    """--top-c and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
+    """--top-c and the decision options (threshold, target false-accept rate, prior, costs,
+    calibration, shortest test) of verify / identify / serve."""
     add_top_c(p)
     g = p.add_argument_group("decision", DECISION_HELP)
-    g.add_argument("--threshold", type=float, metavar="T", help="accept iff the raw score >= T (overrides a calibration)")
+    g.add_argument("--threshold", type=float_option(-1e300, 1e300), metavar="T",
+                   help="accept iff the raw score >= T (overrides a calibration)")
+    g.add_argument("--target-far", type=prob, metavar="F",
+                   help="accept at the false-accept rate F (e.g. 0.01) of the store's calibration, measured on its "
+                        "non-target trials (needs a calibration kept with its trials: 'speaker calibrate --store')")
     g.add_argument("--p-target", type=prob, metavar="P",
-                   help="prior probability of a genuine claim for the Bayes threshold (needs a calibration; default 0.5)")
+                   help="prior probability of a genuine claim for the Bayes threshold (needs a calibration; default: "
+                        "the prior the calibration was fitted at)")
     g.add_argument("--c-miss", type=positive, default=1.0, metavar="COST", help="cost of rejecting a genuine speaker (default 1)")
     g.add_argument("--c-fa", type=positive, default=1.0, metavar="COST", help="cost of accepting an impostor (default 1)")
     g.add_argument("--calibration", metavar="JSON", help="calibration from 'speaker calibrate' (default: the store's, if any)")
+    g.add_argument("--min-test-speech", type=float_option(0.0, 3600.0), metavar="SECONDS",
+                   help=f"shortest net speech (after VAD) a test needs for a decision (default {DEFAULT_TEST_SPEECH:g} s); "
+                        "a shorter one is 'undecided: insufficient speech'")
+
+
+#: ``--min-test-speech``'s default (speaker.gates.Gate().min_test_speech; a test checks they agree).
+DEFAULT_TEST_SPEECH = 1.0
 
 
 def decide_kwargs(args, store) -> dict:
-    """The decision keywords of ``SpeakerStore.verify`` / ``identify`` from the decision options."""
-    return dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
-                calibration=calibration(args, store))
+    """The decision keywords of ``SpeakerStore.verify`` / ``identify`` from the decision options
+    (``calibration``: the --calibration file's, else None: the store's current one, with its trials);
+    a rule that cannot be made (``--target-far`` without a calibration kept with its trials) is
+    a JobError, and no rule at all is said once on stderr."""
+    kw = dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
+              target_far=args.target_far, calibration=calibration(args), gate=gate(args, store))
+    try:
+        rule = store.decision(**kw)
+    except ValueError as exc:
+        raise JobError(f"{args.store}: {exc}") from None
+    if rule.threshold is None:
+        print(f"speaker {args.command}: no decisions, every one is 'undecided' (exit status {EXIT_UNDECIDED}): "
+              f"{args.store} has no calibration and no --threshold was given; raw scores >= 0 are not accepted by "
+              "default any more: calibrate the store ('speaker calibrate --store DB --from-enrollments') or give "
+              "--threshold T / --target-far F", file=sys.stderr)
+    return kw
+
+
+def gate(args, store):
+    """The store's quality gate with the command's --min-speech / --min-speaker-speech /
+    --min-test-speech."""
+    import dataclasses as dc
+    changes = {k: getattr(args, opt) for k, opt in (("min_recording_speech", "min_speech"),
+                                                    ("min_speaker_speech", "min_speaker_speech"),
+                                                    ("min_test_speech", "min_test_speech"))
+               if getattr(args, opt, None) is not None}
+    return dc.replace(store.gate, **changes)
 
 
 def as_norm_size(args, n_cohort: int) -> int:

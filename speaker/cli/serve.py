@@ -12,7 +12,7 @@ import signal
 import sys
 
 from .. import _guards
-from ._common import JobError, calibration as calibration_of, decision_options, open_store
+from ._common import JobError, calibration as calibration_of, decision_options, gate as gate_of, open_store
 from ._options import float_option, int_option
 
 NAME = "serve"
@@ -54,6 +54,10 @@ def add_parser(sub, parents) -> None:
     g.add_argument("--drain-seconds", type=float_option(0.0, 3600.0), default=30.0, metavar="S",
                    help="on SIGTERM / Ctrl-C, how long requests in flight may still take (default 30)")
     g.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
+    g.add_argument("--min-speech", type=float_option(0.0, 3600.0), metavar="SECONDS",
+                   help="enrolment: refuse (422) a recording with less net speech than this (default 1.5 s)")
+    g.add_argument("--min-speaker-speech", type=float_option(0.0, 36000.0), metavar="SECONDS",
+                   help="enrolment: refuse (422) a speaker whose recordings hold less net speech in all (default 8 s)")
     decision_options(s)
     s.set_defaults(func=run)
 
@@ -95,11 +99,22 @@ def run(args) -> int:
         raise JobError(f"speaker serve needs the 'serve' extra (pip install 'gmmext[serve]'): {exc}") from None
     calibration = calibration_of(args)
     with open_store(args, args.ubm, create=True) as store:           # closed when the server stops
-        if args.p_target is not None and args.threshold is None and calibration is None and store.calibration is None:
-            raise JobError("--p-target needs a calibration (--calibration, or one kept in the store)")
+        g = gate_of(args, store)
+        try:
+            rule = store.decision(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss,
+                                  c_fa=args.c_fa, calibration=calibration, target_far=args.target_far, gate=g)
+        except ValueError as exc:
+            raise JobError(f"{args.store}: {exc}") from None
+        if rule.threshold is None:
+            print(f"speaker serve: WARNING: {args.store} has no calibration and no --threshold was given: every "
+                  "verification and identification answers 'undecided' (never accept) until the store is calibrated "
+                  "('speaker calibrate --store DB --from-enrollments', or POST /v1/calibration); /healthz says so",
+                  file=sys.stderr)
+        else:
+            print(f"speaker serve: decisions: {rule.rule}", file=sys.stderr)
         cfg = ServiceConfig(max_bytes=args.max_bytes, max_seconds=args.max_seconds, threads=args.threads,
                             api_key=key, threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss,
-                            c_fa=args.c_fa, calibration=calibration)
+                            c_fa=args.c_fa, calibration=calibration, target_far=args.target_far, gate=g)
         app = create_app(store, cfg)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
                                 access_log=not args.quiet, timeout_graceful_shutdown=args.drain_seconds,

@@ -1,0 +1,311 @@
+"""Decisions one can trust by default (docs/store.md): no accept without a calibration or a
+threshold, self-calibration from the store's own enrolments, kept calibrations, decisions at a
+target false-accept rate, quality gates, open-set candidates, format-1 stores upgraded.
+
+References are independent of the code under test: MAP from the remaining recordings' audio
+(``speaker.map_adapt`` on features extracted again), scikit-learn's ``LogisticRegression`` with
+the prior weights, Clopper-Pearson intervals by root-finding on ``scipy.stats.binom.cdf``, counts
+made with NumPy, exhaustive threshold searches."""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+
+from conftest import FIX, speaker_cli
+from speaker import extract_features, llr, map_adapt
+from speaker.calibration import Calibration, far_threshold, rate_interval
+from speaker.gates import DEFAULT_GATE, NO_GATE, Gate, Quality
+from speaker.store import EnrolmentRefused, SpeakerStore, StoreError
+
+from test_store import recs, ubm  # noqa: F401  (the same small UBM fixture and synthetic recordings)
+
+
+def population(st, n_speakers=12, n_rec=3, seed=0):
+    data = {f"s{i:02d}": recs(seed + i, n=n_rec + 1, shift=1.0) for i in range(n_speakers)}
+    for i, r in data.items():
+        st.enroll(i, r[:n_rec])
+    return data
+
+
+# ---------------------------------------------------------------------------- no rule, no accept
+def test_an_uncalibrated_store_never_accepts(tmp_path, ubm):
+    st = SpeakerStore(tmp_path / "s.db", ubm, gate=NO_GATE)
+    data = population(st, n_speakers=4)
+    for i, r in data.items():
+        for test in (r[-1], data["s00"][-1]):
+            v = st.verify(i, test)
+            assert (v.decision, v.accept, v.threshold, v.llr) == ("undecided", False, None, None)
+            assert st.identify(test, n=4) == []
+            assert {m.decision for m in st.candidates(test, n=4)} == {"undecided"}
+    # a rule: a threshold or a calibration; the score is the same number either way
+    v = st.verify("s01", data["s01"][-1], threshold=-1e9)
+    assert v.decision == "accept" and v.score == st.verify("s01", data["s01"][-1]).score
+    st.calibration = Calibration(1.0, 0.0)
+    assert st.verify("s01", data["s01"][-1]).decision in ("accept", "reject")
+    st.calibration = None                                     # back to none: undecided again
+    assert st.verify("s01", data["s01"][-1]).decision == "undecided"
+    with pytest.raises(ValueError, match="needs a calibration"):
+        st.verify("s01", data["s01"][-1], target_far=0.01)
+
+
+def test_a_test_with_too_little_speech_is_undecided_whatever_the_rule(tmp_path, ubm):
+    st = SpeakerStore(tmp_path / "s.db", ubm, gate=NO_GATE)
+    r = recs(1, n=3)
+    st.enroll("a", r[:2])
+    gate = Gate(min_test_speech=1.0)                          # 100 frames of 10 ms
+    short, ok = r[2][:99], r[2][:100]
+    v = st.verify("a", short, threshold=-1e9, gate=gate)
+    assert v.decision == "undecided" and v.reason.startswith("insufficient speech") and not v.accept
+    assert st.verify("a", ok, threshold=-1e9, gate=gate).decision == "accept"
+    assert st.identify(short, threshold=-1e9, gate=gate) == []
+    m, = st.candidates(short, threshold=-1e9, gate=gate)
+    assert m.decision == "undecided" and "insufficient speech" in m.reason
+
+
+# ---------------------------------------------------------------------------- quality gates
+def test_enrolment_gates_refuse_short_recordings_and_speakers_saying_why(tmp_path, ubm):
+    gate = Gate(min_recording_speech=1.0, min_speaker_speech=3.0)
+    st = SpeakerStore(tmp_path / "s.db", ubm, gate=gate)
+    r = recs(2, n=3, frames=120)                              # 1.2, 1.3, 1.4 s
+    short = r[0][:80]                                         # 0.8 s
+    res = st.enroll("a", [short, *r])
+    assert res.added == ["<array>"] * 3 and res.refused == {"<array>": "insufficient_speech"}
+    assert "0.80 s of net speech" in res.skipped["<array>"] and "--min-speech" in res.skipped["<array>"]
+    assert res.speech_seconds == pytest.approx(sum(len(x) for x in r) / 100)
+    with pytest.raises(EnrolmentRefused, match=r"'b' not enrolled: 2\.50 s of net speech in 2 usable"):
+        st.enroll("b", recs(3, n=2, frames=120))
+    assert "b" not in st                                      # nothing written
+    # the quality measures are kept per recording, the net speech summed per speaker
+    kept = st.kept_recordings("a")
+    assert [k.quality.speech_seconds for k in kept] == pytest.approx([len(x) / 100 for x in r])
+    assert st.speakers("a")[0].speech_seconds == pytest.approx(res.speech_seconds)
+    # clipping and noise (the measures come from speaker.quality on audio; the decision is the gate's)
+    assert Gate().recording_problem(Quality(5.0, clipping=0.05))[0] == "clipped"
+    assert Gate().recording_problem(Quality(5.0, snr_db=1.0))[0] == "noise_only"
+    assert Gate().recording_problem(Quality(5.0, clipping=0.0, snr_db=30.0)) is None
+
+
+def test_the_command_line_defaults_are_the_gates(tmp_path):
+    from speaker.cli import _common, calibrate, enroll
+    from speaker.selfcal import MIN_RECORDINGS, MIN_SPEAKERS
+    assert (enroll.DEFAULT_RECORDING_SPEECH, enroll.DEFAULT_SPEAKER_SPEECH, _common.DEFAULT_TEST_SPEECH) == \
+        (DEFAULT_GATE.min_recording_speech, DEFAULT_GATE.min_speaker_speech, DEFAULT_GATE.min_test_speech)
+    assert calibrate.MIN_SPEAKERS_TEXT == f"{MIN_SPEAKERS} speakers with {MIN_RECORDINGS} recordings each"
+
+
+# ---------------------------------------------------------------------------- leave one recording out
+def test_leave_one_out_targets_are_map_from_the_remaining_recordings_audio(tmp_path, cli_trained):
+    """Each target trial of the store's own enrolments is the recording scored against MAP of the
+    other recordings' audio, features extracted again by the direct path: the same number."""
+    from speaker.model_io import load_model
+    ubm = load_model(cli_trained / "ubm.npz").ubm
+    st = SpeakerStore(tmp_path / "s.db", cli_trained / "ubm.npz", gate=NO_GATE)
+    files = {s: [FIX / f"{dg}_{s}_0.wav" for dg in range(4)] for s in ("george", "lucas", "jackson")}
+    for s, f in files.items():
+        st.enroll(s, f)
+    feats = {s: [extract_features(p, config=st.config) for p in f] for s, f in files.items()}
+    trials = st.enrolment_trials(min_recordings=2)
+    assert trials.speakers == sorted(files) and len(trials.target) == 12 and len(trials.nontarget) == 24
+    k = 0
+    for s in sorted(files):
+        for j in range(4):
+            rest = [x for i, x in enumerate(feats[s]) if i != j]
+            assert trials.target[k] == llr(map_adapt(ubm, rest), ubm, feats[s][j])      # bit for bit
+            k += 1
+    # non-targets: each recording against the other speakers' full models, in id order
+    k = 0
+    for s in sorted(files):
+        for j in range(4):
+            for o in sorted(files):
+                if o != s:
+                    assert trials.nontarget[k] == pytest.approx(llr(map_adapt(ubm, feats[o]), ubm, feats[s][j]),
+                                                                abs=1e-12)
+                    k += 1
+
+
+def _clopper_pearson(k, n, alpha=0.05):
+    """The exact interval by its definition, solved with brentq on the binomial CDF."""
+    from scipy.optimize import brentq
+    from scipy.stats import binom
+    lo = 0.0 if k == 0 else brentq(lambda p: binom.sf(k - 1, n, p) - alpha / 2, 1e-15, 1 - 1e-15)
+    hi = 1.0 if k == n else brentq(lambda p: binom.cdf(k, n, p) - alpha / 2, 1e-15, 1 - 1e-15)
+    return lo, hi
+
+
+@pytest.mark.parametrize("k, n", [(0, 50), (3, 120), (30, 3000), (119, 120), (7, 7)])
+def test_confidence_intervals_are_clopper_pearsons(k, n):
+    assert rate_interval(k, n) == pytest.approx(_clopper_pearson(k, n), abs=1e-9)
+
+
+def test_far_threshold_is_the_lowest_with_at_most_f_false_accepts():
+    rng = np.random.default_rng(5)
+    for n, far in [(1000, 0.01), (2000, 0.05), (1500, 0.013)]:
+        non = np.round(rng.normal(size=n), 2)                  # ties
+        t = far_threshold(non, far)
+        assert (non >= t).mean() <= far
+        # every lower candidate (each distinct value) lets more than F pass
+        lower = np.unique(non[non < t])
+        assert all((non >= c).mean() > far for c in lower)
+    with pytest.raises(ValueError, match="at least 1000 non-target trials"):
+        far_threshold(np.zeros(999), 0.01)
+
+
+def test_self_calibration_from_enrolments(tmp_path, ubm):
+    """calibrate_from_enrollments: the refusal below the minimum, the fit (scikit-learn's
+    LogisticRegression with the prior weights on the same trials), the expected rates (counted
+    directly, Clopper-Pearson intervals), kept with its trials, decisions at a target FAR."""
+    from sklearn.linear_model import LogisticRegression
+    from speaker.selfcal import NotEnoughEnrolments, calibrate_from_enrollments
+    st = SpeakerStore(tmp_path / "s.db", ubm, gate=NO_GATE)
+    data = population(st, n_speakers=9, n_rec=3)
+    st.enroll("short", recs(99, n=2))                          # two recordings: a non-target model only
+    with pytest.raises(NotEnoughEnrolments, match=r"at least 10 speakers with at least 3 recordings each; the "
+                                                  r"store has 9: missing 1 more speaker.*'?short"):
+        calibrate_from_enrollments(st)
+    st.enroll("s09", recs(9, n=3, shift=1.0))
+    res = calibrate_from_enrollments(st, prior=0.1, target_far=0.05)
+    tr = res.trials
+    assert len(tr.speakers) == 10 and len(tr.target) == 30 and len(tr.nontarget) == 30 * 10
+    assert "short" in tr.left_out and "fewer than 3" in tr.left_out["short"]
+    # the fit: prior-weighted logistic regression (BOSARIS), against scikit-learn
+    s = np.concatenate([tr.target, tr.nontarget])
+    y = np.r_[np.ones(len(tr.target)), np.zeros(len(tr.nontarget))]
+    w = np.where(y == 1, 0.1 / len(tr.target), 0.9 / len(tr.nontarget))
+    lr = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(s[:, None], y, sample_weight=w * len(s))
+    assert res.calibration.a == pytest.approx(lr.coef_[0, 0], rel=1e-4)
+    assert res.calibration.b == pytest.approx(lr.intercept_[0] - math.log(0.1 / 0.9), rel=1e-4, abs=1e-4)
+    # the expected rates at the Bayes threshold of the prior: counted directly
+    pt = res.report["operating_points"][0]
+    t = math.log(0.9 / 0.1)
+    tar, non = res.calibration.llr(tr.target), res.calibration.llr(tr.nontarget)
+    assert pt["threshold"] == pytest.approx(t)
+    assert (pt["misses"], pt["false_accepts"]) == (int((tar < t).sum()), int((non >= t).sum()))
+    assert pt["p_fa_ci"] == pytest.approx(_clopper_pearson(pt["false_accepts"], len(non)), abs=1e-9)
+    assert any("only 10 speakers" in w for w in res.warnings)
+    assert any("within an hour" in w for w in res.warnings)     # enrolled just now: one session
+    # kept, current, with its trials: a decision at a target FAR takes its threshold from them
+    assert st.current_calibration().id == res.id
+    kept_t, kept_n = st.calibration_trials()
+    assert np.array_equal(kept_t, tar) and np.array_equal(kept_n, np.sort(non))
+    for i, r in list(data.items())[:3]:
+        v = st.verify(i, r[-1], target_far=0.05)
+        assert v.threshold == far_threshold(non, 0.05) and v.decision == ("accept" if v.llr >= v.threshold else "reject")
+    with pytest.raises(ValueError, match="needs at least 1000"):
+        st.verify("s00", data["s00"][-1], target_far=0.001)
+
+
+# ---------------------------------------------------------------------------- kept calibrations
+def test_calibrations_are_kept_and_one_command_goes_back(tmp_path, ubm):
+    db = tmp_path / "s.db"
+    st = SpeakerStore(db, ubm, gate=NO_GATE)
+    data = population(st, n_speakers=10)
+    r = speaker_cli("calibrate", "--store", db, "--from-enrollments", "--prior", "0.2", check=0)
+    assert "calibration 1 (current)" in r.stdout and "expected miss rate" in r.stdout and "Clopper-Pearson" in r.stdout
+    assert "warning: only 10 speakers" in r.stderr
+    first = st.current_calibration()
+    st.calibration = Calibration(3.0, -1.0)                    # a second one, given through the library
+    r = speaker_cli("calibrate", "--store", db, "--show", check=0)
+    assert r.stdout.index("calibration 2 (current)") < r.stdout.index("calibration 1:")
+    assert "fitted on the store's enrolments: 10 speakers" in r.stdout and "its trials are not kept" in r.stdout
+    shown = json.loads(speaker_cli("calibrate", "--store", db, "--show", "--json", check=0).stdout)
+    assert [c["id"] for c in shown] == [2, 1] and shown[1]["created_at"].endswith("Z")
+    assert shown[1]["report"]["cllr"] == pytest.approx(first.report["cllr"])
+    speaker_cli("calibrate", "--store", db, "--use", "1", check=0)
+    assert SpeakerStore(db).calibration == first.calibration
+    speaker_cli("calibrate", "--store", db, "--use", "7", check=1)
+    # verify at a target FAR from the command line: the library's decision
+    test = tmp_path / "t.npy"
+    np.save(test, data["s03"][-1])
+    r = speaker_cli("verify", "--store", db, "--speaker", "s03", test, "--target-far", "0.05", "--min-test-speech", 0)
+    ref = SpeakerStore(db, gate=NO_GATE).verify("s03", data["s03"][-1], target_far=0.05)
+    assert r.stdout.split()[3] == ref.decision and r.returncode == 0
+    r = speaker_cli("calibrate", "--store", tmp_path / "s.db", "--from-enrollments", "--json", check=0)
+    assert json.loads(r.stdout)["id"] == 3
+
+
+def test_too_few_enrolments_are_refused_from_the_command_line(tmp_path, ubm):
+    db = tmp_path / "s.db"
+    population(SpeakerStore(db, ubm, gate=NO_GATE), n_speakers=4)
+    r = speaker_cli("calibrate", "--store", db, "--from-enrollments", check=1)
+    assert "missing 6 more speaker(s)" in r.stderr and "Traceback" not in r.stderr
+    r = speaker_cli("verify", "--store", db, "--speaker", "s00", "--target-far", "0.01", FIX / "0_george_0.wav", check=1)
+    assert "needs a calibration" in r.stderr
+
+
+# ---------------------------------------------------------------------------- format 1 -> 2
+def _as_format_1(path):
+    """A format-1 store made from a new one: the per-recording columns and the calibrations
+    table dropped, format_version 1, the calibration kept in meta as format 1 kept it."""
+    from speaker.store import RECORDING_DATA
+    with sqlite3.connect(path) as db:
+        for c in RECORDING_DATA:
+            db.execute(f"ALTER TABLE recordings DROP COLUMN {c}")
+        db.execute("DROP TABLE calibrations")
+        db.execute("DELETE FROM meta WHERE key='calibration_id'")
+        db.execute("UPDATE meta SET value='1' WHERE key='format_version'")
+        db.execute("INSERT INTO meta VALUES ('calibration', ?)", (Calibration(2.0, -1.0, 0.3).to_json(),))
+
+
+def test_a_format_1_store_is_refused_until_upgraded_and_keeps_what_it_had(tmp_path, ubm):
+    db = tmp_path / "old.db"
+    st = SpeakerStore(db, ubm, gate=NO_GATE)
+    data = population(st, n_speakers=3)
+    model = st.model("s01")
+    st.close()
+    _as_format_1(db)
+    with pytest.raises(StoreError, match="format 1 speaker store .* --upgrade"):
+        SpeakerStore(db)
+    r = speaker_cli("store-info", "--store", db, "--upgrade", check=0)
+    assert "upgraded to format 2" in r.stderr
+    st = SpeakerStore(db, gate=NO_GATE)
+    assert np.array_equal(st.model("s01").means_, model.means_)          # the models are as before
+    row, = st.calibrations()                                              # the calibration moved to the history
+    assert row.calibration == Calibration(2.0, -1.0, 0.3) and row.current and "format-1" in row.fitted_on
+    assert all(k.stats is None and k.features is None for k in st.kept_recordings("s01"))
+    st.enroll("new", recs(50))                                            # new recordings keep their data
+    assert all(k.stats is not None for k in st.kept_recordings("new"))
+    tr = st.enrolment_trials()
+    assert tr.speakers == ["new"] and "enrol it again" in tr.left_out["s01"]
+    st.enroll("s01", data["s01"][:3], replace=True)
+    assert "s01" in st.enrolment_trials().speakers
+    assert not SpeakerStore(db, upgrade=True).upgraded                    # once only
+
+
+# ---------------------------------------------------------------------------- the service
+def test_the_service_says_what_it_decides(tmp_path, ubm):
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+    import asyncio
+
+    from speaker.serve import ServiceConfig, create_app
+    st = SpeakerStore(tmp_path / "s.db", ubm, gate=NO_GATE)
+    data = population(st, n_speakers=10)
+
+    def call(app, *reqs):
+        async def go():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as c:
+                return [await c.request(m, u, json=j) for m, u, j in reqs]
+        try:
+            return asyncio.run(go())
+        finally:
+            app.state.service.pool.shutdown()
+
+    app = create_app(st, ServiceConfig())
+    h, cal, again, hist = call(app, ("GET", "/healthz", None), ("POST", "/v1/calibration", {"prior": 0.05}),
+                               ("GET", "/healthz", None), ("GET", "/v1/calibrations", None))
+    h = h.json()
+    assert h["calibrated"] is False and h["decisions"]["possible"] is False and "undecided" in h["warning"]
+    assert cal.status_code == 200 and cal.json()["id"] == 1 and cal.json()["report"]["operating_points"]
+    assert again.json()["calibrated"] is True and "warning" not in again.json()
+    assert [c["id"] for c in hist.json()["calibrations"]] == [1]
+    bad, = call(create_app(st, ServiceConfig()), ("POST", "/v1/calibration", {"prior": 2}))
+    assert bad.status_code == 400
+    st2 = SpeakerStore(tmp_path / "few.db", ubm, gate=NO_GATE)
+    population(st2, n_speakers=3)
+    few, = call(create_app(st2, ServiceConfig()), ("POST", "/v1/calibration", None))
+    assert few.status_code == 422 and few.json()["error"] == "not_enough_enrolments"
+    assert data                                                           # (used for the population)
