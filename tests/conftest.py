@@ -220,20 +220,25 @@ def postgres_bin() -> str | None:
     return None
 
 
-def _install_postgres() -> None:
-    """On CI only (``CI`` set, root, Debian): ``apt-get install postgresql`` when no server
-    programs exist, so that the README's one test command is all a clean machine needs. Under a
-    file lock: the two xdist workers ask at once, and the second finds the programs installed."""
+def apt_install(packages: list[str], present) -> None:
+    """On CI only (``CI`` set, root, Debian): ``apt-get install PACKAGES`` unless ``present()``,
+    so that the README's one test command is all a clean machine needs. Under a file lock: the two
+    xdist workers ask at once, and the second finds the programs installed."""
     import fcntl
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not os.environ.get("CI") or os.geteuid() != 0 or not shutil.which("apt-get"):
         return
-    with open("/tmp/gmmext-apt-postgresql.lock", "w") as lock:
+    with open(f"/tmp/gmmext-apt-{'-'.join(packages)}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if postgres_bin() is None:
+        if not present():
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             subprocess.run(["apt-get", "update", "-q"], env=env, check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"], env=env,
+            subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env,
                            check=False, stdout=subprocess.DEVNULL)
+
+
+def _install_postgres() -> None:
+    """``apt-get install postgresql`` on CI when no server programs exist (:func:`apt_install`)."""
+    apt_install(["postgresql"], lambda: postgres_bin() is not None)
 
 
 @dataclass

@@ -69,12 +69,12 @@ def test_store_enrolment_in_two_steps_equals_enroll_out(work, capsys):
     capsys.readouterr()
     assert run(work, "speakers", "--store", db, "--json") == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["id"], r["n_recordings"]) for r in rows] == [(s, 20) for s in SPK]
+    assert [(r["speaker"], r["recordings"]) for r in rows] == [(s, 20) for s in SPK]
     # the same list again adds nothing
     assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
                "--store", db, "--quiet") == 0
     assert run(work, "speakers", "--store", db, "--json") == 0
-    assert [r["n_recordings"] for r in json.loads(capsys.readouterr().out)] == [20] * 3
+    assert [r["recordings"] for r in json.loads(capsys.readouterr().out)] == [20] * 3
     assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
                "--store", db, "--replace", "--quiet") == 0
     assert run(work, "speakers", "--store", db) == 0
@@ -84,7 +84,7 @@ def test_store_enrolment_in_two_steps_equals_enroll_out(work, capsys):
     assert run(work, "speakers", "--store", db, "--remove", "lucas", "--quiet") == 0
     assert run(work, "speakers", "--store", db, "--remove", "nobody", "--quiet") == 1
     assert run(work, "speakers", "--store", db, "--json") == 0
-    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ["george", "jackson"]
+    assert [r["speaker"] for r in json.loads(capsys.readouterr().out)] == ["george", "jackson"]
 
 
 def test_enroll_out_refuses_to_replace_a_file(work, capsys):
@@ -279,7 +279,7 @@ def test_the_store_keeps_the_cohort(work, capsys):
     assert run(work, "cohort", "--store", db, "--json") == 0
     listed = json.loads(capsys.readouterr().out)
     names = (work / "cohort.lst").read_text().split()
-    assert [r["id"] for r in listed] == names
+    assert [r["recording"] for r in listed] == names
     for norm in ("z", "t", "zt", "s", "as"):
         size = ["--cohort-size", "5"] if norm == "as" else []
         assert run(work, *common, "--out", work / f"c_{norm}.txt", "--norm", norm, *size) == 0
@@ -307,7 +307,7 @@ def test_the_store_keeps_the_cohort(work, capsys):
         assert np.allclose([got[(m, t)] for m, t, _ in rows], expected, atol=1e-5), norm
     assert run(work, "cohort", "--store", db, "--remove", names[0], "nobody", "--quiet") == 1   # nobody: unknown
     assert run(work, "cohort", "--store", db, "--json") == 0
-    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == names[1:]
+    assert [r["recording"] for r in json.loads(capsys.readouterr().out)] == names[1:]
     assert run(work, "cohort", "--store", db, "--clear", "--quiet") == 0
     assert run(work, "cohort", "--store", db) == 0
     assert capsys.readouterr().out == ""
@@ -331,7 +331,7 @@ def test_commands_take_a_postgresql_url(work, postgres_server, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[:2] == out[2:] and len(out) == 4
     assert run(work, "speakers", "--store", url, "--json") == 0
-    assert [(r["id"], r["n_recordings"]) for r in json.loads(capsys.readouterr().out)] == [(s, 20) for s in SPK]
+    assert [(r["speaker"], r["recordings"]) for r in json.loads(capsys.readouterr().out)] == [(s, 20) for s in SPK]
     assert run(work, "speakers", "--store", postgres_server.url("no_such_db")) == 1
     err = capsys.readouterr().err
     assert "cannot connect" in err and "Traceback" not in err

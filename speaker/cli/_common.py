@@ -298,8 +298,9 @@ def as_norm_size(args, n_cohort: int) -> int:
 
 
 def utc(t: float) -> str:
-    """A UNIX time as ISO 8601 UTC."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    """A UNIX time as ISO 8601 UTC (the JSON's format, :func:`speaker._json.iso_time`)."""
+    from .._json import iso_time
+    return iso_time(t)
 
 
 def removed(args, n: int, left: int, unknown: list, what: str) -> int:
@@ -310,8 +311,9 @@ def removed(args, n: int, left: int, unknown: list, what: str) -> int:
     return 0
 
 
-def printed_json(args, rows) -> bool:
-    """With --json: print the rows (NamedTuples) as a JSON list and say so."""
+def printed_json(args, rows, face) -> bool:
+    """With --json: print the rows as a JSON list (``face``: a row's JSON, from :mod:`speaker._json`,
+    the field names and ISO 8601 times the HTTP service uses too) and say so."""
     if args.json:
-        print(json.dumps([r._asdict() for r in rows], indent=2))
+        print(json.dumps([face(r) for r in rows], indent=2))
     return bool(args.json)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .._json import cohort_json
 from ._common import JobError, open_store, printed_json, removed, report_skipped, say, feature_cache, utc
 
 NAME = "cohort"
@@ -48,7 +49,7 @@ def run(args) -> int:
             unknown = [] if args.clear else [i for i in dict.fromkeys(args.remove) if i not in have]
             return removed(args, n, len(store.cohort_info()), unknown, "cohort recording")
         rows = store.cohort_info()
-        if printed_json(args, rows):
+        if printed_json(args, rows, cohort_json):
             return 0
         for r in rows:
             print(f"{r.id} {r.n_frames} {utc(r.added_at)} {r.source}")

@@ -1,6 +1,7 @@
 """``speaker speakers``: list or remove the speakers of a store."""
 from __future__ import annotations
 
+from .._json import speaker_json
 from ._common import open_store, printed_json, removed, say, utc
 
 NAME = "speakers"
@@ -24,7 +25,7 @@ def run(args) -> int:
                     store.remove(i)
             return removed(args, len(args.remove) - len(unknown), len(store), unknown, "speaker")
         rows = store.speakers()
-        if printed_json(args, rows):
+        if printed_json(args, rows, speaker_json):
             return 0
         print(f"{'id':20s} {'recordings':>10s} {'frames':>9s}  {'enrolled at':20s}  {'updated at':20s}")
         for r in rows:
