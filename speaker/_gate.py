@@ -28,7 +28,7 @@ import time
 import uuid
 from urllib.parse import parse_qs
 
-__all__ = ["Gate", "OPEN_PATHS", "OPEN_PREFIXES", "MAX_URL", "LOG"]
+__all__ = ["RequestGate", "OPEN_PATHS", "OPEN_PREFIXES", "MAX_URL", "LOG", "redact_keys"]
 
 #: Paths that need no API key: the page, the API's documents, the health probe.
 OPEN_PATHS = frozenset({"/", "/healthz", "/docs", "/openapi.json", "/favicon.ico"})
@@ -41,6 +41,18 @@ _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 LOG = logging.getLogger("uvicorn.error.speaker")
 
 
+_KEY_IN_QUERY = re.compile(r"(api_key=)[^&\s\"']*")
+
+
+def redact_keys(record: logging.LogRecord) -> bool:
+    """A logging filter: a WebSocket's ``?api_key=KEY`` in any log line (uvicorn logs a
+    WebSocket's URL with its query) becomes ``api_key=***``.  Install it on uvicorn's loggers."""
+    text = record.getMessage()
+    if "api_key=" in text:
+        record.msg, record.args = _KEY_IN_QUERY.sub(r"\1***", text), ()
+    return True
+
+
 async def _json(send, status: int, error: str, detail: str, headers: list) -> None:
     body = json.dumps({"error": error, "detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -49,7 +61,7 @@ async def _json(send, status: int, error: str, detail: str, headers: list) -> No
     await send({"type": "http.response.body", "body": body})
 
 
-class Gate:
+class RequestGate:
     """ASGI middleware: request ids, the URL limit, API keys, the access log, exceptions -> 500.
 
     ``keys``: name -> key (``{}``: no authentication); ``access_log``: write one line per request.

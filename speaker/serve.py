@@ -27,7 +27,7 @@ net speech (``insufficient speech``).  An enrolment the quality gates refuse is 
 ``clipped``, ``noise_only``.
 
 Errors are ``{"error": CODE, "detail": TEXT}`` (:mod:`speaker._api` documents each code).
-Requests first pass :class:`speaker._gate.Gate` (request ids, API keys, the access log, bugs ->
+Requests first pass :class:`speaker._gate.RequestGate` (request ids, API keys, the access log, bugs ->
 500 with ``Connection: close``); the connection-level limits are :mod:`speaker._server`'s.
 
 Threads: uploads are decoded and their features (and, for an enrolment, UBM statistics) computed
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -59,7 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from . import _api
-from ._gate import Gate
+from ._gate import RequestGate
 from ._json import iso_time, recording_json, speaker_json
 from ._batch import recording_stats
 from .audio import AudioError, AudioTooLong, decode_bytes
@@ -368,8 +369,13 @@ class _Service:
         with self.lock, self.store.snapshot():
             model = self.store.model(speaker_id)             # KeyError for an unknown speaker
             cal = self.cfg.calibration if self.cfg.calibration is not None else self.store.calibration
-        return StreamingVerifier(self.store.ubm, model, self.store.config, sample_rate, cal, self.cfg.stream.test,
-                                 top_c=self.store.top_c)
+            enrolled = self.store.speakers(speaker_id)[0].speech_seconds
+        if self.cfg.threshold is not None:
+            cal = None                                       # a raw threshold rules: no early decision
+        test = self.cfg.stream.test                          # no decision on less speech than the gate's
+        test = dataclasses.replace(test, min_speech=max(test.min_speech, self.gate().min_test_speech))
+        return StreamingVerifier(self.store.ubm, model, self.store.config, sample_rate, cal, test,
+                                 top_c=self.store.top_c, enrol_seconds=enrolled)
 
     def verify_signal(self, speaker_id: str, pcm: bytes, rate: int) -> dict:
         """:meth:`verify` of a stream's whole audio (16-bit little-endian mono PCM at ``rate``)."""
@@ -455,7 +461,7 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
     # the schemes, so that the documents show them (Swagger UI's Authorize button).
     secured = ([Security(APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")),
                 Security(HTTPBearer(auto_error=False, scheme_name="Bearer"))] if cfg.api_keys else [])
-    app.add_middleware(Gate, keys=cfg.api_keys, access_log=cfg.access_log)
+    app.add_middleware(RequestGate, keys=cfg.api_keys, access_log=cfg.access_log)
     if cfg.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_credentials=False,

@@ -8,7 +8,10 @@ frames through the package's one scoring path (:class:`speaker.scoring.Probe`), 
 block asks a :class:`SequentialTest` whether the evidence is already clear.
 
 **The sequential test** is Wald's sequential probability ratio test (SPRT) on the calibrated
-log-likelihood ratio accumulated per frame.  A calibration ``llr = a * score + b`` is fitted on
+log-likelihood ratio of the speech heard so far.  With a duration-aware calibration (one that
+takes the test's net speech, :func:`speaker.calibration.duration_terms`), that is the calibrated
+LLR of the prefix at its own duration.  With a duration-blind calibration it is the calibrated
+LLR accumulated per frame: a calibration ``llr = a * score + b`` is fitted on
 recordings of about ``reference_seconds`` of speech; spread over that many frames, each frame
 adds ``z_t = (a * l_t + b) / n_ref`` to the evidence (``l_t`` the frame's raw LLR, ``n_ref`` the
 frames in ``reference_seconds``), so after ``n`` frames
@@ -113,10 +116,31 @@ class SequentialTest:
         """B = ln(beta / (1 - alpha)): reject when the evidence falls to it."""
         return math.log(self.target_miss / (1.0 - self.target_far))
 
-    def evidence(self, calibration: Calibration, total: float, frames: int, frame_seconds: float) -> float:
-        """Lambda_n = (a * total + b * frames) / n_ref, ``total`` the sum of the frames' raw LLRs."""
-        n_ref = self.reference_seconds / frame_seconds
-        return (calibration.a * total + calibration.b * frames) / n_ref
+    def evidence(self, calibration: Calibration, total, frames, frame_seconds: float,
+                 enrol_seconds: float | None = None):
+        """The test's statistic after ``frames`` speech frames whose raw LLRs sum to ``total``
+        (scalars, or arrays of the same shape).
+
+        A duration-aware calibration (one with the test's net speech among its inputs) gives the
+        calibrated LLR of the speech heard at its duration: ``llr(total / frames, test_speech =
+        frames * frame_seconds, enrol_speech = enrol_seconds)``.  A duration-blind one is spread
+        over ``reference_seconds``: ``(frames / n_ref) * llr(total / frames)``, for the affine
+        calibration ``(a * total + b * frames) / n_ref``."""
+        from .calibration import ENROL_SPEECH, TEST_SPEECH
+        frames = np.asarray(frames, dtype=np.float64)
+        score = np.asarray(total, dtype=np.float64) / np.maximum(frames, 1)
+        seconds = frames * frame_seconds
+        if TEST_SPEECH in calibration.inputs:
+            quality = {TEST_SPEECH: np.broadcast_to(np.maximum(seconds, frame_seconds), score.shape)}
+            if ENROL_SPEECH in calibration.inputs:
+                if enrol_seconds is None:
+                    raise ValueError("a duration-aware calibration needs the enrolment's net speech")
+                quality[ENROL_SPEECH] = np.full(score.shape, float(enrol_seconds))
+            out = calibration.llr(score.reshape(-1), {k: v.reshape(-1) for k, v in quality.items()})
+            out = np.asarray(out).reshape(score.shape)
+        else:
+            out = seconds / self.reference_seconds * np.asarray(calibration.llr(score))
+        return float(out) if out.ndim == 0 else out
 
     def decide(self, evidence: float | None, speech_seconds: float) -> Verdict:
         """accept / reject when the evidence crossed a threshold after ``min_speech``, else undecided."""
@@ -315,11 +339,14 @@ class StreamingVerifier:
     calibration : the store's calibration; without one the decision stays "undecided"
     test : the sequential test
     top_c : None (exact scoring) or the UBM's C best components per frame
+    enrol_seconds : the speaker's net enrolment speech (a duration-aware calibration needs it)
     """
 
     def __init__(self, ubm: GaussianMixture, model: GaussianMixture, config: FeatureConfig, sample_rate: int,
-                 calibration: Calibration | None, test: SequentialTest | None = None, top_c: int | None = None):
+                 calibration: Calibration | None, test: SequentialTest | None = None, top_c: int | None = None,
+                 enrol_seconds: float | None = None):
         self.ubm, self.config, self.calibration = ubm, config, calibration
+        self.enrol_seconds = enrol_seconds
         self.test = test or SequentialTest()
         self.top_c = top_c
         self.models = ModelStack([model], reference=ubm) if top_c is not None else [model]
@@ -348,7 +375,11 @@ class StreamingVerifier:
             return Evidence(0.0, None, None, None, "undecided")
         score = self.total / self.frames
         cal = self.calibration
-        llr = float(cal.llr(score)) if cal is not None else None
-        lam = (self.test.evidence(cal, self.total, self.frames, self.config.hop_length_ms / 1000.0)
-               if cal is not None else None)
+        llr = None
+        if cal is not None:
+            from .calibration import ENROL_SPEECH, TEST_SPEECH
+            q = {TEST_SPEECH: seconds, ENROL_SPEECH: self.enrol_seconds}
+            llr = float(cal.llr(score, {k: q[k] for k in cal.inputs}))
+        lam = (self.test.evidence(cal, self.total, self.frames, self.config.hop_length_ms / 1000.0,
+                                  self.enrol_seconds) if cal is not None else None)
         return Evidence(round(seconds, 3), score, llr, lam, self.test.decide(lam, seconds))

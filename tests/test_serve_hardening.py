@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from test_serve import KEY, Server, assert_error, body
+from test_serve import KEY, Server, assert_error, body, open_store
 
 httpx = pytest.importorskip("httpx")
 
@@ -196,15 +196,14 @@ def test_multipart_bodies_are_parsed_off_the_event_loop(cli_trained, tmp_path, m
     import threading
 
     from speaker import serve
-    from speaker.store import SpeakerStore
     threads = []
-    real = serve._multipart_file
+    real = serve._multipart_files
 
     def spy(data, ctype):
         threads.append(threading.current_thread().name)
         return real(data, ctype)
-    monkeypatch.setattr(serve, "_multipart_file", spy)
-    with SpeakerStore(tmp_path / "s.db", cli_trained / "ubm.npz") as st:
+    monkeypatch.setattr(serve, "_multipart_files", spy)
+    with open_store(tmp_path / "s.db", cli_trained / "ubm.npz") as st:
         app = serve.create_app(st, serve.ServiceConfig(threshold=0.0))
 
         async def go():
@@ -325,5 +324,5 @@ def test_times_are_iso_8601_and_fields_are_named_as_in_the_cli(guarded):
     one = c.get("/v1/speakers/iso").json()
     for t in (row["enrolled_at"], row["updated_at"], one["recording_list"][0]["enrolled_at"]):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t), t
-    assert set(row) == {"speaker", "recordings", "frames", "enrolled_at", "updated_at", "kind"}
+    assert set(row) == {"speaker", "recordings", "frames", "speech_seconds", "enrolled_at", "updated_at", "kind"}
     c.delete("/v1/speakers/iso")

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from conftest import FIX
+from test_serve import open_store
 
 pytest.importorskip("fastapi")
 
@@ -113,9 +114,8 @@ def stream_store(cli_trained, tmp_path_factory):
     """george and lucas enrolled from 20 recordings each; a calibration fitted on the fixtures'
     own trials (its scale only has to separate the two)."""
     from speaker.calibration import fit_calibration
-    from speaker.store import SpeakerStore
     db = tmp_path_factory.mktemp("stream") / "s.db"
-    with SpeakerStore(db, cli_trained / "ubm.npz") as st:
+    with open_store(db, cli_trained / "ubm.npz") as st:
         for s in ("george", "lucas"):
             st.enroll(s, [FIX / f"{d}_{s}_{i}.wav" for d in range(10) for i in range(2)])
         tests = [FIX / f"{d}_{s}_2.wav" for s in ("george", "lucas") for d in range(10)]
@@ -132,9 +132,8 @@ def _client(db, **cfg):
     from starlette.testclient import TestClient
 
     from speaker.serve import ServiceConfig, create_app
-    from speaker.store import SpeakerStore
     from speaker.stream import SequentialTest, StreamConfig
-    store = SpeakerStore(db)
+    store = open_store(db)
     stream = StreamConfig(test=SequentialTest(min_speech=0.5, reference_seconds=1.0),
                           **{k: v for k, v in cfg.items() if k in ("max_streams", "idle_timeout", "max_message_bytes")})
     app = create_app(store, ServiceConfig(stream=stream, **{k: v for k, v in cfg.items()
@@ -185,8 +184,7 @@ def test_without_a_calibration_the_stream_decides_at_the_end_as_post_verify(stre
     import shutil
     db = tmp_path / "nocal.db"
     shutil.copy(stream_store, db)
-    from speaker.store import SpeakerStore
-    with SpeakerStore(db) as st:
+    with open_store(db) as st:
         st.calibration = None
     client, store = _client(db, threshold=0.0)
     pcm = _pcm(GEORGE[:6])

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from .. import _guards, _reasons

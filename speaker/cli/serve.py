@@ -180,6 +180,11 @@ def run(args) -> int:
                                 http=protocol_class(limits), h11_max_incomplete_event_size=limits.max_head_bytes,
                                 ws="websockets-sansio", ws_max_size=cfg.stream.max_message_bytes,
                                 ws_ping_interval=None, ws_per_message_deflate=False)
+        import logging
+
+        from .._gate import redact_keys
+        for name in ("uvicorn.error", "uvicorn.access"):       # configured by uvicorn.Config above
+            logging.getLogger(name).addFilter(redact_keys)
         server = _make_server(config)
         server.run()
     if not server.started:

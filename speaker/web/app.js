@@ -143,20 +143,39 @@ function takeRecorder(button, timer, label, onTake, check = () => true) {
   });
 }
 
-// Upload a take: MediaRecorder's file, or the WAV when there is none or the service cannot decode it.
-async function upload(path, take) {
-  if (take.compressed && !preferWav) {
-    const r = await api('POST', path, take.compressed, take.compressed.type.split(';')[0] || 'application/octet-stream');
+// Upload takes: MediaRecorder's files, or WAVs when there is no MediaRecorder or the service cannot
+// decode its format.  Several takes go in one multipart request (parts named "file").
+function takeBody(takes, wav) {
+  if (takes.length === 1) {
+    const blob = wav ? takes[0].wav : takes[0].compressed;
+    return [blob, blob.type.split(';')[0] || 'application/octet-stream'];
+  }
+  const form = new FormData();
+  takes.forEach((t, i) => {
+    const blob = wav ? t.wav : t.compressed;
+    form.append('file', blob, `take-${i + 1}.${wav ? 'wav' : 'audio'}`);
+  });
+  return [form, null];
+}
+
+async function upload(path, ...takes) {
+  if (!preferWav && takes.every((t) => t.compressed)) {
+    const r = await api('POST', path, ...takeBody(takes, false));
     if (!(r.status === 422 && /cannot decode/i.test((r.body && r.body.detail) || ''))) return r;
     preferWav = true;                          // this service does not read the browser's format
   }
-  return api('POST', path, take.wav, 'audio/wav');
+  return api('POST', path, ...takeBody(takes, true));
 }
 
 // ------------------------------------------------------------------ enrolment
+// Each take is checked by the service's quality gates.  A new speaker needs some seconds of speech
+// in all before anything is stored: takes that pass their own checks are kept here and sent again,
+// together with the next take, until the speaker has enough.
 function setUpEnrolment() {
   const id = $('enrol-id');
   let takes = 0;
+  let pending = [];                            // [{take, item}] waiting for more speech in all
+  let pendingFor = '';
   const check = () => {
     if (validId(id.value)) return true;
     $('enrol-result').textContent = 'Type a speaker id first (letters, digits, _ . @ + = -).';
@@ -167,22 +186,33 @@ function setUpEnrolment() {
     const item = document.createElement('li');
     $('takes').appendChild(item);
     if (take.error) { item.textContent = take.error; item.className = 'bad'; return; }
+    if (pendingFor !== id.value) { pending = []; pendingFor = id.value; }
     takes += 1;
-    item.textContent = `take ${takes}: ${take.seconds.toFixed(1)} s recorded, checking…`;
-    const r = await upload(`/v1/speakers/${encodeURIComponent(id.value)}/enrollments`, take);
+    const n = takes;
+    item.textContent = `take ${n}: ${take.seconds.toFixed(1)} s recorded, checking…`;
+    const batch = [...pending.map((p) => p.take), take];
+    const r = await upload(`/v1/speakers/${encodeURIComponent(id.value)}/enrollments`, ...batch);
     const b = r.body;
     if (r.ok && b.added) {
+      for (const p of pending) { p.item.className = 'ok'; p.item.textContent = `${p.label}: added`; }
+      pending = [];
       item.className = 'ok';
-      item.textContent = `take ${takes}: added, ${b.speech_seconds.toFixed(1)} s of speech`;
+      item.textContent = `take ${n}: added`;
       $('enrol-result').textContent = `${b.speaker}: ${b.recordings} recording(s), `
-        + `${(b.frames / 100).toFixed(1)} s of speech enrolled.`;
+        + `${b.speech_seconds.toFixed(1)} s of speech enrolled.`;
       listSpeakers();
     } else if (r.ok) {
       item.className = 'bad';
-      item.textContent = `take ${takes}: not added: ${b.skipped || b.reason || 'skipped'}`;
+      item.textContent = `take ${n}: not added: ${b.skipped || b.reason || 'skipped'}`;
+    } else if (r.status === 422 && /a speaker needs/.test(b.detail || '')) {
+      pending.push({ take, item, label: `take ${n}` });
+      item.className = 'pending';
+      item.textContent = `take ${n}: kept, not stored yet`;
+      $('enrol-result').textContent = `Not enough speech yet: ${b.detail.replace(/ \(send several.*$/, '')}. `
+        + 'Record another take.';
     } else {
       item.className = 'bad';
-      item.textContent = `take ${takes}: refused: ${problem(r)}`;
+      item.textContent = `take ${n}: refused: ${problem(r)}`;
     }
   }, check);
 }
@@ -295,15 +325,19 @@ function setUpIdentification() {
     out.textContent = 'Identifying…';
     const r = await upload('/v1/identify?top=3', take);
     if (!r.ok) { out.textContent = `Refused: ${problem(r)}`; return; }
-    if (!r.body.speakers.length) { out.textContent = 'Nobody enrolled passes the decision.'; return; }
+    const candidates = r.body.candidates || r.body.speakers;
+    if (!candidates.length) { out.textContent = 'Nobody is enrolled.'; return; }
     const list = document.createElement('ol');
-    for (const c of r.body.speakers) {
+    for (const c of candidates) {
       const li = document.createElement('li');
-      li.textContent = `${c.speaker}: score ${c.score.toFixed(3)}`
-        + (c.llr === null ? '' : `, LLR ${c.llr.toFixed(2)}`);
+      li.textContent = `${c.speaker}: ${c.decision || 'accept'}${c.reason ? ` (${c.reason})` : ''}, `
+        + `score ${c.score.toFixed(3)}${c.llr === null ? '' : `, LLR ${c.llr.toFixed(2)}`}`;
+      li.className = c.decision === 'accept' ? 'ok' : (c.decision === 'reject' ? 'bad' : 'pending');
       list.appendChild(li);
     }
-    out.replaceChildren(document.createTextNode('Best matches:'), list);
+    const accepted = r.body.speakers.map((c) => c.speaker);
+    out.replaceChildren(document.createTextNode(accepted.length ? `Identified: ${accepted.join(', ')}. Best candidates:`
+      : 'Nobody enrolled is accepted. Best candidates:'), list);
   });
 }
 
@@ -315,7 +349,8 @@ async function listSpeakers() {
   body.replaceChildren();
   for (const s of r.body.speakers) {
     const tr = document.createElement('tr');
-    for (const text of [s.speaker, String(s.recordings), `${(s.frames / 100).toFixed(1)} s`,
+    const speech = s.speech_seconds === undefined ? s.frames / 100 : s.speech_seconds;
+    for (const text of [s.speaker, String(s.recordings), `${speech.toFixed(1)} s`,
       s.updated_at.replace('T', ' ').replace('Z', '')]) {
       const td = document.createElement('td');
       td.textContent = text;
