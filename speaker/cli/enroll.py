@@ -52,7 +52,7 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
     ``features`` is the command's FeatureCache (features already extracted, errors reported).
     """
     from ..features import FeatureConfig
-    from ..store import EnrolmentRefused, StoreError
+    from ..store import EnrolmentRefused, StoreError, StoreUnavailable
     try:
         store = open_store(args, ubm, create=True, config=config or FeatureConfig(),
                            relevance_factor=args.relevance_factor, adapt=args.adapt)
@@ -76,6 +76,9 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
                 empty.append(spk)
                 print(f"{exc}", file=sys.stderr)
                 continue
+            except StoreUnavailable as exc:            # every other speaker would fail the same way
+                raise JobError(f"the store cannot be written ({exc}); nothing more was enrolled"
+                               + (f" ({done} speaker(s) were)" if done else "")) from None
             except StoreError as exc:
                 empty.append(spk)
                 print(f"speaker {spk}: {exc}", file=sys.stderr)
