@@ -103,7 +103,7 @@ class Verification(BaseModel):
     decision: Decision = Field(description="'undecided' when the service has no rule to decide with "
                                            "(see `reason`)")
     threshold: float | None = Field(description="what was compared: on `llr` when calibrated, else on `score`")
-    reason: str | None = Field(None, description="why the decision is 'undecided', else null")
+    reason: str | None = Field(None, description="the rule that decided, or why the decision is 'undecided'")
     speech_seconds: float = Field(description="speech found in the recording, seconds")
 
 
@@ -112,7 +112,7 @@ class Candidate(BaseModel):
     score: float = Field(description="raw score (nats per frame)")
     llr: float | None = Field(description="calibrated LLR, null without a calibration")
     decision: Decision
-    reason: str | None = Field(None, description="why the decision is 'undecided', else null")
+    reason: str | None = Field(None, description="the rule that decided, or why the decision is 'undecided'")
 
 
 class Identification(BaseModel):

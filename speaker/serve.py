@@ -267,7 +267,7 @@ class _Service:
             raise ApiError(422, exc.code, f"{exc} (send several recordings in one request: multipart parts named "
                                           "'file')") from None
         return {"speaker": speaker_id, "recordings": r.n_recordings, "frames": r.n_frames,
-                "speech_seconds": r.speech_seconds, "added": bool(r.added), "added_recordings": len(r.added),
+                "speech_seconds": round(r.speech_seconds, 3), "added": bool(r.added), "added_recordings": len(r.added),
                 "skipped": next(iter(r.skipped.values()), None)}
 
     def seconds(self, X: np.ndarray) -> float:
