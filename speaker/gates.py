@@ -1,44 +1,28 @@
-"""Quality gates: which recordings a store enrols and which tests it decides on.
+"""The quality gates a speaker store applies: to enrolment recordings, to speakers, to tests.
 
-A recording's quality measures (:class:`Quality`) are kept with it in the store: its **net
-speech** in seconds (the frames the VAD kept, times the frame shift), the fraction of its samples
-that are **clipped** and an **SNR** estimate in dB (the last two from the audio; None for
-feature inputs, which have no samples).  :class:`Gate` holds the thresholds and says, in one
-line, why a recording or a speaker is refused:
+The measures (:class:`speaker.quality.Quality`: net speech, clipping, SNR, noise only), the
+default thresholds and the wording of every refusal are :mod:`speaker.quality`'s
+(:class:`~speaker.quality.QualityGates`); :class:`Gate` bundles the three uses the store makes
+of them:
 
-* per recording (enrolment): at least ``min_recording_speech`` seconds of net speech, at most
-  ``max_clipping`` of its samples clipped, an SNR of at least ``min_snr_db`` (below it the
-  recording is taken for noise);
-* per speaker (enrolment): at least ``min_speaker_speech`` seconds of net speech over all its
-  recordings;
-* per test (verification, identification): at least ``min_test_speech`` seconds of net speech,
-  else the decision is ``undecided`` with the reason "insufficient speech", never accept.
+* ``recording``: an enrolment recording is refused (skipped, or 422 in the service) with too
+  little net speech, too many clipped samples, or no speech standing out of the noise;
+* ``min_speaker_speech``: a speaker whose recordings hold less net speech in all is not
+  enrolled (nothing written);
+* ``test``: a test that fails it gets no decision, ``undecided`` with the reason (e.g.
+  "insufficient speech: ..."), never accept.
 
-The defaults and the measurements behind them are in docs/store.md ("Quality gates").  The
-measures themselves (VAD, clipping, SNR) are :mod:`speaker.quality`'s; this module only decides.
+A recording given as features (``.npy``, ``ark:offset``, an array) has no samples: only its net
+speech is known (its frames times the frame shift) and only the net-speech gate applies.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import NamedTuple
+from dataclasses import dataclass, field, replace
 
-__all__ = ["Quality", "Gate", "DEFAULT_GATE", "NO_GATE", "speech_seconds", "measure_audio_quality"]
+from .quality import MIN_ENROL_SPEAKER_SPEECH, SNR_MAX_DB, Quality, QualityGates
 
-
-class Quality(NamedTuple):
-    """Quality measures of one recording.
-
-    speech_seconds : net speech after the VAD, seconds (frames kept x frame shift)
-    clipping : fraction of the samples at (or within a hair of) full scale, in [0, 1]; None
-        when the recording came as features (no samples)
-    snr_db : signal-to-noise ratio estimate, dB (speech frames' energy over the non-speech
-        frames'); None when unknown
-    """
-
-    speech_seconds: float
-    clipping: float | None = None
-    snr_db: float | None = None
+__all__ = ["Gate", "DEFAULT_GATE", "NO_GATE", "speech_seconds", "code_of"]
 
 
 def speech_seconds(frames: int, config) -> float:
@@ -47,80 +31,78 @@ def speech_seconds(frames: int, config) -> float:
     return float(frames) * config.hop_samples / config.sample_rate
 
 
-def measure_audio_quality(path: str, config, seconds: float) -> Quality:
-    """The quality measures of an audio file whose features have ``seconds`` of net speech:
-    clipping and SNR from its samples (:mod:`speaker.quality`)."""
-    return Quality(seconds)
+def code_of(reason: str) -> str:
+    """The machine-readable code of a refusal of :class:`speaker.quality.QualityGates`
+    ("insufficient speech: ..." -> ``insufficient_speech``; ``clipped``, ``noise_only``)."""
+    return reason.split(":", 1)[0].strip().replace(" ", "_")
 
 
-def _check(name: str, value: float, lo: float, hi: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
-    return float(value)
+def _speech_only(gates: QualityGates, seconds: float) -> list[str]:
+    """``gates``' net-speech refusal of a recording known only by its net speech (features)."""
+    if gates.min_speech_seconds is None:
+        return []
+    known = Quality(seconds=seconds, speech_seconds=seconds, snr_db=SNR_MAX_DB, clipped_fraction=0.0,
+                    clipped_runs=0, peak_dbfs=0.0)          # only the speech gate below reads it
+    return QualityGates(min_speech_seconds=gates.min_speech_seconds, max_clipped_fraction=None,
+                        noise_only_snr_db=None).problems(known)
 
 
 @dataclass(frozen=True)
 class Gate:
-    """The thresholds of the quality gates (seconds of net speech, a clipped fraction, dB).
+    """The store's quality gates (thresholds: :mod:`speaker.quality`'s defaults).
 
-    ``min_recording_speech`` / ``min_speaker_speech``: enrolment, per recording / per speaker
-    (all its recordings); ``max_clipping``: largest clipped fraction of a recording's samples;
-    ``min_snr_db``: lowest SNR estimate of a recording (below: noise only);
-    ``min_test_speech``: the shortest test that gets a decision.
+    recording : :class:`speaker.quality.QualityGates` of one enrolment recording
+    min_speaker_speech : seconds of net speech a speaker needs in all (None: no minimum)
+    test : :class:`speaker.quality.QualityGates` of a test (verification, identification)
     """
 
-    min_recording_speech: float = 1.5
-    min_speaker_speech: float = 8.0
-    max_clipping: float = 0.01
-    min_snr_db: float = 5.0
-    min_test_speech: float = 1.0
+    recording: QualityGates = field(default_factory=QualityGates)
+    min_speaker_speech: float | None = MIN_ENROL_SPEAKER_SPEECH
+    test: QualityGates = field(default_factory=QualityGates.for_test)
 
     def __post_init__(self) -> None:
-        for name in ("min_recording_speech", "min_speaker_speech", "min_test_speech"):
-            _check(name, getattr(self, name), 0.0, 3600.0)
-        _check("max_clipping", self.max_clipping, 0.0, 1.0)
-        _check("min_snr_db", self.min_snr_db, -math.inf, 200.0)
+        if not isinstance(self.recording, QualityGates) or not isinstance(self.test, QualityGates):
+            raise TypeError("recording and test must be speaker.quality.QualityGates")
+        v = self.min_speaker_speech
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf):
+            raise ValueError(f"min_speaker_speech must be a number >= 0 or None, got {v!r}")
 
-    def with_min_speech(self, recording: float | None = None, speaker: float | None = None) -> "Gate":
-        """This gate with other enrolment minimums (None keeps one)."""
-        changes = {k: v for k, v in (("min_recording_speech", recording), ("min_speaker_speech", speaker))
-                   if v is not None}
-        return replace(self, **changes)
+    def with_min_speech(self, recording: float | None = None, speaker: float | None = None,
+                        test: float | None = None) -> "Gate":
+        """This gate with other net-speech minimums (None keeps one)."""
+        g = self
+        if recording is not None:
+            g = replace(g, recording=replace(g.recording, min_speech_seconds=recording))
+        if speaker is not None:
+            g = replace(g, min_speaker_speech=speaker)
+        if test is not None:
+            g = replace(g, test=replace(g.test, min_speech_seconds=test))
+        return g
 
-    # ------------------------------------------------------------------ the decisions
-    def recording_problem(self, q: Quality) -> tuple[str, str] | None:
-        """``(code, reason)`` when a recording may not be enrolled, else None.
+    @staticmethod
+    def _problem(gates: QualityGates, q: Quality | None, seconds: float) -> str | None:
+        found = gates.problems(q) if q is not None else _speech_only(gates, seconds)
+        return found[0] if found else None
 
-        Codes: ``insufficient_speech``, ``clipped``, ``noise_only``."""
-        if q.speech_seconds < self.min_recording_speech:
-            return ("insufficient_speech",
-                    f"{q.speech_seconds:.2f} s of net speech after VAD, below the {self.min_recording_speech:g} s "
-                    "a recording needs (--min-speech)")
-        if q.clipping is not None and q.clipping > self.max_clipping:
-            return ("clipped", f"{100 * q.clipping:.2f} % of its samples are clipped (at most "
-                               f"{100 * self.max_clipping:g} %): record again with less input gain")
-        if q.snr_db is not None and q.snr_db < self.min_snr_db:
-            return ("noise_only", f"SNR estimate {q.snr_db:.1f} dB, below {self.min_snr_db:g} dB: noise, not "
-                                  "speech (or speech drowned in noise)")
-        return None
+    def recording_problem(self, q: Quality | None, seconds: float) -> tuple[str, str] | None:
+        """``(code, reason)`` when an enrolment recording is refused, else None; ``q`` its
+        measures (None for features: then ``seconds`` of net speech is all that is known)."""
+        why = self._problem(self.recording, q, seconds)
+        return None if why is None else (code_of(why), why)
 
     def speaker_problem(self, seconds: float, n_recordings: int) -> str | None:
-        """Why a speaker with ``seconds`` of net speech over ``n_recordings`` may not be
-        enrolled (None when it may)."""
-        if seconds < self.min_speaker_speech:
-            return (f"{seconds:.2f} s of net speech in {n_recordings} usable recording(s), below the "
-                    f"{self.min_speaker_speech:g} s a speaker needs (--min-speaker-speech): add recordings")
+        """Why a speaker with ``seconds`` of net speech in ``n_recordings`` is not enrolled."""
+        if self.min_speaker_speech is not None and seconds < self.min_speaker_speech:
+            return (f"insufficient speech: {seconds:.2f} s of net speech in {n_recordings} usable recording(s), at "
+                    f"least {self.min_speaker_speech:g} s needed for a speaker (add recordings)")
         return None
 
-    def test_problem(self, seconds: float) -> str | None:
-        """Why a test recording with ``seconds`` of net speech gets no decision (None if it does)."""
-        if seconds < self.min_test_speech:
-            return (f"insufficient speech: {seconds:.2f} s of net speech after VAD, a decision needs "
-                    f"{self.min_test_speech:g} s")
-        return None
+    def test_problem(self, q: Quality | None, seconds: float) -> str | None:
+        """Why a test gets no decision (None when it gets one)."""
+        return self._problem(self.test, q, seconds)
 
 
-#: The defaults (docs/store.md, "Quality gates").
+#: The defaults (speaker.quality's thresholds; docs/quality.md).
 DEFAULT_GATE = Gate()
 #: No gate at all (tests of the arithmetic on synthetic features; not for real use).
-NO_GATE = Gate(0.0, 0.0, 1.0, -math.inf, 0.0)
+NO_GATE = Gate(QualityGates(None, None, None), None, QualityGates(None, None, None))

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calibration import (MIN_FAR_COUNT, Calibration, cllr, far_threshold, fit_calibration, min_cllr,
-                          rate_interval)
+from .calibration import (ENROL_SPEECH, MIN_FAR_COUNT, TEST_SPEECH, Calibration, cllr, duration_terms,
+                          far_threshold, fit_calibration, min_cllr, rate_interval)
 from .metrics import actual_dcf, bayes_threshold
 
 __all__ = ["MIN_SPEAKERS", "MIN_RECORDINGS", "FEW_SPEAKERS", "NotEnoughEnrolments", "SelfCalibration",
@@ -29,11 +29,14 @@ __all__ = ["MIN_SPEAKERS", "MIN_RECORDINGS", "FEW_SPEAKERS", "NotEnoughEnrolment
 
 #: Fewest speakers (each with :data:`MIN_RECORDINGS` recordings kept) self-calibration accepts
 #: (docs/store.md, "Self-calibration": measured on speechocean762).
-MIN_SPEAKERS = 10
+MIN_SPEAKERS = 15
 #: Fewest recordings per speaker: a leave-one-out model needs at least two of the others.
 MIN_RECORDINGS = 3
-#: Below this many speakers, the report warns that its rates come from few voices.
-FEW_SPEAKERS = 30
+#: Below this many speakers, the report warns that its rates come from few voices (docs/store.md:
+#: from 20 speakers on, random draws of speakers gave nearly the same actual DCF).
+FEW_SPEAKERS = 20
+#: The columns of a duration-aware self-calibration besides the score (the test's net speech only).
+TEST_TERMS = (f"log({TEST_SPEECH})", f"score*log({TEST_SPEECH})")
 #: Recordings of a speaker all enrolled within this many seconds count as one session.
 SESSION_SECONDS = 3600.0
 
@@ -63,9 +66,14 @@ def operating_point(kind: str, value: float, threshold: float, tar_llrs: np.ndar
 
 def fit_and_report(target: np.ndarray, nontarget: np.ndarray, *, prior: float = 0.5,
                    p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-                   target_far: float | None = 0.01) -> tuple[Calibration, np.ndarray, np.ndarray, dict]:
+                   target_far: float | None = 0.01, target_seconds: np.ndarray | None = None,
+                   nontarget_seconds: np.ndarray | None = None, terms: tuple[str, ...] | None = None
+                   ) -> tuple[Calibration, np.ndarray, np.ndarray, dict]:
     """Fit ``llr = a s + b`` at ``prior`` on raw target / non-target scores:
-    ``(calibration, target_llrs, nontarget_llrs, report)``.
+    ``(calibration, target_llrs, nontarget_llrs, report)``.  With ``target_seconds`` /
+    ``nontarget_seconds`` ((n, 2): net speech of each trial's enrolment and test) the
+    calibration is duration-aware: ``terms`` (default :func:`speaker.calibration.duration_terms`)
+    are its columns besides the score.
 
     The report (JSON-able): ``cllr`` (bits, of the calibrated LLRs), ``min_cllr``, ``act_dcf``
     (normalised, at the Bayes threshold of ``p_target`` (default ``prior``) and costs), and
@@ -74,10 +82,17 @@ def fit_and_report(target: np.ndarray, nontarget: np.ndarray, *, prior: float = 
     accepts).  ValueError when the scores do not separate the classes (a slope <= 0)."""
     s = np.concatenate([target, nontarget]).astype(np.float64)
     lab = np.concatenate([np.ones(len(target), bool), np.zeros(len(nontarget), bool)])
-    cal = fit_calibration(s, lab, prior=prior)
-    if not cal.a > 0:
+    quality = None
+    if target_seconds is not None:
+        sec = np.concatenate([target_seconds, nontarget_seconds]).astype(np.float64)
+        quality = {ENROL_SPEECH: sec[:, 0], TEST_SPEECH: sec[:, 1]}
+        cal = fit_calibration(s, lab, prior=prior, quality=quality, terms=terms or duration_terms())
+    else:
+        cal = fit_calibration(s, lab, prior=prior)
+    if not cal.a > 0 and cal.affine:
         raise ValueError(f"the scores do not separate targets from non-targets (calibration slope {cal.a:.3g} <= 0)")
-    tar, non = cal.llr(np.asarray(target, np.float64)), cal.llr(np.asarray(nontarget, np.float64))
+    llrs_all = np.asarray(cal.llr(s, quality), dtype=np.float64)
+    tar, non = llrs_all[:len(target)], llrs_all[len(target):]
     llrs = np.concatenate([tar, non])
     p = prior if p_target is None else p_target
     t_bayes = bayes_threshold(p, c_miss, c_fa)
@@ -144,7 +159,8 @@ def _warnings(store, trials) -> list[str]:
 def calibrate_from_enrollments(store, *, prior: float = 0.5, p_target: float | None = None, c_miss: float = 1.0,
                                c_fa: float = 1.0, target_far: float | None = 0.01,
                                min_speakers: int = MIN_SPEAKERS, min_recordings: int = MIN_RECORDINGS,
-                               max_nontarget: int = 50_000, seed: int = 0, keep: bool = True) -> SelfCalibration:
+                               max_nontarget: int = 50_000, seed: int = 0, keep: bool = True,
+                               duration_aware: bool = False) -> SelfCalibration:
     """Calibrate ``store`` (a :class:`speaker.store.SpeakerStore`) from its own enrolments.
 
     Builds the trials (:meth:`~speaker.verification.StoreScoring.enrolment_trials`), refuses
@@ -153,15 +169,23 @@ def calibrate_from_enrollments(store, *, prior: float = 0.5, p_target: float | N
     (default ``prior``) and ``target_far``), and with ``keep`` keeps the calibration in the
     store's history as its current one, with its trials' LLRs.  The scores are computed as the
     store object computes them (exact, or its ``top_c``): verify with the same setting.
+    ``duration_aware``: the calibration also reads the net speech of the test
+    (:data:`TEST_TERMS`: ``log(test_speech)`` and ``score*log(test_speech)``, clamped to the
+    range the enrolled recordings span).  Not the enrolment's: a leave-one-out model has one
+    recording less than the speaker's model has at use, so its duration would be learnt on a
+    range the decisions never see.
     """
     if not isinstance(min_recordings, int) or min_recordings < 2:
         raise ValueError(f"min_recordings must be an integer >= 2 (a leave-one-out model needs one), "
                          f"got {min_recordings!r}")
     trials = store.enrolment_trials(min_recordings=min_recordings, max_nontarget=max_nontarget, seed=seed)
     _check_enough(trials, min_speakers, min_recordings)
+    secs = (trials.target_seconds, trials.nontarget_seconds) if duration_aware else (None, None)
     cal, tar, non, report = fit_and_report(trials.target, trials.nontarget, prior=prior, p_target=p_target,
-                                           c_miss=c_miss, c_fa=c_fa, target_far=target_far)
-    scoring = "exact scores" if store.top_c is None else f"top-C {store.top_c} scores"
+                                           c_miss=c_miss, c_fa=c_fa, target_far=target_far,
+                                           target_seconds=secs[0], nontarget_seconds=secs[1], terms=TEST_TERMS)
+    scoring = ("exact scores" if store.top_c is None else f"top-C {store.top_c} scores") + \
+        (", duration-aware" if duration_aware else "")
     fitted_on = (f"the store's enrolments: {len(trials.speakers)} speakers, {len(tar)} target trials (each recording "
                  f"against its speaker's model without it) and {len(non)} non-target trials (each recording against "
                  f"{trials.models_per_test} other speakers' models), {scoring}")

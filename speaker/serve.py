@@ -65,8 +65,9 @@ from ._json import iso_time, recording_json, speaker_json
 from ._batch import recording_stats
 from .audio import AudioError, AudioTooLong, decode_bytes
 from .calibration import Calibration
-from .gates import Gate, Quality, speech_seconds
-from .features import extract_features
+from .gates import Gate
+from .quality import Quality
+from .features import extract_features, extract_features_and_quality
 from .store import EnrolmentItem, EnrolmentRefused, SpeakerStore, StoreError, check_speaker_id
 from .stream import StreamConfig, StreamingVerifier
 
@@ -173,6 +174,19 @@ def _multipart_files(body: bytes, content_type: str) -> list[bytes]:
     return files
 
 
+@contextlib.contextmanager
+def _audio_errors():
+    """The library's refusals of an upload as answers: too long -> 413, unusable -> 422."""
+    try:
+        yield
+    except AudioTooLong as exc:
+        raise ApiError(413, "too_long", f"audio {exc.reason}") from None
+    except AudioError as exc:
+        raise ApiError(422, "bad_audio", exc.reason) from None
+    except ValueError as exc:
+        raise ApiError(422, "bad_audio", str(exc).replace("<signal>: ", "").replace("<array>: ", "")) from None
+
+
 class _Service:
     """The store, its lock and the worker threads behind the endpoints."""
 
@@ -230,19 +244,14 @@ class _Service:
         return files if many else files[0]
 
     # ---------------------------------------------------------------- run in worker threads
-    def features(self, data: bytes) -> np.ndarray:
+    def features(self, data: bytes) -> tuple[np.ndarray, Quality]:
         """(frames, D) features of an upload, decoded from memory and checked against the UBM
-        (the service's face: the store's calls below get ``check_input=False``); ApiError 413 / 422."""
-        try:
+        (the service's face: the store's calls below get ``check_input=False``), and the
+        recording's quality measures from the same decode; ApiError 413 / 422."""
+        with _audio_errors():
             signal, rate = decode_bytes(data, max_seconds=self.cfg.max_seconds)
-            X = extract_features(signal, sample_rate=rate, config=self.store.config)
-            return self.store.features(X)
-        except AudioTooLong as exc:
-            raise ApiError(413, "too_long", f"audio {exc.reason}") from None
-        except AudioError as exc:
-            raise ApiError(422, "bad_audio", exc.reason) from None
-        except ValueError as exc:
-            raise ApiError(422, "bad_audio", str(exc).replace("<signal>: ", "").replace("<array>: ", "")) from None
+            X, q = extract_features_and_quality(signal, sample_rate=rate, config=self.store.config)
+            return self.store.features(X), q
 
     def gate(self) -> Gate:
         return self.cfg.gate if self.cfg.gate is not None else self.store.gate
@@ -252,9 +261,8 @@ class _Service:
         422 naming the part and the reason when the quality gates refuse one, or the speaker."""
         gate, items = self.gate(), []
         for n, data in enumerate(files):
-            X = self.features(data)
-            q = Quality(speech_seconds(X.shape[0], self.store.config))
-            problem = gate.recording_problem(q)
+            X, q = self.features(data)
+            problem = gate.recording_problem(q, q.speech_seconds)
             if problem is not None:
                 raise ApiError(422, problem[0], (f"part {n + 1} of {len(files)}: " if len(files) > 1 else "") + problem[1])
             digest = hashlib.sha256(data).hexdigest()     # of the file's bytes, as the store hashes files
@@ -289,18 +297,18 @@ class _Service:
             raise ApiError(422, "bad_decision", str(exc)) from None
 
     def verify(self, speaker_id: str, data: bytes) -> dict:
-        return self.verify_features(speaker_id, self.features(data))
+        return self.verify_features(speaker_id, *self.features(data))
 
-    def verify_features(self, speaker_id: str, X: np.ndarray) -> dict:
+    def verify_features(self, speaker_id: str, X: np.ndarray, q=None) -> dict:
         with self.lock:                           # one read transaction: KeyError for an unknown speaker
-            r = self._ruled(self.store.verify, speaker_id, X, check_input=False, **self._decide())
+            r = self._ruled(self.store.verify, speaker_id, X, check_input=False, quality=q, **self._decide())
         return {"speaker": speaker_id, "score": r.score, "llr": r.llr, "decision": r.decision, "reason": r.reason,
                 "threshold": r.threshold, "speech_seconds": self.seconds(X)}
 
     def identify(self, data: bytes, top: int) -> dict:
-        X = self.features(data)
+        X, q = self.features(data)
         with self.lock:                           # one read transaction
-            ranked = self._ruled(self.store.candidates, X, top, check_input=False, **self._decide())
+            ranked = self._ruled(self.store.candidates, X, top, check_input=False, quality=q, **self._decide())
         cands = [{"speaker": m.id, "score": m.score, "llr": m.llr, "decision": m.decision, "reason": m.reason}
                  for m in ranked]
         return {"speakers": [c for c in cands if c["decision"] == "accept"], "candidates": cands}
@@ -314,9 +322,13 @@ class _Service:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
                     raise ApiError(400, "bad_request", f"{key} must be a number in (0, 1)")
                 kw[key] = float(v)
-        extra = set(body) - {"prior", "target_far"}
+        if "duration_aware" in body:
+            if not isinstance(body["duration_aware"], bool):
+                raise ApiError(400, "bad_request", "duration_aware must be true or false")
+            kw["duration_aware"] = body["duration_aware"]
+        extra = set(body) - {"prior", "target_far", "duration_aware"}
         if extra:
-            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far)")
+            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far, duration_aware)")
         try:
             with self.lock:
                 res = calibrate_from_enrollments(self.store, **kw)
@@ -331,8 +343,7 @@ class _Service:
     @staticmethod
     def _calibration_json(cal_id, cal, fitted_on, report, current, created_at=None) -> dict:
         return {"id": cal_id, "current": current, "created_at": None if created_at is None else iso_time(created_at),
-                "fitted_on": fitted_on,
-                "calibration": {"a": cal.a, "b": cal.b, "prior": cal.prior}, "report": report}
+                "fitted_on": fitted_on, "calibration": json.loads(cal.to_json()), "report": report}
 
     def calibrations(self) -> dict:
         with self.lock:
@@ -373,20 +384,17 @@ class _Service:
         if self.cfg.threshold is not None:
             cal = None                                       # a raw threshold rules: no early decision
         test = self.cfg.stream.test                          # no decision on less speech than the gate's
-        test = dataclasses.replace(test, min_speech=max(test.min_speech, self.gate().min_test_speech))
+        test = dataclasses.replace(test, min_speech=max(test.min_speech, self.gate().test.min_speech_seconds or 0.0))
         return StreamingVerifier(self.store.ubm, model, self.store.config, sample_rate, cal, test,
                                  top_c=self.store.top_c, enrol_seconds=enrolled)
 
     def verify_signal(self, speaker_id: str, pcm: bytes, rate: int) -> dict:
         """:meth:`verify` of a stream's whole audio (16-bit little-endian mono PCM at ``rate``)."""
-        try:
+        with _audio_errors():
             y = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-            X = self.store.features(extract_features(y, sample_rate=rate, config=self.store.config))
-        except AudioError as exc:
-            raise ApiError(422, "bad_audio", exc.reason) from None
-        except ValueError as exc:
-            raise ApiError(422, "bad_audio", str(exc).replace("<signal>: ", "").replace("<array>: ", "")) from None
-        return self.verify_features(speaker_id, X)
+            X, q = extract_features_and_quality(y, sample_rate=rate, config=self.store.config)
+            X = self.store.features(X)
+        return self.verify_features(speaker_id, X, q)
 
     def warm_up(self) -> None:
         """Features and statistics of one second of noise: the first request then does not pay

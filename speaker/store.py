@@ -26,6 +26,7 @@ raw little-endian bytes with shape columns, nothing is unpickled.  Every problem
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import threading
@@ -42,12 +43,13 @@ from ._sql import Database, StoreError, one_snapshot, store_location
 from .adapt import map_from_stats, model_like
 from .calhistory import CalibrationHistory, StoredCalibration
 from .calibration import Calibration
-from .features import FeatureConfig, extract_features
-from .gates import DEFAULT_GATE, Gate, Quality, measure_audio_quality, speech_seconds
+from .features import FeatureConfig, extract_features, extract_features_and_quality
+from .gates import DEFAULT_GATE, Gate, speech_seconds
+from .quality import Quality
 from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, ubm_shape_problem
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
-from .sources import Source, Waveform, content_hash, read_source, source_kind
+from .sources import Source, Waveform, content_hash, read_source, read_source_and_quality, source_kind
 from .verification import Match, StoreScoring, VerifyResult
 
 __all__ = ["StoreError", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
@@ -64,7 +66,7 @@ _TABLES = ("meta", "ubm", "speakers", "recordings", "calibrations")
 #: The per-recording columns format 2 added to ``recordings`` (NULL for recordings enrolled
 #: before an upgrade from format 1): statistics, features and quality measures.
 RECORDING_DATA = ("loglik", "stats_n", "stats_x", "stats_xx", "feat_dtype", "features", "speech_seconds",
-                  "clipping", "snr_db")
+                  "quality")
 
 
 def _schema():
@@ -77,8 +79,8 @@ def _schema():
     ``recordings``: one row per enrolled recording and, since format 2 (NULL for recordings
     enrolled before an upgrade), its UBM statistics (``stats_n`` (K,), ``stats_x`` (K, D) and,
     for a store that adapts variances, ``stats_xx`` (K, D); float64 raw sums, as ``speakers``),
-    its features (frames, D; ``feat_dtype`` float32 or float64) and quality measures (net
-    speech seconds, clipped fraction, SNR in dB; the last two NULL for feature inputs).
+    its features (frames, D; ``feat_dtype`` float32 or float64), its net speech seconds and its
+    quality measures (:class:`speaker.quality.Quality` as JSON; NULL for feature inputs).
     ``cohort`` (created when a cohort is first added; a store without it has an empty cohort):
     one row per cohort recording, its UBM statistics (a, b, c as in ``speakers``) and its
     features (frames, D) as raw little-endian float32 or float64.
@@ -111,8 +113,7 @@ def _schema():
              col("n_frames", big), col("enrolled_at", dbl),
              # format 2 (appended, as ALTER TABLE adds them to an upgraded store): RECORDING_DATA
              opt("loglik", dbl), opt("stats_n", blob), opt("stats_x", blob), opt("stats_xx", blob),
-             opt("feat_dtype", txt), opt("features", blob), opt("speech_seconds", dbl), opt("clipping", dbl),
-             opt("snr_db", dbl))
+             opt("feat_dtype", txt), opt("features", blob), opt("speech_seconds", dbl), opt("quality", txt))
     sa.Table("cohort", md, col("id", txt, primary_key=True), col("seq", big), col("generation", big),
              col("source", txt), col("sha256", txt), col("added_at", dbl), col("k", big), col("d", big),
              col("n_frames", dbl), col("loglik", dbl), col("a", blob), col("b", blob), col("c", blob),
@@ -140,7 +141,8 @@ class EnrolmentItem(NamedTuple):
     """One recording to enrol with :meth:`SpeakerStore.enroll_statistics`: its source name,
     SHA-256, UBM statistics (:func:`speaker._batch.recording_stats`) and, optionally, its
     features (kept, so that ``speaker calibrate --from-enrollments`` can score it) and quality
-    measures (default: net speech from the frame count)."""
+    measures (:class:`speaker.quality.Quality` of an audio recording; None: only the net speech
+    is known, from the frame count)."""
 
     source: str
     sha256: str
@@ -152,14 +154,17 @@ class EnrolmentItem(NamedTuple):
 class KeptRecording(NamedTuple):
     """One enrolled recording as the store keeps it (:meth:`SpeakerStore.kept_recordings`):
     ``stats`` and ``features`` are None for a recording enrolled before the store's upgrade to
-    format 2 (``features`` also for one longer than :data:`speaker.limits.MAX_KEPT_FRAMES`)."""
+    format 2 (``features`` also for one longer than :data:`speaker.limits.MAX_KEPT_FRAMES`);
+    ``speech_seconds`` its net speech; ``quality`` its measures (None for feature inputs and
+    recordings enrolled before the upgrade)."""
 
     seq: int
     source: str
     n_frames: int
     stats: GMMStats | None
     features: np.ndarray | None
-    quality: Quality
+    speech_seconds: float
+    quality: Quality | None
 
 
 class CohortInfo(NamedTuple):
@@ -468,16 +473,21 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             raise ValueError(f"{source}: features have {X.shape[1]} dims but the UBM has {self.D}")
         return X
 
-    # ------------------------------------------------------------------ enrolment
-    def quality(self, source: Source, X: np.ndarray) -> Quality:
-        """The quality measures of a recording whose features are ``X`` (:mod:`speaker.gates`):
-        net speech from the frames the VAD kept; clipping and SNR from an audio file's samples
-        (:mod:`speaker.quality`), None for feature inputs."""
-        seconds = speech_seconds(X.shape[0], self.config)
-        if isinstance(source, (np.ndarray, Waveform)) or source_kind(source) != "audio":
-            return Quality(seconds)
-        return measure_audio_quality(os.fspath(source), self.config, seconds)
+    def features_and_quality(self, source: Source) -> tuple[np.ndarray, Quality | None]:
+        """:meth:`features` and, for an audio file or a :class:`Waveform`, its
+        :class:`speaker.quality.Quality` measured in the same decode (None for feature inputs:
+        only their frames are known)."""
+        if isinstance(source, Waveform):
+            X, q = extract_features_and_quality(source.samples, sample_rate=source.sample_rate, config=self.config)
+            return check_features(X, self.D, "<waveform>: features"), q
+        if isinstance(source, np.ndarray):
+            return self.features(source), None
+        X, q = read_source_and_quality(os.fspath(source), self.config)
+        if X.shape[1] != self.D:
+            raise ValueError(f"{source}: features have {X.shape[1]} dims but the UBM has {self.D}")
+        return X, q
 
+    # ------------------------------------------------------------------ enrolment
     def enroll(self, speaker_id: str, sources: Iterable[Source], *, replace: bool = False,
                features: Callable[[Source], np.ndarray] | None = None, gate: Gate | None = None) -> EnrollResult:
         """Add recordings to a speaker (created if new), or start it over with ``replace=True``.
@@ -502,9 +512,13 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             name = ("<array>" if isinstance(src, np.ndarray) else "<waveform>" if isinstance(src, Waveform)
                     else os.fspath(src))
             try:
-                X = self.features(src if features is None else features(src))
+                if features is None:
+                    X, q = self.features_and_quality(src)
+                else:
+                    X = self.features(features(src))
+                    q = (self.features_and_quality(src)[1] if isinstance(src, Waveform)
+                         or not isinstance(src, np.ndarray) and source_kind(os.fspath(src)) == "audio" else None)
                 digest = content_hash(src, X)
-                q = self.quality(src, X)
             except Exception as exc:  # noqa: BLE001 - reported per recording
                 result.skipped[name] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
                 continue
@@ -532,12 +546,15 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             if X is not None and (not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[1] != self.D
                                   or abs(X.shape[0] - st.n_samples) > 1e-6 * X.shape[0] + 1e-6):
                 raise ValueError(f"{item.source}: features must be (frames, D) and match the statistics' frame count")
-            q = item.quality if item.quality is not None else Quality(speech_seconds(round(st.n_samples), self.config))
-            problem = gate.recording_problem(q)
+            if item.quality is not None and not isinstance(item.quality, Quality):
+                raise ValueError(f"{item.source}: quality must be a speaker.quality.Quality")
+            seconds = (item.quality.speech_seconds if item.quality is not None
+                       else speech_seconds(round(st.n_samples), self.config))
+            problem = gate.recording_problem(item.quality, seconds)
             if problem is not None:
                 result.refused[item.source], result.skipped[item.source] = problem
                 continue
-            usable.append(item._replace(quality=q))
+            usable.append((item, seconds))
         with self._db.write():
             rows = self._db.rows("SELECT kind FROM speakers WHERE id=?", (speaker_id,))
             if rows and not replace and rows[0][0] != "stats":
@@ -551,14 +568,14 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                                     (speaker_id,))[0][0]
                 seconds, n_rec = self._speech(speaker_id)
             added = []
-            for item in usable:
+            for item, sec in usable:
                 if item.sha256 in seen:
                     result.skipped[item.source] = "already enrolled for this speaker (same content)"
                     continue
                 seen.add(item.sha256)
                 current = item.stats if current is None else current + item.stats
-                seconds += item.quality.speech_seconds
-                added.append(item)
+                seconds += sec
+                added.append((item, sec))
             if current is None:
                 raise StoreError(f"speaker {speaker_id!r}: nothing to enrol ("
                                  + ("; ".join(f"{k}: {v}" for k, v in list(result.skipped.items())[:3]) or "no recordings")
@@ -581,15 +598,15 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                 self._db.many(f"INSERT INTO recordings (speaker_id, seq, source, sha256, n_frames, enrolled_at, "
                               f"{', '.join(RECORDING_DATA)}) VALUES ({', '.join('?' * (6 + len(RECORDING_DATA)))})",
                               [(speaker_id, seq + i, item.source, item.sha256, int(round(item.stats.n_samples)), now)
-                               + self._recording_data(item) for i, item in enumerate(added)])
+                               + self._recording_data(item, sec) for i, (item, sec) in enumerate(added)])
                 self._before_commit(speaker_id)
-            result.added = [item.source for item in added]
+            result.added = [item.source for item, _ in added]
             n_rec, = self._db.rows("SELECT COUNT(*) FROM recordings WHERE speaker_id=?", (speaker_id,))[0]
             result.n_recordings, result.n_frames = n_rec, int(round(current.n_samples))
             result.speech_seconds = seconds
         return result
 
-    def _recording_data(self, item: EnrolmentItem) -> tuple:
+    def _recording_data(self, item: EnrolmentItem, seconds: float) -> tuple:
         """The format-2 columns of a recording row (:data:`RECORDING_DATA`)."""
         st, X, q = item.stats, item.features, item.quality
         keep = X is not None and X.shape[0] <= MAX_KEPT_FRAMES and X.size <= MAX_KEPT_ELEMENTS
@@ -597,8 +614,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             X = np.ascontiguousarray(X, dtype=np.float64 if X.dtype == np.float64 else np.float32)
         return (float(st.loglik), _blob(st.n), _blob(st.sum_x), _blob(st.sum_xx) if "v" in self.adapt else None,
                 str(X.dtype) if keep else None, X.astype(X.dtype.newbyteorder("<")).tobytes() if keep else None,
-                float(q.speech_seconds), None if q.clipping is None else float(q.clipping),
-                None if q.snr_db is None else float(q.snr_db))
+                float(seconds), None if q is None else json.dumps(q.to_dict()))
 
     def _speech(self, speaker_id: str) -> tuple[float, int]:
         """(net speech seconds, recordings) of a speaker: the kept measure of each recording,
@@ -725,6 +741,11 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         return [tuple(r) for r in self._db.rows("SELECT source, sha256, n_frames, enrolled_at FROM recordings "
                                                 "WHERE speaker_id=? ORDER BY seq", (speaker_id,))]
 
+    def _speech_of(self, ids: Sequence[str]) -> dict[str, float]:
+        """{speaker: net speech seconds of its recordings} of ``ids`` (a duration-aware
+        calibration reads them)."""
+        return {i: self._speech(i)[0] for i in ids}
+
     def _kept_counts(self) -> dict[str, tuple[int, int, int]]:
         """{speaker: (recordings, with statistics kept, with features kept)}."""
         return {i: (n, ns, nf) for i, n, ns, nf in self._db.rows(
@@ -740,15 +761,23 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         K, D = self.K, self.D
         out = []
         for row in self._db.rows("SELECT seq, source, n_frames, loglik, length(stats_n), length(stats_x), "
-                                 "length(stats_xx), feat_dtype, length(features), speech_seconds, clipping, snr_db "
+                                 "length(stats_xx), feat_dtype, length(features), speech_seconds, quality "
                                  "FROM recordings WHERE speaker_id=? ORDER BY seq", (speaker_id,)):
-            seq, src, frames, loglik, ln, lx, lxx, dtype, lf, sec, clip, snr = row
+            seq, src, frames, loglik, ln, lx, lxx, dtype, lf, sec, qtext = row
             where = f"speaker {speaker_id!r}, recording {seq!r}"
             if not isinstance(seq, int) or not isinstance(src, str) or not isinstance(frames, int) or frames < 1:
                 self._db.fail(f"{where}: malformed recording row")
-            for name, v in (("net speech", sec), ("clipping", clip), ("SNR", snr), ("log-likelihood", loglik)):
+            for name, v in (("net speech", sec), ("log-likelihood", loglik)):
                 if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
                     self._db.fail(f"{where}: non-numeric or non-finite {name}")
+            q = None
+            if qtext is not None:
+                try:
+                    if not isinstance(qtext, str) or len(qtext) > 4096:
+                        raise ValueError("not a short JSON text")
+                    q = Quality.from_dict(json.loads(qtext))
+                except (ValueError, TypeError, RecursionError) as exc:
+                    self._db.fail(f"{where}: bad quality: {exc}")
             if sec is None:
                 sec = speech_seconds(frames, self.config)
             stats = None
@@ -770,7 +799,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                 X = np.frombuffer(f, np.dtype(dtype).newbyteorder("<")).reshape(frames, D).astype(dtype)
                 if not np.isfinite(X).all():
                     self._db.fail(f"{where}: features contain NaN or infinity")
-            out.append(KeptRecording(seq, src, frames, stats, X, Quality(float(sec), clip, snr)))
+            out.append(KeptRecording(seq, src, frames, stats, X, float(sec), q))
         return out
 
     def __contains__(self, speaker_id: object) -> bool:

@@ -27,7 +27,6 @@ one scores a recording against them and applies the decision rule.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -37,8 +36,9 @@ from gmmext import ModelStack
 
 from ._batch import sum_in_order
 from .adapt import map_from_stats, map_parameters
-from .calibration import Calibration, decision_threshold
+from .calibration import ENROL_SPEECH, TEST_SPEECH, Calibration, decision_threshold
 from .gates import DEFAULT_GATE, Gate, speech_seconds
+from .quality import Quality
 from .scoring import Probe
 from .sources import Source
 
@@ -106,28 +106,36 @@ class Decision:
              p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
              target_far: float | None = None, nontarget_llrs=None, gate: Gate | None = None) -> "Decision":
         """The rule of :func:`speaker.calibration.decision_threshold` and the test gate of ``gate``."""
+        if calibration is not None and set(calibration.inputs) - {ENROL_SPEECH, TEST_SPEECH}:
+            raise ValueError(f"this calibration needs the quality inputs {list(calibration.inputs)}; a store "
+                             f"measures {ENROL_SPEECH} and {TEST_SPEECH} only")
         thr, on_llr, rule = decision_threshold(calibration, threshold=threshold, p_target=p_target, c_miss=c_miss,
                                                c_fa=c_fa, target_far=target_far, nontarget_llrs=nontarget_llrs)
         return cls(calibration, thr, on_llr, rule, DEFAULT_GATE if gate is None else gate)
 
-    def llr(self, score: float) -> float | None:
-        """The calibrated LLR of a raw score, or None without a calibration."""
-        return float(self.calibration.llr(score)) if self.calibration is not None else None
+    def llr(self, score: float, enrol_seconds: float | None = None, test_seconds: float | None = None
+            ) -> float | None:
+        """The calibrated LLR of a raw score (None without a calibration); a duration-aware
+        calibration reads the net speech seconds of the enrolment and of the test."""
+        if self.calibration is None:
+            return None
+        if not self.calibration.inputs:
+            return float(self.calibration.llr(score))
+        return float(self.calibration.llr(score, {ENROL_SPEECH: enrol_seconds, TEST_SPEECH: test_seconds}))
 
-    def decide(self, score: float, test_seconds: float) -> tuple[float | None, str, str]:
-        """``(llr, decision, reason)`` of a raw score for a test with ``test_seconds`` of net
-        speech: the one place a score becomes ``accept`` / ``reject`` / ``undecided``."""
-        llr = self.llr(score)
+    def decide(self, score: float, test_seconds: float, test_quality: Quality | None = None,
+               enrol_seconds: float | None = None) -> tuple[float | None, str, str]:
+        """``(llr, decision, reason)`` of a raw score for a test of ``test_seconds`` net speech
+        (``test_quality``: its measures, None for features) against an enrolment of
+        ``enrol_seconds``: the one place a score becomes ``accept`` / ``reject`` / ``undecided``."""
+        llr = self.llr(score, enrol_seconds, test_seconds)
         if self.threshold is None:
             return llr, UNDECIDED, self.rule
-        short = self.gate.test_problem(test_seconds)
-        if short is not None:
-            return llr, UNDECIDED, short
+        weak = self.gate.test_problem(test_quality, test_seconds)
+        if weak is not None:
+            return llr, UNDECIDED, weak
         value = llr if self.on_llr else score
         return llr, (ACCEPT if value >= self.threshold else REJECT), self.rule
-
-    def accepts(self, score: float, test_seconds: float = math.inf) -> bool:
-        return self.decide(score, test_seconds)[1] == ACCEPT
 
 
 @dataclass
@@ -220,7 +228,7 @@ class StoreScoring:
     def verify(self, speaker_id: str, source: Source, *, threshold: float | None = None,
                p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                calibration: Calibration | None = None, target_far: float | None = None,
-               gate: Gate | None = None, check_input: bool = True) -> VerifyResult:
+               gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> VerifyResult:
         """Is ``source`` speaker ``speaker_id``?  :meth:`identify` restricted to that speaker.
 
         Decision (:class:`Decision`): ``threshold`` on the raw score if given; else
@@ -228,46 +236,53 @@ class StoreScoring:
         non-target trials pass; else, with a calibration, the Bayes threshold
         ``log(c_fa (1 - p_target) / (c_miss p_target))`` on the calibrated LLR (``p_target``
         default: the prior the calibration was fitted at); else ``undecided`` (never accept
-        without a calibration or a threshold).  A test with less net speech than
-        ``gate.min_test_speech`` (default the store's gate) is ``undecided``.
-        ``calibration`` replaces the store's own.  KeyError for an unknown speaker; ValueError
-        for a rule that cannot be made (``p_target`` / ``target_far`` without a calibration).
+        without a calibration or a threshold).  A test that fails the test gate of ``gate``
+        (default the store's: too little net speech, clipped, noise only) is ``undecided``.
+        ``calibration`` replaces the store's own.  ``check_input=False``: ``source`` is a
+        checked feature array and ``quality`` its recording's measures (None: net speech from
+        its frames).  KeyError for an unknown speaker; ValueError for a rule that cannot be made
+        (``p_target`` / ``target_far`` without a calibration).
         """
-        X = self.features(source) if check_input else source
+        X, q = self.features_and_quality(source) if check_input else (source, quality)
         with self._db.tx():
             rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
-            m, = self._matches(X, [speaker_id], rule, 1)
+            m, = self._matches(X, q, [speaker_id], rule, 1)
         return VerifyResult(m.score, m.llr, m.accept, rule.threshold, m.decision, m.reason)
 
     def candidates(self, source: Source, n: int = 1, *, threshold: float | None = None,
                    p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                    calibration: Calibration | None = None, target_far: float | None = None,
-                   gate: Gate | None = None, check_input: bool = True) -> list[Match]:
+                   gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None
+                   ) -> list[Match]:
         """The ``n`` best-scoring speakers, best first (ties in id order), each with its
         decision (the rule of :meth:`verify`), whether or not any passes."""
-        X = self.features(source) if check_input else source
+        X, q = self.features_and_quality(source) if check_input else (source, quality)
         with self._db.tx():
             rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
-            return self._matches(X, None, rule, max(0, int(n)))
+            return self._matches(X, q, None, rule, max(0, int(n)))
 
     def identify(self, source: Source, n: int = 1, *, threshold: float | None = None,
                  p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                  calibration: Calibration | None = None, target_far: float | None = None,
-                 gate: Gate | None = None, check_input: bool = True) -> list[Match]:
+                 gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> list[Match]:
         """Open-set identification: those of the ``n`` best-scoring speakers that are accepted
         by the decision rule of :meth:`verify`, best first; empty when none is (and always
         without a calibration or a threshold: see :meth:`candidates` for the ranking with
         every candidate's decision)."""
         return [m for m in self.candidates(source, n, threshold=threshold, p_target=p_target, c_miss=c_miss,
                                            c_fa=c_fa, calibration=calibration, target_far=target_far, gate=gate,
-                                           check_input=check_input) if m.accept]
+                                           check_input=check_input, quality=quality) if m.accept]
 
-    def _matches(self, X: np.ndarray, ids: Sequence[str] | None, rule: Decision, n: int) -> list[Match]:
+    def _matches(self, X: np.ndarray, q: Quality | None, ids: Sequence[str] | None, rule: Decision,
+                 n: int) -> list[Match]:
         """The ``n`` best of every speaker (or of ``ids``), best first (ties in id order), decided."""
         ids, scores = self._scores(X, ids, BATCH)
         order = np.argsort(-scores, kind="stable")[:n]
-        seconds = speech_seconds(X.shape[0], self.config)
-        return [Match(ids[j], float(scores[j]), *rule.decide(float(scores[j]), seconds)) for j in order]
+        seconds = q.speech_seconds if q is not None else speech_seconds(X.shape[0], self.config)
+        enrol = (self._speech_of([ids[j] for j in order]) if rule.calibration is not None and rule.calibration.inputs
+                 else {})
+        return [Match(ids[j], float(scores[j]), *rule.decide(float(scores[j]), seconds, q, enrol.get(ids[j])))
+                for j in order]
 
     # ------------------------------------------------------------------ trials from the enrolments
     def enrolment_trials(self, *, min_recordings: int = 2, max_nontarget: int = 50_000, seed: int = 0,
@@ -310,14 +325,14 @@ class StoreScoring:
             tar, non, tar_q, non_q, tar_spk, non_spk = [], [], [], [], [], []
             for i in eligible:
                 kept = self.kept_recordings(i)
-                total = sum(r.quality.speech_seconds for r in kept)
+                total = sum(r.speech_seconds for r in kept)
                 for j, r in enumerate(kept):
                     rest = [q.stats for k, q in enumerate(kept) if k != j]
                     loo = map_from_stats(self.ubm, sum_in_order(rest), relevance_factor=self.relevance_factor,
                                          adapt=self.adapt)
                     probe = Probe(self.ubm, r.features, self.top_c)
                     tar.append(float(probe.llrs([loo])[0]))
-                    tar_q.append((total - r.quality.speech_seconds, r.quality.speech_seconds))
+                    tar_q.append((total - r.speech_seconds, r.speech_seconds))
                     tar_spk.append(i)
                     pool = [k for k in ids if k != i]
                     if per_test < len(pool):
@@ -328,7 +343,7 @@ class StoreScoring:
                     for k, sc in zip(got_ids, got):
                         if k != i:
                             non.append(float(sc))
-                            non_q.append((info[k].speech_seconds, r.quality.speech_seconds))
+                            non_q.append((info[k].speech_seconds, r.speech_seconds))
                             non_spk.append(i)
         return EnrolmentTrials(np.array(tar), np.array(non), np.array(tar_q).reshape(-1, 2),
                                np.array(non_q).reshape(-1, 2), tar_spk, non_spk, sorted(eligible), left_out,

@@ -220,7 +220,7 @@ def decision_options(p: argparse.ArgumentParser) -> None:
                         "a shorter one is 'undecided: insufficient speech'")
 
 
-#: ``--min-test-speech``'s default (speaker.gates.Gate().min_test_speech; a test checks they agree).
+#: ``--min-test-speech``'s default (speaker.quality.MIN_TEST_SPEECH; a test checks they agree).
 DEFAULT_TEST_SPEECH = 1.0
 
 
@@ -244,14 +244,10 @@ def decide_kwargs(args, store) -> dict:
 
 
 def gate(args, store):
-    """The store's quality gate with the command's --min-speech / --min-speaker-speech /
+    """The store's quality gates with the command's --min-speech / --min-speaker-speech /
     --min-test-speech."""
-    import dataclasses as dc
-    changes = {k: getattr(args, opt) for k, opt in (("min_recording_speech", "min_speech"),
-                                                    ("min_speaker_speech", "min_speaker_speech"),
-                                                    ("min_test_speech", "min_test_speech"))
-               if getattr(args, opt, None) is not None}
-    return dc.replace(store.gate, **changes)
+    return store.gate.with_min_speech(getattr(args, "min_speech", None), getattr(args, "min_speaker_speech", None),
+                                      getattr(args, "min_test_speech", None))
 
 
 def as_norm_size(args, n_cohort: int) -> int:

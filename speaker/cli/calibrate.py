@@ -40,12 +40,16 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--max-nontarget", type=int_option(100, 1 << 22), default=50_000, metavar="N",
                    help="--from-enrollments: at most about N non-target trials (each recording against a random sample "
                         "of the other speakers when there would be more; default 50000)")
+    s.add_argument("--duration-aware", action="store_true",
+                   help="--from-enrollments: a calibration that also reads the net speech of the enrolment and of the "
+                        "test, so that short tests get less confident LLRs (docs/calibration.md); it learns only the "
+                        "range of durations the enrolled recordings span")
     s.add_argument("--json", action="store_true", help="print the report (or --show's list) as JSON")
     s.set_defaults(func=run)
 
 
 #: What --from-enrollments needs, for --help (speaker.selfcal.MIN_SPEAKERS / MIN_RECORDINGS; a test checks).
-MIN_SPEAKERS_TEXT = "10 speakers with 3 recordings each"
+MIN_SPEAKERS_TEXT = "15 speakers with 3 recordings each"
 
 
 def run(args) -> int:
@@ -113,7 +117,7 @@ def from_enrollments(args) -> int:
     with open_store(args) as store:
         try:
             res = calibrate_from_enrollments(store, prior=args.prior, target_far=args.target_far,
-                                             max_nontarget=args.max_nontarget)
+                                             max_nontarget=args.max_nontarget, duration_aware=args.duration_aware)
         except NotEnoughEnrolments as exc:
             raise JobError(f"{args.store}: {exc}") from None
         except ValueError as exc:
@@ -128,15 +132,19 @@ def print_report(args, cal, report: dict, kept: int | None, fitted_on: str | Non
         print(json.dumps({"id": kept, "calibration": json.loads(cal.to_json()), "fitted_on": fitted_on,
                           "report": report}, indent=2))
     else:
-        if kept is not None:
-            print(f"calibration {kept} (current): llr = {cal.a:.6g} * score + {cal.b:.6g}, fitted at prior {cal.prior:g}")
-        else:
-            print(f"calibration: llr = {cal.a:.6g} * score + {cal.b:.6g}, fitted at prior {cal.prior:g}")
+        print(f"calibration{f' {kept} (current)' if kept is not None else ''}: {formula(cal)}, fitted at prior "
+              f"{cal.prior:g}")
         if fitted_on:
             print(f"fitted on {fitted_on}")
         _print_metrics(report)
     for w in report.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
+
+
+def formula(cal) -> str:
+    """``llr = a * score + b [+ w * term ...]`` of a calibration, one line."""
+    terms = "".join(f" {'-' if t.weight < 0 else '+'} {abs(t.weight):.4g} * {t.name}" for t in cal.terms)
+    return f"llr = {cal.a:.6g} * {cal.systems[0]} {'-' if cal.b < 0 else '+'} {abs(cal.b):.6g}{terms}"
 
 
 def _print_metrics(report: dict, indent: str = "") -> None:
@@ -168,7 +176,7 @@ def show(args) -> int:
     for r in rows:
         cal = r.calibration
         print(f"calibration {r.id}{' (current)' if r.current else ''}: made {utc(r.created_at)}; "
-              f"llr = {cal.a:.6g} * score + {cal.b:.6g}, fitted at prior {cal.prior:g}")
+              f"{formula(cal)}, fitted at prior {cal.prior:g}")
         print(f"  fitted on {r.fitted_on}")
         _print_metrics(r.report, "  ")
         if not r.has_trials:

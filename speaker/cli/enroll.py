@@ -9,8 +9,8 @@ from ._options import float_option
 from ._ivec import add_backend_options
 
 NAME = "enroll"
-#: The defaults of --min-speech / --min-speaker-speech (speaker.gates.Gate's; a test checks they agree).
-DEFAULT_RECORDING_SPEECH, DEFAULT_SPEAKER_SPEECH = 1.5, 8.0
+#: The defaults of --min-speech / --min-speaker-speech (speaker.quality's; a test checks they agree).
+DEFAULT_RECORDING_SPEECH, DEFAULT_SPEAKER_SPEECH = 1.0, 10.0
 
 
 def add_parser(sub, parents) -> None:
@@ -38,11 +38,11 @@ def add_enroll_options(p) -> None:
     g.add_argument("--replace", action="store_true", help="with --store: start the listed speakers over")
     g.add_argument("--min-speech", type=float_option(0.0, 3600.0), metavar="SECONDS",
                    help="with --store: refuse a recording with less net speech (after VAD) than this (default "
-                        f"{DEFAULT_RECORDING_SPEECH:g} s; docs/store.md, 'Quality gates')")
+                        f"{DEFAULT_RECORDING_SPEECH:g} s; docs/quality.md)")
     g.add_argument("--min-speaker-speech", type=float_option(0.0, 36000.0), metavar="SECONDS",
                    help="with --store: refuse a speaker whose recordings hold less net speech than this in all "
-                        f"(default {DEFAULT_SPEAKER_SPEECH:g} s). Clipped recordings (over 1 %% of the samples) and "
-                        "noise-only ones (SNR estimate under 5 dB) are refused too")
+                        f"(default {DEFAULT_SPEAKER_SPEECH:g} s). Clipped recordings (over 1 %% of the samples in flat "
+                        "runs at the peak) and noise-only ones (SNR estimate under 5 dB) are refused too (docs/quality.md)")
 
 
 def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:

@@ -92,9 +92,9 @@ def add_parser(sub, parents) -> None:
                    help="streams open at once (default 16); more are closed with code 1013")
     g.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
     g.add_argument("--min-speech", type=float_option(0.0, 3600.0), metavar="SECONDS",
-                   help="enrolment: refuse (422) a recording with less net speech than this (default 1.5 s)")
+                   help="enrolment: refuse (422) a recording with less net speech than this (default 1 s)")
     g.add_argument("--min-speaker-speech", type=float_option(0.0, 36000.0), metavar="SECONDS",
-                   help="enrolment: refuse (422) a speaker whose recordings hold less net speech in all (default 8 s)")
+                   help="enrolment: refuse (422) a speaker whose recordings hold less net speech in all (default 10 s)")
     decision_options(s)
     s.set_defaults(func=run)
 

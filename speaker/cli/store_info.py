@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import _guards
 from .._reasons import reason
 from ._common import JobError, open_store, say
+from .calibrate import formula
 
 NAME = "store-info"
 
@@ -91,8 +92,8 @@ def run(args) -> int:
         print(f"{'cohort':16s} {info['n_cohort']} recordings")
         print(f"{'calibration':16s} " + ("none: decisions are 'undecided' without --threshold ('speaker calibrate "
                                           "--store DB --from-enrollments')" if cal is None else
-                                          f"{cal.id}: llr = {cal.calibration.a:.6g} * score + {cal.calibration.b:.6g} "
-                                          f"(prior {cal.calibration.prior:g}); {n_cal} kept ('speaker calibrate --show')"))
+                                          f"{cal.id}: {formula(cal.calibration)} (prior {cal.calibration.prior:g}); "
+                                          f"{n_cal} kept ('speaker calibrate --show')"))
         for p, u in info.get("ubm_files", {}).items():
             if "error" in u:
                 print(f"{p}: {u['error']}")
