@@ -103,7 +103,7 @@ class Verification(BaseModel):
     decision: Decision = Field(description="'undecided' when the service has no rule to decide with "
                                            "(see `reason`)")
     threshold: float | None = Field(description="what was compared: on `llr` when calibrated, else on `score`")
-    reason: str | None = Field(None, description="why the decision is 'undecided', else null")
+    reason: str | None = Field(None, description="the rule that decided, or why the decision is 'undecided'")
     speech_seconds: float = Field(description="speech found in the recording, seconds")
 
 
@@ -112,7 +112,7 @@ class Candidate(BaseModel):
     score: float = Field(description="raw score (nats per frame)")
     llr: float | None = Field(description="calibrated LLR, null without a calibration")
     decision: Decision
-    reason: str | None = Field(None, description="why the decision is 'undecided', else null")
+    reason: str | None = Field(None, description="the rule that decided, or why the decision is 'undecided'")
 
 
 class Identification(BaseModel):
@@ -123,12 +123,6 @@ class Identification(BaseModel):
     candidates: list[Candidate]
 
 
-class CalibrationParameters(BaseModel):
-    a: float = Field(description="slope: llr = a * score + b")
-    b: float = Field(description="offset")
-    prior: float = Field(description="the training prior it was fitted at")
-
-
 class CalibrationInfo(BaseModel):
     """A calibration the store keeps."""
 
@@ -136,7 +130,8 @@ class CalibrationInfo(BaseModel):
     current: bool = Field(description="whether it is the one in force")
     created_at: str | None = Field(description="when it was fitted (ISO 8601, UTC)", **_TIME)
     fitted_on: str = Field(description="what it was fitted on, in words")
-    calibration: CalibrationParameters
+    calibration: dict = Field(description="the calibration as its JSON file holds it: `a`, `b`, `prior`, and for a "
+                                          "duration-aware or fused one its systems, measures and terms")
     report: dict = Field(description="metrics and operating points measured when it was fitted")
 
 

@@ -175,6 +175,19 @@ def _multipart_files(body: bytes, content_type: str) -> list[bytes]:
     return files
 
 
+@contextlib.contextmanager
+def _audio_errors():
+    """The library's refusals of an upload as answers: too long -> 413, unusable -> 422."""
+    try:
+        yield
+    except AudioTooLong as exc:
+        raise ApiError(413, "too_long", f"audio {exc.reason}") from None
+    except AudioError as exc:
+        raise ApiError(422, "bad_audio", exc.reason) from None
+    except ValueError as exc:
+        raise ApiError(422, "bad_audio", str(exc).replace("<signal>: ", "").replace("<array>: ", "")) from None
+
+
 class _Service:
     """The store, its lock and the worker threads behind the endpoints."""
 
@@ -238,16 +251,10 @@ class _Service:
         """(frames, D) features of an upload, decoded from memory and checked against the UBM
         (the service's face: the store's calls below get ``check_input=False``), and the
         recording's quality measures from the same decode; ApiError 413 / 422."""
-        try:
+        with _audio_errors():
             signal, rate = decode_bytes(data, max_seconds=self.cfg.max_seconds)
             X, q = extract_features_and_quality(signal, sample_rate=rate, config=self.store.config)
             return self.store.features(X), q
-        except AudioTooLong as exc:
-            raise ApiError(413, "too_long", f"audio {exc.reason}") from None
-        except AudioError as exc:
-            raise ApiError(422, "bad_audio", exc.reason) from None
-        except ValueError as exc:
-            raise ApiError(422, "bad_audio", str(exc).replace("<signal>: ", "").replace("<array>: ", "")) from None
 
     def gate(self) -> Gate:
         return self.cfg.gate if self.cfg.gate is not None else self.store.gate
@@ -271,7 +278,7 @@ class _Service:
             raise ApiError(422, exc.code, f"{exc} (send several recordings in one request: multipart parts named "
                                           "'file')") from None
         return {"speaker": speaker_id, "recordings": r.n_recordings, "frames": r.n_frames,
-                "speech_seconds": r.speech_seconds, "added": bool(r.added), "added_recordings": len(r.added),
+                "speech_seconds": round(r.speech_seconds, 3), "added": bool(r.added), "added_recordings": len(r.added),
                 "skipped": next(iter(r.skipped.values()), None)}
 
     def seconds(self, X: np.ndarray) -> float:
@@ -293,10 +300,9 @@ class _Service:
             raise ApiError(422, "bad_decision", str(exc)) from None
 
     def verify(self, speaker_id: str, data: bytes) -> dict:
-        X, q = self.features(data)
-        return self.verify_features(speaker_id, X, q)
+        return self.verify_features(speaker_id, *self.features(data))
 
-    def verify_features(self, speaker_id: str, X: np.ndarray, q: Quality | None = None) -> dict:
+    def verify_features(self, speaker_id: str, X: np.ndarray, q=None) -> dict:
         with self.lock:                           # one read transaction: KeyError for an unknown speaker
             r = self._ruled(self.store.verify, speaker_id, X, check_input=False, quality=q, **self._decide())
         return {"speaker": speaker_id, "score": r.score, "llr": r.llr, "decision": r.decision, "reason": r.reason,
@@ -387,14 +393,10 @@ class _Service:
 
     def verify_signal(self, speaker_id: str, pcm: bytes, rate: int) -> dict:
         """:meth:`verify` of a stream's whole audio (16-bit little-endian mono PCM at ``rate``)."""
-        try:
+        with _audio_errors():
             y = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
             X, q = extract_features_and_quality(y, sample_rate=rate, config=self.store.config)
             X = self.store.features(X)
-        except AudioError as exc:
-            raise ApiError(422, "bad_audio", exc.reason) from None
-        except ValueError as exc:
-            raise ApiError(422, "bad_audio", str(exc).replace("<signal>: ", "").replace("<array>: ", "")) from None
         return self.verify_features(speaker_id, X, q)
 
     def warm_up(self) -> None:

@@ -530,7 +530,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         return X
 
     def features_and_quality(self, source: Source) -> tuple[np.ndarray, Quality | None]:
-        """:meth:`features` and, for audio (a file or a :class:`Waveform`), its
+        """:meth:`features` and, for an audio file or a :class:`Waveform`, its
         :class:`speaker.quality.Quality` measured in the same decode (None for feature inputs:
         only their frames are known)."""
         if isinstance(source, Waveform):
