@@ -616,3 +616,36 @@ def test_identify_under_concurrent_removal_never_names_a_speaker_the_client_did_
         srv.stop()
     assert not bad, bad[:5]
     assert counts["identify"] >= 5 and counts["changes"] >= 3, counts
+
+
+# ======================================================================= odd inputs (item 19)
+def test_a_negative_calibration_slope_is_refused_everywhere(work, tmp_path, small_ubm):
+    """A calibration with a negative slope was accepted (every decision inverted).  Now refused
+    when fitted (scores larger for non-targets), when read from a file or from a store."""
+    from speaker.calibration import Calibration
+    from speaker.store import StoreInvalid
+    for a in (-2.0, 0.0):
+        with pytest.raises(ValueError, match="slope on the score must be > 0"):
+            Calibration(a, 0.0)
+    # fitted on inverted labels: the command line says why, in one line
+    trials = tmp_path / "inverted.txt"
+    trials.write_text((work / "trials.txt").read_text().replace("nontarget", "X").replace(" target", " nontarget")
+                      .replace(" X", " target"))
+    rc, err = run("calibrate", "--scores", work / "scores.txt", "--trials", trials, "--out", tmp_path / "c.json")
+    assert rc == 1 and "slope on the score must be > 0" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "c.json").exists()
+    # a file
+    good = Calibration(2.0, 0.5).to_json()
+    bad = tmp_path / "bad.json"
+    bad.write_text(good.replace('"a": 2.0', '"a": -2.0'))
+    assert '"a": -2.0' in bad.read_text()
+    rc, err = run("eval", "--scores", work / "scores.txt", "--trials", work / "trials.txt", "--calibration", bad)
+    assert rc == 1 and "slope" in err, err
+    # a store
+    db = tmp_path / "s.db"
+    st = _store(db, small_ubm)
+    st.calibration = Calibration(2.0, 0.5)
+    st.close()
+    _sql(db, "UPDATE calibrations SET params=?", params=(good.replace('"a": 2.0', '"a": -2.0'),))
+    with pytest.raises(StoreInvalid, match="slope"):
+        _store(db).calibration
