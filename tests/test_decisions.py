@@ -115,6 +115,12 @@ def test_clipped_and_noise_only_audio_is_refused_and_measures_are_kept(tmp_path,
         assert enrol.status_code == 422 and enrol.json()["error"] == "clipped"
         assert one_short.status_code == 200                                # the speaker minimum is 1 s here
         assert ver.json()["decision"] == "undecided" and ver.json()["reason"].startswith("noise only")
+        health, plain, ident = _call(create_app(st, ServiceConfig()), ("GET", "/healthz", None),
+                                     ("POST", "/v1/speakers/g/verify", clean.read_bytes()),
+                                     ("POST", "/v1/identify?top=2", clean.read_bytes()))
+        assert health.json()["calibrated"] is False and "undecided" in health.json()["warning"]
+        assert plain.json()["decision"] == "undecided" and "no calibration" in plain.json()["reason"]
+        assert ident.json()["speakers"] == [] and {c["decision"] for c in ident.json()["candidates"]} == {"undecided"}
 
 
 def _has_service() -> bool:
