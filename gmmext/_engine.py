@@ -31,6 +31,16 @@ SPARSE_LIMIT = 0.25
 #: (frame-component pair, model) cells below which ``top_c_loglik_shared`` runs on one thread.
 SHARED_THREADS_CELLS = 1 << 20
 
+def _set_blas_threads(lib, n: int) -> None:
+    """Set a BLAS library's thread count (a threadpoolctl controller) from any Python thread.
+
+    threadpoolctl >= 3.8 drops an OpenBLAS (pthreads) ``set_num_threads`` unless it comes from
+    its "controlling thread"; ``_real_set_num_threads`` is its unfiltered setter (absent, and
+    not needed, before 3.8).
+    """
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+
+
 class _BlasSingleThread:
     """BLAS limited to one thread while any core call runs, process-wide and re-entrant.
 
@@ -40,6 +50,14 @@ class _BlasSingleThread:
     setting, so overlapping calls from several Python threads share it: the first one in
     sets BLAS to one thread, the last one out restores what was there.  The BLAS libraries
     are found once with threadpoolctl; each call then costs two cheap C calls per library.
+
+    The limit is set through each library's own setter (:func:`_set_blas_threads`), not
+    threadpoolctl's ``set_num_threads``: since threadpoolctl 3.8, that one ignores calls from
+    any Python thread but the first one that set an OpenBLAS (pthreads) limit while it lives
+    (the main thread, once it has run any core call), so a core call from a worker thread
+    ran with BLAS's full thread count: slower, and, OpenBLAS splitting a multi-threaded gemm
+    into other tiles, with other rounding.  This guard is itself the process-wide arbiter
+    of its setting, so it needs no second one.
     """
 
     def __init__(self):
@@ -56,7 +74,7 @@ class _BlasSingleThread:
                     self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
                 self._saved = [lib.num_threads for lib in self._libs]
                 for lib in self._libs:
-                    lib.set_num_threads(1)
+                    _set_blas_threads(lib, 1)
             self._depth += 1
         return self
 
@@ -65,7 +83,7 @@ class _BlasSingleThread:
             self._depth -= 1
             if self._depth == 0:
                 for lib, n in zip(self._libs, self._saved):
-                    lib.set_num_threads(n)
+                    _set_blas_threads(lib, n)
         return False
 
 
