@@ -421,17 +421,18 @@ class Engine:
         return acc[:T].sum(axis=0)
 
 
-    def top_c_loglik_shared(self, X, idx, shift, Q, A, G) -> np.ndarray:
+    def top_c_loglik_shared(self, X, idx, shift, Q, A, G, S: int) -> np.ndarray:
         """Total top-C log-likelihood of X under S models sharing one set of variances -> (S,).
 
-        ``Q`` (K, D) ``-1 / (2 var)``, ``A`` (K, S, D) and ``G`` (S, K): see
-        ``_core.topc_loglik_shared`` (one gemm per selected component against all S models).
+        ``Q`` (K, D) ``-1 / (2 var)``; the models packed in panels, ``A`` (K, n_pan, D, PW)
+        and ``G`` (K, n_pan * PW): see ``_core.topc_loglik_shared`` (one product per selected
+        component and panel of models; a model's total does not depend on the others).
         """
-        out = np.zeros(A.shape[1])
+        out = np.zeros(S)
         # threads only when there is work for them: below ~1M (pair, model) cells (e.g. 700 models
         # for a 3-s recording at C = 5) a parallel region costs more than it saves, most of all on
         # a busy machine (measured: 30 models, 11 ms on one thread, 79 ms on two)
-        T = self.threads if A.shape[1] * idx.size >= SHARED_THREADS_CELLS else 1
+        T = self.threads if S * idx.size >= SHARED_THREADS_CELLS else 1
         with _blas_single_thread:
             _core.topc_loglik_shared((X,), idx, shift, Q, A, G, T, out)
         return out

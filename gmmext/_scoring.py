@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from . import _core
+
 
 if TYPE_CHECKING:
     from ._mixture import GaussianMixture
@@ -163,9 +165,11 @@ class ModelStack:
         shared, general = np.flatnonzero(kind == 0), np.flatnonzero(kind == 1)
         slot = np.empty(self._n, dtype=np.intp)
         slot[shared], slot[general] = np.arange(shared.size), np.arange(general.size)
+        pw = _core.panel_width(dtype)
+        n_pan = -(-shared.size // pw)
         st = dict(shift=shift, whiten=whiten, shared=shared, general=general, slot=slot,
                   Q=np.ascontiguousarray(Mref[D:2 * D].T) if Mref.shape[0] == 2 * D else None,
-                  A=np.empty((K, shared.size, D), dtype=dtype), G=np.empty((shared.size, K), dtype=dtype))
+                  A=np.zeros((K, n_pan, D, pw), dtype=dtype), G=np.zeros((K, n_pan * pw), dtype=dtype))
         if self.models is not None:
             P = Mref.shape[0]
             st["Mt"] = np.empty((general.size, K, P), dtype=dtype)
@@ -173,8 +177,7 @@ class ModelStack:
             for s, m in enumerate(self.models):
                 _, M, g, _ = m._matrices(dtype, shift=shift)
                 if kind[s] == 0:
-                    st["A"][:, slot[s]] = M[:D].T
-                    st["G"][slot[s]] = g
+                    _put_shared(st, slot[s:s + 1], M[:D].T[:, None], g[:, None])
                 else:
                     st["Mt"][slot[s]] = M.T
                     st["gconst"][slot[s]] = g
@@ -200,8 +203,7 @@ class ModelStack:
                 lin, g = diag_terms(logw, mu[r].astype(np.float64) - shift, prec)
                 at = st["slot"][r]
                 if name == "shared":
-                    st["A"][:, at[0]:at[-1] + 1] = lin.transpose(1, 0, 2)
-                    st["G"][at[0]:at[-1] + 1] = g
+                    _put_shared(st, at, lin.transpose(1, 0, 2), g.T)
                 else:
                     st["Mt"][at[0]:at[-1] + 1, :, :D] = lin
                     st["Mt"][at[0]:at[-1] + 1, :, D:] = -0.5 * prec
@@ -228,16 +230,38 @@ class ModelStack:
         out = np.empty(want.size)
         general = np.isin(want, st["general"])
         if (~general).any():
-            A, G = st["A"], st["G"]
+            A, G, S = st["A"], st["G"], st["shared"].size
             if which is not None or st["general"].size:
                 at = st["slot"][want[~general]]
-                A, G = np.ascontiguousarray(A[:, at]), G[at]
-            out[~general] = engine.top_c_loglik_shared(X, idx, st["shift"], st["Q"], A, G)
+                A, G, S = *_take_shared(A, G, at), at.size
+            out[~general] = engine.top_c_loglik_shared(X, idx, st["shift"], st["Q"], A, G, S)
         if general.any():
             at = st["slot"][want[general]]
             out[general] = engine.top_c_loglik(X, idx, st["shift"], st["Mt"][at], st["gconst"][at],
                                                  st["whiten"])
         return out
+
+
+def _put_shared(st: dict, slots, a, g) -> None:
+    """Models ``slots`` (n,) of a stack's packed shared matrices <- ``a`` (K, n, D) and ``g`` (K, n).
+
+    The core takes the shared models in panels of ``pw`` (``_core.panel_width``) models, one per
+    vector lane: ``A`` (K, n_pan, D, pw) with model s at ``A[:, s // pw, :, s % pw]`` and ``G``
+    (K, n_pan * pw) with model s in column s; lanes past the last model stay zero.
+    """
+    pw = st["A"].shape[3]
+    slots = np.asarray(slots)
+    st["A"][:, slots // pw, :, slots % pw] = np.moveaxis(a, 1, 0)      # (n, K, D) in that indexing
+    st["G"][:, slots] = g
+
+
+def _take_shared(A, G, slots) -> tuple:
+    """The packed shared matrices of the models ``slots`` only, in that order (see :func:`_put_shared`)."""
+    K, _, D, pw = A.shape
+    st = dict(A=np.zeros((K, -(-slots.size // pw), D, pw), dtype=A.dtype),
+              G=np.zeros((K, -(-slots.size // pw) * pw), dtype=G.dtype))
+    _put_shared(st, np.arange(slots.size), np.moveaxis(A[:, slots // pw, :, slots % pw], 0, 1), G[:, slots])
+    return st["A"], st["G"]
 
 
 def top_c_loglik(models, X, indices) -> np.ndarray:

@@ -212,17 +212,50 @@ def test_accumulate_in_a_new_thread_is_bitwise_the_main_threads(dtype):
 # ----------------------------------------------------------------------------- other BLAS kernels
 # OpenBLAS picks its kernels by CPU (OPENBLAS_CORETYPE overrides it): the thread-dependence above
 # showed only with some of them (Haswell's, on AMD Zen), so CI on any machine runs the key cases
-# under the kernels this CPU can run, each in its own process.
-_CORETYPE_SCRIPT = r"""
+# under other kernels, each in its own process.  The core itself uses no BLAS: its outputs on
+# fixed arrays (FINGERPRINT: no BLAS call of numpy's on the way) must be the same bits under
+# every kernel, and the same as in this process.
+_FINGERPRINT = r"""
+import hashlib
+import numpy as np
+from gmmext import _core
+from gmmext._engine import Engine
+
+def fingerprint():
+    h = hashlib.sha256()
+    rng = np.random.default_rng(5)
+    N, D, K, C = 700, 20, 64, 5
+    for dt in (np.float32, np.float64):
+        X = rng.normal(size=(N, D)).astype(dt)
+        shift = (0.1 * rng.normal(size=D)).astype(dt)
+        M = (0.2 * rng.normal(size=(2 * D, K))).astype(dt)
+        M[D:] = -np.abs(M[D:])
+        g = rng.normal(size=K).astype(dt)
+        eng = Engine(dt, D, K, chunk_size=128, n_threads=2, sparse_limit=-1.0)
+        st = eng.accumulate([X[:300], X[300:]], None, shift, M, g)
+        ev = eng.evaluate(X, shift, M, g, loglik=True, resp=True)
+        idx, ll = eng.top_components(X, shift, M, g, None, C)
+        pw, S = _core.panel_width(dt), 70
+        n_pan = -(-S // pw)
+        A = (0.1 * rng.normal(size=(K, n_pan, D, pw))).astype(dt)
+        G = rng.normal(size=(K, n_pan * pw)).astype(dt)
+        out = np.zeros(S)
+        _core.topc_loglik_shared((X,), idx, shift, np.ascontiguousarray(M[D:].T), A, G, 2, out)
+        for a in (st.n, st.sum_x, st.sum_xx, np.float64(st.loglik), ev["loglik"], ev["resp"], idx, ll, out):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+"""
+
+_CORETYPE_SCRIPT = _FINGERPRINT + r"""
 import sys, warnings
 from concurrent.futures import ThreadPoolExecutor
-import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 from sklearn.exceptions import ConvergenceWarning
-from gmmext import GaussianMixture, ModelStack
+from gmmext import GaussianMixture
 
 arch = {d.get("architecture") for d in threadpool_info() if d["user_api"] == "blas"}
 print("ARCH", ",".join(sorted(map(str, arch))))
+print("FINGERPRINT", fingerprint())
 rng = np.random.default_rng(0)
 for dtype in (np.float32, np.float64):
     X = (rng.normal(size=(3000, 20)) * rng.uniform(0.5, 2.0, size=20)).astype(dtype)
@@ -235,6 +268,7 @@ for dtype in (np.float32, np.float64):
              lambda Y: gm.accumulate([Y[:300], Y[300:]]).sum_x]
     with threadpool_limits(limits=2, user_api="blas"):     # the main thread sets a limit first
         main = [f(Y) for f in calls]
+        assert np.array_equal(gm.accumulate(Y).sum_xx, gm.accumulate([Y[:300], Y[300:]]).sum_xx)
         for _ in range(2):
             with ThreadPoolExecutor(2) as pool:
                 other = [pool.submit(f, Y).result() for f in calls]
@@ -245,15 +279,18 @@ print("OK")
 """
 
 
-@pytest.mark.parametrize("coretype", ["Haswell", "SkylakeX"])
-def test_calling_thread_does_not_matter_under_other_blas_kernels(coretype):
+@pytest.mark.parametrize("coretype", ["Haswell", "SkylakeX", "Sandybridge"])
+def test_results_do_not_depend_on_blas_kernel_or_calling_thread(coretype):
     import os
     import subprocess
     import sys
     env = dict(os.environ, OPENBLAS_CORETYPE=coretype)
     res = subprocess.run([sys.executable, "-c", _CORETYPE_SCRIPT], env=env, capture_output=True,
                          text=True, timeout=300)
-    arch = next((line.split(" ", 1)[1] for line in res.stdout.splitlines() if line.startswith("ARCH ")), "")
-    if res.returncode == 0 and arch and arch != coretype:
-        pytest.skip(f"this CPU's OpenBLAS refuses OPENBLAS_CORETYPE={coretype} (runs {arch})")
+    lines = dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line)
+    if res.returncode == 0 and lines.get("ARCH") and lines["ARCH"] != coretype:
+        pytest.skip(f"this CPU's OpenBLAS refuses OPENBLAS_CORETYPE={coretype} (runs {lines['ARCH']})")
     assert res.returncode == 0 and res.stdout.rstrip().endswith("OK"), res.stdout[-3000:] + res.stderr[-3000:]
+    here = {}
+    exec(_FINGERPRINT, here)
+    assert lines["FINGERPRINT"] == here["fingerprint"](), "the core's results depend on BLAS's kernel"

@@ -1,0 +1,291 @@
+/* Deterministic matrix products of the core: C = A B with every element summed in one fixed order.
+ *
+ * Why not BLAS.  An optimised BLAS computes an element of A B with an instruction sequence
+ * that depends on where the element falls in its kernel's register tiles and on how the
+ * call is cut (matrix shape, leading dimensions, the number of BLAS threads, the kernel the
+ * library picked for the CPU): OpenBLAS's Haswell sgemm gives other bits for row i of A B
+ * than for the same row computed alone, and its multi-threaded driver cuts the matrix into
+ * other tiles than the single-threaded one.  Results of the core would then depend on the
+ * chunk size, on the other models scored alongside, on the BLAS thread count and its
+ * kernel.  These kernels compute every element the same way whatever the shapes:
+ *
+ *     C[i, j] = fma(A[i, k-1], B[k-1, j], ... fma(A[i, 1], B[1, j], fma(A[i, 0], B[0, j], 0)))
+ *
+ * i.e. one accumulator per element, the summed dimension in order, one fused multiply-add
+ * per term (no other rounding).  Vector lanes run along j (columns of B): each lane is one
+ * element and runs the same instructions as every other lane, and a product is exact in
+ * an FMA, so the result does not depend on the vector width either: the AVX-512, AVX2+FMA
+ * and portable (fma()) versions give the same bits.  The exception is an x86-64 CPU
+ * without FMA (before 2013): there the portable version multiplies and adds (two
+ * roundings), still in the same order everywhere, so that machine is deterministic too,
+ * with its own bits.  The instruction set is chosen once per process (gmmx_isa()).
+ *
+ * Layout.  B is used in "panels" of GMMX_PW_T columns (256 bytes: 64 float or 32 double),
+ * each panel k x PW contiguous row by row, columns past n zero (gmmx_pack_T); a panel stays
+ * in cache while all row blocks of A pass over it.  The micro-kernel holds GMMX_MR rows x
+ * (AVX-512) one panel or (AVX2) a quarter panel of accumulators in registers over the whole
+ * summed dimension.  A is read in place with any strides (ars, acs), C written with any
+ * strides (crs, ccs).  Knows nothing of Python, numpy, gmmext or speaker.
+ */
+#ifndef GMMEXT_GEMM_H
+#define GMMEXT_GEMM_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GMMX_PANEL_BYTES 256
+#define GMMX_PW_f 64
+#define GMMX_PW_d 32
+#define GMMX_MR 6
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(GMMEXT_NO_SIMD_GEMM)
+#define GMMX_X86 1
+#include <immintrin.h>
+#define GMMX_T_AVX512 __attribute__((target("avx512f")))
+#define GMMX_T_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+#if defined(__GNUC__)
+#define GMMX_UNROLL_ALL _Pragma("GCC unroll 32")
+#else
+#define GMMX_UNROLL_ALL
+#endif
+
+/* instruction sets: 0 = best available (see gmmx_isa), 1 = portable C, 2 = AVX2+FMA, 3 = AVX-512 */
+enum { GMMX_ISA_AUTO = 0, GMMX_ISA_PORTABLE = 1, GMMX_ISA_AVX2 = 2, GMMX_ISA_AVX512 = 3 };
+
+/* The instruction sets this CPU runs: bit i set for GMMX_ISA i. */
+static inline int gmmx_isa_mask(void)
+{
+    static int cached = 0;
+    if (cached) return cached;
+    int mask = 1 << GMMX_ISA_PORTABLE;
+#ifdef GMMX_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        mask |= 1 << GMMX_ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f"))
+        mask |= 1 << GMMX_ISA_AVX512;
+#endif
+    cached = mask;
+    return mask;
+}
+
+/* The best instruction set of this CPU (computed once; a race only writes the same value). */
+static inline int gmmx_isa(void)
+{
+    static int best = 0;
+    if (best == 0) {
+        int m = gmmx_isa_mask(), b = GMMX_ISA_PORTABLE;
+        if (m & (1 << GMMX_ISA_AVX2)) b = GMMX_ISA_AVX2;
+        if (m & (1 << GMMX_ISA_AVX512)) b = GMMX_ISA_AVX512;
+        best = b;
+    }
+    return best;
+}
+
+/* ------------------------------------------------------------------ packing
+ * Bp <- B (k x n, element (p, j) at B[p * brs + j * bcs]) as ceil(n / PW) panels of k x PW,
+ * zero past column n.  Bp holds gmmx_packed_size(k, n, PW) values. */
+static inline ptrdiff_t gmmx_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t pw)
+{
+    return ((n + pw - 1) / pw) * pw * k;
+}
+
+#define GMMX_PACK_BODY(T, PW)                                                        \
+    ptrdiff_t np = (n + PW - 1) / PW;                                                \
+    for (ptrdiff_t q = 0; q < np; ++q) {                                             \
+        ptrdiff_t j0 = q * PW, w = n - j0 < PW ? n - j0 : PW;                        \
+        T *dst = Bp + q * k * PW;                                                    \
+        for (ptrdiff_t p = 0; p < k; ++p) {                                          \
+            const T *src = B + p * brs + j0 * bcs;                                   \
+            T *d = dst + p * PW;                                                     \
+            if (bcs == 1)                                                            \
+                memcpy(d, src, (size_t)w * sizeof(T));                               \
+            else                                                                     \
+                for (ptrdiff_t j = 0; j < w; ++j) d[j] = src[j * bcs];               \
+            for (ptrdiff_t j = w; j < PW; ++j) d[j] = 0;                             \
+        }                                                                            \
+    }
+
+static inline void gmmx_pack_f(ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t brs,
+                               ptrdiff_t bcs, float *Bp)
+{ GMMX_PACK_BODY(float, GMMX_PW_f) }
+static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t brs,
+                               ptrdiff_t bcs, double *Bp)
+{ GMMX_PACK_BODY(double, GMMX_PW_d) }
+
+/* ------------------------------------------------------------------ micro-kernels
+ * out (mr x w, row stride ldo; w rounded up to NR * W) <- A[0:mr, :] @ one panel Bp (k x PW),
+ * A's row r at A + r * ars, its elements acs apart.  Rows mr..MR-1 of the register block
+ * repeat row mr - 1 (computed, not stored). */
+#define GMMX_MK_BODY(T, VT, W, NR, PW, ZERO, LOADU, SET1, FMA, STOREU)               \
+    const T *a[GMMX_MR];                                                             \
+    GMMX_UNROLL_ALL                                                                  \
+    for (int r = 0; r < GMMX_MR; ++r) a[r] = A + (r < mr ? r : mr - 1) * ars;        \
+    for (ptrdiff_t s0 = 0; s0 < w; s0 += NR * W) {                                   \
+        VT c[GMMX_MR][NR];                                                           \
+        GMMX_UNROLL_ALL                                                              \
+        for (int r = 0; r < GMMX_MR; ++r)                                            \
+            GMMX_UNROLL_ALL                                                          \
+            for (int j = 0; j < NR; ++j) c[r][j] = ZERO;                             \
+        const T *b = Bp + s0;                                                        \
+        for (ptrdiff_t p = 0; p < k; ++p, b += PW) {                                 \
+            VT bv[NR];                                                               \
+            GMMX_UNROLL_ALL                                                          \
+            for (int j = 0; j < NR; ++j) bv[j] = LOADU(b + j * W);                   \
+            GMMX_UNROLL_ALL                                                          \
+            for (int r = 0; r < GMMX_MR; ++r) {                                      \
+                VT x = SET1(a[r][p * acs]);                                          \
+                GMMX_UNROLL_ALL                                                      \
+                for (int j = 0; j < NR; ++j) c[r][j] = FMA(x, bv[j], c[r][j]);       \
+            }                                                                        \
+        }                                                                            \
+        for (int r = 0; r < mr; ++r)                                                 \
+            GMMX_UNROLL_ALL                                                          \
+            for (int j = 0; j < NR; ++j) STOREU(out + r * ldo + s0 + j * W, c[r][j]); \
+    }
+
+#define GMMX_MK_ARGS(T) (ptrdiff_t k, const T *restrict A, ptrdiff_t ars, ptrdiff_t acs,       \
+                         ptrdiff_t mr, const T *restrict Bp, ptrdiff_t w, T *restrict out,     \
+                         ptrdiff_t ldo)
+
+/* portable: one element per "lane"; fma() where the compiler says it is fast (one
+ * instruction: every FMA CPU), else multiply then add (x86-64 without FMA) */
+#if defined(__FP_FAST_FMA)
+#define GMMX_MADD_d(x, y, z) fma((x), (y), (z))
+#else
+#define GMMX_MADD_d(x, y, z) ((x) * (y) + (z))
+#endif
+#if defined(__FP_FAST_FMAF)
+#define GMMX_MADD_f(x, y, z) fmaf((x), (y), (z))
+#else
+#define GMMX_MADD_f(x, y, z) ((x) * (y) + (z))
+#endif
+#define GMMX_SLOAD(p) (*(p))
+#define GMMX_SSET1(x) (x)
+#define GMMX_SSTORE(p, v) (*(p) = (v))
+
+static void gmmx_mk_f_portable GMMX_MK_ARGS(float)
+{ GMMX_MK_BODY(float, float, 1, 8, GMMX_PW_f, 0.0f, GMMX_SLOAD, GMMX_SSET1, GMMX_MADD_f, GMMX_SSTORE) }
+static void gmmx_mk_d_portable GMMX_MK_ARGS(double)
+{ GMMX_MK_BODY(double, double, 1, 8, GMMX_PW_d, 0.0, GMMX_SLOAD, GMMX_SSET1, GMMX_MADD_d, GMMX_SSTORE) }
+
+#ifdef GMMX_X86
+/* one x86 micro-kernel: NAME on vectors VT of W elements, intrinsics _mm<BITS>_*_<S> */
+#define GMMX_MK_X86(TARGET, NAME, T, VT, W, NR, PW, BITS, S)                         \
+    TARGET static inline void NAME GMMX_MK_ARGS(T)                                   \
+    { GMMX_MK_BODY(T, VT, W, NR, PW, _mm##BITS##_setzero_##S(), _mm##BITS##_loadu_##S, \
+                   _mm##BITS##_set1_##S, _mm##BITS##_fmadd_##S, _mm##BITS##_storeu_##S) }
+GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_f_avx2, float, __m256, 8, 2, GMMX_PW_f, 256, ps)
+GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_d_avx2, double, __m256d, 4, 2, GMMX_PW_d, 256, pd)
+GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_f_avx512, float, __m512, 16, 4, GMMX_PW_f, 512, ps)
+GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, GMMX_PW_d, 512, pd)
+#endif
+
+/* ------------------------------------------------------------------ the product
+ * C (m x n, element (i, j) at C[i * crs + j * ccs]) <- A (m x k, (i, p) at A[i * ars + p * acs])
+ * @ B, B given packed (Bp, see gmmx_pack_T).  Panels outer, blocks of GMMX_MR rows inner. */
+#define GMMX_GEMM_BODY(T, PW, MK)                                                    \
+    T tile[GMMX_MR * PW] __attribute__((aligned(64)));                               \
+    ptrdiff_t np = (n + PW - 1) / PW;                                                \
+    for (ptrdiff_t q = 0; q < np; ++q) {                                             \
+        const T *bp = Bp + q * k * PW;                                               \
+        ptrdiff_t j0 = q * PW, w = n - j0 < PW ? n - j0 : PW;                        \
+        for (ptrdiff_t i0 = 0; i0 < m; i0 += GMMX_MR) {                              \
+            ptrdiff_t mr = m - i0 < GMMX_MR ? m - i0 : GMMX_MR;                      \
+            const T *a = A + i0 * ars;                                               \
+            if (ccs == 1 && w == PW) {                                               \
+                MK(k, a, ars, acs, mr, bp, w, C + i0 * crs + j0, crs);               \
+            } else {                                                                 \
+                MK(k, a, ars, acs, mr, bp, w, tile, PW);                             \
+                for (ptrdiff_t r = 0; r < mr; ++r)                                   \
+                    for (ptrdiff_t j = 0; j < w; ++j)                                \
+                        C[(i0 + r) * crs + (j0 + j) * ccs] = tile[r * PW + j];       \
+            }                                                                        \
+        }                                                                            \
+    }
+
+#define GMMX_GEMM_ARGS(T) (ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *A, ptrdiff_t ars,   \
+                           ptrdiff_t acs, const T *Bp, T *C, ptrdiff_t crs, ptrdiff_t ccs)
+
+static void gmmx_gemm_f_portable GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_portable) }
+static void gmmx_gemm_d_portable GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_portable) }
+#ifdef GMMX_X86
+GMMX_T_AVX2 static void gmmx_gemm_f_avx2 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx2) }
+GMMX_T_AVX2 static void gmmx_gemm_d_avx2 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx2) }
+GMMX_T_AVX512 static void gmmx_gemm_f_avx512 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx512) }
+GMMX_T_AVX512 static void gmmx_gemm_d_avx512 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx512) }
+#endif
+
+/* C <- A @ B (B packed) with instruction set `isa` (GMMX_ISA_AUTO: the best; one this CPU
+ * lacks falls back to the portable version). */
+#define GMMX_GEMM_DISPATCH(SFX)                                                      \
+    int m_ = gmmx_isa_mask();                                                        \
+    if (isa == GMMX_ISA_AUTO) isa = gmmx_isa();                                      \
+    else if (!(m_ & (1 << isa))) isa = GMMX_ISA_PORTABLE;                            \
+    switch (isa) {                                                                   \
+    GMMX_GEMM_CASES(SFX)                                                             \
+    default: gmmx_gemm_##SFX##_portable(m, n, k, A, ars, acs, Bp, C, crs, ccs);      \
+    }
+#ifdef GMMX_X86
+#define GMMX_GEMM_CASES(SFX)                                                         \
+    case GMMX_ISA_AVX512: gmmx_gemm_##SFX##_avx512(m, n, k, A, ars, acs, Bp, C, crs, ccs); return; \
+    case GMMX_ISA_AVX2: gmmx_gemm_##SFX##_avx2(m, n, k, A, ars, acs, Bp, C, crs, ccs); return;
+#else
+#define GMMX_GEMM_CASES(SFX)
+#endif
+
+#define GMMX_DEFINE_GEMM_ISA(T, SFX)                                                 \
+    static void gmmx_gemm_isa_##SFX(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *A, \
+                                    ptrdiff_t ars, ptrdiff_t acs, const T *Bp, T *C,         \
+                                    ptrdiff_t crs, ptrdiff_t ccs)                            \
+    { GMMX_GEMM_DISPATCH(SFX) }                                                      \
+    static inline void gmmx_gemm_##SFX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *A,   \
+                                       ptrdiff_t ars, ptrdiff_t acs, const T *Bp, T *C,      \
+                                       ptrdiff_t crs, ptrdiff_t ccs)                         \
+    { gmmx_gemm_isa_##SFX(GMMX_ISA_AUTO, m, n, k, A, ars, acs, Bp, C, crs, ccs); }
+GMMX_DEFINE_GEMM_ISA(float, f)
+GMMX_DEFINE_GEMM_ISA(double, d)
+
+/* ------------------------------------------------------------------ any operands
+ * C (m x n) <- A (m x k) @ B (k x n), all three with any strides (elements), B packed into
+ * `work` (gmmx_matmul_work(m, n, k) values).  When that wastes fewer lanes, the product is
+ * computed as C^T = B^T A^T instead (same bits: a product is exact in an FMA and the order
+ * of the summed dimension is kept). */
+static inline ptrdiff_t gmmx_matmul_work(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, ptrdiff_t pw)
+{
+    return gmmx_packed_size(k, m > n ? m : n, pw);
+}
+
+static inline int gmmx_transpose_pays(ptrdiff_t m, ptrdiff_t n, ptrdiff_t pw)
+{
+    ptrdiff_t direct = ((m + GMMX_MR - 1) / GMMX_MR) * GMMX_MR * (((n + pw - 1) / pw) * pw);
+    ptrdiff_t swapped = ((n + GMMX_MR - 1) / GMMX_MR) * GMMX_MR * (((m + pw - 1) / pw) * pw);
+    return swapped < direct;
+}
+
+#define GMMX_MATMUL_BODY(SFX, PW)                                                    \
+    if (m <= 0 || n <= 0) return;                                                    \
+    if (gmmx_transpose_pays(m, n, PW)) {                                             \
+        gmmx_pack_##SFX(k, m, A, acs, ars, work);                                    \
+        gmmx_gemm_##SFX(n, m, k, B, bcs, brs, work, C, ccs, crs);                    \
+    } else {                                                                         \
+        gmmx_pack_##SFX(k, n, B, brs, bcs, work);                                    \
+        gmmx_gemm_##SFX(m, n, k, A, ars, acs, work, C, crs, ccs);                    \
+    }
+
+static inline void gmmx_matmul_f(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                 const float *A, ptrdiff_t ars, ptrdiff_t acs,
+                                 const float *B, ptrdiff_t brs, ptrdiff_t bcs,
+                                 float *C, ptrdiff_t crs, ptrdiff_t ccs, float *work)
+{ GMMX_MATMUL_BODY(f, GMMX_PW_f) }
+static inline void gmmx_matmul_d(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                 const double *A, ptrdiff_t ars, ptrdiff_t acs,
+                                 const double *B, ptrdiff_t brs, ptrdiff_t bcs,
+                                 double *C, ptrdiff_t crs, ptrdiff_t ccs, double *work)
+{ GMMX_MATMUL_BODY(d, GMMX_PW_d) }
+
+#endif
