@@ -24,6 +24,12 @@ cdef extern from "gmm_kernels.h" nogil:
     void gmmx_panel_lse_d(const double *L, const double *qv, const int32_t *comp, const double *G,
                           Py_ssize_t ldg, const int64_t *pos, Py_ssize_t rows, Py_ssize_t C,
                           double *msum, double *prod)
+    void gmmx_panel_lse16_f(const float *L, const float *qv, const int32_t *comp, const float *G,
+                            Py_ssize_t ldg, const int64_t *pos, Py_ssize_t rows, Py_ssize_t C,
+                            double *msum, double *prod)
+    void gmmx_panel_lse16_d(const double *L, const double *qv, const int32_t *comp, const double *G,
+                            Py_ssize_t ldg, const int64_t *pos, Py_ssize_t rows, Py_ssize_t C,
+                            double *msum, double *prod)
 
 cdef enum:
     _SHARED_PAIRS = 4096           # (frame, component) pairs per frame chunk (a panel's L: 1 MB)
@@ -36,24 +42,35 @@ def panel_width(dtype) -> int:
 
 cdef void _shared_panel(const floating *Y, Py_ssize_t D, const floating *qv, const int32_t *comp,
                         const int64_t *start, const int64_t *act, Py_ssize_t n_act,
-                        const floating *A, Py_ssize_t n_pan, Py_ssize_t q, const floating *G,
-                        const int64_t *pos, Py_ssize_t rows, Py_ssize_t C, floating *L,
-                        double *msum, double *prod) noexcept nogil:
-    """One chunk of frames under panel ``q`` of the models: L (R, PW) <- every selected
-    component's pairs (rows of Y) @ its (D, PW) panel of A, then the panel's log-sum-exp."""
+                        const floating *A, Py_ssize_t n_pan, Py_ssize_t q, Py_ssize_t S,
+                        const floating *G, const int64_t *pos, Py_ssize_t rows, Py_ssize_t C,
+                        floating *L, double *msum, double *prod) noexcept nogil:
+    """One chunk of frames under panel ``q`` of the S models: L (R, nl) <- every selected
+    component's pairs (rows of Y) @ its (D, PW) panel of A, then the panel's log-sum-exp.
+
+    nl: the panel's PW lanes, or 16 when at most 16 of them hold models (a last panel; a stack
+    of one): the same operations per lane, on fewer lanes.
+    """
     cdef Py_ssize_t a, k, pw = _pw(<floating *>NULL)
+    cdef Py_ssize_t nl = 16 if S - q * pw <= 16 else pw
     for a in range(n_act):
         k = act[a]
         if floating is float:
-            gmmx_gemm_f(start[k + 1] - start[k], pw, D, Y + start[k] * D, D, 1,
-                        A + (k * n_pan + q) * D * pw, L + start[k] * pw, pw, 1)
+            gmmx_gemm_f(start[k + 1] - start[k], nl, D, Y + start[k] * D, D, 1,
+                        A + (k * n_pan + q) * D * pw, L + start[k] * nl, nl, 1)
         else:
-            gmmx_gemm_d(start[k + 1] - start[k], pw, D, Y + start[k] * D, D, 1,
-                        A + (k * n_pan + q) * D * pw, L + start[k] * pw, pw, 1)
+            gmmx_gemm_d(start[k + 1] - start[k], nl, D, Y + start[k] * D, D, 1,
+                        A + (k * n_pan + q) * D * pw, L + start[k] * nl, nl, 1)
     if floating is float:
-        gmmx_panel_lse_f(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+        if nl == pw:
+            gmmx_panel_lse_f(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+        else:
+            gmmx_panel_lse16_f(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
     else:
-        gmmx_panel_lse_d(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+        if nl == pw:
+            gmmx_panel_lse_d(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+        else:
+            gmmx_panel_lse16_d(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
 
 
 def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floating[::1] shift,
@@ -104,7 +121,7 @@ def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floatin
     xx_arr = np.empty((chunk, 2 * D), dtype=dt)
     Y_arr = np.empty((R, D), dtype=dt)                 # the pairs' y, sorted by component
     qv_arr = np.empty(R, dtype=dt)                     # the pairs' q_ik
-    L_arr = np.empty((n_threads, R, pw), dtype=dt)     # per thread: a panel's y . a_sk
+    L_arr = np.empty((n_threads, R, pw if S > 16 else 16), dtype=dt)   # per thread: a panel's y . a_sk
     rows_arr = np.empty(R, dtype=np.int64)              # frame (row in the chunk) of each sorted pair
     comp_arr = np.empty(R, dtype=np.int32)              # component of each sorted pair
     pos_arr = np.empty(R, dtype=np.int64)               # sorted position of pair (i, j)
@@ -163,7 +180,7 @@ def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floatin
                 tid = threadid()
                 for q in prange(n_pan, schedule="static"):
                     _shared_panel(&Y[0, 0], D, &qv[0], &comp[0], &start[0], &act[0], n_act,
-                                  &A[0, 0, 0, 0], n_pan, q, &G[0, 0], &pos[0], rows, C,
+                                  &A[0, 0, 0, 0], n_pan, q, S, &G[0, 0], &pos[0], rows, C,
                                   &L[tid, 0, 0], &msum[0], &prod[0])
             c0 = c0 + rows
         for j in range(S):

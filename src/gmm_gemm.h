@@ -119,16 +119,17 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
 
 /* ------------------------------------------------------------------ micro-kernels
  * out (mr x w, row stride ldo; w rounded up to NR * W) <- A[0:mr, :] @ one panel Bp (k x PW),
- * A's row r at A + r * ars, its elements acs apart.  Rows mr..MR-1 of the register block
- * repeat row mr - 1 (computed, not stored). */
-#define GMMX_MK_BODY(T, VT, W, NR, PW, ZERO, LOADU, SET1, FMA, STOREU)               \
-    const T *a[GMMX_MR];                                                             \
+ * A's row r at A + r * ars, its elements acs apart, mr <= MR.  Rows mr..MR-1 of the register
+ * block repeat row mr - 1 (computed, not stored).  Every instance (vector width W, NR vectors
+ * per row, MR rows) runs the same operations on each element: one FMA per term, in order. */
+#define GMMX_MK_BODY(T, VT, W, NR, MR, PW, ZERO, LOADU, SET1, FMA, STOREU)           \
+    const T *a[MR];                                                             \
     GMMX_UNROLL_ALL                                                                  \
-    for (int r = 0; r < GMMX_MR; ++r) a[r] = A + (r < mr ? r : mr - 1) * ars;        \
+    for (int r = 0; r < MR; ++r) a[r] = A + (r < mr ? r : mr - 1) * ars;             \
     for (ptrdiff_t s0 = 0; s0 < w; s0 += NR * W) {                                   \
-        VT c[GMMX_MR][NR];                                                           \
+        VT c[MR][NR];                                                           \
         GMMX_UNROLL_ALL                                                              \
-        for (int r = 0; r < GMMX_MR; ++r)                                            \
+        for (int r = 0; r < MR; ++r)                                                 \
             GMMX_UNROLL_ALL                                                          \
             for (int j = 0; j < NR; ++j) c[r][j] = ZERO;                             \
         const T *b = Bp + s0;                                                        \
@@ -137,7 +138,7 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
             GMMX_UNROLL_ALL                                                          \
             for (int j = 0; j < NR; ++j) bv[j] = LOADU(b + j * W);                   \
             GMMX_UNROLL_ALL                                                          \
-            for (int r = 0; r < GMMX_MR; ++r) {                                      \
+            for (int r = 0; r < MR; ++r) {                                           \
                 VT x = SET1(a[r][p * acs]);                                          \
                 GMMX_UNROLL_ALL                                                      \
                 for (int j = 0; j < NR; ++j) c[r][j] = FMA(x, bv[j], c[r][j]);       \
@@ -168,17 +169,29 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
 #define GMMX_SSET1(x) (x)
 #define GMMX_SSTORE(p, v) (*(p) = (v))
 
-static void gmmx_mk_f_portable GMMX_MK_ARGS(float)
-{ GMMX_MK_BODY(float, float, 1, 8, GMMX_PW_f, 0.0f, GMMX_SLOAD, GMMX_SSET1, GMMX_MADD_f, GMMX_SSTORE) }
-static void gmmx_mk_d_portable GMMX_MK_ARGS(double)
-{ GMMX_MK_BODY(double, double, 1, 8, GMMX_PW_d, 0.0, GMMX_SLOAD, GMMX_SSET1, GMMX_MADD_d, GMMX_SSTORE) }
+/* the four micro-kernels of one instruction set: NAME_6w (6 rows, NR vectors), NAME_6n (6 rows,
+ * one vector: a narrow last panel), NAME_2w and NAME_2n (1 or 2 rows left) */
+#define GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, PW, ZERO, LOADU, SET1, FMA, STOREU)       \
+    TARGET static inline void NAME##_6w GMMX_MK_ARGS(T)                                \
+    { GMMX_MK_BODY(T, VT, W, NR, GMMX_MR, PW, ZERO, LOADU, SET1, FMA, STOREU) }         \
+    TARGET static inline void NAME##_6n GMMX_MK_ARGS(T)                                \
+    { GMMX_MK_BODY(T, VT, W, 1, GMMX_MR, PW, ZERO, LOADU, SET1, FMA, STOREU) }          \
+    TARGET static inline void NAME##_2w GMMX_MK_ARGS(T)                                \
+    { GMMX_MK_BODY(T, VT, W, NR, 2, PW, ZERO, LOADU, SET1, FMA, STOREU) }               \
+    TARGET static inline void NAME##_2n GMMX_MK_ARGS(T)                                \
+    { GMMX_MK_BODY(T, VT, W, 1, 2, PW, ZERO, LOADU, SET1, FMA, STOREU) }
+
+#define GMMX_T_NONE
+GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_f_portable, float, float, 1, 8, GMMX_PW_f, 0.0f, GMMX_SLOAD, GMMX_SSET1,
+            GMMX_MADD_f, GMMX_SSTORE)
+GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_d_portable, double, double, 1, 8, GMMX_PW_d, 0.0, GMMX_SLOAD, GMMX_SSET1,
+            GMMX_MADD_d, GMMX_SSTORE)
 
 #ifdef GMMX_X86
 /* one x86 micro-kernel: NAME on vectors VT of W elements, intrinsics _mm<BITS>_*_<S> */
 #define GMMX_MK_X86(TARGET, NAME, T, VT, W, NR, PW, BITS, S)                         \
-    TARGET static inline void NAME GMMX_MK_ARGS(T)                                   \
-    { GMMX_MK_BODY(T, VT, W, NR, PW, _mm##BITS##_setzero_##S(), _mm##BITS##_loadu_##S, \
-                   _mm##BITS##_set1_##S, _mm##BITS##_fmadd_##S, _mm##BITS##_storeu_##S) }
+    GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, PW, _mm##BITS##_setzero_##S(), _mm##BITS##_loadu_##S, \
+                _mm##BITS##_set1_##S, _mm##BITS##_fmadd_##S, _mm##BITS##_storeu_##S)
 GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_f_avx2, float, __m256, 8, 2, GMMX_PW_f, 256, ps)
 GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_d_avx2, double, __m256d, 4, 2, GMMX_PW_d, 256, pd)
 GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_f_avx512, float, __m512, 16, 4, GMMX_PW_f, 512, ps)
@@ -188,7 +201,9 @@ GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, GMMX_PW_d, 5
 /* ------------------------------------------------------------------ the product
  * C (m x n, element (i, j) at C[i * crs + j * ccs]) <- A (m x k, (i, p) at A[i * ars + p * acs])
  * @ B, B given packed (Bp, see gmmx_pack_T).  Panels outer, blocks of GMMX_MR rows inner. */
-#define GMMX_GEMM_BODY(T, PW, MK)                                                    \
+#define GMMX_MK_PICK(MK, mr, w, NW)                                                  \
+    ((mr) > 2 ? ((w) > (NW) ? MK##_6w : MK##_6n) : ((w) > (NW) ? MK##_2w : MK##_2n))
+#define GMMX_GEMM_BODY(T, PW, MK, NW)                                                \
     T tile[GMMX_MR * PW] __attribute__((aligned(64)));                               \
     ptrdiff_t np = (n + PW - 1) / PW;                                                \
     for (ptrdiff_t q = 0; q < np; ++q) {                                             \
@@ -198,9 +213,9 @@ GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, GMMX_PW_d, 5
             ptrdiff_t mr = m - i0 < GMMX_MR ? m - i0 : GMMX_MR;                      \
             const T *a = A + i0 * ars;                                               \
             if (ccs == 1 && w == PW) {                                               \
-                MK(k, a, ars, acs, mr, bp, w, C + i0 * crs + j0, crs);               \
+                GMMX_MK_PICK(MK, mr, w, NW)(k, a, ars, acs, mr, bp, w, C + i0 * crs + j0, crs); \
             } else {                                                                 \
-                MK(k, a, ars, acs, mr, bp, w, tile, PW);                             \
+                GMMX_MK_PICK(MK, mr, w, NW)(k, a, ars, acs, mr, bp, w, tile, PW);    \
                 for (ptrdiff_t r = 0; r < mr; ++r)                                   \
                     for (ptrdiff_t j = 0; j < w; ++j)                                \
                         C[(i0 + r) * crs + (j0 + j) * ccs] = tile[r * PW + j];       \
@@ -211,13 +226,14 @@ GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, GMMX_PW_d, 5
 #define GMMX_GEMM_ARGS(T) (ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *A, ptrdiff_t ars,   \
                            ptrdiff_t acs, const T *Bp, T *C, ptrdiff_t crs, ptrdiff_t ccs)
 
-static void gmmx_gemm_f_portable GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_portable) }
-static void gmmx_gemm_d_portable GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_portable) }
+/* (NW: the width of the narrow kernels, one vector) */
+static void gmmx_gemm_f_portable GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_portable, 8) }
+static void gmmx_gemm_d_portable GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_portable, 8) }
 #ifdef GMMX_X86
-GMMX_T_AVX2 static void gmmx_gemm_f_avx2 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx2) }
-GMMX_T_AVX2 static void gmmx_gemm_d_avx2 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx2) }
-GMMX_T_AVX512 static void gmmx_gemm_f_avx512 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx512) }
-GMMX_T_AVX512 static void gmmx_gemm_d_avx512 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx512) }
+GMMX_T_AVX2 static void gmmx_gemm_f_avx2 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx2, 8) }
+GMMX_T_AVX2 static void gmmx_gemm_d_avx2 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx2, 4) }
+GMMX_T_AVX512 static void gmmx_gemm_f_avx512 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx512, 16) }
+GMMX_T_AVX512 static void gmmx_gemm_d_avx512 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx512, 8) }
 #endif
 
 /* C <- A @ B (B packed) with instruction set `isa` (GMMX_ISA_AUTO: the best; one this CPU

@@ -277,7 +277,7 @@ GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, p
 
 /* ------------------------------------------------------------------ top-C over a panel of models
  * (PW: the panel width of src/gmm_gemm.h's products, which compute L.)
- * Top-C log-sum-exp of a chunk of `rows` frames under PW models at once, one model per lane
+ * Top-C log-sum-exp of a chunk of `rows` frames under PW models at once (L's rows PW apart), one model per lane
  * (src/_topc_shared.pxi).  For frame i and model j, with r = pos[i * C + c] (c < C) the
  * frame's (frame, component) pairs:
  *     v_c = (L[r * PW + j] + qv[r]) + G[comp[r] * ldg + j],   m = max_c v_c,
@@ -327,15 +327,16 @@ GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, p
             }                                                                        \
     }
 
-GMMX_CLONES static void gmmx_panel_lse_f(const float *restrict L, const float *restrict qv,
-                                         const int32_t *restrict comp, const float *restrict G,
-                                         ptrdiff_t ldg, const int64_t *restrict pos, ptrdiff_t rows,
-                                         ptrdiff_t C, double *restrict msum, double *restrict prod)
-{ GMMX_PANEL_LSE_BODY(float, f, GMMX_PW_f) }
-GMMX_CLONES static void gmmx_panel_lse_d(const double *restrict L, const double *restrict qv,
-                                         const int32_t *restrict comp, const double *restrict G,
-                                         ptrdiff_t ldg, const int64_t *restrict pos, ptrdiff_t rows,
-                                         ptrdiff_t C, double *restrict msum, double *restrict prod)
-{ GMMX_PANEL_LSE_BODY(double, d, GMMX_PW_d) }
+/* NL lanes: a whole panel (GMMX_PW_T) or, for a last panel of at most 16 models, 16 */
+#define GMMX_DEFINE_PANEL_LSE(NAME, T, SFX, NL)                                      \
+    GMMX_CLONES static void NAME(const T *restrict L, const T *restrict qv,          \
+                                 const int32_t *restrict comp, const T *restrict G,  \
+                                 ptrdiff_t ldg, const int64_t *restrict pos, ptrdiff_t rows, \
+                                 ptrdiff_t C, double *restrict msum, double *restrict prod) \
+    { GMMX_PANEL_LSE_BODY(T, SFX, NL) }
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse_f, float, f, GMMX_PW_f)
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse16_f, float, f, 16)
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse_d, double, d, GMMX_PW_d)
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse16_d, double, d, 16)
 
 #endif

@@ -163,3 +163,24 @@ def test_stack_score_independent_of_size_and_position_other_types(dtype, kind):
                                               alone[start:start + size])
         want = [_reference(X, idx, _logprob(m, X)) for m in models[:4]]
         np.testing.assert_allclose(alone[:4], want, rtol=5e-5 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("adapt", ["mw", "mwv"])
+def test_store_verify_equals_identify_top_c(tmp_path, adapt):
+    """The speaker store's two endpoints on the same speaker and recording: ``verify`` scores a
+    stack of one model, ``identify`` (``scores_all``) stacks of many built from the stored
+    statistics, in batches of 1, 2 or all: the same bits (top-C)."""
+    from speaker.store import SpeakerStore
+    rng = np.random.default_rng(41)
+    X = np.concatenate([rng.normal(loc=c, size=(600, D)) for c in (-2, 0, 2)]).astype(np.float32)
+    ubm = GaussianMixture(K, covariance_type="diag", random_state=0, max_iter=10, tol=1e-2).fit(X)
+    st = SpeakerStore(tmp_path / "s.db", ubm, adapt=adapt, top_c=3)
+    for i in range(7):
+        centre = rng.normal(scale=1.5, size=D)
+        st.enroll(f"s{i}", [(centre + rng.normal(size=(200, D))).astype(np.float32) for _ in range(2)])
+    test = rng.normal(size=(180, D)).astype(np.float32)
+    verify = {i: st.verify(i, test).score for i in (f"s{j}" for j in range(7))}
+    for batch in (1, 2, 1024):
+        ids, scores = st.scores_all(test, batch=batch)
+        assert dict(zip(ids, scores.tolist())) == verify
+    st.close()
