@@ -3,7 +3,7 @@
 Per frame, the C best components of the UBM are found once (``GaussianMixture.top_components``);
 every model adapted from that UBM is then evaluated on those C components only, in the
 compiled core (``gmmext._core.topc_loglik_shared`` for models with the UBM's variances, one
-gemm per component over all models; ``gmmext._core.topc_loglik`` for any others).  This module
+product per component over all models; ``gmmext._core.topc_loglik`` for any others).  This module
 stacks the models' matrices and checks the indices; it computes no likelihood itself.
 """
 from __future__ import annotations
@@ -39,9 +39,11 @@ class ModelStack:
     * **shared**: diagonal models with exactly the reference's variances (MAP-adapted in the
       means and weights only, the usual speaker model).  Their log-density is the frame's part
       common to all of them plus one dot product of length D per (frame, component, model), so
-      they are scored by the core's ``topc_loglik_shared``: one gemm per selected component
-      against all of them, ``A`` (K, S, D) plus ``G`` (S, K) per stack (``D + 1`` values per
-      (model, component));
+      they are scored by the core's ``topc_loglik_shared``: one product per selected component
+      against all of them, one model per vector lane, the models packed in panels of
+      ``_core.panel_width`` (64 in float32, 32 in float64, 16 for a stack of up to 16), ``A``
+      (K, n_pan, D, PW) plus ``G``
+      (K, n_pan * PW) per stack (``D + 1`` values per (model, component));
     * **general**: any other variances (adapted variances, other covariance types): the core's
       ``topc_loglik`` with every model's (K, P) matrix, one dot product of length P per
       (frame, component, model).
@@ -55,6 +57,19 @@ class ModelStack:
     reference's feature layout, and tied models, scored on frames whitened once by the
     reference's shared covariance, must all have exactly that covariance (as MAP adaptation of
     means and weights leaves it); ``ValueError`` otherwise.
+
+    **A model's score depends on that model only.**  For given frames and indices, a model's
+    total from :meth:`top_c_loglik` is the same bits whatever the stack holds: its size (a
+    stack of one, as ``speaker``'s ``verify`` builds, or of a thousand, as ``identify``
+    does), the model's position in it, the other models, ``which``, and whether the stack
+    was built from models or from :meth:`from_parameters` (the same float64 operations); for
+    the shared kind, also the thread count (the general kind sums per-thread totals: the same
+    bits for the reference's ``n_threads``, which every stack of that reference uses).  This holds for both kinds, every covariance type, float32 and float64, any C
+    (C = K: the exact log-likelihood): the core computes every (frame, component, model)
+    value with the same operations in the same order, one model per vector lane
+    (``src/gmm_gemm.h``), and sums each model's frames in order with its own state.  The
+    shared and general kinds are different formulas (equal to rounding, not bitwise), and a
+    model is of one kind or the other by its own variances only.
     """
 
     #: models per step of :meth:`from_parameters` (bounds its float64 temporaries)
@@ -142,8 +157,9 @@ class ModelStack:
         """The stacked matrices in ``dtype`` (a dict), built once per dtype.
 
         ``shift`` (D,); ``shared`` / ``general`` (intp): the positions of the two kinds of models;
-        ``slot`` (S,): each model's row within its kind; for the shared ones ``Q`` (K, D), ``A``
-        (K, S1, D), ``G`` (S1, K); for the others ``Mt`` (S2, K, P), ``gconst`` (S2, K).
+        ``slot`` (S,): each model's row within its kind; for the shared ones ``Q`` (K, D) and
+        the packed ``A`` (K, n_pan, D, PW), ``G`` (K, n_pan * PW) (:func:`_put_shared`); for the
+        others ``Mt`` (S2, K, P), ``gconst`` (S2, K).
 
         From models, every model's matrices about the reference's shift come from that model's own
         cache (``GaussianMixture._matrices``), so stacks rebuilt for the same models (e.g. one
@@ -165,7 +181,7 @@ class ModelStack:
         shared, general = np.flatnonzero(kind == 0), np.flatnonzero(kind == 1)
         slot = np.empty(self._n, dtype=np.intp)
         slot[shared], slot[general] = np.arange(shared.size), np.arange(general.size)
-        pw = _core.panel_width(dtype)
+        pw = _core.panel_width(dtype, shared.size)
         n_pan = -(-shared.size // pw)
         st = dict(shift=shift, whiten=whiten, shared=shared, general=general, slot=slot,
                   Q=np.ascontiguousarray(Mref[D:2 * D].T) if Mref.shape[0] == 2 * D else None,
@@ -245,8 +261,8 @@ class ModelStack:
 def _put_shared(st: dict, slots, a, g) -> None:
     """Models ``slots`` (n,) of a stack's packed shared matrices <- ``a`` (K, n, D) and ``g`` (K, n).
 
-    The core takes the shared models in panels of ``pw`` (``_core.panel_width``) models, one per
-    vector lane: ``A`` (K, n_pan, D, pw) with model s at ``A[:, s // pw, :, s % pw]`` and ``G``
+    The core takes the shared models in panels of ``pw`` (``_core.panel_width``: 16, 32 or 64)
+    models, one per vector lane: ``A`` (K, n_pan, D, pw) with model s at ``A[:, s // pw, :, s % pw]`` and ``G``
     (K, n_pan * pw) with model s in column s; lanes past the last model stay zero.
     """
     pw = st["A"].shape[3]
@@ -258,8 +274,9 @@ def _put_shared(st: dict, slots, a, g) -> None:
 def _take_shared(A, G, slots) -> tuple:
     """The packed shared matrices of the models ``slots`` only, in that order (see :func:`_put_shared`)."""
     K, _, D, pw = A.shape
-    st = dict(A=np.zeros((K, -(-slots.size // pw), D, pw), dtype=A.dtype),
-              G=np.zeros((K, -(-slots.size // pw) * pw), dtype=G.dtype))
+    new_pw = _core.panel_width(A.dtype, slots.size)
+    n_pan = -(-slots.size // new_pw)
+    st = dict(A=np.zeros((K, n_pan, D, new_pw), dtype=A.dtype), G=np.zeros((K, n_pan * new_pw), dtype=G.dtype))
     _put_shared(st, np.arange(slots.size), np.moveaxis(A[:, slots // pw, :, slots % pw], 0, 1), G[:, slots])
     return st["A"], st["G"]
 

@@ -5,8 +5,8 @@ Everything here is arithmetic on raw arrays; it knows nothing of the Python
 packages built on it.  A model with K components in D dimensions is given as
 
 * ``M`` (P, K) and ``gconst`` (K,) such that the weighted log-density of every frame of a chunk
-  under every component is ``phi(x) @ M + gconst``, ``phi`` the chunk's feature map: one BLAS
-  gemm per chunk.  Two layouts, told apart by P:
+  under every component is ``phi(x) @ M + gconst``, ``phi`` the chunk's feature map: one matrix
+  product per chunk.  Two layouts, told apart by P:
 
   - diagonal (P = 2D, Kaldi's DiagGmm layout): ``phi(x) = [x, x^2]``; rows 0..D-1 of M hold
     ``mu_kd * p_kd``, rows D..2D-1 ``-p_kd / 2`` (``p = 1 / variance``), and
@@ -32,10 +32,14 @@ shared among OpenMP threads with a static schedule, every thread owning its buff
 float64 accumulators; the Python caller sums the per-thread accumulators in thread order, so
 results are deterministic for a given chunk size and thread count (the exception,
 ``accumulate(..., per_segment=True)``, is deterministic whatever the threads: see there).
-BLAS should run single-threaded while these functions run (the Python layer arranges that
-with threadpoolctl: a threaded BLAS inside OpenMP threads is only slower); results do not
-depend on it, every gemm's summed dimension being cut into slices (``_gemm``).  ``unshift``
-turns statistics about the shift into plain ones.
+
+Matrix products.  The core calls no BLAS: every product is src/gmm_gemm.h's (:func:`_matmul`),
+which computes each element with its own accumulator, the summed dimension in order, one fused
+multiply-add per term, whatever the shapes, the instruction set (AVX-512, AVX2+FMA, portable C:
+the same bits) and the calling thread.  So a frame's log-densities do not depend on the other
+frames of its chunk, a model's top-C score not on the other models of its stack, and nothing
+depends on BLAS's kernel (``OPENBLAS_CORETYPE``) or thread count.  ``unshift`` turns statistics
+about the shift into plain ones.
 
 Every entry point starts with :func:`_prologue` (frame table, model shapes, chunk and thread
 count, the two per-thread buffers every chunk uses) and runs its chunks through
@@ -268,13 +272,17 @@ cdef extern from "gmm_gemm.h" nogil:
     void gmmx_pack_f(Py_ssize_t k, Py_ssize_t n, const float *B, Py_ssize_t brs, Py_ssize_t bcs, float *Bp)
     void gmmx_pack_d(Py_ssize_t k, Py_ssize_t n, const double *B, Py_ssize_t brs, Py_ssize_t bcs, double *Bp)
     void gmmx_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
-                     Py_ssize_t acs, const float *Bp, float *C, Py_ssize_t crs, Py_ssize_t ccs)
+                     Py_ssize_t acs, const float *Bp, Py_ssize_t pb, float *C, Py_ssize_t crs,
+                     Py_ssize_t ccs)
     void gmmx_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A, Py_ssize_t ars,
-                     Py_ssize_t acs, const double *Bp, double *C, Py_ssize_t crs, Py_ssize_t ccs)
+                     Py_ssize_t acs, const double *Bp, Py_ssize_t pb, double *C, Py_ssize_t crs,
+                     Py_ssize_t ccs)
     void gmmx_gemm_isa_f(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
-                         Py_ssize_t acs, const float *Bp, float *C, Py_ssize_t crs, Py_ssize_t ccs)
+                         Py_ssize_t acs, const float *Bp, Py_ssize_t pb, float *C, Py_ssize_t crs,
+                         Py_ssize_t ccs)
     void gmmx_gemm_isa_d(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A, Py_ssize_t ars,
-                         Py_ssize_t acs, const double *Bp, double *C, Py_ssize_t crs, Py_ssize_t ccs)
+                         Py_ssize_t acs, const double *Bp, Py_ssize_t pb, double *C, Py_ssize_t crs,
+                         Py_ssize_t ccs)
     void gmmx_matmul_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
                        Py_ssize_t acs, const float *B, Py_ssize_t brs, Py_ssize_t bcs,
                        float *C, Py_ssize_t crs, Py_ssize_t ccs, float *work)
@@ -757,7 +765,7 @@ def gemm_kernel_test(const floating[:, :] A, const floating[:, :] B, int isa=0, 
         raise ValueError("shapes do not match")
     dt = np.float32 if floating is float else np.float64
     out = np.zeros((m, n), dtype=dt)
-    pw = GMMX_PW_f if floating is float else GMMX_PW_d
+    cdef Py_ssize_t pw = _pw(<floating *>NULL)
     packed = np.zeros(max(1, gmmx_packed_size(k, n, pw)), dtype=dt)
     cdef floating[:, ::1] C = out
     cdef floating[::1] Bp = packed
@@ -771,8 +779,8 @@ def gemm_kernel_test(const floating[:, :] A, const floating[:, :] B, int isa=0, 
         for it in range(repeat):
             if floating is float:
                 gmmx_pack_f(k, n, pb, brs, bcs, &Bp[0])
-                gmmx_gemm_isa_f(isa, m, n, k, pa, ars, acs, &Bp[0], &C[0, 0], n, 1)
+                gmmx_gemm_isa_f(isa, m, n, k, pa, ars, acs, &Bp[0], pw, &C[0, 0], n, 1)
             else:
                 gmmx_pack_d(k, n, pb, brs, bcs, &Bp[0])
-                gmmx_gemm_isa_d(isa, m, n, k, pa, ars, acs, &Bp[0], &C[0, 0], n, 1)
+                gmmx_gemm_isa_d(isa, m, n, k, pa, ars, acs, &Bp[0], pw, &C[0, 0], n, 1)
     return out

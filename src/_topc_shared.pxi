@@ -35,42 +35,47 @@ cdef enum:
     _SHARED_PAIRS = 4096           # (frame, component) pairs per frame chunk (a panel's L: 1 MB)
 
 
-def panel_width(dtype) -> int:
-    """Models per panel of :func:`topc_loglik_shared`'s packed matrices in ``dtype`` (64 float32, 32 float64)."""
-    return GMMX_PANEL_BYTES // np.dtype(dtype).itemsize
+def panel_width(dtype, n_models: int) -> int:
+    """Models per panel of :func:`topc_loglik_shared`'s packed matrices for a stack of
+    ``n_models`` in ``dtype``: 64 in float32, 32 in float64, or 16 for at most 16 models
+    (a stack of one is not padded to a whole panel)."""
+    return 16 if n_models <= 16 else GMMX_PANEL_BYTES // np.dtype(dtype).itemsize
 
 
 cdef void _shared_panel(const floating *Y, Py_ssize_t D, const floating *qv, const int32_t *comp,
                         const int64_t *start, const int64_t *act, Py_ssize_t n_act,
-                        const floating *A, Py_ssize_t n_pan, Py_ssize_t q, Py_ssize_t S,
-                        const floating *G, const int64_t *pos, Py_ssize_t rows, Py_ssize_t C,
-                        floating *L, double *msum, double *prod) noexcept nogil:
-    """One chunk of frames under panel ``q`` of the S models: L (R, nl) <- every selected
-    component's pairs (rows of Y) @ its (D, PW) panel of A, then the panel's log-sum-exp.
+                        const floating *A, Py_ssize_t n_pan, Py_ssize_t pl, Py_ssize_t q,
+                        Py_ssize_t S, const floating *G, const int64_t *pos, Py_ssize_t rows,
+                        Py_ssize_t C, floating *L, double *msum, double *prod) noexcept nogil:
+    """One chunk of frames under panel ``q`` (``pl`` lanes) of the S models: L (R, nl) <- every
+    selected component's pairs (rows of Y) @ its (D, pl) panel of A, then the panel's
+    log-sum-exp.
 
-    nl: the panel's PW lanes, or 16 when at most 16 of them hold models (a last panel; a stack
+    nl: the panel's lanes, or 16 when at most 16 of them hold models (a last panel; a stack
     of one): the same operations per lane, on fewer lanes.
     """
-    cdef Py_ssize_t a, k, pw = _pw(<floating *>NULL)
-    cdef Py_ssize_t nl = 16 if S - q * pw <= 16 else pw
+    cdef Py_ssize_t a, k, nl = 16 if S - q * pl <= 16 else pl
+    cdef const floating *Gq = G + q * pl
+    cdef double *ms = msum + q * pl
+    cdef double *pr = prod + q * pl
     for a in range(n_act):
         k = act[a]
         if floating is float:
             gmmx_gemm_f(start[k + 1] - start[k], nl, D, Y + start[k] * D, D, 1,
-                        A + (k * n_pan + q) * D * pw, L + start[k] * nl, nl, 1)
+                        A + (k * n_pan + q) * D * pl, pl, L + start[k] * nl, nl, 1)
         else:
             gmmx_gemm_d(start[k + 1] - start[k], nl, D, Y + start[k] * D, D, 1,
-                        A + (k * n_pan + q) * D * pw, L + start[k] * nl, nl, 1)
+                        A + (k * n_pan + q) * D * pl, pl, L + start[k] * nl, nl, 1)
     if floating is float:
-        if nl == pw:
-            gmmx_panel_lse_f(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+        if nl == 16:
+            gmmx_panel_lse16_f(L, qv, comp, Gq, n_pan * pl, pos, rows, C, ms, pr)
         else:
-            gmmx_panel_lse16_f(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+            gmmx_panel_lse_f(L, qv, comp, Gq, n_pan * pl, pos, rows, C, ms, pr)
     else:
-        if nl == pw:
-            gmmx_panel_lse_d(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+        if nl == 16:
+            gmmx_panel_lse16_d(L, qv, comp, Gq, n_pan * pl, pos, rows, C, ms, pr)
         else:
-            gmmx_panel_lse16_d(L, qv, comp, G + q * pw, n_pan * pw, pos, rows, C, msum + q * pw, prod + q * pw)
+            gmmx_panel_lse_d(L, qv, comp, Gq, n_pan * pl, pos, rows, C, ms, pr)
 
 
 def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floating[::1] shift,
@@ -82,8 +87,9 @@ def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floatin
     (rows D..2D-1 of the models' M, transposed).  The models come packed in panels of
     PW = :func:`panel_width` models: ``A`` (K, n_pan, D, PW) with ``A[k, s // PW, :, s % PW]
     = (mu_sk - shift) / var_k`` (rows 0..D-1 of model s's M) and ``G`` (K, n_pan * PW) with
-    ``G[k, s]`` model s's gconst, all about ``shift``, lanes past the S models zero.  ``out``
-    (S,), S <= n_pan * PW, zeroed by the caller, gets ``sum_i log sum_{k in idx[i]} w_sk
+    ``G[k, s]`` model s's gconst, all about ``shift``, lanes past the S models zero; PW is
+    the dtype's whole panel, or 16 for a stack of at most 16.  ``out`` (S,), S <= n_pan * PW,
+    zeroed by the caller, gets ``sum_i log sum_{k in idx[i]} w_sk
     N(x_i | mu_sk, var_k)``: the same quantity as :func:`topc_loglik`, to rounding.
 
     Frames are taken in chunks of at most ``_SHARED_PAIRS / C`` (at least one).  Per chunk,
@@ -94,16 +100,16 @@ def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floatin
     the thread count, the chunking, the other models and the model's lane: the result is
     bitwise a function of the model, the frames and the indices only.
     """
-    cdef Py_ssize_t K = A.shape[0], n_pan = A.shape[1], pw = A.shape[3], S = out.shape[0]
+    cdef Py_ssize_t K = A.shape[0], n_pan = A.shape[1], pl = A.shape[3], S = out.shape[0]
     cdef Py_ssize_t C = idx.shape[1], D = shift.shape[0]
     cdef _FrameTable ft = _frame_table(segments, shift)
     cdef const Frames *f = &ft.f
     cdef Py_ssize_t N = f.N, i, j, k, r, d, c0, rows, n_act, q, chunk, R, tid = 0
     cdef floating v
-    if A.shape[2] != D or pw != _pw(<floating *>NULL) or Q.shape[0] != K or Q.shape[1] != D \
-            or G.shape[0] != K or G.shape[1] != n_pan * pw:
+    if A.shape[2] != D or (pl != _pw(<floating *>NULL) and pl != 16) or Q.shape[0] != K \
+            or Q.shape[1] != D or G.shape[0] != K or G.shape[1] != n_pan * pl:
         raise ValueError("model matrices do not match the data")
-    if S > n_pan * pw:
+    if S > n_pan * pl:
         raise ValueError("output array has the wrong shape")
     if idx.shape[0] != N or C < 1 or C > K:
         raise ValueError("component indices have the wrong shape")
@@ -121,14 +127,14 @@ def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floatin
     xx_arr = np.empty((chunk, 2 * D), dtype=dt)
     Y_arr = np.empty((R, D), dtype=dt)                 # the pairs' y, sorted by component
     qv_arr = np.empty(R, dtype=dt)                     # the pairs' q_ik
-    L_arr = np.empty((n_threads, R, pw if S > 16 else 16), dtype=dt)   # per thread: a panel's y . a_sk
+    L_arr = np.empty((n_threads, R, pl if S > 16 else 16), dtype=dt)   # per thread: a panel's y . a_sk
     rows_arr = np.empty(R, dtype=np.int64)              # frame (row in the chunk) of each sorted pair
     comp_arr = np.empty(R, dtype=np.int32)              # component of each sorted pair
     pos_arr = np.empty(R, dtype=np.int64)               # sorted position of pair (i, j)
     start_arr = np.zeros(K + 1, dtype=np.int64)
     act_arr = np.empty(K, dtype=np.int64)
-    msum_arr = np.zeros(n_pan * pw)
-    prod_arr = np.ones(n_pan * pw)
+    msum_arr = np.zeros(n_pan * pl)
+    prod_arr = np.ones(n_pan * pl)
     cdef floating[:, ::1] xx = xx_arr
     cdef floating[:, ::1] Y = Y_arr
     cdef floating[::1] qv = qv_arr
@@ -180,7 +186,7 @@ def topc_loglik_shared(object segments, const int32_t[:, ::1] idx, const floatin
                 tid = threadid()
                 for q in prange(n_pan, schedule="static"):
                     _shared_panel(&Y[0, 0], D, &qv[0], &comp[0], &start[0], &act[0], n_act,
-                                  &A[0, 0, 0, 0], n_pan, q, S, &G[0, 0], &pos[0], rows, C,
+                                  &A[0, 0, 0, 0], n_pan, pl, q, S, &G[0, 0], &pos[0], rows, C,
                                   &L[tid, 0, 0], &msum[0], &prod[0])
             c0 = c0 + rows
         for j in range(S):

@@ -118,11 +118,11 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
 { GMMX_PACK_BODY(double, GMMX_PW_d) }
 
 /* ------------------------------------------------------------------ micro-kernels
- * out (mr x w, row stride ldo; w rounded up to NR * W) <- A[0:mr, :] @ one panel Bp (k x PW),
- * A's row r at A + r * ars, its elements acs apart, mr <= MR.  Rows mr..MR-1 of the register
+ * out (mr x w, row stride ldo; w rounded up to NR * W) <- A[0:mr, :] @ one panel Bp (k rows
+ * ldb apart), A's row r at A + r * ars, its elements acs apart, mr <= MR.  Rows mr..MR-1 of the register
  * block repeat row mr - 1 (computed, not stored).  Every instance (vector width W, NR vectors
  * per row, MR rows) runs the same operations on each element: one FMA per term, in order. */
-#define GMMX_MK_BODY(T, VT, W, NR, MR, PW, ZERO, LOADU, SET1, FMA, STOREU)           \
+#define GMMX_MK_BODY(T, VT, W, NR, MR, ZERO, LOADU, SET1, FMA, STOREU)               \
     const T *a[MR];                                                             \
     GMMX_UNROLL_ALL                                                                  \
     for (int r = 0; r < MR; ++r) a[r] = A + (r < mr ? r : mr - 1) * ars;             \
@@ -133,7 +133,7 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
             GMMX_UNROLL_ALL                                                          \
             for (int j = 0; j < NR; ++j) c[r][j] = ZERO;                             \
         const T *b = Bp + s0;                                                        \
-        for (ptrdiff_t p = 0; p < k; ++p, b += PW) {                                 \
+        for (ptrdiff_t p = 0; p < k; ++p, b += ldb) {                                \
             VT bv[NR];                                                               \
             GMMX_UNROLL_ALL                                                          \
             for (int j = 0; j < NR; ++j) bv[j] = LOADU(b + j * W);                   \
@@ -150,8 +150,8 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
     }
 
 #define GMMX_MK_ARGS(T) (ptrdiff_t k, const T *restrict A, ptrdiff_t ars, ptrdiff_t acs,       \
-                         ptrdiff_t mr, const T *restrict Bp, ptrdiff_t w, T *restrict out,     \
-                         ptrdiff_t ldo)
+                         ptrdiff_t mr, const T *restrict Bp, ptrdiff_t ldb, ptrdiff_t w,       \
+                         T *restrict out, ptrdiff_t ldo)
 
 /* portable: one element per "lane"; fma() where the compiler says it is fast (one
  * instruction: every FMA CPU), else multiply then add (x86-64 without FMA) */
@@ -171,51 +171,57 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
 
 /* the four micro-kernels of one instruction set: NAME_6w (6 rows, NR vectors), NAME_6n (6 rows,
  * one vector: a narrow last panel), NAME_2w and NAME_2n (1 or 2 rows left) */
-#define GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, PW, ZERO, LOADU, SET1, FMA, STOREU)       \
+#define GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, ZERO, LOADU, SET1, FMA, STOREU)           \
     TARGET static inline void NAME##_6w GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, NR, GMMX_MR, PW, ZERO, LOADU, SET1, FMA, STOREU) }         \
+    { GMMX_MK_BODY(T, VT, W, NR, GMMX_MR, ZERO, LOADU, SET1, FMA, STOREU) }         \
     TARGET static inline void NAME##_6n GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, 1, GMMX_MR, PW, ZERO, LOADU, SET1, FMA, STOREU) }          \
+    { GMMX_MK_BODY(T, VT, W, 1, GMMX_MR, ZERO, LOADU, SET1, FMA, STOREU) }          \
     TARGET static inline void NAME##_2w GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, NR, 2, PW, ZERO, LOADU, SET1, FMA, STOREU) }               \
+    { GMMX_MK_BODY(T, VT, W, NR, 2, ZERO, LOADU, SET1, FMA, STOREU) }               \
     TARGET static inline void NAME##_2n GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, 1, 2, PW, ZERO, LOADU, SET1, FMA, STOREU) }
+    { GMMX_MK_BODY(T, VT, W, 1, 2, ZERO, LOADU, SET1, FMA, STOREU) }
 
 #define GMMX_T_NONE
-GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_f_portable, float, float, 1, 8, GMMX_PW_f, 0.0f, GMMX_SLOAD, GMMX_SSET1,
+GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_f_portable, float, float, 1, 8, 0.0f, GMMX_SLOAD, GMMX_SSET1,
             GMMX_MADD_f, GMMX_SSTORE)
-GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_d_portable, double, double, 1, 8, GMMX_PW_d, 0.0, GMMX_SLOAD, GMMX_SSET1,
+GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_d_portable, double, double, 1, 8, 0.0, GMMX_SLOAD, GMMX_SSET1,
             GMMX_MADD_d, GMMX_SSTORE)
 
 #ifdef GMMX_X86
 /* one x86 micro-kernel: NAME on vectors VT of W elements, intrinsics _mm<BITS>_*_<S> */
-#define GMMX_MK_X86(TARGET, NAME, T, VT, W, NR, PW, BITS, S)                         \
-    GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, PW, _mm##BITS##_setzero_##S(), _mm##BITS##_loadu_##S, \
+#define GMMX_MK_X86(TARGET, NAME, T, VT, W, NR, BITS, S)                             \
+    GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, _mm##BITS##_setzero_##S(), _mm##BITS##_loadu_##S, \
                 _mm##BITS##_set1_##S, _mm##BITS##_fmadd_##S, _mm##BITS##_storeu_##S)
-GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_f_avx2, float, __m256, 8, 2, GMMX_PW_f, 256, ps)
-GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_d_avx2, double, __m256d, 4, 2, GMMX_PW_d, 256, pd)
-GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_f_avx512, float, __m512, 16, 4, GMMX_PW_f, 512, ps)
-GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, GMMX_PW_d, 512, pd)
+GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_f_avx2, float, __m256, 8, 2, 256, ps)
+GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_d_avx2, double, __m256d, 4, 2, 256, pd)
+GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_f_avx512, float, __m512, 16, 4, 512, ps)
+GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, 512, pd)
 #endif
 
 /* ------------------------------------------------------------------ the product
  * C (m x n, element (i, j) at C[i * crs + j * ccs]) <- A (m x k, (i, p) at A[i * ars + p * acs])
- * @ B, B given packed (Bp, see gmmx_pack_T).  Panels outer, blocks of GMMX_MR rows inner. */
-#define GMMX_MK_PICK(MK, mr, w, NW)                                                  \
-    ((mr) > 2 ? ((w) > (NW) ? MK##_6w : MK##_6n) : ((w) > (NW) ? MK##_2w : MK##_2n))
-#define GMMX_GEMM_BODY(T, PW, MK, NW)                                                \
+ * @ B, B given packed in panels of pb <= PW columns (Bp, see gmmx_pack_T: pb = PW; a stack of
+ * at most 16 models: pb = 16).  Panels outer, blocks of GMMX_MR rows inner. */
+/* the wide kernels (NR vectors, NWIDE lanes) for more than one vector's worth of columns in a
+ * panel they tile exactly; the narrow ones (one vector, NW lanes) otherwise */
+#define GMMX_MK_PICK(MK, mr, wide)                                                   \
+    ((mr) > 2 ? ((wide) ? MK##_6w : MK##_6n) : ((wide) ? MK##_2w : MK##_2n))
+#define GMMX_GEMM_BODY(T, PW, MK, NW, NWIDE)                                         \
     T tile[GMMX_MR * PW] __attribute__((aligned(64)));                               \
-    ptrdiff_t np = (n + PW - 1) / PW;                                                \
+    if (pb > PW) pb = PW;                                                            \
+    int wide_ok = pb % (NWIDE) == 0;                                                 \
+    ptrdiff_t np = (n + pb - 1) / pb;                                                \
     for (ptrdiff_t q = 0; q < np; ++q) {                                             \
-        const T *bp = Bp + q * k * PW;                                               \
-        ptrdiff_t j0 = q * PW, w = n - j0 < PW ? n - j0 : PW;                        \
+        const T *bp = Bp + q * k * pb;                                               \
+        ptrdiff_t j0 = q * pb, w = n - j0 < pb ? n - j0 : pb;                        \
         for (ptrdiff_t i0 = 0; i0 < m; i0 += GMMX_MR) {                              \
             ptrdiff_t mr = m - i0 < GMMX_MR ? m - i0 : GMMX_MR;                      \
             const T *a = A + i0 * ars;                                               \
-            if (ccs == 1 && w == PW) {                                               \
-                GMMX_MK_PICK(MK, mr, w, NW)(k, a, ars, acs, mr, bp, w, C + i0 * crs + j0, crs); \
+            int wide = wide_ok && w > (NW);                                          \
+            if (ccs == 1 && w == pb) {                                               \
+                GMMX_MK_PICK(MK, mr, wide)(k, a, ars, acs, mr, bp, pb, w, C + i0 * crs + j0, crs); \
             } else {                                                                 \
-                GMMX_MK_PICK(MK, mr, w, NW)(k, a, ars, acs, mr, bp, w, tile, PW);    \
+                GMMX_MK_PICK(MK, mr, wide)(k, a, ars, acs, mr, bp, pb, w, tile, PW); \
                 for (ptrdiff_t r = 0; r < mr; ++r)                                   \
                     for (ptrdiff_t j = 0; j < w; ++j)                                \
                         C[(i0 + r) * crs + (j0 + j) * ccs] = tile[r * PW + j];       \
@@ -224,16 +230,17 @@ GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, GMMX_PW_d, 5
     }
 
 #define GMMX_GEMM_ARGS(T) (ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *A, ptrdiff_t ars,   \
-                           ptrdiff_t acs, const T *Bp, T *C, ptrdiff_t crs, ptrdiff_t ccs)
+                           ptrdiff_t acs, const T *Bp, ptrdiff_t pb, T *C, ptrdiff_t crs,      \
+                           ptrdiff_t ccs)
 
-/* (NW: the width of the narrow kernels, one vector) */
-static void gmmx_gemm_f_portable GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_portable, 8) }
-static void gmmx_gemm_d_portable GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_portable, 8) }
+/* (NW: lanes of the narrow kernels, one vector; NWIDE: of the wide ones, NR vectors) */
+static void gmmx_gemm_f_portable GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_portable, 1, 8) }
+static void gmmx_gemm_d_portable GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_portable, 1, 8) }
 #ifdef GMMX_X86
-GMMX_T_AVX2 static void gmmx_gemm_f_avx2 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx2, 8) }
-GMMX_T_AVX2 static void gmmx_gemm_d_avx2 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx2, 4) }
-GMMX_T_AVX512 static void gmmx_gemm_f_avx512 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx512, 16) }
-GMMX_T_AVX512 static void gmmx_gemm_d_avx512 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx512, 8) }
+GMMX_T_AVX2 static void gmmx_gemm_f_avx2 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx2, 8, 16) }
+GMMX_T_AVX2 static void gmmx_gemm_d_avx2 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx2, 4, 8) }
+GMMX_T_AVX512 static void gmmx_gemm_f_avx512 GMMX_GEMM_ARGS(float) { GMMX_GEMM_BODY(float, GMMX_PW_f, gmmx_mk_f_avx512, 16, 64) }
+GMMX_T_AVX512 static void gmmx_gemm_d_avx512 GMMX_GEMM_ARGS(double) { GMMX_GEMM_BODY(double, GMMX_PW_d, gmmx_mk_d_avx512, 8, 32) }
 #endif
 
 /* C <- A @ B (B packed) with instruction set `isa` (GMMX_ISA_AUTO: the best; one this CPU
@@ -244,25 +251,25 @@ GMMX_T_AVX512 static void gmmx_gemm_d_avx512 GMMX_GEMM_ARGS(double) { GMMX_GEMM_
     else if (!(m_ & (1 << isa))) isa = GMMX_ISA_PORTABLE;                            \
     switch (isa) {                                                                   \
     GMMX_GEMM_CASES(SFX)                                                             \
-    default: gmmx_gemm_##SFX##_portable(m, n, k, A, ars, acs, Bp, C, crs, ccs);      \
+    default: gmmx_gemm_##SFX##_portable(m, n, k, A, ars, acs, Bp, pb, C, crs, ccs);      \
     }
 #ifdef GMMX_X86
 #define GMMX_GEMM_CASES(SFX)                                                         \
-    case GMMX_ISA_AVX512: gmmx_gemm_##SFX##_avx512(m, n, k, A, ars, acs, Bp, C, crs, ccs); return; \
-    case GMMX_ISA_AVX2: gmmx_gemm_##SFX##_avx2(m, n, k, A, ars, acs, Bp, C, crs, ccs); return;
+    case GMMX_ISA_AVX512: gmmx_gemm_##SFX##_avx512(m, n, k, A, ars, acs, Bp, pb, C, crs, ccs); return; \
+    case GMMX_ISA_AVX2: gmmx_gemm_##SFX##_avx2(m, n, k, A, ars, acs, Bp, pb, C, crs, ccs); return;
 #else
 #define GMMX_GEMM_CASES(SFX)
 #endif
 
 #define GMMX_DEFINE_GEMM_ISA(T, SFX)                                                 \
     static void gmmx_gemm_isa_##SFX(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *A, \
-                                    ptrdiff_t ars, ptrdiff_t acs, const T *Bp, T *C,         \
-                                    ptrdiff_t crs, ptrdiff_t ccs)                            \
+                                    ptrdiff_t ars, ptrdiff_t acs, const T *Bp, ptrdiff_t pb,  \
+                                    T *C, ptrdiff_t crs, ptrdiff_t ccs)                      \
     { GMMX_GEMM_DISPATCH(SFX) }                                                      \
     static inline void gmmx_gemm_##SFX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *A,   \
-                                       ptrdiff_t ars, ptrdiff_t acs, const T *Bp, T *C,      \
-                                       ptrdiff_t crs, ptrdiff_t ccs)                         \
-    { gmmx_gemm_isa_##SFX(GMMX_ISA_AUTO, m, n, k, A, ars, acs, Bp, C, crs, ccs); }
+                                       ptrdiff_t ars, ptrdiff_t acs, const T *Bp, ptrdiff_t pb, \
+                                       T *C, ptrdiff_t crs, ptrdiff_t ccs)                   \
+    { gmmx_gemm_isa_##SFX(GMMX_ISA_AUTO, m, n, k, A, ars, acs, Bp, pb, C, crs, ccs); }
 GMMX_DEFINE_GEMM_ISA(float, f)
 GMMX_DEFINE_GEMM_ISA(double, d)
 
@@ -287,10 +294,10 @@ static inline int gmmx_transpose_pays(ptrdiff_t m, ptrdiff_t n, ptrdiff_t pw)
     if (m <= 0 || n <= 0) return;                                                    \
     if (gmmx_transpose_pays(m, n, PW)) {                                             \
         gmmx_pack_##SFX(k, m, A, acs, ars, work);                                    \
-        gmmx_gemm_##SFX(n, m, k, B, bcs, brs, work, C, ccs, crs);                    \
+        gmmx_gemm_##SFX(n, m, k, B, bcs, brs, work, PW, C, ccs, crs);                \
     } else {                                                                         \
         gmmx_pack_##SFX(k, n, B, brs, bcs, work);                                    \
-        gmmx_gemm_##SFX(m, n, k, A, ars, acs, work, C, crs, ccs);                    \
+        gmmx_gemm_##SFX(m, n, k, A, ars, acs, work, PW, C, crs, ccs);                \
     }
 
 static inline void gmmx_matmul_f(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

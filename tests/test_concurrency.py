@@ -235,7 +235,8 @@ def fingerprint():
         st = eng.accumulate([X[:300], X[300:]], None, shift, M, g)
         ev = eng.evaluate(X, shift, M, g, loglik=True, resp=True)
         idx, ll = eng.top_components(X, shift, M, g, None, C)
-        pw, S = _core.panel_width(dt), 70
+        S = 70
+        pw = _core.panel_width(dt, S)
         n_pan = -(-S // pw)
         A = (0.1 * rng.normal(size=(K, n_pan, D, pw))).astype(dt)
         G = rng.normal(size=(K, n_pan * pw)).astype(dt)
