@@ -42,8 +42,8 @@ class ModelStack:
       they are scored by the core's ``topc_loglik_shared``: one product per selected component
       against all of them, one model per vector lane, the models packed in panels of
       ``_core.panel_width`` (64 in float32, 32 in float64, 16 for a stack of up to 16), ``A``
-      (K, n_pan, D, PW) plus ``G``
-      (K, n_pan * PW) per stack (``D + 1`` values per (model, component));
+      (K, n_pan, D, PW) plus ``G`` (K, n_pan * PW) per stack (``D + 1`` values per (model,
+      component));
     * **general**: any other variances (adapted variances, other covariance types): the core's
       ``topc_loglik`` with every model's (K, P) matrix, one dot product of length P per
       (frame, component, model).
@@ -64,12 +64,13 @@ class ModelStack:
     does), the model's position in it, the other models, ``which``, and whether the stack
     was built from models or from :meth:`from_parameters` (the same float64 operations); for
     the shared kind, also the thread count (the general kind sums per-thread totals: the same
-    bits for the reference's ``n_threads``, which every stack of that reference uses).  This holds for both kinds, every covariance type, float32 and float64, any C
-    (C = K: the exact log-likelihood): the core computes every (frame, component, model)
-    value with the same operations in the same order, one model per vector lane
-    (``src/gmm_gemm.h``), and sums each model's frames in order with its own state.  The
-    shared and general kinds are different formulas (equal to rounding, not bitwise), and a
-    model is of one kind or the other by its own variances only.
+    bits for the reference's ``n_threads``, which every stack of that reference uses).  This
+    holds for both kinds, every covariance type, float32 and float64, any C (C = K: the exact
+    log-likelihood): the core computes every (frame, component, model) value with the same
+    operations in the same order, one model per vector lane (``src/gmm_gemm.h``), and sums
+    each model's frames in order with its own state.  The shared and general kinds are
+    different formulas (equal to rounding, not bitwise), and a model is of one kind or the
+    other by its own variances only.
     """
 
     #: models per step of :meth:`from_parameters` (bounds its float64 temporaries)

@@ -757,9 +757,11 @@ def gemm_isas():
     return gmmx_isa(), tuple(i for i in (1, 2, 3) if m & (1 << i))
 
 
-def gemm_kernel_test(const floating[:, :] A, const floating[:, :] B, int isa=0, int repeat=1):
+def gemm_kernel_test(const floating[:, :] A, const floating[:, :] B, int isa=0, int repeat=1,
+                     bint pack_each=True):
     """A @ B by the core's deterministic product with instruction set ``isa`` (0: the best;
-    a testing and benchmarking aid).  Any strides (in elements of the dtype)."""
+    a testing and benchmarking aid).  Any strides (in elements of the dtype).  ``repeat``
+    times, B packed every time (``pack_each``) or once before (as a ModelStack's models)."""
     cdef Py_ssize_t m = A.shape[0], k = A.shape[1], n = B.shape[1], it, sz = sizeof(floating)
     if B.shape[0] != k:
         raise ValueError("shapes do not match")
@@ -771,6 +773,21 @@ def gemm_kernel_test(const floating[:, :] A, const floating[:, :] B, int isa=0, 
     cdef floating[::1] Bp = packed
     if m == 0 or n == 0:
         return out
+    cdef const floating *pa = &A[0, 0] if k > 0 else NULL
+    cdef const floating *pb = &B[0, 0] if k > 0 else NULL
+    cdef Py_ssize_t ars = A.strides[0] // sz, acs = A.strides[1] // sz
+    cdef Py_ssize_t brs = B.strides[0] // sz, bcs = B.strides[1] // sz
+    with nogil:
+        for it in range(repeat):
+            if floating is float:
+                if pack_each or it == 0:
+                    gmmx_pack_f(k, n, pb, brs, bcs, &Bp[0])
+                gmmx_gemm_isa_f(isa, m, n, k, pa, ars, acs, &Bp[0], pw, &C[0, 0], n, 1)
+            else:
+                if pack_each or it == 0:
+                    gmmx_pack_d(k, n, pb, brs, bcs, &Bp[0])
+                gmmx_gemm_isa_d(isa, m, n, k, pa, ars, acs, &Bp[0], pw, &C[0, 0], n, 1)
+    return out
     cdef const floating *pa = &A[0, 0] if k > 0 else NULL
     cdef const floating *pb = &B[0, 0] if k > 0 else NULL
     cdef Py_ssize_t ars = A.strides[0] // sz, acs = A.strides[1] // sz

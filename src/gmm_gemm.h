@@ -207,7 +207,7 @@ GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_d_avx512, double, __m512d, 8, 4, 512, pd)
 #define GMMX_MK_PICK(MK, mr, wide)                                                   \
     ((mr) > 2 ? ((wide) ? MK##_6w : MK##_6n) : ((wide) ? MK##_2w : MK##_2n))
 #define GMMX_GEMM_BODY(T, PW, MK, NW, NWIDE)                                         \
-    T tile[GMMX_MR * PW] __attribute__((aligned(64)));                               \
+    T tile[GMMX_MR * PW];                                                            \
     if (pb > PW) pb = PW;                                                            \
     int wide_ok = pb % (NWIDE) == 0;                                                 \
     ptrdiff_t np = (n + pb - 1) / pb;                                                \
