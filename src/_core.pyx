@@ -34,12 +34,13 @@ results are deterministic for a given chunk size and thread count (the exception
 ``accumulate(..., per_segment=True)``, is deterministic whatever the threads: see there).
 
 Matrix products.  The core calls no BLAS: every product is src/gmm_gemm.h's (:func:`_matmul`),
-which computes each element with its own accumulator, the summed dimension in order, one fused
-multiply-add per term, whatever the shapes, the instruction set (AVX-512, AVX2+FMA, portable C:
-the same bits) and the calling thread.  So a frame's log-densities do not depend on the other
-frames of its chunk, a model's top-C score not on the other models of its stack, and nothing
-depends on BLAS's kernel (``OPENBLAS_CORETYPE``) or thread count.  ``unshift`` turns statistics
-about the shift into plain ones.
+which computes each element with its own accumulator, the summed dimension in order (one
+fused multiply-add per term, blocks of 128 terms added in order), whatever the shapes, the
+instruction set (AVX-512, AVX2+FMA, portable C: the same bits) and the calling thread.  So a
+frame's log-densities do not depend on the other frames of its chunk, a model's top-C score
+not on the other models of its stack, and nothing depends on BLAS's kernel
+(``OPENBLAS_CORETYPE``) or thread count.  ``unshift`` turns statistics about the shift into
+plain ones.
 
 Every entry point starts with :func:`_prologue` (frame table, model shapes, chunk and thread
 count, the two per-thread buffers every chunk uses) and runs its chunks through
@@ -261,8 +262,8 @@ cdef inline Py_ssize_t _rows_of(Py_ssize_t start, Py_ssize_t chunk, Py_ssize_t e
 
 # --------------------------------------------------------------------------- chunk kernels
 # Every matrix product of the core is src/gmm_gemm.h's, not BLAS's: one accumulator per element,
-# the summed dimension in order, one FMA per term, whatever the shapes, the calling thread,
-# BLAS's thread count or its kernel (see there and docs/design.md).
+# the summed dimension in order (one FMA per term, blocks of 128 terms added in order), whatever
+# the shapes, the calling thread, BLAS's thread count or its kernel (see there, docs/design.md).
 cdef extern from "gmm_gemm.h" nogil:
     int GMMX_PW_f, GMMX_PW_d, GMMX_PANEL_BYTES
     int gmmx_isa()

@@ -9,10 +9,12 @@
  * chunk size, on the other models scored alongside, on the BLAS thread count and its
  * kernel.  These kernels compute every element the same way whatever the shapes:
  *
- *     C[i, j] = fma(A[i, k-1], B[k-1, j], ... fma(A[i, 1], B[1, j], fma(A[i, 0], B[0, j], 0)))
+ *     s_b = fma(A[i, p1-1], B[p1-1, j], ... fma(A[i, p0], B[p0, j], 0))   for each block
+ *           [p0, p1) of GMMX_KB terms at fixed positions,
+ *     C[i, j] = ((s_0 + s_1) + s_2) + ...
  *
  * i.e. one accumulator per element, the summed dimension in order, one fused multiply-add
- * per term (no other rounding).  Vector lanes run along j (columns of B): each lane is one
+ * per term, the blocks' sums added in order (a two-level sum, as accurate as BLAS's).  Vector lanes run along j (columns of B): each lane is one
  * element and runs the same instructions as every other lane, and a product is exact in
  * an FMA, so the result does not depend on the vector width either: the AVX-512, AVX2+FMA
  * and portable (fma()) versions give the same bits.  The exception is an x86-64 CPU
@@ -39,6 +41,7 @@
 #define GMMX_PW_f 64
 #define GMMX_PW_d 32
 #define GMMX_MR 6
+#define GMMX_KB 128   /* terms per block of the summed dimension (see GMMX_MK_BODY) */
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(GMMEXT_NO_SIMD_GEMM)
 #define GMMX_X86 1
@@ -120,33 +123,44 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
 /* ------------------------------------------------------------------ micro-kernels
  * out (mr x w, row stride ldo; w rounded up to NR * W) <- A[0:mr, :] @ one panel Bp (k rows
  * ldb apart), A's row r at A + r * ars, its elements acs apart, mr <= MR.  Rows mr..MR-1 of the register
- * block repeat row mr - 1 (computed, not stored).  Every instance (vector width W, NR vectors
- * per row, MR rows) runs the same operations on each element: one FMA per term, in order. */
-#define GMMX_MK_BODY(T, VT, W, NR, MR, ZERO, LOADU, SET1, FMA, STOREU)               \
-    const T *a[MR];                                                             \
+ * block repeat row mr - 1 (computed, not stored).  The summed dimension is taken in blocks of
+ * GMMX_KB terms at fixed positions (0..KB-1, KB..2KB-1, ...): each block summed by FMAs in
+ * order in a register, the block sums added in order in `out` (a two-level sum: float32
+ * sums of thousands of terms keep the accuracy of BLAS's blocked ones).  Every instance
+ * (vector width W, NR vectors per row, MR rows) runs the same operations on each element. */
+#define GMMX_MK_BODY(T, VT, W, NR, MR, ZERO, LOADU, SET1, FMA, ADD, STOREU)          \
+    const T *a[MR];                                                                  \
     GMMX_UNROLL_ALL                                                                  \
     for (int r = 0; r < MR; ++r) a[r] = A + (r < mr ? r : mr - 1) * ars;             \
     for (ptrdiff_t s0 = 0; s0 < w; s0 += NR * W) {                                   \
-        VT c[MR][NR];                                                           \
-        GMMX_UNROLL_ALL                                                              \
-        for (int r = 0; r < MR; ++r)                                                 \
+        ptrdiff_t p0 = 0;                                                            \
+        do {                                                                         \
+            ptrdiff_t p1 = p0 + GMMX_KB < k ? p0 + GMMX_KB : k;                      \
+            VT c[MR][NR];                                                            \
             GMMX_UNROLL_ALL                                                          \
-            for (int j = 0; j < NR; ++j) c[r][j] = ZERO;                             \
-        const T *b = Bp + s0;                                                        \
-        for (ptrdiff_t p = 0; p < k; ++p, b += ldb) {                                \
-            VT bv[NR];                                                               \
-            GMMX_UNROLL_ALL                                                          \
-            for (int j = 0; j < NR; ++j) bv[j] = LOADU(b + j * W);                   \
-            GMMX_UNROLL_ALL                                                          \
-            for (int r = 0; r < MR; ++r) {                                           \
-                VT x = SET1(a[r][p * acs]);                                          \
+            for (int r = 0; r < MR; ++r)                                             \
                 GMMX_UNROLL_ALL                                                      \
-                for (int j = 0; j < NR; ++j) c[r][j] = FMA(x, bv[j], c[r][j]);       \
+                for (int j = 0; j < NR; ++j) c[r][j] = ZERO;                         \
+            const T *b = Bp + s0 + p0 * ldb;                                         \
+            for (ptrdiff_t p = p0; p < p1; ++p, b += ldb) {                          \
+                VT bv[NR];                                                           \
+                GMMX_UNROLL_ALL                                                      \
+                for (int j = 0; j < NR; ++j) bv[j] = LOADU(b + j * W);               \
+                GMMX_UNROLL_ALL                                                      \
+                for (int r = 0; r < MR; ++r) {                                       \
+                    VT x = SET1(a[r][p * acs]);                                      \
+                    GMMX_UNROLL_ALL                                                  \
+                    for (int j = 0; j < NR; ++j) c[r][j] = FMA(x, bv[j], c[r][j]);   \
+                }                                                                    \
             }                                                                        \
-        }                                                                            \
-        for (int r = 0; r < mr; ++r)                                                 \
-            GMMX_UNROLL_ALL                                                          \
-            for (int j = 0; j < NR; ++j) STOREU(out + r * ldo + s0 + j * W, c[r][j]); \
+            for (int r = 0; r < mr; ++r)                                             \
+                GMMX_UNROLL_ALL                                                      \
+                for (int j = 0; j < NR; ++j) {                                       \
+                    T *o = out + r * ldo + s0 + j * W;                               \
+                    STOREU(o, p0 == 0 ? c[r][j] : ADD(LOADU(o), c[r][j]));           \
+                }                                                                    \
+            p0 = p1;                                                                 \
+        } while (p0 < k);                                                            \
     }
 
 #define GMMX_MK_ARGS(T) (ptrdiff_t k, const T *restrict A, ptrdiff_t ars, ptrdiff_t acs,       \
@@ -168,30 +182,31 @@ static inline void gmmx_pack_d(ptrdiff_t k, ptrdiff_t n, const double *B, ptrdif
 #define GMMX_SLOAD(p) (*(p))
 #define GMMX_SSET1(x) (x)
 #define GMMX_SSTORE(p, v) (*(p) = (v))
+#define GMMX_SADD(x, y) ((x) + (y))
 
 /* the four micro-kernels of one instruction set: NAME_6w (6 rows, NR vectors), NAME_6n (6 rows,
  * one vector: a narrow last panel), NAME_2w and NAME_2n (1 or 2 rows left) */
-#define GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, ZERO, LOADU, SET1, FMA, STOREU)           \
+#define GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, ZERO, LOADU, SET1, FMA, ADD, STOREU)      \
     TARGET static inline void NAME##_6w GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, NR, GMMX_MR, ZERO, LOADU, SET1, FMA, STOREU) }         \
+    { GMMX_MK_BODY(T, VT, W, NR, GMMX_MR, ZERO, LOADU, SET1, FMA, ADD, STOREU) }         \
     TARGET static inline void NAME##_6n GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, 1, GMMX_MR, ZERO, LOADU, SET1, FMA, STOREU) }          \
+    { GMMX_MK_BODY(T, VT, W, 1, GMMX_MR, ZERO, LOADU, SET1, FMA, ADD, STOREU) }          \
     TARGET static inline void NAME##_2w GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, NR, 2, ZERO, LOADU, SET1, FMA, STOREU) }               \
+    { GMMX_MK_BODY(T, VT, W, NR, 2, ZERO, LOADU, SET1, FMA, ADD, STOREU) }               \
     TARGET static inline void NAME##_2n GMMX_MK_ARGS(T)                                \
-    { GMMX_MK_BODY(T, VT, W, 1, 2, ZERO, LOADU, SET1, FMA, STOREU) }
+    { GMMX_MK_BODY(T, VT, W, 1, 2, ZERO, LOADU, SET1, FMA, ADD, STOREU) }
 
 #define GMMX_T_NONE
 GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_f_portable, float, float, 1, 8, 0.0f, GMMX_SLOAD, GMMX_SSET1,
-            GMMX_MADD_f, GMMX_SSTORE)
+            GMMX_MADD_f, GMMX_SADD, GMMX_SSTORE)
 GMMX_MK_SET(GMMX_T_NONE, gmmx_mk_d_portable, double, double, 1, 8, 0.0, GMMX_SLOAD, GMMX_SSET1,
-            GMMX_MADD_d, GMMX_SSTORE)
+            GMMX_MADD_d, GMMX_SADD, GMMX_SSTORE)
 
 #ifdef GMMX_X86
 /* one x86 micro-kernel: NAME on vectors VT of W elements, intrinsics _mm<BITS>_*_<S> */
 #define GMMX_MK_X86(TARGET, NAME, T, VT, W, NR, BITS, S)                             \
     GMMX_MK_SET(TARGET, NAME, T, VT, W, NR, _mm##BITS##_setzero_##S(), _mm##BITS##_loadu_##S, \
-                _mm##BITS##_set1_##S, _mm##BITS##_fmadd_##S, _mm##BITS##_storeu_##S)
+                _mm##BITS##_set1_##S, _mm##BITS##_fmadd_##S, _mm##BITS##_add_##S, _mm##BITS##_storeu_##S)
 GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_f_avx2, float, __m256, 8, 2, 256, ps)
 GMMX_MK_X86(GMMX_T_AVX2, gmmx_mk_d_avx2, double, __m256d, 4, 2, 256, pd)
 GMMX_MK_X86(GMMX_T_AVX512, gmmx_mk_f_avx512, float, __m512, 16, 4, 512, ps)
