@@ -789,16 +789,3 @@ def gemm_kernel_test(const floating[:, :] A, const floating[:, :] B, int isa=0, 
                     gmmx_pack_d(k, n, pb, brs, bcs, &Bp[0])
                 gmmx_gemm_isa_d(isa, m, n, k, pa, ars, acs, &Bp[0], pw, &C[0, 0], n, 1)
     return out
-    cdef const floating *pa = &A[0, 0] if k > 0 else NULL
-    cdef const floating *pb = &B[0, 0] if k > 0 else NULL
-    cdef Py_ssize_t ars = A.strides[0] // sz, acs = A.strides[1] // sz
-    cdef Py_ssize_t brs = B.strides[0] // sz, bcs = B.strides[1] // sz
-    with nogil:
-        for it in range(repeat):
-            if floating is float:
-                gmmx_pack_f(k, n, pb, brs, bcs, &Bp[0])
-                gmmx_gemm_isa_f(isa, m, n, k, pa, ars, acs, &Bp[0], pw, &C[0, 0], n, 1)
-            else:
-                gmmx_pack_d(k, n, pb, brs, bcs, &Bp[0])
-                gmmx_gemm_isa_d(isa, m, n, k, pa, ars, acs, &Bp[0], pw, &C[0, 0], n, 1)
-    return out
