@@ -17,6 +17,7 @@ sanitizers).  docs/install.md explains the wheels and this file.
 """
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def _compiler_name(compiler) -> str:
 
 def _try_build(compiler, source: str, flags: dict, link: bool) -> str | None:
     """Compile (and link) ``source`` with ``flags`` in a temporary folder: None if that worked, else
-    the last line the compiler printed (its output is kept off the screen) or the error's type."""
+    the compiler's first error line (its output is kept off the screen), or the error's type."""
     with tempfile.TemporaryDirectory(prefix="gmmext-probe-") as tmp:
         src, log = os.path.join(tmp, "probe.c"), os.path.join(tmp, "log")
         with open(src, "w") as f:
@@ -134,8 +135,11 @@ def _try_build(compiler, source: str, flags: dict, link: bool) -> str | None:
                                              library_dirs=flags["library_dirs"])
         except Exception as exc:  # noqa: BLE001 - CompileError, LinkError, no MSVC: all one message
             with open(log, errors="replace") as f:
-                lines = [ln.strip() for ln in f if ln.strip()]
-            return lines[-1] if lines else f"it exited with an error and printed nothing ({type(exc).__name__})"
+                lines = [ln.strip().replace(tmp + os.sep, "") for ln in f if ln.strip()]
+            errors = [ln for ln in lines if "error" in ln.lower() and not re.match(r"\d+ errors? generated", ln)]
+            if errors or lines:
+                return (errors or lines)[0]
+            return f"it exited with an error and printed nothing ({type(exc).__name__})"
         return None
 
 

@@ -101,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")
         say(f"# wheel: {wheel.name}")
         say()
-        say("install                          distributions beyond pip   site-packages beyond pip   "
-            "speech packages")
+        say("install                          distributions added   site-packages added   speech packages")
         for label, v in (("pip install gmmext", core), ("pip install 'gmmext[speaker]'", spk)):
             extra = sorted(set(v["dists"]) - set(base["dists"]))
             speech = [d for d in SPEECH if d in v["dists"]]
-            say(f"{label:<33}{len(extra):>24}   {(v['bytes'] - base['bytes']) / 1e6:>20.1f} MB   "
+            say(f"{label:<33}{len(extra):>19}   {(v['bytes'] - base['bytes']) / 1e6:>16.1f} MB   "
                 f"{', '.join(speech) or 'none'}")
+        say("(added: beyond a fresh venv's own pip and setuptools)")
         say()
         say("core: " + ", ".join(f"{d} {core['dists'][d]}" for d in sorted(set(core["dists"]) - set(base["dists"]))))
         say()
