@@ -34,11 +34,11 @@ debug = os.environ.get("GMMEXT_DEBUG_BUILD") == "1"  # bounds checks + -O0 -g fo
 
 OPENMP_PROBE = r"""
 #include <omp.h>
-int main(void) {
+int gmmext_probe(void) {
     int n = 0;
 #pragma omp parallel reduction(+:n)
     n += omp_get_thread_num() >= 0;
-    return n > 0 ? 0 : 1;
+    return n;
 }
 """
 
@@ -130,9 +130,10 @@ def _try_build(compiler, source: str, flags: dict, link: bool) -> str | None:
             with _output_to(log):
                 objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags["compile"],
                                         include_dirs=flags["include_dirs"])
-                if link:
-                    compiler.link_executable(objs, "probe", output_dir=tmp, extra_postargs=flags["link"],
-                                             library_dirs=flags["library_dirs"])
+                if link:   # as the extension is linked (a shared object, with LDFLAGS: e.g. sanitizers)
+                    out = os.path.join(tmp, compiler.library_filename("probe", lib_type="shared"))
+                    compiler.link_shared_object(objs, out, extra_postargs=flags["link"],
+                                                library_dirs=flags["library_dirs"])
         except Exception as exc:  # noqa: BLE001 - CompileError, LinkError, no MSVC: all one message
             with open(log, errors="replace") as f:
                 lines = [ln.strip().replace(tmp + os.sep, "") for ln in f if ln.strip()]
