@@ -54,4 +54,4 @@ def install_hint(extra: str = "speaker") -> str | None:
     if not absent:
         return None
     return (f"speaker: the speaker toolkit needs the '{extra}' extra, and {', '.join(absent)} "
-            f"{'is' if len(absent) == 1 else 'are'} not installed: python -m pip install 'gmmext[{extra}]'")
+            f"{'is' if len(absent) == 1 else 'are'} not installed: python -m pip install \"gmmext[{extra}]\"")
