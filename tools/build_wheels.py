@@ -212,7 +212,7 @@ def check_install(python: Path, wheel: Path, work: Path, core_tests: bool, lowes
     if core_tests:
         pins = lowest_pins() if lowest else []
         run([vpy, "-m", "pip", "install", "--only-binary", ":all:", "pytest>=7", "pytest-xdist>=3.5",
-             "pytest-run-parallel>=0.4", "hypothesis>=6", *pins], logfile, env=env)
+             "pytest-run-parallel>=0.10", "hypothesis>=6", *pins], logfile, env=env)
         res["core_test_deps"] = {d["name"].lower(): d["version"] for d in json.loads(run(
             [vpy, "-m", "pip", "list", "--format", "json"], logfile, env=env).stdout)
             if d["name"].lower() in ("numpy", "scipy", "scikit-learn", "threadpoolctl")}
