@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import _guards, _interrupt
+from .. import _dist, _guards, _interrupt
 from .._atomic import WriteError
 from ..lists import ListError
 from . import (demo, enroll, evaluate, extract, extract_ivectors, score, serve, store_commands, train_ivector,
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="GMM-UBM speaker verification: train a UBM, enrol speakers, score trials, evaluate.",
         epilog="Run 'speaker demo' to see the whole recipe on the bundled recordings. "
                "'speaker COMMAND --help' explains each command.")
+    p.add_argument("--version", action="version", version=_dist.version_line(),
+                   help="print the installed version (gmmext's, which carries speaker) and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     shared = parents()
     for command in COMMANDS:
