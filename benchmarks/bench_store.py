@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, load_line, matmul_seconds, median_time  # noqa: E402
+from _common import Report, matmul_seconds, median_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
@@ -109,16 +109,9 @@ def main(argv=None) -> None:
 
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-store-"))
     work.mkdir(parents=True, exist_ok=True)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
-
+    say = Report(argv, __file__)
     cfg, test, feats, frames, rng, ubm = setup(a.data, work, a.components)
     K, D = ubm.means_.shape
-    for line in environment(argv, __file__):
-        say(line)
     say(f"speaker store benchmark: K={K}, D={D}, float32 UBM")
 
     # ------------------------------------------------------------------ verify
@@ -256,8 +249,7 @@ def main(argv=None) -> None:
     st.close()
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
-    say(load_line("at end"))
-    a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     print(f"-> {a.out}")
 
 
