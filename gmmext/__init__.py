@@ -1,4 +1,4 @@
-"""gmmext: a fast Gaussian mixture model in Python (fastest for diagonal covariances).
+"""gmmext: a fast Gaussian mixture model in Python (full, tied, diagonal and spherical covariances).
 
 * :class:`GaussianMixture`: drop-in for ``sklearn.mixture.GaussianMixture`` (covariance types
   "full", "tied", "diag", "spherical"), fitted by EM in a compiled, chunked, multi-threaded
