@@ -155,7 +155,7 @@ class ModelStack:
         if (w < 0).any() or (var is not None and not (var > 0).all()):
             raise ValueError("weights must be >= 0 and variances > 0")
         # the bounds every model gmmext scores is inside (GaussianMixture.from_parameters' own)
-        check_bounds(mu, reference.covariances_.astype(np.float64) if var is None else var,
+        check_bounds(mu, reference.covariances_ if var is None else var,
                      np.result_type(w, mu, reference.covariances_ if var is None else var))
         self = cls.__new__(cls)
         self.models, self.reference, self.K, self.D = None, reference, K, D
