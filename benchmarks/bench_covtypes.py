@@ -9,9 +9,10 @@ Every number is a ratio measured in this run (the machine may be loaded):
   ``(P x rows) @ (rows x K)``, P = D + D(D+1)/2, i.e. ``4 N P K`` per iteration (the feature
   map's N D(D+1)/2 products, the N K exps and the M-step are not counted), timed with the
   dense statistics gemm (sparse statistics off, so every counted flop is done).  The matmul
-  rate and gmmext's time are measured in alternation, ``--rounds`` times, and the fraction is
-  given from the best of each and as the median of the per-round fractions, so that a load
-  that comes and goes hits both;
+  reference (``benchmarks/_common.py``: the definition of "% of matmul peak" shared by every
+  results file) and gmmext's time are measured in alternation, ``--rounds`` times, and the
+  fraction is given from the best of each and as the median of the per-round fractions, so
+  that a load that comes and goes hits both;
 * the float32 precision of the full type: per-frame log-likelihood of the same model and data
   in float32 against float64;
 * tied and spherical at the diagonal benchmark's size (D=39, K=256): scikit-learn / gmmext;
@@ -29,15 +30,18 @@ precisions given, so no k-means runs); gmmext's is ``m_step(accumulate(X))``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-from gmmext import GaussianMixture
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import MatmulReference, Report, best_time, load_line  # noqa: E402
+
+from gmmext import GaussianMixture  # noqa: E402
 
 
 def _blobs(n, d, k, dtype, seed=0):
@@ -57,20 +61,11 @@ def _start(X, k, cov):
                                random_state=0, reg_covar=1e-3).fit(X)
 
 
-def _best(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def gmmext_iter(gm, X, iters, dense=False):
     if dense:
         gm._core_cache().sparse_limit = -1.0
     gm.m_step(gm.accumulate(X))                          # warm: engine and matrices built
-    t = _best(lambda: gm.m_step(gm.accumulate(X)), iters)
+    t = best_time(lambda: gm.m_step(gm.accumulate(X)), iters)
     gm._core_cache().sparse_limit = 0.25
     return t
 
@@ -84,16 +79,9 @@ def sklearn_iter(gm, X, iters):
             SK(gm.n_components, covariance_type=gm.covariance_type, init_params="random_from_data",
                weights_init=gm.weights_, means_init=gm.means_, precisions_init=gm.precisions_,
                max_iter=m, tol=0.0, reg_covar=1e-3, random_state=0).fit(X)
-    t0 = _best(lambda: fit(1), 1)
-    t1 = _best(lambda: fit(1 + iters), 1)
+    t0 = best_time(lambda: fit(1), 1)
+    t1 = best_time(lambda: fit(1 + iters), 1)
     return max(t1 - t0, 1e-9) / iters
-
-
-def matmul_gflops(repeat=3):
-    a = np.random.default_rng(0).standard_normal((2000, 2000))
-    a @ a
-    t = _best(lambda: a @ a, repeat)
-    return 2 * 2000 ** 3 / t / 1e9
 
 
 def main(argv=None) -> int:
@@ -107,32 +95,25 @@ def main(argv=None) -> int:
                     help="do not time scikit-learn's tied fit (the slowest of all)")
     ap.add_argument("--out", default=None, help="also write the report to this file")
     a = ap.parse_args(argv)
-    lines = [f"bench_covtypes: N={a.n}, iters={a.iters}, rounds={a.rounds}, {os.cpu_count()} CPUs, load average "
-             f"{os.getloadavg()[0]:.1f} at start (a loaded machine makes every absolute time noisy; "
-             "the ratios are from the same run)"]
-
-    def say(s):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report(argv, __file__)
 
     D, K = 39, 64
     X = _blobs(a.n, D, K, np.float64)
     gm = _start(X, K, "full")
     P = D + D * (D + 1) // 2
     flops = 4.0 * a.n * P * K
-    gfs, dense = [], []
+    mm, gfs, dense = MatmulReference(), [], []
     for _ in range(a.rounds):                 # alternate, so that a passing load hits both
-        gfs.append(matmul_gflops())
+        gfs.append(mm.measure(np.float64))
         dense.append(gmmext_iter(gm, X, a.iters, dense=True))
     fr = [flops / t / 1e9 / g for t, g in zip(dense, gfs)]
-    gf, t_dense = max(gfs), min(dense)
-    say(f"numpy matmul (2000^3, default BLAS threads): best {gf:.1f} GFLOP/s, per round "
-        + " ".join(f"{g:.0f}" for g in gfs))
+    t_dense = min(dense)
+    say(mm.line())
     t_g = gmmext_iter(gm, X, a.iters)
     t_s = sklearn_iter(gm, X, a.iters)
     say(f"full   N={a.n} D={D} K={K} float64: gmmext {t_g:.3f} s/iter (dense statistics {t_dense:.3f}), "
         f"scikit-learn {t_s:.3f} s/iter: {t_s / t_g:.2f}x; dense: {flops / 1e9:.1f} GFLOP/iter "
-        f"(4 N P K, P={P}) = {flops / t_dense / 1e9:.1f} GFLOP/s = {100 * flops / t_dense / 1e9 / gf:.0f} % "
+        f"(4 N P K, P={P}) = {flops / t_dense / 1e9:.1f} GFLOP/s = {mm.percent(flops / t_dense / 1e9):.0f} % "
         f"of the best matmul (median of the {a.rounds} rounds' fractions {100 * float(np.median(fr)):.0f} %)")
     n32 = min(a.n, 50_000)
     g32 = GaussianMixture.from_parameters(*(np.asarray(v, np.float32) for v in
@@ -155,7 +136,7 @@ def main(argv=None) -> int:
         t_s = sklearn_iter(gm, X, 1 if cov == "tied" else a.iters)
         say(f"{cov:9s} N={a.n} D={D} K={K} float64: gmmext {t_g:.3f} s/iter, scikit-learn {t_s:.3f} s/iter: "
             f"{t_s / t_g:.2f}x")
-    say(f"(load average now {os.getloadavg()[0]:.1f})")
+    say(load_line("now"))
     D, K = 60, 512
     X = _blobs(a.n_big, D, 32, np.float32)
     gm = _start(X, K, "full")
@@ -170,10 +151,7 @@ def main(argv=None) -> int:
     say(f"full   N={a.n_big} D={D} K={K} float32: gmmext {t:.2f} s/iter; memory allocated by the "
         f"iteration (peak, buffers + statistics) {peak / 2 ** 20:.0f} MiB; input {X.nbytes / 2 ** 20:.0f} MiB; "
         f"{4.0 * a.n_big * (D + D * (D + 1) // 2) * K / t / 1e9:.0f} GFLOP/s (4 N P K, sparse statistics on)")
-    say(f"load average at the end {os.getloadavg()[0]:.1f}")
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    say.write(a.out)
     return 0
 
 

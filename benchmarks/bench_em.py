@@ -7,8 +7,8 @@ peak RSS (``ru_maxrss``) is its own and the data of one case never inflates anot
 Reported per case: seconds per EM iteration (median of ``--iters`` iterations after one
 warm-up iteration; an iteration is exactly the body of ``fit``'s loop: E-step + statistics
 + M-step), GFLOP/s counted as ``8 N K D`` per iteration (two gemms of (N x 2D) by (2D x K)),
-that rate as a fraction of the machine's ``numpy.matmul`` rate in the same dtype (best of
-several runs of a large square product, all cores, measured before and after the cases), peak
+that rate as a fraction of the machine's ``numpy.matmul`` rate in the same dtype (the matmul
+reference of ``benchmarks/_common.py``, measured before and after the cases), peak
 RSS of the child (VmHWM) and the memory ``fit`` added on top of the input (peak minus the RSS
 just before ``fit``, the input included in the latter).  The GFLOP/s are *effective*: gmmext
 sums the statistics of chunks whose responsibilities are sparse (most below 1e-15 of the
@@ -28,14 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import MATMUL_N, MatmulReference, environment, load_line, median_time, times  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -75,34 +78,6 @@ def make_data(n: int, d: int, dtype, seed: int = 0) -> np.ndarray:
     return X
 
 
-def matmul_gflops(n: int, dtype, repeats: int = 5) -> float:
-    """Best GFLOP/s of numpy.matmul on an (n x n) @ (n x n) product (BLAS, all cores)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n)).astype(dtype)
-    b = rng.standard_normal((n, n)).astype(dtype)
-    c = np.empty((n, n), dtype=dtype)
-    np.matmul(a, b, out=c)  # warm-up
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        np.matmul(a, b, out=c)
-        best = min(best, time.perf_counter() - t)
-    return 2.0 * n ** 3 / best / 1e9
-
-
-def _times(fn, iters: int) -> list:
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def _median_time(fn, iters: int) -> float:
-    return float(np.median(_times(fn, iters)))
-
-
 # ----------------------------------------------------------------------------- child jobs
 def child_gmmext(n, d, k, dtype, iters, predict, init, max_iter_fit, dense=False):
     from gmmext import GaussianMixture
@@ -124,17 +99,17 @@ def child_gmmext(n, d, k, dtype, iters, predict, init, max_iter_fit, dense=False
         gm.m_step(gm.accumulate(X))
 
     em_iteration()  # warm-up
-    ts = _times(em_iteration, iters)
+    ts = times(em_iteration, iters)
     out["iter_s"], out["iter_min_s"] = float(np.median(ts)), float(min(ts))
     if predict:
-        out["estep_s"] = _median_time(lambda: gm.accumulate(X), iters)
-        out["score_samples_s"] = _median_time(lambda: gm.score_samples(X), iters)
+        out["estep_s"] = median_time(lambda: gm.accumulate(X), iters)
+        out["score_samples_s"] = median_time(lambda: gm.score_samples(X), iters)
         out["peak_score_mb"] = _maxrss_mb()
 
         def proba():
             p = gm.predict_proba(X)
             del p
-        out["predict_proba_s"] = _median_time(proba, iters)
+        out["predict_proba_s"] = median_time(proba, iters)
     return out
 
 
@@ -154,7 +129,7 @@ def child_sklearn(n, d, k, dtype, iters):
         sk._m_step(X, log_resp)
 
     em_iteration()
-    ts = _times(em_iteration, iters)
+    ts = times(em_iteration, iters)
     return dict(input_mb=X.nbytes / 1e6, rss_before_fit_mb=rss0, peak_fit_mb=peak,
                 iter_s=float(np.median(ts)), iter_min_s=float(min(ts)))
 
@@ -197,7 +172,7 @@ def child_numpy(n, d, k, dtype, iters, chunk=4096):
         w = nk / n
 
     em_iteration()
-    ts = _times(em_iteration, iters)
+    ts = times(em_iteration, iters)
     return dict(input_mb=X.nbytes / 1e6, rss_before_fit_mb=rss0, peak_fit_mb=_maxrss_mb(),
                 iter_s=float(np.median(ts)), iter_min_s=float(min(ts)))
 
@@ -223,25 +198,6 @@ def child_main(spec: str) -> None:
 
 
 # ----------------------------------------------------------------------------- report
-def machine_info() -> list[str]:
-    import scipy
-    import sklearn
-    model = platform.processor() or "?"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return [f"machine: {model}, {cores} cores available, Python {platform.python_version()}",
-            f"numpy {np.__version__}, scipy {scipy.__version__}, scikit-learn {sklearn.__version__}"]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,7 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=5,
                     help="timed EM iterations per case, after one warm-up (median reported; default 5)")
     ap.add_argument("--matmul-size", type=int, default=None,
-                    help="side of the square matmul giving the peak (default 4000; 1000 with --quick)")
+                    help=f"side of the square matmul giving the peak (default {MATMUL_N}; 1000 with --quick)")
     ap.add_argument("--skip-sklearn", action="store_true", help="do not run scikit-learn (slow)")
     ap.add_argument("--skip-numpy", action="store_true", help="do not run the NumPy reference")
     ap.add_argument("--skip-big", action="store_true",
@@ -277,19 +233,16 @@ def main(argv=None) -> int:
     big_n = args.big_n or (200_000 if q else 5_000_000)
     big_k = args.big_k or (128 if q else 1024)
     it = args.iters
-    msize = args.matmul_size or (1000 if q else 4000)
+    msize = args.matmul_size or (1000 if q else MATMUL_N)
     flops = lambda n, d, k: 8.0 * n * k * d  # noqa: E731
 
-    lines = ["command: " + " ".join([os.path.basename(sys.executable)] + sys.argv)]
-    lines += machine_info()
-    print("\n".join(lines), flush=True)
+    print("\n".join(environment(argv, __file__)), flush=True)
     lines = []
     # the peak is measured again after the cases and the best kept (other load on the machine
     # can only lower it, which would flatter the fractions)
-    peak64 = matmul_gflops(msize, np.float64)
-    peak32 = matmul_gflops(msize, np.float32)
-    lines.append(f"numpy.matmul {msize}x{msize} (first measurement): float64 {peak64:.1f}, "
-                 f"float32 {peak32:.1f} GFLOP/s")
+    mm = MatmulReference(msize)
+    lines.append(f"numpy.matmul {msize}x{msize} (first measurement): float64 {mm.measure(np.float64):.1f}, "
+                 f"float32 {mm.measure(np.float32):.1f} GFLOP/s")
     lines.append(f"main case N={N} D={D} K={K}; s/iter = median of {it} EM iterations after a warm-up; "
                  f"GFLOP/s = 8NKD / (s/iter); %peak vs matmul of the same dtype")
     lines.append("")
@@ -328,10 +281,10 @@ def main(argv=None) -> int:
     for name, dt, n, d, k, job in jobs:
         print(f"  running {name} {dt} N={n} D={d} K={k} ...", flush=True)
         results.append((name, dt, n, d, k, run_child(job, args.timeout)))
-    peak64 = max(peak64, matmul_gflops(msize, np.float64))
-    peak32 = max(peak32, matmul_gflops(msize, np.float32))
-    print(f"numpy.matmul {msize}x{msize}, best of 2 x 5 runs (before and after the cases): "
-          f"float64 {peak64:.1f} GFLOP/s, float32 {peak32:.1f} GFLOP/s", flush=True)
+    mm.measure(np.float64)
+    mm.measure(np.float32)
+    peak64, peak32 = mm.best(np.float64), mm.best(np.float32)
+    print(mm.line(), flush=True)
     print("", flush=True)
     print(hdr, flush=True)
     table = [hdr]
@@ -409,6 +362,7 @@ def main(argv=None) -> int:
             if r and base:
                 out.append(f"  {label:<3} N={n:<8} D={d:<4} K={k:<5} {r['iter_s']:.4f} s/iter  "
                            f"ratio {r['iter_s'] / base['iter_s']:.2f}  (min-based {r['iter_min_s'] / base['iter_min_s']:.2f})")
+    out.append(load_line("at end"))
     for line in out:
         print(line, flush=True)
     return 0

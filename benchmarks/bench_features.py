@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "speechocean762"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, load_line  # noqa: E402
 
 
 def read_scp(data: Path, limit: int) -> list[tuple[str, str]]:
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     entries = read_scp(args.data, args.limit)
     if not entries:
         ap.error(f"no utterances in {args.data / 'wav.scp'}")
-    load0 = os.getloadavg()
+    header = environment(argv, __file__)                       # the load average at the start
     audio, lib_cpu, frames = library_rate([p for _, p in entries])
     a = audio / lib_cpu
     rows = [("(a) library: extract_features loop, 1 process", lib_cpu, None, a)]
@@ -101,9 +102,7 @@ def main(argv=None) -> int:
             cpu, wall = command_cpu(["train-ubm", "--list", str(lst), "--out", str(Path(d) / "ubm.npz"),
                                      "--components", "1", "--iters", "0", "--jobs", str(args.jobs), "--quiet"])
             rows.append((f"(b) speaker train-ubm --jobs {args.jobs} (K=1, 0 iters)", cpu, wall, audio / cpu))
-    lines = [f"# benchmarks/bench_features.py --data {args.data} --limit {args.limit} --jobs {args.jobs}",
-             f"# python {platform.python_version()}, nproc {os.cpu_count()}, load average at start "
-             f"{' '.join(f'{x:.2f}' for x in load0)}, at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}"]
+    lines = [f"# {line}" for line in header] + [f"# {load_line('at end')}"]
     if args.note:
         lines.append(f"# {args.note}")
     lines += ["", f"{len(entries)} utterances, {audio:.0f} s of audio, {frames} speech frames "

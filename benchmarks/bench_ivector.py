@@ -11,7 +11,7 @@ quality).  Then, all with the functions of ``speaker/ivector.py``:
   call per batch of ``speaker.ivector.BATCH`` utterances);
 * one EM pass (``accumulate`` + ``m_step`` + ``min_divergence``) from a random T, best of
   ``--repeats``, with the flops it needs (formula printed) and its GFLOP/s, against the
-  GFLOP/s of one (N x N) @ (N x N) numpy matmul measured in the same run (N = 2000, best of 3,
+  matmul reference of ``benchmarks/_common.py`` measured in the same run (N = 2000, best of 3,
   before and after);
 * where the time goes: each gemm of the pass timed on its own on one batch, scaled to the
   number of batches, and the per-utterance LAPACK part (potrf + potri) as the rest;
@@ -22,7 +22,6 @@ quality).  Then, all with the functions of ``speaker/ivector.py``:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,17 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def matmul_gflops(N: int = 2000, repeats: int = 3) -> float:
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(N, N)), rng.normal(size=(N, N))
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * N ** 3 / best / 1e9
+from _common import MatmulReference, Report, best_time, times  # noqa: E402
 
 
 def pass_flops(U: int, K: int, D: int, R: int) -> dict[str, float]:
@@ -66,43 +55,38 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="feature-extraction processes (default 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_ivector.txt", help="results file")
     a = ap.parse_args(argv)
-    lines: list[str] = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
 
     feats = load_features(a.data, a.limit, a.jobs, a.cache)
     X = np.concatenate(feats)
     ubm = make_model(X, a.components)
     K, D = ubm.means_.shape
     R, U = a.rank, len(feats)
-    say(f"# benchmarks/bench_ivector.py --components {K} --rank {R}{f' --limit {a.limit}' if a.limit else ''}")
-    say(f"# {U} utterances, {len(X)} frames, K={K}, D={D}, R={R}, batch {iv.BATCH}, float64; "
-        f"os.cpu_count()={os.cpu_count()}; load average {os.getloadavg()[0]:.1f} at start "
-        "(loaded machine: 2 cores shared with 4 other jobs)")
-    mm0 = matmul_gflops()
+    say = Report(argv, __file__, prefix="# ")
+    say(f"# {U} utterances, {len(X)} frames, K={K}, D={D}, R={R}, batch {iv.BATCH}, float64")
+    ref = MatmulReference()
+    mm0 = ref.measure()
     t = time.perf_counter()
     batches = list(iv.stats_batches(ubm, feats))
     t_stats = time.perf_counter() - t
     say(f"Baum-Welch statistics (centred_stats, core accumulate_segments): {t_stats:.1f} s = {U / t_stats:.0f} utt/s")
 
     T0 = iv.init_tv(K, D, R, 0)
-    best = np.inf
-    for _ in range(a.repeats):
-        t = time.perf_counter()
-        acc = iv.accumulate(T0, batches, K)
-        T1 = iv.min_divergence(iv.m_step(acc, K), acc)
-        best = min(best, time.perf_counter() - t)
-    mm1 = matmul_gflops()
-    mm = max(mm0, mm1)
+    out = {}
+
+    def one_pass():
+        out["acc"] = acc = iv.accumulate(T0, batches, K)
+        out["T1"] = iv.min_divergence(iv.m_step(acc, K), acc)
+    best = best_time(one_pass, a.repeats)
+    acc, T1 = out["acc"], out["T1"]
+    mm1 = ref.measure()
     fl = pass_flops(U, K, D, R)
     total = sum(fl.values())
     say("flops of one pass, P = R(R+1)/2: 2KDR^2 + 2UKP (precisions) + 2UKDR (b) + UR^3 (potrf+potri) + 2UR^2 "
         "+ 2UKP (A) + 2UKDR (C) + K(2R^3/3 + 2R^2 D) (m-step)")
     say(f"  = {total / 1e9:.1f} GFLOP")
+    say(ref.line())
     say(f"one EM pass: {best:.1f} s, {total / best / 1e9:.1f} GFLOP/s; numpy matmul (2000^2) in this run "
-        f"{mm0:.1f} / {mm1:.1f} GFLOP/s (before / after): fraction {total / best / 1e9 / mm:.2f}")
+        f"{mm0:.1f} / {mm1:.1f} GFLOP/s (before / after): fraction {ref.percent(total / best / 1e9) / 100:.2f}")
 
     # where the time goes: the gemms of one batch on their own, scaled to all batches
     n, f = batches[0]
@@ -114,9 +98,7 @@ def main(argv=None) -> int:
     parts = {}
 
     def timed(name, fn, scale=nb):
-        t = time.perf_counter()
-        fn()
-        parts[name] = (time.perf_counter() - t) * scale
+        parts[name] = times(fn, 1)[0] * scale
     timed("T_k'T_k (K gemms, once per pass)", lambda: iv.component_products(T0, K), 1)
     timed("precisions n @ TtT", lambda: n @ TtT)
     timed("b = f T", lambda: f @ T0)
@@ -137,7 +119,7 @@ def main(argv=None) -> int:
     t_ext = time.perf_counter() - t
     say(f"i-vector extraction from statistics: {U / t_ext:.0f} utt/s; from features (statistics + "
         f"extraction): {U / (t_ext + t_stats):.0f} utt/s")
-    a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     return 0
 
 

@@ -23,14 +23,17 @@ ratios, not the rates.
 from __future__ import annotations
 
 import argparse
-import os
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.linalg import blas
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from gmmext import _core
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Report, best_time  # noqa: E402
+
+from gmmext import _core  # noqa: E402
 
 # (name, m, n, k, first operand transposed in memory)
 CASES = [("logdens D=39 K=512", 392, 512, 78, False),
@@ -40,32 +43,18 @@ CASES = [("logdens D=39 K=512", 392, 512, 78, False),
          ("top-C   30 pairs x 1024 models", 30, 1024, 60, False)]
 
 
-def best(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per case (best is kept)")
     ap.add_argument("--flops", type=float, default=2e8, help="flops per timed run (calls repeated to reach it)")
     ap.add_argument("--out", help="also append the report to this file")
     a = ap.parse_args(argv)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report(argv, __file__)
     best_isa, isas = _core.gemm_isas()
     names = {1: "portable", 2: "AVX2", 3: "AVX-512"}
     arch = sorted({str(d.get("architecture")) for d in threadpool_info() if d["user_api"] == "blas"})
     say(f"core products: {names[best_isa]} (CPU has {', '.join(names[i] for i in isas)}); "
-          f"BLAS: {', '.join(arch)} kernels, 1 thread; load average {os.getloadavg()[0]:.1f}")
+          f"BLAS: {', '.join(arch)} kernels, 1 thread")
     other = 2 if best_isa == 3 else None
     head = f"{'case':32s} {'dtype':8s} {'core':>8s}" + (f" {'AVX2':>8s}" if other else "") + f" {'BLAS':>8s}  core/BLAS"
     say(head + "   (GFLOP/s)")
@@ -80,24 +69,22 @@ def main(argv=None) -> None:
                 reps = max(1, int(a.flops / (2 * m * n * k)))
                 flop = 2.0 * m * n * k * reps
                 each = not name.startswith("top-C")          # a stack's models are packed once
-                t_core = best(lambda: _core.gemm_kernel_test(A, B, 0, reps, each), a.repeats)
-                t_avx2 = best(lambda: _core.gemm_kernel_test(A, B, 2, reps, each), a.repeats) if other else None
+                t_core = best_time(lambda: _core.gemm_kernel_test(A, B, 0, reps, each), a.repeats, warmup=True)
+                t_avx2 = (best_time(lambda: _core.gemm_kernel_test(A, B, 2, reps, each), a.repeats, warmup=True)
+                          if other else None)
                 Af, Bf = np.asfortranarray(A), np.asfortranarray(B)
 
                 def run_blas():
                     for _ in range(reps):
                         gemm(1.0, Af, Bf)
-                t_blas = best(run_blas, a.repeats)
+                t_blas = best_time(run_blas, a.repeats, warmup=True)
                 line = f"{name:32s} {np.dtype(dtype).name:8s} {flop / t_core / 1e9:8.1f}"
                 if other:
                     line += f" {flop / t_avx2 / 1e9:8.1f}"
                 say(line + f" {flop / t_blas / 1e9:8.1f}  {t_blas / t_core:8.2f}x")
-    say(f"load average at the end {os.getloadavg()[0]:.1f}; the core's times include packing the second "
-          "operand on every call, except top-C's (a stack's models are packed once, when it is built)")
-    if a.out:
-        env = f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} " if os.environ.get("OPENBLAS_CORETYPE") else ""
-        with open(a.out, "a") as f:
-            f.write(f"command: {env}python benchmarks/bench_products.py --out {a.out}\n" + "\n".join(lines) + "\n\n")
+    say("the core's times include packing the second operand on every call, except top-C's (a stack's "
+        "models are packed once, when it is built); OPENBLAS_CORETYPE, if set, shows in the kernels above")
+    say.write(a.out, append=True)
 
 
 if __name__ == "__main__":

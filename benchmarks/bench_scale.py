@@ -36,7 +36,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -48,6 +47,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, environment, load_line, median_time  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -137,11 +139,10 @@ def _n_sums(n: int, split_every: int = 8) -> int:
 
 
 def _one_blas_thread():
-    """BLAS on one thread, as in a Dask worker (whose nanny sets OPENBLAS_NUM_THREADS=1): with
-    n_threads=1 the core does not limit BLAS itself, and a multi-threaded BLAS then slows down
-    its small per-chunk products."""
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=1, user_api="blas")
+    """BLAS on one thread, as in a Dask worker (whose nanny sets OPENBLAS_NUM_THREADS=1): the
+    M-step's small products too (the core limits BLAS for its own calls)."""
+    from gmmext import single_thread_blas
+    return single_thread_blas
 
 
 def bench_in_memory(N: int, D: int, K: int, iters: int, threads: int) -> dict:
@@ -151,13 +152,9 @@ def bench_in_memory(N: int, D: int, K: int, iters: int, threads: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gm.fit(X)
-    times = []
     with _one_blas_thread():
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            gm.m_step(gm.accumulate(X))
-            times.append(time.perf_counter() - t0)
-    return {"threads": threads, "frames": N, "sec_per_iter": statistics.median(times)}
+        t = median_time(lambda: gm.m_step(gm.accumulate(X)), iters)
+    return {"threads": threads, "frames": N, "sec_per_iter": t}
 
 
 def bench_per_frame(N: int, D: int, K: int, repeats: int = 3) -> dict:
@@ -166,18 +163,11 @@ def bench_per_frame(N: int, D: int, K: int, repeats: int = 3) -> dict:
     m = _model(K, D)
     gm = GaussianMixture.from_parameters(m["weights_init"].astype(np.float32), m["means_init"].astype(np.float32),
                                          (1.0 / m["precisions_init"]).astype(np.float32), n_threads=1)
-    best = np.inf
     with _one_blas_thread():
         gm.accumulate(X[:4096])
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            gm.accumulate(X)
-            best = min(best, time.perf_counter() - t0)
+        best = best_time(lambda: gm.accumulate(X), repeats)
     stats = gm.accumulate(X[:10_000])
-    t0 = time.perf_counter()
-    for _ in range(10):
-        gm.m_step(stats)
-    m_step = (time.perf_counter() - t0) / 10
+    m_step = median_time(lambda: gm.m_step(stats), 10)
     return {"frames": N, "dims": D, "components": K, "threads": 1, "sec": best,
             "sec_per_frame": best / N, "gflops": 8.0 * N * K * D / best / 1e9, "m_step_sec": m_step}
 
@@ -196,12 +186,8 @@ def bench_features(seconds: float = 60.0) -> dict:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "a.wav")
         sf.write(path, y, sr)
-        extract_features(path, config=FeatureConfig())            # warm-up (numba JIT in librosa)
-        best = np.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
-            f = extract_features(path, config=FeatureConfig())
-            best = min(best, time.perf_counter() - t0)
+        f = extract_features(path, config=FeatureConfig())        # warm-up (numba JIT in librosa)
+        best = best_time(lambda: extract_features(path, config=FeatureConfig()), 3)
     return {"audio_sec": seconds, "sec": best, "real_time_factor": best / seconds, "frames": int(f.shape[0]),
             "dims": int(f.shape[1])}
 
@@ -307,10 +293,9 @@ def main() -> None:
         child_memmap(args.child_memmap, args.components, args.iters, args.child_mode)
         return
     N = args.frames or (300_000 if args.quick else 2_000_000)
-    res = {"machine": {"python": platform.python_version(), "cpus": len(os.sched_getaffinity(0)),
-                       "load_avg_at_start": os.getloadavg()},
-           "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
-    print(f"# {res['machine']}")
+    res = {"environment": environment(None, __file__)}
+    for line in res["environment"]:
+        print(f"# {line}")
     if not args.skip_dask:
         res["in_memory"] = [bench_in_memory(N, args.dims, args.components, args.iters, t) for t in (1, 2)]
         for r in res["in_memory"]:
@@ -345,7 +330,8 @@ def main() -> None:
         ld = m.get("load", {})
         print(f"  the same file loaded into memory under the same limit: "
               f"{'loaded (limit too high to show anything)' if ld.get('loaded') else ld.get('error', ld)}")
-    res["load_avg_at_end"] = os.getloadavg()
+    res["load_avg_at_end"] = load_line("at end")
+    print(f"# {res['load_avg_at_end']}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
 

@@ -38,6 +38,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Report  # noqa: E402
 from bench_store import DEFAULT_DATA, ROOT, pct, setup  # noqa: E402
 
 
@@ -125,11 +126,7 @@ def main(argv=None) -> int:
 
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-serve-"))
     work.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-
-    def say(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
+    say = Report(argv, __file__)
 
     cfg, test, feats, _, rng, ubm = setup(a.data, work, a.components)
     K, D = ubm.means_.shape
@@ -149,8 +146,7 @@ def main(argv=None) -> int:
     n_frames = extract_features(test, config=cfg).shape[0]
     say(f"speaker serve load test: K={K}, D={D}, {a.speakers} speakers (synthetic UBM and statistics), "
         f"{'exact scoring' if not a.top_c else f'top-C {a.top_c}'}, server --threads {a.threads}; "
-        f"{os.cpu_count()} cores; loopback only")
-    say("taken on a loaded machine (4 other jobs sharing the 2 cores): compare the ratios, not the absolute times")
+        f"loopback only")
     say(f"request: POST /v1/speakers/ID/verify, a 3-s recording ({len(audio)} bytes WAV, {n_frames} speech frames), "
         f"ID drawn at random; at most {a.requests} requests or {a.time_limit:g} s per level (store filled in "
         f"{t_fill:.1f} s)")
@@ -194,8 +190,7 @@ def main(argv=None) -> int:
     say(f"in process, SpeakerStore.verify of the same recording (features + scoring, random speaker, "
         f"{len(ref)} runs): median {ref_p50:.1f} ms, p99 {pct(ref, 99):.1f} ms")
     say(f"server stopped by SIGTERM: exit {rc}")
-    if a.out:
-        a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     return 0
 
 

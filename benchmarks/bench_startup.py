@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, load_line, times  # noqa: E402
 
 
 def commands() -> list[tuple[str, list[str]]]:
@@ -36,9 +38,8 @@ def commands() -> list[tuple[str, list[str]]]:
 
 
 def wall(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t
+    return times(lambda: subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True),
+                 1)[0]
 
 
 def main(argv=None) -> int:
@@ -49,24 +50,22 @@ def main(argv=None) -> int:
     cmds = commands()
     for _, cmd in cmds:                      # warm the OS file cache once, untimed
         wall(cmd)
-    times: dict[str, list[float]] = {name: [] for name, _ in cmds}
+    runs: dict[str, list[float]] = {name: [] for name, _ in cmds}
     for _ in range(args.runs):
         for name, cmd in cmds:
-            times[name].append(wall(cmd))
-    base = statistics.median(times[cmds[0][0]])
-    lines = [f"# benchmarks/bench_startup.py --runs {args.runs}",
-             f"# python {platform.python_version()}, {platform.machine()}, nproc {os.cpu_count()}, "
-             f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-             "", f"{'command':34s} {'median':>9s} {'min':>9s} {'ratio':>7s}  target < 3x",
+            runs[name].append(wall(cmd))
+    base = statistics.median(runs[cmds[0][0]])
+    lines = [f"# {line}" for line in environment(argv, __file__)] + [f"# {load_line('at end')}"]
+    lines += ["", f"{'command':34s} {'median':>9s} {'min':>9s} {'ratio':>7s}  target < 3x",
              "-" * 72]
     worst = 0.0
     for name, _ in cmds:
-        med = statistics.median(times[name])
+        med = statistics.median(runs[name])
         ratio = med / base
         if name != cmds[0][0]:
             worst = max(worst, ratio)
         ok = "" if name == cmds[0][0] else ("[ok]" if ratio < 3 else "[MISS]")
-        lines.append(f"{name:34s} {med * 1000:7.0f}ms {min(times[name]) * 1000:7.0f}ms {ratio:6.2f}x  {ok}")
+        lines.append(f"{name:34s} {med * 1000:7.0f}ms {min(runs[name]) * 1000:7.0f}ms {ratio:6.2f}x  {ok}")
     lines += ["", f"worst ratio to 'import numpy': {worst:.2f}x ({'ok' if worst < 3 else 'MISS'})"]
     report = "\n".join(lines) + "\n"
     print(report, end="")

@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Report, matmul_seconds, median_time  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
 
@@ -85,16 +88,6 @@ def setup(data: Path, work: Path, components: int):
     return cfg, test, feats, frames, rng, ubm
 
 
-def median_s(fn, n: int = 3) -> float:
-    """Median wall time of ``n`` calls of ``fn()``, seconds."""
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
 def pct(x, q) -> float:
     return float(np.percentile(np.asarray(x) * 1e3, q))
 
@@ -116,16 +109,10 @@ def main(argv=None) -> None:
 
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-store-"))
     work.mkdir(parents=True, exist_ok=True)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
-
+    say = Report(argv, __file__)
     cfg, test, feats, frames, rng, ubm = setup(a.data, work, a.components)
     K, D = ubm.means_.shape
-    say(f"speaker store benchmark: K={K}, D={D}, float32 UBM; numpy {np.__version__}; {os.cpu_count()} cores; "
-        f"taken on a loaded machine (other jobs running): compare the ratios, not the absolute times")
+    say(f"speaker store benchmark: K={K}, D={D}, float32 UBM")
 
     # ------------------------------------------------------------------ verify
     db = work / "verify.db"
@@ -240,32 +227,30 @@ def main(argv=None) -> None:
         stack_mb = sum(x.nbytes for x in stacks) / 2 ** 20
         Xt = reader.features(test)
         idx, _ = ubm.top_components(Xt, a.top_c)
-        lhs = np.ascontiguousarray(Xt[idx.ravel() % len(Xt)][:idx.size])
-        rhs = rng.standard_normal((D, S)).astype(np.float32)
         ratio_gen = ""
         if S <= 1000:
             from gmmext import ModelStack
             gen = []
             for x in stacks:
-                shared = x._stack(np.float32)
-                Ap = shared["A"]                           # (K, n_pan, D, PW): the models in panels
+                shared = x._stack(np.float32).shared_m
+                Ap = shared.A                              # (K, n_pan, D, PW): the models in panels
                 A = Ap.transpose(1, 3, 0, 2).reshape(-1, K, D)[:len(x)]      # (S, K, D)
                 var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (len(x), K, D))
-                mu = A / (1.0 / ubm.covariances_)[None] + shared["shift"]
+                mu = A / (1.0 / ubm.covariances_)[None] + shared.shift
                 gen.append(ModelStack.from_parameters(np.full((len(x), K), 1.0 / K), mu, ubm, covariances=var))
                 gen[-1]._stack(np.float32)
-            t_gen = median_s(lambda: [g.top_c_loglik(Xt, idx) for g in gen])
-            t_shared = median_s(lambda: [x.top_c_loglik(Xt, idx) for x in stacks])
+            t_gen = median_time(lambda: [g.top_c_loglik(Xt, idx) for g in gen], 3)
+            t_shared = median_time(lambda: [x.top_c_loglik(Xt, idx) for x in stacks], 3)
             ratio_gen = f"{t_gen / t_shared:14.1f}"
             del gen
         say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} {stack_mb:10.0f} {current_rss_mb():7.0f} "
-            f"{later / median_s(lambda: lhs @ rhs, 5):13.1f} {ratio_gen}")
+            f"{later / matmul_seconds(idx.size, D, S):13.1f} {ratio_gen}")
         reader.close()
         del reader
     st.close()
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
-    a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     print(f"-> {a.out}")
 
 

@@ -22,37 +22,18 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
-from gmmext import GaussianMixture
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, environment, load_line  # noqa: E402
 
-
-def machine_info() -> list[str]:
-    model = platform.processor() or "?"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    try:
-        nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        nproc = str(len(os.sched_getaffinity(0)))
-    blas = ", ".join(f"{d['internal_api']} {d['version']} ({d['threading_layer']})"
-                     for d in threadpool_info() if d["user_api"] == "blas")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [f"CPU model name: {model}", f"nproc: {nproc}", f"python {platform.python_version()}, "
-            f"numpy {np.__version__}, BLAS: {blas}", f"load average at start: {load}"]
+from gmmext import GaussianMixture  # noqa: E402
 
 
 def make_model(K: int, D: int, dtype, n_threads: int, seed: int = 0) -> GaussianMixture:
@@ -64,14 +45,11 @@ def make_model(K: int, D: int, dtype, n_threads: int, seed: int = 0) -> Gaussian
                                            n_threads=n_threads)
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    fn()                                                   # warm-up (allocations, page faults)
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """(best seconds of ``repeats`` calls, the result): the untimed first call (warm-up:
+    allocations, page faults) gives the result, which is the same at every call."""
+    out = fn()
+    return best_time(fn, repeats), out
 
 
 def run_case(N: int, K: int, D: int, dtype, repeats: int) -> dict:
@@ -104,10 +82,10 @@ def run_case(N: int, K: int, D: int, dtype, repeats: int) -> dict:
     def openmp():
         return gm2.score_samples(X)
 
-    t_seq, r_seq = best_time(sequential, repeats)
-    t_par, r_par = best_time(two_threads, repeats)
+    t_seq, r_seq = timed(sequential, repeats)
+    t_par, r_par = timed(two_threads, repeats)
     cpu_par = sum(cpu)                                     # of the last run
-    t_omp, r_omp = best_time(openmp, repeats)
+    t_omp, r_omp = timed(openmp, repeats)
     same = all(np.array_equal(a, b) for a, b in zip(r_seq, r_par))
     omp_close = np.allclose(np.concatenate(r_seq), r_omp, rtol=1e-5 if dtype == np.float32 else 1e-12)
     return dict(dtype=np.dtype(dtype).name, seq=t_seq, par=t_par, omp=t_omp, same=same,
@@ -130,8 +108,7 @@ def main(argv=None) -> int:
     repeats = a.repeats or (3 if a.quick else 5)
     dtypes = [np.float32, np.float64] if a.dtype == "both" else [np.dtype(a.dtype).type]
 
-    print("command: " + " ".join(shlex.quote(x) for x in [os.path.basename(sys.executable)] + sys.argv))
-    for line in machine_info():
+    for line in environment(argv, __file__):
         print(line)
     print(f"problem: score_samples of N={N:,} frames, D={a.d}, K={K}; BLAS limited to "
           f"{a.blas_threads} thread(s); best of {repeats} after a warm-up")
@@ -154,8 +131,7 @@ def main(argv=None) -> int:
           "core runs without the GIL (two Python threads in parallel) / uses both cores (OpenMP).\n"
           "CPU/wall = CPU seconds of the two Python threads (time.thread_time) / wall seconds of the\n"
           "2-thread run: ~2 when they ran at the same time; a core holding the GIL would give <= 1.\n"
-          f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes "
-          "competing for the cores lower both ratios)")
+          f"{load_line('at end')} (other processes competing for the cores lower both ratios)")
     return 0 if ok else 1
 
 

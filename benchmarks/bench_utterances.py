@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """One UBM EM pass over thousands of short utterances: one core call per utterance vs one in all.
 
-The features of the utterances of ``--data`` (a Kaldi-style folder with ``wav.scp``; by default
-the 2,000 sentences of speechocean762, 16 kHz) are extracted once with
+The features of the utterances of ``--data`` (a Kaldi-style folder with ``wav.scp``, e.g. the
+2,000 sentences of speechocean762, 16 kHz) are extracted once with
 ``speaker.extract_features`` (default ``FeatureConfig``) on ``--jobs`` processes and kept in
 memory (and cached in ``--cache``, outside the repository, to rerun quickly).  A diagonal
 float32 model of ``--components`` (512) components (means drawn from the frames, the global
@@ -14,15 +14,15 @@ variance, equal weights) then computes the E-step statistics of all frames, four
 * (d) ``gm.accumulate(concatenated)``: one call on the same frames in one array (the floor).
 
 Each is timed as the best of ``--repeats`` runs, interleaved, and printed with its ratio to (d)
-(target in issue 10: (b) <= 1.15 x (d)).  Then the per-utterance overhead at K=64 on 3-s pieces
+(target: (b) <= 1.15 x (d)).  Then the per-utterance overhead at K=64 on 3-s pieces
 (300 frames): the loop of today's ``accumulate`` (matrices and engine cached), the loop as it
 was before the cache (``model_matrices`` and a new ``Engine`` on every call, reproduced with
 those functions), and the batched call, all against one call on the concatenation.
 
 Examples::
 
-    python benchmarks/bench_utterances.py --data /work/shared/data/speechocean762
-    python benchmarks/bench_utterances.py --limit 200 --repeats 1      # a quick run
+    python benchmarks/bench_utterances.py --data DATA/speechocean762
+    python benchmarks/bench_utterances.py --data DATA/speechocean762 --limit 200 --repeats 1   # quick
 """
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Report, times  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,18 +99,15 @@ def best_times(fns: dict, repeats: int) -> dict:
     names = list(fns)
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            fn = fns[name]
-            t = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t)
+            best[name] = min(best[name], times(fns[name], 1)[0])
     return best
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT / "../shared/data/speechocean762",
-                    help="folder with wav.scp (default: ../shared/data/speechocean762 from the repository root)")
+    ap.add_argument("--data", type=Path, required=True,
+                    help="folder with a Kaldi-style wav.scp (e.g. speechocean762's)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N utterances (quick run)")
     ap.add_argument("--jobs", type=int, default=2, help="processes for the feature extraction (default 2)")
     ap.add_argument("--cache", type=Path, default=None,
@@ -121,26 +121,15 @@ def main(argv=None) -> int:
     if str(cache) == "none":
         cache = None
 
-    lines = []
-
-    def say(msg=""):
-        print(msg, flush=True)
-        lines.append(msg)
-
-    from threadpoolctl import threadpool_info
-    from gmmext import GaussianMixture
-    from gmmext._engine import Engine, available_threads, model_matrices
+    say = Report(argv, __file__)
+    from gmmext._covariance import DIAG, model_matrices
+    from gmmext._engine import Engine, available_threads
 
     utts = load_features(args.data, args.limit, args.jobs, cache)
     X = np.concatenate(utts)
     lens = np.array([len(u) for u in utts])
-    blas = ", ".join(f"{d['internal_api']} {d['version']}" for d in threadpool_info() if d["user_api"] == "blas")
     say(f"bench_utterances: {len(utts)} utterances of {args.data.name}, {len(X)} frames x {X.shape[1]} "
         f"(per utterance: median {int(np.median(lens))}, min {lens.min()}, max {lens.max()} frames), float32")
-    say(f"machine: {available_threads()} cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
-        f"at start, BLAS {blas}; numpy {np.__version__}, python {sys.version.split()[0]}")
-    say("NOTE: the machine is shared (loaded) while this runs: absolute times are noisy, the ratios "
-        "are measured in the same run, interleaved")
     say()
 
     gm = make_model(X, args.components)
@@ -175,9 +164,9 @@ def main(argv=None) -> int:
 
     def old_call(u):
         """accumulate as it was before the cache: model matrices and a new Engine on every call."""
-        u = small._prepare(u)
+        u = small.check_features(u)
         eng = Engine(dtype, u.shape[1], 64, small.chunk_size, small.n_threads)
-        return eng.accumulate(u, None, *model_matrices(small.weights_, small.means_, small.covariances_, dtype))
+        return eng.accumulate(u, None, model_matrices(small.weights_, small.means_, small.covariances_, dtype, DIAG))
 
     fns = {
         "loop, accumulate before the cache (rebuilt)": lambda: sum(old_call(u) for u in pieces),
@@ -190,7 +179,7 @@ def main(argv=None) -> int:
     say(f"per-utterance overhead, K=64, {len(pieces)} pieces of {n3} frames (3 s), best of {args.repeats}:")
     for name, t in best.items():
         say(f"  {name:45s} {t:8.3f} s   {t / floor:5.2f} x concatenation")
-    args.out.write_text("\n".join(lines) + "\n")
+    say.write(args.out)
     print(f"written to {args.out}")
     return 0
 

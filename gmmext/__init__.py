@@ -1,4 +1,4 @@
-"""gmmext: a fast Gaussian mixture model in Python (fastest for diagonal covariances).
+"""gmmext: a fast Gaussian mixture model in Python (full, tied, diagonal and spherical covariances).
 
 * :class:`GaussianMixture`: drop-in for ``sklearn.mixture.GaussianMixture`` (covariance types
   "full", "tied", "diag", "spherical"), fitted by EM in a compiled, chunked, multi-threaded
@@ -13,7 +13,7 @@ from ._mixture import GaussianMixture
 from ._scoring import ModelStack, top_c_loglik
 from ._stats import GMMStats
 from ._dask import dask_accumulate
-from ._engine import single_thread_blas
+from ._blas import single_thread_blas
 
 from importlib import metadata as _metadata
 

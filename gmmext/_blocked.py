@@ -18,10 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._covariance import feature_layout, layout
-from ._engine import Engine, model_matrices
+from ._covariance import CovarianceType, get, model_matrices
+from ._engine import Engine
 from ._stats import GMMStats
-from ._validation import check_block, check_sample_weight, check_source_dtype
+from ._validation import check_block, check_sample_weight, check_source_dtype, computation_dtype
 
 __all__ = ["wants_blocked", "is_dask_array", "ArraySource", "block_stats", "block_labels", "StatsParams",
            "BLOCK_BYTES"]
@@ -92,22 +92,19 @@ class StatsParams:
         and the core's engine and model matrices for it."""
         K, D = self.means.shape
         X = check_block(X, D, rows=(start, start + _n_rows(X)))
-        dtype = np.result_type(X.dtype, self.means.dtype)
+        dtype = computation_dtype(self.means.dtype, X.dtype)
         X = X.astype(dtype, copy=False)
-        engine = Engine(dtype, D, K, self.chunk_size, self.n_threads,
-                        layout=feature_layout(self.covariance_type))
-        return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype,
-                                         covariance_type=self.covariance_type)
+        engine = Engine(dtype, D, K, self.chunk_size, self.n_threads, kind=self.kind)
+        return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype, self.kind)
 
     @property
-    def layout(self) -> str:
-        """The statistics' layout for this model ("diag" or "full")."""
-        return layout(self.covariance_type)
+    def kind(self) -> CovarianceType:
+        """The object of ``covariance_type`` (``gmmext._covariance``)."""
+        return get(self.covariance_type)
 
     def zero_stats(self) -> GMMStats:
-        """Empty statistics of this model's shape (pooled second order for "tied")."""
-        K, D = self.means.shape
-        return GMMStats.zeros(K, D, self.layout == "full", pooled=self.covariance_type == "tied")
+        """Empty statistics of this model's E-step layout (pooled second order for "tied")."""
+        return self.kind.zero_stats(*self.means.shape)
 
 
 def _n_rows(X) -> int:
@@ -133,7 +130,7 @@ def block_stats(params: StatsParams, X, sample_weight=None, start: int = 0) -> G
     sw = check_sample_weight(sample_weight, X.shape[0], rows=(start, start + X.shape[0]))
     if X.shape[0] == 0 or (sw is not None and not sw.sum() > 0):
         return params.zero_stats()
-    return engine.accumulate(X, sw, *matrices)
+    return engine.accumulate(X, sw, matrices)
 
 
 def block_labels(params: StatsParams, X, start: int = 0) -> np.ndarray:
@@ -141,7 +138,7 @@ def block_labels(params: StatsParams, X, start: int = 0) -> np.ndarray:
     X, engine, matrices = params.prepare(X, start)
     if X.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    return engine.evaluate(X, *matrices, labels=True)["labels"]
+    return engine.evaluate(X, matrices, labels=True)["labels"]
 
 
 # ------------------------------------------------------------------------------ the source

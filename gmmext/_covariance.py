@@ -1,6 +1,9 @@
-"""The four covariance types: shapes, precisions and the core's layout (NumPy only).
+"""The four covariance types as objects: every decision that depends on ``covariance_type``.
 
-scikit-learn's semantics, per ``covariance_type`` with K components in D dimensions:
+scikit-learn keeps a table of functions per covariance type (``_estimate_gaussian_covariances_*``,
+``_compute_precision_cholesky``, ...); here each type is one small object, :data:`FULL`,
+:data:`TIED`, :data:`DIAG`, :data:`SPHERICAL` (:func:`get` maps a name to it), and the rest of
+gmmext asks it instead of testing the name.  What a type decides:
 
 ============  ====================  ===========================================================
 type          ``covariances_``      ``precisions_cholesky_`` (what the E-step uses)
@@ -11,23 +14,38 @@ type          ``covariances_``      ``precisions_cholesky_`` (what the E-step us
 "spherical"   (K,)                  ``1 / sqrt(cov)``
 ============  ====================  ===========================================================
 
-``precisions_`` is ``C C^T`` (full, tied) or ``1 / cov`` (diag, spherical), as scikit-learn
-computes them.  The compiled core has two layouts (``src/_core.pyx``): "diag" and "spherical"
-use the diagonal one (a spherical variance is a diagonal one repeated D times), "full" the
-full one, and "tied" the diagonal one on whitened frames (``z = C^T (x - shift)``: unit
-variances, see :func:`feature_layout`).  The statistics follow :func:`layout`:
-``GMMStats.sum_xx`` is (K, D) for "diag" and "spherical", (K, D, D) for "full", and for
-"tied" the pooled (1, D, D) scatter matrix its M-step needs (statistics of (K, D, D) update
-a tied model too: its M-step sums them over components).
+* shapes (:meth:`~CovarianceType.shape`, :meth:`~CovarianceType.n_parameters`);
+* precisions (:meth:`~CovarianceType.precisions_cholesky`, :meth:`~CovarianceType.precisions`,
+  :meth:`~CovarianceType.covariances_from_precisions`, :meth:`~CovarianceType.check_precisions_init`):
+  ``precisions_`` is ``C C^T`` (full, tied) or ``1 / cov`` (diag, spherical), as scikit-learn;
+* the statistics' layout (:attr:`~CovarianceType.matrix`, :attr:`~CovarianceType.pooled`,
+  :meth:`~CovarianceType.zero_stats`): ``GMMStats.sum_xx`` is (K, D) for "diag" and "spherical",
+  (K, D, D) for "full", and for "tied" the pooled (1, D, D) scatter matrix its M-step needs
+  (statistics of (K, D, D) update a tied model too);
+* the E-step's layout in the compiled core (:attr:`~CovarianceType.estep`,
+  :attr:`~CovarianceType.whitened`, :meth:`~CovarianceType.terms`): "diag" and "spherical" use
+  the diagonal layout (a spherical variance is a diagonal one repeated D times), "full" the full
+  one, "tied" the diagonal one on whitened frames (``z = C^T (x - shift)``: unit variances);
+  :func:`model_matrices` builds a model's :class:`ModelMatrices` from them;
+* the M-step (:meth:`~CovarianceType.estimate`, :meth:`~CovarianceType.floor`,
+  :meth:`~CovarianceType.regularisation`, :attr:`~CovarianceType.per_component`);
+* the usable-parameter bounds (:meth:`~CovarianceType.bound_variances`) and sampling
+  (:meth:`~CovarianceType.sample`).
+
+NumPy and SciPy only; the estimator, the engine, the validation and the block tasks import this.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
 
-__all__ = ["COVARIANCE_TYPES", "ILL_DEFINED", "layout", "cov_shape", "n_parameters",
-           "feature_layout", "precisions_cholesky", "precisions_from_cholesky", "covariances_from_precisions",
-           "per_component_full", "per_component_diag", "min_eigenvalues"]
+from ._blas import one_blas_thread
+from ._stats import GMMStats, within_covariance
+
+__all__ = ["COVARIANCE_TYPES", "ILL_DEFINED", "CovarianceType", "FULL", "TIED", "DIAG", "SPHERICAL",
+           "get", "Terms", "ModelMatrices", "model_matrices", "mixture_mean", "gconst"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -38,105 +56,439 @@ ILL_DEFINED = (
     "helps too.)")
 
 
-def layout(covariance_type: str) -> str:
-    """The core's layout: "diag" (diag, spherical) or "full" (full, tied)."""
-    return "full" if covariance_type in ("full", "tied") else "diag"
+class Terms(NamedTuple):
+    """A model's log-density terms in the core's layout, float64, for K components (any leading axes).
 
-
-def feature_layout(covariance_type: str) -> str:
-    """The core's feature map for the E-step: "full" for "full", "diag" for the other three.
-
-    "tied" is scored in the diagonal layout after whitening every frame by the shared
-    ``C^T`` (one triangular (D x D) product per frame), which costs ``2D`` feature columns
-    per component instead of the full layout's ``D + D(D+1)/2``.
+    With ``phi`` the core's feature map of a frame ``y = x - shift`` (:func:`model_matrices`),
+    the weighted log-densities are ``phi(y) @ [lin, quad]^T + gconst``.
     """
-    return "full" if covariance_type == "full" else "diag"
+
+    lin: np.ndarray        #: (..., K, D): the first-order rows of M, transposed
+    quad: np.ndarray       #: (..., K, P - D): the second-order rows of M, transposed
+    gconst: np.ndarray     #: (..., K): the per-component constant
+    whiten: np.ndarray | None   #: (D, D) the frames' whitening T in the model's dtype (tied), else None
 
 
-def cov_shape(covariance_type: str, K: int, D: int) -> tuple:
-    """Shape of ``covariances_`` (and ``precisions_``, ``precisions_init``)."""
-    return {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
+class ModelMatrices(NamedTuple):
+    """What the compiled core needs of one model, in the model's dtype (Kaldi's ``gconsts_`` /
+    ``means_invvars_``): built by :func:`model_matrices`, kept by the estimator's cache.
 
-
-def n_parameters(covariance_type: str, K: int, D: int) -> int:
-    """Free parameters of the model (scikit-learn's count, for ``bic`` / ``aic``)."""
-    cov = {"full": K * D * (D + 1) / 2, "tied": D * (D + 1) / 2, "diag": K * D,
-           "spherical": K}[covariance_type]
-    return int(cov + K * D + K - 1)
-
-
-def precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
-    """scikit-learn's ``precisions_cholesky_`` of ``covariances`` (float64).
-
-    full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix,
-    all K matrices in one batched call each (NumPy's Cholesky, SciPy's triangular solve; a
-    Python loop of K small LAPACK calls cost 6 ms at K=64, D=39, and far more with a threaded
-    BLAS on a loaded machine); a matrix that is not finite and positive-definite raises
-    ``ValueError`` (scikit-learn's message).
+    ``phi(y) @ M + gconst``, ``y = x - shift`` (``z = whiten y`` first when ``whiten`` is given),
+    are the weighted log-densities ``log w_k + log N(x | mu_k, cov_k)``.
     """
-    cov = np.asarray(covariances, dtype=np.float64)
-    if covariance_type in ("diag", "spherical"):
+
+    shift: np.ndarray           #: (D,): subtracted from every frame (the mixture's mean, usually)
+    M: np.ndarray               #: (P, K): P = 2D (diagonal layout) or D + D(D+1)/2 (full layout)
+    gconst: np.ndarray          #: (K,)
+    whiten: np.ndarray | None   #: (D, D) lower-triangular whitening of the frames (tied), else None
+
+
+def gconst(logw, D: int, logdet, quad):
+    """``log w - D/2 log(2 pi) + log det L - quad / 2``: the per-component constant of M's layout."""
+    return logw - 0.5 * D * np.log(2.0 * np.pi) + logdet - 0.5 * quad
+
+
+def mixture_mean(weights, means) -> np.ndarray:
+    """The mixture's mean ``sum_k w_k mu_k / sum_k w_k`` (D,), float64: the core's default shift."""
+    w = np.asarray(weights, dtype=np.float64)
+    return (w / w.sum()) @ np.asarray(means, dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------ the types
+class CovarianceType:
+    """What one ``covariance_type`` decides; the four instances are :data:`FULL`, :data:`TIED`,
+    :data:`DIAG` and :data:`SPHERICAL` (singletons: compare with ``is``)."""
+
+    name: str = ""
+    #: covariances are (D, D) matrices (full, tied), not variances; the statistics' second
+    #: order is then (K, D, D) matrices (or pooled (1, D, D)), else (K, D)
+    matrix: bool = False
+    #: the E-step's statistics pool the second order into one (1, D, D) matrix (tied)
+    pooled: bool = False
+    #: every component has its own covariance (False: tied)
+    per_component: bool = True
+    #: the compiled core's layout of the E-step: "diag" (P = 2D) or "full" (P = D + D(D+1)/2)
+    estep: str = "diag"
+    #: frames are whitened by the shared ``C^T`` before the diagonal layout (tied)
+    whitened: bool = False
+
+    def __repr__(self) -> str:
+        return f"<covariance type {self.name!r}>"
+
+    def __reduce__(self):                 # unpickles as the same singleton (Dask block tasks)
+        return (get, (self.name,))
+
+    # -- shapes
+    def shape(self, K: int, D: int) -> tuple[int, ...]:
+        """Shape of ``covariances_`` (and ``precisions_``, ``precisions_init``)."""
+        raise NotImplementedError
+
+    def _free(self, K: int, D: int) -> float:
+        raise NotImplementedError
+
+    def n_parameters(self, K: int, D: int) -> int:
+        """Free parameters of the model (scikit-learn's count, for ``bic`` / ``aic``)."""
+        return int(self._free(K, D) + K * D + K - 1)
+
+    def feature_columns(self, D: int) -> int:
+        """P, the columns of the core's feature map for this type's E-step."""
+        return D + D * (D + 1) // 2 if self.estep == "full" else 2 * D
+
+    def stats_shape(self, K: int, D: int) -> tuple[int, ...]:
+        """Shape of ``sum_xx`` of the E-step's statistics."""
+        if not self.matrix:
+            return (K, D)
+        return (1 if self.pooled else K, D, D)
+
+    def zero_stats(self, K: int, D: int) -> GMMStats:
+        """Empty statistics of this type's E-step layout."""
+        return GMMStats.zeros(K, D, self.matrix, pooled=self.pooled)
+
+    def same_layout(self, other: "CovarianceType") -> bool:
+        """Models of type ``other`` can be scored with this type's frames (same E-step layout
+        and whitening): "diag" with "spherical", each other type only with itself."""
+        return (self.estep, self.whitened) == (other.estep, other.whitened)
+
+    # -- precisions
+    def precisions_cholesky(self, covariances) -> np.ndarray:
+        """scikit-learn's ``precisions_cholesky_`` of ``covariances`` (float64); ``ValueError``
+        (scikit-learn's message, :data:`ILL_DEFINED`) unless finite and positive (definite)."""
+        raise NotImplementedError
+
+    def precisions(self, prec_chol) -> np.ndarray:
+        """``precisions_`` from ``precisions_cholesky_``: ``C C^T`` or ``C**2``."""
+        raise NotImplementedError
+
+    def covariances_from_precisions(self, precisions) -> np.ndarray:
+        """Covariances of user-given (validated) precisions: their inverse."""
+        raise NotImplementedError
+
+    def expand(self, covariances, K: int, D: int) -> np.ndarray:
+        """float64 covariances one per component: (..., K, D) variances ("diag", "spherical":
+        each repeated D times) or (K, D, D) matrices ("full", "tied": the shared one repeated)."""
+        raise NotImplementedError
+
+    def check_precisions_init(self, precisions) -> None:
+        """Raise scikit-learn's ``ValueError`` unless ``precisions`` (of :meth:`shape`) are
+        positive (definite, symmetric)."""
+        raise NotImplementedError
+
+    # -- the E-step's layout
+    def terms(self, logw, mu, covariances, dtype) -> Terms:
+        """:class:`Terms` of models with ``logw`` (..., K), means ``mu`` (..., K, D) already
+        shifted, and ``covariances`` of :meth:`shape` (or with the same leading axes as ``mu``,
+        a batch of models; "tied": one (D, D) shared by all).  float64; ``dtype`` is the
+        model's, in which the core whitens frames ("tied")."""
+        raise NotImplementedError
+
+    # -- M-step
+    def estimate(self, stats: GMMStats, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """Maximum-likelihood means (K, D) and covariances (this type's shape) of ``stats``,
+        before floor and regularisation (scikit-learn's ``_estimate_gaussian_covariances_*``
+        written on the statistics; ``eps`` added to every occupancy)."""
+        means, cov = stats.moments(eps)
+        return means, cov
+
+    def global_covariance(self, gcov) -> np.ndarray:
+        """The data's covariance ``gcov`` ((D,) variances or (D, D)) in one component's shape
+        of this type: the reference of the variance floor."""
+        return gcov
+
+    def floor(self, cov, floor) -> np.ndarray:
+        """Covariances floored at ``floor`` (one component's shape, :meth:`global_covariance`)."""
+        return np.maximum(cov, floor)
+
+    def regularisation(self, reg_covar: float, D: int):
+        """What ``reg_covar`` adds to a covariance: to every variance, or to the diagonal."""
+        return reg_covar * np.eye(D) if self.matrix else reg_covar
+
+    # -- bounds and sampling
+    def bound_variances(self, covariances, K: int, D: int) -> np.ndarray:
+        """(K, D) "variances" for the usable-parameter bounds (``gmmext._validation``): the
+        variances, or each component's smallest eigenvalue repeated D times (full, tied: the
+        bound ``sum_d R_d**2 / var_kd`` then bounds ``R^T inv(cov_k) R``)."""
+        raise NotImplementedError
+
+    def sample(self, rng, means, covariances, counts) -> np.ndarray:
+        """``counts[k]`` draws from every component, in component order (scikit-learn's draws)."""
+        raise NotImplementedError
+
+
+class _Variances(CovarianceType):
+    """Diagonal and spherical: variances, the core's diagonal layout."""
+
+    def precisions_cholesky(self, covariances) -> np.ndarray:
+        cov = np.asarray(covariances, dtype=np.float64)
         if np.any(cov <= 0):
             raise ValueError(ILL_DEFINED)
         return 1.0 / np.sqrt(cov)
-    mats = cov[None] if covariance_type == "tied" else cov
-    if not np.all(np.isfinite(mats)):
-        raise ValueError(ILL_DEFINED)
-    try:
-        L = np.linalg.cholesky(mats)
-    except np.linalg.LinAlgError:
-        raise ValueError(ILL_DEFINED) from None
-    eye = np.broadcast_to(np.eye(mats.shape[-1]), mats.shape)
-    out = np.ascontiguousarray(np.swapaxes(linalg.solve_triangular(L, eye, lower=True), -1, -2))
-    return out[0] if covariance_type == "tied" else out
+
+    def precisions(self, prec_chol) -> np.ndarray:
+        C = np.asarray(prec_chol, dtype=np.float64)
+        return C * C
+
+    def covariances_from_precisions(self, precisions) -> np.ndarray:
+        return 1.0 / np.asarray(precisions, dtype=np.float64)
+
+    def check_precisions_init(self, precisions) -> None:
+        if np.any(np.asarray(precisions) <= 0):
+            raise ValueError(f"'{self.name} precision' should be positive")
+
+    def terms(self, logw, mu, covariances, dtype) -> Terms:
+        prec = 1.0 / self.expand(covariances, mu.shape[-2], mu.shape[-1])
+        lin, g = diag_terms(logw, mu, prec)
+        return Terms(lin, np.broadcast_to(-0.5 * prec, lin.shape), g, None)
+
+    def expand(self, covariances, K: int, D: int) -> np.ndarray:
+        return np.asarray(covariances, dtype=np.float64)
+
+    def bound_variances(self, covariances, K: int, D: int) -> np.ndarray:
+        return self.expand(covariances, K, D)
+
+    def sample(self, rng, means, covariances, counts) -> np.ndarray:
+        D = means.shape[1]
+        return np.vstack([mean + rng.standard_normal(size=(c, D)) * np.sqrt(cov)
+                          for mean, cov, c in zip(means, covariances, counts)])
 
 
-def precisions_from_cholesky(prec_chol, covariance_type: str) -> np.ndarray:
-    """``precisions_``: ``C C^T`` (full, tied) or ``C**2`` (diag, spherical)."""
-    C = np.asarray(prec_chol, dtype=np.float64)
-    if covariance_type == "full":
-        return np.einsum("kij,klj->kil", C, C)
-    if covariance_type == "tied":
+class _Diag(_Variances):
+    name = "diag"
+
+    def shape(self, K: int, D: int) -> tuple[int, ...]:
+        return (K, D)
+
+    def _free(self, K: int, D: int) -> float:
+        return K * D
+
+
+class _Spherical(_Variances):
+    name = "spherical"
+
+    def shape(self, K: int, D: int) -> tuple[int, ...]:
+        return (K,)
+
+    def _free(self, K: int, D: int) -> float:
+        return K
+
+    def expand(self, covariances, K: int, D: int) -> np.ndarray:
+        cov = np.asarray(covariances, dtype=np.float64)
+        return np.repeat(cov[..., None], D, axis=-1)
+
+    def estimate(self, stats: GMMStats, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        means, var = stats.moments(eps)
+        return means, var.mean(axis=1)
+
+    def global_covariance(self, gcov) -> np.ndarray:
+        return gcov.mean(keepdims=True)
+
+
+class _Matrices(CovarianceType):
+    """Full and tied: symmetric positive-definite (D, D) matrices."""
+
+    matrix = True
+
+    def _stacked(self, a) -> np.ndarray:
+        """(n, D, D): the K matrices (full) or the one (tied)."""
+        return a
+
+    def _unstacked(self, a) -> np.ndarray:
+        return a
+
+    def precisions_cholesky(self, covariances) -> np.ndarray:
+        """full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix,
+        all in one batched call each (NumPy's Cholesky, SciPy's triangular solve, not a Python
+        loop of K small LAPACK calls)."""
+        mats = self._stacked(np.asarray(covariances, dtype=np.float64))
+        if not np.all(np.isfinite(mats)):
+            raise ValueError(ILL_DEFINED)
+        try:
+            L = np.linalg.cholesky(mats)
+        except np.linalg.LinAlgError:
+            raise ValueError(ILL_DEFINED) from None
+        eye = np.broadcast_to(np.eye(mats.shape[-1]), mats.shape)
+        out = np.ascontiguousarray(np.swapaxes(linalg.solve_triangular(L, eye, lower=True), -1, -2))
+        return self._unstacked(out)
+
+    def precisions(self, prec_chol) -> np.ndarray:
+        C = self._stacked(np.asarray(prec_chol, dtype=np.float64))
+        return self._unstacked(np.einsum("kij,klj->kil", C, C))
+
+    def covariances_from_precisions(self, precisions) -> np.ndarray:
+        mats = self._stacked(np.asarray(precisions, dtype=np.float64))
+        out = np.empty_like(mats)
+        for k, m in enumerate(mats):
+            C = linalg.cholesky(m, lower=True)
+            Ci = linalg.solve_triangular(C, np.eye(m.shape[0]), lower=True)
+            out[k] = Ci.T @ Ci
+        return self._unstacked(out)
+
+    def check_precisions_init(self, precisions) -> None:
+        for m in self._stacked(np.asarray(precisions)):
+            if not (np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0.0)):
+                raise ValueError(f"'{self.name} precision' should be symmetric, positive-definite")
+
+    def floor(self, cov, floor) -> np.ndarray:
+        """Eigenvalues floored relative to ``floor`` (Kaldi's ``SpMatrix::ApplyFloor``): see
+        :func:`floor_matrices`."""
+        return floor_matrices(cov, floor)
+
+    def bound_variances(self, covariances, K: int, D: int) -> np.ndarray:
+        lam = np.linalg.eigvalsh(self._stacked(np.asarray(covariances, dtype=np.float64)))[:, 0]
+        return np.repeat(np.broadcast_to(lam, (K,))[:, None], D, axis=1)
+
+
+class _Full(_Matrices):
+    name = "full"
+    estep = "full"
+
+    def shape(self, K: int, D: int) -> tuple[int, ...]:
+        return (K, D, D)
+
+    def _free(self, K: int, D: int) -> float:
+        return K * D * (D + 1) / 2
+
+    def expand(self, covariances, K: int, D: int) -> np.ndarray:
+        return np.asarray(covariances, dtype=np.float64)
+
+    def terms(self, logw, mu, covariances, dtype) -> Terms:
+        K, D = mu.shape[-2:]
+        lead = mu.shape[:-2]
+        C = self.precisions_cholesky(np.reshape(covariances, (-1, D, D)))
+        prec = np.einsum("kij,klj->kil", C, C)                                   # P_k
+        pm = np.einsum("kij,kj->ki", prec, mu.reshape(-1, D))                    # P_k mu_k
+        a, b = np.triu_indices(D)
+        quad = prec[:, a, b] * np.where(a == b, -0.5, -1.0)
+        logdet = np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
+        q = (pm * mu.reshape(-1, D)).sum(axis=1)
+        g = gconst(logw, D, logdet.reshape(lead + (K,)), q.reshape(lead + (K,)))
+        return Terms(pm.reshape(mu.shape), quad.reshape(lead + (K, -1)), g, None)
+
+    def sample(self, rng, means, covariances, counts) -> np.ndarray:
+        return np.vstack([rng.multivariate_normal(mean, cov, int(c))
+                          for mean, cov, c in zip(means, covariances, counts)])
+
+
+class _Tied(_Matrices):
+    name = "tied"
+    pooled = True
+    per_component = False
+    whitened = True
+
+    def shape(self, K: int, D: int) -> tuple[int, ...]:
+        return (D, D)
+
+    def _free(self, K: int, D: int) -> float:
+        return D * (D + 1) / 2
+
+    def expand(self, covariances, K: int, D: int) -> np.ndarray:
+        cov = np.asarray(covariances, dtype=np.float64)
+        return np.broadcast_to(cov, (K,) + cov.shape)
+
+    def _stacked(self, a) -> np.ndarray:
+        return a[None]
+
+    def _unstacked(self, a) -> np.ndarray:
+        return a[0]
+
+    def precisions(self, prec_chol) -> np.ndarray:
+        C = np.asarray(prec_chol, dtype=np.float64)
         return C @ C.T
-    return C * C
+
+    def terms(self, logw, mu, covariances, dtype) -> Terms:
+        """Whitened frames ``z = T y``, ``T = C^T`` in ``dtype`` (what the core multiplies by):
+        the diagonal layout with unit variances and means ``T mu_k``."""
+        D = mu.shape[-1]
+        C = self.precisions_cholesky(covariances)
+        whiten = np.ascontiguousarray(C.T, dtype=dtype)
+        mz = mu @ whiten.T.astype(np.float64)                        # T mu_k, as rows
+        logdet = np.log(np.diagonal(C)).sum()
+        g = gconst(logw, D, logdet, (mz * mz).sum(axis=-1))
+        return Terms(mz, np.broadcast_to(-0.5, mz.shape), g, whiten)
+
+    def estimate(self, stats: GMMStats, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(sum_k sum_xx_k - sum_k n_k mu_k mu_k^T) / sum_k n_k`` (pooled or per-component statistics)."""
+        nk = stats.n + eps
+        means = stats.sum_x / nk[:, None]
+        return means, within_covariance(stats.sum_xx.sum(axis=0), nk, means)
+
+    def sample(self, rng, means, covariances, counts) -> np.ndarray:
+        return np.vstack([rng.multivariate_normal(mean, covariances, int(c))
+                          for mean, c in zip(means, counts)])
 
 
-def covariances_from_precisions(precisions, covariance_type: str) -> np.ndarray:
-    """Covariances of user-given (validated) precisions: their inverse."""
-    p = np.asarray(precisions, dtype=np.float64)
-    if covariance_type in ("diag", "spherical"):
-        return 1.0 / p
-    mats = p[None] if covariance_type == "tied" else p
-    out = np.empty_like(mats)
-    for k, m in enumerate(mats):
-        C = linalg.cholesky(m, lower=True)
-        Ci = linalg.solve_triangular(C, np.eye(m.shape[0]), lower=True)
-        out[k] = Ci.T @ Ci
-    return out[0] if covariance_type == "tied" else out
+FULL, TIED, DIAG, SPHERICAL = _Full(), _Tied(), _Diag(), _Spherical()
+_BY_NAME = {t.name: t for t in (FULL, TIED, DIAG, SPHERICAL)}
 
 
-def per_component_full(covariances, covariance_type: str, K: int) -> np.ndarray:
-    """(K, D, D) covariance matrices of a full or tied model (tied: the shared one repeated)."""
-    cov = np.asarray(covariances, dtype=np.float64)
-    return np.broadcast_to(cov, (K,) + cov.shape) if covariance_type == "tied" else cov
+def get(covariance_type: "str | CovarianceType") -> CovarianceType:
+    """The :class:`CovarianceType` of a name in :data:`COVARIANCE_TYPES` (an object is returned as is)."""
+    if isinstance(covariance_type, CovarianceType):
+        return covariance_type
+    try:
+        return _BY_NAME[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}") from None
 
 
-def per_component_diag(covariances, covariance_type: str, D: int) -> np.ndarray:
-    """(K, D) variances of a diag or spherical model (spherical: repeated D times)."""
-    cov = np.asarray(covariances, dtype=np.float64)
-    return np.repeat(cov[:, None], D, axis=1) if covariance_type == "spherical" else cov
+# ------------------------------------------------------------------------------ helpers
+def diag_terms(logw, mu, prec):
+    """Diagonal layout: ``(mu * prec, gconst)`` for ``mu`` already shifted, broadcasting over leading axes.
 
-
-def min_eigenvalues(covariances, covariance_type: str, K: int, D: int) -> np.ndarray:
-    """(K, D) "variances" for the usable-parameter bounds of any type.
-
-    diag / spherical: the variances; full / tied: each component's smallest eigenvalue,
-    repeated D times (the bound ``sum_d R_d**2 / var_kd`` then bounds ``R^T inv(cov_k) R``).
+    ``logw`` (..., K), ``mu`` (..., K, D), ``prec`` (K, D) or (..., K, D) (``1 / variance``), float64.
     """
-    if layout(covariance_type) == "diag":
-        return per_component_diag(covariances, covariance_type, D)
-    cov = np.asarray(covariances, dtype=np.float64)
-    mats = cov[None] if covariance_type == "tied" else cov
-    lam = np.linalg.eigvalsh(mats)[:, 0]
-    lam = np.broadcast_to(lam, (K,)) if covariance_type == "tied" else lam
-    return np.repeat(lam[:, None], D, axis=1)
+    D = mu.shape[-1]
+    logdet = 0.5 * np.log(prec).sum(axis=-1)
+    quad = (mu * mu * prec).sum(axis=-1)
+    return mu * prec, gconst(logw, D, logdet, quad)
+
+
+def floor_matrices(cov, floor) -> np.ndarray:
+    """Covariance matrices floored in the positive-definite sense (Kaldi's ``SpMatrix::ApplyFloor(floor, 1)``).
+
+    ``cov`` (K, D, D) or (D, D), ``floor`` (D, D) = ``var_floor * G``; with ``G = L L^T`` the
+    eigenvalues of ``L^-1 cov L^-T`` below 1 are raised to 1, so that ``cov - floor`` is positive
+    semi-definite (for diagonal matrices: the element-wise floor of the variances).  A singular
+    ``G`` (a constant dimension) is regularised by 1e-10 of its mean variance first.
+    """
+    D = floor.shape[0]
+    G = floor + 1e-10 * max(np.trace(floor) / D, np.finfo(np.float64).tiny) * np.eye(D)
+    try:
+        L = linalg.cholesky(G, lower=True)
+    except linalg.LinAlgError:
+        return cov
+    mats = cov[None] if cov.ndim == 2 else cov
+    out = np.empty_like(mats)
+    for k, c in enumerate(mats):
+        A = linalg.solve_triangular(L, linalg.solve_triangular(L, c, lower=True).T, lower=True)
+        lam, V = np.linalg.eigh(0.5 * (A + A.T))
+        B = (V * np.maximum(lam, 1.0)) @ V.T
+        out[k] = L @ B @ L.T
+    return out[0] if cov.ndim == 2 else out
+
+
+@one_blas_thread
+def model_matrices(weights, means, covariances, dtype, kind: CovarianceType = DIAG,
+                   shift=None) -> ModelMatrices:
+    """The :class:`ModelMatrices` of one model of type ``kind`` in ``dtype``.
+
+    From (K,), (K, D) and ``covariances`` of ``kind``'s shape.  With ``y = x - shift``,
+    ``phi(y) @ M + gconst`` are the weighted log-densities ``log w_k + log N(x | mu_k, cov_k)``,
+    ``phi`` the core's feature map: ``[y, y**2]`` (P = 2D, diag and spherical) or ``[y, y_a y_b
+    for a <= b]`` (P = D + D(D+1)/2, full; the quadratic rows hold ``-P_aa / 2`` and ``-P_ab``,
+    P the precision matrix).  Tied: ``whiten`` is ``T = C^T`` (D, D), C the shared
+    upper-triangular ``precisions_cholesky_``, and ``phi(T y)`` is the diagonal layout with unit
+    variances (means ``T (mu_k - shift)``).  The shift is the mixture's mean unless given, so that
+    ``y`` is centred.  Computed in float64 (precisions from the Cholesky factor, as
+    scikit-learn), then cast.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    mu0 = np.asarray(means, dtype=np.float64)
+    shift = np.ascontiguousarray(mixture_mean(w, mu0) if shift is None else shift, dtype=dtype)
+    K, D = mu0.shape
+    with np.errstate(divide="ignore"):
+        logw = np.log(w)
+    t = kind.terms(logw, mu0 - shift.astype(np.float64), covariances, dtype)
+    M = np.empty((kind.feature_columns(D), K), dtype=dtype)
+    M[:D] = t.lin.T
+    M[D:] = t.quad.T
+    return ModelMatrices(shift, M, np.ascontiguousarray(t.gconst, dtype=dtype), t.whiten)

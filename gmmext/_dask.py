@@ -23,18 +23,29 @@ level: ``import gmmext`` never imports it.
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
 
+from ._blas import single_thread_blas
 from ._blocked import StatsParams, block_labels, block_stats, is_dask_array
+from ._sklearn_compat import HasMethods, Interval, validate_params
 from ._stats import GMMStats
 from ._validation import check_block, check_sample_weight, check_source_dtype, check_total_weight, \
     sample_weight_shape_error
 
-__all__ = ["DaskSource", "dask_accumulate", "tree_sum", "current_client"]
+__all__ = ["DaskSource", "dask_accumulate", "tree_sum", "current_client", "FittedMixture"]
+
+
+class FittedMixture(Protocol):
+    """What :func:`dask_accumulate` reads of a model (a fitted ``gmmext.GaussianMixture``)."""
+
+    weights_: np.ndarray
+    means_: np.ndarray
+    covariances_: np.ndarray
+    covariance_type: str
+    chunk_size: int | None
 
 
 class _Stats(GMMStats):
@@ -174,8 +185,7 @@ def _compute(*collections):
     import dask
     if current_client() is not None:
         return dask.compute(*collections)
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_thread_blas:
         return dask.compute(*collections)
 
 
@@ -238,7 +248,8 @@ def _reduce_held(client, fn, payload, blocks: list, weights: list, starts: list,
     {"gm": [HasMethods(["accumulate", "m_step"])], "parts": "no_validation",
      "sample_weight": "no_validation", "n_threads": [Interval(Integral, 1, None, closed="left"), None]},
     prefer_skip_nested_validation=True)
-def dask_accumulate(gm, parts, sample_weight=None, *, n_threads: int | None = 1) -> GMMStats:
+def dask_accumulate(gm: FittedMixture, parts: Any, sample_weight: Any = None, *,
+                    n_threads: int | None = 1) -> GMMStats:
     """One distributed E-step: ``sum(gm.accumulate(block))`` over Dask-resident data.
 
     Parameters

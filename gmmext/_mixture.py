@@ -13,26 +13,28 @@ import numbers
 import warnings
 from numbers import Integral, Real
 from time import time
+from typing import Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _covariance as cv
 from ._blocked import ArraySource, is_dask_array, wants_blocked
-from ._engine import CoreCache, Engine, one_blas_thread
+from ._blas import one_blas_thread
+from ._engine import CoreCache, Engine
 from ._init import init_stats
+from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
-from ._validation import check_sample_weight, check_stats, check_usable_parameters
+from ._validation import (check_sample_weight, check_stats, check_trusted, check_usable_parameters,
+                          computation_dtype)
 
 __all__ = ["GaussianMixture"]
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-_COVARIANCE_TYPES = cv.COVARIANCE_TYPES
-_ILL_DEFINED = cv.ILL_DEFINED
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -151,7 +153,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(_COVARIANCE_TYPES))],
+        "covariance_type": [StrOptions(set(cv.COVARIANCE_TYPES))],
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(Real, 0.0, np.inf, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -172,8 +174,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
-                 init_params: str = "kmeans", weights_init=None, means_init=None,
-                 precisions_init=None, random_state=None, warm_start: bool = False,
+                 init_params: str = "kmeans", weights_init: ArrayLike | None = None,
+                 means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,
+                 random_state: int | np.random.RandomState | None = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, var_floor: float = 0.0,
                  chunk_size: int | None = None, n_threads: int | None = None,
                  kmeans_max_samples: int = 100_000):
@@ -197,8 +200,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.kmeans_max_samples = kmeans_max_samples
 
     @classmethod
-    def from_parameters(cls, weights, means, covariances, covariance_type: str = "diag",
-                        **params) -> "GaussianMixture":
+    def from_parameters(cls, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike,
+                        covariance_type: str = "diag", **params: Any) -> "GaussianMixture":
         """A fitted model with the given parameters (no data needed).
 
         Parameters
@@ -239,9 +242,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         K = w.shape[0]
         if mu.ndim != 2 or mu.shape[0] != K or mu.shape[1] < 1:
             raise ValueError(f"means must have shape ({K}, D), got {mu.shape}")
-        if covariance_type not in _COVARIANCE_TYPES:
+        if covariance_type not in cv.COVARIANCE_TYPES:
             cls(covariance_type=covariance_type)._validate_params()      # scikit-learn's message
-        shape = cv.cov_shape(covariance_type, K, mu.shape[1])
+        kind = cv.get(covariance_type)
+        shape = kind.shape(K, mu.shape[1])
         if var.shape != shape:
             raise ValueError(f"covariances of covariance_type={covariance_type!r} must have shape "
                              f"{shape}, got {var.shape}")
@@ -250,10 +254,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         atol = max(1e-8, 4 * K * float(np.finfo(w.dtype).eps))
         if not abs(float(w.astype(np.float64).sum()) - 1.0) <= atol:
             raise ValueError(f"weights must sum to 1, got {float(w.sum())!r}")
-        if cv.layout(covariance_type) == "diag" and np.any(var <= 0):
+        if not kind.matrix and np.any(var <= 0):
             raise ValueError("covariances (variances) must be > 0")
         dtype = np.result_type(w.dtype, mu.dtype, var.dtype)
-        check_usable_parameters(w, mu, var, dtype, covariance_type)
+        check_usable_parameters(w, mu, var, dtype, kind)
         gm = cls(n_components=K, covariance_type=covariance_type, **params)
         gm._validate_params()
         gm._set_params_arrays(w, mu, var, dtype)
@@ -287,20 +291,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 raise ValueError(f"The parameter 'means' should have the shape of ({K}, {n_features}), but got {m.shape}")
             out["means"] = m.astype(np.float64)
         if self.precisions_init is not None:
-            ct = self.covariance_type
+            kind = self._kind
+            shape = kind.shape(K, n_features)
             p = check_array(self.precisions_init, dtype=[np.float64, np.float32], ensure_2d=False,
-                            allow_nd=ct == "full")
-            shape = cv.cov_shape(ct, K, n_features)
+                            allow_nd=len(shape) > 2)
             if p.shape != shape:
-                raise ValueError(f"The parameter '{ct} precision' should have the shape of {shape}, but got {p.shape}")
-            if cv.layout(ct) == "diag":
-                if np.any(p <= 0):
-                    raise ValueError(f"'{ct} precision' should be positive")
-            else:
-                for m in (p[None] if ct == "tied" else p):
-                    if not (np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0.0)):
-                        raise ValueError(f"'{ct} precision' should be symmetric, positive-definite")
-            out["covariances"] = cv.covariances_from_precisions(p, ct)
+                raise ValueError(f"The parameter '{kind.name} precision' should have the shape of {shape}, "
+                                 f"but got {p.shape}")
+            kind.check_precisions_init(p)
+            out["covariances"] = kind.covariances_from_precisions(p)
         return out
 
     def _validate_X(self, X, *, reset: bool):
@@ -313,6 +312,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return check_sample_weight(sample_weight, X.shape[0])
 
     # ------------------------------------------------------------------ core access
+    @property
+    def _kind(self) -> cv.CovarianceType:
+        """The object of ``covariance_type`` (``gmmext._covariance``): every per-type decision."""
+        return cv.get(self.covariance_type)
+
     def _core_cache(self) -> CoreCache:
         """This estimator's model matrices and engines (gmmext._engine.CoreCache), made on first use."""
         cache = vars(self).get("_core")
@@ -323,25 +327,47 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _engine(self, dtype, n_features: int) -> Engine:
         """The calling thread's Engine for this estimator's current setting (reused across calls)."""
         return self._core_cache().engine(dtype, n_features, self.n_components, self.chunk_size,
-                                         self.n_threads, cv.feature_layout(self.covariance_type))
+                                         self.n_threads, self._kind)
 
-    def _matrices(self, dtype, shift=None):
-        """``(shift, M, gconst, whiten)`` of the current parameters in ``dtype`` (built once, see CoreCache).
-
-        ``shift`` (D,) builds them about another centre (the UBM's, for ``ModelStack``).
-        """
-        return self._core_cache().matrices(self.weights_, self.means_, self.covariances_, dtype,
-                                           shift=shift, covariance_type=self.covariance_type)
+    def _matrices(self, dtype) -> cv.ModelMatrices:
+        """The core's :class:`~gmmext._covariance.ModelMatrices` of the current parameters in
+        ``dtype`` (built once, see ``gmmext._engine.CoreCache``)."""
+        return self._core_cache().matrices(self.weights_, self.means_, self.covariances_, dtype, self._kind)
 
     def _compute_dtype(self, X):
-        return np.result_type(X.dtype, self.means_.dtype)
+        return computation_dtype(self.means_.dtype, X.dtype)
 
-    def _prepare(self, X):
-        """Validated X for prediction, in the precision of the model or of X, whichever is higher."""
+    def _prepare(self, X, check_input: bool = True) -> np.ndarray:
+        """X for the core, in the precision of the model or of X, whichever is higher.
+
+        The one boundary check of every method taking X: ``check_input`` runs scikit-learn's
+        ``validate_data``; False trusts the caller (:meth:`check_features`) and checks only
+        what costs nothing (:func:`_check_trusted`).  Everything after this is trusted.
+        """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        dtype = self._compute_dtype(X)
-        return X.astype(dtype, copy=False)
+        if check_input:
+            X = self._validate_X(X, reset=False)
+        else:
+            check_trusted(X, self.n_features_in_)
+        return X.astype(self._compute_dtype(X), copy=False)
+
+    def check_features(self, X: ArrayLike) -> np.ndarray:
+        """X validated as every method taking X validates it, in the computation dtype.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in_)
+            float32 when X and the model are float32, else float64 (no copy when X already is
+            that); finite.  Bad input raises scikit-learn's ``ValueError`` (NaN, infinity, wrong
+            number of features, not 2-D).  Validate a recording once with this, then score it
+            against many models with ``check_input=False`` (:meth:`score_samples`,
+            :meth:`top_components`, :meth:`accumulate`, ``ModelStack.top_c_loglik``, ...).
+        """
+        return self._prepare(X)
 
     # ------------------------------------------------------------------ M-step
     @one_blas_thread
@@ -355,55 +381,50 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n_k mu_k mu_k^T) / sum_k n_k``; diag ``sum_xx / n - mu**2``; spherical the mean over
         dimensions of the diag one; then ``+ reg_covar`` on the (diagonal of the) covariance.
         """
-        ct = self.covariance_type
-        full = cv.layout(ct) == "full"
+        kind = self._kind
         D = self.means_.shape[1] if hasattr(self, "means_") else None
-        check_stats(stats, self.n_components, D, dtype, ct)
+        check_stats(stats, self.n_components, D, dtype, kind)
         K, D = stats.sum_x.shape
-        sxx = stats.sum_xx if full else np.maximum(stats.sum_xx, 0.0)   # rounding below zero (checked) is zero
+        sxx = stats.sum_xx if kind.matrix else np.maximum(stats.sum_xx, 0.0)   # rounding below zero (checked) is zero
         stats = GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, sxx, stats.loglik, stats.n_samples)
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
-        means, cov = stats.moments(eps)
+        means, cov = kind.estimate(stats, eps)
         gmean, gcov = (a[0] for a in stats.pooled().moments())
+        gcov = kind.global_covariance(gcov)
         tot = stats.n.sum()
-        if ct == "tied":
-            cov = (stats.sum_xx.sum(axis=0) - np.einsum("k,ki,kj->ij", nk, means, means)) / nk.sum()
-            cov = 0.5 * (cov + cov.T)
-        elif ct == "spherical":
-            cov, gcov = cov.mean(axis=1), gcov.mean(keepdims=True)
         if self.var_floor > 0:
-            cov = _apply_floor(cov, self.var_floor * gcov, full)
+            cov = kind.floor(cov, self.var_floor * gcov)
         empty = stats.n <= max(eps, 1e-10 * tot)
         prev = hasattr(self, "means_") and self.means_.shape == (K, D) \
-            and np.shape(getattr(self, "covariances_", None)) == cv.cov_shape(ct, K, D)
-        reg = self.reg_covar * (np.eye(D) if full else 1.0)
+            and np.shape(getattr(self, "covariances_", None)) == kind.shape(K, D)
+        reg = kind.regularisation(self.reg_covar, D)
         if np.any(empty):
             if prev:
                 means[empty] = self.means_[empty]
-                if ct != "tied":
+                if kind.per_component:
                     cov[empty] = self.covariances_[empty] - reg
             else:
                 means[empty] = gmean
-                if ct != "tied":
-                    cov[empty] = _apply_floor(gcov, self.var_floor * gcov, full) if self.var_floor > 0 else gcov
+                if kind.per_component:
+                    cov[empty] = kind.floor(gcov, self.var_floor * gcov) if self.var_floor > 0 else gcov
         cov = cov + reg
         if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
-            raise ValueError(_ILL_DEFINED)
-        chol = cv.precisions_cholesky(cov, ct)   # positive (definite), else scikit-learn's message
+            raise ValueError(cv.ILL_DEFINED)
+        chol = kind.precisions_cholesky(cov)   # positive (definite), else scikit-learn's message
         weights = nk / nk.sum()
-        _check_fitted_usable(weights, means, cov, dtype, ct, chol)
+        _check_fitted_usable(weights, means, cov, dtype, kind, chol)
         return weights, means, cov
 
     @one_blas_thread
     def _set_params_arrays(self, weights, means, covariances, dtype) -> None:
-        ct = self.covariance_type
+        kind = self._kind
         self.weights_ = np.asarray(weights, dtype=dtype)
         self.means_ = np.asarray(means, dtype=dtype)
         self.covariances_ = np.asarray(covariances, dtype=dtype)
-        chol = cv.precisions_cholesky(covariances, ct)
+        chol = kind.precisions_cholesky(covariances)
         self.precisions_cholesky_ = chol.astype(dtype)
-        self.precisions_ = cv.precisions_from_cholesky(chol, ct).astype(dtype)
+        self.precisions_ = kind.precisions(chol).astype(dtype)
         self._core_cache().invalidate()
 
     def m_step(self, stats: GMMStats) -> "GaussianMixture":
@@ -458,16 +479,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 if hasattr(self, attr):
                     delattr(self, attr)
             stats = init_stats(src, self.init_params, self.n_components, self.kmeans_max_samples, random_state,
-                               full=cv.layout(self.covariance_type) == "full")
+                               full=self._kind.matrix)
             w, m, c = self._params_from_stats(stats, dtype)
             w, m, c = given.get("weights", w), given.get("means", m), given.get("covariances", c)
         if given:                              # the user's weights_init / means_init / precisions_init
-            check_usable_parameters(w, m, c, dtype, self.covariance_type)
+            check_usable_parameters(w, m, c, dtype, self._kind)
         self._set_params_arrays(w, m, c, dtype)
 
     # ------------------------------------------------------------------ EM
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, sample_weight=None) -> "GaussianMixture":
+    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> "GaussianMixture":
         """Estimate the parameters by EM (best of ``n_init`` initialisations).
 
         Parameters
@@ -490,7 +511,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+    def fit_predict(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> np.ndarray:
         """Fit, then return the most probable component of each sample, shape (n_samples,)."""
         return self._fit(X, sample_weight, labels=True)
 
@@ -523,14 +544,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._check_initial(D, src.dtype)
         if src.in_memory:                      # one engine for the whole fit
             X, sw, engine = src.X, src.sw, self._engine(src.dtype, D)
-            e_step = lambda: engine.accumulate(X, sw, *self._matrices(X.dtype))   # noqa: E731
+            e_step = lambda: engine.accumulate(X, sw, self._matrices(X.dtype))   # noqa: E731
         else:
             e_step = lambda: src.e_step(self)                                        # noqa: E731
         self._run_em(src.dtype, lambda rs: self._initialize(src, rs), e_step)
         if not labels:
             return None
         if src.in_memory:
-            return engine.evaluate(X, *self._matrices(X.dtype), labels=True)["labels"]
+            return engine.evaluate(X, self._matrices(X.dtype), labels=True)["labels"]
         return src.labels(self)
 
     def _run_em(self, dtype, initialize, e_step) -> None:
@@ -589,7 +610,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return (self.weights_.copy(), self.means_.copy(), self.covariances_.copy())
 
     # ------------------------------------------------------------------ statistics API
-    def accumulate(self, X, sample_weight=None) -> GMMStats:
+    def accumulate(self, X: ArrayLike | Sequence[ArrayLike],
+                   sample_weight: ArrayLike | Sequence[ArrayLike] | None = None, *,
+                   check_input: bool = True) -> GMMStats:
         """E-step over X and its sufficient statistics under the current parameters.
 
         Parameters
@@ -602,6 +625,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             validated as in :meth:`accumulate_segments`.
         sample_weight : array-like of shape (n_samples,), default=None
             For a list of arrays: None or a list of per-array weight vectors (n_u,).
+        check_input : bool, default=True
+            False: X is already validated (see :meth:`score_samples`); the weights are
+            always checked.
 
         Returns
         -------
@@ -609,15 +635,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             float64 statistics; ``loglik`` is the total weighted log-likelihood of X.
         """
         if _is_segment_list(X):
-            segments, dtype = self._prepare_segments(X)
+            segments, dtype = self._prepare_segments(X, check_input)
             sw = self._segment_weights(sample_weight, segments)
         else:
-            X = self._prepare(X)
+            X = self._prepare(X, check_input)
             segments, dtype = X, X.dtype
             sw = self._check_sw(sample_weight, X)
-        return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, *self._matrices(dtype))
+        return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, self._matrices(dtype))
 
-    def accumulate_segments(self, segments, *, second_order: bool = True) -> list[GMMStats]:
+    def accumulate_segments(self, segments: Sequence[ArrayLike], *, second_order: bool = True,
+                            check_input: bool = True) -> list[GMMStats]:
         """Sufficient statistics of every segment (e.g. utterance) separately, from one core call.
 
         Parameters
@@ -628,6 +655,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         second_order : bool, default=True
             False skips ``sum_xx`` (the core then computes first-order statistics only, as an
             i-vector extractor needs); ``sum_xx`` is then a read-only array of zeros.
+        check_input : bool, default=True
+            False: every segment is already validated (see :meth:`score_samples`).
 
         Returns
         -------
@@ -645,16 +674,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if isinstance(segments, np.ndarray):
             raise ValueError("segments must be a sequence of 2-D arrays, got one array; use "
                              "accumulate(X) for the statistics of one array")
-        segments, dtype = self._prepare_segments(list(segments))
+        segments, dtype = self._prepare_segments(list(segments), check_input)
         return self._engine(dtype, self.n_features_in_).accumulate_segments(
-            segments, None, *self._matrices(dtype), second_order=bool(second_order))
+            segments, None, self._matrices(dtype), second_order=bool(second_order))
 
-    def _prepare_segments(self, segments):
+    def _prepare_segments(self, segments, check_input: bool = True):
         """Validated segments (tuple) in the computation dtype, and that dtype."""
         check_is_fitted(self)
         D = self.n_features_in_
         arrays = []
         for u, a in enumerate(segments):
+            if not check_input:
+                check_trusted(a, D, f"segment {u}: ")
+                arrays.append(a)
+                continue
             a = np.asarray(a)
             if a.dtype not in (np.float32, np.float64):
                 raise ValueError(f"segment {u}: dtype {a.dtype}, expected float32 or float64")
@@ -666,7 +699,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if not np.isfinite(a).all():
                 raise ValueError(f"segment {u}: contains NaN or infinity")
             arrays.append(a)
-        dtype = np.result_type(self.means_.dtype, *(a.dtype for a in arrays))
+        dtype = computation_dtype(self.means_.dtype, *(a.dtype for a in arrays))
         return tuple(a.astype(dtype, copy=False) for a in arrays), dtype
 
     def _segment_weights(self, sample_weight, segments):
@@ -683,46 +716,69 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         sw = np.concatenate([np.asarray(w, dtype=np.float64) for w in sample_weight])
         return self._check_sw(sw, sw)      # the one weight check (sw stands for X: only its length is used)
 
-    def _evaluate(self, X, **want):
-        X = self._prepare(X)
-        out = self._engine(X.dtype, X.shape[1]).evaluate(X, *self._matrices(X.dtype), **want)
+    def _evaluate(self, X, check_input: bool, **want):
+        X = self._prepare(X, check_input)
+        out = self._engine(X.dtype, X.shape[1]).evaluate(X, self._matrices(X.dtype), **want)
         out["dtype"] = X.dtype
         return out
 
-    def score_samples(self, X) -> np.ndarray:
+    def score_samples(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,).
 
         In the computation's dtype, as scikit-learn: float32 when X and the model are float32,
-        else float64.  The core sums each frame's log-likelihood in float64 and rounds it only
-        here; :meth:`score` averages the float64 values.
+        else float64.  The core computes each frame's log-likelihood in float64 and rounds it
+        only here; :meth:`score` is the mean of these values (in their dtype, as scikit-learn):
+        sum them in float64 (``.sum(dtype=np.float64)``) for a total over many frames.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+        check_input : bool, default=True
+            Validate X (scikit-learn's ``validate_data``: 2-D, finite, ``n_features_in_``
+            columns).  False skips the scan of every value, for an X the caller has validated
+            already (:meth:`check_features`), e.g. one recording scored against many models
+            (scikit-learn's ``check_input`` of ``DecisionTreeClassifier.fit``): X must then be
+            a finite 2-D float32 / float64 ndarray with ``n_features_in_`` columns.  Only its
+            type, dtype and shape are checked (the core never reads outside it); NaN or
+            infinity give meaningless results.  The same holds for every ``check_input`` of
+            this class.
         """
-        out = self._evaluate(X, loglik=True)
+        out = self._evaluate(X, check_input, loglik=True)
         return out["loglik"].astype(out["dtype"], copy=False)
 
-    def score(self, X, y=None) -> float:
+    def score(self, X: ArrayLike, y: Any = None, *, check_input: bool = True) -> float:
         """Average log-likelihood per sample (nats): ``score_samples(X).mean()``, as scikit-learn.
 
         For a float32 model that is a float32 mean of float32 values (scikit-learn's number);
-        sum ``score_samples`` in float64, or use float64, for more digits.
+        sum ``score_samples`` in float64, or use float64, for more digits.  ``check_input``:
+        see :meth:`score_samples`.
         """
-        return float(self.score_samples(X).mean())
+        return float(self.score_samples(X, check_input=check_input).mean())
 
-    def predict(self, X) -> np.ndarray:
-        """Most probable component of each sample, shape (n_samples,), int64."""
-        return self._evaluate(X, labels=True)["labels"]
+    def predict(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
+        """Most probable component of each sample, shape (n_samples,), int64.
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Responsibilities ``p(k | x)``, shape (n_samples, n_components)."""
-        return self._evaluate(X, resp=True)["resp"]
+        ``check_input``: see :meth:`score_samples`.
+        """
+        return self._evaluate(X, check_input, labels=True)["labels"]
 
-    def component_log_likelihood(self, X) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
+        """Responsibilities ``p(k | x)``, shape (n_samples, n_components).
+
+        ``check_input``: see :meth:`score_samples`.
+        """
+        return self._evaluate(X, check_input, resp=True)["resp"]
+
+    def component_log_likelihood(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Weighted log-densities ``log w_k + log N(x | mu_k, var_k)``, shape (n_samples, K).
 
-        ``logsumexp`` over axis 1 gives :meth:`score_samples`.
+        ``logsumexp`` over axis 1 gives :meth:`score_samples`.  ``check_input``: see
+        :meth:`score_samples`.
         """
-        return self._evaluate(X, logprob=True)["logprob"]
+        return self._evaluate(X, check_input, logprob=True)["logprob"]
 
-    def top_components(self, X, c: int = 5):
+    def top_components(self, X: ArrayLike, c: int = 5, *,
+                       check_input: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The ``c`` most likely components of each sample (Reynolds et al. 2000 fast scoring).
 
         Parameters
@@ -730,6 +786,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         c : int
             1 <= c <= n_components.
+        check_input : bool, default=True
+            See :meth:`score_samples`.
 
         Returns
         -------
@@ -741,10 +799,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         if not isinstance(c, numbers.Integral) or not 1 <= c <= self.n_components:
             raise ValueError(f"c must be an int in [1, n_components={self.n_components}], got {c!r}")
-        X = self._prepare(X)
-        return self._engine(X.dtype, X.shape[1]).top_components(X, *self._matrices(X.dtype), int(c))
+        X = self._prepare(X, check_input)
+        return self._engine(X.dtype, X.shape[1]).top_components(X, self._matrices(X.dtype), int(c))
 
-    def sample(self, n_samples: int = 1):
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples; returns X (n_samples, n_features) and component labels (n_samples,).
 
         Uses ``random_state`` exactly as scikit-learn does.
@@ -755,32 +813,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                              "at least one sample.")
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
-        D = self.means_.shape[1]
-        if self.covariance_type == "full":
-            X = np.vstack([rng.multivariate_normal(mean, cov, int(c))
-                           for mean, cov, c in zip(self.means_, self.covariances_, counts)])
-        elif self.covariance_type == "tied":
-            X = np.vstack([rng.multivariate_normal(mean, self.covariances_, int(c))
-                           for mean, c in zip(self.means_, counts)])
-        else:
-            X = np.vstack([mean + rng.standard_normal(size=(c, D)) * np.sqrt(cov)
-                           for mean, cov, c in zip(self.means_, self.covariances_, counts)])
+        X = self._kind.sample(rng, self.means_, self.covariances_, counts)
         y = np.concatenate([np.full(c, j, dtype=np.int64) for j, c in enumerate(counts)])
         return X.astype(np.float64), y
 
     def _n_parameters(self) -> int:
         K, D = self.means_.shape
-        return cv.n_parameters(self.covariance_type, K, D)
+        return self._kind.n_parameters(K, D)
 
-    def bic(self, X) -> float:
+    def bic(self, X: ArrayLike) -> float:
         """Bayesian information criterion on X (lower is better)."""
         X = self._prepare(X)
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+        return -2 * self.score(X, check_input=False) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
 
-    def aic(self, X) -> float:
+    def aic(self, X: ArrayLike) -> float:
         """Akaike information criterion on X (lower is better)."""
         X = self._prepare(X)
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * self.score(X, check_input=False) * X.shape[0] + 2 * self._n_parameters()
 
     # ------------------------------------------------------------------ verbose output
     def _verbose_init_beg(self, n_init):
@@ -813,38 +862,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return tags
 
 
-def _apply_floor(cov, floor, full: bool):
-    """Covariances floored at ``floor``: element-wise (variances), or in the positive-definite sense.
-
-    Full: ``cov`` (K, D, D) or (D, D), ``floor`` (D, D) = ``var_floor * G``; with ``G = L L^T``
-    the eigenvalues of ``L^-1 cov L^-T`` below 1 are raised to 1 (Kaldi's
-    ``SpMatrix::ApplyFloor(floor, 1)``), so that ``cov - floor`` is positive semi-definite.  A
-    singular ``G`` (a constant dimension) is regularised by 1e-10 of its mean variance first.
-    """
-    if not full:
-        return np.maximum(cov, floor)
-    D = floor.shape[0]
-    G = floor + 1e-10 * max(np.trace(floor) / D, np.finfo(np.float64).tiny) * np.eye(D)
-    from scipy import linalg
-    try:
-        L = linalg.cholesky(G, lower=True)
-    except linalg.LinAlgError:
-        return cov
-    mats = cov[None] if cov.ndim == 2 else cov
-    out = np.empty_like(mats)
-    for k, c in enumerate(mats):
-        A = linalg.solve_triangular(L, linalg.solve_triangular(L, c, lower=True).T, lower=True)
-        lam, V = np.linalg.eigh(0.5 * (A + A.T))
-        B = (V * np.maximum(lam, 1.0)) @ V.T
-        out[k] = L @ B @ L.T
-    return out[0] if cov.ndim == 2 else out
-
-
-def _check_fitted_usable(weights, means, covariances, dtype, covariance_type="diag",
+def _check_fitted_usable(weights, means, covariances, dtype, kind: cv.CovarianceType,
                          prec_chol=None) -> None:
     """:func:`check_usable_parameters` for parameters estimated from data: the message adds the remedy."""
     try:
-        check_usable_parameters(weights, means, covariances, dtype, covariance_type, prec_chol)
+        check_usable_parameters(weights, means, covariances, dtype, kind, prec_chol)
     except ValueError as exc:
         hint = ("Use float64 input or rescale the data" if np.dtype(dtype) == np.float32
                 else "Rescale the data") + " (e.g. sklearn.preprocessing.StandardScaler)."

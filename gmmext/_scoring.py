@@ -8,23 +8,35 @@ stacks the models' matrices and checks the indices; it computes no likelihood it
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.utils.validation import check_is_fitted
 
 from . import _core
-
+from . import _covariance as cv
+from ._engine import CoreCache, SharedMatrices, StackedMatrices
+from ._validation import check_bounds, check_trusted, computation_dtype
 
 if TYPE_CHECKING:
     from ._mixture import GaussianMixture
 
 __all__ = ["ModelStack", "top_c_loglik"]
 
+#: Engines (work buffers) of every ModelStack, per thread and setting: stacks of the same
+#: (K, D, dtype, threads) share them, as they shared their reference's before.
+_ENGINES = CoreCache()
 
-def _kind(covariance_type: str) -> str:
-    """Types whose models can share one stack: "diag" and "spherical" together, the others alone."""
-    return "diag" if covariance_type == "spherical" else covariance_type
+
+class _Stack(NamedTuple):
+    """A stack's matrices in one dtype: the two kinds of models and where each model is."""
+
+    shared: np.ndarray              #: (S1,) positions of the models with the reference's variances
+    general: np.ndarray             #: (S2,) positions of the others
+    slot: np.ndarray                #: (S,) each model's row within its kind
+    shared_m: SharedMatrices        #: A (K, S1, D), G (S1, K), the reference's Q (K, D)
+    general_m: StackedMatrices      #: Mt (S2, K, P), gconst (S2, K)
 
 
 class ModelStack:
@@ -49,8 +61,11 @@ class ModelStack:
       (frame, component, model).
 
     Build it from models (``ModelStack(models, reference)``) or, for many speaker models at once
-    without a ``GaussianMixture`` per model, from parameter arrays
-    (:meth:`from_parameters`; ``models`` is then None).
+    without a ``GaussianMixture`` per model, from parameter arrays (:meth:`from_parameters`;
+    ``models`` is then None).  Either way the matrices come from the models' parameter arrays
+    (``weights_``, ``means_``, ``covariances_``) through one builder, in steps of
+    :attr:`BUILD_BATCH` models, when a dtype is first scored: parameters changed after that are
+    not seen (make a new ``ModelStack``).
 
     Every covariance type works: the core's layout, and with it P, follows the type (2D for
     "diag", "spherical" and "tied", D + D(D+1)/2 for "full"), so the models must be of the
@@ -62,10 +77,10 @@ class ModelStack:
     total from :meth:`top_c_loglik` is the same bits whatever the stack holds: its size (a
     stack of one, as ``speaker``'s ``verify`` builds, or of a thousand, as ``identify``
     does), the model's position in it, the other models, ``which``, and whether the stack
-    was built from models or from :meth:`from_parameters` (the same float64 operations); for
-    the shared kind, also the thread count (the general kind sums per-thread totals: the same
-    bits for the reference's ``n_threads``, which every stack of that reference uses).  This
-    holds for both kinds, every covariance type, float32 and float64, any C (C = K: the exact
+    was built from models or from :meth:`from_parameters` (the one builder); for the shared
+    kind, also the thread count (the general kind sums per-thread totals: the same bits for
+    the reference's ``n_threads``, which every stack of that reference uses).  This holds for
+    both kinds, every covariance type, float32 and float64, any C (C = K: the exact
     log-likelihood): the core computes every (frame, component, model) value with the same
     operations in the same order, one model per vector lane (``src/gmm_gemm.h``), and sums
     each model's frames in order with its own state.  The shared and general kinds are
@@ -73,35 +88,37 @@ class ModelStack:
     other by its own variances only.
     """
 
-    #: models per step of :meth:`from_parameters` (bounds its float64 temporaries)
+    #: models per step of the builder (bounds its float64 temporaries)
     BUILD_BATCH = 256
 
-    def __init__(self, models, reference: "GaussianMixture | None" = None):
+    def __init__(self, models: Iterable["GaussianMixture"], reference: "GaussianMixture | None" = None):
         self.models = list(models)
         if not self.models:
             raise ValueError("ModelStack needs at least one model")
         ref = reference if reference is not None else self.models[0]
         check_is_fitted(ref)
         self.K, self.D = ref.means_.shape
+        kind = cv.get(ref.covariance_type)
         for m in self.models:
             check_is_fitted(m)
             if m.means_.shape != (self.K, self.D):
                 raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
                                  f"got {m.means_.shape}")
-            if _kind(m.covariance_type) != _kind(ref.covariance_type):
+            if not kind.same_layout(cv.get(m.covariance_type)):
                 raise ValueError(f"a covariance_type={m.covariance_type!r} model cannot be scored in a "
                                  f"stack whose reference is {ref.covariance_type!r}: the types must "
                                  f"be equal, or both in {('diag', 'spherical')}")
-            if ref.covariance_type == "tied" and not np.array_equal(m.covariances_, ref.covariances_):
+            if kind.whitened and not np.array_equal(m.covariances_, ref.covariances_):
                 raise ValueError("tied models are scored in the reference's whitened space: every "
                                  "model of the stack must have the reference's covariances_")
         self.reference = ref
         self._n = len(self.models)
         self._params = None
-        self._cache = {}
+        self._cache: dict = {}
 
     @classmethod
-    def from_parameters(cls, weights, means, reference: "GaussianMixture", covariances=None) -> "ModelStack":
+    def from_parameters(cls, weights: ArrayLike, means: ArrayLike, reference: "GaussianMixture",
+                        covariances: ArrayLike | None = None) -> "ModelStack":
         """A stack of S diagonal models given by their parameters, built with array operations.
 
         Parameters
@@ -112,12 +129,15 @@ class ModelStack:
         covariances : None (every model has the reference's variances: MAP of means and weights),
             or array-like (S, K, D) of variances (rows equal to the reference's are "shared")
 
-        The matrices are those :meth:`GaussianMixture._matrices` would give each model (the same
-        float64 operations, broadcast over the models, then cast), built in steps of
-        :attr:`BUILD_BATCH` models.
+        Every model must be inside the usable-parameter bounds of ``GaussianMixture`` in the
+        arrays' dtype (``gmmext._validation.parameter_bounds``), else ``ValueError`` naming the
+        first model outside.
+
+        The matrices are those a stack of ``GaussianMixture`` models with these parameters gets
+        (the same builder).
         """
         check_is_fitted(reference)
-        if reference.covariance_type != "diag":
+        if cv.get(reference.covariance_type) is not cv.DIAG:
             raise ValueError(f"ModelStack.from_parameters needs a diagonal reference, "
                              f"not covariance_type={reference.covariance_type!r}")
         K, D = reference.means_.shape
@@ -134,10 +154,15 @@ class ModelStack:
                 raise ValueError(f"{name} contain NaN or infinity")
         if (w < 0).any() or (var is not None and not (var > 0).all()):
             raise ValueError("weights must be >= 0 and variances > 0")
+        # the bounds every model gmmext scores is inside (GaussianMixture.from_parameters' own)
+        check_bounds(mu, reference.covariances_ if var is None else var,
+                     np.result_type(w, mu, reference.covariances_ if var is None else var))
         self = cls.__new__(cls)
         self.models, self.reference, self.K, self.D = None, reference, K, D
         self._n = w.shape[0]
-        self._params = (w, mu, var)
+        shared = (np.ones(self._n, dtype=bool) if var is None
+                  else ~(var != reference.covariances_[None]).any(axis=(1, 2)))
+        self._params = (w, mu, None if shared.all() else var[~shared], shared)
         self._cache = {}
         return self
 
@@ -147,142 +172,154 @@ class ModelStack:
     @property
     def nbytes(self) -> int:
         """Bytes of the matrices prepared so far (every dtype stacked)."""
-        return sum(a.nbytes for st in self._cache.values() for a in st.values() if isinstance(a, np.ndarray))
+        return sum(a.nbytes for st in self._cache.values() for part in (st.shared_m, st.general_m)
+                   for a in part if isinstance(a, np.ndarray))
 
     def _shares(self, m) -> bool:
+        """``m`` has exactly the reference's diagonal variances (the shared path)."""
         ref = self.reference
-        return (ref.covariance_type in ("diag", "spherical") and m.covariance_type == ref.covariance_type
+        return (not cv.get(ref.covariance_type).matrix and m.covariance_type == ref.covariance_type
                 and np.array_equal(m.covariances_, ref.covariances_))
 
-    def _stack(self, dtype) -> dict:
-        """The stacked matrices in ``dtype`` (a dict), built once per dtype.
+    def _parameters(self) -> tuple:
+        """(weights (S, K), means (S, K, D), covariances, shared (S,) bool).
 
-        ``shift`` (D,); ``shared`` / ``general`` (intp): the positions of the two kinds of models;
-        ``slot`` (S,): each model's row within its kind; for the shared ones ``Q`` (K, D) and
-        the packed ``A`` (K, n_pan, D, PW), ``G`` (K, n_pan * PW) (:func:`_put_shared`); for the
-        others ``Mt`` (S2, K, P), ``gconst`` (S2, K).
+        ``covariances``: None when every model has the reference's ("tied", or MAP of means and
+        weights only), else the general models' (in the order of their positions), one per
+        component in the stack type's layout (variances (S2, K, D) for "diag" / "spherical",
+        matrices (S2, K, D, D) for "full").  From models: their arrays, taken when first needed."""
+        if self._params is None:
+            ms = self.models
+            kind = cv.get(self.reference.covariance_type)
+            shared = np.array([self._shares(m) for m in ms], dtype=bool)
+            var = None
+            if not kind.whitened and not shared.all():
+                var = np.stack([cv.get(m.covariance_type).expand(m.covariances_, self.K, self.D)
+                                for m, s in zip(ms, shared) if not s])
+            self._params = (np.stack([m.weights_ for m in ms]), np.stack([m.means_ for m in ms]), var, shared)
+        return self._params
 
-        From models, every model's matrices about the reference's shift come from that model's own
-        cache (``GaussianMixture._matrices``), so stacks rebuilt for the same models (e.g. one
-        ``ModelStack`` per trial) cost a copy, not a rebuild.  The stack is taken when first
-        needed: parameters changed after that are not seen (make a new ``ModelStack``).
+    def _stack(self, dtype) -> _Stack:
+        """The stacked matrices in ``dtype``, built once per dtype: the one builder.
+
+        Every model's terms come from ``gmmext._covariance`` (the reference's type's
+        :meth:`~gmmext._covariance.CovarianceType.terms`, the function that builds a single
+        model's matrices), about the reference's shift, :attr:`BUILD_BATCH` models at a time:
+        shared models into ``A`` / ``G``, the others into ``Mt`` / ``gconst``.
         """
         dtype = np.dtype(dtype)
         if dtype in self._cache:
             return self._cache[dtype]
-        K, D = self.K, self.D
-        shift, Mref, _, whiten = self.reference._matrices(dtype)
-        if self.models is not None:
-            kind = np.array([not self._shares(m) for m in self.models], dtype=np.intp)
-        else:
-            var = self._params[2]
-            ref_var = self.reference.covariances_
-            kind = (np.zeros(self._n, dtype=np.intp) if var is None
-                    else (var != ref_var[None]).any(axis=(1, 2)).astype(np.intp))
-        shared, general = np.flatnonzero(kind == 0), np.flatnonzero(kind == 1)
+        ref, K, D = self.reference, self.K, self.D
+        kind = cv.get(ref.covariance_type)
+        shift = np.ascontiguousarray(cv.mixture_mean(ref.weights_, ref.means_), dtype=dtype)
+        # variances ("diag" and "spherical" models together) are built as diagonal ones, one per
+        # component; matrices by their own type ("tied": every model has the reference's)
+        build, ref_cov = ((kind, ref.covariances_) if kind.matrix
+                          else (cv.DIAG, kind.expand(ref.covariances_, K, D)))
+        w, mu, var, is_shared = self._parameters()
+        shared, general = np.flatnonzero(is_shared), np.flatnonzero(~is_shared)
         slot = np.empty(self._n, dtype=np.intp)
         slot[shared], slot[general] = np.arange(shared.size), np.arange(general.size)
-        pw = _core.panel_width(dtype, shared.size)
-        n_pan = -(-shared.size // pw)
-        st = dict(shift=shift, whiten=whiten, shared=shared, general=general, slot=slot,
-                  Q=np.ascontiguousarray(Mref[D:2 * D].T) if Mref.shape[0] == 2 * D else None,
-                  A=np.zeros((K, n_pan, D, pw), dtype=dtype), G=np.zeros((K, n_pan * pw), dtype=dtype))
-        if self.models is not None:
-            P = Mref.shape[0]
-            st["Mt"] = np.empty((general.size, K, P), dtype=dtype)
-            st["gconst"] = np.empty((general.size, K), dtype=dtype)
-            for s, m in enumerate(self.models):
-                _, M, g, _ = m._matrices(dtype, shift=shift)
-                if kind[s] == 0:
-                    _put_shared(st, slot[s:s + 1], M[:D].T[:, None], g[:, None])
-                else:
-                    st["Mt"][slot[s]] = M.T
-                    st["gconst"][slot[s]] = g
-        else:
-            self._build_from_parameters(st, dtype)
-        self._cache[dtype] = st
-        return st
-
-    def _build_from_parameters(self, st: dict, dtype) -> None:
-        from ._engine import diag_terms
-        w, mu, var = self._params
-        K, D = self.K, self.D
-        shift = st["shift"].astype(np.float64)
-        ref_prec = 1.0 / self.reference.covariances_.astype(np.float64)
-        st["Mt"] = np.empty((st["general"].size, K, 2 * D), dtype=dtype)
-        st["gconst"] = np.empty((st["general"].size, K), dtype=dtype)
-        for name, rows in (("shared", st["shared"]), ("general", st["general"])):
+        sh = _packed(shift, None, K, D, shared.size, dtype)
+        gen = StackedMatrices(shift, np.empty((general.size, K, kind.feature_columns(D)), dtype=dtype),
+                              np.empty((general.size, K), dtype=dtype), None)
+        shift64 = shift.astype(np.float64)
+        for rows, own in ((shared, False), (general, True)):
             for b in range(0, rows.size, self.BUILD_BATCH):
                 r = rows[b:b + self.BUILD_BATCH]
+                at = slice(b, b + r.size)
                 with np.errstate(divide="ignore"):
                     logw = np.log(w[r].astype(np.float64))
-                prec = ref_prec if name == "shared" else 1.0 / var[r].astype(np.float64)
-                lin, g = diag_terms(logw, mu[r].astype(np.float64) - shift, prec)
-                at = st["slot"][r]
-                if name == "shared":
-                    _put_shared(st, at, lin.transpose(1, 0, 2), g.T)
+                cov = var[at] if own and var is not None else ref_cov
+                t = build.terms(logw, np.subtract(mu[r], shift64, dtype=np.float64), cov, dtype)
+                if own:
+                    gen.Mt[at, :, :D] = t.lin
+                    gen.Mt[at, :, D:] = t.quad
+                    gen.gconst[at] = t.gconst
+                    gen = gen._replace(whiten=t.whiten)          # the reference's ("tied"), or None
                 else:
-                    st["Mt"][at[0]:at[-1] + 1, :, :D] = lin
-                    st["Mt"][at[0]:at[-1] + 1, :, D:] = -0.5 * prec
-                    st["gconst"][at[0]:at[-1] + 1] = g
+                    _put_shared(sh, np.arange(at.start, at.stop), t.lin.transpose(1, 0, 2), t.gconst.T)
+                    sh = sh._replace(Q=np.ascontiguousarray(t.quad[0], dtype=dtype))   # the reference's -1 / (2 var)
+        st = self._cache[dtype] = _Stack(shared, general, slot, sh, gen)
+        return st
 
-    def top_c_loglik(self, X, indices, which=None) -> np.ndarray:
+    def top_c_loglik(self, X: ArrayLike, indices: ArrayLike, which: Sequence[int] | None = None, *,
+                     check_input: bool = True) -> np.ndarray:
         """Total top-C log-likelihood of X (n_frames, D) under every model, shape (S,), nats.
 
         ``which`` (sequence of model positions) restricts the scoring to those models and
-        returns their totals in that order.
+        returns their totals in that order.  ``check_input=False``: X was validated by the
+        caller (``reference.check_features``) and ``indices`` come from
+        ``reference.top_components``; their values are not scanned again (the core still
+        refuses an index out of range), see :meth:`GaussianMixture.score_samples`.
         """
-        X = self.reference._prepare(X)
+        ref = self.reference
+        if check_input:
+            X = ref.check_features(X)
+        else:
+            check_trusted(X, self.D)
+            X = X.astype(computation_dtype(ref.means_.dtype, X.dtype), copy=False)
         idx = np.ascontiguousarray(indices)
         K = self.K
         if idx.ndim != 2 or idx.shape[0] != X.shape[0] or not 1 <= idx.shape[1] <= K:
             raise ValueError(f"indices must have shape (n_frames={X.shape[0]}, C) with 1 <= C <= {K}; "
                              f"got {idx.shape}")
-        if not np.issubdtype(idx.dtype, np.integer) or (idx.size and (idx.min() < 0 or idx.max() >= K)):
+        if not np.issubdtype(idx.dtype, np.integer) or (
+                check_input and idx.size and (idx.min() < 0 or idx.max() >= K)):
             raise ValueError(f"indices must be integers in [0, {K})")
         idx = idx.astype(np.int32, copy=False)
         st = self._stack(X.dtype)
         want = np.arange(self._n) if which is None else np.asarray(which, dtype=np.intp)
-        engine = self.reference._engine(X.dtype, self.D)
+        engine = _ENGINES.engine(X.dtype, self.D, K, ref.chunk_size, ref.n_threads,
+                                 cv.get(ref.covariance_type))
         out = np.empty(want.size)
-        general = np.isin(want, st["general"])
+        general = np.isin(want, st.general)
         if (~general).any():
-            A, G, S = st["A"], st["G"], st["shared"].size
-            if which is not None or st["general"].size:
-                at = st["slot"][want[~general]]
-                A, G, S = *_take_shared(A, G, at), at.size
-            out[~general] = engine.top_c_loglik_shared(X, idx, st["shift"], st["Q"], A, G, S)
+            sh = st.shared_m
+            if which is not None or st.general.size:
+                at = st.slot[want[~general]]
+                sh = _take_shared(sh, at)
+            out[~general] = engine.top_c_loglik_shared(X, idx, sh)
         if general.any():
-            at = st["slot"][want[general]]
-            out[general] = engine.top_c_loglik(X, idx, st["shift"], st["Mt"][at], st["gconst"][at],
-                                                 st["whiten"])
+            at = st.slot[want[general]]
+            gen = st.general_m
+            out[general] = engine.top_c_loglik(X, idx, gen._replace(Mt=gen.Mt[at], gconst=gen.gconst[at]))
         return out
 
 
-def _put_shared(st: dict, slots, a, g) -> None:
-    """Models ``slots`` (n,) of a stack's packed shared matrices <- ``a`` (K, n, D) and ``g`` (K, n).
+def _packed(shift, Q, K: int, D: int, S: int, dtype) -> SharedMatrices:
+    """Zeroed :class:`SharedMatrices` for S models, packed in panels of ``_core.panel_width`` lanes."""
+    pw = _core.panel_width(dtype, S)
+    n_pan = -(-S // pw)
+    return SharedMatrices(shift, Q, np.zeros((K, n_pan, D, pw), dtype=dtype),
+                          np.zeros((K, n_pan * pw), dtype=dtype), S)
+
+
+def _put_shared(sh: SharedMatrices, slots, a, g) -> None:
+    """Models ``slots`` (n,) of packed shared matrices <- ``a`` (K, n, D) and ``g`` (K, n).
 
     The core takes the shared models in panels of ``pw`` (``_core.panel_width``: 16, 32 or 64)
-    models, one per vector lane: ``A`` (K, n_pan, D, pw) with model s at ``A[:, s // pw, :, s % pw]`` and ``G``
-    (K, n_pan * pw) with model s in column s; lanes past the last model stay zero.
+    models, one per vector lane: ``A`` (K, n_pan, D, pw) with model s at ``A[:, s // pw, :, s % pw]``
+    and ``G`` (K, n_pan * pw) with model s in column s; lanes past the last model stay zero.
     """
-    pw = st["A"].shape[3]
+    pw = sh.A.shape[3]
     slots = np.asarray(slots)
-    st["A"][:, slots // pw, :, slots % pw] = np.moveaxis(a, 1, 0)      # (n, K, D) in that indexing
-    st["G"][:, slots] = g
+    sh.A[:, slots // pw, :, slots % pw] = np.moveaxis(a, 1, 0)      # (n, K, D) in that indexing
+    sh.G[:, slots] = g
 
 
-def _take_shared(A, G, slots) -> tuple:
+def _take_shared(sh: SharedMatrices, slots) -> SharedMatrices:
     """The packed shared matrices of the models ``slots`` only, in that order (see :func:`_put_shared`)."""
-    K, _, D, pw = A.shape
-    new_pw = _core.panel_width(A.dtype, slots.size)
-    n_pan = -(-slots.size // new_pw)
-    st = dict(A=np.zeros((K, n_pan, D, new_pw), dtype=A.dtype), G=np.zeros((K, n_pan * new_pw), dtype=G.dtype))
-    _put_shared(st, np.arange(slots.size), np.moveaxis(A[:, slots // pw, :, slots % pw], 0, 1), G[:, slots])
-    return st["A"], st["G"]
+    K, _, D, pw = sh.A.shape
+    out = _packed(sh.shift, sh.Q, K, D, slots.size, sh.A.dtype)
+    _put_shared(out, np.arange(slots.size), np.moveaxis(sh.A[:, slots // pw, :, slots % pw], 0, 1),
+                sh.G[:, slots])
+    return out
 
 
-def top_c_loglik(models, X, indices) -> np.ndarray:
+def top_c_loglik(models: "Iterable[GaussianMixture] | ModelStack", X: ArrayLike, indices: ArrayLike, *,
+                 check_input: bool = True) -> np.ndarray:
     """Log-likelihood of X under each model, every frame restricted to its given components.
 
     The second half of top-C fast scoring: ``indices`` come from the UBM's
@@ -294,6 +331,8 @@ def top_c_loglik(models, X, indices) -> np.ndarray:
     models : sequence of fitted GaussianMixture, all with the same (K, D), or a ModelStack
     X : array-like of shape (n_frames, D)
     indices : ndarray of shape (n_frames, C), integer in [0, K)
+    check_input : bool, default=True
+        False: X and ``indices`` are already validated (see :meth:`ModelStack.top_c_loglik`).
 
     Returns
     -------
@@ -302,8 +341,8 @@ def top_c_loglik(models, X, indices) -> np.ndarray:
         a total over frames: divide by n_frames for the average).
     """
     if isinstance(models, ModelStack):
-        return models.top_c_loglik(X, indices)
+        return models.top_c_loglik(X, indices, check_input=check_input)
     models = list(models)
     if not models:
         return np.zeros(0)
-    return ModelStack(models).top_c_loglik(X, indices)
+    return ModelStack(models).top_c_loglik(X, indices, check_input=check_input)

@@ -5,7 +5,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GMMStats"]
+__all__ = ["GMMStats", "within_covariance"]
+
+
+def within_covariance(sum_xx, nk, means) -> np.ndarray:
+    """The tied (within-component) covariance ``(sum_xx - sum_k n_k mu_k mu_k^T) / sum_k n_k``, symmetrised.
+
+    ``sum_xx`` (D, D): the second order summed over components; ``nk`` (K,) occupancies;
+    ``means`` (K, D).  The one formula of the tied M-step (:meth:`GMMStats.moments` of pooled
+    statistics and ``gmmext._covariance.TIED``).
+    """
+    cov = (sum_xx - np.einsum("k,ki,kj->ij", nk, means, means)) / nk.sum()
+    return 0.5 * (cov + cov.T)
 
 
 @dataclass
@@ -119,8 +130,7 @@ class GMMStats:
         nk = self.n + eps
         mean = self.sum_x / nk[:, None]
         if self.pooled_second_order:
-            cov = (self.sum_xx[0] - np.einsum("k,ki,kj->ij", nk, mean, mean)) / nk.sum()
-            return mean, 0.5 * (cov + cov.T)[None]
+            return mean, within_covariance(self.sum_xx[0], nk, mean)[None]
         if self.full:
             cov = self.sum_xx / nk[:, None, None] - mean[:, :, None] * mean[:, None, :]
             return mean, 0.5 * (cov + np.swapaxes(cov, 1, 2))

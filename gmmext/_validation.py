@@ -7,8 +7,11 @@ same validation and the same messages (scikit-learn's, where scikit-learn has on
 * :func:`check_block`: one block of rows as it is read (``check_array``'s checks and messages,
   plus its column count against the declared number of features);
 * :func:`check_source_dtype`: the dtype an out-of-core input will be fitted in;
+* :func:`computation_dtype`: the dtype a model computes in on some data;
+* :func:`check_trusted`: what ``check_input=False`` still checks of an array (its type and shape);
 * :func:`check_usable_parameters`: (weights, means, variances) whose log-densities are finite
-  in the model's dtype (see :func:`parameter_bounds`);
+  in the model's dtype (see :func:`parameter_bounds`); :func:`check_bounds` the same bounds on
+  a batch of diagonal models;
 * :func:`check_stats`: :class:`~gmmext.GMMStats` against the model they update.
 
 Nothing here imports the estimator; the estimator and the block tasks import this module.
@@ -16,12 +19,14 @@ Nothing here imports the estimator; the estimator and the block tasks import thi
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils.validation import _check_sample_weight, _ensure_no_complex_data, check_array
+from sklearn.utils.validation import check_array
 
-from ._covariance import layout, min_eigenvalues, precisions_cholesky
+from ._sklearn_compat import _check_sample_weight, _ensure_no_complex_data
+from ._covariance import CovarianceType, get
 
 __all__ = ["check_sample_weight", "sample_weight_shape_error", "check_total_weight", "check_block",
-           "check_source_dtype", "parameter_bounds", "check_usable_parameters", "check_stats"]
+           "check_source_dtype", "computation_dtype", "check_trusted", "parameter_bounds",
+           "check_usable_parameters", "check_bounds", "check_stats"]
 
 _FLOATS = [np.float64, np.float32]
 
@@ -109,6 +114,23 @@ def check_block(X, n_features: int, dtype=None, *, rows: tuple[int, int] | None 
     return X
 
 
+def computation_dtype(model_dtype, *data_dtypes) -> np.dtype:
+    """The dtype a model computes in on some data: the higher of the model's and the data's
+    (float32 only when both are float32)."""
+    return np.result_type(model_dtype, *data_dtypes)
+
+
+def check_trusted(X, n_features: int, where: str = "") -> None:
+    """What ``check_input=False`` still checks (constant time): a 2-D float32 / float64 ndarray
+    with ``n_features`` columns.  Its values are the caller's promise (finite)."""
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+            and X.shape[1] == n_features):
+        got = (f"{type(X).__name__} of shape {X.shape} and dtype {X.dtype}" if isinstance(X, np.ndarray)
+               else type(X).__name__)
+        raise ValueError(f"{where}check_input=False needs a validated 2-D float32 or float64 ndarray "
+                         f"with {n_features} columns (see GaussianMixture.check_features); got {got}")
+
+
 # ------------------------------------------------------------------------------ parameters
 def parameter_bounds(dtype) -> dict:
     """The bounds :func:`check_usable_parameters` enforces for a model of ``dtype``.
@@ -132,8 +154,8 @@ def parameter_bounds(dtype) -> dict:
     return {"var_min": 16.0 / F, "mean_max": np.sqrt(F) / 4.0, "spread_max": F / 16.0}
 
 
-def check_usable_parameters(weights, means, covariances, dtype, covariance_type: str = "diag",
-                            prec_chol=None) -> None:
+def check_usable_parameters(weights, means, covariances, dtype,
+                            covariance_type: str | CovarianceType = "diag", prec_chol=None) -> None:
     """Raise ``ValueError`` unless the parameters' log-densities are finite in ``dtype``.
 
     ``weights`` (K,), ``means`` (K, D), ``covariances`` of ``covariance_type``'s shape, already
@@ -142,44 +164,67 @@ def check_usable_parameters(weights, means, covariances, dtype, covariance_type:
     factor exists) and the bounds apply to each component's smallest eigenvalue in place of
     every variance (``sum_d R_d**2 / lambda_min`` bounds ``R^T inv(cov) R``).  The message
     names the first bound broken, the worst value and the dtype.  ``prec_chol``: the
-    covariances' :func:`gmmext._covariance.precisions_cholesky` when the caller has it already
-    (their positive-definiteness is then known).
+    covariances' ``precisions_cholesky`` when the caller has it already (their
+    positive-definiteness is then known).
+    """
+    kind = get(covariance_type)
+    mu = np.asarray(means, dtype=np.float64)
+    K, D = mu.shape
+    if kind.matrix:
+        cov = np.asarray(covariances, dtype=np.float64)
+        if not np.allclose(cov, np.swapaxes(cov, -1, -2), rtol=1e-5, atol=0.0):
+            raise ValueError(f"'{kind.name}' covariances must be symmetric")
+        try:
+            if prec_chol is None:
+                kind.precisions_cholesky(cov)
+        except ValueError:
+            raise ValueError(f"'{kind.name}' covariances must be positive-definite") from None
+    check_bounds(mu, kind.bound_variances(covariances, K, D), dtype,
+                 "smallest eigenvalues" if kind.matrix else "variances")
+
+
+def check_bounds(means, variances, dtype, what: str = "variances") -> None:
+    """Raise ``ValueError`` unless models are inside :func:`parameter_bounds` of ``dtype``.
+
+    ``means`` (..., K, D) and ``variances`` (K, D) or (..., K, D): one model (K, D), or a batch
+    of models (S, K, D) checked in one pass (``ModelStack.from_parameters``; variances (K, D)
+    shared by all of them are not repeated), the message then naming the first model that
+    breaks a bound.  ``what`` names the variances in messages.
     """
     dtype = np.dtype(dtype)
     b = parameter_bounds(dtype)
     name = dtype.name
-    mu = np.asarray(means, dtype=np.float64)
-    K, D = mu.shape
-    if layout(covariance_type) == "full":
-        cov = np.asarray(covariances, dtype=np.float64)
-        if not np.allclose(cov, np.swapaxes(cov, -1, -2), rtol=1e-5, atol=0.0):
-            raise ValueError(f"'{covariance_type}' covariances must be symmetric")
-        try:
-            if prec_chol is None:
-                precisions_cholesky(cov, covariance_type)
-        except ValueError:
-            raise ValueError(f"'{covariance_type}' covariances must be positive-definite") from None
-    var = min_eigenvalues(covariances, covariance_type, K, D)
-    what = "variances" if layout(covariance_type) == "diag" else "smallest eigenvalues"
+    mu = np.asarray(means)
+    var = np.asarray(variances, dtype=np.float64)
+    batch = mu.ndim > 2
+
+    def model(bad) -> str:          # "model s: " for the first model where ``bad`` (..., K, D) holds
+        bad = np.broadcast_to(bad, mu.shape)
+        return f"model {int(np.argwhere(bad.reshape(bad.shape[0], -1).any(axis=1))[0, 0])}: " if batch else ""
+
     if np.any(var < b["var_min"]):
-        raise ValueError(f"covariances ({what}) must be >= {b['var_min']:.3g} in {name} (so that "
-                         f"1 / variance is finite); got {var.min():.3g}")
+        raise ValueError(f"{model(var < b['var_min'])}covariances ({what}) must be >= {b['var_min']:.3g} in "
+                         f"{name} (so that 1 / variance is finite); got {var.min():.3g}")
     amax = float(np.abs(mu).max())
     if amax > b["mean_max"]:
-        raise ValueError(f"|means| must be <= {b['mean_max']:.3g} in {name} (so that squares of "
-                         f"centred frames are finite); got {amax:.3g}")
-    R = mu.max(axis=0) - mu.min(axis=0)
+        raise ValueError(f"{model(np.abs(mu) > b['mean_max'])}|means| must be <= {b['mean_max']:.3g} in {name} "
+                         f"(so that squares of centred frames are finite); got {amax:.3g}")
+    R = mu.max(axis=-2).astype(np.float64) - mu.min(axis=-2).astype(np.float64)      # (..., D)
     with np.errstate(over="ignore"):
-        spread = (R * R / var).sum(axis=1)
-    k = int(np.argmax(spread))
-    if not spread[k] <= b["spread_max"]:
-        raise ValueError(f"component {k}: sum_d (range of the means_d)**2 / variance_kd = {spread[k]:.3g} "
-                         f"exceeds {b['spread_max']:.3g}: its log-densities overflow {name}")
+        if batch and var.ndim == 2:             # shared variances: one product for all models
+            spread = (R * R) @ (1.0 / var).T
+        else:
+            spread = ((R * R)[..., None, :] / var).sum(axis=-1)
+    at = np.unravel_index(int(np.argmax(spread)), spread.shape)
+    if not spread[at] <= b["spread_max"]:
+        where = f"model {at[0]}, " if batch else ""
+        raise ValueError(f"{where}component {at[-1]}: sum_d (range of the means_d)**2 / variance_kd = "
+                         f"{spread[at]:.3g} exceeds {b['spread_max']:.3g}: its log-densities overflow {name}")
 
 
 # ------------------------------------------------------------------------------ statistics
 def check_stats(stats, n_components: int, n_features: int | None, dtype,
-                covariance_type: str = "diag") -> None:
+                covariance_type: str | CovarianceType = "diag") -> None:
     """Raise ``ValueError`` unless ``stats`` can update a (K, D) model of ``dtype`` and type.
 
     Shapes (K,), (K, D) and ``sum_xx`` (K, D) for "diag" / "spherical", (K, D, D) for "full" /
@@ -189,16 +234,17 @@ def check_stats(stats, n_components: int, n_features: int | None, dtype,
     tolerance of ``1e-12`` of their total (a sum of non-negative terms is never negative; a
     difference of sums can be, by rounding).
     """
+    kind = get(covariance_type)
     K, D = stats.sum_x.shape
-    full = layout(covariance_type) == "full"
+    full = kind.matrix
     if stats.sum_xx.ndim != (3 if full else 2):
         raise ValueError(f"statistics with sum_xx of shape {stats.sum_xx.shape} cannot update a "
-                         f"covariance_type={covariance_type!r} model (it needs "
+                         f"covariance_type={kind.name!r} model (it needs "
                          f"{'(K, D, D)' if full else '(K, D)'}); accumulate them with a model of "
                          "that type")
-    if full and covariance_type != "tied" and stats.pooled_second_order:
+    if full and not kind.pooled and stats.pooled_second_order:
         raise ValueError(f"pooled (tied) statistics with sum_xx of shape {stats.sum_xx.shape} cannot "
-                         f"update a covariance_type={covariance_type!r} model (it needs (K, D, D)); "
+                         f"update a covariance_type={kind.name!r} model (it needs (K, D, D)); "
                          "accumulate them with a model of that type")
     if K != n_components:
         raise ValueError(f"statistics have {K} components, the model has {n_components}")

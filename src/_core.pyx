@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Compiled core of gmmext: chunked, multi-threaded E-step of diagonal Gaussian mixtures.
+"""Compiled core of gmmext: chunked, multi-threaded E-step of Gaussian mixtures of every covariance type.
 
 Everything here is arithmetic on raw arrays; it knows nothing of the Python
 packages built on it.  A model with K components in D dimensions is given as
@@ -11,11 +11,11 @@ packages built on it.  A model with K components in D dimensions is given as
   - diagonal (P = 2D, Kaldi's DiagGmm layout): ``phi(x) = [x, x^2]``; rows 0..D-1 of M hold
     ``mu_kd * p_kd``, rows D..2D-1 ``-p_kd / 2`` (``p = 1 / variance``), and
     ``gconst = log w_k - D/2 log(2 pi) + 1/2 sum_d log p_kd - 1/2 sum_d mu_kd^2 p_kd``
-    (diagonal and spherical models);
+    (diagonal and spherical models; tied models on whitened frames, see :func:`_set_whitening`);
   - full (P = D + D(D+1)/2): ``phi(x) = [x, x_a x_b for a <= b]``; rows 0..D-1 hold
     ``P_k mu_k``, the next rows ``-P_k,aa / 2`` on the diagonal and ``-P_k,ab`` off it
     (``P_k`` the precision matrix), ``gconst = log w_k - D/2 log(2 pi) + log det L_k -
-    1/2 mu_k^T P_k mu_k`` (full and tied models).
+    1/2 mu_k^T P_k mu_k`` (full models).
 
 The statistics are ``sum_i r_ik phi(x_i)``: first order and, per layout, the squares or the
 upper triangle of the second-order matrix.

@@ -11,5 +11,5 @@ def test_bench_threads_tiny_run():
     p = subprocess.run([sys.executable, str(SCRIPT), "--n", "3000", "--d", "3", "--k", "4",
                         "--repeats", "1"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "nproc:" in p.stdout and "2 threads, 1 half each" in p.stdout
+    assert "cores available to this process" in p.stdout and "2 threads, 1 half each" in p.stdout
     assert p.stdout.count("identical, n_threads=2 agrees") == 2, p.stdout

@@ -172,13 +172,13 @@ def test_fit_in_threads_matches_sequential_fit():
 
 def test_overlapping_blas_limits_are_restored():
     """Deterministic form of the race: call A enters, B enters, A leaves, B leaves."""
-    from gmmext import _engine
+    from gmmext._blas import single_thread_blas
 
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
         if not before or max(before) < 2:
             pytest.skip("BLAS cannot run 2 threads here")
-        a = b = _engine._blas_single_thread     # one process-wide, re-entrant guard
+        a = b = single_thread_blas     # one process-wide, re-entrant guard
         a.__enter__()
         b.__enter__()
         a.__exit__(None, None, None)
@@ -220,6 +220,7 @@ _FINGERPRINT = r"""
 import hashlib
 import numpy as np
 from gmmext import _core
+from gmmext._covariance import ModelMatrices
 from gmmext._engine import Engine
 
 def fingerprint():
@@ -233,9 +234,10 @@ def fingerprint():
         M[D:] = -np.abs(M[D:])
         g = rng.normal(size=K).astype(dt)
         eng = Engine(dt, D, K, chunk_size=128, n_threads=2, sparse_limit=-1.0)
-        st = eng.accumulate([X[:300], X[300:]], None, shift, M, g)
-        ev = eng.evaluate(X, shift, M, g, loglik=True, resp=True)
-        idx, ll = eng.top_components(X, shift, M, g, None, C)
+        mm = ModelMatrices(shift, M, g, None)
+        st = eng.accumulate([X[:300], X[300:]], None, mm)
+        ev = eng.evaluate(X, mm, loglik=True, resp=True)
+        idx, ll = eng.top_components(X, mm, C)
         S = 70
         pw = _core.panel_width(dt, S)
         n_pan = -(-S // pw)

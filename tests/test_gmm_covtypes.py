@@ -297,3 +297,34 @@ def test_tied_statistics_per_segment_and_whitened_scoring(dtype, rtol):
 def _scipy_resp(gm, X):
     from scipy.special import softmax
     return softmax(_scipy_logprob(gm, X), axis=1)
+
+
+def test_tied_random_from_data_starts_from_the_chosen_rows_not_sklearns_estimator():
+    """tied + init_params="random_from_data": gmmext's start is the M-step of the assignment's
+    own statistics (K rows, one per component: means at those rows, a within-component
+    covariance of zero plus reg_covar), as for every other type.  scikit-learn's tied estimator
+    adds X^T X over all N rows while the one-hot responsibilities cover only the K chosen rows,
+    so its start is the scatter of all rows divided by K: the documented difference.  From the
+    same given initial parameters the two EMs agree."""
+    X = _data(seed=8)
+    reg = 1e-6
+    kw = dict(covariance_type="tied", init_params="random_from_data", random_state=0, reg_covar=reg)
+    gm = GaussianMixture(3, max_iter=0, **kw).fit(X)
+    rows = X[np.random.RandomState(0).choice(len(X), 3, replace=False)]      # scikit-learn's draw
+    np.testing.assert_allclose(gm.means_, rows, rtol=1e-12)
+    np.testing.assert_allclose(gm.covariances_, reg * np.eye(3), atol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk0 = SK(3, max_iter=0, **kw).fit(X)                                 # its initial model
+        sk = SK(3, max_iter=1, tol=0.0, **kw).fit(X)
+    nk = np.ones(3) + 10 * np.finfo(np.float64).eps
+    expected = (X.T @ X - (nk[:, None, None] * rows[:, :, None] * rows[:, None, :]).sum(0)) / nk.sum()
+    np.testing.assert_allclose(sk0.covariances_, expected + reg * np.eye(3), rtol=1e-9)
+    assert sk.lower_bounds_[0] > 1e3 * GaussianMixture(3, max_iter=1, tol=0.0, **kw).fit(X).lower_bounds_[0]
+    # from given initial parameters the two agree
+    given = dict(covariance_type="tied", weights_init=gm.weights_, means_init=gm.means_,
+                 precisions_init=np.linalg.inv(np.eye(3) * 0.5), max_iter=20, tol=0.0, random_state=0)
+    a, b = SK(3, **given).fit(X), GaussianMixture(3, **given).fit(X)
+    np.testing.assert_allclose(b.means_, a.means_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=1e-10, atol=1e-10)
+    assert b.lower_bound_ == pytest.approx(a.lower_bound_, rel=1e-12)

@@ -178,6 +178,26 @@ def test_hostile_parameters_are_refused(case):
         gmm(w, mu, var)
 
 
+@pytest.mark.parametrize("case", _hostile(), ids=lambda c: c[0])
+def test_a_model_stack_from_parameters_refuses_what_from_parameters_refuses(case):
+    """The same bounds for a stack of models given by arrays (a store's speakers): a hostile
+    model among good ones is refused with GaussianMixture.from_parameters' own message, naming
+    its position (it used to be stacked, and scored NaN or a wrong finite number)."""
+    from gmmext import ModelStack
+    w, mu, var = case[1]
+    with pytest.raises(ValueError) as single:
+        GaussianMixture.from_parameters(w, mu, var)
+    dtype = np.result_type(w, mu, var)
+    ubm = GaussianMixture.from_parameters(np.full(2, 0.5, dtype), np.zeros((2, 3), dtype),
+                                          np.ones((2, 3), dtype))
+    W, MU, VAR = (np.stack([np.broadcast_to(g, a.shape), a]).astype(dtype)
+                  for g, a in ((ubm.weights_, w), (ubm.means_, mu), (ubm.covariances_, var)))
+    with pytest.raises(ValueError) as stacked:
+        ModelStack.from_parameters(W, MU, ubm, covariances=VAR)
+    assert str(stacked.value).startswith("model 1")
+    assert str(single.value).split(": ")[-1] in str(stacked.value)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_parameters_at_the_bounds_give_finite_scores(dtype):
     """The documented bounds are enough: a model just inside every bound scores finitely at its

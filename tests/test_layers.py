@@ -1,11 +1,13 @@
-"""The import graph points one way: speaker -> gmmext -> core, with no circle.
+"""The import graph, in one place: speaker -> gmmext -> core, one way, with no circle.
 
 Every ``import`` / ``from ... import`` statement of ``gmmext/`` and ``speaker/`` counts, at module
-level and inside functions alike (a deferred import is still an arrow)."""
+level and inside functions alike (a deferred import is still an arrow).  Checked: no circle in
+gmmext, nor in speaker and gmmext together; no arrow from gmmext to speaker; speaker imports
+only names that ``gmmext/__init__.py`` exports (no private gmmext module); no module imports the
+package that contains it other than by a relative import of a sibling (the parent package is
+imported first: that would be a circle the graph does not show)."""
 import ast
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gmmext", "speaker")
@@ -115,3 +117,27 @@ def test_speaker_uses_only_the_public_gmmext_api():
     private = {n: sorted(m for m in deps if m.startswith("gmmext.")) for n, deps in _graph().items()
                if n.startswith("speaker")}
     assert not {n: d for n, d in private.items() if d}
+    import gmmext
+    for name, path in _modules().items():
+        if not name.startswith("speaker") or path.suffix != ".py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gmmext"):
+                assert node.module == "gmmext", f"{name} imports {node.module}"
+                assert all(a.name in gmmext.__all__ for a in node.names), (name, [a.name for a in node.names])
+
+
+def _own_package_imports(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Modules that import a package containing them (the top-level packages excepted)."""
+    out = {}
+    for name, deps in graph.items():
+        parents = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)} - set(PACKAGES)
+        if deps & parents:
+            out[name] = sorted(deps & parents)
+    return out
+
+
+def test_no_module_imports_its_own_package():
+    assert _own_package_imports({"speaker.cli.x": {"speaker.cli", "speaker"}}) == {"speaker.cli.x": ["speaker.cli"]}
+    assert _own_package_imports(_graph()) == {}
+

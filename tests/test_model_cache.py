@@ -134,12 +134,27 @@ def test_pickle_copy_and_clone_do_not_share_the_cache():
     assert "_core" not in vars(clone(gm))
 
 
-def test_model_stack_reuses_each_models_matrices(builds):
+def test_model_stack_builds_from_arrays_once_per_dtype(monkeypatch):
+    """A stack builds its matrices from the models' parameter arrays (no model's cache is used or
+    made), once per dtype however often it scores; the result is each model's own likelihood."""
+    import gmmext._covariance as cov_mod
+    count = [0]
+    real = cov_mod.DIAG.terms
+
+    def counting(*a, **kw):
+        count[0] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(cov_mod.DIAG, "terms", counting)       # the builder of diagonal models
     ubm, spk = _model(seed=1), _model(seed=2)
     X = _X()
-    idx, _ = ubm.top_components(X, 2)
-    first = ModelStack([spk], reference=ubm).top_c_loglik(X, idx)
-    n = builds[0]
-    for _ in range(10):                          # one stack per trial, as speaker.llr does
-        np.testing.assert_array_equal(ModelStack([spk], reference=ubm).top_c_loglik(X, idx), first)
-    assert builds[0] == n
+    idx, _ = ubm.top_components(X, K)
+    count[0] = 0                                  # (the UBM's own matrices were built above)
+    stack = ModelStack([spk], reference=ubm)
+    first = stack.top_c_loglik(X, idx)
+    assert count[0] == 1                          # one batch of models, once
+    for _ in range(5):
+        np.testing.assert_array_equal(stack.top_c_loglik(X, idx), first)
+    assert count[0] == 1
+    assert not spk._core_cache()._matrices       # the stack never used the model's cache
+    np.testing.assert_allclose(first, spk.score_samples(X).sum(), rtol=1e-12)   # C = K: exact

@@ -1,82 +1,12 @@
-"""The shape of the speaker package: its import graph, its start-up, its command-line help."""
+"""The shape of the speaker package: its start-up, its command-line help (its imports: tests/test_layers.py)."""
 import argparse
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from speaker.cli import COMMANDS, build_parser
-
-PKG = Path(__file__).resolve().parent.parent / "speaker"
-
-
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(PKG.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module imported anywhere in the file (module level and inside functions)."""
-    name = _module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                up = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join(up + ([node.module] if node.module else []))
-            out.add(base)
-            out.update(f"{base}.{a.name}" for a in node.names)   # "from . import det" imports a module
-    return out
-
-
-def _graph():
-    files = {_module_name(p): p for p in PKG.rglob("*.py")}
-    return {m: {i for i in _imports(p) if i in files and i != m} for m, p in files.items()}, files
-
-
-def test_no_import_circles_in_speaker():
-    graph, _ = _graph()
-    state = {}
-
-    def visit(m, path):
-        state[m] = "open"
-        for n in sorted(graph[m]):
-            if state.get(n) == "open":
-                pytest.fail("import circle: " + " -> ".join(path + [m, n]))
-            if n not in state:
-                visit(n, path + [m])
-        state[m] = "done"
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [])
-    # parent packages are imported before their modules: a module importing its own package
-    # (other than through a relative sibling import) would be a circle the graph above misses
-    for m, deps in graph.items():
-        assert not any(m.startswith(d + ".") for d in deps if d != "speaker"), (m, deps)
-
-
-def test_speaker_uses_only_the_public_gmmext_api():
-    import gmmext
-    _, files = _graph()
-    for m, p in files.items():
-        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gmmext"):
-                assert node.module == "gmmext", f"{m} imports {node.module}"
-                assert all(a.name in gmmext.__all__ for a in node.names), m
-            if isinstance(node, ast.Import):
-                assert not any(a.name.startswith("gmmext.") for a in node.names), m
-
 
 def test_cli_import_pulls_in_no_heavy_module():
     code = ("import sys, speaker.cli; speaker.cli.build_parser(); "

@@ -89,7 +89,7 @@ def test_shared_variance_models_against_the_direct_formula(dtype, rtol, c):
                                          idx.astype(int), 1), axis=1).sum() for m in models]
     stack = ModelStack(models, reference=ubm)
     got = stack.top_c_loglik(X, idx)
-    assert stack._stack(X.dtype)["general"].size == 0          # all took the shared path
+    assert stack._stack(X.dtype).general.size == 0          # all took the shared path
     np.testing.assert_allclose(got, want, rtol=rtol)
     arrays = ModelStack.from_parameters(W.astype(dtype), MU.astype(dtype), ubm)
     np.testing.assert_array_equal(arrays.top_c_loglik(X, idx), got)   # the same matrices
