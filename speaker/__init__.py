@@ -4,7 +4,7 @@ The recipe, one module per step:
 
 * :mod:`speaker.audio`    - ``load_audio``: any libsndfile format to mono float32 at a fixed rate.
 * :mod:`speaker.features` - ``FeatureConfig``, ``extract_features``: MFCC + deltas, energy VAD, CMVN.
-* :mod:`speaker.featstore` - ``FeatureStore``, ``prepare_features``, ``FeatureFiles``: features of
+* :mod:`speaker.featcache` - ``FeatureCache``, ``prepare_features``, ``FeatureFiles``: features of
   many files (parallel, cached, in memory or streamed).
 * :mod:`speaker.ubm`      - ``train_ubm``: the universal background model by EM (streams over data).
 * :mod:`speaker.cluster`  - ``dask_client``, ``DaskFeatures``: UBM training on a Dask cluster.

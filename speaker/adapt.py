@@ -31,7 +31,28 @@ from ._batch import BATCH_UTTERANCES, speaker_stats, sum_in_order
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 
-__all__ = ["map_adapt", "map_adapt_many", "map_from_stats", "map_parameters"]
+__all__ = ["map_adapt", "map_adapt_many", "map_from_stats", "map_parameters", "require_diag", "model_like"]
+
+
+def model_like(template: GaussianMixture, weights, means, covariances, dtype=None) -> GaussianMixture:
+    """A model with these parameters and ``template``'s constructor parameters (all but
+    ``n_components``, which the parameters give), cast to ``dtype`` (default: the fitted
+    template's): a speaker model like its UBM, a UBM like its training template."""
+    params = template.get_params()
+    params.pop("n_components")
+    dtype = template.means_.dtype if dtype is None else dtype
+    return GaussianMixture.from_parameters(np.asarray(weights).astype(dtype), np.asarray(means).astype(dtype),
+                                           np.asarray(covariances).astype(dtype), **params)
+
+
+def require_diag(gm: GaussianMixture, what: str = "the UBM") -> None:
+    """ValueError unless ``gm`` has diagonal covariances: the GMM-UBM recipe's models (the MAP
+    formulas of this module, model files, the speaker store).  Every entry point of MAP
+    adaptation checks it before any statistics are computed."""
+    kind = getattr(gm, "covariance_type", "diag")
+    if kind != "diag" or np.ndim(gm.covariances_) != 2:
+        raise ValueError(f"{what} has covariance_type={kind!r}; speaker's GMM-UBM recipe (MAP adaptation, "
+                         "model files, the store) needs covariance_type='diag'")
 
 
 def _check_adapt(adapt: str) -> str:
@@ -67,11 +88,7 @@ def map_from_stats(ubm: GaussianMixture, stats: GMMStats, *, relevance_factor: f
         raise ValueError("no frames to adapt from")
     new_w, new_mu, new_var = map_parameters(ubm, stats.n, stats.sum_x, stats.sum_xx, stats.n_samples,
                                             relevance_factor=relevance_factor, adapt=adapt)
-    params = ubm.get_params()
-    params.pop("n_components")
-    dtype = ubm.means_.dtype
-    return GaussianMixture.from_parameters(new_w.astype(dtype), new_mu.astype(dtype),
-                                           new_var.astype(dtype), **params)
+    return model_like(ubm, new_w, new_mu, new_var)
 
 
 def map_parameters(ubm: GaussianMixture, n, sum_x, sum_xx, n_samples, *, relevance_factor: float = 16.0,
@@ -83,8 +100,10 @@ def map_parameters(ubm: GaussianMixture, n, sum_x, sum_xx, n_samples, *, relevan
     ``(weights (..., K), means (..., K, D), variances (..., K, D))``; a parameter not adapted
     is the UBM's own (K,) or (K, D) array, in float64.  :func:`map_from_stats` is this for one
     speaker; the speaker store derives a batch of speakers with it (one set of array
-    operations instead of a model per speaker).  Arguments are not checked here.
+    operations instead of a model per speaker).  Arguments are not checked here, but the UBM
+    must be diagonal (:func:`require_diag`).
     """
+    require_diag(ubm)
     w = ubm.weights_.astype(np.float64)
     mu = ubm.means_.astype(np.float64)
     var = ubm.covariances_.astype(np.float64)
@@ -126,6 +145,7 @@ def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray],
     -------
     gmmext.GaussianMixture: the speaker model, same K and D as the UBM.
     """
+    require_diag(ubm)
     arrays = [features] if isinstance(features, np.ndarray) else list(features)
     if not arrays:
         raise ValueError("no enrolment features given")
@@ -148,6 +168,7 @@ def map_adapt_many(ubm: GaussianMixture, speakers: Mapping[str, Sequence[np.ndar
     relevance_factor, adapt : as :func:`map_adapt`
     """
     _check_adapt(adapt)
+    require_diag(ubm)
     items = [(spk, [np.asarray(f) for f in feats]) for spk, feats in speakers.items()]
     empty = [spk for spk, feats in items if not feats]
     if empty:

@@ -81,7 +81,7 @@ def _check_length(name: str, n_samples: int, rate: int) -> None:
 
 def _read_file(path: str) -> tuple[np.ndarray, int]:
     """Decode ``path`` to a float32 mono array without keeping all channels in memory."""
-    from ._guards import os_reason
+    from ._reasons import os_reason
     why = os_reason(path)
     if why is not None:
         raise AudioError(path, why)

@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from .metrics import actual_dcf, bayes_threshold, det_curve
+from .metrics import actual_dcf, bayes_threshold, check_prior, check_scores_labels, det_curve
 
 __all__ = ["Calibration", "fit_calibration", "cllr", "min_cllr", "threshold_at_eer", "threshold_at_far",
            "decision_threshold", "calibration_metrics"]
@@ -46,27 +46,6 @@ _LN2 = math.log(2.0)
 
 def _logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
-
-
-def _check_prior(p: float, name: str = "prior") -> float:
-    p = float(p)
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {p!r}")
-    return p
-
-
-def _scores_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    lab = np.asarray(labels).ravel()
-    if s.shape != lab.shape:
-        raise ValueError(f"{s.size} scores but {lab.size} labels")
-    if lab.dtype != bool:
-        if not np.isin(lab, (0, 1)).all():
-            raise ValueError("labels must be 1/True (target) or 0/False (non-target)")
-        lab = lab.astype(bool)
-    if not lab.any() or lab.all():
-        raise ValueError("need at least one target and one non-target trial")
-    return s, lab
 
 
 @dataclass(frozen=True)
@@ -88,7 +67,7 @@ class Calibration:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"calibration {name} must be a finite number, got {v!r}")
-        _check_prior(self.prior)
+        check_prior(self.prior, "prior")
         for name in ("n_target", "n_nontarget"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -132,10 +111,8 @@ def fit_calibration(scores: ArrayLike, labels: ArrayLike, prior: float = 0.5) ->
     labels : (n,) 1/True target, 0/False non-target (at least one of each)
     prior : training prior P in (0, 1)
     """
-    s, lab = _scores_labels(scores, labels)
-    prior = _check_prior(prior)
-    if not np.isfinite(s).all():
-        raise ValueError("scores must be finite")
+    s, lab = check_scores_labels(scores, labels)
+    prior = check_prior(prior, "prior")
     n_tar, n_non = int(lab.sum()), int((~lab).sum())
     # standardise the score for the optimiser's conditioning; undone below
     mu, sd = float(s.mean()), float(s.std()) or 1.0
@@ -158,9 +135,7 @@ def fit_calibration(scores: ArrayLike, labels: ArrayLike, prior: float = 0.5) ->
 
 def cllr(llrs: ArrayLike, labels: ArrayLike) -> float:
     """Cllr (bits) of LLR scores (natural log): 0 perfect, 1 uninformative; +-inf allowed."""
-    l, lab = _scores_labels(llrs, labels)
-    if np.isnan(l).any():
-        raise ValueError("LLRs must not be NaN")
+    l, lab = check_scores_labels(llrs, labels, infinite_ok=True)
     c_tar = np.logaddexp(0.0, -l[lab]).mean()
     c_non = np.logaddexp(0.0, l[~lab]).mean()
     return float((c_tar + c_non) / (2 * _LN2))
@@ -178,9 +153,7 @@ def _pav_llrs(scores: NDArray[np.float64], lab: NDArray[np.bool_]) -> NDArray[np
 
 def min_cllr(scores: ArrayLike, labels: ArrayLike) -> float:
     """minCllr (bits): Cllr after the best monotone recalibration of the scores (PAV)."""
-    s, lab = _scores_labels(scores, labels)
-    if not np.isfinite(s).all():
-        raise ValueError("scores must be finite")
+    s, lab = check_scores_labels(scores, labels)
     return cllr(_pav_llrs(s, lab), lab)
 
 
@@ -238,7 +211,7 @@ def calibration_metrics(scores: ArrayLike, labels: ArrayLike, *, calibration: Ca
     ``act_dcf`` (normalised, at the Bayes threshold of ``p_target``/costs on those LLRs),
     ``threshold_eer`` and ``threshold_far`` (raw-score thresholds, with the rates there).
     """
-    s, lab = _scores_labels(scores, labels)
+    s, lab = check_scores_labels(scores, labels)
     llrs = calibration.llr(s) if calibration is not None else s
     t_eer, pm_eer, pf_eer = threshold_at_eer(s, lab)
     t_far, pm_far, pf_far = threshold_at_far(s, lab, target_far)

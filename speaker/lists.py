@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .sources import ark_entry
+
 __all__ = ["ListError", "Trial", "read_audio_list", "read_enroll_list", "read_trials",
            "read_scores", "read_scp", "resolve", "format_line"]
 
@@ -75,10 +77,10 @@ def resolve(token: str, root: str | os.PathLike, scp: Mapping[str, str] | None =
         return scp[token]
     if token.endswith("|") or token.startswith("|"):
         raise ValueError("piped commands (Kaldi 'cmd |' entries) are not supported; extract the audio first")
-    head, sep, tail = token.rpartition(".ark:")
-    if sep and tail.isdigit():
-        ark = head + ".ark"
-        return (ark if os.path.isabs(ark) else str(Path(root) / ark)) + ":" + tail
+    entry = ark_entry(token)
+    if entry is not None:
+        ark, offset = entry
+        return (ark if os.path.isabs(ark) else str(Path(root) / ark)) + ":" + offset
     return token if os.path.isabs(token) else str(Path(root) / token)
 
 

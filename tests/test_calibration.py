@@ -146,3 +146,28 @@ def test_calibration_json_and_decisions():
         decision_threshold(None, p_target=0.01)
     with pytest.raises(ValueError):
         fit_calibration([0.0, 1.0], [1, 1])
+
+
+@pytest.mark.parametrize("scores,labels,match", [
+    ([1, 2, 3], [1, 0], "same length"),
+    ([1, 2], [1, 1], "at least one target and one non-target"),
+    ([1, np.nan], [1, 0], "finite"),
+    ([1, 2], [1, 2], "0/1"),
+    ([1, 2], ["t", "n"], "boolean or 0/1"),
+    ([[1, 2]], [[1, 0]], "1-D"),
+])
+def test_scores_labels_and_priors_are_checked_as_the_metrics_check_them(scores, labels, match):
+    """One check of scores/labels and one of priors (speaker.metrics): calibration refuses what
+    eer refuses, with the same message; cllr's LLRs may be infinite, not NaN."""
+    from speaker.metrics import bayes_threshold, eer
+    for call in (lambda: eer(scores, labels), lambda: fit_calibration(scores, labels),
+                 lambda: min_cllr(scores, labels), lambda: calibration_metrics(scores, labels),
+                 lambda: cllr(scores, labels)):
+        with pytest.raises(ValueError, match=match.replace("finite", "finite|not be NaN")):
+            call()
+    assert cllr([np.inf, -np.inf], [1, 0]) == 0.0
+    for p in (0.0, 1.0, 1.5, -0.1):
+        for call in (lambda: fit_calibration([0.0, 1.0], [0, 1], prior=p), lambda: Calibration(1.0, 0.0, p),
+                     lambda: bayes_threshold(p)):
+            with pytest.raises(ValueError, match="strictly between 0 and 1"):
+                call()
