@@ -4,6 +4,8 @@ names that never collide, and the content fingerprint of a job's inputs.
 * :func:`refuse_inputs_as_outputs`: an output (or checkpoint) that is the same file as an input
   (same device and inode, so through symbolic links and hard links too) is refused before any
   work is done.
+* :func:`refuse_existing_outputs`: an existing output is replaced only with ``--overwrite``, and
+  never when it is not a regular file.
 * :func:`read_small_text`: a small text file, refused above a size without reading further.
 * :func:`output_names`: distinct output names for the entries of a list.
 * :func:`inputs_fingerprint`: size, modification time and a SHA-256 of the contents of every
@@ -20,7 +22,7 @@ from typing import Iterable, Mapping
 
 from .sources import file_digest, source_file
 
-__all__ = ["GuardError", "refuse_inputs_as_outputs", "read_small_text", "output_names", "inputs_fingerprint"]
+__all__ = ["GuardError", "refuse_inputs_as_outputs", "refuse_existing_outputs", "read_small_text", "output_names", "inputs_fingerprint"]
 
 
 class GuardError(ValueError):
@@ -64,6 +66,26 @@ def refuse_inputs_as_outputs(outputs: Mapping[str, object], inputs: Iterable[tup
             same = "is" if os.path.abspath(str(out)) == os.path.abspath(source_file(path)) else "is the same file as"
             raise GuardError(f"{option} {out} {same} the {what} {path}: refusing to overwrite an input "
                              "(choose another output path)")
+
+
+def refuse_existing_outputs(outputs: Mapping[str, object], overwrite: bool) -> None:
+    """Raise :class:`GuardError` before any work if an output exists and is not a regular file
+    (a folder, a device, a FIFO: never replaced), or exists and ``overwrite`` is false.
+    ``outputs`` maps an option name (``"--out"``) to a path (None: not used)."""
+    import stat
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        try:
+            st = os.stat(path)                       # follows symbolic links: the file a write replaces
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise GuardError(f"{option} {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise GuardError(f"{option} {path} exists and is not a regular file: refusing to replace it")
+        if not overwrite:
+            raise GuardError(f"{option} {path} exists; give --overwrite to replace it")
 
 
 # ------------------------------------------------------------------------ inputs fingerprint

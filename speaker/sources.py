@@ -6,7 +6,8 @@ identifies its content.
   the file guards check ``file.ark``, :func:`source_kind` and :func:`content_hash` recognise it).
 * :func:`read_source` reads the features (frames, D) float32 of one source (audio through
   :func:`speaker.features.extract_features`, ``.npy`` without pickles, ark entries with kaldiio)
-  and :func:`feature_problem` says why an array is not usable features.
+  and :func:`feature_problem` says why an array is not usable features;
+  :func:`read_source_and_quality` also measures an audio source's quality in the same decode.
 * :func:`content_hash` is the SHA-256 that identifies a recording in the speaker store: the
   file's bytes, or the float32 features of an array or an archive entry.
 """
@@ -22,8 +23,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from .features import FeatureConfig
+    from .quality import Quality
 
-__all__ = ["Source", "ark_entry", "source_file", "source_kind", "read_source", "feature_problem",
+__all__ = ["Source", "ark_entry", "source_file", "source_kind", "read_source", "read_source_and_quality",
+           "feature_problem",
            "file_digest", "content_hash"]
 
 #: A recording: a path (audio, ``.npy`` or ``file.ark:OFFSET``) or a (frames, D) feature array.
@@ -57,11 +60,25 @@ def source_kind(source: str | os.PathLike) -> Literal["audio", "npy", "ark"]:
 
 def read_source(source: str, config: "FeatureConfig") -> "np.ndarray":
     """Features (frames, dims) float32 of one source: audio file, ``.npy`` or ``ark:offset``."""
+    return _read(source, config, quality=False)[0]
+
+
+def read_source_and_quality(source: str, config: "FeatureConfig") -> "tuple[np.ndarray, Quality | None]":
+    """:func:`read_source` and, for audio, the recording's :class:`speaker.quality.Quality`
+    (measured in the same decode); None for ``.npy`` and ``ark:offset`` features (no samples)."""
+    return _read(source, config, quality=True)
+
+
+def _read(source: str, config: "FeatureConfig", quality: bool) -> "tuple[np.ndarray, Quality | None]":
     import numpy as np
     kind = source_kind(source)
+    q = None
     if kind == "audio":
-        from .features import extract_features
-        feats = extract_features(source, config=config)
+        from .features import extract_features, extract_features_and_quality
+        if quality:
+            feats, q = extract_features_and_quality(source, config=config)
+        else:
+            feats = extract_features(source, config=config)
     elif kind == "ark":
         import kaldiio
         try:
@@ -80,7 +97,7 @@ def read_source(source: str, config: "FeatureConfig") -> "np.ndarray":
     why = feature_problem(feats)
     if why is not None:
         raise ValueError(f"{source}: {why}")
-    return feats
+    return feats, q
 
 
 def feature_problem(feats: "np.ndarray", dim: int | None = None) -> str | None:

@@ -22,15 +22,16 @@ import sys
 from .. import _dist, _guards, _interrupt, _reasons
 from .._atomic import WriteError
 from ..lists import ListError
-from . import (calibrate, cohort, demo, enroll, evaluate, export, extract, extract_ivectors, identify, import_models,
-               score, serve, speakers, store_info, train_ivector, train_plda, train_ubm, verify)
+from . import (calibrate, cohort, demo, enroll, evaluate, export, extract, extract_ivectors, fuse, identify,
+               import_models, make_lists, score, serve, speakers, store_info, train_ivector, train_plda, train_ubm,
+               verify)
 from ._common import JobError, parents
 
 __all__ = ["main", "build_parser", "JobError", "COMMANDS"]
 
 #: The command modules, in the order ``speaker --help`` lists them.
-COMMANDS = (train_ubm, enroll, score, evaluate, extract, train_ivector, train_plda, extract_ivectors, serve, demo,
-            speakers, verify, identify, calibrate, export, import_models, cohort, store_info)
+COMMANDS = (make_lists, train_ubm, enroll, score, evaluate, extract, train_ivector, train_plda, extract_ivectors, serve, demo,
+            speakers, verify, identify, calibrate, fuse, export, import_models, cohort, store_info)
 
 
 def build_parser() -> argparse.ArgumentParser:
