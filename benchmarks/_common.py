@@ -34,7 +34,7 @@ MATMUL_N = 2000
 MATMUL_REPEATS = 3
 
 __all__ = ["MATMUL_N", "MATMUL_REPEATS", "MatmulReference", "matmul_seconds", "best_time", "median_time",
-           "times", "environment", "load_line", "cpu_model", "blas_line"]
+           "times", "environment", "load_line", "cpu_model", "blas_line", "Report"]
 
 
 # ------------------------------------------------------------------------------ timing
@@ -185,3 +185,29 @@ def environment(argv: Sequence[str] | None = None, script: str | None = None) ->
             load_line("at start") + " (a loaded machine slows every absolute time; ratios are "
                                     "measured in the same run)",
             f"date {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%MZ')}, git HEAD {_git_head()}"]
+
+
+class Report:
+    """A results file being written: every line printed as it comes and kept.
+
+    ``Report(argv, __file__)`` starts with :func:`environment` (each line after ``prefix``);
+    ``report("...")`` adds a line; :meth:`write` ends with :func:`load_line` and writes the file.
+    """
+
+    def __init__(self, argv: Sequence[str] | None, script: str, prefix: str = ""):
+        self.lines: list[str] = []
+        self.prefix = prefix
+        for line in environment(argv, script):
+            self(prefix + line)
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def write(self, path: str | Path | None, append: bool = False) -> None:
+        """Add the closing load line; write every line to ``path`` (None: print only), or add
+        them after what it holds (``append``, a blank line after)."""
+        self(self.prefix + load_line("at end"))
+        if path:
+            with open(path, "a" if append else "w", encoding="utf-8") as f:
+                f.write("\n".join(self.lines) + ("\n\n" if append else "\n"))

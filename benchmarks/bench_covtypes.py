@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MatmulReference, best_time, environment, load_line  # noqa: E402
+from _common import MatmulReference, Report, best_time, load_line  # noqa: E402
 
 from gmmext import GaussianMixture  # noqa: E402
 
@@ -95,14 +95,7 @@ def main(argv=None) -> int:
                     help="do not time scikit-learn's tied fit (the slowest of all)")
     ap.add_argument("--out", default=None, help="also write the report to this file")
     a = ap.parse_args(argv)
-    lines: list[str] = []
-
-    def say(s):
-        print(s, flush=True)
-        lines.append(s)
-
-    for s in environment(argv, __file__):
-        say(s)
+    say = Report(argv, __file__)
 
     D, K = 39, 64
     X = _blobs(a.n, D, K, np.float64)
@@ -158,10 +151,7 @@ def main(argv=None) -> int:
     say(f"full   N={a.n_big} D={D} K={K} float32: gmmext {t:.2f} s/iter; memory allocated by the "
         f"iteration (peak, buffers + statistics) {peak / 2 ** 20:.0f} MiB; input {X.nbytes / 2 ** 20:.0f} MiB; "
         f"{4.0 * a.n_big * (D + D * (D + 1) // 2) * K / t / 1e9:.0f} GFLOP/s (4 N P K, sparse statistics on)")
-    say(load_line("at end"))
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    say.write(a.out)
     return 0
 
 

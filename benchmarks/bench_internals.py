@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_time, environment, load_line  # noqa: E402
+from _common import Report, best_time  # noqa: E402
 
 from gmmext import GaussianMixture, ModelStack  # noqa: E402
 
@@ -42,14 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, best kept (default 5)")
     ap.add_argument("--out", type=Path, default=None, help="also write the report to this file")
     a = ap.parse_args(argv)
-    lines: list[str] = []
-
-    def say(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
-
-    for line in environment(argv, __file__):
-        say(line)
+    say = Report(argv, __file__)
     from gmmext._covariance import DIAG, FULL, model_matrices
     rng = np.random.default_rng(0)
     r = a.repeats
@@ -132,9 +125,7 @@ def main(argv=None) -> int:
     say(f"ModelStack built and scored once (300 frames, C=5, K=512 D=39 float32): one model (a per-trial "
         f"stack) {1e3 * t_trial:.2f} ms; 32 models {1e3 * t_score:.1f} ms; 1,024 models from models "
         f"{1e3 * t_many:.0f} ms, from parameter arrays {1e3 * t_arrays:.0f} ms")
-    say(load_line("at end"))
-    if a.out:
-        a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     return 0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MatmulReference, best_time, environment, load_line, times  # noqa: E402
+from _common import MatmulReference, Report, best_time, times  # noqa: E402
 
 
 def pass_flops(U: int, K: int, D: int, R: int) -> dict[str, float]:
@@ -55,19 +55,13 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="feature-extraction processes (default 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_ivector.txt", help="results file")
     a = ap.parse_args(argv)
-    lines: list[str] = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
 
     feats = load_features(a.data, a.limit, a.jobs, a.cache)
     X = np.concatenate(feats)
     ubm = make_model(X, a.components)
     K, D = ubm.means_.shape
     R, U = a.rank, len(feats)
-    for line in environment(argv, __file__):
-        say(f"# {line}")
+    say = Report(argv, __file__, prefix="# ")
     say(f"# {U} utterances, {len(X)} frames, K={K}, D={D}, R={R}, batch {iv.BATCH}, float64")
     ref = MatmulReference()
     mm0 = ref.measure()
@@ -125,8 +119,7 @@ def main(argv=None) -> int:
     t_ext = time.perf_counter() - t
     say(f"i-vector extraction from statistics: {U / t_ext:.0f} utt/s; from features (statistics + "
         f"extraction): {U / (t_ext + t_stats):.0f} utt/s")
-    say(f"# {load_line('at end')}")
-    a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     return 0
 
 

@@ -38,7 +38,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, load_line  # noqa: E402
+from _common import Report  # noqa: E402
 from bench_store import DEFAULT_DATA, ROOT, pct, setup  # noqa: E402
 
 
@@ -128,14 +128,7 @@ def main(argv=None) -> int:
 
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-serve-"))
     work.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-
-    def say(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
-
-    for line in environment(argv, __file__):
-        say(line)
+    say = Report(argv, __file__)
 
     cfg, test, feats, _, rng, ubm = setup(a.data, work, a.components)
     K, D = ubm.means_.shape
@@ -200,9 +193,7 @@ def main(argv=None) -> int:
     say(f"in process, SpeakerStore.verify of the same recording (features + scoring, random speaker, "
         f"{len(ref)} runs): median {ref_p50:.1f} ms, p99 {pct(ref, 99):.1f} ms")
     say(f"server stopped by SIGTERM: exit {rc}")
-    say(load_line("at end"))
-    if a.out:
-        a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     return 0
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, load_line, matmul_seconds, median_time  # noqa: E402
+from _common import Report, matmul_seconds, median_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
@@ -113,16 +113,9 @@ def main(argv=None) -> None:
 
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-store-"))
     work.mkdir(parents=True, exist_ok=True)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
-
+    say = Report(argv, __file__)
     cfg, test, feats, frames, rng, ubm = setup(a.data, work, a.components)
     K, D = ubm.means_.shape
-    for line in environment(argv, __file__):
-        say(line)
     say(f"speaker store benchmark: K={K}, D={D}, float32 UBM")
 
     # ------------------------------------------------------------------ verify
@@ -245,10 +238,11 @@ def main(argv=None) -> None:
             gen = []
             for x in stacks:
                 shared = x._stack(np.float32).shared_m
-                A = shared.A
-                var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (A.shape[1], K, D))
-                mu = A.transpose(1, 0, 2) / (1.0 / ubm.covariances_)[None] + shared.shift
-                gen.append(ModelStack.from_parameters(np.full((A.shape[1], K), 1.0 / K), mu, ubm, covariances=var))
+                Ap = shared.A                              # (K, n_pan, D, PW): the models in panels
+                A = Ap.transpose(1, 3, 0, 2).reshape(-1, K, D)[:len(x)]      # (S, K, D)
+                var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (len(x), K, D))
+                mu = A / (1.0 / ubm.covariances_)[None] + shared.shift
+                gen.append(ModelStack.from_parameters(np.full((len(x), K), 1.0 / K), mu, ubm, covariances=var))
                 gen[-1]._stack(np.float32)
             t_gen = median_time(lambda: [g.top_c_loglik(Xt, idx) for g in gen], 3)
             t_shared = median_time(lambda: [x.top_c_loglik(Xt, idx) for x in stacks], 3)
@@ -261,8 +255,7 @@ def main(argv=None) -> None:
     st.close()
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
-    say(load_line("at end"))
-    a.out.write_text("\n".join(lines) + "\n")
+    say.write(a.out)
     print(f"-> {a.out}")
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, load_line, times  # noqa: E402
+from _common import Report, times  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,17 +121,9 @@ def main(argv=None) -> int:
     if str(cache) == "none":
         cache = None
 
-    lines = []
-
-    def say(msg=""):
-        print(msg, flush=True)
-        lines.append(msg)
-
+    say = Report(argv, __file__)
     from gmmext._covariance import DIAG, model_matrices
     from gmmext._engine import Engine, available_threads
-
-    for line in environment(argv, __file__):
-        say(line)
 
     utts = load_features(args.data, args.limit, args.jobs, cache)
     X = np.concatenate(utts)
@@ -187,8 +179,7 @@ def main(argv=None) -> int:
     say(f"per-utterance overhead, K=64, {len(pieces)} pieces of {n3} frames (3 s), best of {args.repeats}:")
     for name, t in best.items():
         say(f"  {name:45s} {t:8.3f} s   {t / floor:5.2f} x concatenation")
-    say(load_line("at end"))
-    args.out.write_text("\n".join(lines) + "\n")
+    say.write(args.out)
     print(f"written to {args.out}")
     return 0
 

@@ -186,18 +186,20 @@ def check_usable_parameters(weights, means, covariances, dtype,
 def check_bounds(means, variances, dtype, what: str = "variances") -> None:
     """Raise ``ValueError`` unless models are inside :func:`parameter_bounds` of ``dtype``.
 
-    ``means`` (..., K, D) and ``variances`` broadcasting to them (float64): one model (K, D), or
-    a batch of models (S, K, D) checked in one pass (``ModelStack.from_parameters``), the message
-    then naming the first model that breaks a bound.  ``what`` names the variances in messages.
+    ``means`` (..., K, D) and ``variances`` (K, D) or (..., K, D): one model (K, D), or a batch
+    of models (S, K, D) checked in one pass (``ModelStack.from_parameters``; variances (K, D)
+    shared by all of them are not repeated), the message then naming the first model that
+    breaks a bound.  ``what`` names the variances in messages.
     """
     dtype = np.dtype(dtype)
     b = parameter_bounds(dtype)
     name = dtype.name
-    mu = np.asarray(means, dtype=np.float64)
-    var = np.broadcast_to(variances, mu.shape)
+    mu = np.asarray(means)
+    var = np.asarray(variances, dtype=np.float64)
     batch = mu.ndim > 2
 
     def model(bad) -> str:          # "model s: " for the first model where ``bad`` (..., K, D) holds
+        bad = np.broadcast_to(bad, mu.shape)
         return f"model {int(np.argwhere(bad.reshape(bad.shape[0], -1).any(axis=1))[0, 0])}: " if batch else ""
 
     if np.any(var < b["var_min"]):
@@ -207,9 +209,12 @@ def check_bounds(means, variances, dtype, what: str = "variances") -> None:
     if amax > b["mean_max"]:
         raise ValueError(f"{model(np.abs(mu) > b['mean_max'])}|means| must be <= {b['mean_max']:.3g} in {name} "
                          f"(so that squares of centred frames are finite); got {amax:.3g}")
-    R = mu.max(axis=-2) - mu.min(axis=-2)
+    R = mu.max(axis=-2).astype(np.float64) - mu.min(axis=-2).astype(np.float64)      # (..., D)
     with np.errstate(over="ignore"):
-        spread = ((R * R)[..., None, :] / var).sum(axis=-1)
+        if batch and var.ndim == 2:             # shared variances: one product for all models
+            spread = (R * R) @ (1.0 / var).T
+        else:
+            spread = ((R * R)[..., None, :] / var).sum(axis=-1)
     at = np.unravel_index(int(np.argmax(spread)), spread.shape)
     if not spread[at] <= b["spread_max"]:
         where = f"model {at[0]}, " if batch else ""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import _guards, _interrupt, _reasons
+from .. import _dist, _guards, _interrupt, _reasons
 from .._atomic import WriteError
 from ..lists import ListError
 from . import (calibrate, cohort, demo, enroll, evaluate, export, extract, extract_ivectors, fuse, identify,
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="GMM-UBM speaker verification: train a UBM, enrol speakers, score trials, evaluate.",
         epilog="Run 'speaker demo' to see the whole recipe on the bundled recordings. "
                "'speaker COMMAND --help' explains each command.")
+    p.add_argument("--version", action="version", version=_dist.version_line(),
+                   help="print the installed version (gmmext's, which carries speaker) and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     shared = parents()
     for command in COMMANDS:
