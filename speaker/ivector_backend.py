@@ -24,6 +24,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from . import score_norm
+from .limits import speaker_id_problem
 from .model_io import ArraySpec, ModelError, load_npz, save_npz
 from .plda import Backend, cosine, enrol, length_norm, plda_llr
 
@@ -96,7 +97,11 @@ def enrol_speakers(groups: Mapping[str, np.ndarray], kind: str, backend: Backend
 
 
 def save_models(path: str | os.PathLike, models: IvectorModels, config=None, *, overwrite: bool = True) -> None:
-    """Write ``models`` as a models file (atomically; :func:`speaker.model_io.save_npz`)."""
+    """Write ``models`` as a models file (atomically; :func:`speaker.model_io.save_npz`); ids follow
+    the one speaker-id rule (:func:`speaker.limits.speaker_id_problem`), else ValueError."""
+    for i in models.ids:
+        if speaker_id_problem(i) is not None:
+            raise ValueError(speaker_id_problem(i))
     save_npz(path, MODELS_FORMAT, MODELS_VERSION, f"ivector-models-{models.kind}", models.ubm_fingerprint, config,
              overwrite=overwrite,
              speaker_ids=np.array(models.ids, dtype=str), means=models.means, counts=models.counts)
@@ -109,7 +114,11 @@ def load_models(path: str | os.PathLike, kind: str, ubm=None) -> IvectorModels:
                      dict(speaker_ids=ArraySpec(1, text=True), means=ArraySpec(2), counts=ArraySpec(1)))
     if not (len(a["speaker_ids"]) == len(a["means"]) == len(a["counts"])) or (a["counts"] < 1).any():
         raise ModelError(f"{path}: not a usable ivector-models file: inconsistent speaker ids, means, counts")
-    return IvectorModels(kind, [str(i) for i in a["speaker_ids"]], a["means"], a["counts"], fp)
+    ids = [str(i) for i in a["speaker_ids"]]
+    for i in ids:
+        if speaker_id_problem(i) is not None:
+            raise ModelError(f"{path}: not a usable ivector-models file: {speaker_id_problem(i)}")
+    return IvectorModels(kind, ids, a["means"], a["counts"], fp)
 
 
 def score_pairs(kind: str, backend: Backend | None, means: np.ndarray, counts: np.ndarray,

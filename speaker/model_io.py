@@ -38,7 +38,7 @@ from ._atomic import atomic_path
 from ._npz import NpzError, check_scalars, open_npz, read_npz
 from .adapt import require_diag
 from .features import MAX_JSON_BYTES, FeatureConfig
-from .limits import MAX_ELEMENTS, MAX_ID_CHARS, MAX_SPEAKERS, ubm_shape_problem
+from .limits import MAX_ELEMENTS, MAX_ID_CHARS, MAX_SCALAR_CHARS, MAX_SPEAKERS, speaker_id_problem, ubm_shape_problem
 
 __all__ = ["ModelError", "ModelFile", "save_model", "load_model", "load_speakers", "ubm_fingerprint",
            "ArraySpec", "save_npz", "load_npz"]
@@ -103,8 +103,9 @@ def save_model(path: str | Path, models: GaussianMixture | Mapping[str, Gaussian
         if not ids:
             raise ValueError("no speaker models to save")
         for i in ids:
-            if not isinstance(i, str) or not i or any(c.isspace() for c in i):
-                raise ValueError(f"speaker ids must be non-empty strings without whitespace; got {i!r}")
+            why = speaker_id_problem(i)
+            if why is not None:
+                raise ValueError(why)
             if models[i].means_.shape != ubm.means_.shape:
                 raise ValueError(f"speaker {i!r} has shape {models[i].means_.shape}, the UBM {ubm.means_.shape}")
         arrays = dict(kind=np.array("speakers"), ubm_fingerprint=np.array(ubm_fingerprint(ubm)),
@@ -130,7 +131,7 @@ def _scalar_str(z, key, path) -> str:
 
 def _check_headers(h: dict) -> None:
     """Refuse, from the declared headers alone, members beyond the limits (before reading data)."""
-    check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_ID_CHARS)
+    check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_SCALAR_CHARS)
     check_scalars(h, ("feature_config",), MAX_JSON_BYTES)
     mu = h.get("means")
     if mu is None:
@@ -214,6 +215,11 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
         _fail(path, f"inconsistent shapes: weights {w.shape}, means {mu.shape}, covariances {var.shape}")
     if kind == "speakers" and (len(ids) != w.shape[0] or len(set(ids.tolist())) != len(ids)):
         _fail(path, "speaker_ids must be unique, one per model")
+    if kind == "speakers":
+        for i in ids.tolist():
+            why = speaker_id_problem(i)
+            if why is not None:
+                _fail(path, why)
 
     def build(wi, mi, vi, label):
         try:
@@ -288,7 +294,7 @@ def load_npz(path: str | os.PathLike, fmt: str, version: int, kind: str, ubm,
         raise ModelError(f"{path}: not a usable {kind} file: {why}")
 
     def check(h):
-        check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_ID_CHARS)
+        check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_SCALAR_CHARS)
         check_scalars(h, ("feature_config",), MAX_JSON_BYTES)
         for name, spec in specs.items():
             if name in h and len(h[name].shape) != spec.ndim:

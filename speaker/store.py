@@ -44,7 +44,8 @@ from .calhistory import CalibrationHistory, StoredCalibration
 from .calibration import Calibration
 from .features import FeatureConfig
 from .gates import DEFAULT_GATE, Gate, Quality, measure_audio_quality, speech_seconds
-from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, ubm_shape_problem
+from .limits import (MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, recording_id_problem,
+                     speaker_id_problem, ubm_shape_problem)
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
 from .sources import Source, content_hash, read_source, source_kind
@@ -58,7 +59,6 @@ FORMAT = "gmmext-speaker-store"
 FORMAT_VERSION = 2
 #: Store formats this version opens after an explicit upgrade (:meth:`SpeakerStore.upgrade`).
 UPGRADABLE = ("1",)
-_MAX_ID = 256
 
 _TABLES = ("meta", "ubm", "speakers", "recordings", "calibrations")
 #: The meta entries a store of this format holds (and may hold), and the values they may take.
@@ -240,11 +240,10 @@ def _blob(a: np.ndarray, dtype: str = "<f8") -> bytes:
 
 
 def check_speaker_id(speaker_id: object) -> str:
-    """A speaker id: a non-empty string of at most 256 characters without whitespace."""
-    if not isinstance(speaker_id, str) or not speaker_id or len(speaker_id) > _MAX_ID \
-            or any(c.isspace() for c in speaker_id) or not speaker_id.isprintable():
-        raise ValueError(f"speaker ids must be non-empty printable strings of at most {_MAX_ID} characters "
-                         f"without whitespace; got {speaker_id!r}")
+    """A speaker id (the one rule, :func:`speaker.limits.speaker_id_problem`), else ValueError."""
+    why = speaker_id_problem(speaker_id)
+    if why is not None:
+        raise ValueError(why)
     return speaker_id
 
 
@@ -685,6 +684,9 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             raise StoreError(str(exc)) from None
         if mf.kind != "speakers":
             raise StoreError(f"{path}: holds a UBM, not speaker models")
+        for i in mf.speakers:                  # (load_model checks them too: one rule)
+            if speaker_id_problem(i) is not None:
+                raise StoreError(f"{path}: {speaker_id_problem(i)}")
         with self._db.write():
             have = {i for i, in self._db.rows("SELECT id FROM speakers")}
             clash = sorted(set(mf.speakers) & have)
@@ -860,7 +862,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         for key, src in items:
             name = "<array>" if isinstance(src, np.ndarray) else os.fspath(src)
             try:
-                check_speaker_id(key)
+                if recording_id_problem(key) is not None:
+                    raise ValueError(recording_id_problem(key))
                 X = self.features(src if features is None else features(src))
                 if X.shape[0] > MAX_COHORT_FRAMES or X.size > MAX_COHORT_ELEMENTS:
                     raise ValueError(f"{name}: {X.shape[0]} frames is too long for a cohort recording")

@@ -649,3 +649,57 @@ def test_a_negative_calibration_slope_is_refused_everywhere(work, tmp_path, smal
     _sql(db, "UPDATE calibrations SET params=?", params=(good.replace('"a": 2.0', '"a": -2.0'),))
     with pytest.raises(StoreInvalid, match="slope"):
         _store(db).calibration
+
+
+# ======================================================================= one speaker-id rule (item 10)
+IDS = ["george", "a", "A_1.b@c+d=e-f", "x" * 128, "", "a b", "a\nb", "x" * 129, "x" * 1000, ".hidden", "-opt",
+       "=cmd()", "@sum", "+1", "a/b", "jos\u00e9", "tab\tid", "\u200bzero"]
+
+
+def test_one_speaker_id_rule_for_the_store_model_files_and_the_service():
+    """The store took 256 characters, model files 1024, the service 128 of a narrower alphabet.
+    One rule now (speaker.limits): the same ids are accepted everywhere, checked here against the
+    service's documented alphabet."""
+    import re
+    from gmmext import GaussianMixture
+    from speaker.limits import speaker_id_problem
+    from speaker.model_io import save_model
+    from speaker.serve import SPEAKER_ID
+    from speaker.store import check_speaker_id
+    documented = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,127}")      # docs/serve.md
+    ubm = GaussianMixture.from_parameters(np.ones(2) / 2, np.zeros((2, 3)), np.ones((2, 3)))
+    for i in IDS:
+        ok = bool(documented.fullmatch(i))
+        assert (speaker_id_problem(i) is None) == ok == bool(SPEAKER_ID.fullmatch(i)), i
+        for check in (check_speaker_id, lambda x: save_model(os.devnull, {x: ubm}, ubm=ubm)):
+            if ok:
+                check(i)
+            else:
+                with pytest.raises(ValueError, match="bad speaker id"):
+                    check(i)
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a\nforged 1 2 3", "x" * 1000])
+def test_import_refuses_ids_that_break_the_rule(work, tmp_path, bad):
+    """``speaker import`` took ids the store's rule refuses (empty, spaces, a newline, 1,000
+    characters): ``export`` then failed for the whole store and a newline forged lines in
+    ``speakers``.  A models file holding such an id is refused, the store unchanged."""
+    z = dict(np.load(work / "models.npz"))
+    ids = z["speaker_ids"].tolist()
+    ids[1] = bad
+    z["speaker_ids"] = np.array(ids, dtype=str)
+    with open(tmp_path / "bad.npz", "wb") as f:
+        np.savez(f, **z)
+    db = tmp_path / "s.db"
+    assert run("import", "--store", db, "--ubm", work / "ubm.npz", "--models", work / "models.npz", "--quiet")[0] == 0
+    rc, err = run("import", "--store", db, "--models", tmp_path / "bad.npz", "--replace")
+    assert rc == 1 and ("bad speaker id" in err or "one short id per model" in err), err
+    assert len(err.strip().splitlines()) == 1, err
+    r = speaker_cli("speakers", "--store", db)
+    assert r.returncode == 0 and sorted(ln.split()[0] for ln in r.stdout.strip().splitlines()[1:]) == SPK, r.stdout
+    assert run("export", "--store", db, "--out", tmp_path / "out.npz", "--quiet")[0] == 0
+    # an enrolment list with such an id is refused before any work
+    lst = tmp_path / "enroll.txt"
+    lst.write_text(f"george 0_george_1.wav\n{'=cmd()' if len(bad) < 10 else 'x' * 200} 0_lucas_1.wav\n")
+    rc, err = run("enroll", "--ubm", work / "ubm.npz", "--enroll", lst, "--root", work, "--out", tmp_path / "m.npz")
+    assert rc == 1 and "bad speaker id" in err and not (tmp_path / "m.npz").exists(), err

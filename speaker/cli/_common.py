@@ -80,6 +80,16 @@ def refuse_old_checkpoint(args, checkpoint) -> None:
                        "it, or --overwrite to start afresh")
 
 
+def check_speaker_ids(where, ids) -> None:
+    """Before any work: every speaker id of a list follows the one id rule
+    (:func:`speaker.limits.speaker_id_problem`), else one line naming the first bad one."""
+    from ..limits import speaker_id_problem
+    bad = [i for i in ids if speaker_id_problem(i) is not None]
+    if bad:
+        raise JobError(f"{where}: {speaker_id_problem(bad[0])}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1
+                                                                   else ""))
+
+
 def check_strict(args, errors: dict) -> None:
     if errors and args.strict:
         raise JobError(f"--strict: {len(errors)} input(s) could not be used")

@@ -111,6 +111,9 @@ def enroll_ivectors(args) -> int:
     if not args.out or getattr(args, "store", None):
         raise JobError(f"--backend {args.backend} writes --out NPZ (the speaker store holds GMM-UBM statistics only)")
     refuse_outputs_that_are_inputs(args, {"--out": args.out})
+    from ..lists import read_enroll_list
+    from ._common import check_speaker_ids
+    check_speaker_ids(args.enroll, read_enroll_list(args.enroll, args.root))
     ubm, config = load_ubm(args.ubm)
     tv = load_tv(args, ubm)
     be = load_backend(args, ubm, tv, required=args.backend == "plda")
