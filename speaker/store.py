@@ -667,10 +667,22 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
 
     def remove(self, speaker_id: str) -> None:
         """Remove a speaker and its recordings; KeyError if unknown."""
+        self.remove_many([speaker_id])
+
+    def remove_many(self, speaker_ids: Iterable[str]) -> int:
+        """Remove speakers and their recordings in one transaction, all or nothing: when any id
+        is unknown nothing is removed and KeyError's arguments are the unknown ids.  Returns how
+        many were removed."""
+        ids = list(dict.fromkeys(speaker_ids))
         with self._db.write():
-            if not self._db.run("DELETE FROM speakers WHERE id=?", (speaker_id,)).rowcount:
-                raise KeyError(speaker_id)
-        self._cache.pop(speaker_id, None)
+            unknown = [i for i in ids if not self._db.rows("SELECT 1 FROM speakers WHERE id=?", (i,))]
+            if unknown:
+                raise KeyError(*unknown)
+            for i in ids:
+                self._db.run("DELETE FROM speakers WHERE id=?", (i,))
+        for i in ids:
+            self._cache.pop(i, None)
+        return len(ids)
 
     def import_models(self, path: str | os.PathLike, *, replace: bool = False) -> list[str]:
         """Add the speaker models of a ``models.npz`` (adapted from this store's UBM).
@@ -896,12 +908,16 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         return result
 
     def remove_cohort(self, ids: Sequence[str] | None = None) -> int:
-        """Remove cohort recordings (``ids``, default all); returns how many were removed."""
+        """Remove cohort recordings (``ids``, default all) in one transaction, all or nothing (an
+        unknown id: KeyError with the unknown ids, nothing removed); returns how many were removed."""
         with self._db.write():
-            if "cohort" not in self._db.tables():
-                return 0
+            have = "cohort" in self._db.tables()
             if ids is None:
-                return self._db.run("DELETE FROM cohort").rowcount
+                return self._db.run("DELETE FROM cohort").rowcount if have else 0
+            ids = list(dict.fromkeys(ids))
+            unknown = [i for i in ids if not have or not self._db.rows("SELECT 1 FROM cohort WHERE id=?", (i,))]
+            if unknown:
+                raise KeyError(*unknown)
             return sum(self._db.run("DELETE FROM cohort WHERE id=?", (i,)).rowcount for i in ids)
 
     @one_snapshot

@@ -703,3 +703,18 @@ def test_import_refuses_ids_that_break_the_rule(work, tmp_path, bad):
     lst.write_text(f"george 0_george_1.wav\n{'=cmd()' if len(bad) < 10 else 'x' * 200} 0_lucas_1.wav\n")
     rc, err = run("enroll", "--ubm", work / "ubm.npz", "--enroll", lst, "--root", work, "--out", tmp_path / "m.npz")
     assert rc == 1 and "bad speaker id" in err and not (tmp_path / "m.npz").exists(), err
+
+
+# ======================================================================= --remove: all or nothing (item 14)
+def test_remove_is_all_or_nothing(work, tmp_path):
+    """``speakers --remove A nobody`` removed A and then exited 1.  Now one transaction: an
+    unknown id removes nothing, and the message says so."""
+    db = tmp_path / "s.db"
+    assert run("enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll.txt", "--store", db,
+               "--min-speech", 0, "--min-speaker-speech", 0, "--quiet")[0] == 0
+    rc, err = run("speakers", "--store", db, "--remove", "george", "nobody")
+    assert rc == 1 and "unknown speaker(s): nobody; nothing was removed" in err, err
+    assert [r["speaker"] for r in __import__("json").loads(speaker_cli("speakers", "--store", db, "--json").stdout)] \
+        == SPK
+    rc, err = run("speakers", "--store", db, "--remove", "george", "lucas")
+    assert rc == 0 and "removed 2 speaker(s); 1 left" in err, err

@@ -312,11 +312,17 @@ def utc(t: float) -> str:
     return iso_time(t)
 
 
-def removed(args, n: int, left: int, unknown: list, what: str) -> int:
-    """--remove's summary; exit 1 (after removing the others) when some ids were unknown."""
-    say(args, f"removed {n} {what}(s); {left} left")
-    if unknown:
-        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+def removed(args, remove, left, what: str) -> int:
+    """--remove, all or nothing: ``remove()`` removes in one transaction and returns how many, or
+    raises KeyError naming the unknown ids (nothing removed: exit 1, saying so); ``left()`` counts
+    what remains."""
+    try:
+        n = remove()
+    except KeyError as exc:
+        unknown = [str(u) for u in exc.args]
+        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}; "
+                       f"nothing was removed") from None
+    say(args, f"removed {n} {what}(s); {left()} left")
     return 0
 
 
