@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from . import score_norm
-from .limits import speaker_id_problem
+from .limits import MAX_RANK, MAX_SPEAKERS, speaker_id_problem
 from .model_io import ArraySpec, ModelError, load_npz, save_npz
 from .plda import Backend, cosine, enrol, length_norm, plda_llr
 
@@ -111,7 +111,8 @@ def load_models(path: str | os.PathLike, kind: str, ubm=None) -> IvectorModels:
     """Read and validate a models file of :func:`save_models` for back-end ``kind`` (refused if
     made from another UBM than ``ubm``, or for the other back-end)."""
     fp, a = load_npz(path, MODELS_FORMAT, MODELS_VERSION, f"ivector-models-{kind}", ubm,
-                     dict(speaker_ids=ArraySpec(1, text=True), means=ArraySpec(2), counts=ArraySpec(1)))
+                     dict(speaker_ids=ArraySpec(1, text=True, most=(MAX_SPEAKERS,)),
+                          means=ArraySpec(2, most=(MAX_SPEAKERS, MAX_RANK)), counts=ArraySpec(1, most=(MAX_SPEAKERS,))))
     if not (len(a["speaker_ids"]) == len(a["means"]) == len(a["counts"])) or (a["counts"] < 1).any():
         raise ModelError(f"{path}: not a usable ivector-models file: inconsistent speaker ids, means, counts")
     ids = [str(i) for i in a["speaker_ids"]]

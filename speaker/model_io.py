@@ -249,20 +249,19 @@ def load_speakers(path: str | Path, ubm: GaussianMixture) -> dict[str, GaussianM
 
 
 # ----------------------------------------------------------------------------- other model files
-#: Largest array of an i-vector back-end file (elements: 8 GiB of float64), checked on its header.
-MAX_ARRAY_ELEMENTS = 1 << 30
-
-
 @dataclass(frozen=True)
 class ArraySpec:
     """What an array of a :func:`load_npz` file must look like: ``ndim``, float64 (or unicode
     strings with ``text=True``); ``optional`` arrays may be absent; ``shape`` (None entries:
-    any length) is checked on the declared header, before the array is read."""
+    any length) and ``most`` (the largest length of each axis, from :mod:`speaker.limits`) are
+    checked on the declared header, before the array is read, as is the element count
+    (:data:`speaker.limits.MAX_ELEMENTS`)."""
 
     ndim: int
     optional: bool = False
     text: bool = False
     shape: tuple | None = None
+    most: tuple | None = None
 
 
 def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, *, overwrite: bool = True,
@@ -297,11 +296,18 @@ def load_npz(path: str | os.PathLike, fmt: str, version: int, kind: str, ubm,
         check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_SCALAR_CHARS)
         check_scalars(h, ("feature_config",), MAX_JSON_BYTES)
         for name, spec in specs.items():
-            if name in h and len(h[name].shape) != spec.ndim:
-                raise NpzError(f"{name!r} declares shape {h[name].shape}, expected {spec.ndim}-d")
+            if name not in h:
+                continue
+            shape = h[name].shape
+            if len(shape) != spec.ndim:
+                raise NpzError(f"{name!r} declares shape {shape}, expected {spec.ndim}-d")
+            if spec.most is not None and any(n > m for n, m in zip(shape, spec.most)):
+                raise NpzError(f"{name!r} declares shape {shape}: at most {spec.most} (speaker.limits)")
+            if spec.text and h[name].dtype.itemsize > 4 * MAX_SCALAR_CHARS:
+                raise NpzError(f"{name!r} declares strings of {h[name].dtype}: too long")
     out: dict[str, np.ndarray | None] = {}
     try:
-        headers, npz = open_npz(path, max_elements=MAX_ARRAY_ELEMENTS, check=check)
+        headers, npz = open_npz(path, max_elements=MAX_ELEMENTS, check=check)
         with npz as z:
             for key in ("format", "format_version", "kind", "ubm_fingerprint"):
                 if key not in headers:

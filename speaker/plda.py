@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
+from .limits import MAX_RANK
+
 __all__ = ["fit_lda", "fit_wccn", "length_norm", "PLDA", "fit_plda", "plda_log_likelihood", "plda_llr",
            "cosine", "Backend", "train_backend", "enrol", "save_backend", "load_backend"]
 
@@ -267,9 +269,11 @@ def load_backend(path: str | os.PathLike, ubm=None, rank: int | None = None) -> 
     """Read and validate a back-end file (shapes consistent, covariances positive definite)."""
     from .model_io import ArraySpec, load_npz
     from .model_io import ModelError
+    R, sq = (MAX_RANK,), (MAX_RANK, MAX_RANK)                  # every axis at most the largest rank
     fp, a = load_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", ubm,
-                     dict(mean=ArraySpec(1), lda=ArraySpec(2, True), wccn=ArraySpec(2, True),
-                          plda_mu=ArraySpec(1), plda_Sb=ArraySpec(2), plda_Sw=ArraySpec(2)))
+                     dict(mean=ArraySpec(1, most=R), lda=ArraySpec(2, True, most=sq),
+                          wccn=ArraySpec(2, True, most=sq), plda_mu=ArraySpec(1, most=R),
+                          plda_Sb=ArraySpec(2, most=sq), plda_Sw=ArraySpec(2, most=sq)))
     R = len(a["mean"])
     d = a["lda"].shape[1] if a["lda"] is not None else R
     ok = ((rank is None or R == rank) and (a["lda"] is None or a["lda"].shape[0] == R)

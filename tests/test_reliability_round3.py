@@ -718,3 +718,87 @@ def test_remove_is_all_or_nothing(work, tmp_path):
         == SPK
     rc, err = run("speakers", "--store", db, "--remove", "george", "lucas")
     assert rc == 0 and "removed 2 speaker(s); 1 left" in err, err
+
+
+# ======================================================================= hostile i-vector files (item 7)
+def _zeros_npz(path: Path, scalars: dict, big: dict) -> None:
+    """An .npz whose ``big`` members ({name: shape}) are float64 zeros, written compressed in 16 MB
+    pieces (a small file that inflates to the declared size: every byte is really there)."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, v in scalars.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(v), allow_pickle=False)
+            zf.writestr(k + ".npy", buf.getvalue())
+        for k, shape in big.items():
+            with zf.open(k + ".npy", "w", force_zip64=True) as f:
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+                f.write(buf.getvalue())
+                left = int(np.prod(shape)) * 8
+                block = bytes(1 << 24)
+                while left:
+                    f.write(block[:min(left, len(block))])
+                    left -= min(left, len(block))
+
+
+def _header(kind: str, fmt: str, fingerprint: str) -> dict:
+    return dict(format=np.array(fmt), format_version=np.array(1), kind=np.array(kind),
+                ubm_fingerprint=np.array(fingerprint), feature_config=np.array(""))
+
+
+@pytest.mark.parametrize("what", ["extractor", "backend", "ivector-models", "checkpoint"])
+def test_hostile_ivector_files_are_refused_from_their_headers(work, tmp_path, monkeypatch, what):
+    """i-vector extractor, PLDA back-end and i-vector models files had no bound but 8 GiB per
+    array: a 23 KB file cost 5 GB and 18 s per utterance (a rank of 50,000), a 3 MB zip bomb was
+    read in full; Ctrl-C during train-ivector read the whole checkpoint to say how far it got.
+    Every axis is now bounded by speaker.limits (rank <= 2000, speakers <= 1,000,000) and refused
+    from the declared header: numpy.load is never reached, memory stays small."""
+    import tracemalloc
+    import speaker._npz as npz_mod
+    from speaker.ivector import TV_FORMAT, load_tv
+    from speaker.ivector_backend import MODELS_FORMAT, load_models
+    from speaker.model_io import ModelError, load_model, ubm_fingerprint
+    from speaker.plda import BACKEND_FORMAT, load_backend
+    ubm = load_model(work / "ubm.npz").ubm
+    fp = ubm_fingerprint(ubm)
+    f = tmp_path / "hostile.npz"
+    if what == "extractor":          # T of (K*D, 50000): 62 MB of zeros here; 5 GB at a larger UBM
+        _zeros_npz(f, _header("ivector", TV_FORMAT, fp), {"T": (ubm.means_.size, 50_000)})
+        load = lambda: load_tv(f, ubm)                                            # noqa: E731
+    elif what == "backend":          # a 5000 x 5000 PLDA covariance (200 MB)
+        _zeros_npz(f, _header("backend", BACKEND_FORMAT, fp), {"mean": (5000,), "plda_mu": (5000,),
+                                                              "plda_Sb": (5000, 5000), "plda_Sw": (5000, 5000)})
+        load = lambda: load_backend(f, ubm)                                       # noqa: E731
+    elif what == "ivector-models":   # means of i-vectors of dimension 20,000
+        _zeros_npz(f, {**_header("ivector-models-plda", MODELS_FORMAT, fp),
+                       "speaker_ids": np.array(["a", "b"]), "counts": np.ones(2)}, {"means": (2, 20_000)})
+        load = lambda: load_models(f, "plda", ubm)                                # noqa: E731
+    else:                            # a checkpoint whose T is 160 MB: Ctrl-C's progress line reads 2 scalars
+        from speaker._npz import checkpoint_progress
+        from speaker.ivector import CHECKPOINT_FORMAT
+        _zeros_npz(f, dict(format=np.array(CHECKPOINT_FORMAT), format_version=np.array(1), done=np.array(3),
+                           total=np.array(10), settings_hash=np.array("x" * 64)), {"T": (10_000, 2_000)})
+        tracemalloc.start()
+        try:
+            assert checkpoint_progress(f) == (3, 10)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20 << 20, peak
+        return
+    real_load = npz_mod.np.load
+
+    def no_load(*a, **kw):
+        raise AssertionError("numpy.load reached: the file was not refused from its header")
+    monkeypatch.setattr(npz_mod.np, "load", no_load)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelError, match="declares shape .*at most"):
+            load()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        monkeypatch.setattr(npz_mod.np, "load", real_load)
+    assert peak < 20 << 20, peak

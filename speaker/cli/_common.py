@@ -170,15 +170,17 @@ def parents() -> Parents:
 
 
 @contextlib.contextmanager
-def resume_hint(command: str, checkpoint, read_checkpoint):
-    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume."""
+def resume_hint(command: str, checkpoint):
+    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume (its two
+    counters are read, not its arrays)."""
     import sys
     try:
         yield
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
-            ck = read_checkpoint(checkpoint)
-            print(f"speaker {command}: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} EM passes; "
+            from .._npz import checkpoint_progress
+            done, total = checkpoint_progress(checkpoint)
+            print(f"speaker {command}: checkpoint {checkpoint} holds {done} of {total} EM passes; "
                   "run the same command with --resume to continue", file=sys.stderr)
         raise
 
