@@ -25,6 +25,7 @@ Memory is bounded by the accumulators (K*D*R + K*R*R float64) and one batch of s
 from __future__ import annotations
 
 import os
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -62,6 +63,13 @@ class TotalVariability:
 
     T: np.ndarray
     ubm_fingerprint: str = ""
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 naming this extractor (its UBM's fingerprint and T): a back-end and models
+        enrolled through it carry it (:func:`speaker.model_io.fingerprint`)."""
+        from .model_io import fingerprint
+        return fingerprint("gmmext-speaker-ivector-extractor", self.ubm_fingerprint, self.T)
 
     @property
     def rank(self) -> int:

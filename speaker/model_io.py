@@ -81,6 +81,24 @@ def ubm_fingerprint(ubm: GaussianMixture) -> str:
     return h.hexdigest()
 
 
+def fingerprint(tag: str, *parts) -> str:
+    """SHA-256 (hex) naming a model file's contents (the i-vector extractor, a back-end): ``tag``,
+    then each part: a string (e.g. the fingerprint of the file it was made from), None, or an
+    array (its shape and little-endian float64 bytes).  Files that belong together carry each
+    other's fingerprint and are refused when it does not match."""
+    h = hashlib.sha256(tag.encode())
+    for p in parts:
+        if p is None:
+            h.update(b"\0none")
+        elif isinstance(p, str):
+            h.update(b"\0str" + p.encode())
+        else:
+            a = np.ascontiguousarray(p, dtype="<f8")
+            h.update(b"\0array" + str(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_model(path: str | Path, models: GaussianMixture | Mapping[str, GaussianMixture], *,
                ubm: GaussianMixture | None = None, config: FeatureConfig | None = None,
                overwrite: bool = True) -> None:

@@ -802,3 +802,47 @@ def test_hostile_ivector_files_are_refused_from_their_headers(work, tmp_path, mo
         tracemalloc.stop()
         monkeypatch.setattr(npz_mod.np, "load", real_load)
     assert peak < 20 << 20, peak
+
+
+# ======================================================================= files that belong together (item 8)
+def test_a_backend_or_models_of_another_extractor_are_refused(work, tmp_path):
+    """A PLDA back-end trained on another i-vector extractor (same UBM) was accepted silently
+    (EER 17 % -> 39 %).  The back-end carries its extractor's fingerprint, speaker models
+    enrolled through them carry both; a mismatch is refused, and so is a file of an earlier
+    version that names neither (train or enrol again)."""
+    d = work
+    lst, common = d / "ubm.lst", ["--quiet"]
+    ubm = ["--ubm", d / "ubm.npz"]
+    for name, seed in (("tvA", 0), ("tvB", 1)):         # two extractors of the same UBM
+        assert run("train-ivector", *ubm, "--list", lst, "--rank", 4, "--iters", 2, "--seed", seed,
+                   "--out", tmp_path / f"{name}.npz", *common)[0] == 0
+    assert run("train-plda", *ubm, "--ivector", tmp_path / "tvA.npz", "--enroll", d / "enroll.txt",
+               "--out", tmp_path / "pldaA.npz", *common)[0] == 0
+    A, B = ("--ivector", tmp_path / "tvA.npz"), ("--ivector", tmp_path / "tvB.npz")
+    plda = ("--backend", "plda", "--plda", tmp_path / "pldaA.npz")
+    assert run("enroll", *ubm, *A, *plda, "--enroll", d / "enroll.txt", "--out", tmp_path / "mA.npz", *common)[0] == 0
+    score = ["score", *ubm, *plda, "--trials", d / "trials.txt", *common]
+    assert run(*score, *A, "--models", tmp_path / "mA.npz", "--out", tmp_path / "ok.txt")[0] == 0
+    rc, err = run(*score, *B, "--models", tmp_path / "mA.npz", "--out", tmp_path / "bad.txt")
+    assert rc == 1 and "trained on the i-vectors of another extractor" in err, err
+    rc, err = run("enroll", *ubm, *B, *plda, "--enroll", d / "enroll.txt", "--out", tmp_path / "mB.npz", *common)
+    assert rc == 1 and "another extractor" in err and not (tmp_path / "mB.npz").exists(), err
+    # models enrolled through A (no back-end, cosine) scored through B
+    cos = ("--backend", "cosine")
+    assert run("enroll", *ubm, *A, *cos, "--enroll", d / "enroll.txt", "--out", tmp_path / "cA.npz", *common)[0] == 0
+    rc, err = run("score", *ubm, *B, *cos, "--models", tmp_path / "cA.npz", "--trials", d / "trials.txt",
+                  "--out", tmp_path / "bad.txt", *common)
+    assert rc == 1 and "enrolled through another i-vector extractor" in err, err
+    # files of an earlier version (no fingerprints): refused, with the remedy
+    for src, member, remedy in (("pldaA.npz", "ivector_fingerprint", "train it again"),
+                                ("mA.npz", "backend_fingerprint", "enrol them again")):
+        z = dict(np.load(tmp_path / src))
+        del z[member]
+        with open(tmp_path / f"old_{src}", "wb") as f:
+            np.savez(f, **z)
+    rc, err = run("score", *ubm, *A, "--backend", "plda", "--plda", tmp_path / "old_pldaA.npz", "--models",
+                  tmp_path / "mA.npz", "--trials", d / "trials.txt", "--out", tmp_path / "bad.txt", *common)
+    assert rc == 1 and "train it again" in err, err
+    rc, err = run(*score, *A, "--models", tmp_path / "old_mA.npz", "--out", tmp_path / "bad.txt")
+    assert rc == 1 and "enrol them again" in err, err
+    assert not (tmp_path / "bad.txt").exists()
