@@ -44,7 +44,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from . import _api
+from . import limits as _limits
 from ._gate import RequestGate
 from ._json import iso_time, recording_json, speaker_json
 from ._batch import recording_stats
@@ -68,15 +68,13 @@ from .calibration import Calibration
 from .gates import Gate
 from .quality import Quality
 from .features import extract_features, extract_features_and_quality
-from .store import (EnrolmentItem, EnrolmentRefused, SpeakerStore, StoreError, StoreInvalid, StoreUnavailable,
-                    check_speaker_id)
+from .store import EnrolmentItem, EnrolmentRefused, SpeakerStore, StoreError, StoreInvalid, StoreUnavailable
 from .stream import StreamConfig, StreamingVerifier
 
 __all__ = ["ServiceConfig", "ApiError", "create_app", "SPEAKER_ID"]
 
-#: Speaker ids the service accepts in a URL: 1 to 128 of these characters (a stricter rule than
-#: the store's :func:`speaker.store.check_speaker_id`, which it also passes).
-SPEAKER_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,127}")
+#: Speaker ids the service accepts in a URL: the one rule of the package (:mod:`speaker.limits`).
+SPEAKER_ID = _limits.SPEAKER_ID
 #: Most parts a multipart/form-data upload may have (the audio is one of them).
 MAX_PARTS = 16
 
@@ -211,10 +209,9 @@ class _Service:
 
     @staticmethod
     def speaker_id(value: str) -> str:
-        if not SPEAKER_ID.fullmatch(value):
-            raise ApiError(400, "bad_request", f"bad speaker id {value[:140]!r}: 1 to 128 characters of "
-                                               "A-Z a-z 0-9 _ . @ + = -, not starting with . @ + = -")
-        check_speaker_id(value)
+        why = _limits.speaker_id_problem(value)
+        if why is not None:
+            raise ApiError(400, "bad_request", why)
         return value
 
     async def upload(self, request: Request, many: bool = False) -> bytes | list[bytes]:

@@ -46,7 +46,8 @@ from .calibration import Calibration
 from .features import FeatureConfig, extract_features, extract_features_and_quality
 from .gates import DEFAULT_GATE, Gate, speech_seconds
 from .quality import Quality
-from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, ubm_shape_problem
+from .limits import (MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, recording_id_problem,
+                     speaker_id_problem, ubm_shape_problem)
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
 from .sources import Source, Waveform, content_hash, read_source, read_source_and_quality, source_kind
@@ -60,7 +61,6 @@ FORMAT = "gmmext-speaker-store"
 FORMAT_VERSION = 2
 #: Store formats this version opens after an explicit upgrade (:meth:`SpeakerStore.upgrade`).
 UPGRADABLE = ("1",)
-_MAX_ID = 256
 
 _TABLES = ("meta", "ubm", "speakers", "recordings", "calibrations")
 #: The meta entries a store of this format holds (and may hold), and the values they may take.
@@ -245,11 +245,10 @@ def _blob(a: np.ndarray, dtype: str = "<f8") -> bytes:
 
 
 def check_speaker_id(speaker_id: object) -> str:
-    """A speaker id: a non-empty string of at most 256 characters without whitespace."""
-    if not isinstance(speaker_id, str) or not speaker_id or len(speaker_id) > _MAX_ID \
-            or any(c.isspace() for c in speaker_id) or not speaker_id.isprintable():
-        raise ValueError(f"speaker ids must be non-empty printable strings of at most {_MAX_ID} characters "
-                         f"without whitespace; got {speaker_id!r}")
+    """A speaker id (the one rule, :func:`speaker.limits.speaker_id_problem`), else ValueError."""
+    why = speaker_id_problem(speaker_id)
+    if why is not None:
+        raise ValueError(why)
     return speaker_id
 
 
@@ -690,10 +689,22 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
 
     def remove(self, speaker_id: str) -> None:
         """Remove a speaker and its recordings; KeyError if unknown."""
+        self.remove_many([speaker_id])
+
+    def remove_many(self, speaker_ids: Iterable[str]) -> int:
+        """Remove speakers and their recordings in one transaction, all or nothing: when any id
+        is unknown nothing is removed and KeyError's arguments are the unknown ids.  Returns how
+        many were removed."""
+        ids = list(dict.fromkeys(speaker_ids))
         with self._db.write():
-            if not self._db.run("DELETE FROM speakers WHERE id=?", (speaker_id,)).rowcount:
-                raise KeyError(speaker_id)
-        self._cache.pop(speaker_id, None)
+            unknown = [i for i in ids if not self._db.rows("SELECT 1 FROM speakers WHERE id=?", (i,))]
+            if unknown:
+                raise KeyError(*unknown)
+            for i in ids:
+                self._db.run("DELETE FROM speakers WHERE id=?", (i,))
+        for i in ids:
+            self._cache.pop(i, None)
+        return len(ids)
 
     def import_models(self, path: str | os.PathLike, *, replace: bool = False) -> list[str]:
         """Add the speaker models of a ``models.npz`` (adapted from this store's UBM).
@@ -707,6 +718,9 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             raise StoreError(str(exc)) from None
         if mf.kind != "speakers":
             raise StoreError(f"{path}: holds a UBM, not speaker models")
+        for i in mf.speakers:                  # (load_model checks them too: one rule)
+            if speaker_id_problem(i) is not None:
+                raise StoreError(f"{path}: {speaker_id_problem(i)}")
         with self._db.write():
             have = {i for i, in self._db.rows("SELECT id FROM speakers")}
             clash = sorted(set(mf.speakers) & have)
@@ -896,7 +910,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             name = ("<array>" if isinstance(src, np.ndarray) else "<waveform>" if isinstance(src, Waveform)
                     else os.fspath(src))
             try:
-                check_speaker_id(key)
+                if recording_id_problem(key) is not None:
+                    raise ValueError(recording_id_problem(key))
                 X = self.features(src if features is None else features(src))
                 if X.shape[0] > MAX_COHORT_FRAMES or X.size > MAX_COHORT_ELEMENTS:
                     raise ValueError(f"{name}: {X.shape[0]} frames is too long for a cohort recording")
@@ -929,12 +944,16 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         return result
 
     def remove_cohort(self, ids: Sequence[str] | None = None) -> int:
-        """Remove cohort recordings (``ids``, default all); returns how many were removed."""
+        """Remove cohort recordings (``ids``, default all) in one transaction, all or nothing (an
+        unknown id: KeyError with the unknown ids, nothing removed); returns how many were removed."""
         with self._db.write():
-            if "cohort" not in self._db.tables():
-                return 0
+            have = "cohort" in self._db.tables()
             if ids is None:
-                return self._db.run("DELETE FROM cohort").rowcount
+                return self._db.run("DELETE FROM cohort").rowcount if have else 0
+            ids = list(dict.fromkeys(ids))
+            unknown = [i for i in ids if not have or not self._db.rows("SELECT 1 FROM cohort WHERE id=?", (i,))]
+            if unknown:
+                raise KeyError(*unknown)
             return sum(self._db.run("DELETE FROM cohort WHERE id=?", (i,)).rowcount for i in ids)
 
     @one_snapshot

@@ -306,6 +306,9 @@ def test_the_store_keeps_the_cohort(work, capsys):
         got = {(m, t): v for m, t, v in read(norm)}
         assert np.allclose([got[(m, t)] for m, t, _ in rows], expected, atol=1e-5), norm
     assert run(work, "cohort", "--store", db, "--remove", names[0], "nobody", "--quiet") == 1   # nobody: unknown
+    assert run(work, "cohort", "--store", db, "--json") == 0                        # all or nothing
+    assert [r["recording"] for r in json.loads(capsys.readouterr().out)] == names
+    assert run(work, "cohort", "--store", db, "--remove", names[0], "--quiet") == 0
     assert run(work, "cohort", "--store", db, "--json") == 0
     assert [r["recording"] for r in json.loads(capsys.readouterr().out)] == names[1:]
     assert run(work, "cohort", "--store", db, "--clear", "--quiet") == 0

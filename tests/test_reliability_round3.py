@@ -649,3 +649,200 @@ def test_a_negative_calibration_slope_is_refused_everywhere(work, tmp_path, smal
     _sql(db, "UPDATE calibrations SET params=?", params=(good.replace('"a": 2.0', '"a": -2.0'),))
     with pytest.raises(StoreInvalid, match="slope"):
         _store(db).calibration
+
+
+# ======================================================================= one speaker-id rule (item 10)
+IDS = ["george", "a", "A_1.b@c+d=e-f", "x" * 128, "", "a b", "a\nb", "x" * 129, "x" * 1000, ".hidden", "-opt",
+       "=cmd()", "@sum", "+1", "a/b", "jos\u00e9", "tab\tid", "\u200bzero"]
+
+
+def test_one_speaker_id_rule_for_the_store_model_files_and_the_service():
+    """The store took 256 characters, model files 1024, the service 128 of a narrower alphabet.
+    One rule now (speaker.limits): the same ids are accepted everywhere, checked here against the
+    service's documented alphabet."""
+    import re
+    from gmmext import GaussianMixture
+    from speaker.limits import speaker_id_problem
+    from speaker.model_io import save_model
+    from speaker.serve import SPEAKER_ID
+    from speaker.store import check_speaker_id
+    documented = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,127}")      # docs/serve.md
+    ubm = GaussianMixture.from_parameters(np.ones(2) / 2, np.zeros((2, 3)), np.ones((2, 3)))
+    for i in IDS:
+        ok = bool(documented.fullmatch(i))
+        assert (speaker_id_problem(i) is None) == ok == bool(SPEAKER_ID.fullmatch(i)), i
+        for check in (check_speaker_id, lambda x: save_model(os.devnull, {x: ubm}, ubm=ubm)):
+            if ok:
+                check(i)
+            else:
+                with pytest.raises(ValueError, match="bad speaker id"):
+                    check(i)
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a\nforged 1 2 3", "x" * 1000])
+def test_import_refuses_ids_that_break_the_rule(work, tmp_path, bad):
+    """``speaker import`` took ids the store's rule refuses (empty, spaces, a newline, 1,000
+    characters): ``export`` then failed for the whole store and a newline forged lines in
+    ``speakers``.  A models file holding such an id is refused, the store unchanged."""
+    z = dict(np.load(work / "models.npz"))
+    ids = z["speaker_ids"].tolist()
+    ids[1] = bad
+    z["speaker_ids"] = np.array(ids, dtype=str)
+    with open(tmp_path / "bad.npz", "wb") as f:
+        np.savez(f, **z)
+    db = tmp_path / "s.db"
+    assert run("import", "--store", db, "--ubm", work / "ubm.npz", "--models", work / "models.npz", "--quiet")[0] == 0
+    rc, err = run("import", "--store", db, "--models", tmp_path / "bad.npz", "--replace")
+    assert rc == 1 and ("bad speaker id" in err or "one short id per model" in err), err
+    assert len(err.strip().splitlines()) == 1, err
+    r = speaker_cli("speakers", "--store", db)
+    assert r.returncode == 0 and sorted(ln.split()[0] for ln in r.stdout.strip().splitlines()[1:]) == SPK, r.stdout
+    assert run("export", "--store", db, "--out", tmp_path / "out.npz", "--quiet")[0] == 0
+    # an enrolment list with such an id is refused before any work
+    lst = tmp_path / "enroll.txt"
+    lst.write_text(f"george 0_george_1.wav\n{'=cmd()' if len(bad) < 10 else 'x' * 200} 0_lucas_1.wav\n")
+    rc, err = run("enroll", "--ubm", work / "ubm.npz", "--enroll", lst, "--root", work, "--out", tmp_path / "m.npz")
+    assert rc == 1 and "bad speaker id" in err and not (tmp_path / "m.npz").exists(), err
+
+
+# ======================================================================= --remove: all or nothing (item 14)
+def test_remove_is_all_or_nothing(work, tmp_path):
+    """``speakers --remove A nobody`` removed A and then exited 1.  Now one transaction: an
+    unknown id removes nothing, and the message says so."""
+    db = tmp_path / "s.db"
+    assert run("enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll.txt", "--store", db,
+               "--min-speech", 0, "--min-speaker-speech", 0, "--quiet")[0] == 0
+    rc, err = run("speakers", "--store", db, "--remove", "george", "nobody")
+    assert rc == 1 and "unknown speaker(s): nobody; nothing was removed" in err, err
+    assert [r["speaker"] for r in __import__("json").loads(speaker_cli("speakers", "--store", db, "--json").stdout)] \
+        == SPK
+    rc, err = run("speakers", "--store", db, "--remove", "george", "lucas")
+    assert rc == 0 and "removed 2 speaker(s); 1 left" in err, err
+
+
+# ======================================================================= hostile i-vector files (item 7)
+def _zeros_npz(path: Path, scalars: dict, big: dict) -> None:
+    """An .npz whose ``big`` members ({name: shape}) are float64 zeros, written compressed in 16 MB
+    pieces (a small file that inflates to the declared size: every byte is really there)."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, v in scalars.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(v), allow_pickle=False)
+            zf.writestr(k + ".npy", buf.getvalue())
+        for k, shape in big.items():
+            with zf.open(k + ".npy", "w", force_zip64=True) as f:
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+                f.write(buf.getvalue())
+                left = int(np.prod(shape)) * 8
+                block = bytes(1 << 24)
+                while left:
+                    f.write(block[:min(left, len(block))])
+                    left -= min(left, len(block))
+
+
+def _header(kind: str, fmt: str, fingerprint: str) -> dict:
+    return dict(format=np.array(fmt), format_version=np.array(1), kind=np.array(kind),
+                ubm_fingerprint=np.array(fingerprint), feature_config=np.array(""))
+
+
+@pytest.mark.parametrize("what", ["extractor", "backend", "ivector-models", "checkpoint"])
+def test_hostile_ivector_files_are_refused_from_their_headers(work, tmp_path, monkeypatch, what):
+    """i-vector extractor, PLDA back-end and i-vector models files had no bound but 8 GiB per
+    array: a 23 KB file cost 5 GB and 18 s per utterance (a rank of 50,000), a 3 MB zip bomb was
+    read in full; Ctrl-C during train-ivector read the whole checkpoint to say how far it got.
+    Every axis is now bounded by speaker.limits (rank <= 2000, speakers <= 1,000,000) and refused
+    from the declared header: numpy.load is never reached, memory stays small."""
+    import tracemalloc
+    import speaker._npz as npz_mod
+    from speaker.ivector import TV_FORMAT, load_tv
+    from speaker.ivector_backend import MODELS_FORMAT, load_models
+    from speaker.model_io import ModelError, load_model, ubm_fingerprint
+    from speaker.plda import BACKEND_FORMAT, load_backend
+    ubm = load_model(work / "ubm.npz").ubm
+    fp = ubm_fingerprint(ubm)
+    f = tmp_path / "hostile.npz"
+    if what == "extractor":          # T of (K*D, 50000): 62 MB of zeros here; 5 GB at a larger UBM
+        _zeros_npz(f, _header("ivector", TV_FORMAT, fp), {"T": (ubm.means_.size, 50_000)})
+        load = lambda: load_tv(f, ubm)                                            # noqa: E731
+    elif what == "backend":          # a 5000 x 5000 PLDA covariance (200 MB)
+        _zeros_npz(f, _header("backend", BACKEND_FORMAT, fp), {"mean": (5000,), "plda_mu": (5000,),
+                                                              "plda_Sb": (5000, 5000), "plda_Sw": (5000, 5000)})
+        load = lambda: load_backend(f, ubm)                                       # noqa: E731
+    elif what == "ivector-models":   # means of i-vectors of dimension 20,000
+        _zeros_npz(f, {**_header("ivector-models-plda", MODELS_FORMAT, fp),
+                       "speaker_ids": np.array(["a", "b"]), "counts": np.ones(2)}, {"means": (2, 20_000)})
+        load = lambda: load_models(f, "plda", ubm)                                # noqa: E731
+    else:                            # a checkpoint whose T is 160 MB: Ctrl-C's progress line reads 2 scalars
+        from speaker._npz import checkpoint_progress
+        from speaker.ivector import CHECKPOINT_FORMAT
+        _zeros_npz(f, dict(format=np.array(CHECKPOINT_FORMAT), format_version=np.array(1), done=np.array(3),
+                           total=np.array(10), settings_hash=np.array("x" * 64)), {"T": (10_000, 2_000)})
+        tracemalloc.start()
+        try:
+            assert checkpoint_progress(f) == (3, 10)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20 << 20, peak
+        return
+    real_load = npz_mod.np.load
+
+    def no_load(*a, **kw):
+        raise AssertionError("numpy.load reached: the file was not refused from its header")
+    monkeypatch.setattr(npz_mod.np, "load", no_load)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelError, match="declares shape .*at most"):
+            load()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        monkeypatch.setattr(npz_mod.np, "load", real_load)
+    assert peak < 20 << 20, peak
+
+
+# ======================================================================= files that belong together (item 8)
+def test_a_backend_or_models_of_another_extractor_are_refused(work, tmp_path):
+    """A PLDA back-end trained on another i-vector extractor (same UBM) was accepted silently
+    (EER 17 % -> 39 %).  The back-end carries its extractor's fingerprint, speaker models
+    enrolled through them carry both; a mismatch is refused, and so is a file of an earlier
+    version that names neither (train or enrol again)."""
+    d = work
+    lst, common = d / "ubm.lst", ["--quiet"]
+    ubm = ["--ubm", d / "ubm.npz"]
+    for name, seed in (("tvA", 0), ("tvB", 1)):         # two extractors of the same UBM
+        assert run("train-ivector", *ubm, "--list", lst, "--rank", 4, "--iters", 2, "--seed", seed,
+                   "--out", tmp_path / f"{name}.npz", *common)[0] == 0
+    assert run("train-plda", *ubm, "--ivector", tmp_path / "tvA.npz", "--enroll", d / "enroll.txt",
+               "--out", tmp_path / "pldaA.npz", *common)[0] == 0
+    A, B = ("--ivector", tmp_path / "tvA.npz"), ("--ivector", tmp_path / "tvB.npz")
+    plda = ("--backend", "plda", "--plda", tmp_path / "pldaA.npz")
+    assert run("enroll", *ubm, *A, *plda, "--enroll", d / "enroll.txt", "--out", tmp_path / "mA.npz", *common)[0] == 0
+    score = ["score", *ubm, *plda, "--trials", d / "trials.txt", *common]
+    assert run(*score, *A, "--models", tmp_path / "mA.npz", "--out", tmp_path / "ok.txt")[0] == 0
+    rc, err = run(*score, *B, "--models", tmp_path / "mA.npz", "--out", tmp_path / "bad.txt")
+    assert rc == 1 and "trained on the i-vectors of another extractor" in err, err
+    rc, err = run("enroll", *ubm, *B, *plda, "--enroll", d / "enroll.txt", "--out", tmp_path / "mB.npz", *common)
+    assert rc == 1 and "another extractor" in err and not (tmp_path / "mB.npz").exists(), err
+    # models enrolled through A (no back-end, cosine) scored through B
+    cos = ("--backend", "cosine")
+    assert run("enroll", *ubm, *A, *cos, "--enroll", d / "enroll.txt", "--out", tmp_path / "cA.npz", *common)[0] == 0
+    rc, err = run("score", *ubm, *B, *cos, "--models", tmp_path / "cA.npz", "--trials", d / "trials.txt",
+                  "--out", tmp_path / "bad.txt", *common)
+    assert rc == 1 and "enrolled through another i-vector extractor" in err, err
+    # files of an earlier version (no fingerprints): refused, with the remedy
+    for src, member, remedy in (("pldaA.npz", "ivector_fingerprint", "train it again"),
+                                ("mA.npz", "backend_fingerprint", "enrol them again")):
+        z = dict(np.load(tmp_path / src))
+        del z[member]
+        with open(tmp_path / f"old_{src}", "wb") as f:
+            np.savez(f, **z)
+    rc, err = run("score", *ubm, *A, "--backend", "plda", "--plda", tmp_path / "old_pldaA.npz", "--models",
+                  tmp_path / "mA.npz", "--trials", d / "trials.txt", "--out", tmp_path / "bad.txt", *common)
+    assert rc == 1 and "train it again" in err, err
+    rc, err = run(*score, *A, "--models", tmp_path / "old_mA.npz", "--out", tmp_path / "bad.txt")
+    assert rc == 1 and "enrol them again" in err, err
+    assert not (tmp_path / "bad.txt").exists()

@@ -376,7 +376,9 @@ def test_cohort_kept_in_the_store(store_at, ubm):
         assert np.allclose(got.means_, map_adapt(ubm, [x]).means_, atol=1e-5)
     assert [i.n_frames for i in st.cohort_info()] == [len(x) for x in xs] + [150]
     assert st.cohort().models[0] is st.cohort().models[0]                  # derived once, kept
-    Store(store_at("s.db")).remove_cohort(["c1", "nobody"])
+    with pytest.raises(KeyError):
+        Store(store_at("s.db")).remove_cohort(["c1", "nobody"])             # all or nothing
+    Store(store_at("s.db")).remove_cohort(["c1"])
     assert st.cohort().ids == ["c0", "c2", "c3", "c4", "c5", "c9"]          # another writer's change is seen
     assert st.remove_cohort() == 6 and st.cohort() is None
 

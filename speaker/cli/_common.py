@@ -80,6 +80,16 @@ def refuse_old_checkpoint(args, checkpoint) -> None:
                        "it, or --overwrite to start afresh")
 
 
+def check_speaker_ids(where, ids) -> None:
+    """Before any work: every speaker id of a list follows the one id rule
+    (:func:`speaker.limits.speaker_id_problem`), else one line naming the first bad one."""
+    from ..limits import speaker_id_problem
+    bad = [i for i in ids if speaker_id_problem(i) is not None]
+    if bad:
+        raise JobError(f"{where}: {speaker_id_problem(bad[0])}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1
+                                                                   else ""))
+
+
 def check_strict(args, errors: dict) -> None:
     if errors and args.strict:
         raise JobError(f"--strict: {len(errors)} input(s) could not be used")
@@ -160,15 +170,17 @@ def parents() -> Parents:
 
 
 @contextlib.contextmanager
-def resume_hint(command: str, checkpoint, read_checkpoint):
-    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume."""
+def resume_hint(command: str, checkpoint):
+    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume (its two
+    counters are read, not its arrays)."""
     import sys
     try:
         yield
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
-            ck = read_checkpoint(checkpoint)
-            print(f"speaker {command}: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} EM passes; "
+            from .._npz import checkpoint_progress
+            done, total = checkpoint_progress(checkpoint)
+            print(f"speaker {command}: checkpoint {checkpoint} holds {done} of {total} EM passes; "
                   "run the same command with --resume to continue", file=sys.stderr)
         raise
 
@@ -298,11 +310,17 @@ def utc(t: float) -> str:
     return iso_time(t)
 
 
-def removed(args, n: int, left: int, unknown: list, what: str) -> int:
-    """--remove's summary; exit 1 (after removing the others) when some ids were unknown."""
-    say(args, f"removed {n} {what}(s); {left} left")
-    if unknown:
-        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+def removed(args, remove, left, what: str) -> int:
+    """--remove, all or nothing: ``remove()`` removes in one transaction and returns how many, or
+    raises KeyError naming the unknown ids (nothing removed: exit 1, saying so); ``left()`` counts
+    what remains."""
+    try:
+        n = remove()
+    except KeyError as exc:
+        unknown = [str(u) for u in exc.args]
+        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}; "
+                       f"nothing was removed") from None
+    say(args, f"removed {n} {what}(s); {left()} left")
     return 0
 
 

@@ -57,7 +57,7 @@ def load_backend(args, ubm, tv, required: bool):
         if required:
             raise JobError("--backend plda needs --plda (the output of 'speaker train-plda')")
         return None
-    return _load(args.plda, ubm, rank=tv.rank)
+    return _load(args.plda, ubm, rank=tv.rank, tv=tv)
 
 
 def ivectors(args, st, ubm, tv, sources, desc: str = "i-vectors") -> dict:
@@ -111,13 +111,17 @@ def enroll_ivectors(args) -> int:
     if not args.out or getattr(args, "store", None):
         raise JobError(f"--backend {args.backend} writes --out NPZ (the speaker store holds GMM-UBM statistics only)")
     refuse_outputs_that_are_inputs(args, {"--out": args.out})
+    from ..lists import read_enroll_list
+    from ._common import check_speaker_ids
+    check_speaker_ids(args.enroll, read_enroll_list(args.enroll, args.root))
     ubm, config = load_ubm(args.ubm)
     tv = load_tv(args, ubm)
     be = load_backend(args, ubm, tv, required=args.backend == "plda")
     groups = speaker_ivectors(args, ubm, config, tv)
     if not groups:
         raise JobError("no speaker could be enrolled")
-    models = enrol_speakers(groups, args.backend, be, average=args.average, ubm_fingerprint=tv.ubm_fingerprint)
+    models = enrol_speakers(groups, args.backend, be, average=args.average, ubm_fingerprint=tv.ubm_fingerprint,
+                            ivector_fingerprint=tv.fingerprint)
     save_models(args.out, models, config, overwrite=args.overwrite)
     say(args, f"enrolled {len(models)} speaker(s) ({args.backend} back-end"
               f"{', averaged i-vectors' if args.average else ''}) -> {args.out}")
@@ -139,7 +143,8 @@ def score_ivectors(args) -> int:
     fmt, trials = read_trials(args.trials, args.root, scp)
     if fmt == "kaldi" and not args.models:
         raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll --backend ...')")
-    models = load_models(args.models, args.backend, ubm).as_dict() if fmt == "kaldi" else {}
+    models = (load_models(args.models, args.backend, ubm, tv=tv, backend=be, check_chain=True).as_dict()
+              if fmt == "kaldi" else {})
     sources = [t.test_path for t in trials] + ([t.enrol_path for t in trials] if fmt == "voxceleb" else [])
     if args.norm and not args.cohort:
         raise JobError("--norm needs --cohort LIST")

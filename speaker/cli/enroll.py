@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import (JobError, add_overwrite, check_outputs, check_strict, feature_cache, gate, load_ubm, open_store,
-                      progress, report_skipped, say)
+from ._common import (JobError, add_overwrite, check_outputs, check_speaker_ids, check_strict, feature_cache, gate,
+                      load_ubm, open_store, progress, report_skipped, say)
 from ._options import float_option
 from ._ivec import add_backend_options
 
@@ -125,6 +125,7 @@ def run(args) -> int:
     ubm, config = load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
+    check_speaker_ids(args.enroll, spk_files)
     inputs = [("UBM", args.ubm), ("enrolment list", args.enroll), ("scp", args.scp)] + [
         ("listed file", p) for f in spk_files.values() for _, p in f]
     _guards.refuse_inputs_as_outputs({"--store": args.store}, inputs)

@@ -56,7 +56,7 @@ def _batches(args, ubm, prep):
 
 def run(args) -> int:
     from ..featcache import prepare_features
-    from ..ivector import CheckpointError, read_checkpoint, save_tv, train_tv
+    from ..ivector import CheckpointError, save_tv, train_tv
     from ..lists import read_audio_list
     from ._common import resume_hint
     from ._ivec import refuse_outputs_that_are_inputs
@@ -85,7 +85,7 @@ def run(args) -> int:
         inputs = hashlib.sha256("\n".join([config.to_json()] + [os.path.abspath(s) for s in prep.sources]
                                           ).encode()).hexdigest()
         try:
-            with resume_hint(NAME, checkpoint, read_checkpoint):
+            with resume_hint(NAME, checkpoint):
                 tv = train_tv(ubm, _batches(args, ubm, prep), args.rank, n_iter=args.iters,
                               min_div=not args.no_min_div, random_state=args.seed, n_utterances=len(prep.sources),
                               progress=progress(args), checkpoint=checkpoint, resume=args.resume, inputs_id=inputs)

@@ -40,7 +40,7 @@ def run(args) -> int:
     X = np.concatenate(list(groups.values()))
     y = np.concatenate([[spk] * len(g) for spk, g in groups.items()])
     be = train_backend(X, y, lda_dim=args.lda_dim, wccn=args.wccn, plda_iters=args.plda_iters)
-    be.ubm_fingerprint = tv.ubm_fingerprint
+    be.ubm_fingerprint, be.ivector_fingerprint = tv.ubm_fingerprint, tv.fingerprint
     save_backend(args.out, be, config, overwrite=args.overwrite)
     say(args, f"PLDA back-end: {len(X)} i-vectors of {len(speakers)} speakers, dimension {tv.rank}"
               f"{f' -> LDA {args.lda_dim}' if args.lda_dim else ''}{', WCCN' if args.wccn else ''} -> {args.out}")

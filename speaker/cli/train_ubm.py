@@ -108,10 +108,10 @@ def _dask_features(args, sources, config, out: Path, stack: contextlib.ExitStack
 
 def _train(args, prepared: _Features, config, checkpoint: Path):
     """EM with a checkpoint after every pass; on Ctrl-C, say how to resume."""
-    from ..ubm import CheckpointError, read_checkpoint, train_ubm
+    from ..ubm import CheckpointError, train_ubm
     inputs = _guards.inputs_fingerprint(config.to_json(), prepared.used, prepared.features)
     try:
-        with resume_hint(NAME, checkpoint, read_checkpoint):
+        with resume_hint(NAME, checkpoint):
             return train_ubm(prepared.features, args.components, init=args.init, n_iter=args.iters,
                              var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
                              progress=progress(args), checkpoint=checkpoint, resume=args.resume,
