@@ -561,7 +561,7 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
 
     @app.get("/healthz", summary="liveness: UBM loaded, store readable, whether decisions are possible "
                                  "(no API key needed)", response_model=_api.Health, responses=_api.errors(503),
-             tags=["service"])
+             response_model_exclude_none=True, tags=["service"])         # "warning" only when there is one
     async def healthz():
         try:
             return await svc.run(svc.health)
