@@ -84,7 +84,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         (D, D) "tied", (K, D) "diag", (K,) "spherical".
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
-        Start the next ``fit`` from the current parameters (one initialisation).
+        Start the next ``fit`` from the current parameters (one initialisation).  A fitted model
+        whose number of components, number of features or covariance shape differs from this
+        fit's (``n_components`` or ``covariance_type`` changed by ``set_params``, other data) is a
+        ``ValueError`` saying so; scikit-learn goes on with the old components (or fails inside
+        its arithmetic), which would leave a model that contradicts its own parameters.
     verbose : int, default=0
     verbose_interval : int, default=10
     var_floor : float, default=0.0
@@ -542,6 +546,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError("Expected n_samples >= n_components but got n_components = "
                              f"{self.n_components}, n_samples = {N}")
         self._check_initial(D, src.dtype)
+        self._check_warm_start(D)
         if src.in_memory:                      # one engine for the whole fit
             X, sw, engine = src.X, src.sw, self._engine(src.dtype, D)
             e_step = lambda: engine.accumulate(X, sw, self._matrices(X.dtype))   # noqa: E731
@@ -553,6 +558,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if src.in_memory:
             return engine.evaluate(X, self._matrices(X.dtype), labels=True)["labels"]
         return src.labels(self)
+
+    def _check_warm_start(self, D: int) -> None:
+        """With ``warm_start`` after a fit: the fitted model must have this fit's K, D and type shape."""
+        if not (self.warm_start and hasattr(self, "converged_")):
+            return
+        K0, D0 = self.means_.shape
+        shape = self._kind.shape(self.n_components, D)
+        if (K0, D0) != (self.n_components, D) or self.covariances_.shape != shape:
+            self.n_features_in_ = D0           # the fitted model stays usable as it was
+            raise ValueError(
+                f"warm_start=True continues from the fitted model, which has {K0} components of {D0} "
+                f"features and covariances of shape {self.covariances_.shape}; this fit has "
+                f"n_components={self.n_components}, {D} features and covariance_type="
+                f"{self.covariance_type!r} (shape {shape}): set warm_start=False to start afresh")
 
     def _run_em(self, dtype, initialize, e_step) -> None:
         """The EM loop of every fit (in memory, blocked, Dask), with scikit-learn's semantics.
@@ -717,8 +736,30 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._check_sw(sw, sw)      # the one weight check (sw stands for X: only its length is used)
 
     def _evaluate(self, X, check_input: bool, **want):
+        """The core's per-frame outputs (``Engine.evaluate``) of X, with the frames whose float32
+        arithmetic overflowed computed again in float64.
+
+        In float32 the core's terms of a frame far from the model (``x x^T`` of a "full" model,
+        ``x**2`` of the others, about the mixture's mean) can overflow although its
+        log-densities are representable (scikit-learn whitens first): every log-density of such
+        a frame came out -inf (or NaN) and its responsibilities 0.  Those frames, found by their
+        log-likelihood, are evaluated again in float64 (the same parameters; the results rounded
+        to float32 as scikit-learn's), so their responsibilities are one-hot rows as
+        scikit-learn's.  In float64 that overflow happens only beyond ~1e154 from the mixture's
+        mean, where the frame stays -inf with zero responsibilities (scikit-learn: NaN).
+        """
         X = self._prepare(X, check_input)
-        out = self._engine(X.dtype, X.shape[1]).evaluate(X, self._matrices(X.dtype), **want)
+        first = dict(want, loglik=True) if X.dtype == np.float32 else want
+        out = self._engine(X.dtype, X.shape[1]).evaluate(X, self._matrices(X.dtype), **first)
+        if X.dtype == np.float32:
+            bad = ~np.isfinite(out["loglik"])
+            if bad.any():
+                X64 = X[bad].astype(np.float64)
+                redo = self._engine(np.float64, X.shape[1]).evaluate(X64, self._matrices(np.float64), **first)
+                for key, values in redo.items():
+                    out[key][bad] = values
+            if not want.get("loglik"):
+                del out["loglik"]
         out["dtype"] = X.dtype
         return out
 

@@ -40,6 +40,7 @@ _WHERE = {
     "llr": "scoring", "score_trials": "scoring", "Waveform": "sources",
     "train_ubm": "ubm",
     "SpeakerStore": "store", "StoreError": "store",
+    "StoreUnavailable": "store", "StoreInvalid": "store",
     "TotalVariability": "ivector", "train_tv": "ivector", "extract_ivectors": "ivector",
     "load_tv": "ivector", "save_tv": "ivector",
     "PLDA": "plda", "Backend": "plda", "train_backend": "plda", "plda_llr": "plda",

@@ -42,6 +42,7 @@ Metrics (Brümmer and du Preez, 2006; BOSARIS):
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -198,6 +199,26 @@ class Calibration:
             if key in seen:
                 raise ValueError(f"calibration term {t.name!r} repeats a column")
             seen.add(key)
+        low = self.min_slope()
+        if not low > 0:
+            raise ValueError(f"calibration slope on the score must be > 0 (a higher score must make the claimed speaker "
+                             f"more likely), got {low:.6g}: the development scores are larger for non-targets (labels "
+                             "inverted, or a broken system)")
+
+    def min_slope(self) -> float:
+        """The smallest slope of the LLR in the first system's score, over the quality measures'
+        ranges: ``a`` plus the terms that multiply the score by measures, at the corners of the
+        range box (the slope is multilinear in the measures).  Terms with another system's score
+        are a fusion's own business and left out."""
+        s1 = self.systems[0]
+        ranges = {m.name: (m.lo, m.hi) for m in self.measures}
+        terms = [t for t in self.terms if s1 in t.factors and all(f in ranges or f == s1 for f in t.factors)]
+        used = sorted({f for t in terms for f in t.factors if f != s1})
+        low = math.inf
+        for corner in itertools.product(*(ranges[f] for f in used)):
+            at = dict(zip(used, corner))
+            low = min(low, self.a + sum(t.weight * math.prod(at[f] for f in t.factors if f != s1) for t in terms))
+        return low
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -93,8 +93,8 @@ class Gate:
     def speaker_problem(self, seconds: float, n_recordings: int) -> str | None:
         """Why a speaker with ``seconds`` of net speech in ``n_recordings`` is not enrolled."""
         if self.min_speaker_speech is not None and seconds < self.min_speaker_speech:
-            return (f"insufficient speech: {seconds:.2f} s of net speech in {n_recordings} usable recording(s), at "
-                    f"least {self.min_speaker_speech:g} s needed for a speaker (add recordings)")
+            return (f"insufficient speech: {seconds:.2f} s of net speech in {n_recordings} usable recording(s), a "
+                    f"speaker needs at least {self.min_speaker_speech:g} s (add recordings)")
         return None
 
     def test_problem(self, q: Quality | None, seconds: float) -> str | None:

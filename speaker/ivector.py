@@ -363,10 +363,11 @@ def extract_ivectors(tv: TotalVariability, batches: Iterable[tuple[np.ndarray, n
 
 
 # ----------------------------------------------------------------------------- model file
-def save_tv(path: str | os.PathLike, tv: TotalVariability, config=None) -> None:
-    """Write ``tv`` as ``.npz`` (atomically): format, version, ubm_fingerprint, feature_config, T."""
+def save_tv(path: str | os.PathLike, tv: TotalVariability, config=None, *, overwrite: bool = True) -> None:
+    """Write ``tv`` as ``.npz`` (atomically; ``overwrite=False`` refuses an existing file): format,
+    version, ubm_fingerprint, feature_config, T."""
     from .model_io import save_npz
-    save_npz(path, TV_FORMAT, TV_VERSION, "ivector", tv.ubm_fingerprint, config, T=tv.T)
+    save_npz(path, TV_FORMAT, TV_VERSION, "ivector", tv.ubm_fingerprint, config, overwrite=overwrite, T=tv.T)
 
 
 def load_tv(path: str | os.PathLike, ubm: GaussianMixture | None = None) -> TotalVariability:

@@ -95,9 +95,10 @@ def enrol_speakers(groups: Mapping[str, np.ndarray], kind: str, backend: Backend
     return IvectorModels(kind, ids, means, counts, ubm_fingerprint)
 
 
-def save_models(path: str | os.PathLike, models: IvectorModels, config=None) -> None:
+def save_models(path: str | os.PathLike, models: IvectorModels, config=None, *, overwrite: bool = True) -> None:
     """Write ``models`` as a models file (atomically; :func:`speaker.model_io.save_npz`)."""
     save_npz(path, MODELS_FORMAT, MODELS_VERSION, f"ivector-models-{models.kind}", models.ubm_fingerprint, config,
+             overwrite=overwrite,
              speaker_ids=np.array(models.ids, dtype=str), means=models.means, counts=models.counts)
 
 

@@ -82,12 +82,14 @@ def ubm_fingerprint(ubm: GaussianMixture) -> str:
 
 
 def save_model(path: str | Path, models: GaussianMixture | Mapping[str, GaussianMixture], *,
-               ubm: GaussianMixture | None = None, config: FeatureConfig | None = None) -> None:
+               ubm: GaussianMixture | None = None, config: FeatureConfig | None = None,
+               overwrite: bool = True) -> None:
     """Write a UBM (``models`` is a GaussianMixture) or speaker models (a mapping id -> model).
 
     Speaker models need ``ubm`` (the UBM they were adapted from), whose fingerprint is
     stored.  ``config`` (the FeatureConfig) is stored so that scoring uses the same features.
-    The file appears atomically (temporary file + rename).
+    The file appears atomically (temporary file + rename); ``overwrite=False`` refuses an
+    existing file (:mod:`speaker._atomic`).
     """
     common = dict(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
                   feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
@@ -110,7 +112,7 @@ def save_model(path: str | Path, models: GaussianMixture | Mapping[str, Gaussian
                       weights=np.stack([models[i].weights_ for i in ids]),
                       means=np.stack([models[i].means_ for i in ids]),
                       covariances=np.stack([models[i].covariances_ for i in ids]))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **common, **arrays)
 
@@ -257,17 +259,18 @@ class ArraySpec:
     shape: tuple | None = None
 
 
-def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, **arrays) -> None:
+def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, *, overwrite: bool = True,
+             **arrays) -> None:
     """Write a model file of another kind (the i-vector back-end's T matrix, LDA/WCCN/PLDA,
     i-vector speaker models): the header keys ``format``, ``format_version``, ``kind``,
     ``ubm_fingerprint``, ``feature_config`` (JSON, "" if none) and ``arrays`` (float64, or
-    unicode strings), atomically."""
+    unicode strings), atomically (``overwrite=False`` refuses an existing file)."""
     header = dict(format=np.array(fmt), format_version=np.array(version), kind=np.array(kind),
                   ubm_fingerprint=np.array(fingerprint),
                   feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
     data = {k: (v if np.asarray(v).dtype.kind == "U" else np.ascontiguousarray(v, dtype=np.float64))
             for k, v in arrays.items() if v is not None}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **header, **data)
 

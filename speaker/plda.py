@@ -254,11 +254,12 @@ def enrol(backend: Backend, groups: list[np.ndarray], *, average: bool = False
     return np.asarray(means), np.asarray(counts, dtype=np.float64)
 
 
-def save_backend(path: str | os.PathLike, be: Backend, config=None) -> None:
-    """Write ``be`` as ``.npz`` (atomically, bound to the UBM's fingerprint)."""
+def save_backend(path: str | os.PathLike, be: Backend, config=None, *, overwrite: bool = True) -> None:
+    """Write ``be`` as ``.npz`` (atomically, bound to the UBM's fingerprint; ``overwrite=False``
+    refuses an existing file)."""
     from .model_io import save_npz
     p = be.plda
-    save_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", be.ubm_fingerprint, config,
+    save_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", be.ubm_fingerprint, config, overwrite=overwrite,
              mean=be.mean, lda=be.lda, wccn=be.wccn, plda_mu=p.mu, plda_Sb=p.Sb, plda_Sw=p.Sw)
 
 

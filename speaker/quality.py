@@ -21,26 +21,27 @@ Measures
   samples in such runs, ``clipped_runs`` their number, ``peak_dbfs`` the largest ``|sample|`` in dB
   re full scale.  A multichannel file is measured on its mono mix; lossy codecs ring around a
   clipped top and hide it.
-* **snr_db**, from the frames' band energies (the power of the pre-emphasised, windowed frame
-  through the mel filterbank, i.e. the energy the cepstra are computed from, before the log)::
+* **snr_db**, from the frames' band energies (the power of each windowed frame between ``fmin``
+  and ``fmax``, from the FFT the cepstra are computed from, with the pre-emphasis undone)::
 
       N = mean of the quietest NOISE_FLOOR_FRACTION (10 %) of the frames   (the noise floor)
       S = mean over the VAD's speech frames                                 (speech + noise)
       snr_db = 10 log10((S - N) / N), clamped to [SNR_MIN_DB, SNR_MAX_DB]
 
-  Measured on the shared recordings plus noise at known SNR (``tests/test_quality.py``; the
-  figures in ``docs/quality.md``): within about 1 dB for white and pink noise from 0 to 20 dB,
-  within 3 dB for brown noise.  Chosen over a waveform-statistics estimate (WADA-SNR): it is a
-  mean and a partial sort of numbers the front-end already has (WADA needs another pass over the
-  samples and a table of a Gamma speech model), and it is measured in the band the features see
-  (a sub-audio drift or hum does not pass for speech).  Its known bias: a tightly trimmed
+  Measured on real recordings plus noise at a known SNR (``tests/test_quality.py``; the figures
+  in ``docs/quality.md``): within 1 dB for white noise from 0 to 20 dB; pink noise reads 1-2 dB
+  high, brown noise 4-7 dB high (their power fluctuates more from frame to frame, so the
+  quietest frames sit further below the mean).  Chosen over a waveform-statistics estimate
+  (WADA-SNR): it is a mean and a partial sort of numbers the front-end already has (WADA needs
+  another pass over the samples and a table of a Gamma speech model), and it is measured in the
+  band the features see (a sub-audio drift does not pass for speech).  Its known bias: a tightly trimmed
   recording has no pause, so its quietest frames are quiet speech and the SNR is under-estimated
-  (the short clean digits of FSDD measure 8-45 dB): a conservative error.
+  (the short clean digits of FSDD: 5th to 95th percentile 10-48 dB): a conservative error.
 * **noise_only**: ``snr_db < NOISE_ONLY_SNR_DB`` (5 dB) in a recording of at least
   :data:`NOISE_ONLY_MIN_SECONDS` (1 s).  Stationary noise alone measures -17 to +4.2 dB (white,
-  pink, brown, low-passed, 50-Hz hum; 0.5 to 3 s); speech at 0 dB SNR measures 0-3 dB (white,
-  pink noise), at 5 dB 4.5-6.5 dB.  So "noise only" means "nothing stands out of the noise
-  floor": noise, or speech buried in it.  Below 1 s the verdict is not given: a tightly trimmed
+  pink, brown, low-passed, 50-Hz hum; 0.5 to 3 s); speech with white or pink noise at 0 dB SNR
+  measures -0.2 to 2.9 dB, at 5 dB 4.3 to 7.3 dB (5th-95th percentiles).  So "noise only" means
+  "nothing stands out of the noise floor": noise, or speech buried in it.  Below 1 s the verdict is not given: a tightly trimmed
   clip of one steady syllable has no quiet frame either (21 of FSDD's 3,000 digits, all under
   0.6 s, measure -0.7 to 4.8 dB); the net-speech minimum refuses such recordings anyway.
 

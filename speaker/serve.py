@@ -68,7 +68,8 @@ from .calibration import Calibration
 from .gates import Gate
 from .quality import Quality
 from .features import extract_features, extract_features_and_quality
-from .store import EnrolmentItem, EnrolmentRefused, SpeakerStore, StoreError, check_speaker_id
+from .store import (EnrolmentItem, EnrolmentRefused, SpeakerStore, StoreError, StoreInvalid, StoreUnavailable,
+                    check_speaker_id)
 from .stream import StreamConfig, StreamingVerifier
 
 __all__ = ["ServiceConfig", "ApiError", "create_app", "SPEAKER_ID"]
@@ -201,9 +202,11 @@ class _Service:
             return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
         except KeyError as exc:
             raise ApiError(404, "unknown_speaker", f"no speaker {exc.args[0]!r} in the store") from None
-        except StoreError as exc:
-            if "cannot write" in str(exc) or "locked" in str(exc):
-                raise ApiError(503, "store_unavailable", str(exc)) from None
+        except StoreUnavailable as exc:              # read-only, disk full, locked, unreachable
+            raise ApiError(503, "store_unavailable", str(exc)) from None
+        except StoreInvalid as exc:                  # the store's contents are not valid: the server's fault
+            raise ApiError(500, "store_invalid", str(exc)) from None
+        except StoreError as exc:                    # an operation the store refuses
             raise ApiError(409, "conflict", str(exc)) from None
 
     @staticmethod

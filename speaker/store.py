@@ -39,7 +39,7 @@ import numpy as np
 from gmmext import GaussianMixture, GMMStats
 
 from ._batch import recording_stats
-from ._sql import Database, StoreError, one_snapshot, store_location
+from ._sql import Database, StoreError, StoreInvalid, StoreUnavailable, one_snapshot, store_location
 from .adapt import map_from_stats, model_like
 from .calhistory import CalibrationHistory, StoredCalibration
 from .calibration import Calibration
@@ -52,7 +52,7 @@ from .scoring import check_features, check_top_c
 from .sources import Source, Waveform, content_hash, read_source, read_source_and_quality, source_kind
 from .verification import Match, StoreScoring, VerifyResult
 
-__all__ = ["StoreError", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
+__all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
            "EnrollResult", "EnrolmentItem", "KeptRecording", "StoredCalibration", "VerifyResult", "Match",
            "store_location"]
 
@@ -63,6 +63,43 @@ UPGRADABLE = ("1",)
 _MAX_ID = 256
 
 _TABLES = ("meta", "ubm", "speakers", "recordings", "calibrations")
+#: The meta entries a store of this format holds (and may hold), and the values they may take.
+_META_REQUIRED = ("format", "format_version", "ubm_fingerprint", "feature_config", "relevance_factor", "adapt",
+                  "generation", "created_at")
+_META_OPTIONAL = ("calibration_id",)
+_MAX_COUNTER = 1 << 62
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _relevance_ok(text: str) -> bool:
+    return 0.0 < _float(text) < math.inf            # as speaker.adapt accepts it
+
+
+def _adapt_ok(text: str) -> bool:
+    return bool(text) and not set(text) - set("mwv") and len(set(text)) == len(text)
+
+
+def _time_ok(text: str) -> bool:
+    return math.isfinite(_float(text))
+
+
+def _finite(x: object) -> bool:
+    """A finite number (not a bool) as a row holds it."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _hex64(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _counter_ok(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) < _MAX_COUNTER
 #: The per-recording columns format 2 added to ``recordings`` (NULL for recordings enrolled
 #: before an upgrade from format 1): statistics, features and quality measures.
 RECORDING_DATA = ("loglik", "stats_n", "stats_x", "stats_xx", "feat_dtype", "features", "speech_seconds",
@@ -292,6 +329,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                 raise StoreError(f"{ubm}: holds speaker models, not a UBM")
             ubm, config = mf.ubm, (config or mf.config)
         if file is not None:
+            self._db.check_files()
             exists = file.exists() and file.stat().st_size > 0
             if not exists and (ubm is None or not create):
                 raise StoreError(f"{self.path}: no such speaker store"
@@ -325,6 +363,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         with self._db.write():
             if self._has_meta():
                 return                                   # another process created it meanwhile
+            self._db.check_schema(_schema(), ())         # an empty database: nothing planted in it
             self._db.create(_schema(), _TABLES)
             meta = dict(format=FORMAT, format_version=str(FORMAT_VERSION), ubm_fingerprint=ubm_fingerprint(ubm),
                         feature_config=config.to_json(), relevance_factor=repr(float(relevance_factor)),
@@ -349,6 +388,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             if version not in UPGRADABLE:
                 self._db.fail(f"unsupported format_version {version!r} (this version upgrades {UPGRADABLE})")
             md = _schema()
+            self._db.check_schema(md, ("meta", "ubm", "speakers", "recordings"), ("calibrations", "cohort"),
+                                  prefixes={"recordings": 6})
             dialect = self._db.engine.dialect
             with self._db.tx() as conn:
                 have = {c["name"] for c in sa.inspect(conn).get_columns("recordings")}
@@ -392,15 +433,13 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         if meta.get("format_version") != str(FORMAT_VERSION):
             self._db.fail(f"unsupported format_version {meta.get('format_version')!r} "
                           f"(this version reads {FORMAT_VERSION})")
-        if not set(_TABLES) <= tables:
-            self._db.fail(f"missing tables {sorted(set(_TABLES) - tables)}")
+        self._db.check_schema(_schema(), _TABLES, ("cohort",))
+        self._check_meta(meta)
         try:
             self.config = FeatureConfig.from_json(meta["feature_config"])
-            self.relevance_factor = float(meta["relevance_factor"])
-            self.adapt = meta["adapt"]
-            fp = meta["ubm_fingerprint"]
-        except (KeyError, ValueError, TypeError) as exc:
-            self._db.fail(f"bad meta entry: {type(exc).__name__}: {exc}")
+        except (ValueError, TypeError) as exc:
+            self._db.fail(f"bad meta entry feature_config: {type(exc).__name__}: {exc}")
+        self.relevance_factor, self.adapt, fp = float(meta["relevance_factor"]), meta["adapt"], meta["ubm_fingerprint"]
         rows = self._db.rows("SELECT dtype, k, d, length(weights), length(means), length(covariances) FROM ubm")
         if len(rows) != 1:
             self._db.fail("the UBM row is missing")
@@ -422,6 +461,20 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         self.ubm, self.fingerprint, self.K, self.D = (ubm if ubm is not None else stored), fp, K, D
         check_top_c(self.top_c, K)
 
+    def _check_meta(self, meta: dict) -> None:
+        """Every meta entry is one the store writes, with a value it could have written."""
+        missing = sorted(set(_META_REQUIRED) - set(meta))
+        if missing:
+            self._db.fail(f"bad meta entry: missing {missing}")
+        unknown = sorted(set(meta) - set(_META_REQUIRED) - set(_META_OPTIONAL))
+        if unknown:
+            self._db.fail(f"meta entries the store did not write: {[k[:40] for k in unknown[:10]]}")
+        for key, value in meta.items():
+            ok = {"relevance_factor": _relevance_ok, "adapt": _adapt_ok,
+                  "generation": _counter_ok, "calibration_id": _counter_ok, "created_at": _time_ok}.get(key)
+            if ok is not None and not ok(value):
+                self._db.fail(f"bad meta entry {key}: {value[:60]!r}")
+
     def close(self) -> None:
         """Close the database connections (of every thread)."""
         self._db.close()
@@ -440,8 +493,11 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         self.close()
 
     def _next_generation(self) -> int:
-        (g,), = self._db.rows("SELECT value FROM meta WHERE key='generation'")
-        g = int(g) + 1
+        rows = self._db.rows("SELECT value FROM meta WHERE key='generation'")
+        if len(rows) != 1 or not isinstance(rows[0][0], str) or not _counter_ok(rows[0][0]) \
+                or int(rows[0][0]) + 1 >= _MAX_COUNTER:
+            self._db.fail(f"bad meta entry generation: {str(rows)[:60]}")
+        g = int(rows[0][0]) + 1
         self._db.run("UPDATE meta SET value=? WHERE key='generation'", (str(g),))
         return g
 
@@ -665,12 +721,14 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                                      _blob(m.means_), _blob(m.covariances_)))
         return list(mf.speakers)
 
-    def export(self, path: str | os.PathLike, ids: Sequence[str] | None = None) -> list[str]:
-        """Write the models of ``ids`` (default all) to a ``models.npz`` (atomically)."""
+    @one_snapshot
+    def export(self, path: str | os.PathLike, ids: Sequence[str] | None = None, *, overwrite: bool = True) -> list[str]:
+        """Write the models of ``ids`` (default all) to a ``models.npz`` (atomically, read in one
+        snapshot; ``overwrite=False`` refuses an existing file)."""
         ids = list(ids) if ids is not None else [s.id for s in self.speakers()]
         if not ids:
             raise StoreError(f"{self.path}: no speakers to export")
-        save_model(path, {i: self.model(i) for i in ids}, ubm=self.ubm, config=self.config)
+        save_model(path, {i: self.model(i) for i in ids}, ubm=self.ubm, config=self.config, overwrite=overwrite)
         return ids
 
     # ------------------------------------------------------------------ reading rows
@@ -683,7 +741,8 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             raise KeyError(speaker_id)
         kind, gen, created, K, D, n_frames, loglik, la, lb, lc = rows[0]
         where = f"speaker {speaker_id!r}"
-        if kind not in ("stats", "model") or not isinstance(gen, int) or (K, D) != (self.K, self.D):
+        if kind not in ("stats", "model") or not isinstance(gen, int) or not 0 <= gen < _MAX_COUNTER \
+                or (K, D) != (self.K, self.D):
             self._db.fail(f"{where}: bad kind, generation or shape ({kind!r}, K={K!r}, D={D!r})")
         if (la, lb, lc) != (8 * K, 8 * K * D, 8 * K * D):
             self._db.fail(f"{where}: array sizes {la, lb, lc} bytes, expected {8 * K, 8 * K * D, 8 * K * D}")
@@ -729,17 +788,27 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                              f"{where}GROUP BY s.id ORDER BY s.id", (hop, *params))
         out = []
         for i, n, frames, created, updated, kind, sec in rows:
-            if not isinstance(i, str) or not all(isinstance(x, (int, float)) for x in (frames, created, updated)) \
-                    or not (sec is None or isinstance(sec, (int, float)) and math.isfinite(sec)):
-                self._db.fail("malformed speakers table")
+            if not isinstance(i, str) or kind not in ("stats", "model") \
+                    or not all(_finite(x) for x in (frames, created, updated)) or not 0 <= frames < 2 ** 62 \
+                    or not (sec is None or _finite(sec) and sec >= 0):
+                self._db.fail(f"speaker {str(i)[:40]!r}: malformed row (kind, frame count, times or net speech)")
             out.append(SpeakerInfo(i, int(n), int(round(frames)), float(created), float(updated), str(kind),
                                    float(sec or 0.0)))
         return out
 
     def recordings(self, speaker_id: str) -> list[tuple[str, str, int, float]]:
-        """The speaker's enrolled recordings in order: (source, sha256, frames, enrolled_at)."""
-        return [tuple(r) for r in self._db.rows("SELECT source, sha256, n_frames, enrolled_at FROM recordings "
-                                                "WHERE speaker_id=? ORDER BY seq", (speaker_id,))]
+        """The speaker's enrolled recordings in order: (source, sha256, frames, enrolled_at),
+        validated (a source name of at most 4096 characters, a SHA-256 in hex, frames >= 1, a
+        finite time)."""
+        out = []
+        for row in self._db.rows("SELECT source, sha256, n_frames, enrolled_at FROM recordings "
+                                 "WHERE speaker_id=? ORDER BY seq", (speaker_id,)):
+            src, digest, frames, when = row
+            if not (isinstance(src, str) and len(src) <= 4096 and isinstance(digest, str) and _hex64(digest)
+                    and isinstance(frames, int) and 1 <= frames < 2 ** 62 and _finite(when)):
+                self._db.fail(f"speaker {speaker_id!r}: malformed recording row {str(row)[:80]}")
+            out.append((src, digest, frames, float(when)))
+        return out
 
     def _speech_of(self, ids: Sequence[str]) -> dict[str, float]:
         """{speaker: net speech seconds of its recordings} of ``ids`` (a duration-aware
@@ -877,7 +946,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         for i, src, h, frames, added in self._db.rows("SELECT id, source, sha256, frames, added_at FROM cohort "
                                                       "ORDER BY seq"):
             if not all(isinstance(x, str) for x in (i, src, h)) or not isinstance(frames, int) \
-                    or not isinstance(added, (int, float)):
+                    or not _finite(added):
                 self._db.fail("malformed cohort table")
             out.append(CohortInfo(i, src, h, frames, float(added)))
         return out

@@ -109,6 +109,27 @@ def speaker_process(*args, check: int | None = None, timeout: float = 300) -> Cl
 CLI_SPEAKERS = ["george", "jackson", "lucas"]
 
 
+def small_recipe(d):
+    """Copies of 36 fixtures in ``d`` and lists relative to it (``ubm.lst``: 12 files, ``enroll.txt``:
+    3 speakers x 4 files, ``trials.txt``: 18 labelled trials), a 4-component UBM and the models,
+    made by the command line in this process; returns ``d``."""
+    from speaker import cli
+    for s in CLI_SPEAKERS:
+        for dg in range(4):
+            for i in range(3):
+                shutil.copy(FIX / f"{dg}_{s}_{i}.wav", d / f"{dg}_{s}_{i}.wav")
+    (d / "ubm.lst").write_text("".join(f"{dg}_{s}_0.wav\n" for s in CLI_SPEAKERS for dg in range(4)))
+    (d / "enroll.txt").write_text("".join(f"{s} " + " ".join(f"{dg}_{s}_1.wav" for dg in range(4)) + "\n"
+                                          for s in CLI_SPEAKERS))
+    (d / "trials.txt").write_text("".join(f"{m} {dg}_{s}_2.wav {'target' if m == s else 'nontarget'}\n"
+                                          for s in CLI_SPEAKERS for dg in range(2) for m in CLI_SPEAKERS))
+    assert cli.main(["train-ubm", "--list", str(d / "ubm.lst"), "--out", str(d / "ubm.npz"), "--components", "4",
+                     "--sample-rate", "8000", "--iters", "2", "--quiet"]) == 0
+    assert cli.main(["enroll", "--ubm", str(d / "ubm.npz"), "--enroll", str(d / "enroll.txt"),
+                     "--out", str(d / "models.npz"), "--quiet"]) == 0
+    return d
+
+
 @pytest.fixture(scope="session")
 def cli_lists(tmp_path_factory):
     """Small lists over three speakers; paths relative to the fixtures folder (``--root``)."""

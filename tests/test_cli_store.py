@@ -372,14 +372,16 @@ def test_as_norm_with_a_small_cohort_says_it_is_s_norm(work, capsys):
     capsys.readouterr()
     for norm, size, note in (("as", [], True), ("as", ["--cohort-size", "12"], True), ("as", ["--cohort-size", "5"], False),
                              ("s", [], False)):
-        assert run(work, *common, "--out", work / f"asn_{norm}{len(size)}.txt", "--norm", norm, *size) == 0
+        assert run(work, *common, "--out", work / f"asn_{norm}{''.join(size[1:])}.txt", "--norm", norm,
+                   *size) == 0
         err = capsys.readouterr().err
         notes = [line for line in err.splitlines() if line.startswith("note: --norm as")]
         assert len(notes) == (1 if note else 0), err
         if note:
             assert "the cohort has 12 recordings, so it equals --norm s here" in notes[0]
-    assert (work / "asn_as0.txt").read_text() == (work / "asn_s0.txt").read_text()
-    assert (work / "asn_as2.txt").read_text() != (work / "asn_s0.txt").read_text()
+    assert (work / "asn_as.txt").read_text() == (work / "asn_s.txt").read_text()
+    assert (work / "asn_as12.txt").read_text() == (work / "asn_s.txt").read_text()
+    assert (work / "asn_as5.txt").read_text() != (work / "asn_s.txt").read_text()
 
 
 def test_store_info_shows_and_exports_the_stores_ubm(work, capsys):

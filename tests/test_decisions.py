@@ -115,6 +115,12 @@ def test_clipped_and_noise_only_audio_is_refused_and_measures_are_kept(tmp_path,
         assert enrol.status_code == 422 and enrol.json()["error"] == "clipped"
         assert one_short.status_code == 200                                # the speaker minimum is 1 s here
         assert ver.json()["decision"] == "undecided" and ver.json()["reason"].startswith("noise only")
+        health, plain, ident = _call(create_app(st, ServiceConfig()), ("GET", "/healthz", None),
+                                     ("POST", "/v1/speakers/g/verify", clean.read_bytes()),
+                                     ("POST", "/v1/identify?top=2", clean.read_bytes()))
+        assert health.json()["calibrated"] is False and "undecided" in health.json()["warning"]
+        assert plain.json()["decision"] == "undecided" and "no calibration" in plain.json()["reason"]
+        assert ident.json()["speakers"] == [] and {c["decision"] for c in ident.json()["candidates"]} == {"undecided"}
 
 
 def _has_service() -> bool:
@@ -352,7 +358,7 @@ def test_the_service_says_what_it_decides(tmp_path, ubm):
     h = h.json()
     assert h["calibrated"] is False and h["decisions"]["possible"] is False and "undecided" in h["warning"]
     assert cal.status_code == 200 and cal.json()["id"] == 1 and cal.json()["report"]["operating_points"]
-    assert again.json()["calibrated"] is True and "warning" not in again.json()
+    assert again.json()["calibrated"] is True and again.json().get("warning") is None
     assert [c["id"] for c in hist.json()["calibrations"]] == [1]
     bad, = _call(create_app(st, ServiceConfig()), ("POST", "/v1/calibration", {"prior": 2}))
     assert bad.status_code == 400

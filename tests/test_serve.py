@@ -378,6 +378,7 @@ def test_sigterm_drains_the_request_in_flight_and_exits_0(cli_trained, tmp_path)
     assert out["r"].status_code == 200 and out["r"].json()["recordings"] == 1
     assert srv.proc.wait(60) == 0, srv.output()
     assert "SIGTERM" in srv.output()
+    assert "WARNING" in srv.output() and "no calibration and no --threshold" in srv.output()   # said at start-up
     with open_store(db) as st:
         assert st.speakers()[0].n_recordings == 1
 

@@ -50,6 +50,36 @@ def list_root(args) -> str | None:
     return None
 
 
+def add_overwrite(p, what: str = "--out") -> None:
+    """The ``--overwrite`` option of a command that writes files."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"let {what} replace an existing file (without it the command refuses before any work; "
+                        "a FIFO or a device such as /dev/null is written into, never replaced)")
+
+
+def store_file(location):
+    """The SQLite file of a ``--store`` location (None: a PostgreSQL URL), as an input to protect."""
+    from .._sql import store_location
+    return store_location(location)[2]
+
+
+def check_outputs(args, outputs: dict, inputs=(), pairs=()) -> None:
+    """Before any work: the command's ``outputs`` ({option: path}) are not its ``inputs`` and can be
+    written (:func:`speaker._guards.check_outputs`: an existing file needs ``--overwrite``)."""
+    _guards.check_outputs(outputs, inputs, overwrite=getattr(args, "overwrite", False), pairs=pairs)
+
+
+def refuse_old_checkpoint(args, checkpoint) -> None:
+    """A checkpoint left by an interrupted run is continued (``--resume``) or replaced
+    (``--overwrite``), never silently restarted over; it must be a regular file."""
+    from .._atomic import output_problem
+    why = output_problem(checkpoint, overwrite=args.resume or args.overwrite, streams=False)
+    if why is not None:
+        raise JobError(f"--checkpoint {why}" if "exists" not in why else
+                       f"checkpoint {checkpoint} exists (left by an interrupted run): give --resume to continue "
+                       "it, or --overwrite to start afresh")
+
+
 def check_strict(args, errors: dict) -> None:
     if errors and args.strict:
         raise JobError(f"--strict: {len(errors)} input(s) could not be used")

@@ -18,13 +18,14 @@ _INPUT_OPTIONS = (("ubm", "UBM"), ("ivector", "i-vector extractor"), ("plda", "b
                   ("config", "feature configuration"), ("checkpoint", "checkpoint"))
 
 
-def refuse_outputs_that_are_inputs(args, outputs: dict) -> None:
+def refuse_outputs_that_are_inputs(args, outputs: dict, pairs=()) -> None:
     """Before any work: an output (``{"--out": path}``) that is one of the command's input files
-    (through links too) is refused (:func:`speaker._guards.refuse_inputs_as_outputs`)."""
-    from .. import _guards
+    (through links too), an existing file without ``--overwrite``, or something that is not a file
+    to write is refused (:func:`speaker.cli._common.check_outputs`)."""
+    from ._common import check_outputs
     inputs = [(what, getattr(args, name, None)) for name, what in _INPUT_OPTIONS
               if name not in {o.lstrip("-") for o in outputs}]
-    _guards.refuse_inputs_as_outputs(outputs, inputs)
+    check_outputs(args, outputs, inputs, pairs)
 
 
 def add_backend_options(s, *, backend: bool = True) -> None:
@@ -106,13 +107,10 @@ def speaker_ivectors(args, ubm, config, tv) -> dict:
 def enroll_ivectors(args) -> int:
     """``speaker enroll --backend plda|cosine``: the speakers of ``--enroll`` enrolled in back-end
     space (:func:`speaker.ivector_backend.enrol_speakers`) into a models file."""
-    from pathlib import Path
     from ..ivector_backend import enrol_speakers, save_models
     if not args.out or getattr(args, "store", None):
         raise JobError(f"--backend {args.backend} writes --out NPZ (the speaker store holds GMM-UBM statistics only)")
     refuse_outputs_that_are_inputs(args, {"--out": args.out})
-    if Path(args.out).exists() and not args.overwrite:
-        raise JobError(f"{args.out} exists; give --overwrite to replace it")
     ubm, config = load_ubm(args.ubm)
     tv = load_tv(args, ubm)
     be = load_backend(args, ubm, tv, required=args.backend == "plda")
@@ -120,7 +118,7 @@ def enroll_ivectors(args) -> int:
     if not groups:
         raise JobError("no speaker could be enrolled")
     models = enrol_speakers(groups, args.backend, be, average=args.average, ubm_fingerprint=tv.ubm_fingerprint)
-    save_models(args.out, models, config)
+    save_models(args.out, models, config, overwrite=args.overwrite)
     say(args, f"enrolled {len(models)} speaker(s) ({args.backend} back-end"
               f"{', averaged i-vectors' if args.average else ''}) -> {args.out}")
     return 0
@@ -174,7 +172,8 @@ def score_ivectors(args) -> int:
         scores = normalise_scores(args.norm, scores, E, C, Z, to_space(be, cohort), pairs, top_n=top_n)
         say(args, f"{args.norm}-norm with {len(cohort)} cohort recordings from {args.cohort} "
                   f"({args.backend} back-end)")
-    write_text_atomic(args.out, "".join(f"{t.model} {t.test} {s:.6f}\n" for t, s in zip(usable, scores)))
+    write_text_atomic(args.out, "".join(f"{t.model} {t.test} {s:.6f}\n" for t, s in zip(usable, scores)),
+                      overwrite=args.overwrite)
     say(args, f"scored {len(usable)} of {len(trials)} trials ({fmt} format, {args.backend} back-end) -> {args.out}")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import JobError, open_store, say, utc
+from ._common import JobError, add_overwrite, check_outputs, open_store, say, utc
 from ._options import int_option, prob
 
 NAME = "calibrate"
@@ -29,6 +29,7 @@ def add_parser(sub, parents) -> None:
     g.add_argument("--use", type=int_option(1), metavar="ID", help="with --store: make calibration ID (see --show) current")
     s.add_argument("--trials", metavar="TRIALS", help="the development trials, with labels (with --scores)")
     s.add_argument("--out", metavar="JSON", help="write the calibration here")
+    add_overwrite(s)
     s.add_argument("--store", metavar="DB|URL",
                    help="the speaker store: keeps the calibration (used by verify / identify / serve); a SQLite file "
                         "or a URL")
@@ -85,6 +86,7 @@ def from_trials(args) -> int:
         raise JobError("--scores needs --trials (the development trials, with labels)")
     if not args.out and not args.store:
         raise JobError("give --out JSON and/or --store DB (where to keep the calibration)")
+    check_outputs(args, {"--out": args.out}, [("score file", args.scores), ("trial list", args.trials)])
     _, trials = read_trials(args.trials, args.root)
     scores = read_scores(args.scores)
     pairs = [(scores[(t.model, t.test)], t.label) for t in trials
@@ -99,7 +101,7 @@ def from_trials(args) -> int:
     except ValueError as exc:
         raise JobError(str(exc)) from None
     if args.out:
-        write_text_atomic(args.out, cal.to_json() + "\n")
+        write_text_atomic(args.out, cal.to_json() + "\n", overwrite=args.overwrite)
     kept = None
     if args.store:
         with open_store(args) as store:

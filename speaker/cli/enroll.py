@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import JobError, check_strict, feature_cache, gate, load_ubm, open_store, progress, report_skipped, say
+from ._common import (JobError, add_overwrite, check_outputs, check_strict, feature_cache, gate, load_ubm, open_store,
+                      progress, report_skipped, say)
 from ._options import float_option
 from ._ivec import add_backend_options
 
@@ -21,7 +22,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--enroll", required=True, metavar="ENROLL",
                    help="enrolment list: 'speaker_id path [path ...]' per line")
     s.add_argument("--out", metavar="NPZ", help="speaker models file to write (or --store)")
-    s.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
+    add_overwrite(s)
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
     add_enroll_options(s)
     add_backend_options(s)
@@ -51,7 +52,7 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
     ``features`` is the command's FeatureCache (features already extracted, errors reported).
     """
     from ..features import FeatureConfig
-    from ..store import EnrolmentRefused, StoreError
+    from ..store import EnrolmentRefused, StoreError, StoreUnavailable
     try:
         store = open_store(args, ubm, create=True, config=config or FeatureConfig(),
                            relevance_factor=args.relevance_factor, adapt=args.adapt)
@@ -75,6 +76,9 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
                 empty.append(spk)
                 print(f"{exc}", file=sys.stderr)
                 continue
+            except StoreUnavailable as exc:            # every other speaker would fail the same way
+                raise JobError(f"the store cannot be written ({exc}); nothing more was enrolled"
+                               + (f" ({done} speaker(s) were)" if done else "")) from None
             except StoreError as exc:
                 empty.append(spk)
                 print(f"speaker {spk}: {exc}", file=sys.stderr)
@@ -115,18 +119,16 @@ def run(args) -> int:
         from ._ivec import enroll_ivectors
         return enroll_ivectors(args)
     from ..lists import read_enroll_list, read_scp
-    from pathlib import Path
     from ..model_io import save_model
     if bool(args.out) == bool(args.store):
         raise JobError("give either --out NPZ (a model file) or --store DB (a speaker store)")
     ubm, config = load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
-    _guards.refuse_inputs_as_outputs({"--out": args.out, "--store": args.store}, [("UBM", args.ubm), ("enrolment list", args.enroll),
-                                     ("scp", args.scp)] + [("listed file", p) for f in spk_files.values()
-                                                           for _, p in f])
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
+    inputs = [("UBM", args.ubm), ("enrolment list", args.enroll), ("scp", args.scp)] + [
+        ("listed file", p) for f in spk_files.values() for _, p in f]
+    _guards.refuse_inputs_as_outputs({"--store": args.store}, inputs)
+    check_outputs(args, {"--out": args.out}, inputs)
     with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
         fc.load([p for files in spk_files.values() for _, p in files], desc="features")
     report_skipped(args, fc.errors)
@@ -141,7 +143,7 @@ def run(args) -> int:
         check_strict(args, dict.fromkeys(empty))
     if not models:
         raise JobError("no speaker could be enrolled")
-    save_model(args.out, models, ubm=ubm, config=config)
+    save_model(args.out, models, ubm=ubm, config=config, overwrite=args.overwrite)
     say(args, f"enrolled {len(models)} speaker(s) (relevance factor {args.relevance_factor:g}, "
               f"adapt {args.adapt!r}) -> {args.out}")
     return 0

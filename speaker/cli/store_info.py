@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from .. import _guards
 from .._reasons import reason
-from ._common import JobError, open_store, say
+from ._common import add_overwrite, check_outputs, open_store, say, store_file
 from .calibrate import formula
 
 NAME = "store-info"
@@ -25,7 +23,7 @@ def add_parser(sub, parents) -> None:
                    help="model files to compare with the store's UBM: prints the fingerprint of each UBM file (or of "
                         "the UBM a speaker models file was adapted from) and whether it is the store's")
     s.add_argument("--export-ubm", metavar="NPZ", help="write the store's UBM (with its feature configuration) here")
-    s.add_argument("--overwrite", action="store_true", help="let --export-ubm replace an existing file")
+    add_overwrite(s, "--export-ubm")
     s.add_argument("--upgrade", action="store_true",
                    help="upgrade a store made by an earlier version to this version's format, in one transaction "
                         "(one-way: earlier versions cannot open it afterwards, so copy the store first to keep the "
@@ -51,9 +49,7 @@ def _ubm_files(paths: list[str], fingerprint: str) -> dict[str, dict]:
 
 def run(args) -> int:
     if args.export_ubm:
-        _guards.refuse_inputs_as_outputs({"--export-ubm": args.export_ubm}, [("speaker store", args.store)])
-        if Path(args.export_ubm).exists() and not args.overwrite:
-            raise JobError(f"{args.export_ubm} exists; give --overwrite to replace it")
+        check_outputs(args, {"--export-ubm": args.export_ubm}, [("speaker store", store_file(args.store))])
     with open_store(args, upgrade=args.upgrade) as store:
         if args.upgrade:
             say(args, f"{args.store}: " + ("upgraded to format 2: recordings enrolled from now on keep their "
@@ -76,7 +72,7 @@ def run(args) -> int:
             info["ubm_files"] = _ubm_files(args.ubm, store.fingerprint)
         if args.export_ubm:
             from ..model_io import save_model
-            save_model(args.export_ubm, store.ubm, config=store.config)
+            save_model(args.export_ubm, store.ubm, config=store.config, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
