@@ -179,7 +179,8 @@ _ERROR_WHEN = {
     413: "the body passed the byte cap (`too_large`) or the audio the duration cap (`too_long`)",
     414: "the URL is too long",
     422: "the audio was refused: `error` is `bad_audio` (undecodable, silent, too short), or a quality "
-         "gate (`insufficient_speech`, `clipped`, `noise_only`), `not_enough_enrolments` (self-calibration) "
+         "gate (`insufficient_speech`, `clipped`, `noise_only`; `insufficient_speaker_speech` for the speaker's "
+         "recordings in all), `not_enough_enrolments` (self-calibration) "
          "or `bad_decision` (a decision rule that cannot be made); `detail` says why",
     500: "a bug: one line, never a traceback; the connection is closed after it",
     503: "the store cannot be read or written",

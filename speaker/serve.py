@@ -23,7 +23,8 @@ API (JSON responses; audio is the raw request body or the multipart part named `
 Decisions are ``accept``, ``reject`` or ``undecided`` with a ``reason``: without a calibration
 and a threshold every decision is ``undecided`` (never accept), and so is a test with too little
 net speech (``insufficient speech``).  An enrolment the quality gates refuse is a 422 whose
-``error`` says why: ``insufficient_speech`` (a recording, or the speaker's recordings in all),
+``error`` says why: ``insufficient_speech`` (a recording), ``insufficient_speaker_speech`` (the
+speaker's recordings in all: send more in the same request),
 ``clipped``, ``noise_only``.
 
 Errors are ``{"error": CODE, "detail": TEXT}`` (:mod:`speaker._api` documents each code).
@@ -271,9 +272,10 @@ class _Service:
         try:
             with self.lock:
                 r = self.store.enroll_statistics(speaker_id, items, replace=replace, gate=gate)
-        except EnrolmentRefused as exc:
-            raise ApiError(422, exc.code, f"{exc} (send several recordings in one request: multipart parts named "
-                                          "'file')") from None
+        except EnrolmentRefused as exc:     # the speaker's recordings in all: a code of its own for clients
+            code = "insufficient_speaker_speech" if exc.code == "insufficient_speech" else exc.code
+            raise ApiError(422, code, f"{exc} (send several recordings in one request: multipart parts named "
+                                      "'file')") from None
         return {"speaker": speaker_id, "recordings": r.n_recordings, "frames": r.n_frames,
                 "speech_seconds": round(r.speech_seconds, 3), "added": bool(r.added), "added_recordings": len(r.added),
                 "skipped": next(iter(r.skipped.values()), None)}
@@ -561,7 +563,7 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
 
     @app.get("/healthz", summary="liveness: UBM loaded, store readable, whether decisions are possible "
                                  "(no API key needed)", response_model=_api.Health, responses=_api.errors(503),
-             tags=["service"])
+             response_model_exclude_none=True, tags=["service"])         # "warning" only when there is one
     async def healthz():
         try:
             return await svc.run(svc.health)

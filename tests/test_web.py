@@ -143,7 +143,8 @@ def test_enrol_from_the_microphone_and_log_in_by_voice(chromium, page_server, tm
             assert not browser.find_elements(By.CSS_SELECTOR, "#takes li.bad"), browser.find_element(By.ID, "takes").text
             if browser.find_elements(By.CSS_SELECTOR, "#takes li.ok"):
                 break
-            assert "for a speaker" in browser.find_element(By.ID, "enrol-result").text      # the gate's verdict
+            assert "Not enough speech yet" in browser.find_element(By.ID, "enrol-result").text   # the gate's verdict
+            assert "pending" in browser.find_elements(By.CSS_SELECTOR, "#takes li")[-1].get_attribute("class")
         assert take >= 2 and len(browser.find_elements(By.CSS_SELECTOR, "#takes li.ok")) == take
         assert f"george: {take} recording(s)" in browser.find_element(By.ID, "enrol-result").text
         wait.until(ec.text_to_be_present_in_element((By.ID, "speakers-status"), "3 speaker(s)"))

@@ -204,7 +204,7 @@ function setUpEnrolment() {
     } else if (r.ok) {
       item.className = 'bad';
       item.textContent = `take ${n}: not added: ${b.skipped || b.reason || 'skipped'}`;
-    } else if (r.status === 422 && /for a speaker|a speaker needs/.test(b.detail || '')) {
+    } else if (r.status === 422 && b.error === 'insufficient_speaker_speech') {
       pending.push({ take, item, label: `take ${n}` });
       item.className = 'pending';
       item.textContent = `take ${n}: kept, not stored yet`;
