@@ -202,6 +202,30 @@ class CovarianceType:
         """What ``reg_covar`` adds to a covariance: to every variance, or to the diagonal."""
         return reg_covar * np.eye(D) if self.matrix else reg_covar
 
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        """Covariances about ``centre`` (K, D) instead of the estimated ``means`` (K, D): the
+        M-step with frozen means (``cov + d d^T``, ``d = means - centre``; ``nk`` (K,) weights
+        the pooled "tied" one)."""
+        raise NotImplementedError
+
+    def ill_defined(self, covariances) -> np.ndarray:
+        """(K,) bool (tied: (1,)): which covariances are not finite and positive (definite),
+        i.e. those :meth:`precisions_cholesky` refuses."""
+        raise NotImplementedError
+
+    def split_offset(self, cov, D: int) -> np.ndarray:
+        """(D,) offset ``sqrt(2/pi) sqrt(lambda) v`` along the principal axis ``v`` (variance
+        ``lambda``) of one component's covariance ``cov``: splitting a Gaussian in two there
+        puts the halves' means at the means of its two half-spaces."""
+        c = self.expand(np.asarray(cov, dtype=np.float64)[None], 1, D)[0]
+        if c.ndim == 1:
+            d = int(np.argmax(c))
+            out = np.zeros(D)
+            out[d] = np.sqrt(2 / np.pi * c[d])
+            return out
+        lam, V = np.linalg.eigh(c)
+        return np.sqrt(2 / np.pi * max(lam[-1], 0.0)) * V[:, -1]
+
     # -- bounds and sampling
     def bound_variances(self, covariances, K: int, D: int) -> np.ndarray:
         """(K, D) "variances" for the usable-parameter bounds (``gmmext._validation``): the
@@ -234,6 +258,11 @@ class _Variances(CovarianceType):
         if np.any(np.asarray(precisions) <= 0):
             raise ValueError(f"'{self.name} precision' should be positive")
 
+    def ill_defined(self, covariances) -> np.ndarray:
+        c = np.asarray(covariances, dtype=np.float64)
+        bad = ~(np.isfinite(c) & (c > 0))
+        return bad.any(axis=1) if bad.ndim == 2 else bad
+
     def terms(self, logw, mu, covariances, dtype) -> Terms:
         prec = 1.0 / self.expand(covariances, mu.shape[-2], mu.shape[-1])
         lin, g = diag_terms(logw, mu, prec)
@@ -260,6 +289,9 @@ class _Diag(_Variances):
     def _free(self, K: int, D: int) -> float:
         return K * D
 
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        return cov + (means - centre) ** 2
+
 
 class _Spherical(_Variances):
     name = "spherical"
@@ -280,6 +312,9 @@ class _Spherical(_Variances):
 
     def global_covariance(self, gcov) -> np.ndarray:
         return gcov.mean(keepdims=True)
+
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        return cov + ((means - centre) ** 2).mean(axis=1)
 
 
 class _Matrices(CovarianceType):
@@ -322,6 +357,19 @@ class _Matrices(CovarianceType):
             out[k] = Ci.T @ Ci
         return self._unstacked(out)
 
+    def ill_defined(self, covariances) -> np.ndarray:
+        mats = self._stacked(np.asarray(covariances, dtype=np.float64))
+        bad = np.zeros(mats.shape[0], dtype=bool)
+        for k, m in enumerate(mats):
+            if not np.all(np.isfinite(m)):
+                bad[k] = True
+                continue
+            try:
+                np.linalg.cholesky(m)
+            except np.linalg.LinAlgError:
+                bad[k] = True
+        return bad
+
     def check_precisions_init(self, precisions) -> None:
         for m in self._stacked(np.asarray(precisions)):
             if not (np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0.0)):
@@ -349,6 +397,10 @@ class _Full(_Matrices):
 
     def expand(self, covariances, K: int, D: int) -> np.ndarray:
         return np.asarray(covariances, dtype=np.float64)
+
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        d = means - centre
+        return cov + d[:, :, None] * d[:, None, :]
 
     def terms(self, logw, mu, covariances, dtype) -> Terms:
         K, D = mu.shape[-2:]
@@ -386,6 +438,10 @@ class _Tied(_Matrices):
 
     def _stacked(self, a) -> np.ndarray:
         return a[None]
+
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        d = means - centre
+        return cov + np.einsum("k,ki,kj->ij", nk, d, d) / nk.sum()
 
     def _unstacked(self, a) -> np.ndarray:
         return a[0]
@@ -468,7 +524,7 @@ def floor_matrices(cov, floor) -> np.ndarray:
 
 @one_blas_thread
 def model_matrices(weights, means, covariances, dtype, kind: CovarianceType = DIAG,
-                   shift=None) -> ModelMatrices:
+                   shift=None, log_weights=None) -> ModelMatrices:
     """The :class:`ModelMatrices` of one model of type ``kind`` in ``dtype``.
 
     From (K,), (K, D) and ``covariances`` of ``kind``'s shape.  With ``y = x - shift``,
@@ -480,13 +536,17 @@ def model_matrices(weights, means, covariances, dtype, kind: CovarianceType = DI
     variances (means ``T (mu_k - shift)``).  The shift is the mixture's mean unless given, so that
     ``y`` is centred.  Computed in float64 (precisions from the Cholesky factor, as
     scikit-learn), then cast.
+
+    ``log_weights`` (K,), if given, replaces ``log w`` in ``gconst`` (the weights then only
+    place the shift): the variational E-step of ``BayesianGaussianMixture`` is this E-step with
+    its expected log-weights and Wishart constants there (``gmmext._bayesian``).
     """
     w = np.asarray(weights, dtype=np.float64)
     mu0 = np.asarray(means, dtype=np.float64)
     shift = np.ascontiguousarray(mixture_mean(w, mu0) if shift is None else shift, dtype=dtype)
     K, D = mu0.shape
     with np.errstate(divide="ignore"):
-        logw = np.log(w)
+        logw = np.log(w) if log_weights is None else np.asarray(log_weights, dtype=np.float64)
     t = kind.terms(logw, mu0 - shift.astype(np.float64), covariances, dtype)
     M = np.empty((kind.feature_columns(D), K), dtype=dtype)
     M[:D] = t.lin.T
