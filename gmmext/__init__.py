@@ -3,6 +3,8 @@
 * :class:`GaussianMixture`: drop-in for ``sklearn.mixture.GaussianMixture`` (covariance types
   "full", "tied", "diag", "spherical"), fitted by EM in a compiled, chunked, multi-threaded
   core (float32 or float64).
+* :class:`BayesianGaussianMixture`: drop-in for ``sklearn.mixture.BayesianGaussianMixture``, its
+  variational E-step in the same core.
 * :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
   for streaming and distributed training.
 * :class:`ModelStack` / :func:`top_c_loglik`: top-C fast scoring of many models adapted from one UBM.
@@ -10,11 +12,12 @@
   with the core (small matrix products are much faster on one thread, above all on a busy machine).
 """
 from ._mixture import GaussianMixture
+from ._bayesian import BayesianGaussianMixture
 from ._scoring import ModelStack, top_c_loglik
 from ._stats import GMMStats
 from ._dask import dask_accumulate
 from ._blas import single_thread_blas
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",
+__all__ = ["GaussianMixture", "BayesianGaussianMixture", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",
            "__version__"]

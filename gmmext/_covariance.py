@@ -226,6 +226,25 @@ class CovarianceType:
         lam, V = np.linalg.eigh(c)
         return np.sqrt(2 / np.pi * max(lam[-1], 0.0)) * V[:, -1]
 
+    # -- the variational (Bayesian) model: scikit-learn's BayesianGaussianMixture
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        """Degrees of freedom (K,) (tied: a scalar) and covariances (this type's shape,
+        normalised by the degrees of freedom) of the variational posterior: scikit-learn's
+        ``_estimate_wishart_*`` (Bishop 10.62-10.63).  ``nk`` (K,), ``xk`` (K, D) means, ``sk``
+        the ML covariances of this type plus ``reg_covar``; ``prior`` has ``dof``, ``cov``
+        (this type's prior), ``beta0`` (mean precision prior), ``beta`` (K,) and ``m0`` (D,)."""
+        raise NotImplementedError
+
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        """``log det C`` per component (K,) (tied: a scalar): half the log-determinant of the
+        precisions (scikit-learn's ``_compute_log_det_cholesky``)."""
+        raise NotImplementedError
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        """``sum_k sum_i w_i r_ik (x_i - mu_k)^T P_k (x_i - mu_k)`` from the statistics (float64),
+        ``precisions`` of this type's shape (``precisions_``)."""
+        raise NotImplementedError
+
     # -- bounds and sampling
     def bound_variances(self, covariances, K: int, D: int) -> np.ndarray:
         """(K, D) "variances" for the usable-parameter bounds (``gmmext._validation``): the
@@ -263,6 +282,14 @@ class _Variances(CovarianceType):
         bad = ~(np.isfinite(c) & (c > 0))
         return bad.any(axis=1) if bad.ndim == 2 else bad
 
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        return np.log(self.expand(prec_chol, len(prec_chol), D)).sum(axis=1)
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        P = self.expand(precisions, *means.shape)
+        sxx = stats.sum_xx if stats.sum_xx.ndim == 2 else np.diagonal(stats.sum_xx, axis1=1, axis2=2)
+        return float((P * (sxx - 2 * means * stats.sum_x + stats.n[:, None] * means ** 2)).sum())
+
     def terms(self, logw, mu, covariances, dtype) -> Terms:
         prec = 1.0 / self.expand(covariances, mu.shape[-2], mu.shape[-1])
         lin, g = diag_terms(logw, mu, prec)
@@ -292,6 +319,12 @@ class _Diag(_Variances):
     def about(self, cov, means, centre, nk) -> np.ndarray:
         return cov + (means - centre) ** 2
 
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        dof = prior.dof + nk
+        diff = xk - prior.m0
+        cov = prior.cov + nk[:, None] * (sk + (prior.beta0 / prior.beta)[:, None] * diff ** 2)
+        return dof, cov / dof[:, None]
+
 
 class _Spherical(_Variances):
     name = "spherical"
@@ -315,6 +348,12 @@ class _Spherical(_Variances):
 
     def about(self, cov, means, centre, nk) -> np.ndarray:
         return cov + ((means - centre) ** 2).mean(axis=1)
+
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        dof = prior.dof + nk
+        diff = xk - prior.m0
+        cov = prior.cov + nk * (sk + prior.beta0 / prior.beta * (diff ** 2).mean(axis=1))
+        return dof, cov / dof
 
 
 class _Matrices(CovarianceType):
@@ -402,6 +441,22 @@ class _Full(_Matrices):
         d = means - centre
         return cov + d[:, :, None] * d[:, None, :]
 
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        dof = prior.dof + nk
+        diff = xk - prior.m0
+        cov = (prior.cov + nk[:, None, None] * sk
+               + (nk * prior.beta0 / prior.beta)[:, None, None] * diff[:, :, None] * diff[:, None, :])
+        return dof, cov / dof[:, None, None]
+
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        P = np.asarray(precisions, dtype=np.float64)
+        Pm = np.einsum("kij,kj->ki", P, means)
+        return float(np.einsum("kij,kij->", P, stats.sum_xx) - 2 * (Pm * stats.sum_x).sum()
+                     + (stats.n * (Pm * means).sum(axis=1)).sum())
+
     def terms(self, logw, mu, covariances, dtype) -> Terms:
         K, D = mu.shape[-2:]
         lead = mu.shape[:-2]
@@ -442,6 +497,23 @@ class _Tied(_Matrices):
     def about(self, cov, means, centre, nk) -> np.ndarray:
         d = means - centre
         return cov + np.einsum("k,ki,kj->ij", nk, d, d) / nk.sum()
+
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        K = nk.shape[0]
+        dof = prior.dof + nk.sum() / K
+        diff = xk - prior.m0
+        cov = (prior.cov + sk * nk.sum() / K
+               + prior.beta0 / K * np.dot((nk / prior.beta) * diff.T, diff))
+        return np.float64(dof), cov / dof
+
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        return np.float64(np.log(np.diag(prec_chol)).sum())
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        P = np.asarray(precisions, dtype=np.float64)
+        Pm = means @ P
+        return float((P * stats.sum_xx.sum(axis=0)).sum() - 2 * (Pm * stats.sum_x).sum()
+                     + (stats.n * (Pm * means).sum(axis=1)).sum())
 
     def _unstacked(self, a) -> np.ndarray:
         return a[0]

@@ -835,6 +835,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError("Expected n_samples >= n_components but got n_components = "
                              f"{self.n_components}, n_samples = {N}")
         self._check_initial(D, src.dtype)
+        self._check_data_parameters(src)
         if self.missing == "marginalize":
             _missing.check_supported(self._kind)
         init_src = src
@@ -913,6 +914,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bounds_ = best_lower_bounds
         self.degenerate_log_ = best_log
         self._em_iter = None
+
+    def _check_data_parameters(self, src) -> None:
+        """Parameters derived from the data before EM (``BayesianGaussianMixture``'s priors); none here."""
 
     def _em_iteration(self, stats: GMMStats) -> float:
         """The M-step of one EM iteration on the E-step's statistics; returns the iteration's
