@@ -5,6 +5,8 @@
   core (float32 or float64).
 * :class:`BayesianGaussianMixture`: drop-in for ``sklearn.mixture.BayesianGaussianMixture``, its
   variational E-step in the same core.
+* :class:`GaussianMixtureIC`: the best mixture by BIC / AIC over numbers of components and
+  covariance types (mclust's model selection).
 * :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
   for streaming and distributed training.
 * :class:`ModelStack` / :func:`top_c_loglik`: top-C fast scoring of many models adapted from one UBM.
@@ -13,11 +15,12 @@
 """
 from ._mixture import GaussianMixture
 from ._bayesian import BayesianGaussianMixture
+from ._selection import GaussianMixtureIC
 from ._scoring import ModelStack, top_c_loglik
 from ._stats import GMMStats
 from ._dask import dask_accumulate
 from ._blas import single_thread_blas
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "BayesianGaussianMixture", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",
+__all__ = ["GaussianMixture", "BayesianGaussianMixture", "GaussianMixtureIC", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",
            "__version__"]
