@@ -208,9 +208,11 @@ class CovarianceType:
         the pooled "tied" one)."""
         raise NotImplementedError
 
-    def ill_defined(self, covariances) -> np.ndarray:
+    def ill_defined(self, covariances, small=None) -> np.ndarray:
         """(K,) bool (tied: (1,)): which covariances are not finite and positive (definite),
-        i.e. those :meth:`precisions_cholesky` refuses."""
+        i.e. those :meth:`precisions_cholesky` refuses, or collapsed: with ``small`` (one
+        component's shape, :meth:`global_covariance` times a tiny factor) a variance below it
+        (full / tied: an eigenvalue below its mean diagonal)."""
         raise NotImplementedError
 
     def split_offset(self, cov, D: int) -> np.ndarray:
@@ -277,9 +279,11 @@ class _Variances(CovarianceType):
         if np.any(np.asarray(precisions) <= 0):
             raise ValueError(f"'{self.name} precision' should be positive")
 
-    def ill_defined(self, covariances) -> np.ndarray:
+    def ill_defined(self, covariances, small=None) -> np.ndarray:
         c = np.asarray(covariances, dtype=np.float64)
         bad = ~(np.isfinite(c) & (c > 0))
+        if small is not None:
+            bad |= c < small
         return bad.any(axis=1) if bad.ndim == 2 else bad
 
     def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
@@ -396,9 +400,10 @@ class _Matrices(CovarianceType):
             out[k] = Ci.T @ Ci
         return self._unstacked(out)
 
-    def ill_defined(self, covariances) -> np.ndarray:
+    def ill_defined(self, covariances, small=None) -> np.ndarray:
         mats = self._stacked(np.asarray(covariances, dtype=np.float64))
         bad = np.zeros(mats.shape[0], dtype=bool)
+        tiny = None if small is None else np.trace(np.asarray(small)) / mats.shape[-1]
         for k, m in enumerate(mats):
             if not np.all(np.isfinite(m)):
                 bad[k] = True
@@ -406,6 +411,9 @@ class _Matrices(CovarianceType):
             try:
                 np.linalg.cholesky(m)
             except np.linalg.LinAlgError:
+                bad[k] = True
+                continue
+            if tiny is not None and np.linalg.eigvalsh(m)[0] < tiny:
                 bad[k] = True
         return bad
 

@@ -43,6 +43,9 @@ _UPDATE_FLAGS = frozenset("".join(p) for r in (1, 2, 3) for p in itertools.permu
 _ON_DEGENERATE = ("raise", "floor", "reseed")
 #: the floor of ``on_degenerate="floor"``: this fraction of the data's variance (unless var_floor is larger)
 DEGENERATE_FLOOR = 1e-3
+#: with on_degenerate "floor" / "reseed", a variance below this fraction of the data's (a collapse
+#: that rounding left positive) is degenerate too
+COLLAPSED = 1e-10
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -119,8 +122,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         covariances are estimated about the frozen means (``E[(x - mu)(x - mu)^T]``).
     on_degenerate : {"raise", "floor", "reseed"}, default="raise"
         What the M-step does with a component whose covariance is ill-defined (not positive
-        definite: a collapsed component, e.g. with ``reg_covar=0``).  "raise": scikit-learn's
-        ``ValueError``.  "floor": floor that covariance at ``max(var_floor, 1e-3)`` times the
+        definite: a collapsed component, e.g. with ``reg_covar=0``; with "floor" / "reseed" also
+        a variance, or eigenvalue, below ``1e-10`` of the data's, a collapse that rounding left
+        positive).  "raise": scikit-learn's ``ValueError``.  "floor": floor that covariance at ``max(var_floor, 1e-3)`` times the
         data's global variance (the ``var_floor`` rule) plus ``reg_covar``.  "reseed": drop the
         component and split the heaviest one in two (means ``mu_h +- sqrt(2/pi) sqrt(lambda) v``
         along its principal axis ``v``, occupancy halved, as Kaldi's ``MleDiagGmmUpdate`` removes
@@ -486,7 +490,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             cov = np.array(self.covariances_, dtype=np.float64)
         events = []
         if self.on_degenerate != "raise" and np.all(np.isfinite(means)):
-            bad = kind.ill_defined(cov)
+            bad = kind.ill_defined(cov, COLLAPSED * gcov)
             if np.any(bad):
                 events = self._recover(kind, bad, means, cov, nk, gcov, reg)
         if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
@@ -505,8 +509,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         events = []
 
         def floor(c):
+            shape = np.shape(c)
             c = np.where(np.isfinite(c), c - reg, gcov)
-            return kind.floor(c, level) + reg
+            return np.reshape(kind.floor(c, level) + reg, shape)
 
         if not kind.per_component:                      # tied: its one covariance
             cov[...] = floor(cov)
