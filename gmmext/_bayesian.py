@@ -28,7 +28,7 @@ evaluated in float64 with the E-step's model.
 """
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,10 +40,9 @@ from . import _covariance as cv
 from ._blas import one_blas_thread
 from ._blocked import ArraySource
 from ._init import init_stats
-from ._mixture import _INIT_PARAMS, GaussianMixture
+from ._mixture import GaussianMixture
 from ._sklearn_compat import Interval, StrOptions
 from ._stats import GMMStats
-from ._validation import check_stats
 
 __all__ = ["BayesianGaussianMixture"]
 
@@ -296,10 +295,7 @@ class BayesianGaussianMixture(GaussianMixture):
             raise TypeError(f"m_step expects GMMStats, got {type(stats).__name__}")
         kind = self._kind
         dtype = self.means_.dtype if hasattr(self, "means_") else np.float64
-        D = self.means_.shape[1] if hasattr(self, "means_") else None
-        check_stats(stats, self.n_components, D, dtype, kind)
-        sxx = stats.sum_xx if kind.matrix else np.maximum(stats.sum_xx, 0.0)
-        stats = GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, sxx, stats.loglik, stats.n_samples)
+        stats = self._checked_stats(stats, dtype)
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
         xk, sk = kind.estimate(stats, eps)

@@ -454,11 +454,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         dimensions of the diag one; then ``+ reg_covar`` on the (diagonal of the) covariance.
         """
         kind = self._kind
-        D = self.means_.shape[1] if hasattr(self, "means_") else None
-        check_stats(stats, self.n_components, D, dtype, kind)
+        stats = self._checked_stats(stats, dtype)
         K, D = stats.sum_x.shape
-        sxx = stats.sum_xx if kind.matrix else np.maximum(stats.sum_xx, 0.0)   # rounding below zero (checked) is zero
-        stats = GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, sxx, stats.loglik, stats.n_samples)
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
         prev = hasattr(self, "means_") and self.means_.shape == (K, D) \
@@ -499,6 +496,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights = nk / nk.sum() if "w" in flags else self.weights_.astype(np.float64)
         _check_fitted_usable(weights, means, cov, dtype, kind, chol)
         return weights, means, cov, events
+
+    def _checked_stats(self, stats: GMMStats, dtype) -> GMMStats:
+        """``stats`` checked against this model (:func:`gmmext._validation.check_stats`), with the
+        occupancies and variance sums that rounding left below zero (within the check's
+        tolerance) set to zero: what every M-step starts from."""
+        kind = self._kind
+        D = self.means_.shape[1] if hasattr(self, "means_") else None
+        check_stats(stats, self.n_components, D, dtype, kind)
+        sxx = stats.sum_xx if kind.matrix else np.maximum(stats.sum_xx, 0.0)
+        return GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, sxx, stats.loglik, stats.n_samples)
 
     def _recover(self, kind: cv.CovarianceType, bad, means, cov, nk, gcov, reg) -> list:
         """``on_degenerate``: floor or re-seed the ill-defined components (``bad``), in place.
