@@ -107,3 +107,17 @@ def _expected_failures(estimator):
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_memmap_input_fits_as_in_memory(tmp_path):
+    """Out-of-core input: the default priors from one pass of the core, the same fit."""
+    X = make_blobs(n=500, d=3, k=3, seed=4)
+    np.save(tmp_path / "x.npy", X)
+    Xm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    kw = dict(n_components=4, covariance_type="full", random_state=0, max_iter=100)
+    a = BayesianGaussianMixture(**kw).fit(X)
+    b = BayesianGaussianMixture(**kw).fit(Xm)
+    np.testing.assert_allclose(b.mean_prior_, a.mean_prior_, rtol=1e-10)
+    np.testing.assert_allclose(b.covariance_prior_, a.covariance_prior_, rtol=1e-9)
+    np.testing.assert_allclose(b.means_, a.means_, rtol=1e-6, atol=1e-8)
+    assert b.n_iter_ == a.n_iter_
