@@ -9,7 +9,7 @@ scikit-learn's time per iteration is ``(t(fit, max_iter=1 + n) - t(fit, max_iter
 the same ``init_params="random_from_data"`` start (no k-means); gmmext's is one iteration of its
 loop, ``_em_iteration(accumulate(X))`` (what ``fit`` runs per iteration), best of ``--iters``.
 
-    python benchmarks/bench_bgm.py [--n 100000] [--iters 5] [--out benchmarks/results_bgm.txt]
+    python benchmarks/bench_bgm.py [--n 100000] [--iters 5] [--types full,diag] [--out benchmarks/results_bgm.txt]
 """
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="rows N of every case")
     ap.add_argument("--iters", type=int, default=5, help="iterations timed per measurement")
+    ap.add_argument("--types", default="full,tied,diag,spherical",
+                    help="comma-separated covariance types to time (default: all four)")
     ap.add_argument("--out", default=None, help="also write the report to this file")
     a = ap.parse_args(argv)
     say = Report(argv, __file__)
@@ -72,6 +74,8 @@ def main(argv=None) -> int:
     mm.measure(np.float64)
     say(mm.line())
     for cov, D, K in CASES:
+        if cov not in a.types.split(","):
+            continue
         X = _blobs(a.n, D, max(4, K // 4))
         t_g = gmmext_iter(X, cov, K, a.iters)
         t_s = sklearn_iter(X, cov, K, a.iters)
