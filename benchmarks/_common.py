@@ -204,8 +204,10 @@ class Report:
         print(line, flush=True)
         self.lines.append(line)
 
-    def write(self, path: str | Path | None) -> None:
-        """Add the closing load line; write every line to ``path`` (None: print only)."""
+    def write(self, path: str | Path | None, append: bool = False) -> None:
+        """Add the closing load line; write every line to ``path`` (None: print only), or add
+        them after what it holds (``append``, a blank line after)."""
         self(self.prefix + load_line("at end"))
         if path:
-            Path(path).write_text("\n".join(self.lines) + "\n", encoding="utf-8")
+            with open(path, "a" if append else "w", encoding="utf-8") as f:
+                f.write("\n".join(self.lines) + ("\n\n" if append else "\n"))

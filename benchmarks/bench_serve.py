@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=200, help="requests per level (default 200)")
     ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per level at most (default 60)")
     ap.add_argument("--threads", type=int, default=4, help="the server's --threads (default 4)")
-    ap.add_argument("--top-c", type=int, default=None, help="the server's --top-c (default exact scoring)")
+    ap.add_argument("--top-c", dest="top_c", type=int, default=None,
+                    help="the server's --top-c (default exact scoring)")
     ap.add_argument("--work", type=Path, help="folder for the store (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_serve.txt")
     a = ap.parse_args(argv)

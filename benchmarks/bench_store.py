@@ -233,10 +233,11 @@ def main(argv=None) -> None:
             gen = []
             for x in stacks:
                 shared = x._stack(np.float32).shared_m
-                A = shared.A
-                var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (A.shape[1], K, D))
-                mu = A.transpose(1, 0, 2) / (1.0 / ubm.covariances_)[None] + shared.shift
-                gen.append(ModelStack.from_parameters(np.full((A.shape[1], K), 1.0 / K), mu, ubm, covariances=var))
+                Ap = shared.A                              # (K, n_pan, D, PW): the models in panels
+                A = Ap.transpose(1, 3, 0, 2).reshape(-1, K, D)[:len(x)]      # (S, K, D)
+                var = np.broadcast_to(ubm.covariances_ * np.float32(1 + 1e-6), (len(x), K, D))
+                mu = A / (1.0 / ubm.covariances_)[None] + shared.shift
+                gen.append(ModelStack.from_parameters(np.full((len(x), K), 1.0 / K), mu, ubm, covariances=var))
                 gen[-1]._stack(np.float32)
             t_gen = median_time(lambda: [g.top_c_loglik(Xt, idx) for g in gen], 3)
             t_shared = median_time(lambda: [x.top_c_loglik(Xt, idx) for x in stacks], 3)

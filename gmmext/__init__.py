@@ -21,6 +21,12 @@ from ._stats import GMMStats
 from ._dask import dask_accumulate
 from ._blas import single_thread_blas
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:  # the installed distribution's version: pyproject.toml is its one source
+    __version__ = _metadata.version("gmmext")
+except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
+del _metadata
 __all__ = ["GaussianMixture", "BayesianGaussianMixture", "GaussianMixtureIC", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",
            "__version__"]

@@ -18,6 +18,16 @@ __all__ = ["BlasSingleThread", "single_thread_blas", "one_blas_thread"]
 F = TypeVar("F", bound=Callable)
 
 
+def _set_blas_threads(lib, n: int) -> None:
+    """Set a BLAS library's thread count (a threadpoolctl controller) from any Python thread.
+
+    threadpoolctl >= 3.8 drops an OpenBLAS (pthreads) ``set_num_threads`` unless it comes from
+    its "controlling thread"; ``_real_set_num_threads`` is its unfiltered setter (absent, and
+    not needed, before 3.8).
+    """
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+
+
 class BlasSingleThread:
     """BLAS limited to one thread while any holder is inside, process-wide and re-entrant.
 
@@ -25,6 +35,13 @@ class BlasSingleThread:
     share it: the first one in sets BLAS to one thread, the last one out restores what was
     there.  The BLAS libraries are found once with threadpoolctl; each entry then costs two
     cheap C calls per library.  Use the one instance, :data:`single_thread_blas`.
+
+    The limit is set through each library's own setter (:func:`_set_blas_threads`), not
+    threadpoolctl's ``set_num_threads``: since threadpoolctl 3.8, that one ignores calls from
+    any Python thread but the first one that set an OpenBLAS (pthreads) limit while it lives
+    (the main thread, once it has run any core call), so a call from a worker thread ran with
+    BLAS's full thread count.  This guard is itself the process-wide arbiter of its setting, so
+    it needs no second one.
     """
 
     def __init__(self) -> None:
@@ -41,7 +58,7 @@ class BlasSingleThread:
                     self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
                 self._saved = [lib.num_threads for lib in self._libs]
                 for lib in self._libs:
-                    lib.set_num_threads(1)
+                    _set_blas_threads(lib, 1)
             self._depth += 1
         return self
 
@@ -50,7 +67,7 @@ class BlasSingleThread:
             self._depth -= 1
             if self._depth == 0:
                 for lib, n in zip(self._libs, self._saved):
-                    lib.set_num_threads(n)
+                    _set_blas_threads(lib, n)
         return False
 
 

@@ -43,12 +43,14 @@ class StackedMatrices(NamedTuple):
 
 
 class SharedMatrices(NamedTuple):
-    """S diagonal models sharing one set of variances (the core's ``topc_loglik_shared``)."""
+    """S diagonal models sharing one set of variances (the core's ``topc_loglik_shared``),
+    packed in panels of PW models, one model per vector lane (``_core.panel_width``)."""
 
     shift: np.ndarray           #: (D,)
     Q: np.ndarray               #: (K, D): ``-1 / (2 var)`` of the shared variances
-    A: np.ndarray               #: (K, S, D): ``(mu_sk - shift) / var_k``
-    G: np.ndarray               #: (S, K): the models' gconst
+    A: np.ndarray               #: (K, n_pan, D, PW): model s's ``(mu_sk - shift) / var_k`` at ``[:, s // PW, :, s % PW]``
+    G: np.ndarray               #: (K, n_pan * PW): model s's gconst in column s
+    S: int                      #: the number of models (lanes past the last are zero)
 
 
 def available_threads() -> int:
@@ -284,13 +286,15 @@ class Engine:
     def top_c_loglik_shared(self, X, idx, sh: SharedMatrices) -> np.ndarray:
         """Total top-C log-likelihood of X under the S models of ``sh`` (one set of variances) -> (S,).
 
-        See ``_core.topc_loglik_shared`` (one gemm per selected component against all S models).
+        ``sh.A`` (K, n_pan, D, PW) and ``sh.G`` (K, n_pan * PW) hold the models packed in panels
+        (``gmmext._scoring``): see ``_core.topc_loglik_shared`` (one product per selected component
+        and panel of models; a model's total does not depend on the others).
         """
-        out = np.zeros(sh.A.shape[1])
+        out = np.zeros(sh.S)
         # threads only when there is work for them: below SHARED_THREADS_CELLS (pair, model)
         # cells a parallel region costs more than it saves (docs/design.md, "Top-C scoring of many
         # mean-adapted models")
-        T = self.threads if sh.A.shape[1] * idx.size >= SHARED_THREADS_CELLS else 1
+        T = self.threads if sh.S * idx.size >= SHARED_THREADS_CELLS else 1
         with single_thread_blas:
             _core.topc_loglik_shared((X,), idx, sh.shift, sh.Q, sh.A, sh.G, T, out)
         return out

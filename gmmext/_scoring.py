@@ -3,7 +3,7 @@
 Per frame, the C best components of the UBM are found once (``GaussianMixture.top_components``);
 every model adapted from that UBM is then evaluated on those C components only, in the
 compiled core (``gmmext._core.topc_loglik_shared`` for models with the UBM's variances, one
-gemm per component over all models; ``gmmext._core.topc_loglik`` for any others).  This module
+product per component over all models; ``gmmext._core.topc_loglik`` for any others).  This module
 stacks the models' matrices and checks the indices; it computes no likelihood itself.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.utils.validation import check_is_fitted
 
+from . import _core
 from . import _covariance as cv
 from ._engine import CoreCache, SharedMatrices, StackedMatrices
 from ._validation import check_bounds, check_trusted, computation_dtype
@@ -50,9 +51,11 @@ class ModelStack:
     * **shared**: diagonal models with exactly the reference's variances (MAP-adapted in the
       means and weights only, the usual speaker model).  Their log-density is the frame's part
       common to all of them plus one dot product of length D per (frame, component, model), so
-      they are scored by the core's ``topc_loglik_shared``: one gemm per selected component
-      against all of them, ``A`` (K, S, D) plus ``G`` (S, K) per stack (``D + 1`` values per
-      (model, component));
+      they are scored by the core's ``topc_loglik_shared``: one product per selected component
+      against all of them, one model per vector lane, the models packed in panels of
+      ``_core.panel_width`` (64 in float32, 32 in float64, 16 for a stack of up to 16), ``A``
+      (K, n_pan, D, PW) plus ``G`` (K, n_pan * PW) per stack (``D + 1`` values per (model,
+      component));
     * **general**: any other variances (adapted variances, other covariance types): the core's
       ``topc_loglik`` with every model's (K, P) matrix, one dot product of length P per
       (frame, component, model).
@@ -69,6 +72,20 @@ class ModelStack:
     reference's feature layout, and tied models, scored on frames whitened once by the
     reference's shared covariance, must all have exactly that covariance (as MAP adaptation of
     means and weights leaves it); ``ValueError`` otherwise.
+
+    **A model's score depends on that model only.**  For given frames and indices, a model's
+    total from :meth:`top_c_loglik` is the same bits whatever the stack holds: its size (a
+    stack of one, as ``speaker``'s ``verify`` builds, or of a thousand, as ``identify``
+    does), the model's position in it, the other models, ``which``, and whether the stack
+    was built from models or from :meth:`from_parameters` (the one builder); for the shared
+    kind, also the thread count (the general kind sums per-thread totals: the same bits for
+    the reference's ``n_threads``, which every stack of that reference uses).  This holds for
+    both kinds, every covariance type, float32 and float64, any C (C = K: the exact
+    log-likelihood): the core computes every (frame, component, model) value with the same
+    operations in the same order, one model per vector lane (``src/gmm_gemm.h``), and sums
+    each model's frames in order with its own state.  The shared and general kinds are
+    different formulas (equal to rounding, not bitwise), and a model is of one kind or the
+    other by its own variances only.
     """
 
     #: models per step of the builder (bounds its float64 temporaries)
@@ -204,8 +221,7 @@ class ModelStack:
         shared, general = np.flatnonzero(is_shared), np.flatnonzero(~is_shared)
         slot = np.empty(self._n, dtype=np.intp)
         slot[shared], slot[general] = np.arange(shared.size), np.arange(general.size)
-        sh = SharedMatrices(shift, None, np.empty((K, shared.size, D), dtype=dtype),
-                            np.empty((shared.size, K), dtype=dtype))
+        sh = _packed(shift, None, K, D, shared.size, dtype)
         gen = StackedMatrices(shift, np.empty((general.size, K, kind.feature_columns(D)), dtype=dtype),
                               np.empty((general.size, K), dtype=dtype), None)
         shift64 = shift.astype(np.float64)
@@ -223,8 +239,7 @@ class ModelStack:
                     gen.gconst[at] = t.gconst
                     gen = gen._replace(whiten=t.whiten)          # the reference's ("tied"), or None
                 else:
-                    sh.A[:, at] = t.lin.transpose(1, 0, 2)
-                    sh.G[at] = t.gconst
+                    _put_shared(sh, np.arange(at.start, at.stop), t.lin.transpose(1, 0, 2), t.gconst.T)
                     sh = sh._replace(Q=np.ascontiguousarray(t.quad[0], dtype=dtype))   # the reference's -1 / (2 var)
         st = self._cache[dtype] = _Stack(shared, general, slot, sh, gen)
         return st
@@ -264,13 +279,43 @@ class ModelStack:
             sh = st.shared_m
             if which is not None or st.general.size:
                 at = st.slot[want[~general]]
-                sh = sh._replace(A=np.ascontiguousarray(sh.A[:, at]), G=sh.G[at])
+                sh = _take_shared(sh, at)
             out[~general] = engine.top_c_loglik_shared(X, idx, sh)
         if general.any():
             at = st.slot[want[general]]
             gen = st.general_m
             out[general] = engine.top_c_loglik(X, idx, gen._replace(Mt=gen.Mt[at], gconst=gen.gconst[at]))
         return out
+
+
+def _packed(shift, Q, K: int, D: int, S: int, dtype) -> SharedMatrices:
+    """Zeroed :class:`SharedMatrices` for S models, packed in panels of ``_core.panel_width`` lanes."""
+    pw = _core.panel_width(dtype, S)
+    n_pan = -(-S // pw)
+    return SharedMatrices(shift, Q, np.zeros((K, n_pan, D, pw), dtype=dtype),
+                          np.zeros((K, n_pan * pw), dtype=dtype), S)
+
+
+def _put_shared(sh: SharedMatrices, slots, a, g) -> None:
+    """Models ``slots`` (n,) of packed shared matrices <- ``a`` (K, n, D) and ``g`` (K, n).
+
+    The core takes the shared models in panels of ``pw`` (``_core.panel_width``: 16, 32 or 64)
+    models, one per vector lane: ``A`` (K, n_pan, D, pw) with model s at ``A[:, s // pw, :, s % pw]``
+    and ``G`` (K, n_pan * pw) with model s in column s; lanes past the last model stay zero.
+    """
+    pw = sh.A.shape[3]
+    slots = np.asarray(slots)
+    sh.A[:, slots // pw, :, slots % pw] = np.moveaxis(a, 1, 0)      # (n, K, D) in that indexing
+    sh.G[:, slots] = g
+
+
+def _take_shared(sh: SharedMatrices, slots) -> SharedMatrices:
+    """The packed shared matrices of the models ``slots`` only, in that order (see :func:`_put_shared`)."""
+    K, _, D, pw = sh.A.shape
+    out = _packed(sh.shift, sh.Q, K, D, slots.size, sh.A.dtype)
+    _put_shared(out, np.arange(slots.size), np.moveaxis(sh.A[:, slots // pw, :, slots % pw], 0, 1),
+                sh.G[:, slots])
+    return out
 
 
 def top_c_loglik(models: "Iterable[GaussianMixture] | ModelStack", X: ArrayLike, indices: ArrayLike, *,

@@ -4,7 +4,9 @@ The recipe, one module per step:
 
 * :mod:`speaker.audio`    - ``load_audio``: any libsndfile format to mono float32 at a fixed rate.
 * :mod:`speaker.features` - ``FeatureConfig``, ``extract_features``: MFCC + deltas, energy VAD, CMVN.
-* :mod:`speaker.featstore` - ``FeatureStore``, ``prepare_features``, ``FeatureFiles``: features of
+* :mod:`speaker.quality`  - ``Quality``, ``QualityGates``: net speech, clipping, SNR, noise only
+  (``extract_features_and_quality`` measures them in the same pass as the features).
+* :mod:`speaker.featcache` - ``FeatureCache``, ``prepare_features``, ``FeatureFiles``: features of
   many files (parallel, cached, in memory or streamed).
 * :mod:`speaker.ubm`      - ``train_ubm``: the universal background model by EM (streams over data).
 * :mod:`speaker.cluster`  - ``dask_client``, ``DaskFeatures``: UBM training on a Dask cluster.
@@ -32,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 _WHERE = {
     "map_adapt": "adapt", "map_adapt_many": "adapt",
     "AudioError": "audio", "load_audio": "audio",
-    "FeatureConfig": "features", "extract_features": "features",
+    "FeatureConfig": "features", "extract_features": "features", "extract_features_and_quality": "features",
+    "Quality": "quality", "QualityGates": "quality",
     "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",
     "llr": "scoring", "score_trials": "scoring",
     "train_ubm": "ubm",
@@ -61,7 +64,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .adapt import map_adapt, map_adapt_many
     from .audio import AudioError, load_audio
-    from .features import FeatureConfig, extract_features
+    from .features import FeatureConfig, extract_features, extract_features_and_quality
     from .model_io import ModelError, ModelFile, load_model, save_model
+    from .quality import Quality, QualityGates
     from .scoring import llr, score_trials
     from .ubm import train_ubm

@@ -3,7 +3,8 @@
 :data:`BATCH_UTTERANCES` is how many utterances go to the core at once where they cannot all
 go at once (streamed features, many speakers, progress reports).
 
-A speaker's enrolment statistics are defined as the per-utterance statistics
+A recording's statistics are its statistics as one segment (:func:`recording_stats`); a
+speaker's enrolment statistics are the per-utterance statistics
 (``GaussianMixture.accumulate_segments``, one core call) summed in utterance order: the same
 numbers, bit for bit, whether the utterances are enrolled at once, in batches with other
 speakers, or over time into a speaker store.
@@ -28,6 +29,15 @@ def sum_in_order(stats: Sequence[GMMStats]) -> GMMStats:
     for s in stats[1:]:
         total = total + s
     return total
+
+
+def recording_stats(ubm: GaussianMixture, X: np.ndarray, *, check_input: bool = True) -> GMMStats:
+    """Statistics of one recording (frames, D) under ``ubm``: its statistics as one segment of
+    :meth:`gmmext.GaussianMixture.accumulate_segments`, the numbers :func:`speaker_stats` sums
+    (``accumulate(X)`` may differ in the last bits for long recordings).  Enrolment, the store's
+    cohort and the service all take a recording's statistics from here.  ``check_input=False``:
+    ``X`` was checked by the caller."""
+    return ubm.accumulate_segments([X], check_input=check_input)[0]
 
 
 def speaker_stats(ubm: GaussianMixture, arrays: Sequence[np.ndarray]) -> GMMStats:

@@ -9,6 +9,11 @@ of carriage returns, so a plain line is printed instead, at most every ``interva
 
 and a last line when the step ends, if it printed any.  A step that ends within the interval
 prints nothing.  ``enabled=False`` (``--quiet``) silences both.
+
+The time left is estimated from the rate since the first unit was done, not since the start:
+the first unit pays one-off costs (librosa's compilation, starting worker processes) that
+say nothing about the others.  It is shown once :data:`ETA_MIN_UNITS` units were done after
+the first one.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ __all__ = ["Progress", "progress"]
 
 #: Seconds between two plain progress lines (stderr not a terminal).
 LINE_INTERVAL = 5.0
+#: Units done after the first one before a plain line estimates the time left.
+ETA_MIN_UNITS = 3
 
 
 class Progress:
@@ -41,6 +48,7 @@ class Progress:
         self._bar = None
         self._lines = False
         self._printed = False
+        self._first: tuple[float, int] | None = None      # (time, units) when the first unit was done
         if not enabled:
             return
         isatty = getattr(self.stream, "isatty", None)
@@ -56,8 +64,12 @@ class Progress:
         self.n += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self._lines and time.monotonic() - self._last >= self.interval:
-            self._line()
+        elif self._lines:
+            now = time.monotonic()
+            if self._first is None:
+                self._first = (now, self.n)
+            if now - self._last >= self.interval:
+                self._line()
 
     def set_postfix(self, **values) -> None:
         self.postfix = values
@@ -71,8 +83,10 @@ class Progress:
         if self.total:
             parts[0] += f" ({100 * self.n / self.total:.0f} %)"
         parts.append(f"{elapsed:.0f} s")
-        if not done and self.total and 0 < self.n < self.total:
-            parts.append(f"about {elapsed * (self.total - self.n) / self.n:.0f} s left")
+        if not done and self.total and self.n < self.total and self._first is not None:
+            t1, n1 = self._first
+            if self.n - n1 >= ETA_MIN_UNITS and now > t1:
+                parts.append(f"about {(now - t1) * (self.total - self.n) / (self.n - n1):.0f} s left")
         if done:
             parts.append("done")
         parts += [f"{k}={v}" for k, v in self.postfix.items()]

@@ -31,7 +31,28 @@ from ._batch import BATCH_UTTERANCES, speaker_stats, sum_in_order
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 
-__all__ = ["map_adapt", "map_adapt_many", "map_from_stats", "map_parameters"]
+__all__ = ["map_adapt", "map_adapt_many", "map_from_stats", "map_parameters", "require_diag", "model_like"]
+
+
+def model_like(template: GaussianMixture, weights, means, covariances, dtype=None) -> GaussianMixture:
+    """A model with these parameters and ``template``'s constructor parameters (all but
+    ``n_components``, which the parameters give), cast to ``dtype`` (default: the fitted
+    template's): a speaker model like its UBM, a UBM like its training template."""
+    params = template.get_params()
+    params.pop("n_components")
+    dtype = template.means_.dtype if dtype is None else dtype
+    return GaussianMixture.from_parameters(np.asarray(weights).astype(dtype), np.asarray(means).astype(dtype),
+                                           np.asarray(covariances).astype(dtype), **params)
+
+
+def require_diag(gm: GaussianMixture, what: str = "the UBM") -> None:
+    """ValueError unless ``gm`` has diagonal covariances: the GMM-UBM recipe's models (the MAP
+    formulas of this module, model files, the speaker store).  Every entry point of MAP
+    adaptation checks it before any statistics are computed."""
+    kind = getattr(gm, "covariance_type", "diag")
+    if kind != "diag" or np.ndim(gm.covariances_) != 2:
+        raise ValueError(f"{what} has covariance_type={kind!r}; speaker's GMM-UBM recipe (MAP adaptation, "
+                         "model files, the store) needs covariance_type='diag'")
 
 
 def _check_adapt(adapt: str) -> str:
@@ -65,9 +86,8 @@ def map_from_stats(ubm: GaussianMixture, stats: GMMStats, *, relevance_factor: f
         raise ValueError(f"statistics of shape {stats.sum_x.shape} do not match the UBM {ubm.means_.shape}")
     if not stats.n_samples > 0:
         raise ValueError("no frames to adapt from")
-    params = ubm.get_params()
-    params.pop("n_components")
-    model = GaussianMixture.from_parameters(ubm.weights_, ubm.means_, ubm.covariances_, **params)
+    require_diag(ubm)
+    model = model_like(ubm, ubm.weights_, ubm.means_, ubm.covariances_)
     return model.map_step(stats, relevance_factor=relevance_factor, params=adapt)
 
 
@@ -81,8 +101,10 @@ def map_parameters(ubm: GaussianMixture, n, sum_x, sum_xx, n_samples, *, relevan
     is the UBM's own (K,) or (K, D) array, in float64.  The formulas are gmmext's
     (``GaussianMixture.map_parameters``, which ``map_step`` applies); :func:`map_from_stats` is
     ``map_step`` on a copy of the UBM; the speaker store derives a batch of speakers with this
-    (one set of array operations instead of a model per speaker).  Arguments are not checked here.
+    (one set of array operations instead of a model per speaker).  Arguments are not checked
+    here, but the UBM must be diagonal (:func:`require_diag`).
     """
+    require_diag(ubm)
     return ubm.map_parameters(n, sum_x, sum_xx, n_samples, relevance_factor=relevance_factor, params=adapt)
 
 
@@ -102,6 +124,7 @@ def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray],
     -------
     gmmext.GaussianMixture: the speaker model, same K and D as the UBM.
     """
+    require_diag(ubm)
     arrays = [features] if isinstance(features, np.ndarray) else list(features)
     if not arrays:
         raise ValueError("no enrolment features given")
@@ -124,6 +147,7 @@ def map_adapt_many(ubm: GaussianMixture, speakers: Mapping[str, Sequence[np.ndar
     relevance_factor, adapt : as :func:`map_adapt`
     """
     _check_adapt(adapt)
+    require_diag(ubm)
     items = [(spk, [np.asarray(f) for f in feats]) for spk, feats in speakers.items()]
     empty = [spk for spk, feats in items if not feats]
     if empty:

@@ -81,7 +81,7 @@ def _check_length(name: str, n_samples: int, rate: int) -> None:
 
 def _read_file(path: str) -> tuple[np.ndarray, int]:
     """Decode ``path`` to a float32 mono array without keeping all channels in memory."""
-    from ._guards import os_reason
+    from ._reasons import os_reason
     why = os_reason(path)
     if why is not None:
         raise AudioError(path, why)
@@ -155,9 +155,15 @@ def _remove_dc(y: np.ndarray) -> None:
 
 
 def _load(
-    source: AudioSource, sample_rate: int | None, target_rate: int
+    source: AudioSource, sample_rate: int | None, target_rate: int,
+    native: Callable[[np.ndarray, int], None] | None = None,
 ) -> tuple[np.ndarray, int, str]:
-    """:func:`load_audio` that also returns the native rate and the name used in messages."""
+    """:func:`load_audio` that also returns the native rate and the name used in messages.
+
+    ``native(samples, rate)``, if given, sees the validated native mono samples (float32 full
+    scale, before DC removal and resampling; it must not modify them): where a recording's
+    clipping is measured (:func:`speaker.quality.clipping`), in the same decode.
+    """
     target_rate = _check_rate(target_rate, "target_rate")
     if isinstance(source, np.ndarray):
         name = SIGNAL_NAME
@@ -190,6 +196,8 @@ def _load(
                                "corrupt or unscaled float data)")
     if not y.any():
         raise AudioError(name, f"all {y.size} samples are zero (digital silence)")
+    if native is not None:
+        native(y, native_rate)
 
     # DC removal before resampling avoids ringing at the edges from the offset's step.
     _remove_dc(y)

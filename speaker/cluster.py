@@ -19,7 +19,7 @@ from gmmext import GaussianMixture, GMMStats, dask_accumulate
 
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
-from .featstore import FeatureStore, _work, split_rows, take_rows
+from .featcache import FeatureCache, _work, split_rows, take_rows
 
 __all__ = ["DaskFeatures", "dask_client"]
 
@@ -75,10 +75,10 @@ def _extract_part(sources: Sequence[str], config, cache_dir: str | None, keep: b
     Returns ``{"X": (frames, dims) float32 of all usable sources in order or None,
     "info": [(source, n_frames or None, error or None)], "dims": D or None}``.
     """
-    store = FeatureStore(config, cache_dir=cache_dir)
+    cache = FeatureCache(config, cache_dir=cache_dir)
     arrays, info, dims = [], [], None
     for s in sources:
-        _, feats, err = _work((s, config, store._cache_path(s)))
+        _, feats, err = _work((s, config, cache._cache_path(s)))
         if err is not None:
             info.append((s, None, err))
             continue
@@ -95,10 +95,10 @@ def _extract_part(sources: Sequence[str], config, cache_dir: str | None, keep: b
 
 def _read_part(sources: Sequence[str], config, cache_dir: str | None) -> list[np.ndarray]:
     """On a worker, at every pass (streaming): the features of the sources, from the cache."""
-    store = FeatureStore(config, cache_dir=cache_dir)
+    cache = FeatureCache(config, cache_dir=cache_dir)
     out = []
     for s in sources:
-        _, feats, err = _work((s, config, store._cache_path(s)))
+        _, feats, err = _work((s, config, cache._cache_path(s)))
         if err is not None:
             raise ValueError(err)
         out.append(feats)

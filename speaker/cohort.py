@@ -23,13 +23,14 @@ import numpy as np
 
 from gmmext import GaussianMixture
 
+from . import score_norm
+from ._batch import recording_stats
 from .adapt import map_from_stats
-from .score_norm import as_norm, snorm, tnorm, znorm, ztnorm
+from .score_norm import NORMS
 from .scoring import score_trials
 
 __all__ = ["Cohort", "normalise", "NORMS"]
 
-NORMS = ("z", "t", "zt", "s", "as")
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Cohort:
         if len(ids) != len(features) or len(ids) < 2:
             raise ValueError(f"a cohort needs at least 2 recordings with one id each; got {len(ids)} ids, "
                              f"{len(features)} feature arrays")
-        models = [map_from_stats(ubm, ubm.accumulate(X), relevance_factor=relevance_factor, adapt=adapt)
+        models = [map_from_stats(ubm, recording_stats(ubm, X), relevance_factor=relevance_factor, adapt=adapt)
                   for X in features]
         return cls(ubm, list(ids), list(features), models, top_c)
 
@@ -79,32 +80,23 @@ def normalise(kind: str, pairs: Sequence[tuple[str, Hashable]], scores: np.ndarr
               cohort: Cohort, *, top_n: int | None = None) -> np.ndarray:
     """Normalised scores of trials ``pairs`` (model_id, test key) with raw ``scores`` (n_trials,).
 
-    ``kind`` is one of z, t, zt, s, as (see :mod:`speaker.score_norm`); ``top_n`` is AS-norm's
-    number of closest cohort scores per side (default min(200, cohort size)).
+    ``kind`` is one of z, t, zt, s, as (see :func:`speaker.score_norm.normalise`, which checks
+    the cohort's size); ``top_n`` is AS-norm's number of closest cohort scores per side
+    (default min(AS_NORM_TOP_N = 200, cohort size)).  Each model's and each test's cohort
+    scores are computed once.
     """
-    if kind not in NORMS:
-        raise ValueError(f"unknown normalisation {kind!r}; choose from {NORMS}")
-    scores = np.asarray(scores, dtype=np.float64)
     used = {m: models[m] for m in dict.fromkeys(m for m, _ in pairs)}
     tests = [t for _, t in pairs]
-    if kind == "zt":
-        half = len(cohort) // 2
-        t_rows, z_rows = list(range(half)), list(range(half, len(cohort)))
-        if half < 2 or len(z_rows) < 2:
-            raise ValueError("ZT-norm needs a cohort of at least 4 recordings (split into T models and Z tests)")
-        ez = cohort.enrol_side(used, z_rows)
-        tt = cohort.test_side(tests, features, t_rows)
-        tz = cohort.enrol_side({j: cohort.models[j] for j in t_rows}, z_rows)
-        return ztnorm(scores, np.stack([ez[m] for m, _ in pairs]), np.stack([tt[t] for t in tests]),
-                      np.stack([tz[j] for j in t_rows]))
-    ez = cohort.enrol_side(used) if kind != "t" else None
-    tt = cohort.test_side(tests, features) if kind != "z" else None
-    E = np.stack([ez[m] for m, _ in pairs]) if ez is not None else None
-    T = np.stack([tt[t] for t in tests]) if tt is not None else None
-    if kind == "z":
-        return znorm(scores, E)
-    if kind == "t":
-        return tnorm(scores, T)
-    if kind == "s":
-        return snorm(scores, E, T)
-    return as_norm(scores, E, T, top_n=min(len(cohort), 200) if top_n is None else min(top_n, len(cohort)))
+
+    def enrol_side(rows):
+        side = cohort.enrol_side(used, list(rows))
+        return np.stack([side[m] for m, _ in pairs])
+
+    def test_side(rows):
+        side = cohort.test_side(tests, features, list(rows))
+        return np.stack([side[t] for t in tests])
+
+    def cohort_side(t_rows, z_rows):
+        side = cohort.enrol_side({j: cohort.models[j] for j in t_rows}, list(z_rows))
+        return np.stack([side[j] for j in t_rows])
+    return score_norm.normalise(kind, scores, len(cohort), enrol_side, test_side, cohort_side, top_n=top_n)

@@ -1,8 +1,9 @@
 """DET plots: detection error trade-off curves on normal-deviate (probit) axes.
 
 The curves are :func:`speaker.metrics.det_curve`'s operating points; every curve's legend
-entry carries its EER, so that several systems drawn on one plot (:func:`save_det_plots`,
-``speaker eval --scores a.txt b.txt --det det.png``) can be told apart at a glance.
+entry carries its EER, so that several systems drawn on one plot (:func:`det_figure`,
+:func:`save_det_plots`, ``speaker eval --scores a.txt b.txt --det det.png --label A --label B``)
+can be told apart at a glance; their legend sits below the axes.
 
 matplotlib is an optional dependency (``pip install gmmext[plot]``); it is imported only when
 a plot is drawn.  Files are written atomically with matplotlib's Agg canvas (no pyplot, no
@@ -22,8 +23,9 @@ from .metrics import _diagonal_crossing, det_curve, eer
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-__all__ = ["plot_det", "save_det_plot", "save_det_plots"]
+__all__ = ["plot_det", "det_figure", "save_det_plot", "save_det_plots"]
 
 _DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 _NO_MATPLOTLIB = ("needs matplotlib, an optional dependency: "
@@ -116,24 +118,29 @@ def plot_det(p_miss: ArrayLike | None = None, p_fa: ArrayLike | None = None, *,
     return ax
 
 
-def _save(path: str | os.PathLike[str], draw: Callable[["Axes"], None], title: str | None,
-          figsize: tuple[float, float], dpi: float, what: str) -> Path:
-    """A new Agg figure, ``draw(ax)``, written to ``path`` as a PNG, atomically."""
+def _figure(draw: Callable[["Axes"], None], title: str | None, figsize: tuple[float, float], dpi: float,
+            what: str) -> "Figure":
+    """A new Agg figure (no pyplot) with one axes, drawn by ``draw(ax)``, laid out."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover
         raise ImportError(what + " " + _NO_MATPLOTLIB) from exc
-    path = Path(path)
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     draw(ax)
     if title is not None:
         ax.set_title(title)
-    fig.tight_layout()
+    return fig
+
+
+def _write_png(fig: "Figure", path: str | os.PathLike[str], dpi: float) -> Path:
+    """``fig`` written to ``path`` as a PNG, atomically; the image is cropped to what is drawn, and
+    extends to a legend outside the axes."""
+    path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi)
+        fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     return path
 
 
@@ -152,18 +159,18 @@ def save_det_plot(path: str | os.PathLike[str], p_miss: ArrayLike | None = None,
     def draw(ax: "Axes") -> None:
         plot_det(p_miss, p_fa, scores=scores, labels=labels, ax=ax, label=label, mark_eer=mark_eer,
                  **plot_kwargs)
-    return _save(path, draw, title, figsize, dpi, "save_det_plot")
+    return _write_png(_figure(draw, title, figsize, dpi, "save_det_plot"), path, dpi)
 
 
-def save_det_plots(path: str | os.PathLike[str],
-                   systems: Mapping[str, tuple[ArrayLike, ArrayLike]] | Sequence[tuple[str, ArrayLike, ArrayLike]],
-                   *, mark_eer: bool = True, title: str | None = None,
-                   figsize: tuple[float, float] = (5.0, 5.0), dpi: float = 150) -> Path:
-    """DET curves of several systems on one plot, one curve (and legend entry with its EER)
-    each, written to ``path`` as a PNG like :func:`save_det_plot`.
+def det_figure(systems: Mapping[str, tuple[ArrayLike, ArrayLike]] | Sequence[tuple[str, ArrayLike, ArrayLike]],
+               *, mark_eer: bool = True, title: str | None = None,
+               figsize: tuple[float, float] = (5.0, 5.0), dpi: float = 150) -> "Figure":
+    """DET curves of several systems on one plot: a matplotlib ``Figure`` (Agg, no pyplot).
 
-    ``systems`` maps a name to ``(scores, labels)``, or is a sequence of
-    ``(name, scores, labels)``.
+    ``systems`` maps a name to ``(scores, labels)``, or is a sequence of ``(name, scores,
+    labels)``; each system is one curve and one legend entry, ``"name (EER 4.39 %)"``.  The
+    legend sits below the axes, one entry per line, so that it never covers a curve (it lies
+    outside the figure's ``figsize``; :func:`save_det_plots` writes an image that includes it).
     """
     items = [(k, *v) for k, v in systems.items()] if isinstance(systems, Mapping) else list(systems)
     if not items:
@@ -172,4 +179,14 @@ def save_det_plots(path: str | os.PathLike[str],
     def draw(ax: "Axes") -> None:
         for name, s, lab in items:
             plot_det(scores=s, labels=lab, ax=ax, label=name, mark_eer=mark_eer)
-    return _save(path, draw, title, figsize, dpi, "save_det_plots")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), borderaxespad=0.0, frameon=False)
+
+    return _figure(draw, title, figsize, dpi, "det_figure")
+
+
+def save_det_plots(path: str | os.PathLike[str],
+                   systems: Mapping[str, tuple[ArrayLike, ArrayLike]] | Sequence[tuple[str, ArrayLike, ArrayLike]],
+                   *, mark_eer: bool = True, title: str | None = None,
+                   figsize: tuple[float, float] = (5.0, 5.0), dpi: float = 150) -> Path:
+    """:func:`det_figure` of several systems written to ``path`` as a PNG like :func:`save_det_plot`."""
+    return _write_png(det_figure(systems, mark_eer=mark_eer, title=title, figsize=figsize, dpi=dpi), path, dpi)

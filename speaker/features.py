@@ -32,8 +32,10 @@ import scipy.fft
 from gmmext import single_thread_blas
 
 from .audio import AudioError, AudioSource, _load
+from .quality import Quality, clipping, measure
+from .limits import MAX_DIM
 
-__all__ = ["FeatureConfig", "extract_features", "vad", "LOG_FLOOR"]
+__all__ = ["FeatureConfig", "extract_features", "extract_features_and_quality", "vad", "LOG_FLOOR"]
 
 #: Floor applied to powers before taking logs (mel energies and frame energy). Signals are in
 #: full-scale units ([-1, 1]), so for the frame energy this is -100 dB re full scale.
@@ -49,12 +51,12 @@ _STD_FLOOR = 1e-8
 
 # Bounds of every FeatureConfig field (a model file's stored configuration is untrusted: an
 # absurd value must not cost gigabytes).  Generous for real speech: 8-384 kHz audio, windows of
-# up to 1 s, filterbanks of up to 512 bands, feature vectors of up to MAX_DIM dimensions.
+# up to 1 s, filterbanks of up to 512 bands, feature vectors of up to MAX_DIM dimensions
+# (:data:`speaker.limits.MAX_DIM`, the models' bound too).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
 MAX_WINDOW_MS = 1000.0
 MAX_FFT = 1 << 14           # samples of the FFT (and so of the window): 1 s at 16 kHz
 MAX_MELS = 512
-MAX_DIM = 200
 MAX_LIFTER = 10_000.0
 MAX_CONTEXT = 301           # delta_width, vad_context (frames)
 MAX_CMN_WINDOW = 100_000    # frames (1000 s at a 10 ms hop)
@@ -428,8 +430,24 @@ def _filters(window: str, win: int, sample_rate: int, n_fft: int, n_mels: int, f
     return w, mel
 
 
-def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Cepstra ``(frames, n_ceps)`` float32 and log-energy ``(frames,)`` float64 of a signal."""
+@functools.lru_cache(maxsize=16)
+def _band_weights(preemphasis: float, window: str, win: int, sample_rate: int, n_fft: int, n_mels: int,
+                  fmin: float, fmax: float) -> np.ndarray:
+    """Weights ``(1 + n_fft // 2,)`` float32 of the band energy: the filterbank's total gain per
+    FFT bin divided by the pre-emphasis filter's power gain ``|1 - a e^(-jw)|^2``, so that the
+    band energy is the un-emphasised signal's power between ``fmin`` and ``fmax``."""
+    mel = _filters(window, win, sample_rate, n_fft, n_mels, fmin, fmax)[1]
+    w = 2.0 * np.pi * np.arange(1 + n_fft // 2) / n_fft
+    gain = np.abs(1.0 - preemphasis * np.exp(-1j * w)) ** 2
+    out = (mel.sum(axis=0, dtype=np.float64) / np.maximum(gain, 1e-6)).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cepstra ``(frames, n_ceps)`` float32, log-energy ``(frames,)`` float64 and band energy
+    ``(frames,)`` float64 (the windowed frame's power between ``fmin`` and ``fmax``, pre-emphasis
+    undone, from the same FFT: what :func:`speaker.quality.snr_db` reads) of a signal."""
     win, hop, n_fft = cfg.win_samples, cfg.hop_samples, cfg.fft_size
     if y.shape[0] < win:
         raise AudioError(
@@ -457,9 +475,11 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, 
     n_frames = raw_frames.shape[0]
 
     window, mel_basis = _filters(cfg.window, win, cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin, cfg.fmax_hz)
+    band_weights = _band_weights(cfg.preemphasis, cfg.window, win, cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin, cfg.fmax_hz)
 
     log_mel = np.empty((n_frames, cfg.n_mels), dtype=np.float32)
     log_energy = np.empty(n_frames, dtype=np.float64)
+    band = np.empty(n_frames, dtype=np.float64)
     for start in range(0, n_frames, _CHUNK_FRAMES):
         stop = min(start + _CHUNK_FRAMES, n_frames)
         raw = raw_frames[start:stop]
@@ -467,6 +487,7 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, 
         spec = scipy.fft.rfft(emph_frames[start:stop] * window, n=n_fft, axis=1)
         power = np.square(spec.real, dtype=np.float32) + np.square(spec.imag, dtype=np.float32)
         mel = power @ mel_basis.T
+        band[start:stop] = power @ band_weights
         np.log(np.maximum(mel, np.float32(LOG_FLOOR)), out=log_mel[start:stop])
     np.log(np.maximum(log_energy, LOG_FLOOR), out=log_energy)
 
@@ -476,7 +497,7 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, 
         ceps *= (1.0 + 0.5 * cfg.lifter * np.sin(np.pi * i / cfg.lifter)).astype(np.float32)
     if cfg.use_energy:
         ceps[:, 0] = log_energy
-    return np.ascontiguousarray(ceps), log_energy
+    return np.ascontiguousarray(ceps), log_energy, band
 
 
 def _sliding_cmn(x: np.ndarray, window: int) -> np.ndarray:
@@ -546,23 +567,53 @@ def extract_features(
         above the source's Nyquist frequency (those mel bands are empty; e.g. 8 kHz audio with
         the 16 kHz default: use ``FeatureConfig(sample_rate=8000)``).
     """
+    feats, _ = _extract(path_or_signal, sample_rate, config, quality=False)
+    return feats
+
+
+def extract_features_and_quality(
+    path_or_signal: AudioSource,
+    sample_rate: int | None = None,
+    config: FeatureConfig | None = None,
+) -> tuple[np.ndarray, Quality]:
+    """:func:`extract_features` and the recording's :class:`speaker.quality.Quality`, in one decode.
+
+    The clipping is measured on the native samples as decoded, net speech and the SNR estimate
+    on the frames of the features (the VAD and the filterbank energies of this ``config``, the
+    VAD also when ``config.vad`` is off). Same parameters, result and errors as
+    :func:`extract_features`; the extra cost is one scan of the samples (clipping) and a partial
+    sort of the frame energies.
+    """
+    feats, q = _extract(path_or_signal, sample_rate, config, quality=True)
+    assert q is not None
+    return feats, q
+
+
+def _extract(path_or_signal: AudioSource, sample_rate: int | None, config: FeatureConfig | None, *,
+             quality: bool) -> tuple[np.ndarray, Quality | None]:
+    """The front-end; with ``quality`` also the recording's Quality (see above)."""
     cfg = FeatureConfig() if config is None else config
     if not isinstance(cfg, FeatureConfig):
         raise TypeError(f"config must be a FeatureConfig, got {type(cfg).__name__}")
-    y, native_rate, name = _load(path_or_signal, sample_rate, cfg.sample_rate)
+    native: dict[str, Any] = {}
+
+    def see_native(samples: np.ndarray, rate: int) -> None:
+        native.update(n=samples.shape[0], rate=rate, clip=clipping(samples))
+
+    y, native_rate, name = _load(path_or_signal, sample_rate, cfg.sample_rate, see_native if quality else None)
     if native_rate < cfg.sample_rate and cfg.fmax_hz > native_rate / 2:
         warnings.warn(
             f"audio sampled at {native_rate} Hz is upsampled to {cfg.sample_rate} Hz; mel bands "
             f"above {native_rate / 2:g} Hz (up to fmax={cfg.fmax_hz:g} Hz) carry no signal. Use "
             f"FeatureConfig(sample_rate={native_rate}) or fmax <= {native_rate / 2:g}.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3  # the caller of extract_features[_and_quality],
         )
 
     # The filterbank products are small gemms: on one BLAS thread they take ~0.1 ms for a 3-s
     # utterance, against a median of ~15 ms with OpenBLAS's two threads on a busy 2-core machine.
     with single_thread_blas:
-        ceps, log_energy = _cepstra(y, cfg, name)
+        ceps, log_energy, band = _cepstra(y, cfg, name)
         del y
         blocks = [ceps]
         if cfg.deltas:
@@ -579,7 +630,12 @@ def extract_features(
             )
     feats = np.concatenate(blocks, axis=1) if len(blocks) > 1 else ceps
 
+    speech = vad(log_energy, cfg) if (cfg.vad or quality) else None
+    q = None
+    if quality:
+        q = measure(samples=native["n"], rate=native["rate"], clip=native["clip"], band_power=band,
+                    speech=speech, hop_seconds=cfg.hop_samples / cfg.sample_rate)
     if cfg.vad:
-        feats = feats[vad(log_energy, cfg)]
+        feats = feats[speech]
     feats = _normalize(feats, cfg.normalization, cfg.cmn_window)
-    return np.ascontiguousarray(feats, dtype=np.float32)
+    return np.ascontiguousarray(feats, dtype=np.float32), q

@@ -24,8 +24,6 @@ Memory is bounded by the accumulators (K*D*R + K*R*R float64) and one batch of s
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +33,12 @@ import numpy as np
 
 from gmmext import GaussianMixture
 
-from ._atomic import atomic_path
 from ._interrupt import check as check_interrupt
+from ._npz import CheckpointError, NpzError, settings_hash
+from ._npz import read_checkpoint as _read_checkpoint
+from ._npz import write_checkpoint
 from ._progress import Progress
+from .limits import MAX_COMPONENTS, MAX_DIM, MAX_PASSES, MAX_RANK
 
 __all__ = ["TotalVariability", "centred_stats", "stats_batches", "posterior", "accumulate", "m_step",
            "min_divergence", "log_likelihood", "init_tv", "train_tv", "extract_ivectors",
@@ -49,10 +50,6 @@ BATCH = 256
 TV_FORMAT = "gmmext-speaker-ivector"
 TV_VERSION = 1
 CHECKPOINT_FORMAT = "speaker-ivector-checkpoint"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from (unreadable, or made with other settings)."""
 
 
 @dataclass
@@ -277,32 +274,30 @@ def init_tv(n_components: int, n_features: int, rank: int, random_state: int | N
     return rng.normal(scale=scale, size=(n_components * n_features, rank))
 
 
-def _settings_hash(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+def read_checkpoint(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> dict:
+    """``done``, ``total``, ``settings_hash``, ``T``, ``llks`` of a :func:`train_tv` checkpoint.
 
-
-def _write_checkpoint(path, T, done: int, total: int, settings_hash: str, llks: list[float]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, format=np.array(CHECKPOINT_FORMAT), format_version=np.array(TV_VERSION),
-                     done=np.array(done), total=np.array(total), settings_hash=np.array(settings_hash),
-                     T=T, llks=np.asarray(llks, dtype=np.float64))
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``done``, ``total``, ``settings_hash``, ``T``, ``llks`` of a :func:`train_tv` checkpoint."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["format"][()]) != CHECKPOINT_FORMAT or int(z["format_version"]) != TV_VERSION:
-                raise CheckpointError(f"{path}: not an i-vector checkpoint of format version {TV_VERSION}")
-            out = dict(T=z["T"], llks=list(z["llks"]), done=int(z["done"]), total=int(z["total"]),
-                       settings_hash=str(z["settings_hash"][()]))
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - zip, key and value errors alike
-        raise CheckpointError(f"{path}: cannot read checkpoint: {type(exc).__name__}: {exc}") from None
-    if out["T"].dtype != np.float64 or out["T"].ndim != 2 or not np.isfinite(out["T"]).all():
+    ``shape``: the ``T`` (K*D, R) the caller expects; a checkpoint that declares another is
+    refused from its header, before its data is read (a 400 KB zip of zeros cannot make the
+    reader allocate hundreds of megabytes).  Without it, ``T`` is bounded by the limits
+    (:mod:`speaker.limits`: K*D <= MAX_COMPONENTS * MAX_DIM, R <= MAX_RANK).
+    """
+    def check(h):
+        T, llks = h.get("T"), h.get("llks")
+        if T is None or llks is None:
+            raise NpzError("missing 'T' or 'llks'")
+        if len(T.shape) != 2 or not (1 <= T.shape[0] <= MAX_COMPONENTS * MAX_DIM and 1 <= T.shape[1] <= MAX_RANK):
+            raise NpzError(f"'T' declares shape {T.shape}: (K*D <= {MAX_COMPONENTS * MAX_DIM}, R <= {MAX_RANK}) expected")
+        if shape is not None and T.shape != tuple(shape):
+            raise NpzError(f"'T' declares shape {T.shape}, this training needs {tuple(shape)}")
+        if len(llks.shape) != 1 or llks.shape[0] > MAX_PASSES:
+            raise NpzError(f"'llks' declares shape {llks.shape}")
+    out = _read_checkpoint(path, CHECKPOINT_FORMAT, "an i-vector",
+                           max_elements=MAX_COMPONENTS * MAX_DIM * MAX_RANK, check=check)
+    T = out["T"]
+    if T.dtype != np.float64 or not np.isfinite(T).all():
         raise CheckpointError(f"{path}: malformed T in checkpoint")
+    out["llks"] = list(out["llks"])
     return out
 
 
@@ -321,13 +316,15 @@ def train_tv(ubm: GaussianMixture, batches: Callable[[], Iterable[tuple[np.ndarr
     """
     from .model_io import ubm_fingerprint
     K, D = ubm.means_.shape
+    if not isinstance(rank, (int, np.integer)) or not 1 <= rank <= MAX_RANK:
+        raise ValueError(f"rank must be an int in [1, {MAX_RANK}] (speaker.limits), got {rank!r}")
     fp = ubm_fingerprint(ubm)
-    settings = _settings_hash(dict(ubm=fp, rank=rank, n_iter=n_iter, min_div=min_div,
+    settings = settings_hash(dict(ubm=fp, rank=rank, n_iter=n_iter, min_div=min_div,
                                    random_state=random_state, inputs=inputs_id))
     T, done, llks = init_tv(K, D, rank, random_state), 0, []
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        ck = read_checkpoint(checkpoint)
-        if ck["settings_hash"] != settings or ck["T"].shape != T.shape:
+        ck = read_checkpoint(checkpoint, shape=T.shape)           # another T: refused from its header
+        if ck["settings_hash"] != settings:
             raise CheckpointError(f"{checkpoint}: made with other settings, UBM or inputs; refusing to resume")
         T, done, llks = ck["T"], ck["done"], ck["llks"]
     with Progress(n_iter * (n_utterances or 0) or None, "i-vector EM", "utt", enabled=progress,
@@ -340,7 +337,8 @@ def train_tv(ubm: GaussianMixture, batches: Callable[[], Iterable[tuple[np.ndarr
             llks.append(acc.llk)
             bar.set_postfix(llk=f"{acc.llk / max(acc.count, 1):.3f}")
             if checkpoint is not None:
-                _write_checkpoint(checkpoint, T, it + 1, n_iter, settings, llks)
+                write_checkpoint(checkpoint, CHECKPOINT_FORMAT, done=it + 1, total=n_iter,
+                                 settings_hash=settings, T=T, llks=np.asarray(llks, dtype=np.float64))
             if callback is not None:
                 callback(it, T, acc.llk)
     return TotalVariability(T, fp)
@@ -367,17 +365,14 @@ def extract_ivectors(tv: TotalVariability, batches: Iterable[tuple[np.ndarray, n
 # ----------------------------------------------------------------------------- model file
 def save_tv(path: str | os.PathLike, tv: TotalVariability, config=None) -> None:
     """Write ``tv`` as ``.npz`` (atomically): format, version, ubm_fingerprint, feature_config, T."""
-    from ._npz import save_npz
+    from .model_io import save_npz
     save_npz(path, TV_FORMAT, TV_VERSION, "ivector", tv.ubm_fingerprint, config, T=tv.T)
 
 
 def load_tv(path: str | os.PathLike, ubm: GaussianMixture | None = None) -> TotalVariability:
     """Read and validate a file of :func:`save_tv` (refused if made for another UBM than ``ubm``)."""
-    from ._npz import ArraySpec, load_npz
-    fp, arrays = load_npz(path, TV_FORMAT, TV_VERSION, "ivector", ubm,
-                          {"T": ArraySpec(ndim=2)})
+    from .model_io import ArraySpec, load_npz
+    rows = ubm.means_.size if ubm is not None else None      # refused from its header if another
+    fp, arrays = load_npz(path, TV_FORMAT, TV_VERSION, "ivector", ubm, {"T": ArraySpec(ndim=2, shape=(rows, None))})
     T = arrays["T"]
-    if ubm is not None and T.shape[0] != ubm.means_.size:
-        from .model_io import ModelError
-        raise ModelError(f"{path}: T has {T.shape[0]} rows, the UBM has K*D = {ubm.means_.size}")
     return TotalVariability(T, fp)

@@ -10,6 +10,9 @@ relative path is resolved against ``root``, by default the list's folder):
 * trials, Kaldi style: ``model_id test_path [target|nontarget]``.
 * trials, VoxCeleb style: ``1|0 enrol_path test_path`` (the enrolment recording is the model).
 * scores: ``model_id test_path score``.
+* Kaldi data directory: ``wav.scp`` with ``utt2spk`` (``utt_id speaker_id``) or ``spk2utt``
+  (``speaker_id utt_id [utt_id ...]``), :func:`read_kaldi_data`; a folder of per-speaker
+  subfolders of audio files, :func:`read_speaker_folders`.
 
 Anywhere a path is read, ``file.ark:OFFSET`` (a Kaldi feature archive entry, read with
 kaldiio) and ``.npy`` feature files are accepted too; an ``scp`` mapping (``utt_id -> path``,
@@ -24,8 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .sources import ark_entry
+
 __all__ = ["ListError", "Trial", "read_audio_list", "read_enroll_list", "read_trials",
-           "read_scores", "read_scp", "resolve", "format_line"]
+           "read_scores", "read_scp", "resolve", "format_line", "read_kaldi_data", "read_speaker_folders",
+           "AUDIO_EXTENSIONS"]
+
+#: File name endings taken as audio in a folder of speakers (formats libsndfile reads).
+AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                              ".au", ".snd", ".w64", ".rf64", ".caf", ".sph"})
 
 
 class ListError(ValueError):
@@ -75,10 +85,10 @@ def resolve(token: str, root: str | os.PathLike, scp: Mapping[str, str] | None =
         return scp[token]
     if token.endswith("|") or token.startswith("|"):
         raise ValueError("piped commands (Kaldi 'cmd |' entries) are not supported; extract the audio first")
-    head, sep, tail = token.rpartition(".ark:")
-    if sep and tail.isdigit():
-        ark = head + ".ark"
-        return (ark if os.path.isabs(ark) else str(Path(root) / ark)) + ":" + tail
+    entry = ark_entry(token)
+    if entry is not None:
+        ark, offset = entry
+        return (ark if os.path.isabs(ark) else str(Path(root) / ark)) + ":" + offset
     return token if os.path.isabs(token) else str(Path(root) / token)
 
 
@@ -192,3 +202,84 @@ def read_scores(path) -> dict[tuple[str, str], float]:
             raise ListError(f"{path}:{n}: duplicate trial {f[0]} {f[1]}")
         out[(f[0], f[1])] = s
     return out
+
+
+def _pairs(path, what: str) -> Iterator[tuple[int, list[str]]]:
+    for n, f in _lines(path):
+        if len(f) < 2:
+            raise ListError(f"{path}:{n}: expected {what}, got {len(f)} field")
+        yield n, f
+
+
+def read_kaldi_data(folder, root=None) -> tuple[dict[str, list[tuple[str, str]]], dict[str, str]]:
+    """A Kaldi data directory -> ``({speaker: [(utt_id, path), ...]}, {utt_id: why skipped})``.
+
+    Reads ``wav.scp`` (paths resolved against ``root``, by default the directory) and the
+    speakers from ``utt2spk``, else ``spk2utt``.  Utterances are in ``wav.scp`` order; an
+    utterance without a speaker, or a speaker's utterance missing from ``wav.scp``, is skipped
+    with a reason.  A directory with a ``segments`` file (utterances cut from longer recordings)
+    is refused: extract the segments first.
+    """
+    d = Path(folder)
+    if (d / "segments").exists():
+        raise ListError(f"{d / 'segments'}: utterances are segments of the wav.scp recordings; "
+                        "not supported: extract the segments to files first")
+    scp = read_scp(d / "wav.scp", root if root is not None else d)
+    spk_of: dict[str, str] = {}
+    if (d / "utt2spk").exists():
+        for n, f in _pairs(d / "utt2spk", "'utt_id speaker_id'"):
+            if len(f) != 2:
+                raise ListError(f"{d / 'utt2spk'}:{n}: expected 'utt_id speaker_id', got {len(f)} fields")
+            if spk_of.setdefault(f[0], f[1]) != f[1]:
+                raise ListError(f"{d / 'utt2spk'}:{n}: utterance {f[0]!r} has two speakers")
+    elif (d / "spk2utt").exists():
+        for n, f in _pairs(d / "spk2utt", "'speaker_id utt_id [utt_id ...]'"):
+            for u in f[1:]:
+                if spk_of.setdefault(u, f[0]) != f[0]:
+                    raise ListError(f"{d / 'spk2utt'}:{n}: utterance {u!r} has two speakers")
+    else:
+        raise ListError(f"{d}: no utt2spk nor spk2utt (which speaker said each utterance)")
+    out: dict[str, list[tuple[str, str]]] = {}
+    skipped: dict[str, str] = {}
+    for u, path in scp.items():
+        if u in spk_of:
+            out.setdefault(spk_of[u], []).append((u, path))
+        else:
+            skipped[u] = "no speaker in utt2spk/spk2utt"
+    for u in spk_of:
+        if u not in scp:
+            skipped[u] = "not in wav.scp"
+    if not out:
+        raise ListError(f"{d}: no utterance of wav.scp has a speaker")
+    return out, skipped
+
+
+def read_speaker_folders(folder) -> tuple[dict[str, list[str]], int]:
+    """A folder of per-speaker subfolders -> ``({speaker: [audio files, sorted]}, other files)``.
+
+    A speaker is a subfolder (its name is the id); its recordings are the files below it, at any
+    depth, whose name ends in one of :data:`AUDIO_EXTENSIONS` (any case), in sorted path order;
+    ``other files`` counts the files that are not.  Files directly in ``folder`` belong to no one
+    and are counted as other files.  Paths are absolute.
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        raise ListError(f"{d}: not a folder")
+    out: dict[str, list[str]] = {}
+    other = 0
+    for entry in sorted(d.iterdir()):
+        if not entry.is_dir():
+            other += 1
+            continue
+        files = []
+        for f in sorted(entry.rglob("*")):
+            if f.is_file():
+                if f.suffix.lower() in AUDIO_EXTENSIONS:
+                    files.append(os.path.abspath(f))
+                else:
+                    other += 1
+        if files:
+            out[entry.name] = files
+    if not out:
+        raise ListError(f"{d}: no subfolder holds audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    return out, other

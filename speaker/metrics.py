@@ -35,6 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "check_scores_labels",
+    "check_prior",
     "DCFParams",
     "DCF_PRESETS",
     "eer",
@@ -77,8 +79,12 @@ DCF_PRESETS: Mapping[str, DCFParams] = MappingProxyType({
 # --------------------------------------------------------------------------------------------
 # Input validation and the shared counting core
 # --------------------------------------------------------------------------------------------
-def _validate(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Return ``(scores as float64, labels as bool)`` or raise a clear ``ValueError``."""
+def check_scores_labels(scores: ArrayLike, labels: ArrayLike, *, infinite_ok: bool = False
+                        ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """``(scores as float64, labels as bool)`` of 1-D trial scores and their labels (1/True
+    target, 0/False non-target, at least one of each), or a clear ``ValueError``: the one check
+    of scores and labels (metrics and :mod:`speaker.calibration`).  Scores must be finite; with
+    ``infinite_ok`` (LLRs of :func:`speaker.calibration.cllr`) only NaN is refused."""
     s = np.asarray(scores, dtype=np.float64)
     lab = np.asarray(labels)
     if s.ndim != 1 or lab.ndim != 1:
@@ -95,9 +101,10 @@ def _validate(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64]
         raise ValueError(f"labels must be boolean or 0/1 numbers, got dtype {lab.dtype}")
     # A sum is finite only if every term is: a cheap check that allocates nothing.
     if not np.isfinite(np.sum(s)):
-        bad = np.flatnonzero(~np.isfinite(s))
+        bad = np.flatnonzero(np.isnan(s) if infinite_ok else ~np.isfinite(s))
         if bad.size:
-            raise ValueError(f"scores must be finite; {bad.size} are not (first at index {bad[0]}: {s[bad[0]]})")
+            raise ValueError(f"scores must {'not be NaN' if infinite_ok else 'be finite'}; {bad.size} are not "
+                             f"(first at index {bad[0]}: {s[bad[0]]})")
     n_tar = int(np.count_nonzero(is_tar))
     if n_tar == 0 or n_tar == s.size:
         raise ValueError(f"need at least one target and one non-target trial, got {n_tar} targets "
@@ -105,10 +112,17 @@ def _validate(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64]
     return s, is_tar
 
 
+def check_prior(p: float, name: str = "p_target") -> float:
+    """``p`` as a float strictly between 0 and 1 (a prior probability of a target trial), or a
+    ``ValueError`` naming it: the one check of priors (metrics and calibration)."""
+    value = float(p)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {p!r}")
+    return value
+
+
 def _validate_cost(p_target: float, c_miss: float, c_fa: float) -> tuple[float, float, float]:
-    p, cm, cf = float(p_target), float(c_miss), float(c_fa)
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p_target must lie strictly between 0 and 1, got {p_target!r}")
+    p, cm, cf = check_prior(p_target), float(c_miss), float(c_fa)
     if not (np.isfinite(cm) and cm > 0 and np.isfinite(cf) and cf > 0):
         raise ValueError(f"c_miss and c_fa must be positive and finite, got {c_miss!r} and {c_fa!r}")
     return p, cm, cf
@@ -192,7 +206,7 @@ def det_curve(scores: ArrayLike, labels: ArrayLike
         ``(p_miss[-1], p_fa[-1]) == (1, 0)`` (reject all), ``p_miss`` is non-decreasing,
         ``p_fa`` non-increasing, and tied scores share one operating point.
     """
-    c = _counts(*_validate(scores, labels))
+    c = _counts(*check_scores_labels(scores, labels))
     p_miss, p_fa = _rates(c)
     return p_miss, p_fa, c.thresholds
 
@@ -297,7 +311,7 @@ def rocch(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], ND
     operating points are dropped), which matches the pool-adjacent-violators bins of BOSARIS
     (``pavx`` pools equal-valued neighbours).  Ties are pooled, as BOSARIS does.
     """
-    c = _counts(*_validate(scores, labels))
+    c = _counts(*check_scores_labels(scores, labels))
     n_miss, n_fa = _rocch_counts(c)
     return n_miss / c.n_tar, n_fa / c.n_non
 
@@ -377,7 +391,7 @@ def eer(scores: ArrayLike, labels: ArrayLike, *,
     Both are computed from exact integer counts; the only rounding is one final division.
     Perfectly separated scores give 0; identical scores for all trials give 0.5.
     """
-    c = _counts(*_validate(scores, labels))
+    c = _counts(*check_scores_labels(scores, labels))
     if method == "rocch":
         return _eer_rocch(c)
     if method in ("interpolated", "step"):
@@ -455,7 +469,7 @@ def min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float, c_miss: float
         costs are judged in floating point).
     """
     p, cm, cf = _validate_cost(p_target, c_miss, c_fa)
-    c = _counts(*_validate(scores, labels))
+    c = _counts(*check_scores_labels(scores, labels))
     value, k = _min_dcf(c, p, cm, cf)
     return (value, float(c.thresholds[k])) if return_threshold else value
 
@@ -487,7 +501,7 @@ def actual_dcf(scores: ArrayLike, labels: ArrayLike, threshold: float, p_target:
     ``bayes_threshold(p_target, c_miss, c_fa)`` to get the NIST "actual DCF".  ``O(n)``.
     """
     p, cm, cf = _validate_cost(p_target, c_miss, c_fa)
-    s, is_tar = _validate(scores, labels)
+    s, is_tar = check_scores_labels(scores, labels)
     thr = float(threshold)
     if np.isnan(thr):
         raise ValueError("threshold must not be NaN")
@@ -510,7 +524,7 @@ def evaluate(scores: ArrayLike, labels: ArrayLike, *,
     unknown = [name for name in presets if name not in DCF_PRESETS]
     if unknown:
         raise ValueError(f"unknown DCF preset(s) {unknown}; choose from {sorted(DCF_PRESETS)}")
-    c = _counts(*_validate(scores, labels))
+    c = _counts(*check_scores_labels(scores, labels))
     out = {"eer": _eer_rocch(c), "eer_interpolated": _eer_interpolated(c)}
     for name in presets:
         out[f"min_dcf_{name}"] = _min_dcf(c, *DCF_PRESETS[name])[0]

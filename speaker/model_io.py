@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -34,21 +35,16 @@ import numpy as np
 from gmmext import GaussianMixture
 
 from ._atomic import atomic_path
-from ._npzcheck import NpzError, npz_headers
+from ._npz import NpzError, check_scalars, open_npz, read_npz
+from .adapt import require_diag
 from .features import MAX_JSON_BYTES, FeatureConfig
+from .limits import MAX_ELEMENTS, MAX_ID_CHARS, MAX_SPEAKERS, ubm_shape_problem
 
-__all__ = ["ModelError", "ModelFile", "save_model", "load_model", "load_speakers", "ubm_fingerprint"]
+__all__ = ["ModelError", "ModelFile", "save_model", "load_model", "load_speakers", "ubm_fingerprint",
+           "ArraySpec", "save_npz", "load_npz"]
 
 FORMAT = "gmmext-speaker"
 FORMAT_VERSION = 1
-#: Limits of an accepted model file, checked on the members' declared headers before any data
-#: is read (zip bombs): K components, D dimensions, S speakers, and S * K * D elements per array
-#: (2**28: 2 GiB of float64, e.g. 2000 speakers of a 2048 x 60 UBM).
-MAX_COMPONENTS = 4096
-MAX_DIM = 200
-MAX_SPEAKERS = 1_000_000
-MAX_ELEMENTS = 1 << 28
-_MAX_ID_CHARS = 1024
 
 
 class ModelError(ValueError):
@@ -70,14 +66,6 @@ class ModelFile:
     config: FeatureConfig | None = None
     ubm: GaussianMixture | None = None
     speakers: dict[str, GaussianMixture] = field(default_factory=dict)
-
-
-def require_diag(gm: GaussianMixture, what: str = "the UBM") -> None:
-    """ValueError unless ``gm`` has diagonal covariances (the GMM-UBM recipe's models)."""
-    kind = getattr(gm, "covariance_type", "diag")
-    if kind != "diag" or np.ndim(gm.covariances_) != 2:
-        raise ValueError(f"{what} has covariance_type={kind!r}; speaker's GMM-UBM recipe (MAP adaptation, "
-                         "model files, the store) needs covariance_type='diag'")
 
 
 def ubm_fingerprint(ubm: GaussianMixture) -> str:
@@ -138,34 +126,26 @@ def _scalar_str(z, key, path) -> str:
     return str(a[()])
 
 
-def _check_headers(path) -> None:
+def _check_headers(h: dict) -> None:
     """Refuse, from the declared headers alone, members beyond the limits (before reading data)."""
-    try:
-        h = npz_headers(path, max_elements=MAX_ELEMENTS)
-    except NpzError as exc:
-        _fail(path, str(exc))
-    for key in ("format", "format_version", "kind", "ubm_fingerprint", "feature_config"):
-        m = h.get(key)
-        if m is None:
-            continue
-        limit = 4 * (MAX_JSON_BYTES if key == "feature_config" else _MAX_ID_CHARS)
-        if m.shape != () or m.dtype.itemsize > limit:
-            _fail(path, f"'{key}' must be a short scalar, declared {m.dtype} of shape {m.shape}")
+    check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_ID_CHARS)
+    check_scalars(h, ("feature_config",), MAX_JSON_BYTES)
     mu = h.get("means")
     if mu is None:
         return
     if len(mu.shape) not in (2, 3):
-        _fail(path, f"'means' must be (K, D) or (S, K, D), declared {mu.shape}")
+        raise NpzError(f"'means' must be (K, D) or (S, K, D), declared {mu.shape}")
     *s, K, D = mu.shape
-    if not 1 <= K <= MAX_COMPONENTS or not 1 <= D <= MAX_DIM or (s and not 1 <= s[0] <= MAX_SPEAKERS):
-        _fail(path, f"'means' declares shape {mu.shape}: at most {MAX_SPEAKERS} speakers, {MAX_COMPONENTS} "
-                    f"components and {MAX_DIM} dimensions are accepted")
+    why = ubm_shape_problem(K, D)
+    if why is not None or (s and not 1 <= s[0] <= MAX_SPEAKERS):
+        raise NpzError(f"'means' declares shape {mu.shape}: " + (why or f"at most {MAX_SPEAKERS} speakers are "
+                                                                         "accepted"))
     for key, shape in (("weights", mu.shape[:-1]), ("covariances", mu.shape)):
         if key in h and h[key].shape != shape:
-            _fail(path, f"inconsistent shapes: '{key}' {h[key].shape}, means {mu.shape}")
+            raise NpzError(f"inconsistent shapes: '{key}' {h[key].shape}, means {mu.shape}")
     ids = h.get("speaker_ids")
-    if ids is not None and (ids.shape != tuple(s) or ids.dtype.itemsize > 4 * _MAX_ID_CHARS):
-        _fail(path, f"'speaker_ids' must hold one short id per model, declared {ids.dtype} {ids.shape}")
+    if ids is not None and (ids.shape != tuple(s) or ids.dtype.itemsize > 4 * MAX_ID_CHARS):
+        raise NpzError(f"'speaker_ids' must hold one short id per model, declared {ids.dtype} {ids.shape}")
 
 
 def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> ModelFile:
@@ -186,41 +166,40 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
     ModelError for any unreadable, malformed or mismatched file (never executes its content).
     """
     path = Path(path)
-    _check_headers(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            need = {"format", "format_version", "kind", "feature_config", "ubm_fingerprint",
-                    "weights", "means", "covariances"}
-            if not need <= keys:
-                _fail(path, f"missing keys {sorted(need - keys)}")
-            if _scalar_str(z, "format", path) != FORMAT:
-                _fail(path, f"format is not {FORMAT!r}")
-            ver = z["format_version"]
-            if ver.shape != () or ver.dtype.kind not in "iu" or int(ver) != FORMAT_VERSION:
-                _fail(path, f"unsupported format_version {ver!r} (this version reads {FORMAT_VERSION})")
-            kind = _scalar_str(z, "kind", path)
-            if kind not in ("ubm", "speakers"):
-                _fail(path, f"unknown kind {kind!r}")
-            fp = _scalar_str(z, "ubm_fingerprint", path)
-            cfg_text = _scalar_str(z, "feature_config", path)
-            arrays = {}
-            for key in ("weights", "means", "covariances"):
-                a = z[key]
-                if a.dtype not in (np.float32, np.float64):
-                    _fail(path, f"'{key}' has dtype {a.dtype}, expected float32 or float64")
-                arrays[key] = a
-            ids = None
-            if kind == "speakers":
-                if "speaker_ids" not in keys:
-                    _fail(path, "missing key 'speaker_ids'")
-                ids = z["speaker_ids"]
-                if ids.ndim != 1 or ids.dtype.kind != "U":
-                    _fail(path, "'speaker_ids' must be a 1-d array of strings")
-    except ModelError:
-        raise
+        z = read_npz(path, max_elements=MAX_ELEMENTS, check=_check_headers)
+    except NpzError as exc:
+        _fail(path, str(exc))
     except Exception as exc:  # noqa: BLE001 - a corrupt container can fail in many ways (zlib, struct, ...)
         raise ModelError(f"{path}: cannot read model file: {type(exc).__name__}: {exc}") from None
+    keys = set(z)
+    need = {"format", "format_version", "kind", "feature_config", "ubm_fingerprint",
+            "weights", "means", "covariances"}
+    if not need <= keys:
+        _fail(path, f"missing keys {sorted(need - keys)}")
+    if _scalar_str(z, "format", path) != FORMAT:
+        _fail(path, f"format is not {FORMAT!r}")
+    ver = z["format_version"]
+    if ver.shape != () or ver.dtype.kind not in "iu" or int(ver) != FORMAT_VERSION:
+        _fail(path, f"unsupported format_version {ver!r} (this version reads {FORMAT_VERSION})")
+    kind = _scalar_str(z, "kind", path)
+    if kind not in ("ubm", "speakers"):
+        _fail(path, f"unknown kind {kind!r}")
+    fp = _scalar_str(z, "ubm_fingerprint", path)
+    cfg_text = _scalar_str(z, "feature_config", path)
+    arrays = {}
+    for key in ("weights", "means", "covariances"):
+        a = z[key]
+        if a.dtype not in (np.float32, np.float64):
+            _fail(path, f"'{key}' has dtype {a.dtype}, expected float32 or float64")
+        arrays[key] = a
+    ids = None
+    if kind == "speakers":
+        if "speaker_ids" not in keys:
+            _fail(path, "missing key 'speaker_ids'")
+        ids = z["speaker_ids"]
+        if ids.ndim != 1 or ids.dtype.kind != "U":
+            _fail(path, "'speaker_ids' must be a 1-d array of strings")
     config = None
     if cfg_text:
         try:
@@ -259,3 +238,99 @@ def load_speakers(path: str | Path, ubm: GaussianMixture) -> dict[str, GaussianM
     if mf.kind != "speakers":
         raise ModelError(f"{path}: this is a UBM, not a models file (the output of 'speaker enroll')")
     return mf.speakers
+
+
+# ----------------------------------------------------------------------------- other model files
+#: Largest array of an i-vector back-end file (elements: 8 GiB of float64), checked on its header.
+MAX_ARRAY_ELEMENTS = 1 << 30
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What an array of a :func:`load_npz` file must look like: ``ndim``, float64 (or unicode
+    strings with ``text=True``); ``optional`` arrays may be absent; ``shape`` (None entries:
+    any length) is checked on the declared header, before the array is read."""
+
+    ndim: int
+    optional: bool = False
+    text: bool = False
+    shape: tuple | None = None
+
+
+def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, **arrays) -> None:
+    """Write a model file of another kind (the i-vector back-end's T matrix, LDA/WCCN/PLDA,
+    i-vector speaker models): the header keys ``format``, ``format_version``, ``kind``,
+    ``ubm_fingerprint``, ``feature_config`` (JSON, "" if none) and ``arrays`` (float64, or
+    unicode strings), atomically."""
+    header = dict(format=np.array(fmt), format_version=np.array(version), kind=np.array(kind),
+                  ubm_fingerprint=np.array(fingerprint),
+                  feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
+    data = {k: (v if np.asarray(v).dtype.kind == "U" else np.ascontiguousarray(v, dtype=np.float64))
+            for k, v in arrays.items() if v is not None}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **header, **data)
+
+
+def load_npz(path: str | os.PathLike, fmt: str, version: int, kind: str, ubm,
+             specs: dict[str, ArraySpec]) -> tuple[str, dict[str, np.ndarray | None]]:
+    """(fingerprint, {name: array or None}) of a file written by :func:`save_npz`; ``ubm`` (or
+    None): refuse a file bound to another UBM.
+
+    Every member's declared header is checked first (:func:`speaker._npz.open_npz`: size and
+    rank), then the header keys and the UBM's fingerprint, then each array's declared shape
+    (``ArraySpec.shape``), and only then are the arrays read and their dtypes and values checked.
+    Problems raise :class:`ModelError` naming the file and the reason."""
+    def fail(why: str):
+        raise ModelError(f"{path}: not a usable {kind} file: {why}")
+
+    def check(h):
+        check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_ID_CHARS)
+        check_scalars(h, ("feature_config",), MAX_JSON_BYTES)
+        for name, spec in specs.items():
+            if name in h and len(h[name].shape) != spec.ndim:
+                raise NpzError(f"{name!r} declares shape {h[name].shape}, expected {spec.ndim}-d")
+    out: dict[str, np.ndarray | None] = {}
+    try:
+        headers, npz = open_npz(path, max_elements=MAX_ARRAY_ELEMENTS, check=check)
+        with npz as z:
+            for key in ("format", "format_version", "kind", "ubm_fingerprint"):
+                if key not in headers:
+                    fail(f"missing key {key!r}")
+            if z["format"].dtype.kind != "U" or str(z["format"][()]) != fmt:
+                fail(f"format is not {fmt!r}")
+            ver = z["format_version"]
+            if ver.shape != () or ver.dtype.kind not in "iu" or int(ver) != version:
+                fail(f"unsupported format_version (this version reads {version})")
+            if str(z["kind"][()]) != kind:
+                fail(f"it holds {str(z['kind'][()])!r}")
+            fp = str(z["ubm_fingerprint"][()])
+            if ubm is not None and ubm_fingerprint(ubm) != fp:
+                raise ModelError(f"{path}: this {kind} file was trained with a different UBM "
+                                 f"(fingerprint {fp[:12]}...), not the given one ({ubm_fingerprint(ubm)[:12]}...)")
+            for name, spec in specs.items():
+                m = headers.get(name)
+                if m is None:
+                    if not spec.optional:
+                        fail(f"missing array {name!r}")
+                    out[name] = None
+                    continue
+                if spec.shape is not None and any(w is not None and g != w for g, w in zip(m.shape, spec.shape)):
+                    want = ", ".join("*" if n is None else str(n) for n in spec.shape)
+                    fail(f"{name!r} declares shape {m.shape}, expected ({want})")
+                a = z[name]
+                if spec.text:
+                    if a.dtype.kind != "U":
+                        fail(f"{name!r} must be a {spec.ndim}-d array of strings")
+                elif a.dtype != np.float64:
+                    fail(f"{name!r} must be {spec.ndim}-d float64, got {a.ndim}-d {a.dtype}")
+                elif not np.isfinite(a).all():
+                    fail(f"{name!r} has non-finite values")
+                out[name] = a
+    except NpzError as exc:
+        fail(str(exc))
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt container fails in many ways
+        raise ModelError(f"{path}: cannot read {kind} file: {type(exc).__name__}: {exc}") from None
+    return fp, out

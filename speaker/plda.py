@@ -256,7 +256,7 @@ def enrol(backend: Backend, groups: list[np.ndarray], *, average: bool = False
 
 def save_backend(path: str | os.PathLike, be: Backend, config=None) -> None:
     """Write ``be`` as ``.npz`` (atomically, bound to the UBM's fingerprint)."""
-    from ._npz import save_npz
+    from .model_io import save_npz
     p = be.plda
     save_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", be.ubm_fingerprint, config,
              mean=be.mean, lda=be.lda, wccn=be.wccn, plda_mu=p.mu, plda_Sb=p.Sb, plda_Sw=p.Sw)
@@ -264,7 +264,7 @@ def save_backend(path: str | os.PathLike, be: Backend, config=None) -> None:
 
 def load_backend(path: str | os.PathLike, ubm=None, rank: int | None = None) -> Backend:
     """Read and validate a back-end file (shapes consistent, covariances positive definite)."""
-    from ._npz import ArraySpec, load_npz
+    from .model_io import ArraySpec, load_npz
     from .model_io import ModelError
     fp, a = load_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", ubm,
                      dict(mean=ArraySpec(1), lda=ArraySpec(2, True), wccn=ArraySpec(2, True),

@@ -38,14 +38,22 @@ float64 arrays of the shape of ``scores``.  All inputs must be finite.
 from __future__ import annotations
 
 import operator
+from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DEFAULT_EPS", "cohort_stats", "znorm", "tnorm", "ztnorm", "snorm", "as_norm"]
+__all__ = ["DEFAULT_EPS", "AS_NORM_TOP_N", "NORMS", "MIN_COHORT", "cohort_stats", "znorm", "tnorm", "ztnorm",
+           "snorm", "as_norm", "normalise"]
 
 #: Floor for cohort standard deviations (guards against division by zero).
 DEFAULT_EPS = 1e-8
+#: AS-norm's default number of closest cohort scores per side (speaker.cohort.normalise, 'speaker score --norm as').
+AS_NORM_TOP_N = 200
+#: The normalisations :func:`normalise` applies.
+NORMS = ("z", "t", "zt", "s", "as")
+#: Fewest cohort recordings :func:`normalise` accepts (ZT-norm: two halves of at least 2).
+MIN_COHORT = 3
 
 
 def _finite_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
@@ -242,3 +250,49 @@ def as_norm(scores: ArrayLike, enrol_cohort_scores: ArrayLike, test_cohort_score
     t_mean, t_std = cohort_stats(test_cohort_scores, top_n=top_n, ddof=ddof, eps=eps)
     return 0.5 * (_standardise(s, e_mean, e_std, "enrolment-side")
                   + _standardise(s, t_mean, t_std, "test-side"))
+
+
+def normalise(kind: str, scores: ArrayLike, n_cohort: int, enrol_side: Callable[[np.ndarray], np.ndarray],
+              test_side: Callable[[np.ndarray], np.ndarray],
+              cohort_side: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None, *,
+              top_n: int | None = None) -> NDArray[np.float64]:
+    """Trial scores normalised with a cohort of ``n_cohort`` recordings, for any back-end.
+
+    The back-end supplies its cohort scores through three callables (``rows``: positions in
+    the cohort, an int array), each called once per side a normalisation needs:
+
+    * ``enrol_side(rows)`` -> (n_trials, len(rows)): each trial's model scored against the
+      cohort recordings ``rows`` as impostor tests (Z side);
+    * ``test_side(rows)`` -> (n_trials, len(rows)): the cohort recordings ``rows`` enrolled as
+      models, scored against each trial's test (T side);
+    * ``cohort_side(t_rows, z_rows)`` -> (len(t_rows), len(z_rows)): cohort models against
+      cohort tests (ZT-norm only, which splits the cohort in two halves, the first the T
+      models, the second the Z tests, so that no recording is scored against its own model).
+
+    ``kind``: one of :data:`NORMS`; ``top_n``: AS-norm's closest cohort scores per side
+    (default ``min(AS_NORM_TOP_N, n_cohort)``).  ValueError for an unknown kind or a cohort
+    smaller than :data:`MIN_COHORT` (ZT-norm: 4).  The GMM-UBM cohort
+    (:func:`speaker.cohort.normalise`) and the i-vector back-ends
+    (:func:`speaker.ivector_backend.normalise_scores`) both normalise through here.
+    """
+    if kind not in NORMS:
+        raise ValueError(f"unknown normalisation {kind!r}; choose from {NORMS}")
+    if n_cohort < MIN_COHORT:
+        raise ValueError(f"score normalisation needs a cohort of at least {MIN_COHORT} recordings, got {n_cohort}")
+    scores = np.asarray(scores, dtype=np.float64)
+    every = np.arange(n_cohort)
+    if kind == "zt":
+        half = n_cohort // 2
+        t_rows, z_rows = every[:half], every[half:]
+        if half < 2 or len(z_rows) < 2 or cohort_side is None:
+            raise ValueError("ZT-norm needs a cohort of at least 4 recordings (split into T models and Z tests)")
+        return ztnorm(scores, enrol_side(z_rows), test_side(t_rows), cohort_side(t_rows, z_rows))
+    E = enrol_side(every) if kind != "t" else None
+    T = test_side(every) if kind != "z" else None
+    if kind == "z":
+        return znorm(scores, E)
+    if kind == "t":
+        return tnorm(scores, T)
+    if kind == "s":
+        return snorm(scores, E, T)
+    return as_norm(scores, E, T, top_n=min(n_cohort, AS_NORM_TOP_N if top_n is None else top_n))

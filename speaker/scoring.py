@@ -19,27 +19,78 @@ from gmmext import GaussianMixture, ModelStack
 from ._interrupt import check as check_interrupt
 from ._progress import progress as report
 
-__all__ = ["llr", "score_trials"]
+__all__ = ["llr", "score_trials", "Probe", "check_features", "check_top_c"]
 
 
-def _check_features(features, ubm: GaussianMixture) -> np.ndarray:
+def check_features(features, n_features: int, name: str = "features") -> np.ndarray:
+    """The validation at the face: ``features`` as a (frames >= 1, ``n_features``) finite float32
+    or float64 array, else ValueError (``name`` starts the message).  Everything below it
+    (:class:`Probe`) trusts the array."""
     X = np.asarray(features)
     if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"features must have shape (frames >= 1, dims); got {X.shape}")
-    if X.shape[1] != ubm.means_.shape[1]:
-        raise ValueError(f"features have {X.shape[1]} dims but the UBM has {ubm.means_.shape[1]}")
+        raise ValueError(f"{name} must have shape (frames >= 1, dims); got {X.shape}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} have {X.shape[1]} dims but the UBM has {n_features}")
+    if X.dtype not in (np.float32, np.float64):
+        if X.dtype.kind not in "iuf":
+            raise ValueError(f"{name} must be real numbers, got dtype {X.dtype}")
+        X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contain NaN or infinity")
     return X
 
 
+def check_top_c(top_c, n_components: int) -> None:
+    """ValueError unless ``top_c`` is None or an int in [1, ``n_components``]."""
+    if top_c is not None and not (isinstance(top_c, (int, np.integer)) and 1 <= top_c <= n_components):
+        raise ValueError(f"top_c must be None or an int in [1, {n_components}], got {top_c!r}")
+
+
+class Probe:
+    """One test recording prepared for scoring against models adapted from ``ubm``: the one
+    scoring path of the package (:func:`llr`, :func:`score_trials`, the speaker store's
+    ``verify`` / ``identify`` and the cohort all score through :meth:`llrs`).
+
+    The UBM's work on the recording is done once, here: its total log-likelihood (exact), or
+    its ``top_c`` best components per frame and their total (top-C).  ``X`` must be checked
+    already (:func:`check_features`; ``top_c`` by :func:`check_top_c`): a probe trusts it and
+    calls gmmext with ``check_input=False`` (no second scan of the frames).
+    Totals are summed over frames in float64 (``score_samples`` keeps float32 for float32
+    features), so a speaker's score is the same number whichever way it is asked for.
+    """
+
+    def __init__(self, ubm: GaussianMixture, X: np.ndarray, top_c: int | None = None) -> None:
+        self.ubm, self.X, self.top_c = ubm, X, top_c
+        if top_c is None:
+            self.indices, self.ubm_total = None, _total(ubm, X)
+        else:
+            self.indices, ll = ubm.top_components(X, top_c, check_input=False)
+            self.ubm_total = float(ll.sum(dtype=np.float64))
+
+    def llrs(self, models: Sequence[GaussianMixture] | ModelStack, which: Sequence[int] | None = None
+             ) -> np.ndarray:
+        """Average log-likelihood ratio (nats per frame) of the recording against each model.
+
+        ``models``: models adapted from the UBM, or (top-C) a :class:`gmmext.ModelStack` built
+        on it; ``which`` restricts them to those positions (results in that order).  Exact
+        scoring takes every model's log-likelihood of every frame; top-C scoring stacks the
+        models (or uses the given stack) and evaluates the UBM's components of each frame only.
+        """
+        if self.indices is None:
+            if isinstance(models, ModelStack):
+                raise ValueError("exact scoring needs the models, not a top-C ModelStack")
+            chosen = models if which is None else [models[r] for r in which]
+            totals = np.array([_total(m, self.X) for m in chosen], dtype=np.float64)
+        else:
+            stack = models if isinstance(models, ModelStack) else ModelStack(list(models), reference=self.ubm)
+            totals = stack.top_c_loglik(self.X, self.indices, which=which, check_input=False)
+        return (totals - self.ubm_total) / self.X.shape[0]
+
+
 def _total(model: GaussianMixture, X: np.ndarray) -> float:
-    """Total log-likelihood of X (nats), summed in float64 (``score_samples`` keeps the input's
-    dtype, float32 for float32 features)."""
-    return float(model.score_samples(X).sum(dtype=np.float64))
-
-
-def _check_top_c(top_c, ubm) -> None:
-    if top_c is not None and not (isinstance(top_c, (int, np.integer)) and 1 <= top_c <= ubm.n_components):
-        raise ValueError(f"top_c must be None or an int in [1, {ubm.n_components}], got {top_c!r}")
+    """Total log-likelihood of X (checked; nats), summed in float64 (``score_samples`` keeps the
+    input's dtype, float32 for float32 features)."""
+    return float(model.score_samples(X, check_input=False).sum(dtype=np.float64))
 
 
 def llr(model: GaussianMixture, ubm: GaussianMixture, features: np.ndarray, *,
@@ -49,13 +100,9 @@ def llr(model: GaussianMixture, ubm: GaussianMixture, features: np.ndarray, *,
     ``top_c=None`` scores with all components; ``top_c=C`` uses the UBM's C best components
     of each frame for both models.  Returns nats per frame (positive favours the speaker).
     """
-    X = _check_features(features, ubm)
-    _check_top_c(top_c, ubm)
-    if top_c is None:
-        return float((_total(model, X) - _total(ubm, X)) / X.shape[0])
-    idx, ubm_ll = ubm.top_components(X, top_c)
-    spk = ModelStack([model], reference=ubm).top_c_loglik(X, idx)[0]
-    return float((spk - ubm_ll.sum(dtype=np.float64)) / X.shape[0])
+    X = check_features(features, ubm.means_.shape[1])
+    check_top_c(top_c, ubm.n_components)
+    return float(Probe(ubm, X, top_c).llrs([model])[0])
 
 
 def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, GaussianMixture],
@@ -84,14 +131,15 @@ def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, Ga
     -------
     ndarray of shape (len(trials),), float64: llr in nats per frame (NaN for skipped trials).
     """
-    _check_top_c(top_c, ubm)
+    check_top_c(top_c, ubm.n_components)
     trials = list(trials)
     unknown = sorted({m for m, _ in trials if m not in models})
     if unknown:
         raise KeyError(f"trials refer to unknown model ids: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
     ids = list(models)
     row = {m: i for i, m in enumerate(ids)}
-    stack = ModelStack([models[m] for m in ids], reference=ubm) if top_c is not None else None
+    model_list = [models[m] for m in ids]
+    stack = ModelStack(model_list, reference=ubm) if top_c is not None else None
     by_test: dict = {}
     for t, (m, test) in enumerate(trials):
         by_test.setdefault(test, []).append((t, row[m]))
@@ -100,20 +148,14 @@ def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, Ga
     for test, items in report(by_test.items(), "scoring", "utt", total=len(by_test), enabled=progress):
         check_interrupt()
         try:
-            X = _check_features(get(test), ubm)
+            X = check_features(get(test), ubm.means_.shape[1])
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who asked to skip
             if errors is None:
                 raise
             errors[test] = f"{type(exc).__name__}: {exc}"
             continue
         which = sorted({r for _, r in items})
-        if top_c is None:
-            ubm_ll = _total(ubm, X)
-            spk = {r: _total(models[ids[r]], X) for r in which}
-        else:
-            idx, ll = ubm.top_components(X, top_c)
-            ubm_ll = ll.sum(dtype=np.float64)
-            spk = dict(zip(which, stack.top_c_loglik(X, idx, which=which)))
+        spk = dict(zip(which, Probe(ubm, X, top_c).llrs(stack if stack is not None else model_list, which)))
         for t, r in items:
-            scores[t] = (spk[r] - ubm_ll) / X.shape[0]
+            scores[t] = spk[r]
     return scores

@@ -45,6 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ._batch import recording_stats
 from .audio import AudioError, AudioTooLong, decode_bytes
 from .calibration import Calibration
 from .features import extract_features
@@ -210,11 +211,12 @@ class _Service:
 
     # ---------------------------------------------------------------- run in worker threads
     def features(self, data: bytes) -> np.ndarray:
-        """(frames, D) features of an upload, decoded from memory; ApiError 413 / 422."""
+        """(frames, D) features of an upload, decoded from memory and checked against the UBM
+        (the service's face: the store's calls below get ``check_input=False``); ApiError 413 / 422."""
         try:
             signal, rate = decode_bytes(data, max_seconds=self.cfg.max_seconds)
             X = extract_features(signal, sample_rate=rate, config=self.store.config)
-            return self.store.features(X)        # checks the dimension against the UBM's
+            return self.store.features(X)
         except AudioTooLong as exc:
             raise ApiError(413, "too_long", f"audio {exc.reason}") from None
         except AudioError as exc:
@@ -225,7 +227,7 @@ class _Service:
     def enroll(self, speaker_id: str, data: bytes, replace: bool) -> dict:
         X = self.features(data)
         digest = hashlib.sha256(data).hexdigest()     # of the file's bytes, as the store hashes files
-        stats = self.store.ubm.accumulate_segments([X])[0]
+        stats = recording_stats(self.store.ubm, X, check_input=False)
         with self.lock:
             r = self.store.enroll_statistics(speaker_id, [(f"upload:{digest[:16]}", digest, stats)], replace=replace)
         return {"speaker": speaker_id, "recordings": r.n_recordings, "frames": r.n_frames,
@@ -237,27 +239,20 @@ class _Service:
                     calibration=c.calibration)
 
     def verify(self, speaker_id: str, data: bytes) -> dict:
-        with self.lock:
-            if speaker_id not in self.store:
-                raise KeyError(speaker_id)
         X = self.features(data)
-        with self.lock:
-            r = self.store.verify(speaker_id, X, **self._decide())
+        with self.lock:                           # one read transaction: KeyError for an unknown speaker
+            r = self.store.verify(speaker_id, X, check_input=False, **self._decide())
         return {"speaker": speaker_id, "score": r.score, "llr": r.llr,
                 "decision": "accept" if r.accept else "reject", "threshold": r.threshold}
 
     def identify(self, data: bytes, top: int) -> dict:
         X = self.features(data)
-        with self.lock:
-            if not len(self.store):
-                return {"speakers": []}
-            hits = self.store.identify(X, top, **self._decide())
-            cal = self.cfg.calibration if self.cfg.calibration is not None else self.store.calibration
-        with_llr = cal is not None and self.cfg.threshold is None
-        return {"speakers": [{"speaker": i, "score": s, "llr": cal.llr(s) if with_llr else None} for i, s in hits]}
+        with self.lock:                           # one read transaction
+            hits = self.store.identify(X, top, check_input=False, **self._decide())
+        return {"speakers": [{"speaker": m.id, "score": m.score, "llr": m.llr} for m in hits]}
 
     def speakers(self, speaker_id: str | None = None) -> list[dict]:
-        with self.lock:
+        with self.lock, self.store.snapshot():    # one read transaction
             rows = self.store.speakers(speaker_id)
             recs = self.store.recordings(speaker_id) if speaker_id is not None else None
         out = [{"speaker": s.id, "recordings": s.n_recordings, "frames": s.n_frames, "enrolled_at": s.enrolled_at,
@@ -279,7 +274,7 @@ class _Service:
         for the JIT compilation librosa triggers (about a second)."""
         rate = self.store.config.sample_rate
         noise = 0.1 * np.random.default_rng(0).standard_normal(rate).astype(np.float32)
-        self.store.ubm.accumulate_segments([extract_features(noise, sample_rate=rate, config=self.store.config)])
+        recording_stats(self.store.ubm, extract_features(noise, sample_rate=rate, config=self.store.config))
 
     def health(self) -> dict:
         with self.lock:
@@ -339,7 +334,7 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
 
     @app.exception_handler(Exception)
     async def _internal(request, exc: Exception):
-        from ._guards import describe
+        from ._reasons import describe
         return _error(500, "internal", describe(exc))
 
     @app.post("/v1/speakers/{speaker_id}/enrollments", openapi_extra=_UPLOAD, responses=_ERRORS,

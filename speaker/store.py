@@ -1,85 +1,59 @@
-"""The speaker store: enrolled speakers over time in one database, SQLite (one file, WAL mode,
-the default) or PostgreSQL (shared by several machines), through SQLAlchemy Core.
+"""The speaker store: enrolled speakers over time in one database (a SQLite file, or
+PostgreSQL shared by several machines; docs/store.md), bound to one UBM, which it holds with
+its fingerprint, ``FeatureConfig``, MAP settings and a format version.
 
-A store is bound to one UBM, which it holds (so ``verify`` / ``identify`` need nothing else),
-together with its SHA-256 fingerprint (:func:`speaker.model_io.ubm_fingerprint`), the
-``FeatureConfig`` it was trained with, the MAP settings (relevance factor, adapted parameters)
-and a format version.  Per speaker it keeps the **sufficient statistics** of all enrolment data
-under the UBM (``GMMStats``: n_k, sum_x, sum_xx in float64, the frame count and total
-log-likelihood) and one row per enrolled recording (source, SHA-256 of its content, frames,
-time).  The model is derived by MAP (:func:`speaker.adapt.map_from_stats`) when needed and
-cached in the process; the cache is keyed by the speaker's *generation*, a store-wide counter
-taken by every change, so a change made by another process (or another machine sharing a
-PostgreSQL store) is seen at the next call.  The store can also keep a **cohort** for score
-normalisation (:meth:`SpeakerStore.add_cohort`, :meth:`SpeakerStore.cohort`): per recording
-its features and UBM statistics, computed once.
+This module keeps the rows and derives the models: per speaker the **sufficient statistics** of
+all its enrolment data under the UBM (``GMMStats`` in float64) and one row per enrolled
+recording (source, SHA-256 of its content, frames, time); per cohort recording its features and
+statistics.  Models are derived by MAP (:func:`speaker.adapt.map_from_stats`) and cached in the
+process by the speaker's *generation* (a store-wide counter every change takes), so another
+process's change is seen at the next call.  Elsewhere: the SQL plumbing (engine, transactions,
+dialects, :class:`StoreError`) is :mod:`speaker._sql`; scoring and decisions (``verify``,
+``identify``) are :mod:`speaker.verification`; what a source is, :mod:`speaker.sources`.
 
-Where: ``SpeakerStore("speakers.db")`` (a path), ``"sqlite:///speakers.db"`` or
-``"postgresql://user@host/dbname"`` (driver psycopg 3, ``pip install ".[postgres]"``; the
-database must exist, the store's tables are created in it on first use).  SQLAlchemy is
-imported when a store is opened, not when this module is.
+Incremental enrolment is exact: adding r3 to a speaker holding ``s1 + s2`` computes
+``(s1 + s2) + s3``, the float64 operations :func:`speaker.map_adapt` does for r1..r3 at once,
+stored as raw bytes, hence bit for bit the same model; a recording already enrolled (same
+content hash) is skipped.  Only per-speaker sums are kept (K (2 D + 1) float64 values), so a
+single recording cannot be taken out again (replace the speaker instead).
 
-Incremental enrolment is exact.  Enrolling recordings r1, ..., rn at once folds their statistics
-left to right (``((s1 + s2) + s3) + ...``, as :func:`speaker.map_adapt` does); adding r3 later
-to a speaker holding ``s1 + s2`` computes ``(s1 + s2) + s3``: the same float64 operations in the
-same order, stored as raw bytes (an exact round trip), hence bit for bit the same model.  A
-recording already enrolled for the speaker (same content hash) is skipped, so re-running an
-enrolment does not count it twice.  Only per-speaker sums are stored (K (2 D + 1) float64
-values: 496 KB at K=512, D=60), not per-recording statistics (5 times more for 5 recordings);
-the price is that a single recording cannot be taken out again (replace the speaker instead).
-
-Concurrency and faults: every change is one write transaction (feature extraction and
-statistics are computed before it, so it lasts milliseconds) that writers take one at a time:
-``BEGIN IMMEDIATE`` on SQLite, a transaction-level advisory lock on PostgreSQL (which then reads
-at READ COMMITTED, so each writer sees the previous writer's commit); writers wait up to
-``timeout``.  Readers see a consistent snapshot (WAL on SQLite, REPEATABLE READ on PostgreSQL).
-A process killed mid-enrolment leaves the store as it was (SQLite's journal; PostgreSQL rolls
-back the transaction of a lost connection).  One ``SpeakerStore`` may be used from many threads
-at once (:attr:`SpeakerStore.thread_safe`): each transaction takes its own connection from the
-engine's pool, and the in-process caches are guarded by a lock.  The store is untrusted input,
-like a model file: format and version, the UBM (parameters re-validated, fingerprint
-recomputed), every row's shapes, byte sizes (checked with ``length()`` before a BLOB is read),
-dtypes and values (finite, non-negative counts that add up to the frame count) are checked
-before use, and arrays are raw little-endian bytes with shape columns: nothing is unpickled.
-Every problem raises :class:`StoreError` naming the store and the reason.
+The store is untrusted input, like a model file: format and version, the UBM (re-validated, its
+fingerprint recomputed, within :mod:`speaker.limits`), every row's shapes, BLOB sizes (checked
+with ``length()`` before a BLOB is read), dtypes and values are checked before use; arrays are
+raw little-endian bytes with shape columns, nothing is unpickled.  Every problem raises
+:class:`StoreError` naming the store and the reason.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
 import math
 import os
-import re
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Union
+from typing import Callable, ContextManager, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, GMMStats, ModelStack
+from gmmext import GaussianMixture, GMMStats
 
-from .adapt import map_from_stats, map_parameters
-from .calibration import Calibration, decision_threshold
-from .featstore import read_source
+from ._batch import recording_stats
+from ._sql import Database, StoreError, one_snapshot, store_location
+from .adapt import map_from_stats, model_like
+from .calibration import Calibration
 from .features import FeatureConfig
+from .limits import MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, ubm_shape_problem
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
-from .scoring import llr
+from .scoring import check_features, check_top_c
+from .sources import Source, content_hash, read_source
+from .verification import Match, StoreScoring, VerifyResult
 
-__all__ = ["StoreError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult", "VerifyResult",
-           "store_location"]
+__all__ = ["StoreError", "UBMMismatchError", "SpeakerStore", "SpeakerInfo", "CohortInfo", "EnrollResult",
+           "VerifyResult", "Match", "store_location"]
 
 FORMAT = "gmmext-speaker-store"
 FORMAT_VERSION = 1
-_MAX_K, _MAX_D, _MAX_KD = 1 << 16, 4096, 1 << 24          # a (K, D) float64 BLOB <= 128 MB
 _MAX_ID = 256
-_MAX_COHORT_FRAMES = 1 << 22                               # and frames * D <= _MAX_KD (64 MB of float32)
-_PG_LOCK = 0x676d6d657874                                  # pg_advisory_xact_lock key of the store's writers
-
-Source = Union[str, os.PathLike, np.ndarray]
 
 _TABLES = ("meta", "ubm", "speakers", "recordings")
 
@@ -121,11 +95,6 @@ def _schema():
     return md
 
 
-class StoreError(ModelError):
-    """A speaker store that cannot be used (unreadable, malformed, another UBM or version),
-    or an operation it refuses (unknown speaker, nothing usable to enrol)."""
-
-
 class SpeakerInfo(NamedTuple):
     """One row of :meth:`SpeakerStore.speakers`: ``enrolled_at`` / ``updated_at`` are Unix times."""
 
@@ -147,21 +116,6 @@ class CohortInfo(NamedTuple):
     added_at: float
 
 
-class VerifyResult(NamedTuple):
-    """Outcome of :meth:`SpeakerStore.verify`.
-
-    ``score``: raw average LLR (nats per frame); ``llr``: the score calibrated to a
-    log-likelihood ratio (natural log, :class:`speaker.calibration.Calibration`), or None
-    without a calibration; ``accept``: the decision;
-    ``threshold``: what was compared (on the ``llr`` scale when calibrated, else on ``score``).
-    """
-
-    score: float
-    llr: float | None
-    accept: bool
-    threshold: float
-
-
 @dataclass
 class EnrollResult:
     """What :meth:`SpeakerStore.enroll` did: recordings ``added``, ``skipped`` (source -> reason)."""
@@ -177,21 +131,6 @@ def _blob(a: np.ndarray, dtype: str = "<f8") -> bytes:
     return np.ascontiguousarray(a, dtype=dtype).tobytes()
 
 
-def content_hash(source: Source, features: np.ndarray | None = None) -> str:
-    """SHA-256 of a recording: the file's bytes, or the float32 features of an array / ark entry."""
-    if isinstance(source, np.ndarray):
-        return hashlib.sha256(np.ascontiguousarray(source, dtype="<f4").tobytes()).hexdigest()
-    s = os.fspath(source)
-    head, sep, tail = s.rpartition(".ark:")
-    if sep and tail.isdigit() and features is not None:
-        return hashlib.sha256(np.ascontiguousarray(features, dtype="<f4").tobytes()).hexdigest()
-    h = hashlib.sha256()
-    with open(s, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_speaker_id(speaker_id: object) -> str:
     """A speaker id: a non-empty string of at most 256 characters without whitespace."""
     if not isinstance(speaker_id, str) or not speaker_id or len(speaker_id) > _MAX_ID \
@@ -199,52 +138,6 @@ def check_speaker_id(speaker_id: object) -> str:
         raise ValueError(f"speaker ids must be non-empty printable strings of at most {_MAX_ID} characters "
                          f"without whitespace; got {speaker_id!r}")
     return speaker_id
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def store_location(location: str | os.PathLike) -> tuple[str, str, Path | None]:
-    """(backend, name, path) of a store given as a path or a database URL.
-
-    ``backend`` is ``"sqlite"`` (a path, or ``sqlite:///relative.db`` / ``sqlite:////absolute.db``)
-    or ``"postgresql"`` (``postgresql://`` or ``postgresql+psycopg://``; ``postgres://`` is
-    accepted too); ``name`` is what messages print (the path, or the URL without its password);
-    ``path`` the SQLite file (None for PostgreSQL).  Only parses: raises StoreError for an
-    unsupported URL, and imports nothing heavy.
-    """
-    text = os.fspath(location)
-    if not isinstance(text, str) or not _URL.match(text):
-        return "sqlite", str(text), Path(text)
-    scheme, _, rest = text.partition("://")
-    scheme = scheme.lower()
-    if scheme in ("sqlite", "sqlite+pysqlite"):
-        if rest.startswith("/") and rest[1:] and "?" not in rest:
-            return "sqlite", rest[1:], Path(rest[1:])
-        raise StoreError(f"{text}: a SQLite store URL names a file, sqlite:///relative.db or "
-                         "sqlite:////absolute/path.db (no in-memory database, no query options)")
-    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        return "postgresql", "postgresql://" + re.sub(r"^([^:@/]*):[^@/]*@", r"\1:***@", rest), None
-    raise StoreError(f"{text}: unsupported store URL (a path, sqlite:///FILE or postgresql://...; "
-                     "PostgreSQL through the psycopg 3 driver)")
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    msg = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {msg[0] if msg else ''}"
-
-
-@functools.lru_cache(maxsize=256)
-def _text(query: str):
-    """``?`` placeholders -> SQLAlchemy ``text()`` with named parameters ``:p0, :p1, ...``."""
-    import sqlalchemy as sa
-    parts = query.split("?")
-    return sa.text("".join(p + (f":p{i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts)))
-
-
-def _params(params: Sequence) -> dict:
-    return {f"p{i}": v for i, v in enumerate(params)}
 
 
 def _locked(method):
@@ -256,16 +149,18 @@ def _locked(method):
     return run
 
 
-def _snapshot(method):
-    """Run a method in one read transaction (its queries see one state of the store)."""
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        with self._tx():
-            return method(self, *args, **kwargs)
-    return run
+class UBMMismatchError(StoreError):
+    """The store is bound to another UBM than the one given: both SHA-256 fingerprints
+    (:func:`speaker.model_io.ubm_fingerprint`) are in the message and in
+    ``store_fingerprint`` / ``given_fingerprint``."""
+
+    def __init__(self, path: str, store_fingerprint: str, given_fingerprint: str) -> None:
+        super().__init__(f"{path}: this store is bound to another UBM (fingerprint {store_fingerprint}), not the "
+                         f"given one (fingerprint {given_fingerprint})")
+        self.store_fingerprint, self.given_fingerprint = store_fingerprint, given_fingerprint
 
 
-class SpeakerStore:
+class SpeakerStore(StoreScoring):
     """Enrolled speakers in one database (a SQLite file or PostgreSQL), bound to one UBM.
 
     Parameters
@@ -285,8 +180,6 @@ class SpeakerStore:
         connection for the pool)
     create : False to refuse creating a missing store
 
-    One instance may be used from many threads at once (``thread_safe``).
-
     Raises
     ------
     StoreError when the location is not a usable store of this format version and UBM.
@@ -299,16 +192,13 @@ class SpeakerStore:
     def __init__(self, path: str | os.PathLike, ubm: GaussianMixture | str | os.PathLike | None = None, *,
                  config: FeatureConfig | None = None, relevance_factor: float = 16.0, adapt: str = "m",
                  top_c: int | None = None, timeout: float = 60.0, create: bool = True) -> None:
-        self.backend, name, file = store_location(path)
-        self.path = file if file is not None else name
+        self._db = Database(path, timeout=timeout)
+        self.backend, self.path, self.timeout, file = self._db.backend, self._db.path, self._db.timeout, self._db.file
         self.top_c = top_c
-        self.timeout = float(timeout)
         self._cache: dict[str, tuple[int, GaussianMixture]] = {}
         self._stacks: tuple | None = None
         self._cohort: tuple | None = None
         self._lock = threading.RLock()
-        self._local = threading.local()
-        self._engine = None
         if isinstance(ubm, (str, os.PathLike)):
             mf = load_model(ubm)
             if mf.kind != "ubm":
@@ -319,7 +209,7 @@ class SpeakerStore:
             if not exists and (ubm is None or not create):
                 raise StoreError(f"{self.path}: no such speaker store"
                                  + (" (give the UBM to create one)" if ubm is None else ""))
-        self._engine = self._connect(path, file)
+        self._db.connect()
         try:
             if not self._has_meta():
                 if ubm is None or not create:
@@ -331,220 +221,86 @@ class SpeakerStore:
             self.close()
             raise
 
-    # ------------------------------------------------------------------ connections and transactions
-    def _connect(self, location, file: Path | None):
-        """The SQLAlchemy engine (its pool gives each transaction, hence each thread, a connection)."""
-        import sqlalchemy as sa
-        if file is not None:
-            uri = file.absolute().as_uri() + "?mode=rwc"
-            timeout = self.timeout
-
-            def creator():
-                db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
-                try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA foreign_keys=ON")
-                    db.execute("PRAGMA synchronous=NORMAL")
-                except BaseException:
-                    db.close()
-                    raise
-                return db
-            # connections are cheap: as many as there are threads at once (max_overflow=-1)
-            engine = sa.create_engine("sqlite+pysqlite://", creator=creator, poolclass=sa.pool.QueuePool,
-                                      pool_size=4, max_overflow=-1)
-
-            @sa.event.listens_for(engine, "begin")
-            def begin(conn):                           # pysqlite's own transaction handling is off
-                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("gmmext_write")
-                                     else "BEGIN")
-            return engine
-        try:
-            import psycopg  # noqa: F401  (the driver; a clear message if it is missing)
-        except ImportError:
-            raise StoreError(f"{self.path}: PostgreSQL stores need the psycopg 3 driver: "
-                             "pip install 'psycopg[binary]' (or the package's [postgres] extra)") from None
-        url = sa.engine.make_url(os.fspath(location))
-        url = url.set(drivername="postgresql+psycopg")
-        try:
-            return sa.create_engine(url, pool_size=4, max_overflow=28, pool_timeout=self.timeout,
-                                    pool_pre_ping=True, isolation_level="REPEATABLE READ",
-                                    connect_args={"connect_timeout": max(1, int(min(self.timeout, 30)))})
-        except (sa.exc.ArgumentError, ValueError) as exc:
-            raise StoreError(f"{self.path}: bad database URL: {exc}") from None
-
-    @contextlib.contextmanager
-    def _tx(self, write: bool = False) -> Iterator:
-        """The calling thread's transaction (a read snapshot, or the write lock); nested calls
-        join the thread's current transaction."""
-        current = getattr(self._local, "conn", None)
-        if current is not None:
-            if write and not self._local.write:
-                raise RuntimeError("a write inside a read transaction")
-            yield current
-            return
-        import sqlalchemy as sa
-        try:
-            conn = self._engine.connect()
-        except sa.exc.SQLAlchemyError as exc:
-            self._fail(f"cannot connect: {_first_line(exc)}")
-        try:
-            try:
-                if self.backend == "sqlite":
-                    conn.execution_options(gmmext_write=write)
-                    conn.begin()
-                else:
-                    conn.begin()
-                    if write:                          # one writer at a time, each sees the last commit
-                        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"),
-                                     {"t": f"{int(self.timeout * 1000)}ms"})
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-                    else:
-                        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            except sa.exc.DBAPIError as exc:
-                raise StoreError(f"{self.path}: cannot {'write' if write else 'read'}: {_first_line(exc)}") from None
-            self._local.conn, self._local.write = conn, write
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                self._local.conn = None
-            try:
-                conn.commit()                          # e.g. disk full: nothing of the transaction stays
-            except sa.exc.DBAPIError as exc:
-                conn.rollback()
-                raise StoreError(f"{self.path}: {_first_line(exc)}") from None
-        finally:
-            conn.close()
-
-    def _write(self):
-        """The write transaction (one writer at a time; see the module's docstring)."""
-        return self._tx(write=True)
-
-    def _run(self, query: str, params: Sequence = ()):
-        """Execute ``query`` (``?`` placeholders) in the thread's transaction (or a new one)."""
-        import sqlalchemy as sa
-        with self._tx() as conn:
-            try:
-                return conn.execute(_text(query), _params(params))
-            except sa.exc.DBAPIError as exc:
-                self._fail(_first_line(exc))
-
-    def _sql(self, query: str, params: Sequence = ()) -> list[tuple]:
-        """Rows of a query (``?`` placeholders), as tuples."""
-        import sqlalchemy as sa
-        with self._tx() as conn:
-            try:
-                return [tuple(r) for r in conn.execute(_text(query), _params(params)).fetchall()]
-            except sa.exc.DBAPIError as exc:
-                self._fail(_first_line(exc))
-
-    def _many(self, query: str, rows: Iterable[Sequence]) -> None:
-        """Execute ``query`` once per parameter row, in the thread's (write) transaction."""
-        import sqlalchemy as sa
-        rows = [_params(r) for r in rows]
-        if rows:
-            with self._tx() as conn:
-                try:
-                    conn.execute(_text(query), rows)
-                except sa.exc.DBAPIError as exc:
-                    self._fail(_first_line(exc))
-
-    def _tables(self) -> set[str]:
-        import sqlalchemy as sa
-        with self._tx() as conn:
-            try:
-                return set(sa.inspect(conn).get_table_names())
-            except sa.exc.DBAPIError as exc:
-                self._fail(_first_line(exc))
-
     # ------------------------------------------------------------------ opening
-    def _fail(self, why: str):
-        raise StoreError(f"{self.path}: not a usable speaker store: {why}")
-
     def _has_meta(self) -> bool:
-        return "meta" in self._tables()
+        return "meta" in self._db.tables()
 
     def _create(self, ubm: GaussianMixture, config: FeatureConfig, relevance_factor: float, adapt: str) -> None:
         # validates relevance_factor and adapt the way every later derivation will use them
         map_from_stats(ubm, GMMStats(np.ones(ubm.n_components), ubm.means_, ubm.means_ ** 2, 0.0,
                                      float(ubm.n_components)), relevance_factor=relevance_factor, adapt=adapt)
         K, D = ubm.means_.shape
-        if not (1 <= K <= _MAX_K and 1 <= D <= _MAX_D and K * D <= _MAX_KD):
-            raise StoreError(f"{self.path}: a UBM of K={K}, D={D} is too large for a store")
-        import sqlalchemy as sa
-        with self._write() as conn:
+        why = ubm_shape_problem(K, D)
+        if why is not None:
+            raise StoreError(f"{self.path}: a UBM of {why}")
+        with self._db.write():
             if self._has_meta():
                 return                                   # another process created it meanwhile
-            md = _schema()
-            try:
-                md.create_all(conn, tables=[md.tables[t] for t in _TABLES])
-            except sa.exc.DBAPIError as exc:
-                self._fail(_first_line(exc))
+            self._db.create(_schema(), _TABLES)
             meta = dict(format=FORMAT, format_version=str(FORMAT_VERSION), ubm_fingerprint=ubm_fingerprint(ubm),
                         feature_config=config.to_json(), relevance_factor=repr(float(relevance_factor)),
                         adapt=adapt, generation="0", created_at=repr(time.time()))
-            self._many("INSERT INTO meta VALUES (?, ?)", meta.items())
-            self._run("INSERT INTO ubm VALUES (1, ?, ?, ?, ?, ?, ?)",
-                      (str(ubm.means_.dtype), K, D, _blob(ubm.weights_), _blob(ubm.means_),
-                       _blob(ubm.covariances_)))
+            self._db.many("INSERT INTO meta VALUES (?, ?)", meta.items())
+            self._db.run("INSERT INTO ubm VALUES (1, ?, ?, ?, ?, ?, ?)",
+                         (str(ubm.means_.dtype), K, D, _blob(ubm.weights_), _blob(ubm.means_),
+                          _blob(ubm.covariances_)))
 
     def _open(self, ubm: GaussianMixture | None) -> None:
-        with self._tx():                                 # one snapshot
+        with self._db.tx():                                 # one snapshot
             self._open_snapshot(ubm)
 
     def _open_snapshot(self, ubm: GaussianMixture | None) -> None:
-        tables = self._tables()
+        tables = self._db.tables()
         if not set(_TABLES) <= tables:
-            self._fail(f"missing tables {sorted(set(_TABLES) - tables)}")
+            self._db.fail(f"missing tables {sorted(set(_TABLES) - tables)}")
         meta = {}
-        for k, v in self._sql("SELECT key, value FROM meta"):
+        for k, v in self._db.rows("SELECT key, value FROM meta"):
             if not isinstance(k, str) or not isinstance(v, str) or len(v) > 1 << 20:
-                self._fail("malformed meta table")
+                self._db.fail("malformed meta table")
             meta[k] = v
         if meta.get("format") != FORMAT:
-            self._fail(f"format is not {FORMAT!r}")
+            self._db.fail(f"format is not {FORMAT!r}")
         if meta.get("format_version") != str(FORMAT_VERSION):
-            self._fail(f"unsupported format_version {meta.get('format_version')!r} "
-                       f"(this version reads {FORMAT_VERSION})")
+            self._db.fail(f"unsupported format_version {meta.get('format_version')!r} "
+                          f"(this version reads {FORMAT_VERSION})")
         try:
             self.config = FeatureConfig.from_json(meta["feature_config"])
             self.relevance_factor = float(meta["relevance_factor"])
             self.adapt = meta["adapt"]
             fp = meta["ubm_fingerprint"]
         except (KeyError, ValueError, TypeError) as exc:
-            self._fail(f"bad meta entry: {type(exc).__name__}: {exc}")
-        rows = self._sql("SELECT dtype, k, d, length(weights), length(means), length(covariances) FROM ubm")
+            self._db.fail(f"bad meta entry: {type(exc).__name__}: {exc}")
+        rows = self._db.rows("SELECT dtype, k, d, length(weights), length(means), length(covariances) FROM ubm")
         if len(rows) != 1:
-            self._fail("the UBM row is missing")
+            self._db.fail("the UBM row is missing")
         dtype, K, D, lw, lm, lv = rows[0]
-        if dtype not in ("float32", "float64") or not all(isinstance(x, int) for x in (K, D)) \
-                or not (1 <= K <= _MAX_K and 1 <= D <= _MAX_D and K * D <= _MAX_KD) \
+        if dtype not in ("float32", "float64") or ubm_shape_problem(K, D) is not None \
                 or (lw, lm, lv) != (8 * K, 8 * K * D, 8 * K * D):
-            self._fail("malformed UBM row (dtype, shape or sizes)")
-        w, mu, var = self._sql("SELECT weights, means, covariances FROM ubm")[0]
+            self._db.fail("malformed UBM row (dtype, shape or sizes)")
+        w, mu, var = self._db.rows("SELECT weights, means, covariances FROM ubm")[0]
         try:
             stored = GaussianMixture.from_parameters(
                 np.frombuffer(w, "<f8").astype(dtype), np.frombuffer(mu, "<f8").reshape(K, D).astype(dtype),
                 np.frombuffer(var, "<f8").reshape(K, D).astype(dtype), covariance_type="diag")
         except (ValueError, TypeError) as exc:
-            self._fail(f"UBM: {exc}")
+            self._db.fail(f"UBM: {exc}")
         if ubm_fingerprint(stored) != fp:
-            self._fail("the stored UBM does not match its fingerprint (corrupted?)")
+            self._db.fail("the stored UBM does not match its fingerprint (corrupted?)")
         if ubm is not None and ubm_fingerprint(ubm) != fp:
-            raise StoreError(f"{self.path}: this store is bound to another UBM (fingerprint {fp[:12]}...), "
-                             f"not the given one ({ubm_fingerprint(ubm)[:12]}...)")
+            raise UBMMismatchError(self.path, fp, ubm_fingerprint(ubm))
         self.ubm, self.fingerprint, self.K, self.D = (ubm if ubm is not None else stored), fp, K, D
-        if self.top_c is not None and not (isinstance(self.top_c, (int, np.integer)) and 1 <= self.top_c <= K):
-            raise ValueError(f"top_c must be None or an int in [1, {K}], got {self.top_c!r}")
-        self._meta = meta
+        check_top_c(self.top_c, K)
 
     def close(self) -> None:
         """Close the database connections (of every thread)."""
-        if self._engine is not None:
-            self._engine.dispose()
+        self._db.close()
+
+    def snapshot(self) -> ContextManager:
+        """A read transaction: the store's calls inside it (in this thread) see one state of it.
+
+        ``with store.snapshot(): store.speakers(i); store.recordings(i)``.  Every method is
+        one transaction by itself; this joins several."""
+        return self._db.tx()
 
     def __enter__(self) -> "SpeakerStore":
         return self
@@ -553,23 +309,23 @@ class SpeakerStore:
         self.close()
 
     def _next_generation(self) -> int:
-        (g,), = self._sql("SELECT value FROM meta WHERE key='generation'")
+        (g,), = self._db.rows("SELECT value FROM meta WHERE key='generation'")
         g = int(g) + 1
-        self._run("UPDATE meta SET value=? WHERE key='generation'", (str(g),))
+        self._db.run("UPDATE meta SET value=? WHERE key='generation'", (str(g),))
         return g
 
     # ------------------------------------------------------------------ meta values
     def _get_meta(self, key: str) -> str | None:
-        rows = self._sql("SELECT value FROM meta WHERE key=?", (key,))
+        rows = self._db.rows("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0][0] if rows else None
 
     def _set_meta(self, key: str, value: str | None) -> None:
-        with self._write():
+        with self._db.write():
             if value is None:
-                self._run("DELETE FROM meta WHERE key=?", (key,))
+                self._db.run("DELETE FROM meta WHERE key=?", (key,))
             else:
-                self._run("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                          (key, value))
+                self._db.run("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                             (key, value))
 
     @property
     def calibration(self) -> Calibration | None:
@@ -580,7 +336,7 @@ class SpeakerStore:
         try:
             return Calibration.from_json(text)
         except ValueError as exc:
-            self._fail(f"bad calibration: {exc}")
+            self._db.fail(f"bad calibration: {exc}")
 
     @calibration.setter
     def calibration(self, cal: Calibration | None) -> None:
@@ -588,16 +344,13 @@ class SpeakerStore:
 
     # ------------------------------------------------------------------ features and statistics
     def features(self, source: Source) -> np.ndarray:
-        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset`` or a feature array."""
+        """Features (frames, D) of an audio file, ``.npy``, ``ark:offset`` or a feature array,
+        checked (the store's face: the scoring below trusts them); ValueError naming the source."""
         if isinstance(source, np.ndarray):
-            X = np.asarray(source)
-            if X.ndim != 2 or X.shape[0] == 0 or not np.isfinite(X).all():
-                raise ValueError(f"feature arrays must be finite with shape (frames >= 1, D); got {X.shape}")
-        else:
-            X = read_source(os.fspath(source), self.config)
+            return check_features(source, self.D, "<array>: features")
+        X = read_source(os.fspath(source), self.config)          # finite float32 (frames >= 1, dims)
         if X.shape[1] != self.D:
-            raise ValueError(f"{'<array>' if isinstance(source, np.ndarray) else source}: features have "
-                             f"{X.shape[1]} dims, the store's UBM {self.D}")
+            raise ValueError(f"{source}: features have {X.shape[1]} dims but the UBM has {self.D}")
         return X
 
     # ------------------------------------------------------------------ enrolment
@@ -610,7 +363,7 @@ class SpeakerStore:
         skipped (``result.skipped``: source -> reason).  The statistics of the rest are added in
         the given order, in one transaction.  Raises StoreError when nothing could be added and
         the speaker would be left without recordings.  ``features`` (source -> (frames, D)
-        array) replaces the store's own extraction, e.g. ``FeatureStore.get`` after a parallel
+        array) replaces the store's own extraction, e.g. ``FeatureCache.get`` after a parallel
         or cached extraction; recordings are still hashed from their files.
         """
         check_speaker_id(speaker_id)
@@ -625,30 +378,30 @@ class SpeakerStore:
                 result.skipped[name] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
                 continue
             # per-recording statistics as map_adapt takes them (speaker._batch): bit-for-bit equal
-            items.append((name, digest, self.ubm.accumulate_segments([X])[0]))
+            items.append((name, digest, recording_stats(self.ubm, X, check_input=False)))
         return self.enroll_statistics(speaker_id, items, replace=replace, _result=result)
 
     def enroll_statistics(self, speaker_id: str, items: Sequence[tuple[str, str, GMMStats]], *,
                           replace: bool = False, _result: EnrollResult | None = None) -> EnrollResult:
         """:meth:`enroll` with statistics computed elsewhere (another machine, a Dask worker):
-        ``items`` are (source name, SHA-256 of its content, ``ubm.accumulate(features)``)."""
+        ``items`` are (source name, SHA-256 of its content, :func:`speaker._batch.recording_stats`)."""
         check_speaker_id(speaker_id)
         result = _result if _result is not None else EnrollResult(speaker_id)
         for name, digest, st in items:
             if not isinstance(st, GMMStats) or st.sum_x.shape != (self.K, self.D) \
                     or not (np.isfinite(st.n).all() and np.isfinite(st.sum_x).all() and np.isfinite(st.sum_xx).all()):
                 raise ValueError(f"{name}: statistics must be finite GMMStats of shape (K, D) = {(self.K, self.D)}")
-        with self._write():
-            rows = self._sql("SELECT kind FROM speakers WHERE id=?", (speaker_id,))
+        with self._db.write():
+            rows = self._db.rows("SELECT kind FROM speakers WHERE id=?", (speaker_id,))
             if rows and not replace and rows[0][0] != "stats":
                 raise StoreError(f"speaker {speaker_id!r} was imported as a model without statistics: "
                                  "it cannot be extended (enrol it again with replace)")
             current, seen, seq, created = None, set(), 0, time.time()
             if rows and not replace:
                 current, created = self._stats(speaker_id)
-                seen = {h for h, in self._sql("SELECT sha256 FROM recordings WHERE speaker_id=?", (speaker_id,))}
-                seq = self._sql("SELECT COALESCE(MAX(seq), -1) + 1 FROM recordings WHERE speaker_id=?",
-                                (speaker_id,))[0][0]
+                seen = {h for h, in self._db.rows("SELECT sha256 FROM recordings WHERE speaker_id=?", (speaker_id,))}
+                seq = self._db.rows("SELECT COALESCE(MAX(seq), -1) + 1 FROM recordings WHERE speaker_id=?",
+                                    (speaker_id,))[0][0]
             added = []
             for name, digest, st in items:
                 if digest in seen:
@@ -665,19 +418,19 @@ class SpeakerStore:
                 now = time.time()
                 # a DELETE (not INSERT OR REPLACE on an extended speaker) cascades to its recordings
                 if replace:
-                    self._run("DELETE FROM speakers WHERE id=?", (speaker_id,))
-                self._run(
+                    self._db.run("DELETE FROM speakers WHERE id=?", (speaker_id,))
+                self._db.run(
                     "INSERT INTO speakers VALUES (?, 'stats', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
                     "SET generation=excluded.generation, updated_at=excluded.updated_at, n_frames=excluded.n_frames, "
                     "loglik=excluded.loglik, a=excluded.a, b=excluded.b, c=excluded.c",
                     (speaker_id, self._next_generation(), float(created), now, self.K, self.D,
                      float(current.n_samples), float(current.loglik), _blob(current.n), _blob(current.sum_x), _blob(current.sum_xx)))
-                self._many("INSERT INTO recordings VALUES (?, ?, ?, ?, ?, ?)",
-                           [(speaker_id, seq + i, name, digest, int(round(st.n_samples)), now)
-                            for i, (name, digest, st) in enumerate(added)])
+                self._db.many("INSERT INTO recordings VALUES (?, ?, ?, ?, ?, ?)",
+                              [(speaker_id, seq + i, name, digest, int(round(st.n_samples)), now)
+                               for i, (name, digest, st) in enumerate(added)])
                 self._before_commit(speaker_id)
             result.added = [name for name, _, _ in added]
-            n_rec, = self._sql("SELECT COUNT(*) FROM recordings WHERE speaker_id=?", (speaker_id,))[0]
+            n_rec, = self._db.rows("SELECT COUNT(*) FROM recordings WHERE speaker_id=?", (speaker_id,))[0]
             result.n_recordings, result.n_frames = n_rec, int(round(current.n_samples))
         return result
 
@@ -686,8 +439,8 @@ class SpeakerStore:
 
     def remove(self, speaker_id: str) -> None:
         """Remove a speaker and its recordings; KeyError if unknown."""
-        with self._write():
-            if not self._run("DELETE FROM speakers WHERE id=?", (speaker_id,)).rowcount:
+        with self._db.write():
+            if not self._db.run("DELETE FROM speakers WHERE id=?", (speaker_id,)).rowcount:
                 raise KeyError(speaker_id)
         self._cache.pop(speaker_id, None)
 
@@ -703,18 +456,18 @@ class SpeakerStore:
             raise StoreError(str(exc)) from None
         if mf.kind != "speakers":
             raise StoreError(f"{path}: holds a UBM, not speaker models")
-        with self._write():
-            have = {i for i, in self._sql("SELECT id FROM speakers")}
+        with self._db.write():
+            have = {i for i, in self._db.rows("SELECT id FROM speakers")}
             clash = sorted(set(mf.speakers) & have)
             if clash and not replace:
                 raise StoreError(f"{path}: speakers already in the store: {', '.join(clash[:5])}"
                                  f"{' ...' if len(clash) > 5 else ''} (replace them explicitly)")
             now = time.time()
             for i, m in mf.speakers.items():
-                self._run("DELETE FROM speakers WHERE id=?", (i,))
-                self._run("INSERT INTO speakers VALUES (?, 'model', ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
-                                 (i, self._next_generation(), now, now, self.K, self.D, _blob(m.weights_),
-                                  _blob(m.means_), _blob(m.covariances_)))
+                self._db.run("DELETE FROM speakers WHERE id=?", (i,))
+                self._db.run("INSERT INTO speakers VALUES (?, 'model', ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
+                                    (i, self._next_generation(), now, now, self.K, self.D, _blob(m.weights_),
+                                     _blob(m.means_), _blob(m.covariances_)))
         return list(mf.speakers)
 
     def export(self, path: str | os.PathLike, ids: Sequence[str] | None = None) -> list[str]:
@@ -726,23 +479,23 @@ class SpeakerStore:
         return ids
 
     # ------------------------------------------------------------------ reading rows
-    @_snapshot
+    @one_snapshot
     def _row(self, speaker_id: str) -> tuple[str, int, float, float, np.ndarray, np.ndarray, np.ndarray]:
         """(kind, generation, created, n_frames, loglik, a, b, c) of one speaker, validated."""
-        rows = self._sql("SELECT kind, generation, created_at, k, d, n_frames, loglik, length(a), length(b), "
-                         "length(c) FROM speakers WHERE id=?", (speaker_id,))
+        rows = self._db.rows("SELECT kind, generation, created_at, k, d, n_frames, loglik, length(a), length(b), "
+                             "length(c) FROM speakers WHERE id=?", (speaker_id,))
         if not rows:
             raise KeyError(speaker_id)
         kind, gen, created, K, D, n_frames, loglik, la, lb, lc = rows[0]
         where = f"speaker {speaker_id!r}"
         if kind not in ("stats", "model") or not isinstance(gen, int) or (K, D) != (self.K, self.D):
-            self._fail(f"{where}: bad kind, generation or shape ({kind!r}, K={K!r}, D={D!r})")
+            self._db.fail(f"{where}: bad kind, generation or shape ({kind!r}, K={K!r}, D={D!r})")
         if (la, lb, lc) != (8 * K, 8 * K * D, 8 * K * D):
-            self._fail(f"{where}: array sizes {la, lb, lc} bytes, expected {8 * K, 8 * K * D, 8 * K * D}")
+            self._db.fail(f"{where}: array sizes {la, lb, lc} bytes, expected {8 * K, 8 * K * D, 8 * K * D}")
         if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (created, n_frames, loglik)):
-            self._fail(f"{where}: non-numeric or non-finite frame count, log-likelihood or time")
-        a, b, c = self._arrays(where, kind, n_frames, *self._sql("SELECT a, b, c FROM speakers WHERE id=?",
-                                                                  (speaker_id,))[0])
+            self._db.fail(f"{where}: non-numeric or non-finite frame count, log-likelihood or time")
+        a, b, c = self._arrays(where, kind, n_frames, *self._db.rows("SELECT a, b, c FROM speakers WHERE id=?",
+                                                                      (speaker_id,))[0])
         return kind, gen, created, float(n_frames), float(loglik), a, b, c
 
     def _arrays(self, where: str, kind: str, n_frames: float, a: bytes, b: bytes, c: bytes
@@ -754,12 +507,12 @@ class SpeakerStore:
         b = np.frombuffer(b, "<f8").reshape(K, D).astype(np.float64)
         c = np.frombuffer(c, "<f8").reshape(K, D).astype(np.float64)
         if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(c).all()):
-            self._fail(f"{where}: arrays contain NaN or infinity")
+            self._db.fail(f"{where}: arrays contain NaN or infinity")
         if kind == "stats":
             if (a < 0).any() or (c < 0).any() or not n_frames > 0 \
                     or abs(a.sum() - n_frames) > 1e-6 * n_frames + 1e-6:
-                self._fail(f"{where}: statistics are inconsistent (negative counts or second moments, "
-                           "or counts that do not add up to the frame count)")
+                self._db.fail(f"{where}: statistics are inconsistent (negative counts or second moments, "
+                              "or counts that do not add up to the frame count)")
         return a, b, c
 
     def _stats(self, speaker_id: str) -> tuple[GMMStats, float]:
@@ -774,26 +527,26 @@ class SpeakerStore:
         """Every speaker, by id (or only ``speaker_id``: an empty list when unknown): recordings,
         frames, first enrolled, last changed."""
         where, params = ("WHERE s.id = ? ", (speaker_id,)) if speaker_id is not None else ("", ())
-        rows = self._sql("SELECT s.id, COUNT(r.seq), s.n_frames, s.created_at, s.updated_at, s.kind "
-                         "FROM speakers s LEFT JOIN recordings r ON r.speaker_id = s.id "
-                         f"{where}GROUP BY s.id ORDER BY s.id", params)
+        rows = self._db.rows("SELECT s.id, COUNT(r.seq), s.n_frames, s.created_at, s.updated_at, s.kind "
+                             "FROM speakers s LEFT JOIN recordings r ON r.speaker_id = s.id "
+                             f"{where}GROUP BY s.id ORDER BY s.id", params)
         out = []
         for i, n, frames, created, updated, kind in rows:
             if not isinstance(i, str) or not all(isinstance(x, (int, float)) for x in (frames, created, updated)):
-                self._fail("malformed speakers table")
+                self._db.fail("malformed speakers table")
             out.append(SpeakerInfo(i, int(n), int(round(frames)), float(created), float(updated), str(kind)))
         return out
 
     def recordings(self, speaker_id: str) -> list[tuple[str, str, int, float]]:
         """The speaker's enrolled recordings in order: (source, sha256, frames, enrolled_at)."""
-        return [tuple(r) for r in self._sql("SELECT source, sha256, n_frames, enrolled_at FROM recordings "
-                                            "WHERE speaker_id=? ORDER BY seq", (speaker_id,))]
+        return [tuple(r) for r in self._db.rows("SELECT source, sha256, n_frames, enrolled_at FROM recordings "
+                                                "WHERE speaker_id=? ORDER BY seq", (speaker_id,))]
 
     def __contains__(self, speaker_id: object) -> bool:
-        return bool(self._sql("SELECT 1 FROM speakers WHERE id=?", (speaker_id,)))
+        return bool(self._db.rows("SELECT 1 FROM speakers WHERE id=?", (speaker_id,)))
 
     def __len__(self) -> int:
-        return self._sql("SELECT COUNT(*) FROM speakers")[0][0]
+        return self._db.rows("SELECT COUNT(*) FROM speakers")[0][0]
 
     # ------------------------------------------------------------------ the cohort
     def add_cohort(self, items: Iterable[tuple[str, Source]], *,
@@ -802,7 +555,7 @@ class SpeakerStore:
         (id, source) pairs, e.g. the keys and paths of an audio list.
 
         Each recording's features (float32, as the feature cache keeps them; float64 arrays as
-        they are) and UBM statistics (``ubm.accumulate``) are computed once and stored; the
+        they are) and UBM statistics (:func:`speaker._batch.recording_stats`) are computed once and stored; the
         cohort model is derived from the statistics by MAP with the store's settings.  An id
         already in the cohort, content already in it (SHA-256) or a source that cannot be read
         is skipped (``result.skipped``); the rest are added in order, in one transaction.
@@ -815,20 +568,19 @@ class SpeakerStore:
             try:
                 check_speaker_id(key)
                 X = self.features(src if features is None else features(src))
-                if X.shape[0] > _MAX_COHORT_FRAMES or X.size > _MAX_KD:
+                if X.shape[0] > MAX_COHORT_FRAMES or X.size > MAX_COHORT_ELEMENTS:
                     raise ValueError(f"{name}: {X.shape[0]} frames is too long for a cohort recording")
                 X = np.ascontiguousarray(X, dtype=np.float64 if X.dtype == np.float64 else np.float32)
                 digest = content_hash(src, X)
             except Exception as exc:  # noqa: BLE001 - reported per recording
                 result.skipped[key] = str(exc) if str(exc).startswith(name) else f"{type(exc).__name__}: {exc}"
                 continue
-            rows.append((key, name, digest, X, self.ubm.accumulate(X)))
-        md = _schema()
-        with self._write() as conn:
-            md.tables["cohort"].create(conn, checkfirst=True)
-            have = {(i, h) for i, h in self._sql("SELECT id, sha256 FROM cohort")}
+            rows.append((key, name, digest, X, recording_stats(self.ubm, X, check_input=False)))
+        with self._db.write():
+            self._db.create(_schema(), ["cohort"])
+            have = {(i, h) for i, h in self._db.rows("SELECT id, sha256 FROM cohort")}
             ids, hashes = {i for i, _ in have}, {h for _, h in have}
-            seq = self._sql("SELECT COALESCE(MAX(seq), -1) + 1 FROM cohort")[0][0]
+            seq = self._db.rows("SELECT COALESCE(MAX(seq), -1) + 1 FROM cohort")[0][0]
             now = time.time()
             for key, name, digest, X, st in rows:
                 if key in ids or digest in hashes:
@@ -837,35 +589,35 @@ class SpeakerStore:
                     continue
                 ids.add(key)
                 hashes.add(digest)
-                self._run("INSERT INTO cohort VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          (key, seq, self._next_generation(), name, digest, now, self.K, self.D,
-                           float(st.n_samples), float(st.loglik), _blob(st.n), _blob(st.sum_x), _blob(st.sum_xx),
-                           str(X.dtype), int(X.shape[0]), X.astype(X.dtype.newbyteorder("<")).tobytes()))
+                self._db.run("INSERT INTO cohort VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (key, seq, self._next_generation(), name, digest, now, self.K, self.D,
+                              float(st.n_samples), float(st.loglik), _blob(st.n), _blob(st.sum_x), _blob(st.sum_xx),
+                              str(X.dtype), int(X.shape[0]), X.astype(X.dtype.newbyteorder("<")).tobytes()))
                 seq += 1
                 result.added.append(key)
-            result.n_recordings = self._sql("SELECT COUNT(*) FROM cohort")[0][0]
+            result.n_recordings = self._db.rows("SELECT COUNT(*) FROM cohort")[0][0]
         return result
 
     def remove_cohort(self, ids: Sequence[str] | None = None) -> int:
         """Remove cohort recordings (``ids``, default all); returns how many were removed."""
-        with self._write():
-            if "cohort" not in self._tables():
+        with self._db.write():
+            if "cohort" not in self._db.tables():
                 return 0
             if ids is None:
-                return self._run("DELETE FROM cohort").rowcount
-            return sum(self._run("DELETE FROM cohort WHERE id=?", (i,)).rowcount for i in ids)
+                return self._db.run("DELETE FROM cohort").rowcount
+            return sum(self._db.run("DELETE FROM cohort WHERE id=?", (i,)).rowcount for i in ids)
 
-    @_snapshot
+    @one_snapshot
     def cohort_info(self) -> list[CohortInfo]:
         """The cohort recordings in the order they were added (empty without a cohort)."""
-        if "cohort" not in self._tables():
+        if "cohort" not in self._db.tables():
             return []
         out = []
-        for i, src, h, frames, added in self._sql("SELECT id, source, sha256, frames, added_at FROM cohort "
-                                                  "ORDER BY seq"):
+        for i, src, h, frames, added in self._db.rows("SELECT id, source, sha256, frames, added_at FROM cohort "
+                                                      "ORDER BY seq"):
             if not all(isinstance(x, str) for x in (i, src, h)) or not isinstance(frames, int) \
                     or not isinstance(added, (int, float)):
-                self._fail("malformed cohort table")
+                self._db.fail("malformed cohort table")
             out.append(CohortInfo(i, src, h, frames, float(added)))
         return out
 
@@ -875,10 +627,10 @@ class SpeakerStore:
         None when the store keeps none.  Its rows are validated like speaker rows, and its models
         derived once and kept until the cohort changes (one query of the generations checks it)."""
         from .cohort import Cohort
-        with self._tx():
-            if "cohort" not in self._tables():
+        with self._db.tx():
+            if "cohort" not in self._db.tables():
                 return None
-            key = tuple(self._sql("SELECT id, generation FROM cohort ORDER BY seq"))
+            key = tuple(self._db.rows("SELECT id, generation FROM cohort ORDER BY seq"))
             if not key:
                 return None
             if self._cohort is None or self._cohort[0] != key:
@@ -889,37 +641,37 @@ class SpeakerStore:
 
     def _read_cohort(self) -> tuple[list[str], list[np.ndarray], list[GaussianMixture]]:
         ids, feats, models = [], [], []
-        for row in self._sql("SELECT id, k, d, n_frames, loglik, dtype, frames, length(a), length(b), length(c), "
-                             "length(features) FROM cohort ORDER BY seq"):
+        for row in self._db.rows("SELECT id, k, d, n_frames, loglik, dtype, frames, length(a), length(b), length(c), "
+                                 "length(features) FROM cohort ORDER BY seq"):
             i, K, D, n_frames, loglik, dtype, frames, la, lb, lc, lf = row
             where = f"cohort recording {i!r}"
             if not isinstance(i, str) or (K, D) != (self.K, self.D) or dtype not in ("float32", "float64") \
-                    or not isinstance(frames, int) or not 1 <= frames <= _MAX_COHORT_FRAMES \
-                    or frames * D > _MAX_KD:
-                self._fail(f"{where}: bad shape or dtype (K={K!r}, D={D!r}, frames={frames!r}, dtype={dtype!r})")
+                    or not isinstance(frames, int) or not 1 <= frames <= MAX_COHORT_FRAMES \
+                    or frames * D > MAX_COHORT_ELEMENTS:
+                self._db.fail(f"{where}: bad shape or dtype (K={K!r}, D={D!r}, frames={frames!r}, dtype={dtype!r})")
             size = np.dtype(dtype).itemsize
             if (la, lb, lc, lf) != (8 * K, 8 * K * D, 8 * K * D, size * frames * D):
-                self._fail(f"{where}: array sizes {la, lb, lc, lf} bytes, expected "
-                           f"{8 * K, 8 * K * D, 8 * K * D, size * frames * D}")
+                self._db.fail(f"{where}: array sizes {la, lb, lc, lf} bytes, expected "
+                              f"{8 * K, 8 * K * D, 8 * K * D, size * frames * D}")
             if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (n_frames, loglik)) \
                     or abs(n_frames - frames) > 1e-6 * frames + 1e-6:
-                self._fail(f"{where}: non-numeric or non-finite frame count or log-likelihood, or a frame "
-                           "count that is not the features'")
-            a, b, c, f = self._sql("SELECT a, b, c, features FROM cohort WHERE id=?", (i,))[0]
+                self._db.fail(f"{where}: non-numeric or non-finite frame count or log-likelihood, or a frame "
+                              "count that is not the features'")
+            a, b, c, f = self._db.rows("SELECT a, b, c, features FROM cohort WHERE id=?", (i,))[0]
             a, b, c = self._arrays(where, "stats", n_frames, a, b, c)
             X = np.frombuffer(f, np.dtype(dtype).newbyteorder("<")).reshape(frames, D).astype(dtype)
             if not np.isfinite(X).all():
-                self._fail(f"{where}: features contain NaN or infinity")
+                self._db.fail(f"{where}: features contain NaN or infinity")
             ids.append(i)
             feats.append(X)
             models.append(map_from_stats(self.ubm, GMMStats(a, b, c, float(loglik), float(n_frames)),
                                          relevance_factor=self.relevance_factor, adapt=self.adapt))
         return ids, feats, models
 
-    # ------------------------------------------------------------------ models and scoring
+    # ------------------------------------------------------------------ models
     def model(self, speaker_id: str) -> GaussianMixture:
         """The speaker's model: MAP from the statistics (cached until the speaker changes)."""
-        gen = self._sql("SELECT generation FROM speakers WHERE id=?", (speaker_id,))
+        gen = self._db.rows("SELECT generation FROM speakers WHERE id=?", (speaker_id,))
         if not gen:
             self._cache.pop(speaker_id, None)
             raise KeyError(speaker_id)
@@ -937,136 +689,11 @@ class SpeakerStore:
             model = map_from_stats(self.ubm, GMMStats(a, b, c, loglik, n_frames),
                                    relevance_factor=self.relevance_factor, adapt=self.adapt)
         else:
-            dtype = self.ubm.means_.dtype
             try:
-                model = GaussianMixture.from_parameters(a.astype(dtype), b.astype(dtype), c.astype(dtype),
-                                                        **{k: v for k, v in self.ubm.get_params().items()
-                                                           if k != "n_components"})
+                model = model_like(self.ubm, a, b, c)
             except ValueError as exc:
-                self._fail(f"speaker {speaker_id!r}: {exc}")
+                self._db.fail(f"speaker {speaker_id!r}: {exc}")
         return g, model
 
-    def score(self, speaker_id: str, source: Source) -> float:
-        """Raw score of a recording against a speaker: average LLR, nats per frame."""
-        return llr(self.model(speaker_id), self.ubm, self.features(source), top_c=self.top_c)
-
-    def _decide(self, score: float, threshold: float | None, p_target: float | None, c_miss: float,
-                c_fa: float, calibration: Calibration | None = None) -> tuple[float | None, bool, float]:
-        cal = calibration if calibration is not None else self.calibration
-        value = cal.llr(score) if cal is not None else None
-        thr, on_llr = decision_threshold(cal, threshold=threshold, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
-                                         default=self._default_threshold())
-        return value, bool((value if on_llr else score) >= thr), thr
-
-    def _default_threshold(self) -> float:
-        t = self._get_meta("threshold")
-        try:
-            return float(t) if t is not None else 0.0
-        except ValueError:
-            self._fail(f"bad threshold {t!r}")
-
-    def verify(self, speaker_id: str, source: Source, *, threshold: float | None = None,
-               p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-               calibration: Calibration | None = None) -> VerifyResult:
-        """Is ``source`` speaker ``speaker_id``?
-
-        Decision: ``threshold`` on the raw score if given; otherwise, with a calibration, the
-        Bayes threshold ``log(c_fa (1 - p_target) / (c_miss p_target))`` on the calibrated LLR
-        (``p_target`` default 0.5); otherwise the raw score against 0 (speaker as likely as
-        the UBM).  ``calibration`` replaces the store's own.  KeyError for an unknown speaker.
-        """
-        s = self.score(speaker_id, source)
-        value, accept, thr = self._decide(s, threshold, p_target, c_miss, c_fa, calibration)
-        return VerifyResult(s, value, accept, thr)
-
-    def scores_all(self, source: Source, ids: Sequence[str] | None = None, *,
-                   batch: int = 1024) -> tuple[list[str], np.ndarray]:
-        """Raw scores of one recording against many speakers (default all): (ids, scores).
-
-        With ``top_c``, the UBM's top-C components of the recording are found once and the
-        speakers are scored in batches of ``batch`` (one :class:`gmmext.ModelStack` each: one
-        gemm per selected component against the whole batch).  For all speakers, the batches are
-        built from the stored statistics by array operations and kept while no speaker changes
-        (:meth:`_all_stacks`); for given ``ids``, from their (cached) models.  Without ``top_c``
-        every model is scored exactly, one after the other.
-        """
-        X = self.features(source)
-        ids = list(ids) if ids is not None else None
-        if self.top_c is None:
-            ubm_ll = self.ubm.score_samples(X).sum()
-            ids = ids if ids is not None else [i for i, _ in self._generations()]
-            return ids, np.array([(self.model(i).score_samples(X).sum() - ubm_ll) / X.shape[0] for i in ids])
-        idx, ll = self.ubm.top_components(X, self.top_c)
-        if ids is None:
-            ids, stacks = self._all_stacks(batch)
-        else:
-            stacks = (ModelStack([self.model(i) for i in ids[s:s + batch]], reference=self.ubm)
-                      for s in range(0, len(ids), batch))
-        out = np.empty(len(ids))
-        for j, stack in enumerate(stacks):
-            out[j * batch:(j + 1) * batch] = (stack.top_c_loglik(X, idx) - ll.sum()) / X.shape[0]
-        return ids, out
-
     def _generations(self) -> list[tuple[str, int]]:
-        return [tuple(r) for r in self._sql("SELECT id, generation FROM speakers ORDER BY id")]
-
-    @_locked
-    def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:
-        """Every speaker's model, in id order, as ModelStacks of ``batch`` models, kept in memory
-        until any speaker changes (one query of the generations checks it): identification
-        against a long-lived store scores prepared matrices and reads no statistics.
-
-        A batch is derived without a ``GaussianMixture`` per speaker: the rows' statistics go
-        through :func:`speaker.adapt.map_parameters` together (the formulas of
-        :func:`speaker.adapt.map_from_stats`, cast to the UBM's dtype as a model's parameters
-        are) and :meth:`gmmext.ModelStack.from_parameters` builds the matrices, so the scores
-        equal those of the models :meth:`model` derives.  Only the stacked matrices are kept
-        (for mean-adapted models ``(D + 1) K`` values per speaker: 123 KB in float32 at K=512,
-        D=60).
-        """
-        key = (batch, tuple(self._generations()))
-        if self._stacks is None or self._stacks[0] != key:
-            self._stacks = None                        # free the old ones first
-            ids = [i for i, _ in key[1]]
-            stacks = [self._stack_of(ids[s:s + batch]) for s in range(0, len(ids), batch)]
-            self._stacks = (key, ids, stacks)
-        return self._stacks[1], self._stacks[2]
-
-    def _stack_of(self, ids: Sequence[str]) -> ModelStack:
-        """One ModelStack of the speakers ``ids`` from their rows (see :meth:`_all_stacks`)."""
-        K, D, dtype = self.K, self.D, self.ubm.means_.dtype
-        rows = [self._row(i) for i in ids]
-        W, MU = np.empty((len(ids), K), dtype), np.empty((len(ids), K, D), dtype)
-        own_var = "v" in self.adapt or any(r[0] == "model" for r in rows)
-        VAR = np.empty((len(ids), K, D), dtype) if own_var else None
-        stats = [j for j, r in enumerate(rows) if r[0] == "stats"]
-        for b in range(0, len(stats), ModelStack.BUILD_BATCH):       # bounds the float64 temporaries
-            part = stats[b:b + ModelStack.BUILD_BATCH]
-            w, mu, var = map_parameters(self.ubm, np.stack([rows[j][5] for j in part]),
-                                        np.stack([rows[j][6] for j in part]),
-                                        np.stack([rows[j][7] for j in part]) if "v" in self.adapt else None,
-                                        np.array([rows[j][3] for j in part]),
-                                        relevance_factor=self.relevance_factor, adapt=self.adapt)
-            W[part], MU[part] = w, mu
-            if VAR is not None:
-                VAR[part] = var
-        for j, r in enumerate(rows):
-            if r[0] == "model":
-                W[j], MU[j], VAR[j] = r[5], r[6], r[7]
-        try:
-            return ModelStack.from_parameters(W, MU, self.ubm, covariances=VAR)
-        except ValueError as exc:
-            self._fail(f"speakers {ids[0]!r}..{ids[-1]!r}: {exc}")
-
-    def identify(self, source: Source, n: int = 1, *, threshold: float | None = None,
-                 p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-                 calibration: Calibration | None = None) -> list[tuple[str, float]]:
-        """Open-set identification: the ``n`` best-scoring speakers that pass the decision rule
-        of :meth:`verify`, best first, as (id, raw score); empty when none passes."""
-        ids, scores = self.scores_all(source)
-        order = np.argsort(-scores, kind="stable")
-        out = []
-        for j in order[:max(0, int(n))]:
-            if self._decide(float(scores[j]), threshold, p_target, c_miss, c_fa, calibration)[1]:
-                out.append((ids[j], float(scores[j])))
-        return out
+        return [tuple(r) for r in self._db.rows("SELECT id, generation FROM speakers ORDER BY id")]

@@ -4,7 +4,7 @@ Data may be larger than memory.  ``features`` is any of
 
 * a sequence of (frames, dims) arrays (all in memory);
 * a zero-argument callable returning a fresh iterator over them, for example
-  :class:`speaker.featstore.FeatureFiles`, which reads ``.npy`` files or Kaldi archive entries
+  :class:`speaker.featcache.FeatureFiles`, which reads ``.npy`` files or Kaldi archive entries
   from disk at every EM pass, so that only a batch of utterances is in memory at once;
 * a :class:`speaker.cluster.DaskFeatures`: features held (or read from a shared filesystem) by
   the workers of a ``dask.distributed`` cluster; every pass sends the model (O(K*D) numbers) to
@@ -16,16 +16,12 @@ once, streamed ones in batches of :data:`BATCH_UTTERANCES`.  With ``checkpoint=P
 model is written (atomically) after every pass, and ``resume=True`` continues from it to the
 same model an uninterrupted run gives.
 
-Feature preparation (:func:`speaker.featstore.prepare_features`) and the Dask cluster
-(:mod:`speaker.cluster`) live in their own modules; ``FeatureFiles``, ``PreparedFeatures``,
-``prepare_features``, ``DaskFeatures`` and ``dask_client`` are still importable from here as
-deprecated aliases.
+Feature preparation (:func:`speaker.featcache.prepare_features`) and the Dask cluster
+(:mod:`speaker.cluster`) live in their own modules.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
@@ -34,11 +30,14 @@ import numpy as np
 
 from gmmext import GaussianMixture, GMMStats
 
-from ._atomic import atomic_path
 from ._batch import BATCH_UTTERANCES
 from ._interrupt import check as check_interrupt
+from ._npz import CheckpointError, NpzError, settings_hash, write_checkpoint
+from ._npz import read_checkpoint as _read_checkpoint
 from ._progress import Progress
-from .featstore import take_rows
+from .adapt import model_like
+from .featcache import take_rows
+from .limits import MAX_COMPONENTS, MAX_DIM, MAX_PASSES, ubm_shape_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import DaskFeatures
@@ -48,25 +47,6 @@ FeatureSource = Union[Sequence[np.ndarray], Callable[[], Iterable[np.ndarray]]]
 __all__ = ["train_ubm", "FeatureSource", "CheckpointError", "read_checkpoint", "BATCH_UTTERANCES"]
 
 CHECKPOINT_FORMAT = "speaker-ubm-checkpoint"
-CHECKPOINT_VERSION = 1
-
-_MOVED = {"FeatureFiles": "featstore", "PreparedFeatures": "featstore", "prepare_features": "featstore",
-          "DaskFeatures": "cluster", "dask_client": "cluster"}
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated aliases of the names that moved to :mod:`speaker.featstore` / :mod:`speaker.cluster`."""
-    if name in _MOVED:
-        import importlib
-        import warnings
-        warnings.warn(f"speaker.ubm.{name} moved to speaker.{_MOVED[name]}.{name}", DeprecationWarning,
-                      stacklevel=2)
-        return getattr(importlib.import_module(f"speaker.{_MOVED[name]}"), name)
-    raise AttributeError(f"module 'speaker.ubm' has no attribute {name!r}")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used to resume: unreadable, or from other inputs/settings."""
 
 
 # ----------------------------------------------------------------------------- feature sources
@@ -127,18 +107,6 @@ def _source(features) -> Any:
 
 
 # ----------------------------------------------------------------------------- initial models
-def _params(template: GaussianMixture) -> dict:
-    """Constructor parameters of ``template`` but n_components (taken from the parameters)."""
-    p = template.get_params()
-    p.pop("n_components")
-    return p
-
-
-def _model(weights, means, variances, dtype, template: GaussianMixture) -> GaussianMixture:
-    return GaussianMixture.from_parameters(np.asarray(weights).astype(dtype), np.asarray(means).astype(dtype),
-                                           np.asarray(variances).astype(dtype), **_params(template))
-
-
 def _global_model(src, template: GaussianMixture, dtype) -> GaussianMixture:
     """The one-component start of the splitting: the global mean and variance of all frames.
 
@@ -147,11 +115,11 @@ def _global_model(src, template: GaussianMixture, dtype) -> GaussianMixture:
     into the mean and variance by the M-step's own formula.
     """
     D = src.n_features
-    probe = _model(np.ones(1), np.zeros((1, D)), np.ones((1, D)), np.float64, template)
+    probe = model_like(template, np.ones(1), np.zeros((1, D)), np.ones((1, D)), np.float64)
     probe.m_step(src.accumulate(probe).pooled())
     if not np.all(probe.covariances_ > 0):
         raise ValueError("the features have a dimension of zero variance; cannot train a UBM")
-    return _model(probe.weights_, probe.means_, probe.covariances_, dtype, template)
+    return model_like(template, probe.weights_, probe.means_, probe.covariances_, dtype)
 
 
 def _split(gm: GaussianMixture, target: int, perturb: float) -> GaussianMixture:
@@ -173,7 +141,7 @@ def _split(gm: GaussianMixture, target: int, perturb: float) -> GaussianMixture:
     new_w, new_mu, new_var = w[heaviest], mu[heaviest] + offset, var[heaviest]
     mu[heaviest] -= offset
     w = np.concatenate([w, new_w])
-    return _model(w / w.sum(), np.vstack([mu, new_mu]), np.vstack([var, new_var]), gm.means_.dtype, gm)
+    return model_like(gm, w / w.sum(), np.vstack([mu, new_mu]), np.vstack([var, new_var]))
 
 
 def _kmeans_init(src, template, max_frames, random_state, dtype) -> GaussianMixture:
@@ -196,42 +164,38 @@ def _kmeans_init(src, template, max_frames, random_state, dtype) -> GaussianMixt
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _settings_hash(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Contents of a checkpoint written by :func:`train_ubm`.
 
     Returns a dict with ``done`` (EM passes completed; 0: the initial model), ``total`` (passes
     of the whole schedule), ``settings_hash``, ``weights`` (K,), ``means`` (K, D),
     ``covariances`` (K, D) and ``lower_bounds`` (done,) (average log-likelihood per frame, nats).
-    Raises :class:`CheckpointError` for a file that is not a readable checkpoint.
+    Raises :class:`CheckpointError` for a file that is not a readable checkpoint; its members'
+    declared shapes are checked against the limits (:mod:`speaker.limits`) before any is read.
     """
-    from ._npzcheck import NpzError, checkpoint_headers
-    try:
-        checkpoint_headers(path)          # declared sizes, before any data is inflated
-    except NpzError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["format"][()]) != CHECKPOINT_FORMAT or int(z["format_version"]) != CHECKPOINT_VERSION:
-                raise CheckpointError(f"{path}: not a UBM checkpoint of format version {CHECKPOINT_VERSION}")
-            out = {k: z[k] for k in ("weights", "means", "covariances", "lower_bounds")}
-            out.update(done=int(z["done"]), total=int(z["total"]), settings_hash=str(z["settings_hash"][()]))
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - zip, key and value errors alike
-        raise CheckpointError(f"{path}: cannot read checkpoint: {type(exc).__name__}: {exc}") from None
-    return out
+    return _read_checkpoint(path, CHECKPOINT_FORMAT, "a UBM", max_elements=MAX_COMPONENTS * MAX_DIM,
+                            check=_check_members)
+
+
+def _check_members(h: dict) -> None:
+    """A UBM checkpoint's declared members: weights (K,), means and covariances (K, D) within the
+    limits, at most ``MAX_PASSES`` lower bounds."""
+    mu = h.get("means")
+    if mu is None or any(k not in h for k in ("weights", "covariances", "lower_bounds")):
+        raise NpzError("missing 'weights', 'means', 'covariances' or 'lower_bounds'")
+    if len(mu.shape) != 2 or ubm_shape_problem(*mu.shape) is not None:
+        raise NpzError(f"'means' declares shape {mu.shape}: (K <= {MAX_COMPONENTS}, D <= {MAX_DIM}) expected")
+    for key, shape in (("weights", mu.shape[:1]), ("covariances", mu.shape)):
+        if h[key].shape != shape:
+            raise NpzError(f"inconsistent shapes: '{key}' {h[key].shape}, means {mu.shape}")
+    lb = h["lower_bounds"]
+    if len(lb.shape) != 1 or lb.shape[0] > MAX_PASSES:
+        raise NpzError(f"'lower_bounds' declares shape {lb.shape}")
 
 
 def _write_checkpoint(path, gm: GaussianMixture, done: int, total: int, settings_hash: str,
                       lower_bounds: list[float]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, format=np.array(CHECKPOINT_FORMAT), format_version=np.array(CHECKPOINT_VERSION),
-                     done=np.array(done), total=np.array(total), settings_hash=np.array(settings_hash),
+    write_checkpoint(path, CHECKPOINT_FORMAT, done=done, total=total, settings_hash=settings_hash,
                      weights=gm.weights_, means=gm.means_, covariances=gm.covariances_,
                      lower_bounds=np.asarray(lower_bounds, dtype=np.float64))
 
@@ -251,7 +215,7 @@ def train_ubm(features: FeatureSource | DaskFeatures, n_components: int, *, init
     features : sequence of ndarray (frames, dims), callable returning an iterable of them, or
         :class:`speaker.cluster.DaskFeatures`
         All utterances of the background population.  A callable is called once per EM pass
-        and may load arrays lazily (:class:`speaker.featstore.FeatureFiles`), so the data need not fit in memory;
+        and may load arrays lazily (:class:`speaker.featcache.FeatureFiles`), so the data need not fit in memory;
         a :class:`DaskFeatures` runs every pass on its cluster.
     n_components : int
         K, the number of Gaussians (powers of two are customary: 64 to 2048).
@@ -293,8 +257,8 @@ def train_ubm(features: FeatureSource | DaskFeatures, n_components: int, *, init
     gmmext.GaussianMixture
         The UBM; ``lower_bounds_`` holds the average log-likelihood per frame of every pass.
     """
-    if not isinstance(n_components, (int, np.integer)) or n_components < 1:
-        raise ValueError(f"n_components must be a positive int, got {n_components!r}")
+    if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= MAX_COMPONENTS:
+        raise ValueError(f"n_components must be an int in [1, {MAX_COMPONENTS}] (speaker.limits), got {n_components!r}")
     if init not in ("split", "kmeans"):
         raise ValueError(f"init must be 'split' or 'kmeans', got {init!r}")
     if resume and checkpoint is None:
@@ -316,7 +280,7 @@ def train_ubm(features: FeatureSource | DaskFeatures, n_components: int, *, init
                     reg_covar=float(reg_covar), kmeans_frames=int(kmeans_frames),
                     random_state=random_state if random_state is None else int(random_state),
                     dtype=dtype.name, inputs=str(inputs_id))
-    shash = _settings_hash(settings)
+    shash = settings_hash(settings)
     gm, done, lower_bounds = None, 0, []
     if resume and Path(checkpoint).exists():
         ck = read_checkpoint(checkpoint)
@@ -324,7 +288,7 @@ def train_ubm(features: FeatureSource | DaskFeatures, n_components: int, *, init
             raise CheckpointError(
                 f"{checkpoint} was written for other training data or settings (list, features, "
                 "components, iterations, init, seed or precision differ); delete it or run without resume")
-        gm = _model(ck["weights"], ck["means"], ck["covariances"], dtype, template)
+        gm = model_like(template, ck["weights"], ck["means"], ck["covariances"], dtype)
         done, lower_bounds = ck["done"], [float(v) for v in ck["lower_bounds"]]
     with Progress(len(schedule) + 1, "UBM EM", "pass", initial=done + (gm is not None),
                   enabled=progress) as bar:

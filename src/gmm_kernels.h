@@ -275,4 +275,68 @@ GMMX_CLONES static void gmmx_colsum_d(const double *restrict R, ptrdiff_t rows, 
 GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K, double *restrict acc)
 { GMMX_COLSUM_BODY(float) }
 
+/* ------------------------------------------------------------------ top-C over a panel of models
+ * (PW: the panel width of src/gmm_gemm.h's products, which compute L.)
+ * Top-C log-sum-exp of a chunk of `rows` frames under PW models at once (L's rows PW apart), one model per lane
+ * (src/_topc_shared.pxi).  For frame i and model j, with r = pos[i * C + c] (c < C) the
+ * frame's (frame, component) pairs:
+ *     v_c = (L[r * PW + j] + qv[r]) + G[comp[r] * ldg + j],   m = max_c v_c,
+ *     t = sum_c exp(v_c - m) (c in order, the core's fast exp; 0 terms when m = -inf),
+ *     msum[j] += m, prod[j] *= t (float64), and prod[j] is folded into msum[j] (log) once it
+ * passes 1e250.  The state (msum, prod) is carried from chunk to chunk, so the total
+ * msum + log(prod) does not depend on how the frames were cut; every lane runs the same
+ * instructions, so a model's total depends neither on the other models nor on its lane. */
+#include "gmm_gemm.h"
+
+#define GMMX_PANEL_LSE_BODY(T, SFX, PW)                                              \
+    for (ptrdiff_t i = 0; i < rows; ++i) {                                           \
+        const int64_t *pi = pos + i * C;                                             \
+        T m[PW], ref[PW], t[PW];                                                     \
+        for (int j = 0; j < PW; ++j) m[j] = -INFINITY;                               \
+        for (ptrdiff_t c = 0; c < C; ++c) {                                          \
+            ptrdiff_t r = pi[c];                                                     \
+            const T *Lr = L + r * PW, *g = G + (ptrdiff_t)comp[r] * ldg;             \
+            T q = qv[r];                                                             \
+            GMMX_SIMD                                                                \
+            for (int j = 0; j < PW; ++j) {                                           \
+                T v = (Lr[j] + q) + g[j];                                            \
+                m[j] = v > m[j] ? v : m[j];                                          \
+            }                                                                        \
+        }                                                                            \
+        GMMX_SIMD                                                                    \
+        for (int j = 0; j < PW; ++j) {                                               \
+            ref[j] = m[j] > -INFINITY ? m[j] : (T)0;                                 \
+            t[j] = 0;                                                                \
+        }                                                                            \
+        for (ptrdiff_t c = 0; c < C; ++c) {                                          \
+            ptrdiff_t r = pi[c];                                                     \
+            const T *Lr = L + r * PW, *g = G + (ptrdiff_t)comp[r] * ldg;             \
+            T q = qv[r];                                                             \
+            for (int j = 0; j < PW; ++j)                                             \
+                t[j] = t[j] + gmmx_exp_##SFX(((Lr[j] + q) + g[j]) - ref[j]);         \
+        }                                                                            \
+        GMMX_SIMD                                                                    \
+        for (int j = 0; j < PW; ++j) {                                               \
+            msum[j] += (double)m[j];                                                 \
+            prod[j] *= (double)t[j];                                                 \
+        }                                                                            \
+        for (int j = 0; j < PW; ++j)                                                 \
+            if (prod[j] > 1e250) {                                                   \
+                msum[j] += log(prod[j]);                                             \
+                prod[j] = 1.0;                                                       \
+            }                                                                        \
+    }
+
+/* NL lanes: a whole panel (GMMX_PW_T) or, for a last panel of at most 16 models, 16 */
+#define GMMX_DEFINE_PANEL_LSE(NAME, T, SFX, NL)                                      \
+    GMMX_CLONES static void NAME(const T *restrict L, const T *restrict qv,          \
+                                 const int32_t *restrict comp, const T *restrict G,  \
+                                 ptrdiff_t ldg, const int64_t *restrict pos, ptrdiff_t rows, \
+                                 ptrdiff_t C, double *restrict msum, double *restrict prod) \
+    { GMMX_PANEL_LSE_BODY(T, SFX, NL) }
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse_f, float, f, GMMX_PW_f)
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse16_f, float, f, 16)
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse_d, double, d, GMMX_PW_d)
+GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse16_d, double, d, 16)
+
 #endif

@@ -137,6 +137,29 @@ def test_verify_identify_score_and_calibrate(work, capsys):
     assert "Cllr (scores read as LLRs)" in text and "threshold at the EER" in text and "actual DCF" not in text
 
 
+@pytest.mark.parametrize("top_c", [None, 3])
+def test_verify_and_identify_print_the_same_score(work, capsys, top_c):
+    """The score 'verify' prints for a speaker is the one 'identify' prints for it (one scoring
+    path), and the library's own (SpeakerStore.verify), exact and top-C."""
+    from speaker.store import SpeakerStore
+    db = work / "same.db" if (work / "same.db").exists() else enrol_store(work, "same.db")
+    tests = [FIX / "8_george_4.wav", FIX / "8_lucas_4.wav", FIX / "9_jackson_4.wav"]
+    fast = ["--top-c", top_c] if top_c else []
+    capsys.readouterr()
+    assert run(work, "identify", "--store", db, *tests, "--top", len(SPK), "--threshold", -1e9, *fast) == 0
+    listed = {}
+    for line in capsys.readouterr().out.splitlines():
+        f, *rest = line.split()
+        listed[f] = dict(zip(rest[0::2], rest[1::2]))
+    with SpeakerStore(db, top_c=top_c) as st:
+        for s in SPK:
+            assert run(work, "verify", "--store", db, "--speaker", s, *tests, "--threshold", -1e9, *fast) == 0
+            for line, f in zip(capsys.readouterr().out.splitlines(), tests):
+                spk, path, score, _ = line.split()
+                assert (spk, path) == (s, str(f)) and score == listed[str(f)][s]
+                assert score == f"{st.verify(s, f, threshold=-1e9).score:.6f}"
+
+
 def test_import_into_a_new_store(work, capsys):
     db = enrol_store(work, "i.db")
     assert run(work, "export", "--store", db, "--out", work / "i.npz", "--quiet", "--overwrite") == 0
@@ -191,7 +214,8 @@ def test_znorm_from_the_command_line_matches_a_direct_computation(work):
                                                    abs=1e-5)
 
 
-@pytest.mark.parametrize("command", ["speakers", "verify", "identify", "calibrate", "export", "import", "cohort"])
+@pytest.mark.parametrize("command", ["speakers", "verify", "identify", "calibrate", "export", "import", "cohort",
+                                     "store-info"])
 def test_help_for_every_new_command(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
@@ -211,7 +235,13 @@ def test_store_of_another_ubm_is_refused(work, capsys):
     assert "bound to another UBM" in err and "Traceback" not in err and not (work / "never.txt").exists()
     assert run(work, "enroll", "--ubm", work / "ubm2.npz", "--enroll", work / "enroll_a.txt", "--root", FIX,
                "--store", db, "--quiet") == 1
-    assert "bound to another UBM" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the message names both UBMs by the fingerprint their files carry, and the command that tells them apart
+    stored, given = load_model(work / "ubm.npz").ubm_fingerprint, load_model(work / "ubm2.npz").ubm_fingerprint
+    assert f"bound to another UBM (fingerprint {stored}), not the given one (fingerprint {given})" in err
+    assert f"'speaker store-info --store {db} --ubm FILE ...'" in err and len(err.strip().splitlines()) == 1
+    assert run(work, "import", "--store", db, "--ubm", work / "ubm2.npz", "--models", work / "ubm2.npz") == 1
+    assert "speaker store-info" in capsys.readouterr().err
     (work / "garbage.db").write_bytes(b"\x00junk" * 500)
     assert run(work, "speakers", "--store", work / "garbage.db") == 1
     assert "not a usable speaker store" in capsys.readouterr().err
@@ -287,3 +317,75 @@ def test_commands_take_a_postgresql_url(work, postgres_server, capsys):
     assert run(work, "speakers", "--store", postgres_server.url("no_such_db")) == 1
     err = capsys.readouterr().err
     assert "cannot connect" in err and "Traceback" not in err
+
+
+def test_top_c_is_top_c_scoring_in_score_verify_and_identify(work, capsys):
+    """--top-c C gives speaker.llr(..., top_c=C) in score, verify and identify; without it, exact scores."""
+    db = enrol_store(work, "topc.db")
+    assert run(work, "export", "--store", db, "--out", work / "topc.npz", "--quiet", "--overwrite") == 0
+    ubm = load_model(work / "ubm.npz").ubm
+    george = load_model(work / "topc.npz", ubm=ubm).speakers["george"]
+    g = FIX / "7_george_3.wav"
+    X = extract_features(g, config=CFG)
+    assert llr(george, ubm, X, top_c=2) != pytest.approx(llr(george, ubm, X), abs=1e-4)   # the option matters
+    for c in (None, 2):
+        opt = [] if c is None else ["--top-c", c]
+        want = llr(george, ubm, X, top_c=c)
+        capsys.readouterr()
+        assert run(work, "verify", "--store", db, "--speaker", "george", g, "--threshold", "0", *opt) == 0
+        assert float(capsys.readouterr().out.split()[2]) == pytest.approx(want, abs=1e-6)
+        assert run(work, "identify", "--store", db, g, "--top", "3", "--threshold=-1e9", *opt) == 0
+        items = capsys.readouterr().out.split()[1:]
+        assert float(dict(zip(items[::2], items[1::2]))["george"]) == pytest.approx(want, abs=1e-6)
+        out = work / f"topc_{c}.txt"
+        assert run(work, "score", "--ubm", work / "ubm.npz", "--models", work / "topc.npz", "--trials",
+                   work / "trials.txt", "--root", FIX, "--out", out, "--quiet", *opt) == 0
+        rows = {(m, t): float(v) for m, t, v in (line.split() for line in out.read_text().splitlines())}
+        assert rows[("george", "7_george_3.wav")] == pytest.approx(want, abs=1e-6)
+
+
+def test_as_norm_with_a_small_cohort_says_it_is_s_norm(work, capsys):
+    """The cohort (12 recordings) is no larger than the AS-norm size: one note on stderr, and the
+    scores are the s-norm scores."""
+    assert run(work, "enroll", "--ubm", work / "ubm.npz", "--enroll", work / "enroll.txt", "--root", FIX,
+               "--out", work / "asn.npz", "--quiet", "--overwrite") == 0
+    common = ["score", "--ubm", work / "ubm.npz", "--models", work / "asn.npz", "--trials", work / "trials.txt",
+              "--root", FIX, "--cohort", work / "cohort.lst"]
+    capsys.readouterr()
+    for norm, size, note in (("as", [], True), ("as", ["--cohort-size", "12"], True), ("as", ["--cohort-size", "5"], False),
+                             ("s", [], False)):
+        assert run(work, *common, "--out", work / f"asn_{norm}{len(size)}.txt", "--norm", norm, *size) == 0
+        err = capsys.readouterr().err
+        notes = [line for line in err.splitlines() if line.startswith("note: --norm as")]
+        assert len(notes) == (1 if note else 0), err
+        if note:
+            assert "the cohort has 12 recordings, so it equals --norm s here" in notes[0]
+    assert (work / "asn_as0.txt").read_text() == (work / "asn_s0.txt").read_text()
+    assert (work / "asn_as2.txt").read_text() != (work / "asn_s0.txt").read_text()
+
+
+def test_store_info_shows_and_exports_the_stores_ubm(work, capsys):
+    db = enrol_store(work, "info.db")
+    assert run(work, "train-ubm", "--list", work / "ubm.lst", "--root", FIX, "--out", work / "ubm_other.npz",
+               "--components", "4", "--sample-rate", "8000", "--iters", "2", "--quiet") == 0
+    capsys.readouterr()
+    assert run(work, "store-info", "--store", db, "--json", "--ubm", work / "ubm.npz", work / "ubm_other.npz",
+               work / "trials.txt", "--export-ubm", work / "exported_ubm.npz") == 0
+    info = json.loads(capsys.readouterr().out)
+    mine, other = load_model(work / "ubm.npz"), load_model(work / "ubm_other.npz")
+    assert info["ubm_fingerprint"] == mine.ubm_fingerprint != other.ubm_fingerprint     # as written by train-ubm
+    assert (info["ubm_components"], info["n_speakers"], info["n_cohort"]) == (8, 3, 0)
+    files = info["ubm_files"]
+    assert files[str(work / "ubm.npz")] == {"kind": "ubm", "fingerprint": mine.ubm_fingerprint, "is_store_ubm": True}
+    assert files[str(work / "ubm_other.npz")]["is_store_ubm"] is False
+    assert "error" in files[str(work / "trials.txt")]
+    exported = load_model(work / "exported_ubm.npz")
+    assert exported.kind == "ubm" and exported.config == mine.config
+    for attr in ("weights_", "means_", "covariances_"):
+        assert np.array_equal(getattr(exported.ubm, attr), getattr(mine.ubm, attr))
+    assert run(work, "store-info", "--store", db, "--export-ubm", work / "exported_ubm.npz") == 1     # exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert run(work, "store-info", "--store", db, "--ubm", work / "ubm_other.npz") == 0
+    out = capsys.readouterr().out
+    assert f"UBM fingerprint  {mine.ubm_fingerprint}" in out and "another UBM (this store refuses it)" in out
+    assert run(work, "store-info", "--store", work / "no_such.db") == 1 and not (work / "no_such.db").exists()

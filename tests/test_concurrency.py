@@ -7,6 +7,7 @@ identical inputs, interleaved, repeated) on 4 Python threads and requires bit-id
 No timing is asserted (benchmarks/bench_threads.py measures the speed-up).
 """
 import itertools
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -191,11 +192,11 @@ def test_overlapping_blas_limits_are_restored():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_accumulate_in_a_new_thread_is_bitwise_the_main_threads(dtype):
-    """Issue 11 item 14: the dense statistics gemm of a call from a fresh Python thread used to
-    differ (1.7e-5 relative in float32) from the main thread's: once the main thread had set and
-    restored BLAS's thread count, OpenBLAS ran the new thread's gemm multi-threaded, whose
-    blocking of the summed dimension differs.  The core now cuts that dimension into slices
-    both BLAS drivers sum alike, so the calling thread and BLAS's thread state do not matter."""
+    """The dense statistics product of a call from a fresh Python thread used to differ (1.7e-5
+    relative in float32) from the main thread's: once the main thread had set a BLAS limit,
+    threadpoolctl (>= 3.8) ignored the guard's limit from other threads and OpenBLAS ran the
+    product multi-threaded, in other tiles.  The core now does its own products, so neither
+    the calling thread nor BLAS's thread state can matter."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(20000, D)).astype(dtype)
     gm = GaussianMixture.from_parameters(np.full(K, 1 / K, dtype=dtype), rng.normal(size=(K, D)).astype(dtype),
@@ -207,3 +208,94 @@ def test_accumulate_in_a_new_thread_is_bitwise_the_main_threads(dtype):
             with ThreadPoolExecutor(1) as pool:
                 other = pool.submit(gm.accumulate, X).result()
             _assert_same(other, main)
+
+
+# ----------------------------------------------------------------------------- other BLAS kernels
+# OpenBLAS picks its kernels by CPU (OPENBLAS_CORETYPE overrides it): the thread-dependence above
+# showed only with some of them (Haswell's), so CI on any machine runs the key cases under
+# several kernels, each in its own process.  The core itself uses no BLAS: its outputs on
+# fixed arrays (FINGERPRINT: no BLAS call of numpy's on the way) must be the same bits under
+# every kernel, and the same as in this process.
+_FINGERPRINT = r"""
+import hashlib
+import numpy as np
+from gmmext import _core
+from gmmext._covariance import ModelMatrices
+from gmmext._engine import Engine
+
+def fingerprint():
+    h = hashlib.sha256()
+    rng = np.random.default_rng(5)
+    N, D, K, C = 700, 20, 64, 5
+    for dt in (np.float32, np.float64):
+        X = rng.normal(size=(N, D)).astype(dt)
+        shift = (0.1 * rng.normal(size=D)).astype(dt)
+        M = (0.2 * rng.normal(size=(2 * D, K))).astype(dt)
+        M[D:] = -np.abs(M[D:])
+        g = rng.normal(size=K).astype(dt)
+        eng = Engine(dt, D, K, chunk_size=128, n_threads=2, sparse_limit=-1.0)
+        mm = ModelMatrices(shift, M, g, None)
+        st = eng.accumulate([X[:300], X[300:]], None, mm)
+        ev = eng.evaluate(X, mm, loglik=True, resp=True)
+        idx, ll = eng.top_components(X, mm, C)
+        S = 70
+        pw = _core.panel_width(dt, S)
+        n_pan = -(-S // pw)
+        A = (0.1 * rng.normal(size=(K, n_pan, D, pw))).astype(dt)
+        G = rng.normal(size=(K, n_pan * pw)).astype(dt)
+        out = np.zeros(S)
+        _core.topc_loglik_shared((X,), idx, shift, np.ascontiguousarray(M[D:].T), A, G, 2, out)
+        for a in (st.n, st.sum_x, st.sum_xx, np.float64(st.loglik), ev["loglik"], ev["resp"], idx, ll, out):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+"""
+
+_CORETYPE_SCRIPT = _FINGERPRINT + r"""
+import sys, warnings
+from concurrent.futures import ThreadPoolExecutor
+from threadpoolctl import threadpool_info, threadpool_limits
+from sklearn.exceptions import ConvergenceWarning
+from gmmext import GaussianMixture
+
+arch = {d.get("architecture") for d in threadpool_info() if d["user_api"] == "blas"}
+print("ARCH", ",".join(sorted(map(str, arch))))
+print("FINGERPRINT", fingerprint())
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    X = (rng.normal(size=(3000, 20)) * rng.uniform(0.5, 2.0, size=20)).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(64, init_params="random_from_data", max_iter=3, random_state=0,
+                             n_threads=1, chunk_size=256).fit(X)
+    Y = rng.normal(scale=1.5, size=(1000, 20)).astype(dtype)
+    calls = [gm.score_samples, gm.predict_proba, lambda Y: gm.top_components(Y, 5),
+             lambda Y: gm.accumulate([Y[:300], Y[300:]]).sum_x]
+    with threadpool_limits(limits=2, user_api="blas"):     # the main thread sets a limit first
+        main = [f(Y) for f in calls]
+        assert np.array_equal(gm.accumulate(Y).sum_xx, gm.accumulate([Y[:300], Y[300:]]).sum_xx)
+        for _ in range(2):
+            with ThreadPoolExecutor(2) as pool:
+                other = [pool.submit(f, Y).result() for f in calls]
+            for m, o in zip(main, other):
+                for a, b in zip(m if isinstance(m, tuple) else (m,), o if isinstance(o, tuple) else (o,)):
+                    assert np.array_equal(a, b), (np.dtype(dtype).name, np.count_nonzero(a != b))
+print("OK")
+"""
+
+
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="the sanitizer run (tools/check_core_memory.sh) checks memory, not BLAS kernels")
+@pytest.mark.parametrize("coretype", ["Haswell", "SkylakeX", "Sandybridge"])
+def test_results_do_not_depend_on_blas_kernel_or_calling_thread(coretype):
+    import subprocess
+    import sys
+    env = dict(os.environ, OPENBLAS_CORETYPE=coretype)
+    res = subprocess.run([sys.executable, "-c", _CORETYPE_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    lines = dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line)
+    if res.returncode == 0 and lines.get("ARCH") and lines["ARCH"] != coretype:
+        pytest.skip(f"this CPU's OpenBLAS refuses OPENBLAS_CORETYPE={coretype} (runs {lines['ARCH']})")
+    assert res.returncode == 0 and res.stdout.rstrip().endswith("OK"), res.stdout[-3000:] + res.stderr[-3000:]
+    here = {}
+    exec(_FINGERPRINT, here)
+    assert lines["FINGERPRINT"] == here["fingerprint"](), "the core's results depend on BLAS's kernel"

@@ -162,7 +162,7 @@ def test_model_file_roundtrip_and_validation(tmp_path):
     with pytest.raises(ModelError):
         iv.load_tv(tmp_path / "obj.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ModelError, match="cannot read"):
+    with pytest.raises(ModelError, match="not a zip archive"):            # from the one reader's header guard
         iv.load_tv(tmp_path / "junk.npz")
 
 
@@ -187,3 +187,48 @@ def test_means_without_covariance_and_packed_products_match_dense():
         A += n[u][:, None, None] * Eww
     np.testing.assert_allclose(acc.C, C, rtol=1e-10)
     np.testing.assert_allclose(iv.unpack(acc.A, R), A, rtol=1e-10)
+
+
+def _checkpoint_bomb(path, shape):
+    """An i-vector checkpoint whose T declares ``shape`` float64 and holds that many zero bytes,
+    deflated (streamed: the test never holds them): a zip of a few hundred KB."""
+    import io
+    import zipfile
+    scalars = dict(format=np.array(iv.CHECKPOINT_FORMAT), format_version=np.array(1), done=np.array(1),
+                   total=np.array(3), settings_hash=np.array("0" * 64), llks=np.zeros(1))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, a in scalars.items():
+            buf = io.BytesIO()
+            np.save(buf, a)
+            zf.writestr(k + ".npy", buf.getvalue())
+        with zf.open("T.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            left, block = int(np.prod(shape)) * 8, bytes(1 << 20)
+            while left:
+                f.write(block[:min(left, len(block))])
+                left -= min(left, len(block))
+
+
+def test_checkpoint_bomb_is_refused_from_its_header(tmp_path):
+    """A checkpoint of about 120 KB whose T declares 30720 x 500 float64 (117 MiB, within the
+    limits: K=512, D=60, R=500) is refused by a training that needs another T before numpy
+    allocates it (the reader of the UBM's checkpoints and model files does the same); one whose T
+    is beyond the limits (speaker.limits) is refused whoever reads it.  Memory: tracemalloc's peak."""
+    import tracemalloc
+    ubm = _ubm()
+    bomb, beyond = tmp_path / "bomb.npz", tmp_path / "beyond.npz"
+    _checkpoint_bomb(bomb, (512 * 60, 500))
+    _checkpoint_bomb(beyond, (12, 2001))                # R > MAX_RANK
+    assert bomb.stat().st_size < 1 << 20 and beyond.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(iv.CheckpointError, match=r"declares shape \(30720, 500\), this training needs \(12, 2\)"):
+            iv.train_tv(ubm, lambda: [], 2, n_iter=3, checkpoint=bomb, resume=True)
+        with pytest.raises(iv.CheckpointError, match="this training needs"):
+            iv.read_checkpoint(bomb, shape=(12, 2))
+        with pytest.raises(iv.CheckpointError, match=r"'T' declares shape \(12, 2001\)"):
+            iv.read_checkpoint(beyond)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, peak                  # numpy.load alone: 117 MiB for the first file

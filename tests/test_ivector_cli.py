@@ -119,6 +119,9 @@ def test_errors_are_one_line(work, tmp_path, capsys):
     assert main(["score"] + _ubm_tv(d) + ["--backend", "plda", "--plda", str(d / "tv.npz"), "--trials",
                                           str(FX / "trials_vox.txt"), "--out", str(tmp_path / "s.txt")] + common) == 1
     assert "format" in capsys.readouterr().err
+    assert main(["score"] + _ubm_tv(d) + ["--backend", "cosine", "--top-c", "5", "--trials",
+                                          str(FX / "trials_vox.txt"), "--out", str(tmp_path / "s.txt")] + common) == 1
+    assert "--top-c applies to GMM-UBM scoring" in capsys.readouterr().err
     assert not (tmp_path / "s.txt").exists()
 
 

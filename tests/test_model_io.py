@@ -177,3 +177,25 @@ def test_cli_refuses_bad_model_files_without_traceback(tmp_path, ubm):
     for args in (["--ubm", tmp_path / "bad.npz"], ["--ubm", tmp_path / "ubm.npz", "--models", tmp_path / "bad.npz"]):
         p = speaker_cli("score", *args, "--trials", tmp_path / "t.txt", "--out", tmp_path / "s.txt")
         assert p.returncode == 1 and "bad.npz" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_npy_feature_file_declaring_more_than_it_holds_is_refused_from_its_header(tmp_path):
+    """A 200-byte .npy whose header declares 9.6 GB: numpy.load would allocate the declared
+    array before finding the data missing; the one reader refuses it from the header."""
+    import tracemalloc
+    from speaker.features import FeatureConfig
+    from speaker.sources import read_source
+    p = tmp_path / "big.npy"
+    with open(p, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (60_000_000, 40)})
+        f.write(bytes(100))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"declares shape \(60000000, 40\) \(9600000000 bytes\) but holds 100"):
+            read_source(str(p), FeatureConfig())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, peak
+    np.save(tmp_path / "ok.npy", np.ones((5, 3), np.float32))
+    assert read_source(str(tmp_path / "ok.npy"), FeatureConfig()).shape == (5, 3)

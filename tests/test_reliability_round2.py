@@ -314,9 +314,9 @@ def test_npy_with_the_wrong_dimension_is_skipped_and_named(work, tmp_path, capsy
 
 
 def test_bad_cache_entries_are_re_extracted(tmp_path):
-    from speaker.featstore import FeatureStore
+    from speaker.featcache import FeatureCache
     srcs = [str(FIX / f"{dg}_lucas_0.wav") for dg in range(4)]
-    store = FeatureStore(CFG8, cache_dir=tmp_path / "c")
+    store = FeatureCache(CFG8, cache_dir=tmp_path / "c")
     store.load(srcs)
     entries = [store._cache_path(s) for s in srcs]
     assert all(e.exists() for e in entries)
@@ -324,7 +324,7 @@ def test_bad_cache_entries_are_re_extracted(tmp_path):
     np.save(entries[1], np.ones(60, dtype=np.float32))
     np.save(entries[2], np.ones((10, 59), dtype=np.float32))
     np.save(entries[3], np.full((10, 60), np.nan, dtype=np.float32))
-    again = FeatureStore(CFG8, cache_dir=tmp_path / "c")
+    again = FeatureCache(CFG8, cache_dir=tmp_path / "c")
     again.load(srcs)
     assert not again.errors
     for s in srcs:

@@ -12,7 +12,7 @@ da = pytest.importorskip("dask.array")
 from gmmext import GaussianMixture  # noqa: E402
 from gmmext import dask_accumulate  # noqa: E402
 from speaker.cluster import DaskFeatures  # noqa: E402
-from speaker.featstore import FeatureFiles  # noqa: E402
+from speaker.featcache import FeatureFiles  # noqa: E402
 from speaker.ubm import train_ubm  # noqa: E402
 
 ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")

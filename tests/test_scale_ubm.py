@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import FIX, speaker_cli as run, speaker_command
-from speaker.featstore import FeatureFiles
+from speaker.featcache import FeatureFiles
 from speaker.ubm import CheckpointError, read_checkpoint, train_ubm
 
 KEYS = ("weights", "means", "covariances")

@@ -470,3 +470,24 @@ def test_store_calls_are_serialised_unless_the_store_is_thread_safe(store_copy):
         app.state.service.pool.shutdown()
     finally:
         store_copy.__class__ = SpeakerStore
+
+
+@pytest.mark.parametrize("top_c", [None, 3])
+def test_verify_and_identify_answer_the_same_score_in_process(store_copy, top_c):
+    """The service's verify and identify give a speaker the same score, to the last bit (JSON
+    floats round-trip), and the library's own for the same file, exact and top-C; each request
+    is one read transaction of the store."""
+    import sqlalchemy as sa
+    from speaker.serve import ServiceConfig, create_app
+    from speaker.store import SpeakerStore
+    test = "5_george_3.wav"
+    with SpeakerStore(store_copy.path, top_c=top_c) as st:
+        app = create_app(st, ServiceConfig(threshold=-1e9))
+        begun = []
+        sa.event.listen(st._db.engine, "begin", begun.append)
+        requests = [("POST", f"/v1/speakers/{s}/verify", body(test)) for s in ("george", "lucas")]
+        *verified, found = in_process(app, requests + [("POST", "/v1/identify?top=2", body(test))])
+        assert len(begun) == 3
+        listed = {h["speaker"]: h["score"] for h in found["speakers"]}
+        for j in verified:
+            assert j["score"] == listed[j["speaker"]] == st.verify(j["speaker"], wav(test), threshold=-1e9).score

@@ -26,8 +26,7 @@ def _subparsers(parser):
 def test_every_option_of_every_command_has_help():
     parser = build_parser()
     commands = _subparsers(parser)
-    from speaker.cli import store_commands
-    assert set(commands) == {c.NAME for c in COMMANDS} | set(store_commands.NAMES)
+    assert set(commands) == {c.NAME for c in COMMANDS}
     for name, sub in [("speaker", parser)] + sorted(commands.items()):
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):

@@ -154,3 +154,24 @@ def test_a_full_covariance_ubm_is_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="needs covariance_type='diag'"):
         save_model(tmp_path / "ubm.npz", full)
     assert not (tmp_path / "ubm.npz").exists()
+
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "spherical"])
+def test_map_adaptation_refuses_a_non_diagonal_ubm_before_any_statistics(kind, monkeypatch):
+    """The diag-only gate is MAP's, not only the model files': map_adapt, map_adapt_many and
+    map_from_stats refuse with the one message before the UBM computes anything."""
+    from gmmext import GMMStats
+    from speaker.adapt import map_adapt_many, map_from_stats
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    other = GaussianMixture(2, covariance_type=kind, random_state=0, max_iter=2).fit(X)
+
+    def no_statistics(*args, **kwargs):
+        raise AssertionError("statistics computed before the gate")
+    monkeypatch.setattr(other, "accumulate_segments", no_statistics)
+    monkeypatch.setattr(other, "accumulate", no_statistics)
+    stats = GMMStats(np.ones(2), np.zeros((2, 3)), np.ones((2, 3)), 0.0, 2.0)
+    for call in (lambda: map_adapt(other, [X[:50]]), lambda: map_adapt_many(other, {"a": [X[:50]]}),
+                 lambda: map_from_stats(other, stats)):
+        with pytest.raises(ValueError, match=f"covariance_type='{kind}'.*needs covariance_type='diag'"):
+            call()

@@ -8,7 +8,8 @@ import pytest
 
 from gmmext import GaussianMixture
 from speaker._progress import Progress
-from speaker.featstore import ExtractionPool, _work, source_kind, split_rows, take_rows
+from speaker.featcache import ExtractionPool, _work, split_rows, take_rows
+from speaker.sources import source_kind
 from speaker.ubm import _global_model, _LocalFeatures, _split
 
 

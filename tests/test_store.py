@@ -122,6 +122,65 @@ def test_verify_and_identify(store_at, ubm):
         st.verify("nobody", test)
 
 
+def _count_transactions(st):
+    """A counter of the store's transactions (SQLAlchemy's "begin" event of its engine)."""
+    import sqlalchemy as sa
+    n = [0]
+    sa.event.listen(st._db.engine, "begin", lambda conn: n.__setitem__(0, n[0] + 1))
+    return n
+
+
+@pytest.mark.parametrize("top_c", [None, 4])
+def test_identify_and_verify_give_bitwise_equal_scores_in_one_transaction_each(store_at, ubm, top_c):
+    """verify is identify restricted to one id: the same number, to the last bit, for every
+    speaker and recording (float32 features: an exact score summed in float32 differed in the
+    7th digit), exact and top-C; each call is one read transaction of the store; identify's LLR
+    is the calibration's, as verify's."""
+    spk = {f"s{i}": recs(60 + i, shift=2.0) for i in range(6)}
+    st = SpeakerStore(store_at("s.db"), ubm, top_c=top_c)
+    for i, r in spk.items():
+        st.enroll(i, r[:3])
+    count = _count_transactions(st)
+    for i, r in spk.items():
+        for test in (r[3], spk["s0"][3]):
+            count[0] = 0
+            v = st.verify(i, test, threshold=-1e9)
+            assert count[0] == 1
+            count[0] = 0
+            best = st.identify(test, n=5, threshold=-1e9)
+            assert count[0] == 1 and len(best) == 5
+            every = {m.id: m.score for m in st.identify(test, n=len(spk), threshold=-1e9)}
+            assert every[i] == v.score                       # bitwise
+            assert st.scores_all(test, [i])[1][0] == v.score == st.score(i, test)
+    st.calibration = Calibration(2.0, -1.0)
+    test = spk["s1"][3]
+    count[0] = 0
+    m, = st.identify(test, n=1)
+    v = st.verify(m.id, test)
+    assert count[0] == 2 and (m.id, m.score, m.llr) == ("s1", v.score, v.llr) and v.llr == 2 * v.score - 1
+
+
+@pytest.mark.parametrize("top_c", [None, 4])
+def test_a_recording_is_checked_once_at_the_face(store_at, ubm, top_c, monkeypatch):
+    """verify / identify / enroll check a feature array once (SpeakerStore.features); gmmext
+    is then called with check_input=False and validates nothing again."""
+    import speaker.store
+    st = SpeakerStore(store_at("s.db"), ubm, top_c=top_c)
+    st.enroll("a", recs(70, n=2))
+    faces, scans = [], []
+    check = speaker.store.check_features
+    monkeypatch.setattr(speaker.store, "check_features", lambda *a, **k: faces.append(1) or check(*a, **k))
+    monkeypatch.setattr(GaussianMixture, "_validate_X", lambda self, X, reset: scans.append(1) or X)
+    segments = GaussianMixture._prepare_segments
+    monkeypatch.setattr(GaussianMixture, "_prepare_segments",
+                        lambda self, segs, check_input=True: scans.extend([1] * check_input) or segments(self, segs, check_input))
+    test = recs(71, n=1)[0]
+    st.verify("a", test)
+    st.identify(test, n=1)
+    st.enroll("b", [test])
+    assert (len(faces), len(scans)) == (3, 0)
+
+
 @pytest.mark.parametrize("adapt", ["m", "mw", "mwv"])
 def test_identify_stacks_built_from_rows_score_as_the_models(tmp_path, store_at, ubm, adapt):
     """The batches identification derives from the stored statistics by array operations (and
@@ -245,6 +304,21 @@ def test_another_ubm_garbage_and_missing_files(tmp_path, ubm):
     (tmp_path / "cut.db").write_bytes(data[:len(data) // 3])
     with pytest.raises(StoreError):
         SpeakerStore(tmp_path / "cut.db").model("a")
+
+
+@pytest.mark.parametrize("K, D", [(4097, 2), (2, 201)])
+def test_a_ubm_beyond_the_limits_is_refused_by_the_store_as_by_the_model_files(tmp_path, K, D):
+    """One home for K/D limits (speaker.limits): what a model file refuses, a store refuses."""
+    from speaker.limits import MAX_COMPONENTS, MAX_DIM
+    from speaker.model_io import ModelError
+    assert (MAX_COMPONENTS, MAX_DIM) == (4096, 200)
+    big = GaussianMixture.from_parameters(np.full(K, 1 / K), np.zeros((K, D)), np.ones((K, D)),
+                                          covariance_type="diag")
+    save_model(tmp_path / "big.npz", big)
+    with pytest.raises(ModelError, match="at most 4096 components and 200 dimensions"):
+        load_model(tmp_path / "big.npz")
+    with pytest.raises(StoreError, match="at most 4096 components and 200 dimensions"):
+        SpeakerStore(tmp_path / "big.db", big)
 
 
 def test_postgresql_locations_that_are_not_stores(postgres_server, ubm):

@@ -19,7 +19,7 @@
 #      such decorators are removed *in the copy* so bounds checks apply.)
 #   3. Runs the core's tests (tests/test_gmm_core.py, test_gmm_properties.py, test_gmm_errors.py,
 #      test_top_c.py, plus test_concurrency.py, test_fast_exp.py, test_reliability_numeric.py,
-#      test_segments.py and test_model_cache.py
+#      test_segments.py, test_model_cache.py and test_determinism.py
 #      when present) with PYTHONPATH=<copy>, LD_PRELOAD=libasan, OMP_NUM_THREADS=2,
 #      PYTHONMALLOC=malloc, ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 and
 #      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1, after checking that the gmmext._core
@@ -165,7 +165,7 @@ if [[ $mode == asan ]]; then
     check_import "${run[@]}"
     tests=(tests/test_gmm_core.py tests/test_gmm_properties.py tests/test_gmm_errors.py tests/test_top_c.py)
     for extra in tests/test_concurrency.py tests/test_fast_exp.py tests/test_reliability_numeric.py \
-                 tests/test_segments.py tests/test_model_cache.py; do
+                 tests/test_segments.py tests/test_model_cache.py tests/test_determinism.py; do
         [[ -f "$work/$extra" ]] && tests+=("$extra")    # more core coverage, when present
     done
     # one process: pyproject.toml's addopts ask pytest-xdist for 2 workers (-n 2); this run is

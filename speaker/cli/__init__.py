@@ -19,17 +19,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import _guards, _interrupt
+from .. import _dist, _guards, _interrupt, _reasons
 from .._atomic import WriteError
 from ..lists import ListError
-from . import (demo, enroll, evaluate, extract, extract_ivectors, score, serve, store_commands, train_ivector,
-               train_plda, train_ubm)
+from . import (calibrate, cohort, demo, enroll, evaluate, export, extract, extract_ivectors, fuse, identify,
+               import_models, make_lists, score, serve, speakers, store_info, train_ivector, train_plda, train_ubm,
+               verify)
 from ._common import JobError, parents
 
 __all__ = ["main", "build_parser", "JobError", "COMMANDS"]
 
 #: The command modules, in the order ``speaker --help`` lists them.
-COMMANDS = (train_ubm, enroll, score, evaluate, extract, train_ivector, train_plda, extract_ivectors, serve, demo)
+COMMANDS = (make_lists, train_ubm, enroll, score, evaluate, extract, train_ivector, train_plda, extract_ivectors, serve, demo,
+            speakers, verify, identify, calibrate, fuse, export, import_models, cohort, store_info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="GMM-UBM speaker verification: train a UBM, enrol speakers, score trials, evaluate.",
         epilog="Run 'speaker demo' to see the whole recipe on the bundled recordings. "
                "'speaker COMMAND --help' explains each command.")
+    p.add_argument("--version", action="version", version=_dist.version_line(),
+                   help="print the installed version (gmmext's, which carries speaker) and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     shared = parents()
     for command in COMMANDS:
         command.add_parser(sub, shared)
-    store_commands.register(sub, run=shared.run, root=shared.root)   # speakers, verify, identify, ...
+    # no option is ever abbreviated: '--top 3' must not silently mean '--top-c 3'
+    for parser in (p, *sub.choices.values()):
+        parser.allow_abbrev = False
     return p
 
 
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - MemoryError, RecursionError, a bug: one line, never a traceback
-        print(f"speaker {args.command}: error: {_guards.describe(exc)}", file=sys.stderr)
+        print(f"speaker {args.command}: error: {_reasons.describe(exc)}", file=sys.stderr)
     return 1
 
 

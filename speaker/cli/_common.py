@@ -1,4 +1,5 @@
-"""What the commands share: errors, messages, the feature store, shared options.
+"""What the commands share: errors, messages, the feature cache, shared options, the speaker
+store's option texts and the decision options of ``verify``, ``identify`` and ``serve``.
 
 Only the standard library and light ``speaker`` modules are imported here, so that building
 the parser (``speaker --help``) stays quick; each command imports what it computes with.
@@ -8,9 +9,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
+import os
 import sys
+import time
+from pathlib import Path
 
-from .. import _guards
+from .. import _guards, _reasons
+from ..limits import MAX_COMPONENTS
+from ._options import components, float_option, int_option, max_threads, positive, prob
 
 
 class JobError(Exception):
@@ -19,7 +26,7 @@ class JobError(Exception):
 
 def say(args, msg: str) -> None:
     """A summary line on stderr (not with --quiet)."""
-    if not args.quiet:
+    if not getattr(args, "quiet", False):
         print(msg, file=sys.stderr)
 
 
@@ -29,8 +36,19 @@ def progress(args) -> bool:
 
 
 def report_skipped(args, errors: dict, what: str = "file") -> None:
-    """The skipped inputs on stderr (:func:`speaker._guards.report_skipped`, a ``--root`` hint)."""
-    _guards.report_skipped(errors, what, root=_guards.list_root(args))
+    """The skipped inputs on stderr (:func:`speaker._reasons.report_skipped`, a ``--root`` hint)."""
+    _reasons.report_skipped(errors, what, root=list_root(args))
+
+
+def list_root(args) -> str | None:
+    """The folder relative list paths were resolved against: ``--root``, else the list's own."""
+    if getattr(args, "root", None):
+        return args.root
+    for name in ("list", "enroll", "trials"):
+        lst = getattr(args, name, None)
+        if lst:
+            return os.path.dirname(os.path.abspath(lst))
+    return None
 
 
 def check_strict(args, errors: dict) -> None:
@@ -38,11 +56,11 @@ def check_strict(args, errors: dict) -> None:
         raise JobError(f"--strict: {len(errors)} input(s) could not be used")
 
 
-def store(args, config, dim: int | None = None):
-    """The command's FeatureStore: one pool of ``--jobs`` warmed-up workers (use it in ``with``);
+def feature_cache(args, config, dim: int | None = None):
+    """The command's feature cache (FeatureCache): one pool of ``--jobs`` warmed-up workers (use it in ``with``);
     ``dim``: the model's feature dimension (sources with another one are skipped)."""
-    from ..featstore import FeatureStore
-    return FeatureStore(config, cache_dir=args.cache, jobs=args.jobs, progress=progress(args), dim=dim)
+    from ..featcache import FeatureCache
+    return FeatureCache(config, cache_dir=args.cache, jobs=args.jobs, progress=progress(args), dim=dim)
 
 
 def feature_config(args):
@@ -71,19 +89,6 @@ def load_ubm(path):
     return mf.ubm, (mf.config or FeatureConfig())
 
 
-def at_least(lo, kind=int):
-    """argparse type: a ``kind`` number >= ``lo``."""
-    def parse(v):
-        try:
-            x = kind(v)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {v!r}") from None
-        if not x >= lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        return x
-    return parse
-
-
 @dataclasses.dataclass
 class Parents:
     """Option groups several commands share (argparse parent parsers)."""
@@ -92,12 +97,13 @@ class Parents:
     root: argparse.ArgumentParser
     feat: argparse.ArgumentParser
     adapt: argparse.ArgumentParser
+    store: argparse.ArgumentParser
 
 
 def parents() -> Parents:
     run = argparse.ArgumentParser(add_help=False)
     g = run.add_argument_group("running")
-    g.add_argument("--jobs", type=_guards.int_option(1, _guards.max_threads), default=1, metavar="N",
+    g.add_argument("--jobs", type=int_option(1, max_threads), default=1, metavar="N",
                    help="processes for feature extraction (default 1)")
     g.add_argument("--cache", metavar="DIR", help="cache extracted features here (reused across commands)")
     g.add_argument("--quiet", action="store_true", help="no progress reports or summaries")
@@ -109,16 +115,19 @@ def parents() -> Parents:
     feat = argparse.ArgumentParser(add_help=False)
     g = feat.add_argument_group("features")
     g.add_argument("--config", metavar="JSON", help="FeatureConfig as JSON (see speaker.FeatureConfig)")
-    g.add_argument("--sample-rate", type=_guards.int_option(1000, 384_000), metavar="HZ",
+    g.add_argument("--sample-rate", type=int_option(1000, 384_000), metavar="HZ",
                    help="analysis sample rate, 1000 to 384000 (default 16000; 8000 for telephone audio)")
 
     adapt = argparse.ArgumentParser(add_help=False)
     g = adapt.add_argument_group("MAP adaptation")
-    g.add_argument("--relevance-factor", type=_guards.float_option(0.0, 1e6, lo_open=True), default=16.0, metavar="R",
+    g.add_argument("--relevance-factor", type=float_option(0.0, 1e6, lo_open=True), default=16.0, metavar="R",
                    help="relevance factor r > 0 (default 16)")
     g.add_argument("--adapt", choices=["m", "mw", "mv", "mwv", "w", "v", "wv"], default="m",
                    help="adapt means (m), weights (w), variances (v) (default m)")
-    return Parents(run, root, feat, adapt)
+
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", required=True, metavar="DB|URL", help=STORE_HELP)
+    return Parents(run, root, feat, adapt, store)
 
 
 @contextlib.contextmanager
@@ -133,3 +142,105 @@ def resume_hint(command: str, checkpoint, read_checkpoint):
             print(f"speaker {command}: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} EM passes; "
                   "run the same command with --resume to continue", file=sys.stderr)
         raise
+
+
+# ---------------------------------------------------------------------------- the speaker store
+#: What every --store option says it takes.
+STORE_HELP = ("the speaker store: a SQLite file path, or a database URL: sqlite:///speakers.db, "
+              "postgresql://user@host/dbname (several machines sharing one store; pip install '.[postgres]')")
+
+DECISION_HELP = (
+    "How to choose the decision: with a calibration (speaker calibrate on development trials of your "
+    "conditions, then --calibration FILE or kept in the store with 'calibrate --store'), give the prior "
+    "probability that a claim is genuine (--p-target, default 0.5) and the costs of a false reject and a "
+    "false accept (--c-miss, --c-fa): the Bayes threshold log(c_fa (1 - p_target) / (c_miss p_target)) on "
+    "the calibrated LLR minimises the expected cost (a voice login that must rarely let impostors in: "
+    "small p_target or large --c-fa). Without a calibration, --threshold T on the raw score: take it from "
+    "'speaker eval --target-far F' on development trials (the threshold giving false-accept rate F) or its "
+    "EER threshold. With neither, raw scores >= 0 are accepted (speaker at least as likely as the UBM), "
+    "which is rarely the right operating point.")
+
+def open_store(args, ubm=None, create: bool = False, **options):
+    """The speaker store of ``--store`` (bound to ``ubm`` when given; ``options`` go to SpeakerStore).
+
+    A store bound to another UBM is a :class:`JobError` that says how to find out which UBM is the
+    store's (``speaker store-info``)."""
+    from ..store import SpeakerStore, UBMMismatchError
+    try:
+        return SpeakerStore(args.store, ubm, create=create, top_c=getattr(args, "top_c", None), **options)
+    except UBMMismatchError as exc:
+        raise JobError(f"{exc}; 'speaker store-info --store {args.store} --ubm FILE ...' tells which UBM file is "
+                       "the store's, and its --export-ubm FILE writes the store's UBM") from None
+
+
+def calibration(args, store=None):
+    """The --calibration file's Calibration, else the store's (or None)."""
+    from ..calibration import Calibration
+    if getattr(args, "calibration", None):
+        try:
+            return Calibration.from_json(Path(args.calibration).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise JobError(f"{args.calibration}: not a usable calibration: {exc}") from None
+    return store.calibration if store is not None else None
+
+
+#: What --top-c means, in every command that scores.
+TOP_C_HELP = ("Gaussian selection, the fast approximate scoring: score each frame with the UBM's C best components "
+                f"only (C from 1 to {MAX_COMPONENTS}; 5 is customary). Without --top-c scores are exact (all components). "
+                "A calibration or a threshold holds for scores computed the same way: give the same --top-c "
+                "to 'speaker score' on the development trials and to verify / identify / serve.")
+
+
+def add_top_c(p) -> None:
+    """The ``--top-c C`` option (``args.top_c``: None = exact scoring, else C >= 1)."""
+    p.add_argument("--top-c", dest="top_c", type=components, metavar="C", help=TOP_C_HELP)
+
+
+def decision_options(p: argparse.ArgumentParser) -> None:
+    """--top-c and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
+    add_top_c(p)
+    g = p.add_argument_group("decision", DECISION_HELP)
+    g.add_argument("--threshold", type=float, metavar="T", help="accept iff the raw score >= T (overrides a calibration)")
+    g.add_argument("--p-target", type=prob, metavar="P",
+                   help="prior probability of a genuine claim for the Bayes threshold (needs a calibration; default 0.5)")
+    g.add_argument("--c-miss", type=positive, default=1.0, metavar="COST", help="cost of rejecting a genuine speaker (default 1)")
+    g.add_argument("--c-fa", type=positive, default=1.0, metavar="COST", help="cost of accepting an impostor (default 1)")
+    g.add_argument("--calibration", metavar="JSON", help="calibration from 'speaker calibrate' (default: the store's, if any)")
+
+
+def decide_kwargs(args, store) -> dict:
+    """The decision keywords of ``SpeakerStore.verify`` / ``identify`` from the decision options."""
+    return dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
+                calibration=calibration(args, store))
+
+
+def as_norm_size(args, n_cohort: int) -> int:
+    """AS-norm's number of cohort scores per side (``--cohort-size``, default
+    :data:`speaker.score_norm.AS_NORM_TOP_N`, at most the cohort's size); says so on stderr when
+    that keeps the whole cohort, i.e. ``--norm as`` is ``--norm s``."""
+    from ..score_norm import AS_NORM_TOP_N
+    n = AS_NORM_TOP_N if args.cohort_size is None else args.cohort_size
+    if n >= n_cohort:
+        say(args, f"note: --norm as keeps each side's {n} highest cohort scores but the cohort has {n_cohort} "
+                  f"recordings, so it equals --norm s here (give a larger cohort, or --cohort-size below {n_cohort})")
+    return min(n, n_cohort)
+
+
+def utc(t: float) -> str:
+    """A UNIX time as ISO 8601 UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def removed(args, n: int, left: int, unknown: list, what: str) -> int:
+    """--remove's summary; exit 1 (after removing the others) when some ids were unknown."""
+    say(args, f"removed {n} {what}(s); {left} left")
+    if unknown:
+        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+    return 0
+
+
+def printed_json(args, rows) -> bool:
+    """With --json: print the rows (NamedTuples) as a JSON list and say so."""
+    if args.json:
+        print(json.dumps([r._asdict() for r in rows], indent=2))
+    return bool(args.json)

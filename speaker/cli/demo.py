@@ -4,8 +4,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .. import _guards, _interrupt
+from .. import _interrupt
 from ._common import JobError, say
+from ._options import components
 
 NAME = "demo"
 
@@ -15,7 +16,7 @@ def add_parser(sub, parents) -> None:
                        description="Train a UBM, enrol 6 speakers, score Kaldi- and VoxCeleb-style trials and print "
                                    "EER/minDCF, on the bundled Free Spoken Digit Dataset subset.")
     s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
-    s.add_argument("--components", type=_guards.int_option(1, 4096), default=64, metavar="K", help="UBM size (default 64)")
+    s.add_argument("--components", type=components, default=64, metavar="K", help="UBM size (default 64)")
     s.set_defaults(func=run)
 
 

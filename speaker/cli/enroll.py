@@ -4,8 +4,7 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from .store_commands import add_enroll_options, enroll_into_store
-from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say, store
+from ._common import JobError, check_strict, feature_cache, load_ubm, open_store, progress, report_skipped, say
 from ._ivec import add_backend_options
 
 NAME = "enroll"
@@ -24,6 +23,58 @@ def add_parser(sub, parents) -> None:
     add_enroll_options(s)
     add_backend_options(s)
     s.set_defaults(func=run)
+
+
+def add_enroll_options(p) -> None:
+    g = p.add_argument_group("speaker store (docs/store.md)")
+    g.add_argument("--store", metavar="DB|URL",
+                   help="enrol into this speaker store instead of writing --out (a SQLite file path or a database "
+                        "URL, sqlite:///FILE or postgresql://user@host/dbname): created on first use, bound to "
+                        "the UBM; listed speakers are added, or extended with the new recordings (already "
+                        "enrolled recordings are skipped)")
+    g.add_argument("--replace", action="store_true", help="with --store: start the listed speakers over")
+
+
+def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
+    """``speaker enroll --store``: the listed speakers' readable files into the store.
+
+    ``features`` is the command's FeatureCache (features already extracted, errors reported).
+    """
+    from ..features import FeatureConfig
+    from ..store import StoreError
+    try:
+        store = open_store(args, ubm, create=True, config=config or FeatureConfig(),
+                           relevance_factor=args.relevance_factor, adapt=args.adapt)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    with store:
+        if (store.relevance_factor, store.adapt) != (args.relevance_factor, args.adapt):
+            say(args, f"note: {args.store} derives models with relevance factor {store.relevance_factor:g}, adapt "
+                      f"{store.adapt!r} (set when it was created); --relevance-factor/--adapt are not used")
+        done, empty, dup, added = 0, [], 0, 0
+        for spk, files in spk_files.items():
+            paths = [p for _, p in files if p in features.features]
+            if not paths:
+                empty.append(spk)
+                continue
+            try:
+                res = store.enroll(spk, paths, replace=args.replace, features=features.get)
+            except StoreError as exc:
+                empty.append(spk)
+                print(f"speaker {spk}: {exc}", file=sys.stderr)
+                continue
+            dup += sum(1 for why in res.skipped.values() if why.startswith("already enrolled"))
+            added += len(res.added)
+            done += 1
+        if empty:
+            print(f"not enrolled (no usable audio): {', '.join(empty)}", file=sys.stderr)
+            if args.strict:
+                raise JobError(f"--strict: {len(empty)} speaker(s) could not be enrolled")
+        if not done:
+            raise JobError("no speaker could be enrolled")
+        say(args, f"enrolled {done} speaker(s), {added} new recording(s), into {args.store} ({len(store)} in the store"
+                  f"{f'; {dup} recording(s) already enrolled were skipped' if dup else ''})")
+        return 0
 
 
 def adapt_all(args, ubm, speakers: dict) -> dict:
@@ -50,13 +101,13 @@ def run(args) -> int:
                                                            for _, p in f])
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
-    with store(args, config, dim=ubm.means_.shape[1]) as st:
-        st.load([p for files in spk_files.values() for _, p in files], desc="features")
-    report_skipped(args, st.errors)
-    check_strict(args, st.errors)
+    with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
+        fc.load([p for files in spk_files.values() for _, p in files], desc="features")
+    report_skipped(args, fc.errors)
+    check_strict(args, fc.errors)
     if args.store:                                                  # speaker store: docs/store.md
-        return enroll_into_store(args, ubm, config, spk_files, st)
-    feats = {spk: [st.features[p] for _, p in files if p in st.features] for spk, files in spk_files.items()}
+        return enroll_into_store(args, ubm, config, spk_files, fc)
+    feats = {spk: [fc.features[p] for _, p in files if p in fc.features] for spk, files in spk_files.items()}
     empty = [spk for spk, f in feats.items() if not f]
     models = adapt_all(args, ubm, {spk: f for spk, f in feats.items() if f})
     if empty:

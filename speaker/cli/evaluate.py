@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from .. import _guards
-from .store_commands import add_eval_options, eval_metrics, format_eval
-from ._common import JobError
+from ._common import JobError, calibration
+from ._options import prob
 
 NAME = "eval"
 PRESETS = ("vox_p01", "vox_p05", "sre08", "sre10")
@@ -23,10 +23,48 @@ def add_parser(sub, parents) -> None:
                    help="score file(s) from 'speaker score' ('model_id test score' lines)")
     s.add_argument("--trials", required=True, metavar="TRIALS", help="labelled trial list (target/nontarget or 1/0)")
     s.add_argument("--det", metavar="PNG",
-                   help="also draw the DET curves (one per score file, EER in the legend) to this PNG (needs matplotlib)")
+                   help="also draw the DET curves (one per score file, EER in the legend below the plot) to this PNG "
+                        "(needs matplotlib)")
+    s.add_argument("--label", action="append", metavar="NAME",
+                   help="name of a system in the tables and the DET legend; repeat it once per --scores file, in the "
+                        "same order (--label GMM --label PLDA); default: the score files' names")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_eval_options(s)
     s.set_defaults(func=run, quiet=False, strict=False)
+
+
+def add_eval_options(p) -> None:
+    g = p.add_argument_group("calibration and thresholds")
+    g.add_argument("--calibration", metavar="JSON",
+                   help="apply this calibration (speaker calibrate) before Cllr and the actual DCF")
+    g.add_argument("--calibrated", action="store_true",
+                   help="the scores are already calibrated LLRs: report the actual DCF at the Bayes threshold")
+    g.add_argument("--p-target", type=prob, default=0.01, metavar="P",
+                   help="operating point of the actual DCF (default 0.01, costs 1)")
+    g.add_argument("--target-far", type=prob, default=0.01, metavar="F",
+                   help="report the threshold whose false-accept rate is at most F (default 0.01)")
+
+
+def eval_metrics(args, scores, labels) -> dict:
+    """What ``speaker eval`` adds: Cllr, minCllr, actual DCF, thresholds at the EER and at --target-far."""
+    from ..calibration import calibration_metrics
+    cal = calibration(args)
+    m = calibration_metrics(scores, labels, calibration=cal, p_target=args.p_target, target_far=args.target_far)
+    if cal is None and not args.calibrated:
+        m.pop("act_dcf")                              # raw scores: no Bayes threshold to speak of
+    return m
+
+
+def format_eval(m: dict) -> str:
+    lines = [f"{'Cllr' + ('' if m['calibrated'] else ' (scores read as LLRs)'):34s} {m['cllr']:9.4f} bits",
+             f"{'minCllr (PAV)':34s} {m['min_cllr']:9.4f} bits"]
+    if "act_dcf" in m:
+        lines.append(f"{'actual DCF p=%g (Bayes threshold)' % m['act_dcf_params']['p_target']:34s} {m['act_dcf']:9.4f}")
+    lines.append(f"{'threshold at the EER':34s} {m['threshold_eer']:9.4f}  (miss {100 * m['threshold_eer_p_miss']:.2f} %, "
+                 f"false accept {100 * m['threshold_eer_p_fa']:.2f} %)")
+    lines.append(f"{'threshold at false accept <= %g %%' % (100 * m['target_far']):34s} {m['threshold_far']:9.4f}  "
+                 f"(miss {100 * m['threshold_far_p_miss']:.2f} %, false accept {100 * m['threshold_far_p_fa']:.2f} %)")
+    return "\n" + "\n".join(lines)
 
 
 def metrics_table(scores, labels) -> dict:
@@ -75,10 +113,19 @@ def _matched(path: str, trials):
     return s, lab
 
 
-def _names(paths: list[str]) -> list[str]:
-    """Short names of the systems: file names, or the paths as given where file names repeat."""
-    names = [Path(p).name for p in paths]
-    return names if len(set(names)) == len(names) else list(paths)
+def _systems(args) -> list[tuple[str, str]]:
+    """(name, score file) of each system: the --label names, else the file names (or the paths as given
+    where file names repeat)."""
+    if args.label is None:
+        paths = list(dict.fromkeys(args.scores))
+        names = [Path(p).name for p in paths]
+        return list(zip(names if len(set(names)) == len(names) else paths, paths))
+    if len(args.label) != len(args.scores):
+        raise JobError(f"{len(args.label)} --label for {len(args.scores)} --scores file(s): give one --label per "
+                       "score file, in the same order")
+    if len(set(args.label)) != len(args.label):
+        raise JobError("two systems have the same --label: give each its own name")
+    return list(zip(args.label, args.scores))
 
 
 def run(args) -> int:
@@ -86,8 +133,7 @@ def run(args) -> int:
     _guards.refuse_inputs_as_outputs({"--det": args.det}, [("score file", p) for p in args.scores]
                                      + [("trial list", args.trials)])
     _, trials = read_trials(args.trials, args.root)
-    paths = list(dict.fromkeys(args.scores))
-    systems = {name: _matched(p, trials) for name, p in zip(_names(paths), paths)}
+    systems = {name: _matched(p, trials) for name, p in _systems(args)}
     tables = {name: {**metrics_table(s, lab), **eval_metrics(args, s, lab)}
               for name, (s, lab) in systems.items()}
     if args.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import _guards
-from ._common import JobError, check_strict, feature_config, report_skipped, say, store
+from ._common import JobError, check_strict, feature_config, report_skipped, say, feature_cache
 
 NAME = "extract"
 
@@ -33,11 +33,11 @@ def run(args) -> int:
                                                       for n in names.values()}})
     _guards.refuse_inputs_as_outputs(outs, [("list", args.list), ("config", args.config)]
                                      + [("listed file", p) for _, p in entries])
-    with store(args, config) as st:
-        st.load([p for _, p in entries], desc="features")
-    report_skipped(args, st.errors)
-    check_strict(args, st.errors)
-    ok = [(k, p) for k, p in entries if p in st.features]
+    with feature_cache(args, config) as fc:
+        fc.load([p for _, p in entries], desc="features")
+    report_skipped(args, fc.errors)
+    check_strict(args, fc.errors)
+    ok = [(k, p) for k, p in entries if p in fc.features]
     if not ok:
         raise JobError("no usable audio in the list")
     if args.ark:
@@ -46,7 +46,7 @@ def run(args) -> int:
         scp = ark.with_suffix(".scp")
         with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
             for key, p in ok:
-                writer(names[(key, p)], st.features[p])
+                writer(names[(key, p)], fc.features[p])
         say(args, f"wrote {len(ok)} feature matrices to {ark} (index {scp})")
     else:
         out = Path(args.out)
@@ -56,7 +56,7 @@ def run(args) -> int:
             target = out / f"{names[(key, p)]}.npy"
             with atomic_path(target) as tmp:
                 with open(tmp, "wb") as f:
-                    np.save(f, st.features[p])
+                    np.save(f, fc.features[p])
             lines.append(format_line(key, str(target.resolve())))
         write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n")
         say(args, f"wrote {len(ok)} feature files to {out} (list: {out / 'feats.lst'})")

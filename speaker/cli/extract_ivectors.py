@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import JobError, check_strict, load_ubm, report_skipped, say, store
+from ._common import JobError, check_strict, load_ubm, report_skipped, say, feature_cache
 
 NAME = "extract-ivectors"
 
@@ -31,10 +31,10 @@ def run(args) -> int:
     ubm, config = load_ubm(args.ubm)
     tv = load_tv(args, ubm)
     entries = read_audio_list(args.list, args.root)
-    with store(args, config) as st:
-        vecs = ivectors(args, st, ubm, tv, [p for _, p in entries])
-    report_skipped(args, st.errors)
-    check_strict(args, st.errors)
+    with feature_cache(args, config) as fc:
+        vecs = ivectors(args, fc, ubm, tv, [p for _, p in entries])
+    report_skipped(args, fc.errors)
+    check_strict(args, fc.errors)
     ok = [(k, p) for k, p in entries if p in vecs]
     if not ok:
         raise JobError("no usable audio in the list")

@@ -12,7 +12,8 @@ import signal
 import sys
 
 from .. import _guards
-from ._common import JobError
+from ._common import JobError, calibration as calibration_of, decision_options, open_store
+from ._options import float_option, int_option
 
 NAME = "serve"
 
@@ -26,7 +27,6 @@ ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def add_parser(sub, parents) -> None:
-    from .store_commands import _decision_options
     s = sub.add_parser(NAME, help="serve enrolment, verification and identification over HTTP",
                        description="Serve the speaker store as a JSON HTTP API (docs/serve.md; OpenAPI at /docs): "
                                    "POST /v1/speakers/ID/enrollments, GET/DELETE /v1/speakers[/ID], "
@@ -41,20 +41,20 @@ def add_parser(sub, parents) -> None:
     g = s.add_argument_group("network and safety")
     g.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; a non-loopback address is refused without --api-key-file)")
-    g.add_argument("--port", type=_guards.int_option(0, 65535), default=8000, help="TCP port (default 8000)")
+    g.add_argument("--port", type=int_option(0, 65535), default=8000, help="TCP port (default 8000)")
     g.add_argument("--api-key-file", metavar="FILE",
                    help=f"file holding the API key (one line, at least {MIN_KEY} characters): every endpoint but "
                         "/healthz then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-    g.add_argument("--max-bytes", type=_guards.int_option(1, 1 << 34), default=20 * 1024 * 1024, metavar="N",
+    g.add_argument("--max-bytes", type=int_option(1, 1 << 34), default=20 * 1024 * 1024, metavar="N",
                    help="largest request body in bytes (default 20 MB = 20971520); larger: 413")
-    g.add_argument("--max-seconds", type=_guards.float_option(0.0, 6 * 3600, lo_open=True), default=300.0,
+    g.add_argument("--max-seconds", type=float_option(0.0, 6 * 3600, lo_open=True), default=300.0,
                    metavar="S", help="longest upload in seconds of audio (default 300); longer: 413")
-    g.add_argument("--threads", type=_guards.int_option(1, 256), default=4, metavar="N",
+    g.add_argument("--threads", type=int_option(1, 256), default=4, metavar="N",
                    help="worker threads for decoding, features and scoring (default 4)")
-    g.add_argument("--drain-seconds", type=_guards.float_option(0.0, 3600.0), default=30.0, metavar="S",
+    g.add_argument("--drain-seconds", type=float_option(0.0, 3600.0), default=30.0, metavar="S",
                    help="on SIGTERM / Ctrl-C, how long requests in flight may still take (default 30)")
     g.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
-    _decision_options(s)
+    decision_options(s)
     s.set_defaults(func=run)
 
 
@@ -93,24 +93,19 @@ def run(args) -> int:
         from ..serve import ServiceConfig, create_app
     except ImportError as exc:
         raise JobError(f"speaker serve needs the 'serve' extra (pip install 'gmmext[serve]'): {exc}") from None
-    from ..store import SpeakerStore
-    from .store_commands import _calibration
-    store = SpeakerStore(args.store, args.ubm, top_c=args.top_c)
-    calibration = _calibration(args)
-    if args.p_target is not None and args.threshold is None and calibration is None and store.calibration is None:
-        raise JobError("--p-target needs a calibration (--calibration, or one kept in the store)")
-    cfg = ServiceConfig(max_bytes=args.max_bytes, max_seconds=args.max_seconds, threads=args.threads, api_key=key,
-                        threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
-                        calibration=calibration)
-    app = create_app(store, cfg)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                            access_log=not args.quiet, timeout_graceful_shutdown=args.drain_seconds,
-                            server_header=False, proxy_headers=False, lifespan="on")
-    server = _make_server(config)
-    try:
+    calibration = calibration_of(args)
+    with open_store(args, args.ubm, create=True) as store:           # closed when the server stops
+        if args.p_target is not None and args.threshold is None and calibration is None and store.calibration is None:
+            raise JobError("--p-target needs a calibration (--calibration, or one kept in the store)")
+        cfg = ServiceConfig(max_bytes=args.max_bytes, max_seconds=args.max_seconds, threads=args.threads,
+                            api_key=key, threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss,
+                            c_fa=args.c_fa, calibration=calibration)
+        app = create_app(store, cfg)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
+                                access_log=not args.quiet, timeout_graceful_shutdown=args.drain_seconds,
+                                server_header=False, proxy_headers=False, lifespan="on")
+        server = _make_server(config)
         server.run()
-    finally:
-        store.close()
     if not server.started:
         raise JobError(f"could not start serving on {args.host}:{args.port}")
     print(f"speaker serve: stopped ({_signal_name(server.signals)}); requests in flight were completed",

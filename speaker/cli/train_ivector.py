@@ -7,7 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ._common import JobError, at_least, check_strict, load_ubm, progress, report_skipped, say
+from ._common import JobError, check_strict, load_ubm, progress, report_skipped, say
+from ..limits import MAX_RANK
+from ._options import float_option, int_option
 
 NAME = "train-ivector"
 
@@ -21,15 +23,15 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--ubm", required=True, metavar="NPZ", help="UBM file from 'speaker train-ubm'")
     s.add_argument("--list", required=True, metavar="LIST", help="training audio list")
     s.add_argument("--out", required=True, metavar="NPZ", help="i-vector extractor file to write")
-    s.add_argument("--rank", type=at_least(1), default=200, metavar="R", help="i-vector dimension R (default 200; 100-600 customary)")
+    s.add_argument("--rank", type=int_option(1, MAX_RANK), default=200, metavar="R", help=f"i-vector dimension R, at most {MAX_RANK} (default 200; 100-600 customary)")
     s.add_argument("--iters", type=int, default=10, metavar="N", help="EM passes (default 10)")
     s.add_argument("--no-min-div", action="store_true",
                    help="plain EM, without minimum-divergence re-estimation after every pass")
     s.add_argument("--seed", type=int, default=0, help="random seed of the initial T (default 0)")
-    s.add_argument("--stats-memory", type=at_least(0.0, float), default=2.0, metavar="GB",
+    s.add_argument("--stats-memory", type=float_option(0.0), default=2.0, metavar="GB",
                    help="keep the per-utterance statistics in memory up to GB gigabytes (default 2); beyond, "
                         "they are recomputed from the features at every pass")
-    s.add_argument("--stream-above", type=at_least(0.0, float), default=4.0, metavar="GB",
+    s.add_argument("--stream-above", type=float_option(0.0), default=4.0, metavar="GB",
                    help="read the features from disk at every pass once they exceed GB gigabytes (default 4)")
     s.add_argument("--checkpoint", metavar="NPZ",
                    help="checkpoint written after every EM pass (default: OUT with .ckpt.npz; removed on success)")
@@ -51,7 +53,7 @@ def _batches(args, ubm, prep):
 
 
 def run(args) -> int:
-    from ..featstore import prepare_features
+    from ..featcache import prepare_features
     from ..ivector import CheckpointError, read_checkpoint, save_tv, train_tv
     from ..lists import read_audio_list
     from ._common import resume_hint

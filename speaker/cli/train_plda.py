@@ -1,7 +1,8 @@
 """``speaker train-plda``: the i-vector back-end (centring, LDA, WCCN, length norm, PLDA)."""
 from __future__ import annotations
 
-from ._common import JobError, at_least, load_ubm, say
+from ._common import JobError, load_ubm, say
+from ._options import int_option
 
 NAME = "train-plda"
 
@@ -15,9 +16,9 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--ivector", required=True, metavar="NPZ", help="i-vector extractor from 'speaker train-ivector'")
     s.add_argument("--enroll", required=True, metavar="ENROLL", help="training speakers: 'speaker_id path [path ...]' per line")
     s.add_argument("--out", required=True, metavar="NPZ", help="back-end file to write")
-    s.add_argument("--lda-dim", type=at_least(1), metavar="D", help="reduce to D dimensions by LDA first (default: no LDA)")
+    s.add_argument("--lda-dim", type=int_option(1), metavar="D", help="reduce to D dimensions by LDA first (default: no LDA)")
     s.add_argument("--wccn", action="store_true", help="apply within-class covariance normalisation (after LDA)")
-    s.add_argument("--plda-iters", type=at_least(0), default=10, metavar="N", help="PLDA EM passes (default 10)")
+    s.add_argument("--plda-iters", type=int_option(0), default=10, metavar="N", help="PLDA EM passes (default 10)")
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
     s.set_defaults(func=run)
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import _guards
-from ._common import JobError, at_least, check_strict, feature_config, progress, report_skipped, resume_hint, say
+from ._common import JobError, check_strict, feature_config, progress, report_skipped, resume_hint, say
+from ..limits import MAX_COMPONENTS
+from ._options import components, float_option, int_option, max_threads
 
 NAME = "train-ubm"
 
@@ -22,28 +24,28 @@ def add_parser(sub, parents) -> None:
                                    ".npy feature files and Kaldi 'file.ark:offset' entries work too.")
     s.add_argument("--list", required=True, metavar="LIST", help="audio list")
     s.add_argument("--out", required=True, metavar="NPZ", help="UBM file to write")
-    s.add_argument("--components", type=_guards.int_option(1, 4096), default=512, metavar="K",
-                   help="number of Gaussians, at most 4096 (default 512; 64 to 2048 are customary)")
-    s.add_argument("--iters", type=_guards.int_option(0, 100_000), default=10, metavar="N", help="EM iterations at the final size (default 10)")
+    s.add_argument("--components", type=components, default=512, metavar="K",
+                   help=f"number of Gaussians, at most {MAX_COMPONENTS} (default 512; 64 to 2048 are customary)")
+    s.add_argument("--iters", type=int_option(0, 100_000), default=10, metavar="N", help="EM iterations at the final size (default 10)")
     s.add_argument("--init", choices=["split", "kmeans"], default="split",
                    help="binary splitting from one Gaussian (default) or k-means on a sample of frames")
-    s.add_argument("--var-floor", type=_guards.float_option(0.0, 1.0), default=0.01, metavar="F",
+    s.add_argument("--var-floor", type=float_option(0.0, 1.0), default=0.01, metavar="F",
                    help="variance floor, fraction of the global variance, in [0, 1] (default 0.01; 0 disables)")
-    s.add_argument("--seed", type=_guards.int_option(0, 2**32 - 1), default=0, help="random seed (default 0)")
-    s.add_argument("--threads", type=_guards.int_option(1, _guards.max_threads), metavar="N",
+    s.add_argument("--seed", type=int_option(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    s.add_argument("--threads", type=int_option(1, max_threads), metavar="N",
                    help="threads of the EM core, at most max(1024, 4 x cores) (default all cores; with Dask, "
                         "per task: default 1)")
     g = s.add_argument_group("scale: streaming, Dask, checkpoints (docs/scaling.md)")
     g.add_argument("--stream", action="store_true",
                    help="keep no features in memory: read them from disk at every EM pass (.npy / ark entries "
                         "where they are, audio features from --cache or a temporary folder beside --out)")
-    g.add_argument("--stream-above", type=at_least(0.0, float), default=4.0, metavar="GB",
+    g.add_argument("--stream-above", type=float_option(0.0), default=4.0, metavar="GB",
                    help="stream automatically once the features exceed GB gigabytes (default 4; this machine only)")
     dask = g.add_mutually_exclusive_group()
     dask.add_argument("--scheduler", metavar="ADDRESS",
                       help="run feature extraction and every EM pass on this Dask cluster (e.g. tcp://host:8786); "
                            "the workers read the listed files under the same paths (shared filesystem)")
-    dask.add_argument("--dask-workers", type=_guards.int_option(1, _guards.max_threads), metavar="N",
+    dask.add_argument("--dask-workers", type=int_option(1, max_threads), metavar="N",
                       help="start a local Dask cluster of N worker processes and run on it")
     g.add_argument("--checkpoint", metavar="NPZ",
                    help="checkpoint written after every EM pass (default: OUT with .ckpt.npz; removed on success)")
@@ -64,13 +66,13 @@ class _Features:
 
 
 def _needs_shared_cache(args, sources) -> bool:
-    from ..featstore import source_kind
+    from ..sources import source_kind
     return args.stream and not args.cache and any(source_kind(s) == "audio" for s in sources)
 
 
 def _local_features(args, sources, config, out: Path, stack: contextlib.ExitStack) -> _Features:
     """This machine: ``--jobs`` processes, in memory or streamed from disk."""
-    from ..featstore import prepare_features
+    from ..featcache import prepare_features
     prep = prepare_features(sources, config, cache_dir=args.cache, jobs=args.jobs,
                             stream_above=args.stream_above * 1e9, stream=args.stream,
                             temp_parent=out.parent, progress=progress(args))

@@ -2,17 +2,17 @@
 
 A source is an audio file (features extracted with the FeatureConfig), a ``.npy`` file of
 precomputed features, or a Kaldi archive entry ``file.ark:OFFSET`` (read with kaldiio);
-:func:`source_kind` tells which.  The cache (``cache_dir``) keys each audio file by its
+:func:`speaker.sources.source_kind` tells which.  The cache (``cache_dir``) keys each audio file by its
 absolute path, size, modification time and the FeatureConfig, so a changed file or config is
 never served stale features.  A file that fails is reported (``errors``: source -> reason) and
 skipped, never fatal.
 
 Extraction in parallel (``jobs > 1``) uses one :class:`ExtractionPool` per
-:class:`FeatureStore`: worker processes started once, each of which pays librosa's and the
+:class:`FeatureCache`: worker processes started once, each of which pays librosa's and the
 resampler's first-call costs once (its initializer extracts the features of half a second of
-noise, resampled), and that receive the files in chunks.  :meth:`FeatureStore.load` (all
+noise, resampled), and that receive the files in chunks.  :meth:`FeatureCache.load` (all
 features in memory, for enrolment and scoring) and :func:`prepare_features` (the UBM's
-features, in memory or streamed from disk) both go through :meth:`FeatureStore.results`.
+features, in memory or streamed from disk) both go through :meth:`FeatureCache.results`.
 
 For :func:`speaker.ubm.train_ubm` this module also provides :class:`FeatureFiles` (features
 read from disk at every EM pass) and :func:`take_rows` (frames at sorted global positions of a
@@ -29,68 +29,21 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ._atomic import atomic_path
-from ._guards import describe
 from ._interrupt import check as check_interrupt
+from ._npz import read_npy
 from ._progress import Progress
+from .sources import feature_problem, read_source, source_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from .features import FeatureConfig
 
-__all__ = ["FeatureStore", "ExtractionPool", "FeatureFiles", "PreparedFeatures", "prepare_features",
-           "read_source", "source_kind", "split_rows", "take_rows"]
-
-
-def source_kind(source: str) -> Literal["audio", "npy", "ark"]:
-    """What a source is: a Kaldi archive entry ``file.ark:OFFSET`` ("ark"), a ``.npy`` feature
-    file ("npy"), or anything else: an audio file ("audio"), whose features are extracted."""
-    head, sep, tail = str(source).rpartition(".ark:")
-    if sep and tail.isdigit():
-        return "ark"
-    return "npy" if str(source).endswith(".npy") else "audio"
-
-
-def read_source(source: str, config: "FeatureConfig") -> np.ndarray:
-    """Features (frames, dims) float32 of one source: audio file, ``.npy`` or ``ark:offset``."""
-    kind = source_kind(source)
-    if kind == "audio":
-        from .features import extract_features
-        feats = extract_features(source, config=config)
-    elif kind == "ark":
-        import kaldiio
-        try:
-            feats = np.asarray(kaldiio.load_mat(source), dtype=np.float32)
-        except Exception as exc:  # noqa: BLE001 - kaldiio raises many types on bad archives
-            raise ValueError(f"{source}: cannot read Kaldi archive entry: {describe(exc)}") from None
-    else:
-        try:
-            feats = np.load(source, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{source}: cannot read .npy features: {describe(exc)}") from None
-        if feats.dtype.kind != "f":
-            raise ValueError(f"{source}: features must be floating point, got {feats.dtype}")
-        feats = feats.astype(np.float32, copy=False)
-    why = feature_problem(feats)
-    if why is not None:
-        raise ValueError(f"{source}: {why}")
-    return feats
-
-
-def feature_problem(feats: np.ndarray, dim: int | None = None) -> str | None:
-    """Why ``feats`` are unusable as (frames >= 1, ``dim``) finite float32 features, or None."""
-    if feats.dtype != np.float32:
-        return f"features must be float32, got {feats.dtype}"
-    if feats.ndim != 2 or feats.shape[0] == 0:
-        return f"features must have shape (frames >= 1, dims), got {feats.shape}"
-    if dim is not None and feats.shape[1] != dim:
-        return f"features have {feats.shape[1]} dimensions, expected {dim} (another front-end or model?)"
-    if not np.all(np.isfinite(feats)):
-        return "features contain NaN or infinity"
-    return None
+__all__ = ["FeatureCache", "ExtractionPool", "FeatureFiles", "PreparedFeatures", "prepare_features",
+           "split_rows", "take_rows"]
 
 
 def _from_cache(cache_path: Path | None, dim: int | None = None) -> np.ndarray | None:
@@ -101,7 +54,7 @@ def _from_cache(cache_path: Path | None, dim: int | None = None) -> np.ndarray |
     if cache_path is None or not cache_path.exists():
         return None
     try:
-        feats = np.load(cache_path, allow_pickle=False, mmap_mode=None)
+        feats = read_npy(cache_path)
     except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
         return None
     return feats if isinstance(feats, np.ndarray) and feature_problem(feats, dim) is None else None
@@ -187,8 +140,9 @@ def _dim_error(source: str, feats: np.ndarray, dim: int) -> str | None:
     return None if why is None else f"{source}: {why}"
 
 
-class FeatureStore:
-    """Features of many sources, each computed at most once.
+class FeatureCache:
+    """A cache of the features of many sources: each computed at most once, held in memory
+    (:attr:`features`) and optionally on disk (``cache_dir``).
 
     Parameters
     ----------
@@ -199,7 +153,7 @@ class FeatureStore:
     dim : expected feature dimension (the model's D), or None; a source with another one
         (a ``.npy`` or ark entry from another front-end) goes to ``errors``
 
-    Used as a context manager, the store keeps its worker processes between :meth:`load`
+    Used as a context manager, the cache keeps its worker processes between :meth:`load`
     calls (one pool per command) and stops them on exit; otherwise every :meth:`load` stops
     them when it is done.
     """
@@ -217,7 +171,7 @@ class FeatureStore:
         self._pool = ExtractionPool(self.jobs, config)
         self._keep_pool = False
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> "FeatureCache":
         self._keep_pool = True
         return self
 
@@ -244,7 +198,7 @@ class FeatureStore:
         """``(source, features or None, error or None)`` for every distinct source, in order.
 
         Cached features are read here; the others are read or extracted by the workers (and
-        cached).  With ``dim``, features of another dimension are an error.  Nothing is kept in the store: :meth:`load` does that.
+        cached).  With ``dim``, features of another dimension are an error.  Nothing is kept in memory: :meth:`load` does that.
         """
         sources = list(dict.fromkeys(sources))
         paths = {s: self._cache_path(s) for s in sources}
@@ -370,7 +324,7 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
                      temp_parent: str | os.PathLike | None = None, progress: bool = False) -> PreparedFeatures:
     """Features of ``sources`` for :func:`speaker.ubm.train_ubm` on this machine, in memory or streamed.
 
-    Features are extracted (``jobs`` processes, see :class:`FeatureStore`) and held in memory
+    Features are extracted (``jobs`` processes, see :class:`FeatureCache`) and held in memory
     until they exceed ``stream_above`` bytes (or from the start with ``stream=True``); from then
     on every source is kept on disk only and read back at every EM pass: ``.npy`` files and
     Kaldi ``ark`` entries from where they are, audio features from ``cache_dir`` or, without one,
@@ -385,16 +339,16 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     on_disk: list[tuple[str, str, int]] = []   # (source, path to read, frames)
     errors: dict[str, str] = {}
     streaming, held, temp = bool(stream), 0, None
-    store = FeatureStore(config, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    cache = FeatureCache(config, cache_dir=cache_dir, jobs=jobs, progress=progress)
 
     def disk_path(src: str, feats: np.ndarray) -> str:
         nonlocal temp
         if source_kind(src) != "audio":
             return src
-        if store.cache_dir is None:
+        if cache.cache_dir is None:
             temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
-            store.cache_dir = temp
-        cp = store._cache_path(src)
+            cache.cache_dir = temp
+        cp = cache._cache_path(src)
         if cp is None:
             return src
         if not cp.exists():
@@ -409,7 +363,7 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     sources = [str(s) for s in sources]
     dim = config.dim if any(source_kind(s) == "audio" for s in sources) else None   # else: the first usable file's
     try:
-        with contextlib.closing(store.results(sources)) as results:
+        with contextlib.closing(cache.results(sources)) as results:
             for src, feats, err in results:
                 if err is None:
                     dim = dim or feats.shape[1]

@@ -1,0 +1,34 @@
+"""``speaker speakers``: list or remove the speakers of a store."""
+from __future__ import annotations
+
+from ._common import open_store, printed_json, removed, say, utc
+
+NAME = "speakers"
+
+
+def add_parser(sub, parents) -> None:
+    s = sub.add_parser(NAME, parents=[parents.store, parents.run], help="list or remove the speakers of a store",
+                       description="List the store's speakers (id, recordings, frames, enrolled at, updated at; "
+                                   "times in UTC), or remove some.")
+    s.add_argument("--remove", nargs="+", metavar="ID", help="remove these speakers")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=run)
+
+
+def run(args) -> int:
+    with open_store(args) as store:
+        if args.remove:
+            unknown = [i for i in args.remove if i not in store]
+            for i in args.remove:
+                if i in store:
+                    store.remove(i)
+            return removed(args, len(args.remove) - len(unknown), len(store), unknown, "speaker")
+        rows = store.speakers()
+        if printed_json(args, rows):
+            return 0
+        print(f"{'id':20s} {'recordings':>10s} {'frames':>9s}  {'enrolled at':20s}  {'updated at':20s}")
+        for r in rows:
+            print(f"{r.id:20s} {r.n_recordings:10d} {r.n_frames:9d}  {utc(r.enrolled_at):20s}  {utc(r.updated_at):20s}"
+                  + ("  (imported model)" if r.kind == "model" else ""))
+        say(args, f"{len(rows)} speaker(s) in {args.store}")
+        return 0

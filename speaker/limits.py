@@ -1,0 +1,41 @@
+"""The limits of what ``speaker`` accepts, in one place: every reader of untrusted input (model
+files, checkpoints, i-vector back-end files, the speaker store, feature configurations) and
+every command-line option that sizes a model checks against these.
+
+A UBM has at most :data:`MAX_COMPONENTS` components of :data:`MAX_DIM` dimensions, wherever it
+comes from: a UBM the model files refuse is refused by the store too, and ``train-ubm`` cannot
+make one.  The bounds are generous for speech (64 to 2048 components and 20 to 60 dimensions
+are customary) and keep a model's arrays small: K * D <= 819,200 values (6.6 MB in float64).
+"""
+from __future__ import annotations
+
+__all__ = ["MAX_COMPONENTS", "MAX_DIM", "MAX_RANK", "MAX_PASSES", "MAX_SPEAKERS", "MAX_ELEMENTS", "MAX_ID_CHARS",
+           "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "ubm_shape_problem"]
+
+#: Components K of a UBM (and of every model adapted from it).
+MAX_COMPONENTS = 4096
+#: Feature dimensions D (with deltas): a FeatureConfig giving more is refused.
+MAX_DIM = 200
+#: i-vector dimension R (rank of the total-variability matrix; 100 to 600 are customary).
+MAX_RANK = 2000
+#: EM passes recorded in a training checkpoint.
+MAX_PASSES = 1_000_000
+#: Speaker models in one models file.
+MAX_SPEAKERS = 1_000_000
+#: Elements of one array of a model file (2**28: 2 GiB of float64, e.g. 2000 speakers of a
+#: 2048 x 60 UBM), checked on the declared headers before any data is read.
+MAX_ELEMENTS = 1 << 28
+#: Characters of a speaker id in a model file.
+MAX_ID_CHARS = 1024
+#: Frames of one cohort recording kept in a store, and its frames * D (64 MB of float32).
+MAX_COHORT_FRAMES = 1 << 22
+MAX_COHORT_ELEMENTS = 1 << 24
+
+
+def ubm_shape_problem(K: object, D: object) -> str | None:
+    """Why (K, D) is not the shape of an acceptable UBM, or None."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (K, D)):
+        return f"K={K!r}, D={D!r} are not integers"
+    if not 1 <= K <= MAX_COMPONENTS or not 1 <= D <= MAX_DIM:
+        return f"K={K}, D={D}: at most {MAX_COMPONENTS} components and {MAX_DIM} dimensions are accepted"
+    return None
