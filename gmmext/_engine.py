@@ -379,3 +379,16 @@ class CoreCache:
             eng = engines[key] = Engine(dtype, n_features, n_components, chunk_size, n_threads,
                                         self.sparse_limit, kind)
         return eng
+
+    def release(self) -> None:
+        """Drop the engines of every thread (their work buffers); the matrices stay.  A call
+        running meanwhile keeps the engine it holds; the next call makes a new one."""
+        self._local = threading.local()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays kept besides the engines: the parameter snapshot and the matrices."""
+        with self._lock:
+            arrays = [a for a in (self._snapshot or ()) if a is not None]
+            arrays += [a for m in self._matrices.values() for a in m if isinstance(a, np.ndarray)]
+        return sum(a.nbytes for a in arrays)

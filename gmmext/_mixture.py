@@ -1106,6 +1106,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out["dtype"] = X.dtype
         return out
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this estimator holds between calls: its fitted attributes
+        (``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``, ...) and the core's
+        matrices derived from them; not the per-thread work buffers (see :meth:`release_buffers`)."""
+        own = sum(v.nbytes for k, v in vars(self).items() if k.endswith("_") and isinstance(v, np.ndarray))
+        cache = vars(self).get("_core")
+        return own + (cache.nbytes if cache is not None else 0)
+
+    def release_buffers(self) -> None:
+        """Free the work buffers every thread that scored or fitted this estimator keeps for its
+        next call (the core's engines: about ``(2 chunk + 2 K) (2 D)`` values per thread); the next
+        call allocates them again.  For a holder of many models (a cache of speaker models) that
+        would otherwise keep one set per model and thread.  Results do not change."""
+        cache = vars(self).get("_core")
+        if cache is not None:
+            cache.release()
+
     def score_samples(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,).
 

@@ -171,9 +171,12 @@ class ModelStack:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the matrices prepared so far (every dtype stacked)."""
+        """Bytes of the arrays the stack holds: the matrices prepared so far (every dtype
+        stacked) and the stacked parameters they are built from (``from_parameters``' arrays, or
+        the models' stacked once scored)."""
+        params = [a for a in (self._params or ())[:3] if isinstance(a, np.ndarray)]
         return sum(a.nbytes for st in self._cache.values() for part in (st.shared_m, st.general_m)
-                   for a in part if isinstance(a, np.ndarray))
+                   for a in part if isinstance(a, np.ndarray)) + sum(a.nbytes for a in params)
 
     def _shares(self, m) -> bool:
         """``m`` has exactly the reference's diagonal variances (the shared path)."""

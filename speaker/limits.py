@@ -14,7 +14,7 @@ import re
 __all__ = ["MAX_COMPONENTS", "MAX_DIM", "MAX_RANK", "MAX_PASSES", "MAX_SPEAKERS", "MAX_ELEMENTS", "MAX_ID_CHARS",
            "MAX_SCALAR_CHARS", "SPEAKER_ID", "speaker_id_problem", "MAX_RECORDING_ID_CHARS", "recording_id_problem",
            "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "MAX_KEPT_FRAMES", "MAX_KEPT_ELEMENTS", "MAX_CALIBRATION_TRIALS",
-           "ubm_shape_problem"]
+           "ubm_shape_problem", "STORE_CACHE_MB", "SCORING_BATCH_MB"]
 
 #: Components K of a UBM (and of every model adapted from it).
 MAX_COMPONENTS = 4096
@@ -49,6 +49,15 @@ MAX_KEPT_FRAMES = MAX_COHORT_FRAMES
 MAX_KEPT_ELEMENTS = MAX_COHORT_ELEMENTS
 #: Trials (target + non-target) whose calibrated LLRs a kept calibration holds (32 MB of float64).
 MAX_CALIBRATION_TRIALS = 1 << 22
+#: Megabytes an open speaker store keeps to score quickly (``SpeakerStore(cache_mb=...)``,
+#: ``speaker serve --cache-mb``): derived speaker models (exact scoring) and prepared top-C stacks,
+#: counted as the bytes of the arrays they hold.  A speaker takes ~2.0 MB as a float64 model at
+#: K = 512, D = 60 (1.0 MB in float32), ~0.25 MB in a float32 stack; beyond the bound speakers are
+#: derived per call (slower, same scores).
+STORE_CACHE_MB = 512
+#: Megabytes of the speakers' stacked arrays one top-C scoring call builds at once (a batch that is
+#: not kept is built, scored and dropped): bounds a call's own memory, whatever the store's size.
+SCORING_BATCH_MB = 64
 
 
 def speaker_id_problem(speaker_id: object) -> str | None:
