@@ -284,7 +284,7 @@ class StoreScoring:
         one after the other.  Top-C: stacks of at most ``batch`` speakers (and at most
         :data:`speaker.limits.SCORING_BATCH_MB`) built from the rows: every speaker's from the
         prepared stacks of :meth:`_all_stacks` (built when missing, kept while they fit), given
-        ids' for the call.  A speaker's score is the same bits in a stack of one as among many."""
+        ids' for the call (one id: a stack of its kept model, as exact scoring keeps it).  A speaker's score is the same bits in a stack of one as among many."""
         probe = Probe(self.ubm, X, self.top_c) if probe is None else probe
         if self.top_c is None:
             gens = dict(self._generations()) if ids is None else None
@@ -306,7 +306,11 @@ class StoreScoring:
         for b, s in enumerate(range(0, len(ids), batch)):
             stack = kept[b] if kept is not None else None
             fresh = stack is None
-            if fresh:
+            if fresh and len(ids) == 1:                # verify: the speaker's kept model, stacked
+                g, model = self._model(ids[0], None)
+                stack = ModelStack([model], reference=self.ubm)
+                self._cache.keep_model(ids[0], g, model, evict=True)
+            elif fresh:
                 stack = self._stack_of(ids[s:s + batch])
             groups.append(probe.llrs(stack))
             if fresh and kept is not None:

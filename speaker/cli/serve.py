@@ -14,6 +14,7 @@ import sys
 
 from .. import _guards
 from ._common import JobError, calibration as calibration_of, decision_options, gate as gate_of, open_store
+from ..limits import STORE_CACHE_MB
 from ._options import float_option, int_option
 
 NAME = "serve"
@@ -42,6 +43,10 @@ def add_parser(sub, parents) -> None:
                    help="the speaker store (a file, or a database URL where the store supports it); "
                         "created with --ubm if missing")
     g.add_argument("--ubm", metavar="NPZ", help="UBM to create the store with, or to check the store against")
+    g.add_argument("--cache-mb", type=float_option(0.0, 1 << 20), default=STORE_CACHE_MB, metavar="MB",
+                   help=f"memory the open store keeps to score quickly: speakers' models and prepared stacks "
+                        f"(default {STORE_CACHE_MB}; about 1-2 MB per speaker at K=512, D=60 for exact scoring); "
+                        "beyond it speakers are derived per request: the same scores, slower")
     g = s.add_argument_group("network and safety")
     g.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; a non-loopback address is refused without --api-key-file)")
@@ -155,7 +160,7 @@ def run(args) -> int:
     except ImportError as exc:
         raise JobError(f"speaker serve needs the 'serve' extra (pip install 'gmmext[serve]'): {exc}") from None
     calibration = calibration_of(args)
-    with open_store(args, args.ubm, create=True) as store:           # closed when the server stops
+    with open_store(args, args.ubm, create=True, cache_mb=args.cache_mb) as store:           # closed when the server stops
         g = gate_of(args, store)
         try:
             rule = store.decision(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss,
