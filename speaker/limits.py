@@ -14,8 +14,7 @@ import re
 __all__ = ["MAX_COMPONENTS", "MAX_DIM", "MAX_RANK", "MAX_PASSES", "MAX_SPEAKERS", "MAX_ELEMENTS", "MAX_ID_CHARS",
            "MAX_SCALAR_CHARS", "SPEAKER_ID", "speaker_id_problem", "MAX_RECORDING_ID_CHARS", "recording_id_problem",
            "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "MAX_KEPT_FRAMES", "MAX_KEPT_ELEMENTS", "MAX_CALIBRATION_TRIALS",
-           "ubm_shape_problem", "STORE_CACHE_MB", "SCORING_BATCH_MB",
-           "MAX_LIST_LINE_CHARS"]
+           "ubm_shape_problem", "STORE_CACHE_MB", "SCORING_BATCH_MB"]
 
 #: Components K of a UBM (and of every model adapted from it).
 MAX_COMPONENTS = 4096
@@ -50,9 +49,6 @@ MAX_KEPT_FRAMES = MAX_COHORT_FRAMES
 MAX_KEPT_ELEMENTS = MAX_COHORT_ELEMENTS
 #: Trials (target + non-target) whose calibrated LLRs a kept calibration holds (32 MB of float64).
 MAX_CALIBRATION_TRIALS = 1 << 22
-#: Characters of one line of a list (audio, enrolment, trials, scp): a longer one (``--list /dev/zero``)
-#: is refused after reading that much, not read until memory runs out.
-MAX_LIST_LINE_CHARS = 1 << 16
 #: Megabytes an open speaker store keeps to score quickly (``SpeakerStore(cache_mb=...)``,
 #: ``speaker serve --cache-mb``): derived speaker models (exact scoring) and prepared top-C stacks,
 #: counted as the bytes of the arrays they hold.  A speaker takes ~2.0 MB as a float64 model at

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from .limits import MAX_LIST_LINE_CHARS
 from .sources import ark_entry
 
 __all__ = ["ListError", "Trial", "read_audio_list", "read_enroll_list", "read_trials",
@@ -70,15 +69,7 @@ def _fields(line: str) -> list[str]:
 def _lines(path) -> Iterator[tuple[int, list[str]]]:
     try:
         with open(path, encoding="utf-8-sig") as f:     # -sig: a byte-order mark is dropped
-            n = 0
-            while True:                                 # a line at a time, each bounded: /dev/zero is no list
-                line = f.readline(MAX_LIST_LINE_CHARS + 1)
-                if not line:
-                    break
-                n += 1
-                if (len(line) > MAX_LIST_LINE_CHARS and not line.endswith("\n")) or "\0" in line:
-                    raise ListError(f"{path}:{n}: not a text list (a line longer than {MAX_LIST_LINE_CHARS} "
-                                    "characters, or a NUL byte)")
+            for n, line in enumerate(f, 1):
                 s = line.strip()
                 if s and not s.startswith("#"):
                     yield n, _fields(s)

@@ -86,7 +86,6 @@ def _read(source: str, config: "FeatureConfig", quality: bool) -> "tuple[np.ndar
     kind = source_kind(source)
     q = None
     if kind == "audio":
-        regular_file(source)                     # a FIFO would block the batch forever, a device never end
         from .features import extract_features, extract_features_and_quality
         if quality:
             feats, q = extract_features_and_quality(source, config=config)
@@ -127,22 +126,8 @@ def feature_problem(feats: "np.ndarray", dim: int | None = None) -> str | None:
     return None
 
 
-def regular_file(path: str | os.PathLike) -> None:
-    """ValueError unless ``path`` is a regular file (a symbolic link to one is): an audio file
-    that is a FIFO blocks its reader until a writer comes, a device never ends."""
-    import stat
-    from ._atomic import file_kind
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return                                   # the reader says what is wrong with it
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path}: is {file_kind(mode)}, not a regular file")
-
-
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of a file's bytes, read in blocks of 1 MiB."""
-    regular_file(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(_HASH_BLOCK):
