@@ -618,6 +618,11 @@ def _extract(path_or_signal: AudioSource, sample_rate: int | None, config: Featu
     # utterance, against a median of ~15 ms with OpenBLAS's two threads on a busy 2-core machine.
     with single_thread_blas:
         ceps, log_energy, band = _cepstra(y, cfg, name)
+        if not (log_energy > np.log(LOG_FLOOR)).any():
+            # every frame at the log floor: the features are one constant frame repeated (after
+            # normalization all zeros), nothing a model can be adapted to or scored on
+            raise AudioError(name, f"near-silent: every frame's energy is below the front-end's floor "
+                                   f"({LOG_FLOOR:g}; peak amplitude {float(np.max(np.abs(y))):.3g})")
         del y
         blocks = [ceps]
         if cfg.deltas:

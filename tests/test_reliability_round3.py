@@ -848,6 +848,27 @@ def test_a_backend_or_models_of_another_extractor_are_refused(work, tmp_path):
     assert not (tmp_path / "bad.txt").exists()
 
 
+def test_near_silent_audio_is_refused_not_enrolled_as_zero_frames(work, tmp_path):
+    """Audio of amplitude 1e-30 passed every check (not all zeros) and was enrolled as ~200
+    identical frames (all zeros after normalization).  Now a recording whose every frame is below
+    the front-end's log floor is refused with one line, by the library and by ``enroll``; a quiet
+    but real recording (-90 dBFS noise) still gives varying features."""
+    import soundfile as sf
+    from speaker import extract_features
+    from speaker.audio import AudioError
+    rng = np.random.default_rng(3)
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, (1e-30 * rng.standard_normal(16000 * 2)).astype(np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="near-silent"):
+        extract_features(quiet)
+    real = (10 ** (-90 / 20) * rng.standard_normal(16000 * 2)).astype(np.float32)
+    assert np.ptp(extract_features(real, sample_rate=16000), axis=0).min() > 0
+    lst = tmp_path / "enroll.txt"
+    lst.write_text(f"mute {quiet}\n")
+    rc, err = run("enroll", "--ubm", work / "ubm.npz", "--enroll", lst, "--out", tmp_path / "m.npz", "--quiet")
+    assert rc != 0 and "near-silent" in err and not (tmp_path / "m.npz").exists(), err
+
+
 # ======================================================================= the store's cache (item 3)
 def _held_bytes(obj, skip=()) -> int:
     """Bytes of the distinct NumPy arrays reachable from ``obj`` (through objects' attributes,
