@@ -51,10 +51,10 @@ MAX_KEPT_ELEMENTS = MAX_COHORT_ELEMENTS
 MAX_CALIBRATION_TRIALS = 1 << 22
 #: Megabytes an open speaker store keeps to score quickly (``SpeakerStore(cache_mb=...)``,
 #: ``speaker serve --cache-mb``): derived speaker models (exact scoring) and prepared top-C stacks,
-#: counted as the bytes of the arrays they hold.  A speaker takes ~2.0 MB as a float64 model at
-#: K = 512, D = 60 (1.0 MB in float32), ~0.25 MB in a float32 stack; beyond the bound speakers are
-#: derived per call (slower, same scores).
-STORE_CACHE_MB = 512
+#: counted as the bytes of the arrays they hold.  A speaker takes ~1.9 MB as a float64 model at
+#: K = 512, D = 60 (0.94 MB in float32), ~0.13 MB in a float32 top-C stack; beyond the bound
+#: speakers are derived per call (slower, same scores).
+STORE_CACHE_MB = 1024
 #: Megabytes of the speakers' stacked arrays one top-C scoring call builds at once (a batch that is
 #: not kept is built, scored and dropped): bounds a call's own memory, whatever the store's size.
 SCORING_BATCH_MB = 64

@@ -314,6 +314,7 @@ class StoreScoring:
                 stack = self._stack_of(ids[s:s + batch])
             groups.append(probe.llrs(stack))
             if fresh and kept is not None:
+                stack.release_parameters()            # the matrices of this dtype are all it needs now
                 self._cache.keep_stack(key, b, stack)
             del stack
         return ids, (np.concatenate(groups) if groups else np.empty(0))
