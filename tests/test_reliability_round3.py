@@ -869,6 +869,22 @@ def test_near_silent_audio_is_refused_not_enrolled_as_zero_frames(work, tmp_path
     assert rc != 0 and "near-silent" in err and not (tmp_path / "m.npz").exists(), err
 
 
+def test_serve_on_a_busy_port_is_one_line_and_exit_1(work, tmp_path):
+    """``speaker serve`` on a port in use exited 3 (the code ``verify`` gives "undecided") with
+    uvicorn's own log line.  Now the command binds the socket itself: one line, exit 1."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        rc, err = run("serve", "--store", tmp_path / "s.db", "--ubm", work / "ubm.npz",
+                      "--port", busy.getsockname()[1], "--threshold", 0)
+    finally:
+        busy.close()
+    assert rc == 1 and "cannot listen on 127.0.0.1:" in err and "in use" in err, err
+    assert "Traceback" not in err and "ERROR:" not in err
+
+
 # ======================================================================= the store's cache (item 3)
 def _held_bytes(obj, skip=()) -> int:
     """Bytes of the distinct NumPy arrays reachable from ``obj`` (through objects' attributes,

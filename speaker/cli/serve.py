@@ -194,12 +194,42 @@ def run(args) -> int:
         for name in ("uvicorn.error", "uvicorn.access"):       # configured by uvicorn.Config above
             logging.getLogger(name).addFilter(redact_keys)
         server = _make_server(config)
-        server.run()
+        sock = _listen(args.host, args.port)              # a busy port is our one line, not uvicorn's exit 3
+        host, port = sock.getsockname()[:2]
+        if not args.quiet:
+            print(f"speaker serve: listening on http://{f'[{host}]' if ':' in host else host}:{port}",
+                  file=sys.stderr)
+        try:
+            server.run(sockets=[sock])
+        except SystemExit:                                # uvicorn's start-up failure (its log says why)
+            raise JobError(f"could not start serving on {args.host}:{args.port} (see the lines above)") from None
+        finally:
+            sock.close()
     if not server.started:
         raise JobError(f"could not start serving on {args.host}:{args.port}")
     print(f"speaker serve: stopped ({_signal_name(server.signals)}); requests in flight were completed",
           file=sys.stderr)
     return 0
+
+
+def _listen(host: str, port: int):
+    """The listening socket of ``--host`` / ``--port``, bound here so that an address in use or
+    not available is one line and exit 1 (JobError)."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise JobError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise JobError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _stream_config(args):
