@@ -380,10 +380,10 @@ class CoreCache:
                                         self.sparse_limit, kind)
         return eng
 
-    def release(self) -> None:
-        """Drop the engines of every thread (their work buffers); the matrices stay.  A call
-        running meanwhile keeps the engine it holds; the next call makes a new one."""
-        self._local = threading.local()
+    def share_engines(self, other: "CoreCache") -> None:
+        """Use ``other``'s engines (per thread and setting) from now on instead of this cache's
+        own: an engine holds work buffers only, and a thread's calls run one after another."""
+        self._local = other._local
 
     @property
     def nbytes(self) -> int:

@@ -54,7 +54,7 @@ MAX_CALIBRATION_TRIALS = 1 << 22
 #: counted as the bytes of the arrays they hold.  A speaker takes ~1.9 MB as a float64 model at
 #: K = 512, D = 60 (0.94 MB in float32), ~0.13 MB in a float32 top-C stack; beyond the bound
 #: speakers are derived per call (slower, same scores).
-STORE_CACHE_MB = 1024
+STORE_CACHE_MB = 2048
 #: Megabytes of the speakers' stacked arrays one top-C scoring call builds at once (a batch that is
 #: not kept is built, scored and dropped): bounds a call's own memory, whatever the store's size.
 SCORING_BATCH_MB = 64

@@ -1060,6 +1060,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                 model = model_like(self.ubm, a, b, c)
             except ValueError as exc:
                 self._db.fail(f"speaker {speaker_id!r}: {exc}")
+        model.share_buffers(self.ubm)        # one set of work buffers per thread for every model kept
         return g, model
 
     def _generations(self) -> list[tuple[str, int]]:

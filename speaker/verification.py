@@ -169,8 +169,8 @@ class ScoringCache:
 
     * **models** (exact scoring, :meth:`SpeakerStore.model`): speaker id -> (generation, model,
       bytes), least recently used first.  A model's bytes are ``GaussianMixture.nbytes`` (its
-      parameters and the core's matrices) once it has scored; the per-thread work buffers are
-      released after each score (``release_buffers``), so they are not held per model.
+      parameters and the core's matrices) once it has scored; its per-thread work buffers are
+      the UBM's (``share_buffers``, set by the store's ``_derive``), not one set per model.
     * **stacks** (top-C identification over every speaker): the batches of
       :meth:`StoreScoring._all_stacks`, each kept (``ModelStack.nbytes``) while it fits.
 
@@ -293,7 +293,6 @@ class StoreScoring:
             for j, i in enumerate(ids):
                 g, model = self._model(i, None if gens is None else gens[i])
                 out[j] = probe.llrs([model])[0]
-                model.release_buffers()                # the thread's work buffers: not kept per model
                 self._cache.keep_model(i, g, model, evict=gens is None and len(ids) == 1)   # measured now
             return ids, out
         batch = self._batch_size(batch)
