@@ -32,7 +32,7 @@ import scipy.fft
 from gmmext import single_thread_blas
 
 from .audio import AudioError, AudioSource, _load
-from .limits import MAX_DIM
+from .limits import MAX_DIM, MAX_RATE, MIN_RATE
 
 __all__ = ["FeatureConfig", "extract_features", "vad", "LOG_FLOOR"]
 
@@ -52,7 +52,7 @@ _STD_FLOOR = 1e-8
 # absurd value must not cost gigabytes).  Generous for real speech: 8-384 kHz audio, windows of
 # up to 1 s, filterbanks of up to 512 bands, feature vectors of up to MAX_DIM dimensions
 # (:data:`speaker.limits.MAX_DIM`, the models' bound too).
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = MIN_RATE, MAX_RATE
 MAX_WINDOW_MS = 1000.0
 MAX_FFT = 1 << 14           # samples of the FFT (and so of the window): 1 s at 16 kHz
 MAX_MELS = 512

@@ -10,7 +10,8 @@ are customary) and keep a model's arrays small: K * D <= 819,200 values (6.6 MB 
 from __future__ import annotations
 
 __all__ = ["MAX_COMPONENTS", "MAX_DIM", "MAX_RANK", "MAX_PASSES", "MAX_SPEAKERS", "MAX_ELEMENTS", "MAX_ID_CHARS",
-           "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "ubm_shape_problem"]
+           "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "MIN_RATE", "MAX_RATE", "MAX_SECONDS", "MAX_CHANNELS",
+           "MAX_LIST_BYTES", "MAX_LIST_LINE", "ubm_shape_problem"]
 
 #: Components K of a UBM (and of every model adapted from it).
 MAX_COMPONENTS = 4096
@@ -30,6 +31,22 @@ MAX_ID_CHARS = 1024
 #: Frames of one cohort recording kept in a store, and its frames * D (64 MB of float32).
 MAX_COHORT_FRAMES = 1 << 22
 MAX_COHORT_ELEMENTS = 1 << 24
+
+# Audio (``speaker.audio``): what a file or an upload may declare before anything is decoded.
+#: Sample rates (Hz) of audio and of the analysis: a header claiming 1 Hz would make resampling
+#: to 16 kHz cost gigabytes.
+MIN_RATE, MAX_RATE = 1000, 384_000
+#: Longest audio accepted per file, in seconds (6 hours: 1.4 GB of float32 at 16 kHz).
+MAX_SECONDS = 6 * 3600
+#: Channels of one audio stream (FLAC allows 8, Vorbis and Opus 255, WAV 65535): decoding costs
+#: time in proportion to channels x rate x seconds, so a 64-channel upload is refused from its header.
+MAX_CHANNELS = 32
+
+# Lists (``speaker.lists``): read with a bound, so ``--list /dev/zero`` is one line, not a MemoryError.
+#: Bytes of one list file (about 2.5 million lines of 100 characters).
+MAX_LIST_BYTES = 256 << 20
+#: Bytes of one line of a list.
+MAX_LIST_LINE = 1 << 20
 
 
 def ubm_shape_problem(K: object, D: object) -> str | None:

@@ -214,7 +214,7 @@ class _Service:
         """(frames, D) features of an upload, decoded from memory and checked against the UBM
         (the service's face: the store's calls below get ``check_input=False``); ApiError 413 / 422."""
         try:
-            signal, rate = decode_bytes(data, max_seconds=self.cfg.max_seconds)
+            signal, rate = decode_bytes(data, self.store.config.sample_rate, max_seconds=self.cfg.max_seconds)
             X = extract_features(signal, sample_rate=rate, config=self.store.config)
             return self.store.features(X)
         except AudioTooLong as exc:
