@@ -38,9 +38,10 @@ MAX_COHORT_ELEMENTS = 1 << 24
 MIN_RATE, MAX_RATE = 1000, 384_000
 #: Longest audio accepted per file, in seconds (6 hours: 1.4 GB of float32 at 16 kHz).
 MAX_SECONDS = 6 * 3600
-#: Channels of one audio stream (FLAC allows 8, Vorbis and Opus 255, WAV 65535): decoding costs
-#: time in proportion to channels x rate x seconds, so a 64-channel upload is refused from its header.
-MAX_CHANNELS = 32
+#: Channels of one audio stream (7.1 surround, FLAC's own limit; Vorbis and Opus allow 255, WAV
+#: 65535): decoding costs time in proportion to channels x rate x seconds, so a 64-channel upload is
+#: refused from its header.
+MAX_CHANNELS = 8
 
 # Lists (``speaker.lists``): read with a bound, so ``--list /dev/zero`` is one line, not a MemoryError.
 #: Bytes of one list file (about 2.5 million lines of 100 characters).
