@@ -60,10 +60,9 @@ FORMATS = ("wav", "w64", "aiff", "au", "caf", "nistsphere", "flac", "ogg", "matr
 
 # Native frames gathered before they are checked and resampled (a few frames of the decoder).
 _BLOCK_FRAMES = 1 << 16
-# PyAV's read size on the file object, and the largest packet of the WAV demuxer (its default,
-# 4 KiB, costs one Python round trip per 2048 samples).
+# PyAV's read size on the file object (one Python call per read).
 _READ_BYTES = 1 << 18
-_CONTAINER_OPTIONS = {"format_whitelist": ",".join(FORMATS), "max_size": str(1 << 18)}
+_CONTAINER_OPTIONS = {"format_whitelist": ",".join(FORMATS)}
 
 
 # A mean below this fraction of the peak is float32 rounding, not a DC offset: it is left alone,
@@ -328,8 +327,15 @@ def _decode_file(fileobj: io.RawIOBase | io.BufferedIOBase, name: str, target_ra
                  max_seconds: float) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of a file object: (float32 mono at target_rate, native rate)."""
     av = _av()
+    options = dict(_CONTAINER_OPTIONS)
+    head = fileobj.read(12)
+    fileobj.seek(0)
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        # FFmpeg reads PCM up to its probe size (64 KiB and more) to look for what the header
+        # already says: 3 ms of the 4 ms of a 10-s WAV.  4 KiB holds the header.
+        options["probesize"] = "4096"
     try:
-        container = av.open(fileobj, "r", container_options=dict(_CONTAINER_OPTIONS), metadata_errors="replace",
+        container = av.open(fileobj, "r", container_options=options, metadata_errors="replace",
                             buffer_size=_READ_BYTES, io_open=_refuse_nested_open)
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise AudioError(name, _ffmpeg_reason(exc)) from None
