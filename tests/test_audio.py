@@ -295,3 +295,21 @@ def test_output_is_a_fixed_point(tmp_path: Path) -> None:
         y = load_audio(path, target_rate=rate)
         assert abs(float(y.mean(dtype=np.float64))) < 1e-6 * float(np.abs(y).max())
         assert np.array_equal(load_audio(y, rate, target_rate=rate), y)
+
+
+def test_playlists_are_not_opened(tmp_path: Path) -> None:
+    """A concat script or an HLS playlist named like audio would make FFmpeg open the files it
+    names (plain ``av.open`` on the path does): only audio container formats are probed."""
+    import av
+    target = tmp_path / "secret.wav"
+    sf.write(target, _sine(300.0, 8000, 0.3), 8000)
+    (tmp_path / "concat.wav").write_text("ffconcat version 1.0\nfile secret.wav\n")
+    (tmp_path / "hls.wav").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nsecret.wav\n#EXT-X-ENDLIST\n")
+    with av.open(str(tmp_path / "concat.wav")) as c:            # the attack is real
+        assert c.format.name == "concat" and sum(f.samples for f in c.decode(audio=0)) == 2400
+    from speaker.audio import decode_bytes
+    for name in ("concat.wav", "hls.wav"):
+        with pytest.raises(AudioError, match="cannot decode audio"):
+            load_audio(tmp_path / name, target_rate=8000)
+        with pytest.raises(AudioError, match="cannot decode audio"):
+            decode_bytes((tmp_path / name).read_bytes())
