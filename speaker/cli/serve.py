@@ -13,6 +13,7 @@ import sys
 
 from .. import _guards
 from ._common import JobError, calibration as calibration_of, decision_options, open_store
+from ..limits import MAX_SECONDS
 from ._options import float_option, int_option
 
 NAME = "serve"
@@ -47,7 +48,7 @@ def add_parser(sub, parents) -> None:
                         "/healthz then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
     g.add_argument("--max-bytes", type=int_option(1, 1 << 34), default=20 * 1024 * 1024, metavar="N",
                    help="largest request body in bytes (default 20 MB = 20971520); larger: 413")
-    g.add_argument("--max-seconds", type=float_option(0.0, 6 * 3600, lo_open=True), default=300.0,
+    g.add_argument("--max-seconds", type=float_option(0.0, MAX_SECONDS, lo_open=True), default=300.0,
                    metavar="S", help="longest upload in seconds of audio (default 300); longer: 413")
     g.add_argument("--threads", type=int_option(1, 256), default=4, metavar="N",
                    help="worker threads for decoding, features and scoring (default 4)")
