@@ -7,6 +7,8 @@ it now costs what the mono signal at the analysis rate costs, or is refused in o
 * a 64-channel Ogg Vorbis upload: refused from its header, before decoding;
 * a long 384 kHz stereo FLAC in the library and in ``speaker extract``: memory of the 16 kHz mono
   output, not of the file's rate;
+* the quality of a clipped 384 kHz file (clipping on the native samples): measured in the same
+  decode, block by block, exactly, without holding the native signal;
 * a FLAC of "unknown length" (STREAMINFO total samples 0): decoded to its end, bounded;
 * a FIFO in a list: skipped and named, never opened; ``--list`` on an endless stream of zeros
   (a FIFO fed by a thread; ``/dev/zero`` itself through a private device node when the test may
@@ -236,6 +238,47 @@ def test_extract_memory_follows_the_analysis_rate_not_the_file_rate(long_384k, t
     print(f"\nspeaker extract peak RSS: 1 s file {small / 1e6:.0f} MB, 300 s at 384 kHz stereo "
           f"{large / 1e6:.0f} MB")
     assert large - small < 150e6, (small, large)             # the file's mono float32 alone is 460 MB
+
+
+@pytest.mark.long(8)
+def test_quality_is_measured_in_the_same_bounded_decode(tmp_path):
+    """extract_features_and_quality on a clipped 384 kHz stereo FLAC: the clipping is that of the
+    whole native mono signal (counted here by numpy on soundfile's samples, at once), while the
+    call never holds that signal: its traced peak is that of extract_features on the same file
+    (the features' own arrays) within 2 MB, under the native mono signal's 15 MB of float32."""
+    from speaker.features import extract_features, extract_features_and_quality
+    from speaker.quality import CLIP_TOLERANCE, MIN_CLIP_RUN
+    seconds, rate = 10, 384_000
+    one = np.clip(_speech(rate, 1.0).astype(np.int32) * 4, -32768, 32767).astype(np.int16)   # 12 dB over
+    pcm = np.tile(one, seconds)
+    path = tmp_path / "loud384k.flac"
+    sf.write(path, np.stack([pcm, pcm // 2], axis=1), rate, subtype="PCM_16")
+
+    native, _ = sf.read(path, dtype="float32")
+    x = native.mean(axis=1, dtype=np.float64).astype(np.float32).astype(np.float64)
+    n_in = runs = 0
+    for z in (x, -x):                                         # each side at its own peak
+        at = np.concatenate([[0], (z >= z.max() * (1 - CLIP_TOLERANCE)).astype(np.int8), [0]])
+        d = np.diff(at)
+        lengths = np.flatnonzero(d == -1) - np.flatnonzero(d == 1)
+        long = lengths[lengths >= MIN_CLIP_RUN]
+        n_in, runs = n_in + int(long.sum()), runs + int(long.size)
+    mono_bytes = x.size * 4
+    del native, x
+
+    extract_features_and_quality(one, sample_rate=rate)      # first-call imports and caches, untraced
+    peaks = []
+    for extract in (extract_features, extract_features_and_quality):
+        tracemalloc.start()
+        try:
+            out = extract(path)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    q = out[1]
+    assert runs > 0 and (q.clipped_runs, round(q.clipped_fraction * seconds * rate)) == (runs, n_in)
+    assert q.seconds == seconds
+    assert peaks[1] < min(peaks[0] + (2 << 20), mono_bytes), (peaks, mono_bytes)
 
 
 # ------------------------------------------------------------------------------ FLAC of unknown length
