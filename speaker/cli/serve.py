@@ -13,6 +13,7 @@ import signal
 import sys
 
 from .. import _guards
+from ..limits import MAX_SECONDS
 from ._common import JobError, calibration as calibration_of, decision_options, gate as gate_of, open_store
 from ..limits import STORE_CACHE_MB
 from ._options import float_option, int_option
@@ -61,7 +62,7 @@ def add_parser(sub, parents) -> None:
                         "repeatable; none by default")
     g.add_argument("--max-bytes", type=int_option(1, 1 << 34), default=20 * 1024 * 1024, metavar="N",
                    help="largest request body in bytes (default 20 MB = 20971520); larger: 413")
-    g.add_argument("--max-seconds", type=float_option(0.0, 6 * 3600, lo_open=True), default=300.0,
+    g.add_argument("--max-seconds", type=float_option(0.0, MAX_SECONDS, lo_open=True), default=300.0,
                    metavar="S", help="longest upload in seconds of audio (default 300); longer: 413")
     g.add_argument("--body-timeout", type=float_option(0.0, 3600.0, lo_open=True), default=60.0, metavar="S",
                    help="seconds a request body may take to arrive (default 60); slower: 408")
