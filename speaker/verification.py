@@ -10,6 +10,14 @@ one scores a recording against them and applies the decision rule.
   prepared stacks (top-C, every speaker).  :meth:`verify` is :meth:`identify` restricted to one
   id (SpeechBrain's ``verify_files`` -> ``verify_batch`` shape), so both give the same score for
   the same speaker and recording.
+* **One path, four back-ends** (``backend``: :data:`speaker.store_backend.BACKENDS`):
+  :meth:`_system_scores` computes the scores of the systems asked for, ``gmm`` through the
+  Probe as above, ``plda`` / ``cosine`` through the store's bound i-vector back-end (the
+  test's i-vector once, every speaker as one matrix product,
+  :meth:`speaker.store_backend.BackendBinding._ivector_scores`); :meth:`_scores` is the
+  back-end's score: one system's, or for ``fusion`` the gmm and plda columns fused by the
+  store's fusion calibration (a fused LLR).  Each back-end has its own current calibration;
+  the fused score is an LLR already (its decision's calibration is the identity).
 * **One read transaction per call.**  The features are computed first (no transaction is held
   while audio is decoded); then the speakers' generations, rows, the models' cache checks and
   the calibration are read in one snapshot.
@@ -37,15 +45,23 @@ from gmmext import ModelStack
 from ._batch import sum_in_order
 from .adapt import map_from_stats, map_parameters
 from .calibration import ENROL_SPEECH, TEST_SPEECH, Calibration, decision_threshold
+from .store_backend import BACKENDS, FUSED
 from .gates import DEFAULT_GATE, Gate, speech_seconds
 from .quality import Quality
 from .scoring import Probe
 from .sources import Source
 
-__all__ = ["Decision", "Match", "VerifyResult", "EnrolmentTrials", "StoreScoring", "BATCH", "ACCEPT", "REJECT", "UNDECIDED"]
+__all__ = ["check_backend", "Decision", "Match", "VerifyResult", "EnrolmentTrials", "StoreScoring", "BATCH", "ACCEPT", "REJECT", "UNDECIDED"]
 
 #: Speakers per :class:`gmmext.ModelStack` when a recording is scored against many (top-C).
 BATCH = 1024
+
+
+def check_backend(backend: object) -> str:
+    """A back-end name of :data:`speaker.store_backend.BACKENDS`, else ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown back-end {backend!r}; choose from {', '.join(BACKENDS)}")
+    return backend
 
 
 #: The three decisions.
@@ -171,12 +187,13 @@ class StoreScoring:
     changes.
     """
 
-    def score(self, speaker_id: str, source: Source, *, check_input: bool = True) -> float:
-        """Raw score of a recording against a speaker: average LLR, nats per frame."""
-        return self.scores_all(source, [speaker_id], check_input=check_input)[1][0]
+    def score(self, speaker_id: str, source: Source, *, check_input: bool = True, backend: str = "gmm") -> float:
+        """Raw score of a recording against a speaker: ``gmm`` average LLR, nats per frame;
+        ``plda`` the PLDA LLR (nats); ``cosine``; ``fusion`` the fused LLR."""
+        return self.scores_all(source, [speaker_id], check_input=check_input, backend=backend)[1][0]
 
     def scores_all(self, source: Source, ids: Sequence[str] | None = None, *, batch: int = BATCH,
-                   check_input: bool = True) -> tuple[list[str], np.ndarray]:
+                   check_input: bool = True, backend: str = "gmm") -> tuple[list[str], np.ndarray]:
         """Raw scores of one recording against many speakers (default all): (ids, scores).
 
         With ``top_c``, the UBM's top-C components of the recording are found once and the
@@ -185,15 +202,55 @@ class StoreScoring:
         built from the stored statistics by array operations and kept while no speaker changes
         (``_all_stacks``); for given ``ids``, from their (cached) models.  Without ``top_c``
         every model is scored exactly, one after the other.  KeyError for an unknown id.
+        ``backend``: see :meth:`_scores` (ValueError for one the store cannot score with).
         """
+        check_backend(backend)
         X = self.features(source) if check_input else source
         with self._db.tx():
-            return self._scores(X, ids, batch)
+            return self._scores(X, ids, batch, backend=backend)
 
     def _scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int,
-                probe: Probe | None = None) -> tuple[list[str], np.ndarray]:
+                probe: Probe | None = None, backend: str = "gmm") -> tuple[list[str], np.ndarray]:
         """The one scoring path (inside the caller's snapshot; ``X`` checked; ``probe``: X's,
-        when the caller scores it against other models too)."""
+        when the caller scores it against other models too): the scores (n,) of ``backend``,
+        one system's (:meth:`_system_scores`) or, for ``fusion``, the fused LLR of the gmm and
+        plda scores by the store's fusion calibration."""
+        if backend != "fusion":
+            ids, S = self._system_scores(X, ids, batch, probe, (backend,))
+            return ids, S[:, 0]
+        fusion = self._fusion()
+        ids, S = self._system_scores(X, ids, batch, probe, FUSED)
+        return ids, (np.asarray(fusion.llr(S), dtype=np.float64).reshape(-1) if len(ids) else np.empty(0))
+
+    def _fusion(self) -> Calibration:
+        """The store's current fusion calibration (inside the caller's snapshot), else ValueError."""
+        cur = self.current_calibration("fusion")
+        if cur is None:
+            raise ValueError(f"{self.path}: --backend fusion needs the store's fusion calibration ('speaker calibrate "
+                             f"--store {self.path} --backend fusion', with --trials or --from-enrollments)")
+        if cur.calibration.systems != FUSED or cur.calibration.inputs:
+            self._db.fail(f"calibration {cur.id}: not a fusion of {FUSED} without quality inputs")
+        return cur.calibration
+
+    def _system_scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int, probe: Probe | None,
+                       systems: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Scores (n, len(systems)) of ``X`` against ``ids`` (default every speaker, in id order)
+        by each of ``systems`` (``gmm``, ``plda``, ``cosine``)."""
+        cols, out_ids = [], None
+        for system in systems:
+            if system == "gmm":
+                got_ids, sc = self._gmm_scores(X, ids, batch, probe)
+            else:
+                got_ids, sc = self._ivector_scores(X, ids, system)
+            if out_ids is not None and got_ids != out_ids:
+                self._db.fail("the back-ends' speakers differ (a speaker without i-vectors?)")
+            out_ids = got_ids
+            cols.append(sc)
+        return out_ids, np.column_stack(cols) if cols else np.empty((0, 0))
+
+    def _gmm_scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int,
+                    probe: Probe | None) -> tuple[list[str], np.ndarray]:
+        """GMM-UBM scores: average LLR per frame (nats) against the speakers' MAP models."""
         probe = Probe(self.ubm, X, self.top_c) if probe is None else probe
         if self.top_c is not None and ids is None:
             ids, stacks = self._all_stacks(batch)
@@ -203,14 +260,19 @@ class StoreScoring:
             groups = [probe.llrs([self.model(i) for i in ids[s:s + batch]]) for s in range(0, len(ids), batch)]
         return ids, (np.concatenate(groups) if groups else np.empty(0))
 
-    def _decision(self, threshold, p_target, c_miss, c_fa, calibration, target_far, gate) -> Decision:
+    def _decision(self, threshold, p_target, c_miss, c_fa, calibration, target_far, gate,
+                  backend: str = "gmm") -> Decision:
         """The call's rule (inside its snapshot): a given calibration, else the store's current
-        one (with its trials' LLRs when ``target_far`` asks for them)."""
+        one for ``backend`` (with its trials' LLRs when ``target_far`` asks for them); the
+        fusion's score is its LLR (an identity calibration at the fusion's prior)."""
         non = None
         if calibration is None:
-            cur = self.current_calibration()
+            cur = self.current_calibration(backend)
             if cur is not None:
                 calibration = cur.calibration
+                if backend == "fusion":
+                    calibration = Calibration(1.0, 0.0, calibration.prior, calibration.n_target,
+                                              calibration.n_nontarget, systems=("fusion",))
                 if target_far is not None and threshold is None and cur.has_trials:
                     non = self._trial_llrs(cur)[1]
         return Decision.make(calibration, threshold=threshold, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
@@ -218,17 +280,19 @@ class StoreScoring:
 
     def decision(self, *, threshold: float | None = None, p_target: float | None = None, c_miss: float = 1.0,
                  c_fa: float = 1.0, calibration: Calibration | None = None, target_far: float | None = None,
-                 gate: Gate | None = None) -> Decision:
+                 gate: Gate | None = None, backend: str = "gmm") -> Decision:
         """The rule :meth:`verify` and :meth:`identify` would apply with these arguments now
         (``decision.rule`` says it in one line; ``decision.threshold`` is None without one).
         ValueError for arguments that make no rule (e.g. ``target_far`` without a calibration)."""
+        check_backend(backend)
         with self._db.tx():
-            return self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
+            return self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate, backend)
 
     def verify(self, speaker_id: str, source: Source, *, threshold: float | None = None,
                p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                calibration: Calibration | None = None, target_far: float | None = None,
-               gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> VerifyResult:
+               gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None,
+               backend: str = "gmm") -> VerifyResult:
         """Is ``source`` speaker ``speaker_id``?  :meth:`identify` restricted to that speaker.
 
         Decision (:class:`Decision`): ``threshold`` on the raw score if given; else
@@ -240,43 +304,49 @@ class StoreScoring:
         (default the store's: too little net speech, clipped, noise only) is ``undecided``.
         ``calibration`` replaces the store's own.  ``check_input=False``: ``source`` is a
         checked feature array and ``quality`` its recording's measures (None: net speech from
-        its frames).  KeyError for an unknown speaker; ValueError for a rule that cannot be made
-        (``p_target`` / ``target_far`` without a calibration).
+        its frames).  ``backend``: ``gmm`` (default), ``plda``, ``cosine`` (a store bound to an
+        i-vector back-end) or ``fusion`` (also needs the store's fusion calibration); each has
+        its own calibration, and without it (or a threshold) the decision is ``undecided``.
+        KeyError for an unknown speaker; ValueError for a rule that cannot be made
+        (``p_target`` / ``target_far`` without a calibration) or a back-end the store lacks.
         """
+        check_backend(backend)
         X, q = self.features_and_quality(source) if check_input else (source, quality)
         with self._db.tx():
-            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
-            m, = self._matches(X, q, [speaker_id], rule, 1)
+            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate, backend)
+            m, = self._matches(X, q, [speaker_id], rule, 1, backend)
         return VerifyResult(m.score, m.llr, m.accept, rule.threshold, m.decision, m.reason)
 
     def candidates(self, source: Source, n: int = 1, *, threshold: float | None = None,
                    p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                    calibration: Calibration | None = None, target_far: float | None = None,
-                   gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None
-                   ) -> list[Match]:
+                   gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None,
+                   backend: str = "gmm") -> list[Match]:
         """The ``n`` best-scoring speakers, best first (ties in id order), each with its
-        decision (the rule of :meth:`verify`), whether or not any passes."""
+        decision (the rule of :meth:`verify`, ``backend`` as there), whether or not any passes."""
+        check_backend(backend)
         X, q = self.features_and_quality(source) if check_input else (source, quality)
         with self._db.tx():
-            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
-            return self._matches(X, q, None, rule, max(0, int(n)))
+            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate, backend)
+            return self._matches(X, q, None, rule, max(0, int(n)), backend)
 
     def identify(self, source: Source, n: int = 1, *, threshold: float | None = None,
                  p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                  calibration: Calibration | None = None, target_far: float | None = None,
-                 gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> list[Match]:
+                 gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None,
+                 backend: str = "gmm") -> list[Match]:
         """Open-set identification: those of the ``n`` best-scoring speakers that are accepted
         by the decision rule of :meth:`verify`, best first; empty when none is (and always
         without a calibration or a threshold: see :meth:`candidates` for the ranking with
         every candidate's decision)."""
         return [m for m in self.candidates(source, n, threshold=threshold, p_target=p_target, c_miss=c_miss,
                                            c_fa=c_fa, calibration=calibration, target_far=target_far, gate=gate,
-                                           check_input=check_input, quality=quality) if m.accept]
+                                           check_input=check_input, quality=quality, backend=backend) if m.accept]
 
     def _matches(self, X: np.ndarray, q: Quality | None, ids: Sequence[str] | None, rule: Decision,
-                 n: int) -> list[Match]:
+                 n: int, backend: str = "gmm") -> list[Match]:
         """The ``n`` best of every speaker (or of ``ids``), best first (ties in id order), decided."""
-        ids, scores = self._scores(X, ids, BATCH)
+        ids, scores = self._scores(X, ids, BATCH, backend=backend)
         order = np.argsort(-scores, kind="stable")[:n]
         seconds = q.speech_seconds if q is not None else speech_seconds(X.shape[0], self.config)
         enrol = (self._speech_of([ids[j] for j in order]) if rule.calibration is not None and rule.calibration.inputs
