@@ -40,11 +40,14 @@ from .plda import BACKEND_ARRAYS, PLDA, Backend, PLDAScorer, backend_arrays_prob
 __all__ = ["BACKENDS", "FUSED", "BackendBinding", "BindResult", "BackendMismatchError"]
 
 #: The back-ends a store scores with: ``gmm`` (MAP-adapted GMM-UBM, always), ``plda`` and
-#: ``cosine`` (a bound i-vector back-end), ``fusion`` (gmm and plda fused by the store's fusion
+#: ``cosine`` (a bound i-vector back-end), ``fusion`` (plda and gmm fused by the store's fusion
 #: calibration).
 BACKENDS = ("gmm", "plda", "cosine", "fusion")
-#: The systems a fusion combines, in the order of its calibration's columns.
-FUSED = ("gmm", "plda")
+#: The systems a fusion combines, in the order of its calibration's columns: PLDA first (its
+#: weight is the calibration's slope, which must be positive), the GMM-UBM score as the second
+#: column (its weight is free: with strongly correlated systems BOSARIS's fusion may give it
+#: either sign).
+FUSED = ("plda", "gmm")
 
 
 class BackendMismatchError(ValueError):
@@ -308,6 +311,16 @@ class BackendBinding:
         ids, scorer = self._speaker_matrix(ids, kind, bound)
         return ids, scorer(test)[0]
 
+    def _left_out_score(self, speaker_id: str, j: int, kind: str) -> float:
+        """Score of a speaker's recording ``j`` (its kept i-vector) against the speaker enrolled
+        with its other recordings (``speaker calibrate --from-enrollments``; inside the caller's
+        snapshot)."""
+        bound = self._require_bound(kind)
+        be = bound[3]
+        vecs = self._read_ivectors([speaker_id], bound)[speaker_id]
+        scorer = _prepare(kind, be, {speaker_id: np.delete(vecs, j, axis=0)})
+        return float(scorer(to_space(be, vecs[j][None]))[0, 0])
+
     def _speaker_matrix(self, ids: Sequence[str] | None, kind: str, bound: tuple):
         """(ids, tests (B, d) -> scores (B, S)) of the speakers enrolled in back-end space; for
         every speaker, kept while no speaker changes and the binding stays."""
@@ -320,19 +333,23 @@ class BackendBinding:
         _, _, tv, be = bound
         groups = self._read_ivectors(ids, bound)
         out_ids = list(groups)
-        if not out_ids:
-            scorer = (lambda t: np.zeros((len(t), 0)))
-        else:
-            models = enrol_speakers(groups, kind, be)
-            if kind == "plda":
-                scorer = PLDAScorer.prepare(be.plda, models.means, models.counts).scores
-            else:
-                E = length_norm(models.means)
-                scorer = (lambda t, E=E: length_norm(t) @ E.T)
+        scorer = _prepare(kind, be, groups) if out_ids else (lambda t: np.zeros((len(t), 0)))
         if key is not None:
             with self._lock:
                 self._prepared = (key, out_ids, scorer)
         return out_ids, scorer
+
+
+def _prepare(kind: str, be: Backend, groups: dict):
+    """tests (B, d) in back-end space -> scores (B, S) against the speakers of ``groups``
+    ({id: raw i-vectors (n, R)}), enrolled as the batch back-end enrols them
+    (:func:`speaker.ivector_backend.enrol_speakers`): PLDA by count
+    (:class:`speaker.plda.PLDAScorer`), cosine of the length-normalised averaged vector (one gemm)."""
+    models = enrol_speakers(groups, kind, be)
+    if kind == "plda":
+        return PLDAScorer.prepare(be.plda, models.means, models.counts).scores
+    E = length_norm(models.means)
+    return lambda t: length_norm(t) @ E.T
 
 
 def _blob(a: np.ndarray) -> bytes:

@@ -158,7 +158,8 @@ class Decision:
 class EnrolmentTrials:
     """Trials from a store's enrolments (:meth:`StoreScoring.enrolment_trials`).
 
-    ``target`` / ``nontarget``: raw scores; ``target_seconds`` / ``nontarget_seconds``:
+    ``target`` / ``nontarget``: raw scores ((n,), or (n, m) for the m systems of a fusion);
+    ``systems``: their names; ``target_seconds`` / ``nontarget_seconds``:
     (n, 2) net speech seconds of each trial's enrolment and test; ``target_speakers`` /
     ``nontarget_speakers``: the test recording's speaker of each trial; ``speakers``: the
     eligible speakers (whose recordings are the tests); ``left_out``: the others and why;
@@ -175,6 +176,7 @@ class EnrolmentTrials:
     left_out: dict
     models_per_test: int
     n_models: int
+    systems: tuple = ("gmm",)
 
 
 class StoreScoring:
@@ -208,6 +210,18 @@ class StoreScoring:
         X = self.features(source) if check_input else source
         with self._db.tx():
             return self._scores(X, ids, batch, backend=backend)
+
+    def system_scores(self, source: Source, ids: Sequence[str] | None = None, *, systems: Sequence[str] = FUSED,
+                      check_input: bool = True) -> tuple[list[str], np.ndarray]:
+        """Raw scores (n, len(systems)) of one recording against ``ids`` (default every speaker)
+        by each of ``systems`` (``gmm``, ``plda``, ``cosine``): the columns a fusion is fitted on
+        (``speaker calibrate --store DB --backend fusion --trials DEV``)."""
+        for system in systems:
+            if check_backend(system) == "fusion":
+                raise ValueError("a fusion's systems are gmm, plda, cosine")
+        X = self.features(source) if check_input else source
+        with self._db.tx():
+            return self._system_scores(X, ids, BATCH, None, tuple(systems))
 
     def _scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int,
                 probe: Probe | None = None, backend: str = "gmm") -> tuple[list[str], np.ndarray]:
@@ -356,7 +370,7 @@ class StoreScoring:
 
     # ------------------------------------------------------------------ trials from the enrolments
     def enrolment_trials(self, *, min_recordings: int = 2, max_nontarget: int = 50_000, seed: int = 0,
-                         batch: int = BATCH) -> "EnrolmentTrials":
+                         batch: int = BATCH, backend: str = "gmm") -> "EnrolmentTrials":
         """Trials built from what is enrolled (``speaker calibrate --from-enrollments``), in one
         read transaction, scored through the one scoring path.
 
@@ -371,7 +385,15 @@ class StoreScoring:
           other speakers (the same number for each, at least one; ``seed`` fixes it).
 
         Each trial carries its enrolment's and test's net speech seconds (for a calibration
-        that takes durations into account)."""
+        that takes durations into account).
+
+        ``backend``: whose raw scores (``gmm``, ``plda``, ``cosine``: the trials' scores (n,);
+        ``fusion``: the (n, 2) scores of its systems :data:`speaker.store_backend.FUSED`, to fit
+        the fusion on).  An i-vector back-end's leave-one-out model enrols the speaker's other
+        recordings' kept i-vectors (by count, as the speaker's model does); its test is the held-out
+        recording's i-vector."""
+        check_backend(backend)
+        systems = FUSED if backend == "fusion" else (backend,)
         rng = np.random.default_rng(seed)
         with self._db.tx():
             info = {s.id: s for s in self.speakers()}
@@ -397,27 +419,37 @@ class StoreScoring:
                 kept = self.kept_recordings(i)
                 total = sum(r.speech_seconds for r in kept)
                 for j, r in enumerate(kept):
-                    rest = [q.stats for k, q in enumerate(kept) if k != j]
-                    loo = map_from_stats(self.ubm, sum_in_order(rest), relevance_factor=self.relevance_factor,
-                                         adapt=self.adapt)
-                    probe = Probe(self.ubm, r.features, self.top_c)
-                    tar.append(float(probe.llrs([loo])[0]))
+                    probe = Probe(self.ubm, r.features, self.top_c) if "gmm" in systems else None
+                    row = []
+                    for system in systems:
+                        if system == "gmm":
+                            rest = [q.stats for k, q in enumerate(kept) if k != j]
+                            loo = map_from_stats(self.ubm, sum_in_order(rest), relevance_factor=self.relevance_factor,
+                                                 adapt=self.adapt)
+                            row.append(float(probe.llrs([loo])[0]))
+                        else:
+                            row.append(self._left_out_score(i, j, system))
+                    tar.append(row)
                     tar_q.append((total - r.speech_seconds, r.speech_seconds))
                     tar_spk.append(i)
                     pool = [k for k in ids if k != i]
                     if per_test < len(pool):
                         pool = sorted(rng.choice(pool, size=per_test, replace=False).tolist())
-                        got_ids, got = self._scores(r.features, pool, batch, probe)
+                        got_ids, got = self._system_scores(r.features, pool, batch, probe, systems)
                     else:
-                        got_ids, got = self._scores(r.features, None, batch, probe)
+                        got_ids, got = self._system_scores(r.features, None, batch, probe, systems)
                     for k, sc in zip(got_ids, got):
                         if k != i:
-                            non.append(float(sc))
+                            non.append([float(v) for v in sc])
                             non_q.append((info[k].speech_seconds, r.speech_seconds))
                             non_spk.append(i)
-        return EnrolmentTrials(np.array(tar), np.array(non), np.array(tar_q).reshape(-1, 2),
+        m = len(systems)
+        tar_a, non_a = np.array(tar, dtype=np.float64).reshape(-1, m), np.array(non, dtype=np.float64).reshape(-1, m)
+        if m == 1:
+            tar_a, non_a = tar_a[:, 0], non_a[:, 0]
+        return EnrolmentTrials(tar_a, non_a, np.array(tar_q).reshape(-1, 2),
                                np.array(non_q).reshape(-1, 2), tar_spk, non_spk, sorted(eligible), left_out,
-                               per_test, len(ids))
+                               per_test, len(ids), tuple(systems))
 
     # ------------------------------------------------------------------ prepared stacks (top-C)
     def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:

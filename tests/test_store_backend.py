@@ -21,9 +21,9 @@ D, K, R = 3, 8, 4
 Store = functools.partial(SpeakerStore, gate=NO_GATE)
 
 
-def _speaker(seed, n=4, frames=120):
+def _speaker(seed, n=4, frames=120, scale=0.8):
     rng = np.random.default_rng(seed)
-    centre = rng.normal(scale=0.8, size=D)
+    centre = rng.normal(scale=scale, size=D)
     return [(centre + rng.normal(size=(frames + 7 * i, D))).astype(np.float32) for i in range(n)]
 
 
@@ -154,3 +154,90 @@ def _npy(tmp_path, X):
     p = tmp_path / f"x{abs(hash(X.tobytes())) % 10**8}.npy"
     np.save(p, X)
     return p
+
+
+def test_score_store_backend_writes_the_stores_scores(tmp_path, chain):
+    from conftest import speaker_cli
+    ubm, tv, be, enrol = chain
+    db = tmp_path / "s.db"
+    tests = [_npy(tmp_path, x) for x in _speaker(60, n=2)]
+    with Store(db, ubm) as st:
+        for i in ("s0", "s1"):
+            st.enroll(i, enrol[i])
+        st.bind_backend(tv, be)
+        want = {(i, str(p)): s for p in tests for i, s in zip(*st.scores_all(np.load(p), backend="plda"))}
+    (tmp_path / "trials.txt").write_text("".join(f"{i} {p}\n" for p in tests for i in ("s1", "s0", "nobody")))
+    r = speaker_cli("score", "--store", db, "--backend", "plda", "--trials", tmp_path / "trials.txt",
+                    "--out", tmp_path / "scores.txt", check=0)
+    assert "unknown model id" in r.stderr
+    lines = [ln.split() for ln in (tmp_path / "scores.txt").read_text().splitlines()]
+    assert [(m, t) for m, t, _ in lines] == [(i, str(p)) for p in tests for i in ("s1", "s0")]
+    for m, t, s in lines:
+        assert float(s) == pytest.approx(want[(m, t)], abs=1e-6)
+    r = speaker_cli("score", "--store", db, "--backend", "fusion", "--trials", tmp_path / "trials.txt",
+                    "--out", tmp_path / "fused.txt")
+    assert r.returncode == 1 and "speaker calibrate --store" in r.stderr
+
+
+def test_service_verifies_and_identifies_with_the_backend_a_request_names(tmp_path, chain):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from test_serve import in_process
+    from speaker.serve import ServiceConfig, create_app
+    ubm, tv, be, enrol = chain
+    with Store(tmp_path / "s.db", ubm) as st:
+        for i in ("s0", "s1", "s2"):
+            st.enroll(i, enrol[i])
+        st.bind_backend(tv, be)
+        x = enrol["s1"][0] + 0.2
+        svc_app = create_app(st, ServiceConfig(threshold=-1e9, backend="plda"))
+        svc = svc_app.state.service
+        j = svc.verify_features("s1", x)                               # the service's default back-end
+        assert j["score"] == st.verify("s1", x, backend="plda", threshold=-1e9).score
+        g = svc.verify_features("s1", x, backend="gmm")
+        assert g["score"] == st.verify("s1", x, threshold=-1e9).score
+        _, plda_all = st.scores_all(x, backend="plda")
+        health, bad = in_process(svc_app, [("GET", "/healthz", b""), ("POST", "/v1/identify?backend=lda", b"x")])
+        assert health["backend"] == "plda" and health["backends"] == ["gmm", "plda", "cosine", "fusion"]
+        assert "error" in bad and "backend" in bad["detail"]            # refused by the query's pattern
+        assert j["score"] == pytest.approx(plda_all[1], rel=1e-12)      # s1 among all: the same score
+
+
+def test_fusion_is_fitted_with_the_calibration_and_scores_what_it_was_fitted_on(tmp_path, chain):
+    import math
+
+    from sklearn.linear_model import LogisticRegression
+    from speaker.selfcal import calibrate_from_enrollments
+    ubm, tv, be, _ = chain
+    enrol = {f"m{s}": _speaker(200 + s, scale=0.3) for s in range(8)}    # classes that overlap (a finite fit)
+    with Store(tmp_path / "s.db", ubm) as st:
+        for i, recs in enrol.items():
+            st.enroll(i, recs)
+        st.bind_backend(tv, be)
+        with pytest.raises(ValueError, match="fusion calibration"):
+            st.verify("m0", enrol["m0"][0], backend="fusion")
+        prior = 0.1
+        res = calibrate_from_enrollments(st, prior=prior, min_speakers=4, backend="fusion")
+        cal, fused = res.calibration, res.trials
+        assert fused.target.shape == (32, 2) and fused.systems == ("plda", "gmm")
+        gmm = st.enrolment_trials(backend="gmm")
+        np.testing.assert_array_equal(fused.target[:, 1], gmm.target)
+        np.testing.assert_array_equal(fused.nontarget[:, 1], gmm.nontarget)
+        # a left-out PLDA target trial by hand: the other three recordings' batch i-vectors, by count
+        vecs = be.transform(_batch_ivectors(ubm, tv, enrol["m0"]))
+        want = plda_llr(be.plda, vecs[1:].mean(axis=0, keepdims=True), [3.0], vecs[:1])[0]
+        assert fused.target[fused.target_speakers.index("m0"), 0] == pytest.approx(want, rel=1e-8, abs=1e-8)
+        S = np.r_[fused.target, fused.nontarget]
+        lab = np.r_[np.ones(len(fused.target), bool), np.zeros(len(fused.nontarget), bool)]
+        w = np.where(lab, prior / lab.sum(), (1 - prior) / (~lab).sum()) * len(lab)
+        lr = LogisticRegression(C=np.inf, tol=1e-12, max_iter=100_000).fit(S, lab, sample_weight=w)
+        assert [cal.a, cal.terms[0].weight] == pytest.approx(lr.coef_[0], rel=1e-4, abs=1e-6)
+        assert cal.b == pytest.approx(lr.intercept_[0] - math.log(prior / (1 - prior)), rel=1e-4, abs=1e-5)
+        assert st.current_calibration("fusion").id == res.id and st.current_calibration() is None
+        x = enrol["m2"][0] + 0.1
+        r = st.verify("m2", x, backend="fusion")
+        g, p = st.score("m2", x), st.score("m2", x, backend="plda")
+        assert r.score == pytest.approx(cal.a * p + cal.b + cal.terms[0].weight * g, rel=1e-10)
+        assert r.llr == pytest.approx(r.score) and r.decision in ("accept", "reject")
+        assert r.threshold == pytest.approx(math.log((1 - prior) / prior))   # the Bayes threshold at its prior
+        assert st.verify("m2", x, backend="plda").decision == "undecided"   # plda has no calibration of its own
