@@ -241,3 +241,33 @@ def test_fusion_is_fitted_with_the_calibration_and_scores_what_it_was_fitted_on(
         assert r.llr == pytest.approx(r.score) and r.decision in ("accept", "reject")
         assert r.threshold == pytest.approx(math.log((1 - prior) / prior))   # the Bayes threshold at its prior
         assert st.verify("m2", x, backend="plda").decision == "undecided"   # plda has no calibration of its own
+
+
+def test_calibrate_command_fits_the_fusion_on_trials_the_store_scores(tmp_path, chain):
+    from conftest import speaker_cli
+    from speaker.calibration import fit_calibration
+    ubm, tv, be, _ = chain
+    enrol = {f"m{s}": _speaker(300 + s, n=6, scale=0.3) for s in range(6)}
+    db = tmp_path / "s.db"
+    with Store(db, ubm) as st:
+        for i, recs in enrol.items():
+            st.enroll(i, recs[:3])
+        st.bind_backend(tv, be)
+        rows, want = [], []
+        for i, recs in enrol.items():
+            for x in recs[3:]:
+                p = _npy(tmp_path, x)
+                ids, S = st.system_scores(x, sorted(enrol))
+                for m, row in zip(ids, S):
+                    rows.append(f"{m} {p} {'target' if m == i else 'nontarget'}\n")
+                    want.append((row, m == i))
+    (tmp_path / "dev.txt").write_text("".join(rows))
+    speaker_cli("calibrate", "--store", db, "--backend", "fusion", "--trials", tmp_path / "dev.txt", check=0)
+    ref = fit_calibration(np.array([w[0] for w in want]), np.array([w[1] for w in want]), systems=("plda", "gmm"))
+    with Store(db) as st:
+        cal = st.current_calibration("fusion").calibration
+        assert st.current_calibration() is None and st.current_calibration("plda") is None
+    assert (cal.a, cal.terms[0].weight, cal.b) == pytest.approx((ref.a, ref.terms[0].weight, ref.b), rel=1e-9)
+    r = speaker_cli("verify", "--store", db, "--backend", "fusion", "--speaker", "m0", "--min-test-speech", "0",
+                    _npy(tmp_path, enrol["m0"][5] + 0.01), check=0)
+    assert r.stdout.split()[3] in ("accept", "reject")
