@@ -72,7 +72,7 @@ class BackendBinding:
     ``D``, ``_arrays``, ``_create_tables``)."""
 
     _bound: tuple | None = None
-    _prepared: tuple | None = None
+    _prepared: dict | None = None
 
     # ------------------------------------------------------------------ binding
     def bind_backend(self, tv: TotalVariability, backend: Backend) -> BindResult:
@@ -302,14 +302,16 @@ class BackendBinding:
         from ._batch import recording_stats
         return self._ivectors_of(tv, [recording_stats(self.ubm, X, check_input=False)])[0]
 
-    def _ivector_scores(self, X: np.ndarray, ids: Sequence[str] | None, kind: str) -> tuple[list[str], np.ndarray]:
+    def _ivector_scores(self, X: np.ndarray, ids: Sequence[str] | None, kind: str,
+                        test: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Scores (n,) of a recording against ``ids`` (default every speaker, in id order) by the
-        bound back-end ``kind`` (``plda``: the PLDA LLR by count, nats; ``cosine``)."""
+        bound back-end ``kind`` (``plda``: the PLDA LLR by count, nats; ``cosine``), and the
+        recording's i-vector (R,) (``test``: computed already by the caller)."""
         bound = self._require_bound(kind)
         _, _, tv, be = bound
-        test = to_space(be, self._test_ivector(X, tv)[None])
+        test = self._test_ivector(X, tv) if test is None else test
         ids, scorer = self._speaker_matrix(ids, kind, bound)
-        return ids, scorer(test)[0]
+        return ids, scorer(to_space(be, test[None]))[0], test
 
     def _left_out_score(self, speaker_id: str, j: int, kind: str) -> float:
         """Score of a speaker's recording ``j`` (its kept i-vector) against the speaker enrolled
@@ -322,23 +324,38 @@ class BackendBinding:
         return float(scorer(to_space(be, vecs[j][None]))[0, 0])
 
     def _speaker_matrix(self, ids: Sequence[str] | None, kind: str, bound: tuple):
-        """(ids, tests (B, d) -> scores (B, S)) of the speakers enrolled in back-end space; for
-        every speaker, kept while no speaker changes and the binding stays."""
-        key = None
-        if ids is None:
-            key = (kind, bound[0], bound[1], tuple(self._generations()))
-            with self._lock:
-                if self._prepared is not None and self._prepared[0] == key:
-                    return self._prepared[1], self._prepared[2]
-        _, _, tv, be = bound
-        groups = self._read_ivectors(ids, bound)
-        out_ids = list(groups)
-        scorer = _prepare(kind, be, groups) if out_ids else (lambda t: np.zeros((len(t), 0)))
-        if key is not None:
-            with self._lock:
-                self._prepared = (key, out_ids, scorer)
-        return out_ids, scorer
+        """(ids, tests (B, d) -> scores (B, S)) of the speakers enrolled in back-end space.
 
+        Every speaker's terms are prepared at once and kept while no speaker changes and the
+        binding stays (one query of the generations checks it); given ``ids`` take their
+        columns of them, or, when they are few (under a quarter of the store) and nothing is
+        prepared, are prepared alone (a verify right after an enrolment into a large store does
+        not prepare every speaker)."""
+        gens = self._generations()
+        key = (kind, bound[0], bound[1], tuple(gens))
+        with self._lock:
+            hit = self._prepared.get(kind) if self._prepared is not None else None
+            hit = hit if hit is not None and hit[0] == key else None
+        be = bound[3]
+        if hit is None and ids is not None and 4 * len(set(ids)) < len(gens):
+            groups = self._read_ivectors(ids, bound)
+            return list(groups), _prepare(kind, be, groups)
+        if hit is None:
+            groups = self._read_ivectors(None, bound)
+            all_ids = list(groups)
+            hit = (key, all_ids, {i: j for j, i in enumerate(all_ids)},
+                   _prepare(kind, be, groups) if all_ids else (lambda t: np.zeros((len(t), 0))))
+            with self._lock:
+                self._prepared = {**(self._prepared or {}), kind: hit}
+        _, all_ids, where, scorer = hit
+        if ids is None:
+            return all_ids, scorer
+        want = list(ids)
+        for i in want:
+            if i not in where:
+                raise KeyError(i)
+        cols = np.array([where[i] for i in want], dtype=np.intp)
+        return want, (lambda t: scorer(t)[:, cols])
 
 def _prepare(kind: str, be: Backend, groups: dict):
     """tests (B, d) in back-end space -> scores (B, S) against the speakers of ``groups``

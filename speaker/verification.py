@@ -250,12 +250,12 @@ class StoreScoring:
                        systems: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """Scores (n, len(systems)) of ``X`` against ``ids`` (default every speaker, in id order)
         by each of ``systems`` (``gmm``, ``plda``, ``cosine``)."""
-        cols, out_ids = [], None
+        cols, out_ids, test = [], None, None
         for system in systems:
             if system == "gmm":
                 got_ids, sc = self._gmm_scores(X, ids, batch, probe)
             else:
-                got_ids, sc = self._ivector_scores(X, ids, system)
+                got_ids, sc, test = self._ivector_scores(X, ids, system, test)
             if out_ids is not None and got_ids != out_ids:
                 self._db.fail("the back-ends' speakers differ (a speaker without i-vectors?)")
             out_ids = got_ids
