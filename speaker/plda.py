@@ -30,7 +30,7 @@ import scipy.linalg
 from .limits import MAX_RANK
 
 __all__ = ["fit_lda", "fit_wccn", "length_norm", "PLDA", "fit_plda", "plda_log_likelihood", "plda_llr",
-           "cosine", "PLDAScorer", "Backend", "train_backend", "enrol", "save_backend", "load_backend"]
+           "cosine", "PLDATerms", "PLDAScorer", "Backend", "train_backend", "enrol", "save_backend", "load_backend"]
 
 BACKEND_FORMAT = "gmmext-speaker-backend"
 BACKEND_VERSION = 1
@@ -197,6 +197,37 @@ def plda_llr(model: PLDA, enrol_means: np.ndarray, enrol_counts: np.ndarray, tes
     return out
 
 
+class PLDATerms:
+    """What :class:`PLDAScorer` needs of a PLDA model, computed once per model: the inverses
+    ``Sb^-1``, ``Sw^-1``, the whitening of the different-speaker density ``N(mu, Sb + Sw)``
+    and, per enrolment count n (kept as they are asked for), the speaker posterior covariance
+    ``(Sb^-1 + n Sw^-1)^-1``, the predictive precision ``P_n^-1`` and ``log|P_n|``."""
+
+    def __init__(self, model: PLDA) -> None:
+        d = model.mu.shape[0]
+        self.model, self.d = model, d
+        self.Bi, self.Wi = np.linalg.inv(model.Sb), np.linalg.inv(model.Sw)
+        chol = np.linalg.cholesky(model.Sb + model.Sw)
+        self.null_white = scipy.linalg.solve_triangular(chol, np.eye(d), lower=True)      # L^-1
+        self.null_const = -np.log(np.diag(chol)).sum() - d / 2 * np.log(2 * np.pi)
+        self._per_count: dict[float, tuple[np.ndarray, np.ndarray, float]] = {}
+
+    def count(self, n: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """(posterior covariance, predictive precision, log|P_n|) of a speaker of count ``n``."""
+        hit = self._per_count.get(float(n))
+        if hit is None:
+            cov = np.linalg.inv(self.Bi + n * self.Wi)
+            chol = np.linalg.cholesky(cov + self.model.Sw)
+            inv_chol = scipy.linalg.solve_triangular(chol, np.eye(self.d), lower=True)
+            hit = self._per_count[float(n)] = (cov, inv_chol.T @ inv_chol, 2.0 * np.log(np.diag(chol)).sum())
+        return hit
+
+    def null(self, tests: np.ndarray) -> np.ndarray:
+        """``log N(t; mu, Sb + Sw)`` of tests (B, d) -> (B,)."""
+        z = (tests - self.model.mu) @ self.null_white.T
+        return -0.5 * np.einsum("bd,bd->b", z, z) + self.null_const
+
+
 @dataclass
 class PLDAScorer:
     """:func:`plda_llr` of many tests against many enrolled speakers as one matrix product.
@@ -207,39 +238,41 @@ class PLDAScorer:
     (:meth:`prepare`); a batch of tests (B, d) is then ``tests @ A.T`` (one gemm), plus one
     quadratic form per test and distinct count, minus the different-speaker density."""
 
-    model: PLDA
+    terms: PLDATerms
     A: np.ndarray
     c: np.ndarray
     which: np.ndarray
     precisions: np.ndarray
 
     @classmethod
-    def prepare(cls, model: PLDA, enrol_means: np.ndarray, enrol_counts: np.ndarray) -> "PLDAScorer":
+    def prepare(cls, model: PLDA | PLDATerms, enrol_means: np.ndarray, enrol_counts: np.ndarray) -> "PLDAScorer":
         """The per-speaker terms of speakers enrolled with ``enrol_counts`` (S,) vectors of mean
-        ``enrol_means`` (S, d) in back-end space."""
-        means = np.atleast_2d(np.asarray(enrol_means, dtype=np.float64))
+        ``enrol_means`` (S, d) in back-end space (``model``: the PLDA, or its :class:`PLDATerms`
+        computed once)."""
+        terms = model if isinstance(model, PLDATerms) else PLDATerms(model)
+        d = terms.d
+        means = np.asarray(enrol_means, dtype=np.float64).reshape(-1, d)
         counts = np.asarray(enrol_counts, dtype=np.float64).reshape(-1)
-        d = model.mu.shape[0]
-        if not len(counts):
-            return cls(model, np.zeros((0, d)), np.zeros(0), np.zeros(0, dtype=np.intp), np.zeros((0, d, d)))
-        m, covs, which = _posterior_y(model, means, counts)
-        prec, logdet = np.empty_like(covs), np.empty(len(covs))
-        for u, cov in enumerate(covs):
-            chol = np.linalg.cholesky(cov + model.Sw)
-            inv_chol = scipy.linalg.solve_triangular(chol, np.eye(d), lower=True)
-            prec[u] = inv_chol.T @ inv_chol
-            logdet[u] = 2.0 * np.log(np.diag(chol)).sum()
-        A = np.einsum("sd,sde->se", m, prec[which])
+        ucounts, which = np.unique(counts, return_inverse=True)
+        which = which.reshape(-1)
+        per = [terms.count(n) for n in ucounts]
+        prec = np.array([p[1] for p in per]).reshape(-1, d, d)
+        logdet = np.array([p[2] for p in per])
+        rhs = (terms.Bi @ terms.model.mu)[None] + counts[:, None] * (means @ terms.Wi)
+        m = np.empty_like(rhs)
+        A = np.empty_like(rhs)
+        for u, (cov, P, _) in enumerate(per):
+            sel = which == u
+            m[sel] = rhs[sel] @ cov                        # the speakers' posterior means
+            A[sel] = m[sel] @ P
         c = -0.5 * (np.einsum("sd,sd->s", m, A) + logdet[which] + d * np.log(2 * np.pi))
-        return cls(model, A, c, which, prec)
+        return cls(terms, A, c, which, prec)
 
     def scores(self, tests: np.ndarray) -> np.ndarray:
         """LLRs (B, S) of tests (B, d) against every prepared speaker (nats)."""
-        from scipy.stats import multivariate_normal
         t = np.atleast_2d(np.asarray(tests, dtype=np.float64))
         quad = np.einsum("bd,ude,be->bu", t, self.precisions, t)
-        null = multivariate_normal(self.model.mu, self.model.Sb + self.model.Sw).logpdf(t).reshape(-1)
-        return t @ self.A.T + self.c[None, :] - 0.5 * quad[:, self.which] - null[:, None]
+        return t @ self.A.T + self.c[None, :] - 0.5 * quad[:, self.which] - self.terms.null(t)[:, None]
 
 
 # ----------------------------------------------------------------------------- the chain

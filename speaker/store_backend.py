@@ -35,7 +35,7 @@ from gmmext import GMMStats
 from .ivector import BATCH, TotalVariability, centre, extract_ivectors
 from .ivector_backend import enrol_speakers, to_space
 from .limits import MAX_RANK
-from .plda import BACKEND_ARRAYS, PLDA, Backend, PLDAScorer, backend_arrays_problem, length_norm
+from .plda import BACKEND_ARRAYS, PLDA, Backend, PLDAScorer, PLDATerms, backend_arrays_problem, length_norm
 
 __all__ = ["BACKENDS", "FUSED", "BackendBinding", "BindResult", "BackendMismatchError"]
 
@@ -73,6 +73,7 @@ class BackendBinding:
 
     _bound: tuple | None = None
     _prepared: dict | None = None
+    _terms: tuple | None = None
 
     # ------------------------------------------------------------------ binding
     def bind_backend(self, tv: TotalVariability, backend: Backend) -> BindResult:
@@ -320,8 +321,15 @@ class BackendBinding:
         bound = self._require_bound(kind)
         be = bound[3]
         vecs = self._read_ivectors([speaker_id], bound)[speaker_id]
-        scorer = _prepare(kind, be, {speaker_id: np.delete(vecs, j, axis=0)})
+        scorer = _prepare(kind, be, {speaker_id: np.delete(vecs, j, axis=0)}, self._plda_terms(bound))
         return float(scorer(to_space(be, vecs[j][None]))[0, 0])
+
+    def _plda_terms(self, bound: tuple) -> PLDATerms:
+        """The bound PLDA model's constant terms, computed once per binding."""
+        with self._lock:
+            if self._terms is None or self._terms[0] != bound[1]:
+                self._terms = (bound[1], PLDATerms(bound[3].plda))
+            return self._terms[1]
 
     def _speaker_matrix(self, ids: Sequence[str] | None, kind: str, bound: tuple):
         """(ids, tests (B, d) -> scores (B, S)) of the speakers enrolled in back-end space.
@@ -339,12 +347,12 @@ class BackendBinding:
         be = bound[3]
         if hit is None and ids is not None and 4 * len(set(ids)) < len(gens):
             groups = self._read_ivectors(ids, bound)
-            return list(groups), _prepare(kind, be, groups)
+            return list(groups), _prepare(kind, be, groups, self._plda_terms(bound))
         if hit is None:
             groups = self._read_ivectors(None, bound)
             all_ids = list(groups)
             hit = (key, all_ids, {i: j for j, i in enumerate(all_ids)},
-                   _prepare(kind, be, groups) if all_ids else (lambda t: np.zeros((len(t), 0))))
+                   _prepare(kind, be, groups, self._plda_terms(bound)) if all_ids else (lambda t: np.zeros((len(t), 0))))
             with self._lock:
                 self._prepared = {**(self._prepared or {}), kind: hit}
         _, all_ids, where, scorer = hit
@@ -357,14 +365,14 @@ class BackendBinding:
         cols = np.array([where[i] for i in want], dtype=np.intp)
         return want, (lambda t: scorer(t)[:, cols])
 
-def _prepare(kind: str, be: Backend, groups: dict):
+def _prepare(kind: str, be: Backend, groups: dict, terms: PLDATerms):
     """tests (B, d) in back-end space -> scores (B, S) against the speakers of ``groups``
     ({id: raw i-vectors (n, R)}), enrolled as the batch back-end enrols them
     (:func:`speaker.ivector_backend.enrol_speakers`): PLDA by count
     (:class:`speaker.plda.PLDAScorer`), cosine of the length-normalised averaged vector (one gemm)."""
     models = enrol_speakers(groups, kind, be)
     if kind == "plda":
-        return PLDAScorer.prepare(be.plda, models.means, models.counts).scores
+        return PLDAScorer.prepare(terms, models.means, models.counts).scores
     E = length_norm(models.means)
     return lambda t: length_norm(t) @ E.T
 
