@@ -142,6 +142,9 @@ def test_backend_command_binds_and_refuses_with_the_remedy(tmp_path, chain):
     assert "another extractor" in r.stderr and "speaker train-plda" in r.stderr
     r = speaker_cli("backend", "--store", db, "--ivector", tmp_path / "tv.npz", "--plda", tmp_path / "plda.npz", check=0)
     assert "4 recording i-vector(s)" in r.stderr
+    info = speaker_cli("store-info", "--store", db, "--json", check=0)
+    assert '"backends": [\n    "gmm",\n    "plda"' in info.stdout and tv.fingerprint in info.stdout
+    assert "calibrated: none of them" in speaker_cli("store-info", "--store", db, check=0).stdout
     r = speaker_cli("verify", "--store", db, "--backend", "plda", "--speaker", "s0", "--threshold=-1e9",
                     _npy(tmp_path, enrol["s0"][0]), check=0)
     assert r.stdout.split()[3] == "accept"
