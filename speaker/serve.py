@@ -333,9 +333,14 @@ class _Service:
             if not isinstance(body["duration_aware"], bool):
                 raise ApiError(400, "bad_request", "duration_aware must be true or false")
             kw["duration_aware"] = body["duration_aware"]
-        extra = set(body) - {"prior", "target_far", "duration_aware"}
+        if "backend" in body:
+            if body["backend"] not in ("gmm", "plda", "cosine", "fusion"):
+                raise ApiError(400, "bad_request", "backend must be gmm, plda, cosine or fusion")
+            kw["backend"] = body["backend"]
+        extra = set(body) - {"prior", "target_far", "duration_aware", "backend"}
         if extra:
-            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far, duration_aware)")
+            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far, duration_aware, "
+                                               "backend)")
         try:
             with self.lock:
                 res = calibrate_from_enrollments(self.store, **kw)
@@ -547,7 +552,8 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
 
     @app.post("/v1/calibration", response_model=_api.CalibrationInfo, responses=_api.errors(*common, 413, 422),
               dependencies=secured, tags=["calibration"],
-              summary="calibrate the store on its own enrolments (JSON body: optional prior, target_far)")
+              summary="calibrate the store on its own enrolments (JSON body: optional prior, target_far, "
+                      "duration_aware, backend)")
     async def calibrate(request: Request):
         body = bytearray()
         async for chunk in request.stream():

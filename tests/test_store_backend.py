@@ -200,7 +200,9 @@ def test_service_verifies_and_identifies_with_the_backend_a_request_names(tmp_pa
         g = svc.verify_features("s1", x, backend="gmm")
         assert g["score"] == st.verify("s1", x, threshold=-1e9).score
         _, plda_all = st.scores_all(x, backend="plda")
-        health, bad = in_process(svc_app, [("GET", "/healthz", b""), ("POST", "/v1/identify?backend=lda", b"x")])
+        health, bad, cal = in_process(svc_app, [("GET", "/healthz", b""), ("POST", "/v1/identify?backend=lda", b"x"),
+                                                ("POST", "/v1/calibration", b'{"backend": "fusion"}')])
+        assert cal["error"] == "not_enough_enrolments"                 # 3 speakers: far below the minimum
         assert health["backend"] == "plda" and health["backends"] == ["gmm", "plda", "cosine", "fusion"]
         assert "error" in bad and "backend" in bad["detail"]            # refused by the query's pattern
         assert j["score"] == pytest.approx(plda_all[1], rel=1e-12)      # s1 among all: the same score
