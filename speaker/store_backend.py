@@ -123,6 +123,8 @@ class BackendBinding:
                                  "models or recordings enrolled before format 2: enrol them again with replace, or "
                                  "remove them), nothing bound")
             recompute = self._get_meta("ivector_fingerprint") != efp
+            if recompute or self._get_meta("backend_fingerprint") != bfp:
+                self._forget_ivector_calibrations()
             self._db.run("DELETE FROM extractor")
             rows = [("T", *tv.T.shape, _blob(tv.T))] + [
                 (k, v.shape[0], v.shape[1] if v.ndim == 2 else 0, _blob(v)) for k, v in arrays.items() if v is not None]
@@ -148,6 +150,14 @@ class BackendBinding:
                 self._db.run("DELETE FROM extractor")
             for key in ("ivector_fingerprint", "backend_fingerprint"):
                 self._set_meta(key, None)
+            self._forget_ivector_calibrations()
+
+    def _forget_ivector_calibrations(self) -> None:
+        """No current calibration for plda, cosine and fusion (inside a write transaction): a new
+        extractor or back-end makes new scores, which the old calibrations do not fit (they stay
+        in the history)."""
+        for key in ("calibration_id_plda", "calibration_id_cosine", "calibration_id_fusion"):
+            self._set_meta(key, None)
 
     def _recompute_ivectors(self, tv: TotalVariability, efp: str) -> int:
         """The i-vector of every enrolled recording from its kept statistics (inside the

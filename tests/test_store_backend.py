@@ -246,6 +246,10 @@ def test_fusion_is_fitted_with_the_calibration_and_scores_what_it_was_fitted_on(
         assert r.llr == pytest.approx(r.score) and r.decision in ("accept", "reject")
         assert r.threshold == pytest.approx(math.log((1 - prior) / prior))   # the Bayes threshold at its prior
         assert st.verify("m2", x, backend="plda").decision == "undecided"   # plda has no calibration of its own
+        be2 = train_backend(np.random.default_rng(2).normal(size=(40, R)), np.repeat(np.arange(10), 4))
+        be2.ubm_fingerprint, be2.ivector_fingerprint = tv.ubm_fingerprint, tv.fingerprint
+        st.bind_backend(tv, be2)                                          # another PLDA: new scores
+        assert st.current_calibration("fusion") is None and len(st.calibrations()) == 1
 
 
 def test_calibrate_command_fits_the_fusion_on_trials_the_store_scores(tmp_path, chain):
