@@ -16,6 +16,12 @@ their quality.  The server runs in its own process (``python -m speaker serve``,
 
     python benchmarks/bench_serve.py                        # writes benchmarks/results_serve.txt
     python benchmarks/bench_serve.py --speakers 100 --requests 40 --clients 1,4   # quicker
+    python benchmarks/bench_serve.py --backend plda --out benchmarks/results_serve_plda.txt
+
+``--backend plda|cosine|fusion``: the store is bound to a synthetic i-vector extractor (rank
+``--rank``, T drawn at random) and a PLDA back-end trained on synthetic i-vectors, the server runs
+with that ``--backend`` (fusion: with a fusion calibration of unit weights kept in the store), and
+the in-process reference verifies with the same back-end.
 """
 from __future__ import annotations
 
@@ -48,11 +54,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db: Path, threads: int, top_c: int | None) -> tuple[subprocess.Popen, str]:
+def start_server(db: Path, threads: int, top_c: int | None, backend: str = "gmm") -> tuple[subprocess.Popen, str]:
     import httpx
     port = free_port()
     cmd = [sys.executable, "-m", "speaker", "serve", "--store", str(db), "--host", "127.0.0.1", "--port", str(port),
-           "--threads", str(threads), "--quiet"] + (["--top-c", str(top_c)] if top_c else [])
+           "--threads", str(threads), "--quiet", "--backend", backend] + (["--top-c", str(top_c)] if top_c else [])
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -107,6 +113,22 @@ def load(url: str, audio: bytes, ids: list[str], clients: int, n_requests: int, 
     return dict(n=len(lat), errors=errors, wall=wall, lat=lat)
 
 
+def bind_synthetic(st, rank: int, rng, backend: str) -> None:
+    """Bind a random extractor (its UBM: the store's) and a PLDA trained on random i-vectors
+    (timings only); for ``fusion`` also keep a fusion calibration of unit weights."""
+    import numpy as np
+    from speaker.calibration import Calibration, Term
+    from speaker.ivector import TotalVariability
+    from speaker.plda import train_backend
+    tv = TotalVariability(rng.normal(scale=0.1, size=(st.K * st.D, rank)), st.fingerprint)
+    be = train_backend(rng.normal(size=(400, rank)), np.repeat(np.arange(40), 10))
+    be.ubm_fingerprint, be.ivector_fingerprint = st.fingerprint, tv.fingerprint
+    st.bind_backend(tv, be)
+    if backend == "fusion":
+        st.keep_calibration(Calibration(1.0, 0.0, systems=("plda", "gmm"), terms=(Term(1.0, ("gmm",)),)),
+                            fitted_on="bench_serve.py: unit weights (timings only)", backend="fusion")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="speechocean762 folder (for the 3-s recording)")
@@ -118,6 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=4, help="the server's --threads (default 4)")
     ap.add_argument("--top-c", dest="top_c", type=int, default=None,
                     help="the server's --top-c (default exact scoring)")
+    ap.add_argument("--backend", choices=("gmm", "plda", "cosine", "fusion"), default="gmm",
+                    help="the server's --backend (default gmm); the others bind a synthetic i-vector back-end")
+    ap.add_argument("--rank", type=int, default=100, help="i-vector rank of the synthetic extractor (default 100)")
     ap.add_argument("--work", type=Path, help="folder for the store (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_serve.txt")
     a = ap.parse_args(argv)
@@ -141,13 +166,18 @@ def main(argv=None) -> int:
     ids = [f"spk{i:05d}" for i in range(a.speakers)]
     for sid in ids:
         s = rng.uniform(0.5, 2.0)
+        s = round(s * base.n_samples) / base.n_samples        # a whole number of frames, as a recording's
         fake = GMMStats(base.n * s, base.sum_x * s, base.sum_xx * s, base.loglik * s, base.n_samples * s)
         st.enroll_statistics(sid, [("<synthetic>", hashlib.sha256(sid.encode()).hexdigest(), fake)],
                              gate=NO_GATE)                   # synthetic statistics: no recording to gate
     t_fill = time.perf_counter() - t0
+    if a.backend != "gmm":
+        bind_synthetic(st, a.rank, rng, a.backend)
     audio = test.read_bytes()
     n_frames = extract_features(test, config=cfg).shape[0]
-    say(f"speaker serve load test: K={K}, D={D}, {a.speakers} speakers (synthetic UBM and statistics), "
+    say(f"speaker serve load test, back-end {a.backend}"
+        + (f" (synthetic extractor of rank {a.rank} and PLDA)" if a.backend != "gmm" else "")
+        + f": K={K}, D={D}, {a.speakers} speakers (synthetic UBM and statistics), "
         f"{'exact scoring' if not a.top_c else f'top-C {a.top_c}'}, server --threads {a.threads}; "
         f"loopback only")
     say(f"request: POST /v1/speakers/ID/verify, a 3-s recording ({len(audio)} bytes WAV, {n_frames} speech frames), "
@@ -163,14 +193,14 @@ def main(argv=None) -> int:
     def reference(n: int) -> None:
         for _ in range(n):
             t0 = time.perf_counter()
-            st.verify(pyrng.choice(ids), test)
+            st.verify(pyrng.choice(ids), test, backend=a.backend)
             ref.append(time.perf_counter() - t0)
 
     for _ in range(3):
-        st.verify(pyrng.choice(ids), test)
+        st.verify(pyrng.choice(ids), test, backend=a.backend)
     n_ref = min(a.requests, 100)
     reference(n_ref // 2)
-    proc, url = start_server(db, a.threads, a.top_c)
+    proc, url = start_server(db, a.threads, a.top_c, a.backend)
     try:
         load(url, audio, ids[:2], 1, 3, 30.0)                 # warm-up (first requests load numba, librosa)
         rows = []

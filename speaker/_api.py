@@ -46,6 +46,10 @@ class Health(BaseModel):
     calibrated: bool = Field(description="whether a calibration is in force")
     decisions: Decisions
     ubm: UbmInfo
+    backend: str = Field("gmm", description="the back-end of verify / identify when a request names none")
+    backends: list[str] = Field(default_factory=lambda: ["gmm"],
+                                description="the back-ends the store scores with (plda, cosine, fusion: an i-vector "
+                                            "back-end is bound)")
     warning: str | None = Field(None, description="present when every decision would be 'undecided'")
 
 

@@ -55,6 +55,17 @@ def _blob(a) -> bytes:
     return np.ascontiguousarray(a, dtype="<f8").tobytes()
 
 
+#: The meta entry naming each back-end's current calibration.
+CURRENT_KEY = {"gmm": "calibration_id", "plda": "calibration_id_plda", "cosine": "calibration_id_cosine",
+               "fusion": "calibration_id_fusion"}
+
+
+def _key(backend: str) -> str:
+    if backend not in CURRENT_KEY:
+        raise ValueError(f"unknown back-end {backend!r}; choose from {', '.join(CURRENT_KEY)}")
+    return CURRENT_KEY[backend]
+
+
 class CalibrationHistory:
     """The calibrations of :class:`speaker.store.SpeakerStore` (a mixin: uses ``_db``,
     ``_get_meta``, ``_lock``)."""
@@ -80,10 +91,11 @@ class CalibrationHistory:
             self.keep_calibration(cal, fitted_on="given through the library (SpeakerStore.calibration = ...): "
                                                  "its trials are not known")
 
-    def current_calibration(self) -> StoredCalibration | None:
-        """The current calibration's row, or None."""
+    def current_calibration(self, backend: str = "gmm") -> StoredCalibration | None:
+        """The current calibration's row of ``backend`` (each back-end has its own), or None."""
+        key = _key(backend)
         with self._db.tx():
-            text = self._get_meta("calibration_id")
+            text = self._get_meta(key)
             if text is None:
                 return None
             if not text.isdigit():
@@ -92,39 +104,45 @@ class CalibrationHistory:
 
     # ------------------------------------------------------------------ history
     def calibrations(self) -> list[StoredCalibration]:
-        """Every calibration the store keeps, newest first (``current`` marks the current one)."""
+        """Every calibration the store keeps, newest first (``current`` marks a current one,
+        of any back-end)."""
         with self._db.tx():
-            cur = self._get_meta("calibration_id")
+            cur = {self._get_meta(k) for k in CURRENT_KEY.values()} - {None}
             ids = [i for i, in self._db.rows("SELECT id FROM calibrations ORDER BY id DESC")]
-            return [self._calibration_row(i, current=str(i) == cur) for i in ids]
+            return [self._calibration_row(i, current=str(i) in cur) for i in ids]
 
-    def use_calibration(self, calibration_id: int) -> StoredCalibration:
-        """Make a kept calibration the current one again; KeyError for an unknown id."""
+    def use_calibration(self, calibration_id: int, backend: str = "gmm") -> StoredCalibration:
+        """Make a kept calibration the current one of ``backend`` again; KeyError for an unknown id."""
+        key = _key(backend)
         with self._db.write():
             row = self._calibration_row(int(calibration_id), current=True)
-            self._set_meta("calibration_id", str(row.id))
+            self._set_meta(key, str(row.id))
         return row
 
     def keep_calibration(self, calibration: Calibration, *, fitted_on: str, report: dict | None = None,
-                         target_llrs=None, nontarget_llrs=None, make_current: bool = True) -> int:
+                         target_llrs=None, nontarget_llrs=None, make_current: bool = True,
+                         backend: str = "gmm") -> int:
         """Keep a calibration (and make it current): returns its id.
 
         ``target_llrs`` / ``nontarget_llrs``: the calibrated LLRs of the trials it was fitted on
         (kept so that a decision at a target false-accept rate can take its threshold from
-        them); ``report``: JSON-able metrics and operating points."""
+        them); ``report``: JSON-able metrics and operating points; ``backend``: the back-end
+        whose scores it calibrates (made its current one)."""
+        key = _key(backend)
         if not isinstance(calibration, Calibration):
             raise TypeError(f"expected a Calibration, got {type(calibration).__name__}")
         with self._db.write():
             cal_id = self._insert_calibration(calibration, fitted_on, report or {}, target_llrs, nontarget_llrs)
             if make_current:
-                self._set_meta("calibration_id", str(cal_id))
+                self._set_meta(key, str(cal_id))
         return cal_id
 
-    def calibration_trials(self, calibration_id: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    def calibration_trials(self, calibration_id: int | None = None, backend: str = "gmm"
+                           ) -> tuple[np.ndarray, np.ndarray] | None:
         """``(target_llrs, nontarget_llrs)`` of a kept calibration (default the current one),
         or None when its trials are not kept (or there is no current calibration)."""
         with self._db.tx():
-            row = self.current_calibration() if calibration_id is None else self._calibration_row(int(calibration_id))
+            row = self.current_calibration(backend) if calibration_id is None else self._calibration_row(int(calibration_id))
             if row is None or not row.has_trials:
                 return None
             return self._trial_llrs(row)

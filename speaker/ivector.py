@@ -41,7 +41,7 @@ from ._npz import write_checkpoint
 from ._progress import Progress
 from .limits import MAX_COMPONENTS, MAX_DIM, MAX_ELEMENTS, MAX_PASSES, MAX_RANK
 
-__all__ = ["TotalVariability", "centred_stats", "stats_batches", "posterior", "accumulate", "m_step",
+__all__ = ["TotalVariability", "centred_stats", "centre", "stats_batches", "posterior", "accumulate", "m_step",
            "min_divergence", "log_likelihood", "init_tv", "train_tv", "extract_ivectors",
            "save_tv", "load_tv", "CheckpointError", "BATCH"]
 
@@ -89,12 +89,20 @@ def centred_stats(ubm: GaussianMixture, features: Sequence[np.ndarray], *, white
     ``whiten=False``), ``F_uk`` the posterior-weighted sum of utterance u's frames.
     """
     stats = ubm.accumulate_segments(list(features), second_order=False)
+    return centre(ubm, np.stack([s.n for s in stats]), np.stack([s.sum_x for s in stats]), whiten=whiten)
+
+
+def centre(ubm: GaussianMixture, n: np.ndarray, sum_x: np.ndarray, *, whiten: bool = True
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`centred_stats` of statistics already accumulated (a speaker store keeps them per
+    recording): zeroth order ``n`` (B, K) and first order ``sum_x`` (B, K, D) -> ``n`` (B, K),
+    ``f`` (B, K*D), float64."""
     mu = np.asarray(ubm.means_, dtype=np.float64)
-    n = np.stack([s.n for s in stats]).astype(np.float64, copy=False)
-    f = np.stack([s.sum_x for s in stats]).astype(np.float64, copy=False) - n[:, :, None] * mu
+    n = np.asarray(n).astype(np.float64, copy=False)
+    f = np.asarray(sum_x).astype(np.float64, copy=False) - n[:, :, None] * mu
     if whiten:
         f /= np.sqrt(np.asarray(ubm.covariances_, dtype=np.float64))
-    return n, f.reshape(len(stats), -1)
+    return n, f.reshape(len(n), -1)
 
 
 def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: int = BATCH

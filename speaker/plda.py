@@ -30,7 +30,7 @@ import scipy.linalg
 from .limits import MAX_RANK
 
 __all__ = ["fit_lda", "fit_wccn", "length_norm", "PLDA", "fit_plda", "plda_log_likelihood", "plda_llr",
-           "cosine", "Backend", "train_backend", "enrol", "save_backend", "load_backend"]
+           "cosine", "PLDATerms", "PLDAScorer", "Backend", "train_backend", "enrol", "save_backend", "load_backend"]
 
 BACKEND_FORMAT = "gmmext-speaker-backend"
 BACKEND_VERSION = 1
@@ -197,6 +197,84 @@ def plda_llr(model: PLDA, enrol_means: np.ndarray, enrol_counts: np.ndarray, tes
     return out
 
 
+class PLDATerms:
+    """What :class:`PLDAScorer` needs of a PLDA model, computed once per model: the inverses
+    ``Sb^-1``, ``Sw^-1``, the whitening of the different-speaker density ``N(mu, Sb + Sw)``
+    and, per enrolment count n (kept as they are asked for), the speaker posterior covariance
+    ``(Sb^-1 + n Sw^-1)^-1``, the predictive precision ``P_n^-1`` and ``log|P_n|``."""
+
+    def __init__(self, model: PLDA) -> None:
+        d = model.mu.shape[0]
+        self.model, self.d = model, d
+        self.Bi, self.Wi = np.linalg.inv(model.Sb), np.linalg.inv(model.Sw)
+        chol = np.linalg.cholesky(model.Sb + model.Sw)
+        self.null_white = scipy.linalg.solve_triangular(chol, np.eye(d), lower=True)      # L^-1
+        self.null_const = -np.log(np.diag(chol)).sum() - d / 2 * np.log(2 * np.pi)
+        self._per_count: dict[float, tuple[np.ndarray, np.ndarray, float]] = {}
+
+    def count(self, n: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """(posterior covariance, predictive precision, log|P_n|) of a speaker of count ``n``."""
+        hit = self._per_count.get(float(n))
+        if hit is None:
+            cov = np.linalg.inv(self.Bi + n * self.Wi)
+            chol = np.linalg.cholesky(cov + self.model.Sw)
+            inv_chol = scipy.linalg.solve_triangular(chol, np.eye(self.d), lower=True)
+            hit = self._per_count[float(n)] = (cov, inv_chol.T @ inv_chol, 2.0 * np.log(np.diag(chol)).sum())
+        return hit
+
+    def null(self, tests: np.ndarray) -> np.ndarray:
+        """``log N(t; mu, Sb + Sw)`` of tests (B, d) -> (B,)."""
+        z = (tests - self.model.mu) @ self.null_white.T
+        return -0.5 * np.einsum("bd,bd->b", z, z) + self.null_const
+
+
+@dataclass
+class PLDAScorer:
+    """:func:`plda_llr` of many tests against many enrolled speakers as one matrix product.
+
+    The predictive covariance ``P_n = Sw + L_n^{-1}`` depends on a speaker's count n only, so
+    ``log N(t; m_s, P_n) = t^T A_s - 1/2 t^T P_n^{-1} t + c_s`` with ``A_s = P_n^{-1} m_s`` (S, d)
+    and ``c_s = -1/2 (m_s^T A_s + log|P_n| + d log 2pi)`` (S,) computed once per enrolment
+    (:meth:`prepare`); a batch of tests (B, d) is then ``tests @ A.T`` (one gemm), plus one
+    quadratic form per test and distinct count, minus the different-speaker density."""
+
+    terms: PLDATerms
+    A: np.ndarray
+    c: np.ndarray
+    which: np.ndarray
+    precisions: np.ndarray
+
+    @classmethod
+    def prepare(cls, model: PLDA | PLDATerms, enrol_means: np.ndarray, enrol_counts: np.ndarray) -> "PLDAScorer":
+        """The per-speaker terms of speakers enrolled with ``enrol_counts`` (S,) vectors of mean
+        ``enrol_means`` (S, d) in back-end space (``model``: the PLDA, or its :class:`PLDATerms`
+        computed once)."""
+        terms = model if isinstance(model, PLDATerms) else PLDATerms(model)
+        d = terms.d
+        means = np.asarray(enrol_means, dtype=np.float64).reshape(-1, d)
+        counts = np.asarray(enrol_counts, dtype=np.float64).reshape(-1)
+        ucounts, which = np.unique(counts, return_inverse=True)
+        which = which.reshape(-1)
+        per = [terms.count(n) for n in ucounts]
+        prec = np.array([p[1] for p in per]).reshape(-1, d, d)
+        logdet = np.array([p[2] for p in per])
+        rhs = (terms.Bi @ terms.model.mu)[None] + counts[:, None] * (means @ terms.Wi)
+        m = np.empty_like(rhs)
+        A = np.empty_like(rhs)
+        for u, (cov, P, _) in enumerate(per):
+            sel = which == u
+            m[sel] = rhs[sel] @ cov                        # the speakers' posterior means
+            A[sel] = m[sel] @ P
+        c = -0.5 * (np.einsum("sd,sd->s", m, A) + logdet[which] + d * np.log(2 * np.pi))
+        return cls(terms, A, c, which, prec)
+
+    def scores(self, tests: np.ndarray) -> np.ndarray:
+        """LLRs (B, S) of tests (B, d) against every prepared speaker (nats)."""
+        t = np.atleast_2d(np.asarray(tests, dtype=np.float64))
+        quad = np.einsum("bd,ude,be->bu", t, self.precisions, t)
+        return t @ self.A.T + self.c[None, :] - 0.5 * quad[:, self.which] - self.terms.null(t)[:, None]
+
+
 # ----------------------------------------------------------------------------- the chain
 @dataclass
 class Backend:
@@ -299,18 +377,34 @@ def load_backend(path: str | os.PathLike, ubm=None, rank: int | None = None, tv=
             f"{ext[:12]}...), not the given one ({tv.fingerprint[:12]}...)" if ext else
             "this back-end file does not name the i-vector extractor it was trained on (made by an earlier "
             "version): train it again with 'speaker train-plda' and this extractor"))
+    why = backend_arrays_problem(a, rank)
+    if why is not None:
+        raise ModelError(f"{path}: not a usable backend file: {why}")
+    return Backend(a["mean"], a["lda"], a["wccn"], PLDA(a["plda_mu"], a["plda_Sb"], a["plda_Sw"]), fp,
+                   ivector_fingerprint=ext)
+
+
+#: The arrays of a back-end (``lda`` and ``wccn`` may be None), as a file or a store keeps them.
+BACKEND_ARRAYS = ("mean", "lda", "wccn", "plda_mu", "plda_Sb", "plda_Sw")
+
+
+def backend_arrays_problem(a: dict, rank: int | None = None) -> str | None:
+    """Why the arrays of a back-end (:data:`BACKEND_ARRAYS`, read from an untrusted file or
+    store, each within :data:`speaker.limits.MAX_RANK`) are not a usable one, or None: shapes
+    consistent (with the extractor's ``rank`` when given), values finite, PLDA covariances
+    positive definite."""
     R = len(a["mean"])
     d = a["lda"].shape[1] if a["lda"] is not None else R
     ok = ((rank is None or R == rank) and (a["lda"] is None or a["lda"].shape[0] == R)
           and (a["wccn"] is None or a["wccn"].shape == (d, d)) and a["plda_mu"].shape == (d,)
           and a["plda_Sb"].shape == (d, d) and a["plda_Sw"].shape == (d, d))
     if not ok:
-        raise ModelError(f"{path}: not a usable backend file: inconsistent shapes"
-                         f"{'' if rank is None else f' (the i-vector extractor has rank {rank})'}")
+        return f"inconsistent shapes{'' if rank is None else f' (the i-vector extractor has rank {rank})'}"
+    if not all(np.isfinite(a[k]).all() for k in BACKEND_ARRAYS if a[k] is not None):
+        return "values are not finite"
     for key in ("plda_Sb", "plda_Sw"):
         try:
             np.linalg.cholesky(a[key])
         except np.linalg.LinAlgError:
-            raise ModelError(f"{path}: not a usable backend file: {key!r} is not positive definite") from None
-    return Backend(a["mean"], a["lda"], a["wccn"], PLDA(a["plda_mu"], a["plda_Sb"], a["plda_Sw"]), fp,
-                   ivector_fingerprint=ext)
+            return f"{key!r} is not positive definite"
+    return None

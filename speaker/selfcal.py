@@ -67,13 +67,14 @@ def operating_point(kind: str, value: float, threshold: float, tar_llrs: np.ndar
 def fit_and_report(target: np.ndarray, nontarget: np.ndarray, *, prior: float = 0.5,
                    p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                    target_far: float | None = 0.01, target_seconds: np.ndarray | None = None,
-                   nontarget_seconds: np.ndarray | None = None, terms: tuple[str, ...] | None = None
-                   ) -> tuple[Calibration, np.ndarray, np.ndarray, dict]:
+                   nontarget_seconds: np.ndarray | None = None, terms: tuple[str, ...] | None = None,
+                   systems: tuple[str, ...] | None = None) -> tuple[Calibration, np.ndarray, np.ndarray, dict]:
     """Fit ``llr = a s + b`` at ``prior`` on raw target / non-target scores:
     ``(calibration, target_llrs, nontarget_llrs, report)``.  With ``target_seconds`` /
     ``nontarget_seconds`` ((n, 2): net speech of each trial's enrolment and test) the
     calibration is duration-aware: ``terms`` (default :func:`speaker.calibration.duration_terms`)
-    are its columns besides the score.
+    are its columns besides the score.  ``target`` / ``nontarget`` of shape (n, m): the scores
+    of m systems, fused (``systems``: their names) by the same regression.
 
     The report (JSON-able): ``cllr`` (bits, of the calibrated LLRs), ``min_cllr``, ``act_dcf``
     (normalised, at the Bayes threshold of ``p_target`` (default ``prior``) and costs), and
@@ -87,6 +88,8 @@ def fit_and_report(target: np.ndarray, nontarget: np.ndarray, *, prior: float = 
         sec = np.concatenate([target_seconds, nontarget_seconds]).astype(np.float64)
         quality = {ENROL_SPEECH: sec[:, 0], TEST_SPEECH: sec[:, 1]}
         cal = fit_calibration(s, lab, prior=prior, quality=quality, terms=terms or duration_terms())
+    elif s.ndim == 2:
+        cal = fit_calibration(s, lab, prior=prior, systems=systems)
     else:
         cal = fit_calibration(s, lab, prior=prior)
     if not cal.a > 0 and cal.affine:
@@ -100,7 +103,7 @@ def fit_and_report(target: np.ndarray, nontarget: np.ndarray, *, prior: float = 
     if target_far is not None and target_far * len(non) >= MIN_FAR_COUNT:
         points.append(operating_point("target_far", target_far, far_threshold(non, target_far), tar, non))
     report = {"prior": float(prior), "n_target": int(len(tar)), "n_nontarget": int(len(non)),
-              "cllr": cllr(llrs, lab), "min_cllr": min_cllr(s, lab),
+              "cllr": cllr(llrs, lab), "min_cllr": min_cllr(s if s.ndim == 1 else llrs, lab),
               "act_dcf": actual_dcf(llrs, lab, t_bayes, p, c_miss, c_fa),
               "act_dcf_params": {"p_target": float(p), "c_miss": float(c_miss), "c_fa": float(c_fa)},
               "operating_points": points}
@@ -160,7 +163,7 @@ def calibrate_from_enrollments(store, *, prior: float = 0.5, p_target: float | N
                                c_fa: float = 1.0, target_far: float | None = 0.01,
                                min_speakers: int = MIN_SPEAKERS, min_recordings: int = MIN_RECORDINGS,
                                max_nontarget: int = 50_000, seed: int = 0, keep: bool = True,
-                               duration_aware: bool = False) -> SelfCalibration:
+                               duration_aware: bool = False, backend: str = "gmm") -> SelfCalibration:
     """Calibrate ``store`` (a :class:`speaker.store.SpeakerStore`) from its own enrolments.
 
     Builds the trials (:meth:`~speaker.verification.StoreScoring.enrolment_trials`), refuses
@@ -173,19 +176,27 @@ def calibrate_from_enrollments(store, *, prior: float = 0.5, p_target: float | N
     (:data:`TEST_TERMS`: ``log(test_speech)`` and ``score*log(test_speech)``, clamped to the
     range the enrolled recordings span).  Not the enrolment's: a leave-one-out model has one
     recording less than the speaker's model has at use, so its duration would be learnt on a
-    range the decisions never see.
+    range the decisions never see.  ``backend``: the back-end calibrated (each has its own
+    current calibration); ``fusion`` fits the fusion of the gmm and plda scores (BOSARIS's
+    linear fusion: one prior-weighted logistic regression on both columns), which is what
+    ``--backend fusion`` scores with.
     """
+    if duration_aware and backend == "fusion":
+        raise ValueError("a fusion is fitted without durations (give one of duration_aware, backend='fusion')")
     if not isinstance(min_recordings, int) or min_recordings < 2:
         raise ValueError(f"min_recordings must be an integer >= 2 (a leave-one-out model needs one), "
                          f"got {min_recordings!r}")
-    trials = store.enrolment_trials(min_recordings=min_recordings, max_nontarget=max_nontarget, seed=seed)
+    trials = store.enrolment_trials(min_recordings=min_recordings, max_nontarget=max_nontarget, seed=seed,
+                                    backend=backend)
     _check_enough(trials, min_speakers, min_recordings)
     secs = (trials.target_seconds, trials.nontarget_seconds) if duration_aware else (None, None)
     cal, tar, non, report = fit_and_report(trials.target, trials.nontarget, prior=prior, p_target=p_target,
                                            c_miss=c_miss, c_fa=c_fa, target_far=target_far,
-                                           target_seconds=secs[0], nontarget_seconds=secs[1], terms=TEST_TERMS)
-    scoring = ("exact scores" if store.top_c is None else f"top-C {store.top_c} scores") + \
-        (", duration-aware" if duration_aware else "")
+                                           target_seconds=secs[0], nontarget_seconds=secs[1], terms=TEST_TERMS,
+                                           systems=trials.systems)
+    gmm = "exact" if store.top_c is None else f"top-C {store.top_c}"
+    scoring = {"gmm": f"{gmm} scores", "plda": "PLDA scores", "cosine": "cosine scores",
+               "fusion": f"fusion of PLDA and {gmm} gmm scores"}[backend] + (", duration-aware" if duration_aware else "")
     fitted_on = (f"the store's enrolments: {len(trials.speakers)} speakers, {len(tar)} target trials (each recording "
                  f"against its speaker's model without it) and {len(non)} non-target trials (each recording against "
                  f"{trials.models_per_test} other speakers' models), {scoring}")
@@ -195,8 +206,9 @@ def calibrate_from_enrollments(store, *, prior: float = 0.5, p_target: float | N
     report["warnings"] = warnings
     report["speakers"] = len(trials.speakers)
     report["scoring"] = scoring
+    report["backend"] = backend
     cal_id = store.keep_calibration(cal, fitted_on=fitted_on, report=report, target_llrs=tar,
-                                    nontarget_llrs=non) if keep else None
+                                    nontarget_llrs=non, backend=backend) if keep else None
     return SelfCalibration(cal_id, cal, fitted_on, report, warnings, trials)
 
 

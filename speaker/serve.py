@@ -98,6 +98,9 @@ class ServiceConfig:
     gate : the quality gates of enrolments and tests (:class:`speaker.gates.Gate`; None: the
         store's)
     max_top : largest ``top`` of ``/v1/identify``
+    backend : the back-end of verify / identify when a request names none (``gmm``, ``plda``,
+        ``cosine``, ``fusion``: :data:`speaker.store_backend.BACKENDS`; a request's ``?backend=``
+        chooses another)
     stream : the streaming verification's limits and sequential test (:class:`speaker.stream.StreamConfig`)
     """
 
@@ -116,6 +119,7 @@ class ServiceConfig:
     target_far: float | None = None
     gate: Gate | None = None
     max_top: int = 100
+    backend: str = "gmm"
     stream: StreamConfig = field(default_factory=StreamConfig)
 
 
@@ -285,10 +289,11 @@ class _Service:
         """Speech in a feature array, in seconds (frames times the hop)."""
         return round(X.shape[0] * self.store.config.hop_length_ms / 1000.0, 3)
 
-    def _decide(self) -> dict:
+    def _decide(self, backend: str | None = None) -> dict:
         c = self.cfg
         return dict(threshold=c.threshold, p_target=c.p_target, c_miss=c.c_miss, c_fa=c.c_fa,
-                    calibration=c.calibration, target_far=c.target_far, gate=self.gate())
+                    calibration=c.calibration, target_far=c.target_far, gate=self.gate(),
+                    backend=c.backend if backend is None else backend)
 
     def _ruled(self, fn, *args, **kwargs):
         """A store call that makes a decision; a rule that cannot be made is a 422."""
@@ -299,19 +304,19 @@ class _Service:
                 raise
             raise ApiError(422, "bad_decision", str(exc)) from None
 
-    def verify(self, speaker_id: str, data: bytes) -> dict:
-        return self.verify_features(speaker_id, *self.features(data))
+    def verify(self, speaker_id: str, data: bytes, backend: str | None = None) -> dict:
+        return self.verify_features(speaker_id, *self.features(data), backend=backend)
 
-    def verify_features(self, speaker_id: str, X: np.ndarray, q=None) -> dict:
+    def verify_features(self, speaker_id: str, X: np.ndarray, q=None, backend: str | None = None) -> dict:
         with self.lock:                           # one read transaction: KeyError for an unknown speaker
-            r = self._ruled(self.store.verify, speaker_id, X, check_input=False, quality=q, **self._decide())
+            r = self._ruled(self.store.verify, speaker_id, X, check_input=False, quality=q, **self._decide(backend))
         return {"speaker": speaker_id, "score": r.score, "llr": r.llr, "decision": r.decision, "reason": r.reason,
                 "threshold": r.threshold, "speech_seconds": self.seconds(X)}
 
-    def identify(self, data: bytes, top: int) -> dict:
+    def identify(self, data: bytes, top: int, backend: str | None = None) -> dict:
         X, q = self.features(data)
         with self.lock:                           # one read transaction
-            ranked = self._ruled(self.store.candidates, X, top, check_input=False, quality=q, **self._decide())
+            ranked = self._ruled(self.store.candidates, X, top, check_input=False, quality=q, **self._decide(backend))
         cands = [{"speaker": m.id, "score": m.score, "llr": m.llr, "decision": m.decision, "reason": m.reason}
                  for m in ranked]
         return {"speakers": [c for c in cands if c["decision"] == "accept"], "candidates": cands}
@@ -329,9 +334,14 @@ class _Service:
             if not isinstance(body["duration_aware"], bool):
                 raise ApiError(400, "bad_request", "duration_aware must be true or false")
             kw["duration_aware"] = body["duration_aware"]
-        extra = set(body) - {"prior", "target_far", "duration_aware"}
+        if "backend" in body:
+            if body["backend"] not in ("gmm", "plda", "cosine", "fusion"):
+                raise ApiError(400, "bad_request", "backend must be gmm, plda, cosine or fusion")
+            kw["backend"] = body["backend"]
+        extra = set(body) - {"prior", "target_far", "duration_aware", "backend"}
         if extra:
-            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far, duration_aware)")
+            raise ApiError(400, "bad_request", f"unknown keys {sorted(extra)} (prior, target_far, duration_aware, "
+                                               "backend)")
         try:
             with self.lock:
                 res = calibrate_from_enrollments(self.store, **kw)
@@ -414,10 +424,11 @@ class _Service:
                 decisions = {"possible": rule.threshold is not None, "rule": rule.rule}
             except ValueError as exc:
                 decisions = {"possible": False, "rule": str(exc)}
-            cal = self.store.current_calibration() if self.cfg.calibration is None else None
+            cal = self.store.current_calibration(self.cfg.backend) if self.cfg.calibration is None else None
         st = self.store
         out = {"status": "ok", "speakers": n, "calibrated": self.cfg.calibration is not None or cal is not None,
-               "decisions": decisions, "ubm": {"components": st.K, "dims": st.D, "fingerprint": st.fingerprint}}
+               "decisions": decisions, "ubm": {"components": st.K, "dims": st.D, "fingerprint": st.fingerprint},
+               "backend": self.cfg.backend, "backends": list(st.backends())}
         if not decisions["possible"]:
             out["warning"] = ("no decisions: every verification and identification answers 'undecided' until the "
                               "store is calibrated (POST /v1/calibration) or the service is given a threshold")
@@ -442,6 +453,12 @@ def _swagger_ui():
     except ImportError:
         return None
     return swagger_ui_path
+
+
+#: ``?backend=`` of verify / identify (default: the service's ``--backend``).
+_BACKEND_QUERY = Query(None, pattern="^(gmm|plda|cosine|fusion)$",
+                       description="gmm, plda, cosine or fusion (default: the service's --backend); plda, cosine and "
+                                   "fusion need an i-vector back-end bound to the store, fusion its fusion calibration")
 
 
 def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> FastAPI:
@@ -523,19 +540,21 @@ def create_app(store: SpeakerStore, config: ServiceConfig | None = None) -> Fast
     @app.post("/v1/speakers/{speaker_id}/verify", openapi_extra=_UPLOAD, response_model=_api.Verification,
               responses=_api.errors(*common, *upload), dependencies=secured, tags=["decisions"],
               summary="is this recording the speaker?")
-    async def verify(speaker_id: str, request: Request):
+    async def verify(speaker_id: str, request: Request, backend: str | None = _BACKEND_QUERY):
         sid = svc.speaker_id(speaker_id)
-        return await svc.run(svc.verify, sid, await svc.upload(request))
+        return await svc.run(svc.verify, sid, await svc.upload(request), backend)
 
     @app.post("/v1/identify", openapi_extra=_UPLOAD, response_model=_api.Identification,
               responses=_api.errors(*common, 408, 413, 422), dependencies=secured, tags=["decisions"],
               summary="the best-scoring speakers with their decisions ('speakers': those accepted; open set)")
-    async def identify(request: Request, top: int = Query(1, ge=1, le=cfg.max_top, description="how many")):
-        return await svc.run(svc.identify, await svc.upload(request), top)
+    async def identify(request: Request, top: int = Query(1, ge=1, le=cfg.max_top, description="how many"),
+                       backend: str | None = _BACKEND_QUERY):
+        return await svc.run(svc.identify, await svc.upload(request), top, backend)
 
     @app.post("/v1/calibration", response_model=_api.CalibrationInfo, responses=_api.errors(*common, 413, 422),
               dependencies=secured, tags=["calibration"],
-              summary="calibrate the store on its own enrolments (JSON body: optional prior, target_far)")
+              summary="calibrate the store on its own enrolments (JSON body: optional prior, target_far, "
+                      "duration_aware, backend)")
     async def calibrate(request: Request):
         body = bytearray()
         async for chunk in request.stream():

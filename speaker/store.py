@@ -51,11 +51,12 @@ from .limits import (MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, 
 from .model_io import ModelError, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
 from .sources import Source, Waveform, content_hash, read_source, read_source_and_quality, source_kind
+from .store_backend import BackendBinding, BackendMismatchError, BindResult
 from .verification import Match, ScoringCache, StoreScoring, VerifyResult
 
 __all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
            "EnrollResult", "EnrolmentItem", "KeptRecording", "StoredCalibration", "VerifyResult", "Match",
-           "store_location"]
+           "store_location", "BackendMismatchError", "BindResult"]
 
 FORMAT = "gmmext-speaker-store"
 FORMAT_VERSION = 2
@@ -66,7 +67,10 @@ _TABLES = ("meta", "ubm", "speakers", "recordings", "calibrations")
 #: The meta entries a store of this format holds (and may hold), and the values they may take.
 _META_REQUIRED = ("format", "format_version", "ubm_fingerprint", "feature_config", "relevance_factor", "adapt",
                   "generation", "created_at")
-_META_OPTIONAL = ("calibration_id",)
+_META_OPTIONAL = ("calibration_id", "calibration_id_plda", "calibration_id_cosine", "calibration_id_fusion",
+                  "ivector_fingerprint", "backend_fingerprint")
+#: Tables a store creates when first needed.
+_OPTIONAL_TABLES = ("cohort", "extractor", "ivectors")
 _MAX_COUNTER = 1 << 62
 
 
@@ -125,6 +129,10 @@ def _schema():
     id is ``meta.calibration_id``): when, what it was fitted on, its parameters and report
     (JSON) and the calibrated LLRs of its target and non-target trials (float64; NULL when the
     trials are not known), from which ``--target-far`` takes its threshold.
+    ``extractor`` and ``ivectors`` (created when an i-vector back-end is first bound,
+    :mod:`speaker.store_backend`): the bound extractor's T and the back-end's arrays (name,
+    rows, columns (0 for a vector), float64 raw bytes), and the i-vector of every enrolled
+    recording (float64 (R,)) with the fingerprint of the extractor it comes from.
     """
     import sqlalchemy as sa
     md = sa.MetaData()
@@ -155,6 +163,11 @@ def _schema():
              col("source", txt), col("sha256", txt), col("added_at", dbl), col("k", big), col("d", big),
              col("n_frames", dbl), col("loglik", dbl), col("a", blob), col("b", blob), col("c", blob),
              col("dtype", txt), col("frames", big), col("features", blob))
+    sa.Table("extractor", md, col("name", txt, primary_key=True), col("n_rows", big), col("n_cols", big),
+             col("data", blob))
+    sa.Table("ivectors", md,
+             col("speaker_id", txt, sa.ForeignKey("speakers.id", ondelete="CASCADE"), primary_key=True),
+             col("seq", big, primary_key=True, autoincrement=False), col("extractor", txt), col("data", blob))
     sa.Table("calibrations", md, col("id", big, primary_key=True, autoincrement=False), col("created_at", dbl),
              col("fitted_on", txt), col("params", txt), col("report", txt), col("n_target", big),
              col("n_nontarget", big), opt("target_llrs", blob), opt("nontarget_llrs", blob))
@@ -272,7 +285,7 @@ class UBMMismatchError(StoreError):
         self.store_fingerprint, self.given_fingerprint = store_fingerprint, given_fingerprint
 
 
-class SpeakerStore(StoreScoring, CalibrationHistory):
+class SpeakerStore(StoreScoring, CalibrationHistory, BackendBinding):
     """Enrolled speakers in one database (a SQLite file or PostgreSQL), bound to one UBM.
 
     Parameters
@@ -438,7 +451,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         if meta.get("format_version") != str(FORMAT_VERSION):
             self._db.fail(f"unsupported format_version {meta.get('format_version')!r} "
                           f"(this version reads {FORMAT_VERSION})")
-        self._db.check_schema(_schema(), _TABLES, ("cohort",))
+        self._db.check_schema(_schema(), _TABLES, _OPTIONAL_TABLES)
         self._check_meta(meta)
         try:
             self.config = FeatureConfig.from_json(meta["feature_config"])
@@ -476,7 +489,10 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             self._db.fail(f"meta entries the store did not write: {[k[:40] for k in unknown[:10]]}")
         for key, value in meta.items():
             ok = {"relevance_factor": _relevance_ok, "adapt": _adapt_ok,
-                  "generation": _counter_ok, "calibration_id": _counter_ok, "created_at": _time_ok}.get(key)
+                  "generation": _counter_ok, "calibration_id": _counter_ok, "created_at": _time_ok,
+                  "calibration_id_plda": _counter_ok, "calibration_id_cosine": _counter_ok,
+                  "calibration_id_fusion": _counter_ok, "ivector_fingerprint": _hex64,
+                  "backend_fingerprint": _hex64}.get(key)
             if ok is not None and not ok(value):
                 self._db.fail(f"bad meta entry {key}: {value[:60]!r}")
 
@@ -505,6 +521,10 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
         g = int(rows[0][0]) + 1
         self._db.run("UPDATE meta SET value=? WHERE key='generation'", (str(g),))
         return g
+
+    def _create_tables(self, names: Sequence[str]) -> None:
+        """Create the store's optional tables ``names`` (inside the caller's write transaction)."""
+        self._db.create(_schema(), names)
 
     # ------------------------------------------------------------------ meta values
     def _get_meta(self, key: str) -> str | None:
@@ -660,6 +680,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                               f"{', '.join(RECORDING_DATA)}) VALUES ({', '.join('?' * (6 + len(RECORDING_DATA)))})",
                               [(speaker_id, seq + i, item.source, item.sha256, int(round(item.stats.n_samples)), now)
                                + self._recording_data(item, sec) for i, (item, sec) in enumerate(added)])
+                self._keep_ivectors(speaker_id, [seq + i for i in range(len(added))], [item.stats for item, _ in added])
                 self._before_commit(speaker_id)
             result.added = [item.source for item, _ in added]
             n_rec, = self._db.rows("SELECT COUNT(*) FROM recordings WHERE speaker_id=?", (speaker_id,))[0]
@@ -728,6 +749,9 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             if speaker_id_problem(i) is not None:
                 raise StoreError(f"{path}: {speaker_id_problem(i)}")
         with self._db.write():
+            if self._get_meta("ivector_fingerprint") is not None:
+                raise StoreError(f"{path}: this store is bound to an i-vector back-end, which needs every speaker's "
+                                 "recordings: imported models have none (enrol the recordings instead)")
             have = {i for i, in self._db.rows("SELECT id FROM speakers")}
             clash = sorted(set(mf.speakers) & have)
             if clash and not replace:

@@ -10,6 +10,14 @@ one scores a recording against them and applies the decision rule.
   prepared stacks (top-C, every speaker).  :meth:`verify` is :meth:`identify` restricted to one
   id (SpeechBrain's ``verify_files`` -> ``verify_batch`` shape), so both give the same score for
   the same speaker and recording.
+* **One path, four back-ends** (``backend``: :data:`speaker.store_backend.BACKENDS`):
+  :meth:`_system_scores` computes the scores of the systems asked for, ``gmm`` through the
+  Probe as above, ``plda`` / ``cosine`` through the store's bound i-vector back-end (the
+  test's i-vector once, every speaker as one matrix product,
+  :meth:`speaker.store_backend.BackendBinding._ivector_scores`); :meth:`_scores` is the
+  back-end's score: one system's, or for ``fusion`` the gmm and plda columns fused by the
+  store's fusion calibration (a fused LLR).  Each back-end has its own current calibration;
+  the fused score is an LLR already (its decision's calibration is the identity).
 * **One read transaction per call.**  The features are computed first (no transaction is held
   while audio is decoded); then the speakers' generations, rows, the models' cache checks and
   the calibration are read in one snapshot.
@@ -39,16 +47,24 @@ from gmmext import GaussianMixture, ModelStack
 from ._batch import sum_in_order
 from .adapt import map_from_stats, map_parameters
 from .calibration import ENROL_SPEECH, TEST_SPEECH, Calibration, decision_threshold
+from .store_backend import BACKENDS, FUSED
 from .gates import DEFAULT_GATE, Gate, speech_seconds
 from .limits import SCORING_BATCH_MB
 from .quality import Quality
 from .scoring import Probe
 from .sources import Source
 
-__all__ = ["Decision", "Match", "VerifyResult", "EnrolmentTrials", "StoreScoring", "ScoringCache", "BATCH", "ACCEPT", "REJECT", "UNDECIDED"]
+__all__ = ["check_backend", "Decision", "Match", "VerifyResult", "EnrolmentTrials", "StoreScoring", "ScoringCache", "BATCH", "ACCEPT", "REJECT", "UNDECIDED"]
 
 #: Speakers per :class:`gmmext.ModelStack` when a recording is scored against many (top-C).
 BATCH = 1024
+
+
+def check_backend(backend: object) -> str:
+    """A back-end name of :data:`speaker.store_backend.BACKENDS`, else ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown back-end {backend!r}; choose from {', '.join(BACKENDS)}")
+    return backend
 
 
 #: The three decisions.
@@ -145,7 +161,8 @@ class Decision:
 class EnrolmentTrials:
     """Trials from a store's enrolments (:meth:`StoreScoring.enrolment_trials`).
 
-    ``target`` / ``nontarget``: raw scores; ``target_seconds`` / ``nontarget_seconds``:
+    ``target`` / ``nontarget``: raw scores ((n,), or (n, m) for the m systems of a fusion);
+    ``systems``: their names; ``target_seconds`` / ``nontarget_seconds``:
     (n, 2) net speech seconds of each trial's enrolment and test; ``target_speakers`` /
     ``nontarget_speakers``: the test recording's speaker of each trial; ``speakers``: the
     eligible speakers (whose recordings are the tests); ``left_out``: the others and why;
@@ -162,6 +179,7 @@ class EnrolmentTrials:
     left_out: dict
     models_per_test: int
     n_models: int
+    systems: tuple = ("gmm",)
 
 
 class ScoringCache:
@@ -255,12 +273,13 @@ class StoreScoring:
     :class:`ScoringCache` bounded by the store's ``cache_mb``) while no speaker changes.
     """
 
-    def score(self, speaker_id: str, source: Source, *, check_input: bool = True) -> float:
-        """Raw score of a recording against a speaker: average LLR, nats per frame."""
-        return self.scores_all(source, [speaker_id], check_input=check_input)[1][0]
+    def score(self, speaker_id: str, source: Source, *, check_input: bool = True, backend: str = "gmm") -> float:
+        """Raw score of a recording against a speaker: ``gmm`` average LLR, nats per frame;
+        ``plda`` the PLDA LLR (nats); ``cosine``; ``fusion`` the fused LLR."""
+        return self.scores_all(source, [speaker_id], check_input=check_input, backend=backend)[1][0]
 
     def scores_all(self, source: Source, ids: Sequence[str] | None = None, *, batch: int = BATCH,
-                   check_input: bool = True) -> tuple[list[str], np.ndarray]:
+                   check_input: bool = True, backend: str = "gmm") -> tuple[list[str], np.ndarray]:
         """Raw scores of one recording against many speakers (default all): (ids, scores).
 
         With ``top_c``, the UBM's top-C components of the recording are found once and the
@@ -270,21 +289,74 @@ class StoreScoring:
         (``_all_stacks``) and kept while they fit in the store's ``cache_mb``; for given ``ids``,
         built for the call.  Without ``top_c`` every model is scored exactly, one after the
         other (kept models, or derived for the call).  KeyError for an unknown id.
+        ``backend``: see :meth:`_scores` (ValueError for one the store cannot score with).
         """
+        check_backend(backend)
         X = self.features(source) if check_input else source
         with self._db.tx():
-            return self._scores(X, ids, batch)
+            return self._scores(X, ids, batch, backend=backend)
+
+    def system_scores(self, source: Source, ids: Sequence[str] | None = None, *, systems: Sequence[str] = FUSED,
+                      check_input: bool = True) -> tuple[list[str], np.ndarray]:
+        """Raw scores (n, len(systems)) of one recording against ``ids`` (default every speaker)
+        by each of ``systems`` (``gmm``, ``plda``, ``cosine``): the columns a fusion is fitted on
+        (``speaker calibrate --store DB --backend fusion --trials DEV``)."""
+        for system in systems:
+            if check_backend(system) == "fusion":
+                raise ValueError("a fusion's systems are gmm, plda, cosine")
+        X = self.features(source) if check_input else source
+        with self._db.tx():
+            return self._system_scores(X, ids, BATCH, None, tuple(systems))
 
     def _scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int,
-                probe: Probe | None = None) -> tuple[list[str], np.ndarray]:
+                probe: Probe | None = None, backend: str = "gmm") -> tuple[list[str], np.ndarray]:
         """The one scoring path (inside the caller's snapshot; ``X`` checked; ``probe``: X's,
-        when the caller scores it against other models too).
+        when the caller scores it against other models too): the scores (n,) of ``backend``,
+        one system's (:meth:`_system_scores`) or, for ``fusion``, the fused LLR of the gmm and
+        plda scores by the store's fusion calibration."""
+        if backend != "fusion":
+            ids, S = self._system_scores(X, ids, batch, probe, (backend,))
+            return ids, S[:, 0]
+        fusion = self._fusion()
+        ids, S = self._system_scores(X, ids, batch, probe, FUSED)
+        return ids, (np.asarray(fusion.llr(S), dtype=np.float64).reshape(-1) if len(ids) else np.empty(0))
+
+    def _fusion(self) -> Calibration:
+        """The store's current fusion calibration (inside the caller's snapshot), else ValueError."""
+        cur = self.current_calibration("fusion")
+        if cur is None:
+            raise ValueError(f"{self.path}: --backend fusion needs the store's fusion calibration ('speaker calibrate "
+                             f"--store {self.path} --backend fusion', with --trials or --from-enrollments)")
+        if cur.calibration.systems != FUSED or cur.calibration.inputs:
+            self._db.fail(f"calibration {cur.id}: not a fusion of {FUSED} without quality inputs")
+        return cur.calibration
+
+    def _system_scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int, probe: Probe | None,
+                       systems: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Scores (n, len(systems)) of ``X`` against ``ids`` (default every speaker, in id order)
+        by each of ``systems`` (``gmm``, ``plda``, ``cosine``)."""
+        cols, out_ids, test = [], None, None
+        for system in systems:
+            if system == "gmm":
+                got_ids, sc = self._gmm_scores(X, ids, batch, probe)
+            else:
+                got_ids, sc, test = self._ivector_scores(X, ids, system, test)
+            if out_ids is not None and got_ids != out_ids:
+                self._db.fail("the back-ends' speakers differ (a speaker without i-vectors?)")
+            out_ids = got_ids
+            cols.append(sc)
+        return out_ids, np.column_stack(cols) if cols else np.empty((0, 0))
+
+    def _gmm_scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int,
+                    probe: Probe | None) -> tuple[list[str], np.ndarray]:
+        """GMM-UBM scores: average LLR per frame (nats) against the speakers' MAP models.
 
         Exact: each speaker's model (kept in the store's bounded cache, or derived for the call),
         one after the other.  Top-C: stacks of at most ``batch`` speakers (and at most
         :data:`speaker.limits.SCORING_BATCH_MB`) built from the rows: every speaker's from the
         prepared stacks of :meth:`_all_stacks` (built when missing, kept while they fit), given
-        ids' for the call (one id: a stack of its kept model, as exact scoring keeps it).  A speaker's score is the same bits in a stack of one as among many."""
+        ids' for the call (one id: a stack of its kept model, as exact scoring keeps it).  A
+        speaker's score is the same bits in a stack of one as among many."""
         probe = Probe(self.ubm, X, self.top_c) if probe is None else probe
         if self.top_c is None:
             gens = dict(self._generations()) if ids is None else None
@@ -325,14 +397,19 @@ class StoreScoring:
         per = self.ubm.means_.dtype.itemsize * self.K * (2 * self.D + 2 + (2 * self.D if "v" in self.adapt else 0))
         return max(1, min(int(batch), (SCORING_BATCH_MB << 20) // per))
 
-    def _decision(self, threshold, p_target, c_miss, c_fa, calibration, target_far, gate) -> Decision:
+    def _decision(self, threshold, p_target, c_miss, c_fa, calibration, target_far, gate,
+                  backend: str = "gmm") -> Decision:
         """The call's rule (inside its snapshot): a given calibration, else the store's current
-        one (with its trials' LLRs when ``target_far`` asks for them)."""
+        one for ``backend`` (with its trials' LLRs when ``target_far`` asks for them); the
+        fusion's score is its LLR (an identity calibration at the fusion's prior)."""
         non = None
         if calibration is None:
-            cur = self.current_calibration()
+            cur = self.current_calibration(backend)
             if cur is not None:
                 calibration = cur.calibration
+                if backend == "fusion":
+                    calibration = Calibration(1.0, 0.0, calibration.prior, calibration.n_target,
+                                              calibration.n_nontarget, systems=("fusion",))
                 if target_far is not None and threshold is None and cur.has_trials:
                     non = self._trial_llrs(cur)[1]
         return Decision.make(calibration, threshold=threshold, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
@@ -340,17 +417,19 @@ class StoreScoring:
 
     def decision(self, *, threshold: float | None = None, p_target: float | None = None, c_miss: float = 1.0,
                  c_fa: float = 1.0, calibration: Calibration | None = None, target_far: float | None = None,
-                 gate: Gate | None = None) -> Decision:
+                 gate: Gate | None = None, backend: str = "gmm") -> Decision:
         """The rule :meth:`verify` and :meth:`identify` would apply with these arguments now
         (``decision.rule`` says it in one line; ``decision.threshold`` is None without one).
         ValueError for arguments that make no rule (e.g. ``target_far`` without a calibration)."""
+        check_backend(backend)
         with self._db.tx():
-            return self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
+            return self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate, backend)
 
     def verify(self, speaker_id: str, source: Source, *, threshold: float | None = None,
                p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                calibration: Calibration | None = None, target_far: float | None = None,
-               gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> VerifyResult:
+               gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None,
+               backend: str = "gmm") -> VerifyResult:
         """Is ``source`` speaker ``speaker_id``?  :meth:`identify` restricted to that speaker.
 
         Decision (:class:`Decision`): ``threshold`` on the raw score if given; else
@@ -362,43 +441,49 @@ class StoreScoring:
         (default the store's: too little net speech, clipped, noise only) is ``undecided``.
         ``calibration`` replaces the store's own.  ``check_input=False``: ``source`` is a
         checked feature array and ``quality`` its recording's measures (None: net speech from
-        its frames).  KeyError for an unknown speaker; ValueError for a rule that cannot be made
-        (``p_target`` / ``target_far`` without a calibration).
+        its frames).  ``backend``: ``gmm`` (default), ``plda``, ``cosine`` (a store bound to an
+        i-vector back-end) or ``fusion`` (also needs the store's fusion calibration); each has
+        its own calibration, and without it (or a threshold) the decision is ``undecided``.
+        KeyError for an unknown speaker; ValueError for a rule that cannot be made
+        (``p_target`` / ``target_far`` without a calibration) or a back-end the store lacks.
         """
+        check_backend(backend)
         X, q = self.features_and_quality(source) if check_input else (source, quality)
         with self._db.tx():
-            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
-            m, = self._matches(X, q, [speaker_id], rule, 1)
+            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate, backend)
+            m, = self._matches(X, q, [speaker_id], rule, 1, backend)
         return VerifyResult(m.score, m.llr, m.accept, rule.threshold, m.decision, m.reason)
 
     def candidates(self, source: Source, n: int = 1, *, threshold: float | None = None,
                    p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                    calibration: Calibration | None = None, target_far: float | None = None,
-                   gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None
-                   ) -> list[Match]:
+                   gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None,
+                   backend: str = "gmm") -> list[Match]:
         """The ``n`` best-scoring speakers, best first (ties in id order), each with its
-        decision (the rule of :meth:`verify`), whether or not any passes."""
+        decision (the rule of :meth:`verify`, ``backend`` as there), whether or not any passes."""
+        check_backend(backend)
         X, q = self.features_and_quality(source) if check_input else (source, quality)
         with self._db.tx():
-            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
-            return self._matches(X, q, None, rule, max(0, int(n)))
+            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate, backend)
+            return self._matches(X, q, None, rule, max(0, int(n)), backend)
 
     def identify(self, source: Source, n: int = 1, *, threshold: float | None = None,
                  p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
                  calibration: Calibration | None = None, target_far: float | None = None,
-                 gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> list[Match]:
+                 gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None,
+                 backend: str = "gmm") -> list[Match]:
         """Open-set identification: those of the ``n`` best-scoring speakers that are accepted
         by the decision rule of :meth:`verify`, best first; empty when none is (and always
         without a calibration or a threshold: see :meth:`candidates` for the ranking with
         every candidate's decision)."""
         return [m for m in self.candidates(source, n, threshold=threshold, p_target=p_target, c_miss=c_miss,
                                            c_fa=c_fa, calibration=calibration, target_far=target_far, gate=gate,
-                                           check_input=check_input, quality=quality) if m.accept]
+                                           check_input=check_input, quality=quality, backend=backend) if m.accept]
 
     def _matches(self, X: np.ndarray, q: Quality | None, ids: Sequence[str] | None, rule: Decision,
-                 n: int) -> list[Match]:
+                 n: int, backend: str = "gmm") -> list[Match]:
         """The ``n`` best of every speaker (or of ``ids``), best first (ties in id order), decided."""
-        ids, scores = self._scores(X, ids, BATCH)
+        ids, scores = self._scores(X, ids, BATCH, backend=backend)
         order = np.argsort(-scores, kind="stable")[:n]
         seconds = q.speech_seconds if q is not None else speech_seconds(X.shape[0], self.config)
         enrol = (self._speech_of([ids[j] for j in order]) if rule.calibration is not None and rule.calibration.inputs
@@ -408,7 +493,7 @@ class StoreScoring:
 
     # ------------------------------------------------------------------ trials from the enrolments
     def enrolment_trials(self, *, min_recordings: int = 2, max_nontarget: int = 50_000, seed: int = 0,
-                         batch: int = BATCH) -> "EnrolmentTrials":
+                         batch: int = BATCH, backend: str = "gmm") -> "EnrolmentTrials":
         """Trials built from what is enrolled (``speaker calibrate --from-enrollments``), in one
         read transaction, scored through the one scoring path.
 
@@ -423,7 +508,15 @@ class StoreScoring:
           other speakers (the same number for each, at least one; ``seed`` fixes it).
 
         Each trial carries its enrolment's and test's net speech seconds (for a calibration
-        that takes durations into account)."""
+        that takes durations into account).
+
+        ``backend``: whose raw scores (``gmm``, ``plda``, ``cosine``: the trials' scores (n,);
+        ``fusion``: the (n, 2) scores of its systems :data:`speaker.store_backend.FUSED`, to fit
+        the fusion on).  An i-vector back-end's leave-one-out model enrols the speaker's other
+        recordings' kept i-vectors (by count, as the speaker's model does); its test is the held-out
+        recording's i-vector."""
+        check_backend(backend)
+        systems = FUSED if backend == "fusion" else (backend,)
         rng = np.random.default_rng(seed)
         with self._db.tx():
             info = {s.id: s for s in self.speakers()}
@@ -449,27 +542,37 @@ class StoreScoring:
                 kept = self.kept_recordings(i)
                 total = sum(r.speech_seconds for r in kept)
                 for j, r in enumerate(kept):
-                    rest = [q.stats for k, q in enumerate(kept) if k != j]
-                    loo = map_from_stats(self.ubm, sum_in_order(rest), relevance_factor=self.relevance_factor,
-                                         adapt=self.adapt)
-                    probe = Probe(self.ubm, r.features, self.top_c)
-                    tar.append(float(probe.llrs([loo])[0]))
+                    probe = Probe(self.ubm, r.features, self.top_c) if "gmm" in systems else None
+                    row = []
+                    for system in systems:
+                        if system == "gmm":
+                            rest = [q.stats for k, q in enumerate(kept) if k != j]
+                            loo = map_from_stats(self.ubm, sum_in_order(rest), relevance_factor=self.relevance_factor,
+                                                 adapt=self.adapt)
+                            row.append(float(probe.llrs([loo])[0]))
+                        else:
+                            row.append(self._left_out_score(i, j, system))
+                    tar.append(row)
                     tar_q.append((total - r.speech_seconds, r.speech_seconds))
                     tar_spk.append(i)
                     pool = [k for k in ids if k != i]
                     if per_test < len(pool):
                         pool = sorted(rng.choice(pool, size=per_test, replace=False).tolist())
-                        got_ids, got = self._scores(r.features, pool, batch, probe)
+                        got_ids, got = self._system_scores(r.features, pool, batch, probe, systems)
                     else:
-                        got_ids, got = self._scores(r.features, None, batch, probe)
+                        got_ids, got = self._system_scores(r.features, None, batch, probe, systems)
                     for k, sc in zip(got_ids, got):
                         if k != i:
-                            non.append(float(sc))
+                            non.append([float(v) for v in sc])
                             non_q.append((info[k].speech_seconds, r.speech_seconds))
                             non_spk.append(i)
-        return EnrolmentTrials(np.array(tar), np.array(non), np.array(tar_q).reshape(-1, 2),
+        m = len(systems)
+        tar_a, non_a = np.array(tar, dtype=np.float64).reshape(-1, m), np.array(non, dtype=np.float64).reshape(-1, m)
+        if m == 1:
+            tar_a, non_a = tar_a[:, 0], non_a[:, 0]
+        return EnrolmentTrials(tar_a, non_a, np.array(tar_q).reshape(-1, 2),
                                np.array(non_q).reshape(-1, 2), tar_spk, non_spk, sorted(eligible), left_out,
-                               per_test, len(ids))
+                               per_test, len(ids), tuple(systems))
 
     # ------------------------------------------------------------------ prepared stacks (top-C)
     def _all_stacks(self, batch: int) -> tuple[tuple, list[str], list[ModelStack | None]]:

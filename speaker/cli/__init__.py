@@ -22,7 +22,7 @@ import sys
 from .. import _dist, _guards, _interrupt, _reasons
 from .._atomic import WriteError
 from ..lists import ListError
-from . import (calibrate, cohort, demo, enroll, evaluate, export, extract, extract_ivectors, fuse, identify,
+from . import (backend, calibrate, cohort, demo, enroll, evaluate, export, extract, extract_ivectors, fuse, identify,
                import_models, make_lists, score, serve, speakers, store_info, train_ivector, train_plda, train_ubm,
                verify)
 from ._common import JobError, parents
@@ -31,7 +31,7 @@ __all__ = ["main", "build_parser", "JobError", "COMMANDS"]
 
 #: The command modules, in the order ``speaker --help`` lists them.
 COMMANDS = (make_lists, train_ubm, enroll, score, evaluate, extract, train_ivector, train_plda, extract_ivectors, serve, demo,
-            speakers, verify, identify, calibrate, fuse, export, import_models, cohort, store_info)
+            speakers, verify, identify, backend, calibrate, fuse, export, import_models, cohort, store_info)
 
 
 def build_parser() -> argparse.ArgumentParser:

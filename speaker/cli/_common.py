@@ -245,6 +245,7 @@ def decision_options(p: argparse.ArgumentParser) -> None:
     """--top-c and the decision options (threshold, target false-accept rate, prior, costs,
     calibration, shortest test) of verify / identify / serve."""
     add_top_c(p)
+    add_store_backend(p)
     g = p.add_argument_group("decision", DECISION_HELP)
     g.add_argument("--threshold", type=float_option(-1e300, 1e300), metavar="T",
                    help="accept iff the raw score >= T (overrides a calibration)")
@@ -262,6 +263,20 @@ def decision_options(p: argparse.ArgumentParser) -> None:
                         "a shorter one is 'undecided: insufficient speech'")
 
 
+#: The back-ends a store scores with (speaker.store_backend.BACKENDS; a test checks they agree).
+STORE_BACKENDS = ("gmm", "plda", "cosine", "fusion")
+
+
+def add_store_backend(p, default: str = "gmm") -> None:
+    """``--backend`` of the commands that score a store's speakers."""
+    p.add_argument("--backend", choices=STORE_BACKENDS, default=default,
+                   help="gmm: MAP-adapted GMM-UBM (default); plda: i-vectors scored by PLDA (by count over the "
+                        "speaker's recordings); cosine: i-vectors by cosine similarity; fusion: gmm and plda fused by "
+                        "the store's fusion calibration. plda, cosine and fusion need an i-vector back-end bound to "
+                        "the store ('speaker backend'); each back-end has its own calibration ('speaker calibrate "
+                        "--backend')")
+
+
 #: ``--min-test-speech``'s default (speaker.quality.MIN_TEST_SPEECH; a test checks they agree).
 DEFAULT_TEST_SPEECH = 1.0
 
@@ -272,16 +287,18 @@ def decide_kwargs(args, store) -> dict:
     a rule that cannot be made (``--target-far`` without a calibration kept with its trials) is
     a JobError, and no rule at all is said once on stderr."""
     kw = dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
-              target_far=args.target_far, calibration=calibration(args), gate=gate(args, store))
+              target_far=args.target_far, calibration=calibration(args), gate=gate(args, store),
+              backend=getattr(args, "backend", "gmm"))
     try:
         rule = store.decision(**kw)
     except ValueError as exc:
         raise JobError(f"{args.store}: {exc}") from None
     if rule.threshold is None:
         print(f"speaker {args.command}: no decisions, every one is 'undecided' (exit status {EXIT_UNDECIDED}): "
-              f"{args.store} has no calibration and no --threshold was given; raw scores >= 0 are not accepted by "
-              "default any more: calibrate the store ('speaker calibrate --store DB --from-enrollments') or give "
-              "--threshold T / --target-far F", file=sys.stderr)
+              f"{args.store} has no calibration{'' if kw['backend'] == 'gmm' else ' for --backend ' + kw['backend']} "
+              "and no --threshold was given; raw scores >= 0 are not accepted by default any more: calibrate the "
+              f"store ('speaker calibrate --store DB{'' if kw['backend'] == 'gmm' else ' --backend ' + kw['backend']} "
+              "--from-enrollments') or give --threshold T / --target-far F", file=sys.stderr)
     return kw
 
 

@@ -32,9 +32,11 @@ def add_backend_options(s, *, backend: bool = True) -> None:
     """``--backend``, ``--ivector``, ``--plda`` (and ``--average``) for enroll / score."""
     g = s.add_argument_group("i-vector back-end (docs/ivector.md)")
     if backend:
-        g.add_argument("--backend", choices=["gmm", "plda", "cosine"], default="gmm",
+        g.add_argument("--backend", choices=["gmm", "plda", "cosine", "fusion"], default="gmm",
                        help="gmm: MAP-adapted GMM-UBM (default); plda: i-vectors scored by PLDA; "
-                            "cosine: i-vectors scored by cosine similarity")
+                            "cosine: i-vectors scored by cosine similarity; fusion (with --store): gmm and plda fused "
+                            "by the store's fusion calibration. With --store, plda / cosine / fusion use the "
+                            "extractor and back-end bound to the store ('speaker backend')")
     g.add_argument("--ivector", metavar="NPZ", help="total-variability model from 'speaker train-ivector' "
                                                      "(needed by --backend plda|cosine)")
     g.add_argument("--plda", metavar="NPZ", help="back-end from 'speaker train-plda' (needed by --backend plda; "
@@ -109,7 +111,12 @@ def enroll_ivectors(args) -> int:
     space (:func:`speaker.ivector_backend.enrol_speakers`) into a models file."""
     from ..ivector_backend import enrol_speakers, save_models
     if not args.out or getattr(args, "store", None):
-        raise JobError(f"--backend {args.backend} writes --out NPZ (the speaker store holds GMM-UBM statistics only)")
+        raise JobError(f"--backend {args.backend} writes --out NPZ; a speaker store enrols every back-end at once "
+                       "(enrol without --backend: a store bound to an i-vector back-end with 'speaker backend' keeps "
+                       "each recording's i-vector too)")
+    if args.backend == "fusion":
+        raise JobError("--backend fusion is a store's ('speaker enroll --store DB', then 'speaker calibrate --store DB "
+                       "--backend fusion')")
     refuse_outputs_that_are_inputs(args, {"--out": args.out})
     from ..lists import read_enroll_list
     from ._common import check_speaker_ids

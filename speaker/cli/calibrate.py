@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import JobError, add_overwrite, check_outputs, open_store, say, utc
+from ._common import (JobError, add_overwrite, add_store_backend, check_outputs, feature_cache, open_store, report_skipped,
+                      say, utc)
 from ._options import int_option, prob
 
 NAME = "calibrate"
@@ -27,7 +28,11 @@ def add_parser(sub, parents) -> None:
                    help=f"with --store: calibrate the store on its own enrolments (at least {MIN_SPEAKERS_TEXT})")
     g.add_argument("--show", action="store_true", help="with --store: print the current calibration and the earlier ones")
     g.add_argument("--use", type=int_option(1), metavar="ID", help="with --store: make calibration ID (see --show) current")
-    s.add_argument("--trials", metavar="TRIALS", help="the development trials, with labels (with --scores)")
+    s.add_argument("--trials", metavar="TRIALS",
+                   help="the development trials, with labels: with --scores, or with --store alone (Kaldi style "
+                        "'model_id test_path target|nontarget' against the store's speakers, scored by the store with "
+                        "--backend)")
+    add_store_backend(s)
     s.add_argument("--out", metavar="JSON", help="write the calibration here")
     add_overwrite(s)
     s.add_argument("--store", metavar="DB|URL",
@@ -54,6 +59,9 @@ MIN_SPEAKERS_TEXT = "15 speakers with 3 recordings each"
 
 
 def run(args) -> int:
+    if args.store and args.trials and not args.scores and not args.from_enrollments and not args.show \
+            and args.use is None:
+        return from_store_trials(args)
     modes = [m for m, on in (("--scores", args.scores), ("--from-enrollments", args.from_enrollments),
                              ("--show", args.show), ("--use", args.use is not None)) if on]
     if len(modes) != 1:
@@ -66,11 +74,11 @@ def run(args) -> int:
     if args.use is not None:
         with open_store(args) as store:
             try:
-                row = store.use_calibration(args.use)
+                row = store.use_calibration(args.use, args.backend)
             except KeyError:
                 raise JobError(f"{args.store}: no calibration {args.use} (see --show)") from None
         say(args, f"{args.store}: calibration {row.id} (made {utc(row.created_at)}, fitted on {row.fitted_on}) is "
-                  "current again")
+                  f"current again ({args.backend} back-end)")
         return 0
     if args.from_enrollments:
         return from_enrollments(args)
@@ -84,6 +92,9 @@ def from_trials(args) -> int:
     from ..selfcal import fit_and_report
     if not args.trials:
         raise JobError("--scores needs --trials (the development trials, with labels)")
+    if args.backend == "fusion":
+        raise JobError("--backend fusion with --scores: fuse score files with 'speaker fuse', or let the store score "
+                       "the trials (--store DB --backend fusion --trials DEV without --scores)")
     if not args.out and not args.store:
         raise JobError("give --out JSON and/or --store DB (where to keep the calibration)")
     check_outputs(args, {"--out": args.out}, [("score file", args.scores), ("trial list", args.trials)])
@@ -106,7 +117,7 @@ def from_trials(args) -> int:
     if args.store:
         with open_store(args) as store:
             kept = store.keep_calibration(cal, fitted_on=f"development trials {args.trials} with scores {args.scores}",
-                                          report=report, target_llrs=tar, nontarget_llrs=non)
+                                          report=report, target_llrs=tar, nontarget_llrs=non, backend=args.backend)
     print_report(args, cal, report, kept)
     say(args, f"calibration from {len(s)} trials ({int(lab.sum())} target) -> "
               + " and ".join(x for x in (args.out, args.store and f"the store {args.store} (calibration {kept}, current)")
@@ -119,12 +130,67 @@ def from_enrollments(args) -> int:
     with open_store(args) as store:
         try:
             res = calibrate_from_enrollments(store, prior=args.prior, target_far=args.target_far,
-                                             max_nontarget=args.max_nontarget, duration_aware=args.duration_aware)
+                                             max_nontarget=args.max_nontarget, duration_aware=args.duration_aware,
+                                             backend=args.backend)
         except NotEnoughEnrolments as exc:
             raise JobError(f"{args.store}: {exc}") from None
         except ValueError as exc:
             raise JobError(f"{args.store}: cannot calibrate: {exc}") from None
     print_report(args, res.calibration, res.report, res.id, res.fitted_on)
+    return 0
+
+
+def from_store_trials(args) -> int:
+    """``speaker calibrate --store DB --backend B --trials DEV``: the store scores the labelled
+    development trials (against its speakers) with the back-end's systems (both of a fusion)
+    and keeps the calibration fitted on them as that back-end's current one."""
+    import numpy as np
+    from .._atomic import write_text_atomic
+    from ..lists import read_trials
+    from ..selfcal import fit_and_report
+    from ..store_backend import FUSED
+    fmt, trials = read_trials(args.trials, args.root)
+    if fmt != "kaldi":
+        raise JobError("--store with --trials: Kaldi-style trials ('model_id test_path target|nontarget')")
+    check_outputs(args, {"--out": args.out}, [("trial list", args.trials)])
+    systems = FUSED if args.backend == "fusion" else (args.backend,)
+    with open_store(args) as store:
+        with store.snapshot():
+            known = {t.model for t in trials if t.model in store}
+        by_test: dict = {}
+        for t in trials:
+            if t.label is not None and t.model in known:
+                by_test.setdefault(t.test_path, set()).add(t.model)
+        scores: dict = {}
+        with feature_cache(args, store.config, dim=store.D) as fc:
+            fc.load(list(by_test), desc="features")
+            for path, models in by_test.items():
+                if path not in fc.errors:
+                    try:
+                        ids, S = store.system_scores(fc.get(path), sorted(models), systems=systems)
+                    except ValueError as exc:
+                        raise JobError(f"{args.store}: {exc}") from None
+                    scores.update({(i, path): row for i, row in zip(ids, S)})
+        report_skipped(args, fc.errors)
+        rows = [(scores[(t.model, t.test_path)], t.label) for t in trials if (t.model, t.test_path) in scores]
+        lab = np.array([r[1] for r in rows], dtype=bool)
+        if not rows or lab.all() or not lab.any():
+            raise JobError("calibration needs scored target and non-target trials (of the store's speakers)")
+        S = np.array([r[0] for r in rows])
+        S = S if len(systems) > 1 else S[:, 0]
+        try:
+            cal, tar, non, report = fit_and_report(S[lab], S[~lab], prior=args.prior, target_far=args.target_far,
+                                                   systems=systems)
+        except ValueError as exc:
+            raise JobError(str(exc)) from None
+        report["backend"] = args.backend
+        fitted_on = (f"development trials {args.trials} scored by the store ({args.backend} back-end: "
+                     f"{' + '.join(systems)})")
+        kept = store.keep_calibration(cal, fitted_on=fitted_on, report=report, target_llrs=tar, nontarget_llrs=non,
+                                      backend=args.backend)
+    if args.out:
+        write_text_atomic(args.out, cal.to_json() + "\n", overwrite=args.overwrite)
+    print_report(args, cal, report, kept, fitted_on)
     return 0
 
 

@@ -99,6 +99,15 @@ def normalise_scores(args, pairs: list, scores, models: dict, ubm, features, db=
 
 
 def run(args) -> int:
+    if args.store and args.backend != "gmm":
+        db = score_store(args)
+        try:
+            return _score_store_backend(args, db)
+        finally:
+            db.close()
+    if args.backend == "fusion":
+        raise JobError("--backend fusion scores a store's speakers (give --store); to fuse score files, see "
+                       "'speaker fuse'")
     if args.backend != "gmm":
         if args.top_c is not None:
             raise JobError(f"--top-c applies to GMM-UBM scoring; --backend {args.backend} scores i-vectors "
@@ -113,6 +122,59 @@ def run(args) -> int:
     finally:
         if db is not None:
             db.close()
+
+
+def _score_store_backend(args, db) -> int:
+    """``speaker score --store DB --backend plda|cosine|fusion``: Kaldi-style trials against the
+    store's speakers through its one scoring path (the store's bound i-vector back-end), each
+    test file's features read once and scored against the speakers it is tried on."""
+    from .._atomic import write_text_atomic
+    from ..lists import format_line, read_scp, read_trials
+    if args.norm:
+        raise JobError(f"--norm with --store applies to --backend gmm (for {args.backend}, normalise batch scores: "
+                       "'speaker score --ubm ... --ivector ... --plda ... --norm')")
+    if args.models or args.ivector or args.plda:
+        raise JobError("with --store the speakers, the extractor and the back-end are the store's "
+                       "(no --models / --ivector / --plda; bind them with 'speaker backend')")
+    scp = read_scp(args.scp) if args.scp else None
+    fmt, trials = read_trials(args.trials, args.root, scp)
+    if fmt != "kaldi":
+        raise JobError("with --store, trials are Kaldi style ('model_id test_path [label]')")
+    check_outputs(args, {"--out": args.out}, [("trial list", args.trials), ("scp", args.scp),
+                  ("speaker store", store_file(args.store))] + [("listed file", t.test_path) for t in trials])
+    with db.snapshot():
+        known = {t.model for t in trials if t.model in db}
+    by_test: dict = {}
+    for t in trials:
+        if t.model in known:
+            by_test.setdefault(t.test_path, set()).add(t.model)
+    skipped = {f"{t.model} {t.test}": "model: unknown model id" for t in trials if t.model not in known}
+    scores: dict = {}
+    with feature_cache(args, db.config, dim=db.D) as fc:
+        fc.load(list(by_test), desc="features")
+        for path, models in by_test.items():
+            if path in fc.errors:
+                continue
+            try:
+                ids, sc = db.scores_all(fc.get(path), sorted(models), backend=args.backend)
+            except KeyError as exc:                   # removed meanwhile
+                fc.errors[path] = f"speaker {exc.args[0]!r} is no longer in the store"
+                continue
+            scores.update({(i, path): float(v) for i, v in zip(ids, sc)})
+    report_skipped(args, fc.errors)
+    rows = []
+    for t in trials:
+        if t.model in known and (t.model, t.test_path) in scores:
+            rows.append(format_line(t.model, t.test, f"{scores[(t.model, t.test_path)]:.6f}"))
+        elif t.model in known:
+            skipped[f"{t.model} {t.test}"] = f"test file: {fc.errors.get(t.test_path, 'unusable')}"
+    report_skipped(args, skipped, what="trial")
+    check_strict(args, {**fc.errors, **skipped})
+    if not rows:
+        raise JobError("no trial could be scored")
+    write_text_atomic(args.out, "\n".join(rows) + "\n", overwrite=args.overwrite)
+    say(args, f"scored {len(rows)} of {len(trials)} trials ({args.backend} back-end of {args.store}) -> {args.out}")
+    return 0
 
 
 def _score(args, db) -> int:

@@ -165,7 +165,8 @@ def run(args) -> int:
         g = gate_of(args, store)
         try:
             rule = store.decision(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss,
-                                  c_fa=args.c_fa, calibration=calibration, target_far=args.target_far, gate=g)
+                                  c_fa=args.c_fa, calibration=calibration, target_far=args.target_far, gate=g,
+                                  backend=args.backend)
         except ValueError as exc:
             raise JobError(f"{args.store}: {exc}") from None
         if rule.threshold is None:
@@ -179,7 +180,7 @@ def run(args) -> int:
                             api_keys=keys, cors_origins=tuple(args.cors_origin), access_log=not args.quiet,
                             body_timeout=args.body_timeout, stream=_stream_config(args), threshold=args.threshold,
                             p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa, calibration=calibration,
-                            target_far=args.target_far, gate=g)
+                            target_far=args.target_far, gate=g, backend=args.backend)
         app = create_app(store, cfg)
         limits = ConnectionLimits(max_head_bytes=args.max_head_bytes, head_timeout=args.head_timeout,
                                   max_connections=_connection_cap(args.max_connections, raise_descriptor_limit))

@@ -67,7 +67,13 @@ def run(args) -> int:
                 "n_cohort": len(store.cohort_info()),
                 "calibration": None if cal is None else {"id": cal.id, "a": cal.calibration.a, "b": cal.calibration.b,
                                                          "prior": cal.calibration.prior, "fitted_on": cal.fitted_on},
-                "calibrations_kept": n_cal}
+                "calibrations_kept": n_cal, "backends": list(store.backends())}
+        bound = store.bound_backend()
+        if bound is not None:
+            info["ivector_backend"] = {"ivector_fingerprint": bound[0].fingerprint, "rank": bound[0].rank,
+                                       "backend_fingerprint": bound[1].fingerprint,
+                                       "calibrated": [b for b in ("plda", "cosine", "fusion")
+                                                      if store.current_calibration(b) is not None]}
         if args.ubm:
             info["ubm_files"] = _ubm_files(args.ubm, store.fingerprint)
         if args.export_ubm:
@@ -90,6 +96,11 @@ def run(args) -> int:
                                           "--store DB --from-enrollments')" if cal is None else
                                           f"{cal.id}: {formula(cal.calibration)} (prior {cal.calibration.prior:g}); "
                                           f"{n_cal} kept ('speaker calibrate --show')"))
+        iv = info.get("ivector_backend")
+        print(f"{'back-ends':16s} " + ("gmm only (bind an i-vector back-end: 'speaker backend')" if iv is None else
+                                       f"{', '.join(info['backends'])}: extractor {iv['ivector_fingerprint'][:12]}... "
+                                       f"(rank {iv['rank']}), PLDA {iv['backend_fingerprint'][:12]}...; calibrated: "
+                                       f"{', '.join(iv['calibrated']) or 'none of them'}"))
         for p, u in info.get("ubm_files", {}).items():
             if "error" in u:
                 print(f"{p}: {u['error']}")
