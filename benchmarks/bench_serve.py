@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from gmmext import GMMStats
     from speaker import extract_features
+    from speaker.gates import NO_GATE
     from speaker.store import SpeakerStore
 
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-serve-"))
@@ -141,7 +142,8 @@ def main(argv=None) -> int:
     for sid in ids:
         s = rng.uniform(0.5, 2.0)
         fake = GMMStats(base.n * s, base.sum_x * s, base.sum_xx * s, base.loglik * s, base.n_samples * s)
-        st.enroll_statistics(sid, [("<synthetic>", hashlib.sha256(sid.encode()).hexdigest(), fake)])
+        st.enroll_statistics(sid, [("<synthetic>", hashlib.sha256(sid.encode()).hexdigest(), fake)],
+                             gate=NO_GATE)                   # synthetic statistics: no recording to gate
     t_fill = time.perf_counter() - t0
     audio = test.read_bytes()
     n_frames = extract_features(test, config=cfg).shape[0]

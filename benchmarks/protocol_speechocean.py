@@ -75,7 +75,9 @@ def run(paths: dict[str, Path], out: Path, components: int, jobs: int, results: 
               "--sample-rate", 16000, "--iters", 10]]
     for g in ("dev", "eval"):
         (out / f"{g}.db").unlink(missing_ok=True)
-        steps.append(["enroll", "--ubm", out / "ubm.npz", "--enroll", paths[f"enroll_{g}"], "--store", out / f"{g}.db"])
+        # every speaker enrolled as before the quality gates (this protocol compares norms on all 25)
+        steps.append(["enroll", "--ubm", out / "ubm.npz", "--enroll", paths[f"enroll_{g}"], "--store", out / f"{g}.db",
+                      "--min-speech", 0, "--min-speaker-speech", 0])
         for norm in NORMS:
             extra = [] if norm == "none" else ["--norm", norm, "--cohort", paths["cohort"], "--cohort-size", 20]
             steps.append(["score", "--store", out / f"{g}.db", "--trials", paths[f"trials_{g}"],

@@ -72,6 +72,7 @@ class StatsParams:
     chunk_size: int | None = None
     n_threads: int | None = 1
     covariance_type: str = "diag"
+    log_weights: np.ndarray | None = None    #: (K,) the variational E-step's constants, else None
 
     def __sizeof__(self) -> int:          # what Dask's sizeof (hence its transfer counters) sees
         return object.__sizeof__(self) + self.weights.nbytes + self.means.nbytes + self.covariances.nbytes
@@ -79,8 +80,9 @@ class StatsParams:
     @classmethod
     def of(cls, gm, n_threads: int | None) -> "StatsParams":
         """The fitted parameters of ``gm`` (any object with ``weights_``, ``means_``, ``covariances_``)."""
+        log_weights = gm._core_log_weights() if hasattr(gm, "_core_log_weights") else None
         return cls(gm.weights_, gm.means_, gm.covariances_, gm.chunk_size, n_threads,
-                   getattr(gm, "covariance_type", "diag"))
+                   getattr(gm, "covariance_type", "diag"), log_weights)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -95,7 +97,8 @@ class StatsParams:
         dtype = computation_dtype(self.means.dtype, X.dtype)
         X = X.astype(dtype, copy=False)
         engine = Engine(dtype, D, K, self.chunk_size, self.n_threads, kind=self.kind)
-        return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype, self.kind)
+        return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype, self.kind,
+                                         log_weights=self.log_weights)
 
     @property
     def kind(self) -> CovarianceType:

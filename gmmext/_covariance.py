@@ -202,6 +202,51 @@ class CovarianceType:
         """What ``reg_covar`` adds to a covariance: to every variance, or to the diagonal."""
         return reg_covar * np.eye(D) if self.matrix else reg_covar
 
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        """Covariances about ``centre`` (K, D) instead of the estimated ``means`` (K, D): the
+        M-step with frozen means (``cov + d d^T``, ``d = means - centre``; ``nk`` (K,) weights
+        the pooled "tied" one)."""
+        raise NotImplementedError
+
+    def ill_defined(self, covariances, small=None) -> np.ndarray:
+        """(K,) bool (tied: (1,)): which covariances are not finite and positive (definite),
+        i.e. those :meth:`precisions_cholesky` refuses, or collapsed: with ``small`` (one
+        component's shape, :meth:`global_covariance` times a tiny factor) a variance below it
+        (full / tied: an eigenvalue below its mean diagonal)."""
+        raise NotImplementedError
+
+    def split_offset(self, cov, D: int) -> np.ndarray:
+        """(D,) offset ``sqrt(2/pi) sqrt(lambda) v`` along the principal axis ``v`` (variance
+        ``lambda``) of one component's covariance ``cov``: splitting a Gaussian in two there
+        puts the halves' means at the means of its two half-spaces."""
+        c = self.expand(np.asarray(cov, dtype=np.float64)[None], 1, D)[0]
+        if c.ndim == 1:
+            d = int(np.argmax(c))
+            out = np.zeros(D)
+            out[d] = np.sqrt(2 / np.pi * c[d])
+            return out
+        lam, V = np.linalg.eigh(c)
+        return np.sqrt(2 / np.pi * max(lam[-1], 0.0)) * V[:, -1]
+
+    # -- the variational (Bayesian) model: scikit-learn's BayesianGaussianMixture
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        """Degrees of freedom (K,) (tied: a scalar) and covariances (this type's shape,
+        normalised by the degrees of freedom) of the variational posterior: scikit-learn's
+        ``_estimate_wishart_*`` (Bishop 10.62-10.63).  ``nk`` (K,), ``xk`` (K, D) means, ``sk``
+        the ML covariances of this type plus ``reg_covar``; ``prior`` has ``dof``, ``cov``
+        (this type's prior), ``beta0`` (mean precision prior), ``beta`` (K,) and ``m0`` (D,)."""
+        raise NotImplementedError
+
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        """``log det C`` per component (K,) (tied: a scalar): half the log-determinant of the
+        precisions (scikit-learn's ``_compute_log_det_cholesky``)."""
+        raise NotImplementedError
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        """``sum_k sum_i w_i r_ik (x_i - mu_k)^T P_k (x_i - mu_k)`` from the statistics (float64),
+        ``precisions`` of this type's shape (``precisions_``)."""
+        raise NotImplementedError
+
     # -- bounds and sampling
     def bound_variances(self, covariances, K: int, D: int) -> np.ndarray:
         """(K, D) "variances" for the usable-parameter bounds (``gmmext._validation``): the
@@ -234,6 +279,21 @@ class _Variances(CovarianceType):
         if np.any(np.asarray(precisions) <= 0):
             raise ValueError(f"'{self.name} precision' should be positive")
 
+    def ill_defined(self, covariances, small=None) -> np.ndarray:
+        c = np.asarray(covariances, dtype=np.float64)
+        bad = ~(np.isfinite(c) & (c > 0))
+        if small is not None:
+            bad |= c < small
+        return bad.any(axis=1) if bad.ndim == 2 else bad
+
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        return np.log(self.expand(prec_chol, len(prec_chol), D)).sum(axis=1)
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        P = self.expand(precisions, *means.shape)
+        sxx = stats.sum_xx if stats.sum_xx.ndim == 2 else np.diagonal(stats.sum_xx, axis1=1, axis2=2)
+        return float((P * (sxx - 2 * means * stats.sum_x + stats.n[:, None] * means ** 2)).sum())
+
     def terms(self, logw, mu, covariances, dtype) -> Terms:
         prec = 1.0 / self.expand(covariances, mu.shape[-2], mu.shape[-1])
         lin, g = diag_terms(logw, mu, prec)
@@ -260,6 +320,15 @@ class _Diag(_Variances):
     def _free(self, K: int, D: int) -> float:
         return K * D
 
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        return cov + (means - centre) ** 2
+
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        dof = prior.dof + nk
+        diff = xk - prior.m0
+        cov = prior.cov + nk[:, None] * (sk + (prior.beta0 / prior.beta)[:, None] * diff ** 2)
+        return dof, cov / dof[:, None]
+
 
 class _Spherical(_Variances):
     name = "spherical"
@@ -280,6 +349,15 @@ class _Spherical(_Variances):
 
     def global_covariance(self, gcov) -> np.ndarray:
         return gcov.mean(keepdims=True)
+
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        return cov + ((means - centre) ** 2).mean(axis=1)
+
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        dof = prior.dof + nk
+        diff = xk - prior.m0
+        cov = prior.cov + nk * (sk + prior.beta0 / prior.beta * (diff ** 2).mean(axis=1))
+        return dof, cov / dof
 
 
 class _Matrices(CovarianceType):
@@ -322,6 +400,23 @@ class _Matrices(CovarianceType):
             out[k] = Ci.T @ Ci
         return self._unstacked(out)
 
+    def ill_defined(self, covariances, small=None) -> np.ndarray:
+        mats = self._stacked(np.asarray(covariances, dtype=np.float64))
+        bad = np.zeros(mats.shape[0], dtype=bool)
+        tiny = None if small is None else np.trace(np.asarray(small)) / mats.shape[-1]
+        for k, m in enumerate(mats):
+            if not np.all(np.isfinite(m)):
+                bad[k] = True
+                continue
+            try:
+                np.linalg.cholesky(m)
+            except np.linalg.LinAlgError:
+                bad[k] = True
+                continue
+            if tiny is not None and np.linalg.eigvalsh(m)[0] < tiny:
+                bad[k] = True
+        return bad
+
     def check_precisions_init(self, precisions) -> None:
         for m in self._stacked(np.asarray(precisions)):
             if not (np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0.0)):
@@ -349,6 +444,26 @@ class _Full(_Matrices):
 
     def expand(self, covariances, K: int, D: int) -> np.ndarray:
         return np.asarray(covariances, dtype=np.float64)
+
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        d = means - centre
+        return cov + d[:, :, None] * d[:, None, :]
+
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        dof = prior.dof + nk
+        diff = xk - prior.m0
+        cov = (prior.cov + nk[:, None, None] * sk
+               + (nk * prior.beta0 / prior.beta)[:, None, None] * diff[:, :, None] * diff[:, None, :])
+        return dof, cov / dof[:, None, None]
+
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        P = np.asarray(precisions, dtype=np.float64)
+        Pm = np.einsum("kij,kj->ki", P, means)
+        return float(np.einsum("kij,kij->", P, stats.sum_xx) - 2 * (Pm * stats.sum_x).sum()
+                     + (stats.n * (Pm * means).sum(axis=1)).sum())
 
     def terms(self, logw, mu, covariances, dtype) -> Terms:
         K, D = mu.shape[-2:]
@@ -386,6 +501,27 @@ class _Tied(_Matrices):
 
     def _stacked(self, a) -> np.ndarray:
         return a[None]
+
+    def about(self, cov, means, centre, nk) -> np.ndarray:
+        d = means - centre
+        return cov + np.einsum("k,ki,kj->ij", nk, d, d) / nk.sum()
+
+    def wishart(self, nk, xk, sk, prior) -> tuple[np.ndarray, np.ndarray]:
+        K = nk.shape[0]
+        dof = prior.dof + nk.sum() / K
+        diff = xk - prior.m0
+        cov = (prior.cov + sk * nk.sum() / K
+               + prior.beta0 / K * np.dot((nk / prior.beta) * diff.T, diff))
+        return np.float64(dof), cov / dof
+
+    def log_det_cholesky(self, prec_chol, D: int) -> np.ndarray:
+        return np.float64(np.log(np.diag(prec_chol)).sum())
+
+    def quadratic_total(self, stats: GMMStats, means, precisions) -> float:
+        P = np.asarray(precisions, dtype=np.float64)
+        Pm = means @ P
+        return float((P * stats.sum_xx.sum(axis=0)).sum() - 2 * (Pm * stats.sum_x).sum()
+                     + (stats.n * (Pm * means).sum(axis=1)).sum())
 
     def _unstacked(self, a) -> np.ndarray:
         return a[0]
@@ -468,7 +604,7 @@ def floor_matrices(cov, floor) -> np.ndarray:
 
 @one_blas_thread
 def model_matrices(weights, means, covariances, dtype, kind: CovarianceType = DIAG,
-                   shift=None) -> ModelMatrices:
+                   shift=None, log_weights=None) -> ModelMatrices:
     """The :class:`ModelMatrices` of one model of type ``kind`` in ``dtype``.
 
     From (K,), (K, D) and ``covariances`` of ``kind``'s shape.  With ``y = x - shift``,
@@ -480,13 +616,17 @@ def model_matrices(weights, means, covariances, dtype, kind: CovarianceType = DI
     variances (means ``T (mu_k - shift)``).  The shift is the mixture's mean unless given, so that
     ``y`` is centred.  Computed in float64 (precisions from the Cholesky factor, as
     scikit-learn), then cast.
+
+    ``log_weights`` (K,), if given, replaces ``log w`` in ``gconst`` (the weights then only
+    place the shift): the variational E-step of ``BayesianGaussianMixture`` is this E-step with
+    its expected log-weights and Wishart constants there (``gmmext._bayesian``).
     """
     w = np.asarray(weights, dtype=np.float64)
     mu0 = np.asarray(means, dtype=np.float64)
     shift = np.ascontiguousarray(mixture_mean(w, mu0) if shift is None else shift, dtype=dtype)
     K, D = mu0.shape
     with np.errstate(divide="ignore"):
-        logw = np.log(w)
+        logw = np.log(w) if log_weights is None else np.asarray(log_weights, dtype=np.float64)
     t = kind.terms(logw, mu0 - shift.astype(np.float64), covariances, dtype)
     M = np.empty((kind.feature_columns(D), K), dtype=dtype)
     M[:D] = t.lin.T

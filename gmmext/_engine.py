@@ -343,19 +343,22 @@ class CoreCache:
             self._snapshot = None
             self._matrices.clear()
 
-    def matrices(self, weights, means, covariances, dtype, kind: CovarianceType = DIAG) -> ModelMatrices:
-        """``model_matrices(weights, means, covariances, dtype, kind)``, built once per parameter version."""
+    def matrices(self, weights, means, covariances, dtype, kind: CovarianceType = DIAG,
+                 log_weights=None) -> ModelMatrices:
+        """``model_matrices(weights, means, covariances, dtype, kind, log_weights=log_weights)``,
+        built once per parameter version (``log_weights``: the variational E-step's constants)."""
         dtype = np.dtype(dtype)
-        params = (weights, means, covariances)
+        params = (weights, means, covariances, log_weights)
         key = (dtype.str, kind.name)
         with self._lock:
             snap = self._snapshot
             if snap is None or not all(np.array_equal(a, b) for a, b in zip(params, snap)):
-                self._snapshot = tuple(np.array(a, copy=True) for a in params)
+                self._snapshot = tuple(None if a is None else np.array(a, copy=True) for a in params)
                 self._matrices.clear()
             hit = self._matrices.get(key)
             if hit is None:
-                hit = model_matrices(*self._snapshot, dtype, kind)
+                w, mu, cov, logw = self._snapshot
+                hit = model_matrices(w, mu, cov, dtype, kind, log_weights=logw)
                 if len(self._matrices) >= self._MAX_MATRICES:
                     self._matrices.pop(next(iter(self._matrices)))
                 self._matrices[key] = hit

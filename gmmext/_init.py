@@ -23,7 +23,9 @@ The rules, the same for every source kind (so the same rows drawn from the same
   row, streamed over all rows in order for a local source (the numbers scikit-learn draws); a
   Dask array, where that would draw N x K numbers on the client, takes them for all rows when
   N <= kms and for a kms-row sample otherwise;
-* ``"random_from_data"``: K distinct rows drawn from ``random_state``, one per component;
+* ``"random_from_data"``: K distinct rows drawn from ``random_state``, one per component: the rows
+  of scikit-learn's ``random_state.choice(N, K, replace=False)`` (:func:`choice_rows`, the same
+  numbers in O(K) memory, not 8 bytes per row);
 * ``"k-means++"``: scikit-learn's ``kmeans_plusplus`` seeds, one row per component, on all rows
   for an in-memory array or when N <= kms, on a kms-row sample otherwise.
 """
@@ -34,7 +36,7 @@ from scipy import sparse
 
 from ._stats import GMMStats
 
-__all__ = ["init_stats", "hard_stats", "random_resp_stats", "sample_rows", "RANDOM_STEP_VALUES"]
+__all__ = ["init_stats", "hard_stats", "random_resp_stats", "sample_rows", "choice_rows", "RANDOM_STEP_VALUES"]
 
 #: Random responsibilities are drawn in slices of about this many numbers (rows x K).
 RANDOM_STEP_VALUES = 1 << 19
@@ -102,6 +104,93 @@ def sample_rows(n_rows: int, size: int, random_state) -> np.ndarray:
     return np.sort(rng.choice(n_rows, size=size, replace=False))
 
 
+#: Steps of the shuffle drawn at once by :func:`choice_rows` (at least; at most 1024 blocks).
+CHOICE_BLOCK = 1 << 16
+
+
+def choice_rows(n_rows: int, size: int, random_state, block: int = CHOICE_BLOCK) -> np.ndarray:
+    """``random_state.choice(n_rows, size, replace=False)``: the same numbers, the same final state
+    of ``random_state``, in O(size + block) memory instead of 8 bytes per row.
+
+    ``RandomState.choice`` returns ``permutation(n_rows)[:size]``: a Fisher-Yates shuffle of
+    ``arange(n_rows)`` (``for i = n-1 .. 1: swap(a[i], a[j_i])``, ``j_i`` =
+    ``randint(0, i + 1)`` drawn in that order, which a ``randint`` with an array of upper bounds
+    reproduces).  Here the draws are made in blocks of steps, keeping only the generator's state at
+    each block's start; then, block by block from the last, the draws are made again and the
+    ``size`` final positions are traced back through the swaps (a position moves only when a swap
+    touches it, about ``size * (1 + ln(n_rows / size))`` times in all) to the values they started
+    with: their index in ``arange``.
+    """
+    n, k = int(n_rows), int(size)
+    block = max(int(block), -(-(n - 1) // 1024), 1)
+    if n - 1 <= 2 * block:
+        return random_state.choice(n, size=k, replace=False)
+    starts = list(range(0, n - 1, block))
+    states = []
+    for t0 in starts:                                 # forward: consume the draws, keep the states
+        states.append(random_state.get_state())
+        random_state.randint(0, np.arange(n - t0, max(n - t0 - block, 1), -1))
+    final = random_state.get_state()
+    where = {p: p for p in range(k)}                  # current position -> output slot
+    for b in reversed(range(len(starts))):
+        random_state.set_state(states[b])
+        t0 = starts[b]
+        I = np.arange(n - 1 - t0, max(n - 1 - t0 - block, 0), -1)
+        J = random_state.randint(0, I + 1)[::-1]      # in the order the swaps are undone: i ascending
+        _undo_swaps(where, int(I[-1]), J)
+    random_state.set_state(final)
+    out = np.empty(k, dtype=np.int64)
+    for p, slot in where.items():
+        out[slot] = p
+    return out
+
+
+def _undo_swaps(where: dict, a: int, J: np.ndarray) -> None:
+    """Undo the swaps ``(a + u, J[u])`` for u = 0, 1, ... (the reverse of the shuffle's order),
+    moving the tracked positions of ``where`` (position -> output slot) in place."""
+    import heapq
+    L = len(J)
+    order = np.argsort(J, kind="stable")              # equal J: ascending step, so the first is the next
+    Js = J[order]
+
+    def next_step(p: int, after: int) -> int:
+        u = p - a if after < p - a < L else L
+        lo = int(np.searchsorted(Js, p, "left"))
+        hi = int(np.searchsorted(Js, p, "right"))
+        if lo < hi:
+            r = lo + int(np.searchsorted(order[lo:hi], after, "right"))
+            if r < hi:
+                u = min(u, int(order[r]))
+        return u
+
+    pos = np.fromiter(where.keys(), dtype=np.int64, count=len(where))
+    u_i = np.where((pos >= a) & (pos < a + L), pos - a, L)
+    lo = np.minimum(np.searchsorted(Js, pos, "left"), L - 1)
+    u_j = np.where(Js[lo] == pos, order[lo], L)
+    first = np.minimum(u_i, u_j)
+    nxt = {int(p): int(u) for p, u in zip(pos, first) if u < L}
+    heap = [(u, p) for p, u in nxt.items()]
+    heapq.heapify(heap)
+    while heap:
+        u, p = heapq.heappop(heap)
+        if nxt.get(p) != u:
+            continue                                   # stale: the position moved or was handled
+        i, j = a + u, int(J[u])
+        si, sj = where.pop(i, None), where.pop(j, None)
+        nxt.pop(i, None)
+        nxt.pop(j, None)
+        if si is not None:
+            where[j] = si
+        if sj is not None:
+            where[i] = sj
+        for q in {i, j}:
+            if q in where:
+                v = next_step(q, u)
+                if v < L:
+                    nxt[q] = v
+                    heapq.heappush(heap, (v, q))
+
+
 def _take_in_order(src, idx: np.ndarray):
     """Rows ``idx`` (any order, distinct) of ``src`` in that order, with their weights."""
     order = np.argsort(idx, kind="stable")
@@ -134,7 +223,7 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_st
     """
     N = src.n_rows
     if init_params == "random_from_data":
-        rows, w = _take_in_order(src, random_state.choice(N, size=K, replace=False))
+        rows, w = _take_in_order(src, choice_rows(N, K, random_state))
         return hard_stats(rows, np.arange(K), w, K, full)
     if init_params == "random" and src.local:
         step = max(1, RANDOM_STEP_VALUES // max(K, 1))

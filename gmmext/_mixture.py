@@ -9,6 +9,7 @@ shared by every input kind are in ``gmmext._validation``, the initialisation sta
 """
 from __future__ import annotations
 
+import itertools
 import numbers
 import warnings
 from numbers import Integral, Real
@@ -23,6 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _covariance as cv
+from . import _missing
 from ._blocked import ArraySource, is_dask_array, wants_blocked
 from ._blas import one_blas_thread
 from ._engine import CoreCache, Engine
@@ -35,6 +37,15 @@ from ._validation import (check_sample_weight, check_stats, check_trusted, check
 __all__ = ["GaussianMixture"]
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+#: every spelling of a non-empty subset of Kaldi's update flags: weights, means, covariances
+_UPDATE_FLAGS = frozenset("".join(p) for r in (1, 2, 3) for p in itertools.permutations("wmc", r))
+#: what the M-step does with a component whose covariance is ill-defined (not positive definite)
+_ON_DEGENERATE = ("raise", "floor", "reseed")
+#: the floor of ``on_degenerate="floor"``: this fraction of the data's variance (unless var_floor is larger)
+DEGENERATE_FLOOR = 1e-3
+#: with on_degenerate "floor" / "reseed", a variance below this fraction of the data's (a collapse
+#: that rounding left positive) is degenerate too
+COLLAPSED = 1e-10
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -84,7 +95,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         (D, D) "tied", (K, D) "diag", (K,) "spherical".
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
-        Start the next ``fit`` from the current parameters (one initialisation).
+        Start the next ``fit`` from the current parameters (one initialisation).  A fitted model
+        whose number of components, number of features or covariance shape differs from this
+        fit's (``n_components`` or ``covariance_type`` changed by ``set_params``, other data) is a
+        ``ValueError`` saying so; scikit-learn goes on with the old components (or fails inside
+        its arithmetic), which would leave a model that contradicts its own parameters.
     verbose : int, default=0
     verbose_interval : int, default=10
     var_floor : float, default=0.0
@@ -103,6 +118,35 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     kmeans_max_samples : int, default=100_000
         Largest number of rows given to ``KMeans`` by ``init_params="kmeans"`` (and to the
         other sampled initialisations of out-of-core input).
+    update_params : str, default="wmc"
+        Which parameters EM updates (Kaldi's update flags): any non-empty combination of "w"
+        (weights), "m" (means) and "c" (covariances).  The others keep their initial values
+        (``*_init``, the initialisation, or the current model for :meth:`m_step`,
+        :meth:`map_step`, ``warm_start`` and :meth:`partial_fit`); with means frozen the
+        covariances are estimated about the frozen means (``E[(x - mu)(x - mu)^T]``).
+    on_degenerate : {"raise", "floor", "reseed"}, default="raise"
+        What the M-step does with a component whose covariance is ill-defined (not positive
+        definite: a collapsed component, e.g. with ``reg_covar=0``; with "floor" / "reseed" also
+        a variance, or eigenvalue, below ``1e-10`` of the data's, a collapse that rounding left
+        positive).  "raise": scikit-learn's ``ValueError``.  "floor": floor that covariance at ``max(var_floor, 1e-3)`` times the
+        data's global variance (the ``var_floor`` rule) plus ``reg_covar``.  "reseed": drop the
+        component and split the heaviest one in two (means ``mu_h +- sqrt(2/pi) sqrt(lambda) v``
+        along its principal axis ``v``, occupancy halved, as Kaldi's ``MleDiagGmmUpdate`` removes
+        a low-count Gaussian and ``DiagGmm::Split`` splits the heaviest); "tied" models, whose one
+        covariance cannot be re-seeded, are floored.  What was done is in ``degenerate_log_``.
+    missing : {"raise", "marginalize"}, default="raise"
+        NaN in X: "raise" refuses it (scikit-learn's ``ValueError``); "marginalize" treats NaN
+        entries as missing at random: EM maximises the likelihood of the observed coordinates
+        (the missing ones marginalised: their conditional expectations given the observed ones
+        enter the statistics), and :meth:`score_samples`, :meth:`predict_proba`,
+        :meth:`predict` give the marginal density of each row's observed coordinates.
+        "diag" and "full" only ("tied" / "spherical" raise ``NotImplementedError``); in-memory
+        arrays only; a row with no observed value is refused; the initialisation runs on the
+        data with NaN replaced by the column means.
+    learning_decay : float in (0.5, 1], default=0.6
+        :meth:`partial_fit`'s step sizes ``gamma_t = t ** -learning_decay`` (t = 1, 2, ...:
+        the first batch replaces the statistics), Cappé and Moulines' (2009) condition for
+        stochastic-approximation EM to converge.
 
     Parameters are validated by ``fit`` as scikit-learn validates its estimators'
     (``_parameter_constraints``): a bad value raises scikit-learn's ``InvalidParameterError``
@@ -126,6 +170,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     lower_bounds_ : list of float
         The same, for every iteration of the best initialisation.
     n_features_in_ : int
+    degenerate_log_ : list of dict
+        What ``on_degenerate`` did in the best initialisation's fit (and later M-steps): one
+        dict per ill-defined component, ``{"iteration": i, "component": k, "action": "floor"
+        | "reseed", "split": h}`` (``iteration`` 0 is the initialisation, None an M-step outside
+        ``fit``; ``split`` the component split by "reseed", else None).  Empty when none was.
+    n_steps_ : int
+        Batches seen by :meth:`partial_fit` since the model was initialised (0 after ``fit``).
 
     Notes
     -----
@@ -170,6 +221,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "kmeans_max_samples": [Interval(Integral, 1, None, closed="left")],
+        "update_params": [StrOptions(set(_UPDATE_FLAGS))],
+        "on_degenerate": [StrOptions(set(_ON_DEGENERATE))],
+        "missing": [StrOptions({"raise", "marginalize"})],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
     }
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
@@ -179,7 +234,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                  random_state: int | np.random.RandomState | None = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, var_floor: float = 0.0,
                  chunk_size: int | None = None, n_threads: int | None = None,
-                 kmeans_max_samples: int = 100_000):
+                 kmeans_max_samples: int = 100_000, update_params: str = "wmc",
+                 on_degenerate: str = "raise", missing: str = "raise", learning_decay: float = 0.6):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -198,6 +254,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.chunk_size = chunk_size
         self.n_threads = n_threads
         self.kmeans_max_samples = kmeans_max_samples
+        self.update_params = update_params
+        self.on_degenerate = on_degenerate
+        self.missing = missing
+        self.learning_decay = learning_decay
 
     @classmethod
     def from_parameters(cls, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike,
@@ -266,6 +326,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         gm.n_iter_ = 0
         gm.lower_bound_ = -np.inf
         gm.lower_bounds_ = []
+        gm.degenerate_log_ = []
+        gm.n_steps_ = 0
         return gm
 
     # ------------------------------------------------------------------ validation
@@ -303,9 +365,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return out
 
     def _validate_X(self, X, *, reset: bool):
+        marginalize = self.missing == "marginalize"
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset,
-                          ensure_min_samples=2 if reset else 1)
+                          ensure_min_samples=2 if reset else 1,
+                          ensure_all_finite="allow-nan" if marginalize else True)
+        if marginalize:
+            _missing.check_rows(X)
         return X
+
+    def _has_missing(self, X) -> bool:
+        """X (validated) has NaN entries to marginalise (``missing="marginalize"``)."""
+        return self.missing == "marginalize" and bool(np.isnan(X).any())
 
     def _check_sw(self, sample_weight, X):
         """Validated float64 (n_samples,) weights or None (:func:`gmmext._validation.check_sample_weight`)."""
@@ -337,16 +407,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _compute_dtype(self, X):
         return computation_dtype(self.means_.dtype, X.dtype)
 
-    def _prepare(self, X, check_input: bool = True) -> np.ndarray:
+    def _prepare(self, X, check_input: bool = True, allow_missing: bool = False) -> np.ndarray:
         """X for the core, in the precision of the model or of X, whichever is higher.
 
         The one boundary check of every method taking X: ``check_input`` runs scikit-learn's
         ``validate_data``; False trusts the caller (:meth:`check_features`) and checks only
         what costs nothing (:func:`_check_trusted`).  Everything after this is trusted.
+        NaN passes only with ``missing="marginalize"`` into a method that marginalises it
+        (``allow_missing``).
         """
         check_is_fitted(self)
         if check_input:
             X = self._validate_X(X, reset=False)
+            if not allow_missing and self._has_missing(X):
+                raise ValueError(f"Input X contains NaN: {type(self).__name__} marginalises missing "
+                                 "values in fit, partial_fit, accumulate, score_samples, score, "
+                                 "predict and predict_proba only.")
         else:
             check_trusted(X, self.n_features_in_)
         return X.astype(self._compute_dtype(X), copy=False)
@@ -382,22 +458,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         dimensions of the diag one; then ``+ reg_covar`` on the (diagonal of the) covariance.
         """
         kind = self._kind
-        D = self.means_.shape[1] if hasattr(self, "means_") else None
-        check_stats(stats, self.n_components, D, dtype, kind)
+        stats = self._checked_stats(stats, dtype)
         K, D = stats.sum_x.shape
-        sxx = stats.sum_xx if kind.matrix else np.maximum(stats.sum_xx, 0.0)   # rounding below zero (checked) is zero
-        stats = GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, sxx, stats.loglik, stats.n_samples)
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
+        prev = hasattr(self, "means_") and self.means_.shape == (K, D) \
+            and np.shape(getattr(self, "covariances_", None)) == kind.shape(K, D)
+        flags = self.update_params if prev else "wmc"        # frozen parameters need a model
         means, cov = kind.estimate(stats, eps)
+        if "m" not in flags:                                 # covariances about the frozen means
+            fixed = self.means_.astype(np.float64)
+            cov = kind.about(cov, means, fixed, nk)
+            means = fixed.copy()
         gmean, gcov = (a[0] for a in stats.pooled().moments())
         gcov = kind.global_covariance(gcov)
         tot = stats.n.sum()
         if self.var_floor > 0:
             cov = kind.floor(cov, self.var_floor * gcov)
         empty = stats.n <= max(eps, 1e-10 * tot)
-        prev = hasattr(self, "means_") and self.means_.shape == (K, D) \
-            and np.shape(getattr(self, "covariances_", None)) == kind.shape(K, D)
         reg = kind.regularisation(self.reg_covar, D)
         if np.any(empty):
             if prev:
@@ -409,12 +487,65 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 if kind.per_component:
                     cov[empty] = kind.floor(gcov, self.var_floor * gcov) if self.var_floor > 0 else gcov
         cov = cov + reg
+        if "c" not in flags:
+            cov = np.array(self.covariances_, dtype=np.float64)
+        events = []
+        if self.on_degenerate != "raise" and np.all(np.isfinite(means)):
+            bad = kind.ill_defined(cov, COLLAPSED * gcov)
+            if np.any(bad):
+                events = self._recover(kind, bad, means, cov, nk, gcov, reg)
         if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
             raise ValueError(cv.ILL_DEFINED)
         chol = kind.precisions_cholesky(cov)   # positive (definite), else scikit-learn's message
-        weights = nk / nk.sum()
+        weights = nk / nk.sum() if "w" in flags else self.weights_.astype(np.float64)
         _check_fitted_usable(weights, means, cov, dtype, kind, chol)
-        return weights, means, cov
+        return weights, means, cov, events
+
+    def _checked_stats(self, stats: GMMStats, dtype) -> GMMStats:
+        """``stats`` checked against this model (:func:`gmmext._validation.check_stats`), with the
+        occupancies and variance sums that rounding left below zero (within the check's
+        tolerance) set to zero: what every M-step starts from."""
+        kind = self._kind
+        D = self.means_.shape[1] if hasattr(self, "means_") else None
+        check_stats(stats, self.n_components, D, dtype, kind)
+        sxx = stats.sum_xx if kind.matrix else np.maximum(stats.sum_xx, 0.0)
+        return GMMStats(np.maximum(stats.n, 0.0), stats.sum_x, sxx, stats.loglik, stats.n_samples)
+
+    def _recover(self, kind: cv.CovarianceType, bad, means, cov, nk, gcov, reg) -> list:
+        """``on_degenerate``: floor or re-seed the ill-defined components (``bad``), in place.
+
+        Returns one event dict per component (``degenerate_log_`` without the iteration).
+        """
+        level = max(self.var_floor, DEGENERATE_FLOOR) * gcov
+        events = []
+
+        def floor(c):
+            shape = np.shape(c)
+            c = np.where(np.isfinite(c), c - reg, gcov)
+            return np.reshape(kind.floor(c, level) + reg, shape)
+
+        if not kind.per_component:                      # tied: its one covariance
+            cov[...] = floor(cov)
+            return [{"component": None, "action": "floor", "split": None}]
+        good = ~bad
+        for k in np.flatnonzero(bad):
+            if self.on_degenerate == "reseed" and np.any(good):
+                h = int(np.flatnonzero(good)[np.argmax(nk[good])])
+                delta = kind.split_offset(cov[h], means.shape[1])
+                means[k], means[h] = means[h] + delta, means[h] - delta
+                cov[k] = cov[h]
+                nk[k] = nk[h] = nk[h] / 2
+                events.append({"component": int(k), "action": "reseed", "split": h})
+            else:
+                cov[k] = floor(cov[k])
+                events.append({"component": int(k), "action": "floor", "split": None})
+        return events
+
+    def _log_degenerate(self, events: list) -> None:
+        """Append what :meth:`_recover` did to ``degenerate_log_`` with the EM iteration."""
+        log = vars(self).setdefault("degenerate_log_", [])
+        it = vars(self).get("_em_iter")
+        log.extend({"iteration": it, **e} for e in events)
 
     @one_blas_thread
     def _set_params_arrays(self, weights, means, covariances, dtype) -> None:
@@ -461,10 +592,187 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if not isinstance(stats, GMMStats):
             raise TypeError(f"m_step expects GMMStats, got {type(stats).__name__}")
         dtype = self.means_.dtype if hasattr(self, "means_") else np.float64
-        w, m, c = self._params_from_stats(stats, dtype)
+        w, m, c, events = self._params_from_stats(stats, dtype)
         self._set_params_arrays(w, m, c, dtype)
+        self._log_degenerate(events)
         if not hasattr(self, "n_features_in_"):     # a model made by m_step alone checks its input's D
             self.n_features_in_ = m.shape[1]
+        return self
+
+    def map_parameters(self, n: ArrayLike, sum_x: ArrayLike, sum_xx: ArrayLike | None,
+                       n_samples: ArrayLike, *, relevance_factor: float = 16.0,
+                       params: str = "mwv") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """MAP-adapted (weights, means, covariances) of this model from statistics (Reynolds et al.
+        2000, eqs. 11-14), for one or many sets of statistics at once; nothing is changed.
+
+        With ``alpha_k = n_k / (n_k + r)`` (eq. 14, ``r = relevance_factor``), ``E_k[x] = sum_x_k /
+        n_k`` and ``E_k[x^2] = sum_xx_k / n_k``:
+
+        * weights ``w_k' = [alpha_k n_k / T + (1 - alpha_k) w_k]``, normalised (eq. 11, T = n_samples);
+        * means ``mu_k' = alpha_k E_k[x] + (1 - alpha_k) mu_k`` (eq. 12);
+        * variances, with ``m1 = alpha_k E_k[x] + (1 - alpha_k) mu_k`` and ``m2 = alpha_k E_k[x^2]
+          + (1 - alpha_k)(var_k + mu_k^2)``: ``var_k' = m2 - 2 c m1 + c^2`` about the model's new
+          mean ``c`` (``c = mu_k'``: eq. 13; ``c = mu_k`` when means are not adapted, which keeps
+          ``var_k' >= m2 - m1^2``), floored at ``1e-3 var_k`` against rounding; "full":
+          ``m2 - c m1^T - m1 c^T + c c^T`` with ``E_k[x x^T]``; "spherical": the mean over
+          dimensions of the diagonal rule; "tied": not adaptable (``NotImplementedError``).
+
+        Parameters
+        ----------
+        n : array-like of shape (..., K)
+            Occupancies (leading axes: one set of statistics per index, e.g. per speaker).
+        sum_x : array-like of shape (..., K, D)
+        sum_xx : array-like of shape (..., K, D) or (..., K, D, D), or None
+            Second order, used only when variances are adapted ("full": (K, D, D) matrices).
+        n_samples : array-like of shape (...)
+            Total weight T of each set.
+        relevance_factor : float, default=16.0
+            r > 0 (Reynolds et al. use 16).
+        params : str, default="mwv"
+            Which parameters to adapt: any combination of "m" (means), "w" (weights) and "v"
+            (variances / covariances); a parameter frozen by ``update_params`` is not adapted
+            ("c" there is "v" here).  Not adapted: this model's own array.
+
+        Returns
+        -------
+        weights (..., K), means (..., K, D), covariances (..., covariance shape), float64
+            A parameter not adapted is this model's (K,), (K, D) or covariance array, in float64.
+        """
+        check_is_fitted(self)
+        adapt = _map_flags(params, relevance_factor, self.update_params)
+        kind = self._kind
+        w = self.weights_.astype(np.float64)
+        mu = self.means_.astype(np.float64)
+        var = self.covariances_.astype(np.float64)
+        n = np.asarray(n, dtype=np.float64)
+        alpha = n / (n + relevance_factor)
+        safe = np.maximum(n, np.finfo(np.float64).tiny)[..., None]
+        ex = np.asarray(sum_x, dtype=np.float64) / safe       # weighted by alpha, so n = 0 is harmless
+        new_w, new_mu, new_var = w, mu, var
+        if "w" in adapt:
+            new_w = alpha * n / np.asarray(n_samples, dtype=np.float64)[..., None] + (1 - alpha) * w
+            new_w = new_w / new_w.sum(axis=-1, keepdims=True)
+        if "m" in adapt and "v" not in adapt:        # the same operations in place (fewer temporaries)
+            new_mu = np.multiply(alpha[..., None], ex, out=ex)
+            new_mu += (1 - alpha[..., None]) * mu
+        elif "m" in adapt:
+            new_mu = alpha[..., None] * ex + (1 - alpha[..., None]) * mu
+        if "v" in adapt:
+            if not kind.per_component:
+                raise NotImplementedError('MAP adaptation of "tied" covariances is not defined '
+                                          '(adapt "m" and "w" only)')
+            a = alpha[..., None]
+            m1 = a * ex + (1 - a) * mu
+            if kind.matrix:
+                a = a[..., None]
+                m2 = a * (np.asarray(sum_xx, dtype=np.float64) / safe[..., None]) \
+                    + (1 - a) * (var + mu[..., :, None] * mu[..., None, :])
+                c = new_mu
+                new_var = (m2 - c[..., :, None] * m1[..., None, :] - m1[..., :, None] * c[..., None, :]
+                           + c[..., :, None] * c[..., None, :])
+                new_var = 0.5 * (new_var + np.swapaxes(new_var, -1, -2))
+            else:
+                v = kind.expand(var, *mu.shape)
+                m2 = a * (np.asarray(sum_xx, dtype=np.float64) / safe) + (1 - a) * (v + mu ** 2)
+                new_var = m2 - 2 * new_mu * m1 + new_mu ** 2
+                new_var = np.maximum(new_var, 1e-3 * v)   # rounding guard; exact arithmetic keeps it >= (1-alpha) var
+                if kind is cv.SPHERICAL:
+                    new_var = new_var.mean(axis=-1)
+        return new_w, new_mu, new_var
+
+    def map_step(self, stats: GMMStats, relevance_factor: float = 16.0,
+                 params: str = "mwv") -> "GaussianMixture":
+        """MAP update of this model from statistics (Reynolds et al. 2000), beside :meth:`m_step`.
+
+        Kaldi's ``MapDiagGmmUpdate`` beside ``MleDiagGmmUpdate``: the formulas are those of
+        :meth:`map_parameters`; ``params`` names what is adapted ("m", "w", "v"), and
+        ``update_params`` freezes further.  The adapted parameters are cast to the model's
+        dtype and must be usable (class Notes), else ``ValueError`` and the model is unchanged.
+
+        Parameters
+        ----------
+        stats : GMMStats
+            This model's statistics of the adaptation data (``accumulate``), (K, D).
+        relevance_factor : float, default=16.0
+        params : str, default="mwv"
+
+        Returns
+        -------
+        self
+        """
+        if not isinstance(stats, GMMStats):
+            raise TypeError(f"map_step expects GMMStats, got {type(stats).__name__}")
+        check_is_fitted(self)
+        dtype = self.means_.dtype
+        check_stats(stats, self.n_components, self.n_features_in_, dtype, self._kind)
+        w, m, c = (np.asarray(a).astype(dtype) for a in self.map_parameters(
+            stats.n, stats.sum_x, stats.sum_xx, stats.n_samples, relevance_factor=relevance_factor,
+            params=params))
+        check_usable_parameters(w, m, c, dtype, self._kind)
+        self._set_params_arrays(w, m, c, dtype)
+        return self
+
+    # ------------------------------------------------------------------ online EM
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: ArrayLike, y: Any = None,
+                    sample_weight: ArrayLike | None = None) -> "GaussianMixture":
+        """One step of stepwise online EM (Cappé and Moulines 2009) on a batch of rows.
+
+        The running statistics ``s`` (per unit of weight) move towards the batch's:
+        ``s_t = (1 - gamma_t) s_{t-1} + gamma_t sbar_t``, ``sbar_t`` the batch's statistics
+        under the current model divided by its total weight, ``gamma_t = t ** -learning_decay``
+        (``gamma_1 = 1``), then the M-step ``m_step(s_t)`` (with ``update_params``,
+        ``on_degenerate`` and ``missing`` as in ``fit``).  The first call on a model that is not
+        fitted initialises it from that batch (``init_params``, ``*_init``, ``random_state``),
+        which must have at least ``n_components`` rows; a fitted model (``fit``,
+        ``from_parameters``) continues from its parameters.  ``fit`` forgets the running statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "means_"):
+            X = self._validate_X(X, reset=True)
+            if X.shape[0] < self.n_components:
+                raise ValueError("Expected n_samples >= n_components but got n_components = "
+                                 f"{self.n_components}, n_samples = {X.shape[0]}")
+            self._check_initial(X.shape[1], X.dtype)
+            if self.missing == "marginalize":
+                _missing.check_supported(self._kind)
+            sw = self._check_sw(sample_weight, X)
+            init_X = _missing.impute_means(X) if self._has_missing(X) else X
+            self._em_iter, self.degenerate_log_ = 0, []
+            self._initialize(ArraySource(init_X, sw, self.n_threads, checked=True),
+                             check_random_state(self.random_state))
+            self.converged_, self.n_iter_, self.n_steps_ = False, 0, 0
+            self.lower_bound_, self.lower_bounds_ = -np.inf, []
+            vars(self).pop("_online", None)
+            X = X.astype(self._compute_dtype(X), copy=False)
+        else:
+            X = self._prepare(X, allow_missing=True)
+            sw = self._check_sw(sample_weight, X)
+        stats = self._batch_stats(X, sw)
+        if not stats.n_samples > 0:
+            raise ValueError("partial_fit needs a batch of positive total weight")
+        online = vars(self).get("_online")
+        t = getattr(self, "n_steps_", 0) + 1 if online is not None else 1
+        gamma = float(t) ** -self.learning_decay
+        sbar = stats.scaled(1.0 / stats.n_samples)
+        s = sbar if online is None else online.scaled(1.0 - gamma) + sbar.scaled(gamma)
+        self._em_iter = t
+        self.m_step(s)
+        self._em_iter = None
+        self._online = s
+        self.n_steps_ = t
+        self.n_iter_ = getattr(self, "n_iter_", 0) + 1
+        self.lower_bound_ = stats.mean_loglik()
+        self.lower_bounds_ = list(getattr(self, "lower_bounds_", [])) + [self.lower_bound_]
         return self
 
     # ------------------------------------------------------------------ initialisation
@@ -480,7 +788,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     delattr(self, attr)
             stats = init_stats(src, self.init_params, self.n_components, self.kmeans_max_samples, random_state,
                                full=self._kind.matrix)
-            w, m, c = self._params_from_stats(stats, dtype)
+            w, m, c, events = self._params_from_stats(stats, dtype)
+            self._log_degenerate(events)
             w, m, c = given.get("weights", w), given.get("means", m), given.get("covariances", c)
         if given:                              # the user's weights_init / means_init / precisions_init
             check_usable_parameters(w, m, c, dtype, self._kind)
@@ -542,17 +851,41 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError("Expected n_samples >= n_components but got n_components = "
                              f"{self.n_components}, n_samples = {N}")
         self._check_initial(D, src.dtype)
-        if src.in_memory:                      # one engine for the whole fit
+        self._check_warm_start(D)
+        self._check_data_parameters(src)
+        if self.missing == "marginalize":
+            _missing.check_supported(self._kind)
+        init_src = src
+        if src.in_memory and self._has_missing(src.X):
+            X, sw = src.X, src.sw
+            groups = _missing.patterns(X)
+            init_src = ArraySource(_missing.impute_means(X), sw, self.n_threads, checked=True)
+            e_step = lambda: _missing.accumulate(self, X, sw, groups)                  # noqa: E731
+        elif src.in_memory:                    # one engine for the whole fit
             X, sw, engine = src.X, src.sw, self._engine(src.dtype, D)
             e_step = lambda: engine.accumulate(X, sw, self._matrices(X.dtype))   # noqa: E731
         else:
             e_step = lambda: src.e_step(self)                                        # noqa: E731
-        self._run_em(src.dtype, lambda rs: self._initialize(src, rs), e_step)
+        self._run_em(src.dtype, lambda rs: self._initialize(init_src, rs), e_step)
         if not labels:
             return None
         if src.in_memory:
-            return engine.evaluate(X, self._matrices(X.dtype), labels=True)["labels"]
+            return self._evaluate(src.X, False, labels=True)["labels"]
         return src.labels(self)
+
+    def _check_warm_start(self, D: int) -> None:
+        """With ``warm_start`` after a fit: the fitted model must have this fit's K, D and type shape."""
+        if not (self.warm_start and hasattr(self, "converged_")):
+            return
+        K0, D0 = self.means_.shape
+        shape = self._kind.shape(self.n_components, D)
+        if (K0, D0) != (self.n_components, D) or self.covariances_.shape != shape:
+            self.n_features_in_ = D0           # the fitted model stays usable as it was
+            raise ValueError(
+                f"warm_start=True continues from the fitted model, which has {K0} components of {D0} "
+                f"features and covariances of shape {self.covariances_.shape}; this fit has "
+                f"n_components={self.n_components}, {D} features and covariance_type="
+                f"{self.covariance_type!r} (shape {shape}): set warm_start=False to start afresh")
 
     def _run_em(self, dtype, initialize, e_step) -> None:
         """The EM loop of every fit (in memory, blocked, Dask), with scikit-learn's semantics.
@@ -566,26 +899,30 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         if not do_init:
-            self._set_params_arrays(self.weights_, self.means_, self.covariances_, dtype)
+            self._set_parameters(self._get_parameters(), dtype)
         random_state = check_random_state(self.random_state)
         max_lower_bound = -np.inf
-        best_params, best_n_iter, best_lower_bounds = None, 0, []
+        best_params, best_n_iter, best_lower_bounds, best_log = None, 0, [], []
         self.converged_ = False
+        vars(self).pop("_online", None)                 # partial_fit starts afresh after a fit
+        self.n_steps_ = 0
         for init in range(n_init):
             self._verbose_init_beg(init)
+            self._em_iter = 0
+            if do_init or not hasattr(self, "degenerate_log_"):
+                self.degenerate_log_ = []
             if do_init:
                 initialize(random_state)
             lower_bound = -np.inf if do_init else self.lower_bound_
             current = []
             if self.max_iter == 0:
-                best_params, best_n_iter = self._get_parameters(), 0
+                best_params, best_n_iter, best_log = self._get_parameters(), 0, list(self.degenerate_log_)
                 continue
             converged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
-                stats = e_step()
-                self.m_step(stats)
-                lower_bound = stats.mean_loglik()
+                self._em_iter = n_iter
+                lower_bound = self._em_iteration(e_step())
                 current.append(lower_bound)
                 change = lower_bound - prev
                 self._verbose_iter_end(n_iter, change)
@@ -596,18 +933,33 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
                 max_lower_bound = lower_bound
                 best_params, best_n_iter, best_lower_bounds = self._get_parameters(), n_iter, current
+                best_log = list(self.degenerate_log_)
                 self.converged_ = converged
         if not self.converged_ and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different init "
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
                           ConvergenceWarning)
-        self._set_params_arrays(*best_params, dtype)
+        self._set_parameters(best_params, dtype)
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
+        self.degenerate_log_ = best_log
+        self._em_iter = None
+
+    def _check_data_parameters(self, src) -> None:
+        """Parameters derived from the data before EM (``BayesianGaussianMixture``'s priors); none here."""
+
+    def _em_iteration(self, stats: GMMStats) -> float:
+        """The M-step of one EM iteration on the E-step's statistics; returns the iteration's
+        lower bound (here the average log-likelihood per sample under the E-step's model)."""
+        self.m_step(stats)
+        return stats.mean_loglik()
 
     def _get_parameters(self):
         return (self.weights_.copy(), self.means_.copy(), self.covariances_.copy())
+
+    def _set_parameters(self, params, dtype) -> None:
+        self._set_params_arrays(*params, dtype)
 
     # ------------------------------------------------------------------ statistics API
     def accumulate(self, X: ArrayLike | Sequence[ArrayLike],
@@ -638,10 +990,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             segments, dtype = self._prepare_segments(X, check_input)
             sw = self._segment_weights(sample_weight, segments)
         else:
-            X = self._prepare(X, check_input)
-            segments, dtype = X, X.dtype
+            X = self._prepare(X, check_input, allow_missing=True)
             sw = self._check_sw(sample_weight, X)
+            return self._batch_stats(X, sw)
         return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, self._matrices(dtype))
+
+    def _batch_stats(self, X, sw) -> GMMStats:
+        """E-step statistics of a validated in-memory X (NaN marginalised with ``missing="marginalize"``)."""
+        if self._has_missing(X):
+            return _missing.accumulate(self, X, sw)
+        return self._engine(X.dtype, X.shape[1]).accumulate(X, sw, self._matrices(X.dtype))
 
     def accumulate_segments(self, segments: Sequence[ArrayLike], *, second_order: bool = True,
                             check_input: bool = True) -> list[GMMStats]:
@@ -717,8 +1075,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._check_sw(sw, sw)      # the one weight check (sw stands for X: only its length is used)
 
     def _evaluate(self, X, check_input: bool, **want):
-        X = self._prepare(X, check_input)
-        out = self._engine(X.dtype, X.shape[1]).evaluate(X, self._matrices(X.dtype), **want)
+        """The core's per-frame outputs (``Engine.evaluate``) of X, with the frames whose float32
+        arithmetic overflowed computed again in float64.
+
+        In float32 the core's terms of a frame far from the model (``x x^T`` of a "full" model,
+        ``x**2`` of the others, about the mixture's mean) can overflow although its
+        log-densities are representable (scikit-learn whitens first): every log-density of such
+        a frame came out -inf (or NaN) and its responsibilities 0.  Those frames, found by their
+        log-likelihood, are evaluated again in float64 (the same parameters; the results rounded
+        to float32 as scikit-learn's), so their responsibilities are one-hot rows as
+        scikit-learn's.  In float64 that overflow happens only beyond ~1e154 from the mixture's
+        mean, where the frame stays -inf with zero responsibilities (scikit-learn: NaN).
+        """
+        X = self._prepare(X, check_input, allow_missing=True)
+        if self._has_missing(X):
+            out = _missing.evaluate(self, X, **want)
+            out["dtype"] = X.dtype
+            return out
+        first = dict(want, loglik=True) if X.dtype == np.float32 else want
+        out = self._engine(X.dtype, X.shape[1]).evaluate(X, self._matrices(X.dtype), **first)
+        if X.dtype == np.float32:
+            bad = ~np.isfinite(out["loglik"])
+            if bad.any():
+                X64 = X[bad].astype(np.float64)
+                redo = self._engine(np.float64, X.shape[1]).evaluate(X64, self._matrices(np.float64), **first)
+                for key, values in redo.items():
+                    out[key][bad] = values
+            if not want.get("loglik"):
+                del out["loglik"]
         out["dtype"] = X.dtype
         return out
 
@@ -858,7 +1242,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "marginalize"
         return tags
 
 
@@ -872,6 +1256,16 @@ def _check_fitted_usable(weights, means, covariances, dtype, kind: cv.Covariance
                 else "Rescale the data") + " (e.g. sklearn.preprocessing.StandardScaler)."
         raise ValueError(f"the estimated parameters are not usable: {exc}; the data's magnitude "
                          f"overflows {np.dtype(dtype).name} arithmetic. {hint}") from None
+
+
+def _map_flags(params, relevance_factor, update_params: str) -> str:
+    """``map_parameters``' checked letters, less those ``update_params`` freezes."""
+    if not isinstance(params, str) or not params or set(params) - set("mwv") or len(set(params)) != len(params):
+        raise ValueError(f"params must combine the letters 'm', 'w' and 'v' (e.g. 'm', 'mw', 'mwv'); got {params!r}")
+    if not isinstance(relevance_factor, Real) or not np.isfinite(relevance_factor) or relevance_factor <= 0:
+        raise ValueError(f"relevance_factor must be > 0, got {relevance_factor!r}")
+    frozen = {"w": "w", "m": "m", "c": "v"}
+    return "".join(p for p in params if p not in {frozen[f] for f in "wmc" if f not in update_params})
 
 
 def _is_segment_list(X) -> bool:

@@ -107,6 +107,12 @@ class GMMStats:
 
     __radd__ = __add__
 
+    def scaled(self, factor: float) -> "GMMStats":
+        """Every statistic (``loglik`` and ``n_samples`` too) times ``factor``: the statistics of
+        the same data with every weight multiplied by ``factor`` (online EM's averages)."""
+        f = float(factor)
+        return GMMStats(self.n * f, self.sum_x * f, self.sum_xx * f, self.loglik * f, self.n_samples * f)
+
     def pooled(self) -> "GMMStats":
         """The statistics of all components pooled into one: shape (1,), (1, D), (1, D) or (1, D, D).
 

@@ -37,9 +37,10 @@ _WHERE = {
     "FeatureConfig": "features", "extract_features": "features", "extract_features_and_quality": "features",
     "Quality": "quality", "QualityGates": "quality",
     "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",
-    "llr": "scoring", "score_trials": "scoring",
+    "llr": "scoring", "score_trials": "scoring", "Waveform": "sources",
     "train_ubm": "ubm",
     "SpeakerStore": "store", "StoreError": "store",
+    "StoreUnavailable": "store", "StoreInvalid": "store",
     "TotalVariability": "ivector", "train_tv": "ivector", "extract_ivectors": "ivector",
     "load_tv": "ivector", "save_tv": "ivector",
     "PLDA": "plda", "Backend": "plda", "train_backend": "plda", "plda_llr": "plda",
@@ -68,4 +69,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model_io import ModelError, ModelFile, load_model, save_model
     from .quality import Quality, QualityGates
     from .scoring import llr, score_trials
+    from .sources import Waveform
     from .ubm import train_ubm

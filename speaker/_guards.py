@@ -6,6 +6,9 @@ names that never collide, and the content fingerprint of a job's inputs.
   work is done.
 * :func:`refuse_existing_outputs`: an existing output is replaced only with ``--overwrite``, and
   never when it is not a regular file.
+* :func:`check_outputs`: that, and every output writable as :mod:`speaker._atomic` writes it (an
+  existing file only with ``--overwrite``; a FIFO or character device written into; a folder,
+  block device or socket refused), before any work is done.
 * :func:`read_small_text`: a small text file, refused above a size without reading further.
 * :func:`output_names`: distinct output names for the entries of a list.
 * :func:`inputs_fingerprint`: size, modification time and a SHA-256 of the contents of every
@@ -20,9 +23,11 @@ import hashlib
 import os
 from typing import Iterable, Mapping
 
+from ._atomic import output_problem
 from .sources import file_digest, source_file
 
-__all__ = ["GuardError", "refuse_inputs_as_outputs", "refuse_existing_outputs", "read_small_text", "output_names", "inputs_fingerprint"]
+__all__ = ["GuardError", "refuse_inputs_as_outputs", "refuse_existing_outputs", "check_outputs", "read_small_text",
+           "output_names", "inputs_fingerprint"]
 
 
 class GuardError(ValueError):
@@ -86,6 +91,26 @@ def refuse_existing_outputs(outputs: Mapping[str, object], overwrite: bool) -> N
             raise GuardError(f"{option} {path} exists and is not a regular file: refusing to replace it")
         if not overwrite:
             raise GuardError(f"{option} {path} exists; give --overwrite to replace it")
+
+
+def check_outputs(outputs: Mapping[str, object], inputs: Iterable[tuple[str, object]] = (), *,
+                  overwrite: bool = False, pairs: Iterable[str] = ()) -> None:
+    """Before any work: raise :class:`GuardError` unless every output of ``outputs`` (option ->
+    path, None: not used) can be written.
+
+    An output that is one of ``inputs`` is refused (:func:`refuse_inputs_as_outputs`), so is an
+    existing regular file without ``overwrite`` and anything that is not a regular file, except a
+    FIFO or a character device, which is written into (:func:`speaker._atomic.output_problem`);
+    the options named in ``pairs`` (an ``.ark`` and its ``.scp``) must be regular files.
+    """
+    refuse_inputs_as_outputs(outputs, inputs)
+    pairs = set(pairs)
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        why = output_problem(path, overwrite, streams=option not in pairs)
+        if why is not None:
+            raise GuardError(f"{option} {why}")
 
 
 # ------------------------------------------------------------------------ inputs fingerprint

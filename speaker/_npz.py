@@ -30,17 +30,15 @@ from typing import Callable
 import numpy as np
 
 from ._atomic import atomic_path
+from .limits import MAX_SCALAR_CHARS       # a scalar member's text (a feature configuration: its own bound)
 
 __all__ = ["NpzError", "Member", "npz_headers", "open_npz", "read_npz", "read_npy", "CheckpointError", "write_checkpoint",
-           "read_checkpoint", "settings_hash", "MAX_MEMBERS", "MAX_FILE_BYTES", "CHECKPOINT_VERSION"]
+           "read_checkpoint", "checkpoint_progress", "settings_hash", "MAX_MEMBERS", "MAX_FILE_BYTES", "CHECKPOINT_VERSION"]
 
 #: Most members an accepted ``.npz`` may have (the formats here use at most 10).
 MAX_MEMBERS = 64
 #: Largest ``.npz`` file accepted at all (compressed size on disk).
 MAX_FILE_BYTES = 16 << 30
-#: Longest text of a scalar member (format names, hashes, ids; a feature configuration's JSON
-#: has its own bound, :data:`speaker.features.MAX_JSON_BYTES`), in characters.
-MAX_SCALAR_CHARS = 1024
 _HEADER_SLACK = 1 << 16          # declared size beyond header + data that is tolerated
 
 Check = Callable[[dict], None]
@@ -198,6 +196,18 @@ def write_checkpoint(path: str | os.PathLike, fmt: str, *, done: int, total: int
         with open(tmp, "wb") as f:
             np.savez(f, format=np.array(fmt), format_version=np.array(CHECKPOINT_VERSION), done=np.array(done),
                      total=np.array(total), settings_hash=np.array(settings_hash), **arrays)
+
+
+def checkpoint_progress(path: str | os.PathLike) -> tuple[int, int]:
+    """(``done``, ``total``) EM passes of a checkpoint, reading its two scalars only (its arrays,
+    whatever their declared size, are not read); CheckpointError if they cannot be read."""
+    def scalars(headers):
+        check_scalars(headers, _CHECKPOINT_SCALARS)
+    try:
+        with open_npz(path, max_elements=1 << 62, check=scalars)[1] as z:
+            return int(z["done"]), int(z["total"])
+    except Exception as exc:  # noqa: BLE001 - zip, zlib, key and value errors alike
+        raise CheckpointError(f"{path}: cannot read checkpoint: {type(exc).__name__}: {exc}") from None
 
 
 def read_checkpoint(path: str | os.PathLike, fmt: str, what: str, *, max_elements: int,

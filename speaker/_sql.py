@@ -22,11 +22,12 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .model_io import ModelError
 
-__all__ = ["StoreError", "Database", "store_location", "one_snapshot"]
+__all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "Database", "store_location", "one_snapshot",
+           "unavailable"]
 
 _PG_LOCK = 0x676d6d657874                                  # pg_advisory_xact_lock key of the store's writers
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -35,6 +36,38 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 class StoreError(ModelError):
     """A speaker store that cannot be used (unreadable, malformed, another UBM or version),
     or an operation it refuses (unknown speaker, nothing usable to enrol)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be read or written *now*: a read-only file or database, a full disk, an
+    I/O error, a lock held too long, a server that cannot be reached.  Its contents are not in
+    question; the service answers 503, the command line says the store cannot be written."""
+
+
+class StoreInvalid(StoreError):
+    """The store's contents are not valid (malformed rows, objects the store did not create,
+    another format): the service answers 500."""
+
+
+#: SQLite errors (sqlite3.OperationalError messages) and PostgreSQL SQLSTATE codes or classes
+#: that say the store is unavailable rather than invalid.
+_SQLITE_UNAVAILABLE = ("full", "readonly", "read-only", "locked", "busy", "disk i/o", "unable to open", "no space",
+                       "permission")
+_PG_UNAVAILABLE = ("08", "53", "57", "58", "25006", "42501", "55P03", "40001", "40P01")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when a (DBAPI) exception says the store cannot be used now (see :class:`StoreUnavailable`)."""
+    orig = getattr(exc, "orig", None) or exc
+    state = getattr(orig, "sqlstate", None)
+    if state:
+        return any(state.startswith(p) for p in _PG_UNAVAILABLE)
+    if type(orig).__module__.startswith("psycopg"):
+        return type(orig).__name__ == "OperationalError"      # no SQLSTATE: the connection itself
+    if isinstance(orig, OSError) or (type(orig).__module__.startswith("sqlalchemy") and orig is exc):
+        return True                                   # e.g. the pool's timeout: no connection free
+    text = str(orig).lower()
+    return isinstance(orig, sqlite3.OperationalError) and any(p in text for p in _SQLITE_UNAVAILABLE)
 
 
 def store_location(location: str | os.PathLike) -> tuple[str, str, Path | None]:
@@ -60,6 +93,15 @@ def store_location(location: str | os.PathLike) -> tuple[str, str, Path | None]:
         return "postgresql", "postgresql://" + re.sub(r"^([^:@/]*):[^@/]*@", r"\1:***@", rest), None
     raise StoreError(f"{text}: unsupported store URL (a path, sqlite:///FILE or postgresql://...; "
                      "PostgreSQL through the psycopg 3 driver)")
+
+
+#: SQLite's own tables (ANALYZE statistics, AUTOINCREMENT counters): not the store's, not refused.
+_SQLITE_INTERNAL = frozenset({"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"})
+
+
+def _check_type():
+    import sqlalchemy as sa
+    return sa.CheckConstraint
 
 
 def first_line(exc: BaseException) -> str:
@@ -106,6 +148,8 @@ class Database:
         self.path: Path | str = self.file if self.file is not None else self.name
         self.timeout = float(timeout)
         self.engine = None
+        #: The SQLite file is read only (not writable, or its folder is not; :meth:`_sqlite_mode`).
+        self.read_only = self.immutable = False
         self._local = threading.local()
 
     # ------------------------------------------------------------------ the engine
@@ -113,13 +157,17 @@ class Database:
         """Make the engine (its pool gives each transaction, hence each thread, a connection)."""
         import sqlalchemy as sa
         if self.file is not None:
-            uri = self.file.absolute().as_uri() + "?mode=rwc"
+            self.check_files()
+            mode = self._sqlite_mode()
+            uri = self.file.absolute().as_uri() + "?mode=" + mode
             timeout = self.timeout
 
             def creator():
                 db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
                 try:
-                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA trusted_schema=OFF")   # no function runs from the schema itself
+                    if mode == "rwc":
+                        db.execute("PRAGMA journal_mode=WAL")
                     db.execute("PRAGMA foreign_keys=ON")
                     db.execute("PRAGMA synchronous=NORMAL")
                 except BaseException:
@@ -150,6 +198,51 @@ class Database:
         except (sa.exc.ArgumentError, ValueError) as exc:
             raise StoreError(f"{self.path}: bad database URL: {exc}") from None
 
+    def _sqlite_mode(self) -> str:
+        """How to open the SQLite file: ``rwc`` (read and write, create), ``ro`` (the file is not
+        writable: readers need no write access), or ``ro&immutable=1``.
+
+        A store in WAL mode is read through its ``-shm`` file, which SQLite must be able to create
+        in the store's folder.  When the folder is not writable and there is no ``-shm`` file, the
+        file is opened *immutable*: read as it is, without locks.  The trade-off: SQLite then
+        assumes nobody changes the file, so a writer with write access to the folder would go
+        unseen (or be read half-way); and a ``-wal`` file's changes, not yet copied into the
+        store file, would be ignored, so a non-empty ``-wal`` is refused (StoreUnavailable)
+        instead.  (``attributes`` of the read-only modes: :attr:`read_only`, :attr:`immutable`.)
+        """
+        f = self.file
+        folder = f.parent if str(f.parent) else Path(".")
+        wal, shm = (f.with_name(f.name + s) for s in ("-wal", "-shm"))
+        self.read_only = self.immutable = False
+        if not f.exists():
+            return "rwc"
+        if os.access(f, os.W_OK) and os.access(folder, os.W_OK | os.X_OK):
+            return "rwc"
+        self.read_only = True
+        if os.access(folder, os.W_OK | os.X_OK) or shm.exists():
+            return "ro"
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreUnavailable(f"{self.path}: cannot read: its -wal file holds changes not yet in the store file, "
+                                   "and reading them needs write access to the store's folder")
+        self.immutable = True
+        return "ro&immutable=1"
+
+    def check_files(self) -> None:
+        """The SQLite file and its companions (``-wal``, ``-shm``, ``-journal``) are regular files
+        or absent: SQLite would open a FIFO (hanging) or a device and create ``NAME-journal``
+        beside it."""
+        import stat
+        from ._atomic import file_kind
+        for f in (self.file, *(self.file.with_name(self.file.name + s) for s in ("-wal", "-shm", "-journal"))):
+            try:
+                mode = os.stat(f).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.fail(f"{f}: {exc.strerror or exc}")
+            if not stat.S_ISREG(mode):
+                self.fail(f"{f} is {file_kind(mode)}, not a SQLite file")
+
     def close(self) -> None:
         """Close the database connections (of every thread)."""
         if self.engine is not None:
@@ -157,7 +250,7 @@ class Database:
 
     def fail(self, why: str):
         """Raise StoreError: the store is not usable, because ``why``."""
-        raise StoreError(f"{self.path}: not a usable speaker store: {why}")
+        raise StoreInvalid(f"{self.path}: not a usable speaker store: {why}")
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager
@@ -174,7 +267,7 @@ class Database:
         try:
             conn = self.engine.connect()
         except sa.exc.SQLAlchemyError as exc:
-            self.fail(f"cannot connect: {first_line(exc)}")
+            raise self._error(exc, "cannot connect: ") from None
         try:
             try:
                 if self.backend == "sqlite":
@@ -190,7 +283,7 @@ class Database:
                     else:
                         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             except sa.exc.DBAPIError as exc:
-                raise StoreError(f"{self.path}: cannot {'write' if write else 'read'}: {first_line(exc)}") from None
+                raise self._error(exc, f"cannot {'write' if write else 'read'}: ") from None
             self._local.conn, self._local.write = conn, write
             try:
                 yield conn
@@ -203,7 +296,7 @@ class Database:
                 conn.commit()                          # e.g. disk full: nothing of the transaction stays
             except sa.exc.DBAPIError as exc:
                 conn.rollback()
-                raise StoreError(f"{self.path}: {first_line(exc)}") from None
+                raise self._error(exc, "cannot write: " if write else "") from None
         finally:
             conn.close()
 
@@ -218,7 +311,16 @@ class Database:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            self.fail(first_line(exc))
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException, what: str = "") -> StoreError:
+        """The StoreError of a database error: :class:`StoreUnavailable` (the store cannot be used
+        now: "cannot write" when a write failed) or :class:`StoreInvalid`."""
+        if unavailable(exc):
+            write = getattr(self._local, "write", False) or what == "cannot write: "
+            return StoreUnavailable(f"{self.path}: {what or ('cannot write: ' if write else 'cannot read: ')}"
+                                    f"{first_line(exc)}")
+        return StoreInvalid(f"{self.path}: not a usable speaker store: {what}{first_line(exc)}")
 
     def run(self, query: str, params: Sequence = ()):
         """Execute ``query`` (``?`` placeholders) in the thread's transaction (or a new one)."""
@@ -242,6 +344,79 @@ class Database:
         import sqlalchemy as sa
         with self.tx() as conn, self._errors():
             return set(sa.inspect(conn).get_table_names())
+
+    def check_schema(self, metadata, tables: Sequence[str], optional: Sequence[str] = (),
+                     prefixes: Mapping[str, int] | None = None) -> None:
+        """Refuse (:meth:`fail`) a database holding anything the store did not create.
+
+        The store's objects are the ``tables`` of the SQLAlchemy ``metadata`` (and, if present, the
+        ``optional`` ones), each with exactly its columns in order (``prefixes``: the table may
+        have only its first N or more columns, a store of an earlier format), no column default,
+        generated or identity column, exactly its foreign keys and named CHECK constraints, and
+        no index or unique constraint beyond its primary key.  Anything else is refused: other
+        tables, views, materialized views, sequences, foreign tables, triggers, PostgreSQL rules
+        and row-level policies (in the store's schema), SQLite virtual tables.  A planted
+        trigger would run on the store's next write, a rule rewrite it, a column default or a
+        foreign key with ``ON DELETE CASCADE`` change what it writes or deletes.  (PostgreSQL
+        event triggers, which are database-wide and need a superuser, are not looked at.)
+        """
+        import sqlalchemy as sa
+        prefixes = dict(prefixes or {})
+        allowed = set(tables) | set(optional)
+        with self.tx() as conn, self._errors():
+            ins = sa.inspect(conn)
+            names = set(ins.get_table_names())
+            extra = sorted(n for n in names - allowed if not (self.backend == "sqlite" and n in _SQLITE_INTERNAL))
+            if extra:
+                self.fail(f"tables the store did not create: {extra[:10]} (a store needs a database of its own)")
+            missing = sorted(set(tables) - names)
+            if missing:
+                self.fail(f"missing tables {missing}")
+            others = [("view", v) for v in ins.get_view_names()]
+            if self.backend == "sqlite":
+                for kind, name, sql in conn.exec_driver_sql("SELECT type, name, sql FROM sqlite_master"):
+                    if kind in ("table", "index", "view"):
+                        if kind == "table" and name not in _SQLITE_INTERNAL and \
+                                not str(sql or "").lstrip().upper().startswith("CREATE TABLE"):
+                            others.append(("virtual table", name))
+                    else:
+                        others.append((kind, name))
+            else:
+                others += [("materialized view", v) for v in ins.get_materialized_view_names()]
+                others += [("sequence", v) for v in ins.get_sequence_names()]
+                others += [("foreign table", v) for v in ins.get_foreign_table_names()]
+                for kind, query in (("trigger", "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                                                "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"),
+                                    ("rule", "SELECT rulename FROM pg_rules WHERE schemaname = current_schema()"),
+                                    ("row-level policy", "SELECT policyname FROM pg_policies "
+                                                         "WHERE schemaname = current_schema()")):
+                    others += [(kind, name) for name, in conn.exec_driver_sql(query)]
+            if others:
+                self.fail("objects the store did not create: " + ", ".join(f"{k} {n!r}" for k, n in others[:10]))
+            for t in sorted(names & allowed):
+                self._check_table(ins, metadata.tables[t], prefixes.get(t))
+
+    def _check_table(self, ins, table, prefix: int | None) -> None:
+        """One table against its definition (see :meth:`check_schema`)."""
+        cols = ins.get_columns(table.name)
+        have, want = [c["name"] for c in cols], [c.name for c in table.columns]
+        if have != want[:len(have)] or len(have) < (len(want) if prefix is None else prefix):
+            self.fail(f"table {table.name} has the columns {have[:40]}, not the store's {want}")
+        odd = [c["name"] for c in cols if c.get("default") is not None or c.get("computed") or c.get("identity")]
+        if odd:
+            self.fail(f"table {table.name}: columns with a default or generated value the store did not create: {odd}")
+        fks = sorted((tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]),
+                      ((fk.get("options") or {}).get("ondelete") or "").upper()) for fk in ins.get_foreign_keys(table.name))
+        ours = sorted((tuple(fk.column_keys), fk.referred_table.name, tuple(e.column.name for e in fk.elements),
+                       (fk.ondelete or "").upper()) for fk in table.foreign_key_constraints)
+        if fks != ours:
+            self.fail(f"table {table.name}: foreign keys {fks} are not the store's {ours}")
+        checks = sorted(c.get("name") or "" for c in ins.get_check_constraints(table.name))
+        if checks != sorted(c.name for c in table.constraints if isinstance(c, _check_type())):
+            self.fail(f"table {table.name}: CHECK constraints the store did not create: {checks}")
+        extra = [i["name"] for i in ins.get_indexes(table.name)] + [u["name"] for u in ins.get_unique_constraints(table.name)]
+        if extra:
+            self.fail(f"table {table.name}: indexes or unique constraints the store did not create: {extra[:10]}")
 
     def create(self, metadata, tables: Sequence[str]) -> None:
         """Create ``tables`` of a SQLAlchemy ``MetaData`` that do not exist yet."""

@@ -17,7 +17,7 @@ but means are not, the model keeps the UBM mean c = mu_k, and the variance about
 
 (the same formula with c = m1 is eq. 13); it is never below m2 - m1^2 > 0, whereas eq. 13
 taken literally with an unadapted mean can go negative.  Parameters not adapted keep the
-UBM's values.
+UBM's values.  The formulas are gmmext's (``GaussianMixture.map_parameters`` / ``map_step``).
 """
 from __future__ import annotations
 
@@ -86,9 +86,9 @@ def map_from_stats(ubm: GaussianMixture, stats: GMMStats, *, relevance_factor: f
         raise ValueError(f"statistics of shape {stats.sum_x.shape} do not match the UBM {ubm.means_.shape}")
     if not stats.n_samples > 0:
         raise ValueError("no frames to adapt from")
-    new_w, new_mu, new_var = map_parameters(ubm, stats.n, stats.sum_x, stats.sum_xx, stats.n_samples,
-                                            relevance_factor=relevance_factor, adapt=adapt)
-    return model_like(ubm, new_w, new_mu, new_var)
+    require_diag(ubm)
+    model = model_like(ubm, ubm.weights_, ubm.means_, ubm.covariances_)
+    return model.map_step(stats, relevance_factor=relevance_factor, params=adapt)
 
 
 def map_parameters(ubm: GaussianMixture, n, sum_x, sum_xx, n_samples, *, relevance_factor: float = 16.0,
@@ -98,35 +98,14 @@ def map_parameters(ubm: GaussianMixture, n, sum_x, sum_xx, n_samples, *, relevan
     ``n`` (..., K), ``sum_x`` and ``sum_xx`` (..., K, D), ``n_samples`` (...): the speakers'
     statistics (leading axes broadcast; ``sum_xx`` is used only when "v" is adapted).  Returns
     ``(weights (..., K), means (..., K, D), variances (..., K, D))``; a parameter not adapted
-    is the UBM's own (K,) or (K, D) array, in float64.  :func:`map_from_stats` is this for one
-    speaker; the speaker store derives a batch of speakers with it (one set of array
-    operations instead of a model per speaker).  Arguments are not checked here, but the UBM
-    must be diagonal (:func:`require_diag`).
+    is the UBM's own (K,) or (K, D) array, in float64.  The formulas are gmmext's
+    (``GaussianMixture.map_parameters``, which ``map_step`` applies); :func:`map_from_stats` is
+    ``map_step`` on a copy of the UBM; the speaker store derives a batch of speakers with this
+    (one set of array operations instead of a model per speaker).  Arguments are not checked
+    here, but the UBM must be diagonal (:func:`require_diag`).
     """
     require_diag(ubm)
-    w = ubm.weights_.astype(np.float64)
-    mu = ubm.means_.astype(np.float64)
-    var = ubm.covariances_.astype(np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    alpha = n / (n + relevance_factor)
-    safe = np.maximum(n, np.finfo(np.float64).tiny)[..., None]
-    ex = sum_x / safe                                        # weighted by alpha, so n = 0 is harmless
-    new_w, new_mu, new_var = w, mu, var
-    if "w" in adapt:
-        new_w = alpha * n / np.asarray(n_samples, dtype=np.float64)[..., None] + (1 - alpha) * w
-        new_w = new_w / new_w.sum(axis=-1, keepdims=True)
-    if "m" in adapt and "v" not in adapt:        # the same operations in place (fewer temporaries)
-        new_mu = np.multiply(alpha[..., None], ex, out=ex)
-        new_mu += (1 - alpha[..., None]) * mu
-    elif "m" in adapt:
-        new_mu = alpha[..., None] * ex + (1 - alpha[..., None]) * mu
-    if "v" in adapt:
-        a = alpha[..., None]
-        m1 = a * ex + (1 - a) * mu
-        m2 = a * (sum_xx / safe) + (1 - a) * (var + mu ** 2)
-        new_var = m2 - 2 * new_mu * m1 + new_mu ** 2
-        new_var = np.maximum(new_var, 1e-3 * var)   # rounding guard; exact arithmetic keeps it >= (1-alpha) var
-    return new_w, new_mu, new_var
+    return ubm.map_parameters(n, sum_x, sum_xx, n_samples, relevance_factor=relevance_factor, params=adapt)
 
 
 def map_adapt(ubm: GaussianMixture, features: np.ndarray | Iterable[np.ndarray], *,

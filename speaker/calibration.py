@@ -42,6 +42,7 @@ Metrics (Brümmer and du Preez, 2006; BOSARIS):
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -55,8 +56,9 @@ from scipy.special import expit
 
 from .metrics import actual_dcf, bayes_threshold, check_prior, check_scores_labels, det_curve
 
-__all__ = ["Calibration", "Measure", "Term", "fit_calibration", "duration_terms", "ENROL_SPEECH", "TEST_SPEECH", "cllr", "min_cllr", "threshold_at_eer", "threshold_at_far",
-           "decision_threshold", "calibration_metrics"]
+__all__ = ["Calibration", "Measure", "Term", "fit_calibration", "duration_terms", "ENROL_SPEECH", "TEST_SPEECH", "cllr",
+           "min_cllr", "threshold_at_eer", "threshold_at_far", "far_threshold", "rate_interval", "decision_threshold",
+           "calibration_metrics", "NO_RULE", "MIN_FAR_COUNT"]
 
 _LN2 = math.log(2.0)
 
@@ -197,6 +199,26 @@ class Calibration:
             if key in seen:
                 raise ValueError(f"calibration term {t.name!r} repeats a column")
             seen.add(key)
+        low = self.min_slope()
+        if not low > 0:
+            raise ValueError(f"calibration slope on the score must be > 0 (a higher score must make the claimed speaker "
+                             f"more likely), got {low:.6g}: the development scores are larger for non-targets (labels "
+                             "inverted, or a broken system)")
+
+    def min_slope(self) -> float:
+        """The smallest slope of the LLR in the first system's score, over the quality measures'
+        ranges: ``a`` plus the terms that multiply the score by measures, at the corners of the
+        range box (the slope is multilinear in the measures).  Terms with another system's score
+        are a fusion's own business and left out."""
+        s1 = self.systems[0]
+        ranges = {m.name: (m.lo, m.hi) for m in self.measures}
+        terms = [t for t in self.terms if s1 in t.factors and all(f in ranges or f == s1 for f in t.factors)]
+        used = sorted({f for t in terms for f in t.factors if f != s1})
+        low = math.inf
+        for corner in itertools.product(*(ranges[f] for f in used)):
+            at = dict(zip(used, corner))
+            low = min(low, self.a + sum(t.weight * math.prod(at[f] for f in t.factors if f != s1) for t in terms))
+        return low
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -489,26 +511,90 @@ def threshold_at_far(scores: ArrayLike, labels: ArrayLike, target_far: float) ->
     return float(thr[k]), float(pm[k]), float(pf[k])
 
 
+#: Fewest non-target trials a decision at a target false-accept rate F needs to expect to pass
+#: (F x non-target trials >= this): with fewer, the threshold is the noise of a handful of trials.
+MIN_FAR_COUNT = 10
+
+#: Why a decision is ``undecided`` without a calibration or a threshold (one line).
+NO_RULE = ("no calibration and no threshold: scores are not decisions (calibrate the store: 'speaker calibrate "
+           "--store DB --from-enrollments', or give --threshold T / --target-far F)")
+
+
+def far_threshold(nontarget_llrs: ArrayLike, target_far: float) -> float:
+    """The lowest threshold at which at most ``target_far`` of the non-target trials pass.
+
+    With the N non-target values sorted and ``m = floor(F N)`` false accepts allowed, the
+    threshold is just above the ``(m + 1)``-th highest value (``numpy.nextafter`` towards +inf):
+    accept iff ``value >= threshold`` then passes at most ``m`` of them (fewer on ties).
+    ValueError when ``F N < MIN_FAR_COUNT``: so few expected false accepts say nothing.
+    """
+    non = np.sort(np.asarray(nontarget_llrs, dtype=np.float64).ravel())
+    far = float(target_far)
+    if not 0.0 < far < 1.0:
+        raise ValueError(f"target false-accept rate must be in (0, 1), got {target_far!r}")
+    n = non.size
+    if far * n < MIN_FAR_COUNT:
+        raise ValueError(f"a false-accept rate of {far:g} needs at least {math.ceil(MIN_FAR_COUNT / far)} non-target "
+                         f"trials in the calibration ({MIN_FAR_COUNT} false accepts expected); it has {n}: calibrate on "
+                         "more speakers, or decide at a Bayes threshold (--p-target)")
+    m = int(math.floor(far * n + 1e-9))
+    return float(np.nextafter(non[n - m - 1], np.inf))
+
+
+def rate_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) confidence interval of a rate observed as ``k`` of ``n``
+    (``scipy.stats.binomtest(k, n).proportion_ci``); (0, 1) when ``n`` is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
 def decision_threshold(calibration: Calibration | None, *, threshold: float | None = None,
                        p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-                       default: float = 0.0) -> tuple[float, bool]:
-    """The decision rule: ``(threshold, on_llr)``; accept iff value >= threshold.
+                       target_far: float | None = None, nontarget_llrs: ArrayLike | None = None
+                       ) -> tuple[float | None, bool, str]:
+    """The decision rule: ``(threshold, on_llr, rule)``; accept iff value >= threshold, the value
+    being the calibrated LLR when ``on_llr``, else the raw score; ``rule`` says it in one line.
 
-    An explicit ``threshold`` applies to the raw score.  Otherwise, with a calibration, the
-    Bayes threshold of (``p_target`` (default 0.5), ``c_miss``, ``c_fa``) applies to the
-    calibrated LLR.  Without either, ``default`` applies to the raw score; ``p_target``
-    without a calibration is an error (raw scores are not LLRs one can trust).
+    * an explicit ``threshold`` applies to the raw score (it wins over a calibration);
+    * ``target_far`` F: the threshold on the calibrated LLR at which F of the calibration's
+      non-target trials pass (:func:`far_threshold` of ``nontarget_llrs``, the calibrated LLRs
+      of the trials it was fitted on);
+    * otherwise, with a calibration, the Bayes threshold of (``p_target``, ``c_miss``,
+      ``c_fa``) on the calibrated LLR; ``p_target`` defaults to the prior the calibration was
+      fitted at;
+    * with none of them there is no rule: threshold None (decisions are ``undecided``,
+      :data:`NO_RULE`).  ``p_target`` or ``target_far`` without a calibration is an error (raw
+      scores are not LLRs one can trust), and so are ``threshold`` and ``target_far`` together.
     """
+    if threshold is not None and target_far is not None:
+        raise ValueError("give either a threshold on the raw score or a target false-accept rate, not both")
     if threshold is not None:
-        if not math.isfinite(threshold):
-            raise ValueError(f"threshold must be finite, got {threshold!r}")
-        return float(threshold), False
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        return float(threshold), False, f"raw score >= {float(threshold):g} (explicit threshold)"
+    if target_far is not None:
+        if calibration is None:
+            raise ValueError("a decision at a target false-accept rate needs a calibration: run 'speaker calibrate "
+                             "--store DB --from-enrollments' (or on development trials) first")
+        if nontarget_llrs is None:
+            raise ValueError("this calibration keeps no trial scores, so no false-accept rate can be read from it: "
+                             "fit one with 'speaker calibrate --store DB' (--from-enrollments or --scores/--trials)")
+        t = far_threshold(nontarget_llrs, target_far)
+        n = int(np.size(nontarget_llrs))
+        return t, True, (f"calibrated LLR >= {t:.4g} (false-accept rate {float(target_far):g} on the calibration's "
+                         f"{n} non-target trials)")
     if calibration is not None:
-        return bayes_threshold(0.5 if p_target is None else p_target, c_miss, c_fa), True
+        p = calibration.prior if p_target is None else p_target
+        t = bayes_threshold(p, c_miss, c_fa)
+        return t, True, (f"calibrated LLR >= {t:.4g} (Bayes threshold at p_target {p:g}, c_miss {c_miss:g}, "
+                         f"c_fa {c_fa:g})")
     if p_target is not None:
         raise ValueError("a decision at p_target needs calibrated scores: run 'speaker calibrate' first, "
                          "or give a threshold")
-    return float(default), False
+    return None, False, NO_RULE
 
 
 def calibration_metrics(scores: ArrayLike, labels: ArrayLike, *, calibration: Calibration | None = None,

@@ -135,11 +135,11 @@ def _figure(draw: Callable[["Axes"], None], title: str | None, figsize: tuple[fl
     return fig
 
 
-def _write_png(fig: "Figure", path: str | os.PathLike[str], dpi: float) -> Path:
+def _write_png(fig: "Figure", path: str | os.PathLike[str], dpi: float, overwrite: bool = True) -> Path:
     """``fig`` written to ``path`` as a PNG, atomically; the image is cropped to what is drawn, and
     extends to a legend outside the axes."""
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
         fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     return path
 
@@ -187,6 +187,8 @@ def det_figure(systems: Mapping[str, tuple[ArrayLike, ArrayLike]] | Sequence[tup
 def save_det_plots(path: str | os.PathLike[str],
                    systems: Mapping[str, tuple[ArrayLike, ArrayLike]] | Sequence[tuple[str, ArrayLike, ArrayLike]],
                    *, mark_eer: bool = True, title: str | None = None,
-                   figsize: tuple[float, float] = (5.0, 5.0), dpi: float = 150) -> Path:
-    """:func:`det_figure` of several systems written to ``path`` as a PNG like :func:`save_det_plot`."""
-    return _write_png(det_figure(systems, mark_eer=mark_eer, title=title, figsize=figsize, dpi=dpi), path, dpi)
+                   figsize: tuple[float, float] = (5.0, 5.0), dpi: float = 150, overwrite: bool = True) -> Path:
+    """:func:`det_figure` of several systems written to ``path`` as a PNG like :func:`save_det_plot`
+    (``overwrite=False`` refuses an existing file)."""
+    return _write_png(det_figure(systems, mark_eer=mark_eer, title=title, figsize=figsize, dpi=dpi), path, dpi,
+                      overwrite)

@@ -444,10 +444,14 @@ def _band_weights(preemphasis: float, window: str, win: int, sample_rate: int, n
     return out
 
 
-def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str, prev: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cepstra ``(frames, n_ceps)`` float32, log-energy ``(frames,)`` float64 and band energy
     ``(frames,)`` float64 (the windowed frame's power between ``fmin`` and ``fmax``, pre-emphasis
-    undone, from the same FFT: what :func:`speaker.quality.snr_db` reads) of a signal."""
+    undone, from the same FFT: what :func:`speaker.quality.snr_db` reads) of a signal.
+
+    ``prev``: the sample before ``y`` when ``y`` continues a stream (pre-emphasis of ``y[0]``);
+    None at the start of a signal (then ``y[-1]`` is taken equal to ``y[0]``)."""
     win, hop, n_fft = cfg.win_samples, cfg.hop_samples, cfg.fft_size
     if y.shape[0] < win:
         raise AudioError(
@@ -463,7 +467,7 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str) -> tuple[np.ndarray, 
         # about 4x the signal's size and seeds the first sample differently.
         a = np.float32(cfg.preemphasis)
         emph = np.empty_like(y)
-        emph[0] = y[0] * (np.float32(1) - a)
+        emph[0] = y[0] * (np.float32(1) - a) if prev is None else y[0] - a * np.float32(prev)
         emph[1:] = y[:-1]
         emph[1:] *= -a
         emph[1:] += y[1:]

@@ -25,6 +25,7 @@ Memory is bounded by the accumulators (K*D*R + K*R*R float64) and one batch of s
 from __future__ import annotations
 
 import os
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -38,7 +39,7 @@ from ._npz import CheckpointError, NpzError, settings_hash
 from ._npz import read_checkpoint as _read_checkpoint
 from ._npz import write_checkpoint
 from ._progress import Progress
-from .limits import MAX_COMPONENTS, MAX_DIM, MAX_PASSES, MAX_RANK
+from .limits import MAX_COMPONENTS, MAX_DIM, MAX_ELEMENTS, MAX_PASSES, MAX_RANK
 
 __all__ = ["TotalVariability", "centred_stats", "stats_batches", "posterior", "accumulate", "m_step",
            "min_divergence", "log_likelihood", "init_tv", "train_tv", "extract_ivectors",
@@ -62,6 +63,13 @@ class TotalVariability:
 
     T: np.ndarray
     ubm_fingerprint: str = ""
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 naming this extractor (its UBM's fingerprint and T): a back-end and models
+        enrolled through it carry it (:func:`speaker.model_io.fingerprint`)."""
+        from .model_io import fingerprint
+        return fingerprint("gmmext-speaker-ivector-extractor", self.ubm_fingerprint, self.T)
 
     @property
     def rank(self) -> int:
@@ -292,8 +300,7 @@ def read_checkpoint(path: str | os.PathLike, shape: tuple[int, int] | None = Non
             raise NpzError(f"'T' declares shape {T.shape}, this training needs {tuple(shape)}")
         if len(llks.shape) != 1 or llks.shape[0] > MAX_PASSES:
             raise NpzError(f"'llks' declares shape {llks.shape}")
-    out = _read_checkpoint(path, CHECKPOINT_FORMAT, "an i-vector",
-                           max_elements=MAX_COMPONENTS * MAX_DIM * MAX_RANK, check=check)
+    out = _read_checkpoint(path, CHECKPOINT_FORMAT, "an i-vector", max_elements=MAX_ELEMENTS, check=check)
     T = out["T"]
     if T.dtype != np.float64 or not np.isfinite(T).all():
         raise CheckpointError(f"{path}: malformed T in checkpoint")
@@ -363,16 +370,18 @@ def extract_ivectors(tv: TotalVariability, batches: Iterable[tuple[np.ndarray, n
 
 
 # ----------------------------------------------------------------------------- model file
-def save_tv(path: str | os.PathLike, tv: TotalVariability, config=None) -> None:
-    """Write ``tv`` as ``.npz`` (atomically): format, version, ubm_fingerprint, feature_config, T."""
+def save_tv(path: str | os.PathLike, tv: TotalVariability, config=None, *, overwrite: bool = True) -> None:
+    """Write ``tv`` as ``.npz`` (atomically; ``overwrite=False`` refuses an existing file): format,
+    version, ubm_fingerprint, feature_config, T."""
     from .model_io import save_npz
-    save_npz(path, TV_FORMAT, TV_VERSION, "ivector", tv.ubm_fingerprint, config, T=tv.T)
+    save_npz(path, TV_FORMAT, TV_VERSION, "ivector", tv.ubm_fingerprint, config, overwrite=overwrite, T=tv.T)
 
 
 def load_tv(path: str | os.PathLike, ubm: GaussianMixture | None = None) -> TotalVariability:
     """Read and validate a file of :func:`save_tv` (refused if made for another UBM than ``ubm``)."""
     from .model_io import ArraySpec, load_npz
     rows = ubm.means_.size if ubm is not None else None      # refused from its header if another
-    fp, arrays = load_npz(path, TV_FORMAT, TV_VERSION, "ivector", ubm, {"T": ArraySpec(ndim=2, shape=(rows, None))})
+    fp, arrays = load_npz(path, TV_FORMAT, TV_VERSION, "ivector", ubm,
+                          {"T": ArraySpec(ndim=2, shape=(rows, None), most=(MAX_COMPONENTS * MAX_DIM, MAX_RANK))})
     T = arrays["T"]
     return TotalVariability(T, fp)

@@ -24,6 +24,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from . import score_norm
+from .limits import MAX_RANK, MAX_SPEAKERS, speaker_id_problem
 from .model_io import ArraySpec, ModelError, load_npz, save_npz
 from .plda import Backend, cosine, enrol, length_norm, plda_llr
 
@@ -44,13 +45,16 @@ PairScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 class IvectorModels:
     """Enrolled speakers of one back-end: ``ids`` (S,), ``means`` (S, d) in back-end space,
     ``counts`` (S,) recordings each stands for, the ``kind`` of back-end and the fingerprint of
-    the UBM the i-vectors come from."""
+    the UBM the i-vectors come from, of the i-vector extractor and of the back-end (""
+    without one) they were enrolled through."""
 
     kind: str
     ids: list[str]
     means: np.ndarray
     counts: np.ndarray
     ubm_fingerprint: str = ""
+    ivector_fingerprint: str = ""
+    backend_fingerprint: str = ""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -74,7 +78,7 @@ def to_space(backend: Backend | None, X: np.ndarray) -> np.ndarray:
 
 
 def enrol_speakers(groups: Mapping[str, np.ndarray], kind: str, backend: Backend | None = None, *,
-                   average: bool = False, ubm_fingerprint: str = "") -> IvectorModels:
+                   average: bool = False, ubm_fingerprint: str = "", ivector_fingerprint: str = "") -> IvectorModels:
     """Speaker models from their raw i-vectors (``{id: (n_s, R)}``, n_s >= 1).
 
     With a back-end: :func:`speaker.plda.enrol` (the mean of the n_s transformed vectors with
@@ -92,23 +96,55 @@ def enrol_speakers(groups: Mapping[str, np.ndarray], kind: str, backend: Backend
     else:
         means = np.array([to_space(None, groups[i]).mean(axis=0) for i in ids])
         counts = np.ones(len(ids))
-    return IvectorModels(kind, ids, means, counts, ubm_fingerprint)
+    return IvectorModels(kind, ids, means, counts, ubm_fingerprint, ivector_fingerprint,
+                         backend.fingerprint if backend is not None else "")
 
 
-def save_models(path: str | os.PathLike, models: IvectorModels, config=None) -> None:
-    """Write ``models`` as a models file (atomically; :func:`speaker.model_io.save_npz`)."""
+def save_models(path: str | os.PathLike, models: IvectorModels, config=None, *, overwrite: bool = True) -> None:
+    """Write ``models`` as a models file (atomically; :func:`speaker.model_io.save_npz`); ids follow
+    the one speaker-id rule (:func:`speaker.limits.speaker_id_problem`), else ValueError."""
+    for i in models.ids:
+        if speaker_id_problem(i) is not None:
+            raise ValueError(speaker_id_problem(i))
     save_npz(path, MODELS_FORMAT, MODELS_VERSION, f"ivector-models-{models.kind}", models.ubm_fingerprint, config,
-             speaker_ids=np.array(models.ids, dtype=str), means=models.means, counts=models.counts)
+             overwrite=overwrite,
+             speaker_ids=np.array(models.ids, dtype=str), means=models.means, counts=models.counts,
+             ivector_fingerprint=np.array(models.ivector_fingerprint),
+             backend_fingerprint=np.array(models.backend_fingerprint))
 
 
-def load_models(path: str | os.PathLike, kind: str, ubm=None) -> IvectorModels:
+def load_models(path: str | os.PathLike, kind: str, ubm=None, tv=None, backend: Backend | None = None,
+                check_chain: bool = False) -> IvectorModels:
     """Read and validate a models file of :func:`save_models` for back-end ``kind`` (refused if
-    made from another UBM than ``ubm``, or for the other back-end)."""
+    made from another UBM than ``ubm``, or for the other back-end).  With ``check_chain``, the
+    models must have been enrolled through the i-vector extractor ``tv`` and the back-end
+    ``backend`` (None: none) they are scored with (same fingerprints), else ModelError; a file of
+    an earlier version, which names neither, is refused then too (enrol again)."""
     fp, a = load_npz(path, MODELS_FORMAT, MODELS_VERSION, f"ivector-models-{kind}", ubm,
-                     dict(speaker_ids=ArraySpec(1, text=True), means=ArraySpec(2), counts=ArraySpec(1)))
+                     dict(speaker_ids=ArraySpec(1, text=True, most=(MAX_SPEAKERS,)),
+                          means=ArraySpec(2, most=(MAX_SPEAKERS, MAX_RANK)), counts=ArraySpec(1, most=(MAX_SPEAKERS,)),
+                          ivector_fingerprint=ArraySpec(0, optional=True, text=True),
+                          backend_fingerprint=ArraySpec(0, optional=True, text=True)))
+    ext, bfp = (str(a[k][()]) if a[k] is not None else None for k in ("ivector_fingerprint", "backend_fingerprint"))
+    if check_chain:
+        want = (tv.fingerprint if tv is not None else "", backend.fingerprint if backend is not None else "")
+        if ext is None or bfp is None:
+            raise ModelError(f"{path}: these speaker models do not name the i-vector extractor and back-end they were "
+                             "enrolled through (made by an earlier version): enrol them again")
+        if ext != want[0]:
+            raise ModelError(f"{path}: these speaker models were enrolled through another i-vector extractor "
+                             f"(fingerprint {ext[:12]}...), not the given one ({want[0][:12]}...)")
+        if bfp != want[1]:
+            raise ModelError(f"{path}: these speaker models were enrolled through " + (
+                f"another back-end (fingerprint {bfp[:12]}...)" if bfp else "no back-end") + ", not the given "
+                + (f"one ({want[1][:12]}...)" if want[1] else "none"))
     if not (len(a["speaker_ids"]) == len(a["means"]) == len(a["counts"])) or (a["counts"] < 1).any():
         raise ModelError(f"{path}: not a usable ivector-models file: inconsistent speaker ids, means, counts")
-    return IvectorModels(kind, [str(i) for i in a["speaker_ids"]], a["means"], a["counts"], fp)
+    ids = [str(i) for i in a["speaker_ids"]]
+    for i in ids:
+        if speaker_id_problem(i) is not None:
+            raise ModelError(f"{path}: not a usable ivector-models file: {speaker_id_problem(i)}")
+    return IvectorModels(kind, ids, a["means"], a["counts"], fp, ext or "", bfp or "")
 
 
 def score_pairs(kind: str, backend: Backend | None, means: np.ndarray, counts: np.ndarray,

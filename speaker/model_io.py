@@ -38,7 +38,7 @@ from ._atomic import atomic_path
 from ._npz import NpzError, check_scalars, open_npz, read_npz
 from .adapt import require_diag
 from .features import MAX_JSON_BYTES, FeatureConfig
-from .limits import MAX_ELEMENTS, MAX_ID_CHARS, MAX_SPEAKERS, ubm_shape_problem
+from .limits import MAX_ELEMENTS, MAX_ID_CHARS, MAX_SCALAR_CHARS, MAX_SPEAKERS, speaker_id_problem, ubm_shape_problem
 
 __all__ = ["ModelError", "ModelFile", "save_model", "load_model", "load_speakers", "ubm_fingerprint",
            "ArraySpec", "save_npz", "load_npz"]
@@ -81,13 +81,33 @@ def ubm_fingerprint(ubm: GaussianMixture) -> str:
     return h.hexdigest()
 
 
+def fingerprint(tag: str, *parts) -> str:
+    """SHA-256 (hex) naming a model file's contents (the i-vector extractor, a back-end): ``tag``,
+    then each part: a string (e.g. the fingerprint of the file it was made from), None, or an
+    array (its shape and little-endian float64 bytes).  Files that belong together carry each
+    other's fingerprint and are refused when it does not match."""
+    h = hashlib.sha256(tag.encode())
+    for p in parts:
+        if p is None:
+            h.update(b"\0none")
+        elif isinstance(p, str):
+            h.update(b"\0str" + p.encode())
+        else:
+            a = np.ascontiguousarray(p, dtype="<f8")
+            h.update(b"\0array" + str(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_model(path: str | Path, models: GaussianMixture | Mapping[str, GaussianMixture], *,
-               ubm: GaussianMixture | None = None, config: FeatureConfig | None = None) -> None:
+               ubm: GaussianMixture | None = None, config: FeatureConfig | None = None,
+               overwrite: bool = True) -> None:
     """Write a UBM (``models`` is a GaussianMixture) or speaker models (a mapping id -> model).
 
     Speaker models need ``ubm`` (the UBM they were adapted from), whose fingerprint is
     stored.  ``config`` (the FeatureConfig) is stored so that scoring uses the same features.
-    The file appears atomically (temporary file + rename).
+    The file appears atomically (temporary file + rename); ``overwrite=False`` refuses an
+    existing file (:mod:`speaker._atomic`).
     """
     common = dict(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
                   feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
@@ -101,8 +121,9 @@ def save_model(path: str | Path, models: GaussianMixture | Mapping[str, Gaussian
         if not ids:
             raise ValueError("no speaker models to save")
         for i in ids:
-            if not isinstance(i, str) or not i or any(c.isspace() for c in i):
-                raise ValueError(f"speaker ids must be non-empty strings without whitespace; got {i!r}")
+            why = speaker_id_problem(i)
+            if why is not None:
+                raise ValueError(why)
             if models[i].means_.shape != ubm.means_.shape:
                 raise ValueError(f"speaker {i!r} has shape {models[i].means_.shape}, the UBM {ubm.means_.shape}")
         arrays = dict(kind=np.array("speakers"), ubm_fingerprint=np.array(ubm_fingerprint(ubm)),
@@ -110,7 +131,7 @@ def save_model(path: str | Path, models: GaussianMixture | Mapping[str, Gaussian
                       weights=np.stack([models[i].weights_ for i in ids]),
                       means=np.stack([models[i].means_ for i in ids]),
                       covariances=np.stack([models[i].covariances_ for i in ids]))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **common, **arrays)
 
@@ -128,7 +149,7 @@ def _scalar_str(z, key, path) -> str:
 
 def _check_headers(h: dict) -> None:
     """Refuse, from the declared headers alone, members beyond the limits (before reading data)."""
-    check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_ID_CHARS)
+    check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_SCALAR_CHARS)
     check_scalars(h, ("feature_config",), MAX_JSON_BYTES)
     mu = h.get("means")
     if mu is None:
@@ -212,6 +233,11 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
         _fail(path, f"inconsistent shapes: weights {w.shape}, means {mu.shape}, covariances {var.shape}")
     if kind == "speakers" and (len(ids) != w.shape[0] or len(set(ids.tolist())) != len(ids)):
         _fail(path, "speaker_ids must be unique, one per model")
+    if kind == "speakers":
+        for i in ids.tolist():
+            why = speaker_id_problem(i)
+            if why is not None:
+                _fail(path, why)
 
     def build(wi, mi, vi, label):
         try:
@@ -241,33 +267,33 @@ def load_speakers(path: str | Path, ubm: GaussianMixture) -> dict[str, GaussianM
 
 
 # ----------------------------------------------------------------------------- other model files
-#: Largest array of an i-vector back-end file (elements: 8 GiB of float64), checked on its header.
-MAX_ARRAY_ELEMENTS = 1 << 30
-
-
 @dataclass(frozen=True)
 class ArraySpec:
     """What an array of a :func:`load_npz` file must look like: ``ndim``, float64 (or unicode
     strings with ``text=True``); ``optional`` arrays may be absent; ``shape`` (None entries:
-    any length) is checked on the declared header, before the array is read."""
+    any length) and ``most`` (the largest length of each axis, from :mod:`speaker.limits`) are
+    checked on the declared header, before the array is read, as is the element count
+    (:data:`speaker.limits.MAX_ELEMENTS`)."""
 
     ndim: int
     optional: bool = False
     text: bool = False
     shape: tuple | None = None
+    most: tuple | None = None
 
 
-def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, **arrays) -> None:
+def save_npz(path, fmt: str, version: int, kind: str, fingerprint: str, config, *, overwrite: bool = True,
+             **arrays) -> None:
     """Write a model file of another kind (the i-vector back-end's T matrix, LDA/WCCN/PLDA,
     i-vector speaker models): the header keys ``format``, ``format_version``, ``kind``,
     ``ubm_fingerprint``, ``feature_config`` (JSON, "" if none) and ``arrays`` (float64, or
-    unicode strings), atomically."""
+    unicode strings), atomically (``overwrite=False`` refuses an existing file)."""
     header = dict(format=np.array(fmt), format_version=np.array(version), kind=np.array(kind),
                   ubm_fingerprint=np.array(fingerprint),
                   feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
     data = {k: (v if np.asarray(v).dtype.kind == "U" else np.ascontiguousarray(v, dtype=np.float64))
             for k, v in arrays.items() if v is not None}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **header, **data)
 
@@ -285,14 +311,21 @@ def load_npz(path: str | os.PathLike, fmt: str, version: int, kind: str, ubm,
         raise ModelError(f"{path}: not a usable {kind} file: {why}")
 
     def check(h):
-        check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_ID_CHARS)
+        check_scalars(h, ("format", "format_version", "kind", "ubm_fingerprint"), MAX_SCALAR_CHARS)
         check_scalars(h, ("feature_config",), MAX_JSON_BYTES)
         for name, spec in specs.items():
-            if name in h and len(h[name].shape) != spec.ndim:
-                raise NpzError(f"{name!r} declares shape {h[name].shape}, expected {spec.ndim}-d")
+            if name not in h:
+                continue
+            shape = h[name].shape
+            if len(shape) != spec.ndim:
+                raise NpzError(f"{name!r} declares shape {shape}, expected {spec.ndim}-d")
+            if spec.most is not None and any(n > m for n, m in zip(shape, spec.most)):
+                raise NpzError(f"{name!r} declares shape {shape}: at most {spec.most} (speaker.limits)")
+            if spec.text and h[name].dtype.itemsize > 4 * MAX_SCALAR_CHARS:
+                raise NpzError(f"{name!r} declares strings of {h[name].dtype}: too long")
     out: dict[str, np.ndarray | None] = {}
     try:
-        headers, npz = open_npz(path, max_elements=MAX_ARRAY_ELEMENTS, check=check)
+        headers, npz = open_npz(path, max_elements=MAX_ELEMENTS, check=check)
         with npz as z:
             for key in ("format", "format_version", "kind", "ubm_fingerprint"):
                 if key not in headers:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
+from .limits import MAX_RANK
+
 __all__ = ["fit_lda", "fit_wccn", "length_norm", "PLDA", "fit_plda", "plda_log_likelihood", "plda_llr",
            "cosine", "Backend", "train_backend", "enrol", "save_backend", "load_backend"]
 
@@ -207,6 +209,18 @@ class Backend:
     plda: PLDA | None = None
     ubm_fingerprint: str = ""
     meta: dict = field(default_factory=dict)
+    #: The fingerprint of the i-vector extractor whose i-vectors it was trained on
+    #: (:attr:`speaker.ivector.TotalVariability.fingerprint`; "" unknown).
+    ivector_fingerprint: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 naming this back-end (its parameters and its extractor's fingerprint):
+        speaker models enrolled through it carry it."""
+        from .model_io import fingerprint
+        p = self.plda
+        return fingerprint("gmmext-speaker-backend", self.ivector_fingerprint, self.mean, self.lda, self.wccn,
+                           *((p.mu, p.Sb, p.Sw) if p is not None else (None,)))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """i-vectors (N, R) -> back-end space (N, d): centre, LDA, WCCN, length-normalise."""
@@ -254,21 +268,37 @@ def enrol(backend: Backend, groups: list[np.ndarray], *, average: bool = False
     return np.asarray(means), np.asarray(counts, dtype=np.float64)
 
 
-def save_backend(path: str | os.PathLike, be: Backend, config=None) -> None:
-    """Write ``be`` as ``.npz`` (atomically, bound to the UBM's fingerprint)."""
+def save_backend(path: str | os.PathLike, be: Backend, config=None, *, overwrite: bool = True) -> None:
+    """Write ``be`` as ``.npz`` (atomically, bound to the UBM's fingerprint; ``overwrite=False``
+    refuses an existing file)."""
     from .model_io import save_npz
     p = be.plda
-    save_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", be.ubm_fingerprint, config,
+    save_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", be.ubm_fingerprint, config, overwrite=overwrite,
+             ivector_fingerprint=np.array(be.ivector_fingerprint),
              mean=be.mean, lda=be.lda, wccn=be.wccn, plda_mu=p.mu, plda_Sb=p.Sb, plda_Sw=p.Sw)
 
 
-def load_backend(path: str | os.PathLike, ubm=None, rank: int | None = None) -> Backend:
-    """Read and validate a back-end file (shapes consistent, covariances positive definite)."""
+def load_backend(path: str | os.PathLike, ubm=None, rank: int | None = None, tv=None) -> Backend:
+    """Read and validate a back-end file (shapes consistent, covariances positive definite).
+
+    ``tv`` (a :class:`speaker.ivector.TotalVariability`): the back-end must have been trained on
+    its i-vectors (same fingerprint), else ModelError; a file of an earlier version, which does
+    not name its extractor, is refused then too (train it again)."""
     from .model_io import ArraySpec, load_npz
     from .model_io import ModelError
+    R, sq = (MAX_RANK,), (MAX_RANK, MAX_RANK)                  # every axis at most the largest rank
     fp, a = load_npz(path, BACKEND_FORMAT, BACKEND_VERSION, "backend", ubm,
-                     dict(mean=ArraySpec(1), lda=ArraySpec(2, True), wccn=ArraySpec(2, True),
-                          plda_mu=ArraySpec(1), plda_Sb=ArraySpec(2), plda_Sw=ArraySpec(2)))
+                     dict(mean=ArraySpec(1, most=R), lda=ArraySpec(2, True, most=sq),
+                          wccn=ArraySpec(2, True, most=sq), plda_mu=ArraySpec(1, most=R),
+                          plda_Sb=ArraySpec(2, most=sq), plda_Sw=ArraySpec(2, most=sq),
+                          ivector_fingerprint=ArraySpec(0, optional=True, text=True)))
+    ext = str(a["ivector_fingerprint"][()]) if a["ivector_fingerprint"] is not None else ""
+    if tv is not None and ext != tv.fingerprint:
+        raise ModelError(f"{path}: " + (
+            "this back-end was trained on the i-vectors of another extractor (fingerprint "
+            f"{ext[:12]}...), not the given one ({tv.fingerprint[:12]}...)" if ext else
+            "this back-end file does not name the i-vector extractor it was trained on (made by an earlier "
+            "version): train it again with 'speaker train-plda' and this extractor"))
     R = len(a["mean"])
     d = a["lda"].shape[1] if a["lda"] is not None else R
     ok = ((rank is None or R == rank) and (a["lda"] is None or a["lda"].shape[0] == R)
@@ -282,4 +312,5 @@ def load_backend(path: str | os.PathLike, ubm=None, rank: int | None = None) -> 
             np.linalg.cholesky(a[key])
         except np.linalg.LinAlgError:
             raise ModelError(f"{path}: not a usable backend file: {key!r} is not positive definite") from None
-    return Backend(a["mean"], a["lda"], a["wccn"], PLDA(a["plda_mu"], a["plda_Sb"], a["plda_Sw"]), fp)
+    return Backend(a["mean"], a["lda"], a["wccn"], PLDA(a["plda_mu"], a["plda_Sb"], a["plda_Sw"]), fp,
+                   ivector_fingerprint=ext)

@@ -1,6 +1,6 @@
 """What a source is: an audio file, a ``.npy`` feature file, a Kaldi archive entry
-``file.ark:OFFSET``, or (in the library) a feature array; how its features are read and what
-identifies its content.
+``file.ark:OFFSET``, or (in the library) a feature array or a :class:`Waveform` (samples held in
+memory with their rate); how its features are read and what identifies its content.
 
 * :func:`ark_entry` is the one parser of ``file.ark:OFFSET`` (lists resolve it against a root,
   the file guards check ``file.ark``, :func:`source_kind` and :func:`content_hash` recognise it).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from ._reasons import describe
 
@@ -25,12 +25,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from .features import FeatureConfig
     from .quality import Quality
 
-__all__ = ["Source", "ark_entry", "source_file", "source_kind", "read_source", "read_source_and_quality",
+__all__ = ["Source", "Waveform", "ark_entry", "source_file", "source_kind", "read_source", "read_source_and_quality",
            "feature_problem",
            "file_digest", "content_hash"]
 
-#: A recording: a path (audio, ``.npy`` or ``file.ark:OFFSET``) or a (frames, D) feature array.
-Source = Union[str, os.PathLike, "np.ndarray"]
+class Waveform(NamedTuple):
+    """Audio held in memory: ``samples`` of shape ``(samples,)`` or ``(samples, channels)`` (float in
+    [-1, 1], or integer PCM) at ``sample_rate`` Hz, e.g. from a microphone or
+    :func:`speaker.audio.decode_bytes`.  The store's ``enroll`` / ``verify`` / ``identify`` take it
+    as a recording: it goes through the file front-end (mono, DC removed, resampled to the UBM's
+    rate, features)."""
+
+    samples: Any
+    sample_rate: int
+
+
+#: A recording: a path (audio, ``.npy`` or ``file.ark:OFFSET``), a :class:`Waveform`, or a
+#: (frames, D) feature array.
+Source = Union[str, os.PathLike, Waveform, "np.ndarray"]
 
 _HASH_BLOCK = 1 << 20
 # numpy is imported by the functions that need it: the command line parses lists with this
@@ -124,8 +136,13 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def content_hash(source: Source, features: "np.ndarray | None" = None) -> str:
-    """SHA-256 of a recording: the file's bytes, or the float32 features of an array / ark entry."""
+    """SHA-256 of a recording: the file's bytes, the float32 features of an array / ark entry, or
+    a waveform's rate and float32 samples."""
     import numpy as np
+    if isinstance(source, Waveform):
+        samples = np.ascontiguousarray(source.samples, dtype="<f4")
+        return hashlib.sha256(b"waveform:%d:%s:" % (int(source.sample_rate), str(samples.shape).encode())
+                              + samples.tobytes()).hexdigest()
     if isinstance(source, np.ndarray):
         features = source
     elif ark_entry(source) is None or features is None:

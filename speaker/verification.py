@@ -16,10 +16,14 @@ one scores a recording against them and applies the decision rule.
 * **Validated once.**  A source is read and checked by the store's ``features`` at the public
   methods (the face); the internals trust the array.  A caller that has checked the array
   already (``speaker serve``) passes ``check_input=False``.
-* **The decision** (:class:`Decision`): ``threshold`` on the raw score if given; otherwise,
-  with a calibration (given, or the store's), the Bayes threshold of ``p_target`` / costs on the
-  calibrated LLR; otherwise the raw score against 0.  The calibrated LLR is reported whenever
-  a calibration is at hand.
+* **The decision** (:class:`Decision`, :meth:`Decision.decide`: the one function that turns a
+  score into ``accept`` / ``reject`` / ``undecided`` for the library, the command line and the
+  service): ``threshold`` on the raw score if given; else ``target_far`` (the threshold on the
+  calibrated LLR at which that fraction of the calibration's non-target trials pass); else, with
+  a calibration (given, or the store's current one), the Bayes threshold of ``p_target`` /
+  costs on the calibrated LLR; else no rule: ``undecided``, never accept.  A test with less net
+  speech than the gate's ``min_test_speech`` is ``undecided`` ("insufficient speech") whatever
+  the rule.  The calibrated LLR is reported whenever a calibration is at hand.
 """
 from __future__ import annotations
 
@@ -30,15 +34,22 @@ import numpy as np
 
 from gmmext import ModelStack
 
-from .adapt import map_parameters
-from .calibration import Calibration, decision_threshold
+from ._batch import sum_in_order
+from .adapt import map_from_stats, map_parameters
+from .calibration import ENROL_SPEECH, TEST_SPEECH, Calibration, decision_threshold
+from .gates import DEFAULT_GATE, Gate, speech_seconds
+from .quality import Quality
 from .scoring import Probe
 from .sources import Source
 
-__all__ = ["Decision", "Match", "VerifyResult", "StoreScoring", "BATCH"]
+__all__ = ["Decision", "Match", "VerifyResult", "EnrolmentTrials", "StoreScoring", "BATCH", "ACCEPT", "REJECT", "UNDECIDED"]
 
 #: Speakers per :class:`gmmext.ModelStack` when a recording is scored against many (top-C).
 BATCH = 1024
+
+
+#: The three decisions.
+ACCEPT, REJECT, UNDECIDED = "accept", "reject", "undecided"
 
 
 class VerifyResult(NamedTuple):
@@ -46,56 +57,115 @@ class VerifyResult(NamedTuple):
 
     ``score``: raw average LLR (nats per frame); ``llr``: the score calibrated to a
     log-likelihood ratio (natural log, :class:`speaker.calibration.Calibration`), or None
-    without a calibration; ``accept``: the decision;
-    ``threshold``: what was compared (on the ``llr`` scale when calibrated, else on ``score``).
+    without a calibration; ``accept``: ``decision == "accept"``; ``threshold``: what was
+    compared (on the ``llr`` scale when calibrated, else on ``score``; None without a rule);
+    ``decision``: ``accept``, ``reject`` or ``undecided``; ``reason``: one line saying why
+    (the rule applied, or why there was none).
     """
 
     score: float
     llr: float | None
     accept: bool
-    threshold: float
+    threshold: float | None
+    decision: str = UNDECIDED
+    reason: str = ""
 
 
 class Match(NamedTuple):
-    """One speaker of :meth:`StoreScoring.identify`: ``id``, raw ``score`` (average LLR, nats
-    per frame) and the calibrated ``llr`` (None without a calibration)."""
+    """One speaker of :meth:`StoreScoring.identify` / :meth:`StoreScoring.candidates`: ``id``,
+    raw ``score`` (average LLR, nats per frame), the calibrated ``llr`` (None without a
+    calibration), its ``decision`` and the ``reason``."""
 
     id: str
     score: float
     llr: float | None
+    decision: str = UNDECIDED
+    reason: str = ""
+
+    @property
+    def accept(self) -> bool:
+        return self.decision == ACCEPT
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The decision rule, resolved once per call: accept iff the value is >= ``threshold``,
-    the value being the calibrated LLR when ``on_llr``, else the raw score."""
+    """The decision rule, resolved once per call (:func:`speaker.calibration.decision_threshold`):
+    accept iff the value is >= ``threshold``, the value being the calibrated LLR when ``on_llr``,
+    else the raw score; ``threshold`` None: no rule (``undecided``, ``rule`` says why).
+    ``gate``: its ``min_test_speech`` is the shortest test (net speech seconds) that gets a
+    decision."""
 
     calibration: Calibration | None
-    threshold: float
+    threshold: float | None
     on_llr: bool
+    rule: str = ""
+    gate: Gate = DEFAULT_GATE
 
     @classmethod
     def make(cls, calibration: Calibration | None, *, threshold: float | None = None,
-             p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0) -> "Decision":
-        """The rule of :func:`speaker.calibration.decision_threshold` (raw scores against 0
-        without a threshold or a calibration)."""
-        thr, on_llr = decision_threshold(calibration, threshold=threshold, p_target=p_target, c_miss=c_miss,
-                                         c_fa=c_fa)
-        return cls(calibration, thr, on_llr)
+             p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
+             target_far: float | None = None, nontarget_llrs=None, gate: Gate | None = None) -> "Decision":
+        """The rule of :func:`speaker.calibration.decision_threshold` and the test gate of ``gate``."""
+        if calibration is not None and set(calibration.inputs) - {ENROL_SPEECH, TEST_SPEECH}:
+            raise ValueError(f"this calibration needs the quality inputs {list(calibration.inputs)}; a store "
+                             f"measures {ENROL_SPEECH} and {TEST_SPEECH} only")
+        thr, on_llr, rule = decision_threshold(calibration, threshold=threshold, p_target=p_target, c_miss=c_miss,
+                                               c_fa=c_fa, target_far=target_far, nontarget_llrs=nontarget_llrs)
+        return cls(calibration, thr, on_llr, rule, DEFAULT_GATE if gate is None else gate)
 
-    def llr(self, score: float) -> float | None:
-        """The calibrated LLR of a raw score, or None without a calibration."""
-        return float(self.calibration.llr(score)) if self.calibration is not None else None
+    def llr(self, score: float, enrol_seconds: float | None = None, test_seconds: float | None = None
+            ) -> float | None:
+        """The calibrated LLR of a raw score (None without a calibration); a duration-aware
+        calibration reads the net speech seconds of the enrolment and of the test."""
+        if self.calibration is None:
+            return None
+        if not self.calibration.inputs:
+            return float(self.calibration.llr(score))
+        return float(self.calibration.llr(score, {ENROL_SPEECH: enrol_seconds, TEST_SPEECH: test_seconds}))
 
-    def accepts(self, score: float) -> bool:
-        value = self.llr(score) if self.on_llr else score
-        return bool(value >= self.threshold)
+    def decide(self, score: float, test_seconds: float, test_quality: Quality | None = None,
+               enrol_seconds: float | None = None) -> tuple[float | None, str, str]:
+        """``(llr, decision, reason)`` of a raw score for a test of ``test_seconds`` net speech
+        (``test_quality``: its measures, None for features) against an enrolment of
+        ``enrol_seconds``: the one place a score becomes ``accept`` / ``reject`` / ``undecided``."""
+        llr = self.llr(score, enrol_seconds, test_seconds)
+        if self.threshold is None:
+            return llr, UNDECIDED, self.rule
+        weak = self.gate.test_problem(test_quality, test_seconds)
+        if weak is not None:
+            return llr, UNDECIDED, weak
+        value = llr if self.on_llr else score
+        return llr, (ACCEPT if value >= self.threshold else REJECT), self.rule
+
+
+@dataclass
+class EnrolmentTrials:
+    """Trials from a store's enrolments (:meth:`StoreScoring.enrolment_trials`).
+
+    ``target`` / ``nontarget``: raw scores; ``target_seconds`` / ``nontarget_seconds``:
+    (n, 2) net speech seconds of each trial's enrolment and test; ``target_speakers`` /
+    ``nontarget_speakers``: the test recording's speaker of each trial; ``speakers``: the
+    eligible speakers (whose recordings are the tests); ``left_out``: the others and why;
+    ``models_per_test``: non-target models each test was tried against; ``n_models``: speakers
+    in the store."""
+
+    target: np.ndarray
+    nontarget: np.ndarray
+    target_seconds: np.ndarray
+    nontarget_seconds: np.ndarray
+    target_speakers: list
+    nontarget_speakers: list
+    speakers: list
+    left_out: dict
+    models_per_test: int
+    n_models: int
 
 
 class StoreScoring:
     """Scoring and decisions of :class:`speaker.store.SpeakerStore` (a mixin).
 
-    It uses the store's ``ubm``, ``top_c``, ``calibration``, ``features(source)``, ``model(id)``,
+    It uses the store's ``ubm``, ``top_c``, ``config``, ``gate``, ``current_calibration()``,
+    ``features(source)``, ``model(id)``,
     its rows (``_row(id)``, ``_generations()``), MAP settings, ``_db`` (transactions) and
     ``_lock``; it keeps every speaker's prepared top-C stacks (``_stacks``) while no speaker
     changes.
@@ -120,9 +190,11 @@ class StoreScoring:
         with self._db.tx():
             return self._scores(X, ids, batch)
 
-    def _scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int) -> tuple[list[str], np.ndarray]:
-        """The one scoring path (inside the caller's snapshot; ``X`` checked)."""
-        probe = Probe(self.ubm, X, self.top_c)
+    def _scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int,
+                probe: Probe | None = None) -> tuple[list[str], np.ndarray]:
+        """The one scoring path (inside the caller's snapshot; ``X`` checked; ``probe``: X's,
+        when the caller scores it against other models too)."""
+        probe = Probe(self.ubm, X, self.top_c) if probe is None else probe
         if self.top_c is not None and ids is None:
             ids, stacks = self._all_stacks(batch)
             groups = [probe.llrs(stack) for stack in stacks]
@@ -131,43 +203,151 @@ class StoreScoring:
             groups = [probe.llrs([self.model(i) for i in ids[s:s + batch]]) for s in range(0, len(ids), batch)]
         return ids, (np.concatenate(groups) if groups else np.empty(0))
 
-    def _decision(self, threshold, p_target, c_miss, c_fa, calibration) -> Decision:
-        return Decision.make(calibration if calibration is not None else self.calibration,
-                             threshold=threshold, p_target=p_target, c_miss=c_miss, c_fa=c_fa)
+    def _decision(self, threshold, p_target, c_miss, c_fa, calibration, target_far, gate) -> Decision:
+        """The call's rule (inside its snapshot): a given calibration, else the store's current
+        one (with its trials' LLRs when ``target_far`` asks for them)."""
+        non = None
+        if calibration is None:
+            cur = self.current_calibration()
+            if cur is not None:
+                calibration = cur.calibration
+                if target_far is not None and threshold is None and cur.has_trials:
+                    non = self._trial_llrs(cur)[1]
+        return Decision.make(calibration, threshold=threshold, p_target=p_target, c_miss=c_miss, c_fa=c_fa,
+                             target_far=target_far, nontarget_llrs=non, gate=self.gate if gate is None else gate)
+
+    def decision(self, *, threshold: float | None = None, p_target: float | None = None, c_miss: float = 1.0,
+                 c_fa: float = 1.0, calibration: Calibration | None = None, target_far: float | None = None,
+                 gate: Gate | None = None) -> Decision:
+        """The rule :meth:`verify` and :meth:`identify` would apply with these arguments now
+        (``decision.rule`` says it in one line; ``decision.threshold`` is None without one).
+        ValueError for arguments that make no rule (e.g. ``target_far`` without a calibration)."""
+        with self._db.tx():
+            return self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
 
     def verify(self, speaker_id: str, source: Source, *, threshold: float | None = None,
                p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-               calibration: Calibration | None = None, check_input: bool = True) -> VerifyResult:
+               calibration: Calibration | None = None, target_far: float | None = None,
+               gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> VerifyResult:
         """Is ``source`` speaker ``speaker_id``?  :meth:`identify` restricted to that speaker.
 
-        Decision: ``threshold`` on the raw score if given; otherwise, with a calibration, the
-        Bayes threshold ``log(c_fa (1 - p_target) / (c_miss p_target))`` on the calibrated LLR
-        (``p_target`` default 0.5); otherwise the raw score against 0 (speaker as likely as
-        the UBM).  ``calibration`` replaces the store's own.  KeyError for an unknown speaker.
+        Decision (:class:`Decision`): ``threshold`` on the raw score if given; else
+        ``target_far`` F, the threshold on the calibrated LLR at which F of the calibration's
+        non-target trials pass; else, with a calibration, the Bayes threshold
+        ``log(c_fa (1 - p_target) / (c_miss p_target))`` on the calibrated LLR (``p_target``
+        default: the prior the calibration was fitted at); else ``undecided`` (never accept
+        without a calibration or a threshold).  A test that fails the test gate of ``gate``
+        (default the store's: too little net speech, clipped, noise only) is ``undecided``.
+        ``calibration`` replaces the store's own.  ``check_input=False``: ``source`` is a
+        checked feature array and ``quality`` its recording's measures (None: net speech from
+        its frames).  KeyError for an unknown speaker; ValueError for a rule that cannot be made
+        (``p_target`` / ``target_far`` without a calibration).
         """
-        X = self.features(source) if check_input else source
+        X, q = self.features_and_quality(source) if check_input else (source, quality)
         with self._db.tx():
-            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration)
-            (_, score, value), = self._matches(X, [speaker_id], rule, 1)
-        return VerifyResult(score, value, rule.accepts(score), rule.threshold)
+            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
+            m, = self._matches(X, q, [speaker_id], rule, 1)
+        return VerifyResult(m.score, m.llr, m.accept, rule.threshold, m.decision, m.reason)
+
+    def candidates(self, source: Source, n: int = 1, *, threshold: float | None = None,
+                   p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
+                   calibration: Calibration | None = None, target_far: float | None = None,
+                   gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None
+                   ) -> list[Match]:
+        """The ``n`` best-scoring speakers, best first (ties in id order), each with its
+        decision (the rule of :meth:`verify`), whether or not any passes."""
+        X, q = self.features_and_quality(source) if check_input else (source, quality)
+        with self._db.tx():
+            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration, target_far, gate)
+            return self._matches(X, q, None, rule, max(0, int(n)))
 
     def identify(self, source: Source, n: int = 1, *, threshold: float | None = None,
                  p_target: float | None = None, c_miss: float = 1.0, c_fa: float = 1.0,
-                 calibration: Calibration | None = None, check_input: bool = True) -> list[Match]:
-        """Open-set identification: the ``n`` best-scoring speakers that pass the decision rule
-        of :meth:`verify`, best first, as :class:`Match` (id, raw score, calibrated LLR or
-        None); empty when none passes."""
-        X = self.features(source) if check_input else source
-        with self._db.tx():
-            rule = self._decision(threshold, p_target, c_miss, c_fa, calibration)
-            best = self._matches(X, None, rule, max(0, int(n)))
-        return [m for m in best if rule.accepts(m.score)]
+                 calibration: Calibration | None = None, target_far: float | None = None,
+                 gate: Gate | None = None, check_input: bool = True, quality: Quality | None = None) -> list[Match]:
+        """Open-set identification: those of the ``n`` best-scoring speakers that are accepted
+        by the decision rule of :meth:`verify`, best first; empty when none is (and always
+        without a calibration or a threshold: see :meth:`candidates` for the ranking with
+        every candidate's decision)."""
+        return [m for m in self.candidates(source, n, threshold=threshold, p_target=p_target, c_miss=c_miss,
+                                           c_fa=c_fa, calibration=calibration, target_far=target_far, gate=gate,
+                                           check_input=check_input, quality=quality) if m.accept]
 
-    def _matches(self, X: np.ndarray, ids: Sequence[str] | None, rule: Decision, n: int) -> list[Match]:
-        """The ``n`` best of every speaker (or of ``ids``), best first (ties in id order)."""
+    def _matches(self, X: np.ndarray, q: Quality | None, ids: Sequence[str] | None, rule: Decision,
+                 n: int) -> list[Match]:
+        """The ``n`` best of every speaker (or of ``ids``), best first (ties in id order), decided."""
         ids, scores = self._scores(X, ids, BATCH)
         order = np.argsort(-scores, kind="stable")[:n]
-        return [Match(ids[j], float(scores[j]), rule.llr(float(scores[j]))) for j in order]
+        seconds = q.speech_seconds if q is not None else speech_seconds(X.shape[0], self.config)
+        enrol = (self._speech_of([ids[j] for j in order]) if rule.calibration is not None and rule.calibration.inputs
+                 else {})
+        return [Match(ids[j], float(scores[j]), *rule.decide(float(scores[j]), seconds, q, enrol.get(ids[j])))
+                for j in order]
+
+    # ------------------------------------------------------------------ trials from the enrolments
+    def enrolment_trials(self, *, min_recordings: int = 2, max_nontarget: int = 50_000, seed: int = 0,
+                         batch: int = BATCH) -> "EnrolmentTrials":
+        """Trials built from what is enrolled (``speaker calibrate --from-enrollments``), in one
+        read transaction, scored through the one scoring path.
+
+        * **targets**: each recording of an eligible speaker (every recording kept with its
+          statistics and features, at least ``min_recordings`` of them) against its speaker's
+          model re-adapted without it: MAP from the left fold, in enrolment order, of the other
+          recordings' kept statistics, i.e. the model enrolling those recordings would give,
+          bit for bit (leave one recording out);
+        * **non-targets**: the same recordings against the other speakers' full models (every
+          speaker of the store, eligible or not); when that would make more than
+          ``max_nontarget`` trials, each recording is tried against a random sample of the
+          other speakers (the same number for each, at least one; ``seed`` fixes it).
+
+        Each trial carries its enrolment's and test's net speech seconds (for a calibration
+        that takes durations into account)."""
+        rng = np.random.default_rng(seed)
+        with self._db.tx():
+            info = {s.id: s for s in self.speakers()}
+            ids = sorted(info)
+            kept_counts = self._kept_counts()
+            eligible, left_out = {}, {}
+            for i in ids:
+                n, n_stats, n_feats = kept_counts.get(i, (0, 0, 0))
+                if info[i].kind != "stats":
+                    left_out[i] = "an imported model (no recordings)"
+                elif n_stats < n or n_feats < n:
+                    left_out[i] = ("recordings enrolled before the store kept per-recording statistics and features "
+                                   "(enrol it again with replace to use it)")
+                elif n < min_recordings:
+                    left_out[i] = f"{n} recording(s), fewer than {min_recordings}"
+                else:
+                    eligible[i] = n
+            n_tests = sum(info[i].n_recordings for i in eligible)
+            others = max(0, len(ids) - 1)
+            per_test = others if n_tests * others <= max_nontarget else max(1, max_nontarget // max(1, n_tests))
+            tar, non, tar_q, non_q, tar_spk, non_spk = [], [], [], [], [], []
+            for i in eligible:
+                kept = self.kept_recordings(i)
+                total = sum(r.speech_seconds for r in kept)
+                for j, r in enumerate(kept):
+                    rest = [q.stats for k, q in enumerate(kept) if k != j]
+                    loo = map_from_stats(self.ubm, sum_in_order(rest), relevance_factor=self.relevance_factor,
+                                         adapt=self.adapt)
+                    probe = Probe(self.ubm, r.features, self.top_c)
+                    tar.append(float(probe.llrs([loo])[0]))
+                    tar_q.append((total - r.speech_seconds, r.speech_seconds))
+                    tar_spk.append(i)
+                    pool = [k for k in ids if k != i]
+                    if per_test < len(pool):
+                        pool = sorted(rng.choice(pool, size=per_test, replace=False).tolist())
+                        got_ids, got = self._scores(r.features, pool, batch, probe)
+                    else:
+                        got_ids, got = self._scores(r.features, None, batch, probe)
+                    for k, sc in zip(got_ids, got):
+                        if k != i:
+                            non.append(float(sc))
+                            non_q.append((info[k].speech_seconds, r.speech_seconds))
+                            non_spk.append(i)
+        return EnrolmentTrials(np.array(tar), np.array(non), np.array(tar_q).reshape(-1, 2),
+                               np.array(non_q).reshape(-1, 2), tar_spk, non_spk, sorted(eligible), left_out,
+                               per_test, len(ids))
 
     # ------------------------------------------------------------------ prepared stacks (top-C)
     def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:

@@ -109,6 +109,27 @@ def speaker_process(*args, check: int | None = None, timeout: float = 300) -> Cl
 CLI_SPEAKERS = ["george", "jackson", "lucas"]
 
 
+def small_recipe(d):
+    """Copies of 36 fixtures in ``d`` and lists relative to it (``ubm.lst``: 12 files, ``enroll.txt``:
+    3 speakers x 4 files, ``trials.txt``: 18 labelled trials), a 4-component UBM and the models,
+    made by the command line in this process; returns ``d``."""
+    from speaker import cli
+    for s in CLI_SPEAKERS:
+        for dg in range(4):
+            for i in range(3):
+                shutil.copy(FIX / f"{dg}_{s}_{i}.wav", d / f"{dg}_{s}_{i}.wav")
+    (d / "ubm.lst").write_text("".join(f"{dg}_{s}_0.wav\n" for s in CLI_SPEAKERS for dg in range(4)))
+    (d / "enroll.txt").write_text("".join(f"{s} " + " ".join(f"{dg}_{s}_1.wav" for dg in range(4)) + "\n"
+                                          for s in CLI_SPEAKERS))
+    (d / "trials.txt").write_text("".join(f"{m} {dg}_{s}_2.wav {'target' if m == s else 'nontarget'}\n"
+                                          for s in CLI_SPEAKERS for dg in range(2) for m in CLI_SPEAKERS))
+    assert cli.main(["train-ubm", "--list", str(d / "ubm.lst"), "--out", str(d / "ubm.npz"), "--components", "4",
+                     "--sample-rate", "8000", "--iters", "2", "--quiet"]) == 0
+    assert cli.main(["enroll", "--ubm", str(d / "ubm.npz"), "--enroll", str(d / "enroll.txt"),
+                     "--out", str(d / "models.npz"), "--quiet"]) == 0
+    return d
+
+
 @pytest.fixture(scope="session")
 def cli_lists(tmp_path_factory):
     """Small lists over three speakers; paths relative to the fixtures folder (``--root``)."""
@@ -199,20 +220,25 @@ def postgres_bin() -> str | None:
     return None
 
 
-def _install_postgres() -> None:
-    """On CI only (``CI`` set, root, Debian): ``apt-get install postgresql`` when no server
-    programs exist, so that the README's one test command is all a clean machine needs. Under a
-    file lock: the two xdist workers ask at once, and the second finds the programs installed."""
+def apt_install(packages: list[str], present) -> None:
+    """On CI only (``CI`` set, root, Debian): ``apt-get install PACKAGES`` unless ``present()``,
+    so that the README's one test command is all a clean machine needs. Under a file lock: the two
+    xdist workers ask at once, and the second finds the programs installed."""
     import fcntl
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not os.environ.get("CI") or os.geteuid() != 0 or not shutil.which("apt-get"):
         return
-    with open("/tmp/gmmext-apt-postgresql.lock", "w") as lock:
+    with open(f"/tmp/gmmext-apt-{'-'.join(packages)}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if postgres_bin() is None:
+        if not present():
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             subprocess.run(["apt-get", "update", "-q"], env=env, check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"], env=env,
+            subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env,
                            check=False, stdout=subprocess.DEVNULL)
+
+
+def _install_postgres() -> None:
+    """``apt-get install postgresql`` on CI when no server programs exist (:func:`apt_install`)."""
+    apt_install(["postgresql"], lambda: postgres_bin() is not None)
 
 
 @dataclass

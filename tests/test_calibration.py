@@ -139,12 +139,19 @@ def test_calibration_json_and_decisions():
                 '{"format": "gmmext-speaker-calibration", "version": 1, "a": 1, "b": 0, "x": 0}'):
         with pytest.raises(ValueError):
             Calibration.from_json(bad)
-    assert decision_threshold(cal, threshold=0.3) == (0.3, False)
-    assert decision_threshold(cal, p_target=0.01) == (pytest.approx(math.log(99)), True)
-    assert decision_threshold(cal) == (0.0, True)
-    assert decision_threshold(None, default=0.5) == (0.5, False)
+    assert decision_threshold(cal, threshold=0.3)[:2] == (0.3, False)
+    assert decision_threshold(cal, p_target=0.01)[:2] == (pytest.approx(math.log(99)), True)
+    assert decision_threshold(cal)[:2] == (pytest.approx(math.log(9)), True)     # at the prior it was fitted at
+    thr, on_llr, rule = decision_threshold(None)                                  # no rule: undecided
+    assert (thr, on_llr) == (None, False) and "no calibration and no threshold" in rule
     with pytest.raises(ValueError, match="calibrated"):
         decision_threshold(None, p_target=0.01)
+    with pytest.raises(ValueError, match="needs a calibration"):
+        decision_threshold(None, target_far=0.01, nontarget_llrs=np.zeros(5000))
+    with pytest.raises(ValueError, match="keeps no trial scores"):
+        decision_threshold(cal, target_far=0.01)
+    with pytest.raises(ValueError, match="not both"):
+        decision_threshold(cal, threshold=1.0, target_far=0.01, nontarget_llrs=np.zeros(5000))
     with pytest.raises(ValueError):
         fit_calibration([0.0, 1.0], [1, 1])
 

@@ -86,7 +86,9 @@ def _expected_failures(estimator):
 
 @parametrize_with_checks([GaussianMixture(covariance_type="diag"), GaussianMixture()]
                          + [GaussianMixture(n_components=2, random_state=0, covariance_type=t)
-                            for t in ("full", "tied", "diag", "spherical")],
+                            for t in ("full", "tied", "diag", "spherical")]
+                         + [GaussianMixture(n_components=2, random_state=0, covariance_type="diag",
+                                            missing="marginalize", on_degenerate="floor", update_params="mc")],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

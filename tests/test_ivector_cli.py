@@ -37,8 +37,8 @@ def test_enroll_and_score_kaldi_and_voxceleb_trials(work, backend):
     assert main(["enroll"] + _ubm_tv(d) + be + ["--enroll", str(FX / "enroll.txt"),
                                                 "--out", str(d / f"m_{backend}.npz")] + common) == 0
     assert main(["score"] + _ubm_tv(d) + be + ["--models", str(d / f"m_{backend}.npz"), "--trials",
-                                               str(FX / "trials.txt"), "--out", str(d / "s.txt")] + common) == 0
-    rows = [line.split() for line in (d / "s.txt").read_text().splitlines()]
+                                               str(FX / "trials.txt"), "--out", str(d / f"s_{backend}.txt")] + common) == 0
+    rows = [line.split() for line in (d / f"s_{backend}.txt").read_text().splitlines()]
     assert len(rows) == 720 and all(np.isfinite(float(r[2])) for r in rows)
     labels = {(f[0], f[1]): f[2] == "target" for f in (line.split() for line in (FX / "trials.txt").read_text().splitlines()
                                                         if line and not line.startswith("#"))}
@@ -46,8 +46,8 @@ def test_enroll_and_score_kaldi_and_voxceleb_trials(work, backend):
     non = np.mean([float(r[2]) for r in rows if not labels[(r[0], r[1])]])
     assert tar > non                                      # the back-end separates speakers on average
     assert main(["score"] + _ubm_tv(d) + be + ["--trials", str(FX / "trials_vox.txt"),
-                                               "--out", str(d / "sv.txt")] + common) == 0
-    assert len((d / "sv.txt").read_text().splitlines()) == 120
+                                               "--out", str(d / f"sv_{backend}.txt")] + common) == 0
+    assert len((d / f"sv_{backend}.txt").read_text().splitlines()) == 120
 
 
 def test_plda_scores_match_the_library(work):

@@ -39,11 +39,11 @@ def setup(tmp_path_factory, cli_trained):
 
 JOBS = {
     "train-ubm": lambda d: ["train-ubm", "--list", d / "ubm.lst", "--out", d / "ubm.npz", "--components", 64,
-                            "--sample-rate", 8000, "--iters", 10000],
+                            "--sample-rate", 8000, "--iters", 10000, "--overwrite"],
     "enroll": lambda d: ["enroll", "--ubm", d / "ubm.npz", "--enroll", d / "enroll.txt", "--out", d / "models.npz",
                          "--overwrite"],
     "score": lambda d: ["score", "--ubm", d / "ubm.npz", "--models", d / "models.npz", "--trials",
-                        d / "trials.txt", "--out", d / "scores.txt"],
+                        d / "trials.txt", "--out", d / "scores.txt", "--overwrite"],
 }
 OUTPUT = {"train-ubm": "ubm.npz", "enroll": "models.npz", "score": "scores.txt"}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import small_recipe
 
 from speaker import cli, scoring, ubm
 from speaker.audio import AudioError, load_audio
@@ -34,21 +35,7 @@ def run(capsys, *args):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """Lists over three speakers (relative to the folder of copies), a UBM and models."""
-    d = tmp_path_factory.mktemp("round2")
-    for s in SPK:
-        for dg in range(4):
-            for i in range(3):
-                shutil.copy(FIX / f"{dg}_{s}_{i}.wav", d / f"{dg}_{s}_{i}.wav")
-    (d / "ubm.lst").write_text("".join(f"{dg}_{s}_0.wav\n" for s in SPK for dg in range(4)))
-    (d / "enroll.txt").write_text("".join(f"{s} " + " ".join(f"{dg}_{s}_1.wav" for dg in range(4)) + "\n"
-                                          for s in SPK))
-    (d / "trials.txt").write_text("".join(f"{m} {dg}_{s}_2.wav {'target' if m == s else 'nontarget'}\n"
-                                          for s in SPK for dg in range(2) for m in SPK))
-    assert cli.main(["train-ubm", "--list", str(d / "ubm.lst"), "--out", str(d / "ubm.npz"), "--components", "4",
-                     "--sample-rate", "8000", "--iters", "2", "--quiet"]) == 0
-    assert cli.main(["enroll", "--ubm", str(d / "ubm.npz"), "--enroll", str(d / "enroll.txt"),
-                     "--out", str(d / "models.npz"), "--quiet"]) == 0
-    return d
+    return small_recipe(tmp_path_factory.mktemp("round2"))
 
 
 def _score(d, out, *extra):
@@ -452,13 +439,14 @@ def test_rewritten_output_keeps_its_mode_and_symlink(work, tmp_path, capsys):
     out = tmp_path / "s.txt"
     out.write_text("old\n")
     os.chmod(out, 0o600)
-    assert run(capsys, *_score(work, out))[0] == 0
+    assert run(capsys, *_score(work, out))[0] == 1 and out.read_text() == "old\n"    # needs --overwrite
+    assert run(capsys, *_score(work, out), "--overwrite")[0] == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_text() != "old\n"
     target = tmp_path / "real.txt"
     target.write_text("old\n")
     link = tmp_path / "link.txt"
     link.symlink_to(target)
-    assert run(capsys, *_score(work, link))[0] == 0
+    assert run(capsys, *_score(work, link), "--overwrite")[0] == 0
     assert link.is_symlink() and target.read_text().count("\n") > 3
 
 

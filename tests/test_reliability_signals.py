@@ -30,7 +30,7 @@ def test_sigterm_removes_temporary_features_and_keeps_the_output(tmp_path):
     (tmp_path / "ubm.npz").write_bytes(b"earlier output")
     # --stream without --cache: features go to a temporary folder beside --out
     p = subprocess.Popen(_cmd() + ["train-ubm", "--list", str(tmp_path / "ubm.lst"), "--out", str(tmp_path / "ubm.npz"),
-                                   "--components", "64", "--sample-rate", "8000", "--stream"],
+                                   "--components", "64", "--sample-rate", "8000", "--stream", "--overwrite"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while p.poll() is None and time.monotonic() < deadline and \

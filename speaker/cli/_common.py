@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from .. import _guards, _reasons
@@ -49,6 +48,46 @@ def list_root(args) -> str | None:
         if lst:
             return os.path.dirname(os.path.abspath(lst))
     return None
+
+
+def add_overwrite(p, what: str = "--out") -> None:
+    """The ``--overwrite`` option of a command that writes files."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"let {what} replace an existing file (without it the command refuses before any work; "
+                        "a FIFO or a device such as /dev/null is written into, never replaced)")
+
+
+def store_file(location):
+    """The SQLite file of a ``--store`` location (None: a PostgreSQL URL), as an input to protect."""
+    from .._sql import store_location
+    return store_location(location)[2]
+
+
+def check_outputs(args, outputs: dict, inputs=(), pairs=()) -> None:
+    """Before any work: the command's ``outputs`` ({option: path}) are not its ``inputs`` and can be
+    written (:func:`speaker._guards.check_outputs`: an existing file needs ``--overwrite``)."""
+    _guards.check_outputs(outputs, inputs, overwrite=getattr(args, "overwrite", False), pairs=pairs)
+
+
+def refuse_old_checkpoint(args, checkpoint) -> None:
+    """A checkpoint left by an interrupted run is continued (``--resume``) or replaced
+    (``--overwrite``), never silently restarted over; it must be a regular file."""
+    from .._atomic import output_problem
+    why = output_problem(checkpoint, overwrite=args.resume or args.overwrite, streams=False)
+    if why is not None:
+        raise JobError(f"--checkpoint {why}" if "exists" not in why else
+                       f"checkpoint {checkpoint} exists (left by an interrupted run): give --resume to continue "
+                       "it, or --overwrite to start afresh")
+
+
+def check_speaker_ids(where, ids) -> None:
+    """Before any work: every speaker id of a list follows the one id rule
+    (:func:`speaker.limits.speaker_id_problem`), else one line naming the first bad one."""
+    from ..limits import speaker_id_problem
+    bad = [i for i in ids if speaker_id_problem(i) is not None]
+    if bad:
+        raise JobError(f"{where}: {speaker_id_problem(bad[0])}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1
+                                                                   else ""))
 
 
 def check_strict(args, errors: dict) -> None:
@@ -131,15 +170,17 @@ def parents() -> Parents:
 
 
 @contextlib.contextmanager
-def resume_hint(command: str, checkpoint, read_checkpoint):
-    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume."""
+def resume_hint(command: str, checkpoint):
+    """On Ctrl-C inside the block, say how far the checkpoint got and how to resume (its two
+    counters are read, not its arrays)."""
     import sys
     try:
         yield
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
-            ck = read_checkpoint(checkpoint)
-            print(f"speaker {command}: checkpoint {checkpoint} holds {ck['done']} of {ck['total']} EM passes; "
+            from .._npz import checkpoint_progress
+            done, total = checkpoint_progress(checkpoint)
+            print(f"speaker {command}: checkpoint {checkpoint} holds {done} of {total} EM passes; "
                   "run the same command with --resume to continue", file=sys.stderr)
         raise
 
@@ -150,15 +191,19 @@ STORE_HELP = ("the speaker store: a SQLite file path, or a database URL: sqlite:
               "postgresql://user@host/dbname (several machines sharing one store; pip install '.[postgres]')")
 
 DECISION_HELP = (
-    "How to choose the decision: with a calibration (speaker calibrate on development trials of your "
-    "conditions, then --calibration FILE or kept in the store with 'calibrate --store'), give the prior "
-    "probability that a claim is genuine (--p-target, default 0.5) and the costs of a false reject and a "
-    "false accept (--c-miss, --c-fa): the Bayes threshold log(c_fa (1 - p_target) / (c_miss p_target)) on "
-    "the calibrated LLR minimises the expected cost (a voice login that must rarely let impostors in: "
-    "small p_target or large --c-fa). Without a calibration, --threshold T on the raw score: take it from "
-    "'speaker eval --target-far F' on development trials (the threshold giving false-accept rate F) or its "
-    "EER threshold. With neither, raw scores >= 0 are accepted (speaker at least as likely as the UBM), "
-    "which is rarely the right operating point.")
+    "How the decision is taken. No accept without a calibration or a threshold: with neither, scores are printed "
+    "with the decision 'undecided' and the command exits with status 3. With a calibration (kept in the store by "
+    "'speaker calibrate --store DB --from-enrollments' or on development trials, or --calibration FILE): "
+    "--target-far F accepts at the false-accept rate F measured on the calibration's non-target trials; otherwise "
+    "the Bayes threshold log(c_fa (1 - p_target) / (c_miss p_target)) on the calibrated LLR, from the prior "
+    "probability that a claim is genuine (--p-target, default the prior the calibration was fitted at) and the "
+    "costs of a false reject and a false accept (--c-miss, --c-fa): a voice login that must rarely let impostors "
+    "in takes a small --p-target (0.01) or a large --c-fa. Without a calibration, --threshold T on the raw score "
+    "(e.g. 'speaker eval --target-far F' on development trials prints it). A test with less net speech than "
+    "--min-test-speech is 'undecided' (insufficient speech), never accepted.")
+
+#: Exit status of verify / identify when every file was scored but some got no decision.
+EXIT_UNDECIDED = 3
 
 def open_store(args, ubm=None, create: bool = False, **options):
     """The speaker store of ``--store`` (bound to ``ubm`` when given; ``options`` go to SpeakerStore).
@@ -197,21 +242,54 @@ def add_top_c(p) -> None:
 
 
 def decision_options(p: argparse.ArgumentParser) -> None:
-    """--top-c and the decision options (threshold, prior, costs, calibration) of verify / identify / serve."""
+    """--top-c and the decision options (threshold, target false-accept rate, prior, costs,
+    calibration, shortest test) of verify / identify / serve."""
     add_top_c(p)
     g = p.add_argument_group("decision", DECISION_HELP)
-    g.add_argument("--threshold", type=float, metavar="T", help="accept iff the raw score >= T (overrides a calibration)")
+    g.add_argument("--threshold", type=float_option(-1e300, 1e300), metavar="T",
+                   help="accept iff the raw score >= T (overrides a calibration)")
+    g.add_argument("--target-far", type=prob, metavar="F",
+                   help="accept at the false-accept rate F (e.g. 0.01) of the store's calibration, measured on its "
+                        "non-target trials (needs a calibration kept with its trials: 'speaker calibrate --store')")
     g.add_argument("--p-target", type=prob, metavar="P",
-                   help="prior probability of a genuine claim for the Bayes threshold (needs a calibration; default 0.5)")
+                   help="prior probability of a genuine claim for the Bayes threshold (needs a calibration; default: "
+                        "the prior the calibration was fitted at)")
     g.add_argument("--c-miss", type=positive, default=1.0, metavar="COST", help="cost of rejecting a genuine speaker (default 1)")
     g.add_argument("--c-fa", type=positive, default=1.0, metavar="COST", help="cost of accepting an impostor (default 1)")
     g.add_argument("--calibration", metavar="JSON", help="calibration from 'speaker calibrate' (default: the store's, if any)")
+    g.add_argument("--min-test-speech", type=float_option(0.0, 3600.0), metavar="SECONDS",
+                   help=f"shortest net speech (after VAD) a test needs for a decision (default {DEFAULT_TEST_SPEECH:g} s); "
+                        "a shorter one is 'undecided: insufficient speech'")
+
+
+#: ``--min-test-speech``'s default (speaker.quality.MIN_TEST_SPEECH; a test checks they agree).
+DEFAULT_TEST_SPEECH = 1.0
 
 
 def decide_kwargs(args, store) -> dict:
-    """The decision keywords of ``SpeakerStore.verify`` / ``identify`` from the decision options."""
-    return dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
-                calibration=calibration(args, store))
+    """The decision keywords of ``SpeakerStore.verify`` / ``identify`` from the decision options
+    (``calibration``: the --calibration file's, else None: the store's current one, with its trials);
+    a rule that cannot be made (``--target-far`` without a calibration kept with its trials) is
+    a JobError, and no rule at all is said once on stderr."""
+    kw = dict(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss, c_fa=args.c_fa,
+              target_far=args.target_far, calibration=calibration(args), gate=gate(args, store))
+    try:
+        rule = store.decision(**kw)
+    except ValueError as exc:
+        raise JobError(f"{args.store}: {exc}") from None
+    if rule.threshold is None:
+        print(f"speaker {args.command}: no decisions, every one is 'undecided' (exit status {EXIT_UNDECIDED}): "
+              f"{args.store} has no calibration and no --threshold was given; raw scores >= 0 are not accepted by "
+              "default any more: calibrate the store ('speaker calibrate --store DB --from-enrollments') or give "
+              "--threshold T / --target-far F", file=sys.stderr)
+    return kw
+
+
+def gate(args, store):
+    """The store's quality gates with the command's --min-speech / --min-speaker-speech /
+    --min-test-speech."""
+    return store.gate.with_min_speech(getattr(args, "min_speech", None), getattr(args, "min_speaker_speech", None),
+                                      getattr(args, "min_test_speech", None))
 
 
 def as_norm_size(args, n_cohort: int) -> int:
@@ -227,20 +305,28 @@ def as_norm_size(args, n_cohort: int) -> int:
 
 
 def utc(t: float) -> str:
-    """A UNIX time as ISO 8601 UTC."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    """A UNIX time as ISO 8601 UTC (the JSON's format, :func:`speaker._json.iso_time`)."""
+    from .._json import iso_time
+    return iso_time(t)
 
 
-def removed(args, n: int, left: int, unknown: list, what: str) -> int:
-    """--remove's summary; exit 1 (after removing the others) when some ids were unknown."""
-    say(args, f"removed {n} {what}(s); {left} left")
-    if unknown:
-        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+def removed(args, remove, left, what: str) -> int:
+    """--remove, all or nothing: ``remove()`` removes in one transaction and returns how many, or
+    raises KeyError naming the unknown ids (nothing removed: exit 1, saying so); ``left()`` counts
+    what remains."""
+    try:
+        n = remove()
+    except KeyError as exc:
+        unknown = [str(u) for u in exc.args]
+        raise JobError(f"unknown {what}(s): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}; "
+                       f"nothing was removed") from None
+    say(args, f"removed {n} {what}(s); {left()} left")
     return 0
 
 
-def printed_json(args, rows) -> bool:
-    """With --json: print the rows (NamedTuples) as a JSON list and say so."""
+def printed_json(args, rows, face) -> bool:
+    """With --json: print the rows as a JSON list (``face``: a row's JSON, from :mod:`speaker._json`,
+    the field names and ISO 8601 times the HTTP service uses too) and say so."""
     if args.json:
-        print(json.dumps([r._asdict() for r in rows], indent=2))
+        print(json.dumps([face(r) for r in rows], indent=2))
     return bool(args.json)

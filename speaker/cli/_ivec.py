@@ -18,13 +18,14 @@ _INPUT_OPTIONS = (("ubm", "UBM"), ("ivector", "i-vector extractor"), ("plda", "b
                   ("config", "feature configuration"), ("checkpoint", "checkpoint"))
 
 
-def refuse_outputs_that_are_inputs(args, outputs: dict) -> None:
+def refuse_outputs_that_are_inputs(args, outputs: dict, pairs=()) -> None:
     """Before any work: an output (``{"--out": path}``) that is one of the command's input files
-    (through links too) is refused (:func:`speaker._guards.refuse_inputs_as_outputs`)."""
-    from .. import _guards
+    (through links too), an existing file without ``--overwrite``, or something that is not a file
+    to write is refused (:func:`speaker.cli._common.check_outputs`)."""
+    from ._common import check_outputs
     inputs = [(what, getattr(args, name, None)) for name, what in _INPUT_OPTIONS
               if name not in {o.lstrip("-") for o in outputs}]
-    _guards.refuse_inputs_as_outputs(outputs, inputs)
+    check_outputs(args, outputs, inputs, pairs)
 
 
 def add_backend_options(s, *, backend: bool = True) -> None:
@@ -56,7 +57,7 @@ def load_backend(args, ubm, tv, required: bool):
         if required:
             raise JobError("--backend plda needs --plda (the output of 'speaker train-plda')")
         return None
-    return _load(args.plda, ubm, rank=tv.rank)
+    return _load(args.plda, ubm, rank=tv.rank, tv=tv)
 
 
 def ivectors(args, st, ubm, tv, sources, desc: str = "i-vectors") -> dict:
@@ -106,21 +107,22 @@ def speaker_ivectors(args, ubm, config, tv) -> dict:
 def enroll_ivectors(args) -> int:
     """``speaker enroll --backend plda|cosine``: the speakers of ``--enroll`` enrolled in back-end
     space (:func:`speaker.ivector_backend.enrol_speakers`) into a models file."""
-    from pathlib import Path
     from ..ivector_backend import enrol_speakers, save_models
     if not args.out or getattr(args, "store", None):
         raise JobError(f"--backend {args.backend} writes --out NPZ (the speaker store holds GMM-UBM statistics only)")
     refuse_outputs_that_are_inputs(args, {"--out": args.out})
-    if Path(args.out).exists() and not args.overwrite:
-        raise JobError(f"{args.out} exists; give --overwrite to replace it")
+    from ..lists import read_enroll_list
+    from ._common import check_speaker_ids
+    check_speaker_ids(args.enroll, read_enroll_list(args.enroll, args.root))
     ubm, config = load_ubm(args.ubm)
     tv = load_tv(args, ubm)
     be = load_backend(args, ubm, tv, required=args.backend == "plda")
     groups = speaker_ivectors(args, ubm, config, tv)
     if not groups:
         raise JobError("no speaker could be enrolled")
-    models = enrol_speakers(groups, args.backend, be, average=args.average, ubm_fingerprint=tv.ubm_fingerprint)
-    save_models(args.out, models, config)
+    models = enrol_speakers(groups, args.backend, be, average=args.average, ubm_fingerprint=tv.ubm_fingerprint,
+                            ivector_fingerprint=tv.fingerprint)
+    save_models(args.out, models, config, overwrite=args.overwrite)
     say(args, f"enrolled {len(models)} speaker(s) ({args.backend} back-end"
               f"{', averaged i-vectors' if args.average else ''}) -> {args.out}")
     return 0
@@ -141,7 +143,8 @@ def score_ivectors(args) -> int:
     fmt, trials = read_trials(args.trials, args.root, scp)
     if fmt == "kaldi" and not args.models:
         raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll --backend ...')")
-    models = load_models(args.models, args.backend, ubm).as_dict() if fmt == "kaldi" else {}
+    models = (load_models(args.models, args.backend, ubm, tv=tv, backend=be, check_chain=True).as_dict()
+              if fmt == "kaldi" else {})
     sources = [t.test_path for t in trials] + ([t.enrol_path for t in trials] if fmt == "voxceleb" else [])
     if args.norm and not args.cohort:
         raise JobError("--norm needs --cohort LIST")
@@ -174,7 +177,8 @@ def score_ivectors(args) -> int:
         scores = normalise_scores(args.norm, scores, E, C, Z, to_space(be, cohort), pairs, top_n=top_n)
         say(args, f"{args.norm}-norm with {len(cohort)} cohort recordings from {args.cohort} "
                   f"({args.backend} back-end)")
-    write_text_atomic(args.out, "".join(f"{t.model} {t.test} {s:.6f}\n" for t, s in zip(usable, scores)))
+    write_text_atomic(args.out, "".join(f"{t.model} {t.test} {s:.6f}\n" for t, s in zip(usable, scores)),
+                      overwrite=args.overwrite)
     say(args, f"scored {len(usable)} of {len(trials)} trials ({fmt} format, {args.backend} back-end) -> {args.out}")
     return 0
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .._json import cohort_json
 from ._common import JobError, open_store, printed_json, removed, report_skipped, say, feature_cache, utc
 
 NAME = "cohort"
@@ -18,7 +19,7 @@ def add_parser(sub, parents) -> None:
                                    "skipped); without an action, lists the cohort (id, frames, added at, source).")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--add", metavar="LIST", help="add these recordings (audio list: 'path' or 'id path' lines)")
-    g.add_argument("--remove", nargs="+", metavar="ID", help="remove these cohort recordings")
+    g.add_argument("--remove", nargs="+", metavar="ID", help="remove these cohort recordings, all or nothing (an unknown id: nothing is removed, exit 1)")
     g.add_argument("--clear", action="store_true", help="remove the whole cohort")
     s.add_argument("--json", action="store_true", help="list as JSON")
     s.set_defaults(func=run)
@@ -43,12 +44,10 @@ def run(args) -> int:
                 raise JobError("--strict: some cohort recordings could not be added")
             return 0
         if args.remove or args.clear:
-            have = {r.id for r in store.cohort_info()}
-            n = store.remove_cohort(None if args.clear else args.remove)
-            unknown = [] if args.clear else [i for i in dict.fromkeys(args.remove) if i not in have]
-            return removed(args, n, len(store.cohort_info()), unknown, "cohort recording")
+            return removed(args, lambda: store.remove_cohort(None if args.clear else args.remove),
+                           lambda: len(store.cohort_info()), "cohort recording")
         rows = store.cohort_info()
-        if printed_json(args, rows):
+        if printed_json(args, rows, cohort_json):
             return 0
         for r in rows:
             print(f"{r.id} {r.n_frames} {utc(r.added_at)} {r.source}")

@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 
 from .. import _interrupt
-from ._common import JobError, say
+from ._common import JobError, add_overwrite, check_outputs, say
 from ._options import components
 
 NAME = "demo"
@@ -16,6 +16,7 @@ def add_parser(sub, parents) -> None:
                        description="Train a UBM, enrol 6 speakers, score Kaldi- and VoxCeleb-style trials and print "
                                    "EER/minDCF, on the bundled Free Spoken Digit Dataset subset.")
     s.add_argument("--out", metavar="DIR", help="folder for the outputs (default: a new temporary folder)")
+    add_overwrite(s, "--out's earlier outputs")
     s.add_argument("--components", type=components, default=64, metavar="K", help="UBM size (default 64)")
     s.set_defaults(func=run)
 
@@ -40,15 +41,18 @@ def run(args) -> int:
     main = args.main
     fx = fixtures_dir()
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="speaker-demo-"))
+    outputs = ("features.json", "ubm.npz", "models.npz", "scores.txt", "scores_vox.txt")
+    check_outputs(args, {f"--out ({name})": work / name for name in outputs})
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "features.json"
-    write_text_atomic(cfg, FeatureConfig(sample_rate=8000).to_json(indent=2))
-    common = ["--jobs", str(args.jobs)] + (["--quiet"] if args.quiet else [])
+    write_text_atomic(cfg, FeatureConfig(sample_rate=8000).to_json(indent=2), overwrite=args.overwrite)
+    common = ["--jobs", str(args.jobs)] + (["--quiet"] if args.quiet else []) + (["--overwrite"] if args.overwrite
+                                                                               else [])
     steps = [
         ["train-ubm", "--list", str(fx / "ubm.lst"), "--out", str(work / "ubm.npz"),
          "--components", str(args.components), "--config", str(cfg)],
         ["enroll", "--ubm", str(work / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
-         "--out", str(work / "models.npz"), "--overwrite"],
+         "--out", str(work / "models.npz")],
         ["score", "--ubm", str(work / "ubm.npz"), "--models", str(work / "models.npz"),
          "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--top-c", "5"],
         ["score", "--ubm", str(work / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),

@@ -4,10 +4,14 @@ from __future__ import annotations
 import sys
 
 from .. import _guards
-from ._common import JobError, check_strict, feature_cache, load_ubm, open_store, progress, report_skipped, say
+from ._common import (JobError, add_overwrite, check_outputs, check_speaker_ids, check_strict, feature_cache, gate,
+                      load_ubm, open_store, progress, report_skipped, say)
+from ._options import float_option
 from ._ivec import add_backend_options
 
 NAME = "enroll"
+#: The defaults of --min-speech / --min-speaker-speech (speaker.quality's; a test checks they agree).
+DEFAULT_RECORDING_SPEECH, DEFAULT_SPEAKER_SPEECH = 1.0, 10.0
 
 
 def add_parser(sub, parents) -> None:
@@ -18,7 +22,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--enroll", required=True, metavar="ENROLL",
                    help="enrolment list: 'speaker_id path [path ...]' per line")
     s.add_argument("--out", metavar="NPZ", help="speaker models file to write (or --store)")
-    s.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
+    add_overwrite(s)
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in ENROLL to paths")
     add_enroll_options(s)
     add_backend_options(s)
@@ -33,6 +37,13 @@ def add_enroll_options(p) -> None:
                         "the UBM; listed speakers are added, or extended with the new recordings (already "
                         "enrolled recordings are skipped)")
     g.add_argument("--replace", action="store_true", help="with --store: start the listed speakers over")
+    g.add_argument("--min-speech", type=float_option(0.0, 3600.0), metavar="SECONDS",
+                   help="with --store: refuse a recording with less net speech (after VAD) than this (default "
+                        f"{DEFAULT_RECORDING_SPEECH:g} s; docs/quality.md)")
+    g.add_argument("--min-speaker-speech", type=float_option(0.0, 36000.0), metavar="SECONDS",
+                   help="with --store: refuse a speaker whose recordings hold less net speech than this in all "
+                        f"(default {DEFAULT_SPEAKER_SPEECH:g} s). Clipped recordings (over 1 %% of the samples in flat "
+                        "runs at the peak) and noise-only ones (SNR estimate under 5 dB) are refused too (docs/quality.md)")
 
 
 def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
@@ -41,7 +52,7 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
     ``features`` is the command's FeatureCache (features already extracted, errors reported).
     """
     from ..features import FeatureConfig
-    from ..store import StoreError
+    from ..store import EnrolmentRefused, StoreError, StoreUnavailable
     try:
         store = open_store(args, ubm, create=True, config=config or FeatureConfig(),
                            relevance_factor=args.relevance_factor, adapt=args.adapt)
@@ -51,30 +62,49 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
         if (store.relevance_factor, store.adapt) != (args.relevance_factor, args.adapt):
             say(args, f"note: {args.store} derives models with relevance factor {store.relevance_factor:g}, adapt "
                       f"{store.adapt!r} (set when it was created); --relevance-factor/--adapt are not used")
-        done, empty, dup, added = 0, [], 0, 0
+        done, empty, dup, added, refused = 0, [], 0, 0, 0
+        g = gate(args, store)
         for spk, files in spk_files.items():
             paths = [p for _, p in files if p in features.features]
             if not paths:
                 empty.append(spk)
                 continue
             try:
-                res = store.enroll(spk, paths, replace=args.replace, features=features.get)
+                res = store.enroll(spk, paths, replace=args.replace, features=features.get, gate=g)
+            except EnrolmentRefused as exc:
+                refused += _report_refused(exc.result)
+                empty.append(spk)
+                print(f"{exc}", file=sys.stderr)
+                continue
+            except StoreUnavailable as exc:            # every other speaker would fail the same way
+                raise JobError(f"the store cannot be written ({exc}); nothing more was enrolled"
+                               + (f" ({done} speaker(s) were)" if done else "")) from None
             except StoreError as exc:
                 empty.append(spk)
                 print(f"speaker {spk}: {exc}", file=sys.stderr)
                 continue
+            refused += _report_refused(res)
             dup += sum(1 for why in res.skipped.values() if why.startswith("already enrolled"))
             added += len(res.added)
             done += 1
         if empty:
-            print(f"not enrolled (no usable audio): {', '.join(empty)}", file=sys.stderr)
+            print(f"not enrolled: {', '.join(empty)}", file=sys.stderr)
             if args.strict:
                 raise JobError(f"--strict: {len(empty)} speaker(s) could not be enrolled")
+        if refused and args.strict:
+            raise JobError(f"--strict: {refused} recording(s) were refused by the quality gates")
         if not done:
             raise JobError("no speaker could be enrolled")
         say(args, f"enrolled {done} speaker(s), {added} new recording(s), into {args.store} ({len(store)} in the store"
                   f"{f'; {dup} recording(s) already enrolled were skipped' if dup else ''})")
         return 0
+
+
+def _report_refused(res) -> int:
+    """The recordings the quality gates refused, one line each on stderr; how many."""
+    for src, code in res.refused.items():
+        print(f"{src}: refused ({code.replace('_', ' ')}): {res.skipped[src]}", file=sys.stderr)
+    return len(res.refused)
 
 
 def adapt_all(args, ubm, speakers: dict) -> dict:
@@ -89,18 +119,17 @@ def run(args) -> int:
         from ._ivec import enroll_ivectors
         return enroll_ivectors(args)
     from ..lists import read_enroll_list, read_scp
-    from pathlib import Path
     from ..model_io import save_model
     if bool(args.out) == bool(args.store):
         raise JobError("give either --out NPZ (a model file) or --store DB (a speaker store)")
     ubm, config = load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     spk_files = read_enroll_list(args.enroll, args.root, scp)
-    _guards.refuse_inputs_as_outputs({"--out": args.out, "--store": args.store}, [("UBM", args.ubm), ("enrolment list", args.enroll),
-                                     ("scp", args.scp)] + [("listed file", p) for f in spk_files.values()
-                                                           for _, p in f])
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise JobError(f"{args.out} exists; give --overwrite to replace it (or --store DB to add speakers to a store)")
+    check_speaker_ids(args.enroll, spk_files)
+    inputs = [("UBM", args.ubm), ("enrolment list", args.enroll), ("scp", args.scp)] + [
+        ("listed file", p) for f in spk_files.values() for _, p in f]
+    _guards.refuse_inputs_as_outputs({"--store": args.store}, inputs)
+    check_outputs(args, {"--out": args.out}, inputs)
     with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
         fc.load([p for files in spk_files.values() for _, p in files], desc="features")
     report_skipped(args, fc.errors)
@@ -115,7 +144,7 @@ def run(args) -> int:
         check_strict(args, dict.fromkeys(empty))
     if not models:
         raise JobError("no speaker could be enrolled")
-    save_model(args.out, models, ubm=ubm, config=config)
+    save_model(args.out, models, ubm=ubm, config=config, overwrite=args.overwrite)
     say(args, f"enrolled {len(models)} speaker(s) (relevance factor {args.relevance_factor:g}, "
               f"adapt {args.adapt!r}) -> {args.out}")
     return 0

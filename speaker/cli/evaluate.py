@@ -5,8 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .. import _guards
-from ._common import JobError, calibration
+from ._common import JobError, add_overwrite, calibration, check_outputs
 from ._options import prob
 
 NAME = "eval"
@@ -25,6 +24,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--det", metavar="PNG",
                    help="also draw the DET curves (one per score file, EER in the legend below the plot) to this PNG "
                         "(needs matplotlib)")
+    add_overwrite(s, "--det")
     s.add_argument("--label", action="append", metavar="NAME",
                    help="name of a system in the tables and the DET legend; repeat it once per --scores file, in the "
                         "same order (--label GMM --label PLDA); default: the score files' names")
@@ -130,8 +130,7 @@ def _systems(args) -> list[tuple[str, str]]:
 
 def run(args) -> int:
     from ..lists import read_trials
-    _guards.refuse_inputs_as_outputs({"--det": args.det}, [("score file", p) for p in args.scores]
-                                     + [("trial list", args.trials)])
+    check_outputs(args, {"--det": args.det}, [("score file", p) for p in args.scores] + [("trial list", args.trials)])
     _, trials = read_trials(args.trials, args.root)
     systems = {name: _matched(p, trials) for name, p in _systems(args)}
     tables = {name: {**metrics_table(s, lab), **eval_metrics(args, s, lab)}
@@ -143,6 +142,6 @@ def run(args) -> int:
         print("\n\n".join(t if len(text) == 1 else f"== {name}\n{t}" for name, t in text.items()))
     if args.det:
         from ..det import save_det_plots
-        save_det_plots(args.det, systems)
+        save_det_plots(args.det, systems, overwrite=args.overwrite)
         print(f"DET plot of {len(systems)} system(s) written to {args.det}", file=sys.stderr)
     return 0

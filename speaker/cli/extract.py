@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import _guards
-from ._common import JobError, check_strict, feature_config, report_skipped, say, feature_cache
+from ._common import (JobError, add_overwrite, check_outputs, check_strict, feature_cache, feature_config,
+                      report_skipped, say)
 
 NAME = "extract"
 
@@ -17,13 +18,15 @@ def add_parser(sub, parents) -> None:
                    help="audio list: one path per line, or 'utt_id path' (Kaldi wav.scp)")
     dest = s.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", metavar="DIR", help="folder for .npy files")
-    dest.add_argument("--ark", metavar="ARK", help="Kaldi archive to write (the .scp index goes beside it)")
+    dest.add_argument("--ark", metavar="ARK", help="Kaldi archive to write (the .scp index goes beside it; both "
+                                                   "appear together when the archive is complete)")
+    add_overwrite(s, "--ark, or the .npy files and feats.lst in --out,")
     s.set_defaults(func=run)
 
 
 def run(args) -> int:
     import numpy as np
-    from .._atomic import atomic_path, write_text_atomic
+    from .._atomic import atomic_path, write_ark_scp, write_text_atomic
     from ..lists import format_line, read_audio_list
     config = feature_config(args)
     entries = list(dict.fromkeys(read_audio_list(args.list, args.root)))
@@ -31,8 +34,8 @@ def run(args) -> int:
     outs = ({"--ark": args.ark, "--ark (its .scp index)": Path(args.ark).with_suffix(".scp")} if args.ark else
             {"--out": Path(args.out) / "feats.lst", **{f"--out ({n}.npy)": Path(args.out) / f"{n}.npy"
                                                       for n in names.values()}})
-    _guards.refuse_inputs_as_outputs(outs, [("list", args.list), ("config", args.config)]
-                                     + [("listed file", p) for _, p in entries])
+    check_outputs(args, outs, [("list", args.list), ("config", args.config)] + [("listed file", p) for _, p in entries],
+                  pairs=("--ark", "--ark (its .scp index)"))
     with feature_cache(args, config) as fc:
         fc.load([p for _, p in entries], desc="features")
     report_skipped(args, fc.errors)
@@ -41,23 +44,18 @@ def run(args) -> int:
     if not ok:
         raise JobError("no usable audio in the list")
     if args.ark:
-        import kaldiio
-        ark = Path(args.ark)
-        scp = ark.with_suffix(".scp")
-        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-            for key, p in ok:
-                writer(names[(key, p)], fc.features[p])
-        say(args, f"wrote {len(ok)} feature matrices to {ark} (index {scp})")
+        scp = write_ark_scp(args.ark, ((names[(key, p)], fc.features[p]) for key, p in ok), overwrite=args.overwrite)
+        say(args, f"wrote {len(ok)} feature matrices to {args.ark} (index {scp})")
     else:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         lines = []
         for key, p in ok:
             target = out / f"{names[(key, p)]}.npy"
-            with atomic_path(target) as tmp:
+            with atomic_path(target, overwrite=args.overwrite) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, fc.features[p])
             lines.append(format_line(key, str(target.resolve())))
-        write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n")
+        write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n", overwrite=args.overwrite)
         say(args, f"wrote {len(ok)} feature files to {out} (list: {out / 'feats.lst'})")
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import JobError, check_strict, load_ubm, report_skipped, say, feature_cache
+from ._common import JobError, add_overwrite, check_strict, feature_cache, load_ubm, report_skipped, say
 
 NAME = "extract-ivectors"
 
@@ -18,16 +18,20 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--list", required=True, metavar="LIST", help="audio list: one path per line, or 'utt_id path'")
     dest = s.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", metavar="NPZ", help=".npz file to write")
-    dest.add_argument("--ark", metavar="ARK", help="Kaldi archive to write (the .scp index goes beside it)")
+    dest.add_argument("--ark", metavar="ARK", help="Kaldi archive to write (the .scp index goes beside it; both "
+                                                   "appear together when the archive is complete)")
+    add_overwrite(s, "--out / --ark")
     s.set_defaults(func=run)
 
 
 def run(args) -> int:
     import numpy as np
-    from .._atomic import atomic_path
+    from .._atomic import atomic_path, write_ark_scp
     from ..lists import read_audio_list
     from ._ivec import IVECTORS_FORMAT, ivectors, load_tv, refuse_outputs_that_are_inputs
-    refuse_outputs_that_are_inputs(args, {"--out": args.out, "--ark": args.ark})
+    outputs = ({"--ark": args.ark, "--ark (its .scp index)": Path(args.ark).with_suffix(".scp")} if args.ark
+               else {"--out": args.out})
+    refuse_outputs_that_are_inputs(args, outputs, pairs=("--ark", "--ark (its .scp index)"))
     ubm, config = load_ubm(args.ubm)
     tv = load_tv(args, ubm)
     entries = read_audio_list(args.list, args.root)
@@ -40,17 +44,10 @@ def run(args) -> int:
         raise JobError("no usable audio in the list")
     ids = [k.replace("/", "_") if k == p else k for k, p in ok]
     if args.ark:
-        import kaldiio
-        ark = Path(args.ark)
-        scp = ark.with_suffix(".scp")
-        with atomic_path(ark) as tmp_ark, atomic_path(scp) as tmp_scp:
-            with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-                for key, (_, p) in zip(ids, ok):
-                    writer(key, vecs[p])
-            tmp_scp.write_text(tmp_scp.read_text().replace(str(tmp_ark), str(ark)))
-        say(args, f"wrote {len(ok)} i-vectors to {ark} (index {scp})")
+        scp = write_ark_scp(args.ark, ((key, vecs[p]) for key, (_, p) in zip(ids, ok)), overwrite=args.overwrite)
+        say(args, f"wrote {len(ok)} i-vectors to {args.ark} (index {scp})")
     else:
-        with atomic_path(args.out) as tmp, open(tmp, "wb") as f:
+        with atomic_path(args.out, overwrite=args.overwrite) as tmp, open(tmp, "wb") as f:
             np.savez(f, format=np.array(IVECTORS_FORMAT), ubm_fingerprint=np.array(tv.ubm_fingerprint),
                      ids=np.array(ids, dtype=str), ivectors=np.array([vecs[p] for _, p in ok]))
         say(args, f"wrote {len(ok)} i-vectors of dimension {tv.rank} -> {args.out}")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from .. import _guards
-from ._common import STORE_HELP, JobError, add_top_c, as_norm_size, check_strict, load_ubm, open_store, progress, report_skipped, say, feature_cache
+from ._common import (STORE_HELP, JobError, add_overwrite, add_top_c, as_norm_size, check_outputs, check_strict,
+                      feature_cache, load_ubm, open_store, progress, report_skipped, say, store_file)
 from ._ivec import add_backend_options
 from .enroll import adapt_all
 from ._options import int_option
@@ -23,6 +23,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--trials", required=True, metavar="TRIALS",
                    help="trial list, Kaldi style (model_id test_path [label]) or VoxCeleb style (label enrol test)")
     s.add_argument("--out", required=True, metavar="TXT", help="score file to write")
+    add_overwrite(s)
     add_top_c(s)
     s.add_argument("--scp", metavar="SCP", help="Kaldi wav.scp mapping utterance ids used in TRIALS to paths")
     add_score_options(s)
@@ -124,10 +125,10 @@ def _score(args, db) -> int:
     ubm, config = (db.ubm, db.config) if db is not None else load_ubm(args.ubm)
     scp = read_scp(args.scp) if args.scp else None
     fmt, trials = read_trials(args.trials, args.root, scp)
-    _guards.refuse_inputs_as_outputs({"--out": args.out}, [("UBM", args.ubm), ("models file", args.models),
-                                     ("trial list", args.trials), ("scp", args.scp),
-                                     ("speaker store", args.store), ("cohort list", args.cohort)]
-                                     + [("listed file", p) for t in trials for p in (t.test_path, t.enrol_path)])
+    check_outputs(args, {"--out": args.out}, [("UBM", args.ubm), ("models file", args.models),
+                  ("trial list", args.trials), ("scp", args.scp),
+                  ("speaker store", store_file(args.store) if args.store else None), ("cohort list", args.cohort)]
+                  + [("listed file", p) for t in trials for p in (t.test_path, t.enrol_path)])
     skipped: dict[str, str] = {}
     with feature_cache(args, config, dim=ubm.means_.shape[1]) as fc:
         if fmt == "voxceleb":
@@ -173,7 +174,7 @@ def _score(args, db) -> int:
     check_strict(args, {**fc.errors, **skipped})
     if not rows:
         raise JobError("no trial could be scored")
-    write_text_atomic(args.out, "\n".join(rows) + "\n")
+    write_text_atomic(args.out, "\n".join(rows) + "\n", overwrite=args.overwrite)
     say(args, f"scored {len(rows)} of {len(trials)} trials ({fmt} format"
               f"{', --top-c ' + str(args.top_c) if args.top_c else ''}) -> {args.out}")
     return 0

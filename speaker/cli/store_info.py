@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from .. import _guards
 from .._reasons import reason
-from ._common import JobError, open_store, say
+from ._common import add_overwrite, check_outputs, open_store, say, store_file
+from .calibrate import formula
 
 NAME = "store-info"
 
@@ -24,7 +23,11 @@ def add_parser(sub, parents) -> None:
                    help="model files to compare with the store's UBM: prints the fingerprint of each UBM file (or of "
                         "the UBM a speaker models file was adapted from) and whether it is the store's")
     s.add_argument("--export-ubm", metavar="NPZ", help="write the store's UBM (with its feature configuration) here")
-    s.add_argument("--overwrite", action="store_true", help="let --export-ubm replace an existing file")
+    add_overwrite(s, "--export-ubm")
+    s.add_argument("--upgrade", action="store_true",
+                   help="upgrade a store made by an earlier version to this version's format, in one transaction "
+                        "(one-way: earlier versions cannot open it afterwards, so copy the store first to keep the "
+                        "old one; docs/store.md, 'Format versions')")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=run)
 
@@ -46,12 +49,15 @@ def _ubm_files(paths: list[str], fingerprint: str) -> dict[str, dict]:
 
 def run(args) -> int:
     if args.export_ubm:
-        _guards.refuse_inputs_as_outputs({"--export-ubm": args.export_ubm}, [("speaker store", args.store)])
-        if Path(args.export_ubm).exists() and not args.overwrite:
-            raise JobError(f"{args.export_ubm} exists; give --overwrite to replace it")
-    with open_store(args) as store:
+        check_outputs(args, {"--export-ubm": args.export_ubm}, [("speaker store", store_file(args.store))])
+    with open_store(args, upgrade=args.upgrade) as store:
+        if args.upgrade:
+            say(args, f"{args.store}: " + ("upgraded to format 2: recordings enrolled from now on keep their "
+                                            "statistics, features and quality measures (docs/store.md)" if store.upgraded
+                                            else "format 2 already, nothing to upgrade"))
         rows = store.speakers()
-        cal = store.calibration
+        cal = store.current_calibration()
+        n_cal = len(store.calibrations())
         info = {"store": str(args.store), "ubm_fingerprint": store.fingerprint,
                 "ubm_components": int(store.K), "feature_dim": int(store.D),
                 "covariance_type": store.ubm.covariance_type,
@@ -59,12 +65,14 @@ def run(args) -> int:
                 "relevance_factor": store.relevance_factor, "adapt": store.adapt,
                 "n_speakers": len(rows), "n_imported_models": sum(r.kind == "model" for r in rows),
                 "n_cohort": len(store.cohort_info()),
-                "calibration": None if cal is None else {"a": cal.a, "b": cal.b, "prior": cal.prior}}
+                "calibration": None if cal is None else {"id": cal.id, "a": cal.calibration.a, "b": cal.calibration.b,
+                                                         "prior": cal.calibration.prior, "fitted_on": cal.fitted_on},
+                "calibrations_kept": n_cal}
         if args.ubm:
             info["ubm_files"] = _ubm_files(args.ubm, store.fingerprint)
         if args.export_ubm:
             from ..model_io import save_model
-            save_model(args.export_ubm, store.ubm, config=store.config)
+            save_model(args.export_ubm, store.ubm, config=store.config, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -78,8 +86,10 @@ def run(args) -> int:
         print(f"{'speakers':16s} {info['n_speakers']}"
               + (f" ({info['n_imported_models']} imported models)" if info["n_imported_models"] else ""))
         print(f"{'cohort':16s} {info['n_cohort']} recordings")
-        print(f"{'calibration':16s} " + ("none" if cal is None else
-                                          f"llr = {cal.a:.6g} * score + {cal.b:.6g} (prior {cal.prior:g})"))
+        print(f"{'calibration':16s} " + ("none: decisions are 'undecided' without --threshold ('speaker calibrate "
+                                          "--store DB --from-enrollments')" if cal is None else
+                                          f"{cal.id}: {formula(cal.calibration)} (prior {cal.calibration.prior:g}); "
+                                          f"{n_cal} kept ('speaker calibrate --show')"))
         for p, u in info.get("ubm_files", {}).items():
             if "error" in u:
                 print(f"{p}: {u['error']}")

@@ -1,7 +1,7 @@
 """``speaker train-plda``: the i-vector back-end (centring, LDA, WCCN, length norm, PLDA)."""
 from __future__ import annotations
 
-from ._common import JobError, load_ubm, say
+from ._common import JobError, add_overwrite, load_ubm, say
 from ._options import int_option
 
 NAME = "train-plda"
@@ -16,6 +16,7 @@ def add_parser(sub, parents) -> None:
     s.add_argument("--ivector", required=True, metavar="NPZ", help="i-vector extractor from 'speaker train-ivector'")
     s.add_argument("--enroll", required=True, metavar="ENROLL", help="training speakers: 'speaker_id path [path ...]' per line")
     s.add_argument("--out", required=True, metavar="NPZ", help="back-end file to write")
+    add_overwrite(s)
     s.add_argument("--lda-dim", type=int_option(1), metavar="D", help="reduce to D dimensions by LDA first (default: no LDA)")
     s.add_argument("--wccn", action="store_true", help="apply within-class covariance normalisation (after LDA)")
     s.add_argument("--plda-iters", type=int_option(0), default=10, metavar="N", help="PLDA EM passes (default 10)")
@@ -39,8 +40,8 @@ def run(args) -> int:
     X = np.concatenate(list(groups.values()))
     y = np.concatenate([[spk] * len(g) for spk, g in groups.items()])
     be = train_backend(X, y, lda_dim=args.lda_dim, wccn=args.wccn, plda_iters=args.plda_iters)
-    be.ubm_fingerprint = tv.ubm_fingerprint
-    save_backend(args.out, be, config)
+    be.ubm_fingerprint, be.ivector_fingerprint = tv.ubm_fingerprint, tv.fingerprint
+    save_backend(args.out, be, config, overwrite=args.overwrite)
     say(args, f"PLDA back-end: {len(X)} i-vectors of {len(speakers)} speakers, dimension {tv.rank}"
               f"{f' -> LDA {args.lda_dim}' if args.lda_dim else ''}{', WCCN' if args.wccn else ''} -> {args.out}")
     return 0

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import _guards
-from ._common import JobError, check_strict, feature_config, progress, report_skipped, resume_hint, say
+from ._common import (JobError, add_overwrite, check_outputs, check_strict, feature_config, progress,
+                      refuse_old_checkpoint, report_skipped, resume_hint, say)
 from ..limits import MAX_COMPONENTS
 from ._options import components, float_option, int_option, max_threads
 
@@ -24,6 +25,7 @@ def add_parser(sub, parents) -> None:
                                    ".npy feature files and Kaldi 'file.ark:offset' entries work too.")
     s.add_argument("--list", required=True, metavar="LIST", help="audio list")
     s.add_argument("--out", required=True, metavar="NPZ", help="UBM file to write")
+    add_overwrite(s, "--out (and an old --checkpoint)")
     s.add_argument("--components", type=components, default=512, metavar="K",
                    help=f"number of Gaussians, at most {MAX_COMPONENTS} (default 512; 64 to 2048 are customary)")
     s.add_argument("--iters", type=int_option(0, 100_000), default=10, metavar="N", help="EM iterations at the final size (default 10)")
@@ -106,10 +108,10 @@ def _dask_features(args, sources, config, out: Path, stack: contextlib.ExitStack
 
 def _train(args, prepared: _Features, config, checkpoint: Path):
     """EM with a checkpoint after every pass; on Ctrl-C, say how to resume."""
-    from ..ubm import CheckpointError, read_checkpoint, train_ubm
+    from ..ubm import CheckpointError, train_ubm
     inputs = _guards.inputs_fingerprint(config.to_json(), prepared.used, prepared.features)
     try:
-        with resume_hint(NAME, checkpoint, read_checkpoint):
+        with resume_hint(NAME, checkpoint):
             return train_ubm(prepared.features, args.components, init=args.init, n_iter=args.iters,
                              var_floor=args.var_floor, random_state=args.seed, n_threads=args.threads,
                              progress=progress(args), checkpoint=checkpoint, resume=args.resume,
@@ -129,9 +131,10 @@ def run(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.npz")
     if checkpoint.resolve() == out.resolve():
         raise JobError("--checkpoint must differ from --out")
-    _guards.refuse_inputs_as_outputs({"--out": out, "--checkpoint": checkpoint},
-                                     [("list", args.list), ("config", args.config)]
-                                     + [("listed file", s) for s in sources])
+    inputs = [("list", args.list), ("config", args.config)] + [("listed file", s) for s in sources]
+    _guards.refuse_inputs_as_outputs({"--checkpoint": checkpoint}, inputs)
+    check_outputs(args, {"--out": out}, inputs)
+    refuse_old_checkpoint(args, checkpoint)
     if args.resume and not checkpoint.exists():
         say(args, f"no checkpoint {checkpoint}: starting from the beginning")
     prepare = _dask_features if (args.scheduler or args.dask_workers) else _local_features
@@ -144,7 +147,7 @@ def run(args) -> int:
         if prepared.n_frames < args.components:
             raise JobError(f"only {prepared.n_frames} speech frames for {args.components} components")
         ubm = _train(args, prepared, config, checkpoint)
-    save_model(args.out, ubm, config=config)
+    save_model(args.out, ubm, config=config, overwrite=args.overwrite)
     checkpoint.unlink(missing_ok=True)
     say(args, f"UBM: {ubm.n_components} components x {ubm.means_.shape[1]} dims from {len(prepared.used)} files "
               f"({prepared.n_frames} frames {prepared.where}, {len(prepared.errors)} skipped); average "
