@@ -11,11 +11,14 @@ speakers, or over time into a speaker store.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, GMMStats
+from gmmext import GMMStats
+
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture
 
 #: Utterances per core call when they are not all handed over at once.
 BATCH_UTTERANCES = 256

@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable
 from typing import TypeAlias
 
-import librosa
 import numpy as np
 import soundfile as sf
 
@@ -154,6 +153,20 @@ def _remove_dc(y: np.ndarray) -> None:
     y -= np.float32(y.mean(dtype=np.float64))
 
 
+def resample(y: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """``y`` (samples,) resampled from ``orig_rate`` to ``target_rate`` Hz: float32, contiguous,
+    ``ceil(len(y) * target_rate / orig_rate)`` samples.
+
+    The same samples as ``librosa.resample(y, orig_sr=..., target_sr=..., res_type="soxr_hq")``
+    (soxr's high-quality band-limited resampler, the length fixed by zero padding or trimming),
+    called directly: importing ``librosa.core`` compiles numba functions, a second's start-up
+    for a command that verifies one recording."""
+    import soxr
+    n = int(np.ceil(y.shape[0] * float(target_rate) / orig_rate))
+    out = np.ascontiguousarray(soxr.resample(y, orig_rate, target_rate, quality="soxr_hq")[:n], dtype=np.float32)
+    return out if out.shape[0] == n else np.pad(out, (0, n - out.shape[0]))
+
+
 def _load(
     source: AudioSource, sample_rate: int | None, target_rate: int,
     native: Callable[[np.ndarray, int], None] | None = None,
@@ -207,8 +220,7 @@ def _load(
     if native_rate != target_rate:
         if not MIN_RATE <= target_rate <= MAX_RATE:
             raise ValueError(f"target_rate must be in [{MIN_RATE}, {MAX_RATE}] Hz, got {target_rate}")
-        y = librosa.resample(y, orig_sr=native_rate, target_sr=target_rate, res_type="soxr_hq")
-        y = np.ascontiguousarray(y, dtype=np.float32)
+        y = resample(y, native_rate, target_rate)
         _remove_dc(y)  # remove the tiny residual offset the filter can leave
     return y, native_rate, name
 
@@ -235,7 +247,7 @@ def load_audio(
         for a file (the rate is read from the file header).
     target_rate : int
         Output sample rate in Hz. When it differs from the native rate, the signal is resampled
-        with ``librosa.resample(res_type="soxr_hq")``.
+        with :func:`resample` (``librosa.resample(res_type="soxr_hq")``'s result).
 
     Returns
     -------

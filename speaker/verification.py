@@ -28,11 +28,12 @@ one scores a recording against them and applies the decision rule.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
-from gmmext import ModelStack
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import ModelStack
 
 from ._batch import sum_in_order
 from .adapt import map_from_stats, map_parameters
@@ -370,6 +371,7 @@ class StoreScoring:
 
     def _stack_of(self, ids: Sequence[str]) -> ModelStack:
         """One ModelStack of the speakers ``ids`` from their rows (see :meth:`_all_stacks`)."""
+        from gmmext import ModelStack
         K, D, dtype = self.K, self.D, self.ubm.means_.dtype
         rows = [self._row(i) for i in ids]
         W, MU = np.empty((len(ids), K), dtype), np.empty((len(ids), K, D), dtype)
