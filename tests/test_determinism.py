@@ -178,11 +178,12 @@ def test_store_verify_equals_identify_top_c(tmp_path, adapt):
     """The speaker store's two endpoints on the same speaker and recording: ``verify`` scores a
     stack of one model, ``identify`` (``scores_all``) stacks of many built from the stored
     statistics, in batches of 1, 2 or all: the same bits (top-C)."""
+    from speaker.gates import NO_GATE
     from speaker.store import SpeakerStore
     rng = np.random.default_rng(41)
     X = np.concatenate([rng.normal(loc=c, size=(600, D)) for c in (-2, 0, 2)]).astype(np.float32)
     ubm = GaussianMixture(K, covariance_type="diag", random_state=0, max_iter=10, tol=1e-2).fit(X)
-    st = SpeakerStore(tmp_path / "s.db", ubm, adapt=adapt, top_c=3)
+    st = SpeakerStore(tmp_path / "s.db", ubm, adapt=adapt, top_c=3, gate=NO_GATE)  # 2 s per speaker
     for i in range(7):
         centre = rng.normal(scale=1.5, size=D)
         st.enroll(f"s{i}", [(centre + rng.normal(size=(200, D))).astype(np.float32) for _ in range(2)])
