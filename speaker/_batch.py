@@ -28,10 +28,7 @@ def sum_in_order(stats: Sequence[GMMStats]) -> GMMStats:
     """``stats[0] + stats[1] + ...`` (left to right); ValueError when empty."""
     if not stats:
         raise ValueError("no feature arrays to accumulate")
-    total = stats[0]
-    for s in stats[1:]:
-        total = total + s
-    return total
+    return GMMStats.total(stats)
 
 
 def recording_stats(ubm: GaussianMixture, X: np.ndarray, *, check_input: bool = True) -> GMMStats:
