@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEECH = ("librosa", "soundfile", "numba", "llvmlite", "kaldiio", "tqdm", "sqlalchemy")
+SPEECH = ("librosa", "soundfile", "av", "soxr", "numba", "llvmlite", "kaldiio", "tqdm", "sqlalchemy")
 
 
 def sh(cmd: list, **kw) -> subprocess.CompletedProcess:

@@ -98,6 +98,8 @@ def main(argv=None) -> None:
     ap.add_argument("--components", type=int, default=512)
     ap.add_argument("--runs", type=int, default=200, help="verify calls (default 200)")
     ap.add_argument("--speakers", default="100,1000,3000,10000", help="identify store sizes")
+    ap.add_argument("--exact-speakers", default="300,1000",
+                    help="exact-identify store sizes (memory kept by the open store; '' to skip)")
     ap.add_argument("--enrol", type=int, default=1000, help="speakers enrolled x 5 recordings (default 1000)")
     ap.add_argument("--top-c", type=int, default=5)
     ap.add_argument("--work", type=Path, help="folder for the stores (default: a temporary one, removed)")
@@ -107,6 +109,8 @@ def main(argv=None) -> None:
     from speaker import extract_features, llr
     from speaker.gates import NO_GATE
     from speaker.store import SpeakerStore as _Store
+    from speaker import limits
+    STORE_CACHE_MB = getattr(limits, "STORE_CACHE_MB", "no")
 
     def SpeakerStore(*args, **kwargs):                 # speed, not the quality gates (3-s cuts, synthetic statistics)
         return _Store(*args, gate=NO_GATE, **kwargs)
@@ -210,7 +214,7 @@ def main(argv=None) -> None:
     db = work / "identify.db"
     st = SpeakerStore(db, ubm, config=cfg)
     n_have = 0
-    for S in [int(x) for x in a.speakers.split(",")]:
+    for S in [int(x) for x in a.speakers.split(",") if x]:
         while n_have < S:
             scale = rng.uniform(0.5, 2.0)
             fake = GMMStats(base.n * scale, base.sum_x * scale, base.sum_xx * scale, base.loglik * scale,
@@ -228,8 +232,10 @@ def main(argv=None) -> None:
             reader.identify(test, 5)
             ts.append(time.perf_counter() - t0)
         later = float(np.median(ts))
-        stacks = reader._all_stacks(1024)[1]
-        stack_mb = sum(x.nbytes for x in stacks) / 2 ** 20
+        kept = reader._all_stacks(reader._batch_size(1024))[2]
+        stack_mb = sum(x.nbytes for x in kept if x is not None) / 2 ** 20
+        stacks = [reader._stack_of(reader._all_stacks(reader._batch_size(1024))[1][s:s + 1024])
+                  for s in range(0, S, 1024)] if S <= 1000 else kept
         Xt = reader.features(test)
         idx, _ = ubm.top_components(Xt, a.top_c)
         ratio_gen = ""
@@ -253,6 +259,36 @@ def main(argv=None) -> None:
         reader.close()
         del reader
     st.close()
+
+    # ------------------------------------------------------------------ exact identify: memory kept
+    say()
+    say(f"identify one 3-s recording among S speakers, exact scoring (the default), in the same store: first call, "
+        f"later calls (median of 3), what the open store keeps (cache MB, bound {STORE_CACHE_MB} MB) and the "
+        "process's RSS growth over the calls (MB, and KB per speaker)")
+    say(f"  {'S':>6s} {'first call s':>13s} {'later calls s':>14s} {'us/speaker':>11s} {'cache MB':>9s} "
+        f"{'RSS +MB':>8s} {'KB/speaker':>11s}")
+    for S in [int(x) for x in a.exact_speakers.split(",") if x]:
+        small = work / f"exact{S}.db"
+        st = SpeakerStore(small, ubm, config=cfg)
+        for s in range(S):
+            scale = rng.uniform(0.5, 2.0)
+            fake = GMMStats(base.n * scale, base.sum_x * scale, base.sum_xx * scale, base.loglik * scale,
+                            base.n_samples * scale)
+            st.enroll_statistics(f"spk{s:05d}", [("<synthetic>", hashlib.sha256(f"x{s}".encode()).hexdigest(), fake)])
+        st.close()
+        reader = SpeakerStore(small)
+        reader.features(test)
+        cur0 = current_rss_mb()
+        t0 = time.perf_counter()
+        reader.identify(test, 5)
+        first = time.perf_counter() - t0
+        later = median_time(lambda: reader.identify(test, 5), 3)
+        grown = current_rss_mb() - cur0
+        cache = getattr(reader, "cache_nbytes", None)
+        say(f"  {S:6d} {first:13.2f} {later:14.3f} {1e6 * later / S:11.1f} "
+            f"{'n/a' if cache is None else f'{cache / 2 ** 20:.0f}':>9s} {grown:8.0f} {1024 * grown / S:11.0f}")
+        reader.close()
+        del reader
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
     say.write(a.out)

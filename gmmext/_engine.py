@@ -391,3 +391,16 @@ class CoreCache:
             eng = engines[key] = Engine(dtype, n_features, n_components, chunk_size, n_threads,
                                         self.sparse_limit, kind)
         return eng
+
+    def share_engines(self, other: "CoreCache") -> None:
+        """Use ``other``'s engines (per thread and setting) from now on instead of this cache's
+        own: an engine holds work buffers only, and a thread's calls run one after another."""
+        self._local = other._local
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays kept besides the engines: the parameter snapshot and the matrices."""
+        with self._lock:
+            arrays = [a for a in (self._snapshot or ()) if a is not None]
+            arrays += [a for m in self._matrices.values() for a in m if isinstance(a, np.ndarray)]
+        return sum(a.nbytes for a in arrays)

@@ -1107,6 +1107,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out["dtype"] = X.dtype
         return out
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this estimator holds between calls: its fitted attributes
+        (``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``, ...) and the core's
+        matrices derived from them; not the per-thread work buffers (see :meth:`share_buffers`)."""
+        own = sum(v.nbytes for k, v in vars(self).items() if k.endswith("_") and isinstance(v, np.ndarray))
+        cache = vars(self).get("_core")
+        return own + (cache.nbytes if cache is not None else 0)
+
+    def share_buffers(self, owner: "GaussianMixture") -> None:
+        """Score and fit with ``owner``'s per-thread work buffers (the core's engines: about
+        ``(2 chunk + 2 K) (2 D)`` values per thread and setting) instead of keeping a set of its
+        own: a holder of many models (a cache of speaker models sharing their UBM's buffers)
+        keeps one set per thread, not one per model and thread.  Results do not change (an
+        engine's results never depend on its earlier use; a thread's calls run one after another)."""
+        self._core_cache().share_engines(owner._core_cache())
+
     def score_samples(self, X: ArrayLike, *, check_input: bool = True) -> np.ndarray:
         """Log-likelihood ``log p(x)`` (nats) of each sample, shape (n_samples,).
 

@@ -171,9 +171,21 @@ class ModelStack:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the matrices prepared so far (every dtype stacked)."""
+        """Bytes of the arrays the stack holds: the matrices prepared so far (every dtype
+        stacked) and the stacked parameters they are built from (``from_parameters``' arrays, or
+        the models' stacked once scored)."""
+        params = [a for a in (self._params or ())[:3] if isinstance(a, np.ndarray)]
         return sum(a.nbytes for st in self._cache.values() for part in (st.shared_m, st.general_m)
-                   for a in part if isinstance(a, np.ndarray))
+                   for a in part if isinstance(a, np.ndarray)) + sum(a.nbytes for a in params)
+
+    def release_parameters(self) -> None:
+        """Drop the stacked parameter arrays once the matrices of the dtypes to be scored are
+        prepared (a first :meth:`top_c_loglik` in each): scoring needs only the matrices, and for
+        mean-adapted models the parameters are as large again (a holder of many stacks keeps half
+        the memory).  A stack built from models stacks them again if another dtype is asked for;
+        one from :meth:`from_parameters` raises ``ValueError`` then."""
+        if self._cache:
+            self._params = None
 
     def _shares(self, m) -> bool:
         """``m`` has exactly the reference's diagonal variances (the shared path)."""
@@ -189,6 +201,9 @@ class ModelStack:
         component in the stack type's layout (variances (S2, K, D) for "diag" / "spherical",
         matrices (S2, K, D, D) for "full").  From models: their arrays, taken when first needed."""
         if self._params is None:
+            if self.models is None:
+                raise ValueError("this stack's parameters were released (release_parameters): it scores "
+                                 f"only the dtypes prepared before, {[str(d) for d in self._cache]}")
             ms = self.models
             kind = cv.get(self.reference.covariance_type)
             shared = np.array([self._shares(m) for m in ms], dtype=bool)

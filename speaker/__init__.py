@@ -2,7 +2,8 @@
 
 The recipe, one module per step:
 
-* :mod:`speaker.audio`    - ``load_audio``: any libsndfile format to mono float32 at a fixed rate.
+* :mod:`speaker.audio`    - ``load_audio``, ``decode_bytes``: files, uploads and signals to mono float32
+  at a fixed rate (WAV, FLAC, Ogg, WebM, MP4/M4A, MP3, ...), in bounded memory.
 * :mod:`speaker.features` - ``FeatureConfig``, ``extract_features``: MFCC + deltas, energy VAD, CMVN.
 * :mod:`speaker.quality`  - ``Quality``, ``QualityGates``: net speech, clipping, SNR, noise only
   (``extract_features_and_quality`` measures them in the same pass as the features).
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "map_adapt": "adapt", "map_adapt_many": "adapt",
-    "AudioError": "audio", "load_audio": "audio",
+    "AudioError": "audio", "AudioTooLong": "audio", "load_audio": "audio", "decode_bytes": "audio",
     "FeatureConfig": "features", "extract_features": "features", "extract_features_and_quality": "features",
     "Quality": "quality", "QualityGates": "quality",
     "ModelError": "model_io", "ModelFile": "model_io", "load_model": "model_io", "save_model": "model_io",
@@ -64,7 +65,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapt import map_adapt, map_adapt_many
-    from .audio import AudioError, load_audio
+    from .audio import AudioError, AudioTooLong, decode_bytes, load_audio
     from .features import FeatureConfig, extract_features, extract_features_and_quality
     from .model_io import ModelError, ModelFile, load_model, save_model
     from .quality import Quality, QualityGates

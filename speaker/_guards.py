@@ -146,6 +146,8 @@ def inputs_fingerprint(config_json: str, sources: Iterable[str], features=None) 
                     hashed[f] = file_digest(f)
                 except OSError as exc:
                     hashed[f] = f"unreadable {exc.errno}"
+                except ValueError:                   # a FIFO or a device: never read
+                    hashed[f] = "not a regular file"
             h.update(hashed[f].encode())
     return h.hexdigest()
 

@@ -3,6 +3,7 @@ the summary of skipped files.
 
 * :func:`describe`: a one-line reason for an exception that is never empty.
 * :func:`os_reason`: a missing file, a dangling symbolic link or a link loop, in words.
+* :func:`not_regular`: a FIFO, a device, a socket or a folder, named for what it is.
 * :func:`report_skipped`: at most :data:`SHOW_SKIPPED` lines of skipped files, then a count, and
   a hint about ``--root`` when most files of a list are missing.
 """
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from typing import Mapping
 
-__all__ = ["describe", "os_reason", "reason", "report_skipped", "SHOW_SKIPPED"]
+__all__ = ["describe", "not_regular", "os_reason", "reason", "report_skipped", "SHOW_SKIPPED"]
 
 #: Skipped files listed one per line before the rest are only counted.
 SHOW_SKIPPED = 10
@@ -75,3 +77,19 @@ def os_reason(path: str) -> str | None:
         if exc.errno == errno.ENOENT:
             return "no such file"
         return exc.strerror or str(exc)
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of ``st_mode`` ``mode`` is not read as data, or None for a regular file.
+
+    A FIFO would block the reader forever, a device like ``/dev/zero`` never ends: inputs are
+    checked with ``os.stat`` (or ``os.fstat``) before they are read.
+    """
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    return f"is {kind}, not a regular file"

@@ -32,8 +32,8 @@ import scipy.fft
 from gmmext import single_thread_blas
 
 from .audio import AudioError, AudioSource, _load
-from .quality import Quality, clipping, measure
-from .limits import MAX_DIM
+from .limits import MAX_DIM, MAX_RATE, MAX_SECONDS, MIN_RATE
+from .quality import ClipMeter, Quality, measure
 
 __all__ = ["FeatureConfig", "extract_features", "extract_features_and_quality", "vad", "LOG_FLOOR"]
 
@@ -53,7 +53,7 @@ _STD_FLOOR = 1e-8
 # absurd value must not cost gigabytes).  Generous for real speech: 8-384 kHz audio, windows of
 # up to 1 s, filterbanks of up to 512 bands, feature vectors of up to MAX_DIM dimensions
 # (:data:`speaker.limits.MAX_DIM`, the models' bound too).
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = MIN_RATE, MAX_RATE
 MAX_WINDOW_MS = 1000.0
 MAX_FFT = 1 << 14           # samples of the FFT (and so of the window): 1 s at 16 kHz
 
@@ -594,35 +594,41 @@ def extract_features(
 
 
 def extract_features_and_quality(
-    path_or_signal: AudioSource,
+    path_or_signal: AudioSource | bytes,
     sample_rate: int | None = None,
     config: FeatureConfig | None = None,
+    *,
+    max_seconds: float = MAX_SECONDS,
 ) -> tuple[np.ndarray, Quality]:
     """:func:`extract_features` and the recording's :class:`speaker.quality.Quality`, in one decode.
 
-    The clipping is measured on the native samples as decoded, net speech and the SNR estimate
-    on the frames of the features (the VAD and the filterbank energies of this ``config``, the
-    VAD also when ``config.vad`` is off). Same parameters, result and errors as
+    The clipping is measured on the native samples while they are decoded, block by block
+    (:class:`speaker.quality.ClipMeter`: the native signal is never held), net speech and the
+    SNR estimate on the frames of the features (the VAD and the filterbank energies of this
+    ``config``, the VAD also when ``config.vad`` is off). Same parameters, result and errors as
     :func:`extract_features`; the extra cost is one scan of the samples (clipping) and a partial
     sort of the frame energies.
+
+    ``path_or_signal`` may also be the bytes of an audio file held in memory (an HTTP upload,
+    decoded as :func:`speaker.audio.decode_bytes` does, named ``"<upload>"`` in messages), and
+    ``max_seconds`` bounds the audio accepted (:class:`speaker.audio.AudioTooLong` beyond it):
+    memory stays about one float32 copy of the mono signal at ``config.sample_rate``, whatever
+    the file declares.
     """
-    feats, q = _extract(path_or_signal, sample_rate, config, quality=True)
+    feats, q = _extract(path_or_signal, sample_rate, config, quality=True, max_seconds=max_seconds)
     assert q is not None
     return feats, q
 
 
-def _extract(path_or_signal: AudioSource, sample_rate: int | None, config: FeatureConfig | None, *,
-             quality: bool) -> tuple[np.ndarray, Quality | None]:
+def _extract(path_or_signal: AudioSource | bytes, sample_rate: int | None, config: FeatureConfig | None, *,
+             quality: bool, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, Quality | None]:
     """The front-end; with ``quality`` also the recording's Quality (see above)."""
     cfg = FeatureConfig() if config is None else config
     if not isinstance(cfg, FeatureConfig):
         raise TypeError(f"config must be a FeatureConfig, got {type(cfg).__name__}")
-    native: dict[str, Any] = {}
-
-    def see_native(samples: np.ndarray, rate: int) -> None:
-        native.update(n=samples.shape[0], rate=rate, clip=clipping(samples))
-
-    y, native_rate, name = _load(path_or_signal, sample_rate, cfg.sample_rate, see_native if quality else None)
+    meter = ClipMeter() if quality else None
+    y, native_rate, name = _load(path_or_signal, sample_rate, cfg.sample_rate, max_seconds,
+                                 None if meter is None else meter.add)
     if native_rate < cfg.sample_rate and cfg.fmax_hz > native_rate / 2:
         warnings.warn(
             f"audio sampled at {native_rate} Hz is upsampled to {cfg.sample_rate} Hz; mel bands "
@@ -636,6 +642,11 @@ def _extract(path_or_signal: AudioSource, sample_rate: int | None, config: Featu
     # utterance, against a median of ~15 ms with OpenBLAS's two threads on a busy 2-core machine.
     with single_thread_blas:
         ceps, log_energy, band = _cepstra(y, cfg, name)
+        if not (log_energy > np.log(LOG_FLOOR)).any():
+            # every frame at the log floor: the features are one constant frame repeated (after
+            # normalization all zeros), nothing a model can be adapted to or scored on
+            raise AudioError(name, f"near-silent: every frame's energy is below the front-end's floor "
+                                   f"({LOG_FLOOR:g}; peak amplitude {float(np.max(np.abs(y))):.3g})")
         del y
         blocks = [ceps]
         if cfg.deltas:
@@ -655,7 +666,7 @@ def _extract(path_or_signal: AudioSource, sample_rate: int | None, config: Featu
     speech = vad(log_energy, cfg) if (cfg.vad or quality) else None
     q = None
     if quality:
-        q = measure(samples=native["n"], rate=native["rate"], clip=native["clip"], band_power=band,
+        q = measure(samples=meter.samples, rate=native_rate, clip=meter.result(), band_power=band,
                     speech=speech, hop_seconds=cfg.hop_samples / cfg.sample_rate)
     if cfg.vad:
         feats = feats[speech]

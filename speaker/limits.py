@@ -14,7 +14,8 @@ import re
 __all__ = ["MAX_COMPONENTS", "MAX_DIM", "MAX_RANK", "MAX_PASSES", "MAX_SPEAKERS", "MAX_ELEMENTS", "MAX_ID_CHARS",
            "MAX_SCALAR_CHARS", "SPEAKER_ID", "speaker_id_problem", "MAX_RECORDING_ID_CHARS", "recording_id_problem",
            "MAX_COHORT_FRAMES", "MAX_COHORT_ELEMENTS", "MAX_KEPT_FRAMES", "MAX_KEPT_ELEMENTS", "MAX_CALIBRATION_TRIALS",
-           "ubm_shape_problem"]
+           "MIN_RATE", "MAX_RATE", "MAX_SECONDS", "MAX_CHANNELS", "MAX_LIST_BYTES", "MAX_LIST_LINE",
+           "ubm_shape_problem", "STORE_CACHE_MB", "SCORING_BATCH_MB"]
 
 #: Components K of a UBM (and of every model adapted from it).
 MAX_COMPONENTS = 4096
@@ -49,6 +50,32 @@ MAX_KEPT_FRAMES = MAX_COHORT_FRAMES
 MAX_KEPT_ELEMENTS = MAX_COHORT_ELEMENTS
 #: Trials (target + non-target) whose calibrated LLRs a kept calibration holds (32 MB of float64).
 MAX_CALIBRATION_TRIALS = 1 << 22
+#: Megabytes an open speaker store keeps to score quickly (``SpeakerStore(cache_mb=...)``,
+#: ``speaker serve --cache-mb``): derived speaker models (exact scoring) and prepared top-C stacks,
+#: counted as the bytes of the arrays they hold.  A speaker takes ~1.9 MB as a float64 model at
+#: K = 512, D = 60 (0.94 MB in float32), ~0.13 MB in a float32 top-C stack; beyond the bound
+#: speakers are derived per call (slower, same scores).
+STORE_CACHE_MB = 2048
+#: Megabytes of the speakers' stacked arrays one top-C scoring call builds at once (a batch that is
+#: not kept is built, scored and dropped): bounds a call's own memory, whatever the store's size.
+SCORING_BATCH_MB = 64
+
+# Audio (``speaker.audio``): what a file or an upload may declare before anything is decoded.
+#: Sample rates (Hz) of audio and of the analysis: a header claiming 1 Hz would make resampling
+#: to 16 kHz cost gigabytes.
+MIN_RATE, MAX_RATE = 1000, 384_000
+#: Longest audio accepted per file, in seconds (6 hours: 1.4 GB of float32 at 16 kHz).
+MAX_SECONDS = 6 * 3600
+#: Channels of one audio stream (7.1 surround, FLAC's own limit; Vorbis and Opus allow 255, WAV
+#: 65535): decoding costs time in proportion to channels x rate x seconds, so a 64-channel upload is
+#: refused from its header.
+MAX_CHANNELS = 8
+
+# Lists (``speaker.lists``): read with a bound, so ``--list /dev/zero`` is one line, not a MemoryError.
+#: Bytes of one list file (about 2.5 million lines of 100 characters).
+MAX_LIST_BYTES = 256 << 20
+#: Bytes of one line of a list.
+MAX_LIST_LINE = 1 << 20
 
 
 def speaker_id_problem(speaker_id: object) -> str | None:

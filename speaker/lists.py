@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .limits import MAX_LIST_BYTES, MAX_LIST_LINE
 from .sources import ark_entry
 
 __all__ = ["ListError", "Trial", "read_audio_list", "read_enroll_list", "read_trials",
@@ -67,9 +68,20 @@ def _fields(line: str) -> list[str]:
 
 
 def _lines(path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of the non-blank, non-comment lines; read with a bound (at most
+    :data:`~speaker.limits.MAX_LIST_BYTES`, lines of at most :data:`~speaker.limits.MAX_LIST_LINE`),
+    so that a device such as ``/dev/zero`` or a huge file is one line of error, never read to its end."""
     try:
         with open(path, encoding="utf-8-sig") as f:     # -sig: a byte-order mark is dropped
-            for n, line in enumerate(f, 1):
+            total = 0
+            n = 0
+            while line := f.readline(MAX_LIST_LINE + 1):
+                n += 1
+                total += len(line)
+                if len(line) > MAX_LIST_LINE:
+                    raise ListError(f"{path}:{n}: line longer than {MAX_LIST_LINE} characters (not a list?)")
+                if total > MAX_LIST_BYTES:
+                    raise ListError(f"{path}: longer than {MAX_LIST_BYTES >> 20} MiB (not a list?)")
                 s = line.strip()
                 if s and not s.startswith("#"):
                     yield n, _fields(s)

@@ -58,7 +58,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-__all__ = ["Quality", "QualityGates", "clipping", "snr_db", "measure", "MIN_CLIP_RUN", "CLIP_TOLERANCE",
+__all__ = ["Quality", "QualityGates", "ClipMeter", "clipping", "snr_db", "measure", "MIN_CLIP_RUN", "CLIP_TOLERANCE",
            "NOISE_FLOOR_FRACTION", "NOISE_ONLY_SNR_DB", "NOISE_ONLY_MIN_SECONDS", "SNR_MIN_DB", "SNR_MAX_DB", "MIN_TEST_SPEECH",
            "MIN_ENROL_RECORDING_SPEECH", "MIN_ENROL_SPEAKER_SPEECH", "MAX_CLIPPED_FRACTION"]
 
@@ -83,7 +83,7 @@ MIN_ENROL_SPEAKER_SPEECH = 10.0
 #: Default largest fraction of clipped samples.
 MAX_CLIPPED_FRACTION = 0.01
 
-_BLOCK = 1 << 20        # samples per block of the clipping scan (bounds its temporary masks)
+_BLOCK = 1 << 20        # samples per block of clipping()'s ClipMeter (bounds its temporary arrays)
 _MAX_SECONDS = 1e7      # bounds of a stored Quality (a recording is at most 6 h: speaker.audio)
 
 
@@ -195,29 +195,148 @@ class QualityGates:
         return out
 
 
-def _runs(blocks, min_run: int) -> tuple[int, int]:
-    """(number of runs of True of length >= min_run, samples in them) over a sequence of bool blocks
-    read as one array."""
-    n_runs = n_in = 0
-    carry = 0                                           # length of a run open at the previous block's end
-    for m in blocks:
-        if m.size == 0:
-            continue
-        d = np.diff(m.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-        lengths = np.flatnonzero(d == -1) - np.flatnonzero(d == 1)
-        if carry:
-            if m[0]:
-                lengths[0] += carry
-            elif carry >= min_run:
-                n_runs, n_in = n_runs + 1, n_in + carry
-        carry = 0
-        if m[-1]:
-            carry, lengths = int(lengths[-1]), lengths[:-1]
-        long = lengths[lengths >= min_run]
-        n_runs, n_in = n_runs + int(long.size), n_in + int(long.sum())
-    if carry >= min_run:
-        n_runs, n_in = n_runs + 1, n_in + carry
-    return n_runs, n_in
+class _Side:
+    """One side (positive or negative peak) of :class:`ClipMeter`, in the domain ``z = sign * x``
+    where its peak is the largest value.  Keeps the running peak and, for each of three per-index
+    quantities, the multiset of the values that can still reach the final edge (a few thousand
+    distinct float32 values at most: those within CLIP_TOLERANCE of the peak)."""
+
+    def __init__(self, sign: int) -> None:
+        self.sign = sign
+        self.peak = -math.inf
+        self.edge = -math.inf
+        self.kept: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.float32), np.empty(0, np.int64))] * 3
+
+    def raise_peak(self, block_peak: float, tolerance: float) -> None:
+        if block_peak > self.peak:
+            self.peak = block_peak
+            self.edge = block_peak * (1.0 - tolerance)
+            pruned = []
+            for v, c in self.kept:
+                keep = v.astype(np.float64) >= self.edge
+                pruned.append((v[keep], c[keep]))
+            self.kept = pruned
+
+    def floor32(self) -> np.float32:
+        """The largest float32 not above ``edge``: a float32 sample is at least ``edge`` only
+        if it is at least this (a superset test in float32, refined exactly in float64)."""
+        f = np.float32(self.edge)
+        return np.nextafter(f, np.float32(-np.inf)) if float(f) > self.edge else f
+
+    def count(self, kind: int, values: np.ndarray) -> None:
+        if values.size:
+            v, c = self.kept[kind]
+            u, inv = np.unique(np.concatenate([v, values]), return_inverse=True)
+            self.kept[kind] = (u, np.bincount(inv, weights=np.concatenate([c, np.ones(values.size, np.int64)]),
+                                              minlength=u.size).astype(np.int64))
+
+    def total(self, kind: int) -> int:
+        return int(self.kept[kind][1].sum())
+
+
+class ClipMeter:
+    """:func:`clipping` of a signal given in consecutive blocks, in a small state.
+
+    Feed the native mono samples with :meth:`add` in order (blocks of any length, cut anywhere);
+    :meth:`result` equals :func:`clipping` of the whole signal, exactly, without holding it.
+
+    How: with ``m = MIN_CLIP_RUN`` and ``z`` a side's samples (``x`` for the positive peak, ``-x``
+    for the negative one), three quantities per index do not depend on the edge::
+
+        W[s] = min z[s : s+m]                (window s lies in a run of >= m at the edge iff W[s] >= edge)
+        D[s] = min(W[s-1], W[s])             (consecutive windows in the same run)
+        C[j] = max of the W of the windows holding sample j   (j is in such a run iff C[j] >= edge)
+
+    so that, for the final edge ``E = peak * (1 - CLIP_TOLERANCE)``, clipped samples
+    ``= #{C >= E}`` and runs ``= #{W >= E} - #{D >= E}`` (a run of length L has L - m + 1
+    windows and L - m adjacent pairs of them).  The peak only rises, hence so does the edge: a
+    value below the current edge never counts, and only the values at or above it are kept (as
+    counts per distinct float32 value, at most about ``CLIP_TOLERANCE * 2**24`` of them per
+    quantity and side).  The last ``2m - 2`` samples are carried to the next block, for runs that
+    span a boundary.  A block that has no sample at or above a side's edge (and no carried one)
+    costs its max and min only.
+    """
+
+    def __init__(self, min_run: int = MIN_CLIP_RUN, tolerance: float = CLIP_TOLERANCE) -> None:
+        if isinstance(min_run, bool) or not isinstance(min_run, int) or min_run < 1:
+            raise ValueError(f"min_run must be a positive integer, got {min_run!r}")
+        if not 0 <= tolerance < 1:
+            raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
+        self.min_run, self.tolerance = min_run, float(tolerance)
+        self.samples = 0                                   #: samples seen
+        self._tail = np.empty(0, np.float32)               # the last max(m, 2m - 2) samples
+        self._sides = (_Side(1), _Side(-1))
+
+    def add(self, block: np.ndarray) -> None:
+        """The next samples: ``(n,)`` float32 (other dtypes are converted), finite; not modified."""
+        x = np.asarray(block, dtype=np.float32)
+        if x.ndim != 1:
+            raise ValueError(f"a block must be 1-D, got shape {x.shape}")
+        if x.size == 0:
+            return
+        m = self.min_run
+        hi, lo = float(x.max()), float(x.min())
+        buf: np.ndarray | None = None
+        for side, block_peak in zip(self._sides, (hi, -lo)):
+            side.raise_peak(block_peak, self.tolerance)
+            f = side.floor32()
+            tail = self._tail
+            near = block_peak >= f or bool(tail.size and (tail.max() >= f if side.sign > 0 else -tail.min() >= f))
+            if near:
+                if buf is None:
+                    buf = np.concatenate([tail, x])
+                for kind, values in enumerate(self._scan(side, buf, f, len(tail) - m + 1, buf.shape[0] - m)):
+                    side.count(kind, values)
+        self.samples += x.size
+        keep = max(m, 2 * m - 2)
+        self._tail = (buf if buf is not None else np.concatenate([self._tail, x[-keep:]]))[-keep:].copy()
+
+    def _scan(self, side: _Side, buf: np.ndarray, f: np.float32, new: int, last: int) -> tuple[np.ndarray, ...]:
+        """The values at or above the side's edge of W and D of the windows starting at local
+        indices ``new`` .. ``last`` of ``buf`` and of C at those indices (the windows and samples
+        before ``new`` were counted with an earlier block)."""
+        m = self.min_run
+        none = (np.empty(0, np.float32),) * 3
+        at = np.flatnonzero(buf >= f) if side.sign > 0 else np.flatnonzero(buf <= -f)
+        if at.size:
+            at = at[(side.sign * buf[at]).astype(np.float64) >= side.edge]   # exactly at or above the edge
+        if at.size < m:
+            return none
+        # windows of m samples all at or above the edge: m consecutive indices among `at`
+        starts = at[: at.size - m + 1][at[m - 1:] - at[: at.size - m + 1] == m - 1]
+        if starts.size == 0:
+            return none
+        w = side.sign * buf[starts]
+        for k in range(1, m):
+            w = np.minimum(w, side.sign * buf[starts + k])
+        fresh = starts >= new                               # windows holding a sample of this block
+        pair = np.flatnonzero(np.diff(starts) == 1) + 1     # windows s - 1 and s both at the edge
+        pair = pair[fresh[pair]]
+        # C[j] for j in [new, last]: the largest W of the windows s in [j - m + 1, j]
+        pos = (starts[None, :] + np.arange(m)[:, None]).ravel()
+        val = np.broadcast_to(w, (m, w.size)).ravel()
+        sel = (pos >= new) & (pos <= last)
+        pos, val = pos[sel], val[sel]
+        order = np.lexsort((val, pos))
+        pos, val = pos[order], val[order]
+        top = np.flatnonzero(np.append(pos[1:] != pos[:-1], True)) if pos.size else pos   # largest per index
+        return w[fresh], np.minimum(w[pair - 1], w[pair]), val[top]
+
+    def result(self) -> tuple[float, int, float]:
+        """``(clipped_fraction, clipped_runs, peak)`` of the samples given so far, as
+        :func:`clipping` of them; ValueError if none were given.  More samples may follow."""
+        if self.samples == 0:
+            raise ValueError("no samples")
+        n_in = n_runs = 0
+        tail = self._tail
+        for side in self._sides:
+            if side.peak <= 0:
+                continue
+            # the last m - 1 samples: no window starts at them, the C of the earlier ones is final
+            last_c = self._scan(side, tail, side.floor32(), tail.size - self.min_run + 1, tail.size - 1)[2]
+            n_in += side.total(2) + last_c.size
+            n_runs += side.total(0) - side.total(1)
+        return n_in / self.samples, n_runs, max(self._sides[0].peak, self._sides[1].peak)
 
 
 def clipping(samples: np.ndarray) -> tuple[float, int, float]:
@@ -225,26 +344,24 @@ def clipping(samples: np.ndarray) -> tuple[float, int, float]:
 
     Parameters
     ----------
-    samples : (n,) float full-scale samples (mono, as decoded, before DC removal)
+    samples : (n,) float full-scale samples (mono, as decoded, before DC removal), finite
 
     A run is at least :data:`MIN_CLIP_RUN` consecutive samples within :data:`CLIP_TOLERANCE`
     (relative) of the positive peak ``max(samples)`` (if > 0) or of the negative peak
-    ``min(samples)`` (if < 0); ``peak = max |sample|``.  Memory: two boolean masks of at most
-    2**20 samples at a time.
+    ``min(samples)`` (if < 0): ``x >= max * (1 - CLIP_TOLERANCE)``, compared exactly (in
+    float64); ``peak = max |sample|``.  Measured by a :class:`ClipMeter` over blocks of 2**20
+    samples (what the decoder does while it decodes, with its own blocks: the same result).
     """
     y = np.asarray(samples)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"samples must be a non-empty 1-D array, got shape {y.shape}")
-    hi, lo = float(y.max()), float(y.min())
-    n_runs = n_in = 0
-    for level, above in ((hi, True), (lo, False)):
-        if (level > 0) if above else (level < 0):
-            edge = level * (1.0 - CLIP_TOLERANCE)
-            blocks = ((y[i:i + _BLOCK] >= edge) if above else (y[i:i + _BLOCK] <= edge)
-                      for i in range(0, y.size, _BLOCK))
-            r, k = _runs(blocks, MIN_CLIP_RUN)
-            n_runs, n_in = n_runs + r, n_in + k
-    return n_in / y.size, n_runs, max(hi, -lo)
+    meter = ClipMeter()
+    for i in range(0, y.size, _BLOCK):
+        block = y[i:i + _BLOCK]
+        if not np.isfinite(block).all():
+            raise ValueError("samples must be finite")
+        meter.add(block)
+    return meter.result()
 
 
 def snr_db(band_power: np.ndarray, speech: np.ndarray) -> float:

@@ -64,7 +64,7 @@ from . import limits as _limits
 from ._gate import RequestGate
 from ._json import iso_time, recording_json, speaker_json
 from ._batch import recording_stats
-from .audio import AudioError, AudioTooLong, decode_bytes
+from .audio import AudioError, AudioTooLong
 from .calibration import Calibration
 from .gates import Gate
 from .quality import Quality
@@ -248,10 +248,11 @@ class _Service:
     def features(self, data: bytes) -> tuple[np.ndarray, Quality]:
         """(frames, D) features of an upload, decoded from memory and checked against the UBM
         (the service's face: the store's calls below get ``check_input=False``), and the
-        recording's quality measures from the same decode; ApiError 413 / 422."""
+        recording's quality measures from the same decode (resampled while decoded, the clipping
+        measured on the native samples block by block: memory follows the mono signal at the
+        store's rate, whatever the upload declares); ApiError 413 / 422."""
         with _audio_errors():
-            signal, rate = decode_bytes(data, max_seconds=self.cfg.max_seconds)
-            X, q = extract_features_and_quality(signal, sample_rate=rate, config=self.store.config)
+            X, q = extract_features_and_quality(data, config=self.store.config, max_seconds=self.cfg.max_seconds)
             return self.store.features(X), q
 
     def gate(self) -> Gate:

@@ -17,7 +17,7 @@ import hashlib
 import os
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
-from ._reasons import describe
+from ._reasons import describe, not_regular
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -93,6 +93,7 @@ def _read(source: str, config: "FeatureConfig", quality: bool) -> "tuple[np.ndar
             feats = extract_features(source, config=config)
     elif kind == "ark":
         import kaldiio
+        _refuse_special(source_file(source), source)
         try:
             feats = np.asarray(kaldiio.load_mat(source), dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 - kaldiio raises many types on bad archives
@@ -126,8 +127,22 @@ def feature_problem(feats: "np.ndarray", dim: int | None = None) -> str | None:
     return None
 
 
+def _refuse_special(path: str | os.PathLike, name: str | os.PathLike) -> None:
+    """ValueError naming ``name`` if ``path`` is a FIFO, a device, a socket or a folder: a FIFO
+    would block the reader forever and a device never ends (readers that check for themselves:
+    the audio decoder and ``_npz``).  A missing file is left to the reader to say."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    why = not_regular(mode)
+    if why is not None:
+        raise ValueError(f"{name}: {why}")
+
+
 def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes, read in blocks of 1 MiB."""
+    """SHA-256 (hex) of a file's bytes, read in blocks of 1 MiB; ValueError for a FIFO or a device."""
+    _refuse_special(path, path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(_HASH_BLOCK):

@@ -49,12 +49,12 @@ from .calibration import Calibration
 from .features import FeatureConfig, extract_features, extract_features_and_quality
 from .gates import DEFAULT_GATE, Gate, speech_seconds
 from .quality import Quality
-from .limits import (MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, recording_id_problem,
-                     speaker_id_problem, ubm_shape_problem)
+from .limits import (MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, STORE_CACHE_MB,
+                     recording_id_problem, speaker_id_problem, ubm_shape_problem)
 from .model_io import ModelError, arrays_fingerprint, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
 from .sources import Source, Waveform, content_hash, read_source, read_source_and_quality, source_kind
-from .verification import Match, StoreScoring, VerifyResult
+from .verification import Match, ScoringCache, StoreScoring, VerifyResult
 
 __all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
            "EnrollResult", "EnrolmentItem", "KeptRecording", "StoredCalibration", "VerifyResult", "Match",
@@ -291,6 +291,10 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
     top_c : fast scoring with the UBM's C best components per frame in :meth:`verify` /
         :meth:`identify` (None, the default: exact, as ``speaker score``; a calibration must
         come from scores computed the same way)
+    cache_mb : megabytes of arrays this object keeps to score quickly (default
+        :data:`speaker.limits.STORE_CACHE_MB`): speakers' models (exact scoring; least recently
+        used dropped first) and the prepared stacks of top-C identification; beyond it speakers
+        are derived per call (the same scores, slower).  ``store.cache_nbytes`` is what it holds
     timeout : seconds a write waits for another writer's transaction (and a PostgreSQL
         connection for the pool)
     create : False to refuse creating a missing store
@@ -312,7 +316,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
     def __init__(self, path: str | os.PathLike, ubm: GaussianMixture | str | os.PathLike | None = None, *,
                  config: FeatureConfig | None = None, relevance_factor: float = 16.0, adapt: str = "m",
                  top_c: int | None = None, timeout: float = 60.0, create: bool = True,
-                 upgrade: bool = False, gate: Gate = DEFAULT_GATE) -> None:
+                 upgrade: bool = False, gate: Gate = DEFAULT_GATE, cache_mb: float = STORE_CACHE_MB) -> None:
         self._db = Database(path, timeout=timeout)
         self.backend, self.path, self.timeout, file = self._db.backend, self._db.path, self._db.timeout, self._db.file
         self.top_c = top_c
@@ -320,8 +324,10 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             raise TypeError(f"gate must be a speaker.gates.Gate, got {type(gate).__name__}")
         self.gate = gate
         self.upgraded = False
-        self._cache: dict[str, tuple[int, GaussianMixture]] = {}
-        self._stacks: tuple | None = None
+        if isinstance(cache_mb, bool) or not isinstance(cache_mb, (int, float)) or not 0 <= cache_mb < math.inf:
+            raise ValueError(f"cache_mb must be a number of megabytes >= 0, got {cache_mb!r}")
+        self.cache_mb = float(cache_mb)
+        self._cache = ScoringCache(int(self.cache_mb * (1 << 20)))
         self._calibration_rows: dict = {}
         self._cohort: tuple | None = None
         self._lock = threading.RLock()
@@ -716,7 +722,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
             for i in ids:
                 self._db.run("DELETE FROM speakers WHERE id=?", (i,))
         for i in ids:
-            self._cache.pop(i, None)
+            self._cache.forget(i)
         return len(ids)
 
     def import_models(self, path: str | os.PathLike, *, replace: bool = False) -> list[str]:
@@ -1032,17 +1038,29 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
 
     # ------------------------------------------------------------------ models
     def model(self, speaker_id: str) -> GaussianMixture:
-        """The speaker's model: MAP from the statistics (cached until the speaker changes)."""
-        gen = self._db.rows("SELECT generation FROM speakers WHERE id=?", (speaker_id,))
-        if not gen:
-            self._cache.pop(speaker_id, None)
-            raise KeyError(speaker_id)
-        hit = self._cache.get(speaker_id)
-        if hit is not None and hit[0] == gen[0][0]:
-            return hit[1]
-        g, model = self._derive(speaker_id)
-        self._cache[speaker_id] = (g, model)
+        """The speaker's model: MAP from the statistics (kept until the speaker changes, while it
+        fits in ``cache_mb``)."""
+        g, model = self._model(speaker_id, None)
+        self._cache.keep_model(speaker_id, g, model, evict=True)
         return model
+
+    @property
+    def cache_nbytes(self) -> int:
+        """Bytes of the arrays this object keeps to score quickly (at most ``cache_mb`` MB)."""
+        return self._cache.nbytes
+
+    def _model(self, speaker_id: str, generation: int | None) -> tuple[int, GaussianMixture]:
+        """(generation, model) of a speaker: the kept one if current (``generation``: the
+        speaker's current one when known), else derived (not kept: see
+        :meth:`speaker.verification.ScoringCache.keep_model`)."""
+        if generation is None:
+            gen = self._db.rows("SELECT generation FROM speakers WHERE id=?", (speaker_id,))
+            if not gen:
+                self._cache.forget(speaker_id)
+                raise KeyError(speaker_id)
+            generation = gen[0][0]
+        hit = self._cache.model(speaker_id, generation)
+        return (generation, hit) if hit is not None else self._derive(speaker_id)
 
     def _derive(self, speaker_id: str) -> tuple[int, GaussianMixture]:
         """(generation, model) of a speaker from its row (not cached)."""
@@ -1055,6 +1073,7 @@ class SpeakerStore(StoreScoring, CalibrationHistory):
                 model = model_like(self.ubm, a, b, c)
             except ValueError as exc:
                 self._db.fail(f"speaker {speaker_id!r}: {exc}")
+        model.share_buffers(self.ubm)        # one set of work buffers per thread for every model kept
         return g, model
 
     def _generations(self) -> list[tuple[str, int]]:

@@ -1,7 +1,7 @@
 """Scoring and decisions over a speaker store: ``verify``, ``identify``, ``scores_all``.
 
 :class:`StoreScoring` is the half of :class:`speaker.store.SpeakerStore` that answers "who is
-this?": the store's other half keeps rows and derives models (``model``, ``_all_stacks``), this
+this?": the store's other half keeps rows and derives models (``model``, ``_stack_of``), this
 one scores a recording against them and applies the decision rule.
 
 * **One scoring path.**  Every score goes through :meth:`_scores`: one
@@ -27,23 +27,26 @@ one scores a recording against them and applies the decision rule.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
-    from gmmext import ModelStack
+    from gmmext import GaussianMixture, ModelStack
 
 from ._batch import sum_in_order
 from .adapt import map_from_stats, map_parameters
 from .calibration import ENROL_SPEECH, TEST_SPEECH, Calibration, decision_threshold
 from .gates import DEFAULT_GATE, Gate, speech_seconds
+from .limits import SCORING_BATCH_MB
 from .quality import Quality
 from .scoring import Probe
 from .sources import Source
 
-__all__ = ["Decision", "Match", "VerifyResult", "EnrolmentTrials", "StoreScoring", "BATCH", "ACCEPT", "REJECT", "UNDECIDED"]
+__all__ = ["Decision", "Match", "VerifyResult", "EnrolmentTrials", "StoreScoring", "ScoringCache", "BATCH", "ACCEPT", "REJECT", "UNDECIDED"]
 
 #: Speakers per :class:`gmmext.ModelStack` when a recording is scored against many (top-C).
 BATCH = 1024
@@ -162,14 +165,95 @@ class EnrolmentTrials:
     n_models: int
 
 
+class ScoringCache:
+    """What an open store keeps to score quickly, within ``limit`` bytes of arrays held.
+
+    * **models** (exact scoring, :meth:`SpeakerStore.model`): speaker id -> (generation, model,
+      bytes), least recently used first.  A model's bytes are ``GaussianMixture.nbytes`` (its
+      parameters and the core's matrices) once it has scored; its per-thread work buffers are
+      the UBM's (``share_buffers``, set by the store's ``_derive``), not one set per model.
+    * **stacks** (top-C identification over every speaker): the batches of
+      :meth:`StoreScoring._all_stacks`, each kept (``ModelStack.nbytes``) while it fits.
+
+    :attr:`nbytes` never exceeds ``limit``: something that does not fit is used for its call and
+    dropped.  A single model asked for (``verify``, ``model``) evicts the least recently used
+    models; a scan of every speaker (``identify``) only fills free room, since under a
+    least-recently-used rule a scan larger than the cache would evict exactly the speaker it
+    needs next and keep nothing useful.  Thread-safe (one lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self.models: OrderedDict[str, tuple[int, GaussianMixture, int]] = OrderedDict()
+        self.model_bytes = 0
+        self.stacks: tuple | None = None          #: (key, ids, [ModelStack or None per batch])
+        self.stack_bytes = 0
+        self.lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held (models and stacks)."""
+        return self.model_bytes + self.stack_bytes
+
+    def model(self, speaker_id: str, generation: int) -> GaussianMixture | None:
+        """The kept model of that generation (now the most recently used), or None."""
+        with self.lock:
+            hit = self.models.get(speaker_id)
+            if hit is None or hit[0] != generation:
+                return None
+            self.models.move_to_end(speaker_id)
+            return hit[1]
+
+    def keep_model(self, speaker_id: str, generation: int, model: GaussianMixture, evict: bool) -> None:
+        """Keep ``model`` (measured now: call it again after the model has scored, its matrices
+        then count) if it fits, as the most recently used (``evict``: making room by dropping the
+        least recently used)."""
+        size = model.nbytes
+        with self.lock:
+            self._drop_model(speaker_id)
+            if evict:
+                while self.models and self.nbytes + size > self.limit:
+                    self._drop_model(next(iter(self.models)))
+            if self.nbytes + size <= self.limit:
+                self.models[speaker_id] = (generation, model, size)
+                self.model_bytes += size
+
+    def forget(self, speaker_id: str) -> None:
+        with self.lock:
+            self._drop_model(speaker_id)
+
+    def _drop_model(self, speaker_id: str) -> None:
+        old = self.models.pop(speaker_id, None)
+        if old is not None:
+            self.model_bytes -= old[2]
+
+    def stack_list(self, key: tuple, ids: Callable[[], list[str]], n_batches: Callable[[int], int]
+                   ) -> tuple[list[str], list]:
+        """(ids, kept stacks or None per batch) for ``key``; a new key drops the old stacks."""
+        with self.lock:
+            if self.stacks is None or self.stacks[0] != key:
+                self.stacks, self.stack_bytes = None, 0           # free the old ones first
+                every = ids()
+                self.stacks = (key, every, [None] * n_batches(len(every)))
+            return self.stacks[1], self.stacks[2]
+
+    def keep_stack(self, key: tuple, b: int, stack: ModelStack) -> None:
+        """Keep batch ``b``'s stack of ``key`` if it fits in the free room (stacks evict nothing)."""
+        size = stack.nbytes
+        with self.lock:
+            if self.stacks is not None and self.stacks[0] == key and self.stacks[2][b] is None \
+                    and self.nbytes + size <= self.limit:
+                self.stacks[2][b] = stack
+                self.stack_bytes += size
+
+
 class StoreScoring:
     """Scoring and decisions of :class:`speaker.store.SpeakerStore` (a mixin).
 
     It uses the store's ``ubm``, ``top_c``, ``config``, ``gate``, ``current_calibration()``,
     ``features(source)``, ``model(id)``,
     its rows (``_row(id)``, ``_generations()``), MAP settings, ``_db`` (transactions) and
-    ``_lock``; it keeps every speaker's prepared top-C stacks (``_stacks``) while no speaker
-    changes.
+    ``_lock``; it keeps models and every speaker's prepared top-C stacks in ``_cache`` (a
+    :class:`ScoringCache` bounded by the store's ``cache_mb``) while no speaker changes.
     """
 
     def score(self, speaker_id: str, source: Source, *, check_input: bool = True) -> float:
@@ -184,8 +268,9 @@ class StoreScoring:
         speakers are scored in batches of ``batch`` (one :class:`gmmext.ModelStack` each: one
         gemm per selected component against the whole batch).  For all speakers, the batches are
         built from the stored statistics by array operations and kept while no speaker changes
-        (``_all_stacks``); for given ``ids``, from their (cached) models.  Without ``top_c``
-        every model is scored exactly, one after the other.  KeyError for an unknown id.
+        (``_all_stacks``) and kept while they fit in the store's ``cache_mb``; for given ``ids``,
+        built for the call.  Without ``top_c`` every model is scored exactly, one after the
+        other (kept models, or derived for the call).  KeyError for an unknown id.
         """
         X = self.features(source) if check_input else source
         with self._db.tx():
@@ -194,15 +279,53 @@ class StoreScoring:
     def _scores(self, X: np.ndarray, ids: Sequence[str] | None, batch: int,
                 probe: Probe | None = None) -> tuple[list[str], np.ndarray]:
         """The one scoring path (inside the caller's snapshot; ``X`` checked; ``probe``: X's,
-        when the caller scores it against other models too)."""
+        when the caller scores it against other models too).
+
+        Exact: each speaker's model (kept in the store's bounded cache, or derived for the call),
+        one after the other.  Top-C: stacks of at most ``batch`` speakers (and at most
+        :data:`speaker.limits.SCORING_BATCH_MB`) built from the rows: every speaker's from the
+        prepared stacks of :meth:`_all_stacks` (built when missing, kept while they fit), given
+        ids' for the call (one id: a stack of its kept model, as exact scoring keeps it).  A speaker's score is the same bits in a stack of one as among many."""
         probe = Probe(self.ubm, X, self.top_c) if probe is None else probe
-        if self.top_c is not None and ids is None:
-            ids, stacks = self._all_stacks(batch)
-            groups = [probe.llrs(stack) for stack in stacks]
+        if self.top_c is None:
+            gens = dict(self._generations()) if ids is None else None
+            ids = list(gens) if gens is not None else list(ids)
+            out = np.empty(len(ids))
+            for j, i in enumerate(ids):
+                g, model = self._model(i, None if gens is None else gens[i])
+                out[j] = probe.llrs([model])[0]
+                self._cache.keep_model(i, g, model, evict=gens is None and len(ids) == 1)   # measured now
+            return ids, out
+        batch = self._batch_size(batch)
+        key = kept = None
+        if ids is None:
+            key, ids, kept = self._all_stacks(batch)
         else:
-            ids = list(ids) if ids is not None else [i for i, _ in self._generations()]
-            groups = [probe.llrs([self.model(i) for i in ids[s:s + batch]]) for s in range(0, len(ids), batch)]
+            ids = list(ids)
+        groups = []
+        for b, s in enumerate(range(0, len(ids), batch)):
+            stack = kept[b] if kept is not None else None
+            fresh = stack is None
+            if fresh and len(ids) == 1:                # verify: the speaker's kept model, stacked
+                from gmmext import ModelStack
+                g, model = self._model(ids[0], None)
+                stack = ModelStack([model], reference=self.ubm)
+                self._cache.keep_model(ids[0], g, model, evict=True)
+            elif fresh:
+                stack = self._stack_of(ids[s:s + batch])
+            groups.append(probe.llrs(stack))
+            if fresh and kept is not None:
+                stack.release_parameters()            # the matrices of this dtype are all it needs now
+                self._cache.keep_stack(key, b, stack)
+            del stack
         return ids, (np.concatenate(groups) if groups else np.empty(0))
+
+    def _batch_size(self, batch: int) -> int:
+        """Speakers per top-C stack: at most ``batch`` and about :data:`speaker.limits.SCORING_BATCH_MB`
+        of stacked values (a speaker's parameters and matrices: ``2 (D + 1) K`` values in the
+        UBM's dtype for a mean-adapted one, ``(4 D + 2) K`` with adapted variances)."""
+        per = self.ubm.means_.dtype.itemsize * self.K * (2 * self.D + 2 + (2 * self.D if "v" in self.adapt else 0))
+        return max(1, min(int(batch), (SCORING_BATCH_MB << 20) // per))
 
     def _decision(self, threshold, p_target, c_miss, c_fa, calibration, target_far, gate) -> Decision:
         """The call's rule (inside its snapshot): a given calibration, else the store's current
@@ -351,26 +474,20 @@ class StoreScoring:
                                per_test, len(ids))
 
     # ------------------------------------------------------------------ prepared stacks (top-C)
-    def _all_stacks(self, batch: int) -> tuple[list[str], list[ModelStack]]:
-        """Every speaker's model, in id order, as ModelStacks of ``batch`` models (top-C
-        identification), kept until any speaker changes (one query of the generations checks it).
-
-        A batch is derived without a ``GaussianMixture`` per speaker: the rows' statistics go
-        through :func:`speaker.adapt.map_parameters` together and
-        :meth:`gmmext.ModelStack.from_parameters` builds the matrices, the parameters
-        :meth:`model` derives.  Only the stacked matrices are kept (``(D + 1) K`` values per
-        mean-adapted speaker)."""
-        with self._lock:                               # the cache is shared by threads
-            key = (batch, tuple(self._generations()))
-            if self._stacks is None or self._stacks[0] != key:
-                self._stacks = None                    # free the old ones first
-                ids = [i for i, _ in key[1]]
-                stacks = [self._stack_of(ids[s:s + batch]) for s in range(0, len(ids), batch)]
-                self._stacks = (key, ids, stacks)
-            return self._stacks[1], self._stacks[2]
+    def _all_stacks(self, batch: int) -> tuple[tuple, list[str], list[ModelStack | None]]:
+        """(key, every speaker's id in id order, the kept ModelStack of each batch of ``batch``
+        speakers or None), kept until any speaker changes (one query of the generations checks
+        it).  :meth:`_scores` builds a missing batch (:meth:`_stack_of`) and the cache keeps it
+        while it fits in ``cache_mb`` (the first batches, in id order)."""
+        key = (batch, tuple(self._generations()))
+        ids, kept = self._cache.stack_list(key, lambda: [i for i, _ in key[1]], lambda n: -(-n // batch))
+        return key, ids, kept
 
     def _stack_of(self, ids: Sequence[str]) -> ModelStack:
-        """One ModelStack of the speakers ``ids`` from their rows (see :meth:`_all_stacks`)."""
+        """One ModelStack of the speakers ``ids`` from their rows, derived without a
+        ``GaussianMixture`` per speaker: the rows' statistics go through
+        :func:`speaker.adapt.map_parameters` together and :meth:`gmmext.ModelStack.from_parameters`
+        builds the matrices, the parameters :meth:`model` derives.  KeyError for an unknown id."""
         from gmmext import ModelStack
         K, D, dtype = self.K, self.D, self.ubm.means_.dtype
         rows = [self._row(i) for i in ids]

@@ -212,7 +212,7 @@ def test_error_text_file(tmp_path: Path) -> None:
     path.write_text("this is not audio\n" * 50)
     with pytest.raises(AudioError) as exc:
         load_audio(path, target_rate=16000)
-    _assert_names(exc, path, r"cannot decode audio \(soundfile: .+\)")
+    _assert_names(exc, path, r"cannot decode audio \(FFmpeg: .+\)")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -260,3 +260,56 @@ def test_error_signal_cases() -> None:
 def test_audio_error_pickles() -> None:
     err = pickle.loads(pickle.dumps(AudioError("a.wav", "broken")))
     assert str(err) == "a.wav: broken" and err.source == "a.wav" and err.reason == "broken"
+
+
+# --------------------------------------------------------------------------- bytes (uploads)
+def test_decode_bytes_matches_reading_the_file_with_soundfile() -> None:
+    from speaker.audio import AudioTooLong, decode_bytes
+    path = FIXTURES / "0_george_0.wav"
+    ref, rate = sf.read(path, dtype="float32")               # libsndfile: an independent decoder
+    y, sr = decode_bytes(path.read_bytes())
+    assert sr == rate == 8000 and y.dtype == np.float32
+    np.testing.assert_allclose(y, ref - ref.mean(dtype=np.float64), atol=1e-7)
+    y16, sr16 = decode_bytes(bytearray(path.read_bytes()), 16000)      # resampled while decoding
+    assert sr16 == 16000
+    np.testing.assert_allclose(y16, load_audio(path, target_rate=16000), atol=0)
+    with pytest.raises(AudioTooLong, match="longer than 0.1 s"):
+        decode_bytes(path.read_bytes(), max_seconds=0.1)
+    with pytest.raises(AudioError, match="<upload>: cannot decode"):
+        decode_bytes(b"RIFF....WAVEfmt ")
+    with pytest.raises(AudioError, match="<upload>: empty"):
+        decode_bytes(b"")
+    with pytest.raises(ValueError, match="max_seconds"):
+        decode_bytes(path.read_bytes(), max_seconds=0)
+    with pytest.raises(TypeError, match="bytes"):
+        decode_bytes(str(path))  # type: ignore[arg-type]
+
+
+def test_output_is_a_fixed_point(tmp_path: Path) -> None:
+    """A signal load_audio returned comes back bit for bit (so an upload decoded to a signal and
+    then given to extract_features has the features of the file)."""
+    x = _sine(440.0, 44100, 0.7, 0.3) + 0.05
+    path = tmp_path / "x.wav"
+    sf.write(path, x, 44100, subtype="PCM_24")
+    for rate in (44100, 16000):
+        y = load_audio(path, target_rate=rate)
+        assert abs(float(y.mean(dtype=np.float64))) < 1e-6 * float(np.abs(y).max())
+        assert np.array_equal(load_audio(y, rate, target_rate=rate), y)
+
+
+def test_playlists_are_not_opened(tmp_path: Path) -> None:
+    """A concat script or an HLS playlist named like audio would make FFmpeg open the files it
+    names (plain ``av.open`` on the path does): only audio container formats are probed."""
+    import av
+    target = tmp_path / "secret.wav"
+    sf.write(target, _sine(300.0, 8000, 0.3), 8000)
+    (tmp_path / "concat.wav").write_text("ffconcat version 1.0\nfile secret.wav\n")
+    (tmp_path / "hls.wav").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nsecret.wav\n#EXT-X-ENDLIST\n")
+    with av.open(str(tmp_path / "concat.wav")) as c:            # the attack is real
+        assert c.format.name == "concat" and sum(f.samples for f in c.decode(audio=0)) == 2400
+    from speaker.audio import decode_bytes
+    for name in ("concat.wav", "hls.wav"):
+        with pytest.raises(AudioError, match="cannot decode audio"):
+            load_audio(tmp_path / name, target_rate=8000)
+        with pytest.raises(AudioError, match="cannot decode audio"):
+            decode_bytes((tmp_path / name).read_bytes())

@@ -158,3 +158,34 @@ def test_model_stack_builds_from_arrays_once_per_dtype(monkeypatch):
     assert count[0] == 1
     assert not spk._core_cache()._matrices       # the stack never used the model's cache
     np.testing.assert_allclose(first, spk.score_samples(X).sum(), rtol=1e-12)   # C = K: exact
+
+
+def test_nbytes_and_released_buffers_leave_the_scores_as_they_were():
+    """What a holder of many models counts and frees (the speaker store's bounded cache):
+    ``nbytes`` is the fitted arrays plus the core's snapshot and matrices (counted here from the
+    arrays themselves), ``share_buffers`` makes a model use another's work buffers (one set per
+    thread for many models), and
+    ``ModelStack.release_parameters`` the stacked parameters (counted out of ``nbytes``); the
+    scores stay the same bits."""
+    gm, X = _model(), _X()
+    fitted = sum(v.nbytes for k, v in vars(gm).items() if k.endswith("_") and isinstance(v, np.ndarray))
+    assert gm.nbytes == fitted
+    first = gm.score_samples(X)
+    with ThreadPoolExecutor(2) as pool:                      # buffers of other threads too
+        list(pool.map(lambda _: gm.score_samples(X), range(4)))
+    snapshot = gm.weights_.nbytes + gm.means_.nbytes + gm.covariances_.nbytes
+    assert gm.nbytes > fitted + snapshot                     # + the parameters' snapshot and the matrices
+    ubm = _model(seed=3)
+    other = _fresh(gm)
+    other.share_buffers(ubm)
+    ubm.score_samples(X)
+    np.testing.assert_array_equal(other.score_samples(X), first)
+    assert ubm._engine(X.dtype, D) is other._engine(X.dtype, D)    # this thread's one set of buffers
+    w, mu = np.stack([gm.weights_] * 3), np.stack([gm.means_] * 3)
+    stack = ModelStack.from_parameters(w, mu, ubm)
+    idx, _ = ubm.top_components(X, 2)
+    before = stack.top_c_loglik(X, idx)
+    full = stack.nbytes
+    stack.release_parameters()
+    assert stack.nbytes == full - w.nbytes - mu.nbytes
+    np.testing.assert_array_equal(stack.top_c_loglik(X, idx), before)

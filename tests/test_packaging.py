@@ -141,7 +141,7 @@ def test_extras():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert {"speaker", "serve", "postgres", "dask", "plot", "all", "test"} <= set(extras)
     names = {k: {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in v} for k, v in extras.items()}
-    assert names["speaker"] == {"librosa", "soxr", "soundfile", "tqdm", "kaldiio", "sqlalchemy"}
+    assert names["speaker"] == {"librosa", "soundfile", "av", "soxr", "tqdm", "kaldiio", "sqlalchemy"}
     assert "gmmext" in names["serve"] and "fastapi" in names["serve"]   # [serve] pulls [speaker]
     assert "gmmext[all]" in extras["test"][0].replace(" ", "")
     assert "gmmext[speaker,serve,postgres,dask,plot]" == extras["all"][0].replace(" ", "")

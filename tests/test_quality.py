@@ -65,6 +65,40 @@ def test_clipping_in_blocks_equals_groupby(values, block):
     assert (round(frac * y.size), runs) == (n_ref, runs_ref)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from([-1.0, -0.99995, -0.5, 0.0, 0.3, 0.59997, 0.6, 0.99991, 0.99995, 1.0]),
+                min_size=1, max_size=80),
+       st.lists(st.integers(1, 80), max_size=6), st.integers(1, 4))
+def test_clip_meter_fed_in_any_blocks_equals_groupby_on_the_whole_signal(values, cuts, min_run):
+    """The streaming meter (what the decoder feeds, block by block) against groupby on the whole
+    signal: peaks that rise late (values kept at an earlier edge are dropped), runs across any
+    cut, values on both sides of the edge within the tolerance."""
+    y = np.array(values, dtype=np.float32)
+    meter = quality.ClipMeter(min_run=min_run)
+    bounds = [0, *sorted(c for c in cuts if c < y.size), y.size]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        meter.add(y[a:b])
+    frac, runs, peak = meter.result()
+    n_ref, runs_ref = groupby_clipped(y.tolist(), min_run=min_run)
+    assert (round(frac * y.size), runs, meter.samples) == (n_ref, runs_ref, y.size)
+    assert peak == float(np.abs(y).max())
+
+
+def test_clip_meter_state_stays_small_on_a_long_noisy_signal():
+    """What the meter keeps is bounded by the distinct float32 values near the peak, not by the
+    signal's length: 5 minutes of 16-bit noise at 48 kHz fed in decoder-sized blocks."""
+    rng = np.random.default_rng(0)
+    meter = quality.ClipMeter()
+    for _ in range(5):                                      # 5 x 2.9 M samples
+        block = (rng.integers(-32768, 32768, 48000 * 60) / 32768.0).astype(np.float32)
+        for i in range(0, block.size, 1 << 16):
+            meter.add(block[i:i + (1 << 16)])
+    kept = sum(v.size for side in meter._sides for v, _ in side.kept)
+    assert kept <= 6 * 8                                    # <= 4 PCM codes within 1e-4 of full scale per side
+    frac, runs, _ = meter.result()
+    assert runs == 0 or frac < 1e-6                         # independent noise: no long plateau
+
+
 def test_asymmetric_and_scaled_clipping_is_found():
     y, _ = read("7_lucas_1.wav")
     x = y / np.abs(y).max()

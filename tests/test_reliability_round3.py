@@ -846,3 +846,130 @@ def test_a_backend_or_models_of_another_extractor_are_refused(work, tmp_path):
     rc, err = run(*score, *A, "--models", tmp_path / "old_mA.npz", "--out", tmp_path / "bad.txt")
     assert rc == 1 and "enrol them again" in err, err
     assert not (tmp_path / "bad.txt").exists()
+
+
+def test_near_silent_audio_is_refused_not_enrolled_as_zero_frames(work, tmp_path):
+    """Audio of amplitude 1e-30 passed every check (not all zeros) and was enrolled as ~200
+    identical frames (all zeros after normalization).  Now a recording whose every frame is below
+    the front-end's log floor is refused with one line, by the library and by ``enroll``; a quiet
+    but real recording (-90 dBFS noise) still gives varying features."""
+    import soundfile as sf
+    from speaker import extract_features
+    from speaker.audio import AudioError
+    rng = np.random.default_rng(3)
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, (1e-30 * rng.standard_normal(16000 * 2)).astype(np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="near-silent"):
+        extract_features(quiet)
+    real = (10 ** (-90 / 20) * rng.standard_normal(16000 * 2)).astype(np.float32)
+    assert np.ptp(extract_features(real, sample_rate=16000), axis=0).min() > 0
+    lst = tmp_path / "enroll.txt"
+    lst.write_text(f"mute {quiet}\n")
+    rc, err = run("enroll", "--ubm", work / "ubm.npz", "--enroll", lst, "--out", tmp_path / "m.npz", "--quiet")
+    assert rc != 0 and "near-silent" in err and not (tmp_path / "m.npz").exists(), err
+
+
+def test_serve_on_a_busy_port_is_one_line_and_exit_1(work, tmp_path):
+    """``speaker serve`` on a port in use exited 3 (the code ``verify`` gives "undecided") with
+    uvicorn's own log line.  Now the command binds the socket itself: one line, exit 1."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        rc, err = run("serve", "--store", tmp_path / "s.db", "--ubm", work / "ubm.npz",
+                      "--port", busy.getsockname()[1], "--threshold", 0)
+    finally:
+        busy.close()
+    assert rc == 1 and "cannot listen on 127.0.0.1:" in err and "in use" in err, err
+    assert "Traceback" not in err and "ERROR:" not in err
+
+
+# ======================================================================= the store's cache (item 3)
+def _held_bytes(obj, skip=()) -> int:
+    """Bytes of the distinct NumPy arrays reachable from ``obj`` (through objects' attributes,
+    dicts, lists and tuples; each memory block once), not counting what ``skip`` reaches."""
+    seen, blocks, total, todo = {id(s) for s in skip}, set(), 0, [obj]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            while isinstance(o.base, np.ndarray):
+                o = o.base
+            if id(o) not in blocks:
+                blocks.add(id(o))
+                total += o.nbytes
+        elif isinstance(o, dict):
+            todo.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            todo.extend(o)
+        elif hasattr(o, "__dict__") and not isinstance(o, type):
+            todo.extend(vars(o).values())
+    return total
+
+
+def _shared(store) -> list:
+    """What the store's cache reaches but does not hold: the UBM, and its per-thread work
+    buffers, which every kept model uses (one set per thread, not one per model and thread)."""
+    return [store.ubm, store.ubm._core_cache()._local]
+
+
+def _llr_numpy(ubm, enrolled: list, X: np.ndarray, r: float = 16.0) -> float:
+    """Average LLR of X for a speaker MAP-adapted (means, relevance ``r``) on ``enrolled``, from the
+    formulas (Reynolds et al. 2000) in float64 NumPy/SciPy: the independent reference."""
+    from scipy.special import logsumexp
+    w, mu, var = (np.asarray(a, np.float64) for a in (ubm.weights_, ubm.means_, ubm.covariances_))
+
+    def logdens(Y, means):                       # (n, K) log w_k N(y | mean_k, var_k)
+        Y = np.asarray(Y, np.float64)
+        return (np.log(w) - 0.5 * np.log(2 * np.pi * var).sum(1)
+                - 0.5 * (((Y[:, None, :] - means[None]) ** 2) / var[None]).sum(2))
+
+    E = np.concatenate(enrolled)
+    post = np.exp(logdens(E, mu) - logsumexp(logdens(E, mu), axis=1, keepdims=True))
+    n, F = post.sum(0), post.T @ np.asarray(E, np.float64)
+    alpha = (n / (n + r))[:, None]
+    spk = alpha * F / np.maximum(n, 1e-300)[:, None] + (1 - alpha) * mu
+    return float(np.mean(logsumexp(logdens(X, spk), axis=1) - logsumexp(logdens(X, mu), axis=1)))
+
+
+def test_the_store_cache_stays_within_its_bound_and_scores_do_not_change(tmp_path, small_ubm):
+    """A store kept every speaker's model it ever scored (2 MB each at K=512 in float64, plus a set
+    of work buffers per model and thread: 1.5 GB after one identify over 600 speakers, never
+    released).  Now the arrays it keeps never exceed ``cache_mb`` (counted here by walking what it
+    holds, not from its own count), identify over more speakers than fit and verify alike, exact
+    and top-C, and the scores are those of an unbounded store, and (exact) of the NumPy formula."""
+    path = tmp_path / "s.db"
+    st = _store(path, small_ubm)
+    enrolled = {f"s{i:02d}": _recs(100 + i) for i in range(9)}
+    for i, r in enrolled.items():
+        st.enroll(i, r)
+    test = _recs(7, n=1)[0]
+    free = _store(path)                                       # the default bound: everything fits
+    ids, want = free.scores_all(test)
+    ref = [_llr_numpy(small_ubm, enrolled[i], test, free.relevance_factor) for i in ids]
+    np.testing.assert_allclose(want, ref, rtol=1e-5, atol=1e-6)
+    per_model = free.cache_nbytes / len(ids)
+    assert len(free._cache.models) == len(ids) and _held_bytes(free._cache, _shared(free)) <= free.cache_nbytes
+    for mb, fit in ((3.5 * per_model / 2 ** 20, 3), (0.0, 0)):
+        small = _store(path, cache_mb=mb)
+        limit = small.cache_mb * 2 ** 20
+        for call in range(3):                                 # scans; verifies move the recently used in
+            got_ids, got = small.scores_all(test)
+            assert got_ids == ids and np.array_equal(got, want)
+            small.verify(ids[-1 - call], test, threshold=0.0)
+            assert _held_bytes(small._cache, _shared(small)) <= limit and small.cache_nbytes <= limit
+            assert len(small._cache.models) == fit
+        assert ids[-3] in small._cache.models or fit == 0     # the last verified is kept
+    for top_c in (2,):
+        free_c = _store(path, top_c=top_c)
+        ids_c, want_c = free_c.scores_all(test, batch=2)
+        one_stack = max(s.nbytes for s in free_c._cache.stacks[2])
+        small = _store(path, top_c=top_c, cache_mb=2.5 * one_stack / 2 ** 20)
+        for call in range(3):
+            got_ids, got = small.scores_all(test, batch=2)
+            assert got_ids == ids_c and np.array_equal(got, want_c)
+            assert _held_bytes(small._cache, _shared(small)) <= small.cache_mb * 2 ** 20
+            assert sum(s is not None for s in small._cache.stacks[2]) == 2   # of 5 batches

@@ -447,17 +447,6 @@ def test_identify_none_and_calibrated_llr_in_process(store_copy):
     assert all(h["llr"] == pytest.approx(2.0 * h["score"] + 0.5) for h in hits["speakers"])
 
 
-def test_decode_bytes_matches_reading_the_file():
-    from speaker.audio import AudioError, AudioTooLong, decode_bytes
-    y, sr = decode_bytes(body("0_george_0.wav"))
-    ref, rsr = sf.read(wav("0_george_0.wav"), dtype="float32")
-    assert sr == rsr and np.array_equal(y, ref)
-    with pytest.raises(AudioTooLong, match="longer than 0.1 s"):
-        decode_bytes(body("0_george_0.wav"), max_seconds=0.1)
-    with pytest.raises(AudioError, match="<upload>: cannot decode"):
-        decode_bytes(b"RIFF....WAVEfmt ")
-
-
 def test_store_calls_are_serialised_unless_the_store_is_thread_safe(store_copy):
     import contextlib
 

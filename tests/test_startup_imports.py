@@ -1,9 +1,8 @@
-"""What the short commands import, and the two pieces of librosa they call without librosa's start-up.
+"""What the short commands import, and the frames they take without librosa's start-up.
 
 * ``speaker speakers`` lists a store without scikit-learn, scipy.signal, numba or librosa's
   modules (each a fraction of a second to import; ``benchmarks/bench_startup.py`` times it);
 * ``import gmmext`` / ``from gmmext import GMMStats`` do not import scikit-learn;
-* :func:`speaker.audio.resample` gives librosa's ``soxr_hq`` resampling, sample for sample;
 * the frames of the feature front-end are librosa.util.frame's.
 No timing is asserted.
 """
@@ -50,18 +49,6 @@ def test_speakers_command_imports_no_heavy_module(tmp_path):
     assert "speaker.store" in mods and "sqlalchemy" in mods          # it did open the store
     heavy = sorted(m for m in mods if any(m == h or m.startswith(h + ".") for h in HEAVY))
     assert not heavy, heavy
-
-
-@pytest.mark.parametrize("rates", [(8000, 16000), (44100, 16000), (22050, 16000), (16000, 8000), (48000, 16000)])
-@pytest.mark.parametrize("n", [1, 999, 12345])
-def test_resample_is_librosas_soxr_hq(rates, n):
-    import librosa
-    from speaker.audio import resample
-    y = np.random.default_rng(n).normal(size=n).astype(np.float32)
-    got = resample(y, *rates)
-    want = librosa.resample(y, orig_sr=rates[0], target_sr=rates[1], res_type="soxr_hq")
-    assert got.dtype == np.float32 and got.flags.c_contiguous
-    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("win,hop", [(200, 80), (400, 160), (25, 25), (1000, 7)])

@@ -9,8 +9,10 @@ counts agree (mclust's ``nMclustParams`` equals scikit-learn's ``_n_parameters``
 models), so equal BIC means equal log-likelihood: a difference is a different local optimum
 (mclust starts EM from model-based hierarchical agglomeration, gmmext from k-means).
 
-Data sets: iris (scikit-learn's copy), R's ``faithful`` (exported by R itself), and two synthetic
-ones drawn here: three well-separated full-covariance clusters and three overlapping ones.
+Data sets: iris and wine (scikit-learn's copies; wine standardised per column), R's ``faithful``
+(exported by R itself), and four synthetic ones drawn here: three well-separated full-covariance
+clusters, three overlapping ones, four axis-aligned (diagonal) clusters in 3-D and three
+spherical clusters of different radii.
 
 Needs ``Rscript`` with mclust (Debian: ``apt-get install r-cran-mclust``).
 
@@ -85,11 +87,27 @@ def synthetic(overlap: bool, seed: int = 0, n: int = 600) -> np.ndarray:
     return np.vstack([rng.multivariate_normal(centres[k], covs[k]) for k in lab])
 
 
+def axis_aligned(spherical: bool, seed: int = 1) -> np.ndarray:
+    """Four diagonal clusters in 3-D (800 rows), or three spherical ones in 2-D (600 rows)."""
+    rng = np.random.default_rng(seed)
+    if spherical:
+        centres, scales, n = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 6.0]]), np.array([[0.5], [1.0], [1.8]]), 600
+    else:
+        centres = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 1.0], [0.0, 5.0, -1.0], [5.0, 5.0, 4.0]])
+        scales, n = np.array([[0.4, 1.5, 0.8], [1.2, 0.3, 1.0], [0.6, 0.6, 2.0], [1.5, 0.8, 0.4]]), 800
+    lab = rng.integers(0, len(centres), n)
+    return centres[lab] + rng.standard_normal((n, centres.shape[1])) * scales[lab]
+
+
 def datasets() -> dict:
-    from sklearn.datasets import load_iris
+    from sklearn.datasets import load_iris, load_wine
+    wine = load_wine().data
     return {"iris (150 x 4)": load_iris().data, "faithful (272 x 2)": faithful(),
+            "wine, standardised (178 x 13)": (wine - wine.mean(0)) / wine.std(0),
             "separated, 3 full clusters (600 x 2)": synthetic(False),
-            "overlapping, 3 full clusters (600 x 2)": synthetic(True)}
+            "overlapping, 3 full clusters (600 x 2)": synthetic(True),
+            "4 axis-aligned clusters (800 x 3)": axis_aligned(False),
+            "3 spherical clusters (600 x 2)": axis_aligned(True)}
 
 
 def gmmext_bic(X: np.ndarray, G: int, n_init: int, seed: int):

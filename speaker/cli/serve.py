@@ -13,7 +13,9 @@ import signal
 import sys
 
 from .. import _guards
+from ..limits import MAX_SECONDS
 from ._common import JobError, calibration as calibration_of, decision_options, gate as gate_of, open_store
+from ..limits import STORE_CACHE_MB
 from ._options import float_option, int_option
 
 NAME = "serve"
@@ -42,6 +44,10 @@ def add_parser(sub, parents) -> None:
                    help="the speaker store (a file, or a database URL where the store supports it); "
                         "created with --ubm if missing")
     g.add_argument("--ubm", metavar="NPZ", help="UBM to create the store with, or to check the store against")
+    g.add_argument("--cache-mb", type=float_option(0.0, 1 << 20), default=STORE_CACHE_MB, metavar="MB",
+                   help=f"memory the open store keeps to score quickly: speakers' models and prepared stacks "
+                        f"(default {STORE_CACHE_MB}; about 1-2 MB per speaker at K=512, D=60 for exact scoring); "
+                        "beyond it speakers are derived per request: the same scores, slower")
     g = s.add_argument_group("network and safety")
     g.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; a non-loopback address is refused without --api-key-file)")
@@ -56,7 +62,7 @@ def add_parser(sub, parents) -> None:
                         "repeatable; none by default")
     g.add_argument("--max-bytes", type=int_option(1, 1 << 34), default=20 * 1024 * 1024, metavar="N",
                    help="largest request body in bytes (default 20 MB = 20971520); larger: 413")
-    g.add_argument("--max-seconds", type=float_option(0.0, 6 * 3600, lo_open=True), default=300.0,
+    g.add_argument("--max-seconds", type=float_option(0.0, MAX_SECONDS, lo_open=True), default=300.0,
                    metavar="S", help="longest upload in seconds of audio (default 300); longer: 413")
     g.add_argument("--body-timeout", type=float_option(0.0, 3600.0, lo_open=True), default=60.0, metavar="S",
                    help="seconds a request body may take to arrive (default 60); slower: 408")
@@ -155,7 +161,7 @@ def run(args) -> int:
     except ImportError as exc:
         raise JobError(f"speaker serve needs the 'serve' extra (pip install 'gmmext[serve]'): {exc}") from None
     calibration = calibration_of(args)
-    with open_store(args, args.ubm, create=True) as store:           # closed when the server stops
+    with open_store(args, args.ubm, create=True, cache_mb=args.cache_mb) as store:           # closed when the server stops
         g = gate_of(args, store)
         try:
             rule = store.decision(threshold=args.threshold, p_target=args.p_target, c_miss=args.c_miss,
@@ -189,12 +195,42 @@ def run(args) -> int:
         for name in ("uvicorn.error", "uvicorn.access"):       # configured by uvicorn.Config above
             logging.getLogger(name).addFilter(redact_keys)
         server = _make_server(config)
-        server.run()
+        sock = _listen(args.host, args.port)              # a busy port is our one line, not uvicorn's exit 3
+        host, port = sock.getsockname()[:2]
+        if not args.quiet:
+            print(f"speaker serve: listening on http://{f'[{host}]' if ':' in host else host}:{port}",
+                  file=sys.stderr)
+        try:
+            server.run(sockets=[sock])
+        except SystemExit:                                # uvicorn's start-up failure (its log says why)
+            raise JobError(f"could not start serving on {args.host}:{args.port} (see the lines above)") from None
+        finally:
+            sock.close()
     if not server.started:
         raise JobError(f"could not start serving on {args.host}:{args.port}")
     print(f"speaker serve: stopped ({_signal_name(server.signals)}); requests in flight were completed",
           file=sys.stderr)
     return 0
+
+
+def _listen(host: str, port: int):
+    """The listening socket of ``--host`` / ``--port``, bound here so that an address in use or
+    not available is one line and exit 1 (JobError)."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise JobError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise JobError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _stream_config(args):
