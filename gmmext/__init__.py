@@ -13,13 +13,46 @@
 * ``single_thread_blas``: a context manager limiting BLAS to one thread, re-entrant and shared
   with the core (small matrix products are much faster on one thread, above all on a busy machine).
 """
-from ._mixture import GaussianMixture
-from ._bayesian import BayesianGaussianMixture
-from ._selection import GaussianMixtureIC
-from ._scoring import ModelStack, top_c_loglik
-from ._stats import GMMStats
-from ._dask import dask_accumulate
-from ._blas import single_thread_blas
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._bayesian import BayesianGaussianMixture
+    from ._blas import single_thread_blas
+    from ._dask import dask_accumulate
+    from ._mixture import GaussianMixture
+    from ._scoring import ModelStack, top_c_loglik
+    from ._selection import GaussianMixtureIC
+    from ._stats import GMMStats
+
+
+def __getattr__(name: str):
+    """The public names, each imported on first use (PEP 562): ``import gmmext`` and
+    ``from gmmext import GMMStats`` do not import scikit-learn (the estimators do), so a
+    command that only reads statistics or a store starts quickly."""
+    if name == "GaussianMixture":
+        from ._mixture import GaussianMixture as value
+    elif name == "BayesianGaussianMixture":
+        from ._bayesian import BayesianGaussianMixture as value
+    elif name == "GaussianMixtureIC":
+        from ._selection import GaussianMixtureIC as value
+    elif name == "ModelStack":
+        from ._scoring import ModelStack as value
+    elif name == "top_c_loglik":
+        from ._scoring import top_c_loglik as value
+    elif name == "GMMStats":
+        from ._stats import GMMStats as value
+    elif name == "dask_accumulate":
+        from ._dask import dask_accumulate as value
+    elif name == "single_thread_blas":
+        from ._blas import single_thread_blas as value
+    else:
+        raise AttributeError(f"module 'gmmext' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 from importlib import metadata as _metadata
 

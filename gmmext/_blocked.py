@@ -91,11 +91,19 @@ class StatsParams:
 
     def prepare(self, X, start: int = 0):
         """A validated block in the compute dtype (the model's or the block's, whichever is higher),
-        and the core's engine and model matrices for it."""
+        and the core's engine and model matrices for it.  ``X`` may be a list of arrays (a block
+        of utterances): each validated (rows counted from ``start`` on), one dtype, one engine
+        and one set of matrices for all of them; the list comes back."""
         K, D = self.means.shape
-        X = check_block(X, D, rows=(start, start + _n_rows(X)))
-        dtype = computation_dtype(self.means.dtype, X.dtype)
-        X = X.astype(dtype, copy=False)
+        many = isinstance(X, (list, tuple))
+        arrays = []
+        for x in (X if many else [X]):
+            n = _n_rows(x)
+            arrays.append(check_block(x, D, rows=(start, start + n)))
+            start += n
+        dtype = computation_dtype(self.means.dtype, *(x.dtype for x in arrays))
+        arrays = [x.astype(dtype, copy=False) for x in arrays]
+        X = arrays if many else arrays[0]
         engine = Engine(dtype, D, K, self.chunk_size, self.n_threads, kind=self.kind)
         return X, engine, model_matrices(self.weights, self.means, self.covariances, dtype, self.kind,
                                          log_weights=self.log_weights)
@@ -118,18 +126,15 @@ def _n_rows(X) -> int:
 def block_stats(params: StatsParams, X, sample_weight=None, start: int = 0) -> GMMStats:
     """E-step statistics of one block under ``params``, as ``GaussianMixture.accumulate`` gives.
 
-    ``X`` is an (n, D) array, or a list of such arrays (their statistics are summed in order);
+    ``X`` is an (n, D) array, or a list of such arrays (one core call over all of them, as
+    ``accumulate(list)``: the engine and the model matrices built once; no ``sample_weight``);
     ``start`` is the block's first row, for error messages.  A block of zero total weight gives
     zero statistics.  Bad values raise ``ValueError`` starting with ``"rows start:stop: "``.
     """
-    K, D = params.shape
-    if isinstance(X, (list, tuple)):
-        total = params.zero_stats()
-        for x in X:
-            total = total + block_stats(params, x, None, start)
-            start += _n_rows(x)
-        return total
     X, engine, matrices = params.prepare(X, start)
+    if isinstance(X, list):
+        X = [x for x in X if x.shape[0]]
+        return engine.accumulate(X, None, matrices) if X else params.zero_stats()
     sw = check_sample_weight(sample_weight, X.shape[0], rows=(start, start + X.shape[0]))
     if X.shape[0] == 0 or (sw is not None and not sw.sum() > 0):
         return params.zero_stats()

@@ -72,10 +72,7 @@ def _weights_task(sw, start: int = 0) -> float:
 
 
 def _sum_stats(*parts: GMMStats) -> GMMStats:
-    total = parts[0]
-    for p in parts[1:]:
-        total = total + p
-    return _sized(total)
+    return _sized(GMMStats.total(parts))
 
 
 class DaskSource:

@@ -158,14 +158,15 @@ class Engine:
         return _to_raw(acc_s, acc_n, shift, T, full=True)[1]
 
     def _whitened_stats(self, segments, sample_weight, mm: ModelMatrices, T: int,
-                        per_segment: bool, second_order: bool = True) -> list:
+                        per_segment: bool, second_order: bool = True, scatter: dict | None = None) -> list:
         """Statistics of a whitened ("tied") model: one ``GMMStats`` per segment (``per_segment``) or one for all frames.
 
         The E-step runs on whitened frames ``z = T (x - shift)`` (diagonal layout, unit
         variances) and accumulates the first order only, ``sum r z``, mapped back to
         ``sum r x = T^-1 sum r z + n shift`` in float64; the second order is the pooled
         :meth:`_scatter` (1, D, D), which needs no responsibilities (they sum to each frame's
-        weight).  ``second_order`` False: zeros instead, no second pass.
+        weight).  ``second_order`` False: zeros instead, no second pass.  ``scatter``: see
+        :meth:`accumulate` (not per segment).
         """
         K, D = self.K, self.D
         shift = mm.shift
@@ -175,7 +176,14 @@ class Engine:
             _core.accumulate(segments, sample_weight, shift, mm.M, mm.gconst, self.chunk, T,
                              self.sparse_limit, per_segment, self.xx, self.L, self.S,
                              acc_s, acc_n, acc_scalar, mm.whiten)
-            sxx = self._scatter(segments, sample_weight, shift, T, per_segment) if second_order else None
+            if not second_order:
+                sxx = None
+            elif scatter is not None and not per_segment:
+                if "sxx" not in scatter:
+                    scatter["sxx"] = self._scatter(segments, sample_weight, shift, T, False)
+                sxx = scatter["sxx"].copy()          # (1, 1, D, D): the caller may keep what it gets
+            else:
+                sxx = self._scatter(segments, sample_weight, shift, T, per_segment)
         if not per_segment:
             acc_s, acc_n, acc_scalar = (a.sum(axis=0, keepdims=True) for a in (acc_s, acc_n, acc_scalar))
         sy = linalg.solve_triangular(mm.whiten.astype(np.float64), acc_s.reshape(-1, D).T, lower=True)
@@ -184,18 +192,22 @@ class Engine:
         return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u], acc_scalar[u, 0],
                          acc_scalar[u, 1]) for u in range(acc_n.shape[0])]
 
-    def accumulate(self, X, sample_weight, mm: ModelMatrices) -> GMMStats:
+    def accumulate(self, X, sample_weight, mm: ModelMatrices, scatter: dict | None = None) -> GMMStats:
         """Summed sufficient statistics of X under the model ``mm``.
 
         X (N, D), or a sequence of (n_u, D) arrays taken as their concatenation (in one core
         call, no copy; same result as the concatenated array); sample_weight (N,) float64 over
         all rows, or None.  The core accumulates about ``mm.shift``; the result is converted
         back to plain ``sum r x`` and ``sum r x**2`` (or ``x x^T``) in float64.
+
+        ``scatter``: for a whitened ("tied") model, a dict kept by the caller for as long as X
+        and sample_weight do not change (a fit): the pooled second order, which does not depend
+        on the model, is computed on the first call and reused from the dict after.
         """
         segments = _as_segments(X)
         T = self._threads_for(sum(a.shape[0] for a in segments))
         if self.kind.whitened:
-            return self._whitened_stats(segments, sample_weight, mm, T, False)[0]
+            return self._whitened_stats(segments, sample_weight, mm, T, False, scatter=scatter)[0]
         self.acc_s.fill(0.0)
         self.acc_n.fill(0.0)
         self.acc_scalar.fill(0.0)

@@ -863,7 +863,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             e_step = lambda: _missing.accumulate(self, X, sw, groups)                  # noqa: E731
         elif src.in_memory:                    # one engine for the whole fit
             X, sw, engine = src.X, src.sw, self._engine(src.dtype, D)
-            e_step = lambda: engine.accumulate(X, sw, self._matrices(X.dtype))   # noqa: E731
+            scatter: dict = {}                 # "tied": the pooled scatter, once per fit
+            e_step = lambda: engine.accumulate(X, sw, self._matrices(X.dtype), scatter)   # noqa: E731
         else:
             e_step = lambda: src.e_step(self)                                        # noqa: E731
         self._run_em(src.dtype, lambda rs: self._initialize(init_src, rs), e_step)

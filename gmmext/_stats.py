@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -94,16 +95,38 @@ class GMMStats:
     def n_features(self) -> int:
         return self.sum_x.shape[1]
 
+    def _check_addable(self, other: "GMMStats") -> None:
+        if other.sum_xx.shape != self.sum_xx.shape or other.sum_x.shape != self.sum_x.shape:
+            raise ValueError("cannot add GMMStats of shapes (K, D) = %s and %s (sum_xx %s and %s)"
+                             % (self.sum_x.shape, other.sum_x.shape, self.sum_xx.shape, other.sum_xx.shape))
+
     def __add__(self, other: "GMMStats") -> "GMMStats":
         if isinstance(other, (int, float)) and other == 0:  # sum() starts from 0
             return self
         if not isinstance(other, GMMStats):
             return NotImplemented
-        if other.sum_xx.shape != self.sum_xx.shape:
-            raise ValueError("cannot add GMMStats of shapes (K, D) = %s and %s (sum_xx %s and %s)"
-                             % (self.sum_x.shape, other.sum_x.shape, self.sum_xx.shape, other.sum_xx.shape))
+        self._check_addable(other)
         return GMMStats(self.n + other.n, self.sum_x + other.sum_x, self.sum_xx + other.sum_xx,
                         self.loglik + other.loglik, self.n_samples + other.n_samples)
+
+    @classmethod
+    def total(cls, stats: "Sequence[GMMStats]") -> "GMMStats":
+        """``stats[0] + stats[1] + ...`` left to right (the same bits), added in place into one
+        copy of the first: no new arrays per term (600 utterances' statistics at K=512, D=60
+        would otherwise allocate 300 MB).  ValueError when ``stats`` is empty or the shapes differ."""
+        if not stats:
+            raise ValueError("no statistics to add")
+        first = stats[0]
+        n, sx, sxx = (np.array(a, dtype=np.float64) for a in (first.n, first.sum_x, first.sum_xx))
+        loglik, n_samples = first.loglik, first.n_samples
+        for s in stats[1:]:
+            first._check_addable(s)
+            n += s.n
+            sx += s.sum_x
+            sxx += s.sum_xx
+            loglik += s.loglik
+            n_samples += s.n_samples
+        return cls(n, sx, sxx, loglik, n_samples)
 
     __radd__ = __add__
 

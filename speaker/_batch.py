@@ -11,11 +11,14 @@ speakers, or over time into a speaker store.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, GMMStats
+from gmmext import GMMStats
+
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture
 
 #: Utterances per core call when they are not all handed over at once.
 BATCH_UTTERANCES = 256
@@ -25,10 +28,7 @@ def sum_in_order(stats: Sequence[GMMStats]) -> GMMStats:
     """``stats[0] + stats[1] + ...`` (left to right); ValueError when empty."""
     if not stats:
         raise ValueError("no feature arrays to accumulate")
-    total = stats[0]
-    for s in stats[1:]:
-        total = total + s
-    return total
+    return GMMStats.total(stats)
 
 
 def recording_stats(ubm: GaussianMixture, X: np.ndarray, *, check_input: bool = True) -> GMMStats:

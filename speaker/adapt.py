@@ -21,11 +21,14 @@ UBM's values.  The formulas are gmmext's (``GaussianMixture.map_parameters`` / `
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, GMMStats
+from gmmext import GMMStats
+
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture
 
 from ._batch import BATCH_UTTERANCES, speaker_stats, sum_in_order
 from ._interrupt import check as check_interrupt
@@ -38,6 +41,7 @@ def model_like(template: GaussianMixture, weights, means, covariances, dtype=Non
     """A model with these parameters and ``template``'s constructor parameters (all but
     ``n_components``, which the parameters give), cast to ``dtype`` (default: the fitted
     template's): a speaker model like its UBM, a UBM like its training template."""
+    from gmmext import GaussianMixture
     params = template.get_params()
     params.pop("n_components")
     dtype = template.means_.dtype if dtype is None else dtype

@@ -17,11 +17,12 @@ in two (the first half are the T models, the second half the Z tests).  All scor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture
 
 from . import score_norm
 from ._batch import recording_stats

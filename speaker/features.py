@@ -56,6 +56,24 @@ _STD_FLOOR = 1e-8
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = MIN_RATE, MAX_RATE
 MAX_WINDOW_MS = 1000.0
 MAX_FFT = 1 << 14           # samples of the FFT (and so of the window): 1 s at 16 kHz
+
+#: Window names scipy.signal.get_window takes without parameters that configurations use: known
+#: without importing scipy.signal (a quarter of a second: every configuration a store or a model
+#: file holds is checked when it is read).  Any other name is asked of librosa / scipy itself.
+COMMON_WINDOWS = frozenset({"hamming", "hann", "blackman", "boxcar", "rectangular", "bartlett",
+                            "triangle", "blackmanharris", "nuttall", "cosine", "flattop", "bohman", "parzen"})
+
+
+@functools.lru_cache(maxsize=64)
+def _known_window(name: str) -> bool:
+    """Whether ``name`` is a window ``librosa.filters.get_window`` (scipy's) computes."""
+    if name in COMMON_WINDOWS:
+        return True
+    try:
+        librosa.filters.get_window(name, 8, fftbins=True)
+    except Exception:
+        return False
+    return True
 MAX_MELS = 512
 MAX_LIFTER = 10_000.0
 MAX_CONTEXT = 301           # delta_width, vad_context (frames)
@@ -225,9 +243,7 @@ class FeatureConfig:
                                   f"than {MAX_FFT}")
         if not isinstance(self.window, str):
             fail("window", "must be a window name (str)")
-        try:
-            librosa.filters.get_window(self.window, 8, fftbins=True)
-        except Exception:
+        if not _known_window(self.window):
             fail("window", "is not a window name scipy.signal.get_window knows")
         p = as_float("preemphasis")
         if not 0.0 <= p < 1.0:
@@ -474,8 +490,10 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str, prev: float | None = 
     else:
         emph = y
 
-    raw_frames = librosa.util.frame(y, frame_length=win, hop_length=hop, axis=0)
-    emph_frames = librosa.util.frame(emph, frame_length=win, hop_length=hop, axis=0)
+    # (frames, win) views, as librosa.util.frame(axis=0) gives them (whose module compiles numba
+    # functions on import: numpy's own view here)
+    raw_frames = np.lib.stride_tricks.sliding_window_view(y, win)[::hop]
+    emph_frames = np.lib.stride_tricks.sliding_window_view(emph, win)[::hop]
     n_frames = raw_frames.shape[0]
 
     window, mel_basis = _filters(cfg.window, win, cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin, cfg.fmax_hz)

@@ -28,11 +28,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from gmmext import GaussianMixture
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture
 
 from ._atomic import atomic_path
 from ._npz import NpzError, check_scalars, open_npz, read_npz
@@ -73,8 +74,14 @@ def ubm_fingerprint(ubm: GaussianMixture) -> str:
 
     Raises ValueError for a model that is not diagonal (see :func:`require_diag`)."""
     require_diag(ubm)
+    return arrays_fingerprint(ubm.weights_, ubm.means_, ubm.covariances_)
+
+
+def arrays_fingerprint(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> str:
+    """:func:`ubm_fingerprint` of a diagonal UBM with these parameters ((K,), (K, D), (K, D)),
+    without building it."""
     h = hashlib.sha256()
-    for a in (ubm.weights_, ubm.means_, ubm.covariances_):
+    for a in (weights, means, variances):
         a = np.ascontiguousarray(a, dtype="<f8")
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
@@ -109,6 +116,7 @@ def save_model(path: str | Path, models: GaussianMixture | Mapping[str, Gaussian
     The file appears atomically (temporary file + rename); ``overwrite=False`` refuses an
     existing file (:mod:`speaker._atomic`).
     """
+    from gmmext import GaussianMixture
     common = dict(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
                   feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
     if isinstance(models, GaussianMixture):
@@ -240,6 +248,7 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
                 _fail(path, why)
 
     def build(wi, mi, vi, label):
+        from gmmext import GaussianMixture
         try:
             return GaussianMixture.from_parameters(wi, mi, vi, covariance_type="diag")
         except ValueError as exc:

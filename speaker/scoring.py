@@ -10,11 +10,12 @@ on those C components only (gmmext's compiled ``top_components`` / ``ModelStack`
 """
 from __future__ import annotations
 
-from typing import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, ModelStack
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture
 
 from ._interrupt import check as check_interrupt
 from ._progress import progress as report
@@ -76,6 +77,7 @@ class Probe:
         scoring takes every model's log-likelihood of every frame; top-C scoring stacks the
         models (or uses the given stack) and evaluates the UBM's components of each frame only.
         """
+        from gmmext import ModelStack
         if self.indices is None:
             if isinstance(models, ModelStack):
                 raise ValueError("exact scoring needs the models, not a top-C ModelStack")
@@ -139,6 +141,8 @@ def score_trials(trials: Sequence[tuple[str, Hashable]], models: Mapping[str, Ga
     ids = list(models)
     row = {m: i for i, m in enumerate(ids)}
     model_list = [models[m] for m in ids]
+    if top_c is not None:
+        from gmmext import ModelStack
     stack = ModelStack(model_list, reference=ubm) if top_c is not None else None
     by_test: dict = {}
     for t, (m, test) in enumerate(trials):

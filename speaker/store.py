@@ -32,11 +32,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, GMMStats
+from gmmext import GMMStats
+
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture
 
 from ._batch import recording_stats
 from ._sql import Database, StoreError, StoreInvalid, StoreUnavailable, one_snapshot, store_location
@@ -48,7 +51,7 @@ from .gates import DEFAULT_GATE, Gate, speech_seconds
 from .quality import Quality
 from .limits import (MAX_COHORT_ELEMENTS, MAX_COHORT_FRAMES, MAX_KEPT_ELEMENTS, MAX_KEPT_FRAMES, STORE_CACHE_MB,
                      recording_id_problem, speaker_id_problem, ubm_shape_problem)
-from .model_io import ModelError, load_model, save_model, ubm_fingerprint
+from .model_io import ModelError, arrays_fingerprint, load_model, save_model, ubm_fingerprint
 from .scoring import check_features, check_top_c
 from .sources import Source, Waveform, content_hash, read_source, read_source_and_quality, source_kind
 from .store_backend import BackendBinding, BackendMismatchError, BindResult
@@ -466,17 +469,27 @@ class SpeakerStore(StoreScoring, CalibrationHistory, BackendBinding):
                 or (lw, lm, lv) != (8 * K, 8 * K * D, 8 * K * D):
             self._db.fail("malformed UBM row (dtype, shape or sizes)")
         w, mu, var = self._db.rows("SELECT weights, means, covariances FROM ubm")[0]
-        try:
-            stored = GaussianMixture.from_parameters(
-                np.frombuffer(w, "<f8").astype(dtype), np.frombuffer(mu, "<f8").reshape(K, D).astype(dtype),
-                np.frombuffer(var, "<f8").reshape(K, D).astype(dtype), covariance_type="diag")
-        except (ValueError, TypeError) as exc:
-            self._db.fail(f"UBM: {exc}")
-        if ubm_fingerprint(stored) != fp:
+        stored = (np.frombuffer(w, "<f8").astype(dtype), np.frombuffer(mu, "<f8").reshape(K, D).astype(dtype),
+                  np.frombuffer(var, "<f8").reshape(K, D).astype(dtype))
+        if arrays_fingerprint(*stored) != fp:
             self._db.fail("the stored UBM does not match its fingerprint (corrupted?)")
         if ubm is not None and ubm_fingerprint(ubm) != fp:
             raise UBMMismatchError(self.path, fp, ubm_fingerprint(ubm))
-        self.ubm, self.fingerprint, self.K, self.D = (ubm if ubm is not None else stored), fp, K, D
+        self._ubm, self._ubm_arrays, self.fingerprint, self.K, self.D = ubm, stored, fp, K, D
+
+    @property
+    def ubm(self) -> GaussianMixture:
+        """The store's UBM, built from its row on first use (validated then: a malformed one is a
+        :class:`StoreInvalid`); listing the speakers needs no model, nor scikit-learn."""
+        if self._ubm is None:
+            from gmmext import GaussianMixture
+            with self._lock:
+                if self._ubm is None:
+                    try:
+                        self._ubm = GaussianMixture.from_parameters(*self._ubm_arrays, covariance_type="diag")
+                    except (ValueError, TypeError) as exc:
+                        self._db.fail(f"UBM: {exc}")
+        return self._ubm
         check_top_c(self.top_c, K)
 
     def _check_meta(self, meta: dict) -> None:

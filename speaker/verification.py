@@ -38,11 +38,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture, ModelStack
+if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
+    from gmmext import GaussianMixture, ModelStack
 
 from ._batch import sum_in_order
 from .adapt import map_from_stats, map_parameters
@@ -378,6 +379,7 @@ class StoreScoring:
             stack = kept[b] if kept is not None else None
             fresh = stack is None
             if fresh and len(ids) == 1:                # verify: the speaker's kept model, stacked
+                from gmmext import ModelStack
                 g, model = self._model(ids[0], None)
                 stack = ModelStack([model], reference=self.ubm)
                 self._cache.keep_model(ids[0], g, model, evict=True)
@@ -589,6 +591,7 @@ class StoreScoring:
         ``GaussianMixture`` per speaker: the rows' statistics go through
         :func:`speaker.adapt.map_parameters` together and :meth:`gmmext.ModelStack.from_parameters`
         builds the matrices, the parameters :meth:`model` derives.  KeyError for an unknown id."""
+        from gmmext import ModelStack
         K, D, dtype = self.K, self.D, self.ubm.means_.dtype
         rows = [self._row(i) for i in ids]
         W, MU = np.empty((len(ids), K), dtype), np.empty((len(ids), K, D), dtype)

@@ -33,14 +33,16 @@ float64 accumulators; the Python caller sums the per-thread accumulators in thre
 results are deterministic for a given chunk size and thread count (the exception,
 ``accumulate(..., per_segment=True)``, is deterministic whatever the threads: see there).
 
-Matrix products.  The core calls no BLAS: every product is src/gmm_gemm.h's (:func:`_matmul`),
-which computes each element with its own accumulator, the summed dimension in order (one
-fused multiply-add per term, blocks of 128 terms added in order), whatever the shapes, the
-instruction set (AVX-512, AVX2+FMA, portable C: the same bits) and the calling thread.  So a
-frame's log-densities do not depend on the other frames of its chunk, a model's top-C score
-not on the other models of its stack, and nothing depends on BLAS's kernel
-(``OPENBLAS_CORETYPE``) or thread count.  ``unshift`` turns statistics about the shift into
-plain ones.
+Matrix products.  A chunk's log-densities and statistics are BLAS gemms (scipy's
+``cython_blas``), each gemm's summed dimension cut into slices of at most 128 (``_gemm``).  BLAS
+must run single-threaded while these functions run (the Python layer holds
+``gmmext._blas.single_thread_blas``: a threaded BLAS inside OpenMP threads is only slower); with
+it, and the slices, results do not depend on BLAS's thread state nor on the calling thread.
+They may depend on BLAS's kernel (``OPENBLAS_CORETYPE``) and, in the last bits, on where a
+frame falls in its chunk.  The one exception is the shared-variance top-C scoring of many
+models (``_topc_shared.pxi``): its products are src/gmm_gemm.h's, one model per vector lane, so
+that a model's score does not depend on the stack around it.  ``unshift`` turns statistics
+about the shift into plain ones.
 
 Every entry point starts with :func:`_prologue` (frame table, model shapes, chunk and thread
 count, the two per-thread buffers every chunk uses) and runs its chunks through
@@ -53,6 +55,7 @@ from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memcpy
 from libc.stdlib cimport malloc, free
 from libc.math cimport INFINITY
+from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import numpy as np
 
@@ -261,66 +264,35 @@ cdef inline Py_ssize_t _rows_of(Py_ssize_t start, Py_ssize_t chunk, Py_ssize_t e
 
 
 # --------------------------------------------------------------------------- chunk kernels
-# Every matrix product of the core is src/gmm_gemm.h's, not BLAS's: one accumulator per element,
-# the summed dimension in order (one FMA per term, blocks of 128 terms added in order), whatever
-# the shapes, the calling thread, BLAS's thread count or its kernel (see there, docs/design.md).
-cdef extern from "gmm_gemm.h" nogil:
-    int GMMX_PW_f, GMMX_PW_d, GMMX_PANEL_BYTES
-    int gmmx_isa()
-    int gmmx_isa_mask()
-    Py_ssize_t gmmx_packed_size(Py_ssize_t k, Py_ssize_t n, Py_ssize_t pw)
-    Py_ssize_t gmmx_matmul_work(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t pw)
-    void gmmx_pack_f(Py_ssize_t k, Py_ssize_t n, const float *B, Py_ssize_t brs, Py_ssize_t bcs, float *Bp)
-    void gmmx_pack_d(Py_ssize_t k, Py_ssize_t n, const double *B, Py_ssize_t brs, Py_ssize_t bcs, double *Bp)
-    void gmmx_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
-                     Py_ssize_t acs, const float *Bp, Py_ssize_t pb, float *C, Py_ssize_t crs,
-                     Py_ssize_t ccs)
-    void gmmx_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A, Py_ssize_t ars,
-                     Py_ssize_t acs, const double *Bp, Py_ssize_t pb, double *C, Py_ssize_t crs,
-                     Py_ssize_t ccs)
-    void gmmx_gemm_isa_f(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
-                         Py_ssize_t acs, const float *Bp, Py_ssize_t pb, float *C, Py_ssize_t crs,
-                         Py_ssize_t ccs)
-    void gmmx_gemm_isa_d(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A, Py_ssize_t ars,
-                         Py_ssize_t acs, const double *Bp, Py_ssize_t pb, double *C, Py_ssize_t crs,
-                         Py_ssize_t ccs)
-    void gmmx_matmul_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
-                       Py_ssize_t acs, const float *B, Py_ssize_t brs, Py_ssize_t bcs,
-                       float *C, Py_ssize_t crs, Py_ssize_t ccs, float *work)
-    void gmmx_matmul_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A, Py_ssize_t ars,
-                       Py_ssize_t acs, const double *B, Py_ssize_t brs, Py_ssize_t bcs,
-                       double *C, Py_ssize_t crs, Py_ssize_t ccs, double *work)
+# The inner (summed) dimension of every gemm is cut into slices of at most this many: OpenBLAS
+# blocks that dimension by its GEMM_Q (>= 128 on every target) and its single- and
+# multi-threaded drivers block it differently, so a longer one gives sums that depend on how
+# many threads BLAS thinks it has.  Slices of <= 128 are summed in the same order by both
+# drivers: results do not depend on BLAS's thread state, nor on the calling thread.
+cdef enum:
+    _K_SLICE = 128
 
 
-cdef inline Py_ssize_t _pw(floating *dummy) noexcept nogil:
-    """Panel width (columns) of the core's products in this dtype."""
-    return GMMX_PW_f if floating is float else GMMX_PW_d
+cdef inline void _gemm(char *ta, char *tb, int m, int n, int k,
+                       const floating *A, int lda, Py_ssize_t a_step,
+                       const floating *B, int ldb, Py_ssize_t b_step,
+                       floating beta, floating *C, int ldc) noexcept nogil:
+    """Column-major C = op(A) op(B) + beta C, the k dimension in slices of ``_K_SLICE``.
 
-
-cdef inline void _matmul(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                         const floating *A, Py_ssize_t ars, Py_ssize_t acs,
-                         const floating *B, Py_ssize_t brs, Py_ssize_t bcs,
-                         floating *C, Py_ssize_t crs, Py_ssize_t ccs, floating *work) noexcept nogil:
-    """C (m x n) <- A (m x k) @ B (k x n), any strides (elements): src/gmm_gemm.h's product."""
-    if floating is float:
-        gmmx_matmul_f(m, n, k, A, ars, acs, B, brs, bcs, C, crs, ccs, work)
-    else:
-        gmmx_matmul_d(m, n, k, A, ars, acs, B, brs, bcs, C, crs, ccs, work)
-
-
-cdef inline Py_ssize_t _estep_work(Py_ssize_t chunk, Py_ssize_t K, Py_ssize_t P, Py_ssize_t pw) noexcept nogil:
-    """Per-thread scratch (values) of a chunk's products: log-densities (chunk x P @ P x K) and
-    statistics (K x chunk @ chunk x P)."""
-    cdef Py_ssize_t a = gmmx_matmul_work(chunk, K, P, pw), b = gmmx_matmul_work(K, P, chunk, pw)
-    return a if a > b else b
-
-
-cdef inline void *_thread_work(Py_ssize_t nbytes, int *failed) noexcept nogil:
-    """A thread's scratch of ``nbytes`` (malloc), or NULL after setting ``failed[0]``."""
-    cdef void *w = malloc(nbytes if nbytes > 0 else 1)
-    if w == NULL:
-        failed[0] = 1
-    return w
+    ``a_step`` / ``b_step``: how far A / B advance (elements) per unit of k.
+    """
+    cdef floating one = 1
+    cdef int s = 0, q
+    while s < k:
+        q = _K_SLICE if s + _K_SLICE <= k else k - s
+        if floating is float:
+            sgemm(ta, tb, &m, &n, &q, &one, <float *>A + s * a_step, &lda,
+                  <float *>B + s * b_step, &ldb, &beta, C, &ldc)
+        else:
+            dgemm(ta, tb, &m, &n, &q, &one, <double *>A + s * a_step, &lda,
+                  <double *>B + s * b_step, &ldb, &beta, C, &ldc)
+        beta = 1
+        s += q
 
 
 cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
@@ -333,31 +305,25 @@ cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
 
 cdef void _chunk_logdens(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                          const floating *shift, const floating *M, const floating *gconst,
-                         floating *xx, floating *L, floating *work) noexcept nogil:
-    """L (rows, K) <- xx @ M + gconst (xx the chunk's feature map): weighted log-densities.
-
-    Each value is ``(sum_p xx[i, p] M[p, k]) + gconst[k]``, the sum in the order of p
-    (:func:`_matmul`): a frame's log-densities do not depend on the chunk around it.
-    """
-    cdef Py_ssize_t i, k, P = f.P
-    cdef floating *Lrow
+                         floating *xx, floating *L) noexcept nogil:
+    """L (rows, K) <- gconst + xx @ M (xx the chunk's feature map): weighted log-densities (one gemm)."""
+    cdef Py_ssize_t i, P = f.P
     _fill_xx(f, start, rows, shift, xx)
-    _matmul(rows, K, P, xx, P, 1, M, K, 1, L, K, 1, work)
     for i in range(rows):
-        Lrow = L + i * K
-        for k in range(K):
-            Lrow[k] = Lrow[k] + gconst[k]
+        memcpy(L + i * K, gconst, K * sizeof(floating))
+    # row-major L (rows x K) is column-major L^T (K x rows) = M^T (K x P) @ xx^T (P x rows)
+    _gemm("N", "N", <int>K, <int>rows, <int>P, M, <int>K, K, xx, <int>P, 1, 1, L, <int>K)
 
 
 cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
                        Py_ssize_t P, Py_ssize_t D2, double sparse_limit, floating *S,
-                       double *acc_n, double *acc_s, floating *work) noexcept nogil:
-    """acc_n += column sums of R = L (rows, K); acc_s (K, D2) += R^T xx[:, :D2]: sparse or one product.
+                       double *acc_n, double *acc_s) noexcept nogil:
+    """acc_n += column sums of R = L (rows, K); acc_s (K, D2) += R^T xx[:, :D2]: sparse or one gemm.
 
-    Dense: S (K, D2) <- R^T xx[:, :D2] in the data's dtype, each value summed over the
-    chunk's rows in order (:func:`_matmul`), then added to the float64 accumulators.
+    Dense, float32: S (K, D2) <- R^T xx[:, :D2], then added to the float64 accumulators;
+    float64: the gemm adds into acc_s itself.
     """
-    cdef Py_ssize_t kept, j
+    cdef Py_ssize_t kept
     if floating is float:
         kept = gmmx_count_kept_f(L, rows, K)
     else:
@@ -368,31 +334,32 @@ cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, P
         else:
             gmmx_sparse_stats_d(L, xx, rows, K, P, D2, acc_n, acc_s)
         return
-    # dense: S (K x D2) = R^T (K x rows) @ xx[:, :D2] (rows x D2)
-    _matmul(K, D2, rows, L, 1, K, xx, P, 1, S, D2, 1, work)
+    # dense: row-major S (K x D2) = R^T xx, i.e. column-major S^T = xx[:, :D2]^T R
     if floating is float:
         gmmx_colsum_f(L, rows, K, acc_n)
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
+              0.0, S, <int>D2)
         gmmx_add_f(acc_s, S, K * D2)
     else:
         gmmx_colsum_d(L, rows, K, acc_n)
-        for j in range(K * D2):
-            acc_s[j] = acc_s[j] + S[j]
+        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
+              1.0, <double *>acc_s, <int>D2)
 
 
 cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                        Py_ssize_t D2, const floating *shift, const floating *M,
                        const floating *gconst, const double *sw, double sparse_limit,
                        floating *xx, floating *L, floating *S,
-                       double *acc_n, double *acc_s, double *acc_scalar, floating *work) noexcept nogil:
+                       double *acc_n, double *acc_s, double *acc_scalar) noexcept nogil:
     """E-step of one chunk and its statistics into (acc_n, acc_s, acc_scalar)."""
-    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L, work)
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
     # per row (C kernel, vectorised, fast exp): max, exp, sum, scale by w_i / sum
     if floating is float:
         gmmx_estep_chunk_f(L, rows, K, (sw + start) if sw != NULL else NULL, acc_scalar)
     else:
         gmmx_estep_chunk_d(L, rows, K, (sw + start) if sw != NULL else NULL, acc_scalar)
     # statistics sum_i r_ik [x_i, x_i^2]: one gemm, or the kept entries only when sparse
-    _chunk_stats(L, xx, rows, K, f.P, D2, sparse_limit, S, acc_n, acc_s, work)
+    _chunk_stats(L, xx, rows, K, f.P, D2, sparse_limit, S, acc_n, acc_s)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -451,33 +418,23 @@ def accumulate(object segments, const double[::1] sample_weight,
             sw = &sample_weight[0]
     if N == 0:
         return
-    cdef Py_ssize_t n_work = _estep_work(chunk, K, P, _pw(<floating *>NULL))
-    cdef floating *work = NULL
-    cdef int failed = 0
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
-        work = <floating *>_thread_work(n_work * sizeof(floating), &failed)
         if per_segment:
             for u in prange(U, schedule="dynamic"):
                 start = f.off[u]
-                while work != NULL and start < f.off[u + 1]:
+                while start < f.off[u + 1]:
                     rows = _rows_of(start, chunk, f.off[u + 1])
                     _chunk_estep(f, start, rows, K, D2, &shift[0], &M[0, 0], &gconst[0], sw,
                                  sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
-                                 &s_buf[tid, 0, 0], &acc_n[u, 0], &acc_s[u, 0, 0], &acc_scalar[u, 0],
-                                 work)
+                                 &s_buf[tid, 0, 0], &acc_n[u, 0], &acc_s[u, 0, 0], &acc_scalar[u, 0])
                     start = start + rows
         else:
             for c in prange(n_chunks, schedule="static"):
                 start = c * chunk
-                if work != NULL:
-                    _chunk_estep(f, start, _rows_of(start, chunk, N), K, D2, &shift[0], &M[0, 0],
-                                 &gconst[0], sw, sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
-                                 &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0], &acc_scalar[tid, 0],
-                                 work)
-        free(work)
-    if failed:
-        raise MemoryError("no memory for the core's per-thread scratch")
+                _chunk_estep(f, start, _rows_of(start, chunk, N), K, D2, &shift[0], &M[0, 0],
+                             &gconst[0], sw, sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
+                             &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0], &acc_scalar[tid, 0])
 
 
 def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::1] shift,
@@ -520,13 +477,13 @@ def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::
 cdef void _chunk_evaluate(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                           const floating *shift, const floating *M, const floating *gconst,
                           floating *xx, floating *L, double *ll_out, floating *resp_out,
-                          floating *logprob_out, int64_t *label_out, floating *work) noexcept nogil:
+                          floating *logprob_out, int64_t *label_out) noexcept nogil:
     """evaluate's outputs for one chunk (the global rows start..start+rows; NULL: not wanted)."""
     cdef Py_ssize_t i, k, best
     cdef floating *Lrow
     cdef floating vmax
     cdef double ll
-    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L, work)
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
     if logprob_out != NULL:
         memcpy(logprob_out + start * K, L, rows * K * sizeof(floating))
     for i in range(rows):
@@ -582,20 +539,11 @@ def evaluate(object segments, const floating[::1] shift, const floating[:, ::1] 
         lp = &logprob_out[0, 0]
     if label_out is not None:
         lab = &label_out[0]
-    cdef Py_ssize_t n_work = gmmx_matmul_work(chunk, K, f.P, _pw(<floating *>NULL))
-    cdef floating *work = NULL
-    cdef int failed = 0
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
-        work = <floating *>_thread_work(n_work * sizeof(floating), &failed)
         for c in prange((N + chunk - 1) // chunk, schedule="static"):
-            if work != NULL:
-                _chunk_evaluate(f, c * chunk, _rows_of(c * chunk, chunk, N), K, &shift[0], &M[0, 0],
-                                &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], ll, resp, lp, lab,
-                                work)
-        free(work)
-    if failed:
-        raise MemoryError("no memory for the core's per-thread scratch")
+            _chunk_evaluate(f, c * chunk, _rows_of(c * chunk, chunk, N), K, &shift[0], &M[0, 0],
+                            &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], ll, resp, lp, lab)
 
 
 def exp_kernel_test(const floating[::1] x):
@@ -620,13 +568,13 @@ def exp_kernel_test(const floating[::1] x):
 cdef void _chunk_select(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                         Py_ssize_t C, const floating *shift, const floating *M,
                         const floating *gconst, floating *xx, floating *L, floating *vals,
-                        int32_t *idx_out, double *ll_out, floating *work) noexcept nogil:
+                        int32_t *idx_out, double *ll_out) noexcept nogil:
     """topc_select's outputs for one chunk; vals (C,) is scratch."""
     cdef Py_ssize_t i, j, k
     cdef floating *Lrow
     cdef int32_t *idx
     cdef floating v
-    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L, work)
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
     for i in range(rows):
         Lrow = L + i * K
         idx = idx_out + (start + i) * C
@@ -670,20 +618,12 @@ def topc_select(object segments, const floating[::1] shift, const floating[:, ::
         raise ValueError("output arrays have the wrong shape")
     if N == 0:
         return
-    cdef Py_ssize_t n_work = gmmx_matmul_work(chunk, K, f.P, _pw(<floating *>NULL))
-    cdef floating *work = NULL
-    cdef int failed = 0
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
-        work = <floating *>_thread_work(n_work * sizeof(floating), &failed)
         for c in prange((N + chunk - 1) // chunk, schedule="static"):
-            if work != NULL:
-                _chunk_select(f, c * chunk, _rows_of(c * chunk, chunk, N), K, C, &shift[0], &M[0, 0],
-                              &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], &val_buf[tid, 0],
-                              &idx_out[0, 0], &ll_out[0], work)
-        free(work)
-    if failed:
-        raise MemoryError("no memory for the core's per-thread scratch")
+            _chunk_select(f, c * chunk, _rows_of(c * chunk, chunk, N), K, C, &shift[0], &M[0, 0],
+                          &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], &val_buf[tid, 0],
+                          &idx_out[0, 0], &ll_out[0])
 
 
 cdef void _chunk_topc(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
@@ -747,10 +687,40 @@ def topc_loglik(object segments, const int32_t[:, ::1] idx, const floating[::1] 
                         &val_buf[tid, 0], &acc[tid, 0])
 
 
+# --------------------------------------------------------------------------- own deterministic products
+# Used by the shared-variance top-C scoring of many models only (_topc_shared.pxi): one model per
+# vector lane, one accumulator per element, the summed dimension in order (one FMA per term,
+# blocks of 128 terms added in order), whatever the instruction set (AVX-512, AVX2+FMA, portable
+# C: the same bits), the calling thread or BLAS: a model's score does not depend on its stack.
+cdef extern from "gmm_gemm.h" nogil:
+    int GMMX_PW_f, GMMX_PW_d, GMMX_PANEL_BYTES
+    int gmmx_isa()
+    int gmmx_isa_mask()
+    Py_ssize_t gmmx_packed_size(Py_ssize_t k, Py_ssize_t n, Py_ssize_t pw)
+    void gmmx_pack_f(Py_ssize_t k, Py_ssize_t n, const float *B, Py_ssize_t brs, Py_ssize_t bcs, float *Bp)
+    void gmmx_pack_d(Py_ssize_t k, Py_ssize_t n, const double *B, Py_ssize_t brs, Py_ssize_t bcs, double *Bp)
+    void gmmx_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
+                     Py_ssize_t acs, const float *Bp, Py_ssize_t pb, float *C, Py_ssize_t crs,
+                     Py_ssize_t ccs)
+    void gmmx_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A, Py_ssize_t ars,
+                     Py_ssize_t acs, const double *Bp, Py_ssize_t pb, double *C, Py_ssize_t crs,
+                     Py_ssize_t ccs)
+    void gmmx_gemm_isa_f(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *A, Py_ssize_t ars,
+                         Py_ssize_t acs, const float *Bp, Py_ssize_t pb, float *C, Py_ssize_t crs,
+                         Py_ssize_t ccs)
+    void gmmx_gemm_isa_d(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *A, Py_ssize_t ars,
+                         Py_ssize_t acs, const double *Bp, Py_ssize_t pb, double *C, Py_ssize_t crs,
+                         Py_ssize_t ccs)
+
+
+cdef inline Py_ssize_t _pw(floating *dummy) noexcept nogil:
+    """Panel width (columns) of the own products in this dtype."""
+    return GMMX_PW_f if floating is float else GMMX_PW_d
+
+
 include "_topc_shared.pxi"
 
 
-# --------------------------------------------------------------------------- deterministic products
 def gemm_isas():
     """(best, supported): the instruction sets of the core's products on this CPU (1 portable C,
     2 AVX2+FMA, 3 AVX-512; see src/gmm_gemm.h)."""

@@ -43,7 +43,8 @@
 #define GMMX_UNROLL
 #endif
 
-#if defined(_OPENMP)
+/* "omp simd" is OpenMP 4.0 (201307); MSVC's /openmp is OpenMP 2.0 and would warn (C4068) on it */
+#if defined(_OPENMP) && _OPENMP >= 201307 && !(defined(_MSC_VER) && !defined(__clang__))
 #define GMMX_PRAGMA(x) _Pragma(#x)
 #define GMMX_SIMD_MAX(v) GMMX_PRAGMA(omp simd reduction(max:v))
 #define GMMX_SIMD _Pragma("omp simd")

@@ -195,8 +195,9 @@ def test_accumulate_in_a_new_thread_is_bitwise_the_main_threads(dtype):
     """The dense statistics product of a call from a fresh Python thread used to differ (1.7e-5
     relative in float32) from the main thread's: once the main thread had set a BLAS limit,
     threadpoolctl (>= 3.8) ignored the guard's limit from other threads and OpenBLAS ran the
-    product multi-threaded, in other tiles.  The core now does its own products, so neither
-    the calling thread nor BLAS's thread state can matter."""
+    product multi-threaded, in other tiles.  The guard now sets each library's threads itself and
+    the core cuts each gemm's summed dimension in slices of 128, so neither the calling thread
+    nor BLAS's thread state can matter."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(20000, D)).astype(dtype)
     gm = GaussianMixture.from_parameters(np.full(K, 1 / K, dtype=dtype), rng.normal(size=(K, D)).astype(dtype),
@@ -213,9 +214,11 @@ def test_accumulate_in_a_new_thread_is_bitwise_the_main_threads(dtype):
 # ----------------------------------------------------------------------------- other BLAS kernels
 # OpenBLAS picks its kernels by CPU (OPENBLAS_CORETYPE overrides it): the thread-dependence above
 # showed only with some of them (Haswell's), so CI on any machine runs the key cases under
-# several kernels, each in its own process.  The core itself uses no BLAS: its outputs on
-# fixed arrays (FINGERPRINT: no BLAS call of numpy's on the way) must be the same bits under
-# every kernel, and the same as in this process.
+# several kernels, each in its own process.  The core's E-step, statistics and log-likelihood
+# products are BLAS gemms: their outputs on fixed arrays (FINGERPRINT: no BLAS call of numpy's on
+# the way) are the same bits from any calling thread under each kernel, and the same as in this
+# process under this process's kernel.  The shared top-C scoring of a ModelStack uses the core's
+# own products (src/gmm_gemm.h): its scores (SHARED) are the same bits under every kernel.
 _FINGERPRINT = r"""
 import hashlib
 import numpy as np
@@ -224,7 +227,7 @@ from gmmext._covariance import ModelMatrices
 from gmmext._engine import Engine
 
 def fingerprint():
-    h = hashlib.sha256()
+    h, hs = hashlib.sha256(), hashlib.sha256()
     rng = np.random.default_rng(5)
     N, D, K, C = 700, 20, 64, 5
     for dt in (np.float32, np.float64):
@@ -247,7 +250,12 @@ def fingerprint():
         _core.topc_loglik_shared((X,), idx, shift, np.ascontiguousarray(M[D:].T), A, G, 2, out)
         for a in (st.n, st.sum_x, st.sum_xx, np.float64(st.loglik), ev["loglik"], ev["resp"], idx, ll, out):
             h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+        # the stack's scores from fixed top-C indices (not the BLAS-computed ones above)
+        fixed = np.ascontiguousarray(np.argsort(rng.normal(size=(N, K)), axis=1)[:, :C].astype(np.int32))
+        out[:] = 0
+        _core.topc_loglik_shared((X,), fixed, shift, np.ascontiguousarray(M[D:].T), A, G, 2, out)
+        hs.update(out.tobytes())
+    return h.hexdigest(), hs.hexdigest()
 """
 
 _CORETYPE_SCRIPT = _FINGERPRINT + r"""
@@ -259,7 +267,9 @@ from gmmext import GaussianMixture
 
 arch = {d.get("architecture") for d in threadpool_info() if d["user_api"] == "blas"}
 print("ARCH", ",".join(sorted(map(str, arch))))
-print("FINGERPRINT", fingerprint())
+_full, _shared = fingerprint()
+print("FINGERPRINT", _full)
+print("SHARED", _shared)
 rng = np.random.default_rng(0)
 for dtype in (np.float32, np.float64):
     X = (rng.normal(size=(3000, 20)) * rng.uniform(0.5, 2.0, size=20)).astype(dtype)
@@ -298,4 +308,8 @@ def test_results_do_not_depend_on_blas_kernel_or_calling_thread(coretype):
     assert res.returncode == 0 and res.stdout.rstrip().endswith("OK"), res.stdout[-3000:] + res.stderr[-3000:]
     here = {}
     exec(_FINGERPRINT, here)
-    assert lines["FINGERPRINT"] == here["fingerprint"](), "the core's results depend on BLAS's kernel"
+    full, shared = here["fingerprint"]()
+    assert lines["SHARED"] == shared, "a ModelStack's shared top-C scores depend on BLAS's kernel"
+    mine = {d.get("architecture") for d in threadpool_info() if d["user_api"] == "blas"}
+    if lines["ARCH"] == ",".join(sorted(map(str, mine))):
+        assert lines["FINGERPRINT"] == full, "the core's results differ between two processes on one BLAS kernel"

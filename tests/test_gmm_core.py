@@ -120,6 +120,49 @@ def test_stats_add_and_sum():
         parts[0] + GMMStats.zeros(2, 3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_stats_of_a_list_and_map_adapt_match_direct_statistics(dtype):
+    """A Dask block of utterances (one core call) and the in-order sum of per-utterance
+    statistics (what speaker.map_adapt sums), against the direct formula on the concatenation."""
+    from gmmext._blocked import StatsParams, block_stats
+    w, mu, var = random_params(6, 4, seed=8)
+    rng = np.random.default_rng(9)
+    utts = [rng.normal(scale=3.0, size=(n, 4)).astype(dtype) for n in (5, 0, 130, 64, 300, 1)]
+    gm = fitted_with(w, mu, var, dtype=dtype, chunk_size=32)
+    X64 = np.concatenate(utts).astype(np.float64)
+    lp = reference_logprob(np.concatenate(utts), w.astype(dtype), mu.astype(dtype), var.astype(dtype))
+    ll = logsumexp(lp, axis=1)
+    R = np.exp(lp - ll[:, None])
+    rtol = 1e-10 if dtype == np.float64 else 2e-4
+    for st in (block_stats(StatsParams.of(gm, 2), utts), GMMStats.total(gm.accumulate_segments(utts))):
+        np.testing.assert_allclose(st.n, R.sum(0), rtol=rtol)
+        np.testing.assert_allclose(st.sum_x, R.T @ X64, rtol=rtol, atol=rtol * 10)
+        np.testing.assert_allclose(st.sum_xx, R.T @ X64 ** 2, rtol=rtol)
+        assert st.loglik == pytest.approx(ll.sum(), rel=rtol)
+        assert st.n_samples == len(X64)
+    with pytest.raises(ValueError, match="rows 135:199"):
+        block_stats(StatsParams.of(gm, 1), utts[:3] + [np.full((64, 4), np.nan, dtype)])
+
+
+def test_stats_total_is_the_left_to_right_sum_bit_for_bit():
+    """GMMStats.total adds in place: the same bits as ((a + b) + c) + ..., inputs untouched."""
+    rng = np.random.default_rng(5)
+    parts = [GMMStats(rng.random(4), rng.normal(size=(4, 3)), rng.random((4, 3)), rng.normal(), 10.0 * i)
+             for i in range(7)]
+    before = [p.sum_x.copy() for p in parts]
+    want = parts[0]
+    for p in parts[1:]:
+        want = want + p
+    got = GMMStats.total(parts)
+    for a in ("n", "sum_x", "sum_xx", "loglik", "n_samples"):
+        np.testing.assert_array_equal(getattr(got, a), getattr(want, a))
+    assert all(np.array_equal(p.sum_x, b) for p, b in zip(parts, before))
+    with pytest.raises(ValueError, match="cannot add"):
+        GMMStats.total([parts[0], GMMStats.zeros(4, 2)])
+    with pytest.raises(ValueError):
+        GMMStats.total([])
+
+
 def test_fit_does_not_allocate_n_by_k():
     """EM passes use chunk buffers only: traced peak far below one N x K float64 array."""
     import tracemalloc

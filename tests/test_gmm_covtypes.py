@@ -328,3 +328,30 @@ def test_tied_random_from_data_starts_from_the_chosen_rows_not_sklearns_estimato
     np.testing.assert_allclose(b.means_, a.means_, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=1e-10, atol=1e-10)
     assert b.lower_bound_ == pytest.approx(a.lower_bound_, rel=1e-12)
+
+
+def test_tied_fit_computes_the_pooled_scatter_once_and_equals_sklearn(monkeypatch):
+    """The pooled scatter sum_i w_i x_i x_i^T of a "tied" fit does not depend on the model: one
+    pass per fit (not per EM iteration); the fit still equals scikit-learn's from the same start."""
+    from gmmext._engine import Engine
+    calls = []
+    real = Engine._scatter
+
+    def counting(self, *a, **kw):
+        calls.append(1)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Engine, "_scatter", counting)
+    X = _data(n=900, d=4, k=3, seed=3)
+    means0 = X[[0, 400, 800]]
+    kw = dict(covariance_type="tied", max_iter=8, tol=0, means_init=means0, random_state=0)
+    gm = GaussianMixture(3, **kw).fit(X)
+    assert len(calls) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = SK(3, **kw).fit(X)
+    np.testing.assert_allclose(gm.means_, sk.means_, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(gm.covariances_, sk.covariances_, rtol=1e-8, atol=1e-8)
+    # the statistics of one call still use the scatter of their own data
+    direct = np.einsum("i,ij,ik->jk", np.ones(300), X[:300], X[:300])
+    np.testing.assert_allclose(gm.accumulate(X[:300]).sum_xx[0], direct, rtol=1e-10)

@@ -1,0 +1,59 @@
+"""What the short commands import, and the frames they take without librosa's start-up.
+
+* ``speaker speakers`` lists a store without scikit-learn, scipy.signal, numba or librosa's
+  modules (each a fraction of a second to import; ``benchmarks/bench_startup.py`` times it);
+* ``import gmmext`` / ``from gmmext import GMMStats`` do not import scikit-learn;
+* the frames of the feature front-end are librosa.util.frame's.
+No timing is asserted.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HEAVY = ("sklearn", "scipy.signal", "scipy.optimize", "numba", "librosa.filters", "librosa.core.audio",
+         "librosa.util.utils")
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_gmmext_statistics_import_no_sklearn():
+    mods = _modules_after("import gmmext\nfrom gmmext import GMMStats, single_thread_blas")
+    assert "gmmext._stats" in mods
+    assert not {m for m in mods if m.split(".")[0] == "sklearn"}
+    mods = _modules_after("from gmmext import GaussianMixture")       # the estimator does need it
+    assert "sklearn.base" in mods
+
+
+def test_speakers_command_imports_no_heavy_module(tmp_path):
+    from gmmext import GaussianMixture
+    from speaker import FeatureConfig
+    from speaker.store import SpeakerStore
+    rng = np.random.default_rng(0)
+    K, D = 8, FeatureConfig().dim
+    ubm = GaussianMixture.from_parameters(np.full(K, 1 / K), rng.normal(size=(K, D)), np.ones((K, D)),
+                                          covariance_type="diag")
+    with SpeakerStore(tmp_path / "s.db", ubm) as st:
+        st.enroll("alice", [rng.normal(size=(3000, D))])
+    code = ("import io, contextlib\nfrom speaker.cli import main\nbuf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            f"    assert main(['speakers', '--store', {str(tmp_path / 's.db')!r}, '--quiet']) == 0\n"
+            "assert 'alice' in buf.getvalue(), buf.getvalue()")
+    mods = _modules_after(code)
+    assert "speaker.store" in mods and "sqlalchemy" in mods          # it did open the store
+    heavy = sorted(m for m in mods if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert not heavy, heavy
+
+
+@pytest.mark.parametrize("win,hop", [(200, 80), (400, 160), (25, 25), (1000, 7)])
+def test_frames_are_librosas(win, hop):
+    import librosa
+    y = np.arange(1000, dtype=np.float32)
+    want = librosa.util.frame(y, frame_length=win, hop_length=hop, axis=0)
+    np.testing.assert_array_equal(np.lib.stride_tricks.sliding_window_view(y, win)[::hop], want)
