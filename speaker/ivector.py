@@ -28,11 +28,12 @@ import os
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from gmmext import GaussianMixture
+if TYPE_CHECKING:                      # annotations only: `speaker speakers` never imports scikit-learn
+    from gmmext import GaussianMixture
 
 from ._interrupt import check as check_interrupt
 from ._npz import CheckpointError, NpzError, settings_hash
