@@ -32,7 +32,7 @@ from ._init import init_stats
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
 from ._validation import (check_sample_weight, check_stats, check_trusted, check_usable_parameters,
-                          computation_dtype)
+                          computation_dtype, first_unusable_diag, weights_sum_tolerance)
 
 __all__ = ["GaussianMixture"]
 
@@ -311,7 +311,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                              f"{shape}, got {var.shape}")
         if np.any(w < 0):
             raise ValueError("weights must be non-negative")
-        atol = max(1e-8, 4 * K * float(np.finfo(w.dtype).eps))
+        atol = weights_sum_tolerance(K, w.dtype)
         if not abs(float(w.astype(np.float64).sum()) - 1.0) <= atol:
             raise ValueError(f"weights must sum to 1, got {float(w.sum())!r}")
         if not kind.matrix and np.any(var <= 0):
@@ -329,6 +329,26 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         gm.degenerate_log_ = []
         gm.n_steps_ = 0
         return gm
+
+    @staticmethod
+    def first_unusable(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> int | None:
+        """Index of the first of S diagonal models that :meth:`from_parameters` would refuse,
+        or None when it accepts them all, checked in one vectorised pass (no model is built).
+
+        Parameters
+        ----------
+        weights : ndarray of shape (S, K), float32 or float64
+        means : ndarray of shape (S, K, D)
+        covariances : ndarray of shape (S, K, D), variances
+
+        The shapes must be consistent (``ValueError`` otherwise).  Call :meth:`from_parameters`
+        on the model returned for the reason.
+        """
+        w, mu, var = np.asarray(weights), np.asarray(means), np.asarray(covariances)
+        if w.ndim != 2 or mu.ndim != 3 or mu.shape[:2] != w.shape or var.shape != mu.shape:
+            raise ValueError(f"weights (S, K), means and covariances (S, K, D) expected, got "
+                             f"{w.shape}, {mu.shape}, {var.shape}")
+        return first_unusable_diag(w, mu, var)
 
     # ------------------------------------------------------------------ validation
     def _check_initial(self, n_features: int, dtype):

@@ -26,7 +26,8 @@ from ._covariance import CovarianceType, get
 
 __all__ = ["check_sample_weight", "sample_weight_shape_error", "check_total_weight", "check_block",
            "check_source_dtype", "computation_dtype", "check_trusted", "parameter_bounds",
-           "check_usable_parameters", "check_bounds", "check_stats"]
+           "check_usable_parameters", "check_bounds", "check_stats", "weights_sum_tolerance",
+           "first_unusable_diag"]
 
 _FLOATS = [np.float64, np.float32]
 
@@ -220,6 +221,40 @@ def check_bounds(means, variances, dtype, what: str = "variances") -> None:
         where = f"model {at[0]}, " if batch else ""
         raise ValueError(f"{where}component {at[-1]}: sum_d (range of the means_d)**2 / variance_kd = "
                          f"{spread[at]:.3g} exceeds {b['spread_max']:.3g}: its log-densities overflow {name}")
+
+
+def weights_sum_tolerance(n_components: int, dtype) -> float:
+    """How far from 1 the sum of a model's ``n_components`` weights of ``dtype`` may be:
+    ``max(1e-8, 4 K eps)``."""
+    return max(1e-8, 4 * n_components * float(np.finfo(dtype).eps))
+
+
+def first_unusable_diag(weights, means, variances) -> int | None:
+    """Index of the first of S diagonal models that ``GaussianMixture.from_parameters`` refuses,
+    or None: every rule of ``from_parameters`` (finite, weights >= 0 summing to 1 within
+    :func:`weights_sum_tolerance`, variances > 0, :func:`parameter_bounds` in the models' dtype)
+    checked on the stacks in one vectorised pass.
+
+    ``weights`` (S, K), ``means`` (S, K, D), ``variances`` (S, K, D), float32 or float64, of
+    consistent shapes (the caller's).  Temporaries: a few arrays of (S, K, D) booleans and float64.
+    """
+    w, mu, var = np.asarray(weights), np.asarray(means), np.asarray(variances)
+    S, K = w.shape
+    dtype = np.result_type(w.dtype, mu.dtype, var.dtype)
+    b = parameter_bounds(dtype)
+    with np.errstate(all="ignore"):                   # NaN / inf make those models bad, not warnings
+        bad = ~np.isfinite(w).all(axis=1)
+        bad |= ~np.isfinite(mu).all(axis=(1, 2)) | ~np.isfinite(var).all(axis=(1, 2))
+        bad |= (w < 0).any(axis=1)
+        bad |= ~(np.abs(w.astype(np.float64).sum(axis=1) - 1.0) <= weights_sum_tolerance(K, w.dtype))
+        var64 = var.astype(np.float64, copy=False)
+        bad |= ~(var64 >= b["var_min"]).all(axis=(1, 2))            # (also "> 0")
+        bad |= ~(np.abs(mu) <= b["mean_max"]).all(axis=(1, 2))
+        R = mu.max(axis=1).astype(np.float64) - mu.min(axis=1).astype(np.float64)     # (S, D)
+        spread = ((R * R)[:, None, :] / var64).sum(axis=-1)                           # (S, K)
+        bad |= ~(spread <= b["spread_max"]).all(axis=1)
+    first = np.flatnonzero(bad)
+    return int(first[0]) if first.size else None
 
 
 # ------------------------------------------------------------------------------ statistics

@@ -18,17 +18,19 @@ key                       content
 
 :func:`load_model` reads with ``allow_pickle=False`` (an object array is refused, never
 unpickled), checks every key, dtype, shape and value (finite, variances > 0, weights >= 0
-summing to 1) and, given the UBM, refuses speaker models adapted from another UBM.
-Every problem raises :class:`ModelError` naming the file and the reason.
+summing to 1: every rule of ``GaussianMixture.from_parameters``, checked for all speakers at once
+with ``GaussianMixture.first_unusable``) and, given the UBM, refuses speaker models adapted from
+another UBM.  Speaker models are built when read (:class:`SpeakerModels`).  Every problem raises :class:`ModelError` naming the file and the reason.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import numpy as np
 
@@ -41,7 +43,7 @@ from .adapt import require_diag
 from .features import MAX_JSON_BYTES, FeatureConfig
 from .limits import MAX_ELEMENTS, MAX_ID_CHARS, MAX_SCALAR_CHARS, MAX_SPEAKERS, speaker_id_problem, ubm_shape_problem
 
-__all__ = ["ModelError", "ModelFile", "save_model", "load_model", "load_speakers", "ubm_fingerprint",
+__all__ = ["ModelError", "ModelFile", "SpeakerModels", "save_model", "load_model", "load_speakers", "ubm_fingerprint",
            "ArraySpec", "save_npz", "load_npz"]
 
 FORMAT = "gmmext-speaker"
@@ -52,12 +54,79 @@ class ModelError(ValueError):
     """A model file that cannot be used: unreadable, malformed, or from another UBM."""
 
 
+class SpeakerModels(Mapping):
+    """The speaker models of a models file: a read-only mapping id -> GaussianMixture over the
+    file's stacked, validated arrays.
+
+    A model is built (``GaussianMixture.from_parameters``, on copies of its rows: changing it
+    leaves the file's arrays alone) only when its id is read; the last
+    :attr:`CACHE` models read are kept.  :meth:`arrays` gives one speaker's parameters without
+    building a model.  Iteration is in the file's order.  Memory: the stacked arrays, the ids
+    as one NumPy string array and an (S,) index that sorts them.
+    """
+
+    CACHE = 64
+
+    def __init__(self, ids: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray):
+        """``ids`` (S,) unique unicode strings; ``weights`` (S, K), ``means`` and ``covariances``
+        (S, K, D), already validated (:func:`load_model`)."""
+        self._ids, self._w, self._mu, self._var = ids, weights, means, covariances
+        self._order = np.argsort(ids, kind="stable")
+        self._built: OrderedDict[str, GaussianMixture] = OrderedDict()
+
+    def _row(self, key) -> int:
+        """The row of speaker ``key``, else KeyError."""
+        if isinstance(key, str) and len(key) <= self._ids.dtype.itemsize // 4:
+            at = int(np.searchsorted(self._ids, key, sorter=self._order))
+            if at < len(self._order) and self._ids[self._order[at]] == key:
+                return int(self._order[at])
+        raise KeyError(key)
+
+    def arrays(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Speaker ``key``'s (weights (K,), means (K, D), variances (K, D)), read-only views of
+        the file's arrays (no model is built); KeyError for an unknown id."""
+        s = self._row(key)
+        out = tuple(a[s] for a in (self._w, self._mu, self._var))
+        for a in out:
+            a.flags.writeable = False
+        return out
+
+    def __getitem__(self, key: str) -> GaussianMixture:
+        m = self._built.get(key)
+        if m is not None:
+            self._built.move_to_end(key)
+            return m
+        from gmmext import GaussianMixture
+        m = GaussianMixture.from_parameters(*(a.copy() for a in self.arrays(key)), covariance_type="diag")
+        self._built[key] = m
+        if len(self._built) > self.CACHE:
+            self._built.popitem(last=False)
+        return m
+
+    def __contains__(self, key) -> bool:
+        try:
+            self._row(key)
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(i) for i in self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __repr__(self) -> str:
+        return f"<SpeakerModels: {len(self)} speakers, K={self._w.shape[1]}, D={self._mu.shape[2]}>"
+
+
 @dataclass
 class ModelFile:
     """What :func:`load_model` returns.
 
     ``kind`` is "ubm" or "speakers"; ``ubm`` is the UBM (kind "ubm") or None;
-    ``speakers`` maps speaker id to its model (kind "speakers"); ``config`` is the
+    ``speakers`` maps speaker id to its model (kind "speakers": a read-only
+    :class:`SpeakerModels`, each model built when read); ``config`` is the
     FeatureConfig the models were trained with (None if not recorded);
     ``ubm_fingerprint`` identifies the UBM.
     """
@@ -66,7 +135,7 @@ class ModelFile:
     ubm_fingerprint: str
     config: FeatureConfig | None = None
     ubm: GaussianMixture | None = None
-    speakers: dict[str, GaussianMixture] = field(default_factory=dict)
+    speakers: Mapping[str, GaussianMixture] = field(default_factory=dict)
 
 
 def ubm_fingerprint(ubm: GaussianMixture) -> str:
@@ -239,11 +308,11 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
     extra = 0 if kind == "ubm" else 1
     if w.ndim != 1 + extra or mu.ndim != 2 + extra or var.shape != mu.shape or w.shape != mu.shape[:-1]:
         _fail(path, f"inconsistent shapes: weights {w.shape}, means {mu.shape}, covariances {var.shape}")
-    if kind == "speakers" and (len(ids) != w.shape[0] or len(set(ids.tolist())) != len(ids)):
-        _fail(path, "speaker_ids must be unique, one per model")
     if kind == "speakers":
-        for i in ids.tolist():
-            why = speaker_id_problem(i)
+        if len(ids) != w.shape[0] or len(np.unique(ids)) != len(ids):
+            _fail(path, "speaker_ids must be unique, one per model")
+        for i in ids:
+            why = speaker_id_problem(str(i))
             if why is not None:
                 _fail(path, why)
 
@@ -262,11 +331,16 @@ def load_model(path: str | Path, *, ubm: GaussianMixture | None = None) -> Model
     if ubm is not None and ubm_fingerprint(ubm) != fp:
         raise ModelError(f"{path}: these speaker models were adapted from a different UBM "
                          f"(fingerprint {fp[:12]}...), not from the given one ({ubm_fingerprint(ubm)[:12]}...)")
-    speakers = {str(i): build(w[s], mu[s], var[s], f"speaker {str(i)!r}") for s, i in enumerate(ids)}
-    return ModelFile("speakers", fp, config, speakers=speakers)
+    from gmmext import GaussianMixture
+    bad = GaussianMixture.first_unusable(w, mu, var)     # from_parameters' rules, all speakers at once
+    if bad is not None:
+        label = f"speaker {str(ids[bad])!r}"
+        build(w[bad], mu[bad], var[bad], label)          # its reason
+        _fail(path, f"{label}: parameters outside what GaussianMixture.from_parameters accepts")
+    return ModelFile("speakers", fp, config, speakers=SpeakerModels(ids, w, mu, var))
 
 
-def load_speakers(path: str | Path, ubm: GaussianMixture) -> dict[str, GaussianMixture]:
+def load_speakers(path: str | Path, ubm: GaussianMixture) -> SpeakerModels:
     """The speaker models of a models file adapted from ``ubm`` (:func:`load_model`); a UBM file
     given instead raises :class:`ModelError` saying so."""
     mf = load_model(path, ubm=ubm)

@@ -771,11 +771,12 @@ class SpeakerStore(StoreScoring, CalibrationHistory, BackendBinding):
                 raise StoreError(f"{path}: speakers already in the store: {', '.join(clash[:5])}"
                                  f"{' ...' if len(clash) > 5 else ''} (replace them explicitly)")
             now = time.time()
-            for i, m in mf.speakers.items():
+            for i in mf.speakers:
+                w, mu, var = mf.speakers.arrays(i)          # (no model built)
                 self._db.run("DELETE FROM speakers WHERE id=?", (i,))
                 self._db.run("INSERT INTO speakers VALUES (?, 'model', ?, ?, ?, ?, ?, 0, 0, ?, ?, ?)",
-                                    (i, self._next_generation(), now, now, self.K, self.D, _blob(m.weights_),
-                                     _blob(m.means_), _blob(m.covariances_)))
+                                    (i, self._next_generation(), now, now, self.K, self.D, _blob(w),
+                                     _blob(mu), _blob(var)))
         return list(mf.speakers)
 
     @one_snapshot

@@ -201,8 +201,11 @@ def _score(args, db) -> int:
         else:
             if not args.models and not args.store:
                 raise JobError("Kaldi-style trials need --models (the output of 'speaker enroll') or --store")
-            models = (store_models(db, {t.model for t in trials}) if db is not None
-                      else load_speakers(args.models, ubm))
+            if db is not None:
+                models = store_models(db, {t.model for t in trials})
+            else:                               # only the trials' models are built (SpeakerModels)
+                every = load_speakers(args.models, ubm)
+                models = {m: every[m] for m in dict.fromkeys(t.model for t in trials) if m in every}
             fc.load([t.test_path for t in trials], desc="features")
     report_skipped(args, fc.errors)
     usable, rows = [], []
