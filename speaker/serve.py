@@ -232,13 +232,15 @@ class _Service:
         if declared is not None and declared.strip().isdigit() and int(declared) > cap:
             raise too_large
         body = bytearray()
-        try:
-            async with asyncio.timeout(self.cfg.body_timeout):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > cap:
-                        raise too_large
-        except TimeoutError:
+
+        async def read() -> None:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > cap:
+                    raise too_large
+        try:      # asyncio.wait_for, not asyncio.timeout (Python >= 3.11): the service runs on 3.10 too
+            await asyncio.wait_for(read(), self.cfg.body_timeout)
+        except asyncio.TimeoutError:
             raise ApiError(408, "timeout", f"the request body did not arrive within {self.cfg.body_timeout:g} s",
                            close=True) from None
         ctype = request.headers.get("content-type", "")
