@@ -673,7 +673,7 @@ async def _run_stream(ws: WebSocket, svc: _Service, speaker_id: str, fail) -> No
     while True:
         try:
             msg = await asyncio.wait_for(ws.receive(), cfg.idle_timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:      # = TimeoutError from 3.11 on; a separate class on 3.10
             return await fail(1008, "timeout", f"no message for {cfg.idle_timeout:g} s")
         if msg["type"] == "websocket.disconnect":
             return
