@@ -42,6 +42,7 @@ import numpy as np
 from scipy import linalg
 
 from ._blas import one_blas_thread
+from ._sklearn_compat import solve_triangular
 from ._stats import GMMStats, within_covariance
 
 __all__ = ["COVARIANCE_TYPES", "ILL_DEFINED", "CovarianceType", "FULL", "TIED", "DIAG", "SPHERICAL",
@@ -375,7 +376,7 @@ class _Matrices(CovarianceType):
     def precisions_cholesky(self, covariances) -> np.ndarray:
         """full / tied: ``solve_triangular(cholesky(cov, lower=True), I, lower=True).T`` per matrix,
         all in one batched call each (NumPy's Cholesky, SciPy's triangular solve, not a Python
-        loop of K small LAPACK calls)."""
+        loop of K small LAPACK calls; SciPy < 1.16 loops, _sklearn_compat.solve_triangular)."""
         mats = self._stacked(np.asarray(covariances, dtype=np.float64))
         if not np.all(np.isfinite(mats)):
             raise ValueError(ILL_DEFINED)
@@ -384,7 +385,7 @@ class _Matrices(CovarianceType):
         except np.linalg.LinAlgError:
             raise ValueError(ILL_DEFINED) from None
         eye = np.broadcast_to(np.eye(mats.shape[-1]), mats.shape)
-        out = np.ascontiguousarray(np.swapaxes(linalg.solve_triangular(L, eye, lower=True), -1, -2))
+        out = np.ascontiguousarray(np.swapaxes(solve_triangular(L, eye, lower=True), -1, -2))
         return self._unstacked(out)
 
     def precisions(self, prec_chol) -> np.ndarray:

@@ -232,13 +232,15 @@ class _Service:
         if declared is not None and declared.strip().isdigit() and int(declared) > cap:
             raise too_large
         body = bytearray()
-        try:
-            async with asyncio.timeout(self.cfg.body_timeout):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > cap:
-                        raise too_large
-        except TimeoutError:
+
+        async def read() -> None:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > cap:
+                    raise too_large
+        try:      # asyncio.wait_for, not asyncio.timeout (Python >= 3.11): the service runs on 3.10 too
+            await asyncio.wait_for(read(), self.cfg.body_timeout)
+        except asyncio.TimeoutError:
             raise ApiError(408, "timeout", f"the request body did not arrive within {self.cfg.body_timeout:g} s",
                            close=True) from None
         ctype = request.headers.get("content-type", "")
@@ -671,7 +673,7 @@ async def _run_stream(ws: WebSocket, svc: _Service, speaker_id: str, fail) -> No
     while True:
         try:
             msg = await asyncio.wait_for(ws.receive(), cfg.idle_timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:      # = TimeoutError from 3.11 on; a separate class on 3.10
             return await fail(1008, "timeout", f"no message for {cfg.idle_timeout:g} s")
         if msg["type"] == "websocket.disconnect":
             return

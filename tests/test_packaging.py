@@ -12,10 +12,14 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:          # Python 3.10: tomli, the same parser ([test] installs it there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

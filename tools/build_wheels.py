@@ -1,7 +1,7 @@
 """Build manylinux2014 (manylinux_2_17) wheels of gmmext for every CPython here, and prove they install
 and fit without a compiler.
 
-    python tools/build_wheels.py                      # every pyenv CPython the classifiers name (3.11-3.13)
+    python tools/build_wheels.py                      # every pyenv CPython the classifiers name (3.10-3.13)
     python tools/build_wheels.py --python "$(which python3.12)" --core-tests none
 
 For each interpreter:
@@ -17,7 +17,7 @@ For each interpreter:
    the one line that names the ``speaker`` extra;
 4. on the ``--core-tests`` versions (default: the oldest and the newest), the core's tests
    (tools/core_tests.py) run against the wheel: on the oldest, with the lowest versions that
-   ``pyproject.toml`` allows of the core's dependencies (``numpy==2``, ``scipy==1.16``, ...), on the
+   ``pyproject.toml`` allows of the core's dependencies (``numpy==2``, ``scipy==1.15.3``, ...), on the
    others with the newest.
 
 The repaired wheels land in ``--out`` (default ``dist/``) with ``auditwheel-show.txt``; a summary
