@@ -187,6 +187,16 @@ def environment(argv: Sequence[str] | None = None, script: str | None = None) ->
             f"date {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%MZ')}, git HEAD {_git_head()}"]
 
 
+def append_lines(lines: list[str], path: str | Path) -> None:
+    """End ``lines`` (a table a protocol built) with :func:`load_line`, print them and add them
+    after what ``path`` holds, a blank line after: for results files that keep every run."""
+    lines.append(f"# {load_line('at end')}")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text + "\n")
+
+
 class Report:
     """A results file being written: every line printed as it comes and kept.
 

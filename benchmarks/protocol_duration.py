@@ -42,7 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import environment, load_line  # noqa: E402
+from _common import append_lines, environment  # noqa: E402
 
 CUTS = (1.0, 2.0, 3.0, None)          # seconds of net speech; None = full length
 N_ENROL = 5
@@ -196,11 +196,7 @@ def main(argv=None) -> int:
                  + ", ".join(f"test {d:g} s -> LLR {aware.llr(raw, {ENROL_SPEECH: 15.0, TEST_SPEECH: d}):.2f}"
                              for d in (1.0, 2.0, 3.0, 10.0))
                  + f"; duration-blind (pooled dev): {cals['blind, pooled dev'].llr(raw):.2f} whatever the length")
-    lines.append(f"# {load_line('at end')}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    with open(a.results, "a", encoding="utf-8") as f:
-        f.write(text + "\n")
+    append_lines(lines, a.results)
     return 0
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import environment, load_line  # noqa: E402
+from _common import append_lines, environment  # noqa: E402
 
 
 def _measure(args):
@@ -86,11 +86,7 @@ def main(argv=None) -> int:
     lines += report("speechocean762", [wav[u] for u in utts], 16000, a.jobs, groups)
     if a.fsdd is not None:
         lines += report("FSDD", sorted(str(p) for p in a.fsdd.glob("*.wav")), 8000, a.jobs)
-    lines.append(f"# {load_line('at end')}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    with open(a.results, "a", encoding="utf-8") as f:
-        f.write(text + "\n")
+    append_lines(lines, a.results)
     return 0
 
 

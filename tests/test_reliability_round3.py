@@ -464,41 +464,10 @@ def test_a_store_one_may_read_but_not_write_can_be_read(work, tmp_path, folder_w
         os.chmod(db, 0o644)
 
 
-class Served:
-    """``speaker serve`` in its own process (``prefix``: a command to run it under) on a free
-    loopback port, quality gates off; ready when /healthz answers (within 120 s)."""
-
-    def __init__(self, store, *args, prefix=()):
-        import socket
-        from conftest import speaker_command
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [*prefix, *speaker_command(), "serve", "--store", str(store), "--port", str(self.port), "--quiet",
-               "--min-speech", "0", "--min-speaker-speech", "0", "--min-test-speech", "0", *map(str, args)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        import httpx
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.proc.poll() is None, f"server exited {self.proc.returncode}: {self.proc.stdout.read()}"
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code in (200, 503):
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def Served(store, *args, prefix=()):
+    """``speaker serve`` on ``store`` (test_serve's Server), also ready when /healthz answers 503."""
+    from test_serve import Server
+    return Server("--store", store, *args, prefix=prefix, ready=(200, 503))
 
 
 def test_a_full_disk_answers_503_and_the_cli_says_the_store_cannot_be_written(work, tmp_path):

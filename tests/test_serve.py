@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pytest
@@ -68,13 +69,14 @@ def free_port() -> int:
 
 
 class Server:
-    """``speaker serve`` in its own process, on a free loopback port, ready when /healthz answers."""
+    """``speaker serve`` in its own process (``prefix``: a command to run it under), on a free
+    loopback port, quality gates off; ready when /healthz answers one of ``ready`` (within 120 s)."""
 
     def __init__(self, *args, hooked: bool | str = False, env: dict | None = None, log: Path | None = None,
-                 quiet: bool = True, **popen):
+                 quiet: bool = True, prefix: Sequence[str] = (), ready: Sequence[int] = (200,), **popen):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = ([sys.executable, "-c", hooked if isinstance(hooked, str) else HOOKED] if hooked else speaker_command()) + \
+        cmd = [*prefix] + ([sys.executable, "-c", hooked if isinstance(hooked, str) else HOOKED] if hooked else speaker_command()) + \
             ["serve", "--port", str(self.port), *(["--quiet"] if quiet else []), *map(str, UNGATED), *map(str, args)]
         self.log = open(log, "w+") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
@@ -83,7 +85,7 @@ class Server:
         while True:
             assert self.proc.poll() is None, f"server exited {self.proc.returncode}: {self.output()}"
             try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code in ready:
                     return
             except httpx.TransportError:
                 pass
