@@ -47,16 +47,18 @@ def packed_gram(T: np.ndarray, *, n_threads: int | None = None) -> np.ndarray:
 
 
 def packed_posteriors(L: np.ndarray, b: np.ndarray, *, cov: str | None = "packed", second_moment: bool = False,
-                      n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+                      overwrite_L: bool = False, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Gaussian posteriors from packed precisions: ``L`` (B, P) symmetric positive definite
     ``L_u``, ``b`` (B, R) -> mean ``L_u^-1 b_u`` (B, R), covariance, ``log|L_u|`` (B,).
 
     ``cov``: ``"packed"`` (B, P) ``L_u^-1`` packed (or, with ``second_moment``, the second
     moment ``L_u^-1 + mean mean^T``), ``"full"`` (B, R, R), or None (the means alone, solved with
     the Cholesky factor: a third of the flops).  Raises ``numpy.linalg.LinAlgError`` naming the
-    first row whose ``L_u`` is not positive definite.
+    first row whose ``L_u`` is not positive definite.  ``overwrite_L`` (with ``cov="packed"``
+    and ``L`` a C-contiguous float64 array): the packed covariances are written over ``L`` (row u
+    is read before it is written), saving a (B, P) array.
     """
-    L = np.ascontiguousarray(L, dtype=np.float64)
+    L_in, L = L, np.ascontiguousarray(L, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     if L.ndim != 2 or b.ndim != 2 or len(L) != len(b):
         raise ValueError(f"L (B, P) and b (B, R) expected, got shapes {L.shape} and {b.shape}")
@@ -66,7 +68,10 @@ def packed_posteriors(L: np.ndarray, b: np.ndarray, *, cov: str | None = "packed
     if cov not in ("packed", "full", None) or (second_moment and cov != "packed"):
         raise ValueError(f"cov must be 'packed', 'full' or None (second_moment needs 'packed'), got {cov!r}")
     mean, logdet, info = np.empty((B, R)), np.empty(B), np.zeros(B, dtype=np.int32)
-    cp = np.empty((B, packed_size(R))) if cov == "packed" else None
+    if cov == "packed":
+        cp = L if overwrite_L or L is not L_in else np.empty((B, packed_size(R)))      # a copy made here is ours
+    else:
+        cp = None
     cf = np.empty((B, R, R)) if cov == "full" else None
     work, n = _work(R, n_threads)
     with single_thread_blas:

@@ -155,9 +155,12 @@ def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | Non
     return _posterior(T, n, f, TtT, cov="full")[:3]
 
 
-def _posterior(T, n, f, TtT, cov="full", second_moment=False):
+def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
     """Posterior mean (B, R), covariance (``cov``: "full" (B, R, R), "packed" (B, P) - with
     ``second_moment`` ``E[w w^T]`` instead - or None), log|L| (B,), ``b = f T`` (B, R).
+    ``buf``: a C-contiguous float64 (>= B, P) array for the precisions (and the packed
+    covariances, written over them), reused from batch to batch (fresh 40 MB arrays cost their
+    page faults every batch).
 
     The heavy parts are gemms: the precisions ``L_u = I + sum_k n_uk T_k^T T_k`` of the whole
     batch are one (B, K) x (K, R(R+1)/2) product, the linear terms ``b = f T`` one
@@ -172,10 +175,10 @@ def _posterior(T, n, f, TtT, cov="full", second_moment=False):
     if TtT is None:
         TtT = component_products(T, K)
     i, j = _triu(R)
-    Lp = n @ TtT                                                # (B, R(R+1)/2)
+    Lp = n @ TtT if buf is None else np.matmul(n, TtT, out=buf[:len(n)])    # (B, R(R+1)/2)
     Lp[:, (i == j).nonzero()[0]] += 1.0
     b = f @ T                                                   # (B, R)
-    mean, c, logdet = packed_posteriors(Lp, b, cov=cov, second_moment=second_moment)
+    mean, c, logdet = packed_posteriors(Lp, b, cov=cov, second_moment=second_moment, overwrite_L=True)
     return mean, c, logdet, b
 
 
@@ -217,11 +220,14 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
     acc = Accumulators(np.zeros((KD, R), order="F"), np.zeros((n_components, P), order="F"), np.zeros((R, R)))
     Hp = np.zeros(P)
     TtT = component_products(T, n_components)
+    buf = np.empty((0, P))
     for n, f in batches:
         check_interrupt()
         n = np.ascontiguousarray(n, dtype=np.float64)
         f = np.ascontiguousarray(f, dtype=np.float64)
-        mean, Eww, logdet, b = _posterior(T, n, f, TtT, cov="packed", second_moment=True)
+        if len(buf) < len(n):
+            buf = np.empty((len(n), P))
+        mean, Eww, logdet, b = _posterior(T, n, f, TtT, cov="packed", second_moment=True, buf=buf)
         dgemm(1.0, f.T, mean, beta=1.0, c=acc.C, overwrite_c=1)               # C += f^T E[w]
         dgemm(1.0, n.T, Eww.T, beta=1.0, c=acc.A, trans_b=1, overwrite_c=1)   # A += n^T E[ww^T]
         Hp += Eww.sum(axis=0)

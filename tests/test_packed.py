@@ -62,3 +62,18 @@ def test_not_positive_definite_is_named_and_shapes_are_checked():
         gmmext.packed_posteriors(L[:, :-1], np.zeros((3, R)))
     with pytest.raises(ValueError, match="second_moment"):
         gmmext.packed_posteriors(L, np.zeros((3, R)), cov="full", second_moment=True)
+
+
+def test_covariances_written_over_the_precisions():
+    rng = np.random.default_rng(2)
+    R = 12
+    i, j = np.triu_indices(R)
+    L, b = _spd(rng, 6, R), rng.normal(size=(6, R))
+    Lp = L[:, i, j].copy()
+    mean, c, _ = gmmext.packed_posteriors(Lp, b, second_moment=True, overwrite_L=True)
+    assert c is Lp
+    w = np.linalg.solve(L, b[:, :, None])[:, :, 0]
+    np.testing.assert_allclose(c, (np.linalg.inv(L) + w[:, :, None] * w[:, None, :])[:, i, j], rtol=1e-9)
+    Lp = L[:, i, j].copy()
+    _, c, _ = gmmext.packed_posteriors(Lp, b)                  # not asked: the input is kept
+    np.testing.assert_array_equal(Lp, L[:, i, j])
