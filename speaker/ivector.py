@@ -158,9 +158,9 @@ def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | Non
 def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
     """Posterior mean (B, R), covariance (``cov``: "full" (B, R, R), "packed" (B, P) - with
     ``second_moment`` ``E[w w^T]`` instead - or None), log|L| (B,), ``b = f T`` (B, R).
-    ``buf``: a C-contiguous float64 (>= B, P) array for the precisions (and the packed
-    covariances, written over them), reused from batch to batch (fresh 40 MB arrays cost their
-    page faults every batch).
+    ``buf``: a list of one array (or None), the caller's buffer for the precisions (and the
+    packed covariances, written over them), grown here and reused from batch to batch (a fresh
+    40 MB array costs its page faults every batch).
 
     The heavy parts are gemms: the precisions ``L_u = I + sum_k n_uk T_k^T T_k`` of the whole
     batch are one (B, K) x (K, R(R+1)/2) product, the linear terms ``b = f T`` one
@@ -175,7 +175,12 @@ def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
     if TtT is None:
         TtT = component_products(T, K)
     i, j = _triu(R)
-    Lp = n @ TtT if buf is None else np.matmul(n, TtT, out=buf[:len(n)])    # (B, R(R+1)/2)
+    if buf is None:
+        Lp = n @ TtT                                            # (B, R(R+1)/2)
+    else:
+        if buf[0] is None or len(buf[0]) < len(n):
+            buf[0] = np.empty((len(n), TtT.shape[1]))
+        Lp = np.matmul(n, TtT, out=buf[0][:len(n)])
     Lp[:, (i == j).nonzero()[0]] += 1.0
     b = f @ T                                                   # (B, R)
     mean, c, logdet = packed_posteriors(Lp, b, cov=cov, second_moment=second_moment, overwrite_L=True)
@@ -184,10 +189,10 @@ def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
 
 def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     """The EM objective: ``sum_u 0.5 b_u^T L_u^{-1} b_u - 0.5 log|L_u|`` (nats, up to a constant)."""
-    total, TtT = 0.0, None
+    total, TtT, buf = 0.0, None, [None]
     for n, f in batches:
         TtT = component_products(T, n.shape[1]) if TtT is None else TtT
-        mean, _, logdet, b = _posterior(T, n, f, TtT, cov=None)
+        mean, _, logdet, b = _posterior(T, n, f, TtT, cov=None, buf=buf)
         total += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
     return total
 
@@ -220,13 +225,11 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
     acc = Accumulators(np.zeros((KD, R), order="F"), np.zeros((n_components, P), order="F"), np.zeros((R, R)))
     Hp = np.zeros(P)
     TtT = component_products(T, n_components)
-    buf = np.empty((0, P))
+    buf = [None]
     for n, f in batches:
         check_interrupt()
         n = np.ascontiguousarray(n, dtype=np.float64)
         f = np.ascontiguousarray(f, dtype=np.float64)
-        if len(buf) < len(n):
-            buf = np.empty((len(n), P))
         mean, Eww, logdet, b = _posterior(T, n, f, TtT, cov="packed", second_moment=True, buf=buf)
         dgemm(1.0, f.T, mean, beta=1.0, c=acc.C, overwrite_c=1)               # C += f^T E[w]
         dgemm(1.0, n.T, Eww.T, beta=1.0, c=acc.A, trans_b=1, overwrite_c=1)   # A += n^T E[ww^T]
@@ -337,11 +340,11 @@ def extract_ivectors(tv: TotalVariability, batches: Iterable[tuple[np.ndarray, n
                      with_cov: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Posterior means (U, R) (and covariances (U, R, R) with ``with_cov``) of every utterance
     of ``batches`` (:func:`stats_batches`), in order."""
-    means, covs, TtT = [], [], None
+    means, covs, TtT, buf = [], [], None, [None]
     for n, f in batches:
         check_interrupt()
         TtT = component_products(tv.T, n.shape[1]) if TtT is None else TtT
-        m, c, _, _ = _posterior(tv.T, n, f, TtT, cov="full" if with_cov else None)
+        m, c, _, _ = _posterior(tv.T, n, f, TtT, cov="full" if with_cov else None, buf=buf)
         means.append(m)
         if with_cov:
             covs.append(c)
