@@ -10,6 +10,9 @@
 * :class:`GMMStats`: mergeable sufficient statistics (``gm.accumulate(X)`` / ``gm.m_step(stats)``)
   for streaming and distributed training.
 * :class:`ModelStack` / :func:`top_c_loglik`: top-C fast scoring of many models adapted from one UBM.
+* ``packed_gram`` / ``packed_posteriors`` / ``packed_solve``: per-matrix LAPACK on batches of
+  small symmetric positive definite matrices held as packed upper triangles (Gaussian posteriors
+  of factor-analysis models such as the i-vector extractor), threaded in the core.
 * ``single_thread_blas``: a context manager limiting BLAS to one thread, re-entrant and shared
   with the core (small matrix products are much faster on one thread, above all on a busy machine).
 """
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from ._blas import single_thread_blas
     from ._dask import dask_accumulate
     from ._mixture import GaussianMixture
+    from ._packed import packed_gram, packed_posteriors, packed_solve
     from ._scoring import ModelStack, top_c_loglik
     from ._selection import GaussianMixtureIC
     from ._stats import GMMStats
@@ -43,6 +47,9 @@ def __getattr__(name: str):
         from ._stats import GMMStats as value
     elif name == "dask_accumulate":
         from ._dask import dask_accumulate as value
+    elif name in ("packed_gram", "packed_posteriors", "packed_solve"):
+        from . import _packed
+        value = getattr(_packed, name)
     elif name == "single_thread_blas":
         from ._blas import single_thread_blas as value
     else:
@@ -61,5 +68,6 @@ try:  # the installed distribution's version: pyproject.toml is its one source
 except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
     __version__ = "0+unknown"
 del _metadata
-__all__ = ["GaussianMixture", "BayesianGaussianMixture", "GaussianMixtureIC", "GMMStats", "ModelStack", "dask_accumulate", "single_thread_blas", "top_c_loglik",
+__all__ = ["GaussianMixture", "BayesianGaussianMixture", "GaussianMixtureIC", "GMMStats", "ModelStack", "dask_accumulate", "packed_gram",
+           "packed_posteriors", "packed_solve", "single_thread_blas", "top_c_loglik",
            "__version__"]

@@ -10,12 +10,21 @@ filterbank product of one utterance).  Measured effect: docs/design.md, "BLAS is
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from typing import Callable, TypeVar
 
-__all__ = ["BlasSingleThread", "single_thread_blas", "one_blas_thread"]
+__all__ = ["BlasSingleThread", "single_thread_blas", "one_blas_thread", "available_threads"]
 
 F = TypeVar("F", bound=Callable)
+
+
+def available_threads() -> int:
+    """Cores this process may run on (the core's default thread count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _set_blas_threads(lib, n: int) -> None:

@@ -12,7 +12,6 @@ dtype and a small pool of :class:`Engine` objects (work buffers), so a loop of `
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import NamedTuple
 
@@ -21,7 +20,7 @@ import numpy as np
 from . import _core
 from scipy import linalg
 
-from ._blas import single_thread_blas
+from ._blas import available_threads, single_thread_blas  # noqa: F401 - available_threads: re-exported
 from ._covariance import DIAG, FULL, CovarianceType, ModelMatrices, model_matrices
 from ._stats import GMMStats
 
@@ -51,14 +50,6 @@ class SharedMatrices(NamedTuple):
     A: np.ndarray               #: (K, n_pan, D, PW): model s's ``(mu_sk - shift) / var_k`` at ``[:, s // PW, :, s % PW]``
     G: np.ndarray               #: (K, n_pan * PW): model s's gconst in column s
     S: int                      #: the number of models (lanes past the last are zero)
-
-
-def available_threads() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def default_chunk_size(n_features: int, n_components: int, itemsize: int) -> int:

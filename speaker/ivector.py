@@ -120,18 +120,6 @@ def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: i
 
 
 # ----------------------------------------------------------------------------- 2. posterior
-def _small_matrices():
-    """One BLAS/LAPACK thread for work on many small (R, R) matrices.
-
-    A 200 x 200 ``potrf``/``potri`` is too small to share: with OpenBLAS's threads (which
-    spin while they wait) the per-utterance loop ran 14x slower on 2 cores than with one thread
-    (71 s vs 5 s for a batch of 256 on a loaded machine; the big gemms keep all threads).
-    """
-    import scipy.linalg.lapack  # noqa: F401 - load SciPy's own BLAS first, so that the limit covers it
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _triu(R: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-major upper-triangle indices of an (R, R) matrix: the packed order (P = R(R+1)/2)."""
     return np.triu_indices(R)
@@ -140,15 +128,12 @@ def _triu(R: int) -> tuple[np.ndarray, np.ndarray]:
 def component_products(T: np.ndarray, n_components: int) -> np.ndarray:
     """``T_k^T T_k`` for every component, packed upper triangles: (K, R(R+1)/2).
 
-    One batched gemm (K of (R, D) x (D, R)); packing halves the two big gemms of a pass
-    (precisions and ``A``) and the memory of this table and of ``A``.
+    One ``dsyrk`` per component in the core (``gmmext.packed_gram``, components shared among
+    the threads); packing halves the two big gemms of a pass (precisions and ``A``) and the
+    memory of this table and of ``A``.
     """
-    R = T.shape[1]
-    Tk = T.reshape(n_components, -1, R)
-    with _small_matrices():
-        full = np.matmul(Tk.transpose(0, 2, 1), Tk)             # (K, R, R)
-    i, j = _triu(R)
-    return np.ascontiguousarray(full[:, i, j])
+    from gmmext import packed_gram
+    return packed_gram(T.reshape(n_components, -1, T.shape[1]))
 
 
 def unpack(P: np.ndarray, R: int) -> np.ndarray:
@@ -167,64 +152,47 @@ def posterior(T: np.ndarray, n: np.ndarray, f: np.ndarray, TtT: np.ndarray | Non
     ``n`` (B, K), ``f`` (B, K*D) from :func:`centred_stats`; ``TtT`` from
     :func:`component_products` (computed if not given).
     """
-    return _posterior(T, n, f, TtT, with_cov=True)[:3]
+    return _posterior(T, n, f, TtT, cov="full")[:3]
 
 
-def _posterior(T, n, f, TtT, with_cov=True):
-    """Posterior mean (B, R), covariance (B, R, R) or None, log|L| (B,), ``b = f T`` (B, R).
+def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
+    """Posterior mean (B, R), covariance (``cov``: "full" (B, R, R), "packed" (B, P) - with
+    ``second_moment`` ``E[w w^T]`` instead - or None), log|L| (B,), ``b = f T`` (B, R).
+    ``buf``: a list of one array (or None), the caller's buffer for the precisions (and the
+    packed covariances, written over them), grown here and reused from batch to batch (a fresh
+    40 MB array costs its page faults every batch).
 
     The heavy parts are gemms: the precisions ``L_u = I + sum_k n_uk T_k^T T_k`` of the whole
     batch are one (B, K) x (K, R(R+1)/2) product, the linear terms ``b = f T`` one
     (B, K*D) x (K*D, R) product; then per utterance LAPACK ``potrf`` (Cholesky, log|L|) and
-    ``potri`` (``L^-1`` from the factor, R^3 flops in all) or ``potrs`` (the mean only), on one
-    BLAS thread (:func:`_small_matrices`).
+    ``potri`` (``L^-1`` from the factor, R^3 flops in all) or ``potrs`` (the mean only), in the
+    core (``gmmext.packed_posteriors``: utterances shared among the threads, one BLAS thread each,
+    straight from and to packed triangles).
     """
-    B, K = n.shape
+    from gmmext import packed_posteriors
+    K = n.shape[1]
     R = T.shape[1]
     if TtT is None:
         TtT = component_products(T, K)
     i, j = _triu(R)
-    Lp = n @ TtT                                                # (B, R(R+1)/2)
+    if buf is None:
+        Lp = n @ TtT                                            # (B, R(R+1)/2)
+    else:
+        if buf[0] is None or len(buf[0]) < len(n):
+            buf[0] = np.empty((len(n), TtT.shape[1]))
+        Lp = np.matmul(n, TtT, out=buf[0][:len(n)])
     Lp[:, (i == j).nonzero()[0]] += 1.0
     b = f @ T                                                   # (B, R)
-    # C-order lower triangle (j, i) = the upper triangle of the Fortran-order view L[u].T
-    L = np.zeros((B, R, R))
-    L[:, j, i] = Lp
-    mean = np.empty((B, R))
-    logdet = np.empty(B)
-    cov = np.empty((B, R, R)) if with_cov else None
-    with _small_matrices():
-        _per_utterance(L, b, mean, logdet, cov)
-    return mean, cov, logdet, b
-
-
-def _per_utterance(L, b, mean, logdet, cov) -> None:
-    """Cholesky, log|L|, and ``L^-1`` with the mean (``cov`` given) or the mean alone, in place."""
-    from scipy.linalg import lapack
-    R = L.shape[1]
-    for u in range(len(L)):
-        a = L[u].T                                              # F-contiguous view, upper = L_u
-        c, info = lapack.dpotrf(a, lower=0, overwrite_a=1, clean=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"i-vector precision matrix not positive definite (utterance {u})")
-        logdet[u] = 2.0 * np.log(np.diagonal(c)).sum()
-        if cov is not None:
-            inv, info = lapack.dpotri(c, lower=0, overwrite_c=1)
-            inv = np.triu(inv)
-            full = inv + inv.T
-            full[np.diag_indices(R)] *= 0.5
-            cov[u] = full
-            mean[u] = full @ b[u]
-        else:
-            mean[u], info = lapack.dpotrs(c, b[u], lower=0)
+    mean, c, logdet = packed_posteriors(Lp, b, cov=cov, second_moment=second_moment, overwrite_L=True)
+    return mean, c, logdet, b
 
 
 def log_likelihood(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     """The EM objective: ``sum_u 0.5 b_u^T L_u^{-1} b_u - 0.5 log|L_u|`` (nats, up to a constant)."""
-    total, TtT = 0.0, None
+    total, TtT, buf = 0.0, None, [None]
     for n, f in batches:
         TtT = component_products(T, n.shape[1]) if TtT is None else TtT
-        mean, _, logdet, b = _posterior(T, n, f, TtT, with_cov=False)
+        mean, _, logdet, b = _posterior(T, n, f, TtT, cov=None, buf=buf)
         total += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
     return total
 
@@ -246,36 +214,43 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
                on_batch: Callable[[int], None] | None = None) -> Accumulators:
     """E-step over all batches: the accumulators of :func:`m_step` (float64).
 
-    Per batch two more gemms: ``C += f^T E[w]`` ((K*D, B) x (B, R)) and
-    ``A += n^T E[ww^T]`` ((K, B) x (B, R(R+1)/2), packed).
+    Per batch, after :func:`_posterior` (which gives ``E[w w^T]`` packed), two more gemms
+    accumulated in place (BLAS ``beta = 1``, no temporary): ``C += f^T E[w]``
+    ((K*D, B) x (B, R)) and ``A += n^T E[ww^T]`` ((K, B) x (B, R(R+1)/2), packed).
     """
+    from scipy.linalg.blas import dgemm
     KD, R = T.shape
-    i, j = _triu(R)
-    acc = Accumulators(np.zeros((KD, R)), np.zeros((n_components, len(i))), np.zeros((R, R)))
+    P = R * (R + 1) // 2
+    # column-major accumulators: BLAS adds each batch's product into them in place
+    acc = Accumulators(np.zeros((KD, R), order="F"), np.zeros((n_components, P), order="F"), np.zeros((R, R)))
+    Hp = np.zeros(P)
     TtT = component_products(T, n_components)
+    buf = [None]
     for n, f in batches:
         check_interrupt()
-        mean, cov, logdet, b = _posterior(T, n, f, TtT)
-        Eww = cov
-        Eww += mean[:, :, None] * mean[:, None, :]
-        acc.C += f.T @ mean
-        acc.A += n.T @ Eww[:, i, j]
-        acc.H += Eww.sum(axis=0)
+        n = np.ascontiguousarray(n, dtype=np.float64)
+        f = np.ascontiguousarray(f, dtype=np.float64)
+        mean, Eww, logdet, b = _posterior(T, n, f, TtT, cov="packed", second_moment=True, buf=buf)
+        dgemm(1.0, f.T, mean, beta=1.0, c=acc.C, overwrite_c=1)               # C += f^T E[w]
+        dgemm(1.0, n.T, Eww.T, beta=1.0, c=acc.A, trans_b=1, overwrite_c=1)   # A += n^T E[ww^T]
+        Hp += Eww.sum(axis=0)
         acc.count += len(n)
         acc.llk += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
         if on_batch is not None:
             on_batch(len(n))
+    acc.H = unpack(Hp, R)
     return acc
 
 
 def m_step(acc: Accumulators, n_components: int) -> np.ndarray:
-    """``T_k = C_k A_k^{-1}`` for every component: the new ``T`` (K*D, R)."""
+    """``T_k = C_k A_k^{-1}`` for every component: the new ``T`` (K*D, R).
+
+    One Cholesky solve per component in the core (``gmmext.packed_solve``, straight from the
+    packed ``A``; components shared among the threads)."""
+    from gmmext import packed_solve
     KD, R = acc.C.shape
-    A = unpack(acc.A, R)
-    C = acc.C.reshape(n_components, -1, R)
-    with _small_matrices():
-        Tk = np.linalg.solve(A, C.transpose(0, 2, 1)).transpose(0, 2, 1)    # A symmetric
-    return np.ascontiguousarray(Tk.reshape(KD, R))
+    Tk = packed_solve(acc.A, acc.C.reshape(n_components, -1, R))            # A_k symmetric
+    return Tk.reshape(KD, R)
 
 
 def min_divergence(T: np.ndarray, acc: Accumulators) -> np.ndarray:
@@ -365,11 +340,11 @@ def extract_ivectors(tv: TotalVariability, batches: Iterable[tuple[np.ndarray, n
                      with_cov: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Posterior means (U, R) (and covariances (U, R, R) with ``with_cov``) of every utterance
     of ``batches`` (:func:`stats_batches`), in order."""
-    means, covs, TtT = [], [], None
+    means, covs, TtT, buf = [], [], None, [None]
     for n, f in batches:
         check_interrupt()
         TtT = component_products(tv.T, n.shape[1]) if TtT is None else TtT
-        m, c, _, _ = _posterior(tv.T, n, f, TtT, with_cov=with_cov)
+        m, c, _, _ = _posterior(tv.T, n, f, TtT, cov="full" if with_cov else None, buf=buf)
         means.append(m)
         if with_cov:
             covs.append(c)

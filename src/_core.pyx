@@ -719,6 +719,7 @@ cdef inline Py_ssize_t _pw(floating *dummy) noexcept nogil:
 
 
 include "_topc_shared.pxi"
+include "_packed_spd.pxi"
 
 
 def gemm_isas():

@@ -232,3 +232,33 @@ def test_checkpoint_bomb_is_refused_from_its_header(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 20 << 20, peak                  # numpy.load alone: 117 MiB for the first file
+
+
+def test_one_em_pass_equals_the_direct_formulas_in_raw_coordinates():
+    """One pass (E-step, m-step, minimum divergence) against Kenny's/Dehak's formulas written
+    densely per utterance with the UBM covariances Sigma (not whitened):
+    L_u = I + sum_k N_uk T_k^T Sigma_k^-1 T_k, E[w_u] = L_u^-1 T^T Sigma^-1 F_u,
+    T_k <- (sum_u F_uk E[w_u]^T) (sum_u N_uk E[w_u w_u^T])^-1, then T <- T chol(mean_u E[w w^T])."""
+    rng = np.random.default_rng(12)
+    K, D, R, U = 4, 3, 3, 11
+    Sigma = rng.uniform(0.5, 2.0, size=(K, D))
+    T_raw = rng.normal(size=(K * D, R)) * np.sqrt(Sigma).reshape(-1, 1)
+    n = rng.uniform(0.5, 30, size=(U, K))
+    F = rng.normal(size=(U, K * D)) * 4                          # centred first order, raw
+    Sinv = np.diag(1 / Sigma.ravel())
+    C, A, H = np.zeros((K * D, R)), np.zeros((K, R, R)), np.zeros((R, R))
+    for u in range(U):
+        L = np.eye(R) + sum(n[u, k] * T_raw[k * D:(k + 1) * D].T @ np.diag(1 / Sigma[k]) @ T_raw[k * D:(k + 1) * D]
+                            for k in range(K))
+        w = np.linalg.solve(L, T_raw.T @ Sinv @ F[u])
+        Eww = np.linalg.inv(L) + np.outer(w, w)
+        C += np.outer(F[u], w)
+        A += n[u][:, None, None] * Eww
+        H += Eww
+    T_new = np.vstack([C[k * D:(k + 1) * D] @ np.linalg.inv(A[k]) for k in range(K)])
+    T_md = T_new @ np.linalg.cholesky(H / U)
+    # the code works on whitened statistics and T: f = Sigma^-1/2 F, T = Sigma^-1/2 T_raw
+    s = np.sqrt(Sigma).ravel()
+    acc = iv.accumulate(T_raw / s[:, None], [(n[:6], F[:6] / s), (n[6:], F[6:] / s)], K)
+    np.testing.assert_allclose(iv.m_step(acc, K) * s[:, None], T_new, rtol=1e-9)
+    np.testing.assert_allclose(iv.min_divergence(iv.m_step(acc, K), acc) * s[:, None], T_md, rtol=1e-9)

@@ -1,0 +1,167 @@
+# Included by _core.pyx.  Batches of small symmetric positive definite (R, R) matrices held as
+# packed upper triangles (row-major: (0,0), (0,1), ..., (0,R-1), (1,1), ..., P = R(R+1)/2 values),
+# one LAPACK/BLAS call per matrix, the matrices shared among OpenMP threads (dynamic schedule:
+# every matrix is computed by one thread alone, so results do not depend on the thread count).
+# BLAS must be single-threaded while these run (the Python layer holds ``single_thread_blas``).
+#
+# A packed row-major upper triangle is, read in order, the column-major LOWER triangle of the
+# same symmetric matrix: row i of the packed array is column i of the lower triangle.  So each
+# matrix is unpacked into a column-major (R, R) work buffer, lower triangle, with contiguous
+# copies, and LAPACK is called with uplo = 'L'.
+from scipy.linalg.cython_lapack cimport dpotrf, dpotri, dpotrs, dposv
+from scipy.linalg.cython_blas cimport dsymv, dsyrk
+from libc.math cimport log
+
+
+cdef inline void _unpack_lower(const double *src, double *a, Py_ssize_t R) noexcept nogil:
+    """Packed row-major upper triangle -> column-major lower triangle of ``a`` (R, R)."""
+    cdef Py_ssize_t i, n, p = 0
+    for i in range(R):
+        n = R - i
+        memcpy(&a[i + i * R], &src[p], n * sizeof(double))
+        p += n
+
+
+cdef inline void dpotrs_l(double *a, double *x, Py_ssize_t R) noexcept nogil:
+    """``x <- (G G^T)^-1 x`` with the lower Cholesky factor G in ``a`` (column-major, R x R)."""
+    cdef int iR = <int>R, one_i = 1, inf = 0
+    dpotrs("L", &iR, &one_i, a, &iR, x, &iR, &inf)
+
+
+def packed_gram(const double[:, :, ::1] T, double[:, ::1] out, double[:, ::1] work, int n_threads):
+    """``out[k]`` = the packed upper triangle of ``T[k]^T T[k]`` for every k: T (K, D, R),
+    out (K, R(R+1)/2), work (n_threads, R*R).  One ``dsyrk`` per k."""
+    cdef Py_ssize_t K = T.shape[0], D = T.shape[1], R = T.shape[2]
+    cdef Py_ssize_t k, i, n, p, tid
+    cdef int iR = <int>R, iD = <int>D
+    cdef double one = 1.0, zero = 0.0
+    cdef double *a
+    if out.shape[0] != K or out.shape[1] != R * (R + 1) // 2 or work.shape[0] < n_threads \
+            or work.shape[1] < R * R or n_threads < 1:
+        raise ValueError("packed_gram: shapes do not match")
+    if K == 0 or R == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for k in prange(K, schedule="dynamic"):
+            a = &work[tid, 0]
+            if D == 0:
+                for i in range(R * R):
+                    a[i] = 0.0
+            else:
+                # T[k] (D, R) row-major is T[k]^T as a column-major (R, D) matrix X: a = X X^T
+                dsyrk("L", "N", &iR, &iD, &one, <double *>&T[k, 0, 0], &iR, &zero, a, &iR)
+            p = 0
+            for i in range(R):
+                n = R - i
+                memcpy(&out[k, p], &a[i + i * R], n * sizeof(double))
+                p = p + n
+
+
+def packed_posteriors(const double[:, ::1] Lp, const double[:, ::1] b, double[:, ::1] mean,
+                      double[::1] logdet, double[:, ::1] cov_packed, double[:, :, ::1] cov_full,
+                      bint add_outer, int32_t[::1] info, double[:, ::1] work, int n_threads):
+    """Gaussian posteriors from packed precisions, for B matrices ``L_u`` = Lp[u] (B, P):
+
+    ``logdet[u] = log|L_u|`` (``dpotrf``), ``mean[u] = L_u^-1 b[u]`` and, unless both
+    ``cov_packed`` and ``cov_full`` are None, ``L_u^-1`` (``dpotri``; the mean is then its
+    product with b[u], ``dsymv``; without them the mean is solved with the factor, ``dpotrs``)
+    written packed to ``cov_packed[u]`` (B, P) - plus
+    ``mean mean^T`` with ``add_outer`` (the second moment) - and/or in full to ``cov_full[u]``
+    (B, R, R; never with ``add_outer``).  ``info[u]`` is LAPACK's (0: fine; > 0: L_u not
+    positive definite, its outputs undefined).  work (n_threads, R*R).
+    """
+    cdef Py_ssize_t B = Lp.shape[0], R = b.shape[1]
+    cdef Py_ssize_t u, i, j, n, p, tid
+    cdef int iR = <int>R, one_i = 1, inf = 0
+    cdef double one = 1.0, zero = 0.0, s, mi
+    cdef double *a
+    cdef double *cp = NULL
+    cdef double *cf = NULL
+    cdef double *m
+    cdef bint want_cov = cov_packed is not None or cov_full is not None
+    if Lp.shape[1] != R * (R + 1) // 2 or b.shape[0] != B or mean.shape[0] != B or mean.shape[1] != R \
+            or logdet.shape[0] != B or info.shape[0] != B or work.shape[0] < n_threads \
+            or work.shape[1] < R * R or n_threads < 1:
+        raise ValueError("packed_posteriors: shapes do not match")
+    if cov_packed is not None:
+        if cov_packed.shape[0] != B or cov_packed.shape[1] != Lp.shape[1]:
+            raise ValueError("packed_posteriors: cov_packed has the wrong shape")
+        if B > 0 and R > 0:
+            cp = &cov_packed[0, 0]
+    if cov_full is not None:
+        if cov_full.shape[0] != B or cov_full.shape[1] != R or cov_full.shape[2] != R or add_outer:
+            raise ValueError("packed_posteriors: cov_full has the wrong shape (or add_outer)")
+        if B > 0 and R > 0:
+            cf = &cov_full[0, 0, 0]
+    if B == 0 or R == 0:
+        for u in range(B):
+            logdet[u] = 0.0
+            info[u] = 0
+        return
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for u in prange(B, schedule="dynamic"):
+            a = &work[tid, 0]
+            m = &mean[u, 0]
+            _unpack_lower(&Lp[u, 0], a, R)
+            inf = 0
+            dpotrf("L", &iR, a, &iR, &inf)
+            info[u] = inf
+            if inf != 0:
+                continue
+            s = 0.0
+            for i in range(R):
+                s = s + log(a[i + i * R])
+            logdet[u] = 2.0 * s
+            if not want_cov:
+                memcpy(m, &b[u, 0], R * sizeof(double))
+                dpotrs_l(a, m, R)
+                continue
+            dpotri("L", &iR, a, &iR, &inf)
+            dsymv("L", &iR, &one, a, &iR, <double *>&b[u, 0], &one_i, &zero, m, &one_i)
+            if cp != NULL:
+                p = u * (R * (R + 1) // 2)
+                for i in range(R):
+                    n = R - i
+                    if add_outer:
+                        mi = m[i]
+                        for j in range(n):
+                            cp[p + j] = a[i + i * R + j] + mi * m[i + j]
+                    else:
+                        memcpy(&cp[p], &a[i + i * R], n * sizeof(double))
+                    p = p + n
+            if cf != NULL:
+                p = u * R * R
+                for i in range(R):
+                    for j in range(i, R):
+                        cf[p + i * R + j] = a[j + i * R]
+                        cf[p + j * R + i] = a[j + i * R]
+
+
+def packed_solve(const double[:, ::1] Ap, double[:, :, ::1] C, int32_t[::1] info, double[:, ::1] work,
+                 int n_threads):
+    """``C[k] <- C[k] A_k^-1`` in place for every k (``dposv``): Ap (K, P) packed upper triangles
+    of symmetric positive definite A_k, C (K, D, R); ``info[k]`` LAPACK's (> 0: A_k not
+    positive definite, C[k] undefined).  work (n_threads, R*R)."""
+    cdef Py_ssize_t K = C.shape[0], D = C.shape[1], R = C.shape[2]
+    cdef Py_ssize_t k, tid
+    cdef int iR = <int>R, iD = <int>D, inf = 0
+    cdef double *a
+    if Ap.shape[0] != K or Ap.shape[1] != R * (R + 1) // 2 or info.shape[0] != K \
+            or work.shape[0] < n_threads or work.shape[1] < R * R or n_threads < 1:
+        raise ValueError("packed_solve: shapes do not match")
+    if K == 0 or R == 0 or D == 0:
+        for k in range(K):
+            info[k] = 0
+        return
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for k in prange(K, schedule="dynamic"):
+            a = &work[tid, 0]
+            _unpack_lower(&Ap[k, 0], a, R)
+            inf = 0
+            # C[k] (D, R) row-major is C[k]^T as a column-major (R, D) matrix: A X = C[k]^T, and
+            # X^T = C[k] A^-1 (A symmetric) is the same memory read row-major
+            dposv("L", &iR, &iD, a, &iR, &C[k, 0, 0], &iR, &inf)
+            info[k] = inf
