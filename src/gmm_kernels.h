@@ -47,9 +47,11 @@
 #if defined(_OPENMP) && _OPENMP >= 201307 && !(defined(_MSC_VER) && !defined(__clang__))
 #define GMMX_PRAGMA(x) _Pragma(#x)
 #define GMMX_SIMD_MAX(v) GMMX_PRAGMA(omp simd reduction(max:v))
+#define GMMX_SIMD_SUM(v) GMMX_PRAGMA(omp simd reduction(+:v))
 #define GMMX_SIMD _Pragma("omp simd")
 #else
 #define GMMX_SIMD_MAX(v)
+#define GMMX_SIMD_SUM(v)
 #define GMMX_SIMD
 #endif
 
@@ -162,23 +164,100 @@ GMMX_CLONES static double gmmx_softmax_f(float *restrict row, ptrdiff_t K, float
 /* ------------------------------------------------------------------ whole chunks
  * E-step of a chunk: L (rows, K) row-major weighted log-densities become responsibilities
  * times the frame weights (sw[i], or 1 when sw is NULL);
- * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i. */
+ * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i.
+ * One pass per row for each of: the maximum; the exponentials and their sum (fused, the sum
+ * in gmmx_sum_SFX's order); the scaling by w_i / sum, fused with what the statistics want next
+ * while the row is in L1:
+ *   colsum != NULL: colsum[k] += r_ik, row by row in order (what gmmx_colsum_SFX adds);
+ *   count != 0: returns the number of entries above GMMX_DROP times their row's largest
+ *     (what gmmx_count_kept_SFX returns), else 0.
+ * Results are those of gmmx_softmax_SFX per row followed by gmmx_colsum_SFX / gmmx_count_kept_SFX,
+ * to the bit.  SKIP (float only): a block of 16 whose arguments all lie below the exp's cut
+ * (LO: their exps are exactly 0) is written as zeros without evaluating them; most of a
+ * float32 E-step's blocks are (the cut is at e^-87). */
+#define GMMX_DROP 1e-15
+
+#define GMMX_ROW_ESTEP_BODY(T, SFX, SKIP, LO)                         \
+    T m = -INFINITY, s, rmax = 0;                                     \
+    ptrdiff_t k, j, kept = 0;                                         \
+    GMMX_SIMD_MAX(m)                                                  \
+    for (k = 0; k < K; ++k)                                           \
+        m = row[k] > m ? row[k] : m;                                  \
+    if (!(m > -INFINITY)) {                                           \
+        for (k = 0; k < K; ++k) row[k] = 0;                           \
+        *ll = (double)m;                                              \
+        return 0;                                                     \
+    }                                                                 \
+    if (SKIP) {                                                       \
+        /* blocks of 16 below the cut: zeros, the others by the fast exp */ \
+        for (k = 0; k + 16 <= K; k += 16) {                           \
+            T *restrict r = row + k;                                  \
+            int dead = 0;  /* a count vectorises; NaN is not dead */  \
+            GMMX_SIMD_SUM(dead)                                       \
+            for (j = 0; j < 16; ++j) dead += r[j] - m < LO;           \
+            if (dead < 16)                                            \
+                for (j = 0; j < 16; ++j) r[j] = gmmx_exp_##SFX(r[j] - m); \
+            else                                                      \
+                for (j = 0; j < 16; ++j) r[j] = 0;                    \
+        }                                                             \
+        for (; k < K; ++k)                                            \
+            row[k] = gmmx_exp_##SFX(row[k] - m);                      \
+    } else {                                                          \
+        /* vectorised by gcc itself (an omp simd here would not be) */ \
+        for (k = 0; k < K; ++k)                                       \
+            row[k] = gmmx_exp_##SFX(row[k] - m);                      \
+    }                                                                 \
+    s = gmmx_sum_##SFX(row, K);                                       \
+    T scale = (T)((double)w / (double)s);                             \
+    if (colsum) {                                                     \
+        GMMX_SIMD                                                     \
+        for (k = 0; k < K; ++k) {                                     \
+            T v = row[k] * scale;                                     \
+            row[k] = v;                                               \
+            colsum[k] += (double)v;                                   \
+        }                                                             \
+    } else {                                                          \
+        GMMX_SIMD                                                     \
+        for (k = 0; k < K; ++k)                                       \
+            row[k] *= scale;                                          \
+    }                                                                 \
+    if (count) {                                                      \
+        GMMX_SIMD_MAX(rmax)                                           \
+        for (k = 0; k < K; ++k) rmax = row[k] > rmax ? row[k] : rmax; \
+        T thr = (T)(rmax * GMMX_DROP);                                \
+        for (k = 0; k < K; ++k) kept += row[k] > thr;                 \
+        if (!(rmax > 0)) kept = 0;                                    \
+    }                                                                 \
+    *ll = (double)m + log((double)s);                                 \
+    return kept;
+
+GMMX_CLONES static ptrdiff_t gmmx_row_estep_d(double *restrict row, ptrdiff_t K, double w,
+                                         double *restrict colsum, int count, double *ll)
+{ GMMX_ROW_ESTEP_BODY(double, d, 0, GMMX_EXP_MIN_D) }
+GMMX_CLONES static ptrdiff_t gmmx_row_estep_f(float *restrict row, ptrdiff_t K, float w,
+                                         double *restrict colsum, int count, double *ll)
+{ GMMX_ROW_ESTEP_BODY(float, f, 1, GMMX_EXP_MIN_F) }
+
 #define GMMX_ESTEP_BODY(T, SFX)                                       \
-    double ll_sum = 0.0, w_sum = 0.0;                                 \
+    double ll_sum = 0.0, w_sum = 0.0, ll;                             \
+    ptrdiff_t kept = 0;                                               \
     for (ptrdiff_t i = 0; i < rows; ++i) {                            \
         double w = sw ? sw[i] : 1.0;                                  \
-        double ll = gmmx_softmax_##SFX(L + i * K, K, (T)w);           \
+        kept += gmmx_row_estep_##SFX(L + i * K, K, (T)w, colsum, count, &ll); \
         if (w != 0.0) ll_sum += w * ll;                               \
         w_sum += w;                                                   \
     }                                                                 \
     acc_scalar[0] += ll_sum;                                          \
-    acc_scalar[1] += w_sum;
+    acc_scalar[1] += w_sum;                                           \
+    return kept;
 
-static inline void gmmx_estep_chunk_d(double *L, ptrdiff_t rows, ptrdiff_t K, const double *sw,
-                                      double *acc_scalar)
+GMMX_CLONES static ptrdiff_t gmmx_estep_chunk_d(double *restrict L, ptrdiff_t rows, ptrdiff_t K,
+                                                const double *sw, double *acc_scalar,
+                                                double *restrict colsum, int count)
 { GMMX_ESTEP_BODY(double, d) }
-static inline void gmmx_estep_chunk_f(float *L, ptrdiff_t rows, ptrdiff_t K, const double *sw,
-                                      double *acc_scalar)
+GMMX_CLONES static ptrdiff_t gmmx_estep_chunk_f(float *restrict L, ptrdiff_t rows, ptrdiff_t K,
+                                                const double *sw, double *acc_scalar,
+                                                double *restrict colsum, int count)
 { GMMX_ESTEP_BODY(float, f) }
 
 /* acc[j] += S[j] for n values (float statistics into float64 accumulators). */
@@ -196,27 +275,6 @@ GMMX_CLONES static void gmmx_add_f(double *restrict acc, const float *restrict S
  * GMMX_DROP times the row's largest responsibility are then left out of acc_n and acc_s
  * alike (so every mean stays a weighted average of its frames).  The mass left out is
  * < K * 1e-15 of each frame's weight: below the rounding of the dense sums themselves. */
-#define GMMX_DROP 1e-15
-
-/* Number of entries of the rows x K chunk R above GMMX_DROP times their row's maximum. */
-#define GMMX_COUNT_BODY(T)                                            \
-    ptrdiff_t total = 0;                                              \
-    for (ptrdiff_t i = 0; i < rows; ++i) {                            \
-        const T *r = R + i * K;                                       \
-        T m = 0;                                                      \
-        GMMX_SIMD_MAX(m)                                              \
-        for (ptrdiff_t k = 0; k < K; ++k) m = r[k] > m ? r[k] : m;    \
-        T thr = (T)(m * GMMX_DROP);                                   \
-        ptrdiff_t c = 0;                                              \
-        for (ptrdiff_t k = 0; k < K; ++k) c += r[k] > thr;            \
-        total += m > 0 ? c : 0;                                       \
-    }                                                                 \
-    return total;
-
-GMMX_CLONES static ptrdiff_t gmmx_count_kept_d(const double *restrict R, ptrdiff_t rows, ptrdiff_t K)
-{ GMMX_COUNT_BODY(double) }
-GMMX_CLONES static ptrdiff_t gmmx_count_kept_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K)
-{ GMMX_COUNT_BODY(float) }
 
 /* acc_n[k] += r_ik and a[k, :D2] += r_ik * xx[i, :D2] for the kept entries, xx having rows of
  * ldx values (2D: [x, x^2]; D2 = 2D for both orders, D for the first order only);

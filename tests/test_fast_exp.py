@@ -114,3 +114,40 @@ def test_twenty_em_iterations_with_sparse_statistics_match_sklearn():
     np.testing.assert_allclose(gm.covariances_, sk.covariances_, rtol=1e-8)
     np.testing.assert_allclose(gm.weights_, sk.weights_, rtol=1e-8)
     assert gm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("sparse_limit", [-1.0, None])
+def test_dense_estep_statistics_match_scipy_formula(dtype, rtol, sparse_limit):
+    """The fused row kernel (max; exps, float32 skipping blocks of 16 whose exps are all 0; sum;
+    scaling with the column sums or the kept count) against float64 SciPy: K = 40 (two blocks
+    of 16 and a tail), components far apart (most float32 blocks underflow), weights with zeros."""
+    from scipy.special import logsumexp
+    from gmmext import GaussianMixture
+    rng = np.random.default_rng(5)
+    K, D, N = 40, 4, 5000
+    w = rng.dirichlet(np.ones(K))
+    mu = rng.normal(scale=20.0, size=(K, D))
+    var = rng.uniform(0.5, 2.0, size=(K, D))
+    gm = GaussianMixture.from_parameters(w, mu, var)
+    lab = rng.integers(0, K, N)
+    X = (mu[lab] + rng.normal(size=(N, D)) * np.sqrt(var[lab]) * 2.0).astype(dtype)
+    sw = rng.uniform(0.0, 2.0, N)
+    sw[::7] = 0.0
+    if sparse_limit is not None:
+        gm._core_cache().sparse_limit = sparse_limit
+    st = gm.accumulate(X, sample_weight=sw)
+    x = X.astype(np.float64)
+    lp = (np.log(w) - 0.5 * D * np.log(2 * np.pi) - 0.5 * np.log(var).sum(1)
+          - 0.5 * (((x[:, None, :] - mu) ** 2) / var).sum(2))
+    ll = logsumexp(lp, axis=1)
+    with np.errstate(under="ignore"):
+        R = np.exp(lp - ll[:, None]) * sw[:, None]
+    floor = 1e-12 if dtype == np.float64 else 1e-5  # float32: entries below e^-87 of a row's largest are 0
+    np.testing.assert_allclose(st.loglik, (sw * ll).sum(), rtol=rtol)
+    np.testing.assert_allclose(st.n, R.sum(0), rtol=rtol, atol=floor * N)
+    np.testing.assert_allclose(st.sum_x, R.T @ x, rtol=rtol, atol=floor * N * np.abs(x).max())
+    np.testing.assert_allclose(st.sum_xx, R.T @ x ** 2, rtol=rtol, atol=floor * N * (x ** 2).max())
+    if dtype == np.float32:  # the skip is taken: most blocks of 16 are below the cut
+        d = lp - lp.max(1, keepdims=True)
+        assert (d[:, :32].reshape(N, 2, 16).max(2) < -87.3).mean() > 0.5
