@@ -73,8 +73,8 @@ cdef extern from "gmm_kernels.h" nogil:
     void gmmx_colsum_d(const double *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_colsum_f(const float *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_add_f(double *acc, const float *S, Py_ssize_t n)
-    void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n)
-    void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n)
+    void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n, int neg)
+    void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n, int neg)
 
 ctypedef fused floating:
     float
@@ -553,8 +553,10 @@ def evaluate(object segments, const floating[::1] shift, const floating[:, ::1] 
                             &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], ll, resp, lp, lab)
 
 
-def exp_kernel_test(const floating[::1] x):
-    """exp(x) element-wise by the E-step's fast exp (a testing aid; see src/gmm_kernels.h)."""
+def exp_kernel_test(const floating[::1] x, bint estep=False):
+    """exp(x) element-wise by the core's fast exp (a testing aid; see src/gmm_kernels.h).
+
+    ``estep``: the E-step's variant, for x <= 0 (or NaN) only."""
     cdef Py_ssize_t n = x.shape[0]
     out = np.empty(n, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] o = out
@@ -562,9 +564,9 @@ def exp_kernel_test(const floating[::1] x):
         return out
     with nogil:
         if floating is float:
-            gmmx_exp_array_f(&x[0], &o[0], n)
+            gmmx_exp_array_f(&x[0], &o[0], n, estep)
         else:
-            gmmx_exp_array_d(&x[0], &o[0], n)
+            gmmx_exp_array_d(&x[0], &o[0], n, estep)
     return out
 
 
