@@ -83,7 +83,7 @@
 
 /* double: degree 11, Taylor's degree 19 economised by Chebyshev polynomials on |r| <= ln2/2
  * (exact rational arithmetic, then rounded; the constant and linear terms stay 1): its own
- * relative error is below 1.6e-17, 0.07 ulp (the script is in docs/performance.md) */
+ * relative error is below 1.6e-17, 0.07 ulp (the script is in docs/design.md) */
 #define GMMX_LOG2E 1.4426950408889634074
 #define GMMX_LN2_HI 6.93147180369123816490e-01 /* 0x3fe62e42fee00000: n * hi exact */
 #define GMMX_LN2_LO 1.90821492927058770002e-10
