@@ -62,12 +62,10 @@ import numpy as np
 cdef extern from "gmm_kernels.h" nogil:
     double gmmx_softmax_d(double *row, Py_ssize_t K, double w)
     double gmmx_softmax_f(float *row, Py_ssize_t K, float w)
-    void gmmx_estep_chunk_d(double *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
-                            double *acc_scalar)
-    void gmmx_estep_chunk_f(float *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
-                            double *acc_scalar)
-    Py_ssize_t gmmx_count_kept_d(const double *R, Py_ssize_t rows, Py_ssize_t K)
-    Py_ssize_t gmmx_count_kept_f(const float *R, Py_ssize_t rows, Py_ssize_t K)
+    Py_ssize_t gmmx_estep_chunk_d(double *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
+                                  double *acc_scalar, double *colsum, int count)
+    Py_ssize_t gmmx_estep_chunk_f(float *L, Py_ssize_t rows, Py_ssize_t K, const double *sw,
+                                  double *acc_scalar, double *colsum, int count)
     void gmmx_sparse_stats_d(const double *R, const double *xx, Py_ssize_t rows, Py_ssize_t K,
                              Py_ssize_t ldx, Py_ssize_t D2, double *acc_n, double *acc_s)
     void gmmx_sparse_stats_f(const float *R, const float *xx, Py_ssize_t rows, Py_ssize_t K,
@@ -75,8 +73,8 @@ cdef extern from "gmm_kernels.h" nogil:
     void gmmx_colsum_d(const double *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_colsum_f(const float *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_add_f(double *acc, const float *S, Py_ssize_t n)
-    void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n)
-    void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n)
+    void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n, int neg)
+    void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n, int neg)
 
 ctypedef fused floating:
     float
@@ -316,19 +314,16 @@ cdef void _chunk_logdens(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_
 
 
 cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
-                       Py_ssize_t P, Py_ssize_t D2, double sparse_limit, floating *S,
+                       Py_ssize_t P, Py_ssize_t D2, bint sparse, bint summed_n, floating *S,
                        double *acc_n, double *acc_s) noexcept nogil:
     """acc_n += column sums of R = L (rows, K); acc_s (K, D2) += R^T xx[:, :D2]: sparse or one gemm.
 
-    Dense, float32: S (K, D2) <- R^T xx[:, :D2], then added to the float64 accumulators;
-    float64: the gemm adds into acc_s itself.
+    ``sparse``: by the kept entries only (:c:func:`gmmx_sparse_stats_d`), acc_n included;
+    else dense: acc_n by column sums (unless ``summed_n``: the E-step kernel has added them
+    already) and acc_s by one gemm.  Dense, float32: S (K, D2) <- R^T xx[:, :D2], then added to
+    the float64 accumulators; float64: the gemm adds into acc_s itself.
     """
-    cdef Py_ssize_t kept
-    if floating is float:
-        kept = gmmx_count_kept_f(L, rows, K)
-    else:
-        kept = gmmx_count_kept_d(L, rows, K)
-    if kept <= sparse_limit * <double>(rows * K):
+    if sparse:
         if floating is float:
             gmmx_sparse_stats_f(L, xx, rows, K, P, D2, acc_n, S, acc_s)
         else:
@@ -336,12 +331,14 @@ cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, P
         return
     # dense: row-major S (K x D2) = R^T xx, i.e. column-major S^T = xx[:, :D2]^T R
     if floating is float:
-        gmmx_colsum_f(L, rows, K, acc_n)
+        if not summed_n:
+            gmmx_colsum_f(L, rows, K, acc_n)
         _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
               0.0, S, <int>D2)
         gmmx_add_f(acc_s, S, K * D2)
     else:
-        gmmx_colsum_d(L, rows, K, acc_n)
+        if not summed_n:
+            gmmx_colsum_d(L, rows, K, acc_n)
         _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
               1.0, <double *>acc_s, <int>D2)
 
@@ -351,15 +348,25 @@ cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
                        const floating *gconst, const double *sw, double sparse_limit,
                        floating *xx, floating *L, floating *S,
                        double *acc_n, double *acc_s, double *acc_scalar) noexcept nogil:
-    """E-step of one chunk and its statistics into (acc_n, acc_s, acc_scalar)."""
+    """E-step of one chunk and its statistics into (acc_n, acc_s, acc_scalar).
+
+    The row kernel (C, vectorised, fast exp) turns L into responsibilities and, while each row
+    is in L1, either adds its column sums to acc_n (``sparse_limit`` < 0: the statistics are
+    dense whatever the chunk) or counts its kept entries (which choose sparse or dense).
+    """
+    cdef bint always_dense = sparse_limit < 0
+    cdef double *colsum = acc_n if always_dense else NULL
+    cdef const double *swc = (sw + start) if sw != NULL else NULL
+    cdef Py_ssize_t kept
     _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
-    # per row (C kernel, vectorised, fast exp): max, exp, sum, scale by w_i / sum
     if floating is float:
-        gmmx_estep_chunk_f(L, rows, K, (sw + start) if sw != NULL else NULL, acc_scalar)
+        kept = gmmx_estep_chunk_f(L, rows, K, swc, acc_scalar, colsum, not always_dense)
     else:
-        gmmx_estep_chunk_d(L, rows, K, (sw + start) if sw != NULL else NULL, acc_scalar)
+        kept = gmmx_estep_chunk_d(L, rows, K, swc, acc_scalar, colsum, not always_dense)
     # statistics sum_i r_ik [x_i, x_i^2]: one gemm, or the kept entries only when sparse
-    _chunk_stats(L, xx, rows, K, f.P, D2, sparse_limit, S, acc_n, acc_s)
+    _chunk_stats(L, xx, rows, K, f.P, D2,
+                 (not always_dense) and kept <= sparse_limit * <double>(rows * K),
+                 always_dense, S, acc_n, acc_s)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -546,8 +553,10 @@ def evaluate(object segments, const floating[::1] shift, const floating[:, ::1] 
                             &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], ll, resp, lp, lab)
 
 
-def exp_kernel_test(const floating[::1] x):
-    """exp(x) element-wise by the E-step's fast exp (a testing aid; see src/gmm_kernels.h)."""
+def exp_kernel_test(const floating[::1] x, bint estep=False):
+    """exp(x) element-wise by the core's fast exp (a testing aid; see src/gmm_kernels.h).
+
+    ``estep``: the E-step's variant, for x <= 0 (or NaN) only."""
     cdef Py_ssize_t n = x.shape[0]
     out = np.empty(n, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] o = out
@@ -555,9 +564,9 @@ def exp_kernel_test(const floating[::1] x):
         return out
     with nogil:
         if floating is float:
-            gmmx_exp_array_f(&x[0], &o[0], n)
+            gmmx_exp_array_f(&x[0], &o[0], n, estep)
         else:
-            gmmx_exp_array_d(&x[0], &o[0], n)
+            gmmx_exp_array_d(&x[0], &o[0], n, estep)
     return out
 
 

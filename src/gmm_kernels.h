@@ -10,7 +10,7 @@
  * it vectorises:
  *   n = round(x / ln 2) (the 1.5 * 2^52 "shifter" trick, which also leaves n in the low
  *   mantissa bits), r = x - n ln2 in two FMA steps (Cody-Waite, ln2 split in hi + lo),
- *   exp(r) by a Taylor polynomial on |r| <= ln2/2 (degree 13 for double, 7 for float)
+ *   exp(r) by a polynomial on |r| <= ln2/2 (degree 11 for double, 7 for float)
  *   in Horner form, times 2^n built directly in the exponent field.
  * Arguments below -708.3 (double) / -87.3 (float), including -inf, give exactly 0: the
  * results they stand for (< 2.2e-308 / 1.2e-38, relative to the row maximum's 1) are below
@@ -55,11 +55,17 @@
 
 /* ------------------------------------------------------------------ exp
  * One body for both types: T the float type, I / UI its same-width integers, MBITS its
- * mantissa bits, BIAS its exponent bias; the Taylor coefficients 1/k! (highest first) are
- * in gmmx_exp_poly_SFX, evaluated by Horner's rule (a constant-length loop gcc unrolls). */
-#define GMMX_EXP_BODY(T, SFX, I, UI, MBITS, BIAS, LO, HI, LOG2E, SHIFT, LN2_HI, LN2_LO) \
-    T xc = x < LO ? LO : x;                                           \
-    xc = xc > HI ? HI : xc;                                           \
+ * mantissa bits, BIAS its exponent bias; the polynomial's coefficients (highest first) are
+ * in gmmx_exp_poly_SFX, evaluated by Horner's rule (a constant-length loop gcc unrolls).
+ * CLAMP 1: any x (clamped to [LO, HI] first); CLAMP 0 (the E-step's gmmx_expneg_SFX): x <= 0
+ * or NaN only, two operations fewer; an x below LO (-inf included) computes garbage that the
+ * final select replaces by 0 (the integer arithmetic is unsigned: no undefined behaviour). */
+#define GMMX_EXP_BODY(T, SFX, I, UI, MBITS, BIAS, LO, HI, LOG2E, SHIFT, LN2_HI, LN2_LO, CLAMP) \
+    T xc = x;                                                         \
+    if (CLAMP) {                                                      \
+        xc = xc < LO ? LO : xc;                                       \
+        xc = xc > HI ? HI : xc;                                       \
+    }                                                                 \
     T t = xc * LOG2E + SHIFT;          /* n = round(x / ln 2) in t's low mantissa bits */ \
     T n = t - SHIFT;                                                  \
     T r = xc - n * LN2_HI;             /* Cody-Waite: n * LN2_HI is exact */ \
@@ -69,27 +75,33 @@
     GMMX_UNROLL                                                       \
     for (int j = 1; j < np; ++j)                                      \
         p = p * r + gmmx_exp_poly_##SFX[j];                           \
-    union { T v; I i; } u;                                            \
+    union { T v; I i; UI u; } u;                                      \
     u.v = t;                                                          \
-    u.i = (I)((UI)(u.i + BIAS) << MBITS);   /* 2^n */                 \
+    u.u = (u.u + (UI)BIAS) << MBITS;   /* 2^n */                      \
     T y = p * u.v;                                                    \
     return x < LO ? (T)0 : y;
 
-/* double: degree 13 */
+/* double: degree 11, Taylor's degree 19 economised by Chebyshev polynomials on |r| <= ln2/2
+ * (exact rational arithmetic, then rounded; the constant and linear terms stay 1): its own
+ * relative error is below 1.6e-17, 0.07 ulp (the script is in docs/design.md) */
 #define GMMX_LOG2E 1.4426950408889634074
 #define GMMX_LN2_HI 6.93147180369123816490e-01 /* 0x3fe62e42fee00000: n * hi exact */
 #define GMMX_LN2_LO 1.90821492927058770002e-10
 #define GMMX_SHIFT_D 6755399441055744.0       /* 1.5 * 2^52 */
 #define GMMX_EXP_MIN_D (-708.3)               /* 2^n stays normal: n >= -1022 */
-static const double gmmx_exp_poly_d[14] = {
-    1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-    1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+static const double gmmx_exp_poly_d[12] = {
+    2.5114870219497466e-08, 2.763264067543022e-07, 2.755722495611072e-06, 2.480148547921643e-05,
+    0.00019841269909219843, 0.0013888888952318045, 0.008333333333309526, 0.04166666666648808,
+    0.16666666666666702, 0.5000000000000019, 1.0, 1.0};
 
 static inline double gmmx_exp_d(double x)
 { GMMX_EXP_BODY(double, d, int64_t, uint64_t, 52, 1023, GMMX_EXP_MIN_D, 709.0, GMMX_LOG2E,
-                GMMX_SHIFT_D, GMMX_LN2_HI, GMMX_LN2_LO) }
+                GMMX_SHIFT_D, GMMX_LN2_HI, GMMX_LN2_LO, 1) }
+static inline double gmmx_expneg_d(double x)
+{ GMMX_EXP_BODY(double, d, int64_t, uint64_t, 52, 1023, GMMX_EXP_MIN_D, 709.0, GMMX_LOG2E,
+                GMMX_SHIFT_D, GMMX_LN2_HI, GMMX_LN2_LO, 0) }
 
-/* float: degree 7 */
+/* float: degree 7 (Taylor) */
 #define GMMX_LOG2E_F 1.44269504f
 #define GMMX_LN2_HI_F 0.693359375f              /* 0x3f318000: n * hi exact */
 #define GMMX_LN2_LO_F (-2.12194440e-4f)
@@ -100,19 +112,35 @@ static const float gmmx_exp_poly_f[8] = {
 
 static inline float gmmx_exp_f(float x)
 { GMMX_EXP_BODY(float, f, int32_t, uint32_t, 23, 127, GMMX_EXP_MIN_F, 88.0f, GMMX_LOG2E_F,
-                GMMX_SHIFT_F, GMMX_LN2_HI_F, GMMX_LN2_LO_F) }
+                GMMX_SHIFT_F, GMMX_LN2_HI_F, GMMX_LN2_LO_F, 1) }
+static inline float gmmx_expneg_f(float x)
+{ GMMX_EXP_BODY(float, f, int32_t, uint32_t, 23, 127, GMMX_EXP_MIN_F, 88.0f, GMMX_LOG2E_F,
+                GMMX_SHIFT_F, GMMX_LN2_HI_F, GMMX_LN2_LO_F, 0) }
 
-/* out[i] = exp(in[i]) for n values (testing / general use; any x, not only x <= 0). */
-GMMX_CLONES static void gmmx_exp_array_d(const double *restrict in, double *restrict out, ptrdiff_t n)
+/* out[i] = exp(in[i]) for n values (testing / general use): any x; neg: the E-step's
+ * gmmx_expneg (x <= 0 or NaN only). */
+GMMX_CLONES static void gmmx_exp_array_d(const double *restrict in, double *restrict out, ptrdiff_t n,
+                                         int neg)
 {
-    GMMX_SIMD
-    for (ptrdiff_t i = 0; i < n; ++i) out[i] = gmmx_exp_d(in[i]);
+    if (neg) {
+        GMMX_SIMD
+        for (ptrdiff_t i = 0; i < n; ++i) out[i] = gmmx_expneg_d(in[i]);
+    } else {
+        GMMX_SIMD
+        for (ptrdiff_t i = 0; i < n; ++i) out[i] = gmmx_exp_d(in[i]);
+    }
 }
 
-GMMX_CLONES static void gmmx_exp_array_f(const float *restrict in, float *restrict out, ptrdiff_t n)
+GMMX_CLONES static void gmmx_exp_array_f(const float *restrict in, float *restrict out, ptrdiff_t n,
+                                         int neg)
 {
-    GMMX_SIMD
-    for (ptrdiff_t i = 0; i < n; ++i) out[i] = gmmx_exp_f(in[i]);
+    if (neg) {
+        GMMX_SIMD
+        for (ptrdiff_t i = 0; i < n; ++i) out[i] = gmmx_expneg_f(in[i]);
+    } else {
+        GMMX_SIMD
+        for (ptrdiff_t i = 0; i < n; ++i) out[i] = gmmx_exp_f(in[i]);
+    }
 }
 
 /* Sum of n values in 16 interleaved partial sums (vectorises without -ffast-math; the
@@ -162,23 +190,83 @@ GMMX_CLONES static double gmmx_softmax_f(float *restrict row, ptrdiff_t K, float
 /* ------------------------------------------------------------------ whole chunks
  * E-step of a chunk: L (rows, K) row-major weighted log-densities become responsibilities
  * times the frame weights (sw[i], or 1 when sw is NULL);
- * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i. */
+ * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i.
+ * One pass per row for each of: the maximum; the exponentials and their sum (fused, the sum
+ * in gmmx_sum_SFX's order); the scaling by w_i / sum, fused with what the statistics want next
+ * while the row is in L1:
+ *   colsum != NULL: colsum[k] += r_ik, row by row in order (what gmmx_colsum_SFX adds);
+ *   count != 0: returns the number of entries above GMMX_DROP times their row's largest
+ *     (what gmmx_count_kept_SFX returns), else 0.
+ * Results are those of gmmx_softmax_SFX per row followed by gmmx_colsum_SFX / gmmx_count_kept_SFX,
+ * to the bit.  (Skipping blocks of 16 whose exps are all 0, most of a float32 E-step's, was
+ * measured slower: the branch is unpredictable.) */
+#define GMMX_DROP 1e-15
+
+#define GMMX_ROW_ESTEP_BODY(T, SFX)                         \
+    T m = -INFINITY, s, rmax = 0;                                     \
+    ptrdiff_t k, j, kept = 0;                                         \
+    GMMX_SIMD_MAX(m)                                                  \
+    for (k = 0; k < K; ++k)                                           \
+        m = row[k] > m ? row[k] : m;                                  \
+    if (!(m > -INFINITY)) {                                           \
+        for (k = 0; k < K; ++k) row[k] = 0;                           \
+        *ll = (double)m;                                              \
+        return 0;                                                     \
+    }                                                                 \
+    /* vectorised by gcc itself (an omp simd here would not be) */    \
+    for (k = 0; k < K; ++k)                                           \
+        row[k] = gmmx_expneg_##SFX(row[k] - m);                       \
+    s = gmmx_sum_##SFX(row, K);                                       \
+    T scale = (T)((double)w / (double)s);                             \
+    if (colsum) {                                                     \
+        GMMX_SIMD                                                     \
+        for (k = 0; k < K; ++k) {                                     \
+            T v = row[k] * scale;                                     \
+            row[k] = v;                                               \
+            colsum[k] += (double)v;                                   \
+        }                                                             \
+    } else {                                                          \
+        GMMX_SIMD                                                     \
+        for (k = 0; k < K; ++k)                                       \
+            row[k] *= scale;                                          \
+    }                                                                 \
+    if (count) {                                                      \
+        GMMX_SIMD_MAX(rmax)                                           \
+        for (k = 0; k < K; ++k) rmax = row[k] > rmax ? row[k] : rmax; \
+        T thr = (T)(rmax * GMMX_DROP);                                \
+        for (k = 0; k < K; ++k) kept += row[k] > thr;                 \
+        if (!(rmax > 0)) kept = 0;                                    \
+    }                                                                 \
+    *ll = (double)m + log((double)s);                                 \
+    return kept;
+
+GMMX_CLONES static ptrdiff_t gmmx_row_estep_d(double *restrict row, ptrdiff_t K, double w,
+                                         double *restrict colsum, int count, double *ll)
+{ GMMX_ROW_ESTEP_BODY(double, d) }
+GMMX_CLONES static ptrdiff_t gmmx_row_estep_f(float *restrict row, ptrdiff_t K, float w,
+                                         double *restrict colsum, int count, double *ll)
+{ GMMX_ROW_ESTEP_BODY(float, f) }
+
 #define GMMX_ESTEP_BODY(T, SFX)                                       \
-    double ll_sum = 0.0, w_sum = 0.0;                                 \
+    double ll_sum = 0.0, w_sum = 0.0, ll;                             \
+    ptrdiff_t kept = 0;                                               \
     for (ptrdiff_t i = 0; i < rows; ++i) {                            \
         double w = sw ? sw[i] : 1.0;                                  \
-        double ll = gmmx_softmax_##SFX(L + i * K, K, (T)w);           \
+        kept += gmmx_row_estep_##SFX(L + i * K, K, (T)w, colsum, count, &ll); \
         if (w != 0.0) ll_sum += w * ll;                               \
         w_sum += w;                                                   \
     }                                                                 \
     acc_scalar[0] += ll_sum;                                          \
-    acc_scalar[1] += w_sum;
+    acc_scalar[1] += w_sum;                                           \
+    return kept;
 
-static inline void gmmx_estep_chunk_d(double *L, ptrdiff_t rows, ptrdiff_t K, const double *sw,
-                                      double *acc_scalar)
+GMMX_CLONES static ptrdiff_t gmmx_estep_chunk_d(double *restrict L, ptrdiff_t rows, ptrdiff_t K,
+                                                const double *sw, double *acc_scalar,
+                                                double *restrict colsum, int count)
 { GMMX_ESTEP_BODY(double, d) }
-static inline void gmmx_estep_chunk_f(float *L, ptrdiff_t rows, ptrdiff_t K, const double *sw,
-                                      double *acc_scalar)
+GMMX_CLONES static ptrdiff_t gmmx_estep_chunk_f(float *restrict L, ptrdiff_t rows, ptrdiff_t K,
+                                                const double *sw, double *acc_scalar,
+                                                double *restrict colsum, int count)
 { GMMX_ESTEP_BODY(float, f) }
 
 /* acc[j] += S[j] for n values (float statistics into float64 accumulators). */
@@ -196,27 +284,6 @@ GMMX_CLONES static void gmmx_add_f(double *restrict acc, const float *restrict S
  * GMMX_DROP times the row's largest responsibility are then left out of acc_n and acc_s
  * alike (so every mean stays a weighted average of its frames).  The mass left out is
  * < K * 1e-15 of each frame's weight: below the rounding of the dense sums themselves. */
-#define GMMX_DROP 1e-15
-
-/* Number of entries of the rows x K chunk R above GMMX_DROP times their row's maximum. */
-#define GMMX_COUNT_BODY(T)                                            \
-    ptrdiff_t total = 0;                                              \
-    for (ptrdiff_t i = 0; i < rows; ++i) {                            \
-        const T *r = R + i * K;                                       \
-        T m = 0;                                                      \
-        GMMX_SIMD_MAX(m)                                              \
-        for (ptrdiff_t k = 0; k < K; ++k) m = r[k] > m ? r[k] : m;    \
-        T thr = (T)(m * GMMX_DROP);                                   \
-        ptrdiff_t c = 0;                                              \
-        for (ptrdiff_t k = 0; k < K; ++k) c += r[k] > thr;            \
-        total += m > 0 ? c : 0;                                       \
-    }                                                                 \
-    return total;
-
-GMMX_CLONES static ptrdiff_t gmmx_count_kept_d(const double *restrict R, ptrdiff_t rows, ptrdiff_t K)
-{ GMMX_COUNT_BODY(double) }
-GMMX_CLONES static ptrdiff_t gmmx_count_kept_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K)
-{ GMMX_COUNT_BODY(float) }
 
 /* acc_n[k] += r_ik and a[k, :D2] += r_ik * xx[i, :D2] for the kept entries, xx having rows of
  * ldx values (2D: [x, x^2]; D2 = 2D for both orders, D for the first order only);

@@ -14,12 +14,13 @@ def _ulp_rel(dtype):
     return float(np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("estep", [False, True])
 @pytest.mark.parametrize("dtype,lo", [(np.float64, -708.0), (np.float32, -87.0)])
-def test_fast_exp_matches_numpy_on_the_estep_range(dtype, lo):
+def test_fast_exp_matches_numpy_on_the_estep_range(dtype, lo, estep):
     rng = np.random.default_rng(0)
     x = np.concatenate([np.linspace(lo, 0.0, 200_001), rng.uniform(lo, 0.0, 100_000),
                         -rng.exponential(1.0, 100_000), [0.0, -0.0, -1e-300, -1e-30]]).astype(dtype)
-    got = _core.exp_kernel_test(x)
+    got = _core.exp_kernel_test(x, estep)
     assert got.dtype == dtype and got.shape == x.shape
     ref = np.exp(x.astype(np.float64))
     rel = np.abs(got.astype(np.float64) - ref) / ref
@@ -36,10 +37,12 @@ def test_fast_exp_positive_arguments(dtype):
     assert np.max(np.abs(got - ref) / ref) <= 2 * _ulp_rel(dtype)
 
 
+@pytest.mark.parametrize("estep", [False, True])
 @pytest.mark.parametrize("dtype,cut", [(np.float64, -708.3), (np.float32, -87.3)])
-def test_fast_exp_underflow_is_exact_zero_and_nan_propagates(dtype, cut):
+def test_fast_exp_underflow_is_exact_zero_and_nan_propagates(dtype, cut, estep):
     x = np.array([cut - 0.01, -1000.0, -1e30, -np.inf, np.nan, cut + 0.01], dtype=dtype)
-    got = _core.exp_kernel_test(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = _core.exp_kernel_test(x, estep)
     assert np.all(got[:4] == 0.0)
     assert np.isnan(got[4])
     assert got[5] > 0 and np.isclose(got[5], np.exp(np.float64(x[5])), rtol=4 * _ulp_rel(dtype))
@@ -114,3 +117,37 @@ def test_twenty_em_iterations_with_sparse_statistics_match_sklearn():
     np.testing.assert_allclose(gm.covariances_, sk.covariances_, rtol=1e-8)
     np.testing.assert_allclose(gm.weights_, sk.weights_, rtol=1e-8)
     assert gm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("sparse_limit", [-1.0, None])
+def test_dense_estep_statistics_match_scipy_formula(dtype, rtol, sparse_limit):
+    """The fused row kernel (max; the E-step's exp; sum; scaling with the column sums or the
+    kept count) against float64 SciPy: K = 40, components far apart (most float32 exps
+    underflow to 0), weights with zeros."""
+    from scipy.special import logsumexp
+    from gmmext import GaussianMixture
+    rng = np.random.default_rng(5)
+    K, D, N = 40, 4, 5000
+    w = rng.dirichlet(np.ones(K))
+    mu = rng.normal(scale=20.0, size=(K, D))
+    var = rng.uniform(0.5, 2.0, size=(K, D))
+    gm = GaussianMixture.from_parameters(w, mu, var)
+    lab = rng.integers(0, K, N)
+    X = (mu[lab] + rng.normal(size=(N, D)) * np.sqrt(var[lab]) * 2.0).astype(dtype)
+    sw = rng.uniform(0.0, 2.0, N)
+    sw[::7] = 0.0
+    if sparse_limit is not None:
+        gm._core_cache().sparse_limit = sparse_limit
+    st = gm.accumulate(X, sample_weight=sw)
+    x = X.astype(np.float64)
+    lp = (np.log(w) - 0.5 * D * np.log(2 * np.pi) - 0.5 * np.log(var).sum(1)
+          - 0.5 * (((x[:, None, :] - mu) ** 2) / var).sum(2))
+    ll = logsumexp(lp, axis=1)
+    with np.errstate(under="ignore"):
+        R = np.exp(lp - ll[:, None]) * sw[:, None]
+    floor = 1e-12 if dtype == np.float64 else 1e-5  # float32: entries below e^-87 of a row's largest are 0
+    np.testing.assert_allclose(st.loglik, (sw * ll).sum(), rtol=rtol)
+    np.testing.assert_allclose(st.n, R.sum(0), rtol=rtol, atol=floor * N)
+    np.testing.assert_allclose(st.sum_x, R.T @ x, rtol=rtol, atol=floor * N * np.abs(x).max())
+    np.testing.assert_allclose(st.sum_xx, R.T @ x ** 2, rtol=rtol, atol=floor * N * (x ** 2).max())
