@@ -28,8 +28,6 @@ from typing import Any, Literal, NoReturn
 
 import librosa
 import numpy as np
-import scipy
-import scipy.fft
 from gmmext import single_thread_blas
 
 from ._tables import cached_tables
@@ -446,6 +444,7 @@ def _filters(window: str, win: int, sample_rate: int, n_fft: int, n_mels: int, f
                 "mel": librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
                                            htk=True, norm=None, dtype=np.float32)}
 
+    import scipy
     key = {"window": window, "win": win, "sample_rate": sample_rate, "n_fft": n_fft, "n_mels": n_mels,
            "fmin": fmin, "fmax": fmax, "librosa": librosa.__version__, "scipy": scipy.__version__}
     t = cached_tables("filters", key, {"window": ((win,), "<f4", -2.0, 2.0),
@@ -463,6 +462,7 @@ def _delta_filters(width: int) -> np.ndarray:
         return {"filters": np.stack([scipy.signal.savgol_coeffs(width, order, deriv=order, use="conv")
                                      for order in (1, 2)])}
 
+    import scipy
     key = {"width": width, "scipy": scipy.__version__}
     return cached_tables("delta", key, {"filters": ((2, width), "<f8", -4.0, 4.0)}, compute)["filters"]
 
@@ -503,6 +503,7 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str, prev: float | None = 
 
     ``prev``: the sample before ``y`` when ``y`` continues a stream (pre-emphasis of ``y[0]``);
     None at the start of a signal (then ``y[-1]`` is taken equal to ``y[0]``)."""
+    import scipy.fft               # (here: reading a store's or a model's configuration needs no SciPy)
     win, hop, n_fft = cfg.win_samples, cfg.hop_samples, cfg.fft_size
     if y.shape[0] < win:
         raise AudioError(
