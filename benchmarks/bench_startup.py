@@ -128,6 +128,8 @@ def _run(args, argv, cmds) -> int:
     if store:
         lines += ["", f"{'whole command on a store':42s} {'wall med':>9s} {'cpu med':>9s} {'vs numpy':>8s}  "
                       "target (idle machine)", "-" * 96]
+        numpy_cpu = statistics.median(CPU[cmds[0][0]])
+        lines.append(f"{cmds[0][0]:42s} {base * 1000:7.0f}ms {numpy_cpu * 1000:7.0f}ms {1:7.2f}x  (the baseline)")
         for name in store:
             med, cpu = statistics.median(runs[name]), statistics.median(CPU[name])
             target = STORE_TARGETS[name]
