@@ -51,7 +51,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import expit
 
 from .metrics import actual_dcf, bayes_threshold, check_prior, check_scores_labels, det_curve
 
@@ -451,6 +450,8 @@ def _fit_prior_weighted_lr(Z: NDArray[np.float64], lab: NDArray[np.bool_], prior
     y = np.where(lab, 1.0, -1.0)                    # target: loss log(1+e^-x); non-target: log(1+e^x)
     wt = np.where(lab, prior / n_tar, (1.0 - prior) / n_non)
     offset = _logit(prior)
+    from scipy.optimize import minimize        # (imported here: a command that only applies a calibration starts faster)
+    from scipy.special import expit
 
     def objective(theta):
         x = Z @ theta[:-1] + theta[-1] + offset
@@ -458,7 +459,6 @@ def _fit_prior_weighted_lr(Z: NDArray[np.float64], lab: NDArray[np.bool_], prior
         g = -y * wt * expit(-y * x)                 # d loss / d x, weighted
         return float(wt @ loss), np.r_[Z.T @ g, g.sum()]
 
-    from scipy.optimize import minimize        # (imported here: a command that only applies a calibration starts faster)
     res = minimize(objective, np.zeros(Z.shape[1] + 1), jac=True, method="BFGS",
                    options={"gtol": 1e-12, "maxiter": 1000})
     return res.x

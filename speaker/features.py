@@ -28,9 +28,9 @@ from typing import Any, Literal, NoReturn
 
 import librosa
 import numpy as np
-import scipy.fft
 from gmmext import single_thread_blas
 
+from ._tables import cached_tables
 from .audio import AudioError, AudioSource, _load
 from .limits import MAX_DIM, MAX_RATE, MAX_SECONDS, MIN_RATE
 from .quality import ClipMeter, Quality, measure
@@ -435,15 +435,50 @@ def _filters(window: str, win: int, sample_rate: int, n_fft: int, n_mels: int, f
              fmax: float) -> tuple[np.ndarray, np.ndarray]:
     """The analysis window ``(win,)`` and the mel filterbank ``(n_mels, 1 + n_fft // 2)``, float32.
 
-    librosa's own functions, computed once per setting (together ~0.4 ms, a tenth of a 3-s
-    utterance's features) and returned read-only.
+    librosa's own (``librosa.filters.get_window``, ``librosa.filters.mel``), computed once per
+    setting and kept in the tables' cache folder (:mod:`speaker._tables`: importing them takes
+    numba and ``scipy.signal``, most of a second), returned read-only.
     """
-    w = librosa.filters.get_window(window, win, fftbins=True).astype(np.float32)
-    mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                              htk=True, norm=None, dtype=np.float32)
-    w.setflags(write=False)
-    mel.setflags(write=False)
-    return w, mel
+    def compute() -> dict[str, np.ndarray]:
+        return {"window": librosa.filters.get_window(window, win, fftbins=True),
+                "mel": librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                           htk=True, norm=None, dtype=np.float32)}
+
+    import scipy
+    key = {"window": window, "win": win, "sample_rate": sample_rate, "n_fft": n_fft, "n_mels": n_mels,
+           "fmin": fmin, "fmax": fmax, "librosa": librosa.__version__, "scipy": scipy.__version__}
+    t = cached_tables("filters", key, {"window": ((win,), "<f4", -2.0, 2.0),
+                                       "mel": ((n_mels, 1 + n_fft // 2), "<f4", 0.0, 1.0)}, compute)
+    return t["window"], t["mel"]
+
+
+@functools.lru_cache(maxsize=16)
+def _delta_filters(width: int) -> np.ndarray:
+    """The filters ``(2, width)`` float64 of ``librosa.feature.delta(width=width, order=1 / 2)``:
+    SciPy's Savitzky-Golay convolution coefficients (``savgol_coeffs(width, order, deriv=order,
+    use="conv")``, what its ``savgol_filter`` applies), kept like :func:`_filters`'s tables."""
+    def compute() -> dict[str, np.ndarray]:
+        import scipy.signal
+        return {"filters": np.stack([scipy.signal.savgol_coeffs(width, order, deriv=order, use="conv")
+                                     for order in (1, 2)])}
+
+    import scipy
+    key = {"width": width, "scipy": scipy.__version__}
+    return cached_tables("delta", key, {"filters": ((2, width), "<f8", -4.0, 4.0)}, compute)["filters"]
+
+
+def _delta(x: np.ndarray, width: int, order: int) -> np.ndarray:
+    """``librosa.feature.delta(x, width=width, order=order, axis=0, mode="nearest")`` (frames,
+    dims) float32: the Savitzky-Golay filter of :func:`_delta_filters` over the frames, the edge
+    frames repeated, summed in float64 as ``scipy.ndimage.convolve1d`` does."""
+    h, n = width // 2, x.shape[0]
+    padded = np.concatenate([np.repeat(x[:1], h, axis=0), x, np.repeat(x[-1:], h, axis=0)]).astype(np.float64)
+    taps = _delta_filters(width)[order - 1][::-1]
+    out = np.zeros(x.shape, dtype=np.float64)
+    for k in range(width):                       # one tap at a time: memory 2 (frames, dims) float64
+        if taps[k] != 0.0:
+            out += taps[k] * padded[k:k + n]
+    return out.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
@@ -468,6 +503,7 @@ def _cepstra(y: np.ndarray, cfg: FeatureConfig, name: str, prev: float | None = 
 
     ``prev``: the sample before ``y`` when ``y`` continues a stream (pre-emphasis of ``y[0]``);
     None at the start of a signal (then ``y[-1]`` is taken equal to ``y[0]``)."""
+    import scipy.fft               # (here: reading a store's or a model's configuration needs no SciPy)
     win, hop, n_fft = cfg.win_samples, cfg.hop_samples, cfg.fft_size
     if y.shape[0] < win:
         raise AudioError(
@@ -650,17 +686,9 @@ def _extract(path_or_signal: AudioSource | bytes, sample_rate: int | None, confi
         del y
         blocks = [ceps]
         if cfg.deltas:
-            blocks.append(
-                librosa.feature.delta(
-                    ceps, width=cfg.delta_width, order=1, axis=0, mode="nearest"
-                ).astype(np.float32, copy=False)
-            )
+            blocks.append(_delta(ceps, cfg.delta_width, 1))
         if cfg.delta_deltas:
-            blocks.append(
-                librosa.feature.delta(
-                    ceps, width=cfg.delta_width, order=2, axis=0, mode="nearest"
-                ).astype(np.float32, copy=False)
-            )
+            blocks.append(_delta(ceps, cfg.delta_width, 2))
     feats = np.concatenate(blocks, axis=1) if len(blocks) > 1 else ceps
 
     speech = vad(log_energy, cfg) if (cfg.vad or quality) else None

@@ -25,7 +25,6 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 
 from .limits import MAX_RANK
 
@@ -67,6 +66,7 @@ def fit_lda(X: np.ndarray, y, dim: int) -> np.ndarray:
     Sw, Sb = within_between(X, y)
     if not 1 <= dim <= X.shape[1]:
         raise ValueError(f"LDA dimension must be in 1..{X.shape[1]}, got {dim}")
+    import scipy.linalg
     vals, vecs = scipy.linalg.eigh(Sb, Sw + 1e-10 * np.trace(Sw) / len(Sw) * np.eye(len(Sw)))
     return vecs[:, np.argsort(vals)[::-1][:dim]]
 
@@ -182,6 +182,7 @@ def plda_llr(model: PLDA, enrol_means: np.ndarray, enrol_counts: np.ndarray, tes
     ``m_n`` the posterior mean of the speaker variable: the same-speaker over different-speaker
     likelihood ratio of the stacked vectors (by the model).
     """
+    import scipy.linalg
     from scipy.stats import multivariate_normal
     enrol_means = np.atleast_2d(np.asarray(enrol_means, dtype=np.float64))
     tests = np.atleast_2d(np.asarray(tests, dtype=np.float64))
@@ -204,6 +205,7 @@ class PLDATerms:
     ``(Sb^-1 + n Sw^-1)^-1``, the predictive precision ``P_n^-1`` and ``log|P_n|``."""
 
     def __init__(self, model: PLDA) -> None:
+        import scipy.linalg          # (here: a command that only opens a store imports no SciPy)
         d = model.mu.shape[0]
         self.model, self.d = model, d
         self.Bi, self.Wi = np.linalg.inv(model.Sb), np.linalg.inv(model.Sw)
@@ -218,6 +220,7 @@ class PLDATerms:
         if hit is None:
             cov = np.linalg.inv(self.Bi + n * self.Wi)
             chol = np.linalg.cholesky(cov + self.model.Sw)
+            import scipy.linalg
             inv_chol = scipy.linalg.solve_triangular(chol, np.eye(self.d), lower=True)
             hit = self._per_count[float(n)] = (cov, inv_chol.T @ inv_chol, 2.0 * np.log(np.diag(chol)).sum())
         return hit

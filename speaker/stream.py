@@ -66,7 +66,7 @@ import numpy as np
 from gmmext import GaussianMixture, ModelStack, single_thread_blas
 
 from .calibration import Calibration
-from .features import _DB_PER_NEPER_POWER, _STD_FLOOR, VAD_REFERENCE_PERCENTILE, FeatureConfig, _cepstra
+from .features import _DB_PER_NEPER_POWER, _STD_FLOOR, VAD_REFERENCE_PERCENTILE, FeatureConfig, _cepstra, _delta
 from .scoring import Probe
 
 __all__ = ["SequentialTest", "StreamConfig", "OnlineFeatures", "StreamingVerifier", "Evidence"]
@@ -237,15 +237,13 @@ class OnlineFeatures:
         half = cfg.delta_width // 2 if (cfg.deltas or cfg.delta_deltas) else 0
         ready = self._n - half                          # frames whose delta window is complete
         if ready > self._delta_done:
-            import librosa
             lo = max(0, self._delta_done - half)
             part = ceps[lo:ready + half]
             blocks = [part]
             with single_thread_blas:
                 for order, on in ((1, cfg.deltas), (2, cfg.delta_deltas)):
                     if on:
-                        blocks.append(librosa.feature.delta(part, width=cfg.delta_width, order=order, axis=0,
-                                                            mode="nearest").astype(np.float32, copy=False))
+                        blocks.append(_delta(part, cfg.delta_width, order))
             full = np.concatenate(blocks, axis=1) if len(blocks) > 1 else part
             self._feats.append(full[self._delta_done - lo:ready - lo])
             self._delta_done = ready

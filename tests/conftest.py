@@ -14,6 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The front-end's tables cache (speaker._tables) of this test run: never the user's own folder.
+if "SPEAKER_CACHE_DIR" not in os.environ:
+    import atexit
+    import tempfile
+    os.environ["SPEAKER_CACHE_DIR"] = tempfile.mkdtemp(prefix="speaker-tables-")
+    atexit.register(shutil.rmtree, os.environ["SPEAKER_CACHE_DIR"], True)
+
 
 def make_blobs(n=1500, d=4, k=3, seed=0, dtype=np.float64):
     """Well-separated diagonal Gaussian blobs of unequal spread."""

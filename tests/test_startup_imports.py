@@ -1,7 +1,9 @@
 """What the short commands import, and the frames they take without librosa's start-up.
 
-* ``speaker speakers`` lists a store without scikit-learn, scipy.signal, numba or librosa's
+* ``speaker speakers`` lists a store without SciPy, scikit-learn, numba or librosa's
   modules (each a fraction of a second to import; ``benchmarks/bench_startup.py`` times it);
+* ``speaker verify``, once the front-end's tables are cached, imports neither numba nor
+  scipy.signal (librosa's filterbank and the delta filters come from the cache);
 * ``import gmmext`` / ``from gmmext import GMMStats`` do not import scikit-learn;
 * the frames of the feature front-end are librosa.util.frame's.
 No timing is asserted.
@@ -15,6 +17,8 @@ import pytest
 
 HEAVY = ("sklearn", "scipy.signal", "scipy.optimize", "numba", "librosa.filters", "librosa.core.audio",
          "librosa.util.utils")
+#: What ``speaker verify`` does without: the front-end's builders (scikit-learn, and with it scipy.optimize, it still imports).
+VERIFY_HEAVY = tuple(h for h in HEAVY if h not in ("sklearn", "scipy.optimize")) + ("librosa.feature", "librosa.util")
 
 
 def _modules_after(code: str) -> set[str]:
@@ -31,7 +35,8 @@ def test_gmmext_statistics_import_no_sklearn():
     assert "sklearn.base" in mods
 
 
-def test_speakers_command_imports_no_heavy_module(tmp_path):
+def _store(tmp_path):
+    """A store (K=8 diagonal UBM) with speaker 'alice' enrolled from synthetic features."""
     from gmmext import GaussianMixture
     from speaker import FeatureConfig
     from speaker.store import SpeakerStore
@@ -41,13 +46,42 @@ def test_speakers_command_imports_no_heavy_module(tmp_path):
                                           covariance_type="diag")
     with SpeakerStore(tmp_path / "s.db", ubm) as st:
         st.enroll("alice", [rng.normal(size=(3000, D))])
+    return tmp_path / "s.db"
+
+
+def test_speakers_command_imports_no_heavy_module(tmp_path):
+    _store(tmp_path)
     code = ("import io, contextlib\nfrom speaker.cli import main\nbuf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf):\n"
             f"    assert main(['speakers', '--store', {str(tmp_path / 's.db')!r}, '--quiet']) == 0\n"
             "assert 'alice' in buf.getvalue(), buf.getvalue()")
     mods = _modules_after(code)
     assert "speaker.store" in mods and "sqlalchemy" in mods          # it did open the store
-    heavy = sorted(m for m in mods if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    heavy = sorted(m for m in mods if any(m == h or m.startswith(h + ".") for h in HEAVY + ("scipy",)))
+    assert not heavy, heavy                                          # nor any of SciPy
+
+
+def test_verify_command_imports_no_front_end_builder(tmp_path, monkeypatch):
+    """Once the front-end's tables are in the cache folder (the first run writes them), ``speaker
+    verify`` imports neither numba, scipy.signal nor librosa's filter, feature or util modules."""
+    import soundfile as sf
+    monkeypatch.setenv("SPEAKER_CACHE_DIR", str(tmp_path / "cache"))
+    _store(tmp_path)
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * 16000) / 16000
+    sf.write(tmp_path / "x.wav", 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+             + 0.01 * rng.normal(size=t.size), 16000)
+    code = ("import io, contextlib\nfrom speaker.cli import main\nbuf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            f"    assert main(['verify', '--store', {str(tmp_path / 's.db')!r}, '--speaker', 'alice', "
+            f"'--threshold', '0', {str(tmp_path / 'x.wav')!r}]) == 0\n"
+            "assert buf.getvalue().startswith('alice '), buf.getvalue()")
+    first = _modules_after(code)
+    assert "numba" in first                       # the first run computed the tables with librosa
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    mods = _modules_after(code)
+    assert "speaker.features" in mods and "gmmext._core" in mods
+    heavy = sorted(m for m in mods if any(m == h or m.startswith(h + ".") for h in VERIFY_HEAVY))
     assert not heavy, heavy
 
 
