@@ -18,8 +18,10 @@ The rules, the same for every source kind (so the same rows drawn from the same
 ``None``: N, every row, scikit-learn's initialisation whatever N; an int: that many):
 
 * ``"kmeans"``: scikit-learn's ``KMeans(n_clusters=K, n_init=1)`` on all rows when
-  N <= kms (exactly scikit-learn's initialisation), otherwise on kms rows drawn from
-  ``random_state`` without replacement (:func:`sample_rows`, O(kms) memory); the statistics are the hard assignment *of those rows*
+  N <= kms (exactly scikit-learn's initialisation), otherwise ``KMeans(n_clusters=K,
+  n_init=min(3, N // kms))`` (the lowest inertia of those runs) on kms rows drawn from
+  ``random_state`` without replacement (:func:`sample_rows`, O(kms) memory), on one OpenMP
+  thread per 2**22 (rows x K); the statistics are the hard assignment *of those rows*
   (no pass labelling every frame);
 * ``"random"``: scikit-learn's random responsibilities ``uniform(size=(N, K))``, normalised per
   row, streamed over all rows in order for a local source (the numbers scikit-learn draws); a
@@ -49,6 +51,9 @@ AUTO_MIN_SAMPLES = 10_000
 AUTO_SAMPLES_PER_COMPONENT = 50
 #: KMeans on a sample uses one OpenMP thread per this many (sampled rows x K) (at least one).
 KMEANS_WORK_PER_THREAD = 1 << 22
+#: KMeans on a sample of S of N rows: min(KMEANS_SAMPLE_N_INIT, N // S) runs, the best kept
+#: (scikit-learn's ``n_init``): a better start than one run, on no more rows than one run on all.
+KMEANS_SAMPLE_N_INIT = 3
 
 #: Random responsibilities are drawn in slices of about this many numbers (rows x K).
 RANDOM_STEP_VALUES = 1 << 19
@@ -258,13 +263,17 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int | str | No
     if init_params == "kmeans":
         from sklearn.cluster import KMeans
         from threadpoolctl import threadpool_limits
+        # All rows: scikit-learn's KMeans(n_init=1) as it runs it.  A sample: up to
+        # KMEANS_SAMPLE_N_INIT runs, the lowest inertia kept, never more rows in all than N;
         # a sample's KMeans is small: its OpenMP threads spend their time in barriers (~100
         # iterations of ~40 chunks of rows), so it runs on one thread per KMEANS_WORK_PER_THREAD
-        # row x component pairs (10,000 rows, K=64: 1 thread); all rows: scikit-learn's threads
-        threads = (None if idx is None else
-                   max(1, min(available_threads(), len(sample) * K // KMEANS_WORK_PER_THREAD)))
+        # row x component pairs (10,000 rows, K=64: 1 thread)
+        n_init, threads = 1, None
+        if idx is not None:
+            n_init = max(1, min(KMEANS_SAMPLE_N_INIT, N // len(sample)))
+            threads = max(1, min(available_threads(), len(sample) * K // KMEANS_WORK_PER_THREAD))
         with threadpool_limits(limits=threads, user_api="openmp"):
-            km = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(sample, sample_weight=w)
+            km = KMeans(n_clusters=K, n_init=n_init, random_state=random_state).fit(sample, sample_weight=w)
         return hard_stats(sample, km.labels_, w, K, full)
     if init_params == "random":
         return random_resp_stats([(sample, w)], K, random_state, src.dtype, full)

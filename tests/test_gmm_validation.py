@@ -331,9 +331,10 @@ def test_kmeans_init_on_all_rows_is_sklearns():
     _assert_statistics_of_kmeans_labels(init, X, 3, seed=5)
 
 
-def _assert_statistics_of_kmeans_labels(init, X, K, seed):
-    """``init``'s parameters are the statistics of scikit-learn's KMeans(n_init=1) labels of all of X."""
-    labels = KMeans(K, n_init=1, random_state=np.random.RandomState(seed)).fit(X).labels_
+def _assert_statistics_of_kmeans_labels(init, X, K, seed, n_init=1, labels=None):
+    """``init``'s parameters are the statistics of scikit-learn's KMeans(n_init) labels of all of X."""
+    if labels is None:
+        labels = KMeans(K, n_init=n_init, random_state=np.random.RandomState(seed)).fit(X).labels_
     for k in range(K):
         rows = X[labels == k]
         j = int(np.argmin(np.abs(init.means_ - rows.mean(axis=0)).sum(axis=1)))
@@ -354,6 +355,14 @@ def test_kmeans_max_samples_auto_and_none():
     every = GaussianMixture(4, random_state=5, max_iter=0, reg_covar=0.0, covariance_type="diag",
                             kmeans_max_samples=None).fit(X)
     _assert_statistics_of_kmeans_labels(every, X, 4, seed=5)
+    # a sample of S of N rows: the best of min(3, N // S) KMeans runs on the rows drawn
+    from gmmext._init import sample_rows
+    rs = np.random.RandomState(5)
+    idx = sample_rows(len(X), 3000, rs)
+    labels = KMeans(7, n_init=3, random_state=rs).fit(X[idx]).labels_       # 7 > 4 blobs: runs differ
+    three = GaussianMixture(7, random_state=5, max_iter=0, reg_covar=0.0, covariance_type="diag",
+                            kmeans_max_samples=3000).fit(X)
+    _assert_statistics_of_kmeans_labels(three, X[idx], 7, None, labels=labels)
     # "auto" grows with K: 50 rows per component above 10,000
     from gmmext._init import max_samples
     assert [max_samples("auto", 10**6, k) for k in (1, 200, 201, 1024)] == [10_000, 10_000, 10_050, 51_200]
