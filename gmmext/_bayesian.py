@@ -174,7 +174,7 @@ class BayesianGaussianMixture(GaussianMixture):
                  covariance_prior: float | ArrayLike | None = None,
                  random_state: int | np.random.RandomState | None = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, chunk_size: int | None = None,
-                 n_threads: int | None = None, kmeans_max_samples: int = 100_000):
+                 n_threads: int | None = None, kmeans_max_samples: int | str | None = "auto"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol

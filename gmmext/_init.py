@@ -13,11 +13,15 @@ memmap or array-like read in blocks, a Dask array) through this interface:
 
 The rules, the same for every source kind (so the same rows drawn from the same
 ``random_state`` give the same initial model), with N rows, K components and
-``kms = kmeans_max_samples``:
+``kms`` = :func:`max_samples` of ``kmeans_max_samples`` (``"auto"``, the default:
+``max(AUTO_MIN_SAMPLES, AUTO_SAMPLES_PER_COMPONENT * K)`` rows, 10,000 for K <= 200;
+``None``: N, every row, scikit-learn's initialisation whatever N; an int: that many):
 
 * ``"kmeans"``: scikit-learn's ``KMeans(n_clusters=K, n_init=1)`` on all rows when
-  N <= kms (exactly scikit-learn's initialisation), otherwise on kms rows drawn from
-  ``random_state`` without replacement (:func:`sample_rows`, O(kms) memory); the statistics are the hard assignment *of those rows*
+  N <= kms (exactly scikit-learn's initialisation), otherwise ``KMeans(n_clusters=K,
+  n_init=min(3, N // kms))`` (the lowest inertia of those runs) on kms rows drawn from
+  ``random_state`` without replacement (:func:`sample_rows`, O(kms) memory), on one OpenMP
+  thread per 2**22 (rows x K); the statistics are the hard assignment *of those rows*
   (no pass labelling every frame);
 * ``"random"``: scikit-learn's random responsibilities ``uniform(size=(N, K))``, normalised per
   row, streamed over all rows in order for a local source (the numbers scikit-learn draws); a
@@ -34,9 +38,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from ._engine import available_threads
 from ._stats import GMMStats
 
-__all__ = ["init_stats", "hard_stats", "random_resp_stats", "sample_rows", "choice_rows", "RANDOM_STEP_VALUES"]
+__all__ = ["init_stats", "hard_stats", "random_resp_stats", "sample_rows", "choice_rows", "max_samples",
+           "RANDOM_STEP_VALUES", "AUTO_MIN_SAMPLES", "AUTO_SAMPLES_PER_COMPONENT"]
+
+#: ``kmeans_max_samples="auto"``: KMeans on max(AUTO_MIN_SAMPLES, AUTO_SAMPLES_PER_COMPONENT * K)
+#: rows at most.  Measured by ``benchmarks/bench_fit.py`` (README, "A whole fit"): on 100,000 rows,
+#: K=64, the whole fit is >= 5x scikit-learn's, with a held-out log-likelihood as good.
+AUTO_MIN_SAMPLES = 10_000
+AUTO_SAMPLES_PER_COMPONENT = 50
+#: KMeans on a sample uses one OpenMP thread per this many (sampled rows x K) (at least one).
+KMEANS_WORK_PER_THREAD = 1 << 22
+#: KMeans on a sample of S of N rows: min(KMEANS_SAMPLE_N_INIT, N // S) runs, the best kept
+#: (scikit-learn's ``n_init``): a better start than one run, on no more rows than one run on all.
+KMEANS_SAMPLE_N_INIT = 3
 
 #: Random responsibilities are drawn in slices of about this many numbers (rows x K).
 RANDOM_STEP_VALUES = 1 << 19
@@ -204,7 +221,17 @@ def _take_in_order(src, idx: np.ndarray):
     return rows, w
 
 
-def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_state,
+def max_samples(kmeans_max_samples, n_rows: int, K: int) -> int:
+    """Rows a sampled initialisation may use: ``kmeans_max_samples`` (an int), ``n_rows`` for
+    None (every row), ``max(AUTO_MIN_SAMPLES, AUTO_SAMPLES_PER_COMPONENT * K)`` for ``"auto"``."""
+    if kmeans_max_samples is None:
+        return int(n_rows)
+    if isinstance(kmeans_max_samples, str):           # "auto" (validated at the boundary)
+        return max(AUTO_MIN_SAMPLES, AUTO_SAMPLES_PER_COMPONENT * int(K))
+    return int(kmeans_max_samples)
+
+
+def init_stats(src, init_params: str, K: int, kmeans_max_samples: int | str | None, random_state,
                full: bool = False) -> GMMStats:
     """Statistics of the initial assignment of ``src``'s rows (rules in the module docstring).
 
@@ -213,7 +240,8 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_st
     src : row source (see the module docstring)
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
     K : int, number of components (<= src.n_rows)
-    kmeans_max_samples : int, largest number of rows a sampled initialisation uses
+    kmeans_max_samples : int, "auto" or None, largest number of rows a sampled initialisation
+        uses (:func:`max_samples`)
     random_state : numpy.random.RandomState, consumed as scikit-learn consumes it
     full : bool, second order as (K, D, D) matrices (full / tied models)
 
@@ -222,6 +250,7 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_st
     GMMStats of shape (K, D), float64.
     """
     N = src.n_rows
+    kmeans_max_samples = max_samples(kmeans_max_samples, N, K)
     if init_params == "random_from_data":
         rows, w = _take_in_order(src, choice_rows(N, K, random_state))
         return hard_stats(rows, np.arange(K), w, K, full)
@@ -233,7 +262,18 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int, random_st
     sample, w = src.take(idx)
     if init_params == "kmeans":
         from sklearn.cluster import KMeans
-        km = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(sample, sample_weight=w)
+        from threadpoolctl import threadpool_limits
+        # All rows: scikit-learn's KMeans(n_init=1) as it runs it.  A sample: up to
+        # KMEANS_SAMPLE_N_INIT runs, the lowest inertia kept, never more rows in all than N;
+        # a sample's KMeans is small: its OpenMP threads spend their time in barriers (~100
+        # iterations of ~40 chunks of rows), so it runs on one thread per KMEANS_WORK_PER_THREAD
+        # row x component pairs (10,000 rows, K=64: 1 thread)
+        n_init, threads = 1, None
+        if idx is not None:
+            n_init = max(1, min(KMEANS_SAMPLE_N_INIT, N // len(sample)))
+            threads = max(1, min(available_threads(), len(sample) * K // KMEANS_WORK_PER_THREAD))
+        with threadpool_limits(limits=threads, user_api="openmp"):
+            km = KMeans(n_clusters=K, n_init=n_init, random_state=random_state).fit(sample, sample_weight=w)
         return hard_stats(sample, km.labels_, w, K, full)
     if init_params == "random":
         return random_resp_stats([(sample, w)], K, random_state, src.dtype, full)

@@ -81,9 +81,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         As in scikit-learn.  "kmeans" runs scikit-learn's ``KMeans(n_init=1)`` on at most
         ``kmeans_max_samples`` rows: all rows when n_samples <= ``kmeans_max_samples`` (exactly
-        scikit-learn's initialisation), otherwise that many rows drawn from ``random_state``
-        without replacement; the initial parameters are the hard-assignment statistics of
-        those rows (no pass labelling every row).  "k-means++" seeds on all rows of an
+        scikit-learn's initialisation; ``kmeans_max_samples=None`` always), otherwise that many
+        rows drawn from ``random_state`` without replacement; the initial parameters are the
+        hard-assignment statistics of those rows (no pass labelling every row).  "k-means++" seeds on all rows of an
         in-memory array, on such a sample for out-of-core input larger than
         ``kmeans_max_samples``.  The same rows drawn from the same ``random_state`` give the
         same initial model for every input kind (in memory, memmap, array-like, Dask); the
@@ -115,9 +115,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         OpenMP threads; None uses every core this process may run on.  Results are
         deterministic for a given ``random_state``, ``chunk_size`` and ``n_threads``, and agree
         across thread counts to floating-point rounding.
-    kmeans_max_samples : int, default=100_000
+    kmeans_max_samples : int, "auto" or None, default="auto"
         Largest number of rows given to ``KMeans`` by ``init_params="kmeans"`` (and to the
-        other sampled initialisations of out-of-core input).
+        other sampled initialisations of out-of-core input).  "auto": ``max(10_000, 50 *
+        n_components)``; on more rows than that KMeans runs on a random sample of that size
+        (on 100,000 rows, K=64, it is most of scikit-learn's fit time otherwise; README, "A
+        whole fit").  None: every row, scikit-learn's exact initialisation whatever n_samples
+        (and, for a Dask array with ``init_params="random"``, N x K random numbers drawn on
+        the client).
     update_params : str, default="wmc"
         Which parameters EM updates (Kaldi's update flags): any non-empty combination of "w"
         (weights), "m" (means) and "c" (covariances).  The others keep their initial values
@@ -220,7 +225,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "var_floor": [Interval(Real, 0.0, np.inf, closed="left")],
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
-        "kmeans_max_samples": [Interval(Integral, 1, None, closed="left")],
+        "kmeans_max_samples": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "update_params": [StrOptions(set(_UPDATE_FLAGS))],
         "on_degenerate": [StrOptions(set(_ON_DEGENERATE))],
         "missing": [StrOptions({"raise", "marginalize"})],
@@ -234,7 +239,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                  random_state: int | np.random.RandomState | None = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, var_floor: float = 0.0,
                  chunk_size: int | None = None, n_threads: int | None = None,
-                 kmeans_max_samples: int = 100_000, update_params: str = "wmc",
+                 kmeans_max_samples: int | str | None = "auto", update_params: str = "wmc",
                  on_degenerate: str = "raise", missing: str = "raise", learning_decay: float = 0.6):
         self.n_components = n_components
         self.covariance_type = covariance_type

@@ -122,7 +122,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
-        "kmeans_max_samples": [Interval(Integral, 1, None, closed="left")],
+        "kmeans_max_samples": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     }
 
     def __init__(self, *, min_components: int = 1, max_components: int = 10,
@@ -131,7 +131,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                  max_iter: int = 100, var_floor: float = 0.0,
                  random_state: int | np.random.RandomState | None = None, n_jobs: int | None = None,
                  n_threads: int | None = None, chunk_size: int | None = None,
-                 kmeans_max_samples: int = 100_000):
+                 kmeans_max_samples: int | str | None = "auto"):
         self.min_components = min_components
         self.max_components = max_components
         self.covariance_type = covariance_type

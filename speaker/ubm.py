@@ -158,7 +158,8 @@ def _kmeans_init(src, template, max_frames, random_state, dtype) -> GaussianMixt
         raise ValueError(f"{total} frames are fewer than n_components={template.n_components}")
     take = np.sort(rng.choice(total, size=min(max_frames, total), replace=False))
     sample = src.take(take).astype(dtype)
-    gm = GaussianMixture(**{**template.get_params(), "max_iter": 0, "init_params": "kmeans"})
+    gm = GaussianMixture(**{**template.get_params(), "max_iter": 0, "init_params": "kmeans",
+                            "kmeans_max_samples": None})     # KMeans on the whole sample drawn here
     gm.fit(sample)
     return gm
 

@@ -328,13 +328,45 @@ def test_kmeans_init_on_all_rows_is_sklearns():
     """N <= kmeans_max_samples: KMeans(n_init=1) on all rows, its labels' hard statistics."""
     X = make_blobs(n=800, d=3, k=3, seed=3)
     init = GaussianMixture(3, random_state=5, max_iter=0, reg_covar=0.0, covariance_type="diag").fit(X)
-    labels = KMeans(3, n_init=1, random_state=np.random.RandomState(5)).fit(X).labels_
-    for k in range(3):
+    _assert_statistics_of_kmeans_labels(init, X, 3, seed=5)
+
+
+def _assert_statistics_of_kmeans_labels(init, X, K, seed, n_init=1, labels=None):
+    """``init``'s parameters are the statistics of scikit-learn's KMeans(n_init) labels of all of X."""
+    if labels is None:
+        labels = KMeans(K, n_init=n_init, random_state=np.random.RandomState(seed)).fit(X).labels_
+    for k in range(K):
         rows = X[labels == k]
         j = int(np.argmin(np.abs(init.means_ - rows.mean(axis=0)).sum(axis=1)))
         np.testing.assert_allclose(init.means_[j], rows.mean(axis=0), rtol=1e-10)
         np.testing.assert_allclose(init.covariances_[j], rows.var(axis=0), rtol=1e-8)
         assert init.weights_[j] == pytest.approx(len(rows) / len(X), rel=1e-10)
+
+
+def test_kmeans_max_samples_auto_and_none():
+    """The default "auto" runs KMeans on max(10_000, 50 K) drawn rows when there are more (every
+    initial weight is a count of those rows over their number); None runs it on every row, and
+    the start is then scikit-learn's KMeans(n_init=1) labels' statistics."""
+    X = make_blobs(n=12_000, d=3, k=4, seed=4)
+    auto = GaussianMixture(4, random_state=5, max_iter=0, reg_covar=0.0, covariance_type="diag").fit(X)
+    counts = auto.weights_ * 10_000
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-8)
+    assert np.round(counts).sum() == 10_000
+    every = GaussianMixture(4, random_state=5, max_iter=0, reg_covar=0.0, covariance_type="diag",
+                            kmeans_max_samples=None).fit(X)
+    _assert_statistics_of_kmeans_labels(every, X, 4, seed=5)
+    # a sample of S of N rows: the best of min(3, N // S) KMeans runs on the rows drawn
+    from gmmext._init import sample_rows
+    rs = np.random.RandomState(5)
+    idx = sample_rows(len(X), 3000, rs)
+    labels = KMeans(7, n_init=3, random_state=rs).fit(X[idx]).labels_       # 7 > 4 blobs: runs differ
+    three = GaussianMixture(7, random_state=5, max_iter=0, reg_covar=0.0, covariance_type="diag",
+                            kmeans_max_samples=3000).fit(X)
+    _assert_statistics_of_kmeans_labels(three, X[idx], 7, None, labels=labels)
+    # "auto" grows with K: 50 rows per component above 10,000
+    from gmmext._init import max_samples
+    assert [max_samples("auto", 10**6, k) for k in (1, 200, 201, 1024)] == [10_000, 10_000, 10_050, 51_200]
+    assert max_samples(None, 12_345, 64) == 12_345 and max_samples(777, 12_345, 64) == 777
 
 
 def test_dask_accumulate_validates_its_arguments_and_blocks():
