@@ -205,7 +205,7 @@ class Engine:
         with single_thread_blas:
             _core.accumulate(segments, sample_weight, mm.shift, mm.M, mm.gconst, self.chunk, T,
                              self.sparse_limit, False, self.xx, self.L, self.S,
-                             self.acc_s, self.acc_n, self.acc_scalar)
+                             self.acc_s, self.acc_n, self.acc_scalar, refine=mm.refine)
         s = self.acc_s[:T].sum(axis=0)[None]
         n = self.acc_n[:T].sum(axis=0)[None]
         tot = self.acc_scalar[:T].sum(axis=0)
@@ -234,7 +234,7 @@ class Engine:
         with single_thread_blas:
             _core.accumulate(segments, sample_weight, mm.shift, mm.M, mm.gconst, self.chunk, T,
                              self.sparse_limit, True, self.xx, self.L, self.S,
-                             acc_s, acc_n, acc_scalar)
+                             acc_s, acc_n, acc_scalar, refine=mm.refine)
         sx, sxx = _to_raw(acc_s, acc_n, mm.shift, T, full=self.kind.estep == "full")
         zeros = np.broadcast_to(np.float64(0.0), self.kind.stats_shape(K, D))
         return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u],
@@ -261,7 +261,7 @@ class Engine:
         with single_thread_blas:
             _core.evaluate((X,), mm.shift, mm.M, mm.gconst, self.chunk, T, self.xx, self.L,
                            out.get("loglik"), out.get("resp"), out.get("logprob"), out.get("labels"),
-                           mm.whiten)
+                           mm.whiten, mm.refine)
         return out
 
     def top_components(self, X, mm: ModelMatrices, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +273,7 @@ class Engine:
         T = self._threads_for(N)
         with single_thread_blas:
             _core.topc_select((X,), mm.shift, mm.M, mm.gconst, c, self.chunk, T, self.xx, self.L, vals,
-                              idx, ll, mm.whiten)
+                              idx, ll, mm.whiten, mm.refine)
         return idx, ll
 
     def top_c_loglik(self, X, idx, st: StackedMatrices) -> np.ndarray:
@@ -394,4 +394,5 @@ class CoreCache:
         with self._lock:
             arrays = [a for a in (self._snapshot or ()) if a is not None]
             arrays += [a for m in self._matrices.values() for a in m if isinstance(a, np.ndarray)]
+            arrays += [a for m in self._matrices.values() for a in (m.refine or ())]
         return sum(a.nbytes for a in arrays)

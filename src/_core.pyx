@@ -75,6 +75,8 @@ cdef extern from "gmm_kernels.h" nogil:
     void gmmx_add_f(double *acc, const float *S, Py_ssize_t n)
     void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n, int neg)
     void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n, int neg)
+    double gmmx_centred_quad(const double *x, const double *mu, const double *C, Py_ssize_t D,
+                             double *work)
 
 ctypedef fused floating:
     float
@@ -94,12 +96,23 @@ cdef struct Frames:
     const void *W         # (D, D) row-major lower-triangular whitening T of the frames' dtype, or NULL
 
 
+cdef struct Refine:
+    # float64 recomputation of a full model's log-densities near each frame's best (see
+    # _refine_full); mu == NULL: none
+    const double *mu      # (K, D) component means (not shifted)
+    const double *C       # (K, D, D) row-major upper-triangular precision Cholesky factors
+    const double *g       # (K,) log w_k - D/2 log(2 pi) + log det C_k
+    double *work          # (T, 3D) per-thread scratch
+
+
 cdef class _FrameTable:
     """Owner of a :c:type:`Frames` table and of the arrays it points into."""
     cdef Frames f
+    cdef Refine r
     cdef object _tables
     cdef object _segments
     cdef object _whitening
+    cdef object _refine
 
 
 cdef _FrameTable _frame_table(object segments, const floating[::1] shift):
@@ -134,6 +147,7 @@ cdef _FrameTable _frame_table(object segments, const floating[::1] shift):
     ft.f.s0 = &t[2, 0]
     ft.f.s1 = &t[3, 0]
     ft.f.W = NULL
+    ft.r.mu = NULL
     return ft
 
 
@@ -155,6 +169,100 @@ cdef int _set_whitening(_FrameTable ft, const floating[:, ::1] T) except -1:
     return 0
 
 
+# Which log-densities of a float32 full model are recomputed in float64: those within this
+# many nats of the frame's largest.  The float32 expanded form errs by up to ~1 nat on
+# covariances of condition number 1e5, so a component left out is at least e^-10 below the
+# best: its error weighs < 5e-5 of itself in the frame's log-likelihood.
+cdef double _REFINE_GAP = 12.0
+
+
+cdef int _set_refine(_FrameTable ft, object refine, Py_ssize_t K, int n_threads) except -1:
+    """Log-densities recomputed centred in float64 (``refine`` = (means (K, D), chol (K, D, D),
+    g (K,)), float64; see :func:`_refine_full`), or None: the product's only.  Full layout only."""
+    cdef Py_ssize_t D = ft.f.D
+    cdef const double[:, ::1] mu
+    cdef const double[:, :, ::1] C
+    cdef const double[::1] g
+    cdef double[:, ::1] w
+    if refine is None:
+        return 0
+    if ft.f.P != _full_cols(D):
+        raise ValueError("refine needs a model in the full layout")
+    mu, C, g = refine
+    if mu.shape[0] != K or mu.shape[1] != D or C.shape[0] != K or C.shape[1] != D \
+            or C.shape[2] != D or g.shape[0] != K:
+        raise ValueError("refine arrays do not match the model")
+    work = np.empty((n_threads, 3 * D))
+    w = work
+    ft._refine = (mu, C, g, work)
+    ft.r.mu = &mu[0, 0]
+    ft.r.C = &C[0, 0, 0]
+    ft.r.g = &g[0]
+    ft.r.work = &w[0, 0]
+    return 0
+
+
+cdef inline double *_rwork(const Refine *rf, Py_ssize_t D, Py_ssize_t tid) noexcept nogil:
+    """Thread tid's scratch of 3D doubles (NULL without refinement)."""
+    return rf.work + tid * 3 * D if rf.mu != NULL else NULL
+
+
+cdef inline Py_ssize_t _seg_of(const Frames *f, Py_ssize_t r) noexcept nogil:
+    """The segment holding global row r: the last u with off[u] <= r."""
+    cdef Py_ssize_t lo = 0, hi = f.n_seg - 1, mid
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if f.off[mid] <= r:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+cdef inline const char *_row_at(const Frames *f, Py_ssize_t r, Py_ssize_t *seg) noexcept nogil:
+    """Address of global row r, *seg a segment at or before r's (advanced to r's)."""
+    while r >= f.off[seg[0] + 1]:
+        seg[0] = seg[0] + 1
+    return <const char *>f.addr[seg[0]] + (r - f.off[seg[0]]) * f.s0[seg[0]]
+
+
+cdef void _refine_full(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
+                       const Refine *rf, double *work, floating *L) noexcept nogil:
+    """L[i, k] <- log w_k + log N(x_i | mu_k, C_k) computed centred in float64, for the k
+    within _REFINE_GAP of row i's largest L[i, :] (the first pass's value), chunk rows i.
+
+    The full layout's product ``phi(y) @ M`` expands the quadratic form; in float32 its terms
+    cancel (errors of 1e-3 to 1 nat per frame).  Only the components near a frame's best count
+    in its log-likelihood and responsibilities: those are recomputed here from the frame's
+    own values (``x - mu_k`` in float64, exact for float32 frames), the triangular factor and
+    the squared norm in float64 (:c:func:`gmmx_centred_quad`).
+    """
+    cdef Py_ssize_t i, k, d, D = f.D, seg = _seg_of(f, start)
+    cdef const char *row
+    cdef int64_t s1
+    cdef floating *Lrow
+    cdef double m, v
+    for i in range(rows):
+        Lrow = L + i * K
+        m = -INFINITY
+        for k in range(K):
+            if Lrow[k] > m:
+                m = Lrow[k]
+        if not (m > -INFINITY):
+            continue
+        row = _row_at(f, start + i, &seg)
+        s1 = f.s1[seg]
+        for d in range(D):
+            work[d] = (<const floating *>(row + d * s1))[0]
+        m = m - _REFINE_GAP
+        for k in range(K):
+            v = Lrow[k]
+            if v >= m:
+                v = rf.g[k] - 0.5 * gmmx_centred_quad(work, rf.mu + k * D, rf.C + k * D * D, D,
+                                                      work + D)
+                Lrow[k] = <floating>v
+
+
 cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const floating *shift,
                    floating *xx) noexcept nogil:
     """xx (rows, P) row-major <- the feature map of y = x - shift for the global rows start..start+rows.
@@ -163,23 +271,14 @@ cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const flo
     a <= b]``, the upper triangle of ``y y^T`` row by row (``numpy.triu_indices(D)`` order).
     Whitened frames (``f.W``, diagonal layout only): ``y`` is first replaced by ``T y``.
     """
-    cdef Py_ssize_t i, d, e, t, r, D = f.D, P = f.P, lo = 0, hi = f.n_seg - 1, mid
+    cdef Py_ssize_t i, d, e, t, D = f.D, P = f.P, lo = _seg_of(f, start)
     cdef floating *out
     cdef const floating *Tw = <const floating *>f.W
     cdef int64_t s1
     cdef floating v
     cdef const char *row
-    while lo < hi:        # the segment holding row `start`: the last u with off[u] <= start
-        mid = (lo + hi + 1) // 2
-        if f.off[mid] <= start:
-            lo = mid
-        else:
-            hi = mid - 1
     for i in range(rows):
-        r = start + i
-        while r >= f.off[lo + 1]:
-            lo = lo + 1
-        row = <const char *>f.addr[lo] + (r - f.off[lo]) * f.s0[lo]
+        row = _row_at(f, start + i, &lo)
         s1 = f.s1[lo]
         out = xx + i * P
         for d in range(D):
@@ -303,14 +402,18 @@ cdef inline double _softmax(floating *row, Py_ssize_t K) noexcept nogil:
 
 cdef void _chunk_logdens(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                          const floating *shift, const floating *M, const floating *gconst,
-                         floating *xx, floating *L) noexcept nogil:
-    """L (rows, K) <- gconst + xx @ M (xx the chunk's feature map): weighted log-densities (one gemm)."""
+                         floating *xx, floating *L, const Refine *rf, double *rwork) noexcept nogil:
+    """L (rows, K) <- gconst + xx @ M (xx the chunk's feature map): weighted log-densities (one
+    gemm); then, with ``rf`` (a full model in float32), those near each frame's best recomputed
+    centred in float64 (:func:`_refine_full`)."""
     cdef Py_ssize_t i, P = f.P
     _fill_xx(f, start, rows, shift, xx)
     for i in range(rows):
         memcpy(L + i * K, gconst, K * sizeof(floating))
     # row-major L (rows x K) is column-major L^T (K x rows) = M^T (K x P) @ xx^T (P x rows)
     _gemm("N", "N", <int>K, <int>rows, <int>P, M, <int>K, K, xx, <int>P, 1, 1, L, <int>K)
+    if rf.mu != NULL:
+        _refine_full(f, start, rows, K, rf, rwork, L)
 
 
 cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
@@ -347,18 +450,20 @@ cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
                        Py_ssize_t D2, const floating *shift, const floating *M,
                        const floating *gconst, const double *sw, double sparse_limit,
                        floating *xx, floating *L, floating *S,
-                       double *acc_n, double *acc_s, double *acc_scalar) noexcept nogil:
+                       double *acc_n, double *acc_s, double *acc_scalar,
+                       const Refine *rf, double *rwork) noexcept nogil:
     """E-step of one chunk and its statistics into (acc_n, acc_s, acc_scalar).
 
     The row kernel (C, vectorised, fast exp) turns L into responsibilities and, while each row
     is in L1, either adds its column sums to acc_n (``sparse_limit`` < 0: the statistics are
     dense whatever the chunk) or counts its kept entries (which choose sparse or dense).
+    ``rf``: float32 full covariance's float64 recomputation near each row's best (or NULL).
     """
     cdef bint always_dense = sparse_limit < 0
     cdef double *colsum = acc_n if always_dense else NULL
     cdef const double *swc = (sw + start) if sw != NULL else NULL
     cdef Py_ssize_t kept
-    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L, rf, rwork)
     if floating is float:
         kept = gmmx_estep_chunk_f(L, rows, K, swc, acc_scalar, colsum, not always_dense)
     else:
@@ -376,7 +481,7 @@ def accumulate(object segments, const double[::1] sample_weight,
                floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
                floating[:, :, ::1] s_buf,
                double[:, :, ::1] acc_s, double[:, ::1] acc_n, double[:, ::1] acc_scalar,
-               const floating[:, ::1] whiten=None):
+               const floating[:, ::1] whiten=None, object refine=None):
     """E-step plus sufficient statistics over all frames of ``segments``, chunk by chunk.
 
     segments: list of U arrays (n_u, D), N rows in all; sample_weight (N,) float64 or None
@@ -396,6 +501,9 @@ def accumulate(object segments, const double[::1] sample_weight,
 
     ``whiten`` (D, D), or None: frames whitened before the feature map (:func:`_set_whitening`;
     the statistics are then those of ``z = whiten (x - shift)``, for the tied type).
+    ``refine`` (means (K, D), chol (K, D, D), g (K,), float64), or None: a full model's
+    log-densities near each frame's best recomputed centred in float64 (:func:`_refine_full`;
+    gmmext passes it for float32 full models).
 
     A chunk whose responsibilities are mostly negligible (at most ``sparse_limit``, 0.25 in
     gmmext, of them above 1e-15 of their frame's largest) gets acc_s and acc_n summed over the
@@ -406,7 +514,9 @@ def accumulate(object segments, const double[::1] sample_weight,
     cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
                                     n_threads, _shape(xx_buf), _shape(l_buf))
     _set_whitening(ft, whiten)
+    _set_refine(ft, refine, K, n_threads)
     cdef const Frames *f = &ft.f
+    cdef const Refine *rf = &ft.r
     cdef Py_ssize_t N = f.N, D = f.D, P = f.P, U = f.n_seg, D2 = acc_s.shape[2]
     cdef Py_ssize_t n_out = U if per_segment else n_threads
     cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
@@ -434,14 +544,16 @@ def accumulate(object segments, const double[::1] sample_weight,
                     rows = _rows_of(start, chunk, f.off[u + 1])
                     _chunk_estep(f, start, rows, K, D2, &shift[0], &M[0, 0], &gconst[0], sw,
                                  sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
-                                 &s_buf[tid, 0, 0], &acc_n[u, 0], &acc_s[u, 0, 0], &acc_scalar[u, 0])
+                                 &s_buf[tid, 0, 0], &acc_n[u, 0], &acc_s[u, 0, 0], &acc_scalar[u, 0],
+                                 rf, _rwork(rf, D, tid))
                     start = start + rows
         else:
             for c in prange(n_chunks, schedule="static"):
                 start = c * chunk
                 _chunk_estep(f, start, _rows_of(start, chunk, N), K, D2, &shift[0], &M[0, 0],
                              &gconst[0], sw, sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
-                             &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0], &acc_scalar[tid, 0])
+                             &s_buf[tid, 0, 0], &acc_n[tid, 0], &acc_s[tid, 0, 0], &acc_scalar[tid, 0],
+                             rf, _rwork(rf, D, tid))
 
 
 def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::1] shift,
@@ -484,13 +596,14 @@ def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::
 cdef void _chunk_evaluate(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                           const floating *shift, const floating *M, const floating *gconst,
                           floating *xx, floating *L, double *ll_out, floating *resp_out,
-                          floating *logprob_out, int64_t *label_out) noexcept nogil:
+                          floating *logprob_out, int64_t *label_out, const Refine *rf,
+                          double *rwork) noexcept nogil:
     """evaluate's outputs for one chunk (the global rows start..start+rows; NULL: not wanted)."""
     cdef Py_ssize_t i, k, best
     cdef floating *Lrow
     cdef floating vmax
     cdef double ll
-    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L, rf, rwork)
     if logprob_out != NULL:
         memcpy(logprob_out + start * K, L, rows * K * sizeof(floating))
     for i in range(rows):
@@ -515,19 +628,21 @@ def evaluate(object segments, const floating[::1] shift, const floating[:, ::1] 
              const floating[::1] gconst, Py_ssize_t chunk, int n_threads,
              floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
              double[::1] ll_out, floating[:, ::1] resp_out, floating[:, ::1] logprob_out,
-             int64_t[::1] label_out, const floating[:, ::1] whiten=None):
+             int64_t[::1] label_out, const floating[:, ::1] whiten=None, object refine=None):
     """Per-frame outputs, chunk by chunk; each output may be None.
 
     ll_out (N,): log p(x_i); resp_out (N, K): responsibilities; logprob_out (N, K):
     weighted log-densities log w_k + log N(x_i | k); label_out (N,): argmax_k of them.
-    whiten: (D, D) whitening (see :func:`_set_whitening`), or None.
+    whiten: (D, D) whitening (see :func:`_set_whitening`), or None; refine: see accumulate.
     """
     cdef Py_ssize_t K = M.shape[1]
     cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
                                     n_threads, _shape(xx_buf), _shape(l_buf))
     _set_whitening(ft, whiten)
+    _set_refine(ft, refine, K, n_threads)
     cdef const Frames *f = &ft.f
-    cdef Py_ssize_t N = f.N, c, tid = 0
+    cdef const Refine *rf = &ft.r
+    cdef Py_ssize_t N = f.N, D = f.D, c, tid = 0
     cdef double *ll = NULL
     cdef floating *resp = NULL
     cdef floating *lp = NULL
@@ -550,7 +665,8 @@ def evaluate(object segments, const floating[::1] shift, const floating[:, ::1] 
         tid = threadid()
         for c in prange((N + chunk - 1) // chunk, schedule="static"):
             _chunk_evaluate(f, c * chunk, _rows_of(c * chunk, chunk, N), K, &shift[0], &M[0, 0],
-                            &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], ll, resp, lp, lab)
+                            &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], ll, resp, lp, lab,
+                            rf, _rwork(rf, D, tid))
 
 
 def exp_kernel_test(const floating[::1] x, bint estep=False):
@@ -577,13 +693,14 @@ def exp_kernel_test(const floating[::1] x, bint estep=False):
 cdef void _chunk_select(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                         Py_ssize_t C, const floating *shift, const floating *M,
                         const floating *gconst, floating *xx, floating *L, floating *vals,
-                        int32_t *idx_out, double *ll_out) noexcept nogil:
+                        int32_t *idx_out, double *ll_out, const Refine *rf,
+                        double *rwork) noexcept nogil:
     """topc_select's outputs for one chunk; vals (C,) is scratch."""
     cdef Py_ssize_t i, j, k
     cdef floating *Lrow
     cdef int32_t *idx
     cdef floating v
-    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L)
+    _chunk_logdens(f, start, rows, K, shift, M, gconst, xx, L, rf, rwork)
     for i in range(rows):
         Lrow = L + i * K
         idx = idx_out + (start + i) * C
@@ -607,19 +724,23 @@ cdef void _chunk_select(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_s
 def topc_select(object segments, const floating[::1] shift, const floating[:, ::1] M,
                 const floating[::1] gconst, Py_ssize_t C, Py_ssize_t chunk, int n_threads,
                 floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf, floating[:, ::1] val_buf,
-                int32_t[:, ::1] idx_out, double[::1] ll_out, const floating[:, ::1] whiten=None):
+                int32_t[:, ::1] idx_out, double[::1] ll_out, const floating[:, ::1] whiten=None,
+                object refine=None):
     """The C best components of every frame, and the frame's log-likelihood over them.
 
     idx_out (N, C) int32 gets component indices sorted by decreasing weighted log-density;
     ll_out (N,) gets log sum_{k in top C} w_k N(x | k) (the full log-likelihood when C == K).
-    val_buf (T, C) is scratch; whiten: (D, D) whitening (see :func:`_set_whitening`), or None.
+    val_buf (T, C) is scratch; whiten: (D, D) whitening (see :func:`_set_whitening`), or None;
+    refine: see accumulate.
     """
     cdef Py_ssize_t K = M.shape[1]
     cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
                                     n_threads, _shape(xx_buf), _shape(l_buf))
     _set_whitening(ft, whiten)
+    _set_refine(ft, refine, K, n_threads)
     cdef const Frames *f = &ft.f
-    cdef Py_ssize_t N = f.N, c, tid = 0
+    cdef const Refine *rf = &ft.r
+    cdef Py_ssize_t N = f.N, D = f.D, c, tid = 0
     if C < 1 or C > K:
         raise ValueError("C must be in [1, K]")
     _check_buf("val_buf", (val_buf.shape[0], val_buf.shape[1]), (n_threads, C), ())
@@ -632,7 +753,7 @@ def topc_select(object segments, const floating[::1] shift, const floating[:, ::
         for c in prange((N + chunk - 1) // chunk, schedule="static"):
             _chunk_select(f, c * chunk, _rows_of(c * chunk, chunk, N), K, C, &shift[0], &M[0, 0],
                           &gconst[0], &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], &val_buf[tid, 0],
-                          &idx_out[0, 0], &ll_out[0])
+                          &idx_out[0, 0], &ll_out[0], rf, _rwork(rf, D, tid))
 
 
 cdef void _chunk_topc(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,

@@ -407,4 +407,30 @@ GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse16_f, float, f, 16)
 GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse_d, double, d, GMMX_PW_d)
 GMMX_DEFINE_PANEL_LSE(gmmx_panel_lse16_d, double, d, 16)
 
+/* ------------------------------------------------------------------ centred quadratic form
+ * ||(x - mu) C||^2 in float64, C (D, D) row-major upper-triangular (a precision's Cholesky
+ * factor, precision = C C^T): y_j = sum_{d <= j} (x_d - mu_d) C[d, j].  No cancellation: the
+ * frame is centred on the component before the product.  work: 2D doubles of scratch.  The
+ * float32 full-covariance E-step recomputes with it the log-densities that matter
+ * (src/_core.pyx, _refine_full). */
+GMMX_CLONES static double gmmx_centred_quad(const double *restrict x, const double *restrict mu,
+                                            const double *restrict C, ptrdiff_t D,
+                                            double *restrict work)
+{
+    double *restrict yc = work, *restrict y = work + D, ss = 0.0;
+    ptrdiff_t d, j;
+    for (d = 0; d < D; ++d) {
+        yc[d] = x[d] - mu[d];
+        y[d] = 0.0;
+    }
+    for (d = 0; d < D; ++d) {
+        const double a = yc[d];
+        const double *restrict row = C + d * D;
+        GMMX_SIMD
+        for (j = d; j < D; ++j) y[j] += a * row[j];
+    }
+    for (d = 0; d < D; ++d) ss += y[d] * y[d];
+    return ss;
+}
+
 #endif
