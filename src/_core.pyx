@@ -516,8 +516,9 @@ def segment_stats(object segments, const double[::1] sample_weight,
     ``work_scalar`` (W, 2)), unshifted there while it is in cache, then stored once:
 
     * ``group`` None: ``out_s`` (U, K, D2), ``out_n`` (U, K), ``out_scalar`` (U, 2) get segment
-      u's statistics in row u (stored: they need not be zeroed).  W >= n_threads (one work
-      block per thread; segments handed out longest first).
+      u's statistics in row u, which is its work block (zeroed and unshifted there: the rows
+      need not be zeroed before; ``work_*`` are not used).  Segments are handed out longest
+      first.
     * ``group`` (U,) int64 in [0, G): ``out_s`` (G, K, D2), ``out_n`` (G, K),
       ``out_scalar`` (G, 2), zeroed by the caller, get ``out[g] += stats(u)`` for every u with
       ``group[u] == g``, in increasing u: the same bits as summing the per-segment statistics in
@@ -567,11 +568,7 @@ def segment_stats(object segments, const double[::1] sample_weight,
                 u = order[v]
                 _segment_stats(f, u, chunk, K, D2, &shift[0], &M[0, 0], &gconst[0], &shift64[0], sw,
                                sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], &s_buf[tid, 0, 0],
-                               &work_s[tid, 0, 0], &work_n[tid, 0], &work_scalar[tid, 0])
-                memcpy(&out_s[u, 0, 0], &work_s[tid, 0, 0], K * D2 * sizeof(double))
-                memcpy(&out_n[u, 0], &work_n[tid, 0], K * sizeof(double))
-                out_scalar[u, 0] = work_scalar[tid, 0]
-                out_scalar[u, 1] = work_scalar[tid, 1]
+                               &out_s[u, 0, 0], &out_n[u, 0], &out_scalar[u, 0])
         return
     # groups: segment u is computed into ring slot u % W, then folded into its group's sums
     # by whichever thread finds it next in order (under the lock); a thread waits only when
