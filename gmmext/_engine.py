@@ -31,6 +31,9 @@ SPARSE_LIMIT = 0.25
 #: (frame-component pair, model) cells below which ``top_c_loglik_shared`` runs on one thread.
 SHARED_THREADS_CELLS = 1 << 20
 
+#: Bytes of float64 work blocks for per-group sums of segment statistics (Engine.accumulate_segments).
+SEGMENT_WORK_BYTES = 32 << 20
+
 
 class StackedMatrices(NamedTuple):
     """S models' matrices about one shift, for top-C scoring (the core's ``topc_loglik``)."""
@@ -122,6 +125,7 @@ class Engine:
         self.acc_n = np.zeros((T, self.K))
         self.acc_scalar = np.zeros((T, 2))
         self._scatter_bufs = None
+        self._seg_work = None
 
     def _threads_for(self, n_rows: int) -> int:
         n_chunks = -(-n_rows // self.chunk)
@@ -183,7 +187,8 @@ class Engine:
         return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u], acc_scalar[u, 0],
                          acc_scalar[u, 1]) for u in range(acc_n.shape[0])]
 
-    def accumulate(self, X, sample_weight, mm: ModelMatrices, scatter: dict | None = None) -> GMMStats:
+    def accumulate(self, X, sample_weight, mm: ModelMatrices, scatter: dict | None = None,
+                   second_order: bool = True) -> GMMStats:
         """Summed sufficient statistics of X under the model ``mm``.
 
         X (N, D), or a sequence of (n_u, D) arrays taken as their concatenation (in one core
@@ -194,32 +199,42 @@ class Engine:
         ``scatter``: for a whitened ("tied") model, a dict kept by the caller for as long as X
         and sample_weight do not change (a fit): the pooled second order, which does not depend
         on the model, is computed on the first call and reused from the dict after.
+        ``second_order`` False: first order only (``sum_xx`` zeros).
         """
         segments = _as_segments(X)
         T = self._threads_for(sum(a.shape[0] for a in segments))
         if self.kind.whitened:
-            return self._whitened_stats(segments, sample_weight, mm, T, False, scatter=scatter)[0]
-        self.acc_s.fill(0.0)
+            return self._whitened_stats(segments, sample_weight, mm, T, False, second_order, scatter)[0]
+        D2 = self.P if second_order else self.D
+        acc_s = self.acc_s.reshape(-1)[:self.threads * self.K * D2].reshape(self.threads, self.K, D2)
+        acc_s.fill(0.0)
         self.acc_n.fill(0.0)
         self.acc_scalar.fill(0.0)
         with single_thread_blas:
             _core.accumulate(segments, sample_weight, mm.shift, mm.M, mm.gconst, self.chunk, T,
                              self.sparse_limit, False, self.xx, self.L, self.S,
-                             self.acc_s, self.acc_n, self.acc_scalar, refine=mm.refine)
-        s = self.acc_s[:T].sum(axis=0)[None]
+                             acc_s, self.acc_n, self.acc_scalar, refine=mm.refine)
+        s = acc_s[:T].sum(axis=0)[None]
         n = self.acc_n[:T].sum(axis=0)[None]
         tot = self.acc_scalar[:T].sum(axis=0)
         sx, sxx = _to_raw(s, n, mm.shift, full=self.kind.estep == "full")
+        if sxx is None:
+            sxx = np.broadcast_to(np.float64(0.0), (1,) + self.kind.stats_shape(self.K, self.D))
         return GMMStats(n[0], sx[0], sxx[0], float(tot[0]), float(tot[1]))
 
     def accumulate_segments(self, segments, sample_weight, mm: ModelMatrices,
-                            second_order: bool = True) -> list:
-        """One ``GMMStats`` per segment (U arrays (n_u, D)) from one core call.
+                            second_order: bool = True, groups=None) -> list:
+        """One ``GMMStats`` per segment (U arrays (n_u, D)), or per group of segments, from one core call.
 
         Each segment's statistics depend on the chunk size only (the core runs a segment's
-        chunks in order on one thread), never on the thread count.  float64; ``sum_x`` /
-        ``sum_xx`` of all segments are views of one (U, K, 2D) array (or (U, K, D) first-order
-        only, ``sum_xx`` then zeros) to avoid copies of what may be hundreds of MB.
+        chunks in order on one thread), never on the thread count.  The core writes each
+        segment's plain statistics once, straight into the result: ``sum_x`` / ``sum_xx`` of all
+        segments are views of one float64 (U, K, 2D) array (or (U, K, D) first-order only,
+        ``sum_xx`` then zeros), never zeroed nor copied afterwards.
+
+        ``groups``: None, or (U,) ints in [0, G): then G ``GMMStats``, group g's the sum of its
+        segments' statistics in segment order (the same bits as adding the per-segment ones
+        left to right), float64; memory is a few segments' statistics whatever U.
         """
         segments = _as_segments(segments)
         U, K, D = len(segments), self.K, self.D
@@ -227,18 +242,49 @@ class Engine:
             return []
         T = max(1, min(self.threads, U))
         if self.kind.whitened:
-            return self._whitened_stats(segments, sample_weight, mm, T, True, second_order)
-        acc_s = np.zeros((U, K, self.P if second_order else D))
-        acc_n = np.zeros((U, K))
-        acc_scalar = np.zeros((U, 2))
+            each = self._whitened_stats(segments, sample_weight, mm, T, True, second_order)
+            if groups is None:
+                return each
+            members = [np.flatnonzero(np.asarray(groups) == g) for g in range(int(np.max(groups)) + 1)]
+            return [GMMStats.total([each[u] for u in m]) if m.size else each[0].scaled(0.0)
+                    for m in members]
+        D2 = self.P if second_order else D
+        shift64 = np.ascontiguousarray(mm.shift, dtype=np.float64)
+        if groups is None:
+            out_s = np.empty((U, K, D2))
+            out_n, out_scalar = np.empty((U, K)), np.empty((U, 2))
+            W, group = T, None
+        else:
+            group = np.ascontiguousarray(groups, dtype=np.int64)
+            G = int(group.max()) + 1 if group.size else 0
+            out_s, out_n, out_scalar = np.zeros((G, K, D2)), np.zeros((G, K)), np.zeros((G, 2))
+            # work blocks a segment waits for (W segments back): about 32 MB, at least 2 per thread
+            W = int(min(U, max(2 * T, SEGMENT_WORK_BYTES // (K * (D2 + 1) * 8))))
+        work_s, work_n, work_scalar = self._segment_work(W, D2)
         with single_thread_blas:
-            _core.accumulate(segments, sample_weight, mm.shift, mm.M, mm.gconst, self.chunk, T,
-                             self.sparse_limit, True, self.xx, self.L, self.S,
-                             acc_s, acc_n, acc_scalar, refine=mm.refine)
-        sx, sxx = _to_raw(acc_s, acc_n, mm.shift, T, full=self.kind.estep == "full")
+            _core.segment_stats(segments, sample_weight, mm.shift, mm.M, mm.gconst, shift64,
+                                self.chunk, T, self.sparse_limit, self.xx, self.L, self.S,
+                                work_s, work_n, work_scalar, out_s, out_n, out_scalar, group,
+                                refine=mm.refine)
+        sx = out_s[..., :D]
+        if D2 == D:
+            sxx = None
+        elif self.kind.estep == "full":
+            sxx = triangle_to_matrix(out_s[..., D:], D)
+        else:
+            sxx = out_s[..., D:]
         zeros = np.broadcast_to(np.float64(0.0), self.kind.stats_shape(K, D))
-        return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u],
-                         acc_scalar[u, 0], acc_scalar[u, 1]) for u in range(U)]
+        return [GMMStats(out_n[u], sx[u], zeros if sxx is None else sxx[u],
+                         out_scalar[u, 0], out_scalar[u, 1]) for u in range(out_n.shape[0])]
+
+    def _segment_work(self, W: int, D2: int):
+        """Float64 work blocks (W, K, D2), (W, K), (W, 2) for ``_core.segment_stats``, kept for
+        the next call (at most about 32 MB: W is bounded in :meth:`accumulate_segments`)."""
+        K = self.K
+        have = self._seg_work
+        if have is None or have[1].shape[0] < W:
+            have = self._seg_work = (np.empty(W * K * self.P), np.empty((W, K)), np.empty((W, 2)))
+        return have[0][:W * K * D2].reshape(W, K, D2), have[1][:W], have[2][:W]
 
     def evaluate(self, X, mm: ModelMatrices, *, loglik: bool = False, resp: bool = False,
                  logprob: bool = False, labels: bool = False) -> dict:

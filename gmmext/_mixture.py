@@ -990,7 +990,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------ statistics API
     def accumulate(self, X: ArrayLike | Sequence[ArrayLike],
                    sample_weight: ArrayLike | Sequence[ArrayLike] | None = None, *,
-                   check_input: bool = True) -> GMMStats:
+                   second_order: bool = True, check_input: bool = True) -> GMMStats:
         """E-step over X and its sufficient statistics under the current parameters.
 
         Parameters
@@ -1003,6 +1003,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             validated as in :meth:`accumulate_segments`.
         sample_weight : array-like of shape (n_samples,), default=None
             For a list of arrays: None or a list of per-array weight vectors (n_u,).
+        second_order : bool, default=True
+            False: ``n`` and ``sum_x`` only (the core skips the second order; ``sum_xx`` is then
+            a read-only array of zeros), as in :meth:`accumulate_segments`; with missing
+            values to marginalise it is computed anyway.
         check_input : bool, default=True
             False: X is already validated (see :meth:`score_samples`); the weights are
             always checked.
@@ -1018,8 +1022,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         else:
             X = self._prepare(X, check_input, allow_missing=True)
             sw = self._check_sw(sample_weight, X)
-            return self._batch_stats(X, sw)
-        return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, self._matrices(dtype))
+            if second_order or self._has_missing(X):
+                return self._batch_stats(X, sw)
+            segments, dtype = (X,), X.dtype
+        return self._engine(dtype, self.n_features_in_).accumulate(segments, sw, self._matrices(dtype),
+                                                                  second_order=bool(second_order))
 
     def _batch_stats(self, X, sw) -> GMMStats:
         """E-step statistics of a validated in-memory X (NaN marginalised with ``missing="marginalize"``)."""
@@ -1028,7 +1035,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._engine(X.dtype, X.shape[1]).accumulate(X, sw, self._matrices(X.dtype))
 
     def accumulate_segments(self, segments: Sequence[ArrayLike], *, second_order: bool = True,
-                            check_input: bool = True) -> list[GMMStats]:
+                            groups: ArrayLike | None = None, check_input: bool = True) -> list[GMMStats]:
         """Sufficient statistics of every segment (e.g. utterance) separately, from one core call.
 
         Parameters
@@ -1039,6 +1046,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         second_order : bool, default=True
             False skips ``sum_xx`` (the core then computes first-order statistics only, as an
             i-vector extractor needs); ``sum_xx`` is then a read-only array of zeros.
+        groups : array-like of shape (n_segments,), default=None
+            Non-negative ints (e.g. a speaker index per utterance): one ``GMMStats`` per group
+            g in ``0 .. max(groups)`` instead of per segment, group g's the sum of its segments'
+            statistics added in segment order (the same bits as ``GMMStats.total`` of the
+            per-segment ones; zeros for a group without segments).  Memory: a few segments'
+            statistics (about 32 MB) whatever the number of segments.
         check_input : bool, default=True
             False: every segment is already validated (see :meth:`score_samples`).
 
@@ -1059,8 +1072,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError("segments must be a sequence of 2-D arrays, got one array; use "
                              "accumulate(X) for the statistics of one array")
         segments, dtype = self._prepare_segments(list(segments), check_input)
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (len(segments),) or (groups.size and (
+                    not np.issubdtype(groups.dtype, np.integer) or groups.min() < 0)):
+                raise ValueError(f"groups must be {len(segments)} non-negative ints, one per segment")
         return self._engine(dtype, self.n_features_in_).accumulate_segments(
-            segments, None, self._matrices(dtype), second_order=bool(second_order))
+            segments, None, self._matrices(dtype), second_order=bool(second_order), groups=groups)
 
     def _prepare_segments(self, segments, check_input: bool = True):
         """Validated segments (tuple) in the computation dtype, and that dtype."""

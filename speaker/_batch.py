@@ -41,5 +41,9 @@ def recording_stats(ubm: GaussianMixture, X: np.ndarray, *, check_input: bool = 
 
 
 def speaker_stats(ubm: GaussianMixture, arrays: Sequence[np.ndarray]) -> GMMStats:
-    """Enrolment statistics of one speaker's utterances (each (frames, D)) under ``ubm``."""
-    return sum_in_order(ubm.accumulate_segments(list(arrays)))
+    """Enrolment statistics of one speaker's utterances (each (frames, D)) under ``ubm``: the
+    per-utterance statistics summed in order, by the core (``groups``: no per-utterance arrays)."""
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError("no feature arrays to accumulate")
+    return ubm.accumulate_segments(arrays, groups=np.zeros(len(arrays), dtype=np.int64))[0]

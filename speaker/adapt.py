@@ -30,7 +30,7 @@ from gmmext import GMMStats
 if TYPE_CHECKING:                  # (the estimators import scikit-learn: imported where used)
     from gmmext import GaussianMixture
 
-from ._batch import BATCH_UTTERANCES, speaker_stats, sum_in_order
+from ._batch import BATCH_UTTERANCES, speaker_stats
 from ._interrupt import check as check_interrupt
 from ._progress import Progress
 
@@ -164,9 +164,10 @@ def map_adapt_many(ubm: GaussianMixture, speakers: Mapping[str, Sequence[np.ndar
             while stop < len(items) and (n == 0 or n + len(items[stop][1]) <= BATCH_UTTERANCES):
                 n += len(items[stop][1])
                 stop += 1
-            each = iter(ubm.accumulate_segments([f for _, feats in items[start:stop] for f in feats]))
-            for spk, feats in items[start:stop]:
-                stats = sum_in_order([next(each) for _ in feats])
+            batch = items[start:stop]
+            groups = np.repeat(np.arange(len(batch)), [len(feats) for _, feats in batch])
+            per_speaker = ubm.accumulate_segments([f for _, feats in batch for f in feats], groups=groups)
+            for (spk, _), stats in zip(batch, per_speaker):
                 models[spk] = map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=adapt)
             bar.update(stop - start)
             check_interrupt()

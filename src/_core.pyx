@@ -50,9 +50,10 @@ count, the two per-thread buffers every chunk uses) and runs its chunks through
 """
 
 cimport cython
+cimport openmp
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdint cimport int32_t, int64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
 from libc.math cimport INFINITY
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -556,6 +557,27 @@ def accumulate(object segments, const double[::1] sample_weight,
                              rf, _rwork(rf, D, tid))
 
 
+cdef void _unshift_rows(double *acc_s, const double *acc_n, const double *shift, Py_ssize_t K,
+                        Py_ssize_t D, Py_ssize_t D2) noexcept nogil:
+    """:func:`unshift` of one (K, D2) block of statistics and its (K,) occupancies, in place."""
+    cdef Py_ssize_t k, d, e, t
+    cdef double *a
+    for k in range(K):
+        a = acc_s + k * D2
+        if D2 == 2 * D:
+            for d in range(D):
+                a[D + d] = a[D + d] + (2.0 * a[d] * shift[d] + acc_n[k] * shift[d] * shift[d])
+        elif D2 != D:
+            t = D
+            for d in range(D):
+                for e in range(d, D):
+                    a[t] = a[t] + ((a[d] * shift[e] + shift[d] * a[e])
+                                   + acc_n[k] * shift[d] * shift[e])
+                    t = t + 1
+        for d in range(D):
+            a[d] = a[d] + acc_n[k] * shift[d]
+
+
 def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::1] shift,
             int n_threads):
     """Statistics about ``shift`` -> plain ones, in place, for R rows of (K, D2) statistics.
@@ -567,9 +589,7 @@ def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::
     then ``sx + n c``.  float64, rows shared among threads.
     """
     cdef Py_ssize_t R = acc_s.shape[0], K = acc_s.shape[1], D2 = acc_s.shape[2]
-    cdef Py_ssize_t D = shift.shape[0], r, k, d, e, t
-    cdef double sx, nc
-    cdef double *a
+    cdef Py_ssize_t D = shift.shape[0], r
     if (D2 != D and D2 != 2 * D and D2 != _full_cols(D)) or acc_n.shape[0] < R \
             or acc_n.shape[1] != K or n_threads < 1:
         raise ValueError("statistics and shift do not match")
@@ -577,20 +597,152 @@ def unshift(double[:, :, ::1] acc_s, const double[:, ::1] acc_n, const double[::
         return
     with nogil:
         for r in prange(R, schedule="static", num_threads=n_threads):
-            for k in range(K):
-                a = &acc_s[r, k, 0]
-                if D2 == 2 * D:
-                    for d in range(D):
-                        a[D + d] = a[D + d] + (2.0 * a[d] * shift[d] + acc_n[r, k] * shift[d] * shift[d])
-                elif D2 != D:
-                    t = D
-                    for d in range(D):
-                        for e in range(d, D):
-                            a[t] = a[t] + ((a[d] * shift[e] + shift[d] * a[e])
-                                           + acc_n[r, k] * shift[d] * shift[e])
-                            t = t + 1
-                for d in range(D):
-                    a[d] = a[d] + acc_n[r, k] * shift[d]
+            _unshift_rows(&acc_s[r, 0, 0], &acc_n[r, 0], &shift[0], K, D, D2)
+
+
+cdef void _segment_stats(const Frames *f, Py_ssize_t u, Py_ssize_t chunk, Py_ssize_t K,
+                         Py_ssize_t D2, const floating *shift, const floating *M,
+                         const floating *gconst, const double *shift64, const double *sw,
+                         double sparse_limit, floating *xx, floating *L, floating *S,
+                         double *w_s, double *w_n, double *w_scalar,
+                         const Refine *rf, double *rwork) noexcept nogil:
+    """Segment u's plain statistics (unshifted) in the zeroed-here work block (K, D2), (K,), (2,)."""
+    cdef Py_ssize_t start = f.off[u], rows
+    memset(w_s, 0, K * D2 * sizeof(double))
+    memset(w_n, 0, K * sizeof(double))
+    w_scalar[0] = 0.0
+    w_scalar[1] = 0.0
+    while start < f.off[u + 1]:
+        rows = _rows_of(start, chunk, f.off[u + 1])
+        _chunk_estep(f, start, rows, K, D2, shift, M, gconst, sw, sparse_limit, xx, L, S,
+                     w_n, w_s, w_scalar, rf, rwork)
+        start = start + rows
+    _unshift_rows(w_s, w_n, shift64, K, f.D, D2)
+
+
+def segment_stats(object segments, const double[::1] sample_weight,
+                  const floating[::1] shift, const floating[:, ::1] M, const floating[::1] gconst,
+                  const double[::1] shift64, Py_ssize_t chunk, int n_threads, double sparse_limit,
+                  floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf, floating[:, :, ::1] s_buf,
+                  double[:, :, ::1] work_s, double[:, ::1] work_n, double[:, ::1] work_scalar,
+                  double[:, :, ::1] out_s, double[:, ::1] out_n, double[:, ::1] out_scalar,
+                  const int64_t[::1] group=None, object refine=None):
+    """Plain (unshifted) statistics of every segment, or their sums per group, written in place.
+
+    Arguments as :func:`accumulate` with ``per_segment`` True (every segment's chunks in order
+    on one thread: a segment's statistics depend on the chunk size only), plus ``shift64`` (D,),
+    the shift in float64 (for :func:`unshift`'s arithmetic, done here per segment).  A segment's
+    statistics are summed in a float64 work block (``work_s`` (W, K, D2), ``work_n`` (W, K),
+    ``work_scalar`` (W, 2)), unshifted there while it is in cache, then stored once:
+
+    * ``group`` None: ``out_s`` (U, K, D2), ``out_n`` (U, K), ``out_scalar`` (U, 2) get segment
+      u's statistics in row u, which is its work block (zeroed and unshifted there: the rows
+      need not be zeroed before; ``work_*`` are not used).  Segments are handed out longest
+      first.
+    * ``group`` (U,) int64 in [0, G): ``out_s`` (G, K, D2), ``out_n`` (G, K),
+      ``out_scalar`` (G, 2), zeroed by the caller, get ``out[g] += stats(u)`` for every u with
+      ``group[u] == g``, in increasing u: the same bits as summing the per-segment statistics in
+      order.  Segment u is computed in work block u % W (W >= n_threads: the memory is W blocks
+      whatever U) and added to its group, in order, by whichever thread finds it next (a lock
+      guards the adding; no barrier: a thread waits only for a block W segments back).
+    """
+    cdef Py_ssize_t K = M.shape[1]
+    cdef _FrameTable ft = _prologue(segments, shift, K, M.shape[0], gconst.shape[0], chunk,
+                                    n_threads, _shape(xx_buf), _shape(l_buf))
+    _set_refine(ft, refine, K, n_threads)
+    cdef const Frames *f = &ft.f
+    cdef const Refine *rf = &ft.r
+    cdef Py_ssize_t D = f.D, P = f.P, U = f.n_seg, D2 = work_s.shape[2], W = work_s.shape[0]
+    cdef Py_ssize_t n_out = U if group is None else 0, u, j, tid = 0
+    cdef const double *sw = NULL
+    if D2 != P and D2 != D:
+        raise ValueError(f"workspace work_s has {D2} columns, must be {P} or {D}")
+    if shift64.shape[0] != D:
+        raise ValueError("shift64 does not match the data")
+    _check_buf("s_buf", _shape(s_buf), (n_threads,), (K, P))
+    _check_buf("work_s", (W, work_s.shape[1], D2), (n_threads,), (K, D2))
+    _check_buf("work_n", (work_n.shape[0], work_n.shape[1]), (W,), (K,))
+    _check_buf("work_scalar", (work_scalar.shape[0], work_scalar.shape[1]), (W,), (2,))
+    if group is not None:
+        if group.shape[0] != U:
+            raise ValueError("group must have one entry per segment")
+        for u in range(U):
+            if group[u] < 0 or group[u] >= out_n.shape[0]:
+                raise ValueError(f"group[{u}] = {group[u]} is not in [0, {out_n.shape[0]})")
+            n_out = out_n.shape[0]
+    _check_buf("out_s", (out_s.shape[0], out_s.shape[1], out_s.shape[2]), (n_out,), (K, D2))
+    _check_buf("out_n", (out_n.shape[0], out_n.shape[1]), (n_out,), (K,))
+    _check_buf("out_scalar", (out_scalar.shape[0], out_scalar.shape[1]), (n_out,), (2,))
+    if sample_weight is not None:
+        if sample_weight.shape[0] != f.N:
+            raise ValueError("sample_weight has the wrong length")
+        if f.N > 0:
+            sw = &sample_weight[0]
+    # segments handed out longest first (per batch of W with groups): the threads finish
+    # together; which thread does a segment changes nothing in its statistics
+    order_arr = np.argsort(-np.diff(np.asarray(ft._tables[0])), kind="stable")
+    cdef const int64_t[::1] order = order_arr.astype(np.int64)
+    cdef Py_ssize_t v
+    if group is None:
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            for v in prange(U, schedule="dynamic"):
+                u = order[v]
+                _segment_stats(f, u, chunk, K, D2, &shift[0], &M[0, 0], &gconst[0], &shift64[0], sw,
+                               sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0], &s_buf[tid, 0, 0],
+                               &out_s[u, 0, 0], &out_n[u, 0], &out_scalar[u, 0],
+                               rf, _rwork(rf, D, tid))
+        return
+    # groups: segment u is computed into ring slot u % W, then folded into its group's sums
+    # by whichever thread finds it next in order (under the lock); a thread waits only when
+    # its slot still holds a segment W places earlier that is not folded yet.
+    cdef int64_t *ready = <int64_t *>malloc((W + 1) * sizeof(int64_t))   # ready[W]: the cursor
+    cdef bint wait
+    cdef openmp.omp_lock_t lock
+    if ready == NULL:
+        raise MemoryError()
+    for j in range(W + 1):
+        ready[j] = 0
+    openmp.omp_init_lock(&lock)
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for u in prange(U, schedule="dynamic"):
+            j = u % W
+            wait = True
+            while wait:
+                openmp.omp_set_lock(&lock)
+                wait = u - ready[W] >= W
+                openmp.omp_unset_lock(&lock)
+            _segment_stats(f, u, chunk, K, D2, &shift[0], &M[0, 0], &gconst[0], &shift64[0],
+                           sw, sparse_limit, &xx_buf[tid, 0, 0], &l_buf[tid, 0, 0],
+                           &s_buf[tid, 0, 0], &work_s[j, 0, 0], &work_n[j, 0], &work_scalar[j, 0],
+                           rf, _rwork(rf, D, tid))
+            openmp.omp_set_lock(&lock)
+            ready[j] = 1
+            while ready[W] < U and ready[ready[W] % W]:
+                _fold(ready[W] % W, group[ready[W]], &work_s[0, 0, 0], &work_n[0, 0], &work_scalar[0, 0],
+                      &out_s[0, 0, 0], &out_n[0, 0], &out_scalar[0, 0], K, D2)
+                ready[ready[W] % W] = 0
+                ready[W] = ready[W] + 1
+            openmp.omp_unset_lock(&lock)
+    openmp.omp_destroy_lock(&lock)
+    free(ready)
+
+
+cdef void _fold(Py_ssize_t j, Py_ssize_t g, const double *work_s, const double *work_n,
+                const double *work_scalar, double *out_s, double *out_n, double *out_scalar,
+                Py_ssize_t K, Py_ssize_t D2) noexcept nogil:
+    """out[g] += work[j]: (K, D2) statistics, (K,) occupancies, (2,) scalars."""
+    cdef Py_ssize_t e
+    cdef const double *src = work_s + j * K * D2
+    cdef double *dst = out_s + g * K * D2
+    for e in range(K * D2):
+        dst[e] = dst[e] + src[e]
+    for e in range(K):
+        out_n[g * K + e] = out_n[g * K + e] + work_n[j * K + e]
+    out_scalar[2 * g] = out_scalar[2 * g] + work_scalar[2 * j]
+    out_scalar[2 * g + 1] = out_scalar[2 * g + 1] + work_scalar[2 * j + 1]
+
 
 
 cdef void _chunk_evaluate(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,

@@ -110,6 +110,45 @@ def test_per_segment_results_do_not_depend_on_threads_or_neighbours():
                 assert (a.loglik, a.n_samples) == (b.loglik, b.n_samples)
 
 
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_group_sums_match_scipy_and_the_per_segment_sums_in_order(dtype, rtol, n_threads, monkeypatch):
+    monkeypatch.setattr("gmmext._engine.SEGMENT_WORK_BYTES", 1)    # the smallest ring: 2 blocks per thread
+    gm = _model(dtype, chunk_size=64, n_threads=n_threads)
+    segs = _segments(dtype) * 3                       # 27 segments: the ring wraps many times
+    groups = np.array([2, 0, 2, 2, 0, 4, 2, 0, 0] * 3)     # group 1 and 3 have no segment
+    out = gm.accumulate_segments(segs, groups=groups)
+    each = gm.accumulate_segments(segs)
+    assert len(out) == 5
+    for g in range(5):
+        members = [u for u in range(len(segs)) if groups[u] == g]
+        if not members:
+            assert out[g].n_samples == 0 and not out[g].sum_xx.any() and not out[g].n.any()
+            continue
+        X = np.concatenate([segs[u] for u in members])
+        _close(out[g], _direct(gm, X), rtol)
+        total = GMMStats.total([each[u] for u in members])      # the same bits: added in segment order
+        for f in ("n", "sum_x", "sum_xx"):
+            np.testing.assert_array_equal(getattr(out[g], f), getattr(total, f))
+        assert (out[g].loglik, out[g].n_samples) == (total.loglik, total.n_samples)
+    with pytest.raises(ValueError, match="groups"):
+        gm.accumulate_segments(segs, groups=groups[:-1])
+    with pytest.raises(ValueError, match="groups"):
+        gm.accumulate_segments(segs, groups=-groups)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_accumulate_first_order_only_matches_scipy(dtype, rtol):
+    gm = _model(dtype, chunk_size=64, n_threads=2)
+    segs = _segments(dtype)
+    X = np.concatenate(segs)
+    n, sx, _, ll = _direct(gm, X)
+    for st in (gm.accumulate(X, second_order=False), gm.accumulate(segs, second_order=False)):
+        np.testing.assert_array_equal(st.sum_xx, 0.0)
+        assert st.sum_xx.shape == (K, D) and st.n_samples == len(X)
+        _close(st, (n, sx, np.zeros_like(sx), ll), rtol)
+
+
 def test_mixed_dtypes_are_computed_in_float64():
     gm = _model(np.float32)
     segs = _segments(np.float32)
