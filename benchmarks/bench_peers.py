@@ -201,6 +201,13 @@ def step_difference(params, reference) -> float:
                      np.max(np.abs(var - var0) / var0)))
 
 
+def fit_cols(X, r: dict) -> str:
+    """The whole fit's two columns: seconds and log-likelihood, or "not run"."""
+    if r["pf"] is None:
+        return f"{'not run':>12s} {'':>10s}"
+    return f"{r['tf']:12.2f} {loglik(X, r['pf']):10.5f}"
+
+
 def timed(fn, *args):
     t = time.perf_counter()
     out = fn(*args)
@@ -215,13 +222,14 @@ def mixture_data(rng, n: int, d: int, k: int):
 
 
 def measure(name: str, X, start, Xs, starts, iters: int, fit_iters: int, threads: int) -> dict:
-    """Everything the table shows for one library and dtype (raises Skip when it is absent)."""
+    """Everything the table shows for one library and dtype (raises Skip when it is absent);
+    ``fit_iters`` 0: no whole fit."""
     fit = LIBRARIES[name]
     reg = 0.0 if name in NO_REG else REG
     fit(X[:2000], start, 1, None, threads, reg)                        # imports, warm-up
     t1, _ = timed(fit, X, start, 1, None, threads, reg)
     tn, pn = timed(fit, X, start, iters + 1, None, threads, reg)
-    tf, pf = timed(fit, X, start, fit_iters, 1e-3, threads, reg)
+    tf, pf = timed(fit, X, start, fit_iters, 1e-3, threads, reg) if fit_iters else (np.nan, None)
     step = fit(Xs, starts, 1, None, threads, reg)
     return dict(t1=t1, tn=tn, tf=tf, pn=pn, pf=pf, step=step)
 
@@ -244,7 +252,7 @@ def measure_elsewhere(python: str, name: str, X, start, Xs, starts, iters, fit_i
         with np.load(dst, allow_pickle=False) as r:
             out = {k: float(r[k]) for k in ("t1", "tn", "tf")}
             for key in ("pn", "pf", "step"):
-                out[key] = tuple(r[f"{key}{i}"] for i in range(3))
+                out[key] = tuple(r[f"{key}{i}"] for i in range(3)) if f"{key}0" in r else None
         return out
 
 
@@ -262,7 +270,8 @@ def worker(spec: str, src: str, dst: str) -> int:
         print(exc)
         return 3
     np.savez(dst, t1=out["t1"], tn=out["tn"], tf=out["tf"],
-             **{f"{key}{i}": np.asarray(out[key][i]) for key in ("pn", "pf", "step") for i in range(3)})
+             **{f"{key}{i}": np.asarray(out[key][i]) for key in ("pn", "pf", "step") for i in range(3)
+                if out[key] is not None})
     return 0
 
 
@@ -283,6 +292,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pycave-python", metavar="PYTHON",
                     help="an interpreter with PyCave 3.2.1 installed (Python < 3.11, numpy < 2): the PyCave "
                          "rows run there (default: import PyCave here)")
+    ap.add_argument("--no-fit", default="", metavar="LIBS",
+                    help="comma-separated libraries whose whole fit is not run (the slow ones, when time is short)")
     ap.add_argument("--out", help="also write the report to this file")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -320,12 +331,13 @@ def main(argv=None) -> int:
         sts = tuple(a.astype(dt) for a in starts64)
         base = None
         for name in libs:
+            fit_iters = 0 if name in args.no_fit.split(",") else args.fit_iters
             try:
                 if name == "PyCave" and args.pycave_python:
-                    r = measure_elsewhere(args.pycave_python, name, X, st, Xs, sts, args.iters, args.fit_iters,
+                    r = measure_elsewhere(args.pycave_python, name, X, st, Xs, sts, args.iters, fit_iters,
                                           args.threads)
                 else:
-                    r = measure(name, X, st, Xs, sts, args.iters, args.fit_iters, args.threads)
+                    r = measure(name, X, st, Xs, sts, args.iters, fit_iters, args.threads)
             except Skip as exc:
                 rep(f"{name:14s} {dt:8s} skipped: {exc}")
                 continue
@@ -337,7 +349,7 @@ def main(argv=None) -> int:
             diff = step_difference(r["step"], reference[0.0 if name in NO_REG else REG])
             ok = "yes" if diff < TOLERANCE else "NO"
             rep(f"{name:14s} {dt:8s} {per:12.4f} {per / base if base else float('nan'):9.1f}x "
-                f"{loglik(X, r['pn']):18.5f} {r['tf']:12.2f} {loglik(X, r['pf']):10.5f}  {ok} ({diff:.1e})")
+                f"{loglik(X, r['pn']):18.5f} {fit_cols(X, r)}  {ok} ({diff:.1e})")
     rep.write(args.out)
     return 0
 
