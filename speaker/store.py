@@ -480,13 +480,14 @@ class SpeakerStore(StoreScoring, CalibrationHistory, BackendBinding):
     @property
     def ubm(self) -> GaussianMixture:
         """The store's UBM, built from its row on first use (validated then: a malformed one is a
-        :class:`StoreInvalid`); listing the speakers needs no model, nor scikit-learn."""
+        :class:`StoreInvalid`): a :class:`gmmext.MixtureModel` (what scoring and MAP need; listing
+        the speakers needs no model, scoring no scikit-learn)."""
         if self._ubm is None:
-            from gmmext import GaussianMixture
+            from gmmext import MixtureModel
             with self._lock:
                 if self._ubm is None:
                     try:
-                        self._ubm = GaussianMixture.from_parameters(*self._ubm_arrays, covariance_type="diag")
+                        self._ubm = MixtureModel.from_parameters(*self._ubm_arrays, covariance_type="diag")
                     except (ValueError, TypeError) as exc:
                         self._db.fail(f"UBM: {exc}")
         return self._ubm
