@@ -21,7 +21,7 @@ from numbers import Real
 from typing import Any, Sequence
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _covariance as cv
 from . import _missing
@@ -120,7 +120,8 @@ class MixtureModel:
         keys = ("n_components", "covariance_type", *SETTINGS) if all_ else SETTINGS
         return {k: getattr(self, k) for k in keys}
 
-    def like(self, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, dtype=None) -> "MixtureModel":
+    def like(self, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike,
+             dtype: DTypeLike | None = None) -> "MixtureModel":
         """A model of this class with these parameters and this model's settings (all its
         constructor parameters but ``n_components``, which the parameters give), cast to
         ``dtype`` (default: this model's), validated by :meth:`from_parameters`."""
