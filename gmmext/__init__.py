@@ -3,6 +3,9 @@
 * :class:`GaussianMixture`: drop-in for ``sklearn.mixture.GaussianMixture`` (covariance types
   "full", "tied", "diag", "spherical"), fitted by EM in a compiled, chunked, multi-threaded
   core (float32 or float64).
+* :class:`MixtureModel`: a mixture given by its parameters (``MixtureModel.from_parameters``):
+  GaussianMixture's scoring, statistics and MAP adaptation (the same code: GaussianMixture is
+  a MixtureModel plus fitting and scikit-learn's estimator API), without importing scikit-learn.
 * :class:`BayesianGaussianMixture`: drop-in for ``sklearn.mixture.BayesianGaussianMixture``, its
   variational E-step in the same core.
 * :class:`GaussianMixtureIC`: the best mixture by BIC / AIC over numbers of components and
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from ._blas import single_thread_blas
     from ._dask import dask_accumulate
     from ._mixture import GaussianMixture
+    from ._model import MixtureModel
     from ._packed import packed_gram, packed_posteriors, packed_solve
     from ._scoring import ModelStack, top_c_loglik
     from ._selection import GaussianMixtureIC
@@ -35,6 +39,8 @@ def __getattr__(name: str):
     command that only reads statistics or a store starts quickly."""
     if name == "GaussianMixture":
         from ._mixture import GaussianMixture as value
+    elif name == "MixtureModel":
+        from ._model import MixtureModel as value
     elif name == "BayesianGaussianMixture":
         from ._bayesian import BayesianGaussianMixture as value
     elif name == "GaussianMixtureIC":
@@ -68,6 +74,6 @@ try:  # the installed distribution's version: pyproject.toml is its one source
 except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
     __version__ = "0+unknown"
 del _metadata
-__all__ = ["GaussianMixture", "BayesianGaussianMixture", "GaussianMixtureIC", "GMMStats", "ModelStack", "dask_accumulate", "packed_gram",
-           "packed_posteriors", "packed_solve", "single_thread_blas", "top_c_loglik",
+__all__ = ["GaussianMixture", "MixtureModel", "BayesianGaussianMixture", "GaussianMixtureIC", "GMMStats", "ModelStack",
+           "dask_accumulate", "packed_gram", "packed_posteriors", "packed_solve", "single_thread_blas", "top_c_loglik",
            "__version__"]

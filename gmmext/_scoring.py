@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from . import _covariance as cv
 from ._engine import CoreCache, SharedMatrices, StackedMatrices
+from ._model import MixtureModel
 from ._validation import check_bounds, check_trusted, computation_dtype
 
 if TYPE_CHECKING:
@@ -28,6 +28,17 @@ __all__ = ["ModelStack", "top_c_loglik"]
 #: (K, D, dtype, threads) share them, as they shared their reference's before.
 _ENGINES = CoreCache()
 
+
+
+def _check_fitted(model) -> None:
+    """A model to stack must have its parameters: a :class:`gmmext.MixtureModel` knows (always
+    for one made from parameters; scikit-learn's ``check_is_fitted`` for an estimator); any
+    other object gets scikit-learn's check (``NotFittedError`` / ``TypeError``)."""
+    if isinstance(model, MixtureModel):
+        model._check_is_fitted()
+    else:
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(model)
 
 class _Stack(NamedTuple):
     """A stack's matrices in one dtype: the two kinds of models and where each model is."""
@@ -96,11 +107,11 @@ class ModelStack:
         if not self.models:
             raise ValueError("ModelStack needs at least one model")
         ref = reference if reference is not None else self.models[0]
-        check_is_fitted(ref)
+        _check_fitted(ref)
         self.K, self.D = ref.means_.shape
         kind = cv.get(ref.covariance_type)
         for m in self.models:
-            check_is_fitted(m)
+            _check_fitted(m)
             if m.means_.shape != (self.K, self.D):
                 raise ValueError(f"all models must have the same (K, D) = {(self.K, self.D)}; "
                                  f"got {m.means_.shape}")
@@ -136,7 +147,7 @@ class ModelStack:
         The matrices are those a stack of ``GaussianMixture`` models with these parameters gets
         (the same builder).
         """
-        check_is_fitted(reference)
+        _check_fitted(reference)
         if cv.get(reference.covariance_type) is not cv.DIAG:
             raise ValueError(f"ModelStack.from_parameters needs a diagonal reference, "
                              f"not covariance_type={reference.covariance_type!r}")

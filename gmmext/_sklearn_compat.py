@@ -16,34 +16,50 @@ a replacement is written here once.  Public scikit-learn names (``check_array``,
   shape (..., M, M), ``b`` of shape (..., M, N)), batched by SciPy itself from 1.16 on and by a
   loop over the stack, one LAPACK call per matrix (the same ``trtrs``, the same results), before.
 """
-import inspect
-
 import numpy as np
 from scipy import __version__ as _scipy_version
 from scipy import linalg
-from sklearn.base import _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
-from sklearn.utils.validation import _check_sample_weight as _sk_check_sample_weight
-from sklearn.utils.validation import _ensure_no_complex_data
 
 __all__ = ["_fit_context", "HasMethods", "Interval", "StrOptions", "validate_params",
            "_check_sample_weight", "_ensure_no_complex_data", "solve_triangular"]
 
-#: scikit-learn >= 1.9: _check_sample_weight(..., allow_all_zero_weights=...)
-_SK_ALL_ZERO_KW = "allow_all_zero_weights" in inspect.signature(_sk_check_sample_weight).parameters
 #: SciPy >= 1.16: linalg.solve_triangular broadcasts over leading (batch) dimensions
 SCIPY_BATCHED_SOLVE = tuple(int(p) for p in _scipy_version.split(".")[:2]) >= (1, 16)
 
 
-if _SK_ALL_ZERO_KW:
-    _check_sample_weight = _sk_check_sample_weight
-else:
+def __getattr__(name: str):
+    """The scikit-learn names, imported on first use (PEP 562): ``solve_triangular`` and the
+    modules that only score (``gmmext._model``) do not import scikit-learn."""
+    if name in ("_fit_context",):
+        from sklearn.base import _fit_context as value
+    elif name in ("HasMethods", "Interval", "StrOptions", "validate_params"):
+        from sklearn.utils import _param_validation
+        value = getattr(_param_validation, name)
+    elif name == "_ensure_no_complex_data":
+        from sklearn.utils.validation import _ensure_no_complex_data as value
+    elif name == "_check_sample_weight":
+        value = _sample_weight_checker()
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def _sample_weight_checker():
+    """scikit-learn's ``_check_sample_weight``, taking ``allow_all_zero_weights`` (its >= 1.9
+    keyword) on every supported version."""
+    import inspect
+    from sklearn.utils.validation import _check_sample_weight as _sk_check_sample_weight
+    if "allow_all_zero_weights" in inspect.signature(_sk_check_sample_weight).parameters:
+        return _sk_check_sample_weight
+
     def _check_sample_weight(sample_weight, X, *, allow_all_zero_weights: bool = False, **kwargs):
         """scikit-learn < 1.9: its ``_check_sample_weight``, then 1.9's all-zero check."""
         sw = _sk_check_sample_weight(sample_weight, X, **kwargs)
         if not allow_all_zero_weights and np.all(sw == 0):
             raise ValueError("Sample weights must contain at least one non-zero number.")
         return sw
+    return _check_sample_weight
 
 
 def solve_triangular(a, b, *, lower: bool = False) -> np.ndarray:

@@ -19,9 +19,6 @@ Nothing here imports the estimator; the estimator and the block tasks import thi
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils.validation import check_array
-
-from ._sklearn_compat import _check_sample_weight, _ensure_no_complex_data
 from ._covariance import CovarianceType, get
 
 __all__ = ["check_sample_weight", "sample_weight_shape_error", "check_total_weight", "check_block",
@@ -60,6 +57,7 @@ def check_sample_weight(sample_weight, n_samples: int, *, rows: tuple[int, int] 
     """
     if sample_weight is None:
         return None
+    from ._sklearn_compat import _check_sample_weight   # (scikit-learn: imported where used)
     try:
         sw = _check_sample_weight(sample_weight, np.empty((n_samples, 0)), dtype=np.float64,
                                   ensure_non_negative=True, allow_all_zero_weights=rows is not None)
@@ -77,6 +75,7 @@ def check_source_dtype(X) -> np.dtype:
 
     Complex input raises scikit-learn's ``check_array`` message ("Complex data not supported").
     """
+    from ._sklearn_compat import _ensure_no_complex_data
     _ensure_no_complex_data(X)
     dtype = np.dtype(X.dtype)
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -104,6 +103,7 @@ def check_block(X, n_features: int, dtype=None, *, rows: tuple[int, int] | None 
         stays a view).  NaN, infinity, complex or non-numeric values and a block with
         another number of columns raise ``ValueError`` with scikit-learn's message.
     """
+    from sklearn.utils.validation import check_array
     try:
         X = check_array(X, dtype=_FLOATS if dtype is None else dtype, ensure_min_samples=0, input_name="X",
                         estimator=estimator)

@@ -40,13 +40,9 @@ __all__ = ["map_adapt", "map_adapt_many", "map_from_stats", "map_parameters", "r
 def model_like(template: GaussianMixture, weights, means, covariances, dtype=None) -> GaussianMixture:
     """A model with these parameters and ``template``'s constructor parameters (all but
     ``n_components``, which the parameters give), cast to ``dtype`` (default: the fitted
-    template's): a speaker model like its UBM, a UBM like its training template."""
-    from gmmext import GaussianMixture
-    params = template.get_params()
-    params.pop("n_components")
-    dtype = template.means_.dtype if dtype is None else dtype
-    return GaussianMixture.from_parameters(np.asarray(weights).astype(dtype), np.asarray(means).astype(dtype),
-                                           np.asarray(covariances).astype(dtype), **params)
+    template's): a speaker model like its UBM, a UBM like its training template; of the
+    template's class (``gmmext.MixtureModel.like``: a store's models are MixtureModels)."""
+    return template.like(weights, means, covariances, dtype)
 
 
 def require_diag(gm: GaussianMixture, what: str = "the UBM") -> None:

@@ -185,10 +185,10 @@ def save_model(path: str | Path, models: GaussianMixture | Mapping[str, Gaussian
     The file appears atomically (temporary file + rename); ``overwrite=False`` refuses an
     existing file (:mod:`speaker._atomic`).
     """
-    from gmmext import GaussianMixture
+    from gmmext import MixtureModel
     common = dict(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
                   feature_config=np.array(json.dumps(config.to_dict()) if config is not None else ""))
-    if isinstance(models, GaussianMixture):
+    if isinstance(models, MixtureModel):           # a GaussianMixture is one too
         arrays = dict(kind=np.array("ubm"), ubm_fingerprint=np.array(ubm_fingerprint(models)),
                       weights=models.weights_, means=models.means_, covariances=models.covariances_)
     else:

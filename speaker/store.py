@@ -476,21 +476,22 @@ class SpeakerStore(StoreScoring, CalibrationHistory, BackendBinding):
         if ubm is not None and ubm_fingerprint(ubm) != fp:
             raise UBMMismatchError(self.path, fp, ubm_fingerprint(ubm))
         self._ubm, self._ubm_arrays, self.fingerprint, self.K, self.D = ubm, stored, fp, K, D
+        check_top_c(self.top_c, K)
 
     @property
     def ubm(self) -> GaussianMixture:
         """The store's UBM, built from its row on first use (validated then: a malformed one is a
-        :class:`StoreInvalid`); listing the speakers needs no model, nor scikit-learn."""
+        :class:`StoreInvalid`): a :class:`gmmext.MixtureModel` (what scoring and MAP need; listing
+        the speakers needs no model, scoring no scikit-learn)."""
         if self._ubm is None:
-            from gmmext import GaussianMixture
+            from gmmext import MixtureModel
             with self._lock:
                 if self._ubm is None:
                     try:
-                        self._ubm = GaussianMixture.from_parameters(*self._ubm_arrays, covariance_type="diag")
+                        self._ubm = MixtureModel.from_parameters(*self._ubm_arrays, covariance_type="diag")
                     except (ValueError, TypeError) as exc:
                         self._db.fail(f"UBM: {exc}")
         return self._ubm
-        check_top_c(self.top_c, K)
 
     def _check_meta(self, meta: dict) -> None:
         """Every meta entry is one the store writes, with a value it could have written."""
