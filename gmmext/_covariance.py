@@ -644,6 +644,12 @@ def model_matrices(weights, means, covariances, dtype, kind: CovarianceType = DI
     refine = None
     if t.chol is not None and np.dtype(dtype) == np.float32:
         logdet = kind.log_det_cholesky(t.chol, D)
+        shift64 = shift.astype(np.float64)
+        t64 = kind.terms(logw, mu0 - shift64, covariances, np.float64)
+        M64 = np.empty((kind.feature_columns(D), K))
+        M64[:D] = t64.lin.T
+        M64[D:] = t64.quad.T
         refine = (np.ascontiguousarray(mu0), np.ascontiguousarray(t.chol, dtype=np.float64),
-                  np.ascontiguousarray(gconst(logw, D, logdet, 0.0), dtype=np.float64))
+                  np.ascontiguousarray(gconst(logw, D, logdet, 0.0), dtype=np.float64),
+                  M64, np.ascontiguousarray(t64.gconst, dtype=np.float64), shift64)
     return ModelMatrices(shift, M, np.ascontiguousarray(t.gconst, dtype=dtype), t.whiten, refine)

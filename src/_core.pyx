@@ -56,7 +56,7 @@ from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
 from libc.math cimport INFINITY
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from scipy.linalg.cython_blas cimport dgemm, dtrmm, sgemm
 
 import numpy as np
 
@@ -104,6 +104,9 @@ cdef struct Refine:
     const double *C       # (K, D, D) row-major upper-triangular precision Cholesky factors
     const double *g       # (K,) log w_k - D/2 log(2 pi) + log det C_k
     double *work          # (T, 3D) per-thread scratch
+    const double *M64     # (P, K) the full layout's matrix in float64 (a chunk where most
+    const double *gc64    # (K,)    components need recomputing is redone by the float64
+    const double *shift64 # (D,)    product instead, see _refine_full), about shift64
 
 
 cdef class _FrameTable:
@@ -184,18 +187,25 @@ cdef int _set_refine(_FrameTable ft, object refine, Py_ssize_t K, int n_threads)
     cdef const double[:, ::1] mu
     cdef const double[:, :, ::1] C
     cdef const double[::1] g
+    cdef const double[:, ::1] M64
+    cdef const double[::1] gc64
+    cdef const double[::1] shift64
     cdef double[:, ::1] w
     if refine is None:
         return 0
     if ft.f.P != _full_cols(D):
         raise ValueError("refine needs a model in the full layout")
-    mu, C, g = refine
+    mu, C, g, M64, gc64, shift64 = refine
     if mu.shape[0] != K or mu.shape[1] != D or C.shape[0] != K or C.shape[1] != D \
-            or C.shape[2] != D or g.shape[0] != K:
+            or C.shape[2] != D or g.shape[0] != K or M64.shape[0] != ft.f.P or M64.shape[1] != K \
+            or gc64.shape[0] != K or shift64.shape[0] != D:
         raise ValueError("refine arrays do not match the model")
     work = np.empty((n_threads, 3 * D))
     w = work
-    ft._refine = (mu, C, g, work)
+    ft._refine = (mu, C, g, work, M64, gc64, shift64)
+    ft.r.M64 = &M64[0, 0]
+    ft.r.gc64 = &gc64[0]
+    ft.r.shift64 = &shift64[0]
     ft.r.mu = &mu[0, 0]
     ft.r.C = &C[0, 0, 0]
     ft.r.g = &g[0]
@@ -227,6 +237,43 @@ cdef inline const char *_row_at(const Frames *f, Py_ssize_t r, Py_ssize_t *seg) 
     return <const char *>f.addr[seg[0]] + (r - f.off[seg[0]]) * f.s0[seg[0]]
 
 
+# above this fraction of a chunk's (frame, component) pairs to recompute, the chunk's
+# log-densities are all redone by the float64 product (one gemm) instead of per component
+cdef double _REFINE_DENSE = 0.25
+# fewer rows than this needing one component: recomputed one by one, not by dtrmm
+cdef Py_ssize_t _REFINE_BATCH = 16
+
+
+cdef void _redo_float64(const Frames *f, Py_ssize_t rows, Py_ssize_t K, const Refine *rf,
+                        const double *x64, floating *L) noexcept nogil:
+    """L (rows, K) <- the chunk's log-densities by the float64 full layout (``rf.M64``, ``rf.gc64``
+    about ``rf.shift64``) from its frames in float64 ``x64`` (rows, D): what a float64 model computes."""
+    cdef Py_ssize_t i, d, e, t, D = f.D, P = f.P
+    cdef double *xx = <double *>malloc(rows * P * sizeof(double))
+    cdef double *L64 = <double *>malloc(rows * K * sizeof(double))
+    cdef double *out
+    cdef double v
+    if xx == NULL or L64 == NULL:
+        free(xx); free(L64)
+        return
+    for i in range(rows):
+        out = xx + i * P
+        for d in range(D):
+            out[d] = x64[i * D + d] - rf.shift64[d]
+        t = D
+        for d in range(D):
+            v = out[d]
+            for e in range(d, D):
+                out[t + e - d] = v * out[e]
+            t = t + D - d
+        memcpy(L64 + i * K, rf.gc64, K * sizeof(double))
+    _gemm("N", "N", <int>K, <int>rows, <int>P, rf.M64, <int>K, K, <const double *>xx, <int>P, 1,
+          <double>1.0, L64, <int>K)
+    for i in range(rows * K):
+        L[i] = <floating>L64[i]
+    free(xx); free(L64)
+
+
 cdef void _refine_full(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                        const Refine *rf, double *work, floating *L) noexcept nogil:
     """L[i, k] <- log w_k + log N(x_i | mu_k, C_k) computed centred in float64, for the k
@@ -238,11 +285,74 @@ cdef void _refine_full(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
     own values (``x - mu_k`` in float64, exact for float32 frames), the triangular factor and
     the squared norm in float64 (:c:func:`gmmx_centred_quad`).
     """
-    cdef Py_ssize_t i, k, d, D = f.D, seg = _seg_of(f, start)
+    cdef Py_ssize_t i, j, k, d, n, D = f.D, seg = _seg_of(f, start)
     cdef const char *row
     cdef int64_t s1
     cdef floating *Lrow
     cdef double m, v
+    cdef double *x64
+    cdef double *y
+    cdef double *thr
+    cdef Py_ssize_t *idx
+    cdef int iD = <int>D, ni
+    cdef double one = 1.0
+    # component by component over the chunk: the rows that need component k, centred in
+    # float64, times its factor in one BLAS call (dtrmm), so that frames near many components
+    # (overlapping ones) cost a product, not a scalar loop each
+    x64 = <double *>malloc(rows * D * sizeof(double))
+    y = <double *>malloc(rows * D * sizeof(double))
+    thr = <double *>malloc(rows * sizeof(double))
+    idx = <Py_ssize_t *>malloc(rows * sizeof(Py_ssize_t))
+    if x64 != NULL and y != NULL and thr != NULL and idx != NULL:
+        for i in range(rows):
+            Lrow = L + i * K
+            m = -INFINITY
+            for k in range(K):
+                if Lrow[k] > m:
+                    m = Lrow[k]
+            thr[i] = m - _REFINE_GAP if m > -INFINITY else INFINITY
+            row = _row_at(f, start + i, &seg)
+            s1 = f.s1[seg]
+            for d in range(D):
+                x64[i * D + d] = (<const floating *>(row + d * s1))[0]
+        n = 0
+        for i in range(rows):
+            Lrow = L + i * K
+            for k in range(K):
+                if Lrow[k] >= thr[i]:
+                    n = n + 1
+        if n > rows * K * _REFINE_DENSE:
+            free(y); free(thr); free(idx)
+            _redo_float64(f, rows, K, rf, x64, L)
+            free(x64)
+            return
+        for k in range(K):
+            n = 0
+            for i in range(rows):
+                if L[i * K + k] >= thr[i]:
+                    idx[n] = i
+                    n = n + 1
+            if n == 0:
+                continue
+            if n < _REFINE_BATCH:    # a few rows: a BLAS call would cost more than it saves
+                for j in range(n):
+                    L[idx[j] * K + k] = <floating>(rf.g[k] - 0.5 * gmmx_centred_quad(
+                        x64 + idx[j] * D, rf.mu + k * D, rf.C + k * D * D, D, work))
+                continue
+            for j in range(n):
+                for d in range(D):
+                    y[j * D + d] = x64[idx[j] * D + d] - rf.mu[k * D + d]
+            # column-major y^T (D x n) <- C_k^T y^T: C_k row-major upper = column-major lower
+            ni = <int>n
+            dtrmm("L", "L", "N", "N", &iD, &ni, &one, <double *>(rf.C + k * D * D), &iD, y, &iD)
+            for j in range(n):
+                v = 0.0
+                for d in range(D):
+                    v = v + y[j * D + d] * y[j * D + d]
+                L[idx[j] * K + k] = <floating>(rf.g[k] - 0.5 * v)
+        free(x64); free(y); free(thr); free(idx)
+        return
+    free(x64); free(y); free(thr); free(idx)
     for i in range(rows):
         Lrow = L + i * K
         m = -INFINITY
