@@ -244,6 +244,18 @@ cdef double _REFINE_DENSE = 0.25
 cdef Py_ssize_t _REFINE_BATCH = 16
 
 
+cdef inline void _full_products(floating *out, Py_ssize_t D) noexcept nogil:
+    """out[D:] <- the upper triangle of y y^T row by row (``numpy.triu_indices(D)`` order), y = out[:D]:
+    the full layout's feature map after its first D columns."""
+    cdef Py_ssize_t d, e, t = D
+    cdef floating v
+    for d in range(D):
+        v = out[d]
+        for e in range(d, D):
+            out[t + e - d] = v * out[e]
+        t = t + D - d
+
+
 cdef void _redo_float64(const Frames *f, Py_ssize_t rows, Py_ssize_t K, const Refine *rf,
                         const double *x64, floating *L) noexcept nogil:
     """L (rows, K) <- the chunk's log-densities by the float64 full layout (``rf.M64``, ``rf.gc64``
@@ -260,12 +272,7 @@ cdef void _redo_float64(const Frames *f, Py_ssize_t rows, Py_ssize_t K, const Re
         out = xx + i * P
         for d in range(D):
             out[d] = x64[i * D + d] - rf.shift64[d]
-        t = D
-        for d in range(D):
-            v = out[d]
-            for e in range(d, D):
-                out[t + e - d] = v * out[e]
-            t = t + D - d
+        _full_products(out, D)
         memcpy(L64 + i * K, rf.gc64, K * sizeof(double))
     _gemm("N", "N", <int>K, <int>rows, <int>P, rf.M64, <int>K, K, <const double *>xx, <int>P, 1,
           <double>1.0, L64, <int>K)
@@ -406,12 +413,7 @@ cdef void _fill_xx(const Frames *f, Py_ssize_t start, Py_ssize_t rows, const flo
                 v = out[d]
                 out[D + d] = v * v
         else:
-            t = D
-            for d in range(D):
-                v = out[d]
-                for e in range(d, D):
-                    out[t + e - d] = v * out[e]
-                t = t + D - d
+            _full_products(out, D)
 
 
 # --------------------------------------------------------------------------- checks
