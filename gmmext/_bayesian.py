@@ -111,7 +111,9 @@ class BayesianGaussianMixture(GaussianMixture):
         The Wishart prior's covariance: (D, D) "full" / "tied", (D,) "diag", a float
         "spherical" (None: the data's (weighted, ddof=1) covariance of that shape).
     random_state, warm_start, verbose, verbose_interval : as scikit-learn
-    chunk_size, n_threads, kmeans_max_samples : as ``gmmext.GaussianMixture``
+    chunk_size, n_threads, kmeans_max_samples : as ``gmmext.GaussianMixture``, except that the
+        sampled KMeans start is not followed by EM on a larger sample (the priors are scaled to
+        every row)
 
     Attributes
     ----------
@@ -342,6 +344,10 @@ class BayesianGaussianMixture(GaussianMixture):
                 np.copy(self.degrees_of_freedom_), self.covariances_.astype(np.float64))
 
     # ------------------------------------------------------------------ EM
+    def _sample_em(self, src, random_state) -> None:
+        """None here: the variational fit starts from the (sampled) KMeans statistics, as before;
+        its priors are scaled to all rows, not to a sample."""
+
     def _initialize(self, src, random_state) -> None:
         stats = init_stats(src, self.init_params, self.n_components, self.kmeans_max_samples, random_state,
                            full=self._kind.matrix)

@@ -19,10 +19,11 @@ The rules, the same for every source kind (so the same rows drawn from the same
 
 * ``"kmeans"``: scikit-learn's ``KMeans(n_clusters=K, n_init=1)`` on all rows when
   N <= kms (exactly scikit-learn's initialisation), otherwise ``KMeans(n_clusters=K,
-  n_init=min(3, N // kms))`` (the lowest inertia of those runs) on kms rows drawn from
-  ``random_state`` without replacement (:func:`sample_rows`, O(kms) memory), on one OpenMP
+  n_init=min(3, N // kms), max_iter=20)`` (the lowest inertia of those runs) on kms rows drawn
+  from ``random_state`` without replacement (:func:`sample_rows`, O(kms) memory), on one OpenMP
   thread per 2**22 (rows x K); the statistics are the hard assignment *of those rows*
-  (no pass labelling every frame);
+  (no pass labelling every frame).  ``GaussianMixture`` then runs 20 EM iterations on
+  3 kms other rows drawn from ``random_state`` (:func:`sample_em_rows`) when 3 kms <= N // 2;
 * ``"random"``: scikit-learn's random responsibilities ``uniform(size=(N, K))``, normalised per
   row, streamed over all rows in order for a local source (the numbers scikit-learn draws); a
   Dask array, where that would draw N x K numbers on the client, takes them for all rows when
@@ -41,7 +42,8 @@ from scipy import sparse
 from ._engine import available_threads
 from ._stats import GMMStats
 
-__all__ = ["init_stats", "hard_stats", "random_resp_stats", "sample_rows", "choice_rows", "max_samples",
+__all__ = ["init_stats", "sample_em_rows", "SAMPLE_EM_FACTOR", "SAMPLE_EM_ITER", "KMEANS_SAMPLE_MAX_ITER",
+           "hard_stats", "random_resp_stats", "sample_rows", "choice_rows", "max_samples",
            "RANDOM_STEP_VALUES", "AUTO_MIN_SAMPLES", "AUTO_SAMPLES_PER_COMPONENT"]
 
 #: ``kmeans_max_samples="auto"``: KMeans on max(AUTO_MIN_SAMPLES, AUTO_SAMPLES_PER_COMPONENT * K)
@@ -54,6 +56,15 @@ KMEANS_WORK_PER_THREAD = 1 << 22
 #: KMeans on a sample of S of N rows: min(KMEANS_SAMPLE_N_INIT, N // S) runs, the best kept
 #: (scikit-learn's ``n_init``): a better start than one run, on no more rows than one run on all.
 KMEANS_SAMPLE_N_INIT = 3
+#: ... each of at most KMEANS_SAMPLE_MAX_ITER Lloyd iterations (scikit-learn's default is 300): the
+#: EM on a larger sample that follows (SAMPLE_EM_*) moves the centres further anyway.
+KMEANS_SAMPLE_MAX_ITER = 20
+
+#: A sampled KMeans start (``"kmeans"``, N > kms) is followed by SAMPLE_EM_ITER EM iterations on
+#: SAMPLE_EM_FACTOR * kms other rows drawn from ``random_state`` when that is at most half the rows
+#: (:func:`sample_em_rows`; ``GaussianMixture`` runs them), then EM on all rows.
+SAMPLE_EM_FACTOR = 3
+SAMPLE_EM_ITER = 20
 
 #: Random responsibilities are drawn in slices of about this many numbers (rows x K).
 RANDOM_STEP_VALUES = 1 << 19
@@ -231,6 +242,16 @@ def max_samples(kmeans_max_samples, n_rows: int, K: int) -> int:
     return int(kmeans_max_samples)
 
 
+def sample_em_rows(n_rows: int, init_params: str, K: int, kmeans_max_samples, random_state):
+    """Rows (sorted int64) of the EM on a sample that follows a sampled KMeans start, drawn from
+    ``random_state``, or None (no such EM): ``SAMPLE_EM_FACTOR * kms`` rows when ``init_params`` is
+    ``"kmeans"`` and that is at most ``n_rows // 2`` (kms = :func:`max_samples`)."""
+    size = SAMPLE_EM_FACTOR * max_samples(kmeans_max_samples, n_rows, K)
+    if init_params != "kmeans" or size > n_rows // 2:
+        return None
+    return sample_rows(n_rows, size, random_state)
+
+
 def init_stats(src, init_params: str, K: int, kmeans_max_samples: int | str | None, random_state,
                full: bool = False) -> GMMStats:
     """Statistics of the initial assignment of ``src``'s rows (rules in the module docstring).
@@ -268,12 +289,13 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int | str | No
         # a sample's KMeans is small: its OpenMP threads spend their time in barriers (~100
         # iterations of ~40 chunks of rows), so it runs on one thread per KMEANS_WORK_PER_THREAD
         # row x component pairs (10,000 rows, K=64: 1 thread)
-        n_init, threads = 1, None
+        n_init, threads, max_iter = 1, None, 300
         if idx is not None:
+            max_iter = KMEANS_SAMPLE_MAX_ITER
             n_init = max(1, min(KMEANS_SAMPLE_N_INIT, N // len(sample)))
             threads = max(1, min(available_threads(), len(sample) * K // KMEANS_WORK_PER_THREAD))
         with threadpool_limits(limits=threads, user_api="openmp"):
-            km = KMeans(n_clusters=K, n_init=n_init, random_state=random_state).fit(sample, sample_weight=w)
+            km = KMeans(n_clusters=K, n_init=n_init, max_iter=max_iter, random_state=random_state).fit(sample, sample_weight=w)
         return hard_stats(sample, km.labels_, w, K, full)
     if init_params == "random":
         return random_resp_stats([(sample, w)], K, random_state, src.dtype, full)
