@@ -950,6 +950,42 @@ def exp_kernel_test(const floating[::1] x, bint estep=False):
     return out
 
 
+def dense_gemms_test(const floating[:, ::1] M, Py_ssize_t N, Py_ssize_t chunk, int n_threads,
+                     floating[:, :, ::1] xx_buf, floating[:, :, ::1] l_buf,
+                     floating[:, :, ::1] s_buf, double[:, :, ::1] acc_s):
+    """The dense E-step's two gemms alone (a benchmarking aid: what :func:`accumulate` with
+    ``sparse_limit`` < 0 costs without its feature map, row kernel and statistics' additions).
+
+    For N rows in chunks of ``chunk`` on ``n_threads`` threads (static schedule, as
+    :func:`accumulate`), per chunk: ``L = xx @ M`` (rows x K, added to what l_buf holds) and
+    the statistics' ``R^T xx`` (into s_buf for float32, added to acc_s for float64), by the
+    same ``_gemm`` calls on the same shapes as :func:`_chunk_logdens` and :func:`_chunk_stats`.
+    xx_buf (T, chunk, P) and l_buf (T, chunk, K) are used as they are (the caller fills them);
+    acc_s (T, K, P) float64.  Call it with BLAS single-threaded, as the core runs.
+    """
+    cdef Py_ssize_t P = M.shape[0], K = M.shape[1], c, start, rows, tid = 0
+    cdef Py_ssize_t n_chunks = (N + chunk - 1) // chunk
+    _check_buf("xx_buf", _shape(xx_buf), (n_threads, chunk), (P,))
+    _check_buf("l_buf", _shape(l_buf), (n_threads, chunk), (K,))
+    _check_buf("s_buf", _shape(s_buf), (n_threads,), (K, P))
+    _check_buf("acc_s", (acc_s.shape[0], acc_s.shape[1], acc_s.shape[2]), (n_threads,), (K, P))
+    if N <= 0 or chunk <= 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        for c in prange(n_chunks, schedule="static"):
+            start = c * chunk
+            rows = _rows_of(start, chunk, N)
+            _gemm("N", "N", <int>K, <int>rows, <int>P, &M[0, 0], <int>K, K, &xx_buf[tid, 0, 0],
+                  <int>P, 1, 1, &l_buf[tid, 0, 0], <int>K)
+            if floating is float:
+                _gemm("N", "T", <int>P, <int>K, <int>rows, &xx_buf[tid, 0, 0], <int>P, P,
+                      &l_buf[tid, 0, 0], <int>K, K, 0.0, &s_buf[tid, 0, 0], <int>P)
+            else:
+                _gemm("N", "T", <int>P, <int>K, <int>rows, &xx_buf[tid, 0, 0], <int>P, P,
+                      &l_buf[tid, 0, 0], <int>K, K, 1.0, <double *>&acc_s[tid, 0, 0], <int>P)
+
+
 # --------------------------------------------------------------------------- top-C scoring
 # Reynolds et al. (2000): per frame, the C best components of the UBM are found once; the
 # UBM and every model adapted from it are then evaluated on those C components only.

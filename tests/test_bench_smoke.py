@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_em.py"
-ROWS = [("gmmext", "float64"), ("gmmext", "float32"), ("gmm-dense", "float64"), ("gmm-dense", "float32"),
+ROWS = [("gmmext", "float64"), ("gmmext", "float32"), ("gmm-dense", "float64"), ("gemms-only", "float64"),
+        ("gmm-dense", "float32"), ("gemms-only", "float32"),
         ("numpy-ref", "float64"), ("numpy-ref", "float32"), ("sklearn", "float64"), ("gmmext-big", "float32")]
 COLUMNS = ["impl", "dtype", "N", "D", "K", "s/iter", "(min)", "GFLOP/s", "%peak", "input MB", "peakRSS MB",
            "fit+MB"]
@@ -63,6 +64,9 @@ def test_bench_em_tiny_run_prints_the_table():
         if m:
             checks[m[2]] = m[3]
     assert sorted(checks) == sorted(CHECKS), out
+    for dt in ("float64", "float32"):   # the dense E-step against its gemms alone, as a percentage
+        assert re.search(rf"\[info\] dense {dt}'s two gemms alone .*of matmul; the dense E-step runs at \d+% "
+                         "of their rate", out), out
     for label, detail in checks.items():
         assert NUMBER.search(detail) and not re.search(r"\b(nan|inf)\b", detail), (label, detail)
 

@@ -177,3 +177,33 @@ def test_fit_does_not_allocate_n_by_k():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 0.05 * N * K * 8, f"fit allocated {peak / 1e6:.1f} MB (N x K is {N * K * 8 / 1e6:.0f} MB)"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_gemms_test_does_the_estep_products_on_every_chunk(dtype):
+    # the benchmark's "gemms alone" (benchmarks/bench_em.py): per chunk L += xx @ M, and the
+    # statistics' L^T xx (float64: added to acc_s; float32: the last chunk's, in S) - NumPy's
+    # products of the same buffers, chunk by chunk, on one thread
+    from gmmext import _core
+    rng = np.random.default_rng(3)
+    N, chunk, P, K = 23, 7, 6, 5   # 4 chunks, the last of 2 rows
+    M = rng.normal(size=(P, K)).astype(dtype)
+    xx = rng.normal(size=(1, chunk, P)).astype(dtype)
+    L0 = rng.normal(size=(1, chunk, K)).astype(dtype)
+    L, S, acc = L0.copy(), np.zeros((1, K, P), dtype), np.zeros((1, K, P))
+    _core.dense_gemms_test(M, N, chunk, 1, xx, L, S, acc)
+    x, m = xx[0].astype(np.float64), M.astype(np.float64)
+    want_L, want_acc = L0[0].astype(np.float64), np.zeros((K, P))
+    for start in range(0, N, chunk):
+        rows = min(chunk, N - start)
+        want_L[:rows] += x[:rows] @ m
+        last = want_L[:rows].T @ x[:rows]
+        want_acc += last
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(L[0], want_L, rtol=tol, atol=tol * np.abs(want_L).max())
+    if dtype == np.float64:
+        np.testing.assert_allclose(acc[0], want_acc, rtol=tol, atol=tol * np.abs(want_acc).max())
+    else:
+        np.testing.assert_allclose(S[0], last, rtol=tol, atol=tol * np.abs(last).max())
+    with pytest.raises(ValueError, match="workspace"):
+        _core.dense_gemms_test(M, N, chunk + 1, 1, xx, L, S, acc)
