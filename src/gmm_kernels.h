@@ -276,6 +276,13 @@ GMMX_CLONES static void gmmx_add_f(double *restrict acc, const float *restrict S
     for (ptrdiff_t j = 0; j < n; ++j) acc[j] += (double)S[j];
 }
 
+/* acc[j] = S[j] for n values (a segment's first chunk: acc need not be initialised). */
+GMMX_CLONES static void gmmx_store_f(double *restrict acc, const float *restrict S, ptrdiff_t n)
+{
+    GMMX_SIMD
+    for (ptrdiff_t j = 0; j < n; ++j) acc[j] = (double)S[j];
+}
+
 /* ------------------------------------------------------------------ sparse statistics
  * In most E-steps a frame's responsibility is concentrated on a few components and the
  * rest are below 1e-15 of the frame's largest one (with K = 256 and separated clusters,
@@ -317,17 +324,14 @@ GMMX_CLONES static void gmmx_sparse_stats_d(const double *restrict R, const doub
     GMMX_SPARSE_BODY(double, double)
 }
 
-/* S (K x D2 float) is scratch. */
+/* S (K x D2 float) <- the chunk's sums (zeroed here); acc_n (float64) += the kept entries. */
 GMMX_CLONES static void gmmx_sparse_stats_f(const float *restrict R, const float *restrict xx,
                                             ptrdiff_t rows, ptrdiff_t K, ptrdiff_t ldx, ptrdiff_t D2,
-                                            double *restrict acc_n, float *restrict S,
-                                            double *restrict acc_s)
+                                            double *restrict acc_n, float *restrict S)
 {
     float *restrict acc = S;
     memset(S, 0, sizeof(float) * (size_t)(K * D2));
     GMMX_SPARSE_BODY(float, float)
-    GMMX_SIMD
-    for (ptrdiff_t j = 0; j < K * D2; ++j) acc_s[j] += (double)S[j];
 }
 
 /* acc[k] += sum_i R[i, k] (column sums of a rows x K chunk, rows in order). */
