@@ -75,6 +75,8 @@ cdef extern from "gmm_kernels.h" nogil:
     void gmmx_colsum_f(const float *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_add_f(double *acc, const float *S, Py_ssize_t n)
     void gmmx_store_f(double *acc, const float *S, Py_ssize_t n)
+    void gmmx_add_unshift_f(double *acc, const float *S, const double *n, const double *shift,
+                            Py_ssize_t K, Py_ssize_t D, Py_ssize_t D2, int store)
     void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n, int neg)
     void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n, int neg)
     double gmmx_centred_quad(const double *x, const double *mu, const double *C, Py_ssize_t D,
@@ -544,7 +546,8 @@ cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, P
     ``store``: acc_s is set to the chunk's sums instead (it need not be initialised: a
     segment's first chunk).  ``shift64`` (D,) not NULL: this is the segment's last chunk
     (acc_n complete), acc_s is then turned into plain statistics (:func:`_unshift_rows`),
-    float32 diagonal layout in the same pass as the adding (the same arithmetic).
+    float32 diagonal layout in the same pass as the adding (:c:func:`gmmx_add_unshift_f`,
+    the same arithmetic).
     """
     if floating is float:
         if sparse:
@@ -556,7 +559,7 @@ cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, P
             _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
                   0.0, S, <int>D2)
         if shift64 != NULL and (D2 == D or D2 == 2 * D):
-            _add_unshift_rows(acc_s, S, acc_n, shift64, K, D, D2, store)
+            gmmx_add_unshift_f(acc_s, S, acc_n, shift64, K, D, D2, store)
             return
         if store:
             gmmx_store_f(acc_s, S, K * D2)
@@ -574,38 +577,6 @@ cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, P
                   0.0 if store else 1.0, <double *>acc_s, <int>D2)
     if shift64 != NULL:
         _unshift_rows(acc_s, acc_n, shift64, K, D, D2)
-
-
-cdef void _add_unshift_rows(double *acc_s, const float *S, const double *acc_n,
-                            const double *shift, Py_ssize_t K, Py_ssize_t D, Py_ssize_t D2,
-                            bint store) noexcept nogil:
-    """acc_s (K, D2) += S (``store``: = S), then :func:`_unshift_rows` (D2 = D or 2D), in one
-    pass: each value is read and written once, with the very same arithmetic as the two."""
-    cdef Py_ssize_t k, d
-    cdef double *a
-    cdef const float *s
-    cdef double s1, s2, n
-    for k in range(K):
-        a = acc_s + k * D2
-        s = S + k * D2
-        n = acc_n[k]
-        if D2 == 2 * D:
-            for d in range(D):
-                if store:
-                    s1 = <double>s[d]
-                    s2 = <double>s[D + d]
-                else:
-                    s1 = a[d] + <double>s[d]
-                    s2 = a[D + d] + <double>s[D + d]
-                a[D + d] = s2 + (2.0 * s1 * shift[d] + n * shift[d] * shift[d])
-                a[d] = s1 + n * shift[d]
-        else:
-            for d in range(D):
-                if store:
-                    s1 = <double>s[d]
-                else:
-                    s1 = a[d] + <double>s[d]
-                a[d] = s1 + n * shift[d]
 
 
 cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
