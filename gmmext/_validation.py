@@ -103,6 +103,13 @@ def check_block(X, n_features: int, dtype=None, *, rows: tuple[int, int] | None 
         stays a view).  NaN, infinity, complex or non-numeric values and a block with
         another number of columns raise ``ValueError`` with scikit-learn's message.
     """
+    if (isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == n_features >= 1
+            and (X.dtype == dtype if dtype is not None else X.dtype in _FLOATS)
+            and np.isfinite(X).all()):
+        # what check_array would return unchecked (a finite float ndarray of the dtype asked
+        # for; a memmap as a plain view), without its per-call cost (~20 us: a block of 256
+        # utterances is 256 calls); anything else goes through it, for its messages
+        return np.asarray(X)
     from sklearn.utils.validation import check_array
     try:
         X = check_array(X, dtype=_FLOATS if dtype is None else dtype, ensure_min_samples=0, input_name="X",

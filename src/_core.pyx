@@ -70,10 +70,13 @@ cdef extern from "gmm_kernels.h" nogil:
     void gmmx_sparse_stats_d(const double *R, const double *xx, Py_ssize_t rows, Py_ssize_t K,
                              Py_ssize_t ldx, Py_ssize_t D2, double *acc_n, double *acc_s)
     void gmmx_sparse_stats_f(const float *R, const float *xx, Py_ssize_t rows, Py_ssize_t K,
-                             Py_ssize_t ldx, Py_ssize_t D2, double *acc_n, float *S, double *acc_s)
+                             Py_ssize_t ldx, Py_ssize_t D2, double *acc_n, float *S)
     void gmmx_colsum_d(const double *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_colsum_f(const float *R, Py_ssize_t rows, Py_ssize_t K, double *acc)
     void gmmx_add_f(double *acc, const float *S, Py_ssize_t n)
+    void gmmx_store_f(double *acc, const float *S, Py_ssize_t n)
+    void gmmx_add_unshift_f(double *acc, const float *S, const double *n, const double *shift,
+                            Py_ssize_t K, Py_ssize_t D, Py_ssize_t D2, int store)
     void gmmx_exp_array_d(const double *x, double *out, Py_ssize_t n, int neg)
     void gmmx_exp_array_f(const float *x, float *out, Py_ssize_t n, int neg)
     double gmmx_centred_quad(const double *x, const double *mu, const double *C, Py_ssize_t D,
@@ -530,33 +533,50 @@ cdef void _chunk_logdens(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_
 
 
 cdef void _chunk_stats(const floating *L, const floating *xx, Py_ssize_t rows, Py_ssize_t K,
-                       Py_ssize_t P, Py_ssize_t D2, bint sparse, bint summed_n, floating *S,
-                       double *acc_n, double *acc_s) noexcept nogil:
+                       Py_ssize_t P, Py_ssize_t D, Py_ssize_t D2, bint sparse, bint summed_n,
+                       floating *S, double *acc_n, double *acc_s, bint store,
+                       const double *shift64) noexcept nogil:
     """acc_n += column sums of R = L (rows, K); acc_s (K, D2) += R^T xx[:, :D2]: sparse or one gemm.
 
     ``sparse``: by the kept entries only (:c:func:`gmmx_sparse_stats_d`), acc_n included;
     else dense: acc_n by column sums (unless ``summed_n``: the E-step kernel has added them
-    already) and acc_s by one gemm.  Dense, float32: S (K, D2) <- R^T xx[:, :D2], then added to
-    the float64 accumulators; float64: the gemm adds into acc_s itself.
+    already) and acc_s by one gemm.  float32: S (K, D2) <- the chunk's sums (sparse or
+    sgemm), then added to the float64 acc_s; float64: the sums go into acc_s itself.
+
+    ``store``: acc_s is set to the chunk's sums instead (it need not be initialised: a
+    segment's first chunk).  ``shift64`` (D,) not NULL: this is the segment's last chunk
+    (acc_n complete), acc_s is then turned into plain statistics (:func:`_unshift_rows`),
+    float32 diagonal layout in the same pass as the adding (:c:func:`gmmx_add_unshift_f`,
+    the same arithmetic).
     """
-    if sparse:
-        if floating is float:
-            gmmx_sparse_stats_f(L, xx, rows, K, P, D2, acc_n, S, acc_s)
-        else:
-            gmmx_sparse_stats_d(L, xx, rows, K, P, D2, acc_n, acc_s)
-        return
-    # dense: row-major S (K x D2) = R^T xx, i.e. column-major S^T = xx[:, :D2]^T R
     if floating is float:
-        if not summed_n:
-            gmmx_colsum_f(L, rows, K, acc_n)
-        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
-              0.0, S, <int>D2)
-        gmmx_add_f(acc_s, S, K * D2)
+        if sparse:
+            gmmx_sparse_stats_f(L, xx, rows, K, P, D2, acc_n, S)
+        else:
+            # row-major S (K x D2) = R^T xx, i.e. column-major S^T = xx[:, :D2]^T R
+            if not summed_n:
+                gmmx_colsum_f(L, rows, K, acc_n)
+            _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
+                  0.0, S, <int>D2)
+        if shift64 != NULL and (D2 == D or D2 == 2 * D):
+            gmmx_add_unshift_f(acc_s, S, acc_n, shift64, K, D, D2, store)
+            return
+        if store:
+            gmmx_store_f(acc_s, S, K * D2)
+        else:
+            gmmx_add_f(acc_s, S, K * D2)
     else:
-        if not summed_n:
-            gmmx_colsum_d(L, rows, K, acc_n)
-        _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
-              1.0, <double *>acc_s, <int>D2)
+        if sparse:
+            if store:
+                memset(acc_s, 0, K * D2 * sizeof(double))
+            gmmx_sparse_stats_d(L, xx, rows, K, P, D2, acc_n, acc_s)
+        else:
+            if not summed_n:
+                gmmx_colsum_d(L, rows, K, acc_n)
+            _gemm("N", "T", <int>D2, <int>K, <int>rows, xx, <int>P, P, L, <int>K, K,
+                  0.0 if store else 1.0, <double *>acc_s, <int>D2)
+    if shift64 != NULL:
+        _unshift_rows(acc_s, acc_n, shift64, K, D, D2)
 
 
 cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
@@ -564,13 +584,15 @@ cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
                        const floating *gconst, const double *sw, double sparse_limit,
                        floating *xx, floating *L, floating *S,
                        double *acc_n, double *acc_s, double *acc_scalar,
-                       const Refine *rf, double *rwork) noexcept nogil:
+                       const Refine *rf, double *rwork, bint store=False,
+                       const double *shift64=NULL) noexcept nogil:
     """E-step of one chunk and its statistics into (acc_n, acc_s, acc_scalar).
 
     The row kernel (C, vectorised, fast exp) turns L into responsibilities and, while each row
     is in L1, either adds its column sums to acc_n (``sparse_limit`` < 0: the statistics are
     dense whatever the chunk) or counts its kept entries (which choose sparse or dense).
     ``rf``: float32 full covariance's float64 recomputation near each row's best (or NULL).
+    ``store``, ``shift64``: a segment's first / last chunk (see :func:`_chunk_stats`).
     """
     cdef bint always_dense = sparse_limit < 0
     cdef double *colsum = acc_n if always_dense else NULL
@@ -582,9 +604,9 @@ cdef void _chunk_estep(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
     else:
         kept = gmmx_estep_chunk_d(L, rows, K, swc, acc_scalar, colsum, not always_dense)
     # statistics sum_i r_ik [x_i, x_i^2]: one gemm, or the kept entries only when sparse
-    _chunk_stats(L, xx, rows, K, f.P, D2,
+    _chunk_stats(L, xx, rows, K, f.P, f.D, D2,
                  (not always_dense) and kept <= sparse_limit * <double>(rows * K),
-                 always_dense, S, acc_n, acc_s)
+                 always_dense, S, acc_n, acc_s, store, shift64)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -718,18 +740,22 @@ cdef void _segment_stats(const Frames *f, Py_ssize_t u, Py_ssize_t chunk, Py_ssi
                          double sparse_limit, floating *xx, floating *L, floating *S,
                          double *w_s, double *w_n, double *w_scalar,
                          const Refine *rf, double *rwork) noexcept nogil:
-    """Segment u's plain statistics (unshifted) in the zeroed-here work block (K, D2), (K,), (2,)."""
-    cdef Py_ssize_t start = f.off[u], rows
-    memset(w_s, 0, K * D2 * sizeof(double))
+    """Segment u's plain statistics (unshifted) in the work block (K, D2), (K,), (2,), which
+    need not be initialised: the first chunk stores its sums in w_s, the next ones add theirs,
+    the last one unshifts while it adds (w_s is written in one pass for most segments)."""
+    cdef Py_ssize_t start = f.off[u], end = f.off[u + 1], rows
     memset(w_n, 0, K * sizeof(double))
     w_scalar[0] = 0.0
     w_scalar[1] = 0.0
-    while start < f.off[u + 1]:
-        rows = _rows_of(start, chunk, f.off[u + 1])
+    if start == end:
+        memset(w_s, 0, K * D2 * sizeof(double))
+        return
+    while start < end:
+        rows = _rows_of(start, chunk, end)
         _chunk_estep(f, start, rows, K, D2, shift, M, gconst, sw, sparse_limit, xx, L, S,
-                     w_n, w_s, w_scalar, rf, rwork)
+                     w_n, w_s, w_scalar, rf, rwork, start == f.off[u],
+                     shift64 if start + rows == end else NULL)
         start = start + rows
-    _unshift_rows(w_s, w_n, shift64, K, f.D, D2)
 
 
 def segment_stats(object segments, const double[::1] sample_weight,

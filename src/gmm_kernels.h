@@ -315,6 +315,62 @@ GMMX_CLONES static void gmmx_add_f(double *restrict acc, const float *restrict S
     for (ptrdiff_t j = 0; j < n; ++j) acc[j] += (double)S[j];
 }
 
+/* acc[j] = S[j] for n values (a segment's first chunk: acc need not be initialised). */
+GMMX_CLONES static void gmmx_store_f(double *restrict acc, const float *restrict S, ptrdiff_t n)
+{
+    GMMX_SIMD
+    for (ptrdiff_t j = 0; j < n; ++j) acc[j] = (double)S[j];
+}
+
+/* A segment's last chunk: acc (K x D2, float64) = (store ? 0 : acc) + S, then made plain
+ * statistics about 0 from statistics about `shift` (D2 = 2D: [sum r y, sum r y^2]; D2 = D:
+ * first order only; n (K,) the segment's occupancies), in one pass: acc is written once,
+ * each row while it is in L1.  The arithmetic is _unshift_rows' (src/_core.pyx), operation
+ * for operation, and kept unfused (no FMA contraction), so the bits are those of storing,
+ * adding and unshifting in three passes. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define GMMX_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define GMMX_NO_CONTRACT
+#endif
+GMMX_CLONES GMMX_NO_CONTRACT
+static void gmmx_add_unshift_f(double *restrict acc, const float *restrict S,
+                               const double *restrict n, const double *restrict shift,
+                               ptrdiff_t K, ptrdiff_t D, ptrdiff_t D2, int store)
+{
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+    for (ptrdiff_t k = 0; k < K; ++k) {
+        double *restrict a = acc + k * D2;
+        const float *restrict s = S + k * D2;
+        const double nk = n[k];
+        if (D2 == 2 * D) {
+            if (store) {
+                GMMX_SIMD
+                for (ptrdiff_t d = 0; d < D; ++d) {
+                    double s1 = (double)s[d], s2 = (double)s[D + d];
+                    a[D + d] = s2 + (2.0 * s1 * shift[d] + nk * shift[d] * shift[d]);
+                    a[d] = s1 + nk * shift[d];
+                }
+            } else {
+                GMMX_SIMD
+                for (ptrdiff_t d = 0; d < D; ++d) {
+                    double s1 = a[d] + (double)s[d], s2 = a[D + d] + (double)s[D + d];
+                    a[D + d] = s2 + (2.0 * s1 * shift[d] + nk * shift[d] * shift[d]);
+                    a[d] = s1 + nk * shift[d];
+                }
+            }
+        } else if (store) {
+            GMMX_SIMD
+            for (ptrdiff_t d = 0; d < D; ++d) a[d] = (double)s[d] + nk * shift[d];
+        } else {
+            GMMX_SIMD
+            for (ptrdiff_t d = 0; d < D; ++d) a[d] = (a[d] + (double)s[d]) + nk * shift[d];
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ sparse statistics
  * In most E-steps a frame's responsibility is concentrated on a few components and the
  * rest are below 1e-15 of the frame's largest one (with K = 256 and separated clusters,
@@ -356,17 +412,14 @@ GMMX_CLONES static void gmmx_sparse_stats_d(const double *restrict R, const doub
     GMMX_SPARSE_BODY(double, double)
 }
 
-/* S (K x D2 float) is scratch. */
+/* S (K x D2 float) <- the chunk's sums (zeroed here); acc_n (float64) += the kept entries. */
 GMMX_CLONES static void gmmx_sparse_stats_f(const float *restrict R, const float *restrict xx,
                                             ptrdiff_t rows, ptrdiff_t K, ptrdiff_t ldx, ptrdiff_t D2,
-                                            double *restrict acc_n, float *restrict S,
-                                            double *restrict acc_s)
+                                            double *restrict acc_n, float *restrict S)
 {
     float *restrict acc = S;
     memset(S, 0, sizeof(float) * (size_t)(K * D2));
     GMMX_SPARSE_BODY(float, float)
-    GMMX_SIMD
-    for (ptrdiff_t j = 0; j < K * D2; ++j) acc_s[j] += (double)S[j];
 }
 
 /* ------------------------------------------------------------------ top-C over a panel of models

@@ -432,3 +432,37 @@ def test_dask_accumulate_validates_its_arguments_and_blocks():
     s = dask_accumulate(gm, da.from_array(X, chunks=(50, 3)))
     ref = gm.accumulate(X)
     np.testing.assert_allclose(s.sum_x, ref.sum_x, rtol=1e-12)
+
+
+def test_check_block_fast_path_returns_what_check_array_returns():
+    """A finite float ndarray of the dtype asked for skips check_array (its per-call cost is most
+    of a Dask task over 256 utterances) and comes back as check_array gives it; anything else
+    still gets check_array's conversion or message, behind the block's rows."""
+    import tempfile
+    from sklearn.utils.validation import check_array
+    from gmmext._validation import check_block
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        X = rng.normal(size=(7, 3)).astype(dtype)[:, ::1]
+        for want in (None, dtype):
+            got = check_block(X, 3, want)
+            assert got is X
+            ref = check_array(X, dtype=[np.float64, np.float32] if want is None else want)
+            assert got.dtype == ref.dtype and np.array_equal(got, ref)
+    with tempfile.TemporaryDirectory() as d:
+        m = np.memmap(f"{d}/x.dat", dtype=np.float32, mode="w+", shape=(4, 3))
+        got = check_block(m, 3)
+        assert type(got) is np.ndarray and np.shares_memory(got, m)
+        del got, m
+    X = rng.normal(size=(5, 3))
+    assert check_block(X, 3, np.float32).dtype == np.float32          # converted by check_array
+    assert check_block(X.astype(np.int64), 3).dtype == np.float64
+    bad = X.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^rows 10:15: Input X contains NaN"):
+        check_block(bad, 3, rows=(10, 15))
+    bad[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^rows 10:15: Input X contains infinity"):
+        check_block(bad.astype(np.float32), 3, rows=(10, 15))
+    with pytest.raises(ValueError, match=r"^rows 0:5: X has 2 features, but GaussianMixture is expecting 3"):
+        check_block(X[:, :2], 3, rows=(0, 5))

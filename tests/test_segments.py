@@ -190,3 +190,43 @@ def test_bad_segment_weights_and_arguments():
     # a list of rows is still one array-like, as before
     rows = np.random.default_rng(0).normal(size=(3, 4))
     np.testing.assert_array_equal(gm.accumulate(rows.tolist()).sum_x, gm.accumulate(rows).sum_x)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("cov", ["diag", "full"])
+@pytest.mark.parametrize("spread", [0.3, 30.0])        # overlapping (dense chunks) / apart (sparse)
+def test_segments_first_middle_last_chunks_match_scipy(dtype, rtol, cov, spread):
+    """Each segment's first chunk sets its statistics, the next ones add, the last one unshifts
+    while adding: segments of 1, 2 and 4 chunks (and empty ones) against scipy, both layouts,
+    dense and sparse chunks, with and without the second order."""
+    from scipy.stats import multivariate_normal
+    rng = np.random.default_rng(3)
+    w = rng.dirichlet(np.ones(K))
+    mu = rng.normal(scale=spread, size=(K, D))
+    A = rng.normal(size=(K, D, D)) * 0.3
+    C = A @ A.transpose(0, 2, 1) + np.eye(D)
+    covs = C if cov == "full" else np.diagonal(C, axis1=1, axis2=2).copy()
+    gm = GaussianMixture.from_parameters(w.astype(dtype), mu.astype(dtype), covs.astype(dtype),
+                                         covariance_type=cov, chunk_size=32, n_threads=2)
+    comp = rng.integers(0, K, size=500)
+    X = (mu[comp] + rng.normal(size=(500, D))).astype(dtype)
+    cut = np.cumsum([33, 0, 32, 64, 1, 128, 100, 31])
+    segs = np.split(X, cut)
+    full = np.stack([np.diag(c) for c in covs]) if cov == "diag" else covs
+    for second in (True, False):
+        out = gm.accumulate_segments(segs, second_order=second)
+        for a, st in zip(segs, out):
+            x = a.astype(np.float64)
+            lp = np.stack([np.log(w[k]) + multivariate_normal(mu[k], full[k]).logpdf(x).reshape(-1)
+                           for k in range(K)], axis=1).reshape(len(x), K)
+            ll = logsumexp(lp, axis=1) if len(x) else np.zeros(0)
+            R = np.exp(lp - ll[:, None])
+            sxx = (np.einsum("nk,nd,ne->kde", R, x, x) if cov == "full" else R.T @ x ** 2)
+            scale = max(1.0, np.abs(x).max(initial=0.0) ** 2 * len(x))
+            np.testing.assert_allclose(st.n, R.sum(0), rtol=rtol, atol=rtol * max(1, len(x)))
+            np.testing.assert_allclose(st.sum_x, R.T @ x, rtol=rtol, atol=rtol * scale)
+            if second:
+                np.testing.assert_allclose(st.sum_xx, sxx, rtol=rtol, atol=rtol * scale)
+            else:
+                assert not np.any(st.sum_xx)
+            assert st.loglik == pytest.approx(ll.sum(), rel=rtol, abs=rtol * max(1, len(x)))
