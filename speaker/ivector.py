@@ -120,6 +120,14 @@ def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: i
 
 
 # ----------------------------------------------------------------------------- 2. posterior
+# Why the products of an EM pass call ``scipy.linalg.blas.dgemm`` and not numpy's ``@``: numpy
+# and SciPy each bundle their own OpenBLAS, and an OpenBLAS keeps its worker threads spinning for
+# a while after each product.  Alternating the two libraries (numpy for the precisions, SciPy
+# for the accumulators and for the core's per-utterance LAPACK) made every product share the
+# cores with the other library's spinning workers: a SciPy product right after a numpy one cost
+# 1.25x the process CPU time of one after a SciPy product, and the precisions gemm 1.14x more
+# CPU time in a whole pass (2 cores, loaded machine, process CPU time).  With one library only
+# its own workers spin.
 def _triu(R: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-major upper-triangle indices of an (R, R) matrix: the packed order (P = R(R+1)/2)."""
     return np.triu_indices(R)
@@ -170,19 +178,21 @@ def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
     straight from and to packed triangles).
     """
     from gmmext import packed_posteriors
+    from scipy.linalg.blas import dgemm
     K = n.shape[1]
     R = T.shape[1]
     if TtT is None:
         TtT = component_products(T, K)
     i, j = _triu(R)
+    # products through scipy's BLAS (note above), transposed: (n TtT)^T = TtT^T n^T
     if buf is None:
-        Lp = n @ TtT                                            # (B, R(R+1)/2)
+        Lp = dgemm(1.0, TtT.T, n.T).T                           # (B, R(R+1)/2)
     else:
         if buf[0] is None or len(buf[0]) < len(n):
             buf[0] = np.empty((len(n), TtT.shape[1]))
-        Lp = np.matmul(n, TtT, out=buf[0][:len(n)])
+        Lp = dgemm(1.0, TtT.T, n.T, c=buf[0][:len(n)].T, overwrite_c=1).T
     Lp[:, (i == j).nonzero()[0]] += 1.0
-    b = f @ T                                                   # (B, R)
+    b = dgemm(1.0, T.T, f.T).T                                  # (B, R) = f T
     mean, c, logdet = packed_posteriors(Lp, b, cov=cov, second_moment=second_moment, overwrite_L=True)
     return mean, c, logdet, b
 
@@ -216,30 +226,35 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
 
     Per batch, after :func:`_posterior` (which gives ``E[w w^T]`` packed), two more gemms
     accumulated in place (BLAS ``beta = 1``, no temporary): ``C += f^T E[w]``
-    ((K*D, B) x (B, R)) and ``A += n^T E[ww^T]`` ((K, B) x (B, R(R+1)/2), packed).
+    ((K*D, B) x (B, R)) and ``[A; H] += [n, 1]^T E[ww^T]`` ((K+1, B) x (B, R(R+1)/2), packed:
+    ``H``, the sum of the second moments, is the product's last row, a column of ones appended
+    to ``n``, not a separate pass over ``E[ww^T]``).  Both are computed transposed
+    (``C^T += E[w]^T f``) into column-major arrays, so that ``C`` and ``A`` come out C-contiguous,
+    as :func:`m_step` reads them, without a copy.
     """
     from scipy.linalg.blas import dgemm
     KD, R = T.shape
     P = R * (R + 1) // 2
-    # column-major accumulators: BLAS adds each batch's product into them in place
-    acc = Accumulators(np.zeros((KD, R), order="F"), np.zeros((n_components, P), order="F"), np.zeros((R, R)))
-    Hp = np.zeros(P)
+    # accumulators C-contiguous; BLAS adds each batch's product into their column-major transposes
+    C, AH = np.zeros((KD, R)), np.zeros((n_components + 1, P))
+    count, llk = 0, 0.0
     TtT = component_products(T, n_components)
-    buf = [None]
+    buf, n1 = [None], None
     for n, f in batches:
         check_interrupt()
         n = np.ascontiguousarray(n, dtype=np.float64)
         f = np.ascontiguousarray(f, dtype=np.float64)
         mean, Eww, logdet, b = _posterior(T, n, f, TtT, cov="packed", second_moment=True, buf=buf)
-        dgemm(1.0, f.T, mean, beta=1.0, c=acc.C, overwrite_c=1)               # C += f^T E[w]
-        dgemm(1.0, n.T, Eww.T, beta=1.0, c=acc.A, trans_b=1, overwrite_c=1)   # A += n^T E[ww^T]
-        Hp += Eww.sum(axis=0)
-        acc.count += len(n)
-        acc.llk += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
+        if n1 is None or len(n1) < len(n):
+            n1 = np.ones((len(n), n_components + 1))
+        n1[:len(n), :n_components] = n
+        dgemm(1.0, mean.T, f.T, beta=1.0, c=C.T, trans_b=1, overwrite_c=1)                  # C^T += E[w]^T f
+        dgemm(1.0, Eww.T, n1[:len(n)].T, beta=1.0, c=AH.T, trans_b=1, overwrite_c=1)    # [A; H]^T += E[ww^T]^T [n, 1]
+        count += len(n)
+        llk += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
         if on_batch is not None:
             on_batch(len(n))
-    acc.H = unpack(Hp, R)
-    return acc
+    return Accumulators(C, AH[:n_components], unpack(AH[n_components], R), count, llk)
 
 
 def m_step(acc: Accumulators, n_components: int) -> np.ndarray:
@@ -256,7 +271,9 @@ def m_step(acc: Accumulators, n_components: int) -> np.ndarray:
 def min_divergence(T: np.ndarray, acc: Accumulators) -> np.ndarray:
     """Minimum-divergence re-estimation: ``T chol(H)``, ``H = mean_u E[w w^T]``, so that the
     i-vectors' second moment becomes the prior's identity (same likelihood, faster EM)."""
-    return T @ np.linalg.cholesky(acc.H / max(acc.count, 1))
+    from scipy.linalg.blas import dgemm
+    G = np.linalg.cholesky(acc.H / max(acc.count, 1))
+    return dgemm(1.0, G.T, T.T).T                               # T G, scipy's BLAS (note above)
 
 
 def init_tv(n_components: int, n_features: int, rank: int, random_state: int | None = 0,
