@@ -128,6 +128,17 @@ def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: i
 # 1.25x the process CPU time of one after a SciPy product, and the precisions gemm 1.14x more
 # CPU time in a whole pass (2 cores, loaded machine, process CPU time).  With one library only
 # its own workers spin.
+def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` (float64) through SciPy's BLAS, computed as ``(b^T a^T)^T`` so that C-ordered
+    operands need no copy; ``out``: a C-contiguous (M, N) float64 array written in place."""
+    from scipy.linalg.blas import dgemm
+    if 0 in a.shape or 0 in b.shape:                      # BLAS wrappers refuse empty operands
+        return np.matmul(a, b, out=out)
+    if out is None:
+        return dgemm(1.0, b.T, a.T).T
+    return dgemm(1.0, b.T, a.T, c=out.T, overwrite_c=1).T
+
+
 def _triu(R: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-major upper-triangle indices of an (R, R) matrix: the packed order (P = R(R+1)/2)."""
     return np.triu_indices(R)
@@ -178,21 +189,19 @@ def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
     straight from and to packed triangles).
     """
     from gmmext import packed_posteriors
-    from scipy.linalg.blas import dgemm
     K = n.shape[1]
     R = T.shape[1]
     if TtT is None:
         TtT = component_products(T, K)
     i, j = _triu(R)
-    # products through scipy's BLAS (note above), transposed: (n TtT)^T = TtT^T n^T
     if buf is None:
-        Lp = dgemm(1.0, TtT.T, n.T).T                           # (B, R(R+1)/2)
+        Lp = _dot(n, TtT)                                       # (B, R(R+1)/2)
     else:
         if buf[0] is None or len(buf[0]) < len(n):
             buf[0] = np.empty((len(n), TtT.shape[1]))
-        Lp = dgemm(1.0, TtT.T, n.T, c=buf[0][:len(n)].T, overwrite_c=1).T
+        Lp = _dot(n, TtT, out=buf[0][:len(n)])
     Lp[:, (i == j).nonzero()[0]] += 1.0
-    b = dgemm(1.0, T.T, f.T).T                                  # (B, R) = f T
+    b = _dot(f, T)                                              # (B, R)
     mean, c, logdet = packed_posteriors(Lp, b, cov=cov, second_moment=second_moment, overwrite_L=True)
     return mean, c, logdet, b
 
@@ -244,6 +253,8 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
         check_interrupt()
         n = np.ascontiguousarray(n, dtype=np.float64)
         f = np.ascontiguousarray(f, dtype=np.float64)
+        if len(n) == 0:
+            continue
         mean, Eww, logdet, b = _posterior(T, n, f, TtT, cov="packed", second_moment=True, buf=buf)
         if n1 is None or len(n1) < len(n):
             n1 = np.ones((len(n), n_components + 1))
@@ -271,9 +282,7 @@ def m_step(acc: Accumulators, n_components: int) -> np.ndarray:
 def min_divergence(T: np.ndarray, acc: Accumulators) -> np.ndarray:
     """Minimum-divergence re-estimation: ``T chol(H)``, ``H = mean_u E[w w^T]``, so that the
     i-vectors' second moment becomes the prior's identity (same likelihood, faster EM)."""
-    from scipy.linalg.blas import dgemm
-    G = np.linalg.cholesky(acc.H / max(acc.count, 1))
-    return dgemm(1.0, G.T, T.T).T                               # T G, scipy's BLAS (note above)
+    return _dot(T, np.linalg.cholesky(acc.H / max(acc.count, 1)))
 
 
 def init_tv(n_components: int, n_features: int, rank: int, random_state: int | None = 0,
