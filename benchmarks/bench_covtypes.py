@@ -132,9 +132,11 @@ def sklearn_iter(gm, X, iters):
             SK(gm.n_components, covariance_type=gm.covariance_type, init_params="random_from_data",
                weights_init=gm.weights_, means_init=gm.means_, precisions_init=gm.precisions_,
                max_iter=m, tol=0.0, reg_covar=1e-3, random_state=0).fit(X)
-    t0 = best_time(lambda: fit(1), 1)
-    t1 = best_time(lambda: fit(1 + iters), 1)
-    return max(t1 - t0, 1e-9) / iters
+    # per iteration = difference of two whole fits; each is the best of 2 so that one slow
+    # start does not make the difference vanish (a non-positive difference is reported as nan)
+    t0 = best_time(lambda: fit(1), 2)
+    t1 = best_time(lambda: fit(1 + iters), 2)
+    return (t1 - t0) / iters if t1 > t0 else float("nan")
 
 
 def main(argv=None) -> int:

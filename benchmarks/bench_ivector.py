@@ -18,7 +18,7 @@ quality).  Then, all with the functions of ``speaker/ivector.py``:
   threads, ``gmmext.packed_posteriors``) as the rest of the posterior;
 * extraction (posterior means) in utterances/s, from statistics and from features.
 
-    python benchmarks/bench_ivector.py --data /work/shared/data/speechocean762 --cache /tmp/feats2000.npz
+    python benchmarks/bench_ivector.py --data DATA/speechocean762 --cache /tmp/feats2000.npz
 """
 from __future__ import annotations
 
