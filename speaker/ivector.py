@@ -125,7 +125,7 @@ def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: i
 # a while after each product.  Alternating the two libraries (numpy for the precisions, SciPy
 # for the accumulators and for the core's per-utterance LAPACK) made every product share the
 # cores with the other library's spinning workers: a SciPy product right after a numpy one cost
-# 1.25x the process CPU time of one after a SciPy product, and the precisions gemm 1.14x more
+# 1.28x the process CPU time of one after a SciPy product, and the precisions gemm 1.16x more
 # CPU time in a whole pass (2 cores, loaded machine, process CPU time).  With one library only
 # its own workers spin.
 def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
