@@ -14,7 +14,7 @@ quality).  Then, all with the functions of ``speaker/ivector.py``:
   matmul reference of ``benchmarks/_common.py`` measured in the same run (N = 2000, best of 3,
   before and after);
 * where the time goes: each gemm of the pass timed on its own on one batch, scaled to the
-  number of batches, and the per-utterance LAPACK part (the core's potrf + potri over the
+  number of batches, and the per-utterance part (the core's Cholesky factor + inverse over the
   threads, ``gmmext.packed_posteriors``) as the rest of the posterior;
 * extraction (posterior means) in utterances/s, from statistics and from features.
 
@@ -95,22 +95,25 @@ def main(argv=None) -> int:
     B, nb = len(n), U / len(n)
     TtT = iv.component_products(T0, K)
     mean, Eww, _, _ = iv._posterior(T0, n, f, TtT, cov="packed", second_moment=True)
-    Cs, As = np.zeros((K * D, R), order="F"), np.zeros((K, TtT.shape[1]), order="F")
+    # the products as accumulate() and _posterior() compute them (SciPy's BLAS, transposed)
+    Cs, AH = np.zeros((K * D, R)), np.zeros((K + 1, TtT.shape[1]))
+    n1 = np.ones((B, K + 1))
+    n1[:, :K] = n
     parts = {}
 
     def timed(name, fn, scale=nb):
         parts[name] = best_time(fn, 3) * scale
+    post = "posterior total (gemms + core Cholesky + inverse, E[ww'] packed)"
     timed("T_k'T_k (core dsyrk per component, once per pass)", lambda: iv.component_products(T0, K), 1)
-    timed("precisions n @ TtT", lambda: n @ TtT)
-    timed("b = f T", lambda: f @ T0)
-    timed("posterior total (gemms + core potrf/potri, E[ww'] packed)",
-          lambda: iv._posterior(T0, n, f, TtT, cov="packed", second_moment=True))
-    timed("A += n' Eww (packed, in place)", lambda: dgemm(1.0, n.T, Eww.T, beta=1.0, c=As, trans_b=1, overwrite_c=1))
-    timed("C += f' E[w] (in place)", lambda: dgemm(1.0, f.T, mean, beta=1.0, c=Cs, overwrite_c=1))
+    timed("precisions n @ TtT", lambda: dgemm(1.0, TtT.T, n.T))
+    timed("b = f T", lambda: dgemm(1.0, T0.T, f.T))
+    timed(post, lambda: iv._posterior(T0, n, f, TtT, cov="packed", second_moment=True))
+    timed("[A; H] += [n, 1]' Eww (packed, in place)",
+          lambda: dgemm(1.0, Eww.T, n1.T, beta=1.0, c=AH.T, trans_b=1, overwrite_c=1))
+    timed("C += f' E[w] (in place)", lambda: dgemm(1.0, mean.T, f.T, beta=1.0, c=Cs.T, trans_b=1, overwrite_c=1))
     timed("m-step + min-divergence (once)", lambda: iv.min_divergence(iv.m_step(acc, K), acc), 1)
-    parts["  of which per-utterance LAPACK in the core (posterior - its gemms)"] = (
-        parts["posterior total (gemms + core potrf/potri, E[ww'] packed)"] - parts["precisions n @ TtT"]
-        - parts["b = f T"])
+    parts["  of which per-utterance work in the core (posterior - its gemms)"] = (
+        parts[post] - parts["precisions n @ TtT"] - parts["b = f T"])
     say("where the time goes (each piece timed alone, best of 3, on one batch x number of batches):")
     for name, s in parts.items():
         say(f"  {name:<66} {s:6.2f} s  ({100 * s / best:4.0f} % of the pass)")

@@ -12,7 +12,7 @@ def _spd(rng, B, R):
     return X @ X.transpose(0, 2, 1) + np.eye(R)
 
 
-@pytest.mark.parametrize("R", [1, 2, 7, 40])
+@pytest.mark.parametrize("R", [1, 2, 7, 40, 77, 200])   # 77, 200: several levels of the recursive factorisation
 def test_gram_posteriors_and_solve_match_numpy(R):
     rng = np.random.default_rng(R)
     i, j = np.triu_indices(R)
@@ -55,6 +55,14 @@ def test_not_positive_definite_is_named_and_shapes_are_checked():
     L[2, 0] = -1.0                                  # L_2[0, 0] < 0
     with pytest.raises(np.linalg.LinAlgError, match="matrix 2 "):
         gmmext.packed_posteriors(L, np.zeros((3, R)))
+    R2 = 77                                         # fails in the second half of the recursive Cholesky
+    i2, j2 = np.triu_indices(R2)
+    L2 = _spd(rng, 3, R2)
+    L2[1, 70, 70] = -1.0
+    with pytest.raises(np.linalg.LinAlgError, match="matrix 1 "):
+        gmmext.packed_posteriors(L2[:, i2, j2], np.zeros((3, R2)))
+    with pytest.raises(np.linalg.LinAlgError, match="matrix 1 "):
+        gmmext.packed_solve(L2[:, i2, j2], np.ones((3, 2, R2)))
     A = np.zeros((2, len(i)))                       # singular
     with pytest.raises(np.linalg.LinAlgError, match="matrix 0 "):
         gmmext.packed_solve(A, np.ones((2, 3, R)))
