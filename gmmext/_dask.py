@@ -139,10 +139,20 @@ class DaskSource:
         return total
 
     def take(self, idx: np.ndarray | None):
-        """Rows ``idx`` (sorted; None: all) and their weights, computed on the client, validated."""
-        rows = self.X if idx is None else self.X[idx]
+        """Rows ``idx`` (sorted; None: all) and their weights, computed on the client, validated.
+
+        Each block's selected rows are cut where the block lives and gathered by the client
+        (``X[idx]`` lets Dask plan a take that may move whole blocks between workers)."""
         w = None if self.sw is None else (self.sw if idx is None else self.sw[idx])
-        rows, w = _compute(rows, w)
+        if idx is None:
+            rows, w = _compute(self.X, w)
+        else:
+            bounds = np.cumsum((0,) + tuple(self.X.chunks[0]))
+            cuts = np.searchsorted(idx, bounds)
+            parts = [self.X.blocks[b][idx[cuts[b]:cuts[b + 1]] - bounds[b]]
+                     for b in range(len(bounds) - 1) if cuts[b + 1] > cuts[b]]
+            *parts, w = _compute(*parts, w)
+            rows = np.concatenate(parts) if parts else np.empty((0, self.n_features), self.dtype)
         rows = check_block(np.asarray(rows), self.n_features, self.dtype)
         return rows, (None if w is None else np.asarray(w, dtype=np.float64))
 

@@ -54,7 +54,9 @@ def test_bench_em_tiny_run_prints_the_table():
         assert (d, k) == (3, 4) and n == (2000 if name == "gmmext-big" else 1500), cells
         s_iter, s_min, gflops, peak, input_mb, rss, fit_mb = map(_number, cells[5:])
         assert all(math.isfinite(v) for v in (s_iter, s_min, gflops, peak, input_mb, rss, fit_mb)), cells
-        assert 0 < s_min <= s_iter and gflops >= 0 and peak >= 0 and rss > 0, cells
+        # the gemms alone on a tiny case can print 0.0000 s (four decimals)
+        assert (0 <= s_min if name == "gemms-only" else 0 < s_min) and s_min <= s_iter, cells
+        assert gflops >= 0 and peak >= 0 and rss > 0, cells
         assert cells[8].endswith("%"), cells
 
     # the checks: every one computed (label, [ok] or [MISS], and the measured numbers)
