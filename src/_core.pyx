@@ -284,6 +284,16 @@ cdef void _redo_float64(const Frames *f, Py_ssize_t rows, Py_ssize_t K, const Re
     free(xx); free(L64)
 
 
+cdef inline double _row_max(const floating *row, Py_ssize_t K) noexcept nogil:
+    """max_k row[k] (-inf for K = 0 or a row of -inf / NaN)."""
+    cdef double m = -INFINITY
+    cdef Py_ssize_t k
+    for k in range(K):
+        if row[k] > m:
+            m = row[k]
+    return m
+
+
 cdef void _refine_full(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
                        const Refine *rf, double *work, floating *L) noexcept nogil:
     """L[i, k] <- log w_k + log N(x_i | mu_k, C_k) computed centred in float64, for the k
@@ -315,11 +325,7 @@ cdef void _refine_full(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
     idx = <Py_ssize_t *>malloc(rows * sizeof(Py_ssize_t))
     if x64 != NULL and y != NULL and thr != NULL and idx != NULL:
         for i in range(rows):
-            Lrow = L + i * K
-            m = -INFINITY
-            for k in range(K):
-                if Lrow[k] > m:
-                    m = Lrow[k]
+            m = _row_max(L + i * K, K)
             thr[i] = m - _REFINE_GAP if m > -INFINITY else INFINITY
             row = _row_at(f, start + i, &seg)
             s1 = f.s1[seg]
@@ -365,10 +371,7 @@ cdef void _refine_full(const Frames *f, Py_ssize_t start, Py_ssize_t rows, Py_ss
     free(x64); free(y); free(thr); free(idx)
     for i in range(rows):
         Lrow = L + i * K
-        m = -INFINITY
-        for k in range(K):
-            if Lrow[k] > m:
-                m = Lrow[k]
+        m = _row_max(Lrow, K)
         if not (m > -INFINITY):
             continue
         row = _row_at(f, start + i, &seg)
