@@ -166,19 +166,29 @@ GMMX_CLONES static void gmmx_exp_array_f(const float *restrict in, float *restri
 }
 
 /* Sum of n values in 16 interleaved partial sums (vectorises without -ffast-math; the
- * order is fixed, so results do not depend on the CPU's vector width). */
-#define GMMX_SUM_BODY(T)                                              \
+ * order is fixed, so results do not depend on the CPU's vector width).  GMMX_PARTIALS is the
+ * loop with the value of element i given by an expression (ELEM) that may also store it:
+ * gmmx_sum_SFX adds x[i]; gmmx_expsum_SFX (one row of the E-step) turns x[i] into
+ * exp(x[i] - m) and adds that, one pass instead of an exp pass and a sum pass, the same sum. */
+#define GMMX_PARTIALS(T, ELEM)                                        \
     T part[16] = {0};                                                 \
     ptrdiff_t i = 0, j;                                               \
     for (; i + 16 <= n; i += 16)                                      \
-        for (j = 0; j < 16; ++j) part[j] += x[i + j];                 \
-    for (j = 0; i + j < n; ++j) part[j] += x[i + j];                  \
+        for (j = 0; j < 16; ++j) part[j] += ELEM(i + j);              \
+    for (j = 0; i + j < n; ++j) part[j] += ELEM(i + j);               \
     for (j = 0; j < 8; ++j) part[j] += part[j + 8];                   \
     for (j = 0; j < 4; ++j) part[j] += part[j + 4];                   \
     return (part[0] + part[2]) + (part[1] + part[3]);
 
-static inline double gmmx_sum_d(const double *restrict x, ptrdiff_t n) { GMMX_SUM_BODY(double) }
-static inline float gmmx_sum_f(const float *restrict x, ptrdiff_t n) { GMMX_SUM_BODY(float) }
+#define GMMX_ELEM_READ(i) x[i]
+#define GMMX_ELEM_EXPNEG_d(i) (x[i] = gmmx_expneg_d(x[i] - m))
+#define GMMX_ELEM_EXPNEG_f(i) (x[i] = gmmx_expneg_f(x[i] - m))
+
+static inline double gmmx_sum_d(const double *restrict x, ptrdiff_t n) { GMMX_PARTIALS(double, GMMX_ELEM_READ) }
+static inline float gmmx_sum_f(const float *restrict x, ptrdiff_t n) { GMMX_PARTIALS(float, GMMX_ELEM_READ) }
+/* x[i] <- exp(x[i] - m) for i < n (x[i] <= m or NaN: gmmx_expneg_SFX); returns their sum */
+static inline double gmmx_expsum_d(double *restrict x, ptrdiff_t n, double m) { GMMX_PARTIALS(double, GMMX_ELEM_EXPNEG_d) }
+static inline float gmmx_expsum_f(float *restrict x, ptrdiff_t n, float m) { GMMX_PARTIALS(float, GMMX_ELEM_EXPNEG_f) }
 
 /* ------------------------------------------------------------------ one row
  * gmmx_softmax_T(row, K, w): row[k] <- w * exp(row[k] - max) / sum_j exp(row[j] - max);
@@ -236,9 +246,11 @@ GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, p
  * E-step of a chunk: L (rows, K) row-major weighted log-densities become responsibilities
  * times the frame weights (sw[i], or 1 when sw is NULL);
  * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i.
- * One pass per row for each of: the maximum; the exponentials; their sum (in gmmx_sum_SFX's
- * order); the scaling by w_i / sum; then what the statistics want next while the rows are in L1:
- *   colsum != NULL: colsum[k] += r_ik, by gmmx_colsum_SFX on each block of 4 rows as it is done;
+ * Per row, one pass for the maximum, one for the exponentials and their sum (gmmx_expsum_SFX),
+ * then the scaling by w_i / sum and what the statistics want next while the rows are in L1:
+ *   colsum != NULL: colsum[k] += r_ik, blocks of 4 rows from the chunk's first (the scaling of
+ *     the 4 rows and their column sums in one pass, gmmx_scale_colsum4_SFX), the rows left one
+ *     by one;
  *   count != 0: returns the number of entries above GMMX_DROP times their row's largest
  *     (what gmmx_count_kept_SFX returns), else 0.
  * Results are those of gmmx_softmax_SFX per row followed by gmmx_colsum_SFX / gmmx_count_kept_SFX
@@ -246,9 +258,12 @@ GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, p
  * measured slower: the branch is unpredictable.) */
 #define GMMX_DROP 1e-15
 
-#define GMMX_ROW_ESTEP_BODY(T, SFX)                         \
-    T m = -INFINITY, s, rmax = 0;                                     \
-    ptrdiff_t k, j, kept = 0;                                         \
+/* One row's maximum and exponentials: row[k] <- exp(row[k] - max), *ll <- log sum_k exp(row[k])
+ * (the input row's); returns the scale w / sum that makes the row its weighted
+ * responsibilities.  A row whose entries are all -inf becomes zeros (*ll = -inf, scale 0). */
+#define GMMX_ROW_EXP_BODY(T, SFX)                                     \
+    T m = -INFINITY, s;                                               \
+    ptrdiff_t k;                                                      \
     GMMX_SIMD_MAX(m)                                                  \
     for (k = 0; k < K; ++k)                                           \
         m = row[k] > m ? row[k] : m;                                  \
@@ -257,11 +272,20 @@ GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, p
         *ll = (double)m;                                              \
         return 0;                                                     \
     }                                                                 \
-    /* vectorised by gcc itself (an omp simd here would not be) */    \
-    for (k = 0; k < K; ++k)                                           \
-        row[k] = gmmx_expneg_##SFX(row[k] - m);                       \
-    s = gmmx_sum_##SFX(row, K);                                       \
-    T scale = (T)((double)w / (double)s);                             \
+    s = gmmx_expsum_##SFX(row, K, m);                                 \
+    *ll = (double)m + log((double)s);                                 \
+    return (T)((double)w / (double)s);
+
+static inline double gmmx_row_exp_d(double *restrict row, ptrdiff_t K, double w, double *ll)
+{ GMMX_ROW_EXP_BODY(double, d) }
+static inline float gmmx_row_exp_f(float *restrict row, ptrdiff_t K, float w, double *ll)
+{ GMMX_ROW_EXP_BODY(float, f) }
+
+/* gmmx_row_exp_SFX, then the scaling and, with count, the entries kept */
+#define GMMX_ROW_ESTEP_BODY(T, SFX)                                   \
+    T rmax = 0;                                                       \
+    ptrdiff_t k, kept = 0;                                            \
+    T scale = gmmx_row_exp_##SFX(row, K, w, ll);                      \
     GMMX_SIMD                                                         \
     for (k = 0; k < K; ++k)                                           \
         row[k] *= scale;                                              \
@@ -272,7 +296,6 @@ GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, p
         for (k = 0; k < K; ++k) kept += row[k] > thr;                 \
         if (!(rmax > 0)) kept = 0;                                    \
     }                                                                 \
-    *ll = (double)m + log((double)s);                                 \
     return kept;
 
 GMMX_CLONES static ptrdiff_t gmmx_row_estep_d(double *restrict row, ptrdiff_t K, double w,
@@ -282,11 +305,43 @@ GMMX_CLONES static ptrdiff_t gmmx_row_estep_f(float *restrict row, ptrdiff_t K, 
                                               int count, double *ll)
 { GMMX_ROW_ESTEP_BODY(float, f) }
 
+/* rows r0..r3 (K each, consecutive) <- r_j * sc[j]; acc[k] += the 4 scaled values, as
+ * gmmx_colsum_SFX adds a block of 4 */
+#define GMMX_SCALE_COLSUM4_BODY(T)                                    \
+    T *r0 = R, *r1 = r0 + K, *r2 = r1 + K, *r3 = r2 + K;              \
+    const T s0 = sc[0], s1 = sc[1], s2 = sc[2], s3 = sc[3];           \
+    GMMX_SIMD                                                         \
+    for (ptrdiff_t k = 0; k < K; ++k) {                               \
+        T v0 = r0[k] * s0, v1 = r1[k] * s1, v2 = r2[k] * s2, v3 = r3[k] * s3; \
+        r0[k] = v0; r1[k] = v1; r2[k] = v2; r3[k] = v3;               \
+        acc[k] += ((double)v0 + (double)v1) + ((double)v2 + (double)v3); \
+    }
+
+static inline void gmmx_scale_colsum4_d(double *restrict R, ptrdiff_t K, const double *sc,
+                                        double *restrict acc)
+{ GMMX_SCALE_COLSUM4_BODY(double) }
+static inline void gmmx_scale_colsum4_f(float *restrict R, ptrdiff_t K, const float *sc,
+                                        double *restrict acc)
+{ GMMX_SCALE_COLSUM4_BODY(float) }
+
 #define GMMX_ESTEP_BODY(T, SFX)                                       \
-    double ll_sum = 0.0, w_sum = 0.0, ll;                             \
-    ptrdiff_t kept = 0, done = 0;                                     \
-    for (ptrdiff_t i = 0; i < rows; ++i) {                            \
-        double w = sw ? sw[i] : 1.0;                                  \
+    double ll_sum = 0.0, w_sum = 0.0, ll, w;                          \
+    ptrdiff_t kept = 0, i = 0, j, done;                               \
+    T sc[4];                                                          \
+    if (colsum && !count) {                                           \
+        for (; i + 4 <= rows; i += 4) {                               \
+            for (j = 0; j < 4; ++j) {                                 \
+                w = sw ? sw[i + j] : 1.0;                             \
+                sc[j] = gmmx_row_exp_##SFX(L + (i + j) * K, K, (T)w, &ll); \
+                if (w != 0.0) ll_sum += w * ll;                       \
+                w_sum += w;                                           \
+            }                                                         \
+            gmmx_scale_colsum4_##SFX(L + i * K, K, sc, colsum);       \
+        }                                                             \
+    }                                                                 \
+    done = i;                                                         \
+    for (; i < rows; ++i) {                                           \
+        w = sw ? sw[i] : 1.0;                                         \
         kept += gmmx_row_estep_##SFX(L + i * K, K, (T)w, count, &ll); \
         if (w != 0.0) ll_sum += w * ll;                               \
         w_sum += w;                                                   \
