@@ -281,20 +281,23 @@ static inline double gmmx_row_exp_d(double *restrict row, ptrdiff_t K, double w,
 static inline float gmmx_row_exp_f(float *restrict row, ptrdiff_t K, float w, double *ll)
 { GMMX_ROW_EXP_BODY(float, f) }
 
-/* gmmx_row_exp_SFX, then the scaling and, with count, the entries kept */
+/* gmmx_row_exp_SFX, then the scaling and, with count, the entries kept in the same pass: the
+ * row's largest responsibility is the scale itself (its exponential is exp(0) = 1 exactly) */
 #define GMMX_ROW_ESTEP_BODY(T, SFX)                                   \
-    T rmax = 0;                                                       \
     ptrdiff_t k, kept = 0;                                            \
     T scale = gmmx_row_exp_##SFX(row, K, w, ll);                      \
-    GMMX_SIMD                                                         \
-    for (k = 0; k < K; ++k)                                           \
-        row[k] *= scale;                                              \
     if (count) {                                                      \
-        GMMX_SIMD_MAX(rmax)                                           \
-        for (k = 0; k < K; ++k) rmax = row[k] > rmax ? row[k] : rmax; \
-        T thr = (T)(rmax * GMMX_DROP);                                \
-        for (k = 0; k < K; ++k) kept += row[k] > thr;                 \
-        if (!(rmax > 0)) kept = 0;                                    \
+        T thr = (T)(scale * GMMX_DROP);                               \
+        for (k = 0; k < K; ++k) {                                     \
+            T v = row[k] * scale;                                     \
+            row[k] = v;                                               \
+            kept += v > thr;                                          \
+        }                                                             \
+        if (!(scale > 0)) kept = 0;                                   \
+    } else {                                                          \
+        GMMX_SIMD                                                     \
+        for (k = 0; k < K; ++k)                                       \
+            row[k] *= scale;                                          \
     }                                                                 \
     return kept;
 
@@ -435,6 +438,14 @@ static void gmmx_add_unshift_f(double *restrict acc, const float *restrict S,
  * alike (so every mean stays a weighted average of its frames).  The mass left out is
  * < K * 1e-15 of each frame's weight: below the rounding of the dense sums themselves. */
 
+/* index of the lowest set bit of a non-zero mask */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static inline int gmmx_ctz32(uint32_t m) { unsigned long i; _BitScanForward(&i, m); return (int)i; }
+#else
+static inline int gmmx_ctz32(uint32_t m) { return __builtin_ctz(m); }
+#endif
+
 /* acc_n[k] += r_ik and a[k, :D2] += r_ik * xx[i, :D2] for the kept entries, xx having rows of
  * ldx values (2D: [x, x^2]; D2 = 2D for both orders, D for the first order only);
  * a has the type TA (double for double data; float for float data, summed over one chunk in
@@ -448,8 +459,19 @@ static void gmmx_add_unshift_f(double *restrict acc, const float *restrict S,
         for (ptrdiff_t k = 0; k < K; ++k) m = r[k] > m ? r[k] : m;    \
         if (!(m > 0)) continue;                                       \
         T thr = (T)(m * GMMX_DROP);                                   \
-        for (ptrdiff_t k = 0; k < K; ++k) {                           \
-            if (r[k] > thr) {                                         \
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += 16) {                    \
+            /* the kept entries of 16 by a bit mask, then in order */ \
+            uint32_t mask = 0;                                        \
+            if (k0 + 16 <= K) {                                       \
+                for (int b = 0; b < 16; ++b)                          \
+                    mask |= (uint32_t)(r[k0 + b] > thr) << b;         \
+            } else {                                                  \
+                for (int b = 0; k0 + b < K; ++b)                      \
+                    mask |= (uint32_t)(r[k0 + b] > thr) << b;         \
+            }                                                         \
+            while (mask) {                                            \
+                ptrdiff_t k = k0 + gmmx_ctz32(mask);                  \
+                mask &= mask - 1;                                     \
                 TA v = (TA)r[k];                                      \
                 TA *restrict a = acc + k * D2;                        \
                 acc_n[k] += (double)r[k];                             \
