@@ -90,12 +90,12 @@ def main(argv=None) -> int:
         f"{mm0:.1f} / {mm1:.1f} GFLOP/s (before / after): fraction {ref.percent(total / best / 1e9) / 100:.2f}")
 
     # where the time goes: the gemms of one batch on their own, scaled to all batches
-    from scipy.linalg.blas import dgemm
+    from gmmext import row_gemm
     n, f = batches[0]
     B, nb = len(n), U / len(n)
     TtT = iv.component_products(T0, K)
     mean, Eww, _, _ = iv._posterior(T0, n, f, TtT, cov="packed", second_moment=True)
-    # the products as accumulate() and _posterior() compute them (SciPy's BLAS, transposed)
+    # the products as accumulate() and _posterior() compute them (gmmext.row_gemm)
     Cs, AH = np.zeros((K * D, R)), np.zeros((K + 1, TtT.shape[1]))
     n1 = np.ones((B, K + 1))
     n1[:, :K] = n
@@ -105,12 +105,12 @@ def main(argv=None) -> int:
         parts[name] = best_time(fn, 3) * scale
     post = "posterior total (gemms + core Cholesky + inverse, E[ww'] packed)"
     timed("T_k'T_k (core dsyrk per component, once per pass)", lambda: iv.component_products(T0, K), 1)
-    timed("precisions n @ TtT", lambda: dgemm(1.0, TtT.T, n.T))
-    timed("b = f T", lambda: dgemm(1.0, T0.T, f.T))
+    timed("precisions n @ TtT", lambda: row_gemm(n, TtT))
+    timed("b = f T", lambda: row_gemm(f, T0))
     timed(post, lambda: iv._posterior(T0, n, f, TtT, cov="packed", second_moment=True))
     timed("[A; H] += [n, 1]' Eww (packed, in place)",
-          lambda: dgemm(1.0, Eww.T, n1.T, beta=1.0, c=AH.T, trans_b=1, overwrite_c=1))
-    timed("C += f' E[w] (in place)", lambda: dgemm(1.0, mean.T, f.T, beta=1.0, c=Cs.T, trans_b=1, overwrite_c=1))
+          lambda: row_gemm(n1.T, Eww, out=AH, beta=1.0))
+    timed("C += f' E[w] (in place)", lambda: row_gemm(f.T, mean, out=Cs, beta=1.0))
     timed("m-step + min-divergence (once)", lambda: iv.min_divergence(iv.m_step(acc, K), acc), 1)
     parts["  of which per-utterance work in the core (posterior - its gemms)"] = (
         parts[post] - parts["precisions n @ TtT"] - parts["b = f T"])

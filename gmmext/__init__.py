@@ -15,7 +15,8 @@
 * :class:`ModelStack` / :func:`top_c_loglik`: top-C fast scoring of many models adapted from one UBM.
 * ``packed_gram`` / ``packed_posteriors`` / ``packed_solve``: per-matrix LAPACK on batches of
   small symmetric positive definite matrices held as packed upper triangles (Gaussian posteriors
-  of factor-analysis models such as the i-vector extractor), threaded in the core.
+  of factor-analysis models such as the i-vector extractor), threaded in the core; ``row_gemm``:
+  a product whose rows are shared among the core's threads, BLAS's own threads left asleep.
 * ``single_thread_blas``: a context manager limiting BLAS to one thread, re-entrant and shared
   with the core (small matrix products are much faster on one thread, above all on a busy machine).
 """
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from ._dask import dask_accumulate
     from ._mixture import GaussianMixture
     from ._model import MixtureModel
-    from ._packed import packed_gram, packed_posteriors, packed_solve
+    from ._packed import packed_gram, packed_posteriors, packed_solve, row_gemm
     from ._scoring import ModelStack, top_c_loglik
     from ._selection import GaussianMixtureIC
     from ._stats import GMMStats
@@ -53,7 +54,7 @@ def __getattr__(name: str):
         from ._stats import GMMStats as value
     elif name == "dask_accumulate":
         from ._dask import dask_accumulate as value
-    elif name in ("packed_gram", "packed_posteriors", "packed_solve"):
+    elif name in ("packed_gram", "packed_posteriors", "packed_solve", "row_gemm"):
         from . import _packed
         value = getattr(_packed, name)
     elif name == "single_thread_blas":
@@ -75,5 +76,5 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that 
     __version__ = "0+unknown"
 del _metadata
 __all__ = ["GaussianMixture", "MixtureModel", "BayesianGaussianMixture", "GaussianMixtureIC", "GMMStats", "ModelStack",
-           "dask_accumulate", "packed_gram", "packed_posteriors", "packed_solve", "single_thread_blas", "top_c_loglik",
-           "__version__"]
+           "dask_accumulate", "packed_gram", "packed_posteriors", "packed_solve", "row_gemm", "single_thread_blas",
+           "top_c_loglik", "__version__"]

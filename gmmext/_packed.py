@@ -20,12 +20,69 @@ import numpy as np
 from . import _core
 from ._blas import available_threads, single_thread_blas
 
-__all__ = ["packed_gram", "packed_posteriors", "packed_solve", "packed_size"]
+__all__ = ["packed_gram", "packed_posteriors", "packed_solve", "packed_size", "row_gemm"]
 
 
 def packed_size(R: int) -> int:
     """P = R(R+1)/2, the length of a packed (R, R) symmetric matrix."""
     return R * (R + 1) // 2
+
+
+#: Fewest rows of the result per thread of :func:`row_gemm` (fewer: fewer threads).
+ROW_GEMM_MIN_ROWS = 32
+
+
+def row_gemm(a: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None, beta: float = 0.0,
+             n_threads: int | None = None) -> np.ndarray:
+    """``a @ b`` (plus ``beta * out``) in float64, the rows of the result shared among the core's
+    threads: one single-threaded BLAS gemm per block of rows, the GIL released.
+
+    For products made between calls into the core (the batches of an i-vector extractor): a
+    multi-threaded BLAS keeps its worker threads spinning for a while after each product, on the
+    cores the core's next parallel loop needs; here BLAS's own threads are never woken.
+
+    Parameters
+    ----------
+    a : array of shape (M, K); b : array of shape (K, N)
+        Converted to float64; C- or F-contiguous arrays (e.g. transposed views) are used as they
+        are, others copied.
+    out : C-contiguous float64 array of shape (M, N), optional
+        Written in place (with ``beta``: ``out = a @ b + beta * out``); a new array if None.
+    beta : float, default 0.0
+        Must be 0 when ``out`` is None.
+    n_threads : int, optional
+        Threads (default: the cores this process may run on), at most one per
+        ``ROW_GEMM_MIN_ROWS`` rows of the result.  Each row is computed by one gemm whose shape
+        depends on the thread count only: results are deterministic for a given count.
+
+    Returns
+    -------
+    out : ndarray of shape (M, N), float64
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"row_gemm: a (M, K) and b (K, N) expected, got shapes {a.shape} and {b.shape}")
+    M, N = a.shape[0], b.shape[1]
+    if out is None:
+        if beta != 0.0:
+            raise ValueError("row_gemm: beta needs out")
+        out = np.empty((M, N))
+    elif out.shape != (M, N) or out.dtype != np.float64 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"row_gemm: out must be a writeable C-contiguous float64 array of shape {(M, N)}")
+
+    def stored(x: np.ndarray) -> tuple[np.ndarray, bool]:
+        if x.flags.c_contiguous:
+            return x, False
+        if x.flags.f_contiguous:
+            return x.T, True
+        return np.ascontiguousarray(x), False
+    (a_s, a_t), (b_s, b_t) = stored(a), stored(b)
+    n = int(n_threads) if n_threads else available_threads()
+    n = max(1, min(n, M // ROW_GEMM_MIN_ROWS))
+    with single_thread_blas:
+        _core.row_gemm(a_s, a_t, b_s, b_t, out, float(beta), n)
+    return out
 
 
 def _work(R: int, n_threads: int | None) -> tuple[np.ndarray, int]:

@@ -120,23 +120,20 @@ def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: i
 
 
 # ----------------------------------------------------------------------------- 2. posterior
-# Why the products of an EM pass call ``scipy.linalg.blas.dgemm`` and not numpy's ``@``: numpy
-# and SciPy each bundle their own OpenBLAS, and an OpenBLAS keeps its worker threads spinning for
-# a while after each product.  Alternating the two libraries (numpy for the precisions, SciPy
-# for the accumulators and for the core's per-utterance LAPACK) made every product share the
-# cores with the other library's spinning workers: a SciPy product right after a numpy one cost
-# 1.28x the process CPU time of one after a SciPy product, and the precisions gemm 1.16x more
-# CPU time in a whole pass (2 cores, loaded machine, process CPU time).  With one library only
-# its own workers spin.
+# Why the products of an EM pass are not numpy's ``@``: numpy and SciPy each bundle their own
+# OpenBLAS, and an OpenBLAS keeps its worker threads spinning for a while after each
+# multi-threaded product.  Alternating the two libraries (numpy for the precisions, SciPy for
+# the accumulators and for the core's per-utterance LAPACK) made every product share the cores
+# with the other library's spinning workers: a SciPy product right after a numpy one cost
+# 1.28x the process CPU time of one after a SciPy product (2 cores, loaded machine).  The same
+# spinning, SciPy's own this time, slowed the core's per-utterance solves that follow each
+# batch's products.  So every product here is ``gmmext.row_gemm``: SciPy's BLAS on one thread
+# per block of rows, from the core's threads; BLAS's worker threads are never woken.
 def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` (float64) through SciPy's BLAS, computed as ``(b^T a^T)^T`` so that C-ordered
-    operands need no copy; ``out``: a C-contiguous (M, N) float64 array written in place."""
-    from scipy.linalg.blas import dgemm
-    if 0 in a.shape or 0 in b.shape:                      # BLAS wrappers refuse empty operands
-        return np.matmul(a, b, out=out)
-    if out is None:
-        return dgemm(1.0, b.T, a.T).T
-    return dgemm(1.0, b.T, a.T, c=out.T, overwrite_c=1).T
+    """``a @ b`` (float64) by ``gmmext.row_gemm``; ``out``: a C-contiguous (M, N) float64 array
+    written in place."""
+    from gmmext import row_gemm
+    return row_gemm(a, b, out=out)
 
 
 def _triu(R: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,17 +231,15 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
     """E-step over all batches: the accumulators of :func:`m_step` (float64).
 
     Per batch, after :func:`_posterior` (which gives ``E[w w^T]`` packed), two more gemms
-    accumulated in place (BLAS ``beta = 1``, no temporary): ``C += f^T E[w]``
+    accumulated in place (``beta = 1``, no temporary, ``gmmext.row_gemm``): ``C += f^T E[w]``
     ((K*D, B) x (B, R)) and ``[A; H] += [n, 1]^T E[ww^T]`` ((K+1, B) x (B, R(R+1)/2), packed:
     ``H``, the sum of the second moments, is the product's last row, a column of ones appended
-    to ``n``, not a separate pass over ``E[ww^T]``).  Both are computed transposed
-    (``C^T += E[w]^T f``) into column-major arrays, so that ``C`` and ``A`` come out C-contiguous,
-    as :func:`m_step` reads them, without a copy.
+    to ``n``, not a separate pass over ``E[ww^T]``).  ``C`` and ``A`` are C-contiguous, as
+    :func:`m_step` reads them.
     """
-    from scipy.linalg.blas import dgemm
+    from gmmext import row_gemm
     KD, R = T.shape
     P = R * (R + 1) // 2
-    # accumulators C-contiguous; BLAS adds each batch's product into their column-major transposes
     C, AH = np.zeros((KD, R)), np.zeros((n_components + 1, P))
     count, llk = 0, 0.0
     TtT = component_products(T, n_components)
@@ -259,8 +254,8 @@ def accumulate(T: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], 
         if n1 is None or len(n1) < len(n):
             n1 = np.ones((len(n), n_components + 1))
         n1[:len(n), :n_components] = n
-        dgemm(1.0, mean.T, f.T, beta=1.0, c=C.T, trans_b=1, overwrite_c=1)                  # C^T += E[w]^T f
-        dgemm(1.0, Eww.T, n1[:len(n)].T, beta=1.0, c=AH.T, trans_b=1, overwrite_c=1)    # [A; H]^T += E[ww^T]^T [n, 1]
+        row_gemm(f.T, mean, out=C, beta=1.0)                    # C += f^T E[w]
+        row_gemm(n1[:len(n)].T, Eww, out=AH, beta=1.0)          # [A; H] += [n, 1]^T E[ww^T]
         count += len(n)
         llk += float(0.5 * np.einsum("br,br->", mean, b) - 0.5 * logdet.sum())
         if on_batch is not None:

@@ -242,3 +242,44 @@ def packed_solve(const double[:, ::1] Ap, double[:, :, ::1] C, int32_t[::1] info
             if inf == 0:
                 dpotrs("L", &iR, &iD, a, &iR, &C[k, 0, 0], &iR, &inf)
             info[k] = inf
+
+
+
+def row_gemm(const double[:, ::1] a, bint a_t, const double[:, ::1] b, bint b_t,
+             double[:, ::1] out, double beta, int n_threads):
+    """out (M, N) <- A (M, K) @ B (K, N) + beta * out, the M rows cut into ``n_threads`` equal
+    blocks, one ``dgemm`` per block on its own OpenMP thread (call it with BLAS single-threaded).
+
+    ``a`` is A, C-contiguous (M, K), or with ``a_t`` its transpose A^T, C-contiguous (K, M);
+    likewise ``b`` (``b_t``).  In column-major terms a block of rows of out is a block of
+    columns of out^T = B^T A^T.  Each row of out is computed by one gemm call whose shape
+    depends on the thread count only.
+    """
+    cdef Py_ssize_t M = out.shape[0], N = out.shape[1]
+    cdef Py_ssize_t Kd = a.shape[0] if a_t else a.shape[1]
+    cdef Py_ssize_t t, s, e, T
+    cdef int iN = <int>N, iK = <int>Kd, im, lda, ldb, ldc = <int>max(N, 1)
+    cdef char *ta = "T" if b_t else "N"
+    cdef char *tb = "T" if a_t else "N"
+    cdef double one = 1.0
+    if (a.shape[1] if a_t else a.shape[0]) != M or (b.shape[1] if b_t else b.shape[0]) != Kd \
+            or (b.shape[0] if b_t else b.shape[1]) != N or n_threads < 1:
+        raise ValueError("row_gemm: shapes do not match")
+    if M == 0 or N == 0:
+        return
+    if Kd == 0:
+        for s in range(M):
+            for t in range(N):
+                out[s, t] = beta * out[s, t] if beta != 0.0 else 0.0
+        return
+    lda = <int>(Kd if b_t else N)          # b's storage, column-major: (K x N) or (N x K)
+    ldb = <int>(M if a_t else Kd)          # a's storage, column-major: (M x K) or (K x M)
+    T = min(<Py_ssize_t>n_threads, M)
+    with nogil:
+        for t in prange(T, num_threads=<int>T, schedule="static", chunksize=1):
+            s = t * M // T
+            e = (t + 1) * M // T
+            if e > s:
+                im = <int>(e - s)
+                dgemm(ta, tb, &iN, &im, &iK, &one, <double *>&b[0, 0], &lda,
+                      <double *>(&a[0, 0] + (s if a_t else s * Kd)), &ldb, &beta, &out[s, 0], &ldc)

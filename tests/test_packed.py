@@ -85,3 +85,35 @@ def test_covariances_written_over_the_precisions():
     Lp = L[:, i, j].copy()
     _, c, _ = gmmext.packed_posteriors(Lp, b)                  # not asked: the input is kept
     np.testing.assert_array_equal(Lp, L[:, i, j])
+
+
+@pytest.mark.parametrize("M,K,N", [(0, 4, 3), (1, 7, 5), (63, 0, 4), (64, 33, 1), (65, 17, 9), (300, 129, 40)])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_row_gemm_matches_numpy(M, K, N, n_threads):
+    """Every operand layout the callers pass (C-contiguous, transposed views, a strided copy),
+    with and without accumulation into ``out``, against NumPy's product."""
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    A, B = rng.normal(size=(M, K)), rng.normal(size=(K, N))
+    layouts_a = (A, np.asfortranarray(A), A[:, ::-1][:, ::-1], A.astype(np.float32))
+    for a in layouts_a:
+        for b in (B, np.asfortranarray(B)):
+            np.testing.assert_allclose(gmmext.row_gemm(a, b, n_threads=n_threads), A @ B,
+                                       rtol=1e-6 if a.dtype == np.float32 else 1e-12, atol=1e-5)
+            out = rng.normal(size=(M, N))
+            ref = A @ B + 0.5 * out
+            assert gmmext.row_gemm(a, b, out=out, beta=0.5, n_threads=n_threads) is out
+            np.testing.assert_allclose(out, ref, rtol=1e-6 if a.dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+def test_row_gemm_is_deterministic_and_checks_its_arguments():
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(257, 300)), rng.normal(size=(300, 50))
+    first = gmmext.row_gemm(A, B, n_threads=2)
+    assert all(np.array_equal(gmmext.row_gemm(A, B, n_threads=2), first) for _ in range(5))
+    with pytest.raises(ValueError, match="shape"):
+        gmmext.row_gemm(A, B.T)
+    with pytest.raises(ValueError, match="beta needs out"):
+        gmmext.row_gemm(A, B, beta=1.0)
+    for bad in (np.zeros((257, 50), order="F"), np.zeros((257, 50), dtype=np.float32), np.zeros((256, 50))):
+        with pytest.raises(ValueError, match="out must be"):
+            gmmext.row_gemm(A, B, out=bad)
