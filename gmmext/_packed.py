@@ -70,6 +70,8 @@ def row_gemm(a: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None, bet
         out = np.empty((M, N))
     elif out.shape != (M, N) or out.dtype != np.float64 or not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"row_gemm: out must be a writeable C-contiguous float64 array of shape {(M, N)}")
+    elif np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        raise ValueError("row_gemm: out must not overlap a or b")
 
     def stored(x: np.ndarray) -> tuple[np.ndarray, bool]:
         if x.flags.c_contiguous:

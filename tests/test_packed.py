@@ -117,3 +117,6 @@ def test_row_gemm_is_deterministic_and_checks_its_arguments():
     for bad in (np.zeros((257, 50), order="F"), np.zeros((257, 50), dtype=np.float32), np.zeros((256, 50))):
         with pytest.raises(ValueError, match="out must be"):
             gmmext.row_gemm(A, B, out=bad)
+    S = rng.normal(size=(300, 300))
+    with pytest.raises(ValueError, match="overlap"):
+        gmmext.row_gemm(S, S, out=S)
