@@ -11,7 +11,9 @@ computed by one thread alone: results do not depend on the thread count.
 
 They serve factor-analysis models built on a GMM (the i-vector extractor of ``speaker``): the
 posterior of a latent vector with precision ``L = I + sum_k n_k T_k^T T_k`` is
-:func:`packed_posteriors` of ``n @ packed_gram(T)`` (plus the identity).
+:func:`packed_posteriors` of ``n @ packed_gram(T)`` (plus the identity), that product and the
+others of such a model's batches made by :func:`row_gemm` (its rows shared among the same
+OpenMP threads, so that no BLAS worker thread is left spinning on their cores).
 """
 from __future__ import annotations
 

@@ -244,7 +244,6 @@ def packed_solve(const double[:, ::1] Ap, double[:, :, ::1] C, int32_t[::1] info
             info[k] = inf
 
 
-
 def row_gemm(const double[:, ::1] a, bint a_t, const double[:, ::1] b, bint b_t,
              double[:, ::1] out, double beta, int n_threads):
     """out (M, N) <- A (M, K) @ B (K, N) + beta * out, the M rows cut into ``n_threads`` equal
@@ -265,6 +264,8 @@ def row_gemm(const double[:, ::1] a, bint a_t, const double[:, ::1] b, bint b_t,
     if (a.shape[1] if a_t else a.shape[0]) != M or (b.shape[1] if b_t else b.shape[0]) != Kd \
             or (b.shape[0] if b_t else b.shape[1]) != N or n_threads < 1:
         raise ValueError("row_gemm: shapes do not match")
+    if max(M, N, Kd) > 2147483647:
+        raise ValueError("row_gemm: a dimension exceeds BLAS's 32-bit integers")
     if M == 0 or N == 0:
         return
     if Kd == 0:
