@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
 NORMS = ["none", "z", "t", "zt", "s", "as"]
@@ -111,7 +114,7 @@ def run(paths: dict[str, Path], out: Path, components: int, jobs: int, results: 
         lines.append(f"{norm:6s} {100 * eer(s, lab):7.2f} {min_dcf(s, lab, p):7.4f} {cllr(s, lab):9.4f} "
                      f"{m['min_cllr']:8.4f} {raw_act:11.4f} {m['cllr']:9.4f} {m['act_dcf']:11.4f}")
     lines += ["", f"total time {time.time() - t0:.0f} s (feature extraction cached in {cache}); "
-                  "measured on a loaded 2-core machine"]
+                  f"{load_line()} (the machine's load: every absolute time depends on it)"]
     text = "\n".join(lines) + "\n"
     results.write_text(text)
     print(text)
