@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speechocean762"
@@ -208,8 +212,7 @@ def main(argv=None) -> None:
     lines = [f"## K={a.components} R={a.rank}: benchmarks/protocol_ivector.py --components {a.components} "
              f"--rank {a.rank} --ivector-iters {a.ivector_iters} --lda-dims {a.lda_dims}",
              f"# {json.dumps(info)}",
-             f"# step wall seconds this run (loaded 2-core machine, shared with 4 other jobs; skipped steps "
-             f"absent): {json.dumps(times)}",
+             f"# step wall seconds this run ({load_line()}; skipped steps absent): {json.dumps(times)}",
              f"# chosen on dev: PLDA {json.dumps(bp)}, cosine {json.dumps(bc)}; fusion weights (z-scored "
              f"inputs {names}) {np.round(lr.coef_[0], 3).tolist()} bias {lr.intercept_[0]:.3f}",
              "# dev tuning grid (dev EER %, dev minDCF p=0.01):"]
