@@ -99,8 +99,11 @@ def check_scores_labels(scores: ArrayLike, labels: ArrayLike, *, infinite_ok: bo
             raise ValueError("labels must be 0/1 or False/True (1/True = target trial)")
     else:
         raise ValueError(f"labels must be boolean or 0/1 numbers, got dtype {lab.dtype}")
-    # A sum is finite only if every term is: a cheap check that allocates nothing.
-    if not np.isfinite(np.sum(s)):
+    # A sum is finite only if every term is: a cheap check that allocates nothing (+inf and -inf
+    # LLRs, which PAV gives, sum to NaN: not a warning for the user, the exact check follows).
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = np.sum(s)
+    if not np.isfinite(total):
         bad = np.flatnonzero(np.isnan(s) if infinite_ok else ~np.isfinite(s))
         if bad.size:
             raise ValueError(f"scores must {'not be NaN' if infinite_ok else 'be finite'}; {bad.size} are not "

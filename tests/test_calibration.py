@@ -95,6 +95,21 @@ def test_min_cllr_is_invariant_to_monotone_maps_and_below_cllr():
     assert min_cllr(s, lab) <= cllr(cal.llr(s), lab) <= cllr(s, lab)
 
 
+def test_infinite_llrs_give_no_numpy_warning():
+    """PAV makes +inf / -inf LLRs at the ends of a score range: Cllr takes them (a perfectly
+    separated set has Cllr 0 by hand: log2(1 + e^-inf) = 0 for every trial) without the
+    'invalid value encountered in reduce' that summing +inf and -inf raised from numpy
+    (``speaker eval`` printed it in README's demo)."""
+    import warnings
+    lab = np.array([True, True, False, False, True, False])
+    s = np.where(lab, 2.0, -1.0) + np.arange(6) * 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cllr(np.where(lab, np.inf, -np.inf), lab) == 0.0
+        assert min_cllr(s, lab) == 0.0
+        assert calibration_metrics(s, lab)["min_cllr"] == 0.0
+
+
 def _rates(s, lab, t):
     return float(np.mean(s[lab] < t)), float(np.mean(s[~lab] >= t))
 
