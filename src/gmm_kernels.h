@@ -191,71 +191,8 @@ static inline double gmmx_expsum_d(double *restrict x, ptrdiff_t n, double m) { 
 static inline float gmmx_expsum_f(float *restrict x, ptrdiff_t n, float m) { GMMX_PARTIALS(float, GMMX_ELEM_EXPNEG_f) }
 
 /* ------------------------------------------------------------------ one row
- * gmmx_softmax_T(row, K, w): row[k] <- w * exp(row[k] - max) / sum_j exp(row[j] - max);
- * returns log sum_j exp(row[j]) in double.  A row whose entries are all -inf returns -inf and
- * is left as zeros.  T is double (suffix d) or float (f); SFX picks gmmx_exp_SFX / gmmx_sum_SFX. */
-#define GMMX_SOFTMAX_BODY(T, SFX)                                     \
-    T m = -INFINITY, s;                                               \
-    ptrdiff_t k;                                                      \
-    GMMX_SIMD_MAX(m)                                                  \
-    for (k = 0; k < K; ++k)                                           \
-        m = row[k] > m ? row[k] : m;                                  \
-    if (!(m > -INFINITY)) {                                           \
-        for (k = 0; k < K; ++k) row[k] = 0;                           \
-        return (double)m;                                             \
-    }                                                                 \
-    /* vectorised by gcc itself (an omp simd here would not be) */    \
-    for (k = 0; k < K; ++k)                                           \
-        row[k] = gmmx_exp_##SFX(row[k] - m);                          \
-    s = gmmx_sum_##SFX(row, K);                                       \
-    T scale = (T)((double)w / (double)s);                             \
-    GMMX_SIMD                                                         \
-    for (k = 0; k < K; ++k)                                           \
-        row[k] *= scale;                                              \
-    return (double)m + log((double)s);
-
-GMMX_CLONES static double gmmx_softmax_d(double *restrict row, ptrdiff_t K, double w)
-{ GMMX_SOFTMAX_BODY(double, d) }
-GMMX_CLONES static double gmmx_softmax_f(float *restrict row, ptrdiff_t K, float w)
-{ GMMX_SOFTMAX_BODY(float, f) }
-
-/* acc[k] += sum_i R[i, k] (column sums of a rows x K chunk): rows in blocks of 4 from the first,
- * acc[k] += ((r0 + r1) + (r2 + r3)) in double (one read and write of acc per 4 rows), the
- * rows left one by one.  The E-step kernel calls it on each block of 4 rows as they are done,
- * so that the sums are the same as one call on the chunk. */
-#define GMMX_COLSUM_BODY(T)                                           \
-    ptrdiff_t i = 0;                                                  \
-    for (; i + 4 <= rows; i += 4) {                                   \
-        const T *r0 = R + i * K, *r1 = r0 + K, *r2 = r1 + K, *r3 = r2 + K; \
-        GMMX_SIMD                                                     \
-        for (ptrdiff_t k = 0; k < K; ++k)                             \
-            acc[k] += ((double)r0[k] + (double)r1[k]) + ((double)r2[k] + (double)r3[k]); \
-    }                                                                 \
-    for (; i < rows; ++i) {                                           \
-        const T *r = R + i * K;                                       \
-        GMMX_SIMD                                                     \
-        for (ptrdiff_t k = 0; k < K; ++k) acc[k] += (double)r[k];     \
-    }
-
-GMMX_CLONES static void gmmx_colsum_d(const double *restrict R, ptrdiff_t rows, ptrdiff_t K, double *restrict acc)
-{ GMMX_COLSUM_BODY(double) }
-GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K, double *restrict acc)
-{ GMMX_COLSUM_BODY(float) }
-
-/* ------------------------------------------------------------------ whole chunks
- * E-step of a chunk: L (rows, K) row-major weighted log-densities become responsibilities
- * times the frame weights (sw[i], or 1 when sw is NULL);
- * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i.
- * Per row, one pass for the maximum, one for the exponentials and their sum (gmmx_expsum_SFX),
- * then the scaling by w_i / sum and what the statistics want next while the rows are in L1:
- *   colsum != NULL: colsum[k] += r_ik, blocks of 4 rows from the chunk's first (the scaling of
- *     the 4 rows and their column sums in one pass, gmmx_scale_colsum4_SFX), the rows left one
- *     by one;
- *   count != 0: returns the number of entries above GMMX_DROP times their row's largest
- *     (what gmmx_count_kept_SFX returns), else 0.
- * Results are those of gmmx_softmax_SFX per row followed by gmmx_colsum_SFX / gmmx_count_kept_SFX
- * on the chunk, to the bit.  (Skipping blocks of 16 whose exps are all 0, most of a float32 E-step's, was
- * measured slower: the branch is unpredictable.) */
+ * T is double (suffix d) or float (f); SFX picks gmmx_expsum_SFX.  GMMX_DROP: responsibilities
+ * at most this times their row's largest are the ones the sparse statistics leave out. */
 #define GMMX_DROP 1e-15
 
 /* One row's maximum and exponentials: row[k] <- exp(row[k] - max), *ll <- log sum_k exp(row[k])
@@ -307,6 +244,51 @@ GMMX_CLONES static ptrdiff_t gmmx_row_estep_d(double *restrict row, ptrdiff_t K,
 GMMX_CLONES static ptrdiff_t gmmx_row_estep_f(float *restrict row, ptrdiff_t K, float w,
                                               int count, double *ll)
 { GMMX_ROW_ESTEP_BODY(float, f) }
+
+/* gmmx_softmax_SFX(row, K, w): row[k] <- w * exp(row[k] - max) / sum_j exp(row[j] - max);
+ * returns log sum_j exp(row[j]) in double.  A row whose entries are all -inf returns -inf and
+ * is left as zeros.  The E-step's row kernel without the count. */
+GMMX_CLONES static double gmmx_softmax_d(double *restrict row, ptrdiff_t K, double w)
+{ double ll; gmmx_row_estep_d(row, K, w, 0, &ll); return ll; }
+GMMX_CLONES static double gmmx_softmax_f(float *restrict row, ptrdiff_t K, float w)
+{ double ll; gmmx_row_estep_f(row, K, w, 0, &ll); return ll; }
+
+/* acc[k] += sum_i R[i, k] (column sums of a rows x K chunk): rows in blocks of 4 from the first,
+ * acc[k] += ((r0 + r1) + (r2 + r3)) in double (one read and write of acc per 4 rows), the
+ * rows left one by one.  The E-step kernel calls it on each block of 4 rows as they are done,
+ * so that the sums are the same as one call on the chunk. */
+#define GMMX_COLSUM_BODY(T)                                           \
+    ptrdiff_t i = 0;                                                  \
+    for (; i + 4 <= rows; i += 4) {                                   \
+        const T *r0 = R + i * K, *r1 = r0 + K, *r2 = r1 + K, *r3 = r2 + K; \
+        GMMX_SIMD                                                     \
+        for (ptrdiff_t k = 0; k < K; ++k)                             \
+            acc[k] += ((double)r0[k] + (double)r1[k]) + ((double)r2[k] + (double)r3[k]); \
+    }                                                                 \
+    for (; i < rows; ++i) {                                           \
+        const T *r = R + i * K;                                       \
+        GMMX_SIMD                                                     \
+        for (ptrdiff_t k = 0; k < K; ++k) acc[k] += (double)r[k];     \
+    }
+
+GMMX_CLONES static void gmmx_colsum_d(const double *restrict R, ptrdiff_t rows, ptrdiff_t K, double *restrict acc)
+{ GMMX_COLSUM_BODY(double) }
+GMMX_CLONES static void gmmx_colsum_f(const float *restrict R, ptrdiff_t rows, ptrdiff_t K, double *restrict acc)
+{ GMMX_COLSUM_BODY(float) }
+
+/* ------------------------------------------------------------------ whole chunks
+ * E-step of a chunk: L (rows, K) row-major weighted log-densities become responsibilities
+ * times the frame weights (sw[i], or 1 when sw is NULL);
+ * acc_scalar[0] += sum_i w_i log p(x_i) (frames of weight 0 excluded), acc_scalar[1] += sum_i w_i.
+ * Per row, one pass for the maximum, one for the exponentials and their sum (gmmx_expsum_SFX),
+ * then the scaling by w_i / sum and what the statistics want next while the rows are in L1:
+ *   colsum != NULL: colsum[k] += r_ik, blocks of 4 rows from the chunk's first (the scaling of
+ *     the 4 rows and their column sums in one pass, gmmx_scale_colsum4_SFX), the rows left one
+ *     by one;
+ *   count != 0: returns the number of entries above GMMX_DROP times their row's largest, else 0.
+ * Results are those of gmmx_softmax_SFX per row followed by gmmx_colsum_SFX on the chunk, to
+ * the bit.  (Skipping blocks of 16 whose exps are all 0, most of a float32 E-step's, was
+ * measured slower: the branch is unpredictable.) */
 
 /* rows r0..r3 (K each, consecutive) <- r_j * sc[j]; acc[k] += the 4 scaled values, as
  * gmmx_colsum_SFX adds a block of 4 */
