@@ -129,11 +129,6 @@ def stats_batches(ubm: GaussianMixture, features: Iterable[np.ndarray], batch: i
 # spinning, SciPy's own this time, slowed the core's per-utterance solves that follow each
 # batch's products.  So every product here is ``gmmext.row_gemm``: SciPy's BLAS on one thread
 # per block of rows, from the core's threads; BLAS's worker threads are never woken.
-def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` (float64) by ``gmmext.row_gemm``; ``out``: a C-contiguous (M, N) float64 array
-    written in place."""
-    from gmmext import row_gemm
-    return row_gemm(a, b, out=out)
 
 
 def _triu(R: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,20 +180,20 @@ def _posterior(T, n, f, TtT, cov="full", second_moment=False, buf=None):
     core (``gmmext.packed_posteriors``: utterances shared among the threads, one BLAS thread each,
     straight from and to packed triangles).
     """
-    from gmmext import packed_posteriors
+    from gmmext import packed_posteriors, row_gemm
     K = n.shape[1]
     R = T.shape[1]
     if TtT is None:
         TtT = component_products(T, K)
     i, j = _triu(R)
     if buf is None:
-        Lp = _dot(n, TtT)                                       # (B, R(R+1)/2)
+        Lp = row_gemm(n, TtT)                                   # (B, R(R+1)/2)
     else:
         if buf[0] is None or len(buf[0]) < len(n):
             buf[0] = np.empty((len(n), TtT.shape[1]))
-        Lp = _dot(n, TtT, out=buf[0][:len(n)])
+        Lp = row_gemm(n, TtT, out=buf[0][:len(n)])
     Lp[:, (i == j).nonzero()[0]] += 1.0
-    b = _dot(f, T)                                              # (B, R)
+    b = row_gemm(f, T)                                          # (B, R)
     mean, c, logdet = packed_posteriors(Lp, b, cov=cov, second_moment=second_moment, overwrite_L=True)
     return mean, c, logdet, b
 
@@ -277,7 +272,8 @@ def m_step(acc: Accumulators, n_components: int) -> np.ndarray:
 def min_divergence(T: np.ndarray, acc: Accumulators) -> np.ndarray:
     """Minimum-divergence re-estimation: ``T chol(H)``, ``H = mean_u E[w w^T]``, so that the
     i-vectors' second moment becomes the prior's identity (same likelihood, faster EM)."""
-    return _dot(T, np.linalg.cholesky(acc.H / max(acc.count, 1)))
+    from gmmext import row_gemm
+    return row_gemm(T, np.linalg.cholesky(acc.H / max(acc.count, 1)))
 
 
 def init_tv(n_components: int, n_features: int, rank: int, random_state: int | None = 0,
