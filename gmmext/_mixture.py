@@ -29,7 +29,7 @@ from . import _missing
 from ._blocked import ArraySource, is_dask_array, wants_blocked
 from ._blas import one_blas_thread
 
-from ._init import SAMPLE_EM_ITER, init_stats, sample_em_rows
+from ._init import SAMPLE_EM_MAX_ITER, init_stats, sample_em_rows, sample_em_tol
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
 from ._model import MixtureModel, settings_constraints
@@ -84,7 +84,8 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         rows drawn from ``random_state`` without replacement (the best of up to 3 runs of at most
         20 Lloyd iterations); the initial parameters are the hard-assignment statistics of those
         rows (no pass labelling every row), then, when 3 x that many rows are at most half the
-        data, 20 EM iterations on 3 x that many other drawn rows (docs/mixture.md).  "k-means++" seeds on all rows of an
+        data, EM on 3 x that many other drawn rows until an iteration gains less than
+        ``tol`` x (those rows / n_samples) per row (at most 100 iterations; docs/mixture.md).  "k-means++" seeds on all rows of an
         in-memory array, on such a sample for out-of-core input larger than
         ``kmeans_max_samples``.  The same rows drawn from the same ``random_state`` give the
         same initial model for every input kind (in memory, memmap, array-like, Dask); the
@@ -559,9 +560,10 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         self._set_params_arrays(w, m, c, dtype)
 
     def _sample_em(self, src, random_state) -> None:
-        """After a sampled KMeans start, ``SAMPLE_EM_ITER`` EM iterations on the rows
-        :func:`gmmext._init.sample_em_rows` draws from ``random_state`` (none when KMeans used every
-        row or the user gave any ``*_init``): the start of EM on all rows."""
+        """After a sampled KMeans start, EM on the rows :func:`gmmext._init.sample_em_rows` draws from
+        ``random_state`` (none when KMeans used every row or the user gave any ``*_init``) until an
+        iteration raises their average log-likelihood by less than :func:`gmmext._init.sample_em_tol`
+        (at most ``SAMPLE_EM_MAX_ITER``): the start of EM on all rows."""
         if any(getattr(self, p) is not None for p in ("weights_init", "means_init", "precisions_init")):
             return
         idx = sample_em_rows(src.n_rows, self.init_params, self.n_components, self.kmeans_max_samples,
@@ -570,8 +572,14 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
             return
         rows, w = src.take(idx)
         engine, scatter = self._engine(src.dtype, src.n_features), {}
-        for _ in range(SAMPLE_EM_ITER):
-            self.m_step(engine.accumulate(rows, w, self._matrices(rows.dtype), scatter))
+        stop, previous = sample_em_tol(self.tol, len(idx), src.n_rows), -np.inf
+        for _ in range(SAMPLE_EM_MAX_ITER):
+            stats = engine.accumulate(rows, w, self._matrices(rows.dtype), scatter)
+            self.m_step(stats)
+            average = stats.loglik / stats.n_samples if stats.n_samples > 0 else 0.0
+            if abs(average - previous) < stop:       # scikit-learn's test, with the sample's tol
+                break
+            previous = average
 
     # ------------------------------------------------------------------ EM
     @_fit_context(prefer_skip_nested_validation=True)
