@@ -6,7 +6,8 @@ peak RSS (``ru_maxrss``) is its own and the data of one case never inflates anot
 
 Reported per case: seconds per EM iteration (median of ``--iters`` iterations after one
 warm-up iteration; an iteration is exactly the body of ``fit``'s loop: E-step + statistics
-+ M-step), GFLOP/s counted as ``8 N K D`` per iteration (two gemms of (N x 2D) by (2D x K)),
++ M-step, on X validated once before the loop as ``fit`` does: ``accumulate(X, check_input=False)``;
+scikit-learn's rows likewise time its ``_e_step`` + ``_m_step``), GFLOP/s counted as ``8 N K D`` per iteration (two gemms of (N x 2D) by (2D x K)),
 that rate as a fraction of the machine's ``numpy.matmul`` rate in the same dtype (the matmul
 reference of ``benchmarks/_common.py``, best of 5 products, measured before every case and
 after the last, the best of all measurements kept), peak
@@ -101,8 +102,8 @@ def child_gmmext(n, d, k, dtype, iters, predict, init, max_iter_fit, dense=False
     out = dict(input_mb=X.nbytes / 1e6, rss_before_fit_mb=rss0, peak_fit_mb=peak_fit,
                fit_s=t_fit, fit_iters=max_iter_fit)
 
-    def em_iteration():
-        gm.m_step(gm.accumulate(X))
+    def em_iteration():  # the body of fit's EM loop: X was validated once, before the loop
+        gm.m_step(gm.accumulate(X, check_input=False))
 
     em_iteration()  # warm-up
     ts = times(em_iteration, iters)
