@@ -6,8 +6,9 @@ peak RSS (``ru_maxrss``) is its own and the data of one case never inflates anot
 
 Reported per case: seconds per EM iteration (median of ``--iters`` iterations after one
 warm-up iteration; an iteration is exactly the body of ``fit``'s loop: E-step + statistics
-+ M-step, on X validated once before the loop as ``fit`` does: ``accumulate(X, check_input=False)``;
-scikit-learn's rows likewise time its ``_e_step`` + ``_m_step``), GFLOP/s counted as ``8 N K D`` per iteration (two gemms of (N x 2D) by (2D x K)),
++ M-step, on X validated once before the loop as ``fit`` does: ``accumulate(X,
+check_input=False)``; scikit-learn's rows likewise time its ``_e_step`` + ``_m_step``),
+GFLOP/s counted as ``8 N K D`` per iteration (two gemms of (N x 2D) by (2D x K)),
 that rate as a fraction of the machine's ``numpy.matmul`` rate in the same dtype (the matmul
 reference of ``benchmarks/_common.py``, best of 5 products, measured before every case and
 after the last, the best of all measurements kept), peak

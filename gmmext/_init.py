@@ -43,7 +43,8 @@ from scipy import sparse
 from ._engine import available_threads
 from ._stats import GMMStats
 
-__all__ = ["init_stats", "sample_em_rows", "SAMPLE_EM_FACTOR", "SAMPLE_EM_MAX_ITER", "sample_em_tol", "KMEANS_SAMPLE_MAX_ITER",
+__all__ = ["init_stats", "sample_em_rows", "SAMPLE_EM_FACTOR", "SAMPLE_EM_MAX_ITER", "sample_em_tol",
+           "KMEANS_SAMPLE_MAX_ITER",
            "hard_stats", "random_resp_stats", "sample_rows", "choice_rows", "max_samples",
            "RANDOM_STEP_VALUES", "AUTO_MIN_SAMPLES", "AUTO_SAMPLES_PER_COMPONENT"]
 

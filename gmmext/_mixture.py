@@ -71,6 +71,8 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         grows with D**2); see docs/design.md.
     tol : float, default=1e-3
         EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
+        The EM on a sample that follows a sampled KMeans start (``init_params``) stops at
+        ``tol`` x its share of the rows.
     reg_covar : float, default=1e-6
         Added to every variance (the diagonal of every covariance matrix) after the M-step.
     max_iter : int, default=100
@@ -85,8 +87,8 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         20 Lloyd iterations); the initial parameters are the hard-assignment statistics of those
         rows (no pass labelling every row), then, when 3 x that many rows are at most half the
         data, EM on 3 x that many other drawn rows until an iteration gains less than
-        ``tol`` x (those rows / n_samples) per row (at most 100 iterations; docs/mixture.md).  "k-means++" seeds on all rows of an
-        in-memory array, on such a sample for out-of-core input larger than
+        ``tol`` x (those rows / n_samples) per row (at most 100 iterations; docs/mixture.md).
+        "k-means++" seeds on all rows of an in-memory array, on such a sample for out-of-core input larger than
         ``kmeans_max_samples``.  The same rows drawn from the same ``random_state`` give the
         same initial model for every input kind (in memory, memmap, array-like, Dask); the
         rules are in ``gmmext/_init.py``.
