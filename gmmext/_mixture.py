@@ -88,8 +88,8 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         rows (no pass labelling every row), then, when 3 x that many rows are at most half the
         data, EM on 3 x that many other drawn rows until an iteration gains less than
         ``tol`` x (those rows / n_samples) per row (at most 100 iterations; docs/mixture.md).
-        "k-means++" seeds on all rows of an in-memory array, on such a sample for out-of-core input larger than
-        ``kmeans_max_samples``.  The same rows drawn from the same ``random_state`` give the
+        "k-means++" seeds on all rows of an in-memory array, on such a sample for out-of-core
+        input larger than ``kmeans_max_samples``.  The same rows drawn from the same ``random_state`` give the
         same initial model for every input kind (in memory, memmap, array-like, Dask); the
         rules are in ``gmmext/_init.py``.
     weights_init : array-like of shape (K,), default=None
