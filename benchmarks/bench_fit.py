@@ -8,7 +8,7 @@ Two data sets of 100,000 x 20 float32 rows: README's example (standard-normal ro
 distribution (100,000 other rows, seed 1) gives the log-likelihood users care about.
 
 Speed (**per fit**): ``random_state=0``, best of ``--repeats`` interleaved runs of gmmext with
-its default ``kmeans_max_samples="auto"`` (KMeans, best of 3 runs, on max(10,000, 50 K) =
+its default ``kmeans_max_samples="auto"`` (KMeans, best of 3 runs, on max(10,000, 100 K) =
 10,000 rows drawn from ``random_state``, then EM on 30,000 other drawn rows until an iteration
 gains less than ``tol`` x 30,000 / 100,000 nats per row: ``gmmext._init.sample_em_tol``),
 gmmext with ``kmeans_max_samples=None`` (KMeans on every row: exactly

@@ -121,7 +121,7 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         across thread counts to floating-point rounding.
     kmeans_max_samples : int, "auto" or None, default="auto"
         Largest number of rows given to ``KMeans`` by ``init_params="kmeans"`` (and to the
-        other sampled initialisations of out-of-core input).  "auto": ``max(10_000, 50 *
+        other sampled initialisations of out-of-core input).  "auto": ``max(10_000, 100 *
         n_components)``; on more rows than that KMeans runs on a random sample of that size
         (on 100,000 rows, K=64, it is most of scikit-learn's fit time otherwise; README, "A
         whole fit"), followed by EM on a sample of 3 x that size (see ``init_params``).  None: every row, scikit-learn's exact initialisation whatever n_samples

@@ -395,7 +395,7 @@ def _assert_statistics_of_kmeans_labels(init, X, K, seed, n_init=1, labels=None)
 
 
 def test_kmeans_max_samples_auto_and_none():
-    """The default "auto" runs KMeans on max(10_000, 50 K) drawn rows when there are more (every
+    """The default "auto" runs KMeans on max(10_000, 100 K) drawn rows when there are more (every
     initial weight is a count of those rows over their number); None runs it on every row, and
     the start is then scikit-learn's KMeans(n_init=1) labels' statistics."""
     X = make_blobs(n=12_000, d=3, k=4, seed=4)
@@ -414,9 +414,9 @@ def test_kmeans_max_samples_auto_and_none():
     three = GaussianMixture(7, random_state=5, max_iter=0, reg_covar=0.0, covariance_type="diag",
                             kmeans_max_samples=3000).fit(X)
     _assert_statistics_of_kmeans_labels(three, X[idx], 7, None, labels=labels)
-    # "auto" grows with K: 50 rows per component above 10,000
+    # "auto" grows with K: 100 rows per component above 10,000
     from gmmext._init import max_samples
-    assert [max_samples("auto", 10**6, k) for k in (1, 200, 201, 1024)] == [10_000, 10_000, 10_050, 51_200]
+    assert [max_samples("auto", 10**6, k) for k in (1, 100, 101, 1024)] == [10_000, 10_000, 10_100, 102_400]
     assert max_samples(None, 12_345, 64) == 12_345 and max_samples(777, 12_345, 64) == 777
 
 
