@@ -256,9 +256,11 @@ def sample_em_tol(tol: float, n_sample: int, n_rows: int) -> float:
     ``tol``; an iteration on the sample reads ``n_sample`` rows, so it is worth its cost while it
     gains at least ``tol`` per ``n_rows`` rows read.  (20 fixed iterations before: on README's
     example the fit's lower bound stayed 0.0023 nats below scikit-learn's, more than scikit-learn's
-    spread over ``random_state``; ``benchmarks/bench_fit.py``.)
+    spread over ``random_state``; ``benchmarks/bench_fit.py``.)  ``tol = 0`` (EM on all rows
+    without a convergence test) says nothing about the start: scikit-learn's default ``1e-3``
+    is used then, not a sample EM run to its cap.
     """
-    return float(tol) * n_sample / n_rows
+    return (float(tol) if tol > 0 else 1e-3) * n_sample / n_rows
 
 
 def sample_em_rows(n_rows: int, init_params: str, K: int, kmeans_max_samples, random_state):

@@ -72,7 +72,7 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
     tol : float, default=1e-3
         EM stops when the average log-likelihood per sample (nats) changes by less than ``tol``.
         The EM on a sample that follows a sampled KMeans start (``init_params``) stops at
-        ``tol`` x its share of the rows.
+        ``tol`` (1e-3 when ``tol`` is 0) x its share of the rows.
     reg_covar : float, default=1e-6
         Added to every variance (the diagonal of every covariance matrix) after the M-step.
     max_iter : int, default=100

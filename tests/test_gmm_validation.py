@@ -358,6 +358,16 @@ def test_sampled_kmeans_start_then_em_on_a_larger_sample_is_sklearns_em(tmp_path
             np.testing.assert_allclose(init.weights_[order], ref.weights_, rtol=1e-7, err_msg=kind)
 
 
+def test_sampled_start_with_tol_zero_stops_as_with_the_default_tol():
+    """tol=0 (no convergence test on all rows) runs the sample's EM with scikit-learn's default
+    1e-3, not to its cap: the start is the default tol's, and another tol gives another start."""
+    X = make_blobs(n=6000, d=3, k=5, seed=7)
+    start = {tol: GaussianMixture(6, random_state=3, max_iter=0, kmeans_max_samples=1000, tol=tol,
+                                  covariance_type="diag").fit(X).means_ for tol in (0.0, 1e-3, 1e-6)}
+    np.testing.assert_array_equal(start[0.0], start[1e-3])
+    assert not np.array_equal(start[1e-6], start[1e-3])
+
+
 def test_default_sampled_start_reaches_sklearns_lower_bound():
     """On overlapping clusters (more components than KMeans can place from a small sample alone)
     the sampled start's whole fit reaches scikit-learn's final lower bound: mean over random_state
