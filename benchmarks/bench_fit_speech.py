@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with FeatureCache(FeatureConfig(), cache_dir=args.out / "cache", jobs=args.jobs) as fc:
         fc.load(sp["ubm"] + held_paths, desc="features")
+    if fc.errors:
+        rep(f"# {len(fc.errors)} unusable files skipped, e.g. {next(iter(fc.errors.items()))}")
     X, X_test = _frames(fc.features, sp["ubm"], args.frames, 1), _frames(fc.features, held_paths, args.frames, 2)
     rep(f"# speechocean762 MFCCs (speaker's default features): X {X.shape[0]} x {X.shape[1]} float32 from "
         f"speakers 1-50, held-out {X_test.shape[0]} frames of speakers 51-100; diag; random_state 0..{args.seeds - 1}")

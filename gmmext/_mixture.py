@@ -565,7 +565,8 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         """After a sampled KMeans start, EM on the rows :func:`gmmext._init.sample_em_rows` draws from
         ``random_state`` (none when KMeans used every row or the user gave any ``*_init``) until an
         iteration raises their average log-likelihood by less than :func:`gmmext._init.sample_em_tol`
-        (at most ``SAMPLE_EM_MAX_ITER``): the start of EM on all rows."""
+        (at most ``SAMPLE_EM_MAX_ITER``; none when those rows' weights are all 0): the start of EM
+        on all rows."""
         if any(getattr(self, p) is not None for p in ("weights_init", "means_init", "precisions_init")):
             return
         idx = sample_em_rows(src.n_rows, self.init_params, self.n_components, self.kmeans_max_samples,
@@ -577,8 +578,9 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         stop, previous = sample_em_tol(self.tol, len(idx), src.n_rows), -np.inf
         for _ in range(SAMPLE_EM_MAX_ITER):
             stats = engine.accumulate(rows, w, self._matrices(rows.dtype), scatter)
-            self.m_step(stats)
-            average = stats.loglik / stats.n_samples if stats.n_samples > 0 else 0.0
+            if not stats.n_samples > 0:              # the drawn rows weigh nothing: the KMeans start
+                break
+            average = self._em_iteration(stats)
             if abs(average - previous) < stop:       # scikit-learn's test, with the sample's tol
                 break
             previous = average

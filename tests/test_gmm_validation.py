@@ -329,7 +329,7 @@ def test_sampled_kmeans_start_then_em_on_a_larger_sample_is_sklearns_em(tmp_path
     """Above kmeans_max_samples (kms), when 3 kms <= N // 2: the best of 3 KMeans runs of at most
     20 iterations on kms drawn rows, their hard statistics, then EM on 3 kms other drawn rows until
     an iteration gains less than tol x 3 kms / N: scikit-learn's EM from that start on those rows
-    with that tol, for every input kind."""
+    with that tol, for an array and a memmap."""
     from sklearn.mixture import GaussianMixture as SKGaussianMixture
     from gmmext._init import sample_rows
     X = make_blobs(n=6000, d=3, k=5, seed=7)
@@ -342,20 +342,18 @@ def test_sampled_kmeans_start_then_em_on_a_larger_sample_is_sklearns_em(tmp_path
     n = np.bincount(labels, minlength=K).astype(float)
     means = np.array([S[labels == k].mean(axis=0) for k in range(K)])
     var = np.array([S[labels == k].var(axis=0) for k in range(K)]) + 1e-6
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")               # tol=0: ConvergenceWarning
-        ref = SKGaussianMixture(K, covariance_type="diag", weights_init=n / n.sum(), means_init=means,
-                                precisions_init=1 / var, max_iter=100, tol=1e-3 * 3 * kms / len(X)).fit(em_rows)
-        assert 2 < ref.n_iter_ < 100 and ref.converged_         # the rule stopped it, not the cap
-        for kind in ("array", "memmap"):
-            data = X if kind == "array" else as_kind(kind, X, tmp_path)
-            init = GaussianMixture(K, random_state=3, max_iter=0, kmeans_max_samples=kms,
-                                   covariance_type="diag").fit(data)
-            order = [int(np.argmin(((init.means_ - m) ** 2).sum(axis=1))) for m in ref.means_]
-            assert sorted(order) == list(range(K))
-            np.testing.assert_allclose(init.means_[order], ref.means_, rtol=1e-7, atol=1e-9, err_msg=kind)
-            np.testing.assert_allclose(init.covariances_[order], ref.covariances_, rtol=1e-7, err_msg=kind)
-            np.testing.assert_allclose(init.weights_[order], ref.weights_, rtol=1e-7, err_msg=kind)
+    ref = SKGaussianMixture(K, covariance_type="diag", weights_init=n / n.sum(), means_init=means,
+                            precisions_init=1 / var, max_iter=100, tol=1e-3 * 3 * kms / len(X)).fit(em_rows)
+    assert 2 < ref.n_iter_ < 100 and ref.converged_         # the rule stopped it, not the cap
+    for kind in ("array", "memmap"):
+        data = X if kind == "array" else as_kind(kind, X, tmp_path)
+        init = GaussianMixture(K, random_state=3, max_iter=0, kmeans_max_samples=kms,
+                               covariance_type="diag").fit(data)
+        order = [int(np.argmin(((init.means_ - m) ** 2).sum(axis=1))) for m in ref.means_]
+        assert sorted(order) == list(range(K))
+        np.testing.assert_allclose(init.means_[order], ref.means_, rtol=1e-7, atol=1e-9, err_msg=kind)
+        np.testing.assert_allclose(init.covariances_[order], ref.covariances_, rtol=1e-7, err_msg=kind)
+        np.testing.assert_allclose(init.weights_[order], ref.weights_, rtol=1e-7, err_msg=kind)
 
 
 def test_sampled_start_with_tol_zero_stops_as_with_the_default_tol():
@@ -366,6 +364,27 @@ def test_sampled_start_with_tol_zero_stops_as_with_the_default_tol():
                                   covariance_type="diag").fit(X).means_ for tol in (0.0, 1e-3, 1e-6)}
     np.testing.assert_array_equal(start[0.0], start[1e-3])
     assert not np.array_equal(start[1e-6], start[1e-3])
+
+
+def test_sampled_start_weights(monkeypatch):
+    """The EM on the drawn rows is weighted: a constant weight changes nothing (the stopping rule
+    compares averages per unit of weight), and drawn rows that all weigh 0 leave the KMeans start
+    as it is (the start with no EM on a sample) instead of failing in an M-step of zero weight."""
+    import gmmext._mixture as mixture
+    from gmmext._init import sample_rows
+    X = make_blobs(n=6000, d=3, k=5, seed=7)
+    fit = lambda w: GaussianMixture(6, random_state=3, max_iter=0, kmeans_max_samples=1000,  # noqa: E731
+                                    covariance_type="diag").fit(X, sample_weight=w)
+    np.testing.assert_allclose(fit(np.full(len(X), 5.0)).means_, fit(None).means_, rtol=1e-10, atol=1e-12)
+    rs = np.random.RandomState(3)                                   # the draws of fit(random_state=3)
+    sample_rows(len(X), 1000, rs)                                   # KMeans's rows
+    KMeans(6, n_init=3, max_iter=20, random_state=rs).fit(X[:50])   # consumes rs as the fit's KMeans does
+    w = np.ones(len(X))
+    w[sample_rows(len(X), 3000, rs)] = 0.0                          # the EM's rows weigh 0
+    start = fit(w)
+    monkeypatch.setattr(mixture, "SAMPLE_EM_MAX_ITER", 0)
+    np.testing.assert_array_equal(start.means_, fit(w).means_)
+    np.testing.assert_array_equal(start.covariances_, fit(w).covariances_)
 
 
 def test_default_sampled_start_reaches_sklearns_lower_bound():
