@@ -562,11 +562,9 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         self._set_params_arrays(w, m, c, dtype)
 
     def _sample_em(self, src, random_state) -> None:
-        """After a sampled KMeans start, EM on the rows :func:`gmmext._init.sample_em_rows` draws from
-        ``random_state`` (none when KMeans used every row or the user gave any ``*_init``) until an
-        iteration raises their average log-likelihood by less than :func:`gmmext._init.sample_em_tol`
-        (at most ``SAMPLE_EM_MAX_ITER``; none when those rows' weights are all 0): the start of EM
-        on all rows."""
+        """After a sampled KMeans start, :meth:`_em_on_sample` on the rows
+        :func:`gmmext._init.sample_em_rows` draws from ``random_state`` (none when KMeans used every
+        row or the user gave any ``*_init``): the start of EM on all rows."""
         if any(getattr(self, p) is not None for p in ("weights_init", "means_init", "precisions_init")):
             return
         idx = sample_em_rows(src.n_rows, self.init_params, self.n_components, self.kmeans_max_samples,
@@ -574,8 +572,15 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         if idx is None:
             return
         rows, w = src.take(idx)
-        engine, scatter = self._engine(src.dtype, src.n_features), {}
-        stop, previous = sample_em_tol(self.tol, len(idx), src.n_rows), -np.inf
+        self._em_on_sample(rows, w, src.n_rows)
+
+    def _em_on_sample(self, rows: np.ndarray, w: np.ndarray | None, n_rows: int) -> None:
+        """EM from the current parameters on ``rows`` (validated, (n, D), weights ``w`` or None),
+        drawn from ``n_rows`` rows, until an iteration raises their average log-likelihood by less
+        than :func:`gmmext._init.sample_em_tol` (at most ``SAMPLE_EM_MAX_ITER``; none when the rows'
+        weights are all 0).  Also :class:`gmmext.GaussianMixtureIC`'s, per candidate."""
+        engine, scatter = self._engine(rows.dtype, rows.shape[1]), {}
+        stop, previous = sample_em_tol(self.tol, len(rows), n_rows), -np.inf
         for _ in range(SAMPLE_EM_MAX_ITER):
             stats = engine.accumulate(rows, w, self._matrices(rows.dtype), scatter)
             if not stats.n_samples > 0:              # the drawn rows weigh nothing: the KMeans start

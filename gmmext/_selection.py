@@ -10,12 +10,10 @@ Every candidate ``(n_components, covariance_type)`` in the given ranges is fitte
   assignment once (``gmmext._init.init_stats``, from its own seed) and the four types start
   from the same assignment, through ``weights_init`` / ``means_init`` / ``precisions_init``
   (their initial parameters are what ``GaussianMixture``'s own initialisation gives from those
-  statistics); a candidate's ``n_init`` fits are these shared starts.  Unlike
-  ``GaussianMixture``'s default on more than 6 ``kmeans_max_samples`` rows, a start here is the
-  KMeans sample's statistics without the EM on a larger sample that follows there (that EM
-  depends on the covariance type): on such data a candidate's EM starts further back (README's
-  example: mean lower bound -28.36949 after EM from that start against -28.36635; README);
-  ``kmeans_max_samples=None`` gives every candidate scikit-learn's start;
+  statistics); a candidate's ``n_init`` fits are these shared starts, each followed, when
+  ``GaussianMixture``'s would be (a sampled KMeans start), by its EM on the same drawn rows in the
+  candidate's type (that EM depends on the type), so that a candidate's fit is
+  ``GaussianMixture``'s from the same seed;
 * the candidates' fits run in parallel threads (the core releases the GIL): ``n_jobs`` fits at
   once, each core call on ``max(1, n_threads // n_jobs)`` threads, so that the machine's
   threads are shared, not multiplied.
@@ -40,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _covariance as cv
 from ._blocked import ArraySource
 from ._engine import available_threads
-from ._init import init_stats
+from ._init import init_stats, sample_em_rows
 from ._mixture import _INIT_PARAMS, GaussianMixture
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
@@ -187,9 +185,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=(len(ks), self.n_init))
         src = ArraySource(X, sw, self.n_threads, checked=True)
-        starts = {k: [init_stats(src, self.init_params, k, self.kmeans_max_samples,
-                                 np.random.RandomState(s), full=True) for s in seeds[i]]
-                  for i, k in enumerate(ks)}
+        starts = {k: [self._start(src, k, s) for s in seeds[i]] for i, k in enumerate(ks)}
         candidates = [(k, t) for k in ks for t in types]
         jobs, threads = self._split_threads(len(candidates))
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -219,14 +215,26 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.criterion_ = float(crit[best])
         return self
 
+    def _start(self, src, k: int, seed: int):
+        """One shared start for ``k`` components: the initial statistics (full layout) and the rows
+        of the EM on a sample that follows a sampled KMeans start, with their weights (None, None
+        when there is none), drawn from one ``RandomState(seed)`` in ``GaussianMixture``'s order."""
+        rs = np.random.RandomState(seed)
+        stats = init_stats(src, self.init_params, k, self.kmeans_max_samples, rs, full=True)
+        idx = sample_em_rows(src.n_rows, self.init_params, k, self.kmeans_max_samples, rs)
+        return (stats, None, None) if idx is None else (stats, *src.take(idx))
+
     def _fit_candidate(self, X, sw, k: int, cov: str, starts: list, threads: int):
-        """The best of the shared starts for one (k, type): (fitted model, total log-likelihood)."""
+        """The best of the shared starts for one (k, type): (fitted model, total log-likelihood).
+        A start with sampled rows gets ``GaussianMixture``'s EM on them in this type first."""
         kind = cv.get(cov)
         common = dict(covariance_type=cov, tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
                       var_floor=self.var_floor, chunk_size=self.chunk_size, n_threads=threads)
         best, best_ll = None, -np.inf
-        for stats in starts:
+        for stats, rows, w in starts:
             init = GaussianMixture(k, **common).m_step(_type_stats(stats, kind))
+            if rows is not None:
+                init._em_on_sample(rows, w, X.shape[0])
             gm = GaussianMixture(k, weights_init=init.weights_, means_init=init.means_,
                                  precisions_init=init.precisions_, **common)
             with warnings.catch_warnings():

@@ -75,3 +75,22 @@ def test_selection_agrees_with_mclust():
 @parametrize_with_checks([GaussianMixtureIC(max_components=2, covariance_type=["diag", "full"], random_state=0)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_candidate_start_is_gaussian_mixtures_on_large_data(cov):
+    """Above 6 kmeans_max_samples rows GaussianMixture follows its sampled KMeans start with EM on
+    other drawn rows; a GaussianMixtureIC candidate's start (max_iter=0) and whole fit are
+    GaussianMixture's from the candidate's seed (the first seed IC draws from its random_state)."""
+    from gmmext import GaussianMixture
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(m, 1.0, size=(2000, 3)) for m in (-4, 0, 4)])
+    seed = np.random.RandomState(5).randint(np.iinfo(np.int32).max, size=(1, 1))[0, 0]
+    for max_iter in (0, 100):
+        kw = dict(kmeans_max_samples=1000, max_iter=max_iter)
+        ic = GaussianMixtureIC(min_components=4, max_components=4, covariance_type=[cov], random_state=5,
+                               **kw).fit(X).best_estimator_
+        gm = GaussianMixture(4, covariance_type=cov, random_state=seed, **kw).fit(X)
+        np.testing.assert_allclose(ic.means_, gm.means_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ic.covariances_, gm.covariances_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ic.weights_, gm.weights_, rtol=1e-9, atol=1e-12)
