@@ -92,7 +92,8 @@ def main(argv=None) -> int:
                 t = time.perf_counter() - t
                 runs[name].append((float(est.lower_bound_), float(est.score(X_test)), est.n_iter_, t))
         rep(f"\n=== K={K}")
-        rep(f"{'estimator':52s} {'lower bound':>12s} {'held-out':>10s} {'iter':>7s} {'s/fit':>7s} {'sklearn / this':>15s}")
+        rep(f"{'estimator':52s} {'lower bound':>12s} {'held-out':>10s} {'iter':>7s} {'s/fit':>7s} "
+            f"{'sklearn / this':>15s}")
         sk = np.array(runs["scikit-learn"])
         for name, r in runs.items():
             r = np.array(r)
