@@ -72,6 +72,7 @@ def _work(args):
     try:
         feats = read_source(source, config)
     except Exception as exc:  # noqa: BLE001 - reported per file
+        check_interrupt()      # unless it is a Ctrl-C that a C extension turned into another error
         return source, None, f"{type(exc).__name__}: {exc}" if not str(exc).startswith(source) else str(exc)
     if cache_path is not None:
         try:

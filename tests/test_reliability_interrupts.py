@@ -3,6 +3,7 @@ under the final name."""
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -95,3 +96,33 @@ def test_interrupt_during_the_write_itself(tmp_path, monkeypatch):
         mio.save_model(tmp_path / "ubm.npz", ubm)
     assert (tmp_path / "ubm.npz").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ubm.npz"]
+
+
+def test_ctrl_c_that_numpy_turns_into_another_error_is_still_an_interrupt(tmp_path):
+    """numpy's ``ndarray.tofile`` (under ``np.save``) replaces an exception raised in its
+    ``os.PathLike`` check with a TypeError; a Ctrl-C delivered just then must still stop the
+    command as an interrupt (exit 130), not as a failed job (exit 1). The CI run of 2026-12-07
+    printed "speaker score: error: TypeError: expected str, bytes or os.PathLike object, not
+    BufferedWriter" after a SIGINT."""
+    script = f"""
+import os, signal, sys
+import numpy as np
+from speaker import cli
+from speaker.cli import evaluate
+
+def run(args):
+    def hook(cls, subclass):         # Ctrl-C arrives while numpy asks whether its file is a path
+        os.kill(os.getpid(), signal.SIGINT)
+        return NotImplemented
+    os.PathLike.__subclasshook__ = classmethod(hook)
+    os.PathLike._abc_caches_clear()
+    with open({str(tmp_path / "x.npy")!r}, "wb") as f:
+        np.save(f, np.zeros(3))
+    return 0
+
+evaluate.run = run
+sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert "interrupted" in p.stderr and "TypeError" not in p.stderr and "Traceback" not in p.stderr

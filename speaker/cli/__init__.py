@@ -65,7 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     args.main = main
     _interrupt.install()
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        except Exception:
+            # a Ctrl-C delivered inside a C extension can come out as another error (numpy's
+            # ndarray.tofile turns one raised in its os.PathLike check into a TypeError): an error
+            # raised once an interrupt was requested is the interrupt's
+            _interrupt.check()
+            raise
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, _interrupt.Terminated) else "interrupted"
         print(f"speaker {args.command}: {what}; earlier outputs are intact", file=sys.stderr)
