@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_array
 from . import _covariance as cv
 from ._blas import one_blas_thread
 from ._blocked import ArraySource
-from ._init import init_stats
+from ._init import DEFAULT_TOL, init_stats
 from ._mixture import GaussianMixture
 from ._sklearn_compat import Interval, StrOptions
 from ._stats import GMMStats
@@ -166,7 +166,7 @@ class BayesianGaussianMixture(GaussianMixture):
     map_parameters = _Unavailable()
     partial_fit = _Unavailable()
 
-    def __init__(self, *, n_components: int = 1, covariance_type: str = "full", tol: float = 1e-3,
+    def __init__(self, *, n_components: int = 1, covariance_type: str = "full", tol: float = DEFAULT_TOL,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
                  init_params: str = "kmeans",
                  weight_concentration_prior_type: str = "dirichlet_process",

@@ -66,6 +66,10 @@ KMEANS_SAMPLE_N_INIT = 3
 #: EM on a larger sample that follows (SAMPLE_EM_*) moves the centres further anyway.
 KMEANS_SAMPLE_MAX_ITER = 20
 
+#: EM's default convergence threshold (scikit-learn's): the mixtures' ``tol`` and the sampled
+#: start's when ``tol=0`` (:func:`sample_em_tol`).
+DEFAULT_TOL = 1e-3
+
 #: A sampled KMeans start (``"kmeans"``, N > kms) is followed by EM on SAMPLE_EM_FACTOR * kms other
 #: rows drawn from ``random_state`` when that is at most half the rows (:func:`sample_em_rows`;
 #: ``GaussianMixture`` runs it until an iteration gains less than :func:`sample_em_tol`, at most
@@ -258,10 +262,10 @@ def sample_em_tol(tol: float, n_sample: int, n_rows: int) -> float:
     gains at least ``tol`` per ``n_rows`` rows read.  (20 fixed iterations before: on README's
     example the fit's lower bound stayed 0.0023 nats below scikit-learn's, more than scikit-learn's
     spread over ``random_state``; ``benchmarks/bench_fit.py``.)  ``tol = 0`` (EM on all rows
-    without a convergence test) says nothing about the start: scikit-learn's default ``1e-3``
-    is used then, not a sample EM run to its cap.
+    without a convergence test) says nothing about the start: :data:`DEFAULT_TOL` (scikit-learn's
+    default) is used then, not a sample EM run to its cap.
     """
-    return (float(tol) if tol > 0 else 1e-3) * n_sample / n_rows
+    return (float(tol) if tol > 0 else DEFAULT_TOL) * n_sample / n_rows
 
 
 def sample_em_rows(n_rows: int, init_params: str, K: int, kmeans_max_samples, random_state):

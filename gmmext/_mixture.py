@@ -29,7 +29,7 @@ from . import _missing
 from ._blocked import ArraySource, is_dask_array, wants_blocked
 from ._blas import one_blas_thread
 
-from ._init import SAMPLE_EM_MAX_ITER, init_stats, sample_em_rows, sample_em_tol
+from ._init import DEFAULT_TOL, SAMPLE_EM_MAX_ITER, init_stats, sample_em_rows, sample_em_tol
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
 from ._model import MixtureModel, settings_constraints
@@ -231,7 +231,7 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         **settings_constraints(),        # those MixtureModel keeps: n_components, covariance_type, ...
     }
 
-    def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = DEFAULT_TOL,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
                  init_params: str = "kmeans", weights_init: ArrayLike | None = None,
                  means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,

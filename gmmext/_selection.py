@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _covariance as cv
 from ._blocked import ArraySource
 from ._engine import available_threads
-from ._init import init_stats, sample_em_rows
+from ._init import DEFAULT_TOL, init_stats, sample_em_rows
 from ._mixture import _INIT_PARAMS, GaussianMixture
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._stats import GMMStats
@@ -130,7 +130,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
 
     def __init__(self, *, min_components: int = 1, max_components: int = 10,
                  covariance_type: str | Sequence[str] = "all", criterion: str = "bic", n_init: int = 1,
-                 init_params: str = "kmeans", tol: float = 1e-3, reg_covar: float = 1e-6,
+                 init_params: str = "kmeans", tol: float = DEFAULT_TOL, reg_covar: float = 1e-6,
                  max_iter: int = 100, var_floor: float = 0.0,
                  random_state: int | np.random.RandomState | None = None, n_jobs: int | None = None,
                  n_threads: int | None = None, chunk_size: int | None = None,
