@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(hint, file=sys.stderr)
         return 1
     from .cli import main as cli_main
-    return cli_main(argv)
+    return cli_main(argv, exiting=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

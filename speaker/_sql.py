@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
+from ._interrupt import check as check_interrupt
 from .model_io import ModelError
 
 __all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "Database", "store_location", "one_snapshot",
@@ -287,6 +288,8 @@ class Database:
             self._local.conn, self._local.write = conn, write
             try:
                 yield conn
+                if write:
+                    check_interrupt()          # a Ctrl-C swallowed on the way: nothing is committed
             except BaseException:
                 conn.rollback()
                 raise

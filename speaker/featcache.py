@@ -35,6 +35,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 from ._interrupt import check as check_interrupt
+from ._interrupt import deferred
 from ._npz import read_npy
 from ._progress import Progress
 from .sources import feature_problem, read_source, source_kind
@@ -100,6 +101,14 @@ def _warm_up(config) -> None:
             pass
 
 
+def _init_worker(config) -> None:
+    """Pool initializer: the worker's signals (Ctrl-C is the command's to handle, SIGTERM ends
+    the worker: :func:`speaker._interrupt.worker`), then :func:`_warm_up`."""
+    from ._interrupt import worker
+    worker()
+    _warm_up(config)
+
+
 def _chunksize(n_items: int, jobs: int) -> int:
     """Files per task: about 8 tasks per worker (balance), at most 32 files (steady progress)."""
     return max(1, min(32, n_items // (8 * jobs)))
@@ -126,7 +135,7 @@ class ExtractionPool:
         if self._pool is None:
             if multiprocessing.get_start_method() == "fork":
                 _warm_up(self.config)     # forked workers inherit it: the warm-up is paid once
-            self._pool = ProcessPoolExecutor(self.jobs, initializer=_warm_up, initargs=(self.config,))
+            self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=(self.config,))
         yield from self._pool.map(_work, items, chunksize=_chunksize(len(items), self.jobs))
 
     def close(self) -> None:
@@ -347,7 +356,8 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
         if source_kind(src) != "audio":
             return src
         if cache.cache_dir is None:
-            temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
+            with deferred():           # an interrupt now is raised once the folder is recorded for removal
+                temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
             cache.cache_dir = temp
         cp = cache._cache_path(src)
         if cp is None:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import FIX, speaker_command
+from conftest import FIX, speaker_cli, speaker_command
 from speaker.model_io import load_model
 
 
@@ -126,3 +126,202 @@ sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert p.returncode == 130, p.stderr
     assert "interrupted" in p.stderr and "TypeError" not in p.stderr and "Traceback" not in p.stderr
+
+
+# --- found by an adversarial stress (SIGINT / SIGTERM at a uniform random instant of every command's
+# run, docs/reliability.md section 4); each test delivers the signal at the exact spot, in a subprocess
+def _python(script: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_signal_after_the_command_ended_keeps_its_exit_status(tmp_path):
+    """The interpreter's shut-down after a command takes tens of milliseconds: a Ctrl-C or SIGTERM
+    then killed the finished command (exit -2 / -15, a traceback when it came just after ``main``
+    returned) although its outputs were all written. The console script's status is the command's."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        script = f"""
+import os, signal, sys
+from speaker import _entry
+from speaker.cli import evaluate
+evaluate.run = lambda args: 0
+rc = _entry.main(["eval", "--scores", "s.txt", "--trials", "t.txt"])
+os.kill(os.getpid(), {int(sig)})                  # the signal lands once the command has ended
+sys.exit(rc)
+"""
+        p = _python(script, tmp_path)
+        assert p.returncode == 0, (sig, p.returncode, p.stderr)
+        assert p.stderr == "", p.stderr
+
+
+def test_interrupt_swallowed_in_a_destructor_prints_no_traceback(tmp_path):
+    """A Ctrl-C that lands in a ``__del__`` (llvmlite's, when numba's objects are collected) cannot
+    propagate: Python printed "Exception ignored in ..." with a traceback. The request is recorded
+    and the command stops at its next check, with the one-line message only."""
+    script = f"""
+import os, signal, sys
+from speaker import cli
+from speaker._atomic import write_text_atomic
+from speaker.cli import evaluate
+
+class Collected:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(100))                          # the handler runs here, inside __del__
+
+def run(args):
+    obj = Collected()
+    del obj
+    write_text_atomic({str(tmp_path / "out.txt")!r}, "new")
+    return 0
+
+evaluate.run = run
+sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_forked_worker_ignores_ctrl_c_and_ends_on_sigterm(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the feature extraction's workers
+    (forked, with the command's handlers) printed their own KeyboardInterrupt tracebacks, and the
+    pool's SIGTERM to its workers another. In a forked worker SIGINT is ignored (the command stops
+    the pool) and SIGTERM ends it at once, silently."""
+    script = """
+import os, signal, sys, time
+from speaker import _interrupt
+_interrupt.install()
+codes = []
+for sig in (signal.SIGINT, signal.SIGTERM):
+    pid = os.fork()
+    if pid == 0:
+        os.kill(os.getpid(), sig)
+        for _ in range(100):
+            time.sleep(0.001)
+        os._exit(7)                              # SIGINT ignored: the worker carries on
+    codes.append(os.waitpid(pid, 0)[1])
+print(os.waitstatus_to_exitcode(codes[0]), os.waitstatus_to_exitcode(codes[1]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["7", str(-signal.SIGTERM)], (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr and "KeyboardInterrupt" not in p.stderr, p.stderr
+
+
+def test_interrupt_while_a_temporary_is_created_leaves_no_temporary(tmp_path):
+    """An interrupt between the temporary file's creation and its recording for removal (inside
+    ``tempfile.mkstemp``'s own Python code) left ``.NAME.*.tmp`` beside the output (seen on a
+    train-ubm checkpoint)."""
+    script = f"""
+import os, signal, tempfile
+from speaker import _atomic, _interrupt
+real = tempfile.mkstemp
+
+def mkstemp(*a, **k):
+    made = real(*a, **k)
+    os.kill(os.getpid(), signal.SIGINT)          # the handler runs before mkstemp returns
+    return made
+
+_interrupt.install()
+_atomic.tempfile.mkstemp = mkstemp
+try:
+    _atomic.write_text_atomic({str(tmp_path / "out.txt")!r}, "new")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    p = _python(script, tmp_path)
+    assert p.stdout.strip() == "interrupted", p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == [], sorted(x.name for x in tmp_path.iterdir())
+
+
+def test_swallowed_interrupt_does_not_commit_a_store_write(tmp_path):
+    """A Ctrl-C swallowed during a store's write transaction (as a callback from C swallows it)
+    must not let the transaction commit: the file outputs' atomic writes check for it, and so
+    does the store's commit."""
+    script = f"""
+import os, signal
+from speaker import _interrupt
+from speaker._sql import Database
+db = Database({str(tmp_path / "s.db")!r})
+db.connect()
+with db.write() as conn:
+    db.run("CREATE TABLE t (x INTEGER)")
+_interrupt.install()
+try:
+    with db.write():
+        db.run("INSERT INTO t VALUES (1)")
+        try:                                     # a C callback swallows the KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(100))
+        except KeyboardInterrupt:
+            pass
+    print("committed")
+except KeyboardInterrupt:
+    print("interrupted")
+print(db.rows("SELECT count(*) FROM t")[0][0])
+"""
+    p = _python(script, tmp_path)
+    assert p.stdout.split() == ["interrupted", "0"], (p.stdout, p.stderr)
+
+
+def test_interrupted_extract_leaves_the_whole_earlier_folder(tmp_path):
+    """``extract --out DIR --overwrite`` replaced its .npy files one by one: interrupted half-way,
+    the folder held new features beside old ones and the old list. Now the files and their list
+    are one atomic set."""
+    wavs = sorted(FIX.glob("*_george_0.wav"))[:3]
+    (tmp_path / "a.lst").write_text("".join(f"{w}\n" for w in wavs))
+    out = tmp_path / "feats"
+    speaker_cli("extract", "--list", tmp_path / "a.lst", "--out", out, "--sample-rate", 8000, "--quiet", check=0)
+    for f in out.iterdir():
+        f.write_bytes(b"earlier " + f.name.encode())
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert len(before) == 4
+    script = f"""
+import os, signal, sys
+import numpy as np
+from speaker import cli
+real, saved = np.save, []
+
+def save(f, a, *args, **kw):
+    real(f, a, *args, **kw)
+    saved.append(1)
+    if len(saved) == 2:                          # Ctrl-C once the second file is written
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(100))
+
+np.save = save
+sys.exit(cli.main(["extract", "--list", "a.lst", "--out", "feats", "--sample-rate", "8000", "--overwrite", "--quiet"]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_interrupted_demo_leaves_the_earlier_outputs_and_says_it_once(tmp_path):
+    """``demo --out DIR --overwrite`` ran its steps over DIR's files: interrupted in ``enroll``, DIR
+    held the new UBM beside the models of the old one, and stderr two lines (the step's, then the
+    demo's). Now the steps write into a hidden folder and the five outputs replace DIR's as one set."""
+    out = tmp_path / "demo"
+    out.mkdir()
+    names = ("features.json", "ubm.npz", "models.npz", "scores.txt", "scores_vox.txt")
+    for n in names:
+        (out / n).write_bytes(b"earlier " + n.encode())
+    script = f"""
+import os, signal, sys
+from speaker import cli
+from speaker.cli import enroll
+
+def run(args):
+    os.kill(os.getpid(), signal.SIGINT)
+    sum(range(100))
+    return 0
+
+enroll.run = run
+sys.exit(cli.main(["demo", "--out", "demo", "--components", "4", "--overwrite", "--quiet"]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert p.stderr.strip().splitlines() == ["speaker enroll: interrupted; earlier outputs are intact"], p.stderr
+    assert sorted(f.name for f in out.iterdir()) == sorted(names)        # nothing hidden left either
+    assert all((out / n).read_bytes() == b"earlier " + n.encode() for n in names)

@@ -59,7 +59,10 @@ def _job_errors() -> tuple[type[Exception], ...]:
                                                                       else ())
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one command; its exit status.  ``exiting``: the process ends with that status (the
+    console script), so a signal after the command's end is ignored, not a kill during the
+    interpreter's shut-down."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.main = main
@@ -83,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - MemoryError, RecursionError, a bug: one line, never a traceback
         print(f"speaker {args.command}: error: {_reasons.describe(exc)}", file=sys.stderr)
+    finally:
+        if exiting:
+            _interrupt.ignore()
     return 1
 
 
