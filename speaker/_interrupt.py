@@ -31,7 +31,8 @@ import sys
 import threading
 from typing import Iterator
 
-_requested = threading.Event()
+_requested = [False]             # a plain flag: a handler that takes a lock (threading.Event.set)
+                                 # deadlocks when a second signal interrupts it there
 _signum = [signal.SIGINT]
 _owner = [os.getpid()]           # the process that installed the handlers
 _deferring = [0]                 # depth of deferred() blocks in the main thread
@@ -53,7 +54,7 @@ def _handler(signum, frame):
             os.kill(os.getpid(), signal.SIGTERM)
         return
     _signum[0] = signum
-    _requested.set()
+    _requested[0] = True
     if not _deferring[0]:
         raise _exception()
 
@@ -61,14 +62,14 @@ def _handler(signum, frame):
 def _unraisable(unraisable) -> None:
     """sys.unraisablehook: an interrupt raised where it cannot propagate (a ``__del__``, a callback
     from C) is recorded already, and raised again by :func:`check`; anything else as before."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _requested.is_set():
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _requested[0]:
         return
     _previous_hook[0](unraisable)
 
 
 def install() -> None:
     """Record SIGINT and SIGTERM (and raise KeyboardInterrupt / Terminated). Main thread only."""
-    _requested.clear()
+    _requested[0] = False
     _signum[0] = signal.SIGINT
     _owner[0] = os.getpid()
     _deferring[0] = 0
@@ -115,5 +116,5 @@ def exit_code(exc: BaseException | None = None) -> int:
 def check() -> None:
     """Raise KeyboardInterrupt (Terminated after SIGTERM) if an interrupt was requested and
     swallowed on the way."""
-    if _requested.is_set():
+    if _requested[0]:
         raise _exception()

@@ -325,3 +325,49 @@ sys.exit(cli.main(["demo", "--out", "demo", "--components", "4", "--overwrite", 
     assert p.stderr.strip().splitlines() == ["speaker enroll: interrupted; earlier outputs are intact"], p.stderr
     assert sorted(f.name for f in out.iterdir()) == sorted(names)        # nothing hidden left either
     assert all((out / n).read_bytes() == b"earlier " + n.encode() for n in names)
+
+
+def test_second_signal_while_the_first_is_recorded_does_not_deadlock(tmp_path):
+    """The handler recorded the request with ``threading.Event.set``, which takes a lock: a second
+    signal (a Ctrl-C pressed twice, or SIGTERM sent to the process and to its group) arriving while
+    the first handler held it ran the handler again inside, which waited for that lock forever
+    (found by the stress: a ``train-ubm`` hung with every thread on a futex). The second signal
+    here lands inside the first handler's recording, wherever that takes a lock or not."""
+    script = """
+import os, signal, sys, threading
+from speaker import cli
+from speaker.cli import evaluate
+real, sent = threading.Condition.notify_all, []
+
+def notify_all(self):                            # inside Event.set, with the Condition's lock held
+    if not sent:
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(100))
+    real(self)
+
+def run(args):
+    threading.Condition.notify_all = notify_all
+    orig = cli._interrupt._exception
+
+    def exception():                             # ... or just after recording, when there is no lock
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(100))
+        return orig()
+
+    cli._interrupt._exception = exception
+    os.kill(os.getpid(), signal.SIGINT)
+    sum(range(100))
+    return 0
+
+evaluate.run = run
+sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
+"""
+    try:
+        p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second SIGINT while the first was being recorded deadlocked the command")
+    assert p.returncode == 130, p.stderr
+    assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
