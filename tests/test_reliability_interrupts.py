@@ -1,5 +1,6 @@
 """SIGINT and SIGKILL in the middle of a job leave earlier outputs intact, and no partial file
 under the final name."""
+import json
 import shutil
 import signal
 import subprocess
@@ -371,3 +372,36 @@ sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
         pytest.fail("a second SIGINT while the first was being recorded deadlocked the command")
     assert p.returncode == 130, p.stderr
     assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
+
+
+def test_interrupted_store_enrolment_says_which_speakers_were_enrolled(setup, tmp_path):
+    """``enroll --store`` writes each speaker in its own transaction: interrupted at the second
+    speaker, the first stays enrolled (the second is rolled back). The command said only
+    "interrupted; earlier outputs are intact"; it now names the speakers already in the store."""
+    d = setup
+    spk = sorted({n.split("_")[2] for n in (d / "ubm.lst").read_text().split()})[:2]
+    lines = [x for x in (d / "enroll.txt").read_text().splitlines() if x.split()[0] in spk]
+    (tmp_path / "two.txt").write_text("\n".join(lines) + "\n")
+    script = f"""
+import os, signal, sys
+from speaker import cli, store
+real, calls = store.SpeakerStore.enroll, []
+
+def enroll(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:                          # Ctrl-C once the first speaker is committed
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(100))
+    return real(self, *args, **kwargs)
+
+store.SpeakerStore.enroll = enroll
+sys.exit(cli.main(["enroll", "--ubm", {str(d / "ubm.npz")!r}, "--enroll", "two.txt", "--root", {str(d)!r},
+                   "--store", "s.db", "--min-speech", "0.1", "--min-speaker-speech", "0.5", "--quiet"]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"speaker enroll: 1 speaker(s) were enrolled into s.db before the interrupt ({spk[0]}); the others were not",
+        "speaker enroll: interrupted; earlier outputs are intact"], p.stderr
+    listed = speaker_cli("speakers", "--store", tmp_path / "s.db", "--json", check=0)
+    assert [s["speaker"] for s in json.loads(listed.stdout)] == [spk[0]]

@@ -173,7 +173,7 @@ def store_speakers(db: Path, env) -> list[str] | str:
         return f"speakers exit {p.returncode}: {p.stderr.strip()}"
     rows = json.loads(p.stdout)
     rows = rows if isinstance(rows, list) else rows.get("speakers", [])
-    return sorted(str(r.get("id")) if isinstance(r, dict) else str(r) for r in rows)
+    return sorted(str(r.get("speaker")) if isinstance(r, dict) else str(r) for r in rows)
 
 
 def leftovers(d: Path) -> list[str]:
