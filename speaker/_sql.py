@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from ._interrupt import check as check_interrupt
+from ._interrupt import deferred
 from .model_io import ModelError
 
 __all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "Database", "store_location", "one_snapshot",
@@ -247,7 +248,8 @@ class Database:
     def close(self) -> None:
         """Close the database connections (of every thread)."""
         if self.engine is not None:
-            self.engine.dispose()
+            with deferred():       # as in tx(): an interrupt is raised once the connections are closed
+                self.engine.dispose()
 
     def fail(self, why: str):
         """Raise StoreError: the store is not usable, because ``why``."""
@@ -301,7 +303,8 @@ class Database:
                 conn.rollback()
                 raise self._error(exc, "cannot write: " if write else "") from None
         finally:
-            conn.close()
+            with deferred():       # SQLAlchemy logs, with a traceback, an interrupt that cuts a reset or close
+                conn.close()
 
     def write(self):
         """The write transaction (one writer at a time; see the module's docstring)."""

@@ -405,3 +405,39 @@ sys.exit(cli.main(["enroll", "--ubm", {str(d / "ubm.npz")!r}, "--enroll", "two.t
         "speaker enroll: interrupted; earlier outputs are intact"], p.stderr
     listed = speaker_cli("speakers", "--store", tmp_path / "s.db", "--json", check=0)
     assert [s["speaker"] for s in json.loads(listed.stdout)] == [spk[0]]
+
+
+@pytest.mark.parametrize("cut", ["do_close", "do_rollback"])
+def test_interrupt_while_a_store_connection_is_reset_or_closed_prints_no_traceback(tmp_path, cut):
+    """SQLAlchemy catches an exception raised while it resets a connection going back to its pool
+    (``do_rollback``) or closes one (``do_close``: ``speakers --remove`` closing the store after
+    its commit, found by the stress), logs it with a traceback ("Exception closing connection ...")
+    and raises it again. Both are clean-up, run with the interrupt deferred to their end."""
+    script = f"""
+import os, signal
+from speaker import _interrupt
+from speaker._sql import Database
+db = Database({str(tmp_path / "s.db")!r})
+db.connect()
+with db.write():
+    db.run("CREATE TABLE t (x INTEGER)")
+_interrupt.install()
+dialect = db.engine.dialect
+real = dialect.{cut}
+
+def cut(*args, **kwargs):
+    dialect.{cut} = real
+    os.kill(os.getpid(), signal.SIGINT)
+    sum(range(100))
+    return real(*args, **kwargs)
+
+dialect.{cut} = cut
+try:
+    db.close() if {cut!r} == "do_close" else db.rows("SELECT count(*) FROM t")
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    p = _python(script, tmp_path)
+    assert p.stdout.strip() == "interrupted", (p.stdout, p.stderr)
+    assert p.stderr == "", p.stderr
