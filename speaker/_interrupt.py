@@ -95,16 +95,21 @@ def ignore() -> None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
+def deferred(*, raise_after: bool = True) -> Iterator[None]:
     """Inside the block an interrupt is recorded, not raised; it is raised when the block ends
-    (for a few statements that must not be cut: a temporary created and recorded for removal)."""
+    (for a few statements that must not be cut: a temporary created and recorded for removal).
+
+    ``raise_after=False``: not even then, for clean-up after the work it ends was done (a store's
+    connections closed after its commit): the request stays recorded, so the next :func:`check`
+    (before any atomic write or store commit, in the loops) still raises it, and a command that
+    has nothing left to do ends with its own status."""
     main = threading.current_thread() is threading.main_thread()
     _deferring[0] += main
     try:
         yield
     finally:
         _deferring[0] -= main
-    if not _deferring[0]:
+    if raise_after and not _deferring[0]:
         check()
 
 

@@ -248,7 +248,7 @@ class Database:
     def close(self) -> None:
         """Close the database connections (of every thread)."""
         if self.engine is not None:
-            with deferred():       # as in tx(): an interrupt is raised once the connections are closed
+            with deferred(raise_after=False):          # as in tx()
                 self.engine.dispose()
 
     def fail(self, why: str):
@@ -303,7 +303,9 @@ class Database:
                 conn.rollback()
                 raise self._error(exc, "cannot write: " if write else "") from None
         finally:
-            with deferred():       # SQLAlchemy logs, with a traceback, an interrupt that cuts a reset or close
+            # SQLAlchemy logs, with a traceback, an interrupt that cuts a connection's reset or close;
+            # after a commit the work is done: the next check raises an interrupt recorded now
+            with deferred(raise_after=False):
                 conn.close()
 
     def write(self):
