@@ -42,8 +42,18 @@ class WriteError(OSError):
 
 
 def _target(path: Path) -> Path:
-    """The file a write to ``path`` replaces: a symbolic link is written through to its target."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    """The file a write to ``path`` replaces: a symbolic link is written through to its target.
+
+    A link to a pipe, a socket or a device is kept as it is: ``/dev/stdout`` into a pipe is
+    ``/proc/self/fd/1``, whose target reads ``pipe:[N]``, a name no path can open; opening the
+    link itself reaches the pipe."""
+    if not path.is_symlink():
+        return path
+    with contextlib.suppress(OSError):
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return path
+    return Path(os.path.realpath(path))
 
 
 def file_kind(mode: int) -> str:
