@@ -12,7 +12,9 @@ so a reader never sees a half-written file under the final name.  The rules (doc
   system's temporary folder first, then copied in; nothing is replaced); a folder, a block
   device or a socket is refused (:func:`output_problem`);
 * a symbolic link is written through to its target (the link stays a link); an existing file
-  keeps its permission bits;
+  keeps its permission bits; a descriptor the command was handed (``/dev/stdout``, ``/dev/fd/N``)
+  is written into, after what its file already holds, whatever it is open on (a pipe, a
+  terminal, a file of a shell redirection ``>`` or ``>>``), and needs no ``--overwrite``;
 * several files that belong together (a Kaldi ``.ark`` and its ``.scp``) are written as a pair
   (:func:`atomic_paths`): all temporaries first, then renamed one after the other, and a failed
   rename puts back the files already replaced.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -42,9 +45,39 @@ class WriteError(OSError):
         return str(self.strerror) if self.strerror else super().__str__()
 
 
+_FD_LINK = re.compile(r"/(?:proc/(?:self|thread-self|[0-9]+)|dev)/fd/[0-9]+")
+
+
+def _open_descriptor(path: Path) -> bool:
+    """``path`` names a file descriptor the command was handed (``/dev/stdout``, ``/dev/fd/3``:
+    links through ``/proc/self/fd/N``), whatever it is open on: a shell redirection's file, pipe
+    or terminal.  Such an output is written into, at the end of what the descriptor's file holds
+    (``>`` and ``>>`` both), never replaced."""
+    p = Path(os.path.abspath(path))
+    for _ in range(40):
+        if _FD_LINK.fullmatch(str(p)):
+            return True
+        try:
+            link = os.readlink(p)
+        except OSError:
+            return False
+        p = Path(os.path.normpath(p.parent / link))
+    return False
+
+
 def _target(path: Path) -> Path:
-    """The file a write to ``path`` replaces: a symbolic link is written through to its target."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    """The file a write to ``path`` replaces: a symbolic link is written through to its target.
+
+    A link to a file descriptor (``/dev/stdout``), a pipe, a socket or a device is kept as it is:
+    ``/dev/stdout`` into a pipe is ``/proc/self/fd/1``, whose target reads ``pipe:[N]``, a name no
+    path can open; opening the link itself reaches the pipe."""
+    if not path.is_symlink() or _open_descriptor(path):
+        return path
+    with contextlib.suppress(OSError):
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return path
+    return Path(os.path.realpath(path))
 
 
 def file_kind(mode: int) -> str:
@@ -58,12 +91,13 @@ def file_kind(mode: int) -> str:
 
 
 def _streamed(path: Path) -> bool:
-    """``path`` exists and is written into, not replaced: a FIFO or a character device."""
+    """``path`` exists and is written into, not replaced: a FIFO, a character device, or a
+    descriptor the command was handed (:func:`_open_descriptor`) open on a regular file."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or (stat.S_ISREG(mode) and _open_descriptor(path))
 
 
 def output_problem(path: str | os.PathLike, overwrite: bool = False, *, streams: bool = True) -> str | None:
@@ -83,6 +117,8 @@ def output_problem(path: str | os.PathLike, overwrite: bool = False, *, streams:
     except OSError as exc:
         return f"{path}: {exc.strerror or exc}"
     if stat.S_ISREG(st.st_mode):
+        if streams and _open_descriptor(p):          # '--out /dev/stdout > file': written into
+            return None
         return None if overwrite else f"{path} exists; give --overwrite to replace it"
     if streams and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
         return None
@@ -178,8 +214,8 @@ def atomic_paths(paths: Sequence[str | os.PathLike], suffixes: Sequence[str | No
             yield list(temps)
             check_interrupt()      # a swallowed Ctrl-C must not let the files replace the old ones
             for t, tmp, direct in zip(targets, temps, streamed):
-                if direct:
-                    with open(tmp, "rb") as src, open(t, "wb") as dst:
+                if direct:                 # appended to a descriptor's file: what '>' or '>>' left stays
+                    with open(tmp, "rb") as src, open(t, "ab" if _open_descriptor(t) else "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
                     continue
                 with open(tmp, "rb+") as f:

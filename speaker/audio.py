@@ -287,6 +287,14 @@ def _av():
     return av
 
 
+def _metadata_kwargs(av) -> dict:
+    """``av.open``'s argument for container metadata that is not UTF-8 (a tag in Latin-1, say):
+    PyAV up to 18 raises UnicodeDecodeError unless told to replace such bytes; PyAV 19 decodes
+    metadata with ``surrogateescape`` and has no such argument (passing it is a TypeError)."""
+    major = av.__version__.split(".", 1)[0]
+    return {"metadata_errors": "replace"} if major.isdigit() and int(major) < 19 else {}
+
+
 def _refuse_nested_open(url: str, flags: int, options: dict) -> None:
     raise PermissionError(f"opening {url!r} from inside an audio file is not allowed")
 
@@ -345,8 +353,8 @@ def _decode_file(fileobj: io.RawIOBase | io.BufferedIOBase, name: str, target_ra
         # already says: 3 ms of the 4 ms of a 10-s WAV.  4 KiB holds the header.
         options["probesize"] = "4096"
     try:
-        container = av.open(fileobj, "r", container_options=options, metadata_errors="replace",
-                            buffer_size=_READ_BYTES, io_open=_refuse_nested_open)
+        container = av.open(fileobj, "r", container_options=options, buffer_size=_READ_BYTES,
+                            io_open=_refuse_nested_open, **_metadata_kwargs(av))
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise AudioError(name, _ffmpeg_reason(exc)) from None
     with container:

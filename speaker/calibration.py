@@ -517,7 +517,7 @@ MIN_FAR_COUNT = 10
 
 #: Why a decision is ``undecided`` without a calibration or a threshold (one line).
 NO_RULE = ("no calibration and no threshold: scores are not decisions (calibrate the store: 'speaker calibrate "
-           "--store DB --from-enrollments', or give --threshold T / --target-far F)")
+           "--store DB --from-enrollments', or give a threshold on the raw score: --threshold T)")
 
 
 def far_threshold(nontarget_llrs: ArrayLike, target_far: float) -> float:

@@ -57,7 +57,7 @@ from .sources import Source, Waveform, content_hash, read_source, read_source_an
 from .store_backend import BackendBinding, BackendMismatchError, BindResult
 from .verification import Match, ScoringCache, StoreScoring, VerifyResult
 
-__all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
+__all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "NoSuchStore", "UBMMismatchError", "EnrolmentRefused", "SpeakerStore", "SpeakerInfo", "CohortInfo",
            "EnrollResult", "EnrolmentItem", "KeptRecording", "StoredCalibration", "VerifyResult", "Match",
            "store_location", "BackendMismatchError", "BindResult"]
 
@@ -277,6 +277,16 @@ def _locked(method):
     return run
 
 
+class NoSuchStore(StoreError):
+    """No store at the path (or no store tables in the database), and no UBM to create one with
+    (or ``create=False``): ``SpeakerStore(path, ubm)`` creates it."""
+
+    def __init__(self, path: str, why: str | None = None, hint: str | None = "give the UBM to create one") -> None:
+        notes = [n for n in (why, hint) if n]
+        super().__init__(f"{path}: no such speaker store" + (f" ({'; '.join(notes)})" if notes else ""))
+        self.path, self.why = path, why
+
+
 class UBMMismatchError(StoreError):
     """The store is bound to another UBM than the one given: both SHA-256 fingerprints
     (:func:`speaker.model_io.ubm_fingerprint`) are in the message and in
@@ -353,14 +363,13 @@ class SpeakerStore(StoreScoring, CalibrationHistory, BackendBinding):
             self._db.check_files()
             exists = file.exists() and file.stat().st_size > 0
             if not exists and (ubm is None or not create):
-                raise StoreError(f"{self.path}: no such speaker store"
-                                 + (" (give the UBM to create one)" if ubm is None else ""))
+                raise NoSuchStore(self.path, hint="give the UBM to create one" if ubm is None else None)
         self._db.connect()
         try:
             if not self._has_meta():
                 if ubm is None or not create:
-                    raise StoreError(f"{self.path}: no such speaker store (the database has no store tables"
-                                     + ("; give the UBM to create one)" if ubm is None else ")"))
+                    raise NoSuchStore(self.path, "the database has no store tables",
+                                      "give the UBM to create one" if ubm is None else None)
                 self._create(ubm, config or FeatureConfig(), relevance_factor, adapt)
             if upgrade:
                 self.upgraded = self._upgrade()

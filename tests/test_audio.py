@@ -285,6 +285,24 @@ def test_decode_bytes_matches_reading_the_file_with_soundfile() -> None:
         decode_bytes(str(path))  # type: ignore[arg-type]
 
 
+def test_metadata_that_is_not_utf8_is_no_error(tmp_path: Path) -> None:
+    """A tag in Latin-1 (a WAV's LIST/INFO title) is metadata, not audio: the samples are read
+    as libsndfile reads them, whichever PyAV is installed (up to 18 it needs an argument to
+    replace such bytes, 19 refuses that argument)."""
+    import struct
+    pcm = (_sine(300.0, 8000, 0.5) * 20000).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    title = b"Caf\xe9 \xff\xfe\x00"                        # not UTF-8
+    info = b"INFO" + b"INAM" + struct.pack("<I", len(title)) + title
+    chunks = (b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"LIST" + struct.pack("<I", len(info))
+              + info + b"data" + struct.pack("<I", len(pcm)) + pcm)
+    path = tmp_path / "latin1_title.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
+    ref, rate = sf.read(path, dtype="float32")               # libsndfile: an independent decoder
+    y = load_audio(path, target_rate=rate)
+    np.testing.assert_allclose(y, ref - ref.mean(dtype=np.float64), atol=1e-7)
+
+
 def test_output_is_a_fixed_point(tmp_path: Path) -> None:
     """A signal load_audio returned comes back bit for bit (so an upload decoded to a signal and
     then given to extract_features has the features of the file)."""

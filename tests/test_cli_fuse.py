@@ -2,6 +2,7 @@
 fused scores against the weights applied with numpy, missing trials, and the output guards."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -47,6 +48,11 @@ def test_fit_and_apply_against_sklearn(dev, prior):
     assert "skipped 2 trial(s)" in r.stderr and f"{keys[5][0]} {keys[5][1]}: not in {d / 'B.txt'}" in r.stderr
     doc = json.loads((d / "fusion.json").read_text())
     coef, bias = sklearn_fusion(X[keep], lab[keep], prior)
+    # the formula printed is the fusion: 'llr = A * gmm + B * plda + C'
+    num = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?)"
+    m = re.search(rf"fusion llr = {num} \* gmm \+ {num} \* plda \+ {num} at prior", r.stderr)
+    assert m, r.stderr
+    assert [float(g) for g in m.groups()] == pytest.approx([*coef, bias], rel=1e-4, abs=1e-5)
     assert doc["systems"] == ["gmm", "plda"] and doc["prior"] == prior
     assert [doc["a"], doc["terms"][0]["weight"]] == pytest.approx(coef, rel=1e-5)
     assert doc["b"] == pytest.approx(bias, rel=1e-5, abs=1e-6)

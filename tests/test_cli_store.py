@@ -1,6 +1,7 @@
 """The store, verify, identify, calibrate, export/import and --norm commands, in process
 (speaker.cli.main) on the audio fixtures."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -412,3 +413,42 @@ def test_store_info_shows_and_exports_the_stores_ubm(work, capsys):
     out = capsys.readouterr().out
     assert f"UBM fingerprint  {mine.ubm_fingerprint}" in out and "another UBM (this store refuses it)" in out
     assert run(work, "store-info", "--store", work / "no_such.db") == 1 and not (work / "no_such.db").exists()
+
+
+def _unquoted_options(text: str) -> set[str]:
+    """The options a message tells to give to the command itself (not inside a quoted command)."""
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", re.sub(r"'[^']*'", "", text)))
+
+
+def test_every_remedy_the_undecided_message_names_works(work, capsys):
+    """Without a calibration the message named '--target-far F' beside --threshold, but a decision
+    at a target false-accept rate needs a calibration's non-target trials: verify refused it."""
+    from speaker.calibration import NO_RULE
+    db = enrol_store(work, "remedies.db")
+    g = FIX / "7_george_4.wav"
+    capsys.readouterr()
+    assert run(work, "verify", "--store", db, "--speaker", "george", g) == 3
+    err = capsys.readouterr().err
+    value = {"--threshold": "0", "--target-far": "0.01", "--p-target": "0.01"}
+    for text in (err, NO_RULE):                      # the command line's line, the result's reason
+        named = _unquoted_options(text)
+        assert named and named <= set(value), text
+        for opt in named:
+            assert run(work, "verify", "--store", db, "--speaker", "george", g, opt, value[opt]) == 0, opt
+    assert run(work, "verify", "--store", db, "--speaker", "george", g, "--target-far", "0.01") == 1
+
+
+def test_a_missing_store_says_how_to_create_it(work, capsys):
+    """Commands that cannot create a store said 'give the UBM to create one', which they have no
+    option for; the message now names the command that creates it, or this command's --ubm."""
+    missing = work / "missing.db"
+    capsys.readouterr()
+    assert run(work, "calibrate", "--store", missing, "--from-enrollments") == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "no such speaker store" in err and "'speaker enroll --ubm UBM" in err, err
+    assert _unquoted_options(err) == set() and not missing.exists()
+    assert run(work, "export", "--store", missing, "--out", work / "x.npz") == 1
+    assert "'speaker enroll --ubm UBM" in capsys.readouterr().err
+    assert run(work, "import", "--store", missing, "--models", work / "none.npz") == 1
+    err = capsys.readouterr().err
+    assert "give --ubm UBM to create it" in err and not missing.exists(), err

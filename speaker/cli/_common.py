@@ -210,9 +210,15 @@ def open_store(args, ubm=None, create: bool = False, **options):
 
     A store bound to another UBM is a :class:`JobError` that says how to find out which UBM is the
     store's (``speaker store-info``)."""
-    from ..store import SpeakerStore, UBMMismatchError
+    from ..store import NoSuchStore, SpeakerStore, UBMMismatchError
     try:
         return SpeakerStore(args.store, ubm, create=create, top_c=getattr(args, "top_c", None), **options)
+    except NoSuchStore as exc:
+        if ubm is not None:
+            raise
+        how = ("give --ubm UBM to create it" if hasattr(args, "ubm") else
+               "'speaker enroll --ubm UBM --enroll LIST --store ...' creates it")
+        raise JobError(str(NoSuchStore(exc.path, exc.why, how))) from None
     except UBMMismatchError as exc:
         raise JobError(f"{exc}; 'speaker store-info --store {args.store} --ubm FILE ...' tells which UBM file is "
                        "the store's, and its --export-ubm FILE writes the store's UBM") from None
@@ -298,7 +304,8 @@ def decide_kwargs(args, store) -> dict:
               f"{args.store} has no calibration{'' if kw['backend'] == 'gmm' else ' for --backend ' + kw['backend']} "
               "and no --threshold was given; raw scores >= 0 are not accepted by default any more: calibrate the "
               f"store ('speaker calibrate --store DB{'' if kw['backend'] == 'gmm' else ' --backend ' + kw['backend']} "
-              "--from-enrollments') or give --threshold T / --target-far F", file=sys.stderr)
+              "--from-enrollments') or give a threshold on the raw score, --threshold T ('speaker eval "
+              "--target-far F' on development trials prints one)", file=sys.stderr)
     return kw
 
 
