@@ -78,8 +78,15 @@ COMMANDS = {
     "eval": (["eval", "--scores", "scores.txt", "--trials", "trials.txt", "--det", "det.png", OW], ["det.png"],
              False),
     "demo": (["demo", "--out", "demo", "--components", "8", OW], ["demo"], False),
+    "fuse": (["fuse", "--scores", "scores.txt", "scores.txt", "--trials", "trials.txt", "--out", "fusion.json", OW],
+             ["fusion.json"], False),
+    "export": (["export", "--store", "s.db", "--out", "exported.npz", OW], ["exported.npz"], True),
+    "import": (["import", "--store", "s.db", "--models", "models.npz", "--replace"], [], True),
+    "cohort --add": (["cohort", "--store", "s.db", "--add", "test.lst"], [], True),
+    "backend": (["backend", "--store", "s.db", "--ivector", "tv.npz", "--plda", "plda.npz"], [], True),
+    "store-info": (["store-info", "--store", "s.db"], [], True),
 }
-NO_CACHE = ("eval", "calibrate", "speakers")          # commands without --cache / --jobs
+NO_CACHE = ("eval", "calibrate", "speakers", "fuse", "export", "import", "backend", "store-info")   # no --cache / --jobs
 
 
 def speaker() -> list[str]:
@@ -130,6 +137,8 @@ def setup(top: Path) -> dict:
                  ["eval", "--scores", "scores.txt", "--trials", "trials.txt", "--det", "det.png"],
                  ["enroll", "--ubm", "ubm.npz", "--enroll", "enroll2.txt", "--store", "s.db", "--min-speech", "0.1",
                   "--min-speaker-speech", "0.5"],
+                 ["export", "--store", "s.db", "--out", "exported.npz"],
+                 ["fuse", "--scores", "scores.txt", "scores.txt", "--trials", "trials.txt", "--out", "fusion.json"],
                  ["demo", "--out", "demo", "--components", "8"]):
         run_ok(args + ["--quiet"] * (args[0] != "eval"), base, env)
     for lst in ("ubm.lst", "test.lst", "enroll.txt"):                  # the warm feature cache
