@@ -29,7 +29,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -331,7 +331,8 @@ class PreparedFeatures:
 
 def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.PathLike | None = None,
                      jobs: int = 1, stream_above: float = 4e9, stream: bool = False,
-                     temp_parent: str | os.PathLike | None = None, progress: bool = False) -> PreparedFeatures:
+                     temp_parent: str | os.PathLike | None = None, progress: bool = False,
+                     on_temp: Callable[[Path], object] | None = None) -> PreparedFeatures:
     """Features of ``sources`` for :func:`speaker.ubm.train_ubm` on this machine, in memory or streamed.
 
     Features are extracted (``jobs`` processes, see :class:`FeatureCache`) and held in memory
@@ -339,7 +340,8 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     on every source is kept on disk only and read back at every EM pass: ``.npy`` files and
     Kaldi ``ark`` entries from where they are, audio features from ``cache_dir`` or, without one,
     from a temporary folder created in ``temp_parent`` (``PreparedFeatures.temp_cache``, for
-    the caller to delete).  The frames and their order are the same either way.  Every usable
+    the caller to delete: ``on_temp(folder)`` is called as soon as it exists, before an
+    interrupt can be raised, so that the caller registers its removal).  The frames and their order are the same either way.  Every usable
     source has the same feature dimension (``config.dim`` if any source is audio, else the first
     usable file's); one with another goes to ``errors``.
     """
@@ -358,6 +360,8 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
         if cache.cache_dir is None:
             with deferred():           # an interrupt now is raised once the folder is recorded for removal
                 temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
+                if on_temp is not None:
+                    on_temp(temp)
             cache.cache_dir = temp
         cp = cache._cache_path(src)
         if cp is None:

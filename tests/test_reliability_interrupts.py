@@ -444,3 +444,30 @@ except KeyboardInterrupt:
     p = _python(script, tmp_path)
     assert p.stdout.split() == ["returned", "interrupted"], (p.stdout, p.stderr)
     assert p.stderr == "", p.stderr
+
+
+def test_interrupt_as_streamed_features_are_handed_over_leaves_no_folder(tmp_path):
+    """``train-ubm --stream`` without ``--cache`` extracts into ``.speaker-features-*`` beside the
+    output, which the command removes; an interrupt between the folder's creation and the
+    command's registering of its removal (as ``prepare_features`` returned) left it behind. The
+    command now registers it as soon as it exists."""
+    wavs = sorted(FIX.glob("*_george_0.wav"))[:3]
+    (tmp_path / "u.lst").write_text("".join(f"{w}\n" for w in wavs))
+    script = """
+import os, signal, sys
+from speaker import cli, featcache
+
+class Prepared(featcache.PreparedFeatures):
+    def __init__(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)      # as prepare_features hands the features over
+        sum(range(100))
+        super().__init__(*args, **kwargs)
+
+featcache.PreparedFeatures = Prepared
+sys.exit(cli.main(["train-ubm", "--list", "u.lst", "--out", "out/u.npz", "--components", "2",
+                   "--sample-rate", "8000", "--stream", "--quiet"]))
+"""
+    (tmp_path / "out").mkdir()
+    p = _python(script, tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert list((tmp_path / "out").iterdir()) == [], list((tmp_path / "out").iterdir())
