@@ -68,7 +68,7 @@ def run(args) -> int:
              "--out", str(stage / "scores_vox.txt"), "--top-c", "5"],
         ]
         for step in steps:
-            say(args, "$ speaker " + " ".join(step))
+            say(args, "$ speaker " + " ".join(step).replace(str(stage), str(work)))   # the recipe, as a user runs it
             rc = main(step + common)
             if rc in (130, 143):
                 return rc              # the step's own line said so
