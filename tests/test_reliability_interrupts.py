@@ -471,3 +471,30 @@ sys.exit(cli.main(["train-ubm", "--list", "u.lst", "--out", "out/u.npz", "--comp
     p = _python(script, tmp_path)
     assert p.returncode == 130, p.stderr
     assert list((tmp_path / "out").iterdir()) == [], list((tmp_path / "out").iterdir())
+
+
+def test_interrupted_fuse_keeps_the_earlier_fusion(tmp_path):
+    """``fuse`` wrote the fusion, then computed the Cllr and minCllr (PAV) of its summary line: a
+    Ctrl-C then exited 130 with the output already replaced (found by the stress). The output is
+    now the command's last act."""
+    rng = np.random.default_rng(0)
+    trials = [(f"m{i % 3}", f"t{i}", i % 2 == 0) for i in range(40)]
+    (tmp_path / "trials.txt").write_text("".join(f"{m} {t} {'target' if y else 'nontarget'}\n" for m, t, y in trials))
+    (tmp_path / "s.txt").write_text("".join(f"{m} {t} {rng.normal(2.0 if y else 0.0):.4f}\n" for m, t, y in trials))
+    (tmp_path / "fusion.json").write_text("earlier fusion")
+    script = """
+import os, signal, sys
+from speaker import calibration, cli
+real = calibration.min_cllr
+
+def min_cllr(*args, **kwargs):                   # Ctrl-C while the summary is computed
+    os.kill(os.getpid(), signal.SIGINT)
+    sum(range(100))
+    return real(*args, **kwargs)
+
+calibration.min_cllr = min_cllr
+sys.exit(cli.main(["fuse", "--scores", "s.txt", "--trials", "trials.txt", "--out", "fusion.json", "--overwrite"]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert (tmp_path / "fusion.json").read_text() == "earlier fusion"
