@@ -498,3 +498,60 @@ sys.exit(cli.main(["fuse", "--scores", "s.txt", "--trials", "trials.txt", "--out
     p = _python(script, tmp_path)
     assert p.returncode == 130, p.stderr
     assert (tmp_path / "fusion.json").read_text() == "earlier fusion"
+
+
+def test_second_signal_while_the_interrupt_is_reported_gives_one_line(tmp_path):
+    """Ctrl-C pressed twice, or SIGTERM sent to the process and to its group (found by the
+    stress): while the start-up handler wrote its line, a second signal wrote it again; while the
+    command line printed "interrupted", a second one escaped as a traceback (exit -2)."""
+    early = """
+import os, signal, sys
+from speaker import _dist, _entry
+real_write, hint = os.write, _dist.install_hint
+
+def write(fd, data):
+    n = real_write(fd, data)
+    os.kill(os.getpid(), signal.SIGINT)          # the second signal, once the line is written
+    sum(range(100))
+    return n
+
+def install_hint(what):                          # the first, while the entry point starts
+    os.write = write
+    os.kill(os.getpid(), signal.SIGINT)
+    sum(range(100))
+    return hint(what)
+
+_dist.install_hint = install_hint
+sys.exit(_entry.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
+"""
+    late = """
+import os, signal, sys
+from speaker import _entry
+from speaker.cli import evaluate
+
+class Stderr:                                    # the second signal while the line is printed
+    def __init__(self, real):
+        self.real, self.sent = real, False
+    def write(self, text):
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(100))
+        return self.real.write(text)
+    def flush(self):
+        self.real.flush()
+
+def run(args):
+    sys.stderr = Stderr(sys.stderr)
+    os.kill(os.getpid(), signal.SIGINT)
+    sum(range(100))
+    return 0
+
+evaluate.run = run
+sys.exit(_entry.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
+"""
+    for script, line in ((early, "speaker: interrupted while starting; nothing was written"),
+                         (late, "speaker eval: interrupted; earlier outputs are intact")):
+        p = _python(script, tmp_path)
+        assert p.returncode == 130, p.stderr
+        assert p.stderr.strip().splitlines() == [line], p.stderr

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
             _interrupt.check()
             raise
     except KeyboardInterrupt as exc:
+        if exiting:              # a second Ctrl-C must not cut this line short with a traceback
+            _interrupt.ignore()
         what = "terminated (SIGTERM)" if isinstance(exc, _interrupt.Terminated) else "interrupted"
         print(f"speaker {args.command}: {what}; earlier outputs are intact", file=sys.stderr)
         return _interrupt.exit_code(exc)
