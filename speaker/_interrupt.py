@@ -14,7 +14,7 @@ Three more rules (docs/reliability.md, section 4):
 
 * an interrupt that a callback from C swallows is reported by Python as "Exception ignored in
   ...", with a traceback, through ``sys.unraisablehook``: once recorded, it is not printed
-  (:func:`check` raises it where it can be handled);
+  (:func:`check` raises it where it can be handled), nor is an error there after it;
 * a process forked from this one (a worker of the feature extraction's pool) inherits the
   handlers: there, SIGINT is ignored (the command stops the pool) and SIGTERM ends the worker at
   once, never a KeyboardInterrupt printed with a traceback by the worker's own loop;
@@ -61,8 +61,11 @@ def _handler(signum, frame):
 
 def _unraisable(unraisable) -> None:
     """sys.unraisablehook: an interrupt raised where it cannot propagate (a ``__del__``, a callback
-    from C) is recorded already, and raised again by :func:`check`; anything else as before."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _requested[0]:
+    from C) is recorded already, and raised again by :func:`check`; and once one was requested, an
+    error there is its consequence (llvmlite's ``__del__`` of an object whose ``__init__`` the
+    interrupt cut: AttributeError), as :func:`speaker.cli.main` treats errors then.  Before an
+    interrupt, anything is shown as before."""
+    if _requested[0]:
         return
     _previous_hook[0](unraisable)
 

@@ -555,3 +555,34 @@ sys.exit(_entry.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
         p = _python(script, tmp_path)
         assert p.returncode == 130, p.stderr
         assert p.stderr.strip().splitlines() == [line], p.stderr
+
+
+def test_destructor_of_an_object_the_interrupt_cut_prints_nothing(tmp_path):
+    """A Ctrl-C inside llvmlite's ``OutputString.__init__`` (numba compiling for librosa) leaves an
+    object without ``_ptr``, whose ``__del__`` then fails: "Exception ignored in ...
+    AttributeError" and a traceback after the "interrupted" line (found by the stress). Once an
+    interrupt was requested, such an error is its consequence and is not printed."""
+    script = """
+import os, signal, sys
+from speaker import cli
+from speaker.cli import evaluate
+
+class Half:
+    def __init__(self):
+        os.kill(os.getpid(), signal.SIGINT)      # cut before _ptr is set
+        sum(range(100))
+        self._ptr = 1
+
+    def __del__(self):
+        self._ptr
+
+def run(args):
+    Half()
+    return 0
+
+evaluate.run = run
+sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
