@@ -586,3 +586,30 @@ sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
     p = _python(script, tmp_path)
     assert p.returncode == 130, p.stderr
     assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
+
+
+def test_signal_while_the_handlers_are_installed_is_one_line(tmp_path):
+    """A SIGTERM just as the command line installed its SIGTERM handler (the start-up handler's
+    moment over) raised outside the command's ``try``: a traceback and exit 1 (found by the stress,
+    ``backend`` at 92 ms)."""
+    script = """
+import os, signal, sys
+from speaker import _interrupt, cli
+from speaker.cli import evaluate
+real = signal.signal
+
+def install(signum, handler):
+    previous = real(signum, handler)
+    if signum == signal.SIGTERM and handler is _interrupt._handler:
+        signal.signal = real
+        os.kill(os.getpid(), signal.SIGTERM)     # lands as the handler is in place
+        sum(range(100))
+    return previous
+
+signal.signal = install
+evaluate.run = lambda args: 0
+sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
+"""
+    p = _python(script, tmp_path)
+    assert p.returncode == 143, p.stderr
+    assert p.stderr.strip().splitlines() == ["speaker eval: terminated (SIGTERM); earlier outputs are intact"], p.stderr

@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.main = main
-    _interrupt.install()
     try:
+        _interrupt.install()     # inside: a signal as the second handler goes in is the first's
         try:
             return args.func(args)
         except Exception:
