@@ -18,7 +18,7 @@ show one of:
 and never a traceback, a ``.NAME.*.tmp`` / ``.speaker-*`` left, or a store that does not open.
 A signal in Python's own start-up (the first ~20 ms, before this package runs) is counted apart.
 
-    python tools/stress_interrupts.py --runs 25 --twice 0.15          # ~25 min on 2 cores
+    python tools/stress_interrupts.py --runs 25 --twice 0.15          # 600 runs: ~15 min on 2 cores
     python tools/stress_interrupts.py --runs 5 --only score,enroll-store
 
 Exit status 1 if any run failed; failing runs' folders are kept (their paths are printed).
