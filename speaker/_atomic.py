@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ._interrupt import check as check_interrupt
+from ._interrupt import deferred
 
 __all__ = ["WriteError", "atomic_path", "atomic_paths", "write_text_atomic", "output_problem", "write_ark_scp",
            "file_kind"]
@@ -204,8 +205,11 @@ def atomic_paths(paths: Sequence[str | os.PathLike], suffixes: Sequence[str | No
     try:
         for t, suffix, direct in zip(targets, suffixes, streamed):
             # a FIFO or device gets a temporary in the system's temporary folder (writers such as
-            # numpy.savez seek, which a pipe or /dev/null does not support), copied in at the end
-            temps.append(_new_temp(Path(tempfile.gettempdir()) / t.name, suffix) if direct else _new_temp(t, suffix))
+            # numpy.savez seek, which a pipe or /dev/null does not support), copied in at the end;
+            # an interrupt while the temporary is created is raised once it is in the list to remove
+            with deferred():
+                temps.append(_new_temp(Path(tempfile.gettempdir()) / t.name, suffix) if direct
+                             else _new_temp(t, suffix))
         try:
             yield list(temps)
             check_interrupt()      # a swallowed Ctrl-C must not let the files replace the old ones
@@ -223,9 +227,10 @@ def atomic_paths(paths: Sequence[str | os.PathLike], suffixes: Sequence[str | No
             raise _wrap(targets[0] if len(targets) == 1 else ", ".join(map(str, targets)), exc) from None
         _commit([(t, tmp) for t, tmp, direct in zip(targets, temps, streamed) if not direct], overwrite)
     except BaseException:
-        for tmp in temps:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        with deferred():               # a second Ctrl-C does not cut the clean-up short
+            for tmp in temps:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         raise
     for tmp, direct in zip(temps, streamed):
         if direct:

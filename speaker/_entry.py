@@ -17,7 +17,13 @@ import signal
 import sys
 
 
+_stopping: list[int] = []
+
+
 def _early(signum, frame):  # pragma: no cover - runs in the child process of the tests
+    if _stopping:                # a second signal while the first one's line is written: one line
+        return
+    _stopping.append(signum)
     os.write(2, b"speaker: interrupted while starting; nothing was written\n")
     os._exit(143 if signum == signal.SIGTERM else 130)
 
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(hint, file=sys.stderr)
         return 1
     from .cli import main as cli_main
-    return cli_main(argv)
+    return cli_main(argv, exiting=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
+from ._interrupt import check as check_interrupt
+from ._interrupt import deferred
 from .model_io import ModelError
 
 __all__ = ["StoreError", "StoreUnavailable", "StoreInvalid", "Database", "store_location", "one_snapshot",
@@ -246,7 +248,8 @@ class Database:
     def close(self) -> None:
         """Close the database connections (of every thread)."""
         if self.engine is not None:
-            self.engine.dispose()
+            with deferred(raise_after=False):          # as in tx()
+                self.engine.dispose()
 
     def fail(self, why: str):
         """Raise StoreError: the store is not usable, because ``why``."""
@@ -287,6 +290,8 @@ class Database:
             self._local.conn, self._local.write = conn, write
             try:
                 yield conn
+                if write:
+                    check_interrupt()          # a Ctrl-C swallowed on the way: nothing is committed
             except BaseException:
                 conn.rollback()
                 raise
@@ -298,7 +303,10 @@ class Database:
                 conn.rollback()
                 raise self._error(exc, "cannot write: " if write else "") from None
         finally:
-            conn.close()
+            # SQLAlchemy logs, with a traceback, an interrupt that cuts a connection's reset or close;
+            # after a commit the work is done: the next check raises an interrupt recorded now
+            with deferred(raise_after=False):
+                conn.close()
 
     def write(self):
         """The write transaction (one writer at a time; see the module's docstring)."""

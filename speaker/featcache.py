@@ -29,12 +29,13 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ._atomic import atomic_path
 from ._interrupt import check as check_interrupt
+from ._interrupt import deferred
 from ._npz import read_npy
 from ._progress import Progress
 from .sources import feature_problem, read_source, source_kind
@@ -100,6 +101,14 @@ def _warm_up(config) -> None:
             pass
 
 
+def _init_worker(config) -> None:
+    """Pool initializer: the worker's signals (Ctrl-C is the command's to handle, SIGTERM ends
+    the worker: :func:`speaker._interrupt.worker`), then :func:`_warm_up`."""
+    from ._interrupt import worker
+    worker()
+    _warm_up(config)
+
+
 def _chunksize(n_items: int, jobs: int) -> int:
     """Files per task: about 8 tasks per worker (balance), at most 32 files (steady progress)."""
     return max(1, min(32, n_items // (8 * jobs)))
@@ -126,7 +135,7 @@ class ExtractionPool:
         if self._pool is None:
             if multiprocessing.get_start_method() == "fork":
                 _warm_up(self.config)     # forked workers inherit it: the warm-up is paid once
-            self._pool = ProcessPoolExecutor(self.jobs, initializer=_warm_up, initargs=(self.config,))
+            self._pool = ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=(self.config,))
         yield from self._pool.map(_work, items, chunksize=_chunksize(len(items), self.jobs))
 
     def close(self) -> None:
@@ -322,7 +331,8 @@ class PreparedFeatures:
 
 def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.PathLike | None = None,
                      jobs: int = 1, stream_above: float = 4e9, stream: bool = False,
-                     temp_parent: str | os.PathLike | None = None, progress: bool = False) -> PreparedFeatures:
+                     temp_parent: str | os.PathLike | None = None, progress: bool = False,
+                     on_temp: Callable[[Path], object] | None = None) -> PreparedFeatures:
     """Features of ``sources`` for :func:`speaker.ubm.train_ubm` on this machine, in memory or streamed.
 
     Features are extracted (``jobs`` processes, see :class:`FeatureCache`) and held in memory
@@ -330,7 +340,8 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
     on every source is kept on disk only and read back at every EM pass: ``.npy`` files and
     Kaldi ``ark`` entries from where they are, audio features from ``cache_dir`` or, without one,
     from a temporary folder created in ``temp_parent`` (``PreparedFeatures.temp_cache``, for
-    the caller to delete).  The frames and their order are the same either way.  Every usable
+    the caller to delete: ``on_temp(folder)`` is called as soon as it exists, before an
+    interrupt can be raised, so that the caller registers its removal).  The frames and their order are the same either way.  Every usable
     source has the same feature dimension (``config.dim`` if any source is audio, else the first
     usable file's); one with another goes to ``errors``.
     """
@@ -347,7 +358,10 @@ def prepare_features(sources: Sequence[str], config, *, cache_dir: str | os.Path
         if source_kind(src) != "audio":
             return src
         if cache.cache_dir is None:
-            temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
+            with deferred():           # an interrupt now is raised once the folder is recorded for removal
+                temp = Path(tempfile.mkdtemp(prefix=".speaker-features-", dir=temp_parent))
+                if on_temp is not None:
+                    on_temp(temp)
             cache.cache_dir = temp
         cp = cache._cache_path(src)
         if cp is None:

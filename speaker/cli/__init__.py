@@ -59,12 +59,15 @@ def _job_errors() -> tuple[type[Exception], ...]:
                                                                       else ())
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one command; its exit status.  ``exiting``: the process ends with that status (the
+    console script), so a signal after the command's end is ignored, not a kill during the
+    interpreter's shut-down."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.main = main
-    _interrupt.install()
     try:
+        _interrupt.install()     # inside: a signal as the second handler goes in is the first's
         try:
             return args.func(args)
         except Exception:
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             _interrupt.check()
             raise
     except KeyboardInterrupt as exc:
+        if exiting:              # a second Ctrl-C must not cut this line short with a traceback
+            _interrupt.ignore()
         what = "terminated (SIGTERM)" if isinstance(exc, _interrupt.Terminated) else "interrupted"
         print(f"speaker {args.command}: {what}; earlier outputs are intact", file=sys.stderr)
         return _interrupt.exit_code(exc)
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"speaker {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - MemoryError, RecursionError, a bug: one line, never a traceback
         print(f"speaker {args.command}: error: {_reasons.describe(exc)}", file=sys.stderr)
+    finally:
+        if exiting:
+            _interrupt.ignore()
     return 1
 
 

@@ -1,6 +1,7 @@
 """``speaker demo``: the whole recipe on the bundled recordings."""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -35,8 +36,13 @@ def fixtures_dir() -> Path:
 
 def run(args) -> int:
     """The other commands, in this process, through ``args.main`` (the entry point passes
-    itself, so that this module need not import the package that imports it)."""
-    from .._atomic import write_text_atomic
+    itself, so that this module need not import the package that imports it).
+
+    The steps write into a hidden folder inside ``--out``; their five outputs then replace
+    ``--out``'s as one set (:func:`speaker._atomic.atomic_paths`), so that an interrupted or
+    failed demo leaves the earlier ones as they were, never a new UBM beside models of the old."""
+    import shutil
+    from .._atomic import atomic_paths
     from ..features import FeatureConfig
     main = args.main
     fx = fixtures_dir()
@@ -44,31 +50,42 @@ def run(args) -> int:
     outputs = ("features.json", "ubm.npz", "models.npz", "scores.txt", "scores_vox.txt")
     check_outputs(args, {f"--out ({name})": work / name for name in outputs})
     work.mkdir(parents=True, exist_ok=True)
-    cfg = work / "features.json"
-    write_text_atomic(cfg, FeatureConfig(sample_rate=8000).to_json(indent=2), overwrite=args.overwrite)
-    common = ["--jobs", str(args.jobs)] + (["--quiet"] if args.quiet else []) + (["--overwrite"] if args.overwrite
-                                                                               else [])
-    steps = [
-        ["train-ubm", "--list", str(fx / "ubm.lst"), "--out", str(work / "ubm.npz"),
-         "--components", str(args.components), "--config", str(cfg)],
-        ["enroll", "--ubm", str(work / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
-         "--out", str(work / "models.npz")],
-        ["score", "--ubm", str(work / "ubm.npz"), "--models", str(work / "models.npz"),
-         "--trials", str(fx / "trials.txt"), "--out", str(work / "scores.txt"), "--top-c", "5"],
-        ["score", "--ubm", str(work / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),
-         "--out", str(work / "scores_vox.txt"), "--top-c", "5"],
-    ]
-    for step in steps:
-        say(args, "$ speaker " + " ".join(step))
-        rc = main(step + common)
-        if rc in (130, 143):
-            raise _interrupt.Terminated() if rc == 143 else KeyboardInterrupt
-        if rc != 0:
-            raise JobError(f"demo step failed: speaker {step[0]}")
+    stage = None
+    try:
+        with _interrupt.deferred():    # an interrupt now is raised once the folder is recorded for removal
+            stage = Path(tempfile.mkdtemp(prefix=".speaker-demo-", dir=work))
+        cfg = stage / "features.json"
+        cfg.write_text(FeatureConfig(sample_rate=8000).to_json(indent=2), encoding="utf-8")
+        common = ["--jobs", str(args.jobs)] + (["--quiet"] if args.quiet else [])
+        steps = [
+            ["train-ubm", "--list", str(fx / "ubm.lst"), "--out", str(stage / "ubm.npz"),
+             "--components", str(args.components), "--config", str(cfg)],
+            ["enroll", "--ubm", str(stage / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
+             "--out", str(stage / "models.npz")],
+            ["score", "--ubm", str(stage / "ubm.npz"), "--models", str(stage / "models.npz"),
+             "--trials", str(fx / "trials.txt"), "--out", str(stage / "scores.txt"), "--top-c", "5"],
+            ["score", "--ubm", str(stage / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),
+             "--out", str(stage / "scores_vox.txt"), "--top-c", "5"],
+        ]
+        for step in steps:
+            say(args, "$ speaker " + " ".join(step).replace(str(stage), str(work)))   # the recipe, as a user runs it
+            rc = main(step + common)
+            if rc in (130, 143):
+                return rc              # the step's own line said so
+            if rc != 0:
+                raise JobError(f"demo step failed: speaker {step[0]}")
+        with atomic_paths([work / name for name in outputs], overwrite=args.overwrite) as temps:
+            for name, tmp in zip(outputs, temps):
+                os.replace(stage / name, tmp)
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
     for title, trials, scores in (("Kaldi-style trials (20 enrolment files per speaker)", "trials.txt", "scores.txt"),
                                   ("VoxCeleb-style trials (one enrolment file per model, same digit)", "trials_vox.txt",
                                    "scores_vox.txt")):
         print(f"\n== {title}: {fx / trials}")
-        main(["eval", "--scores", str(work / scores), "--trials", str(fx / trials)])
+        rc = main(["eval", "--scores", str(work / scores), "--trials", str(fx / trials)])
+        if rc in (130, 143):
+            return rc
     print(f"\noutputs in {work}")
     return 0

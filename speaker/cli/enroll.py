@@ -64,29 +64,39 @@ def enroll_into_store(args, ubm, config, spk_files: dict, features) -> int:
                       f"{store.adapt!r} (set when it was created); --relevance-factor/--adapt are not used")
         done, empty, dup, added, refused = 0, [], 0, 0, 0
         g = gate(args, store)
-        for spk, files in spk_files.items():
-            paths = [p for _, p in files if p in features.features]
-            if not paths:
-                empty.append(spk)
-                continue
-            try:
-                res = store.enroll(spk, paths, replace=args.replace, features=features.get, gate=g)
-            except EnrolmentRefused as exc:
-                refused += _report_refused(exc.result)
-                empty.append(spk)
-                print(f"{exc}", file=sys.stderr)
-                continue
-            except StoreUnavailable as exc:            # every other speaker would fail the same way
-                raise JobError(f"the store cannot be written ({exc}); nothing more was enrolled"
-                               + (f" ({done} speaker(s) were)" if done else "")) from None
-            except StoreError as exc:
-                empty.append(spk)
-                print(f"speaker {spk}: {exc}", file=sys.stderr)
-                continue
-            refused += _report_refused(res)
-            dup += sum(1 for why in res.skipped.values() if why.startswith("already enrolled"))
-            added += len(res.added)
-            done += 1
+        enrolled: list[str] = []        # committed, each in its own transaction
+        try:
+            for spk, files in spk_files.items():
+                paths = [p for _, p in files if p in features.features]
+                if not paths:
+                    empty.append(spk)
+                    continue
+                try:
+                    res = store.enroll(spk, paths, replace=args.replace, features=features.get, gate=g)
+                    enrolled.append(spk)
+                except EnrolmentRefused as exc:
+                    refused += _report_refused(exc.result)
+                    empty.append(spk)
+                    print(f"{exc}", file=sys.stderr)
+                    continue
+                except StoreUnavailable as exc:            # every other speaker would fail the same way
+                    raise JobError(f"the store cannot be written ({exc}); nothing more was enrolled"
+                                   + (f" ({done} speaker(s) were)" if done else "")) from None
+                except StoreError as exc:
+                    empty.append(spk)
+                    print(f"speaker {spk}: {exc}", file=sys.stderr)
+                    continue
+                refused += _report_refused(res)
+                dup += sum(1 for why in res.skipped.values() if why.startswith("already enrolled"))
+                added += len(res.added)
+                done += 1
+        except KeyboardInterrupt:
+            # the interrupted speaker's transaction is rolled back; the ones before it stay
+            if enrolled:
+                print(f"speaker enroll: {len(enrolled)} speaker(s) were enrolled into {args.store} before the "
+                      f"interrupt ({', '.join(enrolled[:5])}{', ...' if len(enrolled) > 5 else ''}); the others "
+                      "were not", file=sys.stderr)
+            raise
         if empty:
             print(f"not enrolled: {', '.join(empty)}", file=sys.stderr)
             if args.strict:

@@ -26,7 +26,7 @@ def add_parser(sub, parents) -> None:
 
 def run(args) -> int:
     import numpy as np
-    from .._atomic import atomic_path, write_ark_scp, write_text_atomic
+    from .._atomic import atomic_paths, write_ark_scp
     from ..lists import format_line, read_audio_list
     config = feature_config(args)
     entries = list(dict.fromkeys(read_audio_list(args.list, args.root)))
@@ -49,13 +49,13 @@ def run(args) -> int:
     else:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for key, p in ok:
-            target = out / f"{names[(key, p)]}.npy"
-            with atomic_path(target, overwrite=args.overwrite) as tmp:
+        targets = [out / f"{names[(key, p)]}.npy" for key, p in ok]
+        lines = [format_line(key, str(target.resolve())) for (key, _), target in zip(ok, targets)]
+        # the files and their list as one set: an interrupt or a failure leaves every earlier one as it was
+        with atomic_paths(targets + [out / "feats.lst"], overwrite=args.overwrite) as temps:
+            for (_, p), tmp in zip(ok, temps):
                 with open(tmp, "wb") as f:
                     np.save(f, fc.features[p])
-            lines.append(format_line(key, str(target.resolve())))
-        write_text_atomic(out / "feats.lst", "\n".join(lines) + "\n", overwrite=args.overwrite)
+            temps[-1].write_text("\n".join(lines) + "\n", encoding="utf-8")
         say(args, f"wrote {len(ok)} feature files to {out} (list: {out / 'feats.lst'})")
     return 0

@@ -91,13 +91,15 @@ def fit(args) -> int:
         cal = fit_calibration(X, lab, prior=args.prior, systems=args.names)
     except ValueError as exc:
         raise JobError(f"cannot fit the fusion: {exc}") from None
-    write_text_atomic(args.out, cal.to_json() + "\n")
     llr = cal.llr(X)
     weights = " + ".join(f"{w:.6g} * {n}" for w, n in zip([cal.a] + [t.weight for t in cal.terms], cal.systems))
-    say(args, f"fusion llr = {weights} + {cal.b:.6g} at prior {cal.prior:g} from {len(keys)} trials "
-              f"({int(lab.sum())} target); Cllr {cllr(llr, lab):.4f} bits (minCllr {min_cllr(llr, lab):.4f}; "
-              "each system alone: minCllr " + ", ".join(f"{min_cllr(S[:, j], lab):.4f}" for j in range(S.shape[1]))
-              + f") -> {args.out}")
+    summary = (f"fusion llr = {weights} + {cal.b:.6g} at prior {cal.prior:g} from {len(keys)} trials "
+               f"({int(lab.sum())} target); Cllr {cllr(llr, lab):.4f} bits (minCllr {min_cllr(llr, lab):.4f}; "
+               "each system alone: minCllr " + ", ".join(f"{min_cllr(S[:, j], lab):.4f}" for j in range(S.shape[1]))
+               + f") -> {args.out}")
+    # the output last: a Ctrl-C while the summary is computed must not come after it was replaced
+    write_text_atomic(args.out, cal.to_json() + "\n")
+    say(args, summary)
     return 0
 
 

@@ -75,9 +75,8 @@ def run(args) -> int:
         say(args, f"no checkpoint {checkpoint}: starting from the beginning")
     with contextlib.ExitStack() as stack:
         prep = prepare_features(sources, config, cache_dir=args.cache, jobs=args.jobs,
-                                stream_above=args.stream_above * 1e9, temp_parent=out.parent, progress=progress(args))
-        if prep.temp_cache is not None:
-            stack.callback(shutil.rmtree, prep.temp_cache, ignore_errors=True)
+                                stream_above=args.stream_above * 1e9, temp_parent=out.parent, progress=progress(args),
+                                on_temp=lambda d: stack.callback(shutil.rmtree, d, ignore_errors=True))
         report_skipped(args, prep.errors)
         check_strict(args, prep.errors)
         if not prep.sources:

@@ -77,9 +77,8 @@ def _local_features(args, sources, config, out: Path, stack: contextlib.ExitStac
     from ..featcache import prepare_features
     prep = prepare_features(sources, config, cache_dir=args.cache, jobs=args.jobs,
                             stream_above=args.stream_above * 1e9, stream=args.stream,
-                            temp_parent=out.parent, progress=progress(args))
-    if prep.temp_cache is not None:
-        stack.callback(shutil.rmtree, prep.temp_cache, ignore_errors=True)
+                            temp_parent=out.parent, progress=progress(args),
+                            on_temp=lambda d: stack.callback(shutil.rmtree, d, ignore_errors=True))
     return _Features(prep.features, prep.sources, prep.errors, prep.n_frames,
                      "streamed from disk" if prep.streamed else "in memory")
 
