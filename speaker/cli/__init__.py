@@ -7,7 +7,8 @@
     speaker demo      # all of the above on the bundled audio fixtures
 
 Exit codes: 0 success, 1 the job failed (message on stderr, no traceback), 2 bad usage,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+130 interrupted (Ctrl-C), 141 the reader of an output closed it (``| head``: no message),
+143 terminated (SIGTERM).
 
 One module per command (``NAME``, ``add_parser(sub, parents)``, ``run(args)``); a new command
 is a new module and one entry of :data:`COMMANDS`.  Building the parser imports only the
@@ -17,6 +18,9 @@ standard library: every command imports numpy, gmmext, librosa, ... inside ``run
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
 import sys
 
 from .. import _dist, _guards, _interrupt, _reasons
@@ -59,6 +63,28 @@ def _job_errors() -> tuple[type[Exception], ...]:
                                                                       else ())
 
 
+#: Exit status when the reader of an output went away (``speaker score --out /dev/stdout | head``):
+#: 128 + SIGPIPE, what a shell reports for ``cat`` or ``sort`` at the same point, and no message.
+EXIT_BROKEN_PIPE = 141
+
+
+def _reader_gone(exc: BaseException) -> bool:
+    """``exc`` is a write to a pipe (standard output, ``--out /dev/stdout``) whose reader closed it."""
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+def _quiet_broken_pipe(exiting: bool) -> int:
+    """:data:`EXIT_BROKEN_PIPE`; when the process ends with it (``exiting``), standard output is
+    pointed at /dev/null first, so that the interpreter's last flush of what is still buffered for
+    the closed pipe does not print a traceback."""
+    if exiting:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     """Run one command; its exit status.  ``exiting``: the process ends with that status (the
     console script), so a signal after the command's end is ignored, not a kill during the
@@ -69,12 +95,17 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     try:
         _interrupt.install()     # inside: a signal as the second handler goes in is the first's
         try:
-            return args.func(args)
-        except Exception:
+            status = args.func(args)
+            if exiting:          # what is still buffered goes now, while a closed pipe is reported
+                sys.stdout.flush()
+            return status
+        except Exception as exc:
             # a Ctrl-C delivered inside a C extension can come out as another error (numpy's
             # ndarray.tofile turns one raised in its os.PathLike check into a TypeError): an error
             # raised once an interrupt was requested is the interrupt's
             _interrupt.check()
+            if _reader_gone(exc):
+                return _quiet_broken_pipe(exiting)
             raise
     except KeyboardInterrupt as exc:
         if exiting:              # a second Ctrl-C must not cut this line short with a traceback
