@@ -135,6 +135,12 @@ def _python(script: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
+def _interrupted_in_one_line(p: subprocess.CompletedProcess, command: str = "eval") -> None:
+    """``p`` stopped as an interrupt: exit 130 and the command's one line on stderr, nothing else."""
+    assert p.returncode == 130, p.stderr
+    assert p.stderr.strip().splitlines() == [f"speaker {command}: interrupted; earlier outputs are intact"], p.stderr
+
+
 def test_signal_after_the_command_ended_keeps_its_exit_status(tmp_path):
     """The interpreter's shut-down after a command takes tens of milliseconds: a Ctrl-C or SIGTERM
     then killed the finished command (exit -2 / -15, a traceback when it came just after ``main``
@@ -179,8 +185,7 @@ evaluate.run = run
 sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
 """
     p = _python(script, tmp_path)
-    assert p.returncode == 130, p.stderr
-    assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
+    _interrupted_in_one_line(p)
     assert not (tmp_path / "out.txt").exists()
 
 
@@ -322,8 +327,7 @@ enroll.run = run
 sys.exit(cli.main(["demo", "--out", "demo", "--components", "4", "--overwrite", "--quiet"]))
 """
     p = _python(script, tmp_path)
-    assert p.returncode == 130, p.stderr
-    assert p.stderr.strip().splitlines() == ["speaker enroll: interrupted; earlier outputs are intact"], p.stderr
+    _interrupted_in_one_line(p, "enroll")
     assert sorted(f.name for f in out.iterdir()) == sorted(names)        # nothing hidden left either
     assert all((out / n).read_bytes() == b"earlier " + n.encode() for n in names)
 
@@ -370,8 +374,7 @@ sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
         p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     except subprocess.TimeoutExpired:
         pytest.fail("a second SIGINT while the first was being recorded deadlocked the command")
-    assert p.returncode == 130, p.stderr
-    assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
+    _interrupted_in_one_line(p)
 
 
 def test_interrupted_store_enrolment_says_which_speakers_were_enrolled(setup, tmp_path):
@@ -584,8 +587,7 @@ evaluate.run = run
 sys.exit(cli.main(["eval", "--scores", "s.txt", "--trials", "t.txt"]))
 """
     p = _python(script, tmp_path)
-    assert p.returncode == 130, p.stderr
-    assert p.stderr.strip().splitlines() == ["speaker eval: interrupted; earlier outputs are intact"], p.stderr
+    _interrupted_in_one_line(p)
 
 
 def test_signal_while_the_handlers_are_installed_is_one_line(tmp_path):
