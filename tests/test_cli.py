@@ -150,3 +150,13 @@ def test_demo_end_to_end(tmp_path):
     eer = float(p.stdout.split("EER (ROCCH)")[1].split("%")[0])
     assert eer < 20.0                                                   # chance is 50 %
     assert (tmp_path / "ubm.npz").exists() and (tmp_path / "scores.txt").exists()
+
+
+def test_demo_with_a_ubm_smaller_than_its_top_c(tmp_path):
+    """'demo --components 4' failed at its score step: it asked for the top 5 of 4 components."""
+    from speaker.cli.demo import fixtures_dir
+    run("demo", "--out", tmp_path, "--components", 4, "--quiet", check=0)
+    for scores, trials in (("scores.txt", "trials.txt"), ("scores_vox.txt", "trials_vox.txt")):
+        lines = (fixtures_dir() / trials).read_text().splitlines()
+        n_trials = sum(1 for line in lines if line.strip() and not line.startswith("#"))
+        assert len((tmp_path / scores).read_text().splitlines()) == n_trials

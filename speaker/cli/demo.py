@@ -57,15 +57,16 @@ def run(args) -> int:
         cfg = stage / "features.json"
         cfg.write_text(FeatureConfig(sample_rate=8000).to_json(indent=2), encoding="utf-8")
         common = ["--jobs", str(args.jobs)] + (["--quiet"] if args.quiet else [])
+        top_c = str(min(5, args.components))          # a top-C cannot exceed the UBM's components
         steps = [
             ["train-ubm", "--list", str(fx / "ubm.lst"), "--out", str(stage / "ubm.npz"),
              "--components", str(args.components), "--config", str(cfg)],
             ["enroll", "--ubm", str(stage / "ubm.npz"), "--enroll", str(fx / "enroll.txt"),
              "--out", str(stage / "models.npz")],
             ["score", "--ubm", str(stage / "ubm.npz"), "--models", str(stage / "models.npz"),
-             "--trials", str(fx / "trials.txt"), "--out", str(stage / "scores.txt"), "--top-c", "5"],
+             "--trials", str(fx / "trials.txt"), "--out", str(stage / "scores.txt"), "--top-c", top_c],
             ["score", "--ubm", str(stage / "ubm.npz"), "--trials", str(fx / "trials_vox.txt"),
-             "--out", str(stage / "scores_vox.txt"), "--top-c", "5"],
+             "--out", str(stage / "scores_vox.txt"), "--top-c", top_c],
         ]
         for step in steps:
             say(args, "$ speaker " + " ".join(step).replace(str(stage), str(work)))   # the recipe, as a user runs it
