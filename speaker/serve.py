@@ -307,6 +307,9 @@ class _Service:
             raise ApiError(422, "bad_decision", str(exc)) from None
 
     def verify(self, speaker_id: str, data: bytes, backend: str | None = None) -> dict:
+        with self.lock:                           # an unknown speaker is a 404 before any decoding
+            if speaker_id not in self.store:
+                raise KeyError(speaker_id)
         return self.verify_features(speaker_id, *self.features(data), backend=backend)
 
     def verify_features(self, speaker_id: str, X: np.ndarray, q=None, backend: str | None = None) -> dict:
