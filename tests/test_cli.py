@@ -129,8 +129,10 @@ def test_corrupt_audio_is_skipped_and_reported(trained, tmp_path):
     assert "broken.wav" in p.stderr and "skipped 3 trial" in p.stderr
     rows = out.read_text().splitlines()
     assert len(rows) == 6 and not any("broken" in r for r in rows)
-    assert run("score", "--ubm", trained / "ubm.npz", "--models", trained / "models.npz", "--trials", trials,
-               "--out", tmp_path / "strict.txt", "--strict").returncode == 1
+    p = run("score", "--ubm", trained / "ubm.npz", "--models", trained / "models.npz", "--trials", trials,
+            "--out", tmp_path / "strict.txt", "--strict", check=1)
+    # one bad file and its three trials, each counted as what it is (was '4 input(s)')
+    assert "--strict: 1 input(s) could not be used and 3 trial(s) were skipped" in p.stderr
     assert not (tmp_path / "strict.txt").exists()
     # train-ubm: a corrupt file in the middle of the list is skipped, the rest is used
     (tmp_path / "ubm.lst").write_text("3_george_3.wav\nbroken.wav\n3_lucas_3.wav\n3_jackson_3.wav\n")

@@ -90,9 +90,14 @@ def check_speaker_ids(where, ids) -> None:
                                                                    else ""))
 
 
-def check_strict(args, errors: dict) -> None:
-    if errors and args.strict:
-        raise JobError(f"--strict: {len(errors)} input(s) could not be used")
+def check_strict(args, errors: dict, trials: dict | None = None) -> None:
+    """With ``--strict``, stop (before any output) when an input file could not be used
+    (``errors``) or a trial was skipped (``trials``), each counted as what it is."""
+    trials = trials or {}
+    if (errors or trials) and args.strict:
+        parts = ([f"{len(errors)} input(s) could not be used"] if errors else []) + \
+                ([f"{len(trials)} trial(s) were skipped"] if trials else [])
+        raise JobError("--strict: " + " and ".join(parts))
 
 
 def feature_cache(args, config, dim: int | None = None):

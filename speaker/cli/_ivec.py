@@ -169,7 +169,7 @@ def score_ivectors(args) -> int:
                     for t in trials if t.model in models and t.test_path not in vecs})
     usable = [t for t in trials if t.model in models and t.test_path in vecs]
     report_skipped(args, skipped, what="trial")
-    check_strict(args, {**st.errors, **skipped})
+    check_strict(args, st.errors, skipped)
     if not usable:
         raise JobError("no trial could be scored")
     E = np.array([models[t.model][0] for t in usable])

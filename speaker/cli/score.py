@@ -169,7 +169,7 @@ def _score_store_backend(args, db) -> int:
         elif t.model in known:
             skipped[f"{t.model} {t.test}"] = f"test file: {fc.errors.get(t.test_path, 'unusable')}"
     report_skipped(args, skipped, what="trial")
-    check_strict(args, {**fc.errors, **skipped})
+    check_strict(args, fc.errors, skipped)
     if not rows:
         raise JobError("no trial could be scored")
     write_text_atomic(args.out, "\n".join(rows) + "\n", overwrite=args.overwrite)
@@ -236,7 +236,7 @@ def _score(args, db) -> int:
             print(f"  {k}: {why}", file=sys.stderr)
         if len(skipped) > 50:
             print(f"  ... and {len(skipped) - 50} more", file=sys.stderr)
-    check_strict(args, {**fc.errors, **skipped})
+    check_strict(args, fc.errors, skipped)
     if not rows:
         raise JobError("no trial could be scored")
     write_text_atomic(args.out, "\n".join(rows) + "\n", overwrite=args.overwrite)
