@@ -281,7 +281,10 @@ class NoSuchStore(StoreError):
     """No store at the path (or no store tables in the database), and no UBM to create one with
     (or ``create=False``): ``SpeakerStore(path, ubm)`` creates it."""
 
-    def __init__(self, path: str, why: str | None = None, hint: str | None = "give the UBM to create one") -> None:
+    #: the hint when no UBM was given (with one, the store would have been created)
+    CREATE_HINT = "give the UBM to create one"
+
+    def __init__(self, path: str, why: str | None = None, hint: str | None = None) -> None:
         notes = [n for n in (why, hint) if n]
         super().__init__(f"{path}: no such speaker store" + (f" ({'; '.join(notes)})" if notes else ""))
         self.path, self.why = path, why
@@ -363,13 +366,13 @@ class SpeakerStore(StoreScoring, CalibrationHistory, BackendBinding):
             self._db.check_files()
             exists = file.exists() and file.stat().st_size > 0
             if not exists and (ubm is None or not create):
-                raise NoSuchStore(self.path, hint="give the UBM to create one" if ubm is None else None)
+                raise NoSuchStore(self.path, hint=NoSuchStore.CREATE_HINT if ubm is None else None)
         self._db.connect()
         try:
             if not self._has_meta():
                 if ubm is None or not create:
                     raise NoSuchStore(self.path, "the database has no store tables",
-                                      "give the UBM to create one" if ubm is None else None)
+                                      NoSuchStore.CREATE_HINT if ubm is None else None)
                 self._create(ubm, config or FeatureConfig(), relevance_factor, adapt)
             if upgrade:
                 self.upgraded = self._upgrade()

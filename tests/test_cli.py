@@ -154,6 +154,17 @@ def test_demo_end_to_end(tmp_path):
     assert (tmp_path / "ubm.npz").exists() and (tmp_path / "scores.txt").exists()
 
 
+def test_demo_step_lines_name_the_files_where_they_end_up(tmp_path):
+    """Each step's result line named the hidden staging folder ('-> OUT/.speaker-demo-x/ubm.npz'),
+    a path that is gone when the demo ends: it names OUT/ubm.npz, as the recipe lines do."""
+    p = run("demo", "--out", tmp_path, "--components", 4, check=0)
+    results = [line.rsplit("-> ", 1)[1] for line in p.stderr.splitlines() if "-> " in line]
+    assert results == [str(tmp_path / name) for name in
+                       ("ubm.npz", "models.npz", "scores.txt", "scores_vox.txt")], p.stderr
+    assert ".speaker-demo-" not in p.stderr + p.stdout
+    assert all((tmp_path / name).is_file() for name in ("ubm.npz", "models.npz", "scores.txt"))
+
+
 def test_demo_with_a_ubm_smaller_than_its_top_c(tmp_path):
     """'demo --components 4' failed at its score step: it asked for the top 5 of 4 components."""
     from speaker.cli.demo import fixtures_dir

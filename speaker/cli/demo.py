@@ -1,7 +1,9 @@
 """``speaker demo``: the whole recipe on the bundled recordings."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,13 +36,27 @@ def fixtures_dir() -> Path:
     raise JobError("the audio fixtures are not installed with this copy of speaker")
 
 
+class _Renaming:
+    """A text stream that writes ``old`` as ``new`` (every other attribute: the stream's own)."""
+
+    def __init__(self, stream, old: str, new: str):
+        self._stream, self._old, self._new = stream, old, new
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text.replace(self._old, self._new))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def run(args) -> int:
     """The other commands, in this process, through ``args.main`` (the entry point passes
     itself, so that this module need not import the package that imports it).
 
     The steps write into a hidden folder inside ``--out``; their five outputs then replace
     ``--out``'s as one set (:func:`speaker._atomic.atomic_paths`), so that an interrupted or
-    failed demo leaves the earlier ones as they were, never a new UBM beside models of the old."""
+    failed demo leaves the earlier ones as they were, never a new UBM beside models of the old.
+    What the steps print names the files where they end up, not the hidden folder."""
     import shutil
     from .._atomic import atomic_paths
     from ..features import FeatureConfig
@@ -70,7 +86,8 @@ def run(args) -> int:
         ]
         for step in steps:
             say(args, "$ speaker " + " ".join(step).replace(str(stage), str(work)))   # the recipe, as a user runs it
-            rc = main(step + common)
+            with contextlib.redirect_stderr(_Renaming(sys.stderr, str(stage), str(work))):
+                rc = main(step + common)
             if rc in (130, 143):
                 return rc              # the step's own line said so
             if rc != 0:
