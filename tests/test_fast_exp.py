@@ -81,15 +81,16 @@ def _separated(n=6000, d=6, k=24, seed=3, dtype=np.float64):
     return make_blobs(n=n, d=d, k=k, seed=seed, dtype=dtype)
 
 
+@pytest.mark.parametrize("k", [24, 64, 130])    # the kept entries are found in blocks of 64 components
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-def test_sparse_statistics_equal_dense_ones(dtype, rtol):
+def test_sparse_statistics_equal_dense_ones(dtype, rtol, k):
     """Chunks whose responsibilities are mostly ~0 are summed sparsely: same statistics as the gemm."""
     from gmmext import GaussianMixture
-    X = _separated(dtype=dtype)
+    X = _separated(n=250 * k, k=k, dtype=dtype)
     rng = np.random.default_rng(0)
     sw = rng.uniform(0.0, 2.0, size=X.shape[0])
     sw[::5] = 0.0
-    gm = GaussianMixture(24, random_state=0, max_iter=5, tol=0, chunk_size=256, covariance_type="diag").fit(X)
+    gm = GaussianMixture(k, random_state=0, max_iter=5, tol=0, chunk_size=256, covariance_type="diag").fit(X)
     R = gm.predict_proba(X).astype(np.float64)
     kept = (R > 1e-15 * R.max(axis=1, keepdims=True)).mean()
     assert kept < 0.25  # the sparse path is the one taken
