@@ -31,7 +31,7 @@ from ._blas import one_blas_thread
 
 from ._init import DEFAULT_TOL, SAMPLE_EM_MAX_ITER, init_stats, sample_em_rows, sample_em_tol
 from ._sklearn_compat import Interval, StrOptions, _fit_context
-from ._stats import GMMStats
+from ._stats import MOMENTS_EPS, GMMStats
 from ._model import MixtureModel, settings_constraints
 from ._validation import check_stats, check_usable_parameters
 
@@ -345,7 +345,8 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         scikit-learn's estimators per type (``_estimate_gaussian_covariances_*``), written on
         the statistics: full ``sum_xx_k / n_k - mu_k mu_k^T``; tied ``(sum_k sum_xx_k - sum_k
         n_k mu_k mu_k^T) / sum_k n_k``; diag ``sum_xx / n - mu**2``; spherical the mean over
-        dimensions of the diag one; then ``+ reg_covar`` on the (diagonal of the) covariance.
+        dimensions of the diag one (``n`` plus :data:`gmmext._stats.MOMENTS_EPS`); then ``+ reg_covar`` on
+        the (diagonal of the) covariance.
         """
         kind = self._kind
         stats = self._checked_stats(stats, dtype)
@@ -355,7 +356,7 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         prev = hasattr(self, "means_") and self.means_.shape == (K, D) \
             and np.shape(getattr(self, "covariances_", None)) == kind.shape(K, D)
         flags = self.update_params if prev else "wmc"        # frozen parameters need a model
-        means, cov = kind.estimate(stats, eps)
+        means, cov = kind.estimate(stats, MOMENTS_EPS)
         if "m" not in flags:                                 # covariances about the frozen means
             fixed = self.means_.astype(np.float64)
             cov = kind.about(cov, means, fixed, nk)
@@ -440,9 +441,9 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
     def m_step(self, stats: GMMStats) -> "GaussianMixture":
         """Maximum-likelihood update of all parameters from sufficient statistics.
 
-        ``weights_ = (n + 10 eps) / sum``, ``means_ = sum_x / (n + 10 eps)``,
-        ``covariances_ = max(sum_xx / (n + 10 eps) - means_**2, var_floor * global_var, 0) + reg_covar``
-        for "diag", where ``global_var`` is the data's per-dimension variance, read off the
+        ``weights_ = (n + 10 eps) / sum`` (eps of the model's dtype), ``means_ = sum_x / (n + e)``,
+        ``covariances_ = max(sum_xx / (n + e) - means_**2, var_floor * global_var, 0) + reg_covar``
+        for "diag" (``e`` = 10 eps of float64, the M-step's dtype: :data:`gmmext._stats.MOMENTS_EPS`), where ``global_var`` is the data's per-dimension variance, read off the
         statistics with the same formula (``stats.pooled().moments()``); the other types use
         scikit-learn's estimator of their type (see ``_params_from_stats``), the floor being
         ``var_floor`` times the global variance averaged over dimensions for "spherical" and,

@@ -355,3 +355,33 @@ def test_tied_fit_computes_the_pooled_scatter_once_and_equals_sklearn(monkeypatc
     # the statistics of one call still use the scatter of their own data
     direct = np.einsum("i,ij,ik->jk", np.ones(300), X[:300], X[:300])
     np.testing.assert_allclose(gm.accumulate(X[:300]).sum_xx[0], direct, rtol=1e-10)
+
+
+
+@pytest.mark.parametrize("cov", TYPES)
+def test_float32_m_step_far_from_the_origin_is_the_centred_covariance(cov):
+    # Statistics of data 1e4 off the origin with unit spreads, made by numpy in float64 from
+    # fixed responsibilities, into a float32 model's M-step; independent reference: numpy's
+    # weighted centred covariance. With float32's 10 eps (1.2e-6) added to every occupancy, as
+    # scikit-learn computing in float32 does, sum_xx / (n + eps) - mean**2 was off by
+    # mean**2 eps / n (0.24-0.27 here).
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(500, 2)), rng.normal(size=(500, 2)) + 4] + 1e4
+    R = np.r_[np.tile([0.9, 0.1], (500, 1)), np.tile([0.2, 0.8], (500, 1))]
+    nk = R.sum(axis=0)
+    full = cov in ("full", "tied")
+    sxx = np.einsum("ik,id,ie->kde", R, X, X) if full else R.T @ (X * X)
+    stats = GMMStats(nk, R.T @ X, sxx.sum(axis=0, keepdims=True) if cov == "tied" else sxx, 0.0, 1000.0)
+    covs = np.stack([np.cov(X.T, aweights=R[:, k], bias=True) for k in range(2)])
+    ref = {"full": covs, "tied": np.einsum("k,kij->ij", nk, covs) / nk.sum(),
+           "diag": np.diagonal(covs, axis1=1, axis2=2),
+           "spherical": np.diagonal(covs, axis1=1, axis2=2).mean(axis=1)}[cov]
+    cov0 = {"full": np.array([np.eye(2)] * 2), "tied": np.eye(2), "diag": np.ones((2, 2)),
+            "spherical": np.ones(2)}[cov]
+    gm = GaussianMixture.from_parameters(np.float32([0.5, 0.5]), np.float32(X[[0, 700]]),
+                                         np.float32(cov0), covariance_type=cov)
+    gm.m_step(stats)
+    assert gm.covariances_.dtype == np.float32
+    np.testing.assert_allclose(gm.means_, (R.T @ X) / nk[:, None], rtol=1e-6)
+    np.testing.assert_allclose(gm.covariances_, ref + (np.eye(2) if full else 1) * gm.reg_covar, rtol=1e-5)
+
