@@ -385,3 +385,21 @@ def test_float32_m_step_far_from_the_origin_is_the_centred_covariance(cov):
     np.testing.assert_allclose(gm.means_, (R.T @ X) / nk[:, None], rtol=1e-6)
     np.testing.assert_allclose(gm.covariances_, ref + (np.eye(2) if full else 1) * gm.reg_covar, rtol=1e-5)
 
+
+def test_float32_tied_statistics_far_from_the_origin_give_the_centred_covariance():
+    # In float32 a frame's responsibilities sum to its weight only to rounding (on average
+    # 1 + 2e-9 here), and the tied M-step subtracts sum_k n_k mu_k mu_k^T (~N |mean|^2) from the
+    # pooled scatter of a separate pass: with the data 1e4 off the origin that bias took 0.22
+    # off a unit variance. Independent: numpy's weighted centred within-component covariance
+    # under the same model's float64 responsibilities.
+    rng = np.random.default_rng(0)
+    X = (np.r_[rng.normal(size=(5000, 2)), rng.normal(size=(5000, 2)) + 4] + 1e4).astype(np.float32)
+    params = (np.float32([0.5, 0.5]), np.float32([[0, 0], [4, 4]]) + np.float32(1e4), np.eye(2, dtype=np.float32))
+    gm = GaussianMixture.from_parameters(*params, covariance_type="tied")
+    X64 = X.astype(np.float64)
+    R = GaussianMixture.from_parameters(*(p.astype(np.float64) for p in params),
+                                        covariance_type="tied").predict_proba(X64)
+    nk = R.sum(axis=0)
+    ref = sum(nk[k] * np.cov(X64.T, aweights=R[:, k], bias=True) for k in range(2)) / nk.sum()
+    gm.m_step(gm.accumulate(X))
+    np.testing.assert_allclose(gm.covariances_, ref + gm.reg_covar * np.eye(2), atol=1e-4)
