@@ -526,8 +526,9 @@ class MixtureModel:
                 arrays.append(a)
                 continue
             a = np.asarray(a)
-            if a.dtype not in (np.float32, np.float64):
+            if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
                 raise ValueError(f"segment {u}: dtype {a.dtype}, expected float32 or float64")
+            a = a.astype(a.dtype.newbyteorder("="), copy=False)     # the machine's byte order
             if a.ndim != 2:
                 raise ValueError(f"segment {u}: expected a 2-D array (n_frames, {D}), got shape {a.shape}")
             if a.shape[1] != D:
