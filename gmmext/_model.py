@@ -275,8 +275,8 @@ class MixtureModel:
             X = self._validate_X(X, reset=False)
             if not allow_missing and self._has_missing(X):
                 raise ValueError(f"Input X contains NaN: {type(self).__name__} marginalises missing "
-                                 "values in fit, partial_fit, accumulate, score_samples, score, "
-                                 "predict and predict_proba only.")
+                                 "values in fit, fit_predict, partial_fit, accumulate, score_samples, "
+                                 "score, predict, predict_proba and component_log_likelihood only.")
         else:
             check_trusted(X, self.n_features_in_)
         return X.astype(self._compute_dtype(X), copy=False)
