@@ -45,6 +45,10 @@ DEGENERATE_FLOOR = 1e-3
 #: with on_degenerate "floor" / "reseed", a variance below this fraction of the data's (a collapse
 #: that rounding left positive) is degenerate too
 COLLAPSED = 1e-10
+#: ``(mean / spread)**2`` of a feature above which ``fit`` warns: the statistics are plain float64
+#: sums, so a variance ``sum_xx / n - mean**2`` is then known to ~1e-3 of itself at best
+#: (docs/mixture.md, "Data far from the origin")
+FAR_FROM_ORIGIN = 1e13
 
 
 class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
@@ -728,7 +732,10 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
                 self._em_iter = n_iter
-                lower_bound = self._em_iteration(e_step())
+                stats = e_step()
+                if init == 0 and n_iter == 1:
+                    _warn_far_from_origin(stats)
+                lower_bound = self._em_iteration(stats)
                 current.append(lower_bound)
                 change = lower_bound - prev
                 self._verbose_iter_end(n_iter, change)
@@ -826,6 +833,24 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = self.missing == "marginalize"
         return tags
+
+
+def _warn_far_from_origin(stats: GMMStats) -> None:
+    """Warn when a feature's mean is so far from the origin, relative to its spread, that the
+    float64 statistics' variances keep few digits (:data:`FAR_FROM_ORIGIN`; at 1e8 times the
+    spread a "diag" fit is silently wrong): centring the features is the fix (README)."""
+    mean, cov = (a[0] for a in stats.pooled().moments())
+    var = np.diagonal(cov) if cov.ndim == 2 else cov
+    with np.errstate(divide="ignore"):
+        ratio = mean ** 2 / var
+    far = np.flatnonzero(ratio > FAR_FROM_ORIGIN)
+    if far.size:
+        worst = float(np.max(ratio[far]))
+        digits = max(0, int(16 - np.log10(worst))) if np.isfinite(worst) else 0
+        warnings.warn(f"feature(s) {far[:10].tolist()} have a mean about {np.sqrt(worst):.0e} times their "
+                      f"spread: gmmext's statistics are plain float64 sums, whose variances keep about "
+                      f"{digits} significant digits there; centre the features first (e.g. "
+                      "sklearn.preprocessing.StandardScaler)", UserWarning)
 
 
 def _check_fitted_usable(weights, means, covariances, dtype, kind: cv.CovarianceType,
