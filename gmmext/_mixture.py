@@ -734,7 +734,7 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
                 self._em_iter = n_iter
                 stats = e_step()
                 if init == 0 and n_iter == 1:
-                    _warn_far_from_origin(stats)
+                    _warn_far_from_origin(stats, self.reg_covar)
                 lower_bound = self._em_iteration(stats)
                 current.append(lower_bound)
                 change = lower_bound - prev
@@ -835,18 +835,19 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         return tags
 
 
-def _warn_far_from_origin(stats: GMMStats) -> None:
+def _warn_far_from_origin(stats: GMMStats, reg_covar: float) -> None:
     """Warn when a feature's mean is so far from the origin, relative to its spread, that the
     float64 statistics' variances keep few digits (:data:`FAR_FROM_ORIGIN`; at 1e8 times the
-    spread a "diag" fit is silently wrong): centring the features is the fix (README)."""
+    spread a "diag" fit is silently wrong): centring the features is the fix (README).  The
+    spread counts as at least ``reg_covar``, which every variance gets anyway; a feature of zero
+    spread (constant) is not one of these."""
     mean, cov = (a[0] for a in stats.pooled().moments())
-    var = np.diagonal(cov) if cov.ndim == 2 else cov
-    with np.errstate(divide="ignore"):
-        ratio = mean ** 2 / var
+    spread2 = np.maximum(np.diagonal(cov) if cov.ndim == 2 else cov, reg_covar)
+    ratio = np.divide(mean ** 2, spread2, out=np.zeros_like(spread2), where=spread2 > 0)
     far = np.flatnonzero(ratio > FAR_FROM_ORIGIN)
     if far.size:
         worst = float(np.max(ratio[far]))
-        digits = max(0, int(16 - np.log10(worst))) if np.isfinite(worst) else 0
+        digits = max(0, int(16 - np.log10(worst)))
         warnings.warn(f"feature(s) {far[:10].tolist()} have a mean about {np.sqrt(worst):.0e} times their "
                       f"spread: gmmext's statistics are plain float64 sums, whose variances keep about "
                       f"{digits} significant digits there; centre the features first (e.g. "

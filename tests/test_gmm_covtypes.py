@@ -417,3 +417,5 @@ def test_fit_warns_on_features_far_from_the_origin():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         GaussianMixture(2, covariance_type="diag", random_state=0).fit(X + 1e6)
+        constant = np.c_[X, np.full(len(X), 5.0)]        # zero spread: not "far", reg_covar's business
+        GaussianMixture(2, covariance_type="diag", random_state=0).fit(constant)
