@@ -42,7 +42,7 @@ from ._blocked import ArraySource
 from ._init import DEFAULT_TOL, init_stats
 from ._mixture import GaussianMixture
 from ._sklearn_compat import Interval, StrOptions
-from ._stats import GMMStats
+from ._stats import MOMENTS_EPS, GMMStats
 
 __all__ = ["BayesianGaussianMixture"]
 
@@ -277,7 +277,7 @@ class BayesianGaussianMixture(GaussianMixture):
     def m_step(self, stats: GMMStats) -> "BayesianGaussianMixture":
         """Variational M-step from the E-step's statistics (scikit-learn's ``_m_step``).
 
-        ``nk = n + 10 eps``, ``xk = sum_x / nk`` and ``sk`` the ML covariances of the type plus
+        ``nk = n + 10 eps``, ``xk`` and ``sk`` the ML means and covariances of the type (:meth:`GMMStats.moments`, float64's eps) plus
         ``reg_covar`` give the Dirichlet (or stick-breaking Beta) posterior
         ``weight_concentration_``, ``mean_precision_ = beta_0 + nk``, ``means_ = (beta_0 m_0 + nk
         xk) / mean_precision_`` and the Wishart's ``degrees_of_freedom_`` / ``covariances_``
@@ -300,7 +300,7 @@ class BayesianGaussianMixture(GaussianMixture):
         stats = self._checked_stats(stats, dtype)
         eps = 10 * np.finfo(dtype).eps
         nk = stats.n + eps
-        xk, sk = kind.estimate(stats, eps)
+        xk, sk = kind.estimate(stats, MOMENTS_EPS)
         sk = sk + kind.regularisation(self.reg_covar, xk.shape[1])
         if self.weight_concentration_prior_type == "dirichlet_process":
             wc = (1.0 + nk, self.weight_concentration_prior_ + np.hstack((np.cumsum(nk[::-1])[-2::-1], 0)))

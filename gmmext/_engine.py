@@ -93,6 +93,26 @@ def _to_raw(acc_s, acc_n, shift, n_threads: int = 1, full: bool = False):
     return acc_s[..., :D], triangle_to_matrix(acc_s[..., D:], D)
 
 
+def _consistent_scatter(n_pass, sx_pass, sxx, n, sx) -> np.ndarray:
+    """The pooled scatter ``sxx`` (R, 1, D, D) of :meth:`Engine._scatter`'s pass (with its own
+    ``n_pass`` (R, 1) and ``sx_pass`` (R, 1, D)) re-expressed with the E-step's zeroth and first
+    order ``n`` (R, K), ``sx`` (R, K, D): about the pass's mean ``c``, ``sxx + c d^T + d c^T -
+    dn c c^T`` with ``d = sum_k sx - sx_pass``, ``dn = sum_k n - n_pass``.
+
+    A frame's responsibilities sum to its weight only to rounding (in float32 with a bias: 1 +
+    2e-9 on average in ``tests/test_gmm_covtypes.py``), and the tied M-step subtracts ``sum_k
+    n_k mu_k mu_k^T`` (about ``N |mean|**2``) from the scatter: mixing the two passes turned that
+    bias into ``2e-9 |mean|**2`` of variance (0.22 of a unit variance 1e4 off the origin).
+    Consistent statistics leave only the bias times the spread about ``c``.
+    """
+    c = sx_pass[:, 0] / np.where(n_pass > 0, n_pass, 1.0)                      # (R, D)
+    d = sx.sum(axis=1) - sx_pass[:, 0]
+    dn = n.sum(axis=1) - n_pass[:, 0]
+    cd = c[:, :, None] * d[:, None, :]
+    fix = cd + np.swapaxes(cd, 1, 2) - dn[:, None, None] * c[:, :, None] * c[:, None, :]
+    return sxx + fix[:, None]
+
+
 class Engine:
     """Per-thread buffers for one (dtype, D, K, chunk, threads, sparse limit, covariance type), allocated once.
 
@@ -131,8 +151,9 @@ class Engine:
         n_chunks = -(-n_rows // self.chunk)
         return max(1, min(self.threads, n_chunks))
 
-    def _scatter(self, segments, sample_weight, shift, T: int, per_segment: bool) -> np.ndarray:
-        """Pooled second order ``sum_i w_i x_i x_i^T``: (R, 1, D, D), R = U (per segment) or 1.
+    def _scatter(self, segments, sample_weight, shift, T: int, per_segment: bool) -> tuple:
+        """Pooled statistics ``(sum_i w_i (R, 1), sum_i w_i x_i (R, 1, D), sum_i w_i x_i x_i^T
+        (R, 1, D, D))``, R = U (per segment) or 1.
 
         One core pass with a one-component model in the full layout (zero M: every frame's
         responsibility is its weight), so the statistics are ``sum_i w_i [y, triu(y y^T)]``,
@@ -150,7 +171,8 @@ class Engine:
                          xx, L, S, acc_s, acc_n, acc_scalar)
         if not per_segment:
             acc_s, acc_n = acc_s.sum(axis=0, keepdims=True), acc_n.sum(axis=0, keepdims=True)
-        return _to_raw(acc_s, acc_n, shift, T, full=True)[1]
+        sx, sxx = _to_raw(acc_s, acc_n, shift, T, full=True)
+        return acc_n, sx, sxx
 
     def _whitened_stats(self, segments, sample_weight, mm: ModelMatrices, T: int,
                         per_segment: bool, second_order: bool = True, scatter: dict | None = None) -> list:
@@ -172,17 +194,18 @@ class Engine:
                              self.sparse_limit, per_segment, self.xx, self.L, self.S,
                              acc_s, acc_n, acc_scalar, mm.whiten)
             if not second_order:
-                sxx = None
+                pooled = None
             elif scatter is not None and not per_segment:
                 if "sxx" not in scatter:
                     scatter["sxx"] = self._scatter(segments, sample_weight, shift, T, False)
-                sxx = scatter["sxx"].copy()          # (1, 1, D, D): the caller may keep what it gets
+                pooled = scatter["sxx"]              # not changed below: the caller keeps it
             else:
-                sxx = self._scatter(segments, sample_weight, shift, T, per_segment)
+                pooled = self._scatter(segments, sample_weight, shift, T, per_segment)
         if not per_segment:
             acc_s, acc_n, acc_scalar = (a.sum(axis=0, keepdims=True) for a in (acc_s, acc_n, acc_scalar))
         sy = linalg.solve_triangular(mm.whiten.astype(np.float64), acc_s.reshape(-1, D).T, lower=True)
         sx = sy.T.reshape(acc_s.shape) + acc_n[..., None] * shift.astype(np.float64)
+        sxx = None if pooled is None else _consistent_scatter(*pooled, acc_n, sx)
         zeros = np.broadcast_to(np.float64(0.0), self.kind.stats_shape(K, D))
         return [GMMStats(acc_n[u], sx[u], zeros if sxx is None else sxx[u], acc_scalar[u, 0],
                          acc_scalar[u, 1]) for u in range(acc_n.shape[0])]

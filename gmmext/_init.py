@@ -305,6 +305,9 @@ def init_stats(src, init_params: str, K: int, kmeans_max_samples: int | str | No
         step = max(1, RANDOM_STEP_VALUES // max(K, 1))
         return random_resp_stats(src.stream(step), K, random_state, src.dtype, full)
     everything = N <= kmeans_max_samples or (init_params == "k-means++" and src.in_memory)
+    if not everything and kmeans_max_samples < K:
+        raise ValueError(f"kmeans_max_samples={kmeans_max_samples} is below n_components={K}: "
+                         f"init_params={init_params!r} needs at least one sampled row per component")
     idx = None if everything else sample_rows(N, kmeans_max_samples, random_state)
     sample, w = src.take(idx)
     if init_params == "kmeans":

@@ -31,7 +31,7 @@ from ._blas import one_blas_thread
 
 from ._init import DEFAULT_TOL, SAMPLE_EM_MAX_ITER, init_stats, sample_em_rows, sample_em_tol
 from ._sklearn_compat import Interval, StrOptions, _fit_context
-from ._stats import GMMStats
+from ._stats import MOMENTS_EPS, GMMStats
 from ._model import MixtureModel, settings_constraints
 from ._validation import check_stats, check_usable_parameters
 
@@ -45,6 +45,10 @@ DEGENERATE_FLOOR = 1e-3
 #: with on_degenerate "floor" / "reseed", a variance below this fraction of the data's (a collapse
 #: that rounding left positive) is degenerate too
 COLLAPSED = 1e-10
+#: ``(mean / spread)**2`` of a feature above which ``fit`` warns: the statistics are plain float64
+#: sums, so a variance ``sum_xx / n - mean**2`` is then known to ~1e-3 of itself at best
+#: (docs/mixture.md, "Data far from the origin")
+FAR_FROM_ORIGIN = 1e13
 
 
 class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
@@ -345,7 +349,8 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         scikit-learn's estimators per type (``_estimate_gaussian_covariances_*``), written on
         the statistics: full ``sum_xx_k / n_k - mu_k mu_k^T``; tied ``(sum_k sum_xx_k - sum_k
         n_k mu_k mu_k^T) / sum_k n_k``; diag ``sum_xx / n - mu**2``; spherical the mean over
-        dimensions of the diag one; then ``+ reg_covar`` on the (diagonal of the) covariance.
+        dimensions of the diag one (``n`` plus :data:`gmmext._stats.MOMENTS_EPS`); then ``+ reg_covar`` on
+        the (diagonal of the) covariance.
         """
         kind = self._kind
         stats = self._checked_stats(stats, dtype)
@@ -355,7 +360,7 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         prev = hasattr(self, "means_") and self.means_.shape == (K, D) \
             and np.shape(getattr(self, "covariances_", None)) == kind.shape(K, D)
         flags = self.update_params if prev else "wmc"        # frozen parameters need a model
-        means, cov = kind.estimate(stats, eps)
+        means, cov = kind.estimate(stats, MOMENTS_EPS)
         if "m" not in flags:                                 # covariances about the frozen means
             fixed = self.means_.astype(np.float64)
             cov = kind.about(cov, means, fixed, nk)
@@ -440,9 +445,9 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
     def m_step(self, stats: GMMStats) -> "GaussianMixture":
         """Maximum-likelihood update of all parameters from sufficient statistics.
 
-        ``weights_ = (n + 10 eps) / sum``, ``means_ = sum_x / (n + 10 eps)``,
-        ``covariances_ = max(sum_xx / (n + 10 eps) - means_**2, var_floor * global_var, 0) + reg_covar``
-        for "diag", where ``global_var`` is the data's per-dimension variance, read off the
+        ``weights_ = (n + 10 eps) / sum`` (eps of the model's dtype), ``means_ = sum_x / (n + e)``,
+        ``covariances_ = max(sum_xx / (n + e) - means_**2, var_floor * global_var, 0) + reg_covar``
+        for "diag" (``e`` = 10 eps of float64, the M-step's dtype: :data:`gmmext._stats.MOMENTS_EPS`), where ``global_var`` is the data's per-dimension variance, read off the
         statistics with the same formula (``stats.pooled().moments()``); the other types use
         scikit-learn's estimator of their type (see ``_params_from_stats``), the floor being
         ``var_floor`` times the global variance averaged over dimensions for "spherical" and,
@@ -606,6 +611,10 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-sample weights; an integer weight acts like repeating the row
             in the statistics (the initialisation draws rows, so it is not repetition there).
+            Their scale does not matter while the total weight is above about 1e-9 (the M-step
+            adds scikit-learn's absolute ``10 eps`` to every occupancy: with the weights of
+            600 rows scaled to a total of 8.6e-10 the means moved by 2e-5, at 8.6e-12 by
+            2e-3); rescale tinier weights (e.g. to a mean of 1).
 
         Returns
         -------
@@ -723,7 +732,10 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
                 self._em_iter = n_iter
-                lower_bound = self._em_iteration(e_step())
+                stats = e_step()
+                if init == 0 and n_iter == 1:
+                    _warn_far_from_origin(stats, self.reg_covar)
+                lower_bound = self._em_iteration(stats)
                 current.append(lower_bound)
                 change = lower_bound - prev
                 self._verbose_iter_end(n_iter, change)
@@ -821,6 +833,25 @@ class GaussianMixture(MixtureModel, DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = self.missing == "marginalize"
         return tags
+
+
+def _warn_far_from_origin(stats: GMMStats, reg_covar: float) -> None:
+    """Warn when a feature's mean is so far from the origin, relative to its spread, that the
+    float64 statistics' variances keep few digits (:data:`FAR_FROM_ORIGIN`; at 1e8 times the
+    spread a "diag" fit is silently wrong): centring the features is the fix (README).  The
+    spread counts as at least ``reg_covar``, which every variance gets anyway; a feature of zero
+    spread (constant) is not one of these."""
+    mean, cov = (a[0] for a in stats.pooled().moments())
+    spread2 = np.maximum(np.diagonal(cov) if cov.ndim == 2 else cov, reg_covar)
+    ratio = np.divide(mean ** 2, spread2, out=np.zeros_like(spread2), where=spread2 > 0)
+    far = np.flatnonzero(ratio > FAR_FROM_ORIGIN)
+    if far.size:
+        worst = float(np.max(ratio[far]))
+        digits = max(0, int(16 - np.log10(worst)))
+        warnings.warn(f"feature(s) {far[:10].tolist()} have a mean about {np.sqrt(worst):.0e} times their "
+                      f"spread: gmmext's statistics are plain float64 sums, whose variances keep about "
+                      f"{digits} significant digits there; centre the features first (e.g. "
+                      "sklearn.preprocessing.StandardScaler)", UserWarning)
 
 
 def _check_fitted_usable(weights, means, covariances, dtype, kind: cv.CovarianceType,

@@ -275,8 +275,8 @@ class MixtureModel:
             X = self._validate_X(X, reset=False)
             if not allow_missing and self._has_missing(X):
                 raise ValueError(f"Input X contains NaN: {type(self).__name__} marginalises missing "
-                                 "values in fit, partial_fit, accumulate, score_samples, score, "
-                                 "predict and predict_proba only.")
+                                 "values in fit, fit_predict, partial_fit, accumulate, score_samples, "
+                                 "score, predict, predict_proba and component_log_likelihood only.")
         else:
             check_trusted(X, self.n_features_in_)
         return X.astype(self._compute_dtype(X), copy=False)
@@ -526,8 +526,9 @@ class MixtureModel:
                 arrays.append(a)
                 continue
             a = np.asarray(a)
-            if a.dtype not in (np.float32, np.float64):
+            if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
                 raise ValueError(f"segment {u}: dtype {a.dtype}, expected float32 or float64")
+            a = a.astype(a.dtype.newbyteorder("="), copy=False)     # the machine's byte order
             if a.ndim != 2:
                 raise ValueError(f"segment {u}: expected a 2-D array (n_frames, {D}), got shape {a.shape}")
             if a.shape[1] != D:

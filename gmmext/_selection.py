@@ -246,25 +246,33 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         return best, best_ll
 
     # ------------------------------------------------------------------ the selected model
+    def _checked(self, X):
+        """X validated at this estimator's boundary as scikit-learn validates it for a fitted
+        estimator (``validate_data``: feature names against fit's, the number of features,
+        finiteness, this class's name in the messages); the selected model then trusts it
+        (``check_input=False``: no second scan)."""
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+
     def predict(self, X: ArrayLike) -> np.ndarray:
         """``best_estimator_.predict(X)``: the most probable component, (n_samples,) int64."""
-        check_is_fitted(self)
-        return self.best_estimator_.predict(X)
+        X = self._checked(X)
+        return self.best_estimator_.predict(X, check_input=False)
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """``best_estimator_.predict_proba(X)``: (n_samples, n_components_)."""
-        check_is_fitted(self)
-        return self.best_estimator_.predict_proba(X)
+        X = self._checked(X)
+        return self.best_estimator_.predict_proba(X, check_input=False)
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
         """``best_estimator_.score_samples(X)``: log p(x) in nats, (n_samples,)."""
-        check_is_fitted(self)
-        return self.best_estimator_.score_samples(X)
+        X = self._checked(X)
+        return self.best_estimator_.score_samples(X, check_input=False)
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
         """Average log-likelihood per sample under the selected model (nats)."""
-        check_is_fitted(self)
-        return self.best_estimator_.score(X)
+        X = self._checked(X)
+        return self.best_estimator_.score(X, check_input=False)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``best_estimator_.sample(n_samples)``: X (n_samples, n_features) and labels."""

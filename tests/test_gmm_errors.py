@@ -41,6 +41,20 @@ def test_fewer_samples_than_components():
         GaussianMixture(5, covariance_type="diag").fit(np.random.default_rng(0).normal(size=(4, 2)))
 
 
+@pytest.mark.parametrize("init", ["kmeans", "k-means++"])
+def test_fewer_sampled_rows_than_components_names_kmeans_max_samples(init, tmp_path):
+    # KMeans on 2 sampled rows for 3 components: scikit-learn's KMeans said only "n_samples=2
+    # should be >= n_clusters=3", naming neither the parameter nor the 600 rows given
+    X = np.random.default_rng(0).normal(size=(600, 2))
+    if init == "k-means++":                 # in memory it runs on every row; a memmap samples
+        path = tmp_path / "x.npy"
+        np.save(path, X)
+        X = np.load(path, mmap_mode="r")
+    with pytest.raises(ValueError, match="kmeans_max_samples=2 is below n_components=3"):
+        GaussianMixture(3, init_params=init, kmeans_max_samples=2).fit(X)
+    assert GaussianMixture(3, init_params=init, kmeans_max_samples=3, random_state=0).fit(X).n_iter_ >= 1
+
+
 @pytest.mark.parametrize("sw,match", [
     (-np.ones(50), "[Nn]egative"), (np.full(50, np.nan), "NaN"), (np.full(50, np.inf), "infinity"),
     (np.zeros(50), "non-zero"), (np.ones(49), "shape|length|samples")])

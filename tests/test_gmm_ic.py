@@ -94,3 +94,37 @@ def test_candidate_start_is_gaussian_mixtures_on_large_data(cov):
         np.testing.assert_allclose(ic.means_, gm.means_, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(ic.covariances_, gm.covariances_, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(ic.weights_, gm.weights_, rtol=1e-9, atol=1e-12)
+
+
+def _outcome(fn):
+    """(warnings' messages, the exception's type and message or None) of one call."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fn()
+            err = None
+        except ValueError as e:
+            err = str(e)
+    return [str(w.message) for w in caught], err
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score"])
+def test_selected_model_checks_feature_names_as_sklearn(method):
+    # Independent reference: scikit-learn's own GaussianMixture fitted on the same DataFrame,
+    # its messages naming the estimator that was called. Before, the selected model (fitted on
+    # an ndarray) answered: no warning for an ndarray, a warning "X has feature names, but
+    # GaussianMixture was fitted without feature names" for renamed columns (not the ValueError).
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 4]
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    ic = GaussianMixtureIC(max_components=2, covariance_type="diag", random_state=0).fit(df)
+    sk = SkGMM(2, covariance_type="diag", random_state=0).fit(df)
+    np.testing.assert_array_equal(ic.feature_names_in_, sk.feature_names_in_)
+    for data in (X, df.rename(columns={"a": "z"}), X[:, :2], df):
+        got = _outcome(lambda: getattr(ic, method)(data))
+        want = _outcome(lambda: getattr(sk, method)(data))
+        name = lambda o: ([m.replace("GaussianMixture", "GaussianMixtureIC") for m in o[0]],
+                          o[1] and o[1].replace("GaussianMixture", "GaussianMixtureIC"))
+        assert got == name(want)

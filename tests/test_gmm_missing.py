@@ -97,6 +97,7 @@ def test_densities_are_scipys_on_the_observed_coordinates(cov_type):
     np.testing.assert_allclose(gm.predict_proba(X), np.exp(ref - logsumexp(ref, axis=1, keepdims=True)),
                                atol=1e-10)
     np.testing.assert_array_equal(gm.predict(X), ref.argmax(axis=1))
+    np.testing.assert_allclose(gm.component_log_likelihood(X), ref, rtol=1e-10)
     full = X[~np.isnan(X).any(axis=1)]
     np.testing.assert_allclose(gm.score_samples(X)[~np.isnan(X).any(axis=1)], gm.score_samples(full), rtol=1e-12)
 
@@ -113,3 +114,5 @@ def test_refusals():
     gm = GaussianMixture(2, covariance_type="diag", missing="marginalize", random_state=0).fit(_data())
     with pytest.raises(ValueError, match="NaN"):
         gm.top_components(_data(), 1)
+    with pytest.raises(ValueError, match="NaN: .* component_log_likelihood only"):
+        gm.bic(_data())

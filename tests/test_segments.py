@@ -157,6 +157,18 @@ def test_mixed_dtypes_are_computed_in_float64():
     _close(st, _direct(gm, np.concatenate(segs)), 1e-10)
 
 
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_non_native_byte_order_segments_are_their_values(dtype, rtol):
+    # A big-endian float64 array (from another platform's file) is float64: every other method
+    # takes it (scikit-learn's check_array converts it); segments said "dtype >f8, expected
+    # float32 or float64". Independent: scipy's statistics of the same values.
+    gm = _model(dtype)
+    segs = [a.astype(np.dtype(dtype).newbyteorder(">")) for a in _segments(dtype)]
+    for st, a in zip(gm.accumulate_segments(segs), segs):
+        _close(st, _direct(gm, a), rtol)
+    _close(gm.accumulate(segs), _direct(gm, np.concatenate(segs)), rtol)
+
+
 @pytest.mark.parametrize("bad,match", [
     (np.zeros(4), r"segment 1: expected a 2-D array \(n_frames, 4\), got shape \(4,\)"),
     (np.zeros((3, 5)), r"segment 1: X has 5 features, but GaussianMixture is expecting 4 features"),
