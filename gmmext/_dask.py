@@ -282,7 +282,11 @@ def dask_accumulate(gm: FittedMixture, parts: Any, sample_weight: Any = None, *,
         return DaskSource(parts, sample_weight, n_threads).reduce(stats_task, params)
     if sample_weight is not None:
         raise ValueError("sample_weight is only supported with a dask array 'parts'")
-    import dask
+    try:
+        import dask
+    except ImportError:
+        raise ImportError("dask_accumulate runs on Dask, which is not installed: "
+                          "pip install 'gmmext[dask]'") from None
     parts = list(parts)
     if not parts:
         raise ValueError("no data parts to accumulate")

@@ -357,7 +357,6 @@ def test_tied_fit_computes_the_pooled_scatter_once_and_equals_sklearn(monkeypatc
     np.testing.assert_allclose(gm.accumulate(X[:300]).sum_xx[0], direct, rtol=1e-10)
 
 
-
 @pytest.mark.parametrize("cov", TYPES)
 def test_float32_m_step_far_from_the_origin_is_the_centred_covariance(cov):
     # Statistics of data 1e4 off the origin with unit spreads, made by numpy in float64 from

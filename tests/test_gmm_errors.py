@@ -124,3 +124,13 @@ def test_zero_reg_covar_on_collapsed_component_is_a_clear_error():
         GaussianMixture(2, reg_covar=0.0, random_state=0, covariance_type="diag").fit(X)
     gm = GaussianMixture(2, reg_covar=0.0, var_floor=0.01, random_state=0, covariance_type="diag").fit(X)
     assert np.all(gm.covariances_ > 0)
+
+
+def test_dask_accumulate_without_dask_names_the_extra(monkeypatch):
+    # without Dask, a list of parts failed with a bare "No module named 'dask'"
+    import sys
+    from gmmext import dask_accumulate
+    gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(np.random.default_rng(0).normal(size=(40, 2)))
+    monkeypatch.setitem(sys.modules, "dask", None)          # what an environment without Dask gives
+    with pytest.raises(ImportError, match=r"pip install 'gmmext\[dask\]'"):
+        dask_accumulate(gm, [np.zeros((3, 2))])
